@@ -1,0 +1,1 @@
+"""One package per Lambda function; each has a thin handler.py over plain logic."""

@@ -1,0 +1,1 @@
+"""The CDK app: one construct per concern (network, data, messaging, state, api, consumers, workers, schedules, observability)."""

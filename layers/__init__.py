@@ -1,0 +1,1 @@
+"""Lambda layer requirement sets and their docker-free build."""

@@ -1,0 +1,65 @@
+"""Message envelope shared by every queue contract (see ../shared/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+CONTRACT_VERSION: Literal["1"] = "1"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    """Base for every DTO on the wire: unknown fields are kept (forward compatible)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class QueueMeta(Contract):
+    """Envelope metadata carried by every message."""
+
+    version: Annotated[Literal["1"], Field(description="Contract version; '1' today.")] = CONTRACT_VERSION
+    correlation_id: Annotated[
+        str, Field(description="Carried end to end into every log line of the work it starts.")
+    ] = Field(default_factory=new_id)
+    timestamp: Annotated[AwareDatetime, Field(description="When the message was created, UTC.")] = Field(
+        default_factory=utc_now
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+class BaseMessage(QueueMeta):
+    """A unit of work put on a queue."""
+
+    request_id: Annotated[str, Field(description="Identifies this request; results echo it.")] = Field(
+        default_factory=new_id
+    )
+    callback_stream: Annotated[
+        str | None, Field(description="Where progress events for this work go, e.g. task_progress:{task_id}.")
+    ] = None
+
+
+ResultStatus = Literal["success", "failed", "error"]
+
+
+class BaseResult(Contract):
+    """The outcome of a unit of work."""
+
+    request_id: Annotated[str, Field(description="The request_id of the message this answers.")]
+    status: Annotated[ResultStatus, Field(description="success | failed | error")]
+    error: Annotated[str | None, Field(description="Why it failed, in plain words.")] = None
+    duration_ms: Annotated[int | None, Field(ge=0, description="Wall time of the work.")] = None

@@ -1,0 +1,114 @@
+"""Job queue messages and their results (engineering, deploy, scaffolder, provisioner, ansible)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from shared.contracts.base import BaseMessage, BaseResult
+
+MAX_DEPLOY_FIX_ATTEMPTS = 2
+
+FixAttempt = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_DEPLOY_FIX_ATTEMPTS,
+        description="Round of the deploy -> engineering fix loop (added from later seed versions; capped).",
+    ),
+]
+
+
+class EngineeringMessage(BaseMessage):
+    """`engineering:queue`: implement a task's spec in the project's repository."""
+
+    task_id: Annotated[str, Field(description="The task this work belongs to.")]
+    project_id: Annotated[str, Field(description="The project to work on.")]
+    user_id: Annotated[int, Field(description="Telegram user id of the requester.")]
+    deploy_fix_attempt: FixAttempt = 0
+
+
+class EngineeringResult(BaseResult):
+    """Stored as an engineering task's result."""
+
+    files_changed: list[str] = Field(default_factory=list, description="Paths changed by the work.")
+    commit_sha: str | None = Field(default=None, description="Commit holding the work.")
+    branch: str | None = Field(default=None, description="Branch the commit was pushed to.")
+    pr_url: str | None = Field(
+        default=None, description="Pull request URL where the repo host supports PRs (added field)."
+    )
+
+
+class DeployMessage(BaseMessage):
+    """`deploy:queue`: deploy a project to a server."""
+
+    task_id: Annotated[str, Field(description="The task this work belongs to.")]
+    project_id: Annotated[str, Field(description="The project to deploy.")]
+    user_id: Annotated[int, Field(description="Telegram user id of the requester.")]
+    deploy_fix_attempt: FixAttempt = 0
+
+
+class DeployResult(BaseResult):
+    """Stored as a deploy task's result."""
+
+    deployed_url: str | None = Field(default=None, description="Where the service answers.")
+    server_ip: str | None = Field(default=None, description="Address of the server.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port the service listens on.")
+
+
+class ScaffolderMessage(BaseMessage):
+    """`scaffolder:queue`: render the project template into a new repository."""
+
+    project_id: Annotated[str, Field(description="The project to scaffold.")]
+    repo_full_name: Annotated[str, Field(description="Repository as owner/repo.")]
+    project_name: Annotated[str, Field(description="The project's name.")]
+    modules: list[str] = Field(
+        default_factory=list, description='Template modules, e.g. ["backend", "telegram"].'
+    )
+
+
+class ProvisionerMessage(BaseMessage):
+    """`provisioner:queue`: prepare (or repair) a server."""
+
+    server_handle: Annotated[str, Field(description="Handle of the server.")]
+    force_reinstall: bool = Field(default=False, description="Reinstall base packages even if present.")
+    is_recovery: bool = Field(default=False, description="Provisioning after the server was lost.")
+
+
+class ProvisionerResult(BaseResult):
+    """Outcome of a provisioning run."""
+
+    server_handle: str
+    server_ip: str | None = None
+    services_redeployed: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+class AnsibleDeployMessage(BaseMessage):
+    """`ansible:deploy:queue`: run the deploy playbook. Secrets travel by reference only."""
+
+    job_type: Literal["deploy"] = "deploy"
+    project_id: str
+    project_name: Annotated[str, Field(description="snake_case project name.")]
+    repo_full_name: str
+    server_ip: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    modules: list[str] = Field(default_factory=list)
+    github_token_ref: Annotated[
+        str | None, Field(description="Reference (secret://...) to the repo token, never the token.")
+    ] = None
+    secrets_ref: Annotated[
+        str | None, Field(description="Reference to the project's secrets, never their values.")
+    ] = None
+
+
+class AnsibleDeployResult(BaseResult):
+    """Outcome of an ansible deploy run; output tails only on failure."""
+
+    deployed_url: str | None = None
+    server_ip: str | None = None
+    port: int | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_code: int | None = None

@@ -1,0 +1,117 @@
+"""`worker:commands` and `worker:responses`: the worker manager's contract."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from shared.contracts.base import Contract, QueueMeta, new_id
+
+DEFAULT_WORKER_TIMEOUT_S = 1800
+
+
+class WorkerConfig(Contract):
+    """How to build a worker."""
+
+    name: Annotated[str, Field(min_length=1, description="Human-readable worker name.")]
+    agent: Annotated[
+        str, Field(min_length=1, description="claude-code | factory-droid | codex | command (more allowed).")
+    ]
+    capabilities: list[str] = Field(default_factory=list, description='e.g. ["git", "github", "python"].')
+    env_vars: dict[str, str] = Field(
+        default_factory=dict, description="Environment for the worker: secret *references*, never values."
+    )
+    mount_session_volume: bool = False
+    allowed_commands: list[str] = Field(default_factory=list, description="Commands the agent may run.")
+    instructions: str | None = Field(
+        default=None, description="Injected as CLAUDE.md (Claude) or AGENTS.md (others)."
+    )
+
+
+class _Command(QueueMeta):
+    request_id: str = Field(default_factory=new_id)
+
+
+class CreateWorkerCommand(_Command):
+    command: Literal["create"] = "create"
+    config: WorkerConfig
+    context: dict[str, str] = Field(default_factory=dict)
+
+
+class SendMessageCommand(_Command):
+    command: Literal["send_message"] = "send_message"
+    worker_id: str
+    message: str
+    timeout: Annotated[int, Field(gt=0, description="Seconds the agent may work.")] = DEFAULT_WORKER_TIMEOUT_S
+
+
+class SendFileCommand(_Command):
+    command: Literal["send_file"] = "send_file"
+    worker_id: str
+    path: Annotated[str, Field(min_length=1, description="Path inside the worker.")]
+    content: str
+
+
+class DeleteWorkerCommand(_Command):
+    command: Literal["delete"] = "delete"
+    worker_id: str
+
+
+WorkerCommand = Annotated[
+    CreateWorkerCommand | SendMessageCommand | SendFileCommand | DeleteWorkerCommand,
+    Field(discriminator="command"),
+]
+
+
+class _Response(QueueMeta):
+    request_id: str
+    success: bool
+    error: str | None = None
+
+
+class CreateWorkerResponse(_Response):
+    """`command` is an added field: it lets consumers tell responses apart."""
+
+    command: Literal["create"] = "create"
+    worker_id: str | None = None
+
+
+class SendMessageResponse(_Response):
+    command: Literal["send_message"] = "send_message"
+    worker_id: str | None = None
+    response: str | None = Field(default=None, description="The agent's final answer.")
+
+
+class SendFileResponse(_Response):
+    """Added: acknowledges a send_file command."""
+
+    command: Literal["send_file"] = "send_file"
+    worker_id: str | None = None
+
+
+class DeleteWorkerResponse(_Response):
+    command: Literal["delete"] = "delete"
+    worker_id: str | None = None
+
+
+def _response_kind(value: Any) -> str | None:
+    """Legacy responses carry no `command`: infer it from the fields they do carry."""
+    if isinstance(value, dict):
+        if "command" in value:
+            return str(value["command"])
+        if "response" in value:
+            return "send_message"
+        if value.get("worker_id") is not None and "path" not in value:
+            return "create"
+        return "delete"
+    return getattr(value, "command", None)
+
+
+WorkerResponse = Annotated[
+    Annotated[CreateWorkerResponse, Tag("create")]
+    | Annotated[SendMessageResponse, Tag("send_message")]
+    | Annotated[SendFileResponse, Tag("send_file")]
+    | Annotated[DeleteWorkerResponse, Tag("delete")],
+    Discriminator(_response_kind),
+]

@@ -1,0 +1,11 @@
+"""The benchmarks run (at a small size) in the suite so they cannot rot; only correctness is asserted."""
+
+from __future__ import annotations
+
+from tests.benchmarks.bench_local_queue import run
+
+
+def test_local_queue_benchmark_runs_and_sees_no_duplicates() -> None:
+    rows = run(300)
+    drains = [r for r in rows if r["received"] is not None]
+    assert drains and all(r["received"] == 300 and r["duplicates"] == 0 for r in drains)
