@@ -83,7 +83,21 @@ class QueueSettings(HomeSettings):
         return (self.queue_file or self.home / "queue.db").expanduser()
 
 
-class Settings(QueueSettings, DatabaseSettings, AwsSettings, ObservabilitySettings):
+class SecretsSettings(HomeSettings):
+    secrets_backend: Annotated[
+        Literal["local", "aws"], Field(description="local (file in ORCH_HOME) or aws (Secrets Manager).")
+    ] = "local"
+    secrets_prefix: Annotated[
+        str, Field(pattern=r"^[A-Za-z0-9_/-]{1,64}$", description="Secrets Manager names are <prefix>/<path>.")
+    ] = "orch"
+    secrets_file: Annotated[Path | None, Field(description="Local store; default $ORCH_HOME/secrets.json.")] = None
+
+    @property
+    def effective_secrets_file(self) -> Path:
+        return (self.secrets_file or self.home / "secrets.json").expanduser()
+
+
+class Settings(QueueSettings, DatabaseSettings, SecretsSettings, AwsSettings, ObservabilitySettings):
     """Everything, for the CLI and the embedded stack."""
 
 

@@ -1,0 +1,313 @@
+"""API bodies (DTOs): what the HTTP API accepts and returns. The ORM never leaves functions/api.
+
+The CLI, the bot and the consumers use these through `shared.api_client.ApiClient`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+Slug = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$"),
+    Field(description="Lowercase letters, digits and '-', 2-63 chars, starting with a letter.", examples=["blog"]),
+]
+Handle = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9._-]*$"),
+    Field(description="Server handle: lowercase letters, digits, '.', '_' and '-'.", examples=["localhost"]),
+]
+SecretName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Z][A-Z0-9_]*$"),
+    Field(description="Environment-variable style name, e.g. TELEGRAM_BOT_TOKEN."),
+]
+Module = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
+class Dto(BaseModel):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+class Out(BaseModel):
+    """Responses: tolerant of fields added by newer servers."""
+
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+
+class ProjectStatus(StrEnum):
+    DRAFT = "draft"
+    SCAFFOLDING = "scaffolding"
+    SCAFFOLDED = "scaffolded"
+    SCAFFOLD_FAILED = "scaffold_failed"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class TaskType(StrEnum):
+    ENGINEERING = "engineering"
+    DEPLOY = "deploy"
+    SCAFFOLD = "scaffold"
+    PROVISION = "provision"
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    WAITING_INPUT = "WAITING_INPUT"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class ErrorBody(Out):
+    """Every 4xx/5xx answer."""
+
+    code: Annotated[str, Field(description="Stable machine code, e.g. not_found, conflict, validation_error.")]
+    message: Annotated[str, Field(description="What went wrong, for a person.")]
+    fields: list[str] = Field(default_factory=list, description="Offending field names (validation errors).")
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- health -------------------------------------------------------------------------------
+
+
+class Health(Out):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable", "schema_out_of_date"]
+    schema_revision: str | None = None
+    expected_revision: str | None = None
+    version: str
+
+
+# -- projects -----------------------------------------------------------------------------
+
+
+class ProjectCreate(Dto):
+    name: Slug
+    description: Annotated[str, Field(max_length=4000)] = ""
+    modules: list[Module] = Field(default_factory=lambda: ["backend"], max_length=16)
+    agent: Annotated[str | None, Field(max_length=64, description="Default coding agent for this project.")] = None
+
+
+class ProjectUpdate(Dto):
+    description: Annotated[str | None, Field(max_length=4000)] = None
+    modules: list[Module] | None = Field(default=None, max_length=16)
+    agent: Annotated[str | None, Field(max_length=64)] = None
+    repo_url: Annotated[str | None, Field(max_length=1000)] = None
+    status: ProjectStatus | None = None
+
+
+class Project(Out):
+    id: str
+    name: str
+    description: str
+    modules: list[str]
+    agent: str | None
+    repo_url: str | None
+    status: ProjectStatus
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+class EngineeringStart(Dto):
+    spec: Annotated[str, Field(min_length=1, max_length=100_000, description="What to build.")]
+    agent: Annotated[str | None, Field(max_length=64)] = None
+
+
+class DeployStart(Dto):
+    server: Handle
+
+
+class Task(Out):
+    id: str
+    project_id: str
+    user_id: str
+    type: TaskType
+    status: TaskStatus
+    spec: str | None
+    attempt: int
+    result: dict[str, Any] | None
+    error: str | None
+    correlation_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    params: dict[str, Any] = Field(default_factory=dict, description="Type-specific inputs, e.g. server, agent.")
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for the next page.")
+
+
+class TaskEvent(Out):
+    seq: int = Field(description="Order within the task; pass the last one as ?after=.")
+    task_id: str
+    type: Literal["started", "progress", "completed", "failed"]
+    message: str
+    progress_pct: int | None
+    current_step: str | None
+    error: str | None
+    error_type: str | None
+    timestamp: datetime
+
+
+# -- internal (service scope) ------------------------------------------------------------
+
+
+class TaskClaim(Dto):
+    worker: Annotated[str | None, Field(max_length=200, description="Who claims it (function, host).")] = None
+
+
+class TaskComplete(Dto):
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskFail(Dto):
+    error: Annotated[str, Field(min_length=1, max_length=20_000)]
+    result: dict[str, Any] | None = None
+
+
+class TaskWait(Dto):
+    reason: Annotated[str, Field(min_length=1, max_length=4000, description="What input is needed.")]
+
+
+class EventAppend(Dto):
+    events: list[dict[str, Any]] = Field(
+        min_length=1, max_length=100, description="ProgressEvent bodies (task_id is taken from the path)."
+    )
+
+
+class WorkerRecord(Dto):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    task_id: str | None = None
+    agent: Annotated[str, Field(max_length=64)]
+    runtime_handle: Annotated[str | None, Field(max_length=512)] = None
+    status: Literal["STARTING", "RUNNING", "STOPPED", "FAILED"] = "STARTING"
+
+
+class WorkerUpdate(Dto):
+    status: Literal["STARTING", "RUNNING", "STOPPED", "FAILED"]
+    runtime_handle: Annotated[str | None, Field(max_length=512)] = None
+    exit_reason: Annotated[str | None, Field(max_length=4000)] = None
+
+
+class Worker(Out):
+    id: str
+    task_id: str | None
+    agent: str
+    runtime_handle: str | None
+    status: str
+    exit_reason: str | None
+    started_at: datetime
+    stopped_at: datetime | None
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+class ServerCreate(Dto):
+    handle: Handle
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")]
+    ssh_user: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_-]*$")] = "root"
+    ssh_key_ref: Annotated[str | None, Field(max_length=512, description="secret://... reference to the key.")] = (
+        None
+    )
+    ssh_private_key: Annotated[
+        str | None, Field(max_length=20_000, description="Write-only: stored via the secrets port, never returned.")
+    ] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Server(Out):
+    id: str
+    handle: str
+    host: str
+    ssh_user: str
+    ssh_key_ref: str | None
+    status: str
+    labels: dict[str, str]
+    owner_id: str
+    created_at: datetime
+
+
+class PortRequest(Dto):
+    project_id: str
+    port: Annotated[int | None, Field(ge=1024, le=65535, description="A specific port; default: lowest free.")] = (
+        None
+    )
+
+
+class PortAllocation(Out):
+    server_handle: str
+    port: int
+    project_id: str
+    created_at: datetime
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+class SecretPut(Dto):
+    value: Annotated[str, Field(min_length=1, max_length=64_000, description="Write-only; never returned.")]
+
+
+class SecretInfo(Out):
+    name: str
+    reference: str
+    updated_at: datetime
+
+
+# -- users and keys -----------------------------------------------------------------------
+
+
+class UserCreate(Dto):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    telegram_id: Annotated[int | None, Field(gt=0)] = None
+    is_admin: bool = False
+
+
+class User(Out):
+    id: str
+    name: str
+    telegram_id: int | None
+    is_admin: bool
+    created_at: datetime
+
+
+Scope = Literal["user", "admin", "service"]
+
+
+class ApiKeyCreate(Dto):
+    name: Annotated[str, Field(max_length=200)] = "cli"
+    scopes: list[Scope] = Field(default_factory=lambda: ["user"], min_length=1)
+
+
+class ApiKey(Out):
+    id: str
+    user_id: str
+    name: str
+    prefix: str = Field(description="First characters of the key, to recognise it; the key itself is never stored.")
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The key. Shown once: store it now.")
