@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli import commands_contracts, commands_queue
+from cli import commands_contracts, commands_db, commands_queue
 from cli.errors import CliError, ExitCode
 from cli.output import print_error
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(commands_contracts.app, name="contracts")
 app.add_typer(commands_queue.app, name="queue")
+app.add_typer(commands_db.app, name="db")
 
 
 def main() -> None:

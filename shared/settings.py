@@ -88,9 +88,12 @@ class SecretsSettings(HomeSettings):
         Literal["local", "aws"], Field(description="local (file in ORCH_HOME) or aws (Secrets Manager).")
     ] = "local"
     secrets_prefix: Annotated[
-        str, Field(pattern=r"^[A-Za-z0-9_/-]{1,64}$", description="Secrets Manager names are <prefix>/<path>.")
+        str,
+        Field(pattern=r"^[A-Za-z0-9_/-]{1,64}$", description="Secrets Manager names are <prefix>/<path>."),
     ] = "orch"
-    secrets_file: Annotated[Path | None, Field(description="Local store; default $ORCH_HOME/secrets.json.")] = None
+    secrets_file: Annotated[
+        Path | None, Field(description="Local store; default $ORCH_HOME/secrets.json.")
+    ] = None
 
     @property
     def effective_secrets_file(self) -> Path:

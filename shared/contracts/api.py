@@ -16,7 +16,10 @@ T = TypeVar("T")
 Slug = Annotated[
     str,
     StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$"),
-    Field(description="Lowercase letters, digits and '-', 2-63 chars, starting with a letter.", examples=["blog"]),
+    Field(
+        description="Lowercase letters, digits and '-', 2-63 chars, starting with a letter.",
+        examples=["blog"],
+    ),
 ]
 Handle = Annotated[
     str,
@@ -73,7 +76,9 @@ class TaskStatus(StrEnum):
 class ErrorBody(Out):
     """Every 4xx/5xx answer."""
 
-    code: Annotated[str, Field(description="Stable machine code, e.g. not_found, conflict, validation_error.")]
+    code: Annotated[
+        str, Field(description="Stable machine code, e.g. not_found, conflict, validation_error.")
+    ]
     message: Annotated[str, Field(description="What went wrong, for a person.")]
     fields: list[str] = Field(default_factory=list, description="Offending field names (validation errors).")
     details: list[dict[str, Any]] = Field(default_factory=list)
@@ -97,7 +102,9 @@ class ProjectCreate(Dto):
     name: Slug
     description: Annotated[str, Field(max_length=4000)] = ""
     modules: list[Module] = Field(default_factory=lambda: ["backend"], max_length=16)
-    agent: Annotated[str | None, Field(max_length=64, description="Default coding agent for this project.")] = None
+    agent: Annotated[
+        str | None, Field(max_length=64, description="Default coding agent for this project.")
+    ] = None
 
 
 class ProjectUpdate(Dto):
@@ -148,7 +155,9 @@ class Task(Out):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
-    params: dict[str, Any] = Field(default_factory=dict, description="Type-specific inputs, e.g. server, agent.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Type-specific inputs, e.g. server, agent."
+    )
 
 
 class Page(Out, Generic[T]):
@@ -225,12 +234,15 @@ class Worker(Out):
 class ServerCreate(Dto):
     handle: Handle
     host: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")]
-    ssh_user: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_-]*$")] = "root"
-    ssh_key_ref: Annotated[str | None, Field(max_length=512, description="secret://... reference to the key.")] = (
-        None
-    )
+    ssh_user: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_-]*$")
+    ] = "root"
+    ssh_key_ref: Annotated[
+        str | None, Field(max_length=512, description="secret://... reference to the key.")
+    ] = None
     ssh_private_key: Annotated[
-        str | None, Field(max_length=20_000, description="Write-only: stored via the secrets port, never returned.")
+        str | None,
+        Field(max_length=20_000, description="Write-only: stored via the secrets port, never returned."),
     ] = None
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -249,9 +261,9 @@ class Server(Out):
 
 class PortRequest(Dto):
     project_id: str
-    port: Annotated[int | None, Field(ge=1024, le=65535, description="A specific port; default: lowest free.")] = (
-        None
-    )
+    port: Annotated[
+        int | None, Field(ge=1024, le=65535, description="A specific port; default: lowest free.")
+    ] = None
 
 
 class PortAllocation(Out):
@@ -294,16 +306,22 @@ class User(Out):
 Scope = Literal["user", "admin", "service"]
 
 
+def _default_scopes() -> list[Scope]:
+    return ["user"]
+
+
 class ApiKeyCreate(Dto):
     name: Annotated[str, Field(max_length=200)] = "cli"
-    scopes: list[Scope] = Field(default_factory=lambda: ["user"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=_default_scopes, min_length=1)
 
 
 class ApiKey(Out):
     id: str
     user_id: str
     name: str
-    prefix: str = Field(description="First characters of the key, to recognise it; the key itself is never stored.")
+    prefix: str = Field(
+        description="First characters of the key, to recognise it; the key itself is never stored."
+    )
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None

@@ -118,3 +118,17 @@ def test_contracts_export(cli: CliRunner, tmp_path: Path) -> None:
     assert len(json.loads(result.stdout)) == len(MODELS)
     schema = json.loads((tmp_path / "schemas" / "ProgressEvent.schema.json").read_text())
     assert schema["properties"]["type"]["enum"] == ["started", "progress", "completed", "failed"]
+
+
+def test_db_upgrade_migrates_the_configured_database(cli: CliRunner, tmp_path: Path) -> None:
+    first = cli("db", "upgrade", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["revision"] == "0001_initial"
+    assert (Path(os.environ["ORCH_HOME"]) / "orchestrator.db").exists()
+    again = cli("db", "upgrade")
+    assert again.returncode == 0 and "schema at 0001_initial" in again.stdout
+
+
+def test_db_upgrade_unreachable_is_exit_5(cli: CliRunner) -> None:
+    result = cli("db", "upgrade", "--database-url", "postgresql+pg8000://nobody@127.0.0.1:9/x")
+    assert result.returncode == 5 and result.stderr.startswith("error: cannot reach the database")

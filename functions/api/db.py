@@ -1,0 +1,112 @@
+"""Engines and sessions, made once per container (Lambda) or process (embedded).
+
+SQLite: WAL, foreign keys, and `BEGIN IMMEDIATE` so concurrent writers queue instead of
+failing. PostgreSQL: pg8000, small pool, `pool_pre_ping`; in AWS the password comes from the
+RDS-generated Secrets Manager secret (`ORCH_DATABASE_SECRET_REF`), resolved at cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from functions.api.migrations import HEAD_REVISION
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any exception."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            try:
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            except Exception:  # no table yet: nothing migrated
+                return None
+        return row[0] if row else None
+
+    def schema_is_current(self) -> bool:
+        return self.schema_revision() == HEAD_REVISION
+
+
+def url_from_rds_secret(secret_json: str, driver: str = "postgresql+pg8000") -> str:
+    """The RDS-generated secret ({username, password, host, port, dbname}) as a SQLAlchemy URL."""
+    data = json.loads(secret_json)
+    return URL.create(
+        driver,
+        username=data["username"],
+        password=data["password"],
+        host=data["host"],
+        port=int(data.get("port", 5432)),
+        database=data.get("dbname") or "postgres",
+    ).render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if url.get_backend_name() == "postgresql":
+        # Lambda: one container serves one request at a time; keep the pool tiny and check liveness.
+        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
+    return create_engine(url, pool_pre_ping=True)
+
+
+_databases: dict[str, Database] = {}
+_lock = threading.Lock()
+
+
+def get_database(database_url: str) -> Database:
+    """Cached per URL: created once per container."""
+    with _lock:
+        db = _databases.get(database_url)
+        if db is None:
+            engine = make_engine(database_url)
+            db = Database(engine, sessionmaker(engine, expire_on_commit=False))
+            _databases[database_url] = db
+        return db
+
+
+def dispose_all() -> None:
+    with _lock:
+        for db in _databases.values():
+            db.engine.dispose()
+        _databases.clear()

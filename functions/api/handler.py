@@ -1,0 +1,177 @@
+"""The API: API Gateway HTTP API (payload v2) -> Powertools resolver -> one Router per resource.
+
+Cold start imports only Powertools, pydantic, SQLAlchemy and the routers: no langgraph,
+aiogram, copier or ansible (a test enforces it).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.api import auth
+from functions.api.deps import ApiDeps, get_deps
+from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
+from functions.api.migrations import HEAD_REVISION
+from functions.api.routers import health, internal, projects, secrets, servers, tasks, users
+from shared.contracts.api import ErrorBody
+from shared.observability import correlation, get_logger
+
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+
+app = APIGatewayHttpResolver(enable_validation=True)
+logger = get_logger()
+
+
+def _error(status: int, code: str, message: str, fields: list[str] | None = None,
+           details: list[dict[str, Any]] | None = None) -> Response[Any]:  # fmt: skip
+    body = ErrorBody(code=code, message=message, fields=fields or [], details=details or [])
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json()
+    )
+
+
+@app.exception_handler(ApiError)
+def _api_error(exc: ApiError) -> Response[Any]:
+    return _error(exc.status, exc.code, exc.message, exc.fields)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Response[Any]:
+    fields, details = [], []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where = loc[0] if loc else "body"
+        name = ".".join(loc[1:]) or where
+        if err.get("type") == "json_invalid":
+            name = "body"
+        fields.append(name)
+        details.append(
+            {"field": name, "in": where, "type": err.get("type"), "message": err.get("msg", err.get("type"))}
+        )
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return _error(
+        422, "validation_error", f"invalid request: {summary}", list(dict.fromkeys(fields)), details
+    )
+
+
+@app.exception_handler(ResponseValidationError)
+def _bad_response(exc: ResponseValidationError) -> Response[Any]:
+    logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
+    return _error(500, "internal_error", "internal error: the response did not match its schema")
+
+
+@app.not_found
+def _not_found(exc: Exception) -> Response[Any]:
+    event = app.current_event
+    return _error(404, "no_route", f"no route for {event.http_method} {event.path}")
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response[Any]:
+    logger.exception("unhandled error")
+    return _error(
+        500, "internal_error", "internal error; the logs have the details under this correlation id"
+    )
+
+
+def _ensure_ready(deps: ApiDeps) -> None:
+    """Bootstrap the first admin and refuse service while the schema is behind the code."""
+    if deps.schema_ok:
+        return
+    with deps.lock:
+        if deps.schema_ok:
+            return
+        revision = deps.db.schema_revision()
+        if revision != HEAD_REVISION:
+            raise SchemaOutOfDate(
+                f"the database schema is at {revision or 'nothing'}, this API needs {HEAD_REVISION}: "
+                "run `orchestrator db upgrade`"
+            )
+        key = (
+            deps.settings.bootstrap_admin_key.get_secret_value()
+            if deps.settings.bootstrap_admin_key
+            else None
+        )
+        if key is None and deps.settings.bootstrap_admin_key_ref:
+            key = deps.secrets.get(deps.settings.bootstrap_admin_key_ref)
+        if key:
+            with deps.db.session() as session:
+                if auth.bootstrap_admin(session, key):
+                    logger.info("bootstrapped the first admin user")
+        deps.schema_ok = True
+
+
+def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Principal | None:
+    """Before routing, so a caller without a key learns nothing about a route's body schema."""
+    if event.get("rawPath") in PUBLIC_PATHS:
+        return None
+    deps = get_deps()
+    _ensure_ready(deps)
+    token = auth.bearer_token(headers.get("authorization"))
+    with deps.db.session() as session:
+        return auth.authenticate(session, token)
+
+
+def _error_result(exc: ApiError) -> dict[str, Any]:
+    body = ErrorBody(code=exc.code, message=exc.message, fields=exc.fields)
+    return {
+        "statusCode": exc.status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
+
+
+for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
+               internal.router):  # fmt: skip
+    app.include_router(router)
+
+OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}
+app.enable_swagger(path="/docs", **OPENAPI_INFO)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> Response[Any]:
+    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(**OPENAPI_INFO))
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(base64.b64decode(body, validate=False))
+    return len(body.encode("utf-8"))
+
+
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext | None, deps: ApiDeps | None = None
+) -> dict[str, Any]:
+    """Entry point for API Gateway (HTTP API, payload v2) and for the embedded stack's HTTP server."""
+    if deps is not None:
+        from functions.api.deps import set_deps
+
+        set_deps(deps)
+    request_id = (event.get("requestContext") or {}).get("requestId")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    with correlation(headers.get("x-correlation-id") or request_id):
+        limit = get_deps().settings.max_body_bytes
+        if _body_size(event) > limit:
+            return _error_result(PayloadTooLarge(f"request body is larger than {limit} bytes", ["body"]))
+        try:
+            caller = _authenticate(event, headers)
+        except (Unauthorized, SchemaOutOfDate) as exc:
+            return _error_result(exc)
+        except Exception:
+            logger.exception("authentication failed unexpectedly")
+            return _error_result(Unavailable("the database is not reachable right now; try again shortly"))
+        app.context.clear()
+        if caller is not None:
+            app.append_context(principal=caller)
+        return app.resolve(event, context)

@@ -1,0 +1,56 @@
+"""Helpers every router uses: the caller, a transaction, JSON responses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from functions.api.auth import Principal
+from functions.api.deps import get_deps
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def principal(router: APIGatewayHttpRouter) -> Principal:
+    found = router.context.get("principal")
+    assert isinstance(found, Principal), "auth middleware did not run"
+    return found
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    with get_deps().db.session() as session:
+        yield session
+
+
+def created(body: BaseModel | list[Any] | dict[str, Any], status: int = 201) -> Response[Any]:
+    """A JSON response with an explicit status (201 created, 202 accepted, ...)."""
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def dispatch_now(outbox_ids: list[int]) -> None:
+    """Publish what the request just committed; if this fails the scheduler's sweep publishes it later."""
+    from functions.api.services import outbox
+    from shared.observability import get_logger
+
+    deps = get_deps()
+    try:
+        outbox.dispatch(deps.db, deps.queue, ids=outbox_ids)
+    except Exception:
+        get_logger().exception(
+            "outbox dispatch failed; the sweep will retry", extra={"outbox_ids": outbox_ids}
+        )

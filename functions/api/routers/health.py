@@ -1,0 +1,35 @@
+"""GET /health: no auth; reports database reachability and schema state."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from functions.api.deps import get_deps
+from functions.api.migrations import HEAD_REVISION
+from functions.api.routers._common import created
+from shared.contracts.api import Health
+
+router = APIGatewayHttpRouter()
+VERSION = "0.1.0"
+
+
+@router.get("/health", summary="Liveness and database state", tags=["health"], response_description="Health")
+def health() -> Response[Health]:
+    db = get_deps().db
+    try:
+        revision = db.schema_revision()
+    except Exception:
+        body = Health(
+            status="degraded", database="unreachable", expected_revision=HEAD_REVISION, version=VERSION
+        )
+        return created(body, 503)
+    state = "ok" if revision == HEAD_REVISION else "schema_out_of_date"
+    body = Health(
+        status="ok" if state == "ok" else "degraded",
+        database=state,
+        schema_revision=revision,
+        expected_revision=HEAD_REVISION,
+        version=VERSION,
+    )
+    return created(body, 200 if state == "ok" else 503)

@@ -1,0 +1,142 @@
+"""/projects: a person's projects, and starting engineering / deploy tasks on them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from sqlalchemy import select
+
+from functions.api.errors import Conflict
+from functions.api.models import Project as ProjectRow
+from functions.api.models import new_id, utcnow
+from functions.api.routers._common import created, dispatch_now, principal, transaction
+from functions.api.services import lookup, tasks
+from shared.contracts.api import (
+    DeployStart,
+    EngineeringStart,
+    Project,
+    ProjectCreate,
+    ProjectStatus,
+    ProjectUpdate,
+    Task,
+    TaskType,
+)
+
+router = APIGatewayHttpRouter()
+TAGS = ["projects"]
+ProjectId = Annotated[str, Path(description="The project's id or its name.", max_length=63)]
+
+
+@router.get("/projects", summary="List projects", tags=TAGS)
+def list_projects() -> list[Project]:
+    caller = principal(router)
+    with transaction() as session:
+        stmt = select(ProjectRow).order_by(ProjectRow.created_at)
+        if not caller.sees_all():
+            stmt = stmt.where(ProjectRow.owner_id == caller.user_id)
+        return [Project.model_validate(p) for p in session.execute(stmt).scalars()]
+
+
+@router.post("/projects", summary="Create a project", tags=TAGS, responses={201: {"description": "Created"}})
+def create_project(body: ProjectCreate) -> Response[Project]:
+    caller = principal(router)
+    with transaction() as session:
+        if session.execute(select(ProjectRow.id).where(ProjectRow.name == body.name)).first():
+            raise Conflict(f"a project named {body.name!r} already exists", ["name"])
+        now = utcnow()
+        row = ProjectRow(
+            id=new_id(),
+            name=body.name,
+            description=body.description,
+            modules=list(dict.fromkeys(body.modules)),
+            agent=body.agent,
+            status=ProjectStatus.DRAFT.value,
+            owner_id=caller.user_id,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return created(Project.model_validate(row))
+
+
+@router.get("/projects/<project_id>", summary="Show a project", tags=TAGS)
+def get_project(project_id: ProjectId) -> Project:
+    with transaction() as session:
+        return Project.model_validate(lookup.project(session, principal(router), project_id))
+
+
+@router.patch("/projects/<project_id>", summary="Update a project", tags=TAGS)
+def update_project(project_id: ProjectId, body: ProjectUpdate) -> Project:
+    with transaction() as session:
+        row = lookup.project(session, principal(router), project_id, for_update=True)
+        changes = body.model_dump(exclude_unset=True)
+        if row.status == ProjectStatus.ARCHIVED.value and changes and set(changes) != {"status"}:
+            raise Conflict(f"project {row.name!r} is archived: set its status back first", list(changes))
+        for key, value in changes.items():
+            setattr(row, key, value.value if isinstance(value, ProjectStatus) else value)
+        row.updated_at = utcnow()
+        session.flush()
+        return Project.model_validate(row)
+
+
+@router.delete("/projects/<project_id>", summary="Archive a project", tags=TAGS)
+def archive_project(project_id: ProjectId) -> Project:
+    with transaction() as session:
+        row = lookup.project(session, principal(router), project_id, for_update=True)
+        active = [
+            t for t in (TaskType.ENGINEERING, TaskType.DEPLOY) if tasks.active_of_type(session, row.id, t)
+        ]
+        if active:
+            raise Conflict(
+                f"project {row.name!r} has running {' and '.join(active)} tasks: cancel them first"
+            )
+        row.status = ProjectStatus.ARCHIVED.value
+        row.updated_at = utcnow()
+        session.flush()
+        return Project.model_validate(row)
+
+
+@router.post(
+    "/projects/<project_id>/engineering",
+    summary="Start engineering on a project",
+    tags=TAGS,
+    responses={202: {"description": "Accepted: the task is queued"}},
+)
+def start_engineering(project_id: ProjectId, body: EngineeringStart) -> Response[Task]:
+    caller = principal(router)
+    with transaction() as session:
+        project = lookup.project(session, caller, project_id, for_update=True)
+        agent = body.agent or project.agent
+        task, message = tasks.create(
+            session, caller, project, TaskType.ENGINEERING, body.spec, {"agent": agent}
+        )
+        dto, outbox_id = Task.model_validate(task), message.id
+    dispatch_now([outbox_id])
+    return created(dto, 202)
+
+
+@router.post(
+    "/projects/<project_id>/deploy",
+    summary="Deploy a project to a server",
+    tags=TAGS,
+    responses={
+        202: {"description": "Accepted: the task is queued"},
+        409: {"description": "A deploy already runs"},
+    },
+)
+def start_deploy(project_id: ProjectId, body: DeployStart) -> Response[Task]:
+    caller = principal(router)
+    with transaction() as session:
+        project = lookup.project(session, caller, project_id, for_update=True)
+        lookup.server(session, caller, body.server)
+        running = tasks.active_of_type(session, project.id, TaskType.DEPLOY)
+        if running is not None:
+            raise Conflict(f"project {project.name!r} already has a deploy in progress (task {running.id})")
+        task, message = tasks.create(session, caller, project, TaskType.DEPLOY, None, {"server": body.server})
+        dto, outbox_id = Task.model_validate(task), message.id
+    dispatch_now([outbox_id])
+    return created(dto, 202)

@@ -1,0 +1,112 @@
+"""/servers: deploy targets and their port allocations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from sqlalchemy import delete, select
+
+from functions.api.deps import get_deps
+from functions.api.errors import Unprocessable
+from functions.api.models import PortAllocation as PortAllocationRow
+from functions.api.models import Server as ServerRow
+from functions.api.routers._common import created, principal, transaction
+from functions.api.services import lookup, servers
+from shared.contracts.api import PortAllocation, PortRequest, Server, ServerCreate
+
+router = APIGatewayHttpRouter()
+TAGS = ["servers"]
+HandleParam = Annotated[str, Path(description="The server's handle.", max_length=63)]
+
+
+def _ssh_key_reference(handle: str) -> str:
+    return f"secret://servers/{handle}/ssh_key"
+
+
+@router.get("/servers", summary="List servers", tags=TAGS)
+def list_servers() -> list[Server]:
+    caller = principal(router)
+    with transaction() as session:
+        stmt = select(ServerRow).order_by(ServerRow.handle)
+        if not caller.sees_all():
+            stmt = stmt.where(ServerRow.owner_id == caller.user_id)
+        return [Server.model_validate(s) for s in session.execute(stmt).scalars()]
+
+
+@router.post("/servers", summary="Add a server", tags=TAGS, responses={201: {"description": "Created"}})
+def add_server(body: ServerCreate) -> Response[Server]:
+    if body.ssh_private_key and body.ssh_key_ref:
+        raise Unprocessable(
+            "give ssh_private_key or ssh_key_ref, not both", ["ssh_private_key", "ssh_key_ref"]
+        )
+    reference = body.ssh_key_ref
+    with transaction() as session:
+        if body.ssh_private_key:
+            reference = _ssh_key_reference(body.handle)
+        row = servers.create(
+            session, principal(router), body.handle, body.host, body.ssh_user, reference, body.labels
+        )
+        if body.ssh_private_key:
+            # inside the transaction: if storing the key fails, the server is not created either
+            get_deps().secrets.put(reference, body.ssh_private_key)  # type: ignore[arg-type]
+        dto = Server.model_validate(row)
+    return created(dto)
+
+
+@router.get("/servers/<handle>", summary="Show a server", tags=TAGS)
+def get_server(handle: HandleParam) -> Server:
+    with transaction() as session:
+        return Server.model_validate(lookup.server(session, principal(router), handle))
+
+
+@router.delete("/servers/<handle>", summary="Remove a server and free its ports", tags=TAGS)
+def remove_server(handle: HandleParam) -> Server:
+    with transaction() as session:
+        row = lookup.server(session, principal(router), handle, for_update=True)
+        dto = Server.model_validate(row)
+        session.execute(delete(PortAllocationRow).where(PortAllocationRow.server_id == row.id))
+        session.delete(row)
+    if dto.ssh_key_ref == _ssh_key_reference(handle):
+        get_deps().secrets.delete(dto.ssh_key_ref)
+    return dto
+
+
+@router.post(
+    "/servers/<handle>/ports",
+    summary="Allocate a port on a server for a project (atomic)",
+    tags=TAGS,
+    responses={201: {"description": "Allocated"}, 409: {"description": "Taken or none left"}},
+)
+def allocate_port(handle: HandleParam, body: PortRequest) -> Response[PortAllocation]:
+    caller = principal(router)
+    settings = get_deps().settings
+    with transaction() as session:
+        server = lookup.server(session, caller, handle)
+        project = lookup.project(session, caller, body.project_id)
+        row, is_new = servers.allocate_port(
+            session, server, project, body.port, (settings.port_range_start, settings.port_range_end)
+        )
+        dto = PortAllocation(
+            server_handle=server.handle, port=row.port, project_id=project.id, created_at=row.created_at
+        )
+    return created(dto, 201 if is_new else 200)
+
+
+@router.get("/servers/<handle>/ports", summary="Ports allocated on a server", tags=TAGS)
+def list_ports(handle: HandleParam) -> list[PortAllocation]:
+    with transaction() as session:
+        server = lookup.server(session, principal(router), handle)
+        rows = session.execute(
+            select(PortAllocationRow)
+            .where(PortAllocationRow.server_id == server.id)
+            .order_by(PortAllocationRow.port)
+        ).scalars()
+        return [
+            PortAllocation(
+                server_handle=server.handle, port=r.port, project_id=r.project_id, created_at=r.created_at
+            )
+            for r in rows
+        ]

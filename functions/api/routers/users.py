@@ -1,0 +1,91 @@
+"""/users and /api-keys: admin only. Keys are shown once, on creation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from sqlalchemy import select
+
+from functions.api.auth import issue_key
+from functions.api.errors import NotFound
+from functions.api.models import ApiKey as ApiKeyRow
+from functions.api.models import User as UserRow
+from functions.api.models import utcnow
+from functions.api.routers._common import created, principal, transaction
+from functions.api.services import users
+from shared.contracts.api import ApiKey, ApiKeyCreate, ApiKeyCreated, User, UserCreate
+
+router = APIGatewayHttpRouter()
+TAGS = ["users"]
+UserId = Annotated[str, Path(max_length=64)]
+
+
+@router.get("/me", summary="The caller", tags=TAGS)
+def me() -> User:
+    with transaction() as session:
+        row = session.get(UserRow, principal(router).user_id)
+        assert row is not None
+        return User.model_validate(row)
+
+
+@router.get("/users", summary="List users (admin)", tags=TAGS)
+def list_users() -> list[User]:
+    principal(router).require_admin()
+    with transaction() as session:
+        return [
+            User.model_validate(u)
+            for u in session.execute(select(UserRow).order_by(UserRow.created_at)).scalars()
+        ]
+
+
+@router.post("/users", summary="Add a user (admin)", tags=TAGS, responses={201: {"description": "Created"}})
+def add_user(body: UserCreate) -> Response[User]:
+    principal(router).require_admin()
+    with transaction() as session:
+        return created(User.model_validate(users.create(session, body.name, body.telegram_id, body.is_admin)))
+
+
+@router.get(
+    "/users/<user_id>/api-keys", summary="A user's API keys (admin; never the keys themselves)", tags=TAGS
+)
+def list_keys(user_id: UserId) -> list[ApiKey]:
+    principal(router).require_admin()
+    with transaction() as session:
+        if session.get(UserRow, user_id) is None:
+            raise NotFound(f"user {user_id!r} not found")
+        rows = session.execute(
+            select(ApiKeyRow).where(ApiKeyRow.user_id == user_id).order_by(ApiKeyRow.created_at)
+        )
+        return [ApiKey.model_validate(k) for k in rows.scalars()]
+
+
+@router.post(
+    "/users/<user_id>/api-keys",
+    summary="Create an API key for a user (admin); the key is in this response only",
+    tags=TAGS,
+    responses={201: {"description": "Created"}},
+)
+def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
+    principal(router).require_admin()
+    with transaction() as session:
+        user = session.get(UserRow, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id!r} not found")
+        row, plaintext = issue_key(session, user, body.name, list(body.scopes))
+        return created(ApiKeyCreated(**ApiKey.model_validate(row).model_dump(), key=plaintext))
+
+
+@router.delete("/api-keys/<key_id>", summary="Revoke an API key (admin)", tags=TAGS)
+def revoke_key(key_id: Annotated[str, Path(max_length=64)]) -> ApiKey:
+    principal(router).require_admin()
+    with transaction() as session:
+        row = session.get(ApiKeyRow, key_id)
+        if row is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            session.flush()
+        return ApiKey.model_validate(row)

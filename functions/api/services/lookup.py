@@ -1,0 +1,48 @@
+"""Finding rows the caller may see. Another user's row is 'not found', never 'forbidden'."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from functions.api.auth import Principal
+from functions.api.errors import NotFound
+from functions.api.models import Project, Server, Task
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def project(session: Session, principal: Principal, id_or_name: str, for_update: bool = False) -> Project:
+    column = Project.id if _is_uuid(id_or_name) else Project.name
+    stmt = select(Project).where(column == id_or_name)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None or not (principal.sees_all() or row.owner_id == principal.user_id):
+        raise NotFound(f"project {id_or_name!r} not found")
+    return row
+
+
+def task(session: Session, principal: Principal, task_id: str) -> Task:
+    row = session.get(Task, task_id) if _is_uuid(task_id) else None
+    if row is None or not (principal.sees_all() or row.user_id == principal.user_id):
+        raise NotFound(f"task {task_id!r} not found")
+    return row
+
+
+def server(session: Session, principal: Principal, handle: str, for_update: bool = False) -> Server:
+    stmt = select(Server).where(Server.handle == handle)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None or not (principal.sees_all() or row.owner_id == principal.user_id):
+        raise NotFound(f"server {handle!r} not found")
+    return row

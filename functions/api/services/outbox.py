@@ -1,0 +1,107 @@
+"""The transactional outbox: a message is committed with the change that caused it, then published.
+
+`dispatch` claims rows with a compare-and-set lease so two dispatchers (the API right after a
+commit, the scheduler's sweep) never publish the same row at the same time. If a process dies
+between commit and publish, the row stays unsent and the sweep publishes it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import or_, select, update
+
+from functions.api.db import Database
+from functions.api.models import OutboxMessage, utcnow
+from shared.contracts import dump_message
+from shared.queues.port import QueuePort
+
+LEASE = timedelta(seconds=30)
+
+
+def add(session, queue: str, message: BaseModel, task_id: str | None = None) -> OutboxMessage:  # type: ignore[no-untyped-def]
+    row = OutboxMessage(
+        queue=queue,
+        body=dump_message(message),
+        correlation_id=getattr(message, "correlation_id", None),
+        task_id=task_id,
+        created_at=utcnow(),
+        attempts=0,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+def dispatch(
+    db: Database,
+    queue: QueuePort,
+    ids: list[int] | None = None,
+    min_age: timedelta = timedelta(0),
+    limit: int = 100,
+) -> DispatchReport:
+    """Publish unsent outbox rows (the given ids, or the oldest `limit` older than `min_age`)."""
+    report = DispatchReport()
+    now = utcnow()
+    with db.session() as session:
+        stmt = select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None))
+        if ids is not None:
+            stmt = stmt.where(OutboxMessage.id.in_(ids))
+        else:
+            stmt = stmt.where(OutboxMessage.created_at <= now - min_age)
+        stmt = stmt.where(or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+        candidates = list(session.execute(stmt.order_by(OutboxMessage.id).limit(limit)).scalars())
+        claimed: list[OutboxMessage] = []
+        for row_id in candidates:
+            won = session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row_id,
+                    OutboxMessage.sent_at.is_(None),
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                )
+                .values(claimed_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won == 1:
+                claimed.append(session.get(OutboxMessage, row_id, populate_existing=True))  # type: ignore[arg-type]
+    report.claimed = len(claimed)
+    for row in claimed:
+        attributes = {"outbox_id": str(row.id)}
+        if row.correlation_id:
+            attributes["correlation_id"] = row.correlation_id
+        try:
+            queue.publish_raw(row.queue, row.body, attributes)
+        except Exception as exc:  # left unsent: the next sweep retries it
+            report.failed += 1
+            with db.session() as session:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)
+                    .values(claimed_until=None, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+                )
+            continue
+        with db.session() as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .values(sent_at=utcnow(), claimed_until=None, last_error=None)
+            )
+        report.sent += 1
+    return report
+
+
+def pending_count(db: Database) -> int:
+    from sqlalchemy import func
+
+    with db.session() as session:
+        return int(session.execute(select(func.count()).where(OutboxMessage.sent_at.is_(None))).scalar_one())

@@ -1,0 +1,236 @@
+"""Tasks: creation with its outbox message, listing, and compare-and-set status transitions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from functions.api.auth import Principal
+from functions.api.errors import Conflict, NotFound, Unprocessable
+from functions.api.models import OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
+from functions.api.services import lookup, outbox
+from shared.contracts import (
+    DEPLOY_QUEUE,
+    ENGINEERING_QUEUE,
+    DeployMessage,
+    EngineeringMessage,
+    ProgressEvent,
+    progress_stream,
+)
+from shared.contracts.api import TaskStatus, TaskType
+
+ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.WAITING_INPUT)
+FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+def _telegram_id(session: Session, user_id: str) -> int:
+    user = session.get(User, user_id)
+    return (user.telegram_id or 0) if user else 0
+
+
+def _message_for(session: Session, task: Task) -> tuple[str, EngineeringMessage | DeployMessage]:
+    fields: dict[str, Any] = {
+        "task_id": task.id,
+        "project_id": task.project_id,
+        "user_id": _telegram_id(session, task.user_id),
+        "correlation_id": task.correlation_id,
+        "callback_stream": progress_stream(task.id),
+        "deploy_fix_attempt": int(task.params.get("deploy_fix_attempt", 0)),
+    }
+    if task.type == TaskType.ENGINEERING:
+        return ENGINEERING_QUEUE, EngineeringMessage(**fields)
+    if task.type == TaskType.DEPLOY:
+        return DEPLOY_QUEUE, DeployMessage(**fields)
+    raise Unprocessable(f"tasks of type {task.type} are not queued by the API")
+
+
+def _enqueue(session: Session, task: Task) -> OutboxMessage:
+    queue, message = _message_for(session, task)
+    return outbox.add(session, queue, message, task_id=task.id)
+
+
+def create(
+    session: Session,
+    principal: Principal,
+    project: Project,
+    task_type: TaskType,
+    spec: str | None,
+    params: dict[str, Any],
+) -> tuple[Task, OutboxMessage]:
+    """The task and its outbox row, in the caller's transaction: both or neither."""
+    if project.status == "archived":
+        raise Conflict(f"project {project.name!r} is archived")
+    task = Task(
+        id=new_id(),
+        project_id=project.id,
+        user_id=principal.user_id,
+        type=task_type.value,
+        status=TaskStatus.QUEUED.value,
+        spec=spec,
+        params=params,
+        attempt=0,
+        correlation_id=new_id(),
+        created_at=utcnow(),
+    )
+    session.add(task)
+    session.flush()
+    return task, _enqueue(session, task)
+
+
+def active_of_type(session: Session, project_id: str, task_type: TaskType) -> Task | None:
+    return session.execute(
+        select(Task)
+        .where(
+            Task.project_id == project_id,
+            Task.type == task_type.value,
+            Task.status.in_([s.value for s in ACTIVE]),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _encode_cursor(task: Task) -> str:
+    raw = json.dumps([task.created_at.isoformat(), task.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, task_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise Unprocessable("cursor is not valid: pass next_cursor from a previous page", ["cursor"]) from exc
+
+
+def list_tasks(
+    session: Session,
+    principal: Principal,
+    project_id: str | None,
+    status: TaskStatus | None,
+    task_type: TaskType | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Task], str | None]:
+    stmt = select(Task)
+    if not principal.sees_all():
+        stmt = stmt.where(Task.user_id == principal.user_id)
+    if project_id:
+        stmt = stmt.where(Task.project_id == lookup.project(session, principal, project_id).id)
+    if status:
+        stmt = stmt.where(Task.status == status.value)
+    if task_type:
+        stmt = stmt.where(Task.type == task_type.value)
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        stmt = stmt.where(or_(Task.created_at < created, and_(Task.created_at == created, Task.id < last_id)))
+    rows = list(
+        session.execute(stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)).scalars()
+    )
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def events(session: Session, task: Task, after: int, limit: int) -> list[TaskEvent]:
+    return list(
+        session.execute(
+            select(TaskEvent)
+            .where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
+            .order_by(TaskEvent.seq)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def transition(
+    session: Session,
+    task_id: str,
+    allowed_from: Iterable[TaskStatus],
+    to: TaskStatus,
+    **values: Any,
+) -> Task:
+    """Compare-and-set: only one caller moves a task out of a given status."""
+    allowed = [s.value for s in allowed_from]
+    result = session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(allowed))
+        .values(status=to.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    task = session.get(Task, task_id, populate_existing=True)
+    if task is None:
+        raise NotFound(f"task {task_id!r} not found")
+    if result.rowcount != 1:
+        raise Conflict(
+            f"task {task_id} is {task.status}; it cannot become {to.value} (allowed from: {', '.join(allowed)})"
+        )
+    return task
+
+
+def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:
+    row = TaskEvent(
+        task_id=task.id,
+        type=event.type,
+        message=event.message,
+        progress_pct=event.progress_pct,
+        current_step=event.current_step,
+        error=event.error,
+        error_type=event.error_type,
+        request_id=event.request_id,
+        timestamp=event.timestamp,
+    )
+    session.add(row)
+    return row
+
+
+def append_events(session: Session, task: Task, raw_events: list[dict[str, Any]]) -> list[TaskEvent]:
+    rows = []
+    for index, raw in enumerate(raw_events):
+        try:
+            event = ProgressEvent.model_validate({**raw, "task_id": task.id})
+        except ValidationError as exc:
+            fields = [f"events.{index}." + ".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+            raise Unprocessable(
+                f"event {index} is not a ProgressEvent: {exc.errors()[0]['msg']}", fields
+            ) from None
+        rows.append(add_event(session, task, event))
+    if task.status == TaskStatus.RUNNING.value:
+        task.heartbeat_at = utcnow()
+    session.flush()
+    return rows
+
+
+def system_event(session: Session, task: Task, kind: str, message: str, error: str | None = None) -> None:
+    add_event(session, task, ProgressEvent(type=kind, task_id=task.id, message=message, error=error))  # type: ignore[arg-type]
+
+
+def cancel(session: Session, principal: Principal, task_id: str) -> Task:
+    lookup.task(session, principal, task_id)
+    task = transition(session, task_id, ACTIVE, TaskStatus.CANCELLED, finished_at=utcnow())
+    system_event(session, task, "failed", "cancelled by the user", error="cancelled")
+    return task
+
+
+def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, OutboxMessage]:
+    lookup.task(session, principal, task_id)
+    task = transition(
+        session,
+        task_id,
+        (TaskStatus.FAILED, TaskStatus.CANCELLED),
+        TaskStatus.QUEUED,
+        error=None,
+        result=None,
+        started_at=None,
+        finished_at=None,
+        heartbeat_at=None,
+        claimed_by=None,
+    )
+    system_event(session, task, "progress", f"retry requested (attempt {task.attempt + 1})")
+    return task, _enqueue(session, task)

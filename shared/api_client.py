@@ -1,0 +1,300 @@
+"""The typed API client: how the CLI, the bot and the consumers talk to the API (DTOs, never the ORM)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from shared.contracts.api import (
+    ApiKey,
+    ApiKeyCreated,
+    Health,
+    Page,
+    PortAllocation,
+    Project,
+    SecretInfo,
+    Server,
+    Task,
+    TaskEvent,
+    User,
+    Worker,
+)
+
+M = TypeVar("M")
+
+
+class ApiError(Exception):
+    """The API answered with an error (4xx/5xx)."""
+
+    def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or []
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class ConflictError(ApiError):
+    pass
+
+
+class AuthError(ApiError):
+    pass
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API at all."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the API at {url}: {reason}")
+        self.url = url
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        code, message, fields = (
+            body.get("code", "error"),
+            body.get("message", response.text),
+            body.get("fields", []),
+        )
+    except ValueError:
+        code, message, fields = "error", response.text or response.reason_phrase, []
+    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError}.get(
+        response.status_code, ApiError
+    )
+    raise kind(response.status_code, code, message, fields)
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        headers = {"user-agent": "orchestrator-client/0.1"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        if correlation_id:
+            headers["x-correlation-id"] = correlation_id
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, json=json, params=clean)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    def _as(self, model: type[M] | Any, data: Any) -> M:
+        return TypeAdapter(model).validate_python(data)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _body(model: BaseModel | None = None, **fields: Any) -> dict[str, Any]:
+        if model is not None:
+            return model.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in fields.items() if v is not None}
+
+    # -- health, me --------------------------------------------------------------------
+
+    def health(self) -> Health:
+        try:
+            response = self._http.get("/health")
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        if response.status_code not in (200, 503):
+            _raise_for(response)
+        return Health.model_validate(response.json())
+
+    def me(self) -> User:
+        return self._as(User, self.request("GET", "/me"))
+
+    # -- projects ----------------------------------------------------------------------
+
+    def list_projects(self) -> list[Project]:
+        return self._as(list[Project], self.request("GET", "/projects"))
+
+    def create_project(self, name: str, description: str = "", modules: list[str] | None = None,
+                       agent: str | None = None) -> Project:  # fmt: skip
+        body = self._body(name=name, description=description, modules=modules, agent=agent)
+        return self._as(Project, self.request("POST", "/projects", json=body))
+
+    def get_project(self, project: str) -> Project:
+        return self._as(Project, self.request("GET", f"/projects/{project}"))
+
+    def update_project(self, project: str, **changes: Any) -> Project:
+        return self._as(Project, self.request("PATCH", f"/projects/{project}", json=changes))
+
+    def archive_project(self, project: str) -> Project:
+        return self._as(Project, self.request("DELETE", f"/projects/{project}"))
+
+    def start_engineering(self, project: str, spec: str, agent: str | None = None) -> Task:
+        body = self._body(spec=spec, agent=agent)
+        return self._as(Task, self.request("POST", f"/projects/{project}/engineering", json=body))
+
+    def start_deploy(self, project: str, server: str) -> Task:
+        return self._as(Task, self.request("POST", f"/projects/{project}/deploy", json={"server": server}))
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def list_tasks(self, project: str | None = None, status: str | None = None, type: str | None = None,
+                   limit: int = 50, cursor: str | None = None) -> Page[Task]:  # fmt: skip
+        params = {"project_id": project, "status": status, "type": type, "limit": limit, "cursor": cursor}
+        return self._as(Page[Task], self.request("GET", "/tasks", params=params))
+
+    def iter_tasks(self, **filters: Any) -> Iterator[Task]:
+        cursor = None
+        while True:
+            page = self.list_tasks(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def get_task(self, task_id: str) -> Task:
+        return self._as(Task, self.request("GET", f"/tasks/{task_id}"))
+
+    def task_events(self, task_id: str, after: int = 0, limit: int = 500) -> list[TaskEvent]:
+        data = self.request("GET", f"/tasks/{task_id}/events", params={"after": after, "limit": limit})
+        return self._as(list[TaskEvent], data)
+
+    def cancel_task(self, task_id: str) -> Task:
+        return self._as(Task, self.request("POST", f"/tasks/{task_id}/cancel"))
+
+    def retry_task(self, task_id: str) -> Task:
+        return self._as(Task, self.request("POST", f"/tasks/{task_id}/retry"))
+
+    # -- internal (service scope) ------------------------------------------------------
+
+    def claim_task(self, task_id: str, worker: str | None = None) -> Task:
+        return self._as(
+            Task, self.request("POST", f"/internal/tasks/{task_id}/claim", json=self._body(worker=worker))
+        )
+
+    def heartbeat(self, task_id: str) -> Task:
+        return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/heartbeat"))
+
+    def wait_for_input(self, task_id: str, reason: str) -> Task:
+        return self._as(
+            Task, self.request("POST", f"/internal/tasks/{task_id}/wait", json={"reason": reason})
+        )
+
+    def resume_task(self, task_id: str) -> Task:
+        return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/resume"))
+
+    def complete_task(self, task_id: str, result: dict[str, Any]) -> Task:
+        return self._as(
+            Task, self.request("POST", f"/internal/tasks/{task_id}/complete", json={"result": result})
+        )
+
+    def fail_task(self, task_id: str, error: str, result: dict[str, Any] | None = None) -> Task:
+        body = self._body(error=error, result=result)
+        return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/fail", json=body))
+
+    def append_events(self, task_id: str, events: list[BaseModel | dict[str, Any]]) -> list[TaskEvent]:
+        payload = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in events]
+        data = self.request("POST", f"/internal/tasks/{task_id}/events", json={"events": payload})
+        return self._as(list[TaskEvent], data)
+
+    def record_worker(self, worker_id: str, agent: str, task_id: str | None = None,
+                      runtime_handle: str | None = None, status: str = "STARTING") -> Worker:  # fmt: skip
+        body = self._body(
+            id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status
+        )
+        return self._as(Worker, self.request("POST", "/internal/workers", json=body))
+
+    def update_worker(self, worker_id: str, status: str, runtime_handle: str | None = None,
+                      exit_reason: str | None = None) -> Worker:  # fmt: skip
+        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason)
+        return self._as(Worker, self.request("PATCH", f"/internal/workers/{worker_id}", json=body))
+
+    def list_workers(self, task_id: str | None = None, status: str | None = None) -> list[Worker]:
+        return self._as(
+            list[Worker], self.request("GET", "/workers", params={"task_id": task_id, "status": status})
+        )
+
+    # -- servers -----------------------------------------------------------------------
+
+    def list_servers(self) -> list[Server]:
+        return self._as(list[Server], self.request("GET", "/servers"))
+
+    def add_server(self, handle: str, host: str, ssh_user: str = "root", ssh_private_key: str | None = None,
+                   ssh_key_ref: str | None = None, labels: dict[str, str] | None = None) -> Server:  # fmt: skip
+        body = self._body(handle=handle, host=host, ssh_user=ssh_user, ssh_private_key=ssh_private_key,
+                          ssh_key_ref=ssh_key_ref, labels=labels)  # fmt: skip
+        return self._as(Server, self.request("POST", "/servers", json=body))
+
+    def get_server(self, handle: str) -> Server:
+        return self._as(Server, self.request("GET", f"/servers/{handle}"))
+
+    def remove_server(self, handle: str) -> Server:
+        return self._as(Server, self.request("DELETE", f"/servers/{handle}"))
+
+    def allocate_port(self, handle: str, project_id: str, port: int | None = None) -> PortAllocation:
+        body = self._body(project_id=project_id, port=port)
+        return self._as(PortAllocation, self.request("POST", f"/servers/{handle}/ports", json=body))
+
+    def list_ports(self, handle: str) -> list[PortAllocation]:
+        return self._as(list[PortAllocation], self.request("GET", f"/servers/{handle}/ports"))
+
+    # -- secrets -----------------------------------------------------------------------
+
+    def list_secrets(self, project: str) -> list[SecretInfo]:
+        return self._as(list[SecretInfo], self.request("GET", f"/projects/{project}/secrets"))
+
+    def set_secret(self, project: str, name: str, value: str) -> SecretInfo:
+        return self._as(
+            SecretInfo, self.request("PUT", f"/projects/{project}/secrets/{name}", json={"value": value})
+        )
+
+    def delete_secret(self, project: str, name: str) -> SecretInfo:
+        return self._as(SecretInfo, self.request("DELETE", f"/projects/{project}/secrets/{name}"))
+
+    # -- users and keys ----------------------------------------------------------------
+
+    def list_users(self) -> list[User]:
+        return self._as(list[User], self.request("GET", "/users"))
+
+    def add_user(self, name: str, telegram_id: int | None = None, is_admin: bool = False) -> User:
+        body = self._body(name=name, telegram_id=telegram_id, is_admin=is_admin)
+        return self._as(User, self.request("POST", "/users", json=body))
+
+    def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        return self._as(list[ApiKey], self.request("GET", f"/users/{user_id}/api-keys"))
+
+    def create_api_key(
+        self, user_id: str, name: str = "cli", scopes: list[str] | None = None
+    ) -> ApiKeyCreated:
+        body = self._body(name=name, scopes=scopes)
+        return self._as(ApiKeyCreated, self.request("POST", f"/users/{user_id}/api-keys", json=body))
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        return self._as(ApiKey, self.request("DELETE", f"/api-keys/{key_id}"))
