@@ -9,3 +9,11 @@ def test_local_queue_benchmark_runs_and_sees_no_duplicates() -> None:
     rows = run(300)
     drains = [r for r in rows if r["received"] is not None]
     assert drains and all(r["received"] == 300 and r["duplicates"] == 0 for r in drains)
+
+
+def test_api_benchmark_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.api_support import migrated_sqlite
+    from tests.benchmarks.bench_api import latency
+
+    results = latency(migrated_sqlite(tmp_path / "b.db"), tmp_path / "home", 5)
+    assert set(results) == {"create project", "create task (+outbox, publish)", "list 100 tasks"}
