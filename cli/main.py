@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from cli import commands_contracts, commands_db, commands_queue
+from cli import (
+    commands_admin,
+    commands_config,
+    commands_contracts,
+    commands_db,
+    commands_local,
+    commands_projects,
+    commands_queue,
+    commands_tasks,
+)
 from cli.errors import CliError, ExitCode
 from cli.output import print_error
 
@@ -16,6 +26,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="Overrides ORCH_API_URL and the config file.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Overrides ORCH_API_KEY and the config file.")
+    ] = None,
+) -> None:
+    ctx.obj = {"api_url": api_url, "api_key": api_key}
+
+
+app.add_typer(commands_local.app, name="local")
+app.add_typer(commands_config.app, name="config")
+app.add_typer(commands_projects.project_app, name="project")
+app.add_typer(commands_projects.engineering_app, name="engineering")
+app.add_typer(commands_projects.deploy_app, name="deploy")
+app.add_typer(commands_tasks.app, name="task")
+app.add_typer(commands_admin.server_app, name="server")
+app.add_typer(commands_admin.secret_app, name="secret")
+app.add_typer(commands_admin.user_app, name="user")
+app.add_typer(commands_admin.apikey_app, name="apikey")
 app.add_typer(commands_contracts.app, name="contracts")
 app.add_typer(commands_queue.app, name="queue")
 app.add_typer(commands_db.app, name="db")
@@ -44,6 +79,17 @@ def main() -> None:
 
 
 def _describe(exc: Exception) -> tuple[str, ExitCode] | None:
+    from shared.api_client import ApiError, ApiUnreachable, ConflictError, NotFoundError
+
+    if isinstance(exc, ApiUnreachable):
+        return str(exc), ExitCode.UNREACHABLE
+    if isinstance(exc, NotFoundError):
+        return exc.message, ExitCode.NOT_FOUND
+    if isinstance(exc, ConflictError):
+        return exc.message, ExitCode.CONFLICT
+    if isinstance(exc, ApiError):
+        code = ExitCode.USAGE if exc.status == 422 else ExitCode.FAILURE
+        return f"{exc.message} (HTTP {exc.status} {exc.code})", code
     from shared.contracts import ContractError
     from shared.queues import QueueError
 

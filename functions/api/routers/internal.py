@@ -173,3 +173,16 @@ def list_workers(
         if status:
             stmt = stmt.where(WorkerRow.status == status)
         return [Worker.model_validate(w) for w in session.execute(stmt.limit(500)).scalars()]
+
+
+@router.post("/internal/outbox/sweep", summary="Publish outbox rows older than a few seconds", tags=TAGS)
+def sweep_outbox() -> dict[str, int]:
+    from datetime import timedelta
+
+    from functions.api.deps import get_deps
+    from functions.api.services import outbox
+
+    _service()
+    deps = get_deps()
+    report = outbox.dispatch(deps.db, deps.queue, min_age=timedelta(seconds=5))
+    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed}

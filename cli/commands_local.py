@@ -1,0 +1,192 @@
+"""`orchestrator local up|down|status`: the embedded stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import JsonFlag
+from cli.errors import CliError, ExitCode
+from cli.output import print_json
+
+app = typer.Typer(help="Run the whole system on this machine (no AWS, no Docker).", no_args_is_help=True)
+
+
+def _home() -> Path:
+    from shared.settings import HomeSettings
+
+    return HomeSettings().home
+
+
+def _running(home: Path):  # type: ignore[no-untyped-def]
+    from cli.local.stack import StackState, pid_alive
+
+    state = StackState.read(home)
+    if state is not None and pid_alive(state.pid):
+        return state
+    return None
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@app.command("up")
+def up(
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="API port on 127.0.0.1 (0: any free).")
+    ] = 8787,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Default: SQLite in ORCH_HOME.")
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly."""
+    home = _home()
+    running = _running(home)
+    if running is not None:
+        raise CliError(f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
+                       ExitCode.CONFLICT)  # fmt: skip
+    if detach:
+        _up_detached(home, port, database_url, json_output)
+        return
+
+    from cli.config import write_config
+    from cli.local.stack import EmbeddedStack
+
+    stack = EmbeddedStack(home, port=port, database_url=database_url)
+    try:
+        url = stack.start()
+    except OSError as exc:
+        stack.stop()
+        raise CliError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", ExitCode.FAILURE
+        ) from None
+    write_config({"api_url": url, "api_key": stack.admin_key or ""})
+    if json_output:  # one line: scripts read the first line of stdout
+        sys.stdout.write(json.dumps({"url": url, "pid": os.getpid(), "home": str(home)}) + "\n")
+    else:
+        typer.echo(f"orchestrator is up: API {url} (docs {url}/docs), data in {home}")
+        typer.echo(
+            "the CLI is configured; try:  orchestrator project create --name blog --description 'my blog'"
+        )
+        typer.echo("Ctrl-C stops it.")
+    sys.stdout.flush()
+    # From here on stdout carries only what the banner promised: logs and EMF metrics go to stderr.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def _stop(signum: int, _frame: object) -> None:
+        stack.request_stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    stack.wait()
+    stack.stop()
+    if not json_output:
+        typer.echo("stopped")
+
+
+def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool) -> None:
+    from cli.local.stack import StackState
+
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (home / "logs").mkdir(exist_ok=True)
+    log_path = home / "logs" / "stack.log"
+    args = [sys.executable, "-m", "cli.main", "local", "up", "--port", str(port), "--json"]
+    if database_url:
+        args += ["--database-url", database_url]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "ORCH_HOME": str(home)})  # fmt: skip
+    (home / "stack.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = StackState.read(home)
+        if state is not None and state.pid == process.pid and _healthy(state.url):
+            if json_output:
+                print_json({"url": state.url, "pid": state.pid, "home": str(home), "log": str(log_path)})
+            else:
+                typer.echo(
+                    f"orchestrator is up in the background: API {state.url}, pid {state.pid}, log {log_path}"
+                )
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+    raise CliError("the stack did not come up: " + (" | ".join(tail) if tail else "no output"))
+
+
+@app.command("down")
+def down(
+    timeout: Annotated[float, typer.Option("--timeout", min=1)] = 20.0, json_output: JsonFlag = False
+) -> None:
+    """Stop a stack started with --detach (or any stack running on this ORCH_HOME)."""
+    home = _home()
+    state = _running(home)
+    if state is None:
+        (home / "stack.pid").unlink(missing_ok=True)
+        print_json({"stopped": False, "reason": "not running"}) if json_output else typer.echo("not running")
+        return
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    from cli.local.stack import pid_alive
+
+    while pid_alive(state.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    forced = pid_alive(state.pid)
+    if forced:
+        os.kill(state.pid, signal.SIGKILL)
+    (home / "stack.pid").unlink(missing_ok=True)
+    (home / "stack.json").unlink(missing_ok=True)
+    if json_output:
+        print_json({"stopped": True, "pid": state.pid, "forced": forced})
+    else:
+        typer.echo(f"stopped the stack (pid {state.pid}){' by force' if forced else ''}")
+
+
+@app.command("status")
+def status(json_output: JsonFlag = False) -> None:
+    """What runs: API, consumers, scheduled jobs, queues."""
+    home = _home()
+    state = _running(home)
+    if state is None:
+        print_json({"running": False, "home": str(home)}) if json_output else typer.echo(
+            f"not running ({home})"
+        )
+        raise typer.Exit(1)
+    healthy = _healthy(state.url)
+    from shared.queues import build_queue
+    from shared.settings import QueueSettings
+
+    stats = build_queue(QueueSettings(home=home)).stats()
+    report = {
+        "running": True, "healthy": healthy, "url": state.url, "pid": state.pid, "home": str(home),
+        "database": state.database, "uptime_s": round(time.time() - state.started_at),
+        "consumers": state.consumers, "schedules": state.schedules,
+        "queues": {s.queue: {"visible": s.visible, "in_flight": s.in_flight, "dlq": s.dead} for s in stats},
+    }  # fmt: skip
+    if json_output:
+        print_json(report)
+        return
+    typer.echo(f"running: API {state.url} (pid {state.pid}, {'healthy' if healthy else 'NOT healthy'}), "
+               f"up {report['uptime_s']} s")  # fmt: skip
+    typer.echo(f"database: {state.database}")
+    typer.echo(f"consumers: {', '.join(state.consumers) or 'none yet'}")
+    typer.echo(f"scheduled jobs: {', '.join(state.schedules)}")
+    busy = {q: v for q, v in report["queues"].items() if any(v.values())}  # type: ignore[attr-defined]
+    typer.echo("queues: " + (", ".join(f"{q} {v}" for q, v in busy.items()) or "all empty"))

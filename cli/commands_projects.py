@@ -1,0 +1,122 @@
+"""`orchestrator project|engineering|deploy ...`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import JsonFlag, client
+from cli.errors import CliError, ExitCode
+from cli.output import print_json, print_table
+
+project_app = typer.Typer(help="Projects.", no_args_is_help=True)
+engineering_app = typer.Typer(help="Engineering: turn a spec into a commit.", no_args_is_help=True)
+deploy_app = typer.Typer(help="Deploys.", no_args_is_help=True)
+
+ProjectArg = Annotated[str, typer.Argument(help="Project name or id.")]
+
+
+def _task_line(task: object) -> str:
+    return f"task {task.id} {task.type} {task.status} (follow: orchestrator task logs {task.id} --follow)"  # type: ignore[attr-defined]
+
+
+@project_app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="lowercase-slug, unique.")],
+    description: Annotated[str, typer.Option("--description")] = "",
+    modules: Annotated[
+        str, typer.Option("--modules", help="Comma-separated, e.g. backend,telegram.")
+    ] = "backend",
+    agent: Annotated[str | None, typer.Option("--agent", help="Default coding agent.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Create a project."""
+    wanted = [m.strip() for m in modules.split(",") if m.strip()]
+    with client(ctx) as api:
+        project = api.create_project(name, description, wanted, agent)
+    if json_output:
+        print_json(project)
+    else:
+        typer.echo(f"created project {project.name} ({project.id}), status {project.status}")
+
+
+@project_app.command("list")
+def list_projects(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Your projects (all of them for admins)."""
+    with client(ctx) as api:
+        projects = api.list_projects()
+    if json_output:
+        print_json(projects)
+        return
+    print_table(
+        "projects",
+        ["name", "status", "modules", "repo", "id"],
+        [(p.name, p.status, ",".join(p.modules), p.repo_url or "", p.id) for p in projects],
+    )
+
+
+@project_app.command("show")
+def show(ctx: typer.Context, project: ProjectArg, json_output: JsonFlag = False) -> None:
+    """One project."""
+    with client(ctx) as api:
+        found = api.get_project(project)
+    if json_output:
+        print_json(found)
+        return
+    for key, value in found.model_dump(mode="json").items():
+        typer.echo(f"{key:>12}: {value}")
+
+
+@project_app.command("archive")
+def archive(ctx: typer.Context, project: ProjectArg, json_output: JsonFlag = False) -> None:
+    """Archive a project (its data stays)."""
+    with client(ctx) as api:
+        archived = api.archive_project(project)
+    if json_output:
+        print_json(archived)
+    else:
+        typer.echo(f"archived {archived.name}")
+
+
+@engineering_app.command("start")
+def engineering_start(
+    ctx: typer.Context,
+    project: ProjectArg,
+    spec: Annotated[str | None, typer.Option("--spec", help="What to build.")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec-file", exists=True, dir_okay=False, readable=True)
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="claude-code, factory-droid, codex, command...")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Queue an engineering task: scaffold (if needed) -> developer -> tester."""
+    if (spec is None) == (spec_file is None):
+        raise CliError("give exactly one of --spec TEXT or --spec-file FILE", ExitCode.USAGE)
+    text = spec if spec is not None else spec_file.read_text(encoding="utf-8")  # type: ignore[union-attr]
+    with client(ctx) as api:
+        task = api.start_engineering(project, text, agent)
+    if json_output:
+        print_json(task)
+    else:
+        typer.echo(_task_line(task))
+
+
+@deploy_app.command("start")
+def deploy_start(
+    ctx: typer.Context,
+    project: ProjectArg,
+    server: Annotated[str, typer.Option("--server", help="Server handle.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Queue a deploy of the project to a server."""
+    with client(ctx) as api:
+        task = api.start_deploy(project, server)
+    if json_output:
+        print_json(task)
+    else:
+        typer.echo(_task_line(task))

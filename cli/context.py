@@ -1,0 +1,27 @@
+"""What every API command needs: a client built from flags / env / config, and `--json`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shared.api_client import ApiClient
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON exactly (for scripts and agents).")
+]
+
+
+def client(ctx: typer.Context) -> ApiClient:
+    from cli.config import resolve_connection
+    from cli.errors import CliError
+
+    obj = ctx.find_root().obj or {}
+    connection = resolve_connection(obj.get("api_url"), obj.get("api_key"))
+    if not connection.api_key:
+        raise CliError(
+            f"no API key for {connection.api_url}: run `orchestrator local up` (it configures one), "
+            "or `orchestrator config set api-key KEY`, or set ORCH_API_KEY"
+        )
+    return ApiClient(connection.api_url, connection.api_key)

@@ -1,0 +1,1 @@
+"""`orchestrator local ...`: the whole system on one machine, no AWS, no Docker."""

@@ -1,0 +1,73 @@
+"""A small HTTP server that turns each request into an API Gateway HTTP API event for the real handler."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from shared.apigw import decode_body, http_api_event
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ApiHttpServer
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            self.send_error(413, "request too large")
+            return
+        body = self.rfile.read(length) if length else b""
+        path, _, query = self.path.partition("?")
+        event = http_api_event(
+            self.command, path, query, {k: v for k, v in self.headers.items()}, body, self.client_address[0]
+        )
+        result = self.server.invoke(event)
+        payload = decode_body(result)
+        self.send_response(int(result.get("statusCode", 500)))
+        headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        headers.setdefault("content-type", "application/json")
+        for key, value in headers.items():
+            if key not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class ApiHttpServer(ThreadingHTTPServer):
+    """Serialises handler calls: one Lambda container handles one request at a time, and so does this."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: LambdaHandler) -> None:
+        super().__init__(address, _Handler)
+        self.handler = handler
+        self._lock = threading.Lock()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            try:
+                return self.handler(event, None)
+            except Exception:  # the handler maps errors itself; this is the last line of defence
+                from shared.observability import get_logger
+
+                get_logger().exception("API handler crashed")
+                return {"statusCode": 500, "body": '{"code": "internal_error", "message": "internal error"}'}
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"

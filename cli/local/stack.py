@@ -1,0 +1,209 @@
+"""The embedded stack: API + consumers + scheduler ticker in one process, data in ORCH_HOME.
+
+Everything here calls the same Lambda handlers that run in AWS; only the adapters differ
+(SQLite database, SQLite queue, secrets file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.observability import get_logger
+from shared.topology import CONSUMERS, SCHEDULER_HANDLER, SCHEDULES, import_handler
+
+ADMIN_KEY_REF = "secret://local/admin_api_key"
+SERVICE_KEY_REF = "secret://local/service_api_key"
+SERVICE_USER = "orchestrator-service"
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class StackState:
+    pid: int
+    url: str
+    port: int
+    database: str
+    started_at: float
+    consumers: list[str] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, home: Path) -> StackState | None:
+        try:
+            return cls(**json.loads((home / STATE_FILE).read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def write(self, home: Path) -> None:
+        path = home / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        os.replace(tmp, path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedStack:
+    def __init__(self, home: Path, port: int = 8787, database_url: str | None = None, host: str = "127.0.0.1",
+                 tick_s: float = 1.0) -> None:  # fmt: skip
+        self.home = home.expanduser()
+        self.port = port
+        self.host = host
+        self.database_url = database_url
+        self.tick_s = tick_s
+        self.logger = get_logger()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pollers: list[Any] = []
+        self.server: Any = None
+        self.admin_key: str | None = None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> str:
+        from functions.api.deps import build_deps, set_deps
+        from functions.api.migrate import upgrade
+        from functions.api.settings import ApiSettings
+        from shared.secrets import SecretNotFound, build_secrets
+        from shared.settings import SecretsSettings
+
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.home / "logs").mkdir(exist_ok=True)
+        secrets = build_secrets(SecretsSettings(home=self.home))
+        try:
+            self.admin_key = secrets.get(ADMIN_KEY_REF)
+        except SecretNotFound:
+            from functions.api.auth import generate_key
+
+            self.admin_key = generate_key()
+            secrets.put(ADMIN_KEY_REF, self.admin_key)
+
+        settings = ApiSettings(home=self.home, database_url=self.database_url,
+                               bootstrap_admin_key=SecretStr(self.admin_key))  # fmt: skip
+        deps = build_deps(settings)
+        revision = upgrade(deps.db.engine)
+        set_deps(deps)
+        self.logger.info("database ready", extra={"revision": revision, "database": self._shown_db(settings)})
+
+        from cli.local.http import ApiHttpServer
+        from functions.api.handler import lambda_handler
+
+        self.server = ApiHttpServer((self.host, self.port), lambda_handler)
+        self.port = self.server.server_address[1]
+        self._spawn("api-http", self.server.serve_forever)
+        url = self.server.url
+
+        os.environ["ORCH_HOME"] = str(self.home)
+        os.environ["ORCH_API_URL"] = url
+        os.environ["ORCH_SERVICE_API_KEY_REF"] = SERVICE_KEY_REF
+        self._ensure_service_key(url, secrets)
+
+        self._start_consumers()
+        self._spawn("scheduler", self._tick_forever)
+        StackState(
+            pid=os.getpid(), url=url, port=self.port, database=self._shown_db(settings), started_at=time.time(),
+            consumers=[c.function for c in CONSUMERS], schedules=[s.job for s in SCHEDULES],
+        ).write(self.home)  # fmt: skip
+        self.logger.info("embedded stack up", extra={"url": url, "home": str(self.home)})
+        return url
+
+    @staticmethod
+    def _shown_db(settings: Any) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+    def _ensure_service_key(self, url: str, secrets: Any) -> None:
+        from shared.api_client import ApiClient, AuthError
+        from shared.secrets import SecretNotFound
+
+        try:
+            key = secrets.get(SERVICE_KEY_REF)
+            with ApiClient(url, key) as probe:
+                probe.me()
+            return
+        except (SecretNotFound, AuthError):
+            pass
+        with ApiClient(url, self.admin_key) as admin:
+            service = next((u for u in admin.list_users() if u.name == SERVICE_USER), None)
+            if service is None:
+                service = admin.add_user(SERVICE_USER)
+            created = admin.create_api_key(service.id, name="embedded-stack", scopes=["service"])
+        secrets.put(SERVICE_KEY_REF, created.key)
+
+    def _start_consumers(self) -> None:
+        from shared.queues import build_queue
+        from shared.queues.local_runner import QueuePoller
+        from shared.settings import QueueSettings
+
+        queue = build_queue(QueueSettings(home=self.home))
+        for spec in CONSUMERS:
+            handler = import_handler(spec.handler)
+            for queue_name in spec.queues:
+                for n in range(max(1, spec.max_concurrency)):
+                    poller = QueuePoller(queue, queue_name, handler, batch_size=spec.batch_size)
+                    self._pollers.append(poller)
+                    self._spawn(
+                        f"{spec.function}:{queue_name}:{n}", lambda p=poller: p.run_forever(wait_seconds=1.0)
+                    )
+
+    def _tick_forever(self) -> None:
+        handler = import_handler(SCHEDULER_HANDLER)
+        next_run = {s.job: 0.0 for s in SCHEDULES}
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for spec in SCHEDULES:
+                if now >= next_run[spec.job]:
+                    next_run[spec.job] = now + spec.every_s
+                    try:
+                        handler({"job": spec.job}, None)
+                    except Exception:
+                        self.logger.exception("scheduled job failed", extra={"job": spec.job})
+            self._stop.wait(self.tick_s)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- stop ----------------------------------------------------------------------------
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop taking work; in-flight messages reappear after their visibility timeout."""
+        self._stop.set()
+        for poller in self._pollers:
+            poller.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        state = StackState.read(self.home)
+        if state and state.pid == os.getpid():
+            (self.home / STATE_FILE).unlink(missing_ok=True)
+        from functions.api.db import dispose_all
+
+        dispose_all()
+        self.logger.info("embedded stack stopped")

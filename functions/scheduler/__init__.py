@@ -1,0 +1,1 @@
+"""Scheduled jobs: the input names the job, e.g. {"job": "outbox_sweep"}."""

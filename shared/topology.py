@@ -1,0 +1,45 @@
+"""Which function consumes which queue, and which scheduled jobs run how often.
+
+One table for both worlds: the CDK stack builds Lambda event sources and EventBridge schedules
+from it, and `orchestrator local up` starts the same consumers and the same ticker.
+Entries are added as the functions land; a function is never listed before it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    function: str
+    handler: str
+    """`module:function` of the real Lambda handler."""
+    queues: tuple[str, ...]
+    timeout_s: int = 60
+    batch_size: int = 10
+    max_concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    job: str
+    every_s: int
+    description: str
+
+
+SCHEDULER_HANDLER = "functions.scheduler.handler:lambda_handler"
+
+CONSUMERS: tuple[ConsumerSpec, ...] = ()
+
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec("outbox_sweep", 60, "publish outbox rows a crash left unsent"),
+)
+
+
+def import_handler(path: str):  # type: ignore[no-untyped-def]
+    """`module:function` -> the callable (imported only when needed: handlers can be heavy)."""
+    import importlib
+
+    module_name, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
