@@ -17,3 +17,14 @@ def test_api_benchmark_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
     results = latency(migrated_sqlite(tmp_path / "b.db"), tmp_path / "home", 5)
     assert set(results) == {"create project", "create task (+outbox, publish)", "list 100 tasks"}
+
+
+def test_embedded_benchmark_runs() -> None:
+    from tests.benchmarks.bench_embedded import enqueue_latency, throughput
+
+    rows = throughput(0.2)
+    assert {(label, clients) for label, clients, _ in rows} == {
+        ("GET /tasks", 1), ("GET /tasks", 8), ("POST /projects", 1), ("POST /projects", 8),
+    }  # fmt: skip
+    _, _, received = enqueue_latency(10)
+    assert received == 10, "every task's message reached the consumer"
