@@ -1,0 +1,174 @@
+"""Every name, size and duration of the CDK app, in one place.
+
+Plain Python values only (no `aws_cdk` import): reading a constant must not start jsii,
+and later slices (consumer functions, workers) read the same numbers their queues were
+sized from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shared.contracts import (
+    ANSIBLE_DEPLOY_QUEUE,
+    DEPLOY_QUEUE,
+    ENGINEERING_QUEUE,
+    PROGRESS_EVENTS,
+    PROVISIONER_QUEUE,
+    SCAFFOLDER_QUEUE,
+    WORKER_COMMANDS,
+    WORKER_RESPONSES,
+)
+
+# -- app, stack, context -------------------------------------------------------------------
+
+PROJECT_NAME = "codegen-orchestrator"
+DEFAULT_PREFIX = "codegen-orch"
+DEFAULT_ENV_NAME = "dev"
+STACK_DESCRIPTION = "codegen-orchestrator: queues, database, checkpoints, dashboards and alarms"
+
+CDK_OUTDIR_ENV = "CDK_OUTDIR"
+"""Set by the CDK CLI; when absent (app run directly) the app writes DEFAULT_OUTDIR."""
+DEFAULT_OUTDIR = "cdk.out"
+
+CONTEXT_ENV_NAME = "env_name"
+CONTEXT_PREFIX = "prefix"
+CONTEXT_ENABLE_NAT_GATEWAY = "enable_nat_gateway"
+CONTEXT_DELETION_PROTECTION = "deletion_protection"
+CONTEXT_ALARM_EMAIL = "alarm_email"
+
+DEFAULT_ENABLE_NAT_GATEWAY = False
+# Safe by default: a person has to say `-c deletion_protection=false` to make the database
+# and the checkpoint table deletable by `cdk destroy`.
+DEFAULT_DELETION_PROTECTION = True
+
+# Lower-case letters, digits and single inner dashes: prefix and env name end up in SQS, alarm,
+# dashboard, KMS alias and RDS identifiers; RDS is the strictest (letter first, no "--", no
+# trailing "-", at most 63 characters in all).
+NAME_PART_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
+NAME_PART_MAX_LENGTH = 20
+
+# -- network -------------------------------------------------------------------------------
+
+VPC_CIDR = "10.40.0.0/16"
+MAX_AZS = 2
+SUBNET_CIDR_MASK = 24
+PUBLIC_SUBNET_GROUP = "public"
+# The same group name with or without a NAT gateway, so flipping the flag changes routes
+# and tags in place instead of replacing the subnets the database lives in.
+PRIVATE_SUBNET_GROUP = "private"
+NAT_GATEWAY_COUNT_WHEN_ENABLED = 1
+# Interface endpoints cost per AZ-hour. The database is single-AZ, so the data path already
+# lives in one AZ; one endpoint ENI serves functions in both AZs (cross-AZ hop inside the VPC).
+INTERFACE_ENDPOINT_AZ_COUNT = 1
+HTTPS_PORT = 443
+
+# -- data (RDS PostgreSQL) -----------------------------------------------------------------
+
+DB_POSTGRES_VERSION = "17"
+DB_INSTANCE_TYPE = "t4g.micro"
+DB_ALLOCATED_STORAGE_GB = 20
+DB_MAX_ALLOCATED_STORAGE_GB = 100
+DB_BACKUP_RETENTION_DAYS = 7
+DB_NAME = "orchestrator"
+DB_USERNAME = "orchestrator"
+DB_PORT = 5432
+DB_SECRET_ROTATION_DAYS = 30
+DB_INSTANCE_SUFFIX = "postgres"
+DB_LOG_EXPORTS = ("postgresql",)
+
+# -- messaging (SQS) -----------------------------------------------------------------------
+
+QUEUE_MAX_RECEIVE_COUNT = 5
+QUEUE_RETENTION_DAYS = 4
+DLQ_RETENTION_DAYS = 14
+# AWS guidance for Lambda event sources: visibility timeout >= 6x the function timeout.
+VISIBILITY_TIMEOUT_FACTOR = 6
+
+CONSUMER_TIMEOUT_SECONDS: Mapping[str, int] = {
+    # Graph consumers run one step of a LangGraph graph and interrupt() before any long
+    # wait, so a step is short; 5 minutes leaves room for a slow LLM or git call.
+    ENGINEERING_QUEUE: 300,
+    DEPLOY_QUEUE: 300,
+    WORKER_RESPONSES: 300,
+    # Copier + git push of a fresh repository.
+    SCAFFOLDER_QUEUE: 300,
+    # These only start or stop Fargate tasks.
+    PROVISIONER_QUEUE: 60,
+    ANSIBLE_DEPLOY_QUEUE: 60,
+    WORKER_COMMANDS: 60,
+    # Fan-out of progress events to the API and Telegram.
+    PROGRESS_EVENTS: 30,
+}
+"""The timeout each queue's consuming function must be given (the consumers slice reads this)."""
+
+
+def consumer_timeout_seconds(logical_queue: str) -> int:
+    """The consuming function's timeout for `logical_queue`; KeyError names a queue without one."""
+    try:
+        return CONSUMER_TIMEOUT_SECONDS[logical_queue]
+    except KeyError:
+        raise KeyError(f"no consumer timeout for queue {logical_queue!r} in infra_cdk.constants") from None
+
+
+def visibility_timeout_seconds(logical_queue: str) -> int:
+    return VISIBILITY_TIMEOUT_FACTOR * consumer_timeout_seconds(logical_queue)
+
+
+# -- state (checkpoints, artifacts, logs) ----------------------------------------------------
+
+# Key schema and TTL attribute that langgraph_checkpoint_aws.DynamoDBSaver reads and writes
+# (unified_repository.py: Key={"PK": {"S": ...}, "SK": {"S": ...}}, item["ttl"] = {"N": ...}).
+CHECKPOINT_PARTITION_KEY = "PK"
+CHECKPOINT_SORT_KEY = "SK"
+CHECKPOINT_TTL_ATTRIBUTE = "ttl"
+CHECKPOINT_TTL_DAYS = 30
+CHECKPOINT_TTL_SECONDS = CHECKPOINT_TTL_DAYS * 86_400
+"""Pass as DynamoDBSaver(ttl_seconds=...) so the S3 rule below is the one the saver looks for."""
+CHECKPOINT_S3_KEY_PREFIX = "checkpoints"
+"""Pass as s3_offload_config={"key_prefix": ...}."""
+# The saver's own rounding: whole days, rounded up, at least one.
+CHECKPOINT_S3_EXPIRATION_DAYS = max(1, (CHECKPOINT_TTL_SECONDS + 86_399) // 86_400)
+CHECKPOINT_TTL_TAG_KEY = "ttl-days"
+
+
+def checkpoint_lifecycle_rule_id(key_prefix: str = CHECKPOINT_S3_KEY_PREFIX) -> str:
+    """The lifecycle rule ID DynamoDBSaver looks for before adding its own.
+
+    The saver (storage_strategy.py `_ensure_s3_lifecycle_policy`) puts a bucket lifecycle
+    configuration at runtime unless a rule with this ID exists. The stack declares the rule
+    itself, so the saver finds it and never rewrites a CloudFormation-owned configuration,
+    and the functions need no s3:PutLifecycleConfiguration.
+    """
+    return f"{key_prefix.strip('/').replace('/', '-')}-ttl-expiration-{CHECKPOINT_S3_EXPIRATION_DAYS}d"
+
+
+ARTIFACTS_KEY_PREFIX = "artifacts/"
+ARTIFACT_RETENTION_DAYS = 90
+ABORT_INCOMPLETE_UPLOAD_DAYS = 7
+
+ACCESS_LOG_RETENTION_DAYS = 90
+ACCESS_LOGS_PREFIX = "s3-access/"
+FLOW_LOGS_PREFIX = "vpc-flow-logs/"
+LOG_RETENTION = "ONE_MONTH"
+"""An aws_logs.RetentionDays member name, for CloudWatch log groups this stack owns."""
+
+# -- observability -------------------------------------------------------------------------
+
+ALARM_PERIOD_SECONDS = 300
+DLQ_ALARM_THRESHOLD = 0
+"""Any message in a DLQ alarms: each one is work that will not finish by itself."""
+OLDEST_MESSAGE_ALARM_FLOOR_SECONDS = 900
+FUNCTION_ERROR_RATE_ALARM_PERCENT = 5
+DASHBOARD_WIDGET_WIDTH = 8
+DASHBOARD_WIDGET_HEIGHT = 6
+
+
+def oldest_message_alarm_seconds(logical_queue: str) -> int:
+    """Age of the oldest message that means a queue's consumers are stuck.
+
+    Two visibility timeouts: one failed receive (the message comes back after one
+    visibility timeout) does not page anyone; a consumer that stopped consuming does, long
+    before a poison message would finish its five receives and reach the DLQ.
+    """
+    return max(OLDEST_MESSAGE_ALARM_FLOOR_SECONDS, 2 * visibility_timeout_seconds(logical_queue))

@@ -1,0 +1,145 @@
+"""The VPC: public subnets for Fargate tasks, private subnets for the API function and the database.
+
+No NAT gateway by default. Fargate tasks get public IPs in the public subnets and reach
+GitHub, the model APIs and the target servers through the internet gateway. Functions in
+the private subnets reach AWS services through VPC endpoints (interface endpoints for SQS
+and Secrets Manager, free gateway endpoints for S3 and DynamoDB) and nothing else.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra_cdk import constants
+from infra_cdk.config import StackConfig
+
+
+class Network(Construct):
+    """VPC, subnets, endpoints and the security groups of what runs inside."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, log_bucket: s3.IBucket
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self.vpc = self._build_vpc()
+        self.public_subnets = ec2.SubnetSelection(subnet_group_name=constants.PUBLIC_SUBNET_GROUP)
+        self.private_subnets = ec2.SubnetSelection(subnet_group_name=constants.PRIVATE_SUBNET_GROUP)
+        # The interface endpoints live here, and so does the single-AZ database.
+        self.primary_availability_zone = self.vpc.availability_zones[0]
+        self._build_flow_logs(log_bucket)
+        self.endpoint_security_group = self._build_endpoint_security_group()
+        self._build_gateway_endpoints()
+        self.interface_endpoints = self._build_interface_endpoints()
+        self.function_security_group = self._build_function_security_group()
+        self.task_security_group = self._build_task_security_group()
+
+    @property
+    def private_subnet_type(self) -> ec2.SubnetType:
+        if self._config.enable_nat_gateway:
+            return ec2.SubnetType.PRIVATE_WITH_EGRESS
+        return ec2.SubnetType.PRIVATE_ISOLATED
+
+    def _build_vpc(self) -> ec2.Vpc:
+        return ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(constants.VPC_CIDR),
+            max_azs=constants.MAX_AZS,
+            nat_gateways=constants.NAT_GATEWAY_COUNT_WHEN_ENABLED if self._config.enable_nat_gateway else 0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name=constants.PUBLIC_SUBNET_GROUP,
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=constants.SUBNET_CIDR_MASK,
+                    # Fargate tasks ask for a public IP per task; nothing else launches here.
+                    map_public_ip_on_launch=False,
+                ),
+                ec2.SubnetConfiguration(
+                    name=constants.PRIVATE_SUBNET_GROUP,
+                    subnet_type=self.private_subnet_type,
+                    cidr_mask=constants.SUBNET_CIDR_MASK,
+                ),
+            ],
+        )
+
+    def _build_flow_logs(self, log_bucket: s3.IBucket) -> None:
+        # To S3 rather than CloudWatch Logs: cheaper per GB and no delivery role to maintain.
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_s3(log_bucket, constants.FLOW_LOGS_PREFIX),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
+
+    def _build_endpoint_security_group(self) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="Interface VPC endpoints: HTTPS from anything in the VPC",
+            allow_all_outbound=False,
+        )
+        # With private DNS, every resource in the VPC (Fargate tasks in the public subnets too)
+        # resolves sqs/secretsmanager to these ENIs, so the whole VPC range must be let in.
+        group.add_ingress_rule(
+            ec2.Peer.ipv4(constants.VPC_CIDR),
+            ec2.Port.tcp(constants.HTTPS_PORT),
+            "HTTPS from the VPC to the endpoints",
+        )
+        return group
+
+    def _build_gateway_endpoints(self) -> None:
+        # Gateway endpoints are free and route S3 (ECR image layers too) and DynamoDB traffic
+        # from every subnet without the internet gateway or a NAT.
+        all_subnets = [ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC), self.private_subnets]
+        self.vpc.add_gateway_endpoint(
+            "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=all_subnets
+        )
+        self.vpc.add_gateway_endpoint(
+            "DynamoDbEndpoint", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=all_subnets
+        )
+
+    def _build_interface_endpoints(self) -> dict[str, ec2.InterfaceVpcEndpoint]:
+        private = self.vpc.select_subnets(subnet_group_name=constants.PRIVATE_SUBNET_GROUP).subnets
+        subnets = ec2.SubnetSelection(subnets=private[: constants.INTERFACE_ENDPOINT_AZ_COUNT])
+        services = {
+            "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+            "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+        }
+        return {
+            name: self.vpc.add_interface_endpoint(
+                f"{name}Endpoint",
+                service=service,
+                subnets=subnets,
+                security_groups=[self.endpoint_security_group],
+                private_dns_enabled=True,
+                open=False,
+            )
+            for name, service in services.items()
+        }
+
+    def _build_function_security_group(self) -> ec2.SecurityGroup:
+        """For functions in the private subnets (the API, later its migrations function)."""
+        group = ec2.SecurityGroup(
+            self,
+            "FunctionSecurityGroup",
+            vpc=self.vpc,
+            description="Functions in the private subnets: the database and the VPC endpoints only",
+            allow_all_outbound=False,
+        )
+        group.connections.allow_to(
+            self.endpoint_security_group, ec2.Port.tcp(constants.HTTPS_PORT), "HTTPS to the VPC endpoints"
+        )
+        return group
+
+    def _build_task_security_group(self) -> ec2.SecurityGroup:
+        """For Fargate tasks (workers, the Ansible runner): out to the internet, nothing in."""
+        return ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=self.vpc,
+            description="Fargate tasks: outbound to git hosts, model APIs and target servers; no inbound",
+            allow_all_outbound=True,
+        )

@@ -1,0 +1,78 @@
+"""Each app variant is synthesized once per session: a synth costs seconds, an assertion microseconds.
+
+Only first-party imports at module level: `infra_cdk` sets JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION
+before anything starts jsii, and this conftest is imported before the test modules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from infra_cdk.app import build_app
+from infra_cdk.stack import OrchestratorStack
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+DEFAULT_CONTEXT: dict[str, Any] = {}
+"""What `cdk.json` gives: nothing but env_name=dev, which is also the default."""
+
+VARIANT_CONTEXT: dict[str, Any] = {
+    "env_name": "ci",
+    "enable_nat_gateway": "true",
+    "deletion_protection": "false",
+    "alarm_email": "ops@example.com",
+}
+"""Every switch flipped, as strings, the way `cdk -c key=value` passes them."""
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    stack: OrchestratorStack
+    template: Template
+    template_json: dict[str, Any]
+    outdir: Path
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.template_json["Resources"].items()
+            if resource["Type"] == resource_type
+        }
+
+    def validation_report(self) -> dict[str, Any]:
+        report: dict[str, Any] = json.loads((self.outdir / "validation-report.json").read_text())
+        return report
+
+
+def synthesize(outdir: Path, context: dict[str, Any]) -> Synthesized:
+    """The full app, cdk-nag included: `app.synth()` raises ValidationFailed on any unacknowledged finding."""
+    from aws_cdk.assertions import Template
+
+    app, stack = build_app(outdir=str(outdir), context=context)
+    assembly = app.synth()
+    template_json: dict[str, Any] = assembly.get_stack_by_name(stack.stack_name).template
+    return Synthesized(stack, Template.from_json(template_json), template_json, Path(assembly.directory))
+
+
+@pytest.fixture(scope="session")
+def default_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    yield synthesize(tmp_path_factory.mktemp("cdk-default"), DEFAULT_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def variant_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    yield synthesize(tmp_path_factory.mktemp("cdk-variant"), VARIANT_CONTEXT)
+
+
+@pytest.fixture(params=["default", "variant"])
+def any_app(request: pytest.FixtureRequest) -> Synthesized:
+    """Assertions that must hold whatever the context says."""
+    fixture: Synthesized = request.getfixturevalue(f"{request.param}_app")
+    return fixture

@@ -1,0 +1,81 @@
+"""Context parsing and the constants later slices size their functions from; no synth needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from infra_cdk import constants
+from infra_cdk.config import ConfigError, StackConfig
+from shared.contracts import QUEUES
+
+
+def _config(context: dict[str, Any]) -> StackConfig:
+    return StackConfig.from_context(App(context=context).node)
+
+
+def test_defaults_are_dev_no_nat_protected_and_silent() -> None:
+    config = _config({})
+    assert config == StackConfig(
+        env_name="dev",
+        prefix="codegen-orch",
+        enable_nat_gateway=False,
+        deletion_protection=True,
+        alarm_email=None,
+    )
+    assert config.stack_name == config.resource_prefix == "codegen-orch-dev"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("False", False), ("1", True), ("no", False), (True, True)]
+)
+def test_boolean_context_accepts_cli_strings(raw: object, expected: bool) -> None:
+    assert _config({"enable_nat_gateway": raw}).enable_nat_gateway is expected
+    assert _config({"deletion_protection": raw}).deletion_protection is expected
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"deletion_protection": "maybe"},
+        {"env_name": "Prod"},
+        {"env_name": "has space"},
+        {"prefix": "-leading-dash"},
+        {"prefix": "trailing-"},
+        {"env_name": "double--dash"},
+        {"env_name": "a" * 21},
+        {"alarm_email": "not-an-address"},
+    ],
+)
+def test_bad_context_is_refused_with_the_key_named(context: dict[str, Any]) -> None:
+    (key,) = context
+    with pytest.raises(ConfigError, match=key):
+        _config(context)
+
+
+def test_empty_alarm_email_means_no_subscription() -> None:
+    assert _config({"alarm_email": ""}).alarm_email is None
+
+
+def test_visibility_timeout_is_six_consumer_timeouts_for_every_queue() -> None:
+    for logical in QUEUES:
+        assert constants.visibility_timeout_seconds(logical) == 6 * constants.consumer_timeout_seconds(
+            logical
+        )
+        # SQS caps the visibility timeout at 12 hours.
+        assert constants.visibility_timeout_seconds(logical) <= 12 * 3600
+
+
+def test_a_queue_without_a_consumer_timeout_is_named_in_the_error() -> None:
+    with pytest.raises(KeyError, match="nosuch:queue"):
+        constants.consumer_timeout_seconds("nosuch:queue")
+
+
+def test_oldest_message_alarm_tolerates_one_failed_receive() -> None:
+    # A message whose first receive failed comes back after one visibility timeout: no page for that.
+    for logical in QUEUES:
+        threshold = constants.oldest_message_alarm_seconds(logical)
+        assert threshold >= 2 * constants.visibility_timeout_seconds(logical)
+        assert threshold >= constants.OLDEST_MESSAGE_ALARM_FLOOR_SECONDS

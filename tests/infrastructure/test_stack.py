@@ -1,0 +1,470 @@
+"""The synthesized stack: what exists, how many, and the properties that keep it safe and cheap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match
+
+from infra_cdk import constants
+from infra_cdk.app import build_app
+from shared.contracts import QUEUES
+from shared.queues.naming import dlq_name, physical_name
+from tests.infrastructure.conftest import Synthesized
+
+QUEUE_COUNT = len(QUEUES)
+DEFAULT_PREFIX = f"{constants.DEFAULT_PREFIX}-{constants.DEFAULT_ENV_NAME}"
+
+
+def _queues_by_name(app: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Physical queue name -> (logical id, properties)."""
+    return {
+        resource["Properties"]["QueueName"]: (logical_id, resource["Properties"])
+        for logical_id, resource in app.resources("AWS::SQS::Queue").items()
+    }
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+EXPECTED_COUNTS: dict[str, int] = {
+    "AWS::SQS::Queue": 2 * QUEUE_COUNT,
+    "AWS::SQS::QueuePolicy": 2 * QUEUE_COUNT,
+    "AWS::RDS::DBInstance": 1,
+    "AWS::SecretsManager::Secret": 1,
+    "AWS::SecretsManager::RotationSchedule": 1,
+    "AWS::DynamoDB::Table": 1,
+    "AWS::S3::Bucket": 2,  # artifacts + access/flow logs
+    "AWS::S3::BucketPolicy": 2,
+    "AWS::CloudWatch::Dashboard": 1,
+    "AWS::CloudWatch::Alarm": 2 * QUEUE_COUNT,  # DLQ not empty + oldest message, per queue
+    "AWS::SNS::Topic": 1,
+    "AWS::KMS::Key": 1,
+    "AWS::EC2::VPC": 1,
+    "AWS::EC2::Subnet": 4,  # public + private, two AZs
+    "AWS::EC2::VPCEndpoint": 4,  # SQS, Secrets Manager (interface); S3, DynamoDB (gateway)
+    "AWS::EC2::FlowLog": 1,
+    "AWS::EC2::NatGateway": 0,
+    "AWS::EC2::EIP": 0,
+    "AWS::SNS::Subscription": 0,
+    # CDK's own provider that strips the default security group's rules; no application code yet.
+    "AWS::Lambda::Function": 1,
+}
+
+
+@pytest.mark.parametrize(("resource_type", "count"), sorted(EXPECTED_COUNTS.items()))
+def test_default_stack_has_every_resource_kind_in_the_expected_number(
+    default_app: Synthesized, resource_type: str, count: int
+) -> None:
+    default_app.template.resource_count_is(resource_type, count)
+
+
+def test_stack_name_is_prefix_and_environment(default_app: Synthesized, variant_app: Synthesized) -> None:
+    assert default_app.stack.stack_name == DEFAULT_PREFIX
+    assert variant_app.stack.stack_name == f"{constants.DEFAULT_PREFIX}-ci"
+
+
+def test_nat_gateway_flag_adds_exactly_one_nat_and_routes_private_subnets_through_it(
+    variant_app: Synthesized,
+) -> None:
+    variant_app.template.resource_count_is("AWS::EC2::NatGateway", 1)
+    variant_app.template.resource_count_is("AWS::EC2::EIP", 1)
+    nat_routes = [
+        route
+        for route in variant_app.resources("AWS::EC2::Route").values()
+        if "NatGatewayId" in route["Properties"]
+    ]
+    assert len(nat_routes) == constants.MAX_AZS
+
+
+def test_without_nat_only_public_subnets_route_to_the_internet(default_app: Synthesized) -> None:
+    routes = default_app.resources("AWS::EC2::Route").values()
+    default_routes = [
+        r["Properties"] for r in routes if r["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0"
+    ]
+    assert default_routes, "the public subnets need their internet gateway route"
+    assert all("GatewayId" in route for route in default_routes)
+    assert all("public" in json.dumps(route["RouteTableId"]) for route in default_routes)
+
+
+# -- messaging --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("logical", list(QUEUES))
+def test_every_queue_redrives_to_its_own_dlq_after_five_receives(
+    default_app: Synthesized, logical: str
+) -> None:
+    queues = _queues_by_name(default_app)
+    _, queue = queues[physical_name(DEFAULT_PREFIX, logical)]
+    dlq_logical_id, dlq = queues[dlq_name(DEFAULT_PREFIX, logical)]
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_logical_id, "Arn"]},
+        "maxReceiveCount": constants.QUEUE_MAX_RECEIVE_COUNT,
+    }
+    assert dlq["MessageRetentionPeriod"] == constants.DLQ_RETENTION_DAYS * 86_400
+    assert "RedrivePolicy" not in dlq
+
+
+@pytest.mark.parametrize("logical", list(QUEUES))
+def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(
+    default_app: Synthesized, logical: str
+) -> None:
+    _, queue = _queues_by_name(default_app)[physical_name(DEFAULT_PREFIX, logical)]
+    assert queue["VisibilityTimeout"] >= 6 * constants.consumer_timeout_seconds(logical)
+
+
+def test_every_queue_is_encrypted_and_refuses_plain_http(any_app: Synthesized) -> None:
+    policies = any_app.resources("AWS::SQS::QueuePolicy").values()
+    ssl_only_queue_ids = {
+        policy["Properties"]["Queues"][0]["Ref"]
+        for policy in policies
+        if {
+            "Effect": "Deny",
+            "Action": "sqs:*",
+            "Principal": {"AWS": "*"},
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }.items()
+        <= policy["Properties"]["PolicyDocument"]["Statement"][0].items()
+    }
+    queues = any_app.resources("AWS::SQS::Queue")
+    for logical_id, queue in queues.items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, logical_id
+        assert logical_id in ssl_only_queue_ids, f"{logical_id} has no SSL-only policy"
+
+
+def test_every_logical_queue_has_a_consumer_timeout() -> None:
+    assert set(constants.CONSUMER_TIMEOUT_SECONDS) == set(QUEUES)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def test_database_is_encrypted_private_small_and_snapshotted_on_removal(any_app: Synthesized) -> None:
+    any_app.template.has_resource(
+        "AWS::RDS::DBInstance",
+        {
+            "Properties": Match.object_like(
+                {
+                    "Engine": "postgres",
+                    "DBInstanceClass": f"db.{constants.DB_INSTANCE_TYPE}",
+                    "StorageType": "gp3",
+                    "AllocatedStorage": str(constants.DB_ALLOCATED_STORAGE_GB),
+                    "StorageEncrypted": True,
+                    "PubliclyAccessible": False,
+                    "MultiAZ": False,
+                    "EnableIAMDatabaseAuthentication": False,
+                    "BackupRetentionPeriod": constants.DB_BACKUP_RETENTION_DAYS,
+                }
+            ),
+            "DeletionPolicy": "Snapshot",
+            "UpdateReplacePolicy": "Snapshot",
+        },
+    )
+
+
+def test_deletion_protection_follows_context(default_app: Synthesized, variant_app: Synthesized) -> None:
+    for app, expected in ((default_app, True), (variant_app, False)):
+        app.template.has_resource_properties("AWS::RDS::DBInstance", {"DeletionProtection": expected})
+        app.template.has_resource_properties("AWS::DynamoDB::Table", {"DeletionProtectionEnabled": expected})
+
+
+def test_database_accepts_connections_only_from_the_function_security_group(default_app: Synthesized) -> None:
+    (db,) = default_app.resources("AWS::RDS::DBInstance").values()
+    (db_group,) = db["Properties"]["VPCSecurityGroups"]
+    db_group_id = db_group["Fn::GetAtt"][0]
+    ingress = [
+        rule["Properties"]
+        for rule in default_app.resources("AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [db_group_id, "GroupId"]}
+    ]
+    assert [rule["SourceSecurityGroupId"]["Fn::GetAtt"][0] for rule in ingress] == [
+        next(
+            iter(k for k in default_app.resources("AWS::EC2::SecurityGroup") if "FunctionSecurityGroup" in k)
+        )
+    ]
+    assert (
+        "SecurityGroupIngress"
+        not in default_app.resources("AWS::EC2::SecurityGroup")[db_group_id]["Properties"]
+    )
+
+
+def test_no_security_group_admits_the_internet(any_app: Synthesized) -> None:
+    for logical_id, group in any_app.resources("AWS::EC2::SecurityGroup").items():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            assert rule.get("CidrIp") != "0.0.0.0/0", logical_id
+    for logical_id, rule in any_app.resources("AWS::EC2::SecurityGroupIngress").items():
+        assert rule["Properties"].get("CidrIp") != "0.0.0.0/0", logical_id
+
+
+def test_private_subnets_reach_aws_services_through_endpoints(default_app: Synthesized) -> None:
+    endpoints = [e["Properties"] for e in default_app.resources("AWS::EC2::VPCEndpoint").values()]
+    by_service = {json.dumps(e["ServiceName"]).split(".")[-1].strip('"]}'): e for e in endpoints}
+    assert set(by_service) == {"sqs", "secretsmanager", "s3", "dynamodb"}
+    for service in ("sqs", "secretsmanager"):
+        assert by_service[service]["VpcEndpointType"] == "Interface"
+        assert by_service[service]["PrivateDnsEnabled"] is True
+        assert len(by_service[service]["SubnetIds"]) == constants.INTERFACE_ENDPOINT_AZ_COUNT
+    for service in ("s3", "dynamodb"):
+        assert by_service[service]["VpcEndpointType"] == "Gateway"
+        assert len(by_service[service]["RouteTableIds"]) == 2 * constants.MAX_AZS
+
+
+def test_database_sits_in_the_az_of_the_interface_endpoints(default_app: Synthesized) -> None:
+    (db,) = default_app.resources("AWS::RDS::DBInstance").values()
+    endpoint_subnets = {
+        json.dumps(subnet)
+        for e in default_app.resources("AWS::EC2::VPCEndpoint").values()
+        for subnet in e["Properties"].get("SubnetIds", [])
+    }
+    (endpoint_subnet,) = endpoint_subnets
+    subnet_id = json.loads(endpoint_subnet)["Ref"]
+    subnet_az = default_app.template_json["Resources"][subnet_id]["Properties"]["AvailabilityZone"]
+    assert db["Properties"]["AvailabilityZone"] == subnet_az
+
+
+# -- state ------------------------------------------------------------------------------------
+
+
+def test_checkpoint_table_has_the_shape_dynamodbsaver_uses(any_app: Synthesized) -> None:
+    any_app.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "SK", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": Match.array_with(
+                [{"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"}]
+            ),
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+
+
+def test_every_bucket_is_private_encrypted_and_ssl_only(any_app: Synthesized) -> None:
+    buckets = any_app.resources("AWS::S3::Bucket")
+    policies = {
+        policy["Properties"]["Bucket"]["Ref"]: policy["Properties"]["PolicyDocument"]["Statement"]
+        for policy in any_app.resources("AWS::S3::BucketPolicy").values()
+    }
+    for logical_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, logical_id
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical_id
+        assert props["LifecycleConfiguration"]["Rules"], logical_id
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in policies[logical_id]
+        ), f"{logical_id} accepts plain HTTP"
+        assert bucket["DeletionPolicy"] == "Retain", logical_id
+
+
+def test_artifacts_bucket_logs_access_and_expires_checkpoints_the_way_the_saver_expects(
+    default_app: Synthesized,
+) -> None:
+    (artifacts,) = [b for k, b in default_app.resources("AWS::S3::Bucket").items() if "Artifacts" in k]
+    props = artifacts["Properties"]
+    assert props["LoggingConfiguration"]["LogFilePrefix"] == constants.ACCESS_LOGS_PREFIX
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    checkpoint_rule = rules[constants.checkpoint_lifecycle_rule_id()]
+    assert checkpoint_rule["Prefix"] == f"{constants.CHECKPOINT_S3_KEY_PREFIX}/"
+    assert checkpoint_rule["TagFilters"] == [
+        {"Key": "ttl-days", "Value": str(constants.CHECKPOINT_S3_EXPIRATION_DAYS)}
+    ]
+    assert checkpoint_rule["ExpirationInDays"] == constants.CHECKPOINT_S3_EXPIRATION_DAYS
+    assert any("AbortIncompleteMultipartUpload" in rule for rule in rules.values())
+
+
+def test_log_bucket_admits_only_s3_access_logs_and_flow_logs_under_their_prefixes(
+    default_app: Synthesized,
+) -> None:
+    (log_bucket_id,) = [k for k in default_app.resources("AWS::S3::Bucket") if k.startswith("AuditLogs")]
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in default_app.resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": log_bucket_id}
+    ]
+    writers = {
+        statement["Principal"]["Service"]: json.dumps(statement["Resource"])
+        for statement in policy
+        if statement["Effect"] == "Allow" and statement["Action"] == "s3:PutObject"
+    }
+    assert set(writers) == {"logging.s3.amazonaws.com", "delivery.logs.amazonaws.com"}
+    assert constants.ACCESS_LOGS_PREFIX in writers["logging.s3.amazonaws.com"]
+    assert constants.FLOW_LOGS_PREFIX in writers["delivery.logs.amazonaws.com"]
+
+
+# -- observability ----------------------------------------------------------------------------
+
+
+def test_one_dlq_alarm_per_dlq_and_one_age_alarm_per_queue(default_app: Synthesized) -> None:
+    queues = _queues_by_name(default_app)
+    alarms = [a["Properties"] for a in default_app.resources("AWS::CloudWatch::Alarm").values()]
+    for logical in QUEUES:
+        dlq_id, _ = queues[dlq_name(DEFAULT_PREFIX, logical)]
+        queue_id, _ = queues[physical_name(DEFAULT_PREFIX, logical)]
+        dlq_alarms = [
+            a
+            for a in alarms
+            if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+            and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [dlq_id, "QueueName"]}
+        ]
+        assert len(dlq_alarms) == 1, logical
+        assert dlq_alarms[0]["Threshold"] == 0
+        assert dlq_alarms[0]["ComparisonOperator"] == "GreaterThanThreshold"
+        age_alarms = [
+            a
+            for a in alarms
+            if a["MetricName"] == "ApproximateAgeOfOldestMessage"
+            and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue_id, "QueueName"]}
+        ]
+        assert len(age_alarms) == 1, logical
+        assert age_alarms[0]["Threshold"] == constants.oldest_message_alarm_seconds(logical)
+
+
+def test_every_alarm_notifies_the_encrypted_ssl_only_topic(any_app: Synthesized) -> None:
+    (topic_id, topic), *_ = any_app.resources("AWS::SNS::Topic").items()
+    assert "KmsMasterKeyId" in topic["Properties"]
+    for logical_id, alarm in any_app.resources("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], logical_id
+    any_app.template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                ),
+                "Version": Match.any_value(),
+            }
+        },
+    )
+
+
+def test_topic_key_rotates_and_lets_cloudwatch_alarms_publish(default_app: Synthesized) -> None:
+    default_app.template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                            }
+                        )
+                    ]
+                ),
+                "Version": Match.any_value(),
+            },
+        },
+    )
+
+
+def test_alarm_email_context_subscribes_that_address(variant_app: Synthesized) -> None:
+    variant_app.template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
+
+
+def test_dashboard_shows_every_queue_and_dlq(default_app: Synthesized) -> None:
+    (dashboard,) = default_app.resources("AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == DEFAULT_PREFIX
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert metric in body
+    for logical_id in default_app.resources("AWS::SQS::Queue"):
+        assert logical_id in body, f"{logical_id} is not on the dashboard"
+
+
+def test_outputs_name_what_operators_and_functions_need(default_app: Synthesized) -> None:
+    outputs = default_app.template_json["Outputs"]
+    for name in (
+        "DashboardUrl",
+        "AlarmTopicArn",
+        "DatabaseEndpoint",
+        "DatabasePort",
+        "DatabaseSecretArn",
+        "CheckpointTableName",
+        "ArtifactsBucketName",
+        "QueuePrefix",
+    ):
+        assert name in outputs, name
+    queue_url_outputs = [name for name in outputs if name.endswith("QueueUrl") or name.endswith("Url")]
+    assert len([n for n in queue_url_outputs if n != "DashboardUrl"]) == QUEUE_COUNT
+    assert outputs["QueuePrefix"]["Value"] == DEFAULT_PREFIX
+
+
+# -- IAM ------------------------------------------------------------------------------------
+
+DATA_SERVICES = ("sqs", "dynamodb", "s3", "secretsmanager", "kms", "rds")
+
+
+def _statements(app: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, policy in app.resources("AWS::IAM::Policy").items():
+        found += [(logical_id, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    for logical_id, role in app.resources("AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            found += [(logical_id, s) for s in inline["PolicyDocument"]["Statement"]]
+    return found
+
+
+def test_no_identity_policy_grants_wildcard_actions_on_data_services(any_app: Synthesized) -> None:
+    # Guards the slices to come (a role per function): no "*", "sqs:*", "s3:*", ...
+    for logical_id, statement in _statements(any_app):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert action != "*", logical_id
+            service, _, verb = action.partition(":")
+            assert not (service in DATA_SERVICES and verb == "*"), f"{logical_id}: {action}"
+
+
+# -- cdk-nag ----------------------------------------------------------------------------------
+
+
+def _violations(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])]
+
+
+def test_cdk_nag_reports_nothing_unacknowledged(any_app: Synthesized) -> None:
+    # Reaching here means app.synth() did not raise ValidationFailed; the report agrees.
+    report = any_app.validation_report()
+    assert _violations(report) == []
+    assert all(plugin.get("conclusion") != "failure" for plugin in report["pluginReports"])
+
+
+def test_cdk_nag_is_live_and_fails_the_synth_on_a_new_finding(tmp_path: Path) -> None:
+    # given the real app plus one bucket nobody acknowledged
+    app, stack = build_app(outdir=str(tmp_path))
+    s3.Bucket(stack, "UnloggedBucket", enforce_ssl=True)
+
+    # when / then
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    flagged = {
+        (violation["ruleName"], construct["constructPath"])
+        for violation in _violations(report)
+        for construct in violation["violatingConstructs"]
+    }
+    assert flagged == {("AwsSolutions-S1", f"{DEFAULT_PREFIX}/UnloggedBucket/Resource")}
