@@ -49,6 +49,10 @@ class AuthError(ApiError):
     pass
 
 
+class GoneError(ApiError):
+    """The thing asked about has ended (e.g. a worker that was deleted)."""
+
+
 class ApiUnreachable(Exception):
     """No answer from the API at all."""
 
@@ -69,7 +73,7 @@ def _raise_for(response: httpx.Response) -> None:
         )
     except ValueError:
         code, message, fields = "error", response.text or response.reason_phrase, []
-    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError}.get(
+    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError}.get(
         response.status_code, ApiError
     )
     raise kind(response.status_code, code, message, fields)

@@ -20,7 +20,7 @@ from functions.api import auth
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
 from functions.api.migrations import HEAD_REVISION
-from functions.api.routers import health, internal, projects, secrets, servers, tasks, users
+from functions.api.routers import health, internal, projects, secrets, servers, tasks, users, workers
 from shared.contracts.api import ErrorBody
 from shared.observability import correlation, get_logger
 
@@ -45,6 +45,9 @@ def _api_error(exc: ApiError) -> Response[Any]:
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response[Any]:
+    if any(tuple(err.get("loc", ()))[:1] == ("response",) for err in exc.errors()):
+        logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
+        return _error(500, "internal_error", "internal error: the response did not match its schema")
     fields, details = [], []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
@@ -131,7 +134,7 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
 
 
 for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
-               internal.router):  # fmt: skip
+               internal.router, workers.router):  # fmt: skip
     app.include_router(router)
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}

@@ -177,6 +177,7 @@ class ProjectSecret(Base):
 
 class Worker(Base):
     __tablename__ = "workers"
+    __table_args__ = (UniqueConstraint("create_request_id", name="uq_workers_create_request_id"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True)
@@ -186,6 +187,33 @@ class Worker(Base):
     exit_reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None]
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    """WorkerConfig + context: what the wrapper fetches (secret references, never values)."""
+    create_request_id: Mapped[str | None] = mapped_column(String(64))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    last_seen_at: Mapped[datetime | None]
+
+
+class WorkerMessage(Base):
+    """A message (or file) for a worker; exactly one response per message reaches worker:responses."""
+
+    __tablename__ = "worker_messages"
+    __table_args__ = (Index("ix_worker_messages_worker_status", "worker_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="message")
+    body: Mapped[str] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(String(1000))
+    timeout_s: Mapped[int] = mapped_column(Integer, default=1800)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class OutboxMessage(Base):

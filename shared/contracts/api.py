@@ -203,18 +203,36 @@ class EventAppend(Dto):
     )
 
 
+WorkerStatus = Literal["CREATED", "STARTING", "RUNNING", "STOPPED", "FAILED"]
+
+
 class WorkerRecord(Dto):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     task_id: str | None = None
     agent: Annotated[str, Field(max_length=64)]
     runtime_handle: Annotated[str | None, Field(max_length=512)] = None
-    status: Literal["STARTING", "RUNNING", "STOPPED", "FAILED"] = "STARTING"
+    status: WorkerStatus = "CREATED"
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="WorkerConfig + context; references only."
+    )
+    create_request_id: Annotated[
+        str | None, Field(max_length=64, description="A redelivered create with this id finds this worker.")
+    ] = None
 
 
 class WorkerUpdate(Dto):
-    status: Literal["STARTING", "RUNNING", "STOPPED", "FAILED"]
+    status: WorkerStatus
     runtime_handle: Annotated[str | None, Field(max_length=512)] = None
     exit_reason: Annotated[str | None, Field(max_length=4000)] = None
+    expected_status: WorkerStatus | None = Field(
+        default=None, description="Compare-and-set: 409 if different."
+    )
+
+
+class WorkerStopped(Dto):
+    status: Literal["STOPPED", "FAILED"] = "STOPPED"
+    exit_code: int | None = None
+    reason: Annotated[str, Field(max_length=4000)] = "stopped"
 
 
 class Worker(Out):
@@ -224,8 +242,48 @@ class Worker(Out):
     runtime_handle: str | None
     status: str
     exit_reason: str | None
+    exit_code: int | None = None
     started_at: datetime
     stopped_at: datetime | None
+    last_seen_at: datetime | None = None
+
+
+class WorkerDetail(Worker):
+    config: dict[str, Any]
+    create_request_id: str | None
+
+
+class WorkerMessageCreate(Dto):
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["message", "file"] = "message"
+    body: Annotated[str, Field(max_length=1_000_000)]
+    path: Annotated[str | None, Field(max_length=1000)] = None
+    timeout_s: Annotated[int, Field(gt=0, le=86_400)] = 1800
+    correlation_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+class WorkerMessage(Out):
+    id: int
+    worker_id: str
+    request_id: str
+    kind: str
+    body: str
+    path: str | None
+    timeout_s: int
+    status: Literal["PENDING", "RUNNING", "DONE", "FAILED"]
+    result: dict[str, Any] | None
+    error: str | None
+    correlation_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class WorkerMessageResult(Dto):
+    success: bool
+    response: Annotated[str | None, Field(max_length=200_000)] = None
+    error: Annotated[str | None, Field(max_length=20_000)] = None
+    result: dict[str, Any] | None = None
 
 
 # -- servers ------------------------------------------------------------------------------

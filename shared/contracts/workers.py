@@ -81,6 +81,11 @@ class SendMessageResponse(_Response):
     command: Literal["send_message"] = "send_message"
     worker_id: str | None = None
     response: str | None = Field(default=None, description="The agent's final answer.")
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="Added: the wrapper's structured result (status success|failed|blocked, commit_sha, "
+        "files_changed, tokens, cost_usd, duration_ms, reason, output_tail).",
+    )
 
 
 class SendFileResponse(_Response):

@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from sqlalchemy import select
 
-from functions.api.errors import Conflict, NotFound
+from functions.api.errors import NotFound
 from functions.api.models import Task as TaskRow
-from functions.api.models import Worker as WorkerRow
 from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
 from functions.api.services import tasks
@@ -28,9 +26,6 @@ from shared.contracts.api import (
     TaskFail,
     TaskStatus,
     TaskWait,
-    Worker,
-    WorkerRecord,
-    WorkerUpdate,
 )
 
 router = APIGatewayHttpRouter()
@@ -120,59 +115,6 @@ def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent
             raise NotFound(f"task {task_id!r} not found")
         rows = tasks.append_events(session, task, body.events)
         return created([TaskEvent.model_validate(r) for r in rows], 201)
-
-
-@router.post("/internal/workers", summary="Record a worker (idempotent by id)", tags=TAGS)
-def record_worker(body: WorkerRecord) -> Response[Worker]:
-    _service()
-    with transaction() as session:
-        existing = session.get(WorkerRow, body.id)
-        if existing is not None:
-            if existing.task_id != body.task_id:
-                raise Conflict(f"worker {body.id} is already recorded for another task", ["id"])
-            return created(Worker.model_validate(existing), 200)
-        if body.task_id and session.get(TaskRow, body.task_id) is None:
-            raise NotFound(f"task {body.task_id!r} not found")
-        row = WorkerRow(**body.model_dump(), started_at=utcnow())
-        session.add(row)
-        session.flush()
-        return created(Worker.model_validate(row), 201)
-
-
-@router.patch("/internal/workers/<worker_id>", summary="Update a worker's status", tags=TAGS)
-def update_worker(worker_id: Annotated[str, Path(max_length=64)], body: WorkerUpdate) -> Worker:
-    _service()
-    with transaction() as session:
-        row = session.get(WorkerRow, worker_id)
-        if row is None:
-            raise NotFound(f"worker {worker_id!r} not found")
-        if row.status in ("STOPPED", "FAILED") and body.status not in ("STOPPED", "FAILED"):
-            raise Conflict(f"worker {worker_id} already ended ({row.status})")
-        for key, value in body.model_dump(exclude_unset=True).items():
-            setattr(row, key, value)
-        if body.status in ("STOPPED", "FAILED") and row.stopped_at is None:
-            row.stopped_at = utcnow()
-        session.flush()
-        return Worker.model_validate(row)
-
-
-@router.get("/workers", summary="List workers (yours; all for admins)", tags=["workers"])
-def list_workers(
-    task_id: Annotated[str | None, Query(max_length=64)] = None,
-    status: Annotated[str | None, Query(max_length=16)] = None,
-) -> list[Worker]:
-    caller = principal(router)
-    with transaction() as session:
-        stmt = select(WorkerRow).order_by(WorkerRow.started_at.desc())
-        if not caller.sees_all():
-            stmt = stmt.join(TaskRow, TaskRow.id == WorkerRow.task_id).where(
-                TaskRow.user_id == caller.user_id
-            )
-        if task_id:
-            stmt = stmt.where(WorkerRow.task_id == task_id)
-        if status:
-            stmt = stmt.where(WorkerRow.status == status)
-        return [Worker.model_validate(w) for w in session.execute(stmt.limit(500)).scalars()]
 
 
 @router.post("/internal/outbox/sweep", summary="Publish outbox rows older than a few seconds", tags=TAGS)

@@ -1,0 +1,196 @@
+"""/internal/workers (service scope) and /workers (people): worker records, messages, results."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from sqlalchemy import select, update
+
+from functions.api.errors import Conflict, Gone, NotFound
+from functions.api.models import Task as TaskRow
+from functions.api.models import Worker as WorkerRow
+from functions.api.models import WorkerMessage as WorkerMessageRow
+from functions.api.models import utcnow
+from functions.api.routers._common import created, dispatch_now, principal, transaction
+from functions.api.services import workers
+from shared.contracts.api import (
+    Worker,
+    WorkerDetail,
+    WorkerMessage,
+    WorkerMessageCreate,
+    WorkerMessageResult,
+    WorkerRecord,
+    WorkerStopped,
+    WorkerUpdate,
+)
+
+router = APIGatewayHttpRouter()
+TAGS = ["workers"]
+WorkerId = Annotated[str, Path(max_length=64)]
+
+
+def _service() -> None:
+    principal(router).require_service()
+
+
+@router.post(
+    "/internal/workers", summary="Record a worker (idempotent by id and by create request id)", tags=TAGS
+)
+def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
+    _service()
+    with transaction() as session:
+        existing = session.get(WorkerRow, body.id)
+        if existing is None and body.create_request_id:
+            existing = session.execute(
+                select(WorkerRow).where(WorkerRow.create_request_id == body.create_request_id)
+            ).scalar_one_or_none()
+        if existing is not None:
+            if existing.task_id != body.task_id:
+                raise Conflict(f"worker {existing.id} is already recorded for another task", ["id"])
+            return created(WorkerDetail.model_validate(existing), 200)
+        if body.task_id and session.get(TaskRow, body.task_id) is None:
+            raise NotFound(f"task {body.task_id!r} not found")
+        row = WorkerRow(**body.model_dump(), started_at=utcnow())
+        session.add(row)
+        session.flush()
+        return created(WorkerDetail.model_validate(row), 201)
+
+
+@router.get(
+    "/internal/workers/<worker_id>", summary="A worker with its config (what the wrapper runs)", tags=TAGS
+)
+def get_worker(worker_id: WorkerId) -> WorkerDetail:
+    _service()
+    with transaction() as session:
+        return WorkerDetail.model_validate(workers.get(session, worker_id))
+
+
+@router.patch(
+    "/internal/workers/<worker_id>",
+    summary="Update a worker's status (optionally compare-and-set)",
+    tags=TAGS,
+)
+def update_worker(worker_id: WorkerId, body: WorkerUpdate) -> Worker:
+    _service()
+    with transaction() as session:
+        row = workers.get(session, worker_id)
+        if body.expected_status is not None:
+            won = session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id, WorkerRow.status == body.expected_status)
+                .values(status=body.status)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            session.refresh(row)
+            if won != 1:
+                raise Conflict(f"worker {worker_id} is {row.status}, not {body.expected_status}")
+        elif row.status in workers.ENDED and body.status not in workers.ENDED:
+            raise Conflict(f"worker {worker_id} already ended ({row.status})")
+        changes = body.model_dump(exclude_unset=True, exclude={"expected_status"})
+        for key, value in changes.items():
+            setattr(row, key, value)
+        if body.status in workers.ENDED and row.stopped_at is None:
+            row.stopped_at = utcnow()
+        session.flush()
+        return Worker.model_validate(row)
+
+
+@router.post(
+    "/internal/workers/<worker_id>/stopped", summary="The worker ended: fail what it still owed", tags=TAGS
+)
+def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
+    _service()
+    with transaction() as session:
+        row = workers.get(session, worker_id)
+        outbox_ids = workers.mark_stopped(session, row, body.status, body.exit_code, body.reason)
+        dto = Worker.model_validate(row)
+    if outbox_ids:
+        dispatch_now(outbox_ids)
+    return dto
+
+
+@router.post(
+    "/internal/workers/<worker_id>/messages",
+    summary="Queue a message or file for a worker (idempotent by request_id)",
+    tags=TAGS,
+    responses={201: {"description": "Queued"}},
+)
+def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[WorkerMessage]:
+    _service()
+    with transaction() as session:
+        worker = workers.get(session, worker_id)
+        message, outbox_ids, is_new = workers.enqueue_message(session, worker, body.model_dump())
+        dto = WorkerMessage.model_validate(message)
+    if outbox_ids:
+        dispatch_now(outbox_ids)
+    return created(dto, 201 if is_new else 200)
+
+
+@router.post(
+    "/internal/workers/<worker_id>/messages/next",
+    summary="The wrapper takes its next message (204: none; 410: the worker has ended)",
+    tags=TAGS,
+)
+def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
+    _service()
+    with transaction() as session:
+        worker = workers.get(session, worker_id)
+        if worker.status in workers.ENDED:
+            raise Gone(f"worker {worker_id} has ended ({worker.exit_reason or worker.status})")
+        message = workers.claim_next(session, worker)
+        if message is None:
+            return Response(status_code=204, content_type="application/json", body=None)
+        return created(WorkerMessage.model_validate(message), 200)
+
+
+@router.post(
+    "/internal/worker-messages/<message_id>/result",
+    summary="The wrapper's answer to a message (409 if already answered)",
+    tags=TAGS,
+)
+def message_result(message_id: Annotated[int, Path(ge=1)], body: WorkerMessageResult) -> WorkerMessage:
+    _service()
+    with transaction() as session:
+        message, outbox_id = workers.finish_message(
+            session, message_id, body.success, body.response, body.error, body.result
+        )
+        dto = WorkerMessage.model_validate(message)
+    dispatch_now([outbox_id])
+    return dto
+
+
+@router.get("/workers", summary="List workers (yours; all for admins)", tags=TAGS)
+def list_workers(
+    task_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+) -> list[Worker]:
+    caller = principal(router)
+    with transaction() as session:
+        stmt = select(WorkerRow).order_by(WorkerRow.started_at.desc())
+        if not caller.sees_all():
+            stmt = stmt.join(TaskRow, TaskRow.id == WorkerRow.task_id).where(
+                TaskRow.user_id == caller.user_id
+            )
+        if task_id:
+            stmt = stmt.where(WorkerRow.task_id == task_id)
+        if status:
+            stmt = stmt.where(WorkerRow.status == status)
+        return [Worker.model_validate(w) for w in session.execute(stmt.limit(500)).scalars()]
+
+
+@router.get("/workers/<worker_id>/messages", summary="A worker's messages and their results", tags=TAGS)
+def list_messages(worker_id: WorkerId) -> list[WorkerMessage]:
+    caller = principal(router)
+    with transaction() as session:
+        worker = workers.get(session, worker_id)
+        if not (caller.sees_all() or workers.visible_to(session, worker, caller.user_id)):
+            raise NotFound(f"worker {worker_id!r} not found")
+        rows = session.execute(
+            select(WorkerMessageRow)
+            .where(WorkerMessageRow.worker_id == worker.id)
+            .order_by(WorkerMessageRow.id)
+        ).scalars()
+        return [WorkerMessage.model_validate(m) for m in rows]

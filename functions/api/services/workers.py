@@ -1,0 +1,141 @@
+"""Workers and their messages. Every message gets exactly one response on worker:responses.
+
+Responses go through the outbox in the same transaction as the status change that causes them,
+and every status change is compare-and-set, so a repeated result, a late "stopped" report and
+the result of the wrapper itself can never produce two responses for one message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from functions.api.errors import Conflict, NotFound
+from functions.api.models import OutboxMessage, Task, Worker, WorkerMessage, utcnow
+from functions.api.services import outbox
+from shared.contracts import WORKER_RESPONSES, SendFileResponse, SendMessageResponse
+
+ENDED = ("STOPPED", "FAILED")
+OPEN = ("PENDING", "RUNNING")
+
+
+def get(session: Session, worker_id: str) -> Worker:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id!r} not found")
+    return worker
+
+
+def _respond(session: Session, message: WorkerMessage, success: bool, response: str | None, error: str | None,
+             result: dict[str, Any] | None) -> OutboxMessage:  # fmt: skip
+    fields: dict[str, Any] = {
+        "request_id": message.request_id,
+        "success": success,
+        "worker_id": message.worker_id,
+        "error": error,
+    }
+    if message.correlation_id:
+        fields["correlation_id"] = message.correlation_id
+    if message.kind == "file":
+        reply: SendMessageResponse | SendFileResponse = SendFileResponse(**fields)
+    else:
+        reply = SendMessageResponse(**fields, response=response, result=result)
+    return outbox.add(session, WORKER_RESPONSES, reply)
+
+
+def finish_message(session: Session, message_id: int, success: bool, response: str | None, error: str | None,
+                   result: dict[str, Any] | None, allowed: tuple[str, ...] = ("RUNNING",)) -> tuple[WorkerMessage, int]:  # fmt: skip
+    """RUNNING -> DONE | FAILED, and its response, once."""
+    won = session.execute(
+        update(WorkerMessage)
+        .where(WorkerMessage.id == message_id, WorkerMessage.status.in_(allowed))
+        .values(status="DONE" if success else "FAILED", result=result, error=error, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    message = session.get(WorkerMessage, message_id, populate_existing=True)
+    if message is None:
+        raise NotFound(f"worker message {message_id} not found")
+    if won != 1:
+        raise Conflict(f"worker message {message_id} is already {message.status}")
+    return message, _respond(session, message, success, response, error, result).id
+
+
+def enqueue_message(
+    session: Session, worker: Worker, body: dict[str, Any]
+) -> tuple[WorkerMessage, list[int], bool]:
+    """A message for `worker` (idempotent by request_id). Returns (message, outbox ids, created)."""
+    existing = session.execute(
+        select(WorkerMessage).where(WorkerMessage.request_id == body["request_id"])
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing.worker_id != worker.id:
+            raise Conflict(f"request {body['request_id']} was already sent to another worker", ["request_id"])
+        return existing, [], False
+    message = WorkerMessage(worker_id=worker.id, status="PENDING", created_at=utcnow(), **body)
+    session.add(message)
+    session.flush()
+    outbox_ids: list[int] = []
+    if worker.status in ENDED:
+        _, outbox_id = finish_message(
+            session, message.id, False, None, f"worker {worker.id} has ended ({worker.exit_reason or worker.status})",
+            None, allowed=("PENDING",),
+        )  # fmt: skip
+        outbox_ids.append(outbox_id)
+    return message, outbox_ids, True
+
+
+def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
+    """The oldest PENDING message, moved to RUNNING (compare-and-set: one wrapper gets it)."""
+    worker.last_seen_at = utcnow()
+    candidates = session.execute(
+        select(WorkerMessage.id)
+        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status == "PENDING")
+        .order_by(WorkerMessage.id)
+        .limit(5)
+    ).scalars()
+    for message_id in candidates:
+        won = session.execute(
+            update(WorkerMessage)
+            .where(WorkerMessage.id == message_id, WorkerMessage.status == "PENDING")
+            .values(status="RUNNING", started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won == 1:
+            return session.get(WorkerMessage, message_id, populate_existing=True)
+    return None
+
+
+def mark_stopped(
+    session: Session, worker: Worker, status: str, exit_code: int | None, reason: str
+) -> list[int]:
+    """The worker ended (deleted, exited, died, timed out): fail what it still owed, once."""
+    session.execute(
+        update(Worker)
+        .where(Worker.id == worker.id, Worker.status.not_in(ENDED))
+        .values(status=status, exit_code=exit_code, exit_reason=reason, stopped_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.get(Worker, worker.id, populate_existing=True)
+    outbox_ids: list[int] = []
+    open_ids = session.execute(
+        select(WorkerMessage.id).where(WorkerMessage.worker_id == worker.id, WorkerMessage.status.in_(OPEN))
+    ).scalars()
+    detail = f"worker {worker.id} ended before answering: {reason}" + (
+        f" (exit code {exit_code})" if exit_code is not None else ""
+    )
+    for message_id in list(open_ids):
+        try:
+            _, outbox_id = finish_message(session, message_id, False, None, detail, None, allowed=OPEN)
+        except Conflict:
+            continue
+        outbox_ids.append(outbox_id)
+    return outbox_ids
+
+
+def visible_to(session: Session, worker: Worker, user_id: str) -> bool:
+    if worker.task_id is None:
+        return False
+    task = session.get(Task, worker.task_id)
+    return task is not None and task.user_id == user_id
