@@ -16,6 +16,7 @@ from cli import (
     commands_projects,
     commands_queue,
     commands_tasks,
+    commands_workers,
 )
 from cli.errors import CliError, ExitCode
 from cli.output import print_error
@@ -47,6 +48,7 @@ app.add_typer(commands_projects.project_app, name="project")
 app.add_typer(commands_projects.engineering_app, name="engineering")
 app.add_typer(commands_projects.deploy_app, name="deploy")
 app.add_typer(commands_tasks.app, name="task")
+app.add_typer(commands_workers.app, name="worker")
 app.add_typer(commands_admin.server_app, name="server")
 app.add_typer(commands_admin.secret_app, name="secret")
 app.add_typer(commands_admin.user_app, name="user")

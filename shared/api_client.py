@@ -21,6 +21,8 @@ from shared.contracts.api import (
     TaskEvent,
     User,
     Worker,
+    WorkerDetail,
+    WorkerMessage,
 )
 
 M = TypeVar("M")
@@ -229,16 +231,53 @@ class ApiClient:
         return self._as(list[TaskEvent], data)
 
     def record_worker(self, worker_id: str, agent: str, task_id: str | None = None,
-                      runtime_handle: str | None = None, status: str = "STARTING") -> Worker:  # fmt: skip
-        body = self._body(
-            id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status
-        )
-        return self._as(Worker, self.request("POST", "/internal/workers", json=body))
+                      runtime_handle: str | None = None, status: str = "CREATED",
+                      config: dict[str, Any] | None = None, create_request_id: str | None = None) -> WorkerDetail:  # fmt: skip
+        body = self._body(id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status,
+                          config=config, create_request_id=create_request_id)  # fmt: skip
+        return self._as(WorkerDetail, self.request("POST", "/internal/workers", json=body))
+
+    def get_worker(self, worker_id: str) -> WorkerDetail:
+        return self._as(WorkerDetail, self.request("GET", f"/internal/workers/{worker_id}"))
 
     def update_worker(self, worker_id: str, status: str, runtime_handle: str | None = None,
-                      exit_reason: str | None = None) -> Worker:  # fmt: skip
-        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason)
+                      exit_reason: str | None = None, expected_status: str | None = None) -> Worker:  # fmt: skip
+        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason,
+                          expected_status=expected_status)  # fmt: skip
         return self._as(Worker, self.request("PATCH", f"/internal/workers/{worker_id}", json=body))
+
+    def worker_stopped(self, worker_id: str, reason: str, exit_code: int | None = None,
+                       status: str = "STOPPED") -> Worker:  # fmt: skip
+        body = self._body(status=status, exit_code=exit_code, reason=reason)
+        return self._as(Worker, self.request("POST", f"/internal/workers/{worker_id}/stopped", json=body))
+
+    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
+                            path: str | None = None, timeout_s: int = 1800,
+                            correlation_id: str | None = None) -> WorkerMessage:  # fmt: skip
+        payload = self._body(request_id=request_id, kind=kind, body=body, path=path, timeout_s=timeout_s,
+                             correlation_id=correlation_id)  # fmt: skip
+        return self._as(
+            WorkerMessage, self.request("POST", f"/internal/workers/{worker_id}/messages", json=payload)
+        )
+
+    def next_worker_message(self, worker_id: str) -> WorkerMessage | None:
+        """The wrapper's next message, or None. Raises GoneError when the worker has ended."""
+        data = self.request("POST", f"/internal/workers/{worker_id}/messages/next")
+        return self._as(WorkerMessage, data) if data else None
+
+    def worker_message_result(self, message_id: int, success: bool, response: str | None = None,
+                              error: str | None = None, result: dict[str, Any] | None = None) -> WorkerMessage:  # fmt: skip
+        body = self._body(response=response, error=error, result=result)
+        body["success"] = success
+        return self._as(
+            WorkerMessage, self.request("POST", f"/internal/worker-messages/{message_id}/result", json=body)
+        )
+
+    def stop_worker(self, worker_id: str) -> Worker:
+        return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))
+
+    def list_worker_messages(self, worker_id: str) -> list[WorkerMessage]:
+        return self._as(list[WorkerMessage], self.request("GET", f"/workers/{worker_id}/messages"))
 
     def list_workers(self, task_id: str | None = None, status: str | None = None) -> list[Worker]:
         return self._as(

@@ -30,11 +30,24 @@ class ScheduleSpec:
 
 SCHEDULER_HANDLER = "functions.scheduler.handler:lambda_handler"
 
-CONSUMERS: tuple[ConsumerSpec, ...] = ()
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    ConsumerSpec(
+        function="worker_manager",
+        handler="functions.worker_manager.handler:lambda_handler",
+        queues=("worker:commands",),
+        timeout_s=60,
+        batch_size=10,
+        max_concurrency=2,
+    ),
+)
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec("outbox_sweep", 60, "publish outbox rows a crash left unsent"),
 )
+
+
+RESETTERS: tuple[str, ...] = ("functions.worker_manager.handler:reset",)
+"""Per-process state of consumer functions (one 'container'); the embedded stack resets it on start and stop."""
 
 
 def import_handler(path: str):  # type: ignore[no-untyped-def]

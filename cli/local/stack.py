@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from shared.observability import get_logger
-from shared.topology import CONSUMERS, SCHEDULER_HANDLER, SCHEDULES, import_handler
+from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, import_handler
 
 ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
@@ -114,6 +114,7 @@ class EmbeddedStack:
         os.environ["ORCH_SERVICE_API_KEY_REF"] = SERVICE_KEY_REF
         self._ensure_service_key(url, secrets)
 
+        self._reset_functions()
         self._start_consumers()
         self._spawn("scheduler", self._tick_forever)
         StackState(
@@ -146,6 +147,11 @@ class EmbeddedStack:
                 service = admin.add_user(SERVICE_USER)
             created = admin.create_api_key(service.id, name="embedded-stack", scopes=["service"])
         secrets.put(SERVICE_KEY_REF, created.key)
+
+    @staticmethod
+    def _reset_functions() -> None:
+        for path in RESETTERS:
+            import_handler(path)()
 
     def _start_consumers(self) -> None:
         from shared.queues import build_queue
@@ -205,5 +211,6 @@ class EmbeddedStack:
             (self.home / STATE_FILE).unlink(missing_ok=True)
         from functions.api.db import dispose_all
 
+        self._reset_functions()
         dispose_all()
         self.logger.info("embedded stack stopped")

@@ -56,14 +56,19 @@ def throughput(seconds: float) -> list[tuple[str, int, float]]:
                     stop = time.monotonic() + seconds
                     counts = [0] * clients
 
-                    def run(i: int, method: str = method, stop: float = stop, counts: list[int] = counts) -> None:
+                    def run(
+                        i: int, method: str = method, stop: float = stop, counts: list[int] = counts
+                    ) -> None:
                         with httpx.Client(base_url=url, headers=headers) as c:
                             while time.monotonic() < stop:
                                 if method == "get":
                                     r = c.get("/tasks", params={"limit": 20})
                                 else:
                                     counter[0] += 1
-                                    r = c.post("/projects", json={"name": f"p-{i}-{counter[0]}-{time.monotonic_ns()}"})
+                                    r = c.post(
+                                        "/projects",
+                                        json={"name": f"p-{i}-{counter[0]}-{time.monotonic_ns()}"},
+                                    )
                                 assert r.status_code < 300, r.text
                                 counts[i] += 1
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from functions.api.migrations import HEAD_REVISION
 from shared.contracts import MODELS
 from shared.queues.local import LocalQueue
 from shared.queues.sqs import SqsQueue
@@ -123,10 +124,10 @@ def test_contracts_export(cli: CliRunner, tmp_path: Path) -> None:
 def test_db_upgrade_migrates_the_configured_database(cli: CliRunner, tmp_path: Path) -> None:
     first = cli("db", "upgrade", "--json")
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["revision"] == "0001_initial"
+    assert json.loads(first.stdout)["revision"] == HEAD_REVISION
     assert (Path(os.environ["ORCH_HOME"]) / "orchestrator.db").exists()
     again = cli("db", "upgrade")
-    assert again.returncode == 0 and "schema at 0001_initial" in again.stdout
+    assert again.returncode == 0 and f"schema at {HEAD_REVISION}" in again.stdout
 
 
 def test_db_upgrade_unreachable_is_exit_5(cli: CliRunner) -> None:

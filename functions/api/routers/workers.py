@@ -194,3 +194,26 @@ def list_messages(worker_id: WorkerId) -> list[WorkerMessage]:
             .order_by(WorkerMessageRow.id)
         ).scalars()
         return [WorkerMessage.model_validate(m) for m in rows]
+
+
+@router.post(
+    "/workers/<worker_id>/stop",
+    summary="Ask the worker manager to stop a worker",
+    tags=TAGS,
+    responses={202: {"description": "Accepted: a delete command is queued"}},
+)
+def stop_worker(worker_id: WorkerId) -> Response[Worker]:
+    from functions.api.services import outbox
+    from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand
+
+    caller = principal(router)
+    with transaction() as session:
+        worker = workers.get(session, worker_id)
+        if not (caller.sees_all() or workers.visible_to(session, worker, caller.user_id)):
+            raise NotFound(f"worker {worker_id!r} not found")
+        if worker.status in workers.ENDED:
+            raise Conflict(f"worker {worker_id} already ended ({worker.status})")
+        row = outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=worker.id))
+        dto, outbox_id = Worker.model_validate(worker), row.id
+    dispatch_now([outbox_id])
+    return created(dto, 202)

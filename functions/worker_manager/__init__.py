@@ -1,0 +1,1 @@
+"""The worker manager: worker:commands in, workers started/stopped, worker:responses out."""

@@ -1,0 +1,128 @@
+"""What the worker manager does with each command. Redelivery-safe: a repeated command is a no-op
+or re-sends the same answer; it never starts a second worker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.api_client import ApiClient, ConflictError, NotFoundError
+from shared.contracts import (
+    WORKER_RESPONSES,
+    CreateWorkerCommand,
+    CreateWorkerResponse,
+    DeleteWorkerCommand,
+    DeleteWorkerResponse,
+    SendFileCommand,
+    SendMessageCommand,
+)
+from shared.contracts.api import WorkerDetail
+from shared.observability import get_logger
+from shared.queues.port import QueuePort
+from shared.workers.runtime import RuntimeStatus, WorkerLaunch, WorkerRuntime
+
+_NAMESPACE = uuid.UUID("6f1c1a52-52a1-4f0e-9d43-7d1b1c0de000")
+START_STALL = timedelta(minutes=5)
+
+
+def worker_id_for(request_id: str) -> str:
+    """Deterministic: the same create request always names the same worker."""
+    return "w-" + uuid.uuid5(_NAMESPACE, request_id).hex[:20]
+
+
+class WorkerManager:
+    def __init__(self, api: ApiClient, runtime: WorkerRuntime, queue: QueuePort, launch_env: dict[str, str],
+                 max_lifetime_s: int = 1800) -> None:  # fmt: skip
+        self.api = api
+        self.runtime = runtime
+        self.queue = queue
+        self.launch_env = launch_env
+        self.max_lifetime_s = max_lifetime_s
+        self.logger = get_logger()
+
+    def handle(self, command: Any) -> None:
+        if isinstance(command, CreateWorkerCommand):
+            self.create(command)
+        elif isinstance(command, SendMessageCommand):
+            self.api.send_worker_message(command.worker_id, command.request_id, command.message,
+                                         timeout_s=command.timeout, correlation_id=command.correlation_id)  # fmt: skip
+        elif isinstance(command, SendFileCommand):
+            self.api.send_worker_message(command.worker_id, command.request_id, command.content, kind="file",
+                                         path=command.path, correlation_id=command.correlation_id)  # fmt: skip
+        elif isinstance(command, DeleteWorkerCommand):
+            self.delete(command)
+        else:  # the contract's union has no other member; a new one must be handled here
+            raise TypeError(f"unhandled worker command {type(command).__name__}")
+
+    def _reply(self, command: CreateWorkerCommand | DeleteWorkerCommand, success: bool, worker_id: str | None,
+               error: str | None = None) -> None:  # fmt: skip
+        kind = CreateWorkerResponse if isinstance(command, CreateWorkerCommand) else DeleteWorkerResponse
+        self.queue.publish(WORKER_RESPONSES, kind(request_id=command.request_id, success=success, worker_id=worker_id,
+                                                  error=error, correlation_id=command.correlation_id))  # fmt: skip
+
+    def create(self, command: CreateWorkerCommand) -> None:
+        worker_id = worker_id_for(command.request_id)
+        context = dict(command.context)
+        config = {**command.config.model_dump(mode="json"), "context": context}
+        detail = self.api.record_worker(worker_id, command.config.agent, task_id=context.get("task_id") or None,
+                                        config=config, create_request_id=command.request_id)  # fmt: skip
+        if detail.status == "CREATED":
+            try:
+                self.api.update_worker(detail.id, "STARTING", expected_status="CREATED")
+            except ConflictError:
+                self.logger.info("another delivery is starting this worker", extra={"worker_id": detail.id})
+                return
+            self._start(command, detail)
+            return
+        self._answer_again(command, detail)
+
+    def _start(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
+        launch = WorkerLaunch(worker_id=detail.id, task_id=detail.task_id, env=dict(self.launch_env),
+                              max_lifetime_s=self.max_lifetime_s)  # fmt: skip
+        try:
+            handle = self.runtime.start(launch)
+        except Exception as exc:
+            reason = f"could not start the worker: {type(exc).__name__}: {exc}"
+            self.logger.exception("worker start failed", extra={"worker_id": detail.id})
+            self.api.worker_stopped(detail.id, reason, status="FAILED")
+            self._reply(command, False, detail.id, reason)
+            return
+        self.api.update_worker(detail.id, "RUNNING", runtime_handle=handle)
+        self.logger.info("worker started", extra={"worker_id": detail.id, "handle": handle})
+        self._reply(command, True, detail.id)
+
+    def _answer_again(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
+        """A redelivered create: repeat the answer the first delivery gave (or should have)."""
+        if detail.status in ("RUNNING",) or (detail.status == "STARTING" and detail.runtime_handle):
+            self._reply(command, True, detail.id)
+        elif detail.status in ("STOPPED", "FAILED"):
+            self._reply(command, False, detail.id, detail.exit_reason or f"worker {detail.status.lower()}")
+        elif datetime.now(UTC) - detail.started_at > START_STALL:
+            reason = "worker start was interrupted (no runtime handle after 5 minutes)"
+            self.api.worker_stopped(detail.id, reason, status="FAILED")
+            self._reply(command, False, detail.id, reason)
+        else:
+            raise RuntimeError(f"worker {detail.id} is still starting; will look again on redelivery")
+
+    def delete(self, command: DeleteWorkerCommand) -> None:
+        try:
+            detail = self.api.get_worker(command.worker_id)
+        except NotFoundError:
+            self._reply(command, False, command.worker_id, f"unknown worker {command.worker_id}")
+            return
+        still_running = detail.status not in ("STOPPED", "FAILED")
+        self.api.worker_stopped(
+            detail.id, "deleted", status="STOPPED"
+        )  # recorded first: the kill reports later
+        if detail.runtime_handle and still_running:
+            self.runtime.stop(detail.runtime_handle, "deleted")
+        self._reply(command, True, detail.id)
+
+    def runtime_stopped(self, worker_id: str, status: RuntimeStatus) -> None:
+        """The runtime says the process ended (local monitor or ECS task-state event)."""
+        reason = status.reason or ""
+        intended = reason.startswith("stopped:")
+        failed = not intended and (status.exit_code not in (0, None) or reason.startswith("timeout"))
+        self.api.worker_stopped(worker_id, status.reason or "stopped", exit_code=status.exit_code,
+                                status="FAILED" if failed else "STOPPED")  # fmt: skip

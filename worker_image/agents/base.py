@@ -1,0 +1,552 @@
+"""One interface over every CLI coding agent, and the one place that runs them as processes.
+
+An adapter only knows its CLI: how to call it (`build_command`), how to read one line of its
+output (`parse_line`) and how to judge the run (`finish`). `run_agent` owns the process: its
+own process group, a hard timeout that kills the whole group, stderr kept in a bounded buffer,
+secrets redacted before anything leaves, and no process left behind whatever happens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, ClassVar, Literal, NamedTuple
+
+EventKind = Literal["session", "text", "tool", "result", "error", "raw"]
+ResultStatus = Literal["success", "failed", "blocked"]
+
+BLOCKED_PREFIX = "BLOCKED:"
+"""An agent that cannot go on without a person (a missing token, an ambiguous spec) starts its answer so."""
+OUTPUT_TAIL_CHARS = 4000
+"""How much of the output a failed result carries: enough to see the error, small enough for a message."""
+KILL_GRACE_S = 3.0
+"""Time between SIGTERM and SIGKILL: lets an agent flush its session file, not long enough to matter."""
+PROMPT_ARGV_LIMIT = 100_000
+"""Linux refuses one argv string over 128 KiB (MAX_ARG_STRLEN); longer prompts go through stdin."""
+_STDERR_KEEP_CHARS = 16_000
+TOOL_TEXT_CHARS = 500
+"""Tool output in a progress event is clipped to this: the event says what happened, the repo has the rest."""
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One thing the agent did or said, normalised across CLIs (progress events are made from these).
+
+    `data` carries the details a consumer may want: `session_id` on session events, `name` and
+    `input` on tool calls, token counts and cost on result events, `fatal` on errors.
+    """
+
+    kind: EventKind
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How a run ended: what the worker reports back, whichever CLI did the work."""
+
+    status: ResultStatus
+    final_answer: str
+    session_id: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    duration_ms: int
+    exit_code: int | None
+    reason: str | None
+    """Why it failed or is blocked ("timeout after 30s", "exit code 2: ..."); None on success."""
+    output_tail: str
+    """The last ~4000 characters of stdout and stderr, for a person reading a failure."""
+
+
+class AgentCommand(NamedTuple):
+    """What to execute: the argv, the text for stdin (None = no stdin) and variables to add to the env."""
+
+    argv: list[str]
+    stdin_text: str | None
+    extra_env: dict[str, str]
+
+
+class AgentAdapter(ABC):
+    """A CLI coding agent behind one interface, selected by name (see `worker_image.agents.get_adapter`)."""
+
+    name: ClassVar[str]
+    instructions_file: ClassVar[str] = "AGENTS.md"
+    """The file the wrapper writes the instructions to, where this CLI looks for them."""
+    result_event_name: ClassVar[str] = "result"
+    """How this CLI calls its final event, for failure reasons a person can match against the CLI's docs."""
+
+    @abstractmethod
+    def build_command(self, prompt: str, workspace: Path, session_id: str | None) -> AgentCommand:
+        """The process to start in `workspace`; `session_id` continues an earlier session."""
+
+    @abstractmethod
+    def parse_line(self, line: str) -> list[AgentEvent]:
+        """Events from one line of stdout. Never raises: what it cannot read becomes a `raw` event."""
+
+    def finish(
+        self,
+        events: Sequence[AgentEvent],
+        exit_code: int | None,
+        timed_out: bool,
+        output_tail: str,
+        duration_ms: int,
+    ) -> AgentResult:
+        """Judge a structured (JSON-streaming) run.
+
+        Success needs exit 0 *and* a final result event that is not an error, because these CLIs
+        exit 0 in cases where the work did not finish (a crash of the model stream, a killed tool).
+        """
+        result_index = _last_index(events, "result")
+        result_event = events[result_index] if result_index is not None else None
+        results = [e for e in events if e.kind == "result"]
+        fatal = [
+            (i, e)
+            for i, e in enumerate(events)
+            if e.kind == "error" and e.data.get("fatal", True) is not False
+        ]
+        final_answer = _final_answer(events, result_event)
+        common: dict[str, Any] = {
+            "final_answer": final_answer,
+            "session_id": _session_id(events),
+            "input_tokens": _sum_int(results, "input_tokens"),
+            "output_tokens": _sum_int(results, "output_tokens"),
+            "cost_usd": _sum_data(results, "cost_usd"),
+            "duration_ms": duration_ms,
+            "exit_code": exit_code,
+            "output_tail": output_tail,
+        }
+        last_error = fatal[-1][1].text if fatal else None
+
+        def failed(reason: str) -> AgentResult:
+            return AgentResult(status="failed", reason=reason, **common)
+
+        if timed_out:
+            return failed(f"timeout after {duration_ms / 1000:.1f}s")
+        if exit_code != 0:
+            return failed(exit_reason(exit_code, last_error or last_output_line(output_tail)))
+        if result_event is None:
+            if events and all(e.kind == "raw" for e in events):
+                return failed(f"malformed output: no {self.name} JSON event in {len(events)} line(s)")
+            if last_error:
+                return failed(f"agent error: {_clip(last_error)}")
+            return failed(f"crashed mid-stream: no {self.result_event_name} event")
+        assert result_index is not None
+        if result_event.data.get("is_error"):
+            subtype = result_event.data.get("subtype")
+            detail = result_event.text or last_error
+            return failed(
+                f"agent reported an error{f' ({subtype})' if subtype else ''}"
+                + (f": {_clip(detail)}" if detail else "")
+            )
+        late_errors = [e for i, e in fatal if i > result_index]
+        if late_errors:
+            return failed(f"agent error after its result: {_clip(late_errors[-1].text)}")
+        return judge_answer(common)
+
+
+def judge_answer(common: dict[str, Any]) -> AgentResult:
+    """Success, or blocked when the answer says so (see `BLOCKED_PREFIX`)."""
+    blocked = blocked_reason(common["final_answer"])
+    if blocked is not None:
+        return AgentResult(status="blocked", reason=blocked, **common)
+    return AgentResult(status="success", reason=None, **common)
+
+
+def blocked_reason(answer: str) -> str | None:
+    """What the agent is blocked on, if its answer (or its last line) starts with `BLOCKED:`."""
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    for candidate in (lines[0], lines[-1]) if lines else ():
+        if candidate.upper().startswith(BLOCKED_PREFIX):
+            return candidate[len(BLOCKED_PREFIX) :].strip() or "blocked"
+    return None
+
+
+def exit_reason(exit_code: int | None, detail: str | None = None) -> str:
+    """A short, human reason for a non-zero exit or a death by signal."""
+    if exit_code is None:
+        reason = "no exit code"
+    elif exit_code < 0:
+        try:
+            reason = f"killed by signal {signal.Signals(-exit_code).name}"
+        except ValueError:
+            reason = f"killed by signal {-exit_code}"
+    elif exit_code == 127:
+        reason = "exit code 127 (command not found)"
+    elif 128 < exit_code <= 128 + 64 and _signal_name(exit_code - 128):
+        reason = f"exit code {exit_code} ({_signal_name(exit_code - 128)})"  # a shell's report of a signal
+    else:
+        reason = f"exit code {exit_code}"
+    return f"{reason}: {_clip(detail)}" if detail else reason
+
+
+def _signal_name(number: int) -> str | None:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
+
+
+def prompt_fits_argv(prompt: str) -> bool:
+    """Whether the prompt can go on the command line: not too long, and not mistakable for an option."""
+    return len(prompt.encode()) <= PROMPT_ARGV_LIMIT and not prompt.startswith("-")
+
+
+def data_str(obj: Mapping[str, Any], *keys: str) -> str | None:
+    """The first of `keys` that holds a non-empty string (CLIs rename fields between versions)."""
+    for key in keys:
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def data_dict(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`obj[key]` when it is a JSON object, else an empty one: a missing `usage` is not an error."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def data_int(obj: Mapping[str, Any], *keys: str) -> int | None:
+    """The sum of the integer fields among `keys`; None when none is present."""
+    values = [obj[k] for k in keys if isinstance(obj.get(k), int) and not isinstance(obj.get(k), bool)]
+    return sum(values) if values else None
+
+
+def raw_event(line: str, why: str = "not JSON") -> list[AgentEvent]:
+    """A line the parser could not read, kept so nothing the agent printed is lost."""
+    return [AgentEvent(kind="raw", text=line, data={"why": why})]
+
+
+def tool_summary(name: str, tool_input: Mapping[str, Any]) -> str:
+    """A one-line description of a tool call for progress messages: `Edit src/app.py`, `Bash pytest -q`."""
+    for key in ("file_path", "path", "command", "pattern", "url", "query", "description"):
+        value = tool_input.get(key)
+        if isinstance(value, str) and value.strip():
+            return f"{name} {value.strip().splitlines()[0][:200]}"
+    return name
+
+
+def _clip(text: str | None, limit: int = 300) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def last_output_line(text: str) -> str | None:
+    """The last non-empty line of an output tail: usually the error message."""
+    lines = [line for line in text.splitlines() if line.strip() and line.strip() != "[stderr]"]
+    return lines[-1] if lines else None
+
+
+def _last_index(events: Sequence[AgentEvent], kind: EventKind) -> int | None:
+    for index in range(len(events) - 1, -1, -1):
+        if events[index].kind == kind:
+            return index
+    return None
+
+
+def _final_answer(events: Sequence[AgentEvent], result_event: AgentEvent | None) -> str:
+    if result_event is not None and result_event.text:
+        return result_event.text
+    # Codex has no answer in its final event, and a crashed run has none: the last message stands in.
+    for event in reversed(events):
+        if event.kind == "text" and event.data.get("channel") != "reasoning":
+            return event.text
+    return ""
+
+
+def _session_id(events: Sequence[AgentEvent]) -> str | None:
+    found: str | None = None
+    for event in events:
+        value = event.data.get("session_id")
+        if event.kind in ("session", "result") and isinstance(value, str) and value:
+            found = value
+    return found
+
+
+def _sum_data(events: Sequence[AgentEvent], key: str) -> float | None:
+    values = [
+        float(e.data[key])
+        for e in events
+        if isinstance(e.data.get(key), int | float) and not isinstance(e.data.get(key), bool)
+    ]
+    return sum(values) if values else None
+
+
+def _sum_int(events: Sequence[AgentEvent], key: str) -> int | None:
+    total = _sum_data(events, key)
+    return None if total is None else int(total)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running the process
+# ---------------------------------------------------------------------------------------------------------
+
+_EOF = object()
+
+
+class _Tail:
+    """The last `limit` characters of a stream, kept without holding the whole stream."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: deque[str] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def append(self, text: str) -> None:
+        with self._lock:
+            self._chunks.append(text)
+            self._size += len(text)
+            while self._size - len(self._chunks[0]) >= self._limit:
+                self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._chunks)[-self._limit :]
+
+
+def combine_tails(stdout: str, stderr: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
+    """stdout then stderr in at most `limit` characters; each keeps what the other does not need."""
+    stdout, stderr = stdout.rstrip("\n"), stderr.rstrip("\n")
+    if not stderr:
+        return stdout[-limit:]
+    marker = "\n[stderr]\n" if stdout else "[stderr]\n"
+    budget = max(limit - len(marker), 0)
+    err_budget = max(budget - len(stdout), budget // 2)
+    err = stderr[-err_budget:] if err_budget else ""
+    out = stdout[-(budget - len(err)) :] if budget - len(err) > 0 else ""
+    return f"{out}{marker}{err}" if out else f"[stderr]\n{err}"
+
+
+def _read_lines(stream: IO[bytes], sink: queue.Queue[object]) -> None:
+    try:
+        for raw in iter(stream.readline, b""):
+            sink.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    except (OSError, ValueError):
+        pass  # the pipe was closed under us while stopping the process
+    finally:
+        sink.put(_EOF)
+
+
+def _read_chunks(stream: IO[bytes], tail: _Tail) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        while chunk := stream.read1(4096):  # type: ignore[attr-defined]
+            tail.append(decoder.decode(chunk))
+        tail.append(decoder.decode(b"", final=True))
+    except (OSError, ValueError):
+        pass
+
+
+def _write_stdin(stream: IO[bytes], text: str) -> None:
+    try:
+        stream.write(text.encode())
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # an agent that does not read its stdin is its own business
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exited_unreaped(pid: int, timeout_s: float) -> bool:
+    """Wait for the leader to exit *without reaping it*, so its pid (= the group id) cannot be reused
+    before the leftover members of its group are killed."""
+    deadline = time.monotonic() + max(timeout_s, 0.0)
+    delay = 0.002
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the whole group, SIGKILL it after `grace_s`, reap the leader."""
+    pgid = proc.pid
+    if proc.returncode is None:
+        _signal_group(pgid, signal.SIGTERM)
+        _exited_unreaped(proc.pid, grace_s)
+    _signal_group(pgid, signal.SIGKILL)
+    proc.wait()
+
+
+def _not_started(executable: str, why: str, started: float) -> AgentResult:
+    return AgentResult(
+        status="failed",
+        final_answer="",
+        session_id=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost_usd=None,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        exit_code=None,
+        reason=why,
+        output_tail="",
+    )
+
+
+def redact_event(event: AgentEvent, redact: Callable[[str], str]) -> AgentEvent:
+    """The event with every string in it (text, data keys and values) passed through `redact`."""
+    return AgentEvent(kind=event.kind, text=redact(event.text), data=_redact_obj(event.data, redact))
+
+
+def _redact_obj(obj: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {_redact_obj(k, redact): _redact_obj(v, redact) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_redact_obj(item, redact) for item in obj]
+    return obj
+
+
+def run_agent(
+    adapter: AgentAdapter,
+    prompt: str,
+    workspace: Path,
+    timeout_s: float,
+    on_event: Callable[[AgentEvent], None],
+    session_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+    redact: Callable[[str], str] | None = None,
+    *,
+    kill_grace_s: float = KILL_GRACE_S,
+) -> AgentResult:
+    """Run the agent in `workspace` until it ends or `timeout_s` passes; stream its events to `on_event`.
+
+    `env` is the child's whole environment (None = inherit this process's), so the wrapper decides
+    exactly what the agent sees; the adapter's own variables are added to it. Every string that
+    leaves (events, final answer, reason, output tail) has gone through `redact`. The process runs
+    in its own group, and the group is killed on timeout, on any exception (KeyboardInterrupt or a
+    failing `on_event` included) and after a normal exit too, so background processes the agent
+    started do not outlive it. Failures to start come back as a failed result, not an exception.
+    """
+    scrub: Callable[[str], str] = redact or (lambda text: text)
+    started = time.monotonic()
+    command = adapter.build_command(prompt, workspace, session_id)
+    child_env = dict(os.environ if env is None else env)
+    child_env.update(command.extra_env)
+    executable = command.argv[0]
+    resolved = shutil.which(executable, path=child_env.get("PATH", os.defpath))
+    if resolved is None:
+        where = "" if os.sep in executable else " on PATH"
+        return _not_started(executable, scrub(f"{executable} not found{where}"), started)
+    try:
+        proc = subprocess.Popen(
+            [resolved, *command.argv[1:]],
+            cwd=workspace,
+            env=child_env,
+            stdin=subprocess.DEVNULL if command.stdin_text is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as error:
+        return _not_started(executable, scrub(f"cannot start {executable}: {error}"), started)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: queue.Queue[object] = queue.Queue()
+    stdout_tail, stderr_tail = _Tail(OUTPUT_TAIL_CHARS), _Tail(_STDERR_KEEP_CHARS)
+    threads: list[tuple[threading.Thread, IO[bytes]]] = [
+        (threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True), proc.stdout),
+        (threading.Thread(target=_read_chunks, args=(proc.stderr, stderr_tail), daemon=True), proc.stderr),
+    ]
+    if command.stdin_text is not None:
+        assert proc.stdin is not None
+        writer = threading.Thread(target=_write_stdin, args=(proc.stdin, command.stdin_text), daemon=True)
+        threads.append((writer, proc.stdin))
+    for thread, _stream in threads:
+        thread.start()
+
+    events: list[AgentEvent] = []
+
+    def consume(line: str) -> None:
+        stdout_tail.append(line + "\n")
+        if not line.strip():
+            return
+        try:
+            parsed = adapter.parse_line(line)
+        except Exception as error:  # a parser bug must not lose the line or the run
+            parsed = raw_event(line, f"parser error: {error!r}")
+        for event in parsed:
+            clean = redact_event(event, scrub)
+            events.append(clean)
+            on_event(clean)
+
+    deadline = started + timeout_s
+    timed_out = False
+    try:
+        while True:
+            try:
+                item = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                timed_out = True
+                break
+            if item is _EOF:
+                break
+            assert isinstance(item, str)
+            consume(item)
+        if not timed_out and not _exited_unreaped(proc.pid, deadline - time.monotonic()):
+            timed_out = True  # it closed stdout but kept running
+        if timed_out:
+            _stop_group(proc, kill_grace_s)
+        else:
+            _signal_group(proc.pid, signal.SIGKILL)  # leftovers (a dev server started with &)
+            proc.wait()
+    finally:
+        if proc.returncode is None:
+            _stop_group(proc, min(kill_grace_s, 1.0))
+        for thread, stream in threads:
+            thread.join(timeout=1.0)
+            if not thread.is_alive():  # closing a pipe another thread still reads would block on its lock
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    while True:  # what a killed agent printed last still belongs to the record
+        try:
+            item = lines.get_nowait()
+        except queue.Empty:
+            break
+        if isinstance(item, str):
+            consume(item)
+
+    duration_ms = int((time.monotonic() - started) * 1000)
+    tail = scrub(combine_tails(stdout_tail.text(), stderr_tail.text()))
+    result = adapter.finish(events, proc.returncode, timed_out, tail, duration_ms)
+    if timed_out:
+        result = replace(result, status="failed", reason=f"timeout after {timeout_s:g}s")
+    return replace(
+        result,
+        final_answer=scrub(result.final_answer),
+        reason=None if result.reason is None else scrub(result.reason),
+        output_tail=scrub(result.output_tail),
+    )

@@ -1,0 +1,65 @@
+"""The git side of a worker: clone the repo, work on a branch, commit and push what the agent did."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+AUTHOR = ("orchestrator-worker", "worker@codegen-orchestrator.local")
+NOT_COMMITTED = ("CLAUDE.md", "AGENTS.md", "TASK.md")
+"""Files the wrapper writes for the agent; kept out of the project's history."""
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def git(workspace: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=workspace, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+    return result.stdout.strip()
+
+
+def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "main") -> None:
+    """Clone `repo_url` into `workspace` and stand on `branch` (continuing it if the remote has it)."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    if not (workspace / ".git").exists():
+        cloned = subprocess.run(["git", "clone", "--quiet", repo_url, str(workspace)], capture_output=True,
+                                text=True, timeout=600, check=False)  # fmt: skip
+        if not (workspace / ".git").exists():
+            raise GitError(f"git clone {repo_url} failed: {cloned.stderr.strip()[-500:]}")
+    else:
+        git(workspace, "fetch", "-q", "origin")
+    git(workspace, "config", "user.name", AUTHOR[0])
+    git(workspace, "config", "user.email", AUTHOR[1])
+    exclude = workspace / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    present = exclude.read_text() if exclude.exists() else ""
+    missing = [name for name in NOT_COMMITTED if name not in present.splitlines()]
+    if missing:
+        exclude.write_text(
+            present + ("\n" if present and not present.endswith("\n") else "") + "\n".join(missing) + "\n"
+        )
+    remote_branches = git(workspace, "branch", "-r", check=False)
+    if f"origin/{branch}" in remote_branches.split():
+        git(workspace, "checkout", "-q", "-B", branch, f"origin/{branch}")
+    elif f"origin/{base_branch}" in remote_branches.split():
+        git(workspace, "checkout", "-q", "-B", branch, f"origin/{base_branch}")
+    else:
+        git(workspace, "checkout", "-q", "-B", branch)
+
+
+def commit_and_push(workspace: Path, branch: str, message: str) -> tuple[str | None, list[str]]:
+    """Commit everything the agent changed; push the branch. Returns (commit sha or None, files changed)."""
+    git(workspace, "add", "-A")
+    changed = [line for line in git(workspace, "diff", "--cached", "--name-only").splitlines() if line]
+    if not changed:
+        head = git(workspace, "rev-parse", "--verify", "-q", "HEAD", check=False)
+        return (head or None), []
+    git(workspace, "commit", "-q", "-m", message)
+    sha = git(workspace, "rev-parse", "HEAD")
+    git(workspace, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return sha, changed
