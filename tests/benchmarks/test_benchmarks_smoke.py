@@ -28,3 +28,10 @@ def test_embedded_benchmark_runs() -> None:
     }  # fmt: skip
     _, _, received = enqueue_latency(10)
     assert received == 10, "every task's message reached the consumer"
+
+
+def test_worker_benchmark_runs() -> None:
+    from tests.benchmarks.bench_workers import run
+
+    samples = run(1)
+    assert all(len(v) == 1 for v in samples.values())

@@ -159,3 +159,28 @@ def test_deleting_an_unknown_worker_answers_false(stack: StackHarness) -> None:
         and not reply.success
         and "unknown worker" in (reply.error or "")
     )
+
+
+def test_fake_claude_code_cli_commits_through_the_same_path(stack: StackHarness, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    fakes = Path(__file__).parents[2] / "fakes" / "agents"
+    monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
+    repo = make_repo(tmp_path)
+    task_id = stack.task("claude-demo")
+    create = CreateWorkerCommand(
+        config=WorkerConfig(name="dev", agent="claude-code", instructions="You are the developer."),
+        context={"task_id": task_id, "repo_url": repo, "branch": "orchestrator/claude", "step": "developer"},
+    )
+    stack.queue.publish(WORKER_COMMANDS, create)
+    [created] = stack.responses(1)
+    stack.queue.publish(WORKER_COMMANDS, SendMessageCommand(worker_id=created.worker_id, message="add a log line",
+                                                            timeout=60))  # fmt: skip
+    [reply] = stack.responses(1)
+    assert isinstance(reply, SendMessageResponse) and reply.success, reply
+    assert reply.result and reply.result["files_changed"] == ["AGENT_LOG.md"]
+    assert reply.result["output_tokens"] and reply.result["cost_usd"] and reply.result["session_id"]
+    shown = subprocess.run(["git", "--git-dir", repo, "show", "orchestrator/claude:AGENT_LOG.md"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "add a log line" in shown
+    assert "CLAUDE.md" not in subprocess.run(["git", "--git-dir", repo, "ls-tree", "-r", "--name-only",
+                                              "orchestrator/claude"], capture_output=True, text=True).stdout  # fmt: skip
