@@ -16,6 +16,7 @@ from shared.contracts import (
     PROGRESS_EVENTS,
     PROVISIONER_QUEUE,
     SCAFFOLDER_QUEUE,
+    SCAFFOLDER_RESULTS,
     WORKER_COMMANDS,
     WORKER_RESPONSES,
 )
@@ -91,6 +92,7 @@ CONSUMER_TIMEOUT_SECONDS: Mapping[str, int] = {
     ENGINEERING_QUEUE: 300,
     DEPLOY_QUEUE: 300,
     WORKER_RESPONSES: 300,
+    SCAFFOLDER_RESULTS: 300,
     # Copier + git push of a fresh repository.
     SCAFFOLDER_QUEUE: 300,
     # These only start or stop Fargate tasks.

@@ -19,6 +19,7 @@ from shared.contracts.api import (
     Server,
     Task,
     TaskEvent,
+    TaskLeaseState,
     User,
     Worker,
     WorkerDetail,
@@ -204,6 +205,15 @@ class ApiClient:
         return self._as(
             Task, self.request("POST", f"/internal/tasks/{task_id}/claim", json=self._body(worker=worker))
         )
+
+    def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> TaskLeaseState:
+        """Raises ConflictError when someone else holds it."""
+        body = {"holder": holder, "seconds": seconds}
+        return self._as(TaskLeaseState, self.request("POST", f"/internal/tasks/{task_id}/lease", json=body))
+
+    def release_lease(self, task_id: str, holder: str) -> TaskLeaseState:
+        return self._as(TaskLeaseState, self.request("DELETE", f"/internal/tasks/{task_id}/lease",
+                                                     params={"holder": holder}))  # fmt: skip
 
     def heartbeat(self, task_id: str) -> Task:
         return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/heartbeat"))

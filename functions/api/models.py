@@ -112,6 +112,9 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text)
     correlation_id: Mapped[str] = mapped_column(String(64), default=new_id)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    """Who is driving the task's graph right now; one holder at a time (compare-and-set)."""
+    lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -193,6 +193,18 @@ class TaskFail(Dto):
     result: dict[str, Any] | None = None
 
 
+class TaskLease(Dto):
+    holder: Annotated[str, Field(min_length=1, max_length=200, description="Who takes the lease.")]
+    seconds: Annotated[int, Field(gt=0, le=3600)] = 120
+
+
+class TaskLeaseState(Out):
+    task_id: str
+    holder: str | None
+    until: datetime | None
+    acquired: bool
+
+
 class TaskWait(Dto):
     reason: Annotated[str, Field(min_length=1, max_length=4000, description="What input is needed.")]
 

@@ -68,6 +68,20 @@ class ScaffolderMessage(BaseMessage):
     )
 
 
+class ScaffolderResult(BaseResult):
+    """Added (`scaffolder:results`): the scaffolder's answer, which resumes the waiting engineering task.
+
+    `request_id` echoes the ScaffolderMessage's; `task_id` names the task whose graph waits for it.
+    """
+
+    project_id: str
+    task_id: str | None = None
+    repo_full_name: str
+    repo_url: str | None = None
+    commit_sha: str | None = None
+    files: list[str] = Field(default_factory=list)
+
+
 class ProvisionerMessage(BaseMessage):
     """`provisioner:queue`: prepare (or repair) a server."""
 

@@ -18,12 +18,15 @@ from shared.contracts.jobs import (
     EngineeringMessage,
     ProvisionerMessage,
     ScaffolderMessage,
+    ScaffolderResult,
 )
 from shared.contracts.workers import WorkerCommand, WorkerResponse
 
 ENGINEERING_QUEUE = "engineering:queue"
 DEPLOY_QUEUE = "deploy:queue"
 SCAFFOLDER_QUEUE = "scaffolder:queue"
+SCAFFOLDER_RESULTS = "scaffolder:results"
+"""Added: scaffold completions, consumed by the engineering function to resume its graph."""
 PROVISIONER_QUEUE = "provisioner:queue"
 ANSIBLE_DEPLOY_QUEUE = "ansible:deploy:queue"
 WORKER_COMMANDS = "worker:commands"
@@ -68,6 +71,7 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(ENGINEERING_QUEUE, EngineeringMessage, "API -> engineering consumer"),
         QueueContract(DEPLOY_QUEUE, DeployMessage, "API -> deploy consumer"),
         QueueContract(SCAFFOLDER_QUEUE, ScaffolderMessage, "engineering graph -> scaffolder"),
+        QueueContract(SCAFFOLDER_RESULTS, ScaffolderResult, "scaffolder -> engineering graph (resume)"),
         QueueContract(PROVISIONER_QUEUE, ProvisionerMessage, "scheduler, graphs -> infra"),
         QueueContract(ANSIBLE_DEPLOY_QUEUE, AnsibleDeployMessage, "deploy graph -> infra"),
         QueueContract(WORKER_COMMANDS, WorkerCommand, "graphs -> worker manager"),

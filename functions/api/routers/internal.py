@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from functions.api.errors import NotFound
+from functions.api.errors import Conflict, NotFound
 from functions.api.models import Task as TaskRow
 from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
@@ -24,6 +24,8 @@ from shared.contracts.api import (
     TaskComplete,
     TaskEvent,
     TaskFail,
+    TaskLease,
+    TaskLeaseState,
     TaskStatus,
     TaskWait,
 )
@@ -115,6 +117,54 @@ def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent
             raise NotFound(f"task {task_id!r} not found")
         rows = tasks.append_events(session, task, body.events)
         return created([TaskEvent.model_validate(r) for r in rows], 201)
+
+
+@router.post(
+    "/internal/tasks/<task_id>/lease", summary="Take (or renew) the task's lease; 409 if held", tags=TAGS
+)
+def take_lease(task_id: TaskId, body: TaskLease) -> TaskLeaseState:
+    from datetime import timedelta
+
+    from sqlalchemy import or_, update
+
+    _service()
+    with transaction() as session:
+        now = utcnow()
+        won = session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id,
+                   or_(TaskRow.lease_until.is_(None), TaskRow.lease_until < now, TaskRow.lease_holder == body.holder))
+            .values(lease_holder=body.holder, lease_until=now + timedelta(seconds=body.seconds))
+            .execution_options(synchronize_session=False)
+        ).rowcount  # fmt: skip
+        task = session.get(TaskRow, task_id, populate_existing=True)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        if won != 1:
+            raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
+        return TaskLeaseState(
+            task_id=task.id, holder=task.lease_holder, until=task.lease_until, acquired=True
+        )
+
+
+@router.delete("/internal/tasks/<task_id>/lease", summary="Give the lease back", tags=TAGS)
+def release_lease(task_id: TaskId, holder: Annotated[str, Query(max_length=200)]) -> TaskLeaseState:
+    from sqlalchemy import update
+
+    _service()
+    with transaction() as session:
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id, TaskRow.lease_holder == holder)
+            .values(lease_holder=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        task = session.get(TaskRow, task_id, populate_existing=True)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        return TaskLeaseState(
+            task_id=task.id, holder=task.lease_holder, until=task.lease_until, acquired=False
+        )
 
 
 @router.post("/internal/outbox/sweep", summary="Publish outbox rows older than a few seconds", tags=TAGS)

@@ -52,7 +52,11 @@ def task_events(
 @router.post("/tasks/<task_id>/cancel", summary="Cancel a queued or running task", tags=TAGS)
 def cancel_task(task_id: TaskId) -> Task:
     with transaction() as session:
-        return Task.model_validate(tasks.cancel(session, principal(router), task_id))
+        task, outbox_ids = tasks.cancel(session, principal(router), task_id)
+        dto = Task.model_validate(task)
+    if outbox_ids:
+        dispatch_now(outbox_ids)
+    return dto
 
 
 @router.post(

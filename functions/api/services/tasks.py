@@ -211,11 +211,24 @@ def system_event(session: Session, task: Task, kind: str, message: str, error: s
     add_event(session, task, ProgressEvent(type=kind, task_id=task.id, message=message, error=error))  # type: ignore[arg-type]
 
 
-def cancel(session: Session, principal: Principal, task_id: str) -> Task:
+def cancel(session: Session, principal: Principal, task_id: str) -> tuple[Task, list[int]]:
+    """CANCELLED, and a delete command for each of its live workers (returns their outbox ids)."""
+    from functions.api.models import Worker
+    from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand
+
     lookup.task(session, principal, task_id)
     task = transition(session, task_id, ACTIVE, TaskStatus.CANCELLED, finished_at=utcnow())
     system_event(session, task, "failed", "cancelled by the user", error="cancelled")
-    return task
+    live = session.execute(
+        select(Worker.id).where(Worker.task_id == task.id, Worker.status.not_in(("STOPPED", "FAILED")))
+    ).scalars()
+    outbox_ids = [
+        outbox.add(
+            session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=w, correlation_id=task.correlation_id)
+        ).id
+        for w in list(live)
+    ]
+    return task, outbox_ids
 
 
 def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, OutboxMessage]:

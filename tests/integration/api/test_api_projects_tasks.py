@@ -178,3 +178,28 @@ def test_users_see_only_their_own_things(api: ApiHarness) -> None:
 
     message = json.loads(api.deps.queue.receive("engineering:queue", visibility_timeout=30)[0].body)
     assert message["user_id"] == 1001, "queue messages carry the Telegram id"
+
+
+def test_task_lease_has_one_holder_at_a_time(api: ApiHarness) -> None:
+    api.new_project("blog")
+    tid = api.post("/projects/blog/engineering", {"spec": "x"}).body["id"]
+    first = api.post(f"/internal/tasks/{tid}/lease", {"holder": "a", "seconds": 60})
+    assert first.status == 200 and first.body["holder"] == "a"
+    assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "b", "seconds": 60}).status == 409
+    assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "a", "seconds": 60}).status == 200, "renewable"
+    released = api.call("DELETE", f"/internal/tasks/{tid}/lease", query={"holder": "a"})
+    assert released.status == 200 and released.body["holder"] is None
+    assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "b", "seconds": 60}).status == 200
+
+
+def test_cancel_queues_a_delete_for_each_live_worker(api: ApiHarness) -> None:
+    api.new_project("blog")
+    tid = api.post("/projects/blog/engineering", {"spec": "x"}).body["id"]
+    api.post(f"/internal/tasks/{tid}/claim", {})
+    api.post("/internal/workers", {"id": "w-live", "agent": "command", "task_id": tid, "status": "RUNNING"})
+    api.post("/internal/workers", {"id": "w-dead", "agent": "command", "task_id": tid, "status": "STOPPED"})
+    assert api.post(f"/tasks/{tid}/cancel").status == 200
+    [command] = api.deps.queue.receive("worker:commands", visibility_timeout=30)
+    assert (
+        json.loads(command.body)["command"] == "delete" and json.loads(command.body)["worker_id"] == "w-live"
+    )

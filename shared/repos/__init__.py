@@ -1,0 +1,1 @@
+"""Repository hosts: where project repositories live (local bare repositories, or GitHub)."""

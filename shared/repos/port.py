@@ -1,0 +1,61 @@
+"""The repo host port. Two adapters: local bare repositories in the data dir (embedded default)
+and GitHub (REST API + git over HTTPS with a token resolved from a secret reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class RepoHostError(RuntimeError):
+    """The host refused or failed; the message says what and never contains a token."""
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    full_name: str
+    """owner/name"""
+    clone_url: str
+    """What `git clone` takes, without credentials (a path for local repos, https for GitHub)."""
+    web_url: str | None
+    default_branch: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    state: str
+    """open | closed | merged"""
+    head: str
+    base: str
+    title: str
+
+
+@runtime_checkable
+class RepoHost(Protocol):
+    backend: str
+    supports_pull_requests: bool
+
+    def create_repo(self, full_name: str, description: str = "", private: bool = True) -> RepoInfo:
+        """Create it, or return the existing one (idempotent)."""
+        ...
+
+    def get_repo(self, full_name: str) -> RepoInfo | None:
+        """None when it does not exist (e.g. deleted on the host)."""
+        ...
+
+    def push_url(self, full_name: str) -> str:
+        """A URL `git push` can use. For GitHub it carries a token resolved just now: use it only in a
+        subprocess's config/env, never log it."""
+        ...
+
+    def branch_head(self, full_name: str, branch: str) -> str | None:
+        """The commit sha at the tip of `branch`, or None if the branch (or repo) does not exist."""
+        ...
+
+    def open_pull_request(self, full_name: str, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a PR (or return the open one for the same head/base). Raises RepoHostError if unsupported."""
+        ...
+
+    def list_pull_requests(self, full_name: str, state: str = "open") -> list[PullRequest]: ...
