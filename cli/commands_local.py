@@ -53,6 +53,14 @@ def up(
         str | None, typer.Option("--database-url", help="Default: SQLite in ORCH_HOME.")
     ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    consumers: Annotated[
+        str,
+        typer.Option(
+            "--consumers",
+            envvar="ORCH_LOCAL_CONSUMERS",
+            help="all, none, or a comma list (worker_manager,scaffolder,engineering).",
+        ),
+    ] = "all",
     json_output: JsonFlag = False,
 ) -> None:
     """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly."""
@@ -62,13 +70,17 @@ def up(
         raise CliError(f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
                        ExitCode.CONFLICT)  # fmt: skip
     if detach:
-        _up_detached(home, port, database_url, json_output)
+        _up_detached(home, port, database_url, json_output, consumers)
         return
 
     from cli.config import write_config
     from cli.local.stack import EmbeddedStack
 
-    stack = EmbeddedStack(home, port=port, database_url=database_url)
+    chosen = None if consumers == "all" else [c for c in consumers.split(",") if c and c != "none"]
+    try:
+        stack = EmbeddedStack(home, port=port, database_url=database_url, consumers=chosen)
+    except ValueError as exc:
+        raise CliError(str(exc), ExitCode.USAGE) from None
     try:
         url = stack.start()
     except OSError as exc:
@@ -100,13 +112,24 @@ def up(
         typer.echo("stopped")
 
 
-def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool) -> None:
+def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool, consumers: str) -> None:
     from cli.local.stack import StackState
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "logs").mkdir(exist_ok=True)
     log_path = home / "logs" / "stack.log"
-    args = [sys.executable, "-m", "cli.main", "local", "up", "--port", str(port), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "local",
+        "up",
+        "--port",
+        str(port),
+        "--json",
+        "--consumers",
+        consumers,
+    ]
     if database_url:
         args += ["--database-url", database_url]
     with open(log_path, "ab") as log:

@@ -39,6 +39,22 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         batch_size=10,
         max_concurrency=2,
     ),
+    ConsumerSpec(
+        function="scaffolder",
+        handler="functions.scaffolder.handler:lambda_handler",
+        queues=("scaffolder:queue",),
+        timeout_s=300,
+        batch_size=1,
+        max_concurrency=1,
+    ),
+    ConsumerSpec(
+        function="engineering",
+        handler="functions.engineering.handler:lambda_handler",
+        queues=("engineering:queue", "worker:responses", "scaffolder:results"),
+        timeout_s=300,
+        batch_size=5,
+        max_concurrency=2,
+    ),
 )
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
@@ -46,7 +62,11 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
 )
 
 
-RESETTERS: tuple[str, ...] = ("functions.worker_manager.handler:reset",)
+RESETTERS: tuple[str, ...] = (
+    "functions.worker_manager.handler:reset",
+    "functions.engineering.handler:reset",
+    "functions.scaffolder.handler:reset",
+)
 """Per-process state of consumer functions (one 'container'); the embedded stack resets it on start and stop."""
 
 

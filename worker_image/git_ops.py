@@ -14,9 +14,34 @@ class GitError(RuntimeError):
     pass
 
 
+_auth_env: dict[str, str] = {}
+
+
+def use_token(repo_url: str, token: str | None) -> None:
+    """Authenticate git to an https host with `token` through env (never in a URL or argv)."""
+    import base64
+    from urllib.parse import urlsplit
+
+    _auth_env.clear()
+    parts = urlsplit(repo_url)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+    if not token or not (parts.scheme == "https" or loopback):
+        return
+    credentials = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    _auth_env.update({
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {credentials}",
+        "GIT_TERMINAL_PROMPT": "0",
+    })  # fmt: skip
+
+
 def git(workspace: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    import os
+
+    full_env = {**os.environ, **(env or {}), **_auth_env} if (_auth_env or env) else None
     result = subprocess.run(
-        ["git", *args], cwd=workspace, capture_output=True, text=True, env=env, timeout=300, check=False
+        ["git", *args], cwd=workspace, capture_output=True, text=True, env=full_env, timeout=300, check=False
     )
     if check and result.returncode != 0:
         raise GitError(f"git {' '.join(args[:2])} failed: {(result.stderr or result.stdout).strip()[-500:]}")
@@ -27,8 +52,10 @@ def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "ma
     """Clone `repo_url` into `workspace` and stand on `branch` (continuing it if the remote has it)."""
     workspace.mkdir(parents=True, exist_ok=True)
     if not (workspace / ".git").exists():
+        import os
+
         cloned = subprocess.run(["git", "clone", "--quiet", repo_url, str(workspace)], capture_output=True,
-                                text=True, timeout=600, check=False)  # fmt: skip
+                                text=True, timeout=600, check=False, env={**os.environ, **_auth_env})  # fmt: skip
         if not (workspace / ".git").exists():
             raise GitError(f"git clone {repo_url} failed: {cloned.stderr.strip()[-500:]}")
     else:

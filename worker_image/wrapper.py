@@ -25,7 +25,7 @@ from shared.contracts.api import WorkerDetail, WorkerMessage
 from shared.observability import get_logger
 from shared.secrets.redact import Redactor
 from shared.service_client import ServiceApiSettings, build_service_client
-from worker_image.git_ops import GitError, checkout, commit_and_push
+from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
 RESULT_RETRY_S = 900.0
@@ -78,6 +78,7 @@ class Wrapper:
         """Clone before any message: files sent to the worker land inside the checkout."""
         repo_url = self.context.get("repo_url")
         if repo_url:
+            use_token(repo_url, self.agent_env.get("GITHUB_TOKEN"))
             checkout(repo_url, self.workspace, self.context.get("branch") or f"orchestrator/{self.worker_id}",
                      self.context.get("base_branch") or "main")  # fmt: skip
         else:
@@ -107,7 +108,9 @@ class Wrapper:
                 delay = min(delay * 2, 1.0)
                 continue
             delay = 0.1
+            self.logger.info("message taken", extra={"message_id": message.id, "kind": message.kind})
             self.handle(message)
+            self.logger.info("message answered", extra={"message_id": message.id})
             idle_since = time.monotonic()
 
     def handle(self, message: WorkerMessage) -> None:
@@ -219,7 +222,11 @@ class Wrapper:
         }
         if outcome.status != "success":
             result["output_tail"] = outcome.output_tail
-        if self.context.get("repo_url") and outcome.status == "success":
+        if (
+            self.context.get("repo_url")
+            and outcome.status == "success"
+            and self.context.get("commit") != "false"
+        ):
             branch = self.context.get("branch") or f"orchestrator/{self.worker_id}"
             title = (message.body.strip().splitlines() or ["work"])[0][:72]
             try:

@@ -31,8 +31,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, path, query, {k: v for k, v in self.headers.items()}, body, self.client_address[0]
         )
         result = self.server.invoke(event)
-        payload = decode_body(result)
-        self.send_response(int(result.get("statusCode", 500)))
+        status = int(result.get("statusCode", 500))
+        payload = b"" if status in (204, 304) or status < 200 else decode_body(result)
+        self.send_response(status)
         headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
         headers.setdefault("content-type", "application/json")
         for key, value in headers.items():

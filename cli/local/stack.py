@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,17 @@ def pid_alive(pid: int) -> bool:
 
 class EmbeddedStack:
     def __init__(self, home: Path, port: int = 8787, database_url: str | None = None, host: str = "127.0.0.1",
-                 tick_s: float = 1.0) -> None:  # fmt: skip
+                 tick_s: float = 1.0, consumers: Sequence[str] | None = None) -> None:  # fmt: skip
         self.home = home.expanduser()
         self.port = port
         self.host = host
         self.database_url = database_url
         self.tick_s = tick_s
+        known = [c.function for c in CONSUMERS]
+        unknown = sorted(set(consumers or ()) - set(known))
+        if unknown:
+            raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        self.consumers = [c for c in CONSUMERS if consumers is None or c.function in consumers]
         self.logger = get_logger()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -119,7 +125,7 @@ class EmbeddedStack:
         self._spawn("scheduler", self._tick_forever)
         StackState(
             pid=os.getpid(), url=url, port=self.port, database=self._shown_db(settings), started_at=time.time(),
-            consumers=[c.function for c in CONSUMERS], schedules=[s.job for s in SCHEDULES],
+            consumers=[c.function for c in self.consumers], schedules=[s.job for s in SCHEDULES],
         ).write(self.home)  # fmt: skip
         self.logger.info("embedded stack up", extra={"url": url, "home": str(self.home)})
         return url
@@ -159,7 +165,7 @@ class EmbeddedStack:
         from shared.settings import QueueSettings
 
         queue = build_queue(QueueSettings(home=self.home))
-        for spec in CONSUMERS:
+        for spec in self.consumers:
             handler = import_handler(spec.handler)
             for queue_name in spec.queues:
                 for n in range(max(1, spec.max_concurrency)):

@@ -177,4 +177,7 @@ def lambda_handler(
         app.context.clear()
         if caller is not None:
             app.append_context(principal=caller)
-        return app.resolve(event, context)
+        result = app.resolve(event, context)
+        if int(result.get("statusCode", 200)) in (204, 304):
+            result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
+        return result

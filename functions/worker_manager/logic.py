@@ -22,13 +22,13 @@ from shared.observability import get_logger
 from shared.queues.port import QueuePort
 from shared.workers.runtime import RuntimeStatus, WorkerLaunch, WorkerRuntime
 
-_NAMESPACE = uuid.UUID("6f1c1a52-52a1-4f0e-9d43-7d1b1c0de000")
 START_STALL = timedelta(minutes=5)
 
 
-def worker_id_for(request_id: str) -> str:
-    """Deterministic: the same create request always names the same worker."""
-    return "w-" + uuid.uuid5(_NAMESPACE, request_id).hex[:20]
+def new_worker_id() -> str:
+    """Random: duplicates of one create are found by its request id (the API's create_request_id), and
+    a worker id is never reused, so a stray process can never answer for a newer worker."""
+    return "w-" + uuid.uuid4().hex[:20]
 
 
 class WorkerManager:
@@ -62,7 +62,7 @@ class WorkerManager:
                                                   error=error, correlation_id=command.correlation_id))  # fmt: skip
 
     def create(self, command: CreateWorkerCommand) -> None:
-        worker_id = worker_id_for(command.request_id)
+        worker_id = new_worker_id()
         context = dict(command.context)
         config = {**command.config.model_dump(mode="json"), "context": context}
         detail = self.api.record_worker(worker_id, command.config.agent, task_id=context.get("task_id") or None,

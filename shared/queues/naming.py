@@ -20,3 +20,15 @@ def physical_name(prefix: str, logical: str) -> str:
 
 def dlq_name(prefix: str, logical: str) -> str:
     return physical_name(prefix, logical) + DLQ_SUFFIX
+
+
+def logical_from_arn(queue_arn: str, prefix: str | None = None) -> str:
+    """The logical queue behind an SQS ARN (the Lambda event's eventSourceARN)."""
+    from shared.contracts import QUEUES
+
+    physical = queue_arn.rsplit(":", 1)[-1]
+    for logical in QUEUES:
+        suffix = re.sub(r"[^A-Za-z0-9_-]", "-", logical)
+        if physical.endswith(f"-{suffix}") and (prefix is None or physical == f"{prefix}-{suffix}"):
+            return logical
+    raise ValueError(f"no logical queue for {queue_arn!r}")

@@ -142,7 +142,8 @@ class LocalRepoHost:
     def _git(self, *args: str) -> str:
         result = self._run_git(*args)
         if result.returncode != 0:
-            raise RepoHostError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+            output = result.stderr.strip() or result.stdout.strip()
+            raise RepoHostError(f"git {' '.join(args)} failed (exit {result.returncode}): {output}")
         return result.stdout
 
     @staticmethod
@@ -159,4 +160,4 @@ class LocalRepoHost:
         except FileNotFoundError:
             raise RepoHostError("git is not installed (the local repo host needs it)") from None
         except subprocess.TimeoutExpired:
-            raise RepoHostError(f"git {args[0]} did not finish within {_GIT_TIMEOUT_S}s") from None
+            raise RepoHostError(f"git {' '.join(args)} did not finish within {_GIT_TIMEOUT_S}s") from None

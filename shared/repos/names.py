@@ -41,6 +41,14 @@ def check_full_name(full_name: str) -> str:
     return full_name
 
 
+def check_owner(owner: str) -> str:
+    """A user or organisation name on its own (settings, the GitHub adapter's owner)."""
+    problem = _segment_problem(owner) if isinstance(owner, str) else "is not a string"
+    if problem:
+        raise InvalidRepoName(f"invalid repository owner {owner!r}: it {problem}")
+    return owner
+
+
 def _segment_problem(segment: str) -> str | None:
     if not segment:
         return "is empty"

@@ -32,7 +32,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 def _start_subprocess_stack(home: Path) -> tuple[subprocess.Popen[str], str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env["ORCH_HOME"] = str(home)
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "local", "up", "--port", "0", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "local", "up", "--port", "0", "--json", "--consumers", "none"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
     assert proc.stdout is not None
     url = json.loads(proc.stdout.readline())["url"]
@@ -93,7 +93,7 @@ def enqueue_latency(tasks: int) -> tuple[float, float, int]:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        stack = EmbeddedStack(home, port=0)
+        stack = EmbeddedStack(home, port=0, consumers=[])  # the benchmark is the consumer
         url = stack.start()
         received: dict[str, float] = {}
         done = threading.Event()

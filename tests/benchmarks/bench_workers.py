@@ -29,7 +29,7 @@ def run(workers: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         os.environ["ORCH_HOME"] = str(home)
-        stack = EmbeddedStack(home, port=0, tick_s=0.5)
+        stack = EmbeddedStack(home, port=0, tick_s=0.5, consumers=["worker_manager"])
         stack.start()
         harness = StackHarness(stack, home)
         repo = make_repo(Path(tmp))
@@ -66,6 +66,9 @@ def run(workers: int) -> dict[str, list[float]]:
                 harness.responses(1)
         finally:
             stack.stop()
+            from tests.process_hygiene import kill_workers
+
+            kill_workers(home)
             os.environ.clear()
             os.environ.update(saved)
     return samples

@@ -35,3 +35,10 @@ def test_worker_benchmark_runs() -> None:
 
     samples = run(1)
     assert all(len(v) == 1 for v in samples.values())
+
+
+def test_engineering_benchmark_runs() -> None:
+    from tests.benchmarks.bench_engineering import run
+
+    [row] = run(1)
+    assert row["total"] > row["overhead"] > 0

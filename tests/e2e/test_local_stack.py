@@ -18,16 +18,18 @@ from tests.e2e.conftest import CliRunner, orchestrator_executable
 
 
 class Stack:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
+        self.extra_env = env or {}
 
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         env["ORCH_HOME"] = str(self.home)
+        env.update(self.extra_env)
         self.process = subprocess.Popen(
-            [*orchestrator_executable(), "local", "up", "--port", "0", "--json"],
+            [*orchestrator_executable(), "local", "up", "--port", str(port), "--json"],
             stdout=subprocess.PIPE, stderr=open(self.home.parent / "stack.err", "a"), text=True, env=env,
         )  # fmt: skip
         assert self.process.stdout is not None
@@ -41,6 +43,12 @@ class Stack:
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=30)
 
+    def kill(self) -> None:
+        """As a crash would: no clean shutdown, in-flight messages stay in flight."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
     def service_client(self) -> ApiClient:
         key = LocalSecrets(self.home / "secrets.json").get("secret://local/service_api_key")
         return ApiClient(self.url, key)
@@ -49,7 +57,7 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     home = Path(os.environ["ORCH_HOME"])
-    running = Stack(home)
+    running = Stack(home, env={"ORCH_LOCAL_CONSUMERS": "none"})  # the CLI and API alone
     running.start()
     yield running
     if running.process and running.process.poll() is None:

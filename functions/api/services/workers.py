@@ -87,8 +87,20 @@ def enqueue_message(
 
 
 def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
-    """The oldest PENDING message, moved to RUNNING (compare-and-set: one wrapper gets it)."""
+    """The oldest PENDING message, moved to RUNNING (compare-and-set: one wrapper gets it).
+
+    A worker has one wrapper, which asks only when it is idle: a message already RUNNING for this
+    worker is one whose answer to `next` got lost on the way (a dropped connection), so it comes
+    back first instead of waiting forever."""
     worker.last_seen_at = utcnow()
+    lost = session.execute(
+        select(WorkerMessage)
+        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status == "RUNNING")
+        .order_by(WorkerMessage.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if lost is not None:
+        return lost
     candidates = session.execute(
         select(WorkerMessage.id)
         .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status == "PENDING")

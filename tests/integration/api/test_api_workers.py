@@ -52,7 +52,9 @@ def test_message_lifecycle_gives_one_response(api: ApiHarness) -> None:
 
     taken = api.post("/internal/workers/w-1/messages/next")
     assert taken.status == 200 and taken.body["request_id"] == "m-1" and taken.body["status"] == "RUNNING"
-    assert api.post("/internal/workers/w-1/messages/next").status == 204
+    assert api.post("/internal/workers/w-1/messages/next").body["id"] == taken.body["id"], (
+        "until it is answered"
+    )
 
     result = {"status": "success", "commit_sha": "abc", "files_changed": ["app.py"]}
     done = api.post(f"/internal/worker-messages/{taken.body['id']}/result",
@@ -105,3 +107,17 @@ def test_people_see_their_own_workers(api: ApiHarness) -> None:
     assert api.as_key(bob_key).get("/workers").body == []
     assert api.as_key(bob_key).get("/workers/w-a/messages").status == 404
     assert alice.post("/internal/workers/w-a/messages/next").status == 403
+
+
+def test_a_claim_whose_answer_was_lost_comes_back(api: ApiHarness) -> None:
+    _worker(api)
+    api.post("/internal/workers/w-1/messages", {"request_id": "m-1", "body": "x"})
+    first = api.post("/internal/workers/w-1/messages/next")
+    assert first.status == 200  # imagine this answer never reached the wrapper
+    again = api.post("/internal/workers/w-1/messages/next")
+    assert again.status == 200 and again.body["id"] == first.body["id"]
+    empty = api.post("/internal/workers/w-1/messages/next")
+    assert empty.status == 200, "still running: the wrapper gets it until it answers"
+    api.post(f"/internal/worker-messages/{first.body['id']}/result", {"success": True})
+    nothing = api.post("/internal/workers/w-1/messages/next")
+    assert nothing.status == 204 and nothing.body is None

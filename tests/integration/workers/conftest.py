@@ -16,6 +16,7 @@ from shared.api_client import ApiClient
 from shared.contracts import parse_message
 from shared.queues.local import LocalQueue
 from shared.secrets.local import LocalSecrets
+from tests.process_hygiene import kill_workers
 
 
 def make_repo(root: Path) -> str:
@@ -63,11 +64,12 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StackHarn
     home = Path(os.environ["ORCH_HOME"])
     saved = dict(os.environ)
     monkeypatch.setenv("ORCH_WORKER_IDLE_TIMEOUT_S", "20")
-    running = EmbeddedStack(home, port=0, tick_s=0.2)
+    running = EmbeddedStack(home, port=0, tick_s=0.2, consumers=["worker_manager"])
     running.start()
     harness = StackHarness(running, home)
     yield harness
     running.stop()
+    kill_workers(home)
     harness.service.close()
     harness.admin.close()
     os.environ.clear()

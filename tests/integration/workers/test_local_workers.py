@@ -79,13 +79,16 @@ def test_create_message_delete_makes_a_real_commit(stack: StackHarness, tmp_path
     assert {r.worker_id for r in created} == {worker_id}
     assert len(stack.admin.list_workers(task_id=create.context["task_id"])) == 1
 
+    # standard queues do not keep order: a caller that needs the file first waits for its answer
     stack.queue.publish(
         WORKER_COMMANDS, SendFileCommand(worker_id=worker_id, path="notes/spec.md", content="spec")
     )
+    [file_reply] = stack.responses(1)
+    assert file_reply.success, file_reply
     stack.queue.publish(
         WORKER_COMMANDS, SendMessageCommand(worker_id=worker_id, message="add a feature", timeout=60)
     )
-    answers = stack.responses(2)
+    answers = stack.responses(1)
     reply = next(r for r in answers if isinstance(r, SendMessageResponse))
     assert reply.success, reply
     assert "done: feature added" in (reply.response or "")

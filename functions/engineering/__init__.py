@@ -1,0 +1,1 @@
+"""The engineering department: spec + repository -> scaffold -> developer -> tester -> commit / branch / PR."""

@@ -1,0 +1,78 @@
+"""Lambda entry point for engineering:queue, worker:responses and scaffolder:results (one function,
+three event sources); the record's source queue picks the path."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from functions.engineering.logic import Engineering, LeaseBusy
+from functions.engineering.settings import EngineeringSettings
+from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES
+from shared.queues.consume import process_queue_event
+from shared.queues.naming import logical_from_arn
+
+_engine: Engineering | None = None
+_lock = threading.Lock()
+
+
+def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
+    from functions.engineering.checkpoint import build_checkpointer
+    from functions.engineering.graph import Ports
+    from shared.queues import build_queue
+    from shared.service_client import build_service_client
+
+    settings = settings or EngineeringSettings()
+    from shared.repos.factory import RepoHostSettings, build_repo_host
+
+    repo_settings = RepoHostSettings()
+    repo_host = build_repo_host(repo_settings)
+    env_refs = {"GITHUB_TOKEN": repo_settings.github_token_ref} if repo_settings.github_token_ref else {}
+    ports = Ports(
+        build_service_client(settings), build_queue(settings, settings), settings, repo_host, env_refs
+    )
+    return Engineering(ports, build_checkpointer(settings))
+
+
+def get_engine() -> Engineering:
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = build_engine()
+        return _engine
+
+
+def reset() -> None:
+    from functions.engineering.checkpoint import reset as reset_checkpointers
+
+    global _engine
+    with _lock:
+        _engine = None
+    reset_checkpointers()
+
+
+LEASE_RETRY_S = 2
+
+
+def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | None = None) -> dict[str, Any]:
+    active = engine or get_engine()
+    records = event.get("Records") or []
+    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else ENGINEERING_QUEUE
+    if queue not in (ENGINEERING_QUEUE, WORKER_RESPONSES, SCAFFOLDER_RESULTS):
+        raise ValueError(f"the engineering function does not consume {queue}")
+
+    def handle(message: Any, record: Any) -> None:
+        try:
+            if queue == ENGINEERING_QUEUE:
+                active.start(message)
+            else:
+                active.resume(message.request_id, message.model_dump(mode="json"))
+        except LeaseBusy as exc:
+            # Another invocation drives this task right now: look again in seconds, not after the
+            # whole visibility timeout.
+            active.ports.queue.release(
+                queue, record.receipt_handle, reason=str(exc), visibility_timeout=LEASE_RETRY_S
+            )
+            raise
+
+    return process_queue_event(event, queue, handle, context)

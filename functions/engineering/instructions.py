@@ -1,0 +1,26 @@
+"""What the workers are told. Written to CLAUDE.md / AGENTS.md in the workspace; the task goes to TASK.md."""
+
+DEVELOPER = """\
+# You are the developer
+
+You work in a git checkout of the project. TASK.md holds what to build (and, after a failed
+test run, the test output to fix).
+
+- Implement the task with small, clear changes that fit the project's existing style.
+- Keep the project's own tests passing (`make test`), and add tests for what you add.
+- Do not commit or push: the orchestrator commits your changes when you finish.
+- Never print or write secret values; refer to environment variables by name.
+- Finish with a short summary of what you changed. If you cannot go on without a person
+  (a missing credential, a contradictory spec), answer with a line starting `BLOCKED:` and why.
+"""
+
+TESTER = "Run the project's test suite and report the result."
+
+
+def developer_prompt(spec: str, failure: str | None, attempt: int) -> str:
+    if not failure:
+        return f"# Task\n\n{spec.strip()}\n"
+    return (
+        f"# Task\n\n{spec.strip()}\n\n# The tests failed after attempt {attempt - 1}\n\n"
+        f"Fix the code so that `make test` passes. The test output:\n\n```\n{failure.strip()[-6000:]}\n```\n"
+    )

@@ -1,0 +1,38 @@
+"""The engineering function's configuration block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from shared.service_client import ServiceApiSettings
+from shared.settings import QueueSettings
+
+
+class EngineeringSettings(ServiceApiSettings, QueueSettings):
+    checkpointer: Annotated[
+        Literal["sqlite", "dynamodb"], Field(description="Where graph checkpoints live.")
+    ] = "sqlite"
+    checkpoint_file: Annotated[Path | None, Field(description="SQLite checkpoints; default $ORCH_HOME.")] = (
+        None
+    )
+    checkpoint_table: Annotated[str | None, Field(description="DynamoDB table (AWS).")] = None
+    checkpoint_ttl_s: Annotated[int, Field(gt=0)] = 30 * 24 * 3600
+    engineering_max_attempts: Annotated[
+        int, Field(ge=1, le=10, description="Developer rounds before FAILED.")
+    ] = 3
+    default_agent: Annotated[
+        str, Field(description="Agent when neither the task nor the project names one.")
+    ] = "claude-code"
+    test_command: Annotated[str, Field(description="How the tester runs a project's tests.")] = "make test"
+    developer_timeout_s: Annotated[int, Field(gt=0)] = 1800
+    tester_timeout_s: Annotated[int, Field(gt=0)] = 900
+    repo_owner: Annotated[str, Field(description="Owner part of new repositories' owner/name.")] = (
+        "orchestrator"
+    )
+
+    @property
+    def effective_checkpoint_file(self) -> Path:
+        return (self.checkpoint_file or self.home / "checkpoints.db").expanduser()

@@ -1,0 +1,388 @@
+"""The GitHub repo host: REST API v3 for repositories and pull requests, git over HTTPS for code.
+
+The token never travels through the system: the adapter holds a secret *reference* and reads
+the value on first use (then keeps it for the object's life, re-reading once if GitHub answers
+401, so a rotated token is picked up without a restart). Every error message is scrubbed of it.
+
+For git, prefer `git_auth_env()` over `push_url()`: it hands git the credentials as an
+`http.<url>.extraHeader` in environment variables (visible only to the same user in
+`/proc/<pid>/environ`), whereas a URL with the token sits in the subprocess's argv (visible to
+every user in `ps`) and in any error message git prints about that remote.
+
+`clone_url` is taken from the API response as it is, so a GitHub Enterprise server, or the fake
+server in the tests (which serves local bare repositories), work unchanged; only an https clone
+URL gets the token spliced into `push_url`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from shared.observability import get_logger
+from shared.repos.names import check_branch_name, check_owner, split_full_name
+from shared.repos.port import PullRequest, RepoHostError, RepoInfo
+from shared.secrets import Redactor, SecretNotFound, SecretsError, SecretsPort
+
+API_VERSION = "2022-11-28"
+USER_AGENT = "codegen-orchestrator"
+_PAGE_SIZE = 100
+_MAX_PAGES = 100
+_MAX_RETRY_WAIT_S = 10.0
+"""A retry that would have to wait longer than this (a primary rate limit resetting in minutes) is not made."""
+_PULL_STATES = {"open", "closed", "merged", "all"}
+
+
+def _messages(response: httpx.Response) -> list[str]:
+    """GitHub's error text: the top-level `message` plus each entry of `errors`."""
+    try:
+        data = response.json()
+    except ValueError:
+        return [response.text[:300]] if response.text else []
+    if not isinstance(data, dict):
+        return []
+    messages = [str(data["message"])] if data.get("message") else []
+    for error in data.get("errors") or []:
+        if isinstance(error, dict):
+            text = error.get("message") or " ".join(
+                str(error[k]) for k in ("resource", "field", "code") if error.get(k)
+            )
+            messages.append(str(text))
+        else:
+            messages.append(str(error))
+    return messages
+
+
+def _mentions(response: httpx.Response, phrase: str) -> bool:
+    return any(phrase in message.lower() for message in _messages(response))
+
+
+def _pull_request(data: dict[str, Any]) -> PullRequest:
+    state = "merged" if data.get("merged_at") else str(data["state"])
+    return PullRequest(
+        number=int(data["number"]),
+        url=str(data["html_url"]),
+        state=state,
+        head=str(data["head"]["ref"]),
+        base=str(data["base"]["ref"]),
+        title=str(data["title"]),
+    )
+
+
+def _repo_info(data: dict[str, Any]) -> RepoInfo:
+    return RepoInfo(
+        full_name=str(data["full_name"]),
+        clone_url=str(data["clone_url"]),
+        web_url=str(data["html_url"]) if data.get("html_url") else None,
+        default_branch=str(data.get("default_branch") or "main"),
+    )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+class GitHubRepoHost:
+    """Repositories of one owner (a user, or an organisation with `owner_is_org`); thread-safe."""
+
+    backend = "github"
+    supports_pull_requests = True
+
+    def __init__(
+        self,
+        owner: str,
+        token_ref: str,
+        secrets: SecretsPort,
+        api_url: str = "https://api.github.com",
+        owner_is_org: bool = False,
+        client: httpx.Client | None = None,
+        *,
+        git_url: str | None = None,
+        timeout: float = 15.0,
+        retry_delay: float = 1.0,
+    ) -> None:
+        check_owner(owner)
+        self.owner = owner
+        self.token_ref = token_ref
+        self.secrets = secrets
+        self.api_url = api_url.rstrip("/")
+        self.owner_is_org = owner_is_org
+        self.git_url = (git_url or self._git_url_for(self.api_url)).rstrip("/")
+        """Where git talks to this host (https://github.com for api.github.com); scopes the auth header."""
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self.retry_delay = retry_delay
+        self._owns_client = client is None
+        self._client = client or httpx.Client(timeout=self.timeout)
+        self._token: str | None = None
+        self._redactor = Redactor()
+
+    @staticmethod
+    def _git_url_for(api_url: str) -> str:
+        """github.com serves its API from api.github.com; Enterprise serves both from one host (/api/v3)."""
+        scheme, netloc = _origin(api_url)
+        if netloc.lower() == "api.github.com":
+            netloc = "github.com"
+        return f"{scheme}://{netloc}"
+
+    def close(self) -> None:
+        """Closes the HTTP client if this object made it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> GitHubRepoHost:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the port ------------------------------------------------------------------------
+
+    def create_repo(self, full_name: str, description: str = "", private: bool = True) -> RepoInfo:
+        owner, name = split_full_name(full_name)
+        if owner.lower() != self.owner.lower():
+            raise RepoHostError(f"this GitHub host creates repositories under {self.owner}, not {owner}")
+        path = f"/orgs/{self.owner}/repos" if self.owner_is_org else "/user/repos"
+        body = {"name": name, "description": description, "private": private, "auto_init": False}
+        response = self._request("POST", path, json=body)
+        if response.status_code == 422 and _mentions(response, "already exists"):
+            existing = self.get_repo(full_name)
+            if existing is not None:
+                return existing
+        if response.status_code != 201:
+            raise self._error(response, f"creating {full_name}")
+        info = _repo_info(response.json())
+        if info.full_name.lower() != full_name.lower():
+            # POST /user/repos creates under the token's user, whatever `owner` says.
+            raise RepoHostError(
+                f"GitHub created {info.full_name} instead of {full_name}: the token belongs to another "
+                "account; for an organisation set ORCH_GITHUB_OWNER_IS_ORG=true"
+            )
+        get_logger().info(
+            "repository created", extra={"repository": info.full_name, "repo_host": self.backend}
+        )
+        return info
+
+    def get_repo(self, full_name: str) -> RepoInfo | None:
+        split_full_name(full_name)
+        response = self._request("GET", f"/repos/{full_name}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._error(response, f"reading {full_name}")
+        return _repo_info(response.json())
+
+    def push_url(self, full_name: str) -> str:
+        """The clone URL with the token as the password (https only; other URLs are returned as they are).
+
+        Prefer `git_auth_env()`: this URL ends up in git's argv and in git's own error messages.
+        """
+        info = self.get_repo(full_name)
+        if info is None:
+            raise RepoHostError(
+                f"repository {full_name} does not exist on GitHub (or the token cannot see it)"
+            )
+        parts = urlsplit(info.clone_url)
+        if parts.scheme != "https":
+            return info.clone_url
+        host = parts.hostname or ""
+        netloc = f"x-access-token:{quote(self._get_token(), safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def git_auth_env(self) -> dict[str, str]:
+        """Environment variables that make git authenticate to this host without the token in a URL.
+
+        Merge them into a copy of `os.environ` for the git subprocess only (they replace any
+        `GIT_CONFIG_COUNT` already there). The header is scoped to `git_url`, so git never sends it
+        to another remote (a submodule elsewhere, a redirect). Prompting is disabled: a missing or
+        wrong token fails the command instead of hanging it.
+        """
+        credentials = base64.b64encode(f"x-access-token:{self._get_token()}".encode()).decode()
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.{self.git_url}/.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {credentials}",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+
+    def branch_head(self, full_name: str, branch: str) -> str | None:
+        split_full_name(full_name)
+        check_branch_name(branch)
+        response = self._request("GET", f"/repos/{full_name}/branches/{quote(branch, safe='/')}")
+        if response.status_code == 404:
+            return None  # no such branch, an empty repository, or no such repository
+        if response.status_code != 200:
+            raise self._error(response, f"reading branch {branch} of {full_name}")
+        return str(response.json()["commit"]["sha"])
+
+    def open_pull_request(self, full_name: str, head: str, base: str, title: str, body: str) -> PullRequest:
+        owner, _ = split_full_name(full_name)
+        head_owner, _, head_branch = head.rpartition(":")
+        check_branch_name(head_branch)
+        check_branch_name(base)
+        response = self._request(
+            "POST",
+            f"/repos/{full_name}/pulls",
+            json={"title": title, "head": head, "base": base, "body": body},
+        )
+        if response.status_code == 422 and _mentions(response, "a pull request already exists"):
+            existing = self._open_pull_requests(full_name, f"{head_owner or owner}:{head_branch}", base)
+            if existing:
+                return existing[0]
+        if response.status_code != 201:
+            raise self._error(response, f"opening a pull request {head} -> {base} on {full_name}")
+        pull = _pull_request(response.json())
+        get_logger().info(
+            "pull request opened",
+            extra={"repository": full_name, "pull_request": pull.number, "repo_host": self.backend},
+        )
+        return pull
+
+    def list_pull_requests(self, full_name: str, state: str = "open") -> list[PullRequest]:
+        """Those whose `state` is `state` (open, closed = closed unmerged, merged), or `all`."""
+        split_full_name(full_name)
+        if state not in _PULL_STATES:
+            raise ValueError(f"state must be one of {sorted(_PULL_STATES)}, not {state!r}")
+        api_state = "closed" if state == "merged" else state
+        pulls = self._paginate(
+            f"/repos/{full_name}/pulls", {"state": api_state}, f"listing pulls of {full_name}"
+        )
+        return [p for p in pulls if state == "all" or p.state == state]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _open_pull_requests(self, full_name: str, head_label: str, base: str) -> list[PullRequest]:
+        params = {"state": "open", "head": head_label, "base": base}
+        return self._paginate(
+            f"/repos/{full_name}/pulls", params, f"finding the pull request for {head_label}"
+        )
+
+    def _paginate(self, path: str, params: dict[str, str], what: str) -> list[PullRequest]:
+        pulls: list[PullRequest] = []
+        url: str | None = path
+        query: dict[str, str] | None = {**params, "per_page": str(_PAGE_SIZE)}
+        for _page in range(_MAX_PAGES):
+            if url is None:
+                return pulls
+            response = self._request("GET", url, params=query)
+            if response.status_code != 200:
+                raise self._error(response, what)
+            pulls.extend(_pull_request(item) for item in response.json())
+            url = response.links.get("next", {}).get("url")
+            query = None  # the next link carries the whole query
+            if url is not None and _origin(url) != _origin(self.api_url):
+                raise RepoHostError(f"GitHub {what}: refusing to follow a page link to another host")
+        raise RepoHostError(f"GitHub {what}: more than {_MAX_PAGES} pages")
+
+    def _get_token(self) -> str:
+        if self._token is None:
+            self._token = self._read_token()
+        return self._token
+
+    def _read_token(self) -> str:
+        try:
+            token = self.secrets.get(self.token_ref).strip()
+        except SecretNotFound:
+            raise RepoHostError(f"no GitHub token is stored at {self.token_ref}") from None
+        except SecretsError as exc:
+            raise RepoHostError(f"could not read the GitHub token at {self.token_ref}: {exc}") from None
+        if not token:
+            raise RepoHostError(f"the GitHub token at {self.token_ref} is empty")
+        self._redactor.add(
+            token, quote(token, safe=""), base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        )
+        return token
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+        }
+
+    def _request(
+        self, method: str, path_or_url: str, *, json: Any = None, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """One call, retried once on a 5xx, a rate limit or a dropped connection, and once with a
+        re-read token on a 401 (it may have been rotated)."""
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
+        token = self._get_token()
+        for attempt in (1, 2):
+            try:
+                response = self._client.request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers=self._headers(token),
+                    timeout=self.timeout,
+                    follow_redirects=True,
+                )
+            except httpx.TransportError as exc:
+                if attempt == 1:
+                    time.sleep(self.retry_delay)
+                    continue
+                message = self._redactor.redact(str(exc)) or type(exc).__name__
+                raise RepoHostError(f"GitHub {method} {path_or_url} failed: {message}") from None
+            if attempt == 2:
+                return response
+            if response.status_code == 401:
+                fresh = self._read_token()
+                if fresh == token:
+                    return response
+                self._token = token = fresh
+                continue
+            delay = self._retry_delay_for(response)
+            if delay is None:
+                return response
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay_for(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the one retry, or None when the response should not be retried."""
+        status = response.status_code
+        rate_limited = self._is_rate_limited(response)
+        if not (status >= 500 or rate_limited):
+            return None
+        delay = self.retry_delay
+        retry_after = response.headers.get("retry-after")
+        reset = response.headers.get("x-ratelimit-reset")
+        if retry_after and retry_after.isdigit():
+            delay = float(retry_after)
+        elif (
+            rate_limited
+            and response.headers.get("x-ratelimit-remaining") == "0"
+            and reset
+            and reset.isdigit()
+        ):
+            delay = max(0.0, float(reset) - time.time())
+        return delay if delay <= _MAX_RETRY_WAIT_S else None
+
+    @staticmethod
+    def _is_rate_limited(response: httpx.Response) -> bool:
+        if response.status_code == 429:
+            return True
+        return response.status_code == 403 and (
+            response.headers.get("x-ratelimit-remaining") == "0" or _mentions(response, "rate limit")
+        )
+
+    def _error(self, response: httpx.Response, what: str) -> RepoHostError:
+        status = response.status_code
+        detail = self._redactor.redact("; ".join(_messages(response))) or response.reason_phrase
+        if self._is_rate_limited(response):
+            return RepoHostError(f"GitHub rate limit hit while {what} ({status}): {detail}")
+        if status in (401, 403):
+            return RepoHostError(
+                f"GitHub refused the token (check the secret at {self.token_ref}) while {what}: {status} {detail}"
+            )
+        return RepoHostError(f"GitHub failed {what}: {status} {detail}")

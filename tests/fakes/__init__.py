@@ -1,0 +1,1 @@
+"""Fakes of outside systems (agent CLIs, GitHub) that tests run against."""

@@ -1,0 +1,186 @@
+"""The engineering graph across invocations: each step is a fresh engine (a new Lambda invocation)
+over the same checkpointer — SQLite embedded, DynamoDB (moto) in AWS."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.engineering.checkpoint import build_checkpointer, reset
+from functions.engineering.graph import Ports
+from functions.engineering.logic import Engineering
+from functions.engineering.settings import EngineeringSettings
+from shared.api_client import ConflictError
+from shared.contracts import (
+    SCAFFOLDER_QUEUE,
+    WORKER_COMMANDS,
+    CreateWorkerCommand,
+    DeleteWorkerCommand,
+    EngineeringMessage,
+    ScaffolderMessage,
+    SendMessageCommand,
+    parse_message,
+)
+from shared.contracts.api import Project, Task, TaskStatus
+from shared.queues.local import LocalQueue
+
+
+class FakeApi:
+    """Just the API calls the graph makes, with the API's compare-and-set claim."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.project = Project(
+            id="p1",
+            name="blog",
+            description="",
+            modules=["backend"],
+            agent=None,
+            repo_url=None,
+            status="draft",
+            owner_id="u",
+            created_at=now,
+            updated_at=now,
+        )  # type: ignore[arg-type]
+        self.task = Task(id=str(uuid.uuid4()), project_id="p1", user_id="u", type="engineering", status="QUEUED",  # type: ignore[arg-type]
+                         spec="add a feature", attempt=0, result=None, error=None, correlation_id="c",
+                         created_at=now, started_at=None, finished_at=None, heartbeat_at=None,
+                         params={"agent": "command"})  # fmt: skip
+        self.events: list[dict[str, Any]] = []
+        self.lease: str | None = None
+
+    def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> None:
+        if self.lease not in (None, holder):
+            raise ConflictError(409, "conflict", "leased")
+        self.lease = holder
+
+    def release_lease(self, task_id: str, holder: str) -> None:
+        self.lease = None
+
+    def claim_task(self, task_id: str, worker: str | None = None) -> Task:
+        if self.task.status is not TaskStatus.QUEUED:
+            raise ConflictError(409, "conflict", "already claimed")
+        self.task = self.task.model_copy(
+            update={"status": TaskStatus.RUNNING, "attempt": self.task.attempt + 1}
+        )
+        return self.task
+
+    def get_task(self, task_id: str) -> Task:
+        return self.task
+
+    def get_project(self, project_id: str) -> Project:
+        return self.project
+
+    def update_project(self, project_id: str, **changes: Any) -> Project:
+        self.project = self.project.model_copy(update=changes)
+        return self.project
+
+    def append_events(self, task_id: str, events: list[dict[str, Any]]) -> list[Any]:
+        self.events.extend(events)
+        return []
+
+    def complete_task(self, task_id: str, result: dict[str, Any]) -> Task:
+        self.task = self.task.model_copy(update={"status": TaskStatus.COMPLETED, "result": result})
+        return self.task
+
+    def fail_task(self, task_id: str, error: str, result: dict[str, Any] | None = None) -> Task:
+        self.task = self.task.model_copy(update={"status": TaskStatus.FAILED, "error": error})
+        return self.task
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineeringSettings]:
+    reset()
+    if request.param == "sqlite":
+        yield EngineeringSettings(home=tmp_path, checkpointer="sqlite")
+    else:
+        with mock_aws():
+            boto3.client("dynamodb", region_name="us-east-1").create_table(
+                TableName="checkpoints", BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                      {"AttributeName": "SK", "AttributeType": "S"}],
+            )  # fmt: skip
+            yield EngineeringSettings(home=tmp_path, checkpointer="dynamodb", checkpoint_table="checkpoints",
+                                      aws_region="us-east-1")  # fmt: skip
+    reset()
+
+
+def _engine(api: FakeApi, queue: LocalQueue, settings: EngineeringSettings) -> Engineering:
+    """A fresh engine per call: nothing survives between invocations but the checkpoint."""
+    reset()
+    return Engineering(Ports(api, queue, settings), build_checkpointer(settings))  # type: ignore[arg-type]
+
+
+def _take(queue: LocalQueue, name: str) -> list[Any]:
+    out = []
+    while batch := queue.receive(name, 10, visibility_timeout=30):
+        for m in batch:
+            out.append(parse_message(name, m.body))
+            queue.delete(name, m.receipt_handle)
+    return out
+
+
+def test_graph_survives_between_invocations(settings: EngineeringSettings, tmp_path: Path) -> None:
+    api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")
+    message = EngineeringMessage(task_id=api.task.id, project_id="p1", user_id=1)
+    assert _engine(api, queue, settings).start(message) == "started"
+    assert _engine(api, queue, settings).start(message) == "duplicate", "a redelivered start is a no-op"
+    [scaffold] = _take(queue, SCAFFOLDER_QUEUE)
+    assert isinstance(scaffold, ScaffolderMessage) and scaffold.task_id == api.task.id
+
+    assert _engine(api, queue, settings).resume("someone-else:x", {}) in ("ignored", "not-ours")
+    resumed = _engine(api, queue, settings).resume(
+        scaffold.request_id, {"status": "success", "repo_url": "/r.git"}
+    )
+    assert resumed == "resumed"
+    assert _engine(api, queue, settings).resume(scaffold.request_id, {"status": "success"}) == "ignored"
+    [create] = _take(queue, WORKER_COMMANDS)
+    assert isinstance(create, CreateWorkerCommand) and create.context["repo_url"] == "/r.git"
+
+    _engine(api, queue, settings).resume(create.request_id, {"success": True, "worker_id": "w-dev"})
+    [send] = _take(queue, WORKER_COMMANDS)
+    assert (
+        isinstance(send, SendMessageCommand) and send.worker_id == "w-dev" and "add a feature" in send.message
+    )
+    _engine(api, queue, settings).resume(send.request_id, {
+        "success": True, "response": "done", "result": {"commit_sha": "abc", "files_changed": ["a.py"]}})  # fmt: skip
+    delete, tester = _take(queue, WORKER_COMMANDS)
+    assert isinstance(delete, DeleteWorkerCommand) and delete.worker_id == "w-dev"
+    assert isinstance(tester, CreateWorkerCommand) and tester.context["commit"] == "false"
+
+    _engine(api, queue, settings).resume(tester.request_id, {"success": True, "worker_id": "w-test"})
+    [run_tests] = _take(queue, WORKER_COMMANDS)
+    _engine(api, queue, settings).resume(run_tests.request_id, {"success": True, "response": "ok"})
+    assert api.task.status is TaskStatus.COMPLETED
+    assert (
+        api.task.result
+        and api.task.result["commit_sha"] == "abc"
+        and api.task.result["files_changed"] == ["a.py"]
+    )
+    steps = [e["current_step"] for e in api.events]
+    assert (
+        steps[0] == "prepare"
+        and steps[-1] == "finalize"
+        and {"scaffold", "developer", "tester"} <= set(steps)
+    )
+
+
+def test_cancelled_task_is_not_resumed(settings: EngineeringSettings, tmp_path: Path) -> None:
+    api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")
+    api.project = api.project.model_copy(update={"repo_url": "/r.git"})
+    _engine(api, queue, settings).start(EngineeringMessage(task_id=api.task.id, project_id="p1", user_id=1))
+    [create] = _take(queue, WORKER_COMMANDS)
+    api.task = api.task.model_copy(update={"status": TaskStatus.CANCELLED})
+    assert (
+        _engine(api, queue, settings).resume(create.request_id, {"success": True, "worker_id": "w"})
+        == "cancelled"
+    )
+    assert _take(queue, WORKER_COMMANDS) == []
