@@ -12,11 +12,15 @@ from shared.contracts.api import (
     ApiKey,
     ApiKeyCreated,
     Health,
+    OrphanWorkerCollect,
+    OrphanWorkerReport,
     Page,
     PortAllocation,
     Project,
     SecretInfo,
     Server,
+    StuckTaskReap,
+    StuckTaskReport,
     Task,
     TaskEvent,
     TaskLeaseState,
@@ -351,3 +355,19 @@ class ApiClient:
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         return self._as(ApiKey, self.request("DELETE", f"/api-keys/{key_id}"))
+
+    # -- maintenance (service scope; the scheduler's repair jobs) --------------------------
+
+    def reap_stuck_tasks(self, limit_s: int = 900, max_retries: int = 0, batch: int = 50) -> StuckTaskReport:
+        body = StuckTaskReap(limit_s=limit_s, max_retries=max_retries, batch=batch).model_dump(mode="json")
+        data = self.request("POST", "/internal/maintenance/reap-stuck-tasks", json=body)
+        return self._as(StuckTaskReport, data)
+
+    def collect_orphan_workers(self, max_lifetime_s: int = 2100, unseen_s: int = 900, ended_grace_s: int = 60,
+                               batch: int = 50) -> OrphanWorkerReport:  # fmt: skip
+        request = OrphanWorkerCollect(max_lifetime_s=max_lifetime_s, unseen_s=unseen_s,
+                                      ended_grace_s=ended_grace_s, batch=batch)  # fmt: skip
+        data = self.request(
+            "POST", "/internal/maintenance/collect-orphan-workers", json=request.model_dump(mode="json")
+        )
+        return self._as(OrphanWorkerReport, data)

@@ -59,6 +59,11 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec("outbox_sweep", 60, "publish outbox rows a crash left unsent"),
+    ScheduleSpec(
+        "stuck_task_reaper", 60, "fail (or requeue) RUNNING tasks with no heartbeat; stop their workers"
+    ),
+    ScheduleSpec("orphan_worker_collector", 60, "stop workers whose task ended, too old, or unseen"),
+    ScheduleSpec("dlq_watch", 300, "DLQ depths as metrics and an owner-facing summary"),
 )
 
 

@@ -20,7 +20,17 @@ from functions.api import auth
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
 from functions.api.migrations import HEAD_REVISION
-from functions.api.routers import health, internal, projects, secrets, servers, tasks, users, workers
+from functions.api.routers import (
+    health,
+    internal,
+    maintenance,
+    projects,
+    secrets,
+    servers,
+    tasks,
+    users,
+    workers,
+)
 from shared.contracts.api import ErrorBody
 from shared.observability import correlation, get_logger
 
@@ -134,7 +144,7 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
 
 
 for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
-               internal.router, workers.router):  # fmt: skip
+               internal.router, workers.router, maintenance.router):  # fmt: skip
     app.include_router(router)
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}

@@ -195,6 +195,8 @@ class Worker(Base):
     create_request_id: Mapped[str | None] = mapped_column(String(64))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     last_seen_at: Mapped[datetime | None]
+    stop_requested_at: Mapped[datetime | None]
+    """When the scheduler queued this worker's delete command; set once (compare-and-set)."""
 
 
 class WorkerMessage(Base):

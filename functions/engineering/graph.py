@@ -30,7 +30,6 @@ from shared.contracts import (
     WorkerConfig,
     progress_stream,
 )
-from shared.contracts.api import TaskStatus
 from shared.queues.port import QueuePort
 
 
@@ -87,7 +86,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         }])  # fmt: skip
 
     def cancelled(state: EngState) -> bool:
-        return api.get_task(state["task_id"]).status is TaskStatus.CANCELLED
+        """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly."""
+        return api.get_task(state["task_id"]).status.is_final
 
     # -- prepare / scaffold ---------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from typing import Any
 
 from langgraph.types import Command
@@ -36,17 +37,21 @@ class Engineering:
     def _leased(self, task_id: str):  # type: ignore[no-untyped-def]
         from contextlib import contextmanager
 
+        # One holder per invocation, not per process: two threads of one process (two pollers, or
+        # one Lambda container reused) must not both think they hold the task.
+        holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
+
         @contextmanager
         def lease():  # type: ignore[no-untyped-def]
             try:
-                self.api.take_lease(task_id, self.holder, seconds=300)
+                self.api.take_lease(task_id, holder, seconds=300)
             except ConflictError as exc:
                 raise LeaseBusy(str(exc)) from None
             try:
                 yield
             finally:
                 try:
-                    self.api.release_lease(task_id, self.holder)
+                    self.api.release_lease(task_id, holder)
                 except Exception:
                     self.logger.exception("could not release the task lease", extra={"task_id": task_id})
 
@@ -105,8 +110,8 @@ class Engineering:
                                                                         "waiting_for": expected})  # fmt: skip
                     return "ignored"
                 task = self.api.get_task(task_id)
-                if task.status is TaskStatus.CANCELLED:
-                    return "cancelled"
+                if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
+                    return "ended"
                 self.graph.invoke(Command(resume=payload), self.config(task_id))
                 return "resumed"
         except NotFoundError:

@@ -6,30 +6,60 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.scheduler.jobs import JOBS
+from functions.scheduler.jobs import JOBS, Job, JobPorts
+from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
 from shared.observability import get_logger, get_metrics
+from shared.queues.port import QueuePort
 
 
 class UnknownJob(ValueError):
     pass
 
 
-def run_job(name: str, api: ApiClient) -> dict[str, int]:
+def find_job(name: str) -> Job:
     job = JOBS.get(name)
     if job is None:
         raise UnknownJob(f"unknown job {name!r}; known: {', '.join(sorted(JOBS))}")
-    return job(api)
+    return job
 
 
-def lambda_handler(event: dict[str, Any], context: Any, api: ApiClient | None = None) -> dict[str, Any]:
-    name = str((event or {}).get("job", ""))
-    logger, metrics = get_logger(), get_metrics()
-    if api is None:
+def run_job(name: str, ports: JobPorts) -> dict[str, int]:
+    return find_job(name)(ports)
+
+
+def build_ports(
+    settings: SchedulerSettings, api: ApiClient | None = None, queue: QueuePort | None = None
+) -> JobPorts:
+    def api_factory() -> ApiClient:
+        if api is not None:
+            return api
         from shared.service_client import build_service_client
 
-        api = build_service_client()
-    counts = run_job(name, api)
+        return build_service_client(settings)
+
+    def queue_factory() -> QueuePort:
+        if queue is not None:
+            return queue
+        from shared.queues import build_queue
+
+        return build_queue(settings, settings)
+
+    return JobPorts(settings, api_factory, queue_factory)
+
+
+def lambda_handler(event: dict[str, Any], context: Any, api: ApiClient | None = None,
+                   queue: QueuePort | None = None, settings: SchedulerSettings | None = None) -> dict[str, Any]:  # fmt: skip
+    name = str((event or {}).get("job", ""))
+    job = find_job(name)
+    logger, metrics = get_logger(), get_metrics()
+    # Read per invocation, not cached: the embedded stack may restart in one process with another ORCH_HOME.
+    ports = build_ports(settings or SchedulerSettings(), api, queue)
+    try:
+        counts = job(ports)
+    finally:
+        if api is None and "api" in ports.__dict__:
+            ports.api.close()
     for key, value in counts.items():
         metrics.add_metric(name=f"{name}.{key}", unit=MetricUnit.Count, value=value)
     metrics.flush_metrics()

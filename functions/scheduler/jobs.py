@@ -1,18 +1,123 @@
-"""Each scheduled job is a small function of the API client; it returns what it did (counts)."""
+"""Each scheduled job is a small function of its ports; it returns what it did (counts, emitted as metrics).
+
+Jobs reach the database only through the API (`ports.api`); the queue port is theirs for read-only
+counts. Every job is safe to run twice at once: the API's repair endpoints compare-and-set each row.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
+from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
+from shared.observability import get_logger
+from shared.queues.port import QueuePort
 
-Job = Callable[[ApiClient], dict[str, int]]
+
+@dataclass
+class JobPorts:
+    """What a job may use, built only when it asks (the DLQ watch needs no API key)."""
+
+    settings: SchedulerSettings
+    api_factory: Callable[[], ApiClient]
+    queue_factory: Callable[[], QueuePort]
+
+    @cached_property
+    def api(self) -> ApiClient:
+        return self.api_factory()
+
+    @cached_property
+    def queue(self) -> QueuePort:
+        return self.queue_factory()
 
 
-def outbox_sweep(api: ApiClient) -> dict[str, int]:
+Job = Callable[[JobPorts], dict[str, int]]
+
+
+def outbox_sweep(ports: JobPorts) -> dict[str, int]:
     """Publish outbox rows older than a few seconds (the API publishes fresh ones itself)."""
-    report = api.request("POST", "/internal/outbox/sweep")
+    report = ports.api.request("POST", "/internal/outbox/sweep")
     return {k: int(report[k]) for k in ("claimed", "sent", "failed")}
 
 
-JOBS: dict[str, Job] = {"outbox_sweep": outbox_sweep}
+def stuck_task_reaper(ports: JobPorts) -> dict[str, int]:
+    """Fail (or requeue, by policy) RUNNING tasks with no heartbeat and no live worker; stop their workers."""
+    settings = ports.settings
+    report = ports.api.reap_stuck_tasks(
+        limit_s=settings.reaper_heartbeat_limit_s,
+        max_retries=settings.reaper_max_retries,
+        batch=settings.maintenance_batch,
+    )
+    logger = get_logger()
+    for task in report.tasks:
+        logger.warning(
+            f"stuck task {task.action}: {task.reason}",
+            extra={"task_id": task.task_id, "attempt": task.attempt, "workers_stopped": task.workers_stopped},
+        )
+    return {
+        "examined": report.examined,
+        "failed": report.failed,
+        "requeued": report.requeued,
+        "workers_stopped": report.workers_stopped,
+        "skipped": report.skipped,
+    }
+
+
+def orphan_worker_collector(ports: JobPorts) -> dict[str, int]:
+    """Stop (once) workers whose task ended, that outlived their lifetime, or whose wrapper went silent."""
+    settings = ports.settings
+    report = ports.api.collect_orphan_workers(
+        max_lifetime_s=settings.worker_max_lifetime_s + settings.orphan_grace_s,
+        unseen_s=settings.worker_unseen_s,
+        batch=settings.maintenance_batch,
+    )
+    logger = get_logger()
+    for worker in report.workers:
+        logger.warning(
+            f"stopping orphan worker: {worker.reason}",
+            extra={"worker_id": worker.worker_id, "task_id": worker.task_id, "cause": worker.cause},
+        )
+    return {
+        "examined": report.examined,
+        "stopped": report.stopped,
+        "task_ended": report.task_ended,
+        "too_old": report.too_old,
+        "unseen": report.unseen,
+        "skipped": report.skipped,
+    }
+
+
+def dlq_summary(dead: dict[str, int]) -> str | None:
+    """One owner-facing line naming each non-empty DLQ and the commands that inspect and repair it."""
+    waiting = {queue: count for queue, count in dead.items() if count}
+    if not waiting:
+        return None
+    parts = [
+        f"{queue} {count} (inspect: orchestrator queue dlq {queue}; after the fix: orchestrator queue redrive {queue})"
+        for queue, count in waiting.items()
+    ]
+    total = sum(waiting.values())
+    return f"{total} dead-lettered message(s) in {len(waiting)} DLQ(s): " + ", ".join(parts)
+
+
+def dlq_watch(ports: JobPorts) -> dict[str, int]:
+    """Per-queue DLQ depth as metrics (`dlq_watch.dead.<queue>`), and a summary line when any is non-empty."""
+    dead = {stats.queue: stats.dead for stats in ports.queue.stats()}
+    summary = dlq_summary(dead)
+    if summary:
+        get_logger().warning(summary, extra={"dead_letters": {q: n for q, n in dead.items() if n}})
+    return {
+        "dead_total": sum(dead.values()),
+        "dlqs_non_empty": sum(1 for n in dead.values() if n),
+        **{f"dead.{queue}": count for queue, count in dead.items()},
+    }
+
+
+JOBS: dict[str, Job] = {
+    "outbox_sweep": outbox_sweep,
+    "stuck_task_reaper": stuck_task_reaper,
+    "orphan_worker_collector": orphan_worker_collector,
+    "dlq_watch": dlq_watch,
+}

@@ -399,3 +399,76 @@ class ApiKey(Out):
 
 class ApiKeyCreated(ApiKey):
     key: str = Field(description="The key. Shown once: store it now.")
+
+
+# -- maintenance (service scope; the scheduler's repair jobs) -------------------------------
+
+
+class StuckTaskReap(Dto):
+    limit_s: Annotated[
+        int,
+        Field(ge=1, le=7 * 86_400, description="A RUNNING task with no heartbeat for this long is stuck."),
+    ] = 900
+    max_retries: Annotated[
+        int,
+        Field(ge=0, le=10, description="Requeue a stuck task instead while its attempt is at most this."),
+    ] = 0
+    batch: Annotated[int, Field(ge=1, le=500, description="At most this many tasks per call.")] = 50
+
+
+class ReapedTask(Out):
+    task_id: str
+    action: Literal["failed", "requeued"]
+    reason: Annotated[str, Field(description='Why, e.g. "no heartbeat for 17 min (limit 15 min)".')]
+    attempt: int
+    workers_stopped: list[str] = Field(default_factory=list, description="Delete commands queued for these.")
+
+
+class StuckTaskReport(Out):
+    examined: Annotated[int, Field(description="Stuck candidates found (at most `batch`).")]
+    failed: int
+    requeued: int
+    workers_stopped: int
+    skipped: Annotated[
+        int, Field(description="Candidates another caller handled first, or that came alive meanwhile.")
+    ]
+    tasks: list[ReapedTask] = Field(default_factory=list)
+
+
+class OrphanWorkerCollect(Dto):
+    max_lifetime_s: Annotated[
+        int, Field(ge=60, le=7 * 86_400, description="Stop any worker older than this (lifetime + grace).")
+    ] = 2100
+    unseen_s: Annotated[
+        int,
+        Field(
+            ge=60, le=7 * 86_400, description="Stop an idle worker whose wrapper was not seen for this long."
+        ),
+    ] = 900
+    ended_grace_s: Annotated[
+        int,
+        Field(ge=0, le=86_400, description="Leave a worker this long after its task ended (its own stop)."),
+    ] = 60
+    batch: Annotated[int, Field(ge=1, le=500, description="At most this many workers per call.")] = 50
+
+
+OrphanCause = Literal["task_ended", "too_old", "unseen"]
+
+
+class CollectedWorker(Out):
+    worker_id: str
+    task_id: str | None
+    cause: OrphanCause
+    reason: str
+
+
+class OrphanWorkerReport(Out):
+    examined: Annotated[int, Field(description="Orphan candidates found (at most `batch`).")]
+    stopped: Annotated[int, Field(description="Delete commands queued (one per worker, ever).")]
+    task_ended: int
+    too_old: int
+    unseen: int
+    skipped: Annotated[
+        int, Field(description="Candidates another caller handled first, or no longer orphans.")
+    ]
+    workers: list[CollectedWorker] = Field(default_factory=list)

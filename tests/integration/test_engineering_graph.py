@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from functions.engineering.checkpoint import build_checkpointer, reset
 from functions.engineering.graph import Ports
-from functions.engineering.logic import Engineering
+from functions.engineering.logic import Engineering, LeaseBusy
 from functions.engineering.settings import EngineeringSettings
 from shared.api_client import ConflictError
 from shared.contracts import (
@@ -181,6 +181,16 @@ def test_cancelled_task_is_not_resumed(settings: EngineeringSettings, tmp_path: 
     api.task = api.task.model_copy(update={"status": TaskStatus.CANCELLED})
     assert (
         _engine(api, queue, settings).resume(create.request_id, {"success": True, "worker_id": "w"})
-        == "cancelled"
+        == "ended"
     )
     assert _take(queue, WORKER_COMMANDS) == []
+
+
+def test_two_invocations_of_one_process_do_not_share_the_lease(tmp_path: Path) -> None:
+    """The holder is per invocation: a second thread of the same process must wait, not drive."""
+    api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")
+    engine = _engine(api, queue, EngineeringSettings(home=tmp_path, checkpointer="sqlite"))
+    with engine._leased(api.task.id):
+        with pytest.raises(LeaseBusy):
+            with engine._leased(api.task.id):
+                pass

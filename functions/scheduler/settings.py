@@ -1,0 +1,37 @@
+"""The scheduler's configuration block: how it reaches the API and the queues, and the repair limits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from shared.service_client import ServiceApiSettings
+from shared.settings import QueueSettings
+
+
+class SchedulerSettings(ServiceApiSettings, QueueSettings):
+    reaper_heartbeat_limit_s: Annotated[
+        int,
+        Field(
+            ge=60, description="A RUNNING task with no heartbeat and no live worker for this long is stuck."
+        ),
+    ] = 900
+    reaper_max_retries: Annotated[
+        int,
+        Field(
+            ge=0, le=10, description="Requeue a stuck task instead of failing it, at most this many times."
+        ),
+    ] = 0
+    worker_max_lifetime_s: Annotated[
+        int, Field(gt=0, description="The worker manager's limit (same variable); no worker outlives it.")
+    ] = 1800
+    orphan_grace_s: Annotated[
+        int, Field(ge=0, description="Added to the lifetime before the collector stops a worker for its age.")
+    ] = 300
+    worker_unseen_s: Annotated[
+        int, Field(ge=60, description="An idle worker whose wrapper was not seen for this long is stopped.")
+    ] = 900
+    maintenance_batch: Annotated[
+        int, Field(ge=1, le=500, description="Rows a repair job handles per tick.")
+    ] = 50
