@@ -42,6 +42,36 @@ def _as_name_part(key: str, value: Any, default: str) -> str:
     return text
 
 
+def _as_github_owner(key: str, value: Any) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    from shared.repos.names import check_owner
+
+    text = str(value).strip()
+    try:
+        check_owner(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"context {key}={text!r} is not a GitHub user or organisation name: {exc}"
+        ) from None
+    return text
+
+
+def _as_secret_reference(key: str, value: Any, default: str) -> str:
+    from shared.secrets.refs import parse_reference
+
+    text = default if value is None or str(value).strip() == "" else str(value).strip()
+    try:
+        parse_reference(text)
+    except ValueError as exc:
+        raise ConfigError(f"context {key}={text!r} is not a secret reference: {exc}") from None
+    return text
+
+
+def _as_text(value: Any, default: str) -> str:
+    return default if value is None else str(value).strip()
+
+
 def _as_email(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
@@ -60,6 +90,17 @@ class StackConfig:
     enable_nat_gateway: bool = constants.DEFAULT_ENABLE_NAT_GATEWAY
     deletion_protection: bool = constants.DEFAULT_DELETION_PROTECTION
     alarm_email: str | None = None
+    github_owner: str | None = None
+    """Owner of the projects' repositories; without it the engineering and scaffolder functions fail."""
+    github_owner_is_org: bool = False
+    github_token_ref: str = constants.DEFAULT_GITHUB_TOKEN_REF
+    """`secret://<path>` (Secrets Manager `<resource prefix>/<path>`) or `secret://<ARN>`."""
+    worker_agent_packages: str = constants.DEFAULT_WORKER_AGENT_PACKAGES
+    """npm packages baked into the worker image (its AGENT_NPM_PACKAGES build argument)."""
+    require_layers: bool = False
+    """Refuse to synthesize with a layer that `python -m layers.build` has not built (or built stale)."""
+    layers_dir: str = constants.DEFAULT_LAYERS_DIR
+    """Where `python -m layers.build` wrote the layers; relative paths are from the repository root."""
 
     @property
     def stack_name(self) -> str:
@@ -91,4 +132,22 @@ class StackConfig:
                 constants.DEFAULT_DELETION_PROTECTION,
             ),
             alarm_email=_as_email(constants.CONTEXT_ALARM_EMAIL, get(constants.CONTEXT_ALARM_EMAIL)),
+            github_owner=_as_github_owner(
+                constants.CONTEXT_GITHUB_OWNER, get(constants.CONTEXT_GITHUB_OWNER)
+            ),
+            github_owner_is_org=_as_bool(
+                constants.CONTEXT_GITHUB_OWNER_IS_ORG, get(constants.CONTEXT_GITHUB_OWNER_IS_ORG), False
+            ),
+            github_token_ref=_as_secret_reference(
+                constants.CONTEXT_GITHUB_TOKEN_REF,
+                get(constants.CONTEXT_GITHUB_TOKEN_REF),
+                constants.DEFAULT_GITHUB_TOKEN_REF,
+            ),
+            worker_agent_packages=_as_text(
+                get(constants.CONTEXT_WORKER_AGENT_PACKAGES), constants.DEFAULT_WORKER_AGENT_PACKAGES
+            ),
+            require_layers=_as_bool(
+                constants.CONTEXT_REQUIRE_LAYERS, get(constants.CONTEXT_REQUIRE_LAYERS), False
+            ),
+            layers_dir=_as_text(get(constants.CONTEXT_LAYERS_DIR), constants.DEFAULT_LAYERS_DIR),
         )

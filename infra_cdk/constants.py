@@ -26,7 +26,7 @@ from shared.contracts import (
 PROJECT_NAME = "codegen-orchestrator"
 DEFAULT_PREFIX = "codegen-orch"
 DEFAULT_ENV_NAME = "dev"
-STACK_DESCRIPTION = "codegen-orchestrator: queues, database, checkpoints, dashboards and alarms"
+STACK_DESCRIPTION = "codegen-orchestrator: API, consumers, Fargate workers, schedules, queues, database, dashboards and alarms"
 
 CDK_OUTDIR_ENV = "CDK_OUTDIR"
 """Set by the CDK CLI; when absent (app run directly) the app writes DEFAULT_OUTDIR."""
@@ -37,6 +37,12 @@ CONTEXT_PREFIX = "prefix"
 CONTEXT_ENABLE_NAT_GATEWAY = "enable_nat_gateway"
 CONTEXT_DELETION_PROTECTION = "deletion_protection"
 CONTEXT_ALARM_EMAIL = "alarm_email"
+CONTEXT_GITHUB_OWNER = "github_owner"
+CONTEXT_GITHUB_OWNER_IS_ORG = "github_owner_is_org"
+CONTEXT_GITHUB_TOKEN_REF = "github_token_ref"  # noqa: S105 - a context key
+CONTEXT_WORKER_AGENT_PACKAGES = "worker_agent_packages"
+CONTEXT_REQUIRE_LAYERS = "require_layers"
+CONTEXT_LAYERS_DIR = "layers_dir"
 
 DEFAULT_ENABLE_NAT_GATEWAY = False
 # Safe by default: a person has to say `-c deletion_protection=false` to make the database
@@ -174,3 +180,120 @@ def oldest_message_alarm_seconds(logical_queue: str) -> int:
     before a poison message would finish its five receives and reach the DLQ.
     """
     return max(OLDEST_MESSAGE_ALARM_FLOOR_SECONDS, 2 * visibility_timeout_seconds(logical_queue))
+
+
+# -- compute: Lambda functions -------------------------------------------------------------
+
+LAMBDA_RUNTIME = "PYTHON_3_12"
+"""An aws_lambda.Runtime member name; layers.build.PYTHON_VERSION builds the layers for the same Python."""
+LAMBDA_ARCHITECTURE = "X86_64"
+"""An aws_lambda.Architecture member name; the layers hold manylinux x86_64 wheels."""
+LAMBDA_HOME = "/tmp/orchestrator"  # noqa: S108 - the only writable directory in Lambda
+"""ORCH_HOME in Lambda. Nothing durable lives there in AWS (database, queues, checkpoints are remote)."""
+LAMBDA_LOG_LEVEL = "INFO"
+
+CODE_ASSET_DIRS = ("shared", "functions", "cli", "worker_image")
+"""The one code asset every function shares (its layers differ); the rest of the repository stays out."""
+CODE_ASSET_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/*.egg-info")
+DEFAULT_LAYERS_DIR = "layers/build"
+
+API_FUNCTION = "api"
+DEPLOY_HOOK_FUNCTION = "deploy-hook"
+WORKER_EVENTS_FUNCTION = "worker-events"
+SCHEDULER_FUNCTION = "scheduler"
+WORKER_MANAGER_FUNCTION = "worker-manager"
+SCAFFOLDER_FUNCTION = "scaffolder"
+ENGINEERING_FUNCTION = "engineering"
+
+API_HANDLER = "functions.api.handler.lambda_handler"
+DEPLOY_HOOK_HANDLER = "orchestrator_deploy_hook.on_deploy"
+"""In the deploy-hook source layer (`layers/deploy_hook/python`), next to the API's code."""
+WORKER_EVENTS_HANDLER = "functions.worker_manager.handler.ecs_event_handler"
+
+
+def function_name_part(topology_name: str) -> str:
+    """`worker_manager` (shared.topology) -> `worker-manager` (names, labels and the tables below)."""
+    return topology_name.replace("_", "-")
+
+
+FUNCTION_LAYERS: Mapping[str, tuple[str, ...]] = {
+    API_FUNCTION: ("api",),
+    DEPLOY_HOOK_FUNCTION: ("api", "deploy-hook"),
+    WORKER_MANAGER_FUNCTION: ("base",),
+    WORKER_EVENTS_FUNCTION: ("base",),
+    SCHEDULER_FUNCTION: ("base",),
+    SCAFFOLDER_FUNCTION: ("scaffold",),
+    ENGINEERING_FUNCTION: ("graph",),
+}
+"""Each function's layers (`layers/<name>.txt`, or the source layer `deploy-hook`): only what it imports."""
+
+FUNCTION_MEMORY_MB: Mapping[str, int] = {
+    # Lambda CPU scales with memory; cold starts import pydantic + SQLAlchemy (API) or LangGraph.
+    API_FUNCTION: 512,
+    DEPLOY_HOOK_FUNCTION: 512,
+    WORKER_MANAGER_FUNCTION: 256,
+    WORKER_EVENTS_FUNCTION: 256,
+    SCHEDULER_FUNCTION: 256,
+    SCAFFOLDER_FUNCTION: 1024,
+    ENGINEERING_FUNCTION: 1024,
+}
+
+API_TIMEOUT_SECONDS = 29
+"""An HTTP API waits at most 30 s for its integration; the function gives up first."""
+DEPLOY_HOOK_TIMEOUT_SECONDS = 300
+"""Waits up to two minutes for the database (a first rotation may be running), then migrates."""
+WORKER_EVENTS_TIMEOUT_SECONDS = 60
+SCHEDULER_TIMEOUT_SECONDS = 60
+
+SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
+"""Lambda's lower bound for an SQS event source's maximum concurrency; a smaller table value is raised to it."""
+
+QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
+    # The API publishes its outbox rows: new tasks, worker deletes, answers to worker messages.
+    API_FUNCTION: (ENGINEERING_QUEUE, DEPLOY_QUEUE, WORKER_COMMANDS, WORKER_RESPONSES),
+    WORKER_MANAGER_FUNCTION: (WORKER_RESPONSES,),
+    SCAFFOLDER_FUNCTION: (SCAFFOLDER_RESULTS,),
+    ENGINEERING_FUNCTION: (SCAFFOLDER_QUEUE, WORKER_COMMANDS),
+}
+"""Which queues each function may send to (consuming is granted by its event sources)."""
+
+# -- api -----------------------------------------------------------------------------------
+
+API_THROTTLE_RATE_PER_SECOND = 50
+API_THROTTLE_BURST = 100
+API_5XX_ALARM_PERCENT = 5
+API_KEY_SECRET_LENGTH = 64
+"""Characters of generated key material (letters and digits: ~380 bits)."""
+PROJECT_SECRETS_PATH = "projects"
+SERVER_SECRETS_PATH = "servers"
+"""The API writes `secret://projects/<id>/<name>` and `secret://servers/<handle>/ssh_key` (Secrets
+Manager `<resource prefix>/projects/...`, `<resource prefix>/servers/...`)."""
+DEFAULT_GITHUB_TOKEN_REF = "secret://github/token"  # noqa: S105 - a reference, not a token
+"""Secrets Manager `<resource prefix>/github/token`, created by the operator (README: Deploy to AWS)."""
+
+# -- workers (ECS Fargate) -----------------------------------------------------------------
+
+WORKER_CLUSTER_SUFFIX = "workers"
+WORKER_FAMILY_SUFFIX = "worker"
+WORKER_CONTAINER_NAME = "worker"
+"""The container the worker manager's RunTask overrides address (ORCH_FARGATE_CONTAINER_NAME)."""
+WORKER_CPU = 1024
+WORKER_MEMORY_MIB = 4096
+"""A coding agent (Node) plus the project's own tests; Fargate bills only while a worker runs."""
+WORKER_DOCKERFILE = "worker_image/Dockerfile"
+ANSIBLE_FAMILY_SUFFIX = "ansible-runner"
+ANSIBLE_CONTAINER_NAME = "ansible-runner"
+ANSIBLE_CPU = 512
+ANSIBLE_MEMORY_MIB = 1024
+ANSIBLE_DOCKERFILE = "worker_image/ansible.Dockerfile"
+IMAGE_DOCKERIGNORE = "worker_image/Dockerfile.dockerignore"
+"""Both images build from the repository root; this file says what of it is their build context."""
+DEFAULT_WORKER_AGENT_PACKAGES = "@anthropic-ai/claude-code"
+"""The default agent (claude-code) needs its CLI in the image."""
+ECS_EVENT_MAX_AGE_HOURS = 6
+ECS_EVENT_RETRY_ATTEMPTS = 8
+
+# -- schedules -----------------------------------------------------------------------------
+
+SCHEDULE_RULE_INFIX = "job"
+"""Rule names are `<resource prefix>-job-<job>`."""

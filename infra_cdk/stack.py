@@ -7,16 +7,21 @@ from constructs import Construct
 
 from infra_cdk import constants
 from infra_cdk.config import StackConfig
+from infra_cdk.constructs.api import Api
 from infra_cdk.constructs.audit_logs import AuditLogs
+from infra_cdk.constructs.consumers import Consumers
 from infra_cdk.constructs.data import Database
 from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
+from infra_cdk.constructs.runtime import LambdaRuntime
+from infra_cdk.constructs.schedules import Schedules
 from infra_cdk.constructs.state import State
+from infra_cdk.constructs.workers import Workers
 
 
 class OrchestratorStack(Stack):
-    """Network, database, queues, graph state and observability of one environment."""
+    """Network, database, queues, graph state, the functions, the workers and observability of one environment."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
         super().__init__(
@@ -32,10 +37,86 @@ class OrchestratorStack(Stack):
         self.messaging = Messaging(self, "Messaging", config=config)
         self.state = State(self, "State", config=config, log_bucket=self.audit_logs.bucket)
         self.observability = Observability(self, "Observability", config=config, queues=self.messaging.queues)
+
+        self.runtime = LambdaRuntime(self, "Runtime", config=config)
+        self.api = Api(
+            self,
+            "Api",
+            config=config,
+            network=self.network,
+            database=self.database,
+            messaging=self.messaging,
+            runtime=self.runtime,
+        )
+        self.workers = Workers(
+            self,
+            "Workers",
+            config=config,
+            network=self.network,
+            runtime=self.runtime,
+            api_url=self.api.url,
+            service_key_secret=self.api.service_key_secret,
+        )
+        self.consumers = Consumers(
+            self,
+            "Consumers",
+            config=config,
+            runtime=self.runtime,
+            messaging=self.messaging,
+            checkpoint_table=self.state.checkpoint_table,
+            workers=self.workers,
+            api_url=self.api.url,
+            service_key_secret=self.api.service_key_secret,
+        )
+        self.schedules = Schedules(
+            self,
+            "Schedules",
+            config=config,
+            runtime=self.runtime,
+            messaging=self.messaging,
+            api_url=self.api.url,
+            service_key_secret=self.api.service_key_secret,
+        )
+        self._observe()
         self._build_outputs()
+
+    def _observe(self) -> None:
+        self.observability.add_api(self.api.http_api)
+        self.observability.add_fargate(
+            self.workers.cluster_name, [self.workers.worker_family, self.workers.ansible_family]
+        )
+        for name, function in self.runtime.functions.items():
+            self.observability.add_function(function, name=name)
 
     def _build_outputs(self) -> None:
         outputs = {
+            "ApiUrl": (self.api.url, "Base URL of the API (orchestrator config set api-url ...)"),
+            "AdminKeySecretArn": (
+                self.api.admin_key_secret.secret_arn,
+                "Secrets Manager secret holding the first admin's API key",
+            ),
+            "ServiceKeySecretArn": (
+                self.api.service_key_secret.secret_arn,
+                "Secrets Manager secret holding the functions' service API key",
+            ),
+            "DeployHookFunctionName": (
+                self.api.deploy_hook_function.function_name,
+                "Invoke to re-run migrations and key seeding (e.g. after putting a new service key)",
+            ),
+            "WorkerClusterName": (self.workers.cluster.cluster_name, "ECS cluster of the Fargate workers"),
+            "WorkerTaskDefinitionArn": (
+                self.workers.worker_task.task_definition_arn,
+                "Task definition the worker manager runs",
+            ),
+            "AnsibleRunnerTaskDefinitionArn": (
+                self.workers.ansible_task.task_definition_arn,
+                "Task definition of the Ansible runner (deploys)",
+            ),
+            "GitHubTokenReference": (
+                self.config.github_token_ref,
+                f"Where the functions and workers read the GitHub token (Secrets Manager name "
+                f"{self.config.resource_prefix}/<path> for a path reference)",
+            ),
             "DashboardUrl": (self.observability.dashboard_url, "CloudWatch dashboard"),
             "AlarmTopicArn": (self.observability.alarm_topic.topic_arn, "SNS topic every alarm notifies"),
             "DatabaseEndpoint": (self.database.endpoint_address, "PostgreSQL host (private)"),

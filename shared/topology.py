@@ -45,7 +45,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         queues=("scaffolder:queue",),
         timeout_s=300,
         batch_size=1,
-        max_concurrency=1,
+        max_concurrency=2,  # Lambda's minimum for an SQS event source
     ),
     ConsumerSpec(
         function="engineering",

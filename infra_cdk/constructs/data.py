@@ -5,8 +5,8 @@ encrypted, private and backed up. (Aurora Serverless v2 would cost nothing while
 but the first API request after a pause waits ~15 s for it to resume, and one awake hour at
 its 0.5 ACU minimum costs nearly four times this instance's hour.)
 
-Not here yet: the migrations-on-deploy function (Alembic in a CDK trigger) arrives with the
-API function, which owns the ORM models and migrations.
+Migrations run on deploy from `infra_cdk.constructs.api` (a CDK trigger invokes the deploy hook,
+which applies the API's Alembic migrations), since the API function owns the models.
 """
 
 from __future__ import annotations

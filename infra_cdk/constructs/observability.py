@@ -1,8 +1,8 @@
 """The dashboard, the alarms and the topic they notify.
 
-Built first with the queues; later slices add their parts with `add_function(fn)` (and,
-as they land, the API, Fargate and EMF-metric rows) so every capability shows up on the
-same dashboard and pages through the same topic.
+Built first with the queues; the compute constructs add their parts with `add_function(fn)`,
+`add_api(http_api)` and `add_fargate(...)`, so every capability shows up on the same dashboard
+and pages through the same topic.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -100,7 +101,7 @@ class Observability(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# {self._prefix}\nQueues first; functions, the API and Fargate tasks follow as they are deployed.",
+                markdown=f"# {self._prefix}\nQueues, then the API, the Fargate workers and one row per function.",
                 width=24,
                 height=2,
             )
@@ -224,3 +225,70 @@ class Observability(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )
+
+    # -- the API and the workers ----------------------------------------------------------------
+
+    def add_api(self, http_api: apigwv2.IHttpApi, *, name: str = "api") -> cloudwatch.Alarm:
+        """Requests, latency (p50/p95) and 4xx/5xx of the HTTP API, and an alarm on its 5xx rate.
+
+        The function answers its own errors with a 500 body instead of failing, so the gateway's 5xx
+        count, not the function's error metric, is what sees a broken API.
+        """
+        requests = http_api.metric_count(
+            statistic=cloudwatch.Stats.SUM, period=self._period, label="requests"
+        )
+        server_errors = http_api.metric_server_error(
+            statistic=cloudwatch.Stats.SUM, period=self._period, label="5xx"
+        )
+        client_errors = http_api.metric_client_error(
+            statistic=cloudwatch.Stats.SUM, period=self._period, label="4xx"
+        )
+        self.dashboard.add_widgets(
+            self._graph(f"{name}: requests", [requests]),
+            self._graph(
+                f"{name}: latency (ms)",
+                [
+                    http_api.metric_latency(
+                        statistic=cloudwatch.Stats.p(50), period=self._period, label="p50"
+                    ),
+                    http_api.metric_latency(
+                        statistic=cloudwatch.Stats.p(95), period=self._period, label="p95"
+                    ),
+                ],
+            ),
+            self._graph(f"{name}: 4xx / 5xx", [client_errors, server_errors]),
+        )
+        rate = cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={"errors": server_errors, "requests": requests},
+            period=self._period,
+            label=f"{name} 5xx rate (%)",
+        )
+        return self.add_alarm(
+            rate.create_alarm(
+                self,
+                f"{name}ServerErrorRate",
+                alarm_name=f"{self._prefix}-{name}-5xx-rate",
+                alarm_description=f"{name}: {constants.API_5XX_ALARM_PERCENT}% or more of requests answered 5xx "
+                f"over {constants.ALARM_PERIOD_SECONDS} s; the function's log has each one under its correlation id.",
+                threshold=constants.API_5XX_ALARM_PERCENT,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
+    def add_fargate(self, cluster_name: str, families: list[str]) -> None:
+        """Running tasks per task family (Container Insights `TaskCount`), one line each."""
+        metrics: list[cloudwatch.IMetric] = [
+            cloudwatch.Metric(
+                namespace="ECS/ContainerInsights",
+                metric_name="TaskCount",
+                dimensions_map={"ClusterName": cluster_name, "TaskDefinitionFamily": family},
+                statistic=cloudwatch.Stats.MAXIMUM,
+                period=Duration.minutes(1),
+                label=family,
+            )
+            for family in families
+        ]
+        self.dashboard.add_widgets(self._graph("Fargate: running tasks", metrics))

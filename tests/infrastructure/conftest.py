@@ -28,6 +28,10 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "enable_nat_gateway": "true",
     "deletion_protection": "false",
     "alarm_email": "ops@example.com",
+    "github_owner": "acme",
+    "github_owner_is_org": "true",
+    "github_token_ref": "secret://arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/github-AbCdEf",
+    "worker_agent_packages": "@openai/codex",
 }
 """Every switch flipped, as strings, the way `cdk -c key=value` passes them."""
 
@@ -51,11 +55,17 @@ class Synthesized:
         return report
 
 
+def no_layers_context(outdir: Path) -> dict[str, Any]:
+    """Point the app at a layer build directory with nothing in it: the tests synthesize the placeholder
+    layers whatever this machine has built (real layers are hundreds of MB to stage)."""
+    return {"layers_dir": str(outdir / "no-layers-built")}
+
+
 def synthesize(outdir: Path, context: dict[str, Any]) -> Synthesized:
     """The full app, cdk-nag included: `app.synth()` raises ValidationFailed on any unacknowledged finding."""
     from aws_cdk.assertions import Template
 
-    app, stack = build_app(outdir=str(outdir), context=context)
+    app, stack = build_app(outdir=str(outdir), context={**no_layers_context(outdir), **context})
     assembly = app.synth()
     template_json: dict[str, Any] = assembly.get_stack_by_name(stack.stack_name).template
     return Synthesized(stack, Template.from_json(template_json), template_json, Path(assembly.directory))

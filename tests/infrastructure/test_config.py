@@ -79,3 +79,33 @@ def test_oldest_message_alarm_tolerates_one_failed_receive() -> None:
         threshold = constants.oldest_message_alarm_seconds(logical)
         assert threshold >= 2 * constants.visibility_timeout_seconds(logical)
         assert threshold >= constants.OLDEST_MESSAGE_ALARM_FLOOR_SECONDS
+
+
+def test_compute_defaults_read_the_github_token_from_the_stack_prefix_and_tolerate_unbuilt_layers() -> None:
+    config = _config({})
+    assert config.github_owner is None
+    assert config.github_token_ref == "secret://github/token"
+    assert config.worker_agent_packages == "@anthropic-ai/claude-code"
+    assert config.require_layers is False
+    assert config.layers_dir == "layers/build"
+
+
+def test_github_context_is_validated() -> None:
+    config = _config(
+        {"github_owner": "acme", "github_owner_is_org": "yes", "github_token_ref": "secret://gh/bot"}
+    )
+    assert (config.github_owner, config.github_owner_is_org, config.github_token_ref) == (
+        "acme",
+        True,
+        "secret://gh/bot",
+    )
+    with pytest.raises(ConfigError, match="github_owner"):
+        _config({"github_owner": "acme/evil"})
+    with pytest.raises(ConfigError, match="github_token_ref"):
+        _config({"github_token_ref": "ghp_not_a_reference"})
+
+
+def test_require_layers_is_a_boolean() -> None:
+    assert _config({"require_layers": "true"}).require_layers is True
+    with pytest.raises(ConfigError, match="require_layers"):
+        _config({"require_layers": "sometimes"})

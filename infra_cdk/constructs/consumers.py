@@ -1,0 +1,143 @@
+"""The SQS consumers: one function per `shared.topology.CONSUMERS` entry, one event source per queue it reads.
+
+The table the embedded stack starts its pollers from is the table this builds from, so a consumer
+added there shows up here (and fails the synth loudly until its wiring below says what it may do).
+
+- Every event source reports partial batch failures (`ReportBatchItemFailures`): the handlers
+  return `batchItemFailures` (`shared.queues.consume`), and only the failed records come back.
+- Batch size and maximum concurrency come from the table. Lambda's floor for an SQS event
+  source's maximum concurrency is 2; a smaller value in the table is raised to it (the embedded
+  stack still runs one poller).
+- The timeout is the one the queue's visibility timeout was sized from (`constants.
+  CONSUMER_TIMEOUT_SECONDS`): visibility stays at least six timeouts.
+- Consumers run outside the VPC: they reach the API over HTTPS and GitHub on the internet, with
+  no NAT gateway; none of them touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra_cdk import constants, environment
+from infra_cdk.config import StackConfig
+from infra_cdk.constructs.messaging import Messaging
+from infra_cdk.constructs.runtime import (
+    LambdaRuntime,
+    grant_secret_read,
+    lambda_handler_path,
+    pascal,
+    secret_arns_for_reference,
+)
+from infra_cdk.constructs.workers import Workers
+from shared.topology import CONSUMERS, ConsumerSpec
+
+
+def consumer_timeout_seconds(spec: ConsumerSpec) -> int:
+    """The shortest timeout any of its queues was sized for (one function serves all its queues)."""
+    return min(constants.consumer_timeout_seconds(queue) for queue in spec.queues)
+
+
+def event_source_max_concurrency(spec: ConsumerSpec) -> int:
+    return max(constants.SQS_EVENT_SOURCE_MIN_CONCURRENCY, spec.max_concurrency)
+
+
+class Consumers(Construct):
+    """One Lambda per consumer function in the topology, keyed by its name (`worker-manager`...)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        runtime: LambdaRuntime,
+        messaging: Messaging,
+        checkpoint_table: dynamodb.ITable,
+        workers: Workers,
+        api_url: str,
+        service_key_secret: secretsmanager.ISecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._runtime = runtime
+        self._messaging = messaging
+        self._checkpoint_table = checkpoint_table
+        self._workers = workers
+        self._api_url = api_url
+        self._service_key_secret = service_key_secret
+        wiring: Mapping[str, Callable[[], dict[str, str]]] = {
+            constants.WORKER_MANAGER_FUNCTION: self._worker_manager_environment,
+            constants.SCAFFOLDER_FUNCTION: self._repo_host_environment,
+            constants.ENGINEERING_FUNCTION: self._engineering_environment,
+        }
+        self.functions: dict[str, lambda_.Function] = {}
+        for spec in CONSUMERS:
+            name = constants.function_name_part(spec.function)
+            if name not in wiring:
+                raise KeyError(
+                    f"consumer {spec.function!r} (shared.topology) has no wiring in infra_cdk.constructs."
+                    "consumers: say which environment and permissions it gets"
+                )
+            self.functions[name] = self._build_consumer(spec, name, wiring[name]())
+        self._grant_specifics()
+
+    def _build_consumer(
+        self, spec: ConsumerSpec, name: str, extra_environment: dict[str, str]
+    ) -> lambda_.Function:
+        function = self._runtime.function(
+            self,
+            pascal(name),
+            name=name,
+            handler=lambda_handler_path(spec.handler),
+            timeout_seconds=consumer_timeout_seconds(spec),
+            description=f"{self._config.resource_prefix}: consumes {', '.join(spec.queues)}",
+            environment_variables={
+                **environment.queues(self._config),
+                **environment.service_api(self._config, self._api_url, self._service_key_secret.secret_arn),
+                **extra_environment,
+            },
+        )
+        self._service_key_secret.grant_read(function)
+        for logical in spec.queues:
+            function.add_event_source(
+                event_sources.SqsEventSource(
+                    self._messaging.queues[logical].queue,
+                    batch_size=spec.batch_size,
+                    max_concurrency=event_source_max_concurrency(spec),
+                    report_batch_item_failures=True,
+                )
+            )
+        for logical in constants.QUEUE_PRODUCERS.get(name, ()):
+            self._messaging.queues[logical].queue.grant_send_messages(function)
+        return function
+
+    # -- per consumer ------------------------------------------------------------------------------
+
+    def _worker_manager_environment(self) -> dict[str, str]:
+        return self._workers.manager_environment()
+
+    def _repo_host_environment(self) -> dict[str, str]:
+        return environment.repo_host(self._config)
+
+    def _engineering_environment(self) -> dict[str, str]:
+        return {
+            **environment.repo_host(self._config),
+            "ORCH_CHECKPOINTER": "dynamodb",
+            "ORCH_CHECKPOINT_TABLE": self._checkpoint_table.table_name,
+            "ORCH_CHECKPOINT_TTL_S": str(constants.CHECKPOINT_TTL_SECONDS),
+        }
+
+    def _grant_specifics(self) -> None:
+        self._workers.grant_manage_workers(self.functions[constants.WORKER_MANAGER_FUNCTION])
+        github_token = secret_arns_for_reference(
+            self, self._config.github_token_ref, self._config.resource_prefix
+        )
+        for name in (constants.SCAFFOLDER_FUNCTION, constants.ENGINEERING_FUNCTION):
+            grant_secret_read(self.functions[name], github_token)
+        self._checkpoint_table.grant_read_write_data(self.functions[constants.ENGINEERING_FUNCTION])

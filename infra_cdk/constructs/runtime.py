@@ -1,0 +1,263 @@
+"""How every function of the stack is built: one code asset, per-function layers, a role and a log group each.
+
+The code asset is the repository's `shared/ functions/ cli/ worker_image/` (nothing else: no tests,
+.venv, cdk.out or .git). Dependencies come in layers built without Docker by `python -m
+layers.build`; each function gets only the layers its imports need (`constants.FUNCTION_LAYERS`),
+so the API carries no langgraph or aiogram.
+
+Every function gets its own role: write access to its own log group and nothing else until its
+construct grants what it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import (
+    Acknowledgment,
+    Annotations,
+    ArnFormat,
+    Duration,
+    IgnoreMode,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra_cdk import constants, environment
+from infra_cdk.config import ConfigError, StackConfig
+from infra_cdk.layer_assets import NOT_BUILT_WARNING, LayerAsset, layer_asset, resolve_layers_dir
+from layers import build
+from shared.secrets.refs import is_arn, parse_reference
+
+VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+@dataclass(frozen=True)
+class VpcPlacement:
+    """Where a function that must reach the database runs."""
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+
+
+def lambda_handler_path(topology_handler: str) -> str:
+    """`functions.api.handler:lambda_handler` (shared.topology) -> `functions.api.handler.lambda_handler`."""
+    module, _, attribute = topology_handler.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"handler {topology_handler!r} is not `module:function`")
+    return f"{module}.{attribute}"
+
+
+def pascal(name: str) -> str:
+    """`worker-manager` / `worker_manager` -> `WorkerManager` (construct ids)."""
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+class LambdaRuntime(Construct):
+    """The shared code asset, the layers, and `function()`, the one way this stack makes a Lambda."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self.code = lambda_.Code.from_asset(
+            str(build.REPO_ROOT), exclude=self.code_asset_excludes(), ignore_mode=IgnoreMode.DOCKER
+        )
+        self.layer_assets = self._resolve_layer_assets()
+        self.layers: dict[str, lambda_.LayerVersion] = {}
+        self.functions: dict[str, lambda_.Function] = {}
+
+    @staticmethod
+    def code_asset_excludes() -> list[str]:
+        """Docker-ignore patterns: everything out, the code directories back in, caches out again."""
+        return ["*", *(f"!{top}" for top in constants.CODE_ASSET_DIRS), *constants.CODE_ASSET_EXCLUDES]
+
+    @property
+    def runtime(self) -> lambda_.Runtime:
+        runtime: lambda_.Runtime = getattr(lambda_.Runtime, constants.LAMBDA_RUNTIME)
+        return runtime
+
+    @property
+    def architecture(self) -> lambda_.Architecture:
+        architecture: lambda_.Architecture = getattr(lambda_.Architecture, constants.LAMBDA_ARCHITECTURE)
+        return architecture
+
+    # -- layers ----------------------------------------------------------------------------------
+
+    def _resolve_layer_assets(self) -> dict[str, LayerAsset]:
+        layers_dir = resolve_layers_dir(self._config.layers_dir)
+        names = sorted({name for names in constants.FUNCTION_LAYERS.values() for name in names})
+        assets = {name: layer_asset(name, layers_dir) for name in names}
+        problems = [asset.problem for asset in assets.values() if asset.problem]
+        if problems and self._config.require_layers:
+            raise ConfigError(
+                f"context {constants.CONTEXT_REQUIRE_LAYERS}=true and "
+                + "; ".join(problems)
+                + f" (layers are looked for in {layers_dir})"
+            )
+        return assets
+
+    def layer(self, name: str) -> lambda_.LayerVersion:
+        """The layer version for `name`, made on first use (a placeholder with a warning if not built)."""
+        if name not in self.layers:
+            asset = self.layer_assets[name]
+            source = asset.state == "source"
+            layer = lambda_.LayerVersion(
+                self,
+                f"{pascal(name)}Layer",
+                code=lambda_.Code.from_asset(
+                    str(asset.path), exclude=list(constants.CODE_ASSET_EXCLUDES) if source else None
+                ),
+                compatible_runtimes=[self.runtime],
+                compatible_architectures=[self.architecture],
+                description=f"{self._config.resource_prefix}: {name} layer"
+                + ("" if asset.usable else " (PLACEHOLDER: not built)"),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            if asset.problem:
+                Annotations.of(layer).add_warning_v2(NOT_BUILT_WARNING, asset.problem)
+            self.layers[name] = layer
+        return self.layers[name]
+
+    # -- functions -------------------------------------------------------------------------------
+
+    def function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        handler: str,
+        timeout_seconds: int,
+        description: str,
+        environment_variables: Mapping[str, str],
+        placement: VpcPlacement | None = None,
+    ) -> lambda_.Function:
+        """A function named `<resource prefix>-<name>` with its own role and log group.
+
+        `handler` is `module.function` inside the code asset (or a layer). Layers and memory come
+        from `constants.FUNCTION_LAYERS` / `FUNCTION_MEMORY_MB` under `name`.
+        """
+        if name in self.functions:
+            raise ValueError(f"a function named {name!r} exists already")
+        function_name = f"{self._config.resource_prefix}-{name}"
+        role = iam.Role(
+            scope,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{function_name}: its log group, plus what its construct grants",
+        )
+        log_group = logs.LogGroup(
+            scope,
+            f"{construct_id}LogGroup",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=logs.RetentionDays[constants.LOG_RETENTION],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        log_group.grant_write(role)
+        network: dict[str, object] = {}
+        if placement is not None:
+            role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(VPC_ACCESS_POLICY))
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
+                    reason="A function in the VPC needs to create, describe and delete its network "
+                    "interfaces; EC2 cannot scope DescribeNetworkInterfaces to a resource, and AWS keeps "
+                    "this policy in step with what Lambda's VPC networking calls. It grants no data access.",
+                )
+            )
+            network = {
+                "vpc": placement.vpc,
+                "vpc_subnets": placement.subnets,
+                "security_groups": [placement.security_group],
+                "allow_public_subnet": False,
+            }
+        function = lambda_.Function(
+            scope,
+            construct_id,
+            function_name=function_name,
+            description=description,
+            runtime=self.runtime,
+            architecture=self.architecture,
+            handler=handler,
+            code=self.code,
+            layers=[self.layer(layer) for layer in constants.FUNCTION_LAYERS[name]],
+            memory_size=constants.FUNCTION_MEMORY_MB[name],
+            timeout=Duration.seconds(timeout_seconds),
+            role=role,
+            log_group=log_group,
+            environment={**environment.observability(name), **environment_variables},
+            **network,  # type: ignore[arg-type]
+        )
+        Validations.of(function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason=f"Pinned to {constants.LAMBDA_RUNTIME}: the layers are built for exactly this Python "
+                f"(cp{build.PYTHON_VERSION.replace('.', '')} manylinux wheels, layers.build.PYTHON_VERSION); "
+                "moving to a newer runtime means rebuilding and re-testing them together.",
+            )
+        )
+        self.functions[name] = function
+        return function
+
+
+# -- IAM helpers the constructs share --------------------------------------------------------------
+
+
+def secret_arns_for_reference(scope: Construct, reference: str, secrets_prefix: str) -> list[str]:
+    """The Secrets Manager ARNs a `secret://` reference can resolve to, for an IAM policy.
+
+    A path reference names `<secrets prefix>/<path>`, whose ARN ends in a random six-character
+    suffix (`-??????` matches exactly that); an ARN reference is used as given.
+    """
+    path = parse_reference(reference)
+    if is_arn(path):
+        return [path, f"{path}-??????"]
+    return [secret_name_arn(scope, f"{secrets_prefix}/{path}-??????")]
+
+
+def secret_name_arn(scope: Construct, name_pattern: str) -> str:
+    return Stack.of(scope).format_arn(
+        service="secretsmanager",
+        resource="secret",
+        resource_name=name_pattern,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def grant_secret_read(grantee: iam.IGrantable, arns: Sequence[str]) -> None:
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], resources=list(arns)
+        )
+    )
+
+
+def secret_name_arn_finding(name_pattern: str) -> str:
+    """How cdk-nag spells `secret_name_arn(name_pattern)` in an IAM5 finding id."""
+    return f"arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name_pattern}"
+
+
+def acknowledge_wildcard_resources(
+    grantee: lambda_.FunctionBase | iam.IRole, resources: Sequence[str], *, reason: str
+) -> None:
+    """Acknowledge cdk-nag IAM5 for exactly these resource patterns (each finding by its id), nothing else.
+
+    On the role, whose policy carries the finding (a function's role is not its child).
+    """
+    role = grantee.role if isinstance(grantee, lambda_.FunctionBase) else grantee
+    if role is None:
+        raise ValueError("a function without a role has no policy to acknowledge findings on")
+    Validations.of(role).acknowledge(
+        *(
+            Acknowledgment(id=f"AwsSolutions-IAM5[Resource::{resource}]", reason=reason)
+            for resource in resources
+        )
+    )

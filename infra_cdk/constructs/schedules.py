@@ -1,0 +1,99 @@
+"""Scheduled jobs: one EventBridge rule per `shared.topology.SCHEDULES` entry -> the scheduler function.
+
+The embedded stack's ticker runs the same table, so a job added there is scheduled here too, with
+input `{"job": <name>}` (what `functions.scheduler.handler.lambda_handler` reads).
+
+EventBridge scheduled rules rather than EventBridge Scheduler: the rule invokes the function through
+its resource policy (scoped to the rule's ARN), so there is no scheduler execution role to keep least
+privilege on, and a rate of one minute is all the jobs need. A failed or late run is not retried:
+the next tick is the retry, and a job older than its period is superseded by that tick.
+
+The jobs act through the API (service key) and read queue depths (`dlq_watch`): the function may
+read the attributes of every queue and DLQ, and nothing else of them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra_cdk import constants, environment
+from infra_cdk.config import StackConfig
+from infra_cdk.constructs.messaging import Messaging
+from infra_cdk.constructs.runtime import LambdaRuntime, lambda_handler_path, pascal
+from shared.topology import SCHEDULER_HANDLER, SCHEDULES, ScheduleSpec
+
+_EVENTBRIDGE_MIN_RATE_SECONDS = 60
+QUEUE_STATS_ACTIONS = ("sqs:GetQueueUrl", "sqs:GetQueueAttributes")
+"""What `shared.queues.sqs.SqsQueue.stats` calls: depths, never messages."""
+
+
+def schedule_input(spec: ScheduleSpec) -> dict[str, str]:
+    return {"job": spec.job}
+
+
+class Schedules(Construct):
+    """The scheduler function and its rules, keyed by job name."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        runtime: LambdaRuntime,
+        messaging: Messaging,
+        api_url: str,
+        service_key_secret: secretsmanager.ISecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self.function = runtime.function(
+            self,
+            "Function",
+            name=constants.SCHEDULER_FUNCTION,
+            handler=lambda_handler_path(SCHEDULER_HANDLER),
+            timeout_seconds=constants.SCHEDULER_TIMEOUT_SECONDS,
+            description=f"{config.resource_prefix}: scheduled jobs ({', '.join(s.job for s in SCHEDULES)})",
+            environment_variables={
+                **environment.queues(config),
+                **environment.service_api(config, api_url, service_key_secret.secret_arn),
+            },
+        )
+        service_key_secret.grant_read(self.function)
+        for pair in messaging.queues.values():
+            for queue in (pair.queue, pair.dlq):
+                queue.grant(self.function, *QUEUE_STATS_ACTIONS)
+        shortest = min(spec.every_s for spec in SCHEDULES)
+        self.function.configure_async_invoke(
+            retry_attempts=0, max_event_age=Duration.seconds(max(60, shortest))
+        )
+        self.rules: dict[str, events.Rule] = {
+            spec.job: self._build_rule(spec, self.function) for spec in SCHEDULES
+        }
+
+    def _build_rule(self, spec: ScheduleSpec, function: lambda_.IFunction) -> events.Rule:
+        if spec.every_s < _EVENTBRIDGE_MIN_RATE_SECONDS or spec.every_s % 60:
+            raise ValueError(
+                f"schedule {spec.job!r} runs every {spec.every_s} s; EventBridge rates are whole minutes"
+            )
+        rule = events.Rule(
+            self,
+            f"{pascal(spec.job)}Rule",
+            rule_name=f"{self._config.resource_prefix}-{constants.SCHEDULE_RULE_INFIX}-{spec.job}",
+            description=f"{spec.job}: {spec.description}"[:512],
+            schedule=events.Schedule.rate(Duration.seconds(spec.every_s)),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                function,
+                event=events.RuleTargetInput.from_object(schedule_input(spec)),
+                retry_attempts=0,
+                max_event_age=Duration.seconds(spec.every_s),
+            )
+        )
+        return rule

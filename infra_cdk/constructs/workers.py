@@ -1,0 +1,317 @@
+"""Fargate workers: the cluster, the worker and Ansible-runner task definitions, and the task-stopped events.
+
+- **Images are assets built at deploy time** from the repository root with `worker_image/Dockerfile`
+  and `worker_image/ansible.Dockerfile`; synth only stages their build context (what
+  `worker_image/Dockerfile.dockerignore` lets in), so it needs no Docker. linux/amd64 whatever the
+  deploying machine is.
+- **Tasks run in the public subnets with a public IP** and the task security group (outbound only):
+  no NAT gateway. Every container has `memory` set (moto's RunTask needs it; ECS is fine with it).
+- **Task roles read only their own secrets**: a worker the service key and the GitHub token; the
+  Ansible runner the service key and the server / project secrets a deploy needs. Execution roles
+  pull the image and write the task's log group.
+- **The worker manager may run only the worker task definition in this cluster** (and stop and
+  describe tasks only in it), passing only that task definition's two roles.
+- **Task State Change events** of the worker family in this cluster (STOPPED only, the one state
+  the handler acts on) go to `functions.worker_manager.handler.ecs_event_handler`, its own function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra_cdk import constants, environment
+from infra_cdk.config import StackConfig
+from infra_cdk.constructs.network import Network
+from infra_cdk.constructs.runtime import (
+    LambdaRuntime,
+    acknowledge_wildcard_resources,
+    grant_secret_read,
+    secret_arns_for_reference,
+    secret_name_arn,
+    secret_name_arn_finding,
+)
+from layers.build import REPO_ROOT
+from shared.workers.ecs_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
+
+TASK_STATE_STOPPED = "STOPPED"
+
+
+def image_build_context_excludes(repo_root: Path = REPO_ROOT) -> list[str]:
+    """The images' .dockerignore patterns, so synth stages only what the build reads."""
+    lines = (repo_root / constants.IMAGE_DOCKERIGNORE).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+class Workers(Construct):
+    """The ECS cluster, the two Fargate task definitions and the worker task-state rule."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        network: Network,
+        runtime: LambdaRuntime,
+        api_url: str,
+        service_key_secret: secretsmanager.ISecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._network = network
+        self._runtime = runtime
+        self._api_url = api_url
+        self._service_key_secret = service_key_secret
+        prefix = config.resource_prefix
+        self.cluster_name = f"{prefix}-{constants.WORKER_CLUSTER_SUFFIX}"
+        self.cluster = self._build_cluster()
+        self.worker_family = f"{prefix}-{constants.WORKER_FAMILY_SUFFIX}"
+        self.worker_task = self._build_task_definition(
+            "Worker",
+            family=self.worker_family,
+            container_name=constants.WORKER_CONTAINER_NAME,
+            dockerfile=constants.WORKER_DOCKERFILE,
+            cpu=constants.WORKER_CPU,
+            memory_mib=constants.WORKER_MEMORY_MIB,
+            build_args={"AGENT_NPM_PACKAGES": config.worker_agent_packages},
+        )
+        self._grant_worker_secrets(self.worker_task.task_role)
+        self.ansible_family = f"{prefix}-{constants.ANSIBLE_FAMILY_SUFFIX}"
+        self.ansible_task = self._build_task_definition(
+            "AnsibleRunner",
+            family=self.ansible_family,
+            container_name=constants.ANSIBLE_CONTAINER_NAME,
+            dockerfile=constants.ANSIBLE_DOCKERFILE,
+            cpu=constants.ANSIBLE_CPU,
+            memory_mib=constants.ANSIBLE_MEMORY_MIB,
+            build_args={},
+        )
+        self._grant_ansible_secrets(self.ansible_task.task_role)
+        self.events_function = self._build_events_function()
+        self.task_state_rule = self._build_task_state_rule()
+
+    # -- what the worker manager needs -----------------------------------------------------------------
+
+    def manager_environment(self) -> dict[str, str]:
+        """`functions.worker_manager.settings.WorkerManagerSettings` for the Fargate runtime.
+
+        The API URL, the service key's reference, the secrets backend and the region travel on to
+        each worker in its RunTask overrides (`functions.worker_manager.handler.launch_env`).
+        """
+        public = self._network.vpc.select_subnets(subnet_group_name=constants.PUBLIC_SUBNET_GROUP)
+        return {
+            "ORCH_WORKER_RUNTIME": "fargate",
+            "ORCH_FARGATE_CLUSTER": self.cluster.cluster_name,
+            "ORCH_FARGATE_TASK_DEFINITION": self.worker_task.task_definition_arn,
+            "ORCH_FARGATE_CONTAINER_NAME": constants.WORKER_CONTAINER_NAME,
+            "ORCH_FARGATE_SUBNETS": ",".join(public.subnet_ids),
+            "ORCH_FARGATE_SECURITY_GROUPS": self._network.task_security_group.security_group_id,
+            "ORCH_AWS_REGION": Stack.of(self).region,
+            **environment.queues(self._config),
+            **environment.service_api(self._config, self._api_url, self._service_key_secret.secret_arn),
+        }
+
+    def grant_manage_workers(self, function: lambda_.Function) -> None:
+        """RunTask of the worker task definition in this cluster; Stop/DescribeTasks of this cluster's tasks."""
+        cluster_arn = self.cluster.cluster_arn
+        tasks_in_cluster = self._tasks_in_cluster_arn()
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RunWorkerTasks",
+                actions=["ecs:RunTask"],
+                resources=[self.worker_task.task_definition_arn],
+                conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="TagWorkerTasksAtLaunch",
+                actions=["ecs:TagResource"],
+                resources=[tasks_in_cluster],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="StopAndDescribeWorkerTasks",
+                actions=["ecs:StopTask", "ecs:DescribeTasks"],
+                resources=[tasks_in_cluster],
+                conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
+            )
+        )
+        execution_role = self.worker_task.execution_role
+        assert execution_role is not None  # an asset image with awslogs always gets one
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PassWorkerTaskRoles",
+                actions=["iam:PassRole"],
+                resources=[self.worker_task.task_role.role_arn, execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
+        acknowledge_wildcard_resources(
+            function,
+            [self._tasks_in_cluster_finding()],
+            reason="Task ARNs are assigned by ECS at RunTask; the wildcard is the task id under this one "
+            "cluster, and the statements also require ecs:cluster to be this cluster (TagResource only "
+            "while RunTask creates the task).",
+        )
+
+    def _tasks_in_cluster_arn(self) -> str:
+        return Stack.of(self).format_arn(
+            service="ecs",
+            resource="task",
+            resource_name=f"{self.cluster.cluster_name}/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+
+    def _tasks_in_cluster_finding(self) -> str:
+        return (
+            "arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/"
+            f"<{Stack.of(self).get_logical_id(self.cluster.node.default_child)}>/*"  # type: ignore[arg-type]
+        )
+
+    # -- building blocks -------------------------------------------------------------------------------
+
+    def _build_cluster(self) -> ecs.Cluster:
+        return ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=self.cluster_name,
+            vpc=self._network.vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+
+    def _build_task_definition(
+        self,
+        construct_id: str,
+        *,
+        family: str,
+        container_name: str,
+        dockerfile: str,
+        cpu: int,
+        memory_mib: int,
+        build_args: dict[str, str],
+    ) -> ecs.FargateTaskDefinition:
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            f"{construct_id}TaskDefinition",
+            family=family,
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+            ),
+        )
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}LogGroup",
+            log_group_name=f"/ecs/{family}",
+            retention=logs.RetentionDays[constants.LOG_RETENTION],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        task_definition.add_container(
+            container_name,
+            container_name=container_name,
+            image=ecs.ContainerImage.from_asset(
+                str(REPO_ROOT),
+                file=dockerfile,
+                exclude=image_build_context_excludes(),
+                ignore_mode=IgnoreMode.DOCKER,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+                build_args=build_args or None,
+            ),
+            memory_limit_mib=memory_mib,
+            essential=True,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=container_name, log_group=log_group),
+        )
+        execution_role = task_definition.obtain_execution_role()
+        Validations.of(execution_role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="ecr:GetAuthorizationToken, which the execution role needs to pull the image "
+                "asset, has no resource-level permissions; the pull itself is limited to the asset "
+                "repository.",
+            )
+        )
+        return task_definition
+
+    def _grant_worker_secrets(self, role: iam.IRole) -> None:
+        self._service_key_secret.grant_read(role)
+        grant_secret_read(
+            role,
+            secret_arns_for_reference(self, self._config.github_token_ref, self._config.resource_prefix),
+        )
+
+    def _grant_ansible_secrets(self, role: iam.IRole) -> None:
+        prefix = self._config.resource_prefix
+        self._service_key_secret.grant_read(role)
+        patterns = [
+            f"{prefix}/{constants.SERVER_SECRETS_PATH}/*",
+            f"{prefix}/{constants.PROJECT_SECRETS_PATH}/*",
+        ]
+        grant_secret_read(role, [secret_name_arn(self, pattern) for pattern in patterns])
+        acknowledge_wildcard_resources(
+            role,
+            [secret_name_arn_finding(pattern) for pattern in patterns],
+            reason="A deploy reads the target server's SSH key and the project's secrets, named at run "
+            "time under two fixed prefixes of this stack; read only (GetSecretValue, DescribeSecret).",
+        )
+
+    def _build_events_function(self) -> lambda_.Function:
+        function = self._runtime.function(
+            self,
+            "EventsFunction",
+            name=constants.WORKER_EVENTS_FUNCTION,
+            handler=constants.WORKER_EVENTS_HANDLER,
+            timeout_seconds=constants.WORKER_EVENTS_TIMEOUT_SECONDS,
+            description=f"{self._config.resource_prefix}: ECS task-stopped events of workers -> the API",
+            environment_variables=self.manager_environment(),
+        )
+        # It reports to the API only; the ECS and SQS clients the manager builds make no calls here.
+        self._service_key_secret.grant_read(function)
+        return function
+
+    def _build_task_state_rule(self) -> events.Rule:
+        stack = Stack.of(self)
+        family_arn_prefix = stack.format_arn(
+            service="ecs",
+            resource="task-definition",
+            resource_name=f"{self.worker_family}:",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        rule = events.Rule(
+            self,
+            "TaskStoppedRule",
+            rule_name=f"{self._config.resource_prefix}-worker-task-stopped",
+            description="Worker tasks that stopped -> worker-events function (the worker is reported ended)",
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE],
+                detail_type=[EVENT_DETAIL_TYPE],
+                detail={
+                    "clusterArn": [self.cluster.cluster_arn],
+                    "taskDefinitionArn": [{"prefix": family_arn_prefix}],
+                    "lastStatus": [TASK_STATE_STOPPED],
+                },
+            ),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.events_function,
+                retry_attempts=constants.ECS_EVENT_RETRY_ATTEMPTS,
+                max_event_age=Duration.hours(constants.ECS_EVENT_MAX_AGE_HOURS),
+            )
+        )
+        return rule

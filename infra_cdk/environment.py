@@ -1,0 +1,61 @@
+"""The functions' environment, block by block, mirroring the settings blocks in `shared.settings`.
+
+Values only name things (queues, secrets by `secret://` reference, URLs); no secret value is ever
+put in an environment variable. Plain Python: CDK tokens pass through as strings.
+"""
+
+from __future__ import annotations
+
+from infra_cdk import constants
+from infra_cdk.config import StackConfig
+from shared.secrets.refs import SCHEME
+
+Environment = dict[str, str]
+
+
+def secret_reference(secret_arn: str) -> str:
+    """`secret://<ARN>`: how settings name a secret another component created (see shared.secrets.refs)."""
+    return f"{SCHEME}{secret_arn}"
+
+
+def observability(function: str) -> Environment:
+    return {
+        "ORCH_SERVICE_NAME": function,
+        "ORCH_LOG_LEVEL": constants.LAMBDA_LOG_LEVEL,
+        "ORCH_HOME": constants.LAMBDA_HOME,
+    }
+
+
+def queues(config: StackConfig) -> Environment:
+    return {
+        "ORCH_QUEUE_BACKEND": "sqs",
+        "ORCH_QUEUE_PREFIX": config.resource_prefix,
+        "ORCH_QUEUE_MAX_RECEIVES": str(constants.QUEUE_MAX_RECEIVE_COUNT),
+    }
+
+
+def secrets(config: StackConfig) -> Environment:
+    return {"ORCH_SECRETS_BACKEND": "aws", "ORCH_SECRETS_PREFIX": config.resource_prefix}
+
+
+def service_api(config: StackConfig, api_url: str, service_key_arn: str) -> Environment:
+    """What `shared.service_client.build_service_client` reads: the API and the service key's reference."""
+    return {
+        "ORCH_API_URL": api_url,
+        "ORCH_SERVICE_API_KEY_REF": secret_reference(service_key_arn),
+        **secrets(config),
+    }
+
+
+def repo_host(config: StackConfig) -> Environment:
+    """GitHub (`shared.repos.factory.RepoHostSettings`); the local host has nowhere durable in Lambda."""
+    env = {
+        "ORCH_REPO_HOST": "github",
+        "ORCH_GITHUB_TOKEN_REF": config.github_token_ref,
+        "ORCH_GITHUB_OWNER_IS_ORG": "true" if config.github_owner_is_org else "false",
+    }
+    if config.github_owner:
+        env["ORCH_GITHUB_OWNER"] = config.github_owner
+        # New repositories are created as <owner>/<name> (functions.engineering.settings.repo_owner).
+        env["ORCH_REPO_OWNER"] = config.github_owner
+    return env
