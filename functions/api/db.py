@@ -45,6 +45,63 @@ class Database:
         return self.schema_revision() == HEAD_REVISION
 
 
+AUTH_FAILURES = frozenset({"28000", "28P01"})
+"""PostgreSQL SQLSTATEs for a refused login: invalid authorization / invalid password."""
+
+
+class RdsCredentials:
+    """The RDS-generated secret, cached; read again when the database refuses it.
+
+    RDS rotates the password (every 30 days in the CDK stack). A warm Lambda container would
+    keep the old one; every new connection takes the cached value and, if PostgreSQL refuses
+    it, re-reads the secret once and tries again.
+    """
+
+    def __init__(self, fetch: Any, ttl_s: float = 300.0) -> None:
+        self._fetch = fetch
+        self._ttl_s = ttl_s
+        self._value: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, Any]:
+        import time
+
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > self._ttl_s:
+                self._value, self._at = json.loads(self._fetch()), time.monotonic()
+            return self._value
+
+    def refresh(self) -> dict[str, Any]:
+        with self._lock:
+            self._value = None
+        return self.get()
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        details = getattr(candidate, "args", None)
+        if details and isinstance(details[0], dict) and details[0].get("C") in AUTH_FAILURES:
+            return True
+    return False
+
+
+def attach_credentials(engine: Engine, credentials: RdsCredentials) -> None:
+    """Every new connection logs in with the current secret; a refused login re-reads it once."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        for attempt in (1, 2):
+            data = credentials.get() if attempt == 1 else credentials.refresh()
+            cparams.update(user=data["username"], password=data["password"])
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except Exception as exc:
+                if attempt == 2 or not is_auth_failure(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+
 def url_from_rds_secret(secret_json: str, driver: str = "postgresql+pg8000") -> str:
     """The RDS-generated secret ({username, password, host, port, dbname}) as a SQLAlchemy URL."""
     data = json.loads(secret_json)
@@ -94,12 +151,14 @@ _databases: dict[str, Database] = {}
 _lock = threading.Lock()
 
 
-def get_database(database_url: str) -> Database:
+def get_database(database_url: str, credentials: RdsCredentials | None = None) -> Database:
     """Cached per URL: created once per container."""
     with _lock:
         db = _databases.get(database_url)
         if db is None:
             engine = make_engine(database_url)
+            if credentials is not None:
+                attach_credentials(engine, credentials)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))
             _databases[database_url] = db
         return db

@@ -6,13 +6,14 @@ at import time.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from functions.api.db import Database, get_database, url_from_rds_secret
+from functions.api.db import Database, RdsCredentials, get_database, url_from_rds_secret
 from functions.api.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -53,9 +54,12 @@ def build_deps(settings: ApiSettings | None = None) -> ApiDeps:
         return build_secrets(settings, settings)
 
     database_url = settings.effective_database_url
+    credentials = None
     if settings.database_secret_ref:
-        database_url = url_from_rds_secret(secrets_factory().get(settings.database_secret_ref))
-    return ApiDeps(get_database(database_url), settings, queue_factory, secrets_factory)
+        ref = settings.database_secret_ref
+        credentials = RdsCredentials(lambda: secrets_factory().get(ref))
+        database_url = url_from_rds_secret(json.dumps(credentials.get()))
+    return ApiDeps(get_database(database_url, credentials), settings, queue_factory, secrets_factory)
 
 
 _deps: ApiDeps | None = None

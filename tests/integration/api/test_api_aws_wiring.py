@@ -55,3 +55,36 @@ def test_api_reads_db_credentials_and_bootstrap_key_from_secrets_manager(postgre
             deps.db.engine.dispose()
     finally:
         drop_postgres_database(postgres_url, database)
+
+
+def test_a_rotated_database_secret_is_read_again_when_the_login_is_refused(postgres_url: str, tmp_path: Path,
+                                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """The container cached credentials that no longer work (rotation): the next connection re-reads them."""
+    from functions.api.db import dispose_all
+    from shared.secrets.local import LocalSecrets
+
+    database = fresh_postgres_database(postgres_url)
+    try:
+        target = make_url(database)
+        secrets = LocalSecrets(tmp_path / "secrets.json")
+        stale = {"username": "rotated_away_user", "password": "old", "host": target.host, "port": target.port or 5432,
+                 "dbname": target.database}  # fmt: skip
+        secrets.put("secret://rds/credentials", json.dumps(stale))
+        for key, value in {"ORCH_SECRETS_FILE": str(tmp_path / "secrets.json"),
+                           "ORCH_DATABASE_SECRET_REF": "secret://rds/credentials"}.items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        deps = build_deps(ApiSettings())
+        secrets.put("secret://rds/credentials", json.dumps({**stale, "username": target.username}))  # rotated
+        assert deps.db.schema_revision() is not None, "connected with the re-read secret"
+    finally:
+        dispose_all()
+        drop_postgres_database(postgres_url, database)
+
+
+def test_auth_failures_are_recognised() -> None:
+    from functions.api.db import is_auth_failure
+
+    refused = Exception({"S": "FATAL", "C": "28P01", "M": "password authentication failed"})
+    assert is_auth_failure(refused)
+    assert not is_auth_failure(Exception({"C": "57P03", "M": "the database system is starting up"}))
+    assert not is_auth_failure(ConnectionRefusedError("nothing listens"))
