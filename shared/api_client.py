@@ -45,15 +45,15 @@ class ApiError(Exception):
 
 
 class NotFoundError(ApiError):
-    pass
+    """404: the thing does not exist, or belongs to someone else."""
 
 
 class ConflictError(ApiError):
-    pass
+    """409: an illegal transition, a duplicate, or someone else got there first."""
 
 
 class AuthError(ApiError):
-    pass
+    """401/403: no key, a wrong or revoked key, or a scope that does not allow this."""
 
 
 class GoneError(ApiError):

@@ -14,7 +14,7 @@ from shared.queues.port import QueuePort
 
 
 class UnknownJob(ValueError):
-    pass
+    """The schedule named a job this function does not have."""
 
 
 def find_job(name: str) -> Job:
