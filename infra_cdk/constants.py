@@ -197,6 +197,9 @@ CODE_ASSET_DIRS = ("shared", "functions", "cli", "worker_image")
 CODE_ASSET_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/*.egg-info")
 DEFAULT_LAYERS_DIR = "layers/build"
 
+METRICS_NAMESPACE = "CodegenOrchestrator"
+"""Where the functions' EMF metrics go (shared.settings.ObservabilitySettings.metrics_namespace)."""
+
 API_FUNCTION = "api"
 DEPLOY_HOOK_FUNCTION = "deploy-hook"
 WORKER_EVENTS_FUNCTION = "worker-events"

@@ -82,6 +82,7 @@ class OrchestratorStack(Stack):
 
     def _observe(self) -> None:
         self.observability.add_api(self.api.http_api)
+        self.observability.add_task_metrics(constants.API_FUNCTION, constants.SCHEDULER_FUNCTION)
         self.observability.add_fargate(
             self.workers.cluster_name, [self.workers.worker_family, self.workers.ansible_family]
         )

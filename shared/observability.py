@@ -55,3 +55,26 @@ def correlation(correlation_id: str | None) -> Iterator[None]:
         yield
     finally:
         logger.set_correlation_id(previous)
+
+
+TASK_METRICS = ("TasksStarted", "TasksCompleted", "TasksFailed", "TasksCancelled")
+"""Counts the API publishes as tasks change state; TaskDuration and WorkerRunTime are seconds."""
+
+
+def count(name: str, value: float = 1.0) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def seconds(name: str, value: float) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    get_metrics().add_metric(name=name, unit=MetricUnit.Seconds, value=max(0.0, value))
+
+
+def flush_metrics() -> None:
+    """Write what was recorded (one EMF line); nothing when nothing was recorded."""
+    metrics = get_metrics()
+    if metrics.metric_set:
+        metrics.flush_metrics()

@@ -32,7 +32,7 @@ from functions.api.routers import (
     workers,
 )
 from shared.contracts.api import ErrorBody
-from shared.observability import correlation, get_logger
+from shared.observability import correlation, flush_metrics, get_logger
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 
@@ -188,6 +188,7 @@ def lambda_handler(
         if caller is not None:
             app.append_context(principal=caller)
         result = app.resolve(event, context)
+        flush_metrics()
         if int(result.get("statusCode", 200)) in (204, 304):
             result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
         return result

@@ -2,44 +2,167 @@
 
 Idempotent: a project that already has its repository answers success again; a repository
 that already has a main branch is recorded, not rendered twice.
+
+Git is done with dulwich (pure Python): the Lambda runtime has no `git` binary. The push goes to
+the repository's clone URL (a bare repository's path, or an HTTP(S) URL); for HTTP(S) the
+credentials are those the repo host's `git_auth_env()` gives git (`http.<url>.extraHeader:
+Authorization: Basic ...`), handed to dulwich as a username and password, which it attaches
+only to requests for that URL's origin. They never appear in a URL or a message.
 """
 
 from __future__ import annotations
 
-import subprocess
+import base64
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from shared.api_client import ApiClient
 from shared.contracts import SCAFFOLDER_RESULTS, ScaffolderMessage, ScaffolderResult
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
 
-AUTHOR = ["-c", "user.name=orchestrator-scaffolder", "-c", "user.email=scaffolder@codegen-orchestrator.local"]
+IDENTITY = b"orchestrator-scaffolder <scaffolder@codegen-orchestrator.local>"
+"""Author and committer of the scaffold commit."""
+BRANCH = b"main"
+BRANCH_REF = b"refs/heads/" + BRANCH
+_HTTP_TIMEOUT_S = 120.0
+"""Per network operation (connect, each read) of an HTTP(S) push."""
 
 
 class ScaffoldError(RuntimeError):
     """The template or git refused: the project becomes scaffold_failed with this reason."""
 
 
-def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    import os
+class _Scrubber:
+    """Removes credentials (as they are, URL-quoted and base64-encoded) from text bound for a message."""
 
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, **(env or {})})  # fmt: skip
-    if result.returncode != 0:
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, *secrets: str | None) -> None:
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                self._secrets |= {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without user info, and the user info's username and password if there was any."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), (unquote(username), unquote(password))
+
+
+def _header_credentials(auth_env: Mapping[str, str], url: str, scrub: _Scrubber) -> tuple[str, str] | None:
+    """The Basic credentials that `auth_env` (GIT_CONFIG_* variables, as `git_auth_env()` returns them)
+    makes git send to `url`: an `http.<prefix>.extraHeader` whose prefix starts `url`, as git scopes it."""
+    try:
+        count = int(auth_env.get("GIT_CONFIG_COUNT") or 0)
+    except ValueError:
+        count = 0
+    for index in range(count):
+        key = auth_env.get(f"GIT_CONFIG_KEY_{index}", "")
+        value = auth_env.get(f"GIT_CONFIG_VALUE_{index}", "")
+        section, _, name = key.rpartition(".")
+        if name.lower() != "extraheader" or not section.lower().startswith("http."):
+            continue
+        if not url.startswith(section[len("http.") :]):
+            continue
+        header, _, field = value.partition(":")
+        scheme, _, encoded = field.strip().partition(" ")
+        scrub.add(value, field.strip(), encoded)
+        if header.strip().lower() != "authorization" or scheme.lower() != "basic":
+            raise ScaffoldError(
+                f"git push failed: the repo host's {header.strip() or 'header'} for {url} is not "
+                "HTTP Basic authorization, which is all the scaffolder can send"
+            )
+        try:
+            username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except ValueError:
+            raise ScaffoldError(
+                f"git push failed: the repo host's authorization for {url} is malformed"
+            ) from None
+        scrub.add(password)
+        return username, password
+    return None
+
+
+def _commit_all(work: Path, message: str) -> bytes:
+    """`git init -b main && git add -A && git commit`: returns the commit's sha (hex, as bytes)."""
+    from dulwich import porcelain
+    from dulwich.repo import Repo
+
+    with Repo.init(str(work), default_branch=BRANCH) as repo:
+        porcelain.add(repo)
+        return porcelain.commit(
+            repo, message=message.encode(), author=IDENTITY, committer=IDENTITY,
+            no_verify=True, signoff=False, sign=False,
+        )  # fmt: skip
+
+
+def _push(work: Path, url: str, credentials: tuple[str, str] | None, commit: bytes) -> None:
+    """`git push <url> main:refs/heads/main`, refusing (as git does without --force) to replace a main
+    that is not this commit. Raises ScaffoldError with dulwich's reason (unscrubbed: the caller scrubs)."""
+    from dulwich.client import HttpGitClient, LocalGitClient
+    from dulwich.repo import Repo
+
+    client: Any
+    if urlsplit(url).scheme in ("http", "https"):
+        username, password = credentials if credentials else (None, None)
+        # No config: neither a developer's ~/.gitconfig nor the rendered tree can add headers or rewrite URLs.
+        client = HttpGitClient(url, config=None, username=username, password=password,
+                               timeout=_HTTP_TIMEOUT_S, quiet=True)  # fmt: skip
+        path = ""
+    elif "://" in url and not url.startswith("file://"):
         raise ScaffoldError(
-            f"git {args[0] if args[0] != '-c' else args[4]} failed: {result.stderr.strip()[-400:]}"
+            f"git push failed: cannot push to {urlsplit(url).scheme} URLs, only http(s) and paths"
         )
-    return result.stdout.strip()
+    else:
+        client, path = LocalGitClient(quiet=True), url.removeprefix("file://")
+    found: dict[str, bytes] = {}
+
+    def update_refs(refs: dict[Any, Any]) -> dict[Any, Any]:
+        current = refs.get(BRANCH_REF)
+        if current is not None and current != commit:
+            found["main"] = current
+            return {}  # nothing to send: reported below
+        return {BRANCH_REF: commit}
+
+    with Repo(str(work)) as repo:
+        result = client.send_pack(path.encode() if path else b"", update_refs,
+                                  generate_pack_data=repo.generate_pack_data)  # fmt: skip
+    if "main" in found:
+        raise ScaffoldError(
+            f"git push failed: {url} already has a main branch (at {found['main'].decode()[:12]}); "
+            "it was not overwritten"
+        )
+    status = (result.ref_status or {}).get(BRANCH_REF)
+    if status is not None:
+        raise ScaffoldError(f"git push failed: the remote refused {BRANCH_REF.decode()}: {status}")
 
 
 def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, template: str | None,
                     template_ref: str | None) -> tuple[str, list[str]]:  # fmt: skip
+    """Render into a temporary directory, commit it as the first commit of `main` and push it to
+    `push_url`. Returns the commit's sha (hex) and the rendered files."""
     from functions.scaffolder.render import TemplateRenderError, render_project
 
+    scrub = _Scrubber()
+    url, url_credentials = _split_credentials(push_url)
+    if url_credentials is not None:
+        scrub.add(*url_credentials)
     auth_env = repo_host.git_auth_env() if hasattr(repo_host, "git_auth_env") else {}
+    credentials = _header_credentials(auth_env, url, scrub) or url_credentials
     with tempfile.TemporaryDirectory(prefix="scaffold-") as tmp:
         work = Path(tmp) / "repo"
         try:
@@ -47,13 +170,24 @@ def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, t
                                    template=template, vcs_ref=template_ref)  # fmt: skip
         except (ValueError, TemplateRenderError) as exc:
             raise ScaffoldError(str(exc)) from exc
-        _git(work, "init", "-q", "-b", "main")
-        _git(work, "add", "-A")
-        _git(
-            work, *AUTHOR, "commit", "-q", "-m", f"Scaffold {message.project_name} from the project template"
-        )
-        _git(work, "push", "-q", push_url, "HEAD:refs/heads/main", env=auth_env)
-        return _git(work, "rev-parse", "HEAD"), files
+        try:
+            commit = _commit_all(work, f"Scaffold {message.project_name} from the project template")
+        except Exception as exc:  # dulwich raises many types; all mean the same here
+            raise ScaffoldError(scrub(f"git commit failed: {type(exc).__name__}: {exc}")[:600]) from None
+        try:
+            _push(work, url, credentials, commit)
+        except ScaffoldError as exc:
+            raise ScaffoldError(scrub(str(exc))) from None
+        except Exception as exc:  # network, protocol, authentication: dulwich's own exception types
+            from dulwich.client import HTTPUnauthorized
+
+            if isinstance(exc, HTTPUnauthorized):
+                detail = "the server refused the credentials (HTTP 401); check the repo host's token"
+            else:
+                detail = scrub(f"{type(exc).__name__}: {exc}".strip().removesuffix(":"))
+            # `from None`: the dulwich exception (and any credentials in it) is not chained into logs.
+            raise ScaffoldError(f"git push failed: pushing to {url}: {detail}"[:600]) from None
+        return commit.decode("ascii"), files
 
 
 def scaffold(message: ScaffolderMessage, api: ApiClient, repo_host: Any, queue: QueuePort,
@@ -70,8 +204,8 @@ def scaffold(message: ScaffolderMessage, api: ApiClient, repo_host: Any, queue: 
             head = repo_host.branch_head(message.repo_full_name, info.default_branch)
             files: list[str] = []
             if head is None:
-                head, files = render_and_push(message, repo_host, repo_host.push_url(message.repo_full_name),
-                                              template, template_ref)  # fmt: skip
+                # The clone URL, not push_url(): credentials go by git_auth_env(), never in a URL.
+                head, files = render_and_push(message, repo_host, info.clone_url, template, template_ref)
             api.update_project(project.id, repo_url=info.clone_url, status="scaffolded")
             result = ScaffolderResult(
                 **base, status="success", repo_url=info.clone_url, commit_sha=head, files=files

@@ -292,3 +292,55 @@ class Observability(Construct):
             for family in families
         ]
         self.dashboard.add_widgets(self._graph("Fargate: running tasks", metrics))
+
+    # -- the application's own EMF metrics -----------------------------------------------------
+
+    def _app_metric(
+        self, service: str, name: str, statistic: str, label: str | None = None
+    ) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=constants.METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": service},
+            statistic=statistic,
+            period=self._period,
+            label=label or name,
+        )
+
+    def add_task_metrics(self, api_service: str, scheduler_service: str) -> cloudwatch.Alarm:
+        """Tasks started/completed/failed/cancelled, task duration and worker run time (EMF from the API),
+        and an alarm when the stuck-task reaper had to fail a task."""
+        counts = [self._app_metric(api_service, name, cloudwatch.Stats.SUM) for name in
+                  ("TasksStarted", "TasksCompleted", "TasksFailed", "TasksCancelled")]  # fmt: skip
+        self.dashboard.add_widgets(
+            self._graph("tasks", counts),
+            self._graph(
+                "task duration (s)",
+                [
+                    self._app_metric(api_service, "TaskDuration", cloudwatch.Stats.p(50), "p50"),
+                    self._app_metric(api_service, "TaskDuration", cloudwatch.Stats.p(95), "p95"),
+                ],
+            ),
+            self._graph(
+                "worker run time (s)",
+                [
+                    self._app_metric(api_service, "WorkerRunTime", cloudwatch.Stats.p(50), "p50"),
+                    self._app_metric(api_service, "WorkerRunTime", cloudwatch.Stats.p(95), "p95"),
+                ],
+            ),
+        )
+        stuck = self._app_metric(
+            scheduler_service, "stuck_task_reaper.failed", cloudwatch.Stats.SUM, "stuck tasks"
+        )
+        return self.add_alarm(
+            stuck.create_alarm(
+                self,
+                "StuckTasks",
+                alarm_name=f"{self._prefix}-stuck-tasks",
+                alarm_description="The stuck-task reaper failed a task that stopped sending heartbeats.",
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )

@@ -48,7 +48,7 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::S3::BucketPolicy": 2,
     "AWS::CloudWatch::Dashboard": 1,
     # DLQ not empty + oldest message per queue, an error rate per function, the API's 5xx rate
-    "AWS::CloudWatch::Alarm": 2 * QUEUE_COUNT + FUNCTION_COUNT + 1,
+    "AWS::CloudWatch::Alarm": 2 * QUEUE_COUNT + FUNCTION_COUNT + 2,  # + API 5xx rate + stuck tasks
     "AWS::SNS::Topic": 1,
     "AWS::KMS::Key": 1,
     "AWS::EC2::VPC": 1,
@@ -531,3 +531,18 @@ def test_cdk_nag_is_live_and_fails_the_synth_on_a_new_finding(tmp_path: Path) ->
         for construct in violation["violatingConstructs"]
     }
     assert flagged == {("AwsSolutions-S1", f"{DEFAULT_PREFIX}/UnloggedBucket/Resource")}
+
+
+def test_dashboard_shows_task_metrics_and_stuck_tasks_alarm(default_app: Synthesized) -> None:
+    alarms = [a["Properties"] for a in default_app.resources("AWS::CloudWatch::Alarm").values()]
+    stuck = [
+        m["MetricStat"]["Metric"]
+        for a in alarms
+        for m in a.get("Metrics", [])
+        if m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "stuck_task_reaper.failed"
+    ]
+    assert len(stuck) == 1 and stuck[0]["Namespace"] == "CodegenOrchestrator"
+    assert stuck[0]["Dimensions"] == [{"Name": "service", "Value": "scheduler"}]
+    body = json.dumps(default_app.resources("AWS::CloudWatch::Dashboard"))
+    for name in ("TasksStarted", "TasksCompleted", "TasksFailed", "TaskDuration", "WorkerRunTime"):
+        assert name in body

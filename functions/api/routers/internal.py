@@ -29,6 +29,7 @@ from shared.contracts.api import (
     TaskStatus,
     TaskWait,
 )
+from shared.observability import count, seconds
 
 router = APIGatewayHttpRouter()
 TAGS = ["internal"]
@@ -52,6 +53,7 @@ def claim(task_id: TaskId, body: TaskClaim) -> Task:
             started_at=now, heartbeat_at=now, attempt=TaskRow.attempt + 1, claimed_by=body.worker,
         )  # fmt: skip
         tasks.system_event(session, task, "started", f"started (attempt {task.attempt})")
+        count("TasksStarted")
         return Task.model_validate(task)
 
 
@@ -89,6 +91,9 @@ def complete(task_id: TaskId, body: TaskComplete) -> Task:
         task = tasks.transition(
             session, task_id, [S.RUNNING], S.COMPLETED, result=body.result, finished_at=utcnow()
         )
+        count("TasksCompleted")
+        if task.started_at and task.finished_at:
+            seconds("TaskDuration", (task.finished_at - task.started_at).total_seconds())
         return Task.model_validate(task)
 
 
@@ -100,6 +105,7 @@ def fail(task_id: TaskId, body: TaskFail) -> Task:
             session, task_id, [S.QUEUED, S.RUNNING, S.WAITING_INPUT], S.FAILED,
             error=body.error, result=body.result, finished_at=utcnow(),
         )  # fmt: skip
+        count("TasksFailed")
         return Task.model_validate(task)
 
 

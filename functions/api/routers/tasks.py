@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from functions.api.routers._common import created, dispatch_now, principal, transaction
 from functions.api.services import lookup, tasks
 from shared.contracts.api import Page, Task, TaskEvent, TaskStatus, TaskType
+from shared.observability import count
 
 router = APIGatewayHttpRouter()
 TAGS = ["tasks"]
@@ -54,6 +55,7 @@ def cancel_task(task_id: TaskId) -> Task:
     with transaction() as session:
         task, outbox_ids = tasks.cancel(session, principal(router), task_id)
         dto = Task.model_validate(task)
+    count("TasksCancelled")
     if outbox_ids:
         dispatch_now(outbox_ids)
     return dto

@@ -105,8 +105,13 @@ def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
     _service()
     with transaction() as session:
         row = workers.get(session, worker_id)
+        was_running = row.status not in workers.ENDED
         outbox_ids = workers.mark_stopped(session, row, body.status, body.exit_code, body.reason)
         dto = Worker.model_validate(row)
+    if was_running and dto.stopped_at:
+        from shared.observability import seconds
+
+        seconds("WorkerRunTime", (dto.stopped_at - dto.started_at).total_seconds())
     if outbox_ids:
         dispatch_now(outbox_ids)
     return dto

@@ -160,6 +160,9 @@ def _reap_one(db: Database, principal: Principal, task_id: str, request: StuckTa
         ).rowcount
         if won != 1:
             return None
+        from shared.observability import count
+
+        count("TasksFailed")
         task = session.get(Task, task_id, populate_existing=True)
         assert task is not None
         live = session.execute(
