@@ -210,7 +210,9 @@ def test_task_transitions_publish_emf_metrics(api: ApiHarness, capsys) -> None: 
     tid = api.post("/projects/blog/engineering", {"spec": "x"}).body["id"]
     api.post(f"/internal/tasks/{tid}/claim", {})
     api.post(f"/internal/tasks/{tid}/complete", {"result": {}})
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    emitted = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
     names = {m["Name"] for line in emitted for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"TasksStarted", "TasksCompleted", "TaskDuration"} <= names
     assert all(line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CodegenOrchestrator" for line in emitted)
