@@ -148,3 +148,25 @@ def test_killing_the_stack_mid_task_then_restarting_finishes_it(make_stack, cli:
     assert follow.returncode == 0, follow.stdout + follow.stderr
     workers = _workers(cli, task["id"])
     assert len(workers) == 2, f"exactly one developer and one tester: {workers}"
+
+
+def test_a_developer_worker_killed_by_hand_fails_the_task_with_the_reason(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    make_stack("good", sleep=30)
+    task = _run(cli)
+    deadline = time.monotonic() + 60
+    handle = None
+    while time.monotonic() < deadline and handle is None:
+        running = [w for w in _workers(cli, task["id"]) if w["status"] == "RUNNING" and w["runtime_handle"]]
+        handle = running[0]["runtime_handle"] if running else None
+        time.sleep(0.3)
+    assert handle, "the developer worker never started"
+    os.killpg(int(handle.split(":")[1]), signal.SIGKILL)
+    killed_at = time.monotonic()
+    follow = _follow(cli, task["id"])
+    assert follow.returncode == 1
+    assert time.monotonic() - killed_at < 60
+    failed = json.loads(cli("task", "show", task["id"], "--json").stdout)
+    assert failed["status"] == "FAILED" and "killed by signal 9" in failed["error"], failed["error"]
+    assert kill_workers(Path(os.environ["ORCH_HOME"])) == 0, "no worker process is left behind"
