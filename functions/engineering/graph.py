@@ -288,7 +288,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         try:
             api.fail_task(state["task_id"], error, result.model_dump(mode="json"))
         finally:
-            event(state, "failed", error, "finalize", 100, error=error)
+            event(state, "failed", "engineering failed", "finalize", 100, error=error)
         return {"outcome": "failed"}
 
     def route_ok(next_node: str):  # type: ignore[no-untyped-def]
