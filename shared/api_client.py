@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from typing import Any, TypeVar
 
 import httpx
@@ -68,6 +69,12 @@ class ApiUnreachable(Exception):
         self.url = url
 
 
+@cache
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    """Built once per response type: a TypeAdapter costs far more than the validation it does."""
+    return TypeAdapter(model)
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
@@ -126,7 +133,7 @@ class ApiClient:
         return response.json() if response.content else None
 
     def _as(self, model: type[M] | Any, data: Any) -> M:
-        return TypeAdapter(model).validate_python(data)  # type: ignore[no-any-return]
+        return _adapter(model).validate_python(data)  # type: ignore[no-any-return, arg-type]
 
     @staticmethod
     def _body(model: BaseModel | None = None, **fields: Any) -> dict[str, Any]:

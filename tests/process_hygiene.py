@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -21,9 +22,7 @@ def kill_workers(home: Path) -> int:
         except OSError:
             continue
         if f"ORCH_HOME={home}".encode() in environ:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(proc.name), signal.SIGKILL)
                 killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
     return killed

@@ -11,7 +11,7 @@ NOT_COMMITTED = ("CLAUDE.md", "AGENTS.md", "TASK.md")
 
 
 class GitError(RuntimeError):
-    pass
+    """A git command failed; the message carries the tail of its stderr."""
 
 
 _auth_env: dict[str, str] = {}

@@ -146,7 +146,7 @@ class EmbeddedStack:
                 probe.me()
             return
         except (SecretNotFound, AuthError):
-            pass
+            pass  # no key yet, or one the database no longer knows: make a new one below
         with ApiClient(url, self.admin_key) as admin:
             service = next((u for u in admin.list_users() if u.name == SERVICE_USER), None)
             if service is None:

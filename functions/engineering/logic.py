@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langgraph.types import Command
@@ -34,28 +36,22 @@ class Engineering:
     def config(task_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": task_id}}
 
-    def _leased(self, task_id: str):  # type: ignore[no-untyped-def]
-        from contextlib import contextmanager
-
+    @contextmanager
+    def _leased(self, task_id: str) -> Iterator[None]:
         # One holder per invocation, not per process: two threads of one process (two pollers, or
         # one Lambda container reused) must not both think they hold the task.
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
-
-        @contextmanager
-        def lease():  # type: ignore[no-untyped-def]
+        try:
+            self.api.take_lease(task_id, holder, seconds=300)
+        except ConflictError as exc:
+            raise LeaseBusy(str(exc)) from None
+        try:
+            yield
+        finally:
             try:
-                self.api.take_lease(task_id, holder, seconds=300)
-            except ConflictError as exc:
-                raise LeaseBusy(str(exc)) from None
-            try:
-                yield
-            finally:
-                try:
-                    self.api.release_lease(task_id, holder)
-                except Exception:
-                    self.logger.exception("could not release the task lease", extra={"task_id": task_id})
-
-        return lease()
+                self.api.release_lease(task_id, holder)
+            except Exception:
+                self.logger.exception("could not release the task lease", extra={"task_id": task_id})
 
     def start(self, message: EngineeringMessage) -> str:
         """Claim and run until the first wait. A redelivered message for a claimed task is a no-op,

@@ -71,8 +71,7 @@ class LocalQueue:
         self.visibility_timeout = visibility_timeout
         self._local = threading.local()
         self._wakeup = _wakeup_for(self.path)
-        with self._connection() as conn:
-            conn.executescript(_SCHEMA)
+        self._conn().executescript(_SCHEMA)
 
     # -- connections -----------------------------------------------------------------
 
@@ -85,10 +84,6 @@ class LocalQueue:
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        yield self._conn()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -8,6 +8,7 @@ wrapper started never outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -49,10 +50,8 @@ def kill_group(pid: int, grace_s: float = _GRACE_S) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class LocalRuntime:

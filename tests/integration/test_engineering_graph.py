@@ -26,10 +26,10 @@ from shared.contracts import (
     EngineeringMessage,
     ScaffolderMessage,
     SendMessageCommand,
-    parse_message,
 )
 from shared.contracts.api import Project, Task, TaskStatus
 from shared.queues.local import LocalQueue
+from tests.factories import drain as _take
 
 
 class FakeApi:
@@ -117,15 +117,6 @@ def _engine(api: FakeApi, queue: LocalQueue, settings: EngineeringSettings) -> E
     """A fresh engine per call: nothing survives between invocations but the checkpoint."""
     reset()
     return Engineering(Ports(api, queue, settings), build_checkpointer(settings))  # type: ignore[arg-type]
-
-
-def _take(queue: LocalQueue, name: str) -> list[Any]:
-    out = []
-    while batch := queue.receive(name, 10, visibility_timeout=30):
-        for m in batch:
-            out.append(parse_message(name, m.body))
-            queue.delete(name, m.receipt_handle)
-    return out
 
 
 def test_graph_survives_between_invocations(settings: EngineeringSettings, tmp_path: Path) -> None:

@@ -15,16 +15,6 @@ from functions.api.auth import Principal
 from functions.api.deps import get_deps
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    return value
-
-
 def principal(router: APIGatewayHttpRouter) -> Principal:
     found = router.context.get("principal")
     assert isinstance(found, Principal), "auth middleware did not run"

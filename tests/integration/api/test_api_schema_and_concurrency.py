@@ -18,6 +18,7 @@ from functions.api.models import Base
 from functions.api.services import servers, tasks
 from shared.contracts.api import TaskStatus
 from tests.api_support import ApiHarness, build_deps, install
+from tests.factories import race as _race
 
 
 def test_head_constant_matches_alembic() -> None:
@@ -48,25 +49,6 @@ def test_unreachable_database_is_503_on_health(tmp_path: Path) -> None:
     api = install(build_deps("postgresql+pg8000://nobody@127.0.0.1:9/none", tmp_path / "home"))
     health = api.as_key(None).get("/health")
     assert health.status == 503 and health.body["database"] == "unreachable"
-
-
-def _race(n: int, fn) -> list[object]:  # type: ignore[no-untyped-def]
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:  # collected and asserted on
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def test_twenty_concurrent_claims_one_winner(api: ApiHarness, database_url: str) -> None:

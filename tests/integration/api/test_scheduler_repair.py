@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from shared.apigw import LambdaTransport
 from shared.contracts import WORKER_COMMANDS
 from shared.contracts.api import OrphanWorkerCollect, StuckTaskReap
 from tests.api_support import ApiHarness
+from tests.factories import race as _race
 
 SERVICE = Principal(
     user_id="scheduler", telegram_id=None, is_admin=False, scopes=frozenset({"service"}), key_id="k"
@@ -80,25 +80,6 @@ def _queued_deletes(api: ApiHarness) -> list[str]:
             select(OutboxMessage.body).where(OutboxMessage.queue == WORKER_COMMANDS)
         ).scalars()
         return sorted(json.loads(b)["worker_id"] for b in bodies if json.loads(b)["command"] == "delete")
-
-
-def _race(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:  # collected and asserted on
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def _in_step(monkeypatch: pytest.MonkeyPatch, n: int, *names: str) -> None:

@@ -21,11 +21,11 @@ from shared.contracts import (
     SendMessageCommand,
     SendMessageResponse,
     WorkerConfig,
-    parse_message,
 )
 from shared.queues.local_runner import sqs_event
 from shared.workers.fargate import FargateRuntime
 from tests.api_support import ApiHarness
+from tests.factories import drain as _messages
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "ecs_task_state_change_stopped.json"
 
@@ -43,15 +43,6 @@ def _fargate() -> FargateRuntime:
         containerDefinitions=[{"name": "worker", "image": "worker:latest", "memory": 2048, "essential": True}],
     )  # fmt: skip
     return FargateRuntime("workers", "worker", "worker", [subnet], [sg], client=ecs)
-
-
-def _messages(queue, name: str) -> list[object]:  # type: ignore[no-untyped-def]
-    out = []
-    while batch := queue.receive(name, 10, visibility_timeout=30):
-        for m in batch:
-            out.append(parse_message(name, m.body))
-            queue.delete(name, m.receipt_handle)
-    return out
 
 
 def test_create_on_fargate_then_the_task_dies(api: ApiHarness) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from cli.local.stack import EmbeddedStack
-from shared.api_client import ApiClient
+from shared.api_client import ApiClient, ConflictError
 from shared.contracts import parse_message
 from shared.queues.local import LocalQueue
 from shared.secrets.local import LocalSecrets
@@ -42,10 +43,8 @@ class StackHarness:
         self.admin = ApiClient(os.environ["ORCH_API_URL"], stack.admin_key)
 
     def task(self, project: str = "demo") -> str:
-        try:
+        with contextlib.suppress(ConflictError):  # the project exists from an earlier task
             self.admin.create_project(project)
-        except Exception:  # noqa: S110 - already there
-            pass
         return self.admin.start_engineering(project, "spec").id
 
     def responses(self, expected: int, timeout: float = 30.0) -> list[Any]:
