@@ -83,26 +83,48 @@ class ScaffolderResult(BaseResult):
 
 
 class ProvisionerMessage(BaseMessage):
-    """`provisioner:queue`: prepare (or repair) a server."""
+    """`provisioner:queue`: prepare (or repair) a server.
+
+    Added: `job_type` ("provision", or "ping" for a reachability / facts run by server_sync), and
+    `open_ports` (ports the firewall lets in)."""
 
     server_handle: Annotated[str, Field(description="Handle of the server.")]
     force_reinstall: bool = Field(default=False, description="Reinstall base packages even if present.")
     is_recovery: bool = Field(default=False, description="Provisioning after the server was lost.")
+    job_type: Literal["provision", "ping"] = "provision"
+    open_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
 
 
 class ProvisionerResult(BaseResult):
-    """Outcome of a provisioning run."""
+    """Outcome of a provisioning (or ping) run. Added: `reachable`, `facts` (a few ansible facts:
+    os, python, hostname), and output tails / exit code on failure."""
 
     server_handle: str
     server_ip: str | None = None
     services_redeployed: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    reachable: bool | None = None
+    facts: dict[str, str] = Field(default_factory=dict)
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_code: int | None = None
+
+
+SecretRefs = Annotated[
+    dict[str, str],
+    Field(description="Environment name -> secret:// reference. Values are resolved by the runner only."),
+]
 
 
 class AnsibleDeployMessage(BaseMessage):
-    """`ansible:deploy:queue`: run the deploy playbook. Secrets travel by reference only."""
+    """`ansible:deploy:queue`: run the deploy (or undeploy) playbook. Secrets travel by reference only.
 
-    job_type: Literal["deploy"] = "deploy"
+    Added fields: `job_type` "undeploy"; `task_id`; `server_handle` (the infra consumer looks the
+    server's connection up by it); `repo_url` (clone URL without credentials) and `ref` (commit or
+    branch); `run_command`, `health_path`, `port_variable` from the repo's env contract; `env` (plain,
+    non-secret variables) and `secret_refs` (name -> reference)."""
+
+    job_type: Literal["deploy", "undeploy"] = "deploy"
     project_id: str
     project_name: Annotated[str, Field(description="snake_case project name.")]
     repo_full_name: str
@@ -115,10 +137,20 @@ class AnsibleDeployMessage(BaseMessage):
     secrets_ref: Annotated[
         str | None, Field(description="Reference to the project's secrets, never their values.")
     ] = None
+    task_id: str | None = None
+    server_handle: str | None = None
+    repo_url: str | None = None
+    ref: Annotated[str, Field(min_length=1, max_length=255)] = "main"
+    run_command: str = "python3 -m app.server"
+    health_path: str = "/health"
+    port_variable: str = "PORT"
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_refs: SecretRefs = Field(default_factory=dict)
 
 
 class AnsibleDeployResult(BaseResult):
-    """Outcome of an ansible deploy run; output tails only on failure."""
+    """Outcome of an ansible deploy run; output tails only on failure. Added: `job_type`,
+    `project_id`, `health_url`, `ref`."""
 
     deployed_url: str | None = None
     server_ip: str | None = None
@@ -126,3 +158,7 @@ class AnsibleDeployResult(BaseResult):
     stdout: str | None = None
     stderr: str | None = None
     exit_code: int | None = None
+    job_type: Literal["deploy", "undeploy"] = "deploy"
+    project_id: str | None = None
+    health_url: str | None = None
+    ref: str | None = None

@@ -14,9 +14,11 @@ from shared.contracts.base import new_id, utc_now
 from shared.contracts.events import ProgressEvent
 from shared.contracts.jobs import (
     AnsibleDeployMessage,
+    AnsibleDeployResult,
     DeployMessage,
     EngineeringMessage,
     ProvisionerMessage,
+    ProvisionerResult,
     ScaffolderMessage,
     ScaffolderResult,
 )
@@ -29,6 +31,10 @@ SCAFFOLDER_RESULTS = "scaffolder:results"
 """Added: scaffold completions, consumed by the engineering function to resume its graph."""
 PROVISIONER_QUEUE = "provisioner:queue"
 ANSIBLE_DEPLOY_QUEUE = "ansible:deploy:queue"
+ANSIBLE_DEPLOY_RESULTS = "ansible:deploy:results"
+"""Added: deploy / undeploy playbook outcomes, consumed by the deploy function to resume its graph."""
+PROVISIONER_RESULTS = "provisioner:results"
+"""Added: provision / ping outcomes, consumed by the scheduler's server_sync and the deploy graph."""
 WORKER_COMMANDS = "worker:commands"
 WORKER_RESPONSES = "worker:responses"
 PROGRESS_EVENTS = "progress:events"
@@ -74,6 +80,8 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(SCAFFOLDER_RESULTS, ScaffolderResult, "scaffolder -> engineering graph (resume)"),
         QueueContract(PROVISIONER_QUEUE, ProvisionerMessage, "scheduler, graphs -> infra"),
         QueueContract(ANSIBLE_DEPLOY_QUEUE, AnsibleDeployMessage, "deploy graph -> infra"),
+        QueueContract(ANSIBLE_DEPLOY_RESULTS, AnsibleDeployResult, "ansible runner -> deploy graph (resume)"),
+        QueueContract(PROVISIONER_RESULTS, ProvisionerResult, "ansible runner -> server sync / deploy"),
         QueueContract(WORKER_COMMANDS, WorkerCommand, "graphs -> worker manager"),
         QueueContract(WORKER_RESPONSES, WorkerResponse, "worker manager -> graphs"),
         QueueContract(PROGRESS_EVENTS, ProgressEvent, "everyone -> task event stream"),

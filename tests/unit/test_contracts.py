@@ -38,7 +38,7 @@ def test_registry_covers_every_logical_queue() -> None:
     assert set(QUEUES) == {
         "engineering:queue", "deploy:queue", "scaffolder:queue", "provisioner:queue",
         "ansible:deploy:queue", "worker:commands", "worker:responses", "progress:events",
-        "scaffolder:results",
+        "scaffolder:results", "ansible:deploy:results", "provisioner:results",
     }  # fmt: skip
 
 
