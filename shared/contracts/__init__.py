@@ -27,6 +27,7 @@ from shared.contracts.registry import (
     QUEUES,
     SCAFFOLDER_QUEUE,
     SCAFFOLDER_RESULTS,
+    TELEGRAM_UPDATES,
     WORKER_COMMANDS,
     WORKER_RESPONSES,
     ContractError,
@@ -34,6 +35,7 @@ from shared.contracts.registry import (
     parse_message,
     resolve_queue,
 )
+from shared.contracts.telegram import TelegramUpdateMessage
 from shared.contracts.workers import (
     CreateWorkerCommand,
     CreateWorkerResponse,
@@ -74,6 +76,7 @@ MODELS: dict[str, Any] = {
     "DeleteWorkerResponse": DeleteWorkerResponse,
     "WorkerResponse": WorkerResponse,
     "ProgressEvent": ProgressEvent,
+    "TelegramUpdateMessage": TelegramUpdateMessage,
 }
 """Every exported contract by name; `orchestrator contracts export` writes a schema for each."""
 
@@ -89,6 +92,7 @@ __all__ = [
     "QUEUES",
     "SCAFFOLDER_QUEUE",
     "SCAFFOLDER_RESULTS",
+    "TELEGRAM_UPDATES",
     "WORKER_COMMANDS",
     "WORKER_RESPONSES",
     "AnsibleDeployMessage",
@@ -114,6 +118,7 @@ __all__ = [
     "SendFileResponse",
     "SendMessageCommand",
     "SendMessageResponse",
+    "TelegramUpdateMessage",
     "WorkerCommand",
     "WorkerConfig",
     "WorkerResponse",

@@ -22,6 +22,7 @@ from shared.contracts.jobs import (
     ScaffolderMessage,
     ScaffolderResult,
 )
+from shared.contracts.telegram import TelegramUpdateMessage
 from shared.contracts.workers import WorkerCommand, WorkerResponse
 
 ENGINEERING_QUEUE = "engineering:queue"
@@ -37,6 +38,8 @@ PROVISIONER_RESULTS = "provisioner:results"
 """Added: provision / ping outcomes, consumed by the scheduler's server_sync and the deploy graph."""
 WORKER_COMMANDS = "worker:commands"
 WORKER_RESPONSES = "worker:responses"
+TELEGRAM_UPDATES = "telegram:updates"
+"""Added: Telegram updates from the webhook / long polling to the bot consumer."""
 PROGRESS_EVENTS = "progress:events"
 """The progress-event stream; the seed's per-task `task_progress:{task_id}` streams map onto it."""
 
@@ -84,6 +87,7 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(PROVISIONER_RESULTS, ProvisionerResult, "ansible runner -> server sync / deploy"),
         QueueContract(WORKER_COMMANDS, WorkerCommand, "graphs -> worker manager"),
         QueueContract(WORKER_RESPONSES, WorkerResponse, "worker manager -> graphs"),
+        QueueContract(TELEGRAM_UPDATES, TelegramUpdateMessage, "telegram webhook -> bot consumer"),
         QueueContract(PROGRESS_EVENTS, ProgressEvent, "everyone -> task event stream"),
     )
 }
