@@ -21,6 +21,7 @@ from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
 from functions.api.migrations import HEAD_REVISION
 from functions.api.routers import (
+    deployments,
     health,
     internal,
     maintenance,
@@ -144,7 +145,7 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
 
 
 for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
-               internal.router, workers.router, maintenance.router):  # fmt: skip
+               internal.router, workers.router, maintenance.router, deployments.router):  # fmt: skip
     app.include_router(router)
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}

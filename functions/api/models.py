@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def new_id() -> str:
@@ -91,6 +91,13 @@ class Project(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deployment: Mapped[Deployment | None] = relationship(lazy="selectin", viewonly=True, uselist=False)
+
+    @property
+    def deployed_url(self) -> str | None:
+        """The live URL while the project is deployed."""
+        found = self.deployment
+        return found.url if found is not None and found.status == "deployed" else None
 
 
 class Task(Base):
@@ -151,6 +158,32 @@ class Server(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    checked_at: Mapped[datetime | None]
+
+
+class Deployment(Base):
+    """Where a project runs (one row per project) and whether it answers its health URL."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("project_id", name="uq_deployments_project"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    port: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(1000))
+    health_url: Mapped[str] = mapped_column(String(1000))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="deployed")
+    """deployed | stopped"""
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    """unknown | up | down"""
+    health_changed_at: Mapped[datetime | None]
+    checked_at: Mapped[datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class PortAllocation(Base):

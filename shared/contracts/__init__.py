@@ -21,6 +21,7 @@ from shared.contracts.registry import (
     ANSIBLE_DEPLOY_RESULTS,
     DEPLOY_QUEUE,
     ENGINEERING_QUEUE,
+    PO_INBOX,
     PROGRESS_EVENTS,
     PROVISIONER_QUEUE,
     PROVISIONER_RESULTS,
@@ -35,7 +36,7 @@ from shared.contracts.registry import (
     parse_message,
     resolve_queue,
 )
-from shared.contracts.telegram import TelegramUpdateMessage
+from shared.contracts.telegram import ProductOwnerMessage, TelegramUpdateMessage
 from shared.contracts.workers import (
     CreateWorkerCommand,
     CreateWorkerResponse,
@@ -77,6 +78,7 @@ MODELS: dict[str, Any] = {
     "WorkerResponse": WorkerResponse,
     "ProgressEvent": ProgressEvent,
     "TelegramUpdateMessage": TelegramUpdateMessage,
+    "ProductOwnerMessage": ProductOwnerMessage,
 }
 """Every exported contract by name; `orchestrator contracts export` writes a schema for each."""
 
@@ -86,6 +88,7 @@ __all__ = [
     "DEPLOY_QUEUE",
     "ENGINEERING_QUEUE",
     "MODELS",
+    "PO_INBOX",
     "PROGRESS_EVENTS",
     "PROVISIONER_QUEUE",
     "PROVISIONER_RESULTS",
@@ -108,6 +111,7 @@ __all__ = [
     "DeployResult",
     "EngineeringMessage",
     "EngineeringResult",
+    "ProductOwnerMessage",
     "ProgressEvent",
     "ProvisionerMessage",
     "ProvisionerResult",

@@ -56,6 +56,7 @@ class ProjectStatus(StrEnum):
 class TaskType(StrEnum):
     ENGINEERING = "engineering"
     DEPLOY = "deploy"
+    UNDEPLOY = "undeploy"
     SCAFFOLD = "scaffold"
     PROVISION = "provision"
 
@@ -126,18 +127,36 @@ class Project(Out):
     owner_id: str
     created_at: datetime
     updated_at: datetime
+    deployed_url: str | None = None
 
 
 # -- tasks --------------------------------------------------------------------------------
 
 
+GitRef = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")]
+
+
 class EngineeringStart(Dto):
     spec: Annotated[str, Field(min_length=1, max_length=100_000, description="What to build.")]
-    agent: Annotated[str | None, Field(max_length=64)] = None
+    agent: Annotated[
+        str | None, Field(max_length=64, description='Coding agent; "none" skips the developer step.')
+    ] = None
+    base_ref: Annotated[
+        GitRef | None, Field(description="Branch or commit to start from (default main).")
+    ] = None
+    parent_task_id: Annotated[
+        str | None,
+        Field(max_length=64, description="A deploy task waiting for this fix (deploy -> engineering)."),
+    ] = None
+    deploy_fix_attempt: Annotated[int, Field(ge=0, le=2)] = 0
 
 
 class DeployStart(Dto):
     server: Handle
+    ref: Annotated[
+        GitRef | None,
+        Field(description="Commit or branch to deploy; default: the last engineering result, else main."),
+    ] = None
 
 
 class Task(Out):
@@ -327,6 +346,25 @@ class Server(Out):
     labels: dict[str, str]
     owner_id: str
     created_at: datetime
+    facts: dict[str, Any] = Field(default_factory=dict)
+    checked_at: datetime | None = None
+
+    @property
+    def connection(self) -> Literal["local", "ssh"]:
+        return "local" if self.labels.get("connection") == "local" else "ssh"
+
+
+class ServerCheck(Dto):
+    """Internal: what a reachability run (server_sync, a deploy's readiness check) found."""
+
+    status: Literal["up", "unreachable"]
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerCheckResult(Out):
+    server: Server
+    previous_status: str
+    changed: bool
 
 
 class PortRequest(Dto):
@@ -341,6 +379,55 @@ class PortAllocation(Out):
     port: int
     project_id: str
     created_at: datetime
+
+
+# -- deployments --------------------------------------------------------------------------
+
+DeploymentStatus = Literal["deployed", "stopped"]
+HealthState = Literal["unknown", "up", "down"]
+
+
+class Deployment(Out):
+    project_id: str
+    project_name: str
+    server_handle: str
+    port: int
+    url: str
+    health_url: str
+    ref: str | None
+    status: DeploymentStatus
+    health: HealthState
+    health_changed_at: datetime | None
+    checked_at: datetime | None
+    task_id: str | None
+    owner_id: str
+    updated_at: datetime
+
+
+class DeploymentRecord(Dto):
+    """Internal: the deploy graph records a finished deploy or undeploy."""
+
+    server_handle: Handle
+    port: Annotated[int, Field(ge=1, le=65535)]
+    url: Annotated[str, Field(max_length=1000)]
+    health_url: Annotated[str, Field(max_length=1000)]
+    ref: Annotated[str | None, Field(max_length=255)] = None
+    status: DeploymentStatus = "deployed"
+    task_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+class HealthReport(Dto):
+    """Internal: one health check's outcome (health_checker)."""
+
+    health: Literal["up", "down"]
+    detail: Annotated[str, Field(max_length=1000)] = ""
+
+
+class HealthChange(Out):
+    deployment: Deployment
+    previous: HealthState
+    changed: bool
+    """True for exactly one caller when the state flips: that caller tells the owner."""
 
 
 # -- secrets ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from shared.contracts.jobs import (
     ScaffolderMessage,
     ScaffolderResult,
 )
-from shared.contracts.telegram import TelegramUpdateMessage
+from shared.contracts.telegram import ProductOwnerMessage, TelegramUpdateMessage
 from shared.contracts.workers import WorkerCommand, WorkerResponse
 
 ENGINEERING_QUEUE = "engineering:queue"
@@ -40,6 +40,8 @@ WORKER_COMMANDS = "worker:commands"
 WORKER_RESPONSES = "worker:responses"
 TELEGRAM_UPDATES = "telegram:updates"
 """Added: Telegram updates from the webhook / long polling to the bot consumer."""
+PO_INBOX = "po:inbox"
+"""Added: a person's free text from the bot consumer to their Product Owner agent."""
 PROGRESS_EVENTS = "progress:events"
 """The progress-event stream; the seed's per-task `task_progress:{task_id}` streams map onto it."""
 
@@ -88,6 +90,7 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(WORKER_COMMANDS, WorkerCommand, "graphs -> worker manager"),
         QueueContract(WORKER_RESPONSES, WorkerResponse, "worker manager -> graphs"),
         QueueContract(TELEGRAM_UPDATES, TelegramUpdateMessage, "telegram webhook -> bot consumer"),
+        QueueContract(PO_INBOX, ProductOwnerMessage, "bot consumer -> product owner"),
         QueueContract(PROGRESS_EVENTS, ProgressEvent, "everyone -> task event stream"),
     )
 }

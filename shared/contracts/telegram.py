@@ -15,3 +15,21 @@ class TelegramUpdateMessage(BaseMessage):
 
     update_id: Annotated[int, Field(description="Telegram's update_id; duplicates are dropped.")]
     update: Annotated[dict[str, Any], Field(description="The Update object, unchanged.")]
+
+
+class ProductOwnerMessage(BaseMessage):
+    """Added (`po:inbox`): a person's free text for their Product Owner agent, from the bot consumer.
+
+    `request_id` is `tg:<update_id>`, so a redelivered update yields the same request and the PO
+    worker can drop the duplicate."""
+
+    telegram_user_id: Annotated[int, Field(description="Telegram id of the person who wrote.")]
+    chat_id: Annotated[int, Field(description="Where the PO's answers go.")]
+    message_id: Annotated[int, Field(description="The Telegram message this carries (for replies).")]
+    text: Annotated[str, Field(description="What the person wrote, unchanged.")]
+    user_id: Annotated[
+        str | None, Field(description="The API user with this telegram_id; None for an admin without one.")
+    ] = None
+    language_code: Annotated[
+        str | None, Field(description="The sender's Telegram client language (IETF tag), if known.")
+    ] = None

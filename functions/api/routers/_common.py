@@ -23,8 +23,12 @@ def principal(router: APIGatewayHttpRouter) -> Principal:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
+    """One unit of work; outbox rows it added are published as soon as it has committed."""
     with get_deps().db.session() as session:
         yield session
+        pending = list(session.info.pop("outbox_ids", []))
+    if pending:
+        dispatch_now(pending)
 
 
 def created(body: BaseModel | list[Any] | dict[str, Any], status: int = 201) -> Response[Any]:

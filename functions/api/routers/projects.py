@@ -8,12 +8,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from functions.api.errors import Conflict
+from functions.api.errors import Conflict, Unprocessable
 from functions.api.models import Project as ProjectRow
 from functions.api.models import new_id, utcnow
-from functions.api.routers._common import created, dispatch_now, principal, transaction
-from functions.api.services import lookup, tasks
+from functions.api.routers._common import created, principal, transaction
+from functions.api.services import deployments, lookup, tasks
 from shared.contracts.api import (
     DeployStart,
     EngineeringStart,
@@ -110,12 +111,19 @@ def start_engineering(project_id: ProjectId, body: EngineeringStart) -> Response
     caller = principal(router)
     with transaction() as session:
         project = lookup.project(session, caller, project_id, for_update=True)
-        agent = body.agent or project.agent
-        task, message = tasks.create(
-            session, caller, project, TaskType.ENGINEERING, body.spec, {"agent": agent}
-        )
-        dto, outbox_id = Task.model_validate(task), message.id
-    dispatch_now([outbox_id])
+        params: dict[str, object] = {"agent": body.agent or project.agent}
+        if body.base_ref:
+            params["base_ref"] = body.base_ref
+        if body.parent_task_id:
+            parent = lookup.task(session, caller, body.parent_task_id)
+            if parent.project_id != project.id or parent.type != TaskType.DEPLOY.value:
+                raise Unprocessable(
+                    "parent_task_id must be a deploy task of this project", ["parent_task_id"]
+                )
+            params["parent_task_id"] = parent.id
+            params["deploy_fix_attempt"] = body.deploy_fix_attempt
+        task, _message = tasks.create(session, caller, project, TaskType.ENGINEERING, body.spec, params)
+        dto = Task.model_validate(task)
     return created(dto, 202)
 
 
@@ -133,10 +141,41 @@ def start_deploy(project_id: ProjectId, body: DeployStart) -> Response[Task]:
     with transaction() as session:
         project = lookup.project(session, caller, project_id, for_update=True)
         lookup.server(session, caller, body.server)
-        running = tasks.active_of_type(session, project.id, TaskType.DEPLOY)
+        _refuse_concurrent_deploys(session, project)
+        params = {"server": body.server} | ({"ref": body.ref} if body.ref else {})
+        task, _message = tasks.create(session, caller, project, TaskType.DEPLOY, None, params)
+        dto = Task.model_validate(task)
+    return created(dto, 202)
+
+
+def _refuse_concurrent_deploys(session: Session, project: ProjectRow) -> None:
+    """The project row is locked by the caller: two requests cannot both pass this check."""
+    for kind in (TaskType.DEPLOY, TaskType.UNDEPLOY):
+        running = tasks.active_of_type(session, project.id, kind)
         if running is not None:
-            raise Conflict(f"project {project.name!r} already has a deploy in progress (task {running.id})")
-        task, message = tasks.create(session, caller, project, TaskType.DEPLOY, None, {"server": body.server})
-        dto, outbox_id = Task.model_validate(task), message.id
-    dispatch_now([outbox_id])
+            raise Conflict(
+                f"project {project.name!r} already has a {kind.value} in progress (task {running.id})"
+            )
+
+
+@router.post(
+    "/projects/<project_id>/undeploy",
+    summary="Stop a deployed project and free its port",
+    tags=TAGS,
+    responses={
+        202: {"description": "Accepted: the task is queued"},
+        404: {"description": "Never deployed"},
+        409: {"description": "A deploy or undeploy already runs"},
+    },
+)
+def start_undeploy(project_id: ProjectId) -> Response[Task]:
+    caller = principal(router)
+    with transaction() as session:
+        project = lookup.project(session, caller, project_id, for_update=True)
+        current = deployments.get_for(session, caller, project.id)
+        _refuse_concurrent_deploys(session, project)
+        task, _message = tasks.create(
+            session, caller, project, TaskType.UNDEPLOY, None, {"server": current.server_handle}
+        )
+        dto = Task.model_validate(task)
     return created(dto, 202)

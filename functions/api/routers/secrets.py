@@ -12,7 +12,7 @@ from functions.api.deps import get_deps
 from functions.api.errors import NotFound
 from functions.api.models import ProjectSecret, new_id, utcnow
 from functions.api.routers._common import principal, transaction
-from functions.api.services import lookup
+from functions.api.services import lookup, tasks
 from shared.contracts.api import SecretInfo, SecretPut
 
 router = APIGatewayHttpRouter()
@@ -61,6 +61,7 @@ def put_secret(project_id: ProjectId, name: Name, body: SecretPut) -> SecretInfo
             session.add(row)
         row.updated_at = now
         session.flush()
+        tasks.wake_waiting_deploys(session, project.id, f"secret {name} set")
         return SecretInfo(name=row.name, reference=row.reference, updated_at=row.updated_at)
 
 

@@ -7,15 +7,23 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from functions.api.deps import get_deps
-from functions.api.errors import Unprocessable
+from functions.api.errors import NotFound, Unprocessable
 from functions.api.models import PortAllocation as PortAllocationRow
 from functions.api.models import Server as ServerRow
+from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
 from functions.api.services import lookup, servers
-from shared.contracts.api import PortAllocation, PortRequest, Server, ServerCreate
+from shared.contracts.api import (
+    PortAllocation,
+    PortRequest,
+    Server,
+    ServerCheck,
+    ServerCheckResult,
+    ServerCreate,
+)
 
 router = APIGatewayHttpRouter()
 TAGS = ["servers"]
@@ -31,9 +39,12 @@ def list_servers() -> list[Server]:
     caller = principal(router)
     with transaction() as session:
         stmt = select(ServerRow).order_by(ServerRow.handle)
-        if not caller.sees_all():
-            stmt = stmt.where(ServerRow.owner_id == caller.user_id)
-        return [Server.model_validate(s) for s in session.execute(stmt).scalars()]
+        rows = session.execute(stmt).scalars()
+        return [
+            Server.model_validate(s)
+            for s in rows
+            if caller.sees_all() or s.owner_id == caller.user_id or lookup.is_builtin(s)
+        ]
 
 
 @router.post("/servers", summary="Add a server", tags=TAGS, responses={201: {"description": "Created"}})
@@ -42,6 +53,8 @@ def add_server(body: ServerCreate) -> Response[Server]:
         raise Unprocessable(
             "give ssh_private_key or ssh_key_ref, not both", ["ssh_private_key", "ssh_key_ref"]
         )
+    if "builtin" in body.labels and not principal(router).sees_all():
+        raise Unprocessable("the label 'builtin' is reserved for servers an admin shares", ["labels"])
     reference = body.ssh_key_ref
     with transaction() as session:
         if body.ssh_private_key:
@@ -110,3 +123,51 @@ def list_ports(handle: HandleParam) -> list[PortAllocation]:
             )
             for r in rows
         ]
+
+
+@router.delete(
+    "/servers/<handle>/ports/<port>", summary="Free a project's port (after an undeploy)", tags=TAGS
+)
+def free_port(handle: HandleParam, port: Annotated[int, Path(ge=1, le=65535)]) -> PortAllocation:
+    caller = principal(router)
+    with transaction() as session:
+        server = lookup.server(session, caller, handle)
+        row = session.execute(
+            select(PortAllocationRow).where(
+                PortAllocationRow.server_id == server.id, PortAllocationRow.port == port
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"port {port} is not allocated on {handle}")
+        lookup.project(session, caller, row.project_id)  # only the project's owner frees it
+        dto = PortAllocation(
+            server_handle=server.handle, port=row.port, project_id=row.project_id, created_at=row.created_at
+        )
+        session.delete(row)
+        return dto
+
+
+@router.post(
+    "/internal/servers/<handle>/check",
+    summary="Record a reachability check; changed=true for exactly one reporter of a flip",
+    tags=["internal"],
+)
+def record_check(handle: HandleParam, body: ServerCheck) -> ServerCheckResult:
+    caller = principal(router)
+    caller.require_service()
+    with transaction() as session:
+        row = lookup.server(session, caller, handle)
+        previous = row.status
+        now = utcnow()
+        values: dict[str, object] = {"checked_at": now}
+        if body.facts:
+            values["facts"] = body.facts
+        result = session.execute(
+            update(ServerRow)
+            .where(ServerRow.id == row.id, ServerRow.status == previous)
+            .values(status=body.status, **values)
+            .execution_options(synchronize_session=False)
+        )
+        changed = result.rowcount == 1 and previous != body.status
+        session.refresh(row)
+        return ServerCheckResult(server=Server.model_validate(row), previous_status=previous, changed=changed)

@@ -43,6 +43,11 @@ def server(session: Session, principal: Principal, handle: str, for_update: bool
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).scalar_one_or_none()
-    if row is None or not (principal.sees_all() or row.owner_id == principal.user_id):
+    if row is None or not (principal.sees_all() or row.owner_id == principal.user_id or is_builtin(row)):
         raise NotFound(f"server {handle!r} not found")
     return row
+
+
+def is_builtin(server: Server) -> bool:
+    """The embedded stack's `localhost` server: every user may deploy to it."""
+    return (server.labels or {}).get("builtin") == "true"

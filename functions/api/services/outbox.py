@@ -32,6 +32,8 @@ def add(session, queue: str, message: BaseModel, task_id: str | None = None) -> 
     )
     session.add(row)
     session.flush()
+    # `routers._common.transaction` publishes these right after the commit (the sweep is the backstop)
+    session.info.setdefault("outbox_ids", []).append(row.id)
     return row
 
 

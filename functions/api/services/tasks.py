@@ -46,7 +46,7 @@ def _message_for(session: Session, task: Task) -> tuple[str, EngineeringMessage 
     }
     if task.type == TaskType.ENGINEERING:
         return ENGINEERING_QUEUE, EngineeringMessage(**fields)
-    if task.type == TaskType.DEPLOY:
+    if task.type in (TaskType.DEPLOY, TaskType.UNDEPLOY):
         return DEPLOY_QUEUE, DeployMessage(**fields)
     raise Unprocessable(f"tasks of type {task.type} are not queued by the API")
 
@@ -171,7 +171,46 @@ def transition(
         raise Conflict(
             f"task {task_id} is {task.status}; it cannot become {to.value} (allowed from: {', '.join(allowed)})"
         )
+    if to in FINAL:
+        _wake_parent(session, task)
     return task
+
+
+def wake(session: Session, task: Task, request_id: str) -> OutboxMessage:
+    """Tell the graph driving `task` (waiting, not claimable) that something it waits for happened:
+    its job message again, under `request_id`; the consumer resumes only a graph waiting for it."""
+    queue, message = _message_for(session, task)
+    message.request_id = request_id
+    return outbox.add(session, queue, message, task_id=task.id)
+
+
+def _wake_parent(session: Session, task: Task) -> None:
+    """A fix task started by a deploy (deploy -> engineering loop) ended: its deploy goes on.
+    Same transaction as the transition, so the wake-up is never lost and never sent twice."""
+    parent_id = (task.params or {}).get("parent_task_id")
+    if not parent_id:
+        return
+    parent = session.get(Task, parent_id)
+    if parent is None or parent.status not in (TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value):
+        return
+    wake(session, parent, f"{parent.id}:fix:{int(task.params.get('deploy_fix_attempt', 0))}")
+
+
+def wake_waiting_deploys(session: Session, project_id: str, reason: str) -> int:
+    """A secret was set: every deploy of the project parked in WAITING_INPUT looks again."""
+    waiting = session.execute(
+        select(Task).where(
+            Task.project_id == project_id,
+            Task.type == TaskType.DEPLOY.value,
+            Task.status == TaskStatus.WAITING_INPUT.value,
+        )
+    ).scalars()
+    woken = 0
+    for task in list(waiting):
+        system_event(session, task, "progress", reason)
+        wake(session, task, f"{task.id}:secrets:{new_id()[:8]}")
+        woken += 1
+    return woken
 
 
 def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:

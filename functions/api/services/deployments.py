@@ -1,0 +1,100 @@
+"""Deployments: one row per project saying where it runs and whether it answers."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from functions.api.auth import Principal
+from functions.api.errors import NotFound
+from functions.api.models import Deployment, Project, Server, new_id, utcnow
+from functions.api.services import lookup
+from shared.contracts.api import Deployment as DeploymentDto
+from shared.contracts.api import DeploymentRecord, HealthChange, HealthReport
+
+
+def to_dto(row: Deployment, project: Project, server: Server) -> DeploymentDto:
+    return DeploymentDto(
+        project_id=project.id, project_name=project.name, server_handle=server.handle, port=row.port,
+        url=row.url, health_url=row.health_url, ref=row.ref, status=row.status,  # type: ignore[arg-type]
+        health=row.health, health_changed_at=row.health_changed_at,  # type: ignore[arg-type]
+        checked_at=row.checked_at, task_id=row.task_id, owner_id=project.owner_id, updated_at=row.updated_at,
+    )  # fmt: skip
+
+
+def _joined(session: Session, *where: object) -> list[tuple[Deployment, Project, Server]]:
+    stmt = (
+        select(Deployment, Project, Server)
+        .join(Project, Project.id == Deployment.project_id)
+        .join(Server, Server.id == Deployment.server_id)
+        .where(*where)
+        .order_by(Project.name)
+    )
+    return [(d, p, s) for d, p, s in session.execute(stmt).all()]
+
+
+def list_for(session: Session, principal: Principal, status: str | None) -> list[DeploymentDto]:
+    where: list[object] = []
+    if not principal.sees_all():
+        where.append(Project.owner_id == principal.user_id)
+    if status:
+        where.append(Deployment.status == status)
+    return [to_dto(*row) for row in _joined(session, *where)]
+
+
+def get_for(session: Session, principal: Principal, project_id: str) -> DeploymentDto:
+    project = lookup.project(session, principal, project_id)
+    rows = _joined(session, Deployment.project_id == project.id)
+    if not rows:
+        raise NotFound(f"project {project.name!r} has never been deployed")
+    return to_dto(*rows[0])
+
+
+def record(session: Session, principal: Principal, project_id: str, body: DeploymentRecord) -> DeploymentDto:
+    """Upsert the project's deployment (a redeploy moves it; an undeploy marks it stopped)."""
+    project = lookup.project(session, principal, project_id, for_update=True)
+    server = lookup.server(session, principal, body.server_handle)
+    row = session.execute(select(Deployment).where(Deployment.project_id == project.id)).scalar_one_or_none()
+    now = utcnow()
+    if row is None:
+        row = Deployment(id=new_id(), project_id=project.id, created_at=now, health="unknown")
+        session.add(row)
+    moved = row.server_id != server.id or row.port != body.port
+    row.server_id, row.port, row.url, row.health_url = server.id, body.port, body.url, body.health_url
+    row.ref, row.status, row.task_id, row.updated_at = body.ref, body.status, body.task_id, now
+    if body.status == "deployed":
+        # a fresh deploy passed its smoke test: it is up, and a later 'down' is a real change
+        if moved or row.health != "up":
+            row.health, row.health_changed_at = "up", now
+        row.checked_at = now
+    session.flush()
+    return to_dto(row, project, server)
+
+
+def report_health(session: Session, project_id: str, report: HealthReport) -> HealthChange:
+    """Compare-and-set on the health column: of two overlapping checkers seeing the same flip, one
+    gets changed=True (and tells the owner), the other changed=False."""
+    row = session.execute(select(Deployment).where(Deployment.project_id == project_id)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"project {project_id!r} has no deployment")
+    previous = row.health
+    now = utcnow()
+    changed = False
+    if previous != report.health:
+        result = session.execute(
+            update(Deployment)
+            .where(Deployment.id == row.id, Deployment.health == previous)
+            .values(health=report.health, health_changed_at=now, checked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        changed = result.rowcount == 1
+    if not changed:
+        session.execute(
+            update(Deployment).where(Deployment.id == row.id).values(checked_at=now)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+    session.refresh(row)
+    project = session.get(Project, row.project_id)
+    server = session.get(Server, row.server_id)
+    assert project is not None and server is not None
+    return HealthChange(deployment=to_dto(row, project, server), previous=previous, changed=changed)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The Telegram webhook: checks the secret, drops duplicates, queues the update, answers at once."""
