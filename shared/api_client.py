@@ -12,7 +12,11 @@ from pydantic import BaseModel, TypeAdapter
 from shared.contracts.api import (
     ApiKey,
     ApiKeyCreated,
+    Deployment,
+    DeploymentRecord,
     Health,
+    HealthChange,
+    HealthReport,
     OrphanWorkerCollect,
     OrphanWorkerReport,
     Page,
@@ -20,6 +24,8 @@ from shared.contracts.api import (
     Project,
     SecretInfo,
     Server,
+    ServerCheck,
+    ServerCheckResult,
     StuckTaskReap,
     StuckTaskReport,
     Task,
@@ -174,12 +180,37 @@ class ApiClient:
     def archive_project(self, project: str) -> Project:
         return self._as(Project, self.request("DELETE", f"/projects/{project}"))
 
-    def start_engineering(self, project: str, spec: str, agent: str | None = None) -> Task:
-        body = self._body(spec=spec, agent=agent)
+    def start_engineering(self, project: str, spec: str, agent: str | None = None, base_ref: str | None = None,
+                          parent_task_id: str | None = None, deploy_fix_attempt: int = 0) -> Task:  # fmt: skip
+        body = self._body(spec=spec, agent=agent, base_ref=base_ref, parent_task_id=parent_task_id,
+                          deploy_fix_attempt=deploy_fix_attempt or None)  # fmt: skip
         return self._as(Task, self.request("POST", f"/projects/{project}/engineering", json=body))
 
-    def start_deploy(self, project: str, server: str) -> Task:
-        return self._as(Task, self.request("POST", f"/projects/{project}/deploy", json={"server": server}))
+    def start_deploy(self, project: str, server: str, ref: str | None = None) -> Task:
+        body = self._body(server=server, ref=ref)
+        return self._as(Task, self.request("POST", f"/projects/{project}/deploy", json=body))
+
+    def start_undeploy(self, project: str) -> Task:
+        return self._as(Task, self.request("POST", f"/projects/{project}/undeploy"))
+
+    # -- deployments -------------------------------------------------------------------
+
+    def list_deployments(self, status: str | None = None) -> list[Deployment]:
+        return self._as(list[Deployment], self.request("GET", "/deployments", params={"status": status}))
+
+    def get_deployment(self, project: str) -> Deployment:
+        return self._as(Deployment, self.request("GET", f"/projects/{project}/deployment"))
+
+    def record_deployment(self, project: str, record: DeploymentRecord) -> Deployment:
+        return self._as(
+            Deployment, self.request("PUT", f"/internal/deployments/{project}", json=self._body(record))
+        )
+
+    def report_health(self, project: str, health: str, detail: str = "") -> HealthChange:
+        body = self._body(HealthReport(health=health, detail=detail))
+        return self._as(
+            HealthChange, self.request("POST", f"/internal/deployments/{project}/health", json=body)
+        )
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -328,6 +359,17 @@ class ApiClient:
 
     def list_ports(self, handle: str) -> list[PortAllocation]:
         return self._as(list[PortAllocation], self.request("GET", f"/servers/{handle}/ports"))
+
+    def free_port(self, handle: str, port: int) -> PortAllocation:
+        return self._as(PortAllocation, self.request("DELETE", f"/servers/{handle}/ports/{port}"))
+
+    def record_server_check(
+        self, handle: str, status: str, facts: dict[str, Any] | None = None
+    ) -> ServerCheckResult:
+        body = self._body(ServerCheck(status=status, facts=facts or {}))
+        return self._as(
+            ServerCheckResult, self.request("POST", f"/internal/servers/{handle}/check", json=body)
+        )
 
     # -- secrets -----------------------------------------------------------------------
 

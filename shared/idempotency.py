@@ -68,9 +68,7 @@ class SqliteIdempotency:
         self._claims_since_purge = 0
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)"
-            )
+            conn.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
             conn.execute("CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at)")
 
     def _connection(self) -> sqlite3.Connection:

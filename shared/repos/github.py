@@ -224,6 +224,22 @@ class GitHubRepoHost:
             raise self._error(response, f"reading branch {branch} of {full_name}")
         return str(response.json()["commit"]["sha"])
 
+    def read_file(self, full_name: str, ref: str, path: str) -> bytes | None:
+        split_full_name(full_name)
+        response = self._request(
+            "GET", f"/repos/{full_name}/contents/{quote(path.lstrip('/'), safe='/')}", params={"ref": ref}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._error(response, f"reading {path} at {ref} of {full_name}")
+        data = response.json()
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None  # a directory listing, a symlink or a submodule
+        if data.get("encoding") != "base64":
+            raise RepoHostError(f"{path} in {full_name} is too large to read through the contents API")
+        return base64.b64decode(data.get("content") or "")
+
     def open_pull_request(self, full_name: str, head: str, base: str, title: str, body: str) -> PullRequest:
         owner, _ = split_full_name(full_name)
         head_owner, _, head_branch = head.rpartition(":")

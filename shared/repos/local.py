@@ -115,6 +115,19 @@ class LocalRepoHost:
             return None  # no such branch, or an empty repository
         return result.stdout.strip()
 
+    def read_file(self, full_name: str, ref: str, path: str) -> bytes | None:
+        repo = self.path_for(full_name)
+        if self._info(full_name, repo) is None or ref.startswith("-") or ".." in path:
+            return None
+        try:
+            result = subprocess.run(
+                ["git", "--git-dir", str(repo), "show", f"{ref}:{path.lstrip('/')}"],
+                capture_output=True, env=_git_env(), timeout=_GIT_TIMEOUT_S, check=False,
+            )  # fmt: skip
+        except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            raise RepoHostError(f"git show failed: {type(exc).__name__}") from None
+        return result.stdout if result.returncode == 0 else None
+
     def open_pull_request(self, full_name: str, head: str, base: str, title: str, body: str) -> PullRequest:
         raise RepoHostError("local repositories have no pull requests")
 

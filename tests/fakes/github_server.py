@@ -190,6 +190,7 @@ class FakeGitHub:
             (re.compile(r"/orgs/([^/]+)/repos"), "POST", self._create_org_repo),
             (re.compile(r"/repos/([^/]+)/([^/]+)"), "GET", self._get_repo),
             (re.compile(r"/repos/([^/]+)/([^/]+)/branches/(.+)"), "GET", self._get_branch),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/contents/(.+)"), "GET", self._get_contents),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "POST", self._create_pull),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "GET", self._list_pulls),
         ]
@@ -253,6 +254,19 @@ class FakeGitHub:
         if sha is None:
             return _error(404, "Branch not found")
         return _Reply(200, {"name": branch, "commit": {"sha": sha}, "protected": False})
+
+    def _get_contents(self, owner: str, name: str, path: str, *, query: dict[str, str], body: Any) -> _Reply:
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        if repo is None:
+            return _error(404, "Not Found")
+        ref = query.get("ref") or "main"
+        shown = subprocess.run(
+            ["git", "--git-dir", str(repo.path), "show", f"{ref}:{path}"], capture_output=True, check=False
+        )
+        if shown.returncode != 0:
+            return _error(404, "Not Found")
+        content = base64.b64encode(shown.stdout).decode()
+        return _Reply(200, {"type": "file", "encoding": "base64", "path": path, "content": content})
 
     def _create_pull(self, owner: str, name: str, *, query: dict[str, str], body: Any) -> _Reply:
         repo = self.repos.get(f"{owner}/{name}".lower())

@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""A small process supervisor for apps deployed on the built-in localhost server (no systemd there).
+
+    supervise.py start   APP_DIR    stop any supervisor of APP_DIR, then start one in the background
+    supervise.py stop    APP_DIR    stop the supervisor of APP_DIR and its service (nothing running: ok)
+    supervise.py wait    APP_DIR --url URL --timeout S
+                                    wait until URL answers 200; fail early if the supervisor gave up
+    supervise.py status  APP_DIR    print the supervisor's state as JSON
+
+APP_DIR holds `supervise.json` (written by the deploy playbook)::
+
+    {"command": "python3 -m app.server", "workdir": ".../src", "env_file": ".../app.env",
+     "log_file": ".../service.log", "path_prepend": [".../venv/bin"],
+     "max_quick_crashes": 5, "quick_crash_s": 10}
+
+The supervisor is a daemon (double fork, own session, stdin from /dev/null), so it outlives Ansible
+and the runner. It runs `command` through /bin/sh in its own process group with a clean environment
+(PATH, HOME, locale, plus the env file), appends the service's output to the log, restarts it with
+exponential backoff when it exits, and gives up after `max_quick_crashes` exits in a row that each
+came sooner than `quick_crash_s` after the start. SIGTERM stops the service (SIGKILL after a grace
+period) and the supervisor. `supervisor.pid` names the live supervisor; `supervisor.state` says what
+it is doing (running / gave_up / stopped). Standard library only: it runs on the target's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PIDFILE = "supervisor.pid"
+STATEFILE = "supervisor.state"
+LOCKFILE = "supervisor.lock"
+CONFIG = "supervise.json"
+STOP_GRACE_S = 10.0
+MAX_BACKOFF_S = 10.0
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
+ESCAPABLE = '"\\`$'
+
+
+# -- the env file (the same format systemd's EnvironmentFile= reads) ---------------------------------
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """NAME=value lines; a value may be double-quoted, spanning lines, with \\" \\\\ \\` \\$ escapes."""
+    result: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        end = text.find("\n", i)
+        line_end = n if end < 0 else end
+        line = text[i:line_end].strip()
+        if not line or line.startswith("#") or "=" not in line:
+            i = line_end + 1
+            continue
+        start = text.index("=", i)
+        name = text[i:start].strip()
+        j = start + 1
+        if j < n and text[j] == '"':
+            j += 1
+            chars: list[str] = []
+            while j < n and text[j] != '"':
+                if text[j] == "\\" and j + 1 < n:
+                    nxt = text[j + 1]
+                    if nxt in ESCAPABLE:
+                        chars.append(nxt)
+                    elif nxt != "\n":
+                        chars.append("\\" + nxt)
+                    j += 2
+                    continue
+                chars.append(text[j])
+                j += 1
+            result[name] = "".join(chars)
+            end = text.find("\n", j)
+            i = n if end < 0 else end + 1
+        else:
+            result[name] = text[j:line_end].strip()
+            i = line_end + 1
+    return result
+
+
+# -- small helpers --------------------------------------------------------------------------------
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} supervisor[{os.getpid()}]: {message}", flush=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a container's init may be slow to reap orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we know
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _is_our_supervisor(pid: int, app_dir: Path) -> bool:
+    """Guards against a recycled pid: the process must be this script supervising this APP_DIR."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    words = [a.decode(errors="replace") for a in argv if a]
+    script = next((i for i, w in enumerate(words) if w.endswith("supervise.py")), None)
+    if script is None:
+        return False
+    return any(Path(w).resolve() == app_dir for w in words[script + 1 :] if w.startswith("/"))
+
+
+def _read_state(app_dir: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((app_dir / STATEFILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(app_dir: Path, **state: Any) -> None:
+    _write_atomic(app_dir / STATEFILE, json.dumps({"pid": os.getpid(), "at": time.time(), **state}))
+
+
+def _load_config(app_dir: Path) -> dict[str, Any]:
+    config = json.loads((app_dir / CONFIG).read_text())
+    config.setdefault("workdir", str(app_dir / "src"))
+    config.setdefault("env_file", str(app_dir / "app.env"))
+    config.setdefault("log_file", str(app_dir / "service.log"))
+    config.setdefault("path_prepend", [])
+    config.setdefault("max_quick_crashes", 5)
+    config.setdefault("quick_crash_s", 10)
+    return config
+
+
+def _service_env(config: dict[str, Any]) -> dict[str, str]:
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    prepend = [p for p in config["path_prepend"] if Path(p).is_dir()]
+    env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+    env_file = Path(config["env_file"])
+    if env_file.exists():
+        env.update(parse_env_file(env_file.read_text()))
+    return env
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+# -- the daemon ---------------------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, app_dir: Path, config: dict[str, Any]) -> None:
+        self.app_dir = app_dir
+        self.config = config
+        self.stopping = False
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            _kill_group(self.child.pid, signal.SIGTERM)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _write_atomic(self.app_dir / PIDFILE, f"{os.getpid()}\n")
+        quick_crashes = 0
+        max_quick, quick_s = int(self.config["max_quick_crashes"]), float(self.config["quick_crash_s"])
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                env = _service_env(self.config)
+                self.child = subprocess.Popen(
+                    ["/bin/sh", "-c", self.config["command"]],
+                    cwd=self.config["workdir"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=sys.stdout,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                _log(f"started service (pid {self.child.pid}): {self.config['command']}")
+                _write_state(self.app_dir, state="running", child_pid=self.child.pid, crashes=quick_crashes)
+                rc = self.child.wait()
+                if self.stopping:
+                    break
+                ran = time.monotonic() - started
+                _kill_group(self.child.pid, signal.SIGKILL)  # whatever the service left behind
+                quick_crashes = quick_crashes + 1 if ran < quick_s else 0
+                _log(f"service exited with code {rc} after {ran:.1f} s")
+                if quick_crashes >= max_quick:
+                    message = (
+                        f"the service exited {quick_crashes} times in a row within {quick_s:g} s of starting "
+                        f"(last exit code {rc}); the supervisor gave up"
+                    )
+                    _log(message)
+                    _write_state(self.app_dir, state="gave_up", message=message, exit_code=rc)
+                    return 1
+                backoff = min(MAX_BACKOFF_S, 0.25 * 2 ** max(0, quick_crashes - 1))
+                _log(f"restarting in {backoff:.2f} s")
+                self._sleep(backoff)
+            self._stop_child()
+            _write_state(self.app_dir, state="stopped")
+            _log("stopped")
+            return 0
+        finally:
+            if _read_pid(self.app_dir / PIDFILE) == os.getpid():
+                with contextlib.suppress(OSError):
+                    (self.app_dir / PIDFILE).unlink()
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None:
+            return
+        _kill_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _log(f"service did not stop within {STOP_GRACE_S:g} s; killing it")
+        _kill_group(child.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
+def _daemonize(app_dir: Path, config: dict[str, Any]) -> None:
+    """Double fork: the grandchild runs the supervisor in its own session and never returns."""
+    if os.fork() > 0:
+        return
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    try:
+        os.chdir("/")
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(config["log_file"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 1024)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = sys.stdout
+        code = Supervisor(app_dir, config).run()
+    except BaseException as error:  # the daemon has no one to raise to: log and go
+        with contextlib.suppress(Exception):
+            _log(f"crashed: {type(error).__name__}: {error}")
+        code = 70
+    os._exit(code)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def stop(app_dir: Path) -> int:
+    pid = _read_pid(app_dir / PIDFILE)
+    state = _read_state(app_dir)
+    if pid is None or not _is_our_supervisor(pid, app_dir):
+        print("no supervisor running")
+        with contextlib.suppress(OSError):
+            (app_dir / PIDFILE).unlink()
+        _kill_leftover_service(state)
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        print(f"supervisor {pid} did not stop; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _kill_leftover_service(_read_state(app_dir) or state)
+    with contextlib.suppress(OSError):
+        (app_dir / PIDFILE).unlink()
+    print(f"stopped supervisor {pid}")
+    return 0
+
+
+def _kill_leftover_service(state: dict[str, Any]) -> None:
+    child = state.get("child_pid")
+    if isinstance(child, int) and child > 1 and _alive(child):
+        _kill_group(child, signal.SIGKILL)
+
+
+def start(app_dir: Path) -> int:
+    config = _load_config(app_dir)
+    with open(app_dir / LOCKFILE, "a") as lock:  # two deploys at once must not start two supervisors
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stop(app_dir)
+        (app_dir / STATEFILE).unlink(missing_ok=True)
+        sys.stdout.flush()
+        _daemonize(app_dir, config)
+        os.wait()  # the first child exits at once
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pid = _read_pid(app_dir / PIDFILE)
+            if pid is not None and _alive(pid):
+                print(f"started supervisor {pid}")
+                return 0
+            time.sleep(0.02)
+    print("the supervisor did not start (see the service log)")
+    return 1
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - the app's own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait(app_dir: Path, url: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        if _answers_200(url):
+            print(f"{url} answered 200")
+            return 0
+        state = _read_state(app_dir)
+        if state.get("state") == "gave_up":
+            print(f"health check {url} never answered 200: {state.get('message')}")
+            return 1
+        pid = _read_pid(app_dir / PIDFILE)
+        if state and (pid is None or not _alive(pid)):
+            print(f"health check {url} never answered 200: the supervisor is not running")
+            return 1
+        if time.monotonic() >= deadline:
+            print(f"health check {url} did not answer 200 within {timeout:g} s")
+            return 1
+        time.sleep(0.2)
+
+
+def status(app_dir: Path) -> int:
+    pid = _read_pid(app_dir / PIDFILE)
+    running = pid is not None and _is_our_supervisor(pid, app_dir)
+    print(json.dumps({"running": running, "pid": pid if running else None, **_read_state(app_dir)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "stop", "restart", "wait", "status"])
+    parser.add_argument("app_dir", type=Path)
+    parser.add_argument("--url")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    app_dir = args.app_dir.resolve()
+    if args.command in ("start", "restart"):
+        return start(app_dir)
+    if args.command == "stop":
+        return stop(app_dir) if app_dir.is_dir() else 0
+    if args.command == "wait":
+        if not args.url:
+            parser.error("wait needs --url")
+        return wait(app_dir, args.url, args.timeout)
+    return status(app_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
