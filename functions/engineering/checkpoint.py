@@ -6,13 +6,13 @@ import sqlite3
 import threading
 from typing import Any
 
-from functions.engineering.settings import EngineeringSettings
+from functions.engineering.settings import CheckpointSettings
 
 _savers: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
-def build_checkpointer(settings: EngineeringSettings) -> Any:
+def build_checkpointer(settings: CheckpointSettings) -> Any:
     """One per process / container: SQLite connections and boto3 sessions are reused."""
     key = f"{settings.checkpointer}:{settings.checkpoint_table or settings.effective_checkpoint_file}"
     with _lock:

@@ -41,6 +41,7 @@ class EngState(TypedDict, total=False):
     spec: str
     agent: str
     branch: str
+    base_ref: str
     repo_url: str | None
     repo_full_name: str
     round: int
@@ -70,10 +71,6 @@ def request_id(task_id: str, *parts: object) -> str:
     return ":".join([task_id, *map(str, parts)])
 
 
-def waiting_for(value: Any) -> str | None:
-    return value.get("wait_for") if isinstance(value, dict) else None
-
-
 def build_graph(ports: Ports, checkpointer: Any) -> Any:
     api, queue, settings = ports.api, ports.queue, ports.settings
 
@@ -98,7 +95,10 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
             "project_name": project.name,
             "repo_url": project.repo_url,
             "repo_full_name": f"{settings.repo_owner}/{project.name}",
-            "branch": f"orchestrator/{state['task_id'][:8]}",
+            # with no developer (agent "none") nothing is committed: the work is the base itself
+            "branch": (state.get("base_ref") or "main")
+            if no_developer(state)
+            else f"orchestrator/{state['task_id'][:8]}",
             "round": 1,
             "files_changed": [],
         }
@@ -123,7 +123,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
                 "error": f"scaffold failed: {result.get('error') or 'unknown reason'}",
             }
         event(state, "progress", f"repository ready: {result.get('repo_url')}", "scaffold", 15)
-        return {"repo_url": result.get("repo_url")}
+        return {"repo_url": result.get("repo_url"), "commit_sha": result.get("commit_sha")}
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -139,7 +139,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
             env_vars=dict(ports.worker_env_refs),
         )
         context = {"task_id": state["task_id"], "repo_url": state["repo_url"] or "", "branch": state["branch"],
-                   "step": role, "base_branch": "main", "commit": "true" if is_dev else "false"}  # fmt: skip
+                   "step": role, "base_branch": state.get("base_ref") or "main",
+                   "commit": "true" if is_dev else "false"}  # fmt: skip
         queue.publish(WORKER_COMMANDS, CreateWorkerCommand(
             request_id=request_id(state["task_id"], role, rnd, "create"), correlation_id=state["correlation_id"],
             config=config, context=context,
@@ -243,6 +244,9 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         result = response.get("result") or {}
         failure = result.get("output_tail") or response.get("error") or "tests failed"
         rnd = state["round"]
+        if no_developer(state):
+            return {"outcome": "failed", "last_failure": failure,
+                    "error": f"tests fail and there is no developer to fix them (agent none): {_last_lines(failure)}"}  # fmt: skip
         if rnd >= settings.engineering_max_attempts:
             return {"outcome": "failed", "last_failure": failure,
                     "error": f"tests still fail after {rnd} developer round(s): {_last_lines(failure)}"}  # fmt: skip
@@ -255,7 +259,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     def finalize(state: EngState) -> EngState:
         pr_url = None
         host = ports.repo_host
-        if host is not None and getattr(host, "supports_pull_requests", False) and state.get("commit_sha"):
+        if no_developer(state) and host is not None:
+            # the tested commit is the tip of the base (the scaffold's, or what a person pushed)
+            head = host.branch_head(state["repo_full_name"], state["branch"])
+            state = {**state, "commit_sha": head or state.get("commit_sha")}
+        if (host is not None and getattr(host, "supports_pull_requests", False) and state.get("commit_sha")
+                and not no_developer(state)):  # fmt: skip
             pr = host.open_pull_request(state["repo_full_name"], state["branch"], "main",
                                         f"{state['project_name']}: {state['spec'].strip().splitlines()[0][:60]}",
                                         state.get("developer_answer") or state["spec"])  # fmt: skip
@@ -300,8 +309,17 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
 
         return route
 
+    def first_worker(state: EngState) -> str:
+        return "tester_create" if no_developer(state) else "developer_create"
+
     def after_prepare(state: EngState) -> str:
-        return "developer_create" if state.get("repo_url") else "scaffold_request"
+        return first_worker(state) if state.get("repo_url") else "scaffold_request"
+
+    def after_scaffold(state: EngState) -> str:
+        outcome = state.get("outcome")
+        if outcome == "cancelled":
+            return END
+        return "fail" if outcome == "failed" else first_worker(state)
 
     def after_tests(state: EngState) -> str:
         if state.get("outcome") == "failed":
@@ -317,10 +335,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
                      ("finalize", finalize), ("fail", fail)]:  # fmt: skip
         graph.add_node(name, fn)
     graph.add_edge(START, "prepare")
-    graph.add_conditional_edges("prepare", after_prepare, ["developer_create", "scaffold_request"])
+    graph.add_conditional_edges(
+        "prepare", after_prepare, ["developer_create", "tester_create", "scaffold_request"]
+    )
     graph.add_edge("scaffold_request", "scaffold_wait")
     graph.add_conditional_edges(
-        "scaffold_wait", route_ok("developer_create"), ["developer_create", "fail", END]
+        "scaffold_wait", after_scaffold, ["developer_create", "tester_create", "fail", END]
     )
     graph.add_conditional_edges(
         "developer_create", route_ok("developer_created"), ["developer_created", "fail", END]
@@ -337,6 +357,14 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_edge("finalize", END)
     graph.add_edge("fail", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+NO_AGENT = "none"
+
+
+def no_developer(state: EngState) -> bool:
+    """`--agent none`: skip the developer; the template (or the base ref) alone is tested and delivered."""
+    return state.get("agent") == NO_AGENT
 
 
 def _last_lines(text: str, n: int = 5) -> str:

@@ -11,7 +11,9 @@ from shared.service_client import ServiceApiSettings
 from shared.settings import QueueSettings
 
 
-class EngineeringSettings(ServiceApiSettings, QueueSettings):
+class CheckpointSettings(ServiceApiSettings, QueueSettings):
+    """What every durable graph (engineering, deploy) needs: the API, the queues, the checkpointer."""
+
     checkpointer: Annotated[
         Literal["sqlite", "dynamodb"], Field(description="Where graph checkpoints live.")
     ] = "sqlite"
@@ -20,6 +22,16 @@ class EngineeringSettings(ServiceApiSettings, QueueSettings):
     )
     checkpoint_table: Annotated[str | None, Field(description="DynamoDB table (AWS).")] = None
     checkpoint_ttl_s: Annotated[int, Field(gt=0)] = 30 * 24 * 3600
+    repo_owner: Annotated[str, Field(description="Owner part of new repositories' owner/name.")] = (
+        "orchestrator"
+    )
+
+    @property
+    def effective_checkpoint_file(self) -> Path:
+        return (self.checkpoint_file or self.home / "checkpoints.db").expanduser()
+
+
+class EngineeringSettings(CheckpointSettings):
     engineering_max_attempts: Annotated[
         int, Field(ge=1, le=10, description="Developer rounds before FAILED.")
     ] = 3
@@ -29,10 +41,3 @@ class EngineeringSettings(ServiceApiSettings, QueueSettings):
     test_command: Annotated[str, Field(description="How the tester runs a project's tests.")] = "make test"
     developer_timeout_s: Annotated[int, Field(gt=0)] = 1800
     tester_timeout_s: Annotated[int, Field(gt=0)] = 900
-    repo_owner: Annotated[str, Field(description="Owner part of new repositories' owner/name.")] = (
-        "orchestrator"
-    )
-
-    @property
-    def effective_checkpoint_file(self) -> Path:
-        return (self.checkpoint_file or self.home / "checkpoints.db").expanduser()

@@ -181,7 +181,7 @@ def test_two_invocations_of_one_process_do_not_share_the_lease(tmp_path: Path) -
     """The holder is per invocation: a second thread of the same process must wait, not drive."""
     api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")
     engine = _engine(api, queue, EngineeringSettings(home=tmp_path, checkpointer="sqlite"))
-    with engine._leased(api.task.id):
+    with engine.leased(api.task.id):
         with pytest.raises(LeaseBusy):
-            with engine._leased(api.task.id):
+            with engine.leased(api.task.id):
                 pass

@@ -1,0 +1,110 @@
+"""Driving a durable LangGraph graph from queue messages, shared by engineering and deploy.
+
+One driver per task at a time (the API's task lease, unique per invocation); a graph waits with
+`interrupt({"wait_for": request_id})` and `resume` feeds it only the answer it waits for, so a
+duplicate or stray message is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from langgraph.types import Command
+
+from shared.api_client import ApiClient, ConflictError, NotFoundError
+from shared.observability import get_logger
+
+
+class LeaseBusy(RuntimeError):
+    """Another driver holds the task: the message comes back after a short visibility timeout."""
+
+
+def waiting_for(value: Any) -> str | None:
+    return value.get("wait_for") if isinstance(value, dict) else None
+
+
+def answers(expected: str | None, request_id: str) -> bool:
+    """`expected` is an exact request id, or a prefix ending in `*` (any wake-up of that kind)."""
+    if not expected:
+        return False
+    if expected.endswith("*"):
+        return request_id.startswith(expected[:-1])
+    return expected == request_id
+
+
+class GraphDriver:
+    name = "graph"
+
+    def __init__(self, api: ApiClient, graph: Any) -> None:
+        self.api = api
+        self.graph = graph
+        self.holder = f"{self.name}@{socket.gethostname()}:{os.getpid()}"
+        self.logger = get_logger()
+
+    @staticmethod
+    def config(task_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": task_id}}
+
+    @contextmanager
+    def leased(self, task_id: str) -> Iterator[None]:
+        # One holder per invocation, not per process: two threads of one process (two pollers, or
+        # one Lambda container reused) must not both think they hold the task.
+        holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
+        try:
+            self.api.take_lease(task_id, holder, seconds=300)
+        except ConflictError as exc:
+            raise LeaseBusy(str(exc)) from None
+        try:
+            yield
+        finally:
+            try:
+                self.api.release_lease(task_id, holder)
+            except Exception:
+                self.logger.exception("could not release the task lease", extra={"task_id": task_id})
+
+    @staticmethod
+    def pending_wait(snapshot: Any) -> str | None:
+        for task in getattr(snapshot, "tasks", ()):
+            for pending in getattr(task, "interrupts", ()):
+                found = waiting_for(pending.value)
+                if found:
+                    return found
+        return None
+
+    def continue_claimed(self, task_id: str) -> str | None:
+        """The task was claimed already (a redelivered start). Returns what happened, or None when the
+        graph never got going (a crash before its first checkpoint) and the caller should start it."""
+        snapshot = self.graph.get_state(self.config(task_id))
+        if snapshot.next and self.pending_wait(snapshot):
+            return "duplicate"
+        if snapshot.values:
+            self.logger.info("continuing an interrupted run", extra={"task_id": task_id})
+            self.graph.invoke(None, self.config(task_id))
+            return "continued"
+        return None
+
+    def resume(self, request_id: str, payload: dict[str, Any]) -> str:
+        """Feed an answer to the graph waiting for it; anything else (a duplicate, a stray) is dropped."""
+        task_id = request_id.split(":", 1)[0]
+        if ":" not in request_id:
+            return "not-ours"
+        try:
+            with self.leased(task_id):
+                snapshot = self.graph.get_state(self.config(task_id))
+                expected = self.pending_wait(snapshot)
+                if not answers(expected, request_id):
+                    self.logger.info("answer nobody waits for", extra={"task_id": task_id, "request_id": request_id,
+                                                                        "waiting_for": expected})  # fmt: skip
+                    return "ignored"
+                task = self.api.get_task(task_id)
+                if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
+                    return "ended"
+                self.graph.invoke(Command(resume=payload), self.config(task_id))
+                return "resumed"
+        except NotFoundError:
+            return "not-ours"
