@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from functions.api.auth import Principal
 from functions.api.db import Database
@@ -77,13 +77,28 @@ def _live_worker(task_id: Any, seen_cutoff: datetime) -> ColumnElement[bool]:
     )
 
 
+def _active_child(task_id: Any) -> ColumnElement[bool]:
+    """A task it waits for (a deploy's engineering fix task) is still going: it shows life for it."""
+    child = aliased(Task)
+    return (
+        select(child.id)
+        .where(
+            child.params["parent_task_id"].as_string() == task_id,
+            child.status.in_([s.value for s in tasks.ACTIVE]),
+        )
+        .exists()
+    )
+
+
 def _stuck(task_id: Any, cutoff: datetime, now: datetime) -> ColumnElement[bool]:
-    """RUNNING, no heartbeat since `cutoff`, no graph driver holding its lease, no live worker."""
+    """RUNNING, no heartbeat since `cutoff`, no graph driver holding its lease, no live worker, no
+    live child task."""
     return and_(
         Task.status == TaskStatus.RUNNING.value,
         _before(Task.heartbeat_at, Task.started_at, cutoff),
         or_(Task.lease_until.is_(None), Task.lease_until < now),
         ~_live_worker(task_id, cutoff),
+        ~_active_child(task_id),
     )
 
 
@@ -191,6 +206,9 @@ def _reap_one(db: Database, principal: Principal, task_id: str, request: StuckTa
                 type="failed", task_id=task_id, message=f"failed by the stuck-task reaper: {reason}",
                 error=reason, error_type="StuckTask", correlation_id=task.correlation_id,
             ))  # fmt: skip
+            wake = tasks.wake_parent(session, task)
+            if wake is not None:
+                queued.append(wake.id)
         reaped = ReapedTask(task_id=task_id, action="requeued" if requeue else "failed", reason=reason,
                             attempt=task.attempt, workers_stopped=stopped)  # fmt: skip
     outbox_ids.extend(queued)  # only once committed

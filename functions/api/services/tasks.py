@@ -172,7 +172,7 @@ def transition(
             f"task {task_id} is {task.status}; it cannot become {to.value} (allowed from: {', '.join(allowed)})"
         )
     if to in FINAL:
-        _wake_parent(session, task)
+        wake_parent(session, task)
     return task
 
 
@@ -184,16 +184,16 @@ def wake(session: Session, task: Task, request_id: str) -> OutboxMessage:
     return outbox.add(session, queue, message, task_id=task.id)
 
 
-def _wake_parent(session: Session, task: Task) -> None:
+def wake_parent(session: Session, task: Task) -> OutboxMessage | None:
     """A fix task started by a deploy (deploy -> engineering loop) ended: its deploy goes on.
     Same transaction as the transition, so the wake-up is never lost and never sent twice."""
     parent_id = (task.params or {}).get("parent_task_id")
     if not parent_id:
-        return
+        return None
     parent = session.get(Task, parent_id)
     if parent is None or parent.status not in (TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value):
-        return
-    wake(session, parent, f"{parent.id}:fix:{int(task.params.get('deploy_fix_attempt', 0))}")
+        return None
+    return wake(session, parent, f"{parent.id}:fix:{int(task.params.get('deploy_fix_attempt', 0))}")
 
 
 def wake_waiting_deploys(session: Session, project_id: str, reason: str) -> int:
