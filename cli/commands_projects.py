@@ -10,6 +10,7 @@ import typer
 from cli.context import JsonFlag, client
 from cli.errors import CliError, ExitCode
 from cli.output import print_json, print_table
+from shared.contracts.api import Task, TaskStatus
 
 project_app = typer.Typer(help="Projects.", no_args_is_help=True)
 engineering_app = typer.Typer(help="Engineering: turn a spec into a commit.", no_args_is_help=True)
@@ -106,17 +107,81 @@ def engineering_start(
         typer.echo(_task_line(task))
 
 
+def _finish(task: Task, json_output: bool, done: str) -> None:
+    if json_output:
+        print_json(task)
+    elif task.status is TaskStatus.COMPLETED:
+        typer.echo(done)
+    if task.status is not TaskStatus.COMPLETED:
+        raise CliError(
+            f"task {task.id} {task.status.value}: {task.error or 'no reason given'}", ExitCode.FAILURE
+        )
+
+
 @deploy_app.command("start")
 def deploy_start(
     ctx: typer.Context,
     project: ProjectArg,
-    server: Annotated[str, typer.Option("--server", help="Server handle.")],
+    server: Annotated[str, typer.Option("--server", help="Server handle (`localhost` is built in locally).")],
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="Commit or branch; default: the last engineering result, else main."),
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream progress until it ends.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Queue a deploy of the project to a server."""
+    """Queue a deploy of the project to a server (with --follow: wait and print the live URL)."""
+    from cli.follow import echo_event
+    from cli.follow import follow as follow_task
+
     with client(ctx) as api:
-        task = api.start_deploy(project, server)
+        task = api.start_deploy(project, server, ref)
+        if not follow:
+            print_json(task) if json_output else typer.echo(_task_line(task))
+            return
+        if not json_output:
+            typer.echo(_task_line(task))
+        task = follow_task(api, task.id, echo_event(json_output), spinner=not json_output)
+    _finish(task, json_output, f"live at {(task.result or {}).get('deployed_url')}")
+
+
+@deploy_app.command("stop")
+def deploy_stop(
+    ctx: typer.Context,
+    project: ProjectArg,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is stopped.")] = True,
+    json_output: JsonFlag = False,
+) -> None:
+    """Undeploy: stop the service and free its port."""
+    from cli.follow import echo_event
+    from cli.follow import follow as follow_task
+
+    with client(ctx) as api:
+        task = api.start_undeploy(project)
+        if not wait:
+            print_json(task) if json_output else typer.echo(_task_line(task))
+            return
+        task = follow_task(api, task.id, (lambda _e: None) if json_output else echo_event(False))
+    _finish(task, json_output, f"stopped {project}; freed port {(task.result or {}).get('port')}")
+
+
+@deploy_app.command("status")
+def deploy_status(
+    ctx: typer.Context,
+    project: Annotated[str | None, typer.Argument(help="One project (default: all of yours).")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Where projects run and whether they answer their health URL."""
+    with client(ctx) as api:
+        rows = [api.get_deployment(project)] if project else api.list_deployments()
     if json_output:
-        print_json(task)
-    else:
-        typer.echo(_task_line(task))
+        print_json(rows)
+        return
+    print_table(
+        "deployments",
+        ["project", "status", "health", "url", "server", "ref"],
+        [
+            (d.project_name, d.status, d.health, d.url, f"{d.server_handle}:{d.port}", (d.ref or "")[:20])
+            for d in rows
+        ],
+    )

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 from typing import Annotated
 
 import typer
 
 from cli.context import JsonFlag, client
 from cli.output import print_json, print_table
-from shared.contracts.api import Task, TaskEvent, TaskStatus
+from shared.contracts.api import Task, TaskStatus
 
 app = typer.Typer(help="Tasks: list, inspect, follow, cancel, retry.", no_args_is_help=True)
 TaskArg = Annotated[str, typer.Argument(help="Task id.")]
@@ -68,13 +66,6 @@ def show(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) ->
         typer.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
-def _event_line(event: TaskEvent) -> str:
-    pct = f"{event.progress_pct:>3}% " if event.progress_pct is not None else ""
-    step = f"[{event.current_step}] " if event.current_step else ""
-    error = f" — {event.error}" if event.error else ""
-    return f"{event.timestamp:%H:%M:%S} {event.type:<9} {pct}{step}{event.message}{error}"
-
-
 @app.command("logs")
 def logs(
     ctx: typer.Context,
@@ -84,39 +75,16 @@ def logs(
     json_output: JsonFlag = False,
 ) -> None:
     """A task's progress events; with --follow, live until it ends (exit 0 COMPLETED, 1 FAILED/CANCELLED)."""
-    after = 0
-    with client(ctx) as api:
-        task = api.get_task(task_id)
-        status_line = None
-        if follow and not json_output and sys.stderr.isatty():
-            from rich.console import Console
+    from cli.follow import echo_event
+    from cli.follow import follow as follow_task
 
-            status_line = Console(stderr=True).status(f"{task.status.value}…")
-            status_line.start()
-        try:
-            while True:
-                for event in api.task_events(task_id, after=after):
-                    after = event.seq
-                    if json_output:
-                        sys.stdout.write(event.model_dump_json() + "\n")
-                    else:
-                        typer.echo(_event_line(event))
-                    if status_line is not None:
-                        pct = f" {event.progress_pct}%" if event.progress_pct is not None else ""
-                        status_line.update(f"{event.current_step or event.type}{pct}")
-                    sys.stdout.flush()
-                if not follow:
-                    return
-                task = api.get_task(task_id)
-                if task.status.is_final:
-                    for event in api.task_events(task_id, after=after):
-                        after = event.seq
-                        typer.echo(event.model_dump_json() if json_output else _event_line(event))
-                    break
-                time.sleep(interval)
-        finally:
-            if status_line is not None:
-                status_line.stop()
+    show = echo_event(json_output)
+    with client(ctx) as api:
+        if not follow:
+            for event in api.task_events(task_id):
+                show(event)
+            return
+        task = follow_task(api, task_id, show, interval=interval, spinner=not json_output)
     if not json_output:
         outcome = f"task {task.id} {task.status.value}"
         typer.echo(

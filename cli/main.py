@@ -15,7 +15,9 @@ from cli import (
     commands_local,
     commands_projects,
     commands_queue,
+    commands_run,
     commands_tasks,
+    commands_telegram,
     commands_workers,
 )
 from cli.errors import CliError, ExitCode
@@ -42,6 +44,7 @@ def _root(
     ctx.obj = {"api_url": api_url, "api_key": api_key}
 
 
+app.command("run")(commands_run.run)
 app.add_typer(commands_local.app, name="local")
 app.add_typer(commands_config.app, name="config")
 app.add_typer(commands_projects.project_app, name="project")
@@ -56,6 +59,7 @@ app.add_typer(commands_admin.apikey_app, name="apikey")
 app.add_typer(commands_contracts.app, name="contracts")
 app.add_typer(commands_queue.app, name="queue")
 app.add_typer(commands_db.app, name="db")
+app.add_typer(commands_telegram.app, name="telegram")
 
 
 def main() -> None:

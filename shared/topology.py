@@ -55,6 +55,22 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         batch_size=5,
         max_concurrency=2,
     ),
+    ConsumerSpec(
+        function="deploy",
+        handler="functions.deploy.handler:lambda_handler",
+        queues=("deploy:queue", "ansible:deploy:results", "provisioner:results"),
+        timeout_s=300,  # the smoke test waits up to ~30 s; no other wait happens inside an invocation
+        batch_size=5,
+        max_concurrency=2,
+    ),
+    ConsumerSpec(
+        function="infra",
+        handler="functions.infra.handler:lambda_handler",
+        queues=("ansible:deploy:queue", "provisioner:queue"),
+        timeout_s=900,  # embedded: the playbook runs inside the call; in AWS it only launches a Fargate task
+        batch_size=1,
+        max_concurrency=2,
+    ),
 )
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
@@ -71,6 +87,8 @@ RESETTERS: tuple[str, ...] = (
     "functions.worker_manager.handler:reset",
     "functions.engineering.handler:reset",
     "functions.scaffolder.handler:reset",
+    "functions.deploy.handler:reset",
+    "functions.infra.handler:reset",
 )
 """Per-process state of consumer functions (one 'container'); the embedded stack resets it on start and stop."""
 

@@ -60,6 +60,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+LOCALHOST_SERVER = "localhost"
+
+
+def _local_user(name: str) -> str:
+    """The server record wants an ssh-style user name; the local connection never uses it."""
+    import re
+
+    return name if re.fullmatch(r"[a-z_][a-z0-9_-]*", name or "") else "local"
+
+
 class EmbeddedStack:
     def __init__(self, home: Path, port: int = 8787, database_url: str | None = None, host: str = "127.0.0.1",
                  tick_s: float = 1.0, consumers: Sequence[str] | None = None) -> None:  # fmt: skip
@@ -119,6 +129,7 @@ class EmbeddedStack:
         os.environ["ORCH_API_URL"] = url
         os.environ["ORCH_SERVICE_API_KEY_REF"] = SERVICE_KEY_REF
         self._ensure_service_key(url, secrets)
+        self._ensure_localhost_server(url)
 
         self._reset_functions()
         self._start_consumers()
@@ -135,6 +146,19 @@ class EmbeddedStack:
         from sqlalchemy.engine import make_url
 
         return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+    def _ensure_localhost_server(self, url: str) -> None:
+        """The built-in deploy target: this machine, reached without ssh, shared by every user."""
+        import getpass
+
+        from shared.api_client import ApiClient, NotFoundError
+
+        with ApiClient(url, self.admin_key) as admin:
+            try:
+                admin.get_server(LOCALHOST_SERVER)
+            except NotFoundError:
+                admin.add_server(LOCALHOST_SERVER, "127.0.0.1", ssh_user=_local_user(getpass.getuser()),
+                                 labels={"builtin": "true", "connection": "local"})  # fmt: skip
 
     def _ensure_service_key(self, url: str, secrets: Any) -> None:
         from shared.api_client import ApiClient, AuthError

@@ -22,7 +22,7 @@ from shared.idempotency import IdempotencyPort
 from shared.observability import correlation, get_logger
 from shared.queues.port import MessageTooLargeError, QueuePort
 
-SECRET_HEADER = "x-telegram-bot-api-secret-token"
+SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name, not a secret
 DEFAULT_UPDATE_TTL_S = 48 * 3600
 
 
@@ -124,7 +124,9 @@ def lambda_handler(event: dict[str, Any], context: Any, ports: WebhookPorts | No
     try:
         outcome, message = accept_update(update, active.queue, active.claims, active.update_ttl_s)
     except MessageTooLargeError as exc:
-        logger.warning("telegram update too large to queue", extra={"update_id": update_id, "bytes": exc.size})
+        logger.warning(
+            "telegram update too large to queue", extra={"update_id": update_id, "bytes": exc.size}
+        )
         return _error(413, "too_large", f"the update is {exc.size} bytes; the queue takes {exc.limit}")
     except Exception:
         logger.exception("telegram update could not be queued", extra={"update_id": update_id})

@@ -27,8 +27,12 @@ def logical_from_arn(queue_arn: str, prefix: str | None = None) -> str:
     from shared.contracts import QUEUES
 
     physical = queue_arn.rsplit(":", 1)[-1]
+    found: list[str] = []
     for logical in QUEUES:
         suffix = re.sub(r"[^A-Za-z0-9_-]", "-", logical)
         if physical.endswith(f"-{suffix}") and (prefix is None or physical == f"{prefix}-{suffix}"):
-            return logical
-    raise ValueError(f"no logical queue for {queue_arn!r}")
+            found.append(logical)
+    if not found:
+        raise ValueError(f"no logical queue for {queue_arn!r}")
+    # the longest match wins: `orch-ansible-deploy-queue` also ends with `-deploy-queue`
+    return max(found, key=len)

@@ -112,9 +112,9 @@ class RunnerJob(BaseModel):
         str | None,
         Field(description='Where apps live; default "/opt/orchestrator" (ssh) or $ORCH_HOME/deployments.'),
     ] = None
-    open_ports: Annotated[list[Port], Field(description="Provision: ports the firewall lets in (plus 22).")] = (
-        Field(default_factory=list)
-    )
+    open_ports: Annotated[
+        list[Port], Field(description="Provision: ports the firewall lets in (plus 22).")
+    ] = Field(default_factory=list)
     force_reinstall: bool = False
     timeout_s: Annotated[int, Field(ge=10, le=6 * 3600, description="Hard limit for the playbook run.")] = 900
 
@@ -123,6 +123,13 @@ class RunnerJob(BaseModel):
     def _ref(cls, value: str) -> str:
         if not _GIT_REF.fullmatch(value) or value.startswith("-") or ".." in value:
             raise ValueError("must be a commit sha or a branch name")
+        return value
+
+    @field_validator("run_command")
+    @classmethod
+    def _run_command(cls, value: str) -> str:
+        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise ValueError("must be one line without control characters")
         return value
 
     @field_validator("port_variable")
@@ -184,7 +191,9 @@ class RunnerJob(BaseModel):
             if getattr(self, name) is None:
                 raise _FieldProblem(name, f"is required for a {self.kind} job")
         if self.project_name is not None and not _PROJECT_NAME.fullmatch(self.project_name):
-            raise _FieldProblem("project_name", "must be snake_case: a lowercase letter, then a-z, 0-9 or '_'")
+            raise _FieldProblem(
+                "project_name", "must be snake_case: a lowercase letter, then a-z, 0-9 or '_'"
+            )
         clash = set(self.env) & set(self.secret_refs)
         if clash:
             raise _FieldProblem("secret_refs", f"{sorted(clash)[0]} is also a plain variable in env")
@@ -274,3 +283,6 @@ class RunnerOutcome(BaseModel):
     deployed_url: str | None = None
     health_url: str | None = None
     facts: dict[str, str] = Field(default_factory=dict)
+    reachable: Annotated[
+        bool | None, Field(description="Whether the target answered; None when the run never tried.")
+    ] = None

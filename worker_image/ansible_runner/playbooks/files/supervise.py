@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A small process supervisor for apps deployed on the built-in localhost server (no systemd there).
 
-    supervise.py start   APP_DIR    stop any supervisor of APP_DIR, then start one in the background
+    supervise.py start   APP_DIR [--command CMD --path-prepend DIR ...]
+                                    stop any supervisor of APP_DIR, then start one in the background
+                                    (with --command, first write APP_DIR/supervise.json)
     supervise.py stop    APP_DIR    stop the supervisor of APP_DIR and its service (nothing running: ok)
     supervise.py wait    APP_DIR --url URL --timeout S
                                     wait until URL answers 200; fail early if the supervisor gave up
     supervise.py status  APP_DIR    print the supervisor's state as JSON
 
-APP_DIR holds `supervise.json` (written by the deploy playbook)::
+APP_DIR holds `supervise.json`::
 
     {"command": "python3 -m app.server", "workdir": ".../src", "env_file": ".../app.env",
      "log_file": ".../service.log", "path_prepend": [".../venv/bin"],
@@ -44,6 +46,7 @@ LOCKFILE = "supervisor.lock"
 CONFIG = "supervise.json"
 STOP_GRACE_S = 10.0
 MAX_BACKOFF_S = 10.0
+MAX_LOG_BYTES = 10 * 1024 * 1024
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
 ESCAPABLE = '"\\`$'
 
@@ -152,7 +155,7 @@ def _write_state(app_dir: Path, **state: Any) -> None:
 
 
 def _load_config(app_dir: Path) -> dict[str, Any]:
-    config = json.loads((app_dir / CONFIG).read_text())
+    config: dict[str, Any] = json.loads((app_dir / CONFIG).read_text())
     config.setdefault("workdir", str(app_dir / "src"))
     config.setdefault("env_file", str(app_dir / "app.env"))
     config.setdefault("log_file", str(app_dir / "service.log"))
@@ -269,6 +272,10 @@ def _daemonize(app_dir: Path, config: dict[str, Any]) -> None:
         os._exit(0)
     try:
         os.chdir("/")
+        log_path = Path(config["log_file"])
+        with contextlib.suppress(OSError):
+            if log_path.stat().st_size > MAX_LOG_BYTES:  # keep one previous log, not an unbounded one
+                os.replace(log_path, log_path.with_name(log_path.name + ".1"))
         devnull = os.open(os.devnull, os.O_RDONLY)
         log = os.open(config["log_file"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.dup2(devnull, 0)
@@ -320,7 +327,11 @@ def _kill_leftover_service(state: dict[str, Any]) -> None:
 
 
 def start(app_dir: Path) -> int:
-    config = _load_config(app_dir)
+    try:
+        config = _load_config(app_dir)
+    except (OSError, ValueError) as error:
+        print(f"cannot read {app_dir / CONFIG}: {error}")
+        return 1
     with open(app_dir / LOCKFILE, "a") as lock:  # two deploys at once must not start two supervisors
         fcntl.flock(lock, fcntl.LOCK_EX)
         stop(app_dir)
@@ -375,14 +386,31 @@ def status(app_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["start", "stop", "restart", "wait", "status"])
     parser.add_argument("app_dir", type=Path)
-    parser.add_argument("--url")
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--command", dest="service_command", help="start: the service's shell command")
+    parser.add_argument("--path-prepend", action="append", default=[], help="start: put DIR first on PATH")
+    parser.add_argument("--max-quick-crashes", type=int, default=5)
+    parser.add_argument("--quick-crash-s", type=float, default=10.0)
+    parser.add_argument("--url", help="wait: the health URL")
+    parser.add_argument("--timeout", type=float, default=30.0, help="wait: seconds")
     args = parser.parse_args(argv)
     app_dir = args.app_dir.resolve()
     if args.command in ("start", "restart"):
+        if args.service_command:
+            config = {
+                "command": args.service_command,
+                "workdir": str(app_dir / "src"),
+                "env_file": str(app_dir / "app.env"),
+                "log_file": str(app_dir / "service.log"),
+                "path_prepend": args.path_prepend,
+                "max_quick_crashes": args.max_quick_crashes,
+                "quick_crash_s": args.quick_crash_s,
+            }
+            _write_atomic(app_dir / CONFIG, json.dumps(config, indent=2) + "\n")
         return start(app_dir)
     if args.command == "stop":
         return stop(app_dir) if app_dir.is_dir() else 0

@@ -1,0 +1,65 @@
+"""Following a task's progress events until it ends (shared by `task logs --follow`, `deploy start
+--follow` and `run`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import typer
+
+from shared.api_client import ApiClient
+from shared.contracts.api import Task, TaskEvent
+
+
+def event_line(event: TaskEvent) -> str:
+    pct = f"{event.progress_pct:>3}% " if event.progress_pct is not None else ""
+    step = f"[{event.current_step}] " if event.current_step else ""
+    error = f" — {event.error}" if event.error else ""
+    return f"{event.timestamp:%H:%M:%S} {event.type:<9} {pct}{step}{event.message}{error}"
+
+
+def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], interval: float = 0.5,
+           spinner: bool = False, timeout_s: float | None = None) -> Task:  # fmt: skip
+    """Print every event (old ones first) until the task is final; returns the final task. A task that
+    waits for input (WAITING_INPUT) is followed too: it goes on by itself once the input arrives."""
+    after = 0
+    status_line = None
+    if spinner and sys.stderr.isatty():
+        from rich.console import Console
+
+        status_line = Console(stderr=True).status("waiting…")
+        status_line.start()
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    try:
+        while True:
+            for event in api.task_events(task_id, after=after):
+                after = event.seq
+                on_event(event)
+                if status_line is not None:
+                    pct = f" {event.progress_pct}%" if event.progress_pct is not None else ""
+                    status_line.update(f"{event.current_step or event.type}{pct}")
+            task = api.get_task(task_id)
+            if task.status.is_final:
+                for event in api.task_events(task_id, after=after):
+                    after = event.seq
+                    on_event(event)
+                return task
+            if deadline is not None and time.monotonic() > deadline:
+                return task
+            time.sleep(interval)
+    finally:
+        if status_line is not None:
+            status_line.stop()
+
+
+def echo_event(json_output: bool) -> Callable[[TaskEvent], None]:
+    def show(event: TaskEvent) -> None:
+        if json_output:
+            sys.stdout.write(event.model_dump_json() + "\n")
+        else:
+            typer.echo(event_line(event))
+        sys.stdout.flush()
+
+    return show

@@ -1,0 +1,63 @@
+"""Driving the deploy graph from messages.
+
+deploy:queue carries two kinds of DeployMessage: a task's start (any request id) and a wake-up for a
+task that waits (`<task>:secrets:<n>` after `secret set`, `<task>:fix:<n>` when its fix task ended),
+which the API's outbox sends. Results come back on ansible:deploy:results and provisioner:results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.deploy.graph import DeployState, Ports, build_graph
+from functions.engineering.driver import GraphDriver, LeaseBusy
+from shared.api_client import ConflictError
+from shared.contracts import DeployMessage, ProvisionerResult
+from shared.contracts.api import TaskStatus
+
+__all__ = ["Deploy", "LeaseBusy"]
+
+
+class Deploy(GraphDriver):
+    name = "deploy"
+
+    def __init__(self, ports: Ports, checkpointer: Any) -> None:
+        super().__init__(ports.api, build_graph(ports, checkpointer))
+        self.ports = ports
+
+    def handle(self, message: DeployMessage) -> str:
+        if message.request_id.startswith(f"{message.task_id}:"):
+            return self.resume(message.request_id, {})
+        return self.start(message)
+
+    def start(self, message: DeployMessage) -> str:
+        """Claim and run until the first wait; a redelivered start is a no-op."""
+        task_id = message.task_id
+        with self.leased(task_id):
+            try:
+                task = self.api.claim_task(task_id, worker=self.holder)
+            except ConflictError:
+                task = self.api.get_task(task_id)
+                if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING_INPUT):
+                    self.logger.info(
+                        "task already handled", extra={"task_id": task_id, "status": task.status}
+                    )
+                    return "duplicate"
+                outcome = self.continue_claimed(task_id)
+                if outcome:
+                    return outcome
+            initial: DeployState = {"task_id": task_id, "project_id": task.project_id,
+                                    "correlation_id": task.correlation_id,
+                                    "attempt": message.deploy_fix_attempt}  # fmt: skip
+            self.graph.invoke(initial, self.config(task_id))
+            return "started"
+
+    def server_checked(self, result: ProvisionerResult) -> None:
+        """Every ping / provision outcome updates the server's status, whoever asked for it."""
+        if result.reachable is None and result.status != "success":
+            return  # a provisioning failure says nothing certain about reachability
+        status = "up" if result.status == "success" and result.reachable is not False else "unreachable"
+        try:
+            self.api.record_server_check(result.server_handle, status, dict(result.facts))
+        except Exception:
+            self.logger.exception("could not record the server check", extra={"server": result.server_handle})

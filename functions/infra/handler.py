@@ -1,0 +1,77 @@
+"""Lambda entry points: `lambda_handler` for ansible:deploy:queue and provisioner:queue, and
+`ecs_event_handler` for the Ansible runner's ECS task-state events (AWS only)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from functions.infra.logic import Infra
+from functions.infra.settings import InfraSettings
+from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE
+from shared.queues.consume import process_queue_event
+from shared.queues.naming import logical_from_arn
+
+_infra: Infra | None = None
+_lock = threading.Lock()
+
+
+def build_infra(settings: InfraSettings | None = None) -> Infra:
+    from shared.queues import build_queue
+    from shared.service_client import build_service_client
+
+    settings = settings or InfraSettings()
+    queue = build_queue(settings, settings)
+    launcher: Any
+    if settings.ansible_runtime == "fargate":
+        import boto3
+
+        from functions.infra.launch import FargateLauncher
+
+        if not (settings.fargate_cluster and settings.ansible_task_definition):
+            raise ValueError("ORCH_FARGATE_CLUSTER and ORCH_ANSIBLE_TASK_DEFINITION are required for fargate")
+        ecs = boto3.client("ecs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        launcher = FargateLauncher(ecs, settings.fargate_cluster, settings.ansible_task_definition,
+                                   settings.ansible_container_name,
+                                   [s for s in settings.fargate_subnets.split(",") if s],
+                                   [s for s in settings.fargate_security_groups.split(",") if s])  # fmt: skip
+    else:
+        from functions.infra.launch import LocalLauncher
+
+        launcher = LocalLauncher(queue, settings.home / "ansible-runs", settings.ansible_timeout_s)
+    return Infra(build_service_client(settings), queue, launcher, settings.ansible_timeout_s)
+
+
+def get_infra() -> Infra:
+    global _infra
+    with _lock:
+        if _infra is None:
+            _infra = build_infra()
+        return _infra
+
+
+def reset() -> None:
+    global _infra
+    with _lock:
+        _infra = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:
+    active = infra or get_infra()
+    records = event.get("Records") or []
+    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else ANSIBLE_DEPLOY_QUEUE
+    if queue not in (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE):
+        raise ValueError(f"the infra function does not consume {queue}")
+    return process_queue_event(event, queue, lambda message, _record: active.handle(message), context)
+
+
+def ecs_event_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:
+    """A runner task that stopped without publishing its outcome (crash, OOM, killed) still answers."""
+    from functions.infra.launch import job_from_stopped_task, publish_failure
+
+    found = job_from_stopped_task(event.get("detail") or {})
+    if found is None:
+        return {"handled": False}
+    job, exit_code, reason = found
+    publish_failure((infra or get_infra()).queue, job, reason, exit_code)
+    return {"handled": True, "request_id": job.request_id, "exit_code": exit_code}

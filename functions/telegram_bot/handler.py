@@ -1,0 +1,97 @@
+"""Lambda entry point for `telegram:updates`: each record is one update for the aiogram Dispatcher.
+
+The Lambda handler is synchronous and aiogram is not, so one `BotRuntime` per process owns an
+event loop, the Bot (whose aiohttp session lives on that loop) and the Dispatcher; records run
+on that loop one at a time (`asyncio.run` per record would orphan the cached Bot session). A
+record whose handling raises fails alone (partial batch response) and is redelivered; a poison
+update ends in the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from functions.telegram_bot.bot import BotDeps, build_dispatcher, make_bot, process_update
+from functions.telegram_bot.settings import TelegramSettings
+from shared.contracts.registry import TELEGRAM_UPDATES
+from shared.contracts.telegram import TelegramUpdateMessage
+from shared.queues.consume import process_queue_event
+from shared.service_client import ServiceApiSettings
+
+
+class TelegramBotSettings(TelegramSettings, ServiceApiSettings):
+    """The consumer's configuration: Telegram plus how it reaches the API as the service."""
+
+
+class BotRuntime:
+    """One per process: an event loop, the Bot on it and the Dispatcher. Thread-safe (serialised)."""
+
+    def __init__(self, deps: BotDeps, token: str, sleep: Callable[[float], Awaitable[Any]] | None = None,
+                 owns_api: bool = False) -> None:  # fmt: skip
+        self.deps = deps
+        self.loop = asyncio.new_event_loop()
+        self.bot = make_bot(token, deps.settings, sleep)
+        self.dispatcher = build_dispatcher()
+        self._owns_api = owns_api
+        self._lock = threading.Lock()
+
+    def process(self, message: TelegramUpdateMessage) -> None:
+        with self._lock:
+            if self.loop.is_closed():
+                raise RuntimeError("the bot runtime is closed")
+            self.loop.run_until_complete(process_update(self.dispatcher, self.bot, message, self.deps))
+
+    def close(self) -> None:
+        with self._lock:
+            if self.loop.is_closed():
+                return
+            try:
+                self.loop.run_until_complete(self.bot.session.close())
+            finally:
+                self.loop.close()
+                if self._owns_api:
+                    self.deps.api.close()
+
+
+def build_runtime(settings: TelegramBotSettings | None = None) -> BotRuntime:
+    from shared.idempotency import build_idempotency
+    from shared.queues.factory import build_queue
+    from shared.secrets import build_secrets
+    from shared.service_client import build_service_client
+
+    settings = settings or TelegramBotSettings()
+    token = settings.resolve_bot_token(build_secrets(settings, settings))
+    deps = BotDeps(api=build_service_client(settings), queue=build_queue(settings, settings),
+                   claims=build_idempotency(settings), settings=settings)  # fmt: skip
+    return BotRuntime(deps, token, owns_api=True)
+
+
+_runtime: BotRuntime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> BotRuntime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = build_runtime()
+        return _runtime
+
+
+def reset() -> None:
+    """Close and forget the per-process runtime (tests; the embedded stack on start and stop)."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.close()
+
+
+def lambda_handler(event: dict[str, Any], context: Any, runtime: BotRuntime | None = None) -> dict[str, Any]:
+    active = runtime or get_runtime()
+    return process_queue_event(
+        event, TELEGRAM_UPDATES, lambda message, _record: active.process(message), context
+    )

@@ -1,0 +1,105 @@
+"""What the bot says: plain text (no parse mode, so nothing a user or a project name holds can
+break formatting), cut to Telegram's 4096-character limit. Pure functions, no aiogram."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shared.contracts.api import Project, Task, TaskEvent
+
+MAX_MESSAGE_CHARS = 4096
+STATUS_EVENTS = 5
+LATEST_TASKS = 5
+
+HELP = """I turn what you want into working software: just tell me, in your own words, what to build or change.
+
+Commands:
+/projects - your projects and their status
+/status [task] - a task's status and last events; without a task, your latest tasks
+/cancel <task> - cancel a queued or running task
+/help - this message"""
+
+ADMIN_HELP = """
+Admin:
+/adduser <telegram id> [name] - let someone use this bot"""
+
+REFUSAL = (
+    "Sorry, this bot is private and I don't know you yet. "
+    "If you should have access, ask an administrator to add your Telegram id: {telegram_id}."
+)
+
+
+def split_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a line break (else a space) where one is near."""
+    if limit < 2:
+        raise ValueError("limit must be at least 2")
+    text = text.strip() or "(empty)"
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cut = window.rfind("\n")
+        if cut < limit // 2:
+            cut = window.rfind(" ")
+        if cut < limit // 2:
+            cut = limit
+        piece, text = text[:cut].rstrip(), text[cut:].lstrip()
+        if piece:
+            pieces.append(piece)
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def greeting(name: str | None, is_admin: bool) -> str:
+    hello = f"Hi {name}!" if name else "Hi!"
+    return f"{hello} {help_text(is_admin)}"
+
+
+def help_text(is_admin: bool) -> str:
+    return HELP + (ADMIN_HELP if is_admin else "")
+
+
+def format_projects(projects: Sequence[Project]) -> str:
+    if not projects:
+        return "You have no projects yet. Tell me what you'd like to build."
+    lines = [f"Your projects ({len(projects)}):"]
+    for p in sorted(projects, key=lambda p: p.name):
+        line = f"- {p.name}: {p.status.value}"
+        if p.repo_url:
+            line += f" ({p.repo_url})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _when(task: Task) -> str:
+    return task.created_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_task(task: Task, project_name: str | None, events: Sequence[TaskEvent]) -> str:
+    lines = [
+        f"Task {task.id}",
+        f"{task.type.value} of {project_name or task.project_id}: {task.status.value}"
+        + (f" (attempt {task.attempt})" if task.attempt > 1 else ""),
+        f"Created {_when(task)}",
+    ]
+    if task.error:
+        lines.append(f"Error: {task.error}")
+    if events:
+        lines.append("Last events:")
+        for e in events[-STATUS_EVENTS:]:
+            detail = e.message + (f" ({e.progress_pct}%)" if e.progress_pct is not None else "")
+            lines.append(f"- {e.timestamp.strftime('%H:%M:%S')} {e.type}: {detail}")
+    else:
+        lines.append("No events yet.")
+    return "\n".join(lines)
+
+
+def format_task_list(tasks: Sequence[Task], project_names: dict[str, str]) -> str:
+    if not tasks:
+        return "You have no tasks yet."
+    lines = ["Your latest tasks:"]
+    for t in tasks:
+        project = project_names.get(t.project_id, t.project_id)
+        lines.append(f"- {t.id} {t.type.value} of {project}: {t.status.value} ({_when(t)})")
+    lines.append("Details: /status <task>")
+    return "\n".join(lines)

@@ -1,0 +1,362 @@
+"""The Ansible runner against the built-in localhost server: real ansible-runner, real playbooks, a real
+app rendered from the bundled template, served from a local bare git repository.
+
+Every test that deploys registers the app directory with `deployments`, whose teardown kills whatever
+the deploy left running, so no process outlives its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.contracts import ANSIBLE_DEPLOY_RESULTS, AnsibleDeployResult
+from shared.queues.factory import build_queue
+from shared.secrets.factory import build_secrets
+from shared.secrets.port import SecretsPort
+from tests.ansible_support import (
+    AppRepo,
+    files_containing,
+    free_port,
+    http_get,
+    kill_deployment,
+    make_app_repo,
+    processes_in,
+    processes_named,
+    refuses_connections,
+    supervisor_pids,
+)
+from tests.factories import drain
+from worker_image.ansible_runner.job import RunnerJob
+from worker_image.ansible_runner.playbooks.files.supervise import parse_env_file
+from worker_image.ansible_runner.runner import run_job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for the app repository"),
+    pytest.mark.skipif(
+        shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None,
+        reason="ansible-core is not installed in this environment",
+    ),
+]
+
+SECRET_REF = "secret://projects/p1/API_TOKEN"
+LOCALHOST = {"handle": "localhost", "host": "127.0.0.1", "connection": "local"}
+
+
+@pytest.fixture
+def secrets() -> SecretsPort:
+    """The local secrets file in this test's ORCH_HOME (set by tests/conftest.py)."""
+    return build_secrets()
+
+
+@pytest.fixture
+def canary(secrets: SecretsPort) -> str:
+    """A secret value that must reach the service's env file and nothing else. It holds template syntax
+    and shell metacharacters, which must arrive as they are."""
+    value = f'canary-{uuid.uuid4().hex}-{{{{ 7 * 6 }}}}-$HOME-"q"'
+    secrets.put(SECRET_REF, value)
+    return value
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> AppRepo:
+    return make_app_repo(tmp_path / "app")
+
+
+@pytest.fixture
+def deployments() -> Iterator[list[Path]]:
+    """Append each app directory a test deploys; teardown kills what runs there."""
+    app_dirs: list[Path] = []
+    yield app_dirs
+    for app_dir in app_dirs:
+        kill_deployment(app_dir)
+
+
+def deploy_job(repo: AppRepo, port: int, **overrides: Any) -> RunnerJob:
+    fields: dict[str, Any] = {
+        "request_id": str(uuid.uuid4()),
+        "correlation_id": "corr-" + uuid.uuid4().hex[:8],
+        "kind": "deploy",
+        "target": LOCALHOST,
+        "project_id": "p1",
+        "project_name": "demo_app",
+        "repo_url": str(repo.bare),
+        "ref": "main",
+        "port": port,
+        "timeout_s": 120,
+    }
+    fields.update(overrides)
+    return RunnerJob.model_validate(fields)
+
+
+def app_dir_of(job: RunnerJob) -> Path:
+    app_dir = job.app_dir()
+    assert app_dir is not None
+    return Path(app_dir)
+
+
+def test_deploy_redeploy_and_undeploy_on_localhost(
+    repo: AppRepo, secrets: SecretsPort, deployments: list[Path], tmp_path: Path
+) -> None:
+    # given: the rendered app on main, a free port, the default deploy root ($ORCH_HOME/deployments)
+    port = free_port()
+    job = deploy_job(repo, port, env={"LOG_LEVEL": "INFO", "GREETING": "{{ 6 * 7 }}"})
+    app_dir = app_dir_of(job)
+    deployments.append(app_dir)
+    assert app_dir == Path(os.environ["ORCH_HOME"]).resolve() / "deployments" / "demo_app"
+
+    # when: deployed
+    first = run_job(job, secrets)
+
+    # then: healthy, served from the checkout, one supervisor; job strings were not templated
+    assert first.status == "success", first.error
+    assert first.deployed_url == f"http://127.0.0.1:{port}"
+    assert first.health_url == f"http://127.0.0.1:{port}/health"
+    assert http_get(f"http://127.0.0.1:{port}/health") == (200, {"status": "ok"})
+    assert len(supervisor_pids(app_dir)) == 1
+    env_file = app_dir / "app.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert 'GREETING="{{ 6 * 7 }}"' in env_file.read_text()
+    assert f'PORT="{port}"' in env_file.read_text()
+    first_supervisor = supervisor_pids(app_dir)[0]
+
+    # when: a second commit is deployed over it
+    repo.edit(
+        "app/server.py", 'return HTTPStatus.OK, {"status": "ok"}', 'return HTTPStatus.OK, {"status": "v2"}'
+    )
+    second_sha = repo.commit("Version 2")
+    second = run_job(job.model_copy(update={"ref": second_sha}), secrets)
+
+    # then: the new code serves, still exactly one supervisor (a new one)
+    assert second.status == "success", second.error
+    assert http_get(f"http://127.0.0.1:{port}/health") == (200, {"status": "v2"})
+    supervisors = supervisor_pids(app_dir)
+    assert len(supervisors) == 1 and supervisors != [first_supervisor]
+
+    # when: undeployed, twice
+    undeploy = job.model_copy(update={"kind": "undeploy", "request_id": str(uuid.uuid4())})
+    removed = run_job(undeploy, secrets)
+    again = run_job(undeploy, secrets)
+
+    # then: nothing listens, nothing runs, nothing is left; undeploying nothing succeeds
+    assert removed.status == "success", removed.error
+    assert again.status == "success", again.error
+    assert refuses_connections(port)
+    assert supervisor_pids(app_dir) == [] and processes_in(app_dir) == []
+    assert not app_dir.exists()
+
+
+def test_an_unhealthy_deploy_fails_with_the_reason_and_the_service_log(
+    repo: AppRepo, secrets: SecretsPort, deployments: list[Path], tmp_path: Path
+) -> None:
+    # given: a commit whose server cannot even be imported
+    (repo.work / "app" / "server.py").write_text("def main(:\n")
+    sha = repo.commit("Break the server")
+    job = deploy_job(repo, free_port(), ref=sha, deploy_root=str(tmp_path / "apps"))
+    deployments.append(app_dir_of(job))
+
+    # when
+    outcome = run_job(job, secrets)
+
+    # then: a readable reason, the crash in the output tail, and the supervisor has given up
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "\n" not in outcome.error
+    assert outcome.error.startswith(f"health check http://127.0.0.1:{job.port}/health never answered 200")
+    assert "gave up" in outcome.error
+    assert outcome.stdout_tail is not None and "SyntaxError" in outcome.stdout_tail
+    assert outcome.exit_code not in (None, 0)
+    assert outcome.deployed_url is None
+    assert supervisor_pids(app_dir_of(job)) == []
+
+
+def test_the_cli_publishes_one_result_and_the_secret_reaches_only_the_service(
+    repo: AppRepo, canary: str, deployments: list[Path], tmp_path: Path
+) -> None:
+    # given: a job referencing the canary secret, run as the infra consumer runs it
+    port = free_port()
+    job = deploy_job(repo, port, secret_refs={"API_TOKEN": SECRET_REF})
+    app_dir = app_dir_of(job)
+    deployments.append(app_dir)
+    job_file = tmp_path / "job.json"
+    job_file.write_text(job.model_dump_json())
+    runner_tmp, runner_home = tmp_path / "runner-tmp", tmp_path / "runner-home"
+    runner_tmp.mkdir()
+    runner_home.mkdir()
+    env = {**os.environ, "TMPDIR": str(runner_tmp), "HOME": str(runner_home)}
+
+    # when
+    done = subprocess.run(
+        [sys.executable, "-m", "worker_image.ansible_runner", "--job", str(job_file), "--publish"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # then: exit 0, the outcome is the last stdout line, one valid result is on the results queue
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == "success", outcome["error"]
+    results = drain(build_queue(), ANSIBLE_DEPLOY_RESULTS)
+    assert len(results) == 1
+    result = results[0]
+    assert isinstance(result, AnsibleDeployResult)
+    assert (result.request_id, result.status, result.job_type) == (job.request_id, "success", "deploy")
+    assert result.deployed_url == f"http://127.0.0.1:{port}" and result.port == port
+    assert result.model_extra is not None and result.model_extra.get("correlation_id") == job.correlation_id
+    logs = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert logs and all(line["correlation_id"] == job.correlation_id for line in logs)
+
+    # then: the service got the secret (in its env file and in its process environment) ...
+    assert http_get(f"http://127.0.0.1:{port}/health")[0] == 200
+    assert parse_env_file((app_dir / "app.env").read_text())["API_TOKEN"] == canary
+    environs = [Path(f"/proc/{pid}/environ").read_bytes() for pid in processes_in(app_dir / "src")]
+    assert environs and all(f"API_TOKEN={canary}".encode() in environ.split(b"\0") for environ in environs)
+    # ... and nothing else did: not the outcome, the result, the logs, nor any file the run left behind
+    assert canary not in done.stdout and canary not in done.stderr
+    assert canary not in result.model_dump_json()
+    assert files_containing(runner_tmp, canary) == [] and files_containing(runner_home, canary) == []
+    assert list(runner_tmp.iterdir()) == [], "the private data dir is removed after the run"
+
+
+def test_an_invalid_job_exits_2_with_one_line_naming_the_field(tmp_path: Path) -> None:
+    job = {
+        "request_id": "r1",
+        "kind": "deploy",
+        "target": LOCALHOST,
+        "project_name": "demo_app",
+        "repo_url": "/x",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "worker_image.ansible_runner", "--job", "-", "--publish"],
+        cwd=ROOT,
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "'port'" in done.stderr
+
+
+def test_a_missing_secret_fails_naming_the_reference(repo: AppRepo, secrets: SecretsPort) -> None:
+    job = deploy_job(repo, free_port(), secret_refs={"API_TOKEN": "secret://projects/p1/NOT_THERE"})
+
+    outcome = run_job(job, secrets)
+
+    assert outcome.status == "failed"
+    assert (
+        outcome.error == "secret reference secret://projects/p1/NOT_THERE (secret_refs.API_TOKEN) is missing"
+    )
+    assert outcome.exit_code is None
+
+
+def test_ping_reports_facts_of_localhost(secrets: SecretsPort) -> None:
+    job = RunnerJob.model_validate({"request_id": "ping-1", "kind": "ping", "target": LOCALHOST})
+
+    outcome = run_job(job, secrets)
+
+    assert outcome.status == "success", outcome.error
+    assert outcome.reachable is True
+    assert outcome.facts["hostname"] == socket.gethostname().split(".")[0]
+    assert outcome.facts["python"] == platform.python_version()
+    assert outcome.facts["os"] and outcome.facts["kernel"] == platform.release()
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("ssh", "ssh-agent", "ssh-keygen")), reason="needs openssh-client"
+)
+def test_an_ssh_target_that_does_not_answer_is_unreachable_and_its_key_stays_secret(
+    secrets: SecretsPort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a real private key in the secret store and an ssh target on a port where nothing listens
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "runner-test", "-f", str(tmp_path / "key")],
+        check=True,
+    )
+    key = (tmp_path / "key").read_text()
+    secrets.put("secret://servers/srv-1/ssh_key", key)
+    target = {
+        "handle": "srv-1",
+        "host": "127.0.0.1",
+        "ssh_port": free_port(),
+        "ssh_key_ref": "secret://servers/srv-1/ssh_key",
+    }
+    job = RunnerJob.model_validate(
+        {"request_id": "ping-ssh", "kind": "ping", "target": target, "timeout_s": 60}
+    )
+
+    runner_tmp = tmp_path / "runner-tmp"
+    runner_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(runner_tmp))
+
+    # when
+    outcome = run_job(job, secrets)
+
+    # then: unreachable, the key nowhere, and the ssh-agent that held it is gone with the private dir
+    assert outcome.status == "failed"
+    assert outcome.reachable is False
+    assert list(runner_tmp.iterdir()) == []
+    assert processes_named(str(runner_tmp)) == []
+    assert outcome.error is not None and outcome.error.startswith("srv-1 is unreachable:")
+    body = key.splitlines()[1]
+    assert body not in outcome.model_dump_json()
+
+
+def test_a_result_that_cannot_be_published_exits_3_after_printing_the_outcome(tmp_path: Path) -> None:
+    # given: a job that fails before Ansible (its secret is missing) and a queue file that cannot exist
+    job = RunnerJob.model_validate(
+        {
+            "request_id": "r-3",
+            "kind": "ping",
+            "target": LOCALHOST,
+            "secret_refs": {"API_TOKEN": "secret://projects/p1/NOT_THERE"},
+        }
+    )
+    env = {**os.environ, "ORCH_QUEUE_FILE": str(tmp_path / "not-a-dir" / "queue.db")}
+    (tmp_path / "not-a-dir").write_text("a file where the queue's directory should be")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "worker_image.ansible_runner", "--job", "-", "--publish"],
+        cwd=ROOT,
+        env=env,
+        input=job.model_dump_json(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "failed"
+    assert "could not publish the result" in done.stderr
+
+
+def test_provision_of_localhost_changes_nothing_and_reports_facts(secrets: SecretsPort) -> None:
+    job = RunnerJob.model_validate(
+        {"request_id": "prov-1", "kind": "provision", "target": LOCALHOST, "open_ports": [8080]}
+    )
+
+    outcome = run_job(job, secrets)
+
+    assert outcome.status == "success", outcome.error
+    assert outcome.facts["provisioned"].startswith("no")
+    assert outcome.stdout_tail is not None and "changed=0" in outcome.stdout_tail

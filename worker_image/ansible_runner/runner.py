@@ -1,0 +1,453 @@
+"""Runs one playbook for one job with ansible-runner and turns what happened into a `RunnerOutcome`.
+
+Each run gets a fresh private data dir (mode 0700, deleted afterwards, even on failure)::
+
+    <tmp>/orch-ansible-XXXX/
+        ansible.cfg            no colour, no retry files, ssh pipelining, temp dirs inside this dir
+        inventory/hosts.json   the one target
+        env/extravars          plain variables (YAML; every string tagged !unsafe: never templated)
+        env/secret_vars.yml    resolved secrets (app_secrets, git_token), passed with `-e @file`
+        env/ssh_key            the resolved private key; ansible-runner feeds it to ssh-agent
+        project/               a copy of the playbooks
+        artifacts/             ansible-runner's events and output
+
+Secret values never reach the command line, the inventory or env/extravars; tasks that use them are
+`no_log`, and every string of the outcome goes through a `Redactor` that knows the values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.observability import get_logger
+from shared.secrets.port import SecretNotFound, SecretsError, SecretsPort
+from shared.secrets.redact import Redactor
+from shared.settings import HomeSettings
+from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
+
+PLAYBOOKS_DIR: Path = Path(__file__).resolve().parent / "playbooks"
+PLAYBOOKS: dict[str, str] = {
+    "deploy": "deploy.yml",
+    "undeploy": "undeploy.yml",
+    "provision": "provision.yml",
+    "ping": "ping.yml",
+}
+TAIL_CHARS = 4000
+ERROR_CHARS = 500
+HEALTH_TIMEOUT_S = 30
+"""How long a deploy waits for the health endpoint to answer 200."""
+SERVICE_USER = "orchestrator"
+"""The user apps run as on ssh targets (systemd); on the localhost server they run as the runner's user."""
+SSH_CONNECT_TIMEOUT_S = 20
+
+_ANSIBLE_CFG = """\
+[defaults]
+nocolor = True
+retry_files_enabled = False
+interpreter_python = auto_silent
+deprecation_warnings = False
+local_tmp = {tmp}/local
+timeout = {connect_timeout}
+
+[connection]
+pipelining = True
+
+[ssh_connection]
+pipelining = True
+control_path_dir = {tmp}/cp
+"""
+
+
+class SecretProblem(Exception):
+    """A secret reference of the job could not be resolved; the message names the reference, not a value."""
+
+
+@dataclass
+class ResolvedSecrets:
+    """The job's secrets, resolved. Lives only for one run."""
+
+    app: dict[str, str] = field(default_factory=dict)
+    git_token: str = ""
+    ssh_key: str | None = None
+
+    def values(self) -> list[str]:
+        found = [*self.app.values(), self.git_token]
+        if self.ssh_key:
+            found.append(self.ssh_key)
+        return [v for v in found if v]
+
+
+def resolve_secrets(job: RunnerJob, secrets: SecretsPort) -> ResolvedSecrets:
+    """Read every secret the job references. The github token is read only for https clones."""
+    wanted: list[tuple[str, str]] = [(f"secret_refs.{name}", ref) for name, ref in job.secret_refs.items()]
+    if job.github_token_ref and job.kind == "deploy" and (job.repo_url or "").startswith("https://"):
+        wanted.append(("github_token_ref", job.github_token_ref))
+    if job.target.ssh_key_ref and not job.is_local:
+        wanted.append(("target.ssh_key_ref", job.target.ssh_key_ref))
+    values: dict[str, str] = {}
+    for purpose, reference in wanted:
+        try:
+            values[purpose] = secrets.get(reference)
+        except SecretNotFound:
+            raise SecretProblem(f"secret reference {reference} ({purpose}) is missing") from None
+        except SecretsError as error:  # the port's errors never carry values
+            raise SecretProblem(f"could not read secret reference {reference} ({purpose}): {error}") from None
+    return ResolvedSecrets(
+        app={name: values[f"secret_refs.{name}"] for name in job.secret_refs},
+        git_token=values.get("github_token_ref", ""),
+        ssh_key=values.get("target.ssh_key_ref"),
+    )
+
+
+# -- what goes into the private data dir ------------------------------------------------------------
+
+
+def build_inventory(job: RunnerJob) -> dict[str, Any]:
+    """One host, named by its handle. No secret in it: the ssh key goes to env/ssh_key."""
+    target = job.target
+    host: dict[str, Any] = {"ansible_host": target.host}
+    if job.is_local:
+        host |= {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    else:
+        host |= {
+            "ansible_connection": "ssh",
+            "ansible_user": target.ssh_user,
+            "ansible_port": target.ssh_port,
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new -o BatchMode=yes",
+        }
+        if target.ssh_user != "root":
+            host["ansible_become"] = True
+    return {"all": {"hosts": {target.handle: host}}}
+
+
+def build_extravars(job: RunnerJob, home: HomeSettings | None = None) -> dict[str, Any]:
+    """The plain variables every playbook may use; never a secret value."""
+    variables: dict[str, Any] = {
+        "orch_kind": job.kind,
+        "request_id": job.request_id,
+        "is_local": job.is_local,
+        "deploy_root": job.effective_deploy_root(home),
+        "service_user": SERVICE_USER,
+        "open_ports": list(job.open_ports),
+        "force_reinstall": job.force_reinstall,
+    }
+    if job.kind in ("deploy", "undeploy"):
+        variables |= {
+            "project_name": job.project_name,
+            "app_dir": job.app_dir(home),
+            "app_port": job.port,
+        }
+    if job.kind == "deploy":
+        variables |= {
+            "repo_url": job.repo_url,
+            "ref": job.ref,
+            "port_variable": job.port_variable,
+            "run_command": job.run_command,
+            "health_path": job.health_path,
+            "health_timeout_s": HEALTH_TIMEOUT_S,
+            "app_env": dict(job.env),
+        }
+    return variables
+
+
+def build_secret_vars(resolved: ResolvedSecrets) -> dict[str, Any]:
+    """Variables holding secret values: only ever written to the 0600 file passed with `-e @file`."""
+    return {"app_secrets": dict(resolved.app), "git_token": resolved.git_token}
+
+
+def _yaml_string(value: str) -> str:
+    if not value:
+        return '""'  # ansible-core 2.19 loads `!unsafe ""` as null; an empty string has nothing to template
+    out = ['!unsafe "']
+    for char in value:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def to_unsafe_yaml(value: Any) -> str:
+    """YAML flow style in which every string *value* is tagged `!unsafe`, so Ansible never templates it
+    (a `{{ ... }}` inside an env value stays text). Non-ASCII characters are escaped, so YAML's own line
+    breaks (NEL, LS, PS) cannot fold a value."""
+    if isinstance(value, Mapping):
+        items = (f"{json.dumps(str(k))}: {to_unsafe_yaml(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(to_unsafe_yaml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _yaml_string(value)
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    raise TypeError(f"cannot write {type(value).__name__} as a variable")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@dataclass
+class PreparedRun:
+    private_data_dir: Path
+    playbook: str
+    envvars: dict[str, str]
+    cmdline: str
+
+
+def prepare_private_data_dir(
+    root: Path,
+    job: RunnerJob,
+    resolved: ResolvedSecrets,
+    playbooks_dir: Path,
+    home: HomeSettings | None = None,
+) -> PreparedRun:
+    """Lay out everything ansible-runner needs under `root` (an empty 0700 directory)."""
+    for sub in ("env", "inventory", "tmp/local", "tmp/remote"):
+        (root / sub).mkdir(parents=True, mode=0o700)
+    shutil.copytree(playbooks_dir, root / "project", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _write_private(
+        root / "ansible.cfg", _ANSIBLE_CFG.format(tmp=root / "tmp", connect_timeout=SSH_CONNECT_TIMEOUT_S)
+    )
+    inventory = build_inventory(job)
+    if job.is_local:  # module temp files of a local run stay in the private dir
+        for host in inventory["all"]["hosts"].values():
+            host["ansible_remote_tmp"] = str(root / "tmp" / "remote")
+    _write_private(root / "inventory" / "hosts.json", json.dumps(inventory, indent=2))
+    _write_private(root / "env" / "extravars", to_unsafe_yaml(build_extravars(job, home)) + "\n")
+    secret_vars = root / "env" / "secret_vars.yml"
+    _write_private(secret_vars, to_unsafe_yaml(build_secret_vars(resolved)) + "\n")
+    if resolved.ssh_key:
+        key = resolved.ssh_key if resolved.ssh_key.endswith("\n") else resolved.ssh_key + "\n"
+        _write_private(root / "env" / "ssh_key", key)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    envvars = {
+        "PATH": path,
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOCAL_TEMP": str(root / "tmp" / "local"),
+    }
+    return PreparedRun(root, PLAYBOOKS[job.kind], envvars, f"-e @{secret_vars}")
+
+
+# -- reading the run ----------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def redacted_tails(stdout: str, stderr: str, redactor: Redactor) -> dict[str, str | None]:
+    """The last `TAIL_CHARS` of each stream, redacted first (a tail could otherwise start halfway
+    through a secret and keep its second half)."""
+    return {
+        "stdout_tail": redactor.redact(stdout)[-TAIL_CHARS:] or None,
+        "stderr_tail": redactor.redact(stderr)[-TAIL_CHARS:] or None,
+    }
+
+
+@dataclass
+class RunReport:
+    """What the events of a run say: the failure that ended it, the facts the playbook reported."""
+
+    error: str | None = None
+    reachable: bool | None = None
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def read_events(events: Iterable[Mapping[str, Any]]) -> RunReport:
+    report = RunReport()
+    for event in events:
+        name = event.get("event")
+        data = event.get("event_data") or {}
+        raw = data.get("res")
+        res: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+        if name == "runner_on_unreachable":
+            report.reachable = False
+            report.error = _one_line(f"{data.get('host', 'the target')} is unreachable: {res.get('msg', '')}")
+            continue
+        if name in ("runner_on_ok", "runner_on_failed") and report.reachable is None:
+            report.reachable = True  # a task ran there
+        if name == "runner_on_ok":
+            facts = (res.get("ansible_facts") or {}).get("orch_facts")
+            if isinstance(facts, dict):
+                report.facts = {str(k): str(v) for k, v in facts.items() if v not in (None, "")}
+        elif name == "runner_on_failed" and not data.get("ignore_errors"):
+            report.error = _failure_message(str(data.get("task", "")), res)
+    return report
+
+
+def _failure_message(task: str, res: Mapping[str, Any]) -> str:
+    message = str(res.get("msg") or "").strip()
+    detail = str(res.get("stderr") or "").strip().splitlines()
+    if detail and message in ("", "non-zero return code"):
+        message = detail[-1]
+    if task.startswith("Report "):  # the playbook's own, already readable, failure
+        return _one_line(message or task)
+    return _one_line(f"task '{task}' failed: {message or 'no message'}")
+
+
+def _error_from_output(stdout: str) -> str | None:
+    for line in reversed(stdout.splitlines()):
+        if re.search(r"\bERROR\b", line):
+            return _one_line(line)
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    return _one_line(lines[-1]) if lines else None
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def _failed(job: RunnerJob, started: float, error: str, redactor: Redactor, **fields: Any) -> RunnerOutcome:
+    return RunnerOutcome(
+        request_id=job.request_id,
+        kind=job.kind,
+        status="failed",
+        error=redactor.redact(_one_line(error)),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        health_url=job.health_url if job.kind == "deploy" else None,
+        **fields,
+    )
+
+
+def run_job(job: RunnerJob, secrets: SecretsPort, *, playbooks_dir: Path | None = None) -> RunnerOutcome:
+    """Run the job's playbook against its target. Never raises for a failed run: the outcome says why."""
+    started = time.monotonic()
+    logger = get_logger()
+    redactor = Redactor()
+    try:
+        resolved = resolve_secrets(job, secrets)
+    except SecretProblem as problem:
+        return _failed(job, started, str(problem), redactor)
+    redactor.add(*resolved.values())
+    root = Path(tempfile.mkdtemp(prefix="orch-ansible-"))  # mkdtemp makes it 0700
+    try:
+        return _run(job, resolved, root, playbooks_dir or PLAYBOOKS_DIR, redactor, started)
+    except Exception as error:  # a bug or an environment problem: still an outcome, never a secret
+        logger.error(
+            "ansible run crashed",
+            extra={"kind": job.kind, "traceback": redactor.redact(traceback.format_exc())},
+        )
+        return _failed(job, started, f"runner error: {type(error).__name__}: {error}", redactor)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(
+    job: RunnerJob,
+    resolved: ResolvedSecrets,
+    root: Path,
+    playbooks_dir: Path,
+    redactor: Redactor,
+    started: float,
+) -> RunnerOutcome:
+    import ansible_runner
+
+    logger = get_logger()
+    prepared = prepare_private_data_dir(root, job, resolved, playbooks_dir)
+    playbook_cmd = shutil.which("ansible-playbook", path=prepared.envvars["PATH"])
+    if playbook_cmd is None:
+        return _failed(
+            job,
+            started,
+            f"ansible-playbook is not on PATH ({prepared.envvars['PATH']}): install ansible-core",
+            redactor,
+        )
+    if resolved.ssh_key and shutil.which("ssh-agent", path=prepared.envvars["PATH"]) is None:
+        return _failed(job, started, "ssh-agent is not on PATH: install openssh-client", redactor)
+    logger.info(
+        "ansible run starting",
+        extra={"kind": job.kind, "target": job.target.handle, "connection": job.target.connection},
+    )
+    result = ansible_runner.run(
+        private_data_dir=str(root),
+        playbook=prepared.playbook,
+        envvars=prepared.envvars,
+        cmdline=prepared.cmdline,
+        ident="run",
+        quiet=True,
+        timeout=job.timeout_s,
+        suppress_env_files=True,
+    )
+    _stop_leftovers(root)
+    report = read_events(result.events)
+    stdout = _read_artifact(result, "stdout")
+    stderr = _read_artifact(result, "stderr")
+    status, rc = result.status, result.rc
+    duration_ms = int((time.monotonic() - started) * 1000)
+    tails: dict[str, Any] = {
+        "exit_code": rc,
+        **redacted_tails(stdout, stderr, redactor),
+        "facts": redactor.redact_obj(report.facts),
+        "reachable": report.reachable,
+    }
+    logger.info(
+        "ansible run finished",
+        extra={"kind": job.kind, "status": status, "rc": rc, "duration_ms": duration_ms},
+    )
+    if status == "successful":
+        deployed = job.kind == "deploy"
+        return RunnerOutcome(
+            request_id=job.request_id,
+            kind=job.kind,
+            status="success",
+            duration_ms=duration_ms,
+            deployed_url=job.deployed_url if deployed else None,
+            health_url=job.health_url if deployed else None,
+            **tails,
+        )
+    if status == "timeout":
+        error = f"the {job.kind} playbook did not finish within {job.timeout_s} s and was stopped"
+    elif report.error:
+        error = report.error
+    elif rc == 127:
+        error = f"ansible-playbook could not be started (exit code 127; {playbook_cmd})"
+    else:
+        error = _error_from_output(stdout + "\n" + stderr) or f"ansible-playbook failed with exit code {rc}"
+    return _failed(job, started, error, redactor, **tails)
+
+
+def _stop_leftovers(root: Path) -> None:
+    """ansible-runner wraps an ssh run in `ssh-agent sh -c ...`; the agent (holding the key) notices only
+    up to 10 s later that the run ended. Stop every process whose command line names this run's private
+    dir (Linux /proc; elsewhere the agent exits on its own)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    marker = str(root).encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGTERM)
+
+
+def _read_artifact(result: Any, name: str) -> str:
+    with contextlib.suppress(Exception):
+        with getattr(result, name) as handle:
+            return str(handle.read())
+    return ""
