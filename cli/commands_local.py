@@ -61,6 +61,12 @@ def up(
             help="all, none, or a comma list (worker_manager,scaffolder,engineering).",
         ),
     ] = "all",
+    telegram: Annotated[
+        bool,
+        typer.Option(
+            "--telegram", help="Run the Telegram bot by long polling (needs ORCH_TELEGRAM_BOT_TOKEN_REF)."
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly."""
@@ -70,7 +76,7 @@ def up(
         raise CliError(f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
                        ExitCode.CONFLICT)  # fmt: skip
     if detach:
-        _up_detached(home, port, database_url, json_output, consumers)
+        _up_detached(home, port, database_url, json_output, consumers, telegram)
         return
 
     from cli.config import write_config
@@ -78,11 +84,14 @@ def up(
 
     chosen = None if consumers == "all" else [c for c in consumers.split(",") if c and c != "none"]
     try:
-        stack = EmbeddedStack(home, port=port, database_url=database_url, consumers=chosen)
+        stack = EmbeddedStack(home, port=port, database_url=database_url, consumers=chosen, telegram=telegram)
     except ValueError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
     try:
         url = stack.start()
+    except (ValueError, RuntimeError) as exc:  # e.g. --telegram without a bot token
+        stack.stop()
+        raise CliError(str(exc), ExitCode.USAGE) from None
     except OSError as exc:
         stack.stop()
         raise CliError(
@@ -112,7 +121,8 @@ def up(
         typer.echo("stopped")
 
 
-def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool, consumers: str) -> None:
+def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool, consumers: str,
+                 telegram: bool = False) -> None:  # fmt: skip
     from cli.local.stack import StackState
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -132,6 +142,8 @@ def _up_detached(home: Path, port: int, database_url: str | None, json_output: b
     ]
     if database_url:
         args += ["--database-url", database_url]
+    if telegram:
+        args.append("--telegram")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, "ORCH_HOME": str(home)})  # fmt: skip

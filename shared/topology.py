@@ -19,6 +19,8 @@ class ConsumerSpec:
     timeout_s: int = 60
     batch_size: int = 10
     max_concurrency: int = 2
+    optional: bool = False
+    """Started by the embedded stack only when asked for (the Telegram bot needs a bot token)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,15 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         batch_size=1,
         max_concurrency=2,
     ),
+    ConsumerSpec(
+        function="telegram_bot",
+        handler="functions.telegram_bot.handler:lambda_handler",
+        queues=("telegram:updates",),
+        timeout_s=90,  # one Bot API call may wait up to 3 x 20 s on 429s
+        batch_size=5,
+        max_concurrency=2,
+        optional=True,
+    ),
 )
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
@@ -89,6 +100,8 @@ RESETTERS: tuple[str, ...] = (
     "functions.scaffolder.handler:reset",
     "functions.deploy.handler:reset",
     "functions.infra.handler:reset",
+    "functions.telegram_bot.handler:reset",
+    "functions.telegram_webhook.handler:reset",
 )
 """Per-process state of consumer functions (one 'container'); the embedded stack resets it on start and stop."""
 

@@ -72,7 +72,8 @@ def _local_user(name: str) -> str:
 
 class EmbeddedStack:
     def __init__(self, home: Path, port: int = 8787, database_url: str | None = None, host: str = "127.0.0.1",
-                 tick_s: float = 1.0, consumers: Sequence[str] | None = None) -> None:  # fmt: skip
+                 tick_s: float = 1.0, consumers: Sequence[str] | None = None,
+                 telegram: bool = False) -> None:  # fmt: skip
         self.home = home.expanduser()
         self.port = port
         self.host = host
@@ -82,7 +83,12 @@ class EmbeddedStack:
         unknown = sorted(set(consumers or ()) - set(known))
         if unknown:
             raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        self.consumers = [c for c in CONSUMERS if consumers is None or c.function in consumers]
+        self.telegram = telegram
+        self.consumers = [
+            c for c in CONSUMERS
+            if (c.function in consumers if consumers is not None else not c.optional or telegram)
+        ]  # fmt: skip
+        self._telegram: Any = None
         self.logger = get_logger()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -133,6 +139,8 @@ class EmbeddedStack:
 
         self._reset_functions()
         self._start_consumers()
+        if self.telegram:
+            self._start_telegram()
         self._spawn("scheduler", self._tick_forever)
         StackState(
             pid=os.getpid(), url=url, port=self.port, database=self._shown_db(settings), started_at=time.time(),
@@ -226,9 +234,20 @@ class EmbeddedStack:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _start_telegram(self) -> None:
+        """Long polling instead of a webhook: no public URL needed; updates go through the same queue,
+        dedupe and bot consumer as in AWS."""
+        from functions.telegram_bot.polling import TelegramPoller
+        from functions.telegram_bot.settings import TelegramSettings
+
+        self._telegram = TelegramPoller(TelegramSettings(home=self.home))
+        self._telegram.start()
+
     def stop(self) -> None:
         """Stop taking work; in-flight messages reappear after their visibility timeout."""
         self._stop.set()
+        if self._telegram is not None:
+            self._telegram.stop()
         for poller in self._pollers:
             poller.stop()
         if self.server is not None:

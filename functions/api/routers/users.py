@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import select
 
-from functions.api.auth import issue_key
-from functions.api.errors import NotFound
+from functions.api.auth import Principal, issue_key
+from functions.api.errors import Forbidden, NotFound
 from functions.api.models import ApiKey as ApiKeyRow
 from functions.api.models import User as UserRow
 from functions.api.models import utcnow
@@ -31,9 +31,17 @@ def me() -> User:
         return User.model_validate(row)
 
 
-@router.get("/users", summary="List users (admin)", tags=TAGS)
+def _admin_or_service() -> Principal:
+    """Admins, and the service (the Telegram bot recognises senders and adds users with it)."""
+    caller = principal(router)
+    if not caller.is_service:
+        caller.require_admin()
+    return caller
+
+
+@router.get("/users", summary="List users (admin or service)", tags=TAGS)
 def list_users() -> list[User]:
-    principal(router).require_admin()
+    _admin_or_service()
     with transaction() as session:
         return [
             User.model_validate(u)
@@ -41,9 +49,14 @@ def list_users() -> list[User]:
         ]
 
 
-@router.post("/users", summary="Add a user (admin)", tags=TAGS, responses={201: {"description": "Created"}})
+@router.post(
+    "/users", summary="Add a user (admin; the service adds non-admins)", tags=TAGS,
+    responses={201: {"description": "Created"}},
+)  # fmt: skip
 def add_user(body: UserCreate) -> Response[User]:
-    principal(router).require_admin()
+    caller = _admin_or_service()
+    if body.is_admin and not caller.is_admin:
+        raise Forbidden("only an admin can add an admin")
     with transaction() as session:
         return created(User.model_validate(users.create(session, body.name, body.telegram_id, body.is_admin)))
 
@@ -69,7 +82,10 @@ def list_keys(user_id: UserId) -> list[ApiKey]:
     responses={201: {"description": "Created"}},
 )
 def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
-    principal(router).require_admin()
+    caller = _admin_or_service()
+    if not caller.is_admin and set(body.scopes) - {"user"}:
+        # the service issues user-scope keys only (e.g. for a user's Product Owner worker)
+        raise Forbidden("the service can create user-scope keys only")
     with transaction() as session:
         user = session.get(UserRow, user_id)
         if user is None:
