@@ -185,3 +185,23 @@ def deploy_status(
             for d in rows
         ],
     )
+
+
+incident_app = typer.Typer(help="Incidents: services down / up, servers unreachable, repositories gone.",
+                           no_args_is_help=True)  # fmt: skip
+
+
+@incident_app.command("list")
+def incident_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
+    json_output: JsonFlag = False,
+) -> None:
+    """Recent incidents of your projects and servers, newest first."""
+    with client(ctx) as api:
+        found = api.list_incidents(limit)
+    if json_output:
+        print_json(found)
+        return
+    print_table("incidents", ["when", "kind", "what"],
+                [(i.created_at.isoformat(timespec="seconds"), i.kind, i.message) for i in found])  # fmt: skip

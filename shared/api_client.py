@@ -17,11 +17,14 @@ from shared.contracts.api import (
     Health,
     HealthChange,
     HealthReport,
+    Incident,
     OrphanWorkerCollect,
     OrphanWorkerReport,
     Page,
     PortAllocation,
     Project,
+    RepoSync,
+    RepoSyncResult,
     SecretInfo,
     Server,
     ServerCheck,
@@ -192,6 +195,17 @@ class ApiClient:
 
     def start_undeploy(self, project: str) -> Task:
         return self._as(Task, self.request("POST", f"/projects/{project}/undeploy"))
+
+    # -- sync, incidents ---------------------------------------------------------------
+
+    def list_incidents(self, limit: int = 50) -> list[Incident]:
+        return self._as(list[Incident], self.request("GET", "/incidents", params={"limit": limit}))
+
+    def record_repo_sync(self, project: str, sync: RepoSync) -> RepoSyncResult:
+        body = sync.model_dump(mode="json")
+        return self._as(
+            RepoSyncResult, self.request("POST", f"/internal/projects/{project}/repo-sync", json=body)
+        )
 
     # -- deployments -------------------------------------------------------------------
 

@@ -91,6 +91,15 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ),
     ScheduleSpec("orphan_worker_collector", 60, "stop workers whose task ended, too old, or unseen"),
     ScheduleSpec("dlq_watch", 300, "DLQ depths as metrics and an owner-facing summary"),
+    ScheduleSpec(
+        "health_checker", 60, "GET every deployed service's health URL; a flip is an incident, once"
+    ),
+    ScheduleSpec(
+        "server_sync", 300, "ping every server (Ansible facts); a server that stops answering is an incident"
+    ),
+    ScheduleSpec(
+        "github_sync", 600, "repository heads and open pull requests; a vanished repository is flagged"
+    ),
 )
 
 

@@ -28,6 +28,7 @@ from functions.api.routers import (
     projects,
     secrets,
     servers,
+    sync,
     tasks,
     users,
     workers,
@@ -145,7 +146,7 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
 
 
 for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
-               internal.router, workers.router, maintenance.router, deployments.router):  # fmt: skip
+               internal.router, workers.router, maintenance.router, deployments.router, sync.router):  # fmt: skip
     app.include_router(router)
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}

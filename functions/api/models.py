@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -91,6 +92,10 @@ class Project(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    repo_head: Mapped[str | None] = mapped_column(String(64))
+    repo_pull_requests: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    repo_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    repo_checked_at: Mapped[datetime | None]
     deployment: Mapped[Deployment | None] = relationship(lazy="selectin", viewonly=True, uselist=False)
 
     @property
@@ -184,6 +189,22 @@ class Deployment(Base):
     task_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Incident(Base):
+    """A change of state an owner is told about once: a service down / up again, a server unreachable /
+    back, a repository gone. Written in the same transaction as the compare-and-set that saw the flip."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    server_id: Mapped[str | None] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    notified_at: Mapped[datetime | None]
 
 
 class PortAllocation(Base):

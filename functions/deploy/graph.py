@@ -268,7 +268,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
             return {"outcome": "cancelled"}
         attempt = state.get("attempt") or 0
         note = f" (after fix round {attempt})" if attempt else ""
-        event(state, "progress", f"ansible: deploying {state['ref'][:12]} to {state['server_handle']}:{state['port']}{note}",
+        ref = state["ref"][:12] if len(state["ref"]) == 40 else state["ref"]
+        event(state, "progress", f"ansible: deploying {ref} to {state['server_handle']}:{state['port']}{note}",
               "deploy", 40 + 15 * attempt)  # fmt: skip
         queue.publish(
             ANSIBLE_DEPLOY_QUEUE, _ansible_message(state, "deploy", attempt, ports.github_token_ref)
@@ -447,7 +448,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_conditional_edges("deploy_wait", after_deploy, ["fix_request", "smoke"])
     graph.add_conditional_edges("smoke", after_smoke, ["fix_request", "finalize"])
     graph.add_conditional_edges("fix_request", ok("fix_wait"), ["fix_wait", "fail", END])
-    graph.add_conditional_edges("fix_wait", ok("deploy_request"), ["deploy_request", "fail", END])
+    # the fix may have changed the env contract (run command, port variable, secrets): analyze again
+    graph.add_conditional_edges("fix_wait", ok("analyze_env"), ["analyze_env", "fail", END])
     graph.add_edge("undeploy_request", "undeploy_wait")
     graph.add_conditional_edges("undeploy_wait", ok(END), ["fail", END])
     graph.add_edge("finalize", END)

@@ -27,7 +27,9 @@ class Deploy(GraphDriver):
 
     def handle(self, message: DeployMessage) -> str:
         if message.request_id.startswith(f"{message.task_id}:"):
-            return self.resume(message.request_id, {})
+            return self.resume(
+                message.request_id, {"woken_by": message.request_id}
+            )  # a falsy resume value is ignored
         return self.start(message)
 
     def start(self, message: DeployMessage) -> str:

@@ -104,7 +104,8 @@ class GraphDriver:
                 task = self.api.get_task(task_id)
                 if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
                     return "ended"
-                self.graph.invoke(Command(resume=payload), self.config(task_id))
+                # LangGraph ignores a falsy resume value (the node would just wait again)
+                self.graph.invoke(Command(resume=payload or {"resumed_by": request_id}), self.config(task_id))
                 return "resumed"
         except NotFoundError:
             return "not-ours"

@@ -263,6 +263,11 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
             # the tested commit is the tip of the base (the scaffold's, or what a person pushed)
             head = host.branch_head(state["repo_full_name"], state["branch"])
             state = {**state, "commit_sha": head or state.get("commit_sha")}
+        elif host is not None and host.branch_head(state["repo_full_name"], state["branch"]) is None:
+            # the developer changed nothing, so its branch was never pushed: the work is the base
+            base = state.get("base_ref") or "main"
+            state = {**state, "branch": base,
+                     "commit_sha": host.branch_head(state["repo_full_name"], base) or state.get("commit_sha")}  # fmt: skip
         if (host is not None and getattr(host, "supports_pull_requests", False) and state.get("commit_sha")
                 and not no_developer(state)):  # fmt: skip
             pr = host.open_pull_request(state["repo_full_name"], state["branch"], "main",

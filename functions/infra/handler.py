@@ -34,7 +34,8 @@ def build_infra(settings: InfraSettings | None = None) -> Infra:
         launcher = FargateLauncher(ecs, settings.fargate_cluster, settings.ansible_task_definition,
                                    settings.ansible_container_name,
                                    [s for s in settings.fargate_subnets.split(",") if s],
-                                   [s for s in settings.fargate_security_groups.split(",") if s])  # fmt: skip
+                                   [s for s in settings.fargate_security_groups.split(",") if s],
+                                   assign_public_ip=settings.ansible_assign_public_ip)  # fmt: skip
     else:
         from functions.infra.launch import LocalLauncher
 

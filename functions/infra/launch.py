@@ -109,9 +109,10 @@ class FargateLauncher:
     derived from the request id, so a redelivered message gets the same task back from ECS."""
 
     def __init__(self, ecs: Any, cluster: str, task_definition: str, container_name: str,
-                 subnets: list[str], security_groups: list[str]) -> None:  # fmt: skip
+                 subnets: list[str], security_groups: list[str], assign_public_ip: bool = False) -> None:  # fmt: skip
         self.ecs, self.cluster, self.task_definition = ecs, cluster, task_definition
         self.container_name, self.subnets, self.security_groups = container_name, subnets, security_groups
+        self.assign_public_ip = assign_public_ip
 
     def launch(self, job: RunnerJob) -> str:
         payload = job.model_dump_json(exclude_defaults=True)
@@ -121,7 +122,8 @@ class FargateLauncher:
             cluster=self.cluster, taskDefinition=self.task_definition, launchType="FARGATE", count=1,
             startedBy=STARTED_BY, clientToken=job_key(job.request_id),
             networkConfiguration={"awsvpcConfiguration": {
-                "subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "DISABLED"}},
+                "subnets": self.subnets, "securityGroups": self.security_groups,
+                "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED"}},
             overrides={"containerOverrides": [{
                 "name": self.container_name,
                 "command": ["--job-env", JOB_ENV, "--publish"],

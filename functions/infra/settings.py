@@ -25,3 +25,10 @@ class InfraSettings(ServiceApiSettings, QueueSettings):
     ansible_container_name: str = "ansible"
     fargate_subnets: Annotated[str, Field(description="Comma-separated subnet ids.")] = ""
     fargate_security_groups: Annotated[str, Field(description="Comma-separated security group ids.")] = ""
+    ansible_assign_public_ip: Annotated[
+        bool,
+        Field(
+            description="Give each runner task a public IP (public subnets without a NAT gateway: the only "
+            "way out to target servers and git hosts); false behind a NAT gateway."
+        ),
+    ] = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
@@ -31,6 +32,12 @@ class JobPorts:
     @cached_property
     def queue(self) -> QueuePort:
         return self.queue_factory()
+
+    @cached_property
+    def repo_host(self) -> Any:
+        from shared.repos.factory import RepoHostSettings, build_repo_host
+
+        return build_repo_host(RepoHostSettings(home=self.settings.home))
 
 
 Job = Callable[[JobPorts], dict[str, int]]
@@ -115,9 +122,87 @@ def dlq_watch(ports: JobPorts) -> dict[str, int]:
     }
 
 
+def health_checker(ports: JobPorts) -> dict[str, int]:
+    """GET every deployed service's health URL; the API records a flip (up -> down, down -> up) as an
+    incident exactly once, however many checkers overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    settings = ports.settings
+    deployments = ports.api.list_deployments(status="deployed")[: settings.sync_batch]
+
+    def check(url: str) -> tuple[bool, str]:
+        try:
+            response = httpx.get(url, timeout=settings.health_check_timeout_s, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return response.status_code == 200, f"HTTP {response.status_code}"
+
+    with ThreadPoolExecutor(max_workers=settings.health_check_concurrency) as pool:
+        outcomes = list(pool.map(check, [d.health_url for d in deployments]))
+    counts = {"checked": len(deployments), "up": 0, "down": 0, "changed": 0}
+    for deployment, (ok, detail) in zip(deployments, outcomes, strict=True):
+        counts["up" if ok else "down"] += 1
+        change = ports.api.report_health(deployment.project_id, "up" if ok else "down", detail)
+        counts["changed"] += int(change.changed)
+    return counts
+
+
+def server_sync(ports: JobPorts) -> dict[str, int]:
+    """Ask the infra department to ping every server (an Ansible facts run). One request id per server
+    per schedule window, so overlapping ticks launch one run; the result updates the server's status
+    (and opens an incident on a flip) when it arrives on provisioner:results."""
+    import time
+
+    from shared.contracts import PROVISIONER_QUEUE, ProvisionerMessage
+
+    window = int(time.time() // ports.settings.server_sync_every_s)
+    servers = ports.api.list_servers()[: ports.settings.sync_batch]
+    messages = [ProvisionerMessage(request_id=f"sync:{s.handle}:{window}", server_handle=s.handle, job_type="ping")
+                for s in servers]  # fmt: skip
+    for start in range(0, len(messages), 10):
+        ports.queue.publish_batch(PROVISIONER_QUEUE, messages[start : start + 10])
+    return {"servers": len(servers), "pings": len(messages)}
+
+
+def github_sync(ports: JobPorts) -> dict[str, int]:
+    """Each project's repository: default-branch head and open pull requests, stored on the project; a
+    repository that disappeared is flagged (an incident, once)."""
+    from shared.contracts.api import RepoSync
+    from shared.repos.port import RepoHostError
+
+    host = ports.repo_host
+    counts = {"projects": 0, "synced": 0, "missing": 0, "errors": 0, "changed": 0}
+    for project in ports.api.list_projects()[: ports.settings.sync_batch]:
+        if not project.repo_url or project.status == "archived":
+            continue
+        counts["projects"] += 1
+        full_name = f"{ports.settings.repo_owner}/{project.name}"
+        try:
+            info = host.get_repo(full_name)
+            if info is None:
+                sync = RepoSync(missing=True)
+                counts["missing"] += 1
+            else:
+                pulls = [{"number": p.number, "url": p.url, "state": p.state, "head": p.head, "base": p.base,
+                          "title": p.title} for p in host.list_pull_requests(full_name)]  # fmt: skip
+                sync = RepoSync(head=host.branch_head(full_name, info.default_branch), pull_requests=pulls)
+        except RepoHostError as exc:
+            counts["errors"] += 1
+            get_logger().warning("repository sync failed", extra={"project": project.name, "error": str(exc)})
+            continue
+        counts["changed"] += int(ports.api.record_repo_sync(project.id, sync).changed)
+        counts["synced"] += 1
+    return counts
+
+
 JOBS: dict[str, Job] = {
     "outbox_sweep": outbox_sweep,
     "stuck_task_reaper": stuck_task_reaper,
     "orphan_worker_collector": orphan_worker_collector,
     "dlq_watch": dlq_watch,
+    "health_checker": health_checker,
+    "server_sync": server_sync,
+    "github_sync": github_sync,
 }

@@ -35,3 +35,14 @@ class SchedulerSettings(ServiceApiSettings, QueueSettings):
     maintenance_batch: Annotated[
         int, Field(ge=1, le=500, description="Rows a repair job handles per tick.")
     ] = 50
+    health_check_timeout_s: Annotated[float, Field(gt=0, le=30, description="Per health GET.")] = 5.0
+    health_check_concurrency: Annotated[int, Field(ge=1, le=64, description="Health GETs in flight.")] = 8
+    sync_batch: Annotated[
+        int, Field(ge=1, le=1000, description="Projects / servers a sync job handles per tick.")
+    ] = 200
+    server_sync_every_s: Annotated[
+        int, Field(ge=60, description="server_sync's schedule; one ping per server per window.")
+    ] = 300
+    repo_owner: Annotated[
+        str, Field(description="Owner part of the projects' owner/name (as engineering).")
+    ] = "orchestrator"

@@ -128,6 +128,10 @@ class Project(Out):
     created_at: datetime
     updated_at: datetime
     deployed_url: str | None = None
+    repo_head: str | None = None
+    repo_pull_requests: list[dict[str, Any]] = Field(default_factory=list)
+    repo_missing: bool = False
+    repo_checked_at: datetime | None = None
 
 
 # -- tasks --------------------------------------------------------------------------------
@@ -421,6 +425,36 @@ class HealthReport(Dto):
 
     health: Literal["up", "down"]
     detail: Annotated[str, Field(max_length=1000)] = ""
+
+
+class RepoSync(Dto):
+    """Internal (github_sync): what the repository host says about a project's repository now."""
+
+    missing: bool = False
+    head: Annotated[str | None, Field(max_length=64)] = None
+    pull_requests: list[dict[str, Any]] = Field(default_factory=list, max_length=500)
+
+
+class RepoSyncResult(Out):
+    project: Project
+    changed: bool
+    """True for exactly one reporter when the repository disappears or comes back."""
+
+
+IncidentKind = Literal[
+    "service_down", "service_up", "server_unreachable", "server_up", "repo_missing", "repo_back"
+]
+
+
+class Incident(Out):
+    id: str
+    owner_id: str
+    project_id: str | None
+    server_id: str | None
+    kind: IncidentKind
+    message: str
+    created_at: datetime
+    notified_at: datetime | None
 
 
 class HealthChange(Out):

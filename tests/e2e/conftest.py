@@ -22,14 +22,14 @@ def cli(tmp_path: Path) -> CliRunner:
     """Runs the real `orchestrator` console script in a subprocess with a private ORCH_HOME."""
 
     def run(
-        *args: str, env: dict[str, str] | None = None, input: str | None = None
+        *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         full_env["ORCH_HOME"] = os.environ["ORCH_HOME"]
         full_env.update(env or {})
         return subprocess.run(
             [*orchestrator_executable(), *args],
-            capture_output=True, text=True, env=full_env, input=input, timeout=60, check=False,
+            capture_output=True, text=True, env=full_env, input=input, timeout=timeout, check=False,
         )  # fmt: skip
 
     return run

@@ -90,12 +90,15 @@ def main(argv: list[str] | None = None) -> int:
                 error=f"the ansible runner crashed ({type(error).__name__}); see its log",
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
-            if args.publish:  # best effort, so whoever waits for the result is not left hanging
+            print(outcome.model_dump_json(), flush=True)
+            if args.publish:  # whoever waits for the result must not be left hanging
                 try:
                     _publish(job, outcome)
                 except Exception:
                     logger.exception("could not publish the crash result")
-            print(outcome.model_dump_json(), flush=True)
+                    return EXIT_CRASHED
+                # the failure is published: exit 0, or the launcher would publish a second one
+                return EXIT_OK
             return EXIT_CRASHED
         print(outcome.model_dump_json(), flush=True)
         if args.publish:

@@ -10,12 +10,13 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import delete, select, update
 
 from functions.api.deps import get_deps
-from functions.api.errors import NotFound, Unprocessable
+from functions.api.errors import Forbidden, NotFound, Unprocessable
 from functions.api.models import PortAllocation as PortAllocationRow
+from functions.api.models import Project as ProjectRow
 from functions.api.models import Server as ServerRow
 from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
-from functions.api.services import lookup, servers
+from functions.api.services import incidents, lookup, servers
 from shared.contracts.api import (
     PortAllocation,
     PortRequest,
@@ -78,7 +79,10 @@ def get_server(handle: HandleParam) -> Server:
 @router.delete("/servers/<handle>", summary="Remove a server and free its ports", tags=TAGS)
 def remove_server(handle: HandleParam) -> Server:
     with transaction() as session:
-        row = lookup.server(session, principal(router), handle, for_update=True)
+        caller = principal(router)
+        row = lookup.server(session, caller, handle, for_update=True)
+        if not (caller.sees_all() or row.owner_id == caller.user_id):
+            raise Forbidden(f"server {handle!r} is shared: only an admin can remove it")
         dto = Server.model_validate(row)
         session.execute(delete(PortAllocationRow).where(PortAllocationRow.server_id == row.id))
         session.delete(row)
@@ -111,12 +115,15 @@ def allocate_port(handle: HandleParam, body: PortRequest) -> Response[PortAlloca
 @router.get("/servers/<handle>/ports", summary="Ports allocated on a server", tags=TAGS)
 def list_ports(handle: HandleParam) -> list[PortAllocation]:
     with transaction() as session:
-        server = lookup.server(session, principal(router), handle)
-        rows = session.execute(
-            select(PortAllocationRow)
-            .where(PortAllocationRow.server_id == server.id)
-            .order_by(PortAllocationRow.port)
-        ).scalars()
+        caller = principal(router)
+        server = lookup.server(session, caller, handle)
+        stmt = select(PortAllocationRow).where(PortAllocationRow.server_id == server.id)
+        if not (caller.sees_all() or server.owner_id == caller.user_id):
+            # a shared server: a user sees the ports of their own projects only
+            stmt = stmt.join(ProjectRow, ProjectRow.id == PortAllocationRow.project_id).where(
+                ProjectRow.owner_id == caller.user_id
+            )
+        rows = session.execute(stmt.order_by(PortAllocationRow.port)).scalars()
         return [
             PortAllocation(
                 server_handle=server.handle, port=r.port, project_id=r.project_id, created_at=r.created_at
@@ -170,4 +177,9 @@ def record_check(handle: HandleParam, body: ServerCheck) -> ServerCheckResult:
         )
         changed = result.rowcount == 1 and previous != body.status
         session.refresh(row)
+        if changed and previous != "unknown":
+            text = (f"server {row.handle} ({row.host}) does not answer" if body.status == "unreachable"
+                    else f"server {row.handle} ({row.host}) answers again")  # fmt: skip
+            kind = "server_unreachable" if body.status == "unreachable" else "server_up"
+            incidents.record(session, row.owner_id, kind, text, server_id=row.id)
         return ServerCheckResult(server=Server.model_validate(row), previous_status=previous, changed=changed)

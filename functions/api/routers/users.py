@@ -90,6 +90,8 @@ def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
         user = session.get(UserRow, user_id)
         if user is None:
             raise NotFound(f"user {user_id!r} not found")
+        if user.is_admin and not caller.is_admin:
+            raise Forbidden("the service cannot create keys for an admin user")
         row, plaintext = issue_key(session, user, body.name, list(body.scopes))
         return created(ApiKeyCreated(**ApiKey.model_validate(row).model_dump(), key=plaintext))
 

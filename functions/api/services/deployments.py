@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from functions.api.auth import Principal
 from functions.api.errors import NotFound
 from functions.api.models import Deployment, Project, Server, new_id, utcnow
-from functions.api.services import lookup
+from functions.api.services import incidents, lookup
 from shared.contracts.api import Deployment as DeploymentDto
 from shared.contracts.api import DeploymentRecord, HealthChange, HealthReport
 
@@ -64,6 +64,9 @@ def record(session: Session, principal: Principal, project_id: str, body: Deploy
     row.ref, row.status, row.task_id, row.updated_at = body.ref, body.status, body.task_id, now
     if body.status == "deployed":
         # a fresh deploy passed its smoke test: it is up, and a later 'down' is a real change
+        if row.health == "down":
+            incidents.record(session, project.owner_id, "service_up",
+                             f"{project.name} is up again (redeployed): {body.health_url} answers", project_id=project.id)  # fmt: skip
         if moved or row.health != "up":
             row.health, row.health_changed_at = "up", now
         row.checked_at = now
@@ -97,4 +100,12 @@ def report_health(session: Session, project_id: str, report: HealthReport) -> He
     project = session.get(Project, row.project_id)
     server = session.get(Server, row.server_id)
     assert project is not None and server is not None
+    if changed and previous != "unknown":
+        if report.health == "down":
+            text = (
+                f"{project.name} is DOWN: {row.health_url} does not answer ({report.detail or 'no detail'})"
+            )
+        else:
+            text = f"{project.name} is up again: {row.health_url} answers"
+        incidents.record(session, project.owner_id, f"service_{report.health}", text, project_id=project.id)
     return HealthChange(deployment=to_dto(row, project, server), previous=previous, changed=changed)  # type: ignore[arg-type]
