@@ -72,6 +72,22 @@ def _as_text(value: Any, default: str) -> str:
     return default if value is None else str(value).strip()
 
 
+def _as_telegram_admins(key: str, value: Any) -> tuple[int, ...]:
+    """Telegram user ids: `-c telegram_admins=111,222`, or a JSON list / number in cdk.json."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    admins: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if isinstance(item, bool) or not re.fullmatch(r"[1-9][0-9]{0,19}", text):
+            raise ConfigError(f"context {key}={value!r} must be comma-separated Telegram user ids")
+        admins.append(int(text))
+    return tuple(admins)
+
+
 def _as_email(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
@@ -101,6 +117,8 @@ class StackConfig:
     """Refuse to synthesize with a layer that `python -m layers.build` has not built (or built stale)."""
     layers_dir: str = constants.DEFAULT_LAYERS_DIR
     """Where `python -m layers.build` wrote the layers; relative paths are from the repository root."""
+    telegram_admins: tuple[int, ...] = ()
+    """Telegram user ids the bot lets /adduser (ORCH_TELEGRAM_ADMINS); none by default."""
 
     @property
     def stack_name(self) -> str:
@@ -150,4 +168,7 @@ class StackConfig:
                 constants.CONTEXT_REQUIRE_LAYERS, get(constants.CONTEXT_REQUIRE_LAYERS), False
             ),
             layers_dir=_as_text(get(constants.CONTEXT_LAYERS_DIR), constants.DEFAULT_LAYERS_DIR),
+            telegram_admins=_as_telegram_admins(
+                constants.CONTEXT_TELEGRAM_ADMINS, get(constants.CONTEXT_TELEGRAM_ADMINS)
+            ),
         )

@@ -11,15 +11,20 @@ from collections.abc import Mapping
 
 from shared.contracts import (
     ANSIBLE_DEPLOY_QUEUE,
+    ANSIBLE_DEPLOY_RESULTS,
     DEPLOY_QUEUE,
     ENGINEERING_QUEUE,
+    PO_INBOX,
     PROGRESS_EVENTS,
     PROVISIONER_QUEUE,
+    PROVISIONER_RESULTS,
     SCAFFOLDER_QUEUE,
     SCAFFOLDER_RESULTS,
+    TELEGRAM_UPDATES,
     WORKER_COMMANDS,
     WORKER_RESPONSES,
 )
+from shared.idempotency import DYNAMODB_PARTITION_KEY, DYNAMODB_TTL_ATTRIBUTE
 
 # -- app, stack, context -------------------------------------------------------------------
 
@@ -42,6 +47,7 @@ CONTEXT_GITHUB_OWNER_IS_ORG = "github_owner_is_org"
 CONTEXT_GITHUB_TOKEN_REF = "github_token_ref"  # noqa: S105 - a context key
 CONTEXT_WORKER_AGENT_PACKAGES = "worker_agent_packages"
 CONTEXT_REQUIRE_LAYERS = "require_layers"
+CONTEXT_TELEGRAM_ADMINS = "telegram_admins"
 CONTEXT_LAYERS_DIR = "layers_dir"
 
 DEFAULT_ENABLE_NAT_GATEWAY = False
@@ -99,12 +105,21 @@ CONSUMER_TIMEOUT_SECONDS: Mapping[str, int] = {
     DEPLOY_QUEUE: 300,
     WORKER_RESPONSES: 300,
     SCAFFOLDER_RESULTS: 300,
+    # The deploy graph resumes on its results; its smoke test waits up to ~30 s inside one step.
+    ANSIBLE_DEPLOY_RESULTS: 300,
+    PROVISIONER_RESULTS: 300,
+    # No consumer yet (the Product Owner worker): sized like the graph consumers, since one message
+    # is one agent turn (an LLM call or two); a consumer that needs longer moves this with it.
+    PO_INBOX: 300,
     # Copier + git push of a fresh repository.
     SCAFFOLDER_QUEUE: 300,
-    # These only start or stop Fargate tasks.
+    # These only start or stop Fargate tasks (in AWS the playbook runs in the Ansible runner task,
+    # not inside the infra function: see AWS_LAUNCH_ONLY_CONSUMERS).
     PROVISIONER_QUEUE: 60,
     ANSIBLE_DEPLOY_QUEUE: 60,
     WORKER_COMMANDS: 60,
+    # The bot consumer: one Bot API call may wait up to 3 x 20 s on 429s (shared.topology).
+    TELEGRAM_UPDATES: 90,
     # Fan-out of progress events to the API and Telegram.
     PROGRESS_EVENTS: 30,
 }
@@ -138,6 +153,13 @@ CHECKPOINT_S3_KEY_PREFIX = "checkpoints"
 # The saver's own rounding: whole days, rounded up, at least one.
 CHECKPOINT_S3_EXPIRATION_DAYS = max(1, (CHECKPOINT_TTL_SECONDS + 86_399) // 86_400)
 CHECKPOINT_TTL_TAG_KEY = "ttl-days"
+
+# The claims table of `shared.idempotency.DynamoDbIdempotency` (Telegram update ids, refusal
+# cool-downs): a string partition key and the epoch-seconds TTL attribute the adapter writes.
+IDEMPOTENCY_PARTITION_KEY = DYNAMODB_PARTITION_KEY
+IDEMPOTENCY_TTL_ATTRIBUTE = DYNAMODB_TTL_ATTRIBUTE
+IDEMPOTENCY_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
+"""What the adapter calls: a conditional put to claim, a delete to release; it never reads an item."""
 
 
 def checkpoint_lifecycle_rule_id(key_prefix: str = CHECKPOINT_S3_KEY_PREFIX) -> str:
@@ -207,11 +229,18 @@ SCHEDULER_FUNCTION = "scheduler"
 WORKER_MANAGER_FUNCTION = "worker-manager"
 SCAFFOLDER_FUNCTION = "scaffolder"
 ENGINEERING_FUNCTION = "engineering"
+DEPLOY_FUNCTION = "deploy"
+INFRA_FUNCTION = "infra"
+INFRA_EVENTS_FUNCTION = "infra-events"
+TELEGRAM_BOT_FUNCTION = "telegram-bot"
+TELEGRAM_WEBHOOK_FUNCTION = "telegram-webhook"
 
 API_HANDLER = "functions.api.handler.lambda_handler"
 DEPLOY_HOOK_HANDLER = "orchestrator_deploy_hook.on_deploy"
 """In the deploy-hook source layer (`layers/deploy_hook/python`), next to the API's code."""
 WORKER_EVENTS_HANDLER = "functions.worker_manager.handler.ecs_event_handler"
+INFRA_EVENTS_HANDLER = "functions.infra.handler.ecs_event_handler"
+TELEGRAM_WEBHOOK_HANDLER = "functions.telegram_webhook.handler.lambda_handler"
 
 
 def function_name_part(topology_name: str) -> str:
@@ -227,6 +256,14 @@ FUNCTION_LAYERS: Mapping[str, tuple[str, ...]] = {
     SCHEDULER_FUNCTION: ("base",),
     SCAFFOLDER_FUNCTION: ("scaffold",),
     ENGINEERING_FUNCTION: ("graph",),
+    DEPLOY_FUNCTION: ("graph",),
+    # Launches the Ansible runner (boto3 from the runtime); imports worker_image.ansible_runner's
+    # job models from the code asset, which are pydantic only.
+    INFRA_FUNCTION: ("base",),
+    INFRA_EVENTS_FUNCTION: ("base",),
+    TELEGRAM_BOT_FUNCTION: ("bot",),
+    # The ack path: never aiogram (~2 s to import), only settings, the queue and the claims table.
+    TELEGRAM_WEBHOOK_FUNCTION: ("base",),
 }
 """Each function's layers (`layers/<name>.txt`, or the source layer `deploy-hook`): only what it imports."""
 
@@ -239,6 +276,12 @@ FUNCTION_MEMORY_MB: Mapping[str, int] = {
     SCHEDULER_FUNCTION: 256,
     SCAFFOLDER_FUNCTION: 1024,
     ENGINEERING_FUNCTION: 1024,
+    DEPLOY_FUNCTION: 1024,
+    INFRA_FUNCTION: 256,
+    INFRA_EVENTS_FUNCTION: 256,
+    # aiogram's import alone is ~2 s on a laptop core; more memory is more CPU for the cold start.
+    TELEGRAM_BOT_FUNCTION: 512,
+    TELEGRAM_WEBHOOK_FUNCTION: 256,
 }
 
 API_TIMEOUT_SECONDS = 29
@@ -246,7 +289,16 @@ API_TIMEOUT_SECONDS = 29
 DEPLOY_HOOK_TIMEOUT_SECONDS = 300
 """Waits up to two minutes for the database (a first rotation may be running), then migrates."""
 WORKER_EVENTS_TIMEOUT_SECONDS = 60
+INFRA_EVENTS_TIMEOUT_SECONDS = 60
 SCHEDULER_TIMEOUT_SECONDS = 60
+TELEGRAM_WEBHOOK_TIMEOUT_SECONDS = 15
+"""The ack path: claim, queue, answer; a cold start resolves the webhook secret first. Telegram
+retries an update it got no 2xx for, and duplicates are dropped by the claim."""
+
+AWS_LAUNCH_ONLY_CONSUMERS: frozenset[str] = frozenset({INFRA_FUNCTION})
+"""Consumers whose `shared.topology` timeout covers the embedded run (the playbook runs inside the
+call there); in AWS they only start a Fargate task, so their function timeout is the shorter one
+their queues were sized for (CONSUMER_TIMEOUT_SECONDS)."""
 
 SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
 """Lambda's lower bound for an SQS event source's maximum concurrency; a smaller table value is raised to it."""
@@ -257,6 +309,12 @@ QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
     WORKER_MANAGER_FUNCTION: (WORKER_RESPONSES,),
     SCAFFOLDER_FUNCTION: (SCAFFOLDER_RESULTS,),
     ENGINEERING_FUNCTION: (SCAFFOLDER_QUEUE, WORKER_COMMANDS),
+    DEPLOY_FUNCTION: (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE),
+    # A job that cannot even be built (or a runner task that died) still answers with a failed result.
+    INFRA_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
+    INFRA_EVENTS_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
+    TELEGRAM_BOT_FUNCTION: (PO_INBOX,),
+    TELEGRAM_WEBHOOK_FUNCTION: (TELEGRAM_UPDATES,),
 }
 """Which queues each function may send to (consuming is granted by its event sources)."""
 
@@ -274,6 +332,15 @@ Manager `<resource prefix>/projects/...`, `<resource prefix>/servers/...`)."""
 DEFAULT_GITHUB_TOKEN_REF = "secret://github/token"  # noqa: S105 - a reference, not a token
 """Secrets Manager `<resource prefix>/github/token`, created by the operator (README: Deploy to AWS)."""
 
+# -- telegram ------------------------------------------------------------------------------
+
+TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
+"""The HTTP API route Telegram posts updates to (`orchestrator telegram set-webhook --url <ApiUrl>/telegram/webhook`)."""
+TELEGRAM_WEBHOOK_SECRET_LENGTH = 64
+"""Letters and digits only: inside Telegram's secret_token alphabet (1-256 of A-Za-z0-9_-)."""
+TELEGRAM_BOT_TOKEN_PLACEHOLDER_LENGTH = 32
+"""The bot token secret starts as random letters (not a valid token) until the operator puts the real one."""
+
 # -- workers (ECS Fargate) -----------------------------------------------------------------
 
 WORKER_CLUSTER_SUFFIX = "workers"
@@ -289,6 +356,11 @@ ANSIBLE_CONTAINER_NAME = "ansible-runner"
 ANSIBLE_CPU = 512
 ANSIBLE_MEMORY_MIB = 1024
 ANSIBLE_DOCKERFILE = "worker_image/ansible.Dockerfile"
+ANSIBLE_SERVICE_NAME = "ansible-runner"
+"""ORCH_SERVICE_NAME of the runner's logs."""
+SSH_PORT = 22
+"""The runner reaches target servers on 22 (worker_image.ansible_runner.job.Target.ssh_port's default,
+the only port the infra function sets)."""
 IMAGE_DOCKERIGNORE = "worker_image/Dockerfile.dockerignore"
 """Both images build from the repository root; this file says what of it is their build context."""
 DEFAULT_WORKER_AGENT_PACKAGES = "@anthropic-ai/claude-code"

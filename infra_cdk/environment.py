@@ -59,3 +59,17 @@ def repo_host(config: StackConfig) -> Environment:
         # New repositories are created as <owner>/<name> (functions.engineering.settings.repo_owner).
         env["ORCH_REPO_OWNER"] = config.github_owner
     return env
+
+
+def idempotency(table_name: str) -> Environment:
+    """`shared.idempotency.IdempotencySettings` on DynamoDB."""
+    return {"ORCH_IDEMPOTENCY_BACKEND": "dynamodb", "ORCH_IDEMPOTENCY_TABLE": table_name}
+
+
+def telegram_admins(config: StackConfig) -> Environment:
+    """`ORCH_TELEGRAM_ADMINS`: comma-separated ids (empty: nobody may /adduser)."""
+    return {"ORCH_TELEGRAM_ADMINS": ",".join(str(admin) for admin in config.telegram_admins)}
+
+
+def region(region_name: str) -> Environment:
+    return {"ORCH_AWS_REGION": region_name}

@@ -17,6 +17,7 @@ from infra_cdk.constructs.observability import Observability
 from infra_cdk.constructs.runtime import LambdaRuntime
 from infra_cdk.constructs.schedules import Schedules
 from infra_cdk.constructs.state import State
+from infra_cdk.constructs.telegram import Telegram
 from infra_cdk.constructs.workers import Workers
 
 
@@ -54,8 +55,18 @@ class OrchestratorStack(Stack):
             config=config,
             network=self.network,
             runtime=self.runtime,
+            messaging=self.messaging,
             api_url=self.api.url,
             service_key_secret=self.api.service_key_secret,
+        )
+        self.telegram = Telegram(
+            self,
+            "Telegram",
+            config=config,
+            runtime=self.runtime,
+            messaging=self.messaging,
+            http_api=self.api.http_api,
+            idempotency_table=self.state.idempotency_table,
         )
         self.consumers = Consumers(
             self,
@@ -64,7 +75,9 @@ class OrchestratorStack(Stack):
             runtime=self.runtime,
             messaging=self.messaging,
             checkpoint_table=self.state.checkpoint_table,
+            idempotency_table=self.state.idempotency_table,
             workers=self.workers,
+            telegram=self.telegram,
             api_url=self.api.url,
             service_key_secret=self.api.service_key_secret,
         )
@@ -127,6 +140,22 @@ class OrchestratorStack(Stack):
                 "Secrets Manager secret with the DB credentials",
             ),
             "CheckpointTableName": (self.state.checkpoint_table.table_name, "LangGraph checkpoint table"),
+            "IdempotencyTableName": (
+                self.state.idempotency_table.table_name,
+                "Idempotency claims (Telegram update ids, refusal cool-downs)",
+            ),
+            "TelegramWebhookUrl": (
+                f"{self.api.url}{self.telegram.webhook_path}",
+                "orchestrator telegram set-webhook --url <this>",
+            ),
+            "TelegramBotTokenSecretArn": (
+                self.telegram.bot_token_secret.secret_arn,
+                "Put the bot token from @BotFather here after the first deploy (it starts as a placeholder)",
+            ),
+            "TelegramWebhookSecretArn": (
+                self.telegram.webhook_secret.secret_arn,
+                "The generated webhook secret (ORCH_TELEGRAM_WEBHOOK_SECRET_REF=secret://<this> for set-webhook)",
+            ),
             "ArtifactsBucketName": (
                 self.state.artifacts_bucket.bucket_name,
                 "Artifacts and large checkpoints",

@@ -291,11 +291,12 @@ def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: i
     code = measure(REPO_ROOT, code_asset_files())
     print(f"\ncode asset: {code.files} files, {_mb(code.unzipped).strip()} MB unzipped, "
           f"{_mb(code.zipped).strip()} MB zipped (shared by every function)\n", file=stream)  # fmt: skip
-    print(f"{'function':<16}{'layers':<22}{'unzipped MB':>12}{'zipped MB':>11}  limits", file=stream)
+    width = max(16, *(len(function) + 2 for function in FUNCTION_LAYERS))
+    print(f"{'function':<{width}}{'layers':<22}{'unzipped MB':>12}{'zipped MB':>11}  limits", file=stream)
     for function, layers in sorted(FUNCTION_LAYERS.items()):
         sizes = [layer_sizes.get(layer) for layer in layers]
         if any(size is None for size in sizes):
-            print(f"{function:<16}{'+'.join(layers):<22}{'-':>12}{'-':>11}  layer missing", file=stream)
+            print(f"{function:<{width}}{'+'.join(layers):<22}{'-':>12}{'-':>11}  layer missing", file=stream)
             continue
         unzipped = code.unzipped + sum(size.unzipped for size in sizes if size)
         zipped = code.zipped + sum(size.zipped for size in sizes if size)
@@ -304,7 +305,7 @@ def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: i
         ok = ok and not over
         verdict = "OVER " + ", ".join(over) if over else "ok"
         print(
-            f"{function:<16}{'+'.join(layers):<22}{_mb(unzipped):>12}{_mb(zipped):>11}  {verdict}",
+            f"{function:<{width}}{'+'.join(layers):<22}{_mb(unzipped):>12}{_mb(zipped):>11}  {verdict}",
             file=stream,
         )
     return ok

@@ -63,7 +63,11 @@ def lambda_handler(event: dict[str, Any], context: Any, infra: Infra | None = No
     queue = logical_from_arn(records[0]["eventSourceARN"]) if records else ANSIBLE_DEPLOY_QUEUE
     if queue not in (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE):
         raise ValueError(f"the infra function does not consume {queue}")
-    return process_queue_event(event, queue, lambda message, _record: active.handle(message), context)
+
+    def handle(message: Any, _record: Any) -> None:
+        active.handle(message)
+
+    return process_queue_event(event, queue, handle, context)
 
 
 def ecs_event_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:

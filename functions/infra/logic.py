@@ -84,6 +84,6 @@ class Infra:
         else:
             job = RunnerJob.model_construct(request_id=message.request_id, correlation_id=message.correlation_id,
                                             kind=message.job_type,
-                                            target=Target.model_construct(handle=message.server_handle, host=None))  # fmt: skip
+                                            target=Target.model_construct(handle=message.server_handle, host=""))  # fmt: skip
         self.logger.warning("ansible job refused", extra={"request_id": message.request_id, "error": error})
         publish_failure(self.queue, job, error)

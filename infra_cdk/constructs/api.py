@@ -14,7 +14,8 @@
 - **Migrations on deploy**: a CDK trigger invokes the deploy hook after the database exists and
   again whenever the code changes; a failed migration fails the deploy.
 - **Authentication happens in the function** (API keys checked before routing, `functions.api.handler`);
-  the gateway only throttles and logs.
+  the gateway only throttles and logs. The one other route, `POST /telegram/webhook`, is added by
+  `infra_cdk.constructs.telegram` with its own function, which checks Telegram's secret header.
 """
 
 from __future__ import annotations

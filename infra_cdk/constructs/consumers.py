@@ -9,9 +9,14 @@ added there shows up here (and fails the synth loudly until its wiring below say
   source's maximum concurrency is 2; a smaller value in the table is raised to it (the embedded
   stack still runs one poller).
 - The timeout is the one the queue's visibility timeout was sized from (`constants.
-  CONSUMER_TIMEOUT_SECONDS`): visibility stays at least six timeouts.
+  CONSUMER_TIMEOUT_SECONDS`): visibility stays at least six timeouts. It must equal the topology's,
+  except for `constants.AWS_LAUNCH_ONLY_CONSUMERS` (infra): in AWS it only starts an Ansible runner
+  task, while its topology timeout covers the embedded run, where the playbook runs inside the call.
 - Consumers run outside the VPC: they reach the API over HTTPS and GitHub on the internet, with
-  no NAT gateway; none of them touches the database.
+  no NAT gateway; none of them touches the database. The deploy function must stay out: its smoke
+  test GETs the deployed service on the internet, which the private subnets cannot reach without NAT.
+- The Telegram bot is `optional` in the topology (the embedded stack needs a token to start it); in
+  AWS it is always deployed, and reads its token from the secret `infra_cdk.constructs.telegram` made.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from infra_cdk.constructs.runtime import (
     pascal,
     secret_arns_for_reference,
 )
+from infra_cdk.constructs.telegram import Telegram, grant_claims
 from infra_cdk.constructs.workers import Workers
 from shared.topology import CONSUMERS, ConsumerSpec
 
@@ -41,6 +47,19 @@ from shared.topology import CONSUMERS, ConsumerSpec
 def consumer_timeout_seconds(spec: ConsumerSpec) -> int:
     """The shortest timeout any of its queues was sized for (one function serves all its queues)."""
     return min(constants.consumer_timeout_seconds(queue) for queue in spec.queues)
+
+
+def check_consumer_timeout(spec: ConsumerSpec) -> int:
+    """The function timeout for `spec`; refuses a topology timeout the queues were not sized for."""
+    timeout = consumer_timeout_seconds(spec)
+    name = constants.function_name_part(spec.function)
+    launch_only = name in constants.AWS_LAUNCH_ONLY_CONSUMERS
+    if (timeout < spec.timeout_s and not launch_only) or timeout > spec.timeout_s:
+        raise ValueError(
+            f"consumer {spec.function!r}: shared.topology says {spec.timeout_s} s but its queues were sized "
+            f"for {timeout} s (infra_cdk.constants.CONSUMER_TIMEOUT_SECONDS); move them together"
+        )
+    return timeout
 
 
 def event_source_max_concurrency(spec: ConsumerSpec) -> int:
@@ -59,7 +78,9 @@ class Consumers(Construct):
         runtime: LambdaRuntime,
         messaging: Messaging,
         checkpoint_table: dynamodb.ITable,
+        idempotency_table: dynamodb.ITable,
         workers: Workers,
+        telegram: Telegram,
         api_url: str,
         service_key_secret: secretsmanager.ISecret,
     ) -> None:
@@ -68,13 +89,18 @@ class Consumers(Construct):
         self._runtime = runtime
         self._messaging = messaging
         self._checkpoint_table = checkpoint_table
+        self._idempotency_table = idempotency_table
         self._workers = workers
+        self._telegram = telegram
         self._api_url = api_url
         self._service_key_secret = service_key_secret
         wiring: Mapping[str, Callable[[], dict[str, str]]] = {
             constants.WORKER_MANAGER_FUNCTION: self._worker_manager_environment,
             constants.SCAFFOLDER_FUNCTION: self._repo_host_environment,
-            constants.ENGINEERING_FUNCTION: self._engineering_environment,
+            constants.ENGINEERING_FUNCTION: self._graph_environment,
+            constants.DEPLOY_FUNCTION: self._graph_environment,
+            constants.INFRA_FUNCTION: self._infra_environment,
+            constants.TELEGRAM_BOT_FUNCTION: self._telegram_bot_environment,
         }
         self.functions: dict[str, lambda_.Function] = {}
         for spec in CONSUMERS:
@@ -95,7 +121,7 @@ class Consumers(Construct):
             pascal(name),
             name=name,
             handler=lambda_handler_path(spec.handler),
-            timeout_seconds=consumer_timeout_seconds(spec),
+            timeout_seconds=check_consumer_timeout(spec),
             description=f"{self._config.resource_prefix}: consumes {', '.join(spec.queues)}",
             environment_variables={
                 **environment.queues(self._config),
@@ -125,7 +151,8 @@ class Consumers(Construct):
     def _repo_host_environment(self) -> dict[str, str]:
         return environment.repo_host(self._config)
 
-    def _engineering_environment(self) -> dict[str, str]:
+    def _graph_environment(self) -> dict[str, str]:
+        """Engineering and deploy: a LangGraph graph checkpointed in DynamoDB, repositories on GitHub."""
         return {
             **environment.repo_host(self._config),
             "ORCH_CHECKPOINTER": "dynamodb",
@@ -133,11 +160,32 @@ class Consumers(Construct):
             "ORCH_CHECKPOINT_TTL_S": str(constants.CHECKPOINT_TTL_SECONDS),
         }
 
+    def _infra_environment(self) -> dict[str, str]:
+        return self._workers.infra_environment()
+
+    def _telegram_bot_environment(self) -> dict[str, str]:
+        return {
+            "ORCH_TELEGRAM_BOT_TOKEN_REF": environment.secret_reference(
+                self._telegram.bot_token_secret.secret_arn
+            ),
+            **environment.telegram_admins(self._config),
+            **environment.idempotency(self._idempotency_table.table_name),
+        }
+
     def _grant_specifics(self) -> None:
         self._workers.grant_manage_workers(self.functions[constants.WORKER_MANAGER_FUNCTION])
+        self._workers.grant_launch_ansible(self.functions[constants.INFRA_FUNCTION])
         github_token = secret_arns_for_reference(
             self, self._config.github_token_ref, self._config.resource_prefix
         )
-        for name in (constants.SCAFFOLDER_FUNCTION, constants.ENGINEERING_FUNCTION):
+        for name in (
+            constants.SCAFFOLDER_FUNCTION,
+            constants.ENGINEERING_FUNCTION,
+            constants.DEPLOY_FUNCTION,
+        ):
             grant_secret_read(self.functions[name], github_token)
-        self._checkpoint_table.grant_read_write_data(self.functions[constants.ENGINEERING_FUNCTION])
+        for name in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION):
+            self._checkpoint_table.grant_read_write_data(self.functions[name])
+        bot = self.functions[constants.TELEGRAM_BOT_FUNCTION]
+        self._telegram.bot_token_secret.grant_read(bot)
+        grant_claims(self._idempotency_table, bot)

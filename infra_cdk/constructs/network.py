@@ -4,6 +4,9 @@ No NAT gateway by default. Fargate tasks get public IPs in the public subnets an
 GitHub, the model APIs and the target servers through the internet gateway. Functions in
 the private subnets reach AWS services through VPC endpoints (interface endpoints for SQS
 and Secrets Manager, free gateway endpoints for S3 and DynamoDB) and nothing else.
+
+The Ansible runner has its own security group: out on SSH (22) to target servers and HTTPS (443)
+to git hosts and AWS APIs, nothing else and nothing in. Where it runs is `Workers.ansible_placement`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Network(Construct):
         self.interface_endpoints = self._build_interface_endpoints()
         self.function_security_group = self._build_function_security_group()
         self.task_security_group = self._build_task_security_group()
+        self.ansible_security_group = self._build_ansible_security_group()
 
     @property
     def private_subnet_type(self) -> ec2.SubnetType:
@@ -143,3 +147,22 @@ class Network(Construct):
             description="Fargate tasks: outbound to git hosts, model APIs and target servers; no inbound",
             allow_all_outbound=True,
         )
+
+    def _build_ansible_security_group(self) -> ec2.SecurityGroup:
+        """For Ansible runner tasks: SSH to the target servers, HTTPS to git hosts and AWS; no inbound."""
+        group = ec2.SecurityGroup(
+            self,
+            "AnsibleTaskSecurityGroup",
+            vpc=self.vpc,
+            description="Ansible runner tasks: SSH to target servers, HTTPS to git hosts and AWS APIs; no inbound",
+            allow_all_outbound=False,
+        )
+        group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(constants.SSH_PORT), "SSH to the servers it deploys to"
+        )
+        group.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(constants.HTTPS_PORT),
+            "HTTPS: git clones, SQS and Secrets Manager (endpoints or public), ECR",
+        )
+        return group

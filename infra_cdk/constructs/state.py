@@ -1,10 +1,14 @@
-"""Durable graph state: the LangGraph checkpoint table and the artifacts bucket.
+"""Durable state: the LangGraph checkpoint table, the idempotency claims table and the artifacts bucket.
 
 The table has the shape `langgraph_checkpoint_aws.DynamoDBSaver` reads and writes: string
 `PK` / `SK`, expiry in the numeric `ttl` attribute. Checkpoints larger than 350 KB go to the
 bucket under `checkpoints/`, tagged `ttl-days=<n>`; the lifecycle rule that expires them is
 declared here with the ID the saver checks for, so the saver never rewrites the bucket's
 lifecycle configuration at runtime (see `constants.checkpoint_lifecycle_rule_id`).
+
+The claims table is `shared.idempotency.DynamoDbIdempotency`'s: string `pk`, expiry in the numeric
+`expires_at` attribute; the Telegram webhook and bot consumer claim update ids and refusal
+cool-downs there (conditional PutItem, DeleteItem to release).
 
 Functions get, later: DynamoDBSaver(table_name=..., ttl_seconds=constants.CHECKPOINT_TTL_SECONDS,
 s3_offload_config={"bucket_name": ..., "key_prefix": constants.CHECKPOINT_S3_KEY_PREFIX}).
@@ -22,7 +26,7 @@ from infra_cdk.config import StackConfig
 
 
 class State(Construct):
-    """The checkpoint table and the artifacts bucket."""
+    """The checkpoint table, the idempotency table and the artifacts bucket."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, log_bucket: s3.IBucket
@@ -30,6 +34,7 @@ class State(Construct):
         super().__init__(scope, construct_id)
         self._config = config
         self.checkpoint_table = self._build_checkpoint_table()
+        self.idempotency_table = self._build_idempotency_table()
         self.artifacts_bucket = self._build_artifacts_bucket(log_bucket)
 
     def _build_checkpoint_table(self) -> dynamodb.Table:
@@ -49,6 +54,26 @@ class State(Construct):
                 point_in_time_recovery_enabled=True
             ),
             # The AWS managed key (aws/dynamodb): no monthly key fee, usage visible in CloudTrail.
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            deletion_protection=protected,
+            removal_policy=RemovalPolicy.RETAIN if protected else RemovalPolicy.DESTROY,
+        )
+
+    def _build_idempotency_table(self) -> dynamodb.Table:
+        # Same protection switch as the checkpoint table: one stack-wide decision, and the table costs
+        # nothing idle. Losing it would only let a duplicate Telegram update through once.
+        protected = self._config.deletion_protection
+        return dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(
+                name=constants.IDEMPOTENCY_PARTITION_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=constants.IDEMPOTENCY_TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             deletion_protection=protected,
             removal_policy=RemovalPolicy.RETAIN if protected else RemovalPolicy.DESTROY,

@@ -4,15 +4,26 @@
   and `worker_image/ansible.Dockerfile`; synth only stages their build context (what
   `worker_image/Dockerfile.dockerignore` lets in), so it needs no Docker. linux/amd64 whatever the
   deploying machine is.
-- **Tasks run in the public subnets with a public IP** and the task security group (outbound only):
-  no NAT gateway. Every container has `memory` set (moto's RunTask needs it; ECS is fine with it).
+- **Worker tasks run in the public subnets with a public IP** and the task security group (outbound
+  only): no NAT gateway. Every container has `memory` set (moto's RunTask needs it; ECS is fine with it).
+- **Ansible runner tasks** must reach target servers on SSH and git hosts on HTTPS. Without a NAT
+  gateway (the default) the only way out is the internet gateway, so they run in the public subnets
+  and the infra function asks for a public IP (`ORCH_ANSIBLE_ASSIGN_PUBLIC_IP=true`); their security
+  group admits nothing in, so the address is only a source address. With `-c enable_nat_gateway=true`
+  they run in the private subnets without a public IP and leave through the NAT gateway's one Elastic
+  IP: a stable source address operators can allow in their servers' SSH firewalls.
 - **Task roles read only their own secrets**: a worker the service key and the GitHub token; the
-  Ansible runner the service key and the server / project secrets a deploy needs. Execution roles
-  pull the image and write the task's log group.
+  Ansible runner the service key, the GitHub token (https clones) and the server / project secrets
+  a deploy needs, and it may send only to the two results queues. Execution roles pull the image
+  and write the task's log group. The runner's container environment names its backends (queue
+  prefix, secrets prefix, region), never a secret; the job itself travels in the RunTask override.
 - **The worker manager may run only the worker task definition in this cluster** (and stop and
-  describe tasks only in it), passing only that task definition's two roles.
-- **Task State Change events** of the worker family in this cluster (STOPPED only, the one state
-  the handler acts on) go to `functions.worker_manager.handler.ecs_event_handler`, its own function.
+  describe tasks only in it), passing only that task definition's two roles; **the infra function
+  may run only the Ansible runner task definition**, passing only its two roles.
+- **Task State Change events** (STOPPED only, the one state the handlers act on) of the worker family
+  go to `functions.worker_manager.handler.ecs_event_handler`; those of Ansible runner tasks (started by
+  `orchestrator-ansible`) go to `functions.infra.handler.ecs_event_handler`. Each has its own function,
+  so each rule's target can do only what its handler needs.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from functions.infra.launch import STARTED_BY as ANSIBLE_STARTED_BY
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
+from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
@@ -42,9 +55,12 @@ from infra_cdk.constructs.runtime import (
     secret_name_arn_finding,
 )
 from layers.build import REPO_ROOT
+from shared.contracts import ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS
 from shared.workers.ecs_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 TASK_STATE_STOPPED = "STOPPED"
+ANSIBLE_RESULT_QUEUES = (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS)
+"""Where the Ansible runner publishes its outcome (worker_image.ansible_runner.results.result_queue)."""
 
 
 def image_build_context_excludes(repo_root: Path = REPO_ROOT) -> list[str]:
@@ -54,7 +70,7 @@ def image_build_context_excludes(repo_root: Path = REPO_ROOT) -> list[str]:
 
 
 class Workers(Construct):
-    """The ECS cluster, the two Fargate task definitions and the worker task-state rule."""
+    """The ECS cluster, the two Fargate task definitions and the two task-stopped rules."""
 
     def __init__(
         self,
@@ -64,6 +80,7 @@ class Workers(Construct):
         config: StackConfig,
         network: Network,
         runtime: LambdaRuntime,
+        messaging: Messaging,
         api_url: str,
         service_key_secret: secretsmanager.ISecret,
     ) -> None:
@@ -71,6 +88,7 @@ class Workers(Construct):
         self._config = config
         self._network = network
         self._runtime = runtime
+        self._messaging = messaging
         self._api_url = api_url
         self._service_key_secret = service_key_secret
         prefix = config.resource_prefix
@@ -96,10 +114,13 @@ class Workers(Construct):
             cpu=constants.ANSIBLE_CPU,
             memory_mib=constants.ANSIBLE_MEMORY_MIB,
             build_args={},
+            environment=self._ansible_container_environment(),
         )
-        self._grant_ansible_secrets(self.ansible_task.task_role)
+        self._grant_ansible_task(self.ansible_task.task_role)
         self.events_function = self._build_events_function()
         self.task_state_rule = self._build_task_state_rule()
+        self.ansible_events_function = self._build_ansible_events_function()
+        self.ansible_task_state_rule = self._build_ansible_task_state_rule()
 
     # -- what the worker manager needs -----------------------------------------------------------------
 
@@ -124,39 +145,69 @@ class Workers(Construct):
 
     def grant_manage_workers(self, function: lambda_.Function) -> None:
         """RunTask of the worker task definition in this cluster; Stop/DescribeTasks of this cluster's tasks."""
-        cluster_arn = self.cluster.cluster_arn
-        tasks_in_cluster = self._tasks_in_cluster_arn()
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="RunWorkerTasks",
-                actions=["ecs:RunTask"],
-                resources=[self.worker_task.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
-            )
-        )
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="TagWorkerTasksAtLaunch",
-                actions=["ecs:TagResource"],
-                resources=[tasks_in_cluster],
-                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
-            )
-        )
+        self._grant_run_task(function, self.worker_task, "Worker")
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="StopAndDescribeWorkerTasks",
                 actions=["ecs:StopTask", "ecs:DescribeTasks"],
-                resources=[tasks_in_cluster],
-                conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
+                resources=[self._tasks_in_cluster_arn()],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
             )
         )
-        execution_role = self.worker_task.execution_role
+
+    # -- what the infra function needs -----------------------------------------------------------------
+
+    @property
+    def ansible_behind_nat(self) -> bool:
+        """Whether runner tasks leave through the NAT gateway (else: public subnets, public IP)."""
+        return self._config.enable_nat_gateway
+
+    def infra_environment(self) -> dict[str, str]:
+        """`functions.infra.settings.InfraSettings` for the Fargate runtime (the infra and infra-events functions)."""
+        group = constants.PRIVATE_SUBNET_GROUP if self.ansible_behind_nat else constants.PUBLIC_SUBNET_GROUP
+        subnets = self._network.vpc.select_subnets(subnet_group_name=group)
+        return {
+            "ORCH_ANSIBLE_RUNTIME": "fargate",
+            "ORCH_FARGATE_CLUSTER": self.cluster.cluster_name,
+            "ORCH_ANSIBLE_TASK_DEFINITION": self.ansible_task.task_definition_arn,
+            "ORCH_ANSIBLE_CONTAINER_NAME": constants.ANSIBLE_CONTAINER_NAME,
+            "ORCH_FARGATE_SUBNETS": ",".join(subnets.subnet_ids),
+            "ORCH_FARGATE_SECURITY_GROUPS": self._network.ansible_security_group.security_group_id,
+            "ORCH_ANSIBLE_ASSIGN_PUBLIC_IP": "false" if self.ansible_behind_nat else "true",
+            **environment.region(Stack.of(self).region),
+            **environment.queues(self._config),
+            **environment.service_api(self._config, self._api_url, self._service_key_secret.secret_arn),
+        }
+
+    def grant_launch_ansible(self, function: lambda_.Function) -> None:
+        """RunTask of the Ansible runner task definition in this cluster, passing only its two roles."""
+        self._grant_run_task(function, self.ansible_task, "Ansible")
+
+    def _grant_run_task(self, function: lambda_.Function, task: ecs.FargateTaskDefinition, what: str) -> None:
+        """RunTask of `task` in this cluster, tagging the task it creates, passing only its two roles."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=f"Run{what}Tasks",
+                actions=["ecs:RunTask"],
+                resources=[task.task_definition_arn],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=f"Tag{what}TasksAtLaunch",
+                actions=["ecs:TagResource"],
+                resources=[self._tasks_in_cluster_arn()],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        execution_role = task.execution_role
         assert execution_role is not None  # an asset image with awslogs always gets one
         function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="PassWorkerTaskRoles",
+                sid=f"Pass{what}TaskRoles",
                 actions=["iam:PassRole"],
-                resources=[self.worker_task.task_role.role_arn, execution_role.role_arn],
+                resources=[task.task_role.role_arn, execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             )
         )
@@ -203,6 +254,7 @@ class Workers(Construct):
         cpu: int,
         memory_mib: int,
         build_args: dict[str, str],
+        environment: dict[str, str] | None = None,
     ) -> ecs.FargateTaskDefinition:
         task_definition = ecs.FargateTaskDefinition(
             self,
@@ -236,7 +288,17 @@ class Workers(Construct):
             memory_limit_mib=memory_mib,
             essential=True,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=container_name, log_group=log_group),
+            environment=environment,
         )
+        if environment:
+            Validations.of(task_definition).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-ECS2",
+                    reason="The container environment only names backends (queue and secrets prefixes, "
+                    "the region, which services to use); no value in it is a secret. Secrets are read at "
+                    "run time from Secrets Manager by reference, and the job arrives in the RunTask override.",
+                )
+            )
         execution_role = task_definition.obtain_execution_role()
         Validations.of(execution_role).acknowledge(
             Acknowledgment(
@@ -255,9 +317,27 @@ class Workers(Construct):
             secret_arns_for_reference(self, self._config.github_token_ref, self._config.resource_prefix),
         )
 
+    def _ansible_container_environment(self) -> dict[str, str]:
+        """What `python -m worker_image.ansible_runner --publish` reads: where secrets and queues are."""
+        return {
+            "ORCH_SERVICE_NAME": constants.ANSIBLE_SERVICE_NAME,
+            "ORCH_LOG_LEVEL": constants.LAMBDA_LOG_LEVEL,
+            **environment.queues(self._config),
+            **environment.secrets(self._config),
+            **environment.region(Stack.of(self).region),
+        }
+
+    def _grant_ansible_task(self, role: iam.IRole) -> None:
+        """Read the secrets a run resolves; publish its outcome on the two results queues, nothing else."""
+        self._grant_ansible_secrets(role)
+        for logical in ANSIBLE_RESULT_QUEUES:
+            self._messaging.queues[logical].queue.grant_send_messages(role)
+
     def _grant_ansible_secrets(self, role: iam.IRole) -> None:
         prefix = self._config.resource_prefix
         self._service_key_secret.grant_read(role)
+        # https clones of the project's repository (the deploy message carries this reference)
+        grant_secret_read(role, secret_arns_for_reference(self, self._config.github_token_ref, prefix))
         patterns = [
             f"{prefix}/{constants.SERVER_SECRETS_PATH}/*",
             f"{prefix}/{constants.PROJECT_SECRETS_PATH}/*",
@@ -310,6 +390,58 @@ class Workers(Construct):
         rule.add_target(
             targets.LambdaFunction(
                 self.events_function,
+                retry_attempts=constants.ECS_EVENT_RETRY_ATTEMPTS,
+                max_event_age=Duration.hours(constants.ECS_EVENT_MAX_AGE_HOURS),
+            )
+        )
+        return rule
+
+    def _build_ansible_events_function(self) -> lambda_.Function:
+        name = constants.INFRA_EVENTS_FUNCTION
+        function = self._runtime.function(
+            self,
+            "AnsibleEventsFunction",
+            name=name,
+            handler=constants.INFRA_EVENTS_HANDLER,
+            timeout_seconds=constants.INFRA_EVENTS_TIMEOUT_SECONDS,
+            description=f"{self._config.resource_prefix}: ECS task-stopped events of Ansible runner tasks -> "
+            "a failed result when the runner died without publishing one",
+            environment_variables=self.infra_environment(),
+        )
+        # It builds the infra function's objects (the API client reads the service key at cold start;
+        # the ECS client makes no call) and publishes failed results; it launches nothing.
+        self._service_key_secret.grant_read(function)
+        for logical in constants.QUEUE_PRODUCERS[name]:
+            self._messaging.queues[logical].queue.grant_send_messages(function)
+        return function
+
+    def _build_ansible_task_state_rule(self) -> events.Rule:
+        family_arn_prefix = Stack.of(self).format_arn(
+            service="ecs",
+            resource="task-definition",
+            resource_name=f"{self.ansible_family}:",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        rule = events.Rule(
+            self,
+            "AnsibleTaskStoppedRule",
+            rule_name=f"{self._config.resource_prefix}-ansible-task-stopped",
+            description="Ansible runner tasks that stopped -> infra-events function (a failed result if "
+            "the runner could not publish one)",
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE],
+                detail_type=[EVENT_DETAIL_TYPE],
+                detail={
+                    "clusterArn": [self.cluster.cluster_arn],
+                    "startedBy": [ANSIBLE_STARTED_BY],
+                    "taskDefinitionArn": [{"prefix": family_arn_prefix}],
+                    "lastStatus": [TASK_STATE_STOPPED],
+                },
+            ),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.ansible_events_function,
                 retry_attempts=constants.ECS_EVENT_RETRY_ATTEMPTS,
                 max_event_age=Duration.hours(constants.ECS_EVENT_MAX_AGE_HOURS),
             )

@@ -32,6 +32,7 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "github_owner_is_org": "true",
     "github_token_ref": "secret://arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/github-AbCdEf",
     "worker_agent_packages": "@openai/codex",
+    "telegram_admins": "111,222",
 }
 """Every switch flipped, as strings, the way `cdk -c key=value` passes them."""
 

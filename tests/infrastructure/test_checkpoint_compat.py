@@ -25,7 +25,7 @@ REGION = "us-east-1"
 def test_saver_round_trips_a_checkpoint_through_the_stack_table(default_app: Synthesized) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
 
-    (table,) = default_app.resources("AWS::DynamoDB::Table").values()
+    (table,) = [t for k, t in default_app.resources("AWS::DynamoDB::Table").items() if "CheckpointTable" in k]
     props = table["Properties"]
     with mock_aws():
         # given the table exactly as the template declares it

@@ -25,10 +25,14 @@ EXPECTED_HANDLERS = {
     constants.API_FUNCTION: constants.API_HANDLER,
     constants.DEPLOY_HOOK_FUNCTION: constants.DEPLOY_HOOK_HANDLER,
     constants.WORKER_EVENTS_FUNCTION: constants.WORKER_EVENTS_HANDLER,
+    constants.INFRA_EVENTS_FUNCTION: constants.INFRA_EVENTS_HANDLER,
+    constants.TELEGRAM_WEBHOOK_FUNCTION: constants.TELEGRAM_WEBHOOK_HANDLER,
     constants.SCHEDULER_FUNCTION: lambda_handler_path(SCHEDULER_HANDLER),
     **{constants.function_name_part(s.function): lambda_handler_path(s.handler) for s in CONSUMERS},
 }
 HEAVY_PACKAGES = ("langgraph", "aiogram", "copier", "ansible")
+NO_API_CALLERS = (constants.API_FUNCTION, constants.DEPLOY_HOOK_FUNCTION, constants.TELEGRAM_WEBHOOK_FUNCTION)
+"""The API itself, its migrations hook, and the webhook's ack path (it only queues)."""
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -85,6 +89,10 @@ def _layer_names(app: Synthesized, props: dict[str, Any]) -> set[str]:
         for name, layer in app.stack.runtime.layers.items()
     }
     return {by_id[ref["Ref"]] for ref in props.get("Layers", [])}
+
+
+SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+"""What `queue.grant_send_messages` allows (the SQS adapter resolves the URL, then sends)."""
 
 
 def _mappings(app: Synthesized) -> list[dict[str, Any]]:
@@ -176,16 +184,33 @@ def _is_reference_to_a_secret(app: Synthesized, value: Any) -> bool:
     return target in ("AWS::SecretsManager::Secret", "AWS::SecretsManager::SecretTargetAttachment")
 
 
+def _environments(app: Synthesized) -> dict[str, dict[str, Any]]:
+    """Every environment the stack sets: each function's and each task definition container's."""
+    found = {
+        f"function {name}": props["Environment"]["Variables"] for name, (_, props) in _functions(app).items()
+    }
+    for family, (_, props) in _task_definitions(app).items():
+        for container in props["ContainerDefinitions"]:
+            env = {pair["Name"]: pair["Value"] for pair in container.get("Environment", [])}
+            found[f"container {family}/{container['Name']}"] = env
+    return found
+
+
 def test_no_environment_holds_a_secret_value(any_app: Synthesized) -> None:
-    for name, (_, props) in _functions(any_app).items():
-        for variable, value in props["Environment"]["Variables"].items():
+    environments = _environments(any_app)
+    assert len(environments) == len(constants.FUNCTION_LAYERS) + 2
+    for where, variables in environments.items():
+        for variable, value in variables.items():
             if isinstance(value, str):
                 # names that say credential hold references; nothing has the shape of a known key
                 check_worker_env({variable: value})
                 if "secret" in value.lower():
-                    assert value.startswith(SCHEME), f"{name} {variable}"
-            elif "secret" in json.dumps(value).lower():
-                assert _is_reference_to_a_secret(any_app, value), f"{name} {variable}: {value}"
+                    assert value.startswith(SCHEME), f"{where} {variable}"
+            elif "secret" in json.dumps(value).lower() or variable.endswith("_REF"):
+                assert _is_reference_to_a_secret(any_app, value), f"{where} {variable}: {value}"
+            # a secret's value is never resolved into an environment (no dynamic reference either)
+            assert "{{resolve:secretsmanager" not in json.dumps(value), f"{where} {variable}"
+            assert "SecretString" not in json.dumps(value), f"{where} {variable}"
 
 
 def test_every_secret_reference_in_an_environment_is_readable_by_that_function(any_app: Synthesized) -> None:
@@ -223,11 +248,11 @@ def test_functions_that_call_the_api_know_its_url_and_their_service_key(any_app:
     service_keys = {
         json.dumps(_env(any_app, name)["ORCH_SERVICE_API_KEY_REF"])
         for name in _functions(any_app)
-        if name not in (constants.API_FUNCTION, constants.DEPLOY_HOOK_FUNCTION)
+        if name not in NO_API_CALLERS
     }
     assert len(service_keys) == 1
     for name in _functions(any_app):
-        if name in (constants.API_FUNCTION, constants.DEPLOY_HOOK_FUNCTION):
+        if name in NO_API_CALLERS:
             continue
         env = _env(any_app, name)
         assert env["ORCH_API_URL"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}, name
@@ -237,12 +262,21 @@ def test_functions_that_call_the_api_know_its_url_and_their_service_key(any_app:
 def test_engineering_checkpoints_in_dynamodb_and_repos_live_on_github(
     default_app: Synthesized, variant_app: Synthesized
 ) -> None:
-    (table,) = default_app.resources("AWS::DynamoDB::Table")
-    env = _env(default_app, constants.ENGINEERING_FUNCTION)
-    assert env["ORCH_CHECKPOINTER"] == "dynamodb"
-    assert env["ORCH_CHECKPOINT_TABLE"] == {"Ref": table}
-    assert env["ORCH_CHECKPOINT_TTL_S"] == str(constants.CHECKPOINT_TTL_SECONDS)
-    for name in (constants.ENGINEERING_FUNCTION, constants.SCAFFOLDER_FUNCTION):
+    (table,) = [k for k in default_app.resources("AWS::DynamoDB::Table") if "CheckpointTable" in k]
+    for graph in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION):
+        env = _env(default_app, graph)
+        assert env["ORCH_CHECKPOINTER"] == "dynamodb", graph
+        assert env["ORCH_CHECKPOINT_TABLE"] == {"Ref": table}, graph
+        assert env["ORCH_CHECKPOINT_TTL_S"] == str(constants.CHECKPOINT_TTL_SECONDS), graph
+        _, props = _function(default_app, graph)
+        tables = {
+            json.dumps(resource)
+            for statement in _policy_statements(default_app, _role_of(props))
+            if "dynamodb:PutItem" in _actions(statement)
+            for resource in _resources(statement)
+        }
+        assert json.dumps({"Fn::GetAtt": [table, "Arn"]}) in tables, graph
+    for name in (constants.ENGINEERING_FUNCTION, constants.SCAFFOLDER_FUNCTION, constants.DEPLOY_FUNCTION):
         default_env, variant_env = _env(default_app, name), _env(variant_app, name)
         assert default_env["ORCH_REPO_HOST"] == variant_env["ORCH_REPO_HOST"] == "github"
         assert default_env["ORCH_GITHUB_TOKEN_REF"] == constants.DEFAULT_GITHUB_TOKEN_REF
@@ -262,13 +296,19 @@ def test_github_token_is_readable_by_exactly_its_users(any_app: Synthesized) -> 
         for statement in _policy_statements(any_app, _role_of(props))
         if fragment in json.dumps(_resources(statement))
     }
-    assert readers == {constants.ENGINEERING_FUNCTION, constants.SCAFFOLDER_FUNCTION}
-    (worker_role,) = [
+    assert readers == {
+        constants.ENGINEERING_FUNCTION,
+        constants.SCAFFOLDER_FUNCTION,
+        constants.DEPLOY_FUNCTION,
+    }
+    # the worker pushes, the Ansible runner clones over https
+    task_roles = [
         props["TaskRoleArn"]["Fn::GetAtt"][0]
         for props in (r["Properties"] for r in any_app.resources("AWS::ECS::TaskDefinition").values())
-        if props["Family"].endswith("-worker")
     ]
-    assert fragment in json.dumps([_resources(s) for s in _policy_statements(any_app, worker_role)])
+    assert len(task_roles) == 2
+    for role in task_roles:
+        assert fragment in json.dumps([_resources(s) for s in _policy_statements(any_app, role)]), role
 
 
 # -- consumers ------------------------------------------------------------------------------------
@@ -309,8 +349,13 @@ def test_each_consumer_reads_its_queues_with_the_table_batch_and_concurrency(
         assert mapping["ScalingConfig"]["MaximumConcurrency"] == max(
             constants.SQS_EVENT_SOURCE_MIN_CONCURRENCY, spec.max_concurrency
         )
-    # the topology's timeout and the one the queues were sized from agree
-    assert props["Timeout"] == spec.timeout_s
+    # the topology's timeout and the one the queues were sized from agree (in AWS the infra function
+    # only launches a Fargate task: shorter than its embedded, in-call playbook run)
+    if constants.function_name_part(spec.function) in constants.AWS_LAUNCH_ONLY_CONSUMERS:
+        assert props["Timeout"] < spec.timeout_s
+        assert props["Timeout"] == min(constants.consumer_timeout_seconds(q) for q in spec.queues)
+    else:
+        assert props["Timeout"] == spec.timeout_s
     assert all(props["Timeout"] <= constants.consumer_timeout_seconds(q) for q in spec.queues)
 
 
@@ -353,13 +398,27 @@ def test_task_definitions_are_fargate_with_memory_logs_and_asset_images(any_app:
         assert props["RequiresCompatibilities"] == ["FARGATE"]
         assert props["RuntimePlatform"] == {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"}
         assert container["Memory"] == int(props["Memory"]), family  # moto's RunTask needs it
-        assert "Environment" not in container, family  # ids and references travel in RunTask overrides
         assert container["LogConfiguration"]["LogDriver"] == "awslogs"
         group = log_groups[container["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]]["Properties"]
         assert group["RetentionInDays"] == 30
         assert "container-assets" in json.dumps(container["Image"])
     worker = tasks[f"{prefix}-worker"][1]["ContainerDefinitions"][0]
     assert worker["Name"] == constants.WORKER_CONTAINER_NAME
+    assert "Environment" not in worker  # ids and references travel in RunTask overrides
+    # the runner publishes its own outcome: it is told where queues and secrets live, nothing secret
+    runner = tasks[f"{prefix}-ansible-runner"][1]["ContainerDefinitions"][0]
+    assert runner["Name"] == constants.ANSIBLE_CONTAINER_NAME
+    env = {pair["Name"]: pair["Value"] for pair in runner["Environment"]}
+    assert env == {
+        "ORCH_SERVICE_NAME": "ansible-runner",
+        "ORCH_LOG_LEVEL": constants.LAMBDA_LOG_LEVEL,
+        "ORCH_QUEUE_BACKEND": "sqs",
+        "ORCH_QUEUE_PREFIX": prefix,
+        "ORCH_QUEUE_MAX_RECEIVES": str(constants.QUEUE_MAX_RECEIVE_COUNT),
+        "ORCH_SECRETS_BACKEND": "aws",
+        "ORCH_SECRETS_PREFIX": prefix,
+        "ORCH_AWS_REGION": {"Ref": "AWS::Region"},
+    }
 
 
 def test_images_are_staged_from_the_dockerignore_context_with_their_dockerfiles(any_app: Synthesized) -> None:
@@ -406,9 +465,9 @@ def test_worker_manager_runs_only_the_worker_task_definition_in_the_cluster(any_
         map(json.dumps, [worker["TaskRoleArn"], worker["ExecutionRoleArn"]])
     )
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
-    # no other function may touch ECS or pass roles
+    # no other function may touch ECS or pass roles (the infra function: see its own test)
     for name, (_, other) in _functions(any_app).items():
-        if name != constants.WORKER_MANAGER_FUNCTION:
+        if name not in (constants.WORKER_MANAGER_FUNCTION, constants.INFRA_FUNCTION):
             for statement in _policy_statements(any_app, _role_of(other)):
                 assert not any(a.startswith(("ecs:", "iam:")) for a in _actions(statement)), name
 
@@ -416,7 +475,11 @@ def test_worker_manager_runs_only_the_worker_task_definition_in_the_cluster(any_
 def test_worker_manager_environment_points_at_the_fargate_runtime(default_app: Synthesized) -> None:
     (cluster_id,) = default_app.resources("AWS::ECS::Cluster")
     worker_id, _ = _task_definitions(default_app)[f"{DEFAULT_PREFIX}-worker"]
-    (task_group,) = [k for k in default_app.resources("AWS::EC2::SecurityGroup") if "TaskSecurityGroup" in k]
+    (task_group,) = [
+        k
+        for k in default_app.resources("AWS::EC2::SecurityGroup")
+        if k.startswith("NetworkTaskSecurityGroup")
+    ]
     for name in (constants.WORKER_MANAGER_FUNCTION, constants.WORKER_EVENTS_FUNCTION):
         env = _env(default_app, name)
         assert env["ORCH_WORKER_RUNTIME"] == "fargate"
@@ -435,11 +498,20 @@ def test_task_roles_read_only_their_own_secrets(any_app: Synthesized) -> None:
     for family, (_, props) in _task_definitions(any_app).items():
         role = props["TaskRoleArn"]["Fn::GetAtt"][0]
         statements = _policy_statements(any_app, role)
-        assert {a for s in statements for a in _actions(s)} == {
+        secret_statements = [
+            s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))
+        ]
+        assert {a for s in secret_statements for a in _actions(s)} == {
             "secretsmanager:GetSecretValue",
             "secretsmanager:DescribeSecret",
         }, family
-        readable = json.dumps([r for s in statements for r in _resources(s)])
+        others = {a for s in statements for a in _actions(s)} - {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret",
+        }
+        # the Ansible runner publishes its outcome (see its own test); the worker nothing
+        assert others == (set() if family.endswith("-worker") else set(SEND_ACTIONS)), family
+        readable = json.dumps([r for s in secret_statements for r in _resources(s)])
         assert f'"Ref": "{service_key[0]}"' in readable
         assert "AdminKey" not in readable and "DataInstance" not in readable, family
         if family.endswith("-worker"):
@@ -453,7 +525,7 @@ def test_stopped_worker_tasks_are_routed_to_the_worker_events_function(any_app: 
     (rule,) = [
         r["Properties"]
         for r in any_app.resources("AWS::Events::Rule").values()
-        if "EventPattern" in r["Properties"]
+        if r["Properties"]["Name"] == f"{any_app.stack.config.resource_prefix}-worker-task-stopped"
     ]
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.ecs"]
@@ -525,9 +597,13 @@ def test_http_api_throttles_logs_and_routes_everything_to_the_function(any_app: 
     ]
     assert log_group["Properties"]["RetentionInDays"] == 30
     assert "$context.requestId" in props["AccessLogSettings"]["Format"]
-    (route,) = any_app.resources("AWS::ApiGatewayV2::Route").values()
-    assert route["Properties"]["RouteKey"] == "$default"
-    (integration,) = any_app.resources("AWS::ApiGatewayV2::Integration").values()
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in any_app.resources("AWS::ApiGatewayV2::Route").values()
+    }
+    assert set(routes) == {"$default", f"POST {constants.TELEGRAM_WEBHOOK_PATH}"}
+    integrations = any_app.resources("AWS::ApiGatewayV2::Integration")
+    integration = integrations[routes["$default"]["Target"]["Fn::Join"][1][1]["Ref"]]
     assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
     assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [api_fn_id, "Arn"]}
 
@@ -599,3 +675,310 @@ def test_require_layers_refuses_to_synthesize_placeholders(tmp_path: Path) -> No
         build_app(
             outdir=str(tmp_path), context={"require_layers": "true", "layers_dir": str(tmp_path / "none")}
         )
+
+
+# -- deploy, infra and the Ansible runner ----------------------------------------------------------
+
+
+def _ansible_rule(app: Synthesized) -> dict[str, Any]:
+    rule: dict[str, Any]
+    (rule,) = [
+        r["Properties"]
+        for r in app.resources("AWS::Events::Rule").values()
+        if r["Properties"]["Name"] == f"{app.stack.config.resource_prefix}-ansible-task-stopped"
+    ]
+    return rule
+
+
+def _subnet_ids(app: Synthesized, group: str) -> list[dict[str, str]]:
+    return [{"Ref": k} for k in app.resources("AWS::EC2::Subnet") if group in k]
+
+
+def test_deploy_function_runs_outside_the_vpc_to_reach_the_services_it_smoke_tests(
+    any_app: Synthesized,
+) -> None:
+    # its smoke test GETs the deployed service on the internet: the private subnets have no way out
+    # without a NAT gateway, so it runs where Lambda has internet access, like the other consumers
+    _, props = _function(any_app, constants.DEPLOY_FUNCTION)
+    assert "VpcConfig" not in props
+    assert props["Handler"] == "functions.deploy.handler.lambda_handler"
+    assert _layer_names(any_app, props) == {"graph"}
+
+
+def test_infra_runs_only_the_ansible_task_definition_and_passes_only_its_roles(any_app: Synthesized) -> None:
+    (cluster_id,) = any_app.resources("AWS::ECS::Cluster")
+    prefix = any_app.stack.config.resource_prefix
+    ansible_id, ansible = _task_definitions(any_app)[f"{prefix}-ansible-runner"]
+    _, props = _function(any_app, constants.INFRA_FUNCTION)
+    statements = _policy_statements(any_app, _role_of(props))
+    by_action = {a: s for s in statements for a in _actions(s) if a.startswith(("ecs:", "iam:"))}
+    assert set(by_action) == {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"}
+    run = by_action["ecs:RunTask"]
+    assert _resources(run) == [{"Ref": ansible_id}]
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster_id, "Arn"]}}}
+    (tag_resource,) = _resources(by_action["ecs:TagResource"])
+    assert tag_resource["Fn::Join"][1][-2:] == [{"Ref": cluster_id}, "/*"]
+    assert by_action["ecs:TagResource"]["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+    pass_role = by_action["iam:PassRole"]
+    assert sorted(map(json.dumps, _resources(pass_role))) == sorted(
+        map(json.dumps, [ansible["TaskRoleArn"], ansible["ExecutionRoleArn"]])
+    )
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    # and nothing of the worker's
+    worker_id, worker = _task_definitions(any_app)[f"{prefix}-worker"]
+    granted = json.dumps([_resources(s) for s in by_action.values()])
+    assert worker_id not in granted
+    assert worker["TaskRoleArn"]["Fn::GetAtt"][0] not in granted
+
+
+def test_infra_environment_launches_the_runner_on_fargate_where_it_can_reach_the_internet(
+    default_app: Synthesized, variant_app: Synthesized
+) -> None:
+    for app, behind_nat in ((default_app, False), (variant_app, True)):
+        (cluster_id,) = app.resources("AWS::ECS::Cluster")
+        ansible_id, _ = _task_definitions(app)[f"{app.stack.config.resource_prefix}-ansible-runner"]
+        (ansible_group,) = [
+            k for k in app.resources("AWS::EC2::SecurityGroup") if "AnsibleTaskSecurityGroup" in k
+        ]
+        for name in (constants.INFRA_FUNCTION, constants.INFRA_EVENTS_FUNCTION):
+            env = _env(app, name)
+            assert env["ORCH_ANSIBLE_RUNTIME"] == "fargate", name
+            assert env["ORCH_FARGATE_CLUSTER"] == {"Ref": cluster_id}, name
+            assert env["ORCH_ANSIBLE_TASK_DEFINITION"] == {"Ref": ansible_id}, name
+            assert env["ORCH_ANSIBLE_CONTAINER_NAME"] == constants.ANSIBLE_CONTAINER_NAME, name
+            assert env["ORCH_FARGATE_SECURITY_GROUPS"] == {"Fn::GetAtt": [ansible_group, "GroupId"]}, name
+            subnets = [part for part in env["ORCH_FARGATE_SUBNETS"]["Fn::Join"][1] if part != ","]
+            # without NAT: public subnets and a public IP (the internet gateway is the only way out);
+            # behind the NAT gateway: private subnets, no public IP, one stable source address
+            assert subnets == _subnet_ids(app, "private" if behind_nat else "public"), name
+            assert env["ORCH_ANSIBLE_ASSIGN_PUBLIC_IP"] == ("false" if behind_nat else "true"), name
+            assert env["ORCH_QUEUE_BACKEND"] == "sqs" and env["ORCH_SECRETS_BACKEND"] == "aws", name
+    # the container name the overrides address is the task definition's
+    (container,) = _task_definitions(default_app)[f"{DEFAULT_PREFIX}-ansible-runner"][1][
+        "ContainerDefinitions"
+    ]
+    assert container["Name"] == _env(default_app, constants.INFRA_FUNCTION)["ORCH_ANSIBLE_CONTAINER_NAME"]
+
+
+def test_infra_settings_read_the_stack_environment(
+    default_app: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.infra.settings import InfraSettings
+
+    for variable, value in _env(default_app, constants.INFRA_FUNCTION).items():
+        monkeypatch.setenv(variable, value if isinstance(value, str) else "x")
+    settings = InfraSettings()
+    assert settings.ansible_runtime == "fargate"
+    assert settings.ansible_assign_public_ip is True
+    assert settings.ansible_container_name == constants.ANSIBLE_CONTAINER_NAME
+
+
+def test_the_fargate_launcher_asks_for_a_public_ip_only_when_told() -> None:
+    from functions.infra.launch import FargateLauncher
+    from worker_image.ansible_runner.job import RunnerJob, Target
+
+    class Ecs:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
+
+        def run_task(self, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append(kwargs)
+            return {"tasks": [{"taskArn": "arn:task"}], "failures": []}
+
+    job = RunnerJob(request_id="r1", kind="ping", target=Target(handle="web", host="203.0.113.5"))
+    for assign, expected in ((True, "ENABLED"), (False, "DISABLED")):
+        ecs = Ecs()
+        FargateLauncher(ecs, "c", "td", "ansible-runner", ["s"], ["g"], assign_public_ip=assign).launch(job)
+        assert ecs.calls[0]["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == expected
+        assert ecs.calls[0]["startedBy"] == "orchestrator-ansible"
+
+
+def test_ansible_runner_egress_is_ssh_and_https_only(any_app: Synthesized) -> None:
+    groups = any_app.resources("AWS::EC2::SecurityGroup")
+    (group,) = [g["Properties"] for k, g in groups.items() if "AnsibleTaskSecurityGroup" in k]
+    egress = sorted(
+        (rule["IpProtocol"], rule["FromPort"], rule["ToPort"], rule["CidrIp"])
+        for rule in group["SecurityGroupEgress"]
+    )
+    assert egress == [("tcp", 22, 22, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")]
+    assert "SecurityGroupIngress" not in group
+
+
+def test_ansible_task_role_publishes_only_to_the_results_queues(any_app: Synthesized) -> None:
+    prefix = any_app.stack.config.resource_prefix
+    _, ansible = _task_definitions(any_app)[f"{prefix}-ansible-runner"]
+    queues = any_app.resources("AWS::SQS::Queue")
+    statements = _policy_statements(any_app, ansible["TaskRoleArn"]["Fn::GetAtt"][0])
+    sends = {
+        queues[resource["Fn::GetAtt"][0]]["Properties"]["QueueName"]
+        for statement in statements
+        if "sqs:SendMessage" in _actions(statement)
+        for resource in _resources(statement)
+    }
+    assert sends == {
+        physical_name(prefix, "ansible:deploy:results"),
+        physical_name(prefix, "provisioner:results"),
+    }
+    readable = json.dumps(
+        [_resources(s) for s in statements if "secretsmanager:GetSecretValue" in _actions(s)]
+    )
+    assert f":secret:{prefix}/servers/*" in readable and f":secret:{prefix}/projects/*" in readable
+
+
+def test_stopped_ansible_tasks_are_routed_to_the_infra_events_function(any_app: Synthesized) -> None:
+    from functions.infra.launch import STARTED_BY
+
+    (cluster_id,) = any_app.resources("AWS::ECS::Cluster")
+    events_id, events_props = _function(any_app, constants.INFRA_EVENTS_FUNCTION)
+    assert events_props["Handler"] == "functions.infra.handler.ecs_event_handler"
+    assert _layer_names(any_app, events_props) == set(constants.FUNCTION_LAYERS[constants.INFRA_FUNCTION])
+    rule = _ansible_rule(any_app)
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.ecs"]
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"]["startedBy"] == [STARTED_BY] == ["orchestrator-ansible"]
+    assert pattern["detail"]["clusterArn"] == [{"Fn::GetAtt": [cluster_id, "Arn"]}]
+    assert pattern["detail"]["lastStatus"] == ["STOPPED"]
+    (prefix_match,) = pattern["detail"]["taskDefinitionArn"]
+    assert f":task-definition/{any_app.stack.config.resource_prefix}-ansible-runner:" in json.dumps(
+        prefix_match["prefix"]
+    )
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [events_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == constants.ECS_EVENT_MAX_AGE_HOURS * 3600
+    # the rule may invoke exactly that function
+    (permission,) = [
+        p["Properties"]
+        for p in any_app.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [events_id, "Arn"]}
+    ]
+    assert permission["Principal"] == "events.amazonaws.com"
+
+
+def test_po_inbox_waits_for_its_consumer_with_a_dlq_and_no_event_source(default_app: Synthesized) -> None:
+    queues = default_app.resources("AWS::SQS::Queue")
+    (queue_id,) = [
+        k
+        for k, q in queues.items()
+        if q["Properties"]["QueueName"] == physical_name(DEFAULT_PREFIX, "po:inbox")
+    ]
+    assert "RedrivePolicy" in queues[queue_id]["Properties"]
+    assert queues[queue_id]["Properties"]["VisibilityTimeout"] == 6 * constants.consumer_timeout_seconds(
+        "po:inbox"
+    )
+    assert not [m for m in _mappings(default_app) if m["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+
+
+# -- telegram ---------------------------------------------------------------------------------------
+
+
+def _idempotency_table(app: Synthesized) -> str:
+    (table,) = [k for k in app.resources("AWS::DynamoDB::Table") if "IdempotencyTable" in k]
+    return table
+
+
+def _secret_id(app: Synthesized, fragment: str) -> str:
+    (secret,) = [k for k in app.resources("AWS::SecretsManager::Secret") if fragment in k]
+    return secret
+
+
+def test_webhook_route_is_post_only_without_an_authorizer_to_the_webhook_function(
+    any_app: Synthesized,
+) -> None:
+    webhook_id, _ = _function(any_app, constants.TELEGRAM_WEBHOOK_FUNCTION)
+    (route,) = [
+        r["Properties"]
+        for r in any_app.resources("AWS::ApiGatewayV2::Route").values()
+        if r["Properties"]["RouteKey"] == "POST /telegram/webhook"
+    ]
+    # the secret header, checked by the function, is the check: Telegram cannot send anything else
+    assert route["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in route
+    integration = any_app.resources("AWS::ApiGatewayV2::Integration")[
+        route["Target"]["Fn::Join"][1][1]["Ref"]
+    ]
+    assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [webhook_id, "Arn"]}
+    assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
+    assert "/telegram/webhook" in json.dumps(any_app.template_json["Outputs"]["TelegramWebhookUrl"]["Value"])
+
+
+def test_webhook_is_the_light_ack_path_with_only_what_it_needs(any_app: Synthesized) -> None:
+    _, props = _function(any_app, constants.TELEGRAM_WEBHOOK_FUNCTION)
+    assert props["Handler"] == "functions.telegram_webhook.handler.lambda_handler"
+    assert "VpcConfig" not in props
+    layers = _layer_names(any_app, props)
+    assert "bot" not in layers
+    for layer in layers:
+        assert not [r for r in build.requirements(layer) if r.lower().startswith(HEAVY_PACKAGES)], layer
+    env = _env(any_app, constants.TELEGRAM_WEBHOOK_FUNCTION)
+    webhook_secret = _secret_id(any_app, "WebhookSecret")
+    table = _idempotency_table(any_app)
+    assert env["ORCH_TELEGRAM_WEBHOOK_SECRET_REF"] == {"Fn::Join": ["", [SCHEME, {"Ref": webhook_secret}]]}
+    assert env["ORCH_SECRETS_BACKEND"] == "aws"
+    assert env["ORCH_QUEUE_BACKEND"] == "sqs"
+    assert env["ORCH_QUEUE_PREFIX"] == any_app.stack.config.resource_prefix
+    assert env["ORCH_IDEMPOTENCY_BACKEND"] == "dynamodb"
+    assert env["ORCH_IDEMPOTENCY_TABLE"] == {"Ref": table}
+    assert "ORCH_TELEGRAM_BOT_TOKEN_REF" not in env
+    statements = _policy_statements(any_app, _role_of(props))
+    secrets = [r for s in statements if "secretsmanager:GetSecretValue" in _actions(s) for r in _resources(s)]
+    assert secrets == [{"Ref": webhook_secret}]
+    dynamo = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert [sorted(_actions(s)) for s in dynamo] == [["dynamodb:DeleteItem", "dynamodb:PutItem"]]
+    assert _resources(dynamo[0]) == [{"Fn::GetAtt": [table, "Arn"]}]
+
+
+def test_bot_consumer_reads_its_token_claims_and_talks_to_the_po_inbox(
+    default_app: Synthesized, variant_app: Synthesized
+) -> None:
+    for app, admins in ((default_app, ""), (variant_app, "111,222")):
+        _, props = _function(app, constants.TELEGRAM_BOT_FUNCTION)
+        assert props["Timeout"] == 90
+        assert _layer_names(app, props) == {"bot"}
+        env = _env(app, constants.TELEGRAM_BOT_FUNCTION)
+        token = _secret_id(app, "BotTokenSecret")
+        table = _idempotency_table(app)
+        assert env["ORCH_TELEGRAM_BOT_TOKEN_REF"] == {"Fn::Join": ["", [SCHEME, {"Ref": token}]]}
+        assert env["ORCH_TELEGRAM_ADMINS"] == admins
+        assert env["ORCH_IDEMPOTENCY_BACKEND"] == "dynamodb"
+        assert env["ORCH_IDEMPOTENCY_TABLE"] == {"Ref": table}
+        assert "ORCH_TELEGRAM_WEBHOOK_SECRET_REF" not in env
+        statements = _policy_statements(app, _role_of(props))
+        readable = {
+            json.dumps(r)
+            for s in statements
+            if "secretsmanager:GetSecretValue" in _actions(s)
+            for r in _resources(s)
+        }
+        assert json.dumps({"Ref": token}) in readable
+        assert json.dumps({"Ref": _secret_id(app, "WebhookSecret")}) not in readable
+        dynamo = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
+        assert [sorted(_actions(s)) for s in dynamo] == [["dynamodb:DeleteItem", "dynamodb:PutItem"]]
+        assert _resources(dynamo[0]) == [{"Fn::GetAtt": [table, "Arn"]}]
+
+
+def test_only_the_bot_and_the_webhook_may_claim_and_only_they_read_telegram_secrets(
+    any_app: Synthesized,
+) -> None:
+    table = _idempotency_table(any_app)
+    secrets = {_secret_id(any_app, "BotTokenSecret"), _secret_id(any_app, "WebhookSecret")}
+    claimers, readers = set(), set()
+    for name, (_, props) in _functions(any_app).items():
+        granted = json.dumps([_resources(s) for s in _policy_statements(any_app, _role_of(props))])
+        if table in granted:
+            claimers.add(name)
+        if any(secret in granted for secret in secrets):
+            readers.add(name)
+    telegram = {constants.TELEGRAM_BOT_FUNCTION, constants.TELEGRAM_WEBHOOK_FUNCTION}
+    assert claimers == readers == telegram
+
+
+def test_telegram_secrets_are_generated_never_written_in_the_template(any_app: Synthesized) -> None:
+    for fragment in ("BotTokenSecret", "WebhookSecret"):
+        props = any_app.resources("AWS::SecretsManager::Secret")[_secret_id(any_app, fragment)]["Properties"]
+        assert "SecretString" not in props
+        generator = props["GenerateSecretString"]
+        # Telegram's secret_token alphabet is A-Za-z0-9_- : letters and digits only stay inside it
+        assert generator["ExcludePunctuation"] is True and generator["IncludeSpace"] is False
+    webhook = any_app.resources("AWS::SecretsManager::Secret")[_secret_id(any_app, "WebhookSecret")]
+    assert 1 <= webhook["Properties"]["GenerateSecretString"]["PasswordLength"] <= 256

@@ -109,3 +109,36 @@ def test_require_layers_is_a_boolean() -> None:
     assert _config({"require_layers": "true"}).require_layers is True
     with pytest.raises(ConfigError, match="require_layers"):
         _config({"require_layers": "sometimes"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ()),
+        ("", ()),
+        ("111", (111,)),
+        ("111, 222", (111, 222)),
+        ([111, "222"], (111, 222)),
+        (333, (333,)),
+    ],
+)
+def test_telegram_admins_are_user_ids_from_cli_strings_or_cdk_json(
+    raw: object, expected: tuple[int, ...]
+) -> None:
+    context = {} if raw is None else {"telegram_admins": raw}
+    assert _config(context).telegram_admins == expected
+
+
+@pytest.mark.parametrize("raw", ["alice", "111;222", "-5", "0", [True]])
+def test_telegram_admins_refuse_anything_but_user_ids(raw: object) -> None:
+    with pytest.raises(ConfigError, match="telegram_admins"):
+        _config({"telegram_admins": raw})
+
+
+def test_every_new_queue_is_sized_for_its_consumer() -> None:
+    # the deploy graph resumes on the results queues; the bot's Bot API retries need 90 s
+    assert constants.consumer_timeout_seconds("ansible:deploy:results") == 300
+    assert constants.consumer_timeout_seconds("provisioner:results") == 300
+    assert constants.consumer_timeout_seconds("telegram:updates") == 90
+    # no consumer yet: sized like the other agent-driven consumers
+    assert constants.consumer_timeout_seconds("po:inbox") == 300

@@ -41,9 +41,10 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::SQS::Queue": 2 * QUEUE_COUNT,
     "AWS::SQS::QueuePolicy": 2 * QUEUE_COUNT,
     "AWS::RDS::DBInstance": 1,
-    "AWS::SecretsManager::Secret": 3,  # database credentials, admin key, service key
+    # database credentials, admin key, service key, Telegram bot token, Telegram webhook secret
+    "AWS::SecretsManager::Secret": 5,
     "AWS::SecretsManager::RotationSchedule": 1,
-    "AWS::DynamoDB::Table": 1,
+    "AWS::DynamoDB::Table": 2,  # LangGraph checkpoints, idempotency claims
     "AWS::S3::Bucket": 2,  # artifacts + access/flow logs
     "AWS::S3::BucketPolicy": 2,
     "AWS::CloudWatch::Dashboard": 1,
@@ -54,7 +55,7 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::EC2::VPC": 1,
     "AWS::EC2::Subnet": 4,  # public + private, two AZs
     "AWS::EC2::VPCEndpoint": 4,  # SQS, Secrets Manager (interface); S3, DynamoDB (gateway)
-    "AWS::EC2::SecurityGroup": 4,  # endpoints, functions, Fargate tasks, database
+    "AWS::EC2::SecurityGroup": 5,  # endpoints, functions, Fargate tasks, Ansible runner tasks, database
     "AWS::EC2::FlowLog": 1,
     "AWS::EC2::NatGateway": 0,
     "AWS::EC2::EIP": 0,
@@ -64,8 +65,8 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::Lambda::LayerVersion": LAYER_COUNT,
     "AWS::Lambda::EventSourceMapping": EVENT_SOURCE_COUNT,
     "AWS::Lambda::Version": 1,  # the deploy hook's, which the trigger invokes
-    # the HTTP API, the task-stopped rule, one per schedule
-    "AWS::Lambda::Permission": 1 + 1 + len(SCHEDULES),
+    # the HTTP API's default route and the Telegram webhook route, the two task-stopped rules, one per schedule
+    "AWS::Lambda::Permission": 2 + 2 + len(SCHEDULES),
     "AWS::Lambda::EventInvokeConfig": 1,  # the scheduler: no retries, the next tick is the retry
     "Custom::Trigger": 1,
     # a role per function, task + execution role per task definition, the two CDK providers
@@ -75,13 +76,13 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT,
     "AWS::ApiGatewayV2::Api": 1,
     "AWS::ApiGatewayV2::Stage": 1,
-    "AWS::ApiGatewayV2::Route": 1,  # $default -> the function (the Telegram webhook route comes with it)
-    "AWS::ApiGatewayV2::Integration": 1,
+    "AWS::ApiGatewayV2::Route": 2,  # $default -> the API function, POST /telegram/webhook -> the webhook
+    "AWS::ApiGatewayV2::Integration": 2,
     "AWS::ApiGatewayV2::Authorizer": 0,
     "AWS::ECS::Cluster": 1,
     "AWS::ECS::TaskDefinition": TASK_DEFINITION_COUNT,
     "AWS::ECS::Service": 0,  # workers are one-off tasks
-    "AWS::Events::Rule": 1 + len(SCHEDULES),  # the task-stopped rule, one per schedule
+    "AWS::Events::Rule": 2 + len(SCHEDULES),  # worker and Ansible runner task-stopped rules, one per schedule
     "AWS::Scheduler::Schedule": 0,  # scheduled rules instead (see infra_cdk.constructs.schedules)
 }
 
@@ -200,7 +201,11 @@ def test_database_is_encrypted_private_small_and_snapshotted_on_removal(any_app:
 def test_deletion_protection_follows_context(default_app: Synthesized, variant_app: Synthesized) -> None:
     for app, expected in ((default_app, True), (variant_app, False)):
         app.template.has_resource_properties("AWS::RDS::DBInstance", {"DeletionProtection": expected})
-        app.template.has_resource_properties("AWS::DynamoDB::Table", {"DeletionProtectionEnabled": expected})
+        tables = app.resources("AWS::DynamoDB::Table")
+        assert len(tables) == 2
+        for logical_id, table in tables.items():
+            assert table["Properties"]["DeletionProtectionEnabled"] is expected, logical_id
+            assert table["DeletionPolicy"] == ("Retain" if expected else "Delete"), logical_id
 
 
 def test_database_accepts_connections_only_from_the_function_security_group(default_app: Synthesized) -> None:
@@ -277,6 +282,25 @@ def test_checkpoint_table_has_the_shape_dynamodbsaver_uses(any_app: Synthesized)
             "SSESpecification": {"SSEEnabled": True},
         },
     )
+
+
+def test_idempotency_table_has_the_shape_the_dynamodb_adapter_uses(any_app: Synthesized) -> None:
+    from shared.idempotency import DYNAMODB_PARTITION_KEY, DYNAMODB_TTL_ATTRIBUTE
+
+    (table,) = [
+        t["Properties"] for k, t in any_app.resources("AWS::DynamoDB::Table").items() if "Idempotency" in k
+    ]
+    assert (
+        table["KeySchema"]
+        == [{"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"}]
+        == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    )  # no sort key
+    assert table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": DYNAMODB_TTL_ATTRIBUTE, "Enabled": True}
+    assert DYNAMODB_TTL_ATTRIBUTE == "expires_at"
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
 
 
 def test_every_bucket_is_private_encrypted_and_ssl_only(any_app: Synthesized) -> None:
@@ -444,10 +468,15 @@ def test_outputs_name_what_operators_and_functions_need(default_app: Synthesized
         "WorkerTaskDefinitionArn",
         "AnsibleRunnerTaskDefinitionArn",
         "GitHubTokenReference",
+        "IdempotencyTableName",
+        "TelegramWebhookUrl",
+        "TelegramBotTokenSecretArn",
+        "TelegramWebhookSecretArn",
     ):
         assert name in outputs, name
     queue_url_outputs = [name for name in outputs if name.endswith("QueueUrl") or name.endswith("Url")]
-    assert len([n for n in queue_url_outputs if n not in ("DashboardUrl", "ApiUrl")]) == QUEUE_COUNT
+    not_queues = ("DashboardUrl", "ApiUrl", "TelegramWebhookUrl")
+    assert len([n for n in queue_url_outputs if n not in not_queues]) == QUEUE_COUNT
     assert outputs["QueuePrefix"]["Value"] == DEFAULT_PREFIX
 
 
@@ -546,3 +575,14 @@ def test_dashboard_shows_task_metrics_and_stuck_tasks_alarm(default_app: Synthes
     body = json.dumps(default_app.resources("AWS::CloudWatch::Dashboard"))
     for name in ("TasksStarted", "TasksCompleted", "TasksFailed", "TaskDuration", "WorkerRunTime"):
         assert name in body
+
+
+def test_the_devops_and_telegram_parts_are_observed_like_the_rest(default_app: Synthesized) -> None:
+    names = {a["Properties"]["AlarmName"] for a in default_app.resources("AWS::CloudWatch::Alarm").values()}
+    body = json.dumps(default_app.resources("AWS::CloudWatch::Dashboard"))
+    for logical in ("ansible:deploy:results", "provisioner:results", "telegram:updates", "po:inbox"):
+        assert f"{dlq_name(DEFAULT_PREFIX, logical)}-not-empty" in names, logical
+        assert f"{physical_name(DEFAULT_PREFIX, logical)}-oldest-message" in names, logical
+    for function in ("deploy", "infra", "infra-events", "telegram-bot", "telegram-webhook"):
+        assert f"{DEFAULT_PREFIX}-{function}-error-rate" in names, function
+        assert f"{function}: errors" in body, function

@@ -60,6 +60,29 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
         "functions.engineering.handler", "functions.engineering.graph", "functions.engineering.checkpoint",
         "langgraph_checkpoint_aws", "shared.repos.github", "shared.service_client", "shared.queues.sqs",
     ),
+    constants.DEPLOY_FUNCTION: (
+        "functions.deploy.handler", "functions.deploy.graph", "functions.deploy.logic",
+        "functions.engineering.checkpoint", "langgraph_checkpoint_aws", "shared.repos.factory",
+        "shared.repos.github", "shared.service_client", "shared.queues.sqs", "httpx",
+    ),
+    constants.INFRA_FUNCTION: (
+        "functions.infra.handler", "functions.infra.launch", "functions.infra.logic",
+        "worker_image.ansible_runner.job", "worker_image.ansible_runner.results", "shared.service_client",
+        "shared.queues.sqs", "shared.secrets.aws",
+    ),
+    constants.INFRA_EVENTS_FUNCTION: (
+        "functions.infra.handler", "functions.infra.launch", "worker_image.ansible_runner.results",
+        "shared.service_client", "shared.queues.sqs",
+    ),
+    constants.TELEGRAM_BOT_FUNCTION: (
+        "functions.telegram_bot.handler", "functions.telegram_bot.bot", "aiogram.client.session.aiohttp",
+        "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
+        "shared.service_client",
+    ),
+    constants.TELEGRAM_WEBHOOK_FUNCTION: (
+        "functions.telegram_webhook.handler", "functions.telegram_webhook.intake", "functions.telegram_bot.settings",
+        "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
+    ),
 }  # fmt: skip
 
 
@@ -153,6 +176,19 @@ def test_the_api_layers_carry_no_heavy_library() -> None:
         closure = _closure(_layer_requirements(function))
         assert not closure & {canonicalize_name(h) for h in HEAVY}, function
         assert "aiogram" not in closure
+
+
+def test_the_bot_layer_carries_aiogram_and_the_webhook_does_not() -> None:
+    assert "bot" in build.built_layer_names()  # `python -m layers.build` builds every layers/*.txt
+    assert constants.FUNCTION_LAYERS[constants.TELEGRAM_BOT_FUNCTION] == ("bot",)
+    assert "aiogram" in _closure(_layer_requirements(constants.TELEGRAM_BOT_FUNCTION))
+    webhook = _closure(_layer_requirements(constants.TELEGRAM_WEBHOOK_FUNCTION))
+    assert not webhook & {canonicalize_name(h) for h in HEAVY}
+    # the webhook's own imports pass without aiogram (parametrized test above); the bot's do not
+    blocked = _import_with_only(
+        _layer_requirements(constants.TELEGRAM_WEBHOOK_FUNCTION), ("functions.telegram_bot.handler",)
+    )
+    assert blocked.returncode != 0 and "aiogram" in blocked.stderr
 
 
 def test_every_layer_requirement_is_pinned_and_the_pin_satisfies_pyproject() -> None:
