@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 import httpx
@@ -231,32 +230,29 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     # -- readiness ----------------------------------------------------------------------------
 
     def readiness(state: DeployState) -> DeployState:
+        """The server answers and is ready for this service: for an ssh server an idempotent provision
+        run (base packages, the service user, the firewall open for the allocated port), which also
+        proves it answers and reports its facts; the built-in local server answers by definition."""
         if ended(state):
             return {"outcome": "cancelled"}
         server = api.get_server(state["server_handle"])
-        fresh = (
-            server.checked_at is not None
-            and (datetime.now(UTC) - server.checked_at).total_seconds() < settings.server_check_max_age_s
-        )
-        if server.status == "up" and fresh:
-            return {}
         if server.connection == "local":
-            # the built-in server is the machine running this: it answers by definition (no 3 s ping)
             api.record_server_check(server.handle, "up")
             return {}
-        event(state, "progress", f"checking that {server.handle} ({server.host}) answers", "readiness", 25)
+        event(state, "progress", f"preparing {server.handle} ({server.host}): packages, service user, "
+              f"firewall for port {state['port']}", "readiness", 30)  # fmt: skip
         queue.publish(PROVISIONER_QUEUE, ProvisionerMessage(
-            request_id=request_id(state["task_id"], "ping", state.get("attempt") or 0),
+            request_id=request_id(state["task_id"], "provision", state.get("attempt") or 0),
             correlation_id=state["correlation_id"], callback_stream=progress_stream(state["task_id"]),
-            server_handle=server.handle, job_type="ping",
+            server_handle=server.handle, job_type="provision", open_ports=[state["port"]],
         ))  # fmt: skip
-        return {"error": "ping"}  # marker: route to ping_wait
+        return {"error": "provision"}  # marker: route to provision_wait
 
-    def ping_wait(state: DeployState) -> DeployState:
-        result = interrupt({"wait_for": request_id(state["task_id"], "ping", state.get("attempt") or 0)})
+    def provision_wait(state: DeployState) -> DeployState:
+        result = interrupt({"wait_for": request_id(state["task_id"], "provision", state.get("attempt") or 0)})
         if result.get("status") != "success" or result.get("reachable") is False:
-            why = result.get("error") or "no answer"
-            return failed(f"server {state['server_handle']} ({state['server_host']}) does not answer: {why}")
+            why = result.get("error") or "; ".join(result.get("errors") or []) or "no answer"
+            return failed(f"server {state['server_handle']} ({state['server_host']}) is not ready: {why}")
         return {"error": None}
 
     def allocate(state: DeployState) -> DeployState:
@@ -419,12 +415,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     def after_secrets(state: DeployState) -> str:
         if state.get("outcome"):
             return str(ok("")(state))
-        return "secrets_wait" if state.get("missing") else "readiness"
+        return "secrets_wait" if state.get("missing") else "allocate"
 
     def after_readiness(state: DeployState) -> str:
         if state.get("outcome"):
             return str(ok("")(state))
-        return "ping_wait" if state.get("error") == "ping" else "allocate"
+        return "provision_wait" if state.get("error") == "provision" else "deploy_request"
 
     def after_deploy(state: DeployState) -> str:
         return "fix_request" if state.get("last_failure") else "smoke"
@@ -434,7 +430,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
 
     graph = StateGraph(DeployState)
     for name, fn in [("prepare", prepare), ("analyze_env", analyze_env), ("resolve_secrets", resolve_secrets),
-                     ("secrets_wait", secrets_wait), ("readiness", readiness), ("ping_wait", ping_wait),
+                     ("secrets_wait", secrets_wait), ("readiness", readiness), ("provision_wait", provision_wait),
                      ("allocate", allocate), ("deploy_request", deploy_request), ("deploy_wait", deploy_wait),
                      ("smoke", smoke), ("fix_request", fix_request), ("fix_wait", fix_wait),
                      ("undeploy_request", undeploy_request), ("undeploy_wait", undeploy_wait),
@@ -443,11 +439,13 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_edge(START, "prepare")
     graph.add_conditional_edges("prepare", after_prepare, ["analyze_env", "undeploy_request", "fail"])
     graph.add_conditional_edges("analyze_env", ok("resolve_secrets"), ["resolve_secrets", "fail", END])
-    graph.add_conditional_edges("resolve_secrets", after_secrets, ["secrets_wait", "readiness", "fail", END])
+    graph.add_conditional_edges("resolve_secrets", after_secrets, ["secrets_wait", "allocate", "fail", END])
     graph.add_edge("secrets_wait", "resolve_secrets")
-    graph.add_conditional_edges("readiness", after_readiness, ["ping_wait", "allocate", "fail", END])
-    graph.add_conditional_edges("ping_wait", ok("allocate"), ["allocate", "fail", END])
-    graph.add_edge("allocate", "deploy_request")
+    graph.add_edge("allocate", "readiness")
+    graph.add_conditional_edges(
+        "readiness", after_readiness, ["provision_wait", "deploy_request", "fail", END]
+    )
+    graph.add_conditional_edges("provision_wait", ok("deploy_request"), ["deploy_request", "fail", END])
     graph.add_conditional_edges("deploy_request", ok("deploy_wait"), ["deploy_wait", "fail", END])
     graph.add_conditional_edges("deploy_wait", after_deploy, ["fix_request", "smoke"])
     graph.add_conditional_edges("smoke", after_smoke, ["fix_request", "finalize"])

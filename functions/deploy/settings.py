@@ -21,9 +21,6 @@ class DeploySettings(CheckpointSettings):
         int,
         Field(ge=0, le=MAX_DEPLOY_FIX_ATTEMPTS, description="Engineering fix rounds after failed deploys."),
     ] = MAX_DEPLOY_FIX_ATTEMPTS
-    server_check_max_age_s: Annotated[
-        int, Field(ge=0, description="A server checked 'up' this recently is not pinged again.")
-    ] = 600
     default_agent: Annotated[str, Field(description="Agent for fix tasks when the project names none.")] = (
         "claude-code"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -214,3 +215,27 @@ def test_a_service_stopped_by_hand_is_reported_down_once_then_up_once(deploy_sta
     kinds = [i["kind"] for i in _json(cli("incident", "list", "--json"))]
     assert kinds == ["service_up", "service_down"], kinds
     assert cli("deploy", "stop", "blog").returncode == 0
+
+
+def test_a_server_that_does_not_answer_fails_the_deploy_with_the_reason(deploy_stack, cli: CliRunner,  # type: ignore[no-untyped-def]
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    deploy_stack()
+    key = tmp_path / "id_test"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(key)], check=True)
+    secret_line = key.read_text().splitlines()[1]
+    added = cli(
+        "server", "add", "web-1", "--host", "127.0.0.1", "--ssh-user", "deploy", "--ssh-key-file", str(key)
+    )
+    assert added.returncode == 0, added.stdout + added.stderr  # nothing listens on port 22 here
+    assert cli("project", "create", "--name", "blog", "--agent", "none").returncode == 0
+    eng = _json(cli("engineering", "start", "blog", "--spec", "a blog", "--json"))
+    assert cli("task", "logs", eng["id"], "--follow", "--interval", "0.3").returncode == 0
+
+    deployed = cli("deploy", "start", "blog", "--server", "web-1", "--follow", timeout=120)
+    assert deployed.returncode == 1
+    assert "[readiness] preparing web-1" in deployed.stdout, deployed.stdout
+    task = _json(cli("task", "list", "--project", "blog", "--type", "deploy", "--json"))[0]
+    assert task["status"] == "FAILED"
+    assert task["error"].startswith("server web-1 (127.0.0.1) is not ready"), task["error"]
+    assert _json(cli("server", "show", "web-1", "--json"))["status"] == "unreachable"
+    assert secret_line not in deployed.stdout + deployed.stderr + task["error"]
