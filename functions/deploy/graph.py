@@ -10,6 +10,7 @@ step and the attempt, so a replayed node re-sends the same message and receivers
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -256,10 +257,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         return {"error": None}
 
     def allocate(state: DeployState) -> DeployState:
-        allocation = api.allocate_port(state["server_handle"], state["project_id"])
+        port = api.allocate_port(state["server_handle"], state["project_id"]).port
+        if state["connection"] == "local":
+            port = _free_local_port(api, state, port)
         host = "127.0.0.1" if state["connection"] == "local" else state["server_host"]
-        url = f"http://{host}:{allocation.port}"
-        return {"port": allocation.port, "deployed_url": url, "health_url": url + state["health_path"]}
+        url = f"http://{host}:{port}"
+        return {"port": port, "deployed_url": url, "health_url": url + state["health_path"]}
 
     # -- deployer -----------------------------------------------------------------------------
 
@@ -457,6 +460,44 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_edge("finalize", END)
     graph.add_edge("fail", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 50) -> int:
+    """On the built-in server the API's allocation may collide with a program it does not know (a dev
+    server on 8000): that program would answer the health check for us. Move to a port nothing holds,
+    unless the holder is this project's own running deployment (a redeploy)."""
+    try:
+        current = api.get_deployment(state["project_id"])
+        ours = (
+            current.status == "deployed"
+            and current.port == port
+            and current.server_handle == state["server_handle"]
+        )
+    except NotFoundError:
+        ours = False
+    if ours or _bindable(port):
+        return port
+    api.free_port(state["server_handle"], port)
+    candidate = port
+    for _ in range(tries):
+        candidate += 1
+        if candidate > 65535 or not _bindable(candidate):
+            continue
+        try:
+            return api.allocate_port(state["server_handle"], state["project_id"], candidate).port
+        except ConflictError:
+            continue  # allocated to another project
+    raise RuntimeError(f"no free port on this machine near {port} (tried {tries})")
 
 
 def _ref_and_agent(api: ApiClient, project_id: str, explicit: Any) -> tuple[str, str | None]:

@@ -1,0 +1,94 @@
+"""Deploy graph helpers: a local port held by a foreign program is avoided; the smoke test backs off."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from functions.deploy.graph import _free_local_port, smoke_test
+from functions.deploy.settings import DeploySettings
+from shared.api_client import ConflictError, NotFoundError
+
+
+class _Api:
+    def __init__(self, first: int, taken_by_others: set[int], deployed_port: int | None = None) -> None:
+        self.first, self.taken, self.deployed_port = first, taken_by_others, deployed_port
+        self.freed: list[int] = []
+
+    def allocate_port(self, handle: str, project: str, port: int | None = None) -> Any:
+        if port is None:
+            return type("A", (), {"port": self.first})()
+        if port in self.taken:
+            raise ConflictError(409, "conflict", f"port {port} taken")
+        return type("A", (), {"port": port})()
+
+    def free_port(self, handle: str, port: int) -> None:
+        self.freed.append(port)
+
+    def get_deployment(self, project: str) -> Any:
+        if self.deployed_port is None:
+            raise NotFoundError(404, "not_found", "never deployed")
+        return type(
+            "D", (), {"status": "deployed", "port": self.deployed_port, "server_handle": "localhost"}
+        )()
+
+
+STATE: Any = {"project_id": "p1", "server_handle": "localhost"}
+
+
+@pytest.fixture
+def held_port() -> Any:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def test_a_port_held_by_another_program_is_given_back_and_a_free_one_taken(held_port: int) -> None:
+    api = _Api(held_port, taken_by_others={held_port + 1})
+    port = _free_local_port(api, STATE, held_port)  # type: ignore[arg-type]
+    assert api.freed == [held_port]
+    assert port not in (held_port, held_port + 1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # really free
+
+
+def test_the_projects_own_running_service_keeps_its_port(held_port: int) -> None:
+    api = _Api(held_port, set(), deployed_port=held_port)
+    assert _free_local_port(api, STATE, held_port) == held_port  # type: ignore[arg-type]
+    assert api.freed == []
+
+
+def test_smoke_test_retries_until_200_and_reports_the_last_answer() -> None:
+    answers = iter([503, 503, 200])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(next(answers, 200))
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sleeps: list[float] = []
+    try:
+        settings = DeploySettings(smoke_attempts=5, smoke_initial_delay_s=0.5, smoke_max_delay_s=1.0)
+        ok, detail = smoke_test(
+            f"http://127.0.0.1:{server.server_address[1]}/health", settings, sleep=sleeps.append
+        )
+        assert ok and detail == "200 after 3 attempt(s)"
+        assert sleeps == [0.5, 1.0]
+        ok, detail = smoke_test(
+            "http://127.0.0.1:1/health", DeploySettings(smoke_attempts=2), sleep=sleeps.append
+        )
+        assert not ok and "did not answer 200 after 2 attempts" in detail and "ConnectError" in detail
+    finally:
+        server.shutdown()
+        server.server_close()
