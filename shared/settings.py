@@ -100,6 +100,30 @@ class SecretsSettings(HomeSettings):
         return (self.secrets_file or self.home / "secrets.json").expanduser()
 
 
+class AgentCredentialSettings(BaseSettings):
+    """The coding agents' own credentials (e.g. ANTHROPIC_API_KEY), by reference: every worker the graphs
+    start gets them in its config's env_vars and resolves them itself, like the GitHub token."""
+
+    model_config = _CONFIG
+
+    agent_secret_refs: Annotated[
+        dict[str, str],
+        Field(description='JSON, e.g. {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}.'),
+    ] = {}
+
+    @field_validator("agent_secret_refs")
+    @classmethod
+    def _references_only(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for name, reference in value.items():
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if not reference.startswith("secret://"):
+                raise ValueError(f"{name} must be a secret:// reference, never a value")
+        return value
+
+
 class Settings(QueueSettings, DatabaseSettings, SecretsSettings, AwsSettings, ObservabilitySettings):
     """Everything, for the CLI and the embedded stack."""
 

@@ -27,7 +27,11 @@ def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
 
     repo_settings = RepoHostSettings()
     repo_host = build_repo_host(repo_settings)
-    env_refs = {"GITHUB_TOKEN": repo_settings.github_token_ref} if repo_settings.github_token_ref else {}
+    from shared.settings import AgentCredentialSettings
+
+    env_refs = dict(AgentCredentialSettings().agent_secret_refs)
+    if repo_settings.github_token_ref:
+        env_refs["GITHUB_TOKEN"] = repo_settings.github_token_ref
     ports = Ports(
         build_service_client(settings), build_queue(settings, settings), settings, repo_host, env_refs
     )

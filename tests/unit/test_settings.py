@@ -47,3 +47,28 @@ def test_settings_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     first = get_settings()
     monkeypatch.setenv("ORCH_QUEUE_PREFIX", "changed")
     assert get_settings() is first
+
+
+def test_agent_credentials_are_references_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import AgentCredentialSettings
+
+    monkeypatch.setenv("ORCH_AGENT_SECRET_REFS", '{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}')
+    assert AgentCredentialSettings().agent_secret_refs == {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}
+    monkeypatch.setenv("ORCH_AGENT_SECRET_REFS", '{"ANTHROPIC_API_KEY": "sk-ant-the-value-itself"}')
+    with pytest.raises(ValidationError, match="must be a secret:// reference"):
+        AgentCredentialSettings()
+    monkeypatch.setenv("ORCH_AGENT_SECRET_REFS", '{"bad name": "secret://x"}')
+    with pytest.raises(ValidationError, match="not an environment variable name"):
+        AgentCredentialSettings()
+
+
+def test_engineering_workers_get_the_agent_credentials_by_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.engineering.handler import build_engine
+    from functions.engineering.settings import EngineeringSettings
+
+    monkeypatch.setenv("ORCH_AGENT_SECRET_REFS", '{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}')
+    monkeypatch.setenv("ORCH_API_KEY", "k")
+    engine = build_engine(EngineeringSettings())
+    assert engine.ports.worker_env_refs == {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}
