@@ -20,8 +20,11 @@ def event_line(event: TaskEvent) -> str:
     return f"{event.timestamp:%H:%M:%S} {event.type:<9} {pct}{step}{event.message}{error}"
 
 
+QUEUED_HINT_S = 30.0
+
+
 def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], interval: float = 0.5,
-           spinner: bool = False, timeout_s: float | None = None) -> Task:  # fmt: skip
+           spinner: bool = False, timeout_s: float | None = None, queued_hint_s: float = QUEUED_HINT_S) -> Task:  # fmt: skip
     """Print every event (old ones first) until the task is final; returns the final task. A task that
     waits for input (WAITING_INPUT) is followed too: it goes on by itself once the input arrives."""
     after = 0
@@ -31,7 +34,9 @@ def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], 
 
         status_line = Console(stderr=True).status("waiting…")
         status_line.start()
-    deadline = time.monotonic() + timeout_s if timeout_s else None
+    started = time.monotonic()
+    deadline = started + timeout_s if timeout_s else None
+    hinted = False
     try:
         while True:
             for event in api.task_events(task_id, after=after):
@@ -48,6 +53,10 @@ def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], 
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 return task
+            if not hinted and task.status.value == "QUEUED" and time.monotonic() - started > queued_hint_s:
+                hinted = True
+                typer.echo(f"task {task.id} is still QUEUED after {queued_hint_s:.0f} s: is anything consuming "
+                           "its queue? (`orchestrator local status`, `orchestrator queue stats`)", err=True)  # fmt: skip
             time.sleep(interval)
     finally:
         if status_line is not None:
