@@ -15,6 +15,7 @@ from shared.contracts import (
     DEPLOY_QUEUE,
     ENGINEERING_QUEUE,
     PO_INBOX,
+    PO_RESPONSES,
     PROGRESS_EVENTS,
     PROVISIONER_QUEUE,
     PROVISIONER_RESULTS,
@@ -108,9 +109,10 @@ CONSUMER_TIMEOUT_SECONDS: Mapping[str, int] = {
     # The deploy graph resumes on its results; its smoke test waits up to ~30 s inside one step.
     ANSIBLE_DEPLOY_RESULTS: 300,
     PROVISIONER_RESULTS: 300,
-    # No consumer yet (the Product Owner worker): sized like the graph consumers, since one message
-    # is one agent turn (an LLM call or two); a consumer that needs longer moves this with it.
-    PO_INBOX: 300,
+    # The Product Owner consumer: a few API calls and Bot API sends per record; the agent itself
+    # runs in a worker (its turn is the worker message's timeout, not this function's).
+    PO_INBOX: 60,
+    PO_RESPONSES: 60,
     # Copier + git push of a fresh repository.
     SCAFFOLDER_QUEUE: 300,
     # These only start or stop Fargate tasks (in AWS the playbook runs in the Ansible runner task,
@@ -120,8 +122,8 @@ CONSUMER_TIMEOUT_SECONDS: Mapping[str, int] = {
     WORKER_COMMANDS: 60,
     # The bot consumer: one Bot API call may wait up to 3 x 20 s on 429s (shared.topology).
     TELEGRAM_UPDATES: 90,
-    # Fan-out of progress events to the API and Telegram.
-    PROGRESS_EVENTS: 30,
+    # The progress notifier: a few API calls and Bot API sends per record; one 429 may wait 20 s.
+    PROGRESS_EVENTS: 60,
 }
 """The timeout each queue's consuming function must be given (the consumers slice reads this)."""
 
@@ -234,6 +236,8 @@ INFRA_FUNCTION = "infra"
 INFRA_EVENTS_FUNCTION = "infra-events"
 TELEGRAM_BOT_FUNCTION = "telegram-bot"
 TELEGRAM_WEBHOOK_FUNCTION = "telegram-webhook"
+TELEGRAM_NOTIFIER_FUNCTION = "telegram-notifier"
+PRODUCT_OWNER_FUNCTION = "product-owner"
 
 API_HANDLER = "functions.api.handler.lambda_handler"
 DEPLOY_HOOK_HANDLER = "orchestrator_deploy_hook.on_deploy"
@@ -264,6 +268,10 @@ FUNCTION_LAYERS: Mapping[str, tuple[str, ...]] = {
     TELEGRAM_BOT_FUNCTION: ("bot",),
     # The ack path: never aiogram (~2 s to import), only settings, the queue and the claims table.
     TELEGRAM_WEBHOOK_FUNCTION: ("base",),
+    # Bot API calls through the stdlib client (never aiogram) and the typed API client.
+    TELEGRAM_NOTIFIER_FUNCTION: ("base",),
+    # Bot API calls through the stdlib client (never aiogram), the API, the queue, claims and secrets.
+    PRODUCT_OWNER_FUNCTION: ("base",),
 }
 """Each function's layers (`layers/<name>.txt`, or the source layer `deploy-hook`): only what it imports."""
 
@@ -282,6 +290,8 @@ FUNCTION_MEMORY_MB: Mapping[str, int] = {
     # aiogram's import alone is ~2 s on a laptop core; more memory is more CPU for the cold start.
     TELEGRAM_BOT_FUNCTION: 512,
     TELEGRAM_WEBHOOK_FUNCTION: 256,
+    TELEGRAM_NOTIFIER_FUNCTION: 256,
+    PRODUCT_OWNER_FUNCTION: 256,
 }
 
 API_TIMEOUT_SECONDS = 29
@@ -305,8 +315,16 @@ SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
 
 QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
     # The API publishes its outbox rows: new tasks, worker deletes, answers to worker messages.
-    API_FUNCTION: (ENGINEERING_QUEUE, DEPLOY_QUEUE, WORKER_COMMANDS, WORKER_RESPONSES),
-    WORKER_MANAGER_FUNCTION: (WORKER_RESPONSES,),
+    # ... and the progress events of Telegram users' tasks (for the notifier).
+    API_FUNCTION: (
+        ENGINEERING_QUEUE,
+        DEPLOY_QUEUE,
+        WORKER_COMMANDS,
+        WORKER_RESPONSES,
+        PO_RESPONSES,
+        PROGRESS_EVENTS,
+    ),
+    WORKER_MANAGER_FUNCTION: (WORKER_RESPONSES, PO_RESPONSES),
     SCAFFOLDER_FUNCTION: (SCAFFOLDER_RESULTS,),
     ENGINEERING_FUNCTION: (SCAFFOLDER_QUEUE, WORKER_COMMANDS),
     DEPLOY_FUNCTION: (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE),
@@ -315,6 +333,8 @@ QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
     INFRA_EVENTS_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
     TELEGRAM_BOT_FUNCTION: (PO_INBOX,),
     TELEGRAM_WEBHOOK_FUNCTION: (TELEGRAM_UPDATES,),
+    # Creates a person's PO worker and hands it their messages.
+    PRODUCT_OWNER_FUNCTION: (WORKER_COMMANDS,),
 }
 """Which queues each function may send to (consuming is granted by its event sources)."""
 
@@ -327,6 +347,8 @@ API_KEY_SECRET_LENGTH = 64
 """Characters of generated key material (letters and digits: ~380 bits)."""
 PROJECT_SECRETS_PATH = "projects"
 SERVER_SECRETS_PATH = "servers"
+PO_SECRETS_PATH = "po"
+"""The PO function stores each person's user-scope key as `secret://po/<user_id>/api_key`; PO workers read it."""
 """The API writes `secret://projects/<id>/<name>` and `secret://servers/<handle>/ssh_key` (Secrets
 Manager `<resource prefix>/projects/...`, `<resource prefix>/servers/...`)."""
 DEFAULT_GITHUB_TOKEN_REF = "secret://github/token"  # noqa: S105 - a reference, not a token

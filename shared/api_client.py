@@ -18,6 +18,8 @@ from shared.contracts.api import (
     HealthChange,
     HealthReport,
     Incident,
+    NotificationClaim,
+    NotificationRecord,
     OrphanWorkerCollect,
     OrphanWorkerReport,
     Page,
@@ -34,6 +36,7 @@ from shared.contracts.api import (
     Task,
     TaskEvent,
     TaskLeaseState,
+    TaskNotification,
     User,
     Worker,
     WorkerDetail,
@@ -270,6 +273,25 @@ class ApiClient:
     def release_lease(self, task_id: str, holder: str) -> TaskLeaseState:
         return self._as(TaskLeaseState, self.request("DELETE", f"/internal/tasks/{task_id}/lease",
                                                      params={"holder": holder}))  # fmt: skip
+
+    def claim_notification(self, task_id: str, holder: str, seconds: int = 60) -> TaskNotification:
+        """The task's Telegram status message, held by `holder`; ConflictError while someone else holds it."""
+        body = self._body(NotificationClaim(holder=holder, seconds=seconds))
+        data = self.request("POST", f"/internal/tasks/{task_id}/notification/claim", json=body)
+        return self._as(TaskNotification, data)
+
+    def record_notification(self, task_id: str, record: NotificationRecord) -> TaskNotification:
+        """ConflictError if `record.holder` lost the claim, or the final message was already recorded."""
+        data = self.request(
+            "PUT", f"/internal/tasks/{task_id}/notification", json=record.model_dump(mode="json")
+        )
+        return self._as(TaskNotification, data)
+
+    def release_notification(self, task_id: str, holder: str) -> TaskNotification:
+        data = self.request(
+            "DELETE", f"/internal/tasks/{task_id}/notification/claim", params={"holder": holder}
+        )
+        return self._as(TaskNotification, data)
 
     def heartbeat(self, task_id: str) -> Task:
         return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/heartbeat"))

@@ -82,6 +82,24 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         max_concurrency=2,
         optional=True,
     ),
+    ConsumerSpec(
+        function="product_owner",
+        handler="functions.product_owner.handler:lambda_handler",
+        queues=("po:inbox", "po:responses"),
+        timeout_s=60,  # a few API calls and Bot API sends; the agent itself runs in a worker
+        batch_size=5,
+        max_concurrency=2,
+        optional=True,
+    ),
+    ConsumerSpec(
+        function="telegram_notifier",
+        handler="functions.telegram_notifier.handler:lambda_handler",
+        queues=("progress:events",),
+        timeout_s=60,  # a few API calls and Bot API sends; one 429 may wait up to 20 s
+        batch_size=10,
+        max_concurrency=2,
+        optional=True,  # needs the bot token, like telegram_bot
+    ),
 )
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
@@ -110,6 +128,8 @@ RESETTERS: tuple[str, ...] = (
     "functions.deploy.handler:reset",
     "functions.infra.handler:reset",
     "functions.telegram_bot.handler:reset",
+    "functions.telegram_notifier.handler:reset",
+    "functions.product_owner.handler:reset",
     "functions.telegram_webhook.handler:reset",
 )
 """Per-process state of consumer functions (one 'container'); the embedded stack resets it on start and stop."""

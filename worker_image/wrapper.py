@@ -29,6 +29,9 @@ from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
 RESULT_RETRY_S = 900.0
+SERVICE_CREDENTIAL_VARS = ("ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY")
+"""The wrapper's own API credentials: never inherited by the agent, which gets only its job's `env_vars`
+(e.g. a Product Owner's user-scope ORCH_API_KEY, resolved from its reference)."""
 
 
 class WrapperSettings(ServiceApiSettings):
@@ -202,7 +205,8 @@ class Wrapper:
             if time.monotonic() - last_flush[0] > EVENT_FLUSH_S or len(pending) >= 50:
                 flush()
 
-        env = {**os.environ, **self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+        inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_CREDENTIAL_VARS}
+        env = {**inherited, **self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
         outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
                             session_id=self.session_id, env=env, redact=self.redactor.redact)  # fmt: skip
         flush()

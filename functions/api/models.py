@@ -291,3 +291,23 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskNotification(Base):
+    """The Telegram status message of a task: created once (claim), edited in place, final sent once."""
+
+    __tablename__ = "task_notifications"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The status message Telegram accepted; None until the first send is recorded."""
+    text: Mapped[str | None] = mapped_column(Text)
+    """What the status message says now (an edit is made only when the rendered text differs)."""
+    claim_holder: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
+    """One notifier at a time talks to Telegram about a task (compare-and-set, expires)."""
+    final_sent_at: Mapped[datetime | None]
+    """Set once, after Telegram accepted the final message."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

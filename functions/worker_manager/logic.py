@@ -56,10 +56,14 @@ class WorkerManager:
             raise TypeError(f"unhandled worker command {type(command).__name__}")
 
     def _reply(self, command: CreateWorkerCommand | DeleteWorkerCommand, success: bool, worker_id: str | None,
-               error: str | None = None) -> None:  # fmt: skip
+               error: str | None = None, reply_queue: str | None = None) -> None:  # fmt: skip
+        """Answer on worker:responses, or on the queue the worker's config names (`reply_queue`)."""
         kind = CreateWorkerResponse if isinstance(command, CreateWorkerCommand) else DeleteWorkerResponse
-        self.queue.publish(WORKER_RESPONSES, kind(request_id=command.request_id, success=success, worker_id=worker_id,
-                                                  error=error, correlation_id=command.correlation_id))  # fmt: skip
+        if isinstance(command, CreateWorkerCommand):
+            reply_queue = command.config.reply_queue
+        self.queue.publish(reply_queue or WORKER_RESPONSES,
+                           kind(request_id=command.request_id, success=success, worker_id=worker_id, error=error,
+                                correlation_id=command.correlation_id))  # fmt: skip
 
     def create(self, command: CreateWorkerCommand) -> None:
         worker_id = new_worker_id()
@@ -117,7 +121,7 @@ class WorkerManager:
         )  # recorded first: the kill reports later
         if detail.runtime_handle and still_running:
             self.runtime.stop(detail.runtime_handle, "deleted")
-        self._reply(command, True, detail.id)
+        self._reply(command, True, detail.id, reply_queue=detail.config.get("reply_queue"))
 
     def runtime_stopped(self, worker_id: str, status: RuntimeStatus) -> None:
         """The runtime says the process ended (local monitor or ECS task-state event)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -34,10 +35,13 @@ from infra_cdk.config import StackConfig
 from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
+    acknowledge_wildcard_resources,
     grant_secret_read,
     lambda_handler_path,
     pascal,
     secret_arns_for_reference,
+    secret_name_arn,
+    secret_name_arn_finding,
 )
 from infra_cdk.constructs.telegram import Telegram, grant_claims
 from infra_cdk.constructs.workers import Workers
@@ -101,6 +105,8 @@ class Consumers(Construct):
             constants.DEPLOY_FUNCTION: self._graph_environment,
             constants.INFRA_FUNCTION: self._infra_environment,
             constants.TELEGRAM_BOT_FUNCTION: self._telegram_bot_environment,
+            constants.TELEGRAM_NOTIFIER_FUNCTION: self._telegram_notifier_environment,
+            constants.PRODUCT_OWNER_FUNCTION: self._product_owner_environment,
         }
         self.functions: dict[str, lambda_.Function] = {}
         for spec in CONSUMERS:
@@ -172,7 +178,44 @@ class Consumers(Construct):
             **environment.idempotency(self._idempotency_table.table_name),
         }
 
+    def _telegram_notifier_environment(self) -> dict[str, str]:
+        """Sends and edits as the bot: its token by reference (read permission in _grant_specifics)."""
+        return {
+            "ORCH_TELEGRAM_BOT_TOKEN_REF": environment.secret_reference(
+                self._telegram.bot_token_secret.secret_arn
+            )
+        }
+
+    def _product_owner_environment(self) -> dict[str, str]:
+        """Answers as the bot (its token by reference); PO workers reach the API at the same URL."""
+        return self._telegram_bot_environment()
+
+    def _grant_product_owner(self) -> None:
+        """Read the bot token, claim, and keep each person's PO key under `<prefix>/po/`."""
+        po = self.functions[constants.PRODUCT_OWNER_FUNCTION]
+        self._telegram.bot_token_secret.grant_read(po)
+        grant_claims(self._idempotency_table, po)
+        pattern = f"{self._config.resource_prefix}/{constants.PO_SECRETS_PATH}/*"
+        po.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "secretsmanager:CreateSecret",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:PutSecretValue",
+                ],
+                resources=[secret_name_arn(self, pattern)],
+            )
+        )
+        acknowledge_wildcard_resources(
+            po,
+            [secret_name_arn_finding(pattern)],
+            reason="The Product Owner stores one user-scope API key per person, named at run time under "
+            "a fixed prefix of this stack; the actions are listed one by one and none deletes.",
+        )
+
     def _grant_specifics(self) -> None:
+        self._grant_product_owner()
         self._workers.grant_manage_workers(self.functions[constants.WORKER_MANAGER_FUNCTION])
         self._workers.grant_launch_ansible(self.functions[constants.INFRA_FUNCTION])
         github_token = secret_arns_for_reference(
@@ -188,4 +231,5 @@ class Consumers(Construct):
             self._checkpoint_table.grant_read_write_data(self.functions[name])
         bot = self.functions[constants.TELEGRAM_BOT_FUNCTION]
         self._telegram.bot_token_secret.grant_read(bot)
+        self._telegram.bot_token_secret.grant_read(self.functions[constants.TELEGRAM_NOTIFIER_FUNCTION])
         grant_claims(self._idempotency_table, bot)

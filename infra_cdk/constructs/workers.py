@@ -316,6 +316,15 @@ class Workers(Construct):
             role,
             secret_arns_for_reference(self, self._config.github_token_ref, self._config.resource_prefix),
         )
+        # A Product Owner worker resolves its person's user-scope key (secret://po/<user_id>/api_key).
+        po_keys = f"{self._config.resource_prefix}/{constants.PO_SECRETS_PATH}/*"
+        grant_secret_read(role, [secret_name_arn(self, po_keys)])
+        acknowledge_wildcard_resources(
+            role,
+            [secret_name_arn_finding(po_keys)],
+            reason="Product Owner workers read the user-scope API key of the person they serve, named at "
+            "run time under one fixed prefix of this stack; read only (GetSecretValue, DescribeSecret).",
+        )
 
     def _ansible_container_environment(self) -> dict[str, str]:
         """What `python -m worker_image.ansible_runner --publish` reads: where secrets and queues are."""

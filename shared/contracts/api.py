@@ -228,6 +228,39 @@ class TaskLeaseState(Out):
     acquired: bool
 
 
+class NotificationClaim(Dto):
+    holder: Annotated[
+        str, Field(min_length=1, max_length=200, description="The notifier invocation claiming.")
+    ]
+    seconds: Annotated[int, Field(gt=0, le=600, description="How long the claim lasts unless released.")] = 60
+
+
+class NotificationRecord(Dto):
+    holder: Annotated[str, Field(min_length=1, max_length=200, description="Must hold the claim.")]
+    message_id: Annotated[
+        int | None, Field(description="The status message Telegram accepted (first send, or a re-send).")
+    ] = None
+    text: Annotated[str | None, Field(max_length=20000, description="What the status message says now.")] = (
+        None
+    )
+    final_sent: Annotated[
+        bool, Field(description="Telegram accepted the final message: set once (409 if already set).")
+    ] = False
+    release: Annotated[bool, Field(description="Give the claim back after recording.")] = True
+
+
+class TaskNotification(Out):
+    """The Telegram status message of a task, as the notifier sees it after a claim."""
+
+    task_id: str
+    chat_id: int = Field(description="The owner's Telegram id (the private chat).")
+    message_id: int | None = Field(description="The status message; None until one was sent.")
+    text: str | None = Field(description="What the status message says now.")
+    claim_holder: str | None
+    claimed_until: datetime | None
+    final_sent_at: datetime | None = Field(description="When Telegram accepted the final message.")
+
+
 class TaskWait(Dto):
     reason: Annotated[str, Field(min_length=1, max_length=4000, description="What input is needed.")]
 

@@ -42,6 +42,8 @@ TELEGRAM_UPDATES = "telegram:updates"
 """Added: Telegram updates from the webhook / long polling to the bot consumer."""
 PO_INBOX = "po:inbox"
 """Added: a person's free text from the bot consumer to their Product Owner agent."""
+PO_RESPONSES = "po:responses"
+"""Added: worker responses for Product Owner workers (their config's `reply_queue`), consumed by the PO."""
 PROGRESS_EVENTS = "progress:events"
 """The progress-event stream; the seed's per-task `task_progress:{task_id}` streams map onto it."""
 
@@ -91,6 +93,7 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(WORKER_RESPONSES, WorkerResponse, "worker manager -> graphs"),
         QueueContract(TELEGRAM_UPDATES, TelegramUpdateMessage, "telegram webhook -> bot consumer"),
         QueueContract(PO_INBOX, ProductOwnerMessage, "bot consumer -> product owner"),
+        QueueContract(PO_RESPONSES, WorkerResponse, "worker manager, API -> product owner"),
         QueueContract(PROGRESS_EVENTS, ProgressEvent, "everyone -> task event stream"),
     )
 }

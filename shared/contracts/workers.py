@@ -27,6 +27,11 @@ class WorkerConfig(Contract):
     instructions: str | None = Field(
         default=None, description="Injected as CLAUDE.md (Claude) or AGENTS.md (others)."
     )
+    reply_queue: str | None = Field(
+        default=None,
+        description="Added: responses for this worker go to this logical queue instead of worker:responses "
+        "(worker:responses | po:responses).",
+    )
 
 
 class _Command(QueueMeta):

@@ -18,18 +18,19 @@ from tests.e2e.conftest import CliRunner, orchestrator_executable
 
 
 class Stack:
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.home = home
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.extra_env = env or {}
+        self.extra_args = args
 
     def start(self, port: int = 0) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         env["ORCH_HOME"] = str(self.home)
         env.update(self.extra_env)
         self.process = subprocess.Popen(
-            [*orchestrator_executable(), "local", "up", "--port", str(port), "--json"],
+            [*orchestrator_executable(), "local", "up", "--port", str(port), "--json", *self.extra_args],
             stdout=subprocess.PIPE, stderr=open(self.home.parent / "stack.err", "a"), text=True, env=env,
         )  # fmt: skip
         assert self.process.stdout is not None

@@ -855,18 +855,30 @@ def test_stopped_ansible_tasks_are_routed_to_the_infra_events_function(any_app: 
     assert permission["Principal"] == "events.amazonaws.com"
 
 
-def test_po_inbox_waits_for_its_consumer_with_a_dlq_and_no_event_source(default_app: Synthesized) -> None:
+def test_the_product_owner_consumes_its_two_queues_with_dlqs(default_app: Synthesized) -> None:
     queues = default_app.resources("AWS::SQS::Queue")
-    (queue_id,) = [
-        k
-        for k, q in queues.items()
-        if q["Properties"]["QueueName"] == physical_name(DEFAULT_PREFIX, "po:inbox")
-    ]
-    assert "RedrivePolicy" in queues[queue_id]["Properties"]
-    assert queues[queue_id]["Properties"]["VisibilityTimeout"] == 6 * constants.consumer_timeout_seconds(
-        "po:inbox"
-    )
-    assert not [m for m in _mappings(default_app) if m["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+    po_id, po_props = _function(default_app, constants.PRODUCT_OWNER_FUNCTION)
+    for logical in ("po:inbox", "po:responses"):
+        (queue_id,) = [
+            k
+            for k, q in queues.items()
+            if q["Properties"]["QueueName"] == physical_name(DEFAULT_PREFIX, logical)
+        ]
+        assert "RedrivePolicy" in queues[queue_id]["Properties"]
+        assert queues[queue_id]["Properties"]["VisibilityTimeout"] == 6 * constants.consumer_timeout_seconds(
+            logical
+        )
+        consumers = [
+            m for m in _mappings(default_app) if m["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+        ]
+        assert [m["FunctionName"] for m in consumers] == [{"Ref": po_id}]
+    assert po_props["Timeout"] == constants.consumer_timeout_seconds("po:inbox")
+    env = _env(default_app, constants.PRODUCT_OWNER_FUNCTION)
+    assert "ORCH_TELEGRAM_BOT_TOKEN_REF" in env and "ORCH_IDEMPOTENCY_TABLE" in env
+    statements = _policy_statements(default_app, _role_of(po_props))
+    writes = [s for s in statements if "secretsmanager:PutSecretValue" in _actions(s)]
+    assert len(writes) == 1 and "secretsmanager:DeleteSecret" not in _actions(writes[0])
+    assert all(f"/{constants.PO_SECRETS_PATH}/*" in json.dumps(r) for r in _resources(writes[0]))
 
 
 # -- telegram ---------------------------------------------------------------------------------------
@@ -970,7 +982,10 @@ def test_only_the_bot_and_the_webhook_may_claim_and_only_they_read_telegram_secr
         if any(secret in granted for secret in secrets):
             readers.add(name)
     telegram = {constants.TELEGRAM_BOT_FUNCTION, constants.TELEGRAM_WEBHOOK_FUNCTION}
-    assert claimers == readers == telegram
+    telegram |= {constants.PRODUCT_OWNER_FUNCTION}  # answers as the bot; claims per person and per answer
+    assert claimers == telegram
+    # the progress notifier sends as the bot; it needs no claims (the API's notification row serialises it)
+    assert readers == telegram | {constants.TELEGRAM_NOTIFIER_FUNCTION}
 
 
 def test_telegram_secrets_are_generated_never_written_in_the_template(any_app: Synthesized) -> None:

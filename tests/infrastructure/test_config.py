@@ -140,5 +140,7 @@ def test_every_new_queue_is_sized_for_its_consumer() -> None:
     assert constants.consumer_timeout_seconds("ansible:deploy:results") == 300
     assert constants.consumer_timeout_seconds("provisioner:results") == 300
     assert constants.consumer_timeout_seconds("telegram:updates") == 90
-    # no consumer yet: sized like the other agent-driven consumers
-    assert constants.consumer_timeout_seconds("po:inbox") == 300
+    assert constants.consumer_timeout_seconds("progress:events") == 60  # the notifier; one 429 may wait 20 s
+    # the Product Owner consumer only calls the API and the Bot API; the agent runs in a worker
+    assert constants.consumer_timeout_seconds("po:inbox") == 60
+    assert constants.consumer_timeout_seconds("po:responses") == 60

@@ -39,7 +39,7 @@ def test_registry_covers_every_logical_queue() -> None:
         "engineering:queue", "deploy:queue", "scaffolder:queue", "provisioner:queue",
         "ansible:deploy:queue", "worker:commands", "worker:responses", "progress:events",
         "scaffolder:results", "ansible:deploy:results", "provisioner:results",
-        "telegram:updates", "po:inbox",
+        "telegram:updates", "po:inbox", "po:responses",
     }  # fmt: skip
 
 

@@ -83,6 +83,15 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
         "functions.telegram_webhook.handler", "functions.telegram_webhook.intake", "functions.telegram_bot.settings",
         "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
     ),
+    constants.PRODUCT_OWNER_FUNCTION: (
+        "functions.product_owner.handler", "functions.product_owner.logic", "functions.product_owner.chat",
+        "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
+        "shared.service_client", "httpx",
+    ),
+    constants.TELEGRAM_NOTIFIER_FUNCTION: (
+        "functions.telegram_notifier.handler", "functions.telegram_notifier.notifier",
+        "functions.telegram_bot.botapi", "shared.secrets.aws", "shared.service_client", "httpx",
+    ),
 }  # fmt: skip
 
 

@@ -16,9 +16,11 @@ from functions.api.errors import Conflict, NotFound
 from functions.api.models import Task as TaskRow
 from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
-from functions.api.services import tasks
+from functions.api.services import notifications, tasks
 from shared.contracts.api import (
     EventAppend,
+    NotificationClaim,
+    NotificationRecord,
     Task,
     TaskClaim,
     TaskComplete,
@@ -26,6 +28,7 @@ from shared.contracts.api import (
     TaskFail,
     TaskLease,
     TaskLeaseState,
+    TaskNotification,
     TaskStatus,
     TaskWait,
 )
@@ -171,6 +174,39 @@ def release_lease(task_id: TaskId, holder: Annotated[str, Query(max_length=200)]
         return TaskLeaseState(
             task_id=task.id, holder=task.lease_holder, until=task.lease_until, acquired=False
         )
+
+
+@router.post(
+    "/internal/tasks/<task_id>/notification/claim",
+    summary="Claim the task's Telegram status message (creates its row); 409 while another holds it",
+    tags=TAGS,
+    responses={422: {"description": "The task's owner has no Telegram id"}},
+)
+def claim_notification(task_id: TaskId, body: NotificationClaim) -> TaskNotification:
+    _service()
+    with transaction() as session:
+        row = notifications.claim(session, task_id, body.holder, body.seconds)
+        return TaskNotification.model_validate(row)
+
+
+@router.put(
+    "/internal/tasks/<task_id>/notification",
+    summary="Record what Telegram accepted (status message id / text, final sent once); 409 unless held",
+    tags=TAGS,
+)
+def record_notification(task_id: TaskId, body: NotificationRecord) -> TaskNotification:
+    _service()
+    with transaction() as session:
+        return TaskNotification.model_validate(notifications.record(session, task_id, body))
+
+
+@router.delete(
+    "/internal/tasks/<task_id>/notification/claim", summary="Give the notification claim back", tags=TAGS
+)
+def release_notification(task_id: TaskId, holder: Annotated[str, Query(max_length=200)]) -> TaskNotification:
+    _service()
+    with transaction() as session:
+        return TaskNotification.model_validate(notifications.release(session, task_id, holder))
 
 
 @router.post("/internal/outbox/sweep", summary="Publish outbox rows older than a few seconds", tags=TAGS)

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import select, update
 
-from functions.api.errors import Conflict, Gone, NotFound
+from functions.api.errors import Conflict, Gone, NotFound, Unprocessable
 from functions.api.models import Task as TaskRow
 from functions.api.models import Worker as WorkerRow
 from functions.api.models import WorkerMessage as WorkerMessageRow
@@ -41,6 +41,10 @@ def _service() -> None:
 )
 def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     _service()
+    try:
+        workers.reply_queue(body.config)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), ["config.reply_queue"]) from None
     with transaction() as session:
         existing = session.get(WorkerRow, body.id)
         if existing is None and body.create_request_id:

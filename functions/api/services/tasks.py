@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from functions.api.auth import Principal
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
-from functions.api.services import lookup, outbox
+from functions.api.services import lookup, notifications, outbox
 from shared.contracts import (
     DEPLOY_QUEUE,
     ENGINEERING_QUEUE,
@@ -173,6 +173,13 @@ def transition(
         )
     if to in FINAL:
         wake_parent(session, task)
+        # not stored (the transition is the record): it wakes the Telegram notifier for the outcome
+        kind = "completed" if to == TaskStatus.COMPLETED else "failed"
+        notifications.publish(
+            session,
+            task,
+            ProgressEvent(type=kind, task_id=task.id, message=to.value.lower(), error=task.error),
+        )
     return task
 
 
@@ -226,6 +233,7 @@ def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:
         timestamp=event.timestamp,
     )
     session.add(row)
+    notifications.publish(session, task, event)
     return row
 
 
@@ -284,5 +292,12 @@ def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, O
         heartbeat_at=None,
         claimed_by=None,
     )
+    # the retried run gets its own final message in Telegram (the status message is edited on)
+    from functions.api.models import TaskNotification
+
+    session.execute(
+        update(TaskNotification).where(TaskNotification.task_id == task.id).values(final_sent_at=None)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
     system_event(session, task, "progress", f"retry requested (attempt {task.attempt + 1})")
     return task, _enqueue(session, task)

@@ -15,10 +15,20 @@ from sqlalchemy.orm import Session
 from functions.api.errors import Conflict, NotFound
 from functions.api.models import OutboxMessage, Task, Worker, WorkerMessage, utcnow
 from functions.api.services import outbox
-from shared.contracts import WORKER_RESPONSES, SendFileResponse, SendMessageResponse
+from shared.contracts import PO_RESPONSES, WORKER_RESPONSES, SendFileResponse, SendMessageResponse
 
 ENDED = ("STOPPED", "FAILED")
 OPEN = ("PENDING", "RUNNING")
+REPLY_QUEUES = (WORKER_RESPONSES, PO_RESPONSES)
+"""Where a worker's config may send its responses (`reply_queue`); anything else is refused."""
+
+
+def reply_queue(config: dict[str, Any] | None) -> str:
+    """The logical queue a worker's responses go to (worker:responses unless its config says otherwise)."""
+    queue = (config or {}).get("reply_queue") or WORKER_RESPONSES
+    if queue not in REPLY_QUEUES:
+        raise ValueError(f"reply_queue must be one of {', '.join(REPLY_QUEUES)}")
+    return str(queue)
 
 
 def get(session: Session, worker_id: str) -> Worker:
@@ -42,7 +52,8 @@ def _respond(session: Session, message: WorkerMessage, success: bool, response: 
         reply: SendMessageResponse | SendFileResponse = SendFileResponse(**fields)
     else:
         reply = SendMessageResponse(**fields, response=response, result=result)
-    return outbox.add(session, WORKER_RESPONSES, reply)
+    worker = session.get(Worker, message.worker_id)
+    return outbox.add(session, reply_queue(worker.config if worker is not None else None), reply)
 
 
 def finish_message(session: Session, message_id: int, success: bool, response: str | None, error: str | None,

@@ -1,0 +1,1 @@
+"""The Product Owner: one conversational agent per person, reached through Telegram."""

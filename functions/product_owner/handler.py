@@ -1,0 +1,74 @@
+"""Lambda entry point for po:inbox (a person's message) and po:responses (their PO workers' answers);
+the record's source queue picks the path."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from functions.product_owner.logic import Busy, PoConfig, ProductOwner
+from functions.product_owner.settings import ProductOwnerSettings
+from shared.contracts import PO_INBOX, PO_RESPONSES
+from shared.queues.consume import process_queue_event
+from shared.queues.naming import logical_from_arn
+
+BUSY_RETRY_S = 3
+"""Constant, so messages held back in arrival order become visible again in that order."""
+
+_po: ProductOwner | None = None
+_lock = threading.Lock()
+
+
+def build_product_owner(settings: ProductOwnerSettings | None = None) -> ProductOwner:
+    from functions.product_owner.chat import TelegramChat
+    from shared.idempotency import build_idempotency
+    from shared.queues import build_queue
+    from shared.secrets import build_secrets
+    from shared.service_client import build_service_client
+
+    settings = settings or ProductOwnerSettings()
+    secrets = build_secrets(settings, settings)
+    chat = TelegramChat(settings.resolve_bot_token(secrets), settings.telegram_api_base)
+    config = PoConfig(agent=settings.po_agent, agent_command=settings.po_agent_command,
+                      timeout_s=settings.po_timeout_s, claim_s=settings.po_start_claim_s,
+                      api_url=settings.po_worker_api_url or settings.api_url)  # fmt: skip
+    return ProductOwner(build_service_client(settings), build_queue(settings, settings), secrets,
+                        build_idempotency(settings), chat, config)  # fmt: skip
+
+
+def get_product_owner() -> ProductOwner:
+    global _po
+    with _lock:
+        if _po is None:
+            _po = build_product_owner()
+        return _po
+
+
+def reset() -> None:
+    """Forget the per-process PO (tests; the embedded stack on start and stop)."""
+    global _po
+    with _lock:
+        _po = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any, po: ProductOwner | None = None) -> dict[str, Any]:
+    active = po or get_product_owner()
+    records = event.get("Records") or []
+    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else PO_INBOX
+    if queue not in (PO_INBOX, PO_RESPONSES):
+        raise ValueError(f"the product owner function does not consume {queue}")
+
+    def handle(message: Any, record: Any) -> None:
+        if queue == PO_RESPONSES:
+            active.on_response(message)
+            return
+        try:
+            active.on_inbox(message)
+        except Busy as exc:
+            # Keep the person's order: this message waits, a few seconds, for the one before it.
+            active.queue.release(
+                queue, record.receipt_handle, reason=str(exc), visibility_timeout=BUSY_RETRY_S
+            )
+            raise
+
+    return process_queue_event(event, queue, handle, context)

@@ -1,0 +1,262 @@
+"""What the Product Owner consumer does with a person's message and with its workers' answers.
+
+One PO worker per person (`po-<user_id>`), alive while the conversation is: the first message
+starts it (a Fargate task takes tens of seconds), later ones go to the same worker, whose API
+message queue keeps them in order and runs them one at a time. A per-person claim
+(`po:starting:<user_id>`) is held while a start is in flight and while a message is handed over,
+so two messages never start two workers and a message never overtakes the first one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from functions.product_owner.instructions import PO_INSTRUCTIONS
+from shared.api_client import ApiClient, AuthError
+from shared.contracts import (
+    PO_RESPONSES,
+    WORKER_COMMANDS,
+    CreateWorkerCommand,
+    CreateWorkerResponse,
+    ProductOwnerMessage,
+    SendMessageCommand,
+    SendMessageResponse,
+    WorkerConfig,
+)
+from shared.contracts.api import User, WorkerDetail
+from shared.idempotency import IdempotencyPort
+from shared.observability import get_logger
+from shared.queues.port import QueuePort
+from shared.secrets.port import SecretsPort
+
+LIVE_STATUSES = ("CREATED", "STARTING", "RUNNING")
+ANSWERED_TTL_S = 48 * 3600
+
+NO_ACCOUNT = (
+    "I can't start your Product Owner yet: your Telegram account is not linked to a user. "
+    "Ask an administrator to add you (/adduser), then write again."
+)
+ADMIN_REFUSED = (
+    "Your account is an administrator account, and the Product Owner only works with a user-scope key, "
+    "which the service may not create for administrators. Use a non-admin account for the Product Owner "
+    "(or ask for the service to be given admin rights)."
+)
+
+
+class Busy(Exception):
+    """The person's PO is starting, or another of their messages is being handed over: retry in seconds."""
+
+
+class ChatPort(Protocol):
+    """Where the PO's answers go (the Telegram Bot API in production)."""
+
+    def send_text(self, chat_id: int, text: str) -> None: ...
+
+    def typing(self, chat_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class PoConfig:
+    agent: str = "claude-code"
+    agent_command: str | None = None
+    timeout_s: int = 600
+    claim_s: int = 300
+    api_url: str = "http://127.0.0.1:8787"
+
+
+def worker_name(user_id: str) -> str:
+    return f"po-{user_id}"
+
+
+def start_claim(user_id: str) -> str:
+    return f"po:starting:{user_id}"
+
+
+def key_reference(user_id: str) -> str:
+    return f"secret://po/{user_id}/api_key"
+
+
+def message_request_id(inbox_request_id: str) -> str:
+    """The worker message for an inbox message: a redelivered update is a duplicate the API drops."""
+    return f"po:{inbox_request_id}"[:64]
+
+
+def create_request_id(inbox_request_id: str) -> str:
+    return f"po-create:{inbox_request_id}"[:64]
+
+
+def build_prompt(text: str, language_code: str | None) -> str:
+    header = f"Message from the person (Telegram language: {language_code or 'unknown'}):"
+    return f"{header}\n\n{text}"
+
+
+class ProductOwner:
+    def __init__(self, api: ApiClient, queue: QueuePort, secrets: SecretsPort, claims: IdempotencyPort,
+                 chat: ChatPort, config: PoConfig | None = None) -> None:  # fmt: skip
+        self.api = api
+        self.queue = queue
+        self.secrets = secrets
+        self.claims = claims
+        self.chat = chat
+        self.config = config or PoConfig()
+        self.logger = get_logger()
+
+    # -- po:inbox ----------------------------------------------------------------------------
+
+    def on_inbox(self, message: ProductOwnerMessage) -> None:
+        user = self._user(message.telegram_user_id)
+        if user is None:
+            self.chat.send_text(message.chat_id, NO_ACCOUNT)
+            return
+        lock = start_claim(user.id)
+        if not self.claims.claim(lock, self.config.claim_s):
+            raise Busy(f"the Product Owner of {user.id} is starting or busy receiving a message")
+        handed_over = False
+        try:
+            worker = self.live_worker(user.id)
+            if worker is None:
+                handed_over = self._start(user, message)
+            else:
+                self._send(worker.id, message_request_id(message.request_id),
+                           build_prompt(message.text, message.language_code), message.correlation_id)  # fmt: skip
+                self._typing(message.chat_id)
+        finally:
+            if not handed_over:
+                self.claims.release(lock)
+
+    def _user(self, telegram_id: int) -> User | None:
+        return next((u for u in self.api.list_users() if u.telegram_id == telegram_id), None)
+
+    def live_worker(self, user_id: str) -> WorkerDetail | None:
+        """The person's PO worker that has not ended (PO workers are the ones with no task)."""
+        name = worker_name(user_id)
+        for status in LIVE_STATUSES:
+            for worker in self.api.list_workers(status=status):
+                if worker.task_id is not None:
+                    continue
+                detail = self.api.get_worker(worker.id)
+                if detail.config.get("name") == name and detail.status in LIVE_STATUSES:
+                    return detail
+        return None
+
+    def _start(self, user: User, message: ProductOwnerMessage) -> bool:
+        """Publish the create; True when the claim now waits for the create's response."""
+        try:
+            reference = self._ensure_key(user)
+        except AuthError:
+            self.logger.warning("no user-scope key for the PO", extra={"user_id": user.id})
+            self.chat.send_text(message.chat_id, ADMIN_REFUSED)
+            return False
+        options: dict[str, Any] = {}
+        if self.config.agent == "command" and self.config.agent_command:
+            options["agent_options"] = {"command": self.config.agent_command}
+        config = WorkerConfig(
+            name=worker_name(user.id),
+            agent=self.config.agent,
+            capabilities=["orchestrator-cli"],
+            env_vars={"ORCH_API_URL": self.config.api_url, "ORCH_API_KEY": reference},
+            allowed_commands=["orchestrator"],
+            instructions=PO_INSTRUCTIONS,
+            reply_queue=PO_RESPONSES,
+            **options,
+        )
+        context = {
+            "role": "product_owner",
+            "user_id": user.id,
+            "telegram_user_id": str(message.telegram_user_id),
+            "chat_id": str(message.chat_id),
+            "first_request_id": message.request_id,
+            "first_text": message.text,
+            "language_code": message.language_code or "",
+            "step": "product_owner",
+        }
+        self.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(
+            request_id=create_request_id(message.request_id), config=config, context=context,
+            correlation_id=message.correlation_id,
+        ))  # fmt: skip
+        self.logger.info("PO worker requested", extra={"user_id": user.id})
+        self._typing(message.chat_id)
+        return True
+
+    def _ensure_key(self, user: User) -> str:
+        """A user-scope key for the person, stored once under secret://po/<user_id>/api_key."""
+        reference = key_reference(user.id)
+        if not self.secrets.exists(reference):
+            created = self.api.create_api_key(user.id, "product-owner", ["user"])
+            self.secrets.put(reference, created.key)
+        return reference
+
+    def _send(self, worker_id: str, request_id: str, prompt: str, correlation_id: str) -> None:
+        self.queue.publish(WORKER_COMMANDS, SendMessageCommand(
+            request_id=request_id, worker_id=worker_id, message=prompt, timeout=self.config.timeout_s,
+            correlation_id=correlation_id,
+        ))  # fmt: skip
+
+    def _typing(self, chat_id: int) -> None:
+        try:
+            self.chat.typing(chat_id)
+        except Exception as exc:  # cosmetic: never worth a redelivery
+            self.logger.warning("typing indicator not shown", extra={"error": type(exc).__name__})
+
+    # -- po:responses ------------------------------------------------------------------------
+
+    def on_response(self, response: Any) -> None:
+        if isinstance(response, CreateWorkerResponse):
+            self._created(response)
+        elif isinstance(response, SendMessageResponse):
+            self._answered(response)
+        # delete / send_file responses need no action
+
+    def _context(self, worker_id: str | None) -> tuple[WorkerDetail, dict[str, str]] | None:
+        if not worker_id:
+            return None
+        detail = self.api.get_worker(worker_id)
+        context = {k: str(v) for k, v in (detail.config.get("context") or {}).items()}
+        if context.get("role") != "product_owner" or not context.get("chat_id"):
+            self.logger.warning("response for a worker that is not a PO", extra={"worker_id": worker_id})
+            return None
+        return detail, context
+
+    def _created(self, response: CreateWorkerResponse) -> None:
+        found = self._context(response.worker_id)
+        if found is None:
+            return
+        detail, context = found
+        chat_id = int(context["chat_id"])
+        lock = start_claim(context["user_id"])
+        if response.success:
+            self._send(detail.id, message_request_id(context["first_request_id"]),
+                       build_prompt(context["first_text"], context.get("language_code") or None),
+                       response.correlation_id)  # fmt: skip
+            self._typing(chat_id)
+        else:
+            self._say_once(f"create:{response.request_id}", chat_id,
+                           f"I could not start your Product Owner ({response.error or 'unknown reason'}). "
+                           "Please write again in a moment.")  # fmt: skip
+        self.claims.release(lock)
+
+    def _answered(self, response: SendMessageResponse) -> None:
+        found = self._context(response.worker_id)
+        if found is None:
+            return
+        _, context = found
+        chat_id = int(context["chat_id"])
+        if response.success:
+            text = (response.response or "").strip() or "(The Product Owner finished without a word.)"
+        else:
+            text = (f"Sorry, the Product Owner stopped: {response.error or 'unknown reason'}. "
+                    "Your next message starts a new one.")  # fmt: skip
+        self._say_once(f"answer:{response.request_id}", chat_id, text)
+
+    def _say_once(self, key: str, chat_id: int, text: str) -> None:
+        """A redelivered response is not a second answer in the chat."""
+        claim = f"po:said:{key}"
+        if not self.claims.claim(claim, ANSWERED_TTL_S):
+            self.logger.info("answer already sent", extra={"key": key})
+            return
+        try:
+            self.chat.send_text(chat_id, text)
+        except BaseException:
+            self.claims.release(claim)
+            raise

@@ -1,0 +1,183 @@
+"""One progress event -> the task's status message (sent once, then edited in place) and, when the
+task has ended, the final message (sent once).
+
+The event only says *which* task moved: the text is rendered from the task's current state and
+its latest events, so reordered or redelivered events converge to the same messages. Before
+talking to Telegram the notifier claims the task's notification row (compare-and-set in the
+API): of two invocations racing on one task, one works and the other fails its record, which the
+queue redelivers. `final_sent_at` is recorded only after Telegram accepted the final message: a
+crash in between repeats the final message on redelivery rather than losing it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from functions.telegram_bot.botapi import BotApi, BotApiError, BotApiUnreachable
+from functions.telegram_notifier import render
+from shared.api_client import ApiClient, ApiError, ConflictError
+from shared.contracts import ProgressEvent
+from shared.contracts.api import NotificationRecord, TaskEvent, TaskNotification
+from shared.observability import get_logger
+
+CLAIM_SECONDS = 60
+"""A holder that died mid-way blocks the task's notifications this long at most."""
+CLAIM_ATTEMPTS = 4
+CLAIM_WAIT_S = 0.25
+EVENT_PAGE = 500
+
+
+class NotificationBusy(Exception):
+    """Another notifier invocation holds this task's notification: retry this record later."""
+
+
+class MessageGone(Exception):
+    """The status message cannot be edited any more (deleted by the user, too old)."""
+
+
+class TelegramPort(Protocol):
+    def send(self, chat_id: int, text: str) -> int:
+        """Send a plain-text message; its message_id. Raises on failure."""
+        ...
+
+    def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        """Replace the text; `MessageGone` if the message can no longer be edited."""
+        ...
+
+
+@dataclass
+class BotApiTelegram:
+    """`TelegramPort` over the stdlib Bot API client, with retries on 429 / 5xx / network errors."""
+
+    api: BotApi
+    attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def _call(self, method: str, params: dict[str, object]) -> object:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self.api.call(method, params)
+            except BotApiError as exc:
+                if exc.error_code == 429:
+                    delay = float(exc.retry_after if exc.retry_after is not None else self.base_delay_s)
+                elif exc.error_code >= 500:
+                    delay = self.base_delay_s * 2 ** (attempt - 1)
+                else:
+                    raise
+                error: Exception = exc
+            except BotApiUnreachable as exc:
+                delay, error = self.base_delay_s * 2 ** (attempt - 1), exc
+            if attempt == self.attempts or delay > self.max_delay_s:
+                raise error
+            get_logger().warning(
+                "telegram call failed; retrying",
+                extra={"method": method, "attempt": attempt, "delay_s": delay, "error": type(error).__name__},
+            )
+            self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def send(self, chat_id: int, text: str) -> int:
+        result = self._call("sendMessage", {"chat_id": chat_id, "text": text, "link_preview_options": {
+            "is_disabled": True}})  # fmt: skip
+        assert isinstance(result, dict)
+        return int(result["message_id"])
+
+    def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        try:
+            self._call("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text,
+                                           "link_preview_options": {"is_disabled": True}})  # fmt: skip
+        except BotApiError as exc:
+            if exc.error_code != 400:
+                raise
+            if "message is not modified" in exc.description.lower():
+                return  # already says this: success
+            raise MessageGone(exc.description) from None
+
+
+def latest_events(api: ApiClient, task_id: str) -> list[TaskEvent]:
+    """The last page of the task's events (the status line needs only the latest ones)."""
+    after, last_page = 0, []
+    while True:
+        page = api.task_events(task_id, after=after, limit=EVENT_PAGE)
+        if page:
+            last_page = page
+            after = page[-1].seq
+        if len(page) < EVENT_PAGE:
+            return last_page
+
+
+@dataclass
+class Notifier:
+    api: ApiClient
+    telegram: TelegramPort
+    claim_seconds: int = CLAIM_SECONDS
+    claim_attempts: int = CLAIM_ATTEMPTS
+    claim_wait_s: float = CLAIM_WAIT_S
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def handle(self, event: ProgressEvent) -> None:
+        holder = f"notifier-{uuid.uuid4().hex[:12]}"
+        note = self._claim(event.task_id, holder)
+        if note is None:
+            return
+        # rendered after the claim: whoever holds it sees every change made before it was taken
+        try:
+            task = self.api.get_task(event.task_id)
+            project = self.api.get_project(task.project_id)
+            status = render.status_text(task, project.name, latest_events(self.api, task.id))
+            self._status(note, holder, status)
+            final = render.final_pieces(task, project.name)
+            if final and note.final_sent_at is None:
+                for piece in final:
+                    self.telegram.send(note.chat_id, piece)
+                self.api.record_notification(task.id, NotificationRecord(holder=holder, final_sent=True))
+                return
+        except BaseException:
+            self._release(event.task_id, holder)
+            raise
+        self._release(event.task_id, holder)
+
+    def _claim(self, task_id: str, holder: str) -> TaskNotification | None:
+        """The claim, waiting a little for another holder (its work is a few calls); None: nobody to tell."""
+        for attempt in range(1, self.claim_attempts + 1):
+            try:
+                return self.api.claim_notification(task_id, holder, self.claim_seconds)
+            except ConflictError as exc:
+                if attempt == self.claim_attempts:
+                    raise NotificationBusy(str(exc)) from None
+            except ApiError as exc:
+                if exc.status == 422:  # the owner has no Telegram id (any more)
+                    get_logger().info(
+                        "task owner has no telegram id; nothing to notify", extra={"task_id": task_id}
+                    )
+                    return None
+                raise
+            self.sleep(self.claim_wait_s * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _status(self, note: TaskNotification, holder: str, text: str) -> None:
+        if note.message_id is not None and note.text == text:
+            return
+        message_id = note.message_id
+        if message_id is not None:
+            try:
+                self.telegram.edit(note.chat_id, message_id, text)
+            except MessageGone:
+                message_id = None
+        if message_id is None:
+            message_id = self.telegram.send(note.chat_id, text)
+        self.api.record_notification(
+            note.task_id, NotificationRecord(holder=holder, message_id=message_id, text=text, release=False)
+        )
+
+    def _release(self, task_id: str, holder: str) -> None:
+        try:
+            self.api.release_notification(task_id, holder)
+        except Exception:  # the claim expires by itself
+            get_logger().warning("could not release the notification claim", extra={"task_id": task_id})

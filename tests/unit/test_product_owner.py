@@ -1,0 +1,211 @@
+"""The Product Owner's logic with fakes: who may talk to it, one worker per person, order, one answer
+per message, and what reaches the chat."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from functions.product_owner.handler import lambda_handler
+from functions.product_owner.logic import (
+    ADMIN_REFUSED,
+    NO_ACCOUNT,
+    Busy,
+    PoConfig,
+    ProductOwner,
+    start_claim,
+)
+from shared.api_client import AuthError
+from shared.contracts import (
+    PO_INBOX,
+    PO_RESPONSES,
+    WORKER_COMMANDS,
+    CreateWorkerCommand,
+    CreateWorkerResponse,
+    DeleteWorkerResponse,
+    ProductOwnerMessage,
+    SendMessageCommand,
+    SendMessageResponse,
+)
+from shared.contracts.api import ApiKeyCreated, User, Worker, WorkerDetail
+from shared.idempotency import SqliteIdempotency
+from shared.queues.local import LocalQueue
+from shared.queues.local_runner import sqs_event
+from shared.secrets.local import LocalSecrets
+from shared.workers.fargate import check_worker_env
+from tests.factories import drain
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+ALICE_TG = 77
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.users = [User(id="u-alice", name="alice", telegram_id=ALICE_TG, is_admin=False, created_at=NOW),
+                      User(id="u-root", name="root", telegram_id=1, is_admin=True, created_at=NOW)]  # fmt: skip
+        self.workers: dict[str, WorkerDetail] = {}
+        self.keys: list[tuple[str, list[str]]] = []
+
+    def list_users(self) -> list[User]:
+        return list(self.users)
+
+    def create_api_key(
+        self, user_id: str, name: str = "cli", scopes: list[str] | None = None
+    ) -> ApiKeyCreated:
+        if next(u for u in self.users if u.id == user_id).is_admin:
+            raise AuthError(403, "forbidden", "the service cannot create keys for an admin user")
+        self.keys.append((user_id, list(scopes or [])))
+        return ApiKeyCreated(id="k1", user_id=user_id, name=name, prefix="orch_", scopes=scopes or [],
+                             created_at=NOW, revoked_at=None, key=f"orch_key_of_{user_id}")  # fmt: skip
+
+    def record(self, worker_id: str, command: CreateWorkerCommand, status: str = "RUNNING") -> None:
+        config = {**command.config.model_dump(mode="json"), "context": dict(command.context)}
+        self.workers[worker_id] = WorkerDetail(
+            id=worker_id, task_id=None, agent=command.config.agent, runtime_handle="pid:1", status=status,
+            exit_reason=None, started_at=NOW, stopped_at=None, config=config, create_request_id=command.request_id,
+        )  # fmt: skip
+
+    def list_workers(self, task_id: str | None = None, status: str | None = None) -> list[Worker]:
+        return [Worker(**w.model_dump()) for w in self.workers.values() if status in (None, w.status)]
+
+    def get_worker(self, worker_id: str) -> WorkerDetail:
+        return self.workers[worker_id]
+
+
+class FakeChat:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+        self.typing_in: list[int] = []
+
+    def send_text(self, chat_id: int, text: str) -> None:
+        self.sent.append((chat_id, text))
+
+    def typing(self, chat_id: int) -> None:
+        self.typing_in.append(chat_id)
+
+
+@pytest.fixture
+def po(tmp_path: Path) -> ProductOwner:
+    return ProductOwner(
+        FakeApi(), LocalQueue(tmp_path / "queue.db"), LocalSecrets(tmp_path / "secrets.json"),  # type: ignore[arg-type]
+        SqliteIdempotency(tmp_path / "claims.db"), FakeChat(),
+        PoConfig(agent="command", agent_command="po-agent", timeout_s=120, api_url="http://api.test"),
+    )  # fmt: skip
+
+
+def _inbox(update_id: int, text: str = "make a blog", telegram_id: int = ALICE_TG) -> ProductOwnerMessage:
+    return ProductOwnerMessage(request_id=f"tg:{update_id}", telegram_user_id=telegram_id, chat_id=telegram_id,
+                               message_id=update_id, text=text, language_code="de")  # fmt: skip
+
+
+def _chat(po: ProductOwner) -> FakeChat:
+    assert isinstance(po.chat, FakeChat)
+    return po.chat
+
+
+def _api(po: ProductOwner) -> FakeApi:
+    assert isinstance(po.api, FakeApi)
+    return po.api
+
+
+def test_a_stranger_is_told_how_to_get_in_and_nothing_starts(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1, telegram_id=999))
+    assert _chat(po).sent == [(999, NO_ACCOUNT)]
+    assert drain(po.queue, WORKER_COMMANDS) == []
+
+
+def test_an_admin_account_is_refused_politely(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1, telegram_id=1))
+    assert _chat(po).sent == [(1, ADMIN_REFUSED)]
+    assert drain(po.queue, WORKER_COMMANDS) == []
+    assert po.claims.claim(start_claim("u-root"), 10)  # released: the next message may try again
+
+
+def test_the_first_message_starts_one_worker_with_the_persons_key_by_reference(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    assert isinstance(create, CreateWorkerCommand)
+    config = create.config
+    assert (config.name, config.agent, config.reply_queue) == ("po-u-alice", "command", PO_RESPONSES)
+    assert config.env_vars == {
+        "ORCH_API_URL": "http://api.test",
+        "ORCH_API_KEY": "secret://po/u-alice/api_key",
+    }
+    check_worker_env(config.env_vars)  # references only: what a Fargate launch accepts
+    assert config.model_dump()["agent_options"] == {"command": "po-agent"}
+    assert (
+        config.instructions and "orchestrator" in config.instructions and "one or two" in config.instructions
+    )
+    assert create.context["chat_id"] == str(ALICE_TG) and create.context["first_text"] == "make a blog"
+    assert "repo_url" not in create.context
+    assert po.secrets.get("secret://po/u-alice/api_key") == "orch_key_of_u-alice"
+    assert _api(po).keys == [("u-alice", ["user"])]
+    assert _chat(po).typing_in == [ALICE_TG]
+
+
+def test_messages_wait_for_the_start_then_go_in_order_to_the_same_worker(po: ProductOwner) -> None:
+    # given: the first message asked for a worker
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    # when: a second message arrives while it starts, it waits (no second worker)
+    with pytest.raises(Busy):
+        po.on_inbox(_inbox(2, "with comments"))
+    assert drain(po.queue, WORKER_COMMANDS) == []
+    # when: the worker is up, the first message goes to it, then the second one may
+    _api(po).record("w-1", create)
+    po.on_response(CreateWorkerResponse(request_id=create.request_id, success=True, worker_id="w-1"))
+    po.on_inbox(_inbox(2, "with comments"))
+    po.on_inbox(_inbox(1))  # a redelivered first message: same request id, which the API drops
+    sends = drain(po.queue, WORKER_COMMANDS)
+    assert all(isinstance(s, SendMessageCommand) and s.worker_id == "w-1" for s in sends)
+    assert [s.request_id for s in sends] == ["po:tg:1", "po:tg:2", "po:tg:1"]
+    assert sends[0].message.endswith("\n\nmake a blog") and "Telegram language: de" in sends[0].message
+    assert sends[0].timeout == 120
+    assert po.api.keys == [("u-alice", ["user"])]  # type: ignore[attr-defined]  # the key is made once
+
+
+def test_a_failed_start_is_explained_and_frees_the_next_attempt(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create, status="FAILED")
+    failed = CreateWorkerResponse(
+        request_id=create.request_id, success=False, worker_id="w-1", error="no capacity"
+    )
+    po.on_response(failed)
+    po.on_response(failed)  # redelivered: said once
+    assert [text for _, text in _chat(po).sent] == [
+        "I could not start your Product Owner (no capacity). Please write again in a moment."
+    ]
+    po.on_inbox(_inbox(2))
+    [again] = drain(po.queue, WORKER_COMMANDS)
+    assert isinstance(again, CreateWorkerCommand) and again.request_id == "po-create:tg:2"
+
+
+def test_answers_reach_the_chat_once_and_failures_are_explained(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create)
+    answer = SendMessageResponse(
+        request_id="po:tg:1", success=True, worker_id="w-1", response="Started *blog*"
+    )
+    po.on_response(answer)
+    po.on_response(answer)  # an outbox redelivery
+    po.on_response(SendMessageResponse(request_id="po:tg:2", success=False, worker_id="w-1", error="timeout"))
+    po.on_response(DeleteWorkerResponse(request_id="d1", success=True, worker_id="w-1"))
+    assert _chat(po).sent == [
+        (ALICE_TG, "Started *blog*"),
+        (ALICE_TG, "Sorry, the Product Owner stopped: timeout. Your next message starts a new one."),
+    ]
+
+
+def test_the_handler_holds_a_busy_message_back_briefly(po: ProductOwner) -> None:
+    po.queue.publish(PO_INBOX, _inbox(1))
+    po.queue.publish(PO_INBOX, _inbox(2))
+    received = po.queue.receive(PO_INBOX, 10, visibility_timeout=30)
+    assert len(received) == 2
+    event = sqs_event(f"arn:aws:sqs:local:000000000000:orch-{PO_INBOX.replace(':', '-')}", received)
+    result = lambda_handler(event, None, po=po)
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [received[1].message_id]
+    assert [type(c).__name__ for c in drain(po.queue, WORKER_COMMANDS)] == ["CreateWorkerCommand"]
