@@ -107,3 +107,27 @@ def test_a_wish_in_telegram_becomes_a_project_and_a_task_by_one_po_worker(
         assert detail.config["env_vars"]["ORCH_API_KEY"] == f"secret://po/{alice.id}/api_key"
         messages = admin.list_worker_messages(detail.id)
         assert [m.status for m in messages] == ["DONE", "DONE"]
+
+    # and the notifier: the task's status message, edited in place as it advances, then one final message
+    def final_sent() -> bool:
+        return any(text.startswith("✅ blog") for text in telegram.sent_texts())
+
+    telegram.wait_for(final_sent, timeout=90)
+    calls = [c for c in telegram.calls if c.status == 200 and c.method in ("sendMessage", "editMessageText")]
+    texts = [str(c.params.get("text", "")) for c in calls]
+    reply_at = next(i for i, t in enumerate(texts) if t.startswith("Started project blog"))
+    final_at = next(i for i, t in enumerate(texts) if t.startswith("✅ blog"))
+    status = [
+        i
+        for i, c in enumerate(calls)
+        if c.method == "sendMessage" and texts[i].startswith("blog · engineering")
+    ]
+    edits = [
+        i
+        for i, c in enumerate(calls)
+        if c.method == "editMessageText" and texts[i].startswith("blog · engineering")
+    ]
+    assert len(status) == 1, texts  # one status message for the task
+    assert edits and status[0] < edits[0] < final_at, texts  # edited in place before the outcome
+    assert reply_at < final_at, texts  # the PO's answer comes before the task's outcome
+    assert sum(t.startswith("✅ blog") for t in texts) == 1, texts
