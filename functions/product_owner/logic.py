@@ -20,7 +20,6 @@ from shared.contracts import (
     CreateWorkerCommand,
     CreateWorkerResponse,
     ProductOwnerMessage,
-    SendMessageCommand,
     SendMessageResponse,
     WorkerConfig,
 )
@@ -111,7 +110,13 @@ class ProductOwner:
             return
         lock = start_claim(user.id)
         if not self.claims.claim(lock, self.config.claim_s):
-            raise Busy(f"the Product Owner of {user.id} is starting or busy receiving a message")
+            # a start is in flight: once its worker is recorded (a queue hop, not the whole start of a
+            # Fargate task) this message can queue behind the first one in the API's per-worker list
+            starting = self.live_worker(user.id)
+            if starting is None:
+                raise Busy(f"the Product Owner of {user.id} is being started")
+            self._queue_behind_first(starting, message)
+            return
         handed_over = False
         try:
             worker = self.live_worker(user.id)
@@ -187,11 +192,24 @@ class ProductOwner:
             self.secrets.put(reference, created.key)
         return reference
 
+    def _queue_behind_first(self, worker: WorkerDetail, message: ProductOwnerMessage) -> None:
+        """The worker exists but may not have its first message yet: put that first (idempotent by
+        request id, so the create response's own send is then a duplicate), then this one."""
+        context = {k: str(v) for k, v in (worker.config.get("context") or {}).items()}
+        first = context.get("first_request_id")
+        if first and first != message.request_id:
+            self._send(worker.id, message_request_id(first),
+                       build_prompt(context.get("first_text", ""), context.get("language_code") or None),
+                       message.correlation_id)  # fmt: skip
+        self._send(worker.id, message_request_id(message.request_id),
+                   build_prompt(message.text, message.language_code), message.correlation_id)  # fmt: skip
+        self._typing(message.chat_id)
+
     def _send(self, worker_id: str, request_id: str, prompt: str, correlation_id: str) -> None:
-        self.queue.publish(WORKER_COMMANDS, SendMessageCommand(
-            request_id=request_id, worker_id=worker_id, message=prompt, timeout=self.config.timeout_s,
-            correlation_id=correlation_id,
-        ))  # fmt: skip
+        """Straight into the API's per-worker message list (idempotent by request id): the order of
+        these calls is the order the worker reads them in, which a queue hop would not promise."""
+        self.api.send_worker_message(worker_id, request_id, prompt, timeout_s=self.config.timeout_s,
+                                     correlation_id=correlation_id)  # fmt: skip
 
     def _typing(self, chat_id: int) -> None:
         try:

@@ -26,7 +26,6 @@ from shared.contracts import (
     CreateWorkerResponse,
     DeleteWorkerResponse,
     ProductOwnerMessage,
-    SendMessageCommand,
     SendMessageResponse,
 )
 from shared.contracts.api import ApiKeyCreated, User, Worker, WorkerDetail
@@ -47,6 +46,7 @@ class FakeApi:
                       User(id="u-root", name="root", telegram_id=1, is_admin=True, created_at=NOW)]  # fmt: skip
         self.workers: dict[str, WorkerDetail] = {}
         self.keys: list[tuple[str, list[str]]] = []
+        self.sent: list[tuple[str, str, str, int]] = []
 
     def list_users(self) -> list[User]:
         return list(self.users)
@@ -72,6 +72,18 @@ class FakeApi:
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return self.workers[worker_id]
+
+    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
+                            path: str | None = None, timeout_s: int = 1800, correlation_id: str | None = None) -> None:  # fmt: skip
+        self.sent.append((worker_id, request_id, body, timeout_s))
+
+    def delivered(self) -> list[str]:
+        """What the worker reads, in order: the API keeps the first message of each request id."""
+        seen: list[str] = []
+        for _worker, request_id, _body, _timeout in self.sent:
+            if request_id not in seen:
+                seen.append(request_id)
+        return seen
 
 
 class FakeChat:
@@ -149,20 +161,23 @@ def test_messages_wait_for_the_start_then_go_in_order_to_the_same_worker(po: Pro
     # given: the first message asked for a worker
     po.on_inbox(_inbox(1))
     [create] = drain(po.queue, WORKER_COMMANDS)
-    # when: a second message arrives while it starts, it waits (no second worker)
+    # when: a second message arrives before the worker is even recorded, it waits (no second worker)
     with pytest.raises(Busy):
         po.on_inbox(_inbox(2, "with comments"))
-    assert drain(po.queue, WORKER_COMMANDS) == []
-    # when: the worker is up, the first message goes to it, then the second one may
-    _api(po).record("w-1", create)
-    po.on_response(CreateWorkerResponse(request_id=create.request_id, success=True, worker_id="w-1"))
+    assert drain(po.queue, WORKER_COMMANDS) == [] and _api(po).sent == []
+    # when: the worker is recorded but still starting, the message queues behind the first one
+    _api(po).record("w-1", create, status="STARTING")
     po.on_inbox(_inbox(2, "with comments"))
-    po.on_inbox(_inbox(1))  # a redelivered first message: same request id, which the API drops
-    sends = drain(po.queue, WORKER_COMMANDS)
-    assert all(isinstance(s, SendMessageCommand) and s.worker_id == "w-1" for s in sends)
-    assert [s.request_id for s in sends] == ["po:tg:1", "po:tg:2", "po:tg:1"]
-    assert sends[0].message.endswith("\n\nmake a blog") and "Telegram language: de" in sends[0].message
-    assert sends[0].timeout == 120
+    # then the create's answer sends the first message again, and a redelivered first message too:
+    # duplicates by request id, which the API drops
+    po.on_response(CreateWorkerResponse(request_id=create.request_id, success=True, worker_id="w-1"))
+    po.on_inbox(_inbox(1))
+    sent = _api(po).sent
+    assert all(worker == "w-1" for worker, *_ in sent) and drain(po.queue, WORKER_COMMANDS) == []
+    assert _api(po).delivered() == ["po:tg:1", "po:tg:2"]  # one worker, in arrival order
+    _, _, first_body, timeout = sent[0]
+    assert first_body.endswith("\n\nmake a blog") and "Telegram language: de" in first_body
+    assert timeout == 120
     assert po.api.keys == [("u-alice", ["user"])]  # type: ignore[attr-defined]  # the key is made once
 
 
