@@ -68,6 +68,28 @@ def _as_secret_reference(key: str, value: Any, default: str) -> str:
     return text
 
 
+def _as_agent_secret_refs(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """`-c agent_secret_refs='{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}'` (or a dict in cdk.json)."""
+    import json
+    import re
+
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"context {key} is not a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"context {key} must be a JSON object of NAME -> secret:// reference")
+    pairs = []
+    for name, reference in sorted(value.items()):
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(name)):
+            raise ConfigError(f"context {key}: {name!r} is not an environment variable name")
+        pairs.append((str(name), _as_secret_reference(f"{key}.{name}", reference, "")))
+    return tuple(pairs)
+
+
 def _as_text(value: Any, default: str) -> str:
     return default if value is None else str(value).strip()
 
@@ -119,6 +141,8 @@ class StackConfig:
     """Where `python -m layers.build` wrote the layers; relative paths are from the repository root."""
     telegram_admins: tuple[int, ...] = ()
     """Telegram user ids the bot lets /adduser (ORCH_TELEGRAM_ADMINS); none by default."""
+    agent_secret_refs: tuple[tuple[str, str], ...] = ()
+    """Coding agents' credentials by reference (ORCH_AGENT_SECRET_REFS); workers may read exactly these."""
 
     @property
     def stack_name(self) -> str:
@@ -170,5 +194,8 @@ class StackConfig:
             layers_dir=_as_text(get(constants.CONTEXT_LAYERS_DIR), constants.DEFAULT_LAYERS_DIR),
             telegram_admins=_as_telegram_admins(
                 constants.CONTEXT_TELEGRAM_ADMINS, get(constants.CONTEXT_TELEGRAM_ADMINS)
+            ),
+            agent_secret_refs=_as_agent_secret_refs(
+                constants.CONTEXT_AGENT_SECRET_REFS, get(constants.CONTEXT_AGENT_SECRET_REFS)
             ),
         )

@@ -48,6 +48,8 @@ CONTEXT_GITHUB_OWNER_IS_ORG = "github_owner_is_org"
 CONTEXT_GITHUB_TOKEN_REF = "github_token_ref"  # noqa: S105 - a context key
 CONTEXT_WORKER_AGENT_PACKAGES = "worker_agent_packages"
 CONTEXT_REQUIRE_LAYERS = "require_layers"
+CONTEXT_AGENT_SECRET_REFS = "agent_secret_refs"  # noqa: S105 - a context key, not a secret
+"""JSON object: env name -> secret:// reference of a coding agent's credential (e.g. ANTHROPIC_API_KEY)."""
 CONTEXT_TELEGRAM_ADMINS = "telegram_admins"
 CONTEXT_LAYERS_DIR = "layers_dir"
 

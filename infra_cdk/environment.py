@@ -61,6 +61,15 @@ def repo_host(config: StackConfig) -> Environment:
     return env
 
 
+def agent_credentials(config: StackConfig) -> Environment:
+    """`shared.settings.AgentCredentialSettings`: references only; the workers resolve them."""
+    import json
+
+    if not config.agent_secret_refs:
+        return {}
+    return {"ORCH_AGENT_SECRET_REFS": json.dumps(dict(config.agent_secret_refs), sort_keys=True)}
+
+
 def idempotency(table_name: str) -> Environment:
     """`shared.idempotency.IdempotencySettings` on DynamoDB."""
     return {"ORCH_IDEMPOTENCY_BACKEND": "dynamodb", "ORCH_IDEMPOTENCY_TABLE": table_name}

@@ -28,6 +28,7 @@ from shared.idempotency import IdempotencyPort
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
 from shared.secrets.port import SecretsPort
+from shared.settings import AgentCredentialSettings
 
 LIVE_STATUSES = ("CREATED", "STARTING", "RUNNING")
 ANSWERED_TTL_S = 48 * 3600
@@ -160,7 +161,11 @@ class ProductOwner:
             name=worker_name(user.id),
             agent=self.config.agent,
             capabilities=["orchestrator-cli"],
-            env_vars={"ORCH_API_URL": self.config.api_url, "ORCH_API_KEY": reference},
+            env_vars={
+                **AgentCredentialSettings().agent_secret_refs,
+                "ORCH_API_URL": self.config.api_url,
+                "ORCH_API_KEY": reference,
+            },
             allowed_commands=["orchestrator"],
             instructions=PO_INSTRUCTIONS,
             reply_queue=PO_RESPONSES,

@@ -161,6 +161,7 @@ class Consumers(Construct):
         """Engineering and deploy: a LangGraph graph checkpointed in DynamoDB, repositories on GitHub."""
         return {
             **environment.repo_host(self._config),
+            **environment.agent_credentials(self._config),
             "ORCH_CHECKPOINTER": "dynamodb",
             "ORCH_CHECKPOINT_TABLE": self._checkpoint_table.table_name,
             "ORCH_CHECKPOINT_TTL_S": str(constants.CHECKPOINT_TTL_SECONDS),
@@ -188,7 +189,7 @@ class Consumers(Construct):
 
     def _product_owner_environment(self) -> dict[str, str]:
         """Answers as the bot (its token by reference); PO workers reach the API at the same URL."""
-        return self._telegram_bot_environment()
+        return {**self._telegram_bot_environment(), **environment.agent_credentials(self._config)}
 
     def _grant_product_owner(self) -> None:
         """Read the bot token, claim, and keep each person's PO key under `<prefix>/po/`."""

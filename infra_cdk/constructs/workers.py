@@ -316,6 +316,9 @@ class Workers(Construct):
             role,
             secret_arns_for_reference(self, self._config.github_token_ref, self._config.resource_prefix),
         )
+        # the coding agents' own credentials (-c agent_secret_refs), each by its exact reference
+        for _name, reference in self._config.agent_secret_refs:
+            grant_secret_read(role, secret_arns_for_reference(self, reference, self._config.resource_prefix))
         # A Product Owner worker resolves its person's user-scope key (secret://po/<user_id>/api_key).
         po_keys = f"{self._config.resource_prefix}/{constants.PO_SECRETS_PATH}/*"
         grant_secret_read(role, [secret_name_arn(self, po_keys)])

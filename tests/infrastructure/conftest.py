@@ -33,6 +33,7 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "github_token_ref": "secret://arn:aws:secretsmanager:eu-west-1:123456789012:secret:acme/github-AbCdEf",
     "worker_agent_packages": "@openai/codex",
     "telegram_admins": "111,222",
+    "agent_secret_refs": '{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}',
 }
 """Every switch flipped, as strings, the way `cdk -c key=value` passes them."""
 

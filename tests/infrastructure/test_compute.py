@@ -204,7 +204,9 @@ def test_no_environment_holds_a_secret_value(any_app: Synthesized) -> None:
             if isinstance(value, str):
                 # names that say credential hold references; nothing has the shape of a known key
                 check_worker_env({variable: value})
-                if "secret" in value.lower():
+                if variable == "ORCH_AGENT_SECRET_REFS":  # a JSON map of references
+                    assert all(ref.startswith(SCHEME) for ref in json.loads(value).values()), where
+                elif "secret" in value.lower():
                     assert value.startswith(SCHEME), f"{where} {variable}"
             elif "secret" in json.dumps(value).lower() or variable.endswith("_REF"):
                 assert _is_reference_to_a_secret(any_app, value), f"{where} {variable}: {value}"
@@ -997,3 +999,28 @@ def test_telegram_secrets_are_generated_never_written_in_the_template(any_app: S
         assert generator["ExcludePunctuation"] is True and generator["IncludeSpace"] is False
     webhook = any_app.resources("AWS::SecretsManager::Secret")[_secret_id(any_app, "WebhookSecret")]
     assert 1 <= webhook["Properties"]["GenerateSecretString"]["PasswordLength"] <= 256
+
+
+def test_agent_credentials_reach_the_graphs_by_reference_and_only_the_worker_role_reads_them(
+    default_app: Synthesized, variant_app: Synthesized
+) -> None:
+    import json
+
+    for name in ("engineering", "product-owner"):
+        assert "ORCH_AGENT_SECRET_REFS" not in _env(default_app, name)
+        refs = json.loads(_env(variant_app, name)["ORCH_AGENT_SECRET_REFS"])
+        assert refs == {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}
+    [worker_role] = [
+        props["TaskRoleArn"]["Fn::GetAtt"][0]
+        for props in (r["Properties"] for r in variant_app.resources("AWS::ECS::TaskDefinition").values())
+        if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
+    ]
+    readable = json.dumps([s for s in _policy_statements(variant_app, worker_role)
+                           if "secretsmanager:GetSecretValue" in _actions(s)])  # fmt: skip
+    assert "agents/anthropic" in readable
+    default_role = next(
+        props["TaskRoleArn"]["Fn::GetAtt"][0]
+        for props in (r["Properties"] for r in default_app.resources("AWS::ECS::TaskDefinition").values())
+        if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
+    )
+    assert "agents/anthropic" not in json.dumps(_policy_statements(default_app, default_role))

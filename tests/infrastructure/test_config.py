@@ -144,3 +144,25 @@ def test_every_new_queue_is_sized_for_its_consumer() -> None:
     # the Product Owner consumer only calls the API and the Bot API; the agent runs in a worker
     assert constants.consumer_timeout_seconds("po:inbox") == 60
     assert constants.consumer_timeout_seconds("po:responses") == 60
+
+
+def test_agent_secret_refs_are_references_from_json_or_cdk_json() -> None:
+    assert _config({}).agent_secret_refs == ()
+    wanted = (("ANTHROPIC_API_KEY", "secret://agents/anthropic"),)
+    assert (
+        _config({"agent_secret_refs": '{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}'}).agent_secret_refs
+        == wanted
+    )
+    assert (
+        _config({"agent_secret_refs": {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}}).agent_secret_refs
+        == wanted
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"ANTHROPIC_API_KEY": "sk-ant-the-key-itself"}', '{"bad name": "secret://x"}', "[1]", "{not json"],
+)
+def test_agent_secret_refs_refuse_values_and_bad_names(raw: str) -> None:
+    with pytest.raises(ConfigError, match="agent_secret_refs"):
+        _config({"agent_secret_refs": raw})
