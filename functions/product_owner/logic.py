@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from functions.product_owner.instructions import PO_INSTRUCTIONS
 from shared.api_client import ApiClient, AuthError
 from shared.contracts import (
+    PO_INBOX,
     PO_RESPONSES,
     WORKER_COMMANDS,
     CreateWorkerCommand,
@@ -24,6 +25,7 @@ from shared.contracts import (
     WorkerConfig,
 )
 from shared.contracts.api import User, WorkerDetail
+from shared.contracts.base import new_id
 from shared.idempotency import IdempotencyPort
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
@@ -31,6 +33,7 @@ from shared.secrets.port import SecretsPort
 from shared.settings import AgentCredentialSettings
 
 LIVE_STATUSES = ("CREATED", "STARTING", "RUNNING")
+RETRY_SUFFIX = ":again"
 ANSWERED_TTL_S = 48 * 3600
 
 NO_ACCOUNT = (
@@ -263,14 +266,36 @@ class ProductOwner:
         found = self._context(response.worker_id)
         if found is None:
             return
-        _, context = found
+        detail, context = found
         chat_id = int(context["chat_id"])
+        if not response.success and self._start_again_with(detail.id, response.request_id, context):
+            return
         if response.success:
             text = (response.response or "").strip() or "(The Product Owner finished without a word.)"
         else:
             text = (f"Sorry, the Product Owner stopped: {response.error or 'unknown reason'}. "
                     "Your next message starts a new one.")  # fmt: skip
         self._say_once(f"answer:{response.request_id}", chat_id, text)
+
+    def _start_again_with(self, worker_id: str, request_id: str, context: dict[str, str]) -> bool:
+        """A message the worker never began (it idled out or died just before) is not lost: it goes back
+        to po:inbox under a new request id and starts a new PO worker. Once only: a message that failed
+        twice gets the apology."""
+        if request_id.endswith(RETRY_SUFFIX):
+            return False
+        owed = next((m for m in self.api.list_worker_messages(worker_id) if m.request_id == request_id), None)
+        if owed is None or owed.started_at is not None:
+            return False  # the agent had it: its failure is real, say so
+        header, _, text = owed.body.partition("\n\n")
+        language = header.rpartition("Telegram language: ")[2].rstrip("):") or None
+        inbox_id = request_id.removeprefix("po:")
+        self.queue.publish(PO_INBOX, ProductOwnerMessage(
+            request_id=f"{inbox_id}{RETRY_SUFFIX}"[:64], correlation_id=owed.correlation_id or new_id(),
+            telegram_user_id=int(context["telegram_user_id"]), chat_id=int(context["chat_id"]), message_id=0,
+            text=text, user_id=context.get("user_id"), language_code=None if language == "unknown" else language,
+        ))  # fmt: skip
+        self.logger.info("message re-queued for a new PO worker", extra={"request_id": request_id})
+        return True
 
     def _say_once(self, key: str, chat_id: int, text: str) -> None:
         """A redelivered response is not a second answer in the chat."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ class FakeApi:
         self.workers: dict[str, WorkerDetail] = {}
         self.keys: list[tuple[str, list[str]]] = []
         self.sent: list[tuple[str, str, str, int]] = []
+        self.started: dict[str, datetime] = {}
 
     def list_users(self) -> list[User]:
         return list(self.users)
@@ -76,6 +78,12 @@ class FakeApi:
     def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
                             path: str | None = None, timeout_s: int = 1800, correlation_id: str | None = None) -> None:  # fmt: skip
         self.sent.append((worker_id, request_id, body, timeout_s))
+
+    def list_worker_messages(self, worker_id: str) -> list[Any]:
+        """What the API holds: never started unless the test says so."""
+        return [type("M", (), {"request_id": rid, "body": body, "started_at": self.started.get(rid),
+                               "correlation_id": "c"})()
+                for w, rid, body, _ in self.sent if w == worker_id]  # fmt: skip
 
     def delivered(self) -> list[str]:
         """What the worker reads, in order: the API keeps the first message of each request id."""
@@ -224,3 +232,44 @@ def test_the_handler_holds_a_busy_message_back_briefly(po: ProductOwner) -> None
     result = lambda_handler(event, None, po=po)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [received[1].message_id]
     assert [type(c).__name__ for c in drain(po.queue, WORKER_COMMANDS)] == ["CreateWorkerCommand"]
+
+
+def test_a_message_the_worker_never_began_starts_a_new_po_instead_of_an_apology(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create)
+    po.on_response(CreateWorkerResponse(request_id=create.request_id, success=True, worker_id="w-1"))
+    # the worker idled out just as the message arrived: the API fails the message it never began
+    ended = SendMessageResponse(
+        request_id="po:tg:1", success=False, worker_id="w-1", error="worker w-1 has ended"
+    )
+    po.on_response(ended)
+    [again] = drain(po.queue, PO_INBOX)
+    assert (again.request_id, again.text, again.language_code, again.chat_id) == (
+        "tg:1:again",
+        "make a blog",
+        "de",
+        ALICE_TG,
+    )
+    assert _chat(po).sent == []  # no apology: the message will be answered by a new worker
+    # once only: the same message failing again is explained
+    po.on_response(
+        SendMessageResponse(request_id="po:tg:1:again", success=False, worker_id="w-1", error="gone")
+    )
+    assert drain(po.queue, PO_INBOX) == []
+    assert [text for _, text in _chat(po).sent] == [
+        "Sorry, the Product Owner stopped: gone. Your next message starts a new one."
+    ]
+
+
+def test_a_message_the_agent_had_begun_is_not_run_twice(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create)
+    po.on_response(CreateWorkerResponse(request_id=create.request_id, success=True, worker_id="w-1"))
+    _api(po).started["po:tg:1"] = NOW
+    po.on_response(SendMessageResponse(request_id="po:tg:1", success=False, worker_id="w-1", error="timeout"))
+    assert drain(po.queue, PO_INBOX) == []
+    assert [text for _, text in _chat(po).sent] == [
+        "Sorry, the Product Owner stopped: timeout. Your next message starts a new one."
+    ]
