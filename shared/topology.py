@@ -28,6 +28,8 @@ class ScheduleSpec:
     job: str
     every_s: int
     description: str
+    run_at_start: bool = True
+    """Embedded ticker: run at once when the stack starts, or first after one interval (heavy jobs)."""
 
 
 SCHEDULER_HANDLER = "functions.scheduler.handler:lambda_handler"

@@ -61,8 +61,23 @@ class Wrapper:
         assert self.detail is not None
         return {k: str(v) for k, v in (self.detail.config.get("context") or {}).items()}
 
+    def _until_reachable(self, call: Any, what: str) -> Any:
+        """A worker may start while its stack restarts (workers outlive it): wait for the API rather
+        than die with the job untouched."""
+        deadline = time.monotonic() + RESULT_RETRY_S
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except ApiUnreachable:
+                if time.monotonic() > deadline:
+                    raise
+                self.logger.warning(f"API unreachable while {what}; retrying", extra={"delay_s": delay})
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     def load_job(self) -> None:
-        self.detail = self.api.get_worker(self.worker_id)
+        self.detail = self._until_reachable(lambda: self.api.get_worker(self.worker_id), "loading the job")
         env_vars: dict[str, str] = dict(self.detail.config.get("env_vars") or {})
         if any(str(v).startswith("secret://") for v in env_vars.values()):
             from shared.secrets import build_secrets
@@ -75,7 +90,7 @@ class Wrapper:
                     env_vars[name] = resolved
         self.agent_env = env_vars
         self._checkout()
-        self.api.update_worker(self.worker_id, "RUNNING")
+        self._until_reachable(lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING")
 
     def _checkout(self) -> None:
         """Clone before any message: files sent to the worker land inside the checkout."""

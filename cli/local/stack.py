@@ -209,7 +209,8 @@ class EmbeddedStack:
 
     def _tick_forever(self) -> None:
         handler = import_handler(SCHEDULER_HANDLER)
-        next_run = {s.job: 0.0 for s in SCHEDULES}
+        start = time.monotonic()
+        next_run = {s.job: 0.0 if s.run_at_start else start + s.every_s for s in SCHEDULES}
         while not self._stop.is_set():
             now = time.monotonic()
             for spec in SCHEDULES:
