@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from functions.api.routers._common import created, dispatch_now, principal, transaction
+from functions.api.routers._common import created, principal, transaction
 from functions.api.services import lookup, tasks
 from shared.contracts.api import Page, Task, TaskEvent, TaskStatus, TaskType
 from shared.observability import count
@@ -53,11 +53,9 @@ def task_events(
 @router.post("/tasks/<task_id>/cancel", summary="Cancel a queued or running task", tags=TAGS)
 def cancel_task(task_id: TaskId) -> Task:
     with transaction() as session:
-        task, outbox_ids = tasks.cancel(session, principal(router), task_id)
+        task, _outbox_ids = tasks.cancel(session, principal(router), task_id)
         dto = Task.model_validate(task)
     count("TasksCancelled")
-    if outbox_ids:
-        dispatch_now(outbox_ids)
     return dto
 
 
@@ -69,7 +67,6 @@ def cancel_task(task_id: TaskId) -> Task:
 )
 def retry_task(task_id: TaskId) -> Response[Task]:
     with transaction() as session:
-        task, message = tasks.retry(session, principal(router), task_id)
-        dto, outbox_id = Task.model_validate(task), message.id
-    dispatch_now([outbox_id])
+        task, _message = tasks.retry(session, principal(router), task_id)
+        dto = Task.model_validate(task)
     return created(dto, 202)

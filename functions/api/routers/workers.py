@@ -14,7 +14,7 @@ from functions.api.models import Task as TaskRow
 from functions.api.models import Worker as WorkerRow
 from functions.api.models import WorkerMessage as WorkerMessageRow
 from functions.api.models import utcnow
-from functions.api.routers._common import created, dispatch_now, principal, transaction
+from functions.api.routers._common import created, principal, transaction
 from functions.api.services import workers
 from shared.contracts.api import (
     Worker,
@@ -110,14 +110,12 @@ def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
     with transaction() as session:
         row = workers.get(session, worker_id)
         was_running = row.status not in workers.ENDED
-        outbox_ids = workers.mark_stopped(session, row, body.status, body.exit_code, body.reason)
+        workers.mark_stopped(session, row, body.status, body.exit_code, body.reason)
         dto = Worker.model_validate(row)
     if was_running and dto.stopped_at:
         from shared.observability import seconds
 
         seconds("WorkerRunTime", (dto.stopped_at - dto.started_at).total_seconds())
-    if outbox_ids:
-        dispatch_now(outbox_ids)
     return dto
 
 
@@ -131,10 +129,8 @@ def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[Wor
     _service()
     with transaction() as session:
         worker = workers.get(session, worker_id)
-        message, outbox_ids, is_new = workers.enqueue_message(session, worker, body.model_dump())
+        message, _outbox_ids, is_new = workers.enqueue_message(session, worker, body.model_dump())
         dto = WorkerMessage.model_validate(message)
-    if outbox_ids:
-        dispatch_now(outbox_ids)
     return created(dto, 201 if is_new else 200)
 
 
@@ -163,11 +159,10 @@ def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
 def message_result(message_id: Annotated[int, Path(ge=1)], body: WorkerMessageResult) -> WorkerMessage:
     _service()
     with transaction() as session:
-        message, outbox_id = workers.finish_message(
+        message, _outbox_id = workers.finish_message(
             session, message_id, body.success, body.response, body.error, body.result
         )
         dto = WorkerMessage.model_validate(message)
-    dispatch_now([outbox_id])
     return dto
 
 
@@ -222,7 +217,6 @@ def stop_worker(worker_id: WorkerId) -> Response[Worker]:
             raise NotFound(f"worker {worker_id!r} not found")
         if worker.status in workers.ENDED:
             raise Conflict(f"worker {worker_id} already ended ({worker.status})")
-        row = outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=worker.id))
-        dto, outbox_id = Worker.model_validate(worker), row.id
-    dispatch_now([outbox_id])
+        outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=worker.id))
+        dto = Worker.model_validate(worker)
     return created(dto, 202)
