@@ -122,11 +122,12 @@ def run(
 
 def _project(api: ApiClient, name: str, spec: str, agent: str | None, modules: str, say: Any) -> Any:
     try:
-        project = api.get_project(name)
-        say(f"using the existing project {project.name}")
-        return project
+        existing = api.get_project(name)
     except NotFoundError:
-        pass
+        existing = None
+    if existing is not None:
+        say(f"using the existing project {existing.name}")
+        return existing
     wanted = [m.strip() for m in modules.split(",") if m.strip()]
     project = api.create_project(name, spec.strip().splitlines()[0][:500], wanted, agent)
     say(f"created project {project.name}")

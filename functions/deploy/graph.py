@@ -20,6 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from functions.deploy.settings import DeploySettings
+from functions.engineering.driver import event_sender, last_lines, request_id, route_ok
 from functions.engineering.graph import NO_AGENT
 from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
 from shared.api_client import ApiClient, ConflictError, NotFoundError
@@ -75,10 +76,6 @@ class Ports:
     github_token_ref: str | None = None
 
 
-def request_id(task_id: str, *parts: object) -> str:
-    return ":".join([task_id, *map(str, parts)])
-
-
 def snake(name: str) -> str:
     return name.replace("-", "_").replace(".", "_")
 
@@ -105,13 +102,7 @@ def smoke_test(url: str, settings: DeploySettings, sleep: Any = time.sleep) -> t
 def build_graph(ports: Ports, checkpointer: Any) -> Any:
     api, queue, settings = ports.api, ports.queue, ports.settings
 
-    def event(
-        state: DeployState, kind: str, message: str, step: str, pct: int, error: str | None = None
-    ) -> None:
-        api.append_events(state["task_id"], [{
-            "type": kind, "message": message, "current_step": step, "progress_pct": pct, "error": error,
-            "correlation_id": state.get("correlation_id"),
-        }])  # fmt: skip
+    event = event_sender(api)
 
     def ended(state: DeployState) -> bool:
         return api.get_task(state["task_id"]).status.is_final
@@ -401,14 +392,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
 
     # -- wiring -------------------------------------------------------------------------------
 
-    def ok(next_node: str):  # type: ignore[no-untyped-def]
-        def route(state: DeployState) -> str:
-            outcome = state.get("outcome")
-            if outcome == "cancelled":
-                return END
-            return "fail" if outcome == "failed" else next_node
-
-        return route
+    ok = route_ok
 
     def after_prepare(state: DeployState) -> str:
         if state.get("outcome") == "failed":
@@ -417,12 +401,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
 
     def after_secrets(state: DeployState) -> str:
         if state.get("outcome"):
-            return str(ok("")(state))
+            return ok("")(state)
         return "secrets_wait" if state.get("missing") else "allocate"
 
     def after_readiness(state: DeployState) -> str:
         if state.get("outcome"):
-            return str(ok("")(state))
+            return ok("")(state)
         return "provision_wait" if state.get("error") == "provision" else "deploy_request"
 
     def after_deploy(state: DeployState) -> str:
@@ -548,6 +532,5 @@ def _failure_text(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _tail(text: str, n: int = 5) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:])[:600]
+def _tail(text: str) -> str:
+    return last_lines(text, limit=600)

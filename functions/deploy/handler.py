@@ -6,15 +6,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from functions.deploy.logic import Deploy, LeaseBusy
+from functions.deploy.logic import Deploy
 from functions.deploy.settings import DeploySettings
+from functions.engineering.driver import consume_graph_event
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, DEPLOY_QUEUE, PROVISIONER_RESULTS
-from shared.queues.consume import process_queue_event
-from shared.queues.naming import logical_from_arn
 
 _deploy: Deploy | None = None
 _lock = threading.Lock()
-LEASE_RETRY_S = 2
 
 
 def build_deploy(settings: DeploySettings | None = None) -> Deploy:
@@ -50,23 +48,14 @@ def reset() -> None:
 
 def lambda_handler(event: dict[str, Any], context: Any, deploy: Deploy | None = None) -> dict[str, Any]:
     active = deploy or get_deploy()
-    records = event.get("Records") or []
-    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else DEPLOY_QUEUE
-    if queue not in (DEPLOY_QUEUE, ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS):
-        raise ValueError(f"the deploy function does not consume {queue}")
 
-    def handle(message: Any, record: Any) -> None:
-        try:
-            if queue == DEPLOY_QUEUE:
-                active.handle(message)
-                return
-            if queue == PROVISIONER_RESULTS:
-                active.server_checked(message)
-            active.resume(message.request_id, message.model_dump(mode="json"))
-        except LeaseBusy as exc:
-            active.ports.queue.release(
-                queue, record.receipt_handle, reason=str(exc), visibility_timeout=LEASE_RETRY_S
-            )
-            raise
+    def handle(queue: str, message: Any) -> None:
+        if queue == DEPLOY_QUEUE:
+            active.handle(message)
+            return
+        if queue == PROVISIONER_RESULTS:
+            active.server_checked(message)
+        active.resume(message.request_id, message.model_dump(mode="json"))
 
-    return process_queue_event(event, queue, handle, context)
+    return consume_graph_event(event, context, "deploy", (DEPLOY_QUEUE, ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
+                               lambda: active.ports.queue, handle)  # fmt: skip

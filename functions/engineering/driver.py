@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from langgraph.graph import END
 from langgraph.types import Command
 
 from shared.api_client import ApiClient, ConflictError, NotFoundError
@@ -109,3 +110,70 @@ class GraphDriver:
                 return "resumed"
         except NotFoundError:
             return "not-ours"
+
+
+# -- what every graph and its handler share ---------------------------------------------------
+
+LEASE_RETRY_S = 2
+
+
+def request_id(task_id: str, *parts: object) -> str:
+    """Deterministic: the same step of the same round always sends the same request id."""
+    return ":".join([task_id, *map(str, parts)])
+
+
+def last_lines(text: str, n: int = 5, limit: int = 500) -> str:
+    """The end of a long output, on one line, for an event or an error."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-n:])[:limit]
+
+
+def event_sender(api: ApiClient) -> Callable[..., None]:
+    """`event(state, kind, message, step, pct, error=None)`: one progress event on the state's task."""
+
+    def event(
+        state: Mapping[str, Any], kind: str, message: str, step: str, pct: int, error: str | None = None
+    ) -> None:
+        api.append_events(state["task_id"], [{
+            "type": kind, "message": message, "current_step": step, "progress_pct": pct, "error": error,
+            "correlation_id": state.get("correlation_id"),
+        }])  # fmt: skip
+
+    return event
+
+
+def route_ok(next_node: str, end: str = END) -> Callable[[Mapping[str, Any]], str]:
+    """On to `next_node`, unless the state says failed (-> "fail") or cancelled (-> the end)."""
+
+    def route(state: Mapping[str, Any]) -> str:
+        outcome = state.get("outcome")
+        if outcome == "cancelled":
+            return end
+        return "fail" if outcome == "failed" else next_node
+
+    return route
+
+
+def consume_graph_event(event: dict[str, Any], context: Any, function: str, queues: tuple[str, ...],
+                        queue_port: Callable[[], Any], handle: Callable[[str, Any], None]) -> dict[str, Any]:  # fmt: skip
+    """A Lambda SQS event for a graph function: the record's source queue picks the path (`handle(queue,
+    message)`); a task another invocation drives right now comes back in seconds, not after the whole
+    visibility timeout."""
+    from shared.queues.consume import process_queue_event
+    from shared.queues.naming import logical_from_arn
+
+    records = event.get("Records") or []
+    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else queues[0]
+    if queue not in queues:
+        raise ValueError(f"the {function} function does not consume {queue}")
+
+    def record_handler(message: Any, record: Any) -> None:
+        try:
+            handle(queue, message)
+        except LeaseBusy as exc:
+            queue_port().release(
+                queue, record.receipt_handle, reason=str(exc), visibility_timeout=LEASE_RETRY_S
+            )
+            raise
+
+    return process_queue_event(event, queue, record_handler, context)

@@ -17,6 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from functions.engineering import instructions
+from functions.engineering.driver import event_sender, last_lines, request_id, route_ok
 from functions.engineering.settings import EngineeringSettings
 from shared.api_client import ApiClient
 from shared.contracts import (
@@ -66,21 +67,10 @@ class Ports:
     """Secret references a worker resolves itself (GITHUB_TOKEN for pushes to GitHub)."""
 
 
-def request_id(task_id: str, *parts: object) -> str:
-    """Deterministic: the same step of the same round always sends the same request id."""
-    return ":".join([task_id, *map(str, parts)])
-
-
 def build_graph(ports: Ports, checkpointer: Any) -> Any:
     api, queue, settings = ports.api, ports.queue, ports.settings
 
-    def event(
-        state: EngState, kind: str, message: str, step: str, pct: int, error: str | None = None
-    ) -> None:
-        api.append_events(state["task_id"], [{
-            "type": kind, "message": message, "current_step": step, "progress_pct": pct, "error": error,
-            "correlation_id": state.get("correlation_id"),
-        }])  # fmt: skip
+    event = event_sender(api)
 
     def cancelled(state: EngState) -> bool:
         """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly."""
@@ -135,7 +125,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
             agent=state["agent"] if is_dev else "command",
             capabilities=["git", "python"],
             instructions=instructions.DEVELOPER if is_dev else instructions.TESTER,
-            agent_options={} if is_dev else {"command": settings.test_command},  # type: ignore[call-arg]
+            agent_options={} if is_dev else {"command": settings.test_command},
             env_vars=dict(ports.worker_env_refs),
         )
         context = {"task_id": state["task_id"], "repo_url": state["repo_url"] or "", "branch": state["branch"],
@@ -246,12 +236,12 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         rnd = state["round"]
         if no_developer(state):
             return {"outcome": "failed", "last_failure": failure,
-                    "error": f"tests fail and there is no developer to fix them (agent none): {_last_lines(failure)}"}  # fmt: skip
+                    "error": f"tests fail and there is no developer to fix them (agent none): {last_lines(failure)}"}  # fmt: skip
         if rnd >= settings.engineering_max_attempts:
             return {"outcome": "failed", "last_failure": failure,
-                    "error": f"tests still fail after {rnd} developer round(s): {_last_lines(failure)}"}  # fmt: skip
+                    "error": f"tests still fail after {rnd} developer round(s): {last_lines(failure)}"}  # fmt: skip
         event(state, "progress", f"tests failed; back to the developer (round {rnd + 1})", "tester", 60,
-              error=_last_lines(failure))  # fmt: skip
+              error=last_lines(failure))  # fmt: skip
         return {"last_failure": failure, "round": rnd + 1}
 
     # -- end --------------------------------------------------------------------------------
@@ -304,15 +294,6 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         finally:
             event(state, "failed", "engineering failed", "finalize", 100, error=error)
         return {"outcome": "failed"}
-
-    def route_ok(next_node: str):  # type: ignore[no-untyped-def]
-        def route(state: EngState) -> str:
-            outcome = state.get("outcome")
-            if outcome == "cancelled":
-                return END
-            return "fail" if outcome == "failed" else next_node
-
-        return route
 
     def first_worker(state: EngState) -> str:
         return "tester_create" if no_developer(state) else "developer_create"
@@ -370,8 +351,3 @@ NO_AGENT = "none"
 def no_developer(state: EngState) -> bool:
     """`--agent none`: skip the developer; the template (or the base ref) alone is tested and delivered."""
     return state.get("agent") == NO_AGENT
-
-
-def _last_lines(text: str, n: int = 5) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:])[:500]

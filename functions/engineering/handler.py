@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from functions.engineering.logic import Engineering, LeaseBusy
+from functions.engineering.driver import consume_graph_event
+from functions.engineering.logic import Engineering
 from functions.engineering.settings import EngineeringSettings
 from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES
-from shared.queues.consume import process_queue_event
-from shared.queues.naming import logical_from_arn
 
 _engine: Engineering | None = None
 _lock = threading.Lock()
@@ -55,28 +54,14 @@ def reset() -> None:
     reset_checkpointers()
 
 
-LEASE_RETRY_S = 2
-
-
 def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | None = None) -> dict[str, Any]:
     active = engine or get_engine()
-    records = event.get("Records") or []
-    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else ENGINEERING_QUEUE
-    if queue not in (ENGINEERING_QUEUE, WORKER_RESPONSES, SCAFFOLDER_RESULTS):
-        raise ValueError(f"the engineering function does not consume {queue}")
 
-    def handle(message: Any, record: Any) -> None:
-        try:
-            if queue == ENGINEERING_QUEUE:
-                active.start(message)
-            else:
-                active.resume(message.request_id, message.model_dump(mode="json"))
-        except LeaseBusy as exc:
-            # Another invocation drives this task right now: look again in seconds, not after the
-            # whole visibility timeout.
-            active.ports.queue.release(
-                queue, record.receipt_handle, reason=str(exc), visibility_timeout=LEASE_RETRY_S
-            )
-            raise
+    def handle(queue: str, message: Any) -> None:
+        if queue == ENGINEERING_QUEUE:
+            active.start(message)
+        else:
+            active.resume(message.request_id, message.model_dump(mode="json"))
 
-    return process_queue_event(event, queue, handle, context)
+    return consume_graph_event(event, context, "engineering", (ENGINEERING_QUEUE, WORKER_RESPONSES, SCAFFOLDER_RESULTS),
+                               lambda: active.ports.queue, handle)  # fmt: skip

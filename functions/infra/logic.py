@@ -14,7 +14,7 @@ from worker_image.ansible_runner.job import RunnerJob, Target
 
 
 class UnknownServer(LookupError):
-    pass
+    """The message names a server the API does not know: answered with a failed result, never retried."""
 
 
 def target_of(server: Server) -> Target:
