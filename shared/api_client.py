@@ -248,8 +248,12 @@ class ApiClient:
     def get_task(self, task_id: str) -> Task:
         return self._as(Task, self.request("GET", f"/tasks/{task_id}"))
 
-    def task_events(self, task_id: str, after: int = 0, limit: int = 500) -> list[TaskEvent]:
-        data = self.request("GET", f"/tasks/{task_id}/events", params={"after": after, "limit": limit})
+    def task_events(
+        self, task_id: str, after: int = 0, limit: int = 500, latest: bool = False
+    ) -> list[TaskEvent]:
+        """Events after `after`, in order: the first `limit`, or with `latest` the last `limit`."""
+        params: dict[str, Any] = {"after": after, "limit": limit, "latest": "true" if latest else None}
+        data = self.request("GET", f"/tasks/{task_id}/events", params=params)
         return self._as(list[TaskEvent], data)
 
     def cancel_task(self, task_id: str) -> Task:
@@ -361,16 +365,22 @@ class ApiClient:
             WorkerMessage, self.request("POST", f"/internal/worker-messages/{message_id}/result", json=body)
         )
 
+    def worker_message_activity(self, message_id: int) -> None:
+        """The agent is still working on this message (the wrapper, every `activity_every_s`). Raises
+        ConflictError when the message is no longer RUNNING or the worker does not report activity."""
+        self.request("POST", f"/internal/worker-messages/{message_id}/activity")
+
     def stop_worker(self, worker_id: str) -> Worker:
         return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))
 
     def list_worker_messages(self, worker_id: str) -> list[WorkerMessage]:
         return self._as(list[WorkerMessage], self.request("GET", f"/workers/{worker_id}/messages"))
 
-    def list_workers(self, task_id: str | None = None, status: str | None = None) -> list[Worker]:
-        return self._as(
-            list[Worker], self.request("GET", "/workers", params={"task_id": task_id, "status": status})
-        )
+    def list_workers(self, task_id: str | None = None, status: str | None = None,
+                     name: str | None = None) -> list[Worker]:  # fmt: skip
+        """`status`: one, or several comma-separated (`CREATED,STARTING,RUNNING`); `name`: the config's."""
+        params = {"task_id": task_id, "status": status, "name": name}
+        return self._as(list[Worker], self.request("GET", "/workers", params=params))
 
     # -- servers -----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 from functions.engineering.driver import consume_graph_event
 from functions.engineering.logic import Engineering
 from functions.engineering.settings import EngineeringSettings
-from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES
+from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES, WorkerActivity
 
 _engine: Engineering | None = None
 _lock = threading.Lock()
@@ -60,6 +60,8 @@ def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | No
     def handle(queue: str, message: Any) -> None:
         if queue == ENGINEERING_QUEUE:
             active.start(message)
+        elif isinstance(message, WorkerActivity):  # "still working" is never the answer a graph waits for
+            active.logger.info("activity response ignored", extra={"request_id": message.request_id})
         else:
             active.resume(message.request_id, message.model_dump(mode="json"))
 

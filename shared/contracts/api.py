@@ -354,6 +354,14 @@ class WorkerMessageResult(Dto):
     result: dict[str, Any] | None = None
 
 
+class WorkerActivityAccepted(Out):
+    """An `activity` response for a running message is queued (published right after the commit)."""
+
+    message_id: int
+    worker_id: str
+    reply_queue: str = Field(description="Where the activity response goes (the worker's reply queue).")
+
+
 # -- servers ------------------------------------------------------------------------------
 
 

@@ -32,6 +32,14 @@ class WorkerConfig(Contract):
         description="Added: responses for this worker go to this logical queue instead of worker:responses "
         "(worker:responses | po:responses).",
     )
+    activity_every_s: int | None = Field(
+        default=None,
+        ge=2,
+        le=300,
+        description="While the agent works on a message, the wrapper reports activity this often; the "
+        "API passes it on to reply_queue as an `activity` response (a chat's typing indicator). "
+        "None: no reports.",
+    )
 
 
 class _Command(QueueMeta):
@@ -105,6 +113,14 @@ class DeleteWorkerResponse(_Response):
     worker_id: str | None = None
 
 
+class WorkerActivity(_Response):
+    """Added: the agent is still working on `request_id` (ephemeral; never the answer, which still comes
+    once as a send_message response). Only for workers whose config sets `activity_every_s`."""
+
+    command: Literal["activity"] = "activity"
+    worker_id: str | None = None
+
+
 def _response_kind(value: Any) -> str | None:
     """Legacy responses carry no `command`: infer it from the fields they do carry."""
     if isinstance(value, dict):
@@ -122,6 +138,7 @@ WorkerResponse = Annotated[
     Annotated[CreateWorkerResponse, Tag("create")]
     | Annotated[SendMessageResponse, Tag("send_message")]
     | Annotated[SendFileResponse, Tag("send_file")]
-    | Annotated[DeleteWorkerResponse, Tag("delete")],
+    | Annotated[DeleteWorkerResponse, Tag("delete")]
+    | Annotated[WorkerActivity, Tag("activity")],
     Discriminator(_response_kind),
 ]

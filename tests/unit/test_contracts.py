@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 import shared.contracts as contracts
 from shared.contracts import (
@@ -15,6 +16,7 @@ from shared.contracts import (
     EngineeringMessage,
     ProgressEvent,
     SendMessageResponse,
+    WorkerActivity,
     WorkerConfig,
     parse_message,
 )
@@ -25,7 +27,7 @@ EXPECTED_NAMES = [
     "DeployResult", "ScaffolderMessage", "ProvisionerMessage", "ProvisionerResult", "AnsibleDeployMessage",
     "AnsibleDeployResult", "WorkerConfig", "CreateWorkerCommand", "SendMessageCommand", "SendFileCommand",
     "DeleteWorkerCommand", "WorkerCommand", "CreateWorkerResponse", "SendMessageResponse",
-    "DeleteWorkerResponse", "WorkerResponse", "ProgressEvent",
+    "DeleteWorkerResponse", "WorkerActivity", "WorkerResponse", "ProgressEvent",
 ]  # fmt: skip
 
 
@@ -132,6 +134,26 @@ def test_worker_responses_without_command_are_inferred(
     payload: dict[str, object], expected_type: type
 ) -> None:
     assert isinstance(parse_message("worker:responses", payload), expected_type)
+
+
+@pytest.mark.parametrize("queue", ["worker:responses", "po:responses"])
+def test_activity_round_trips_on_both_reply_queues(queue: str) -> None:
+    activity = WorkerActivity(request_id="po:m-1", worker_id="w-po", success=True, correlation_id="corr-1")
+    parsed = parse_message(queue, activity.model_dump_json())
+    assert isinstance(parsed, WorkerActivity)
+    assert parsed == activity and parsed.command == "activity"
+    legacy = parse_message(
+        queue, {"data": json.dumps({"command": "activity", "request_id": "r", "success": True})}
+    )
+    assert isinstance(legacy, WorkerActivity)
+
+
+def test_activity_every_s_is_optional_and_bounded() -> None:
+    assert WorkerConfig(name="po", agent="command").activity_every_s is None
+    assert WorkerConfig(name="po", agent="command", activity_every_s=4).activity_every_s == 4
+    for too_often_or_too_rare in (1, 301):
+        with pytest.raises(ValidationError, match="activity_every_s"):
+            WorkerConfig(name="po", agent="command", activity_every_s=too_often_or_too_rare)
 
 
 def test_task_progress_streams_resolve_to_progress_events() -> None:

@@ -219,4 +219,5 @@ def sweep_outbox() -> dict[str, int]:
     _service()
     deps = get_deps()
     report = outbox.dispatch(deps.db, deps.queue, min_age=timedelta(seconds=5))
-    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed}
+    pruned = outbox.prune_sent(deps.db)
+    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "pruned": pruned}

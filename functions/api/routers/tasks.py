@@ -44,10 +44,13 @@ def task_events(
     task_id: TaskId,
     after: Annotated[int, Query(ge=0, description="Only events with seq greater than this.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    latest: Annotated[
+        bool, Query(description="The last `limit` events (still in order) instead of the first.")
+    ] = False,
 ) -> list[TaskEvent]:
     with transaction() as session:
         task = lookup.task(session, principal(router), task_id)
-        return [TaskEvent.model_validate(e) for e in tasks.events(session, task, after, limit)]
+        return [TaskEvent.model_validate(e) for e in tasks.events(session, task, after, limit, latest)]
 
 
 @router.post("/tasks/<task_id>/cancel", summary="Cancel a queued or running task", tags=TAGS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -17,12 +17,15 @@ from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
 from functions.api.services import workers
 from shared.contracts.api import (
+    ErrorBody,
     Worker,
+    WorkerActivityAccepted,
     WorkerDetail,
     WorkerMessage,
     WorkerMessageCreate,
     WorkerMessageResult,
     WorkerRecord,
+    WorkerStatus,
     WorkerStopped,
     WorkerUpdate,
 )
@@ -166,23 +169,58 @@ def message_result(message_id: Annotated[int, Path(ge=1)], body: WorkerMessageRe
     return dto
 
 
-@router.get("/workers", summary="List workers (yours; all for admins)", tags=TAGS)
+@router.post(
+    "/internal/worker-messages/<message_id>/activity",
+    summary="The agent is still working on a message: queue an activity response (409 unless RUNNING)",
+    tags=TAGS,
+    responses={
+        202: {"description": "Accepted: an activity response is queued for the worker's reply queue"},
+        409: {
+            "description": "The message is not RUNNING, or the worker does not report activity",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
+    },
+)
+def message_activity(message_id: Annotated[int, Path(ge=1)]) -> Response[WorkerActivityAccepted]:
+    _service()
+    with transaction() as session:
+        message, queue = workers.report_activity(session, message_id)
+        dto = WorkerActivityAccepted(message_id=message.id, worker_id=message.worker_id, reply_queue=queue)
+    return created(dto, 202)
+
+
+WORKER_STATUSES: tuple[str, ...] = get_args(WorkerStatus)
+
+
+def _statuses(raw: str | None) -> list[str]:
+    """`RUNNING` or `CREATED,STARTING,RUNNING`; an unknown one is a 422 that names it."""
+    wanted = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    for value in wanted:
+        if value not in WORKER_STATUSES:
+            known = ", ".join(WORKER_STATUSES)
+            raise Unprocessable(
+                f"invalid request: status: unknown worker status {value!r} (known: {known})", ["status"]
+            )
+    return wanted
+
+
+@router.get("/workers", summary="List workers (yours; all for admins), newest first, at most 500", tags=TAGS)
 def list_workers(
     task_id: Annotated[str | None, Query(max_length=64)] = None,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[
+        str | None,
+        Query(max_length=100, description="One status, or several comma-separated: RUNNING,STARTING."),
+    ] = None,
+    name: Annotated[
+        str | None, Query(max_length=128, description="Only workers whose config names them so.")
+    ] = None,
 ) -> list[Worker]:
     caller = principal(router)
+    statuses = _statuses(status)
     with transaction() as session:
-        stmt = select(WorkerRow).order_by(WorkerRow.started_at.desc())
-        if not caller.sees_all():
-            stmt = stmt.join(TaskRow, TaskRow.id == WorkerRow.task_id).where(
-                TaskRow.user_id == caller.user_id
-            )
-        if task_id:
-            stmt = stmt.where(WorkerRow.task_id == task_id)
-        if status:
-            stmt = stmt.where(WorkerRow.status == status)
-        return [Worker.model_validate(w) for w in session.execute(stmt.limit(500)).scalars()]
+        owner = None if caller.sees_all() else caller.user_id
+        rows = workers.listing(session, owner, task_id=task_id, statuses=statuses, name=name)
+        return [Worker.model_validate(w) for w in rows]
 
 
 @router.get("/workers/<worker_id>/messages", summary="A worker's messages and their results", tags=TAGS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from functions.api.db import Database
 from functions.api.models import OutboxMessage, utcnow
@@ -100,6 +100,28 @@ def dispatch(
             )
         report.sent += 1
     return report
+
+
+SENT_KEPT = timedelta(days=7)
+"""Sent rows are kept this long (to trace a delivery), then pruned by the sweep: activity reports
+alone add one row every few seconds while an agent works."""
+
+
+def prune_sent(db: Database, older_than: timedelta = SENT_KEPT, limit: int = 5000) -> int:
+    """Delete up to `limit` rows sent before `older_than` ago; unsent rows are never touched."""
+    cutoff = utcnow() - older_than
+    with db.session() as session:
+        ids = list(
+            session.execute(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.sent_at.is_not(None), OutboxMessage.sent_at < cutoff)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            ).scalars()
+        )
+        if ids:
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    return len(ids)
 
 
 def pending_count(db: Database) -> int:

@@ -138,15 +138,13 @@ def list_tasks(
     return rows[:limit], next_cursor
 
 
-def events(session: Session, task: Task, after: int, limit: int) -> list[TaskEvent]:
-    return list(
-        session.execute(
-            select(TaskEvent)
-            .where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
-            .order_by(TaskEvent.seq)
-            .limit(limit)
-        ).scalars()
-    )
+def events(session: Session, task: Task, after: int, limit: int, latest: bool = False) -> list[TaskEvent]:
+    """Events after `after` in order: the first `limit` of them, or with `latest` the last `limit`."""
+    stmt = select(TaskEvent).where(TaskEvent.task_id == task.id, TaskEvent.seq > after)
+    if latest:
+        newest_first = session.execute(stmt.order_by(TaskEvent.seq.desc()).limit(limit)).scalars()
+        return list(reversed(list(newest_first)))
+    return list(session.execute(stmt.order_by(TaskEvent.seq).limit(limit)).scalars())
 
 
 def transition(

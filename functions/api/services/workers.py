@@ -1,4 +1,5 @@
-"""Workers and their messages. Every message gets exactly one response on worker:responses.
+"""Workers and their messages. Every message gets exactly one response on worker:responses (or the
+worker's reply queue); while it runs, a worker that reports activity adds ephemeral `activity` ones.
 
 Responses go through the outbox in the same transaction as the status change that causes them,
 and every status change is compare-and-set, so a repeated result, a late "stopped" report and
@@ -15,7 +16,13 @@ from sqlalchemy.orm import Session
 from functions.api.errors import Conflict, NotFound
 from functions.api.models import OutboxMessage, Task, Worker, WorkerMessage, utcnow
 from functions.api.services import outbox
-from shared.contracts import PO_RESPONSES, WORKER_RESPONSES, SendFileResponse, SendMessageResponse
+from shared.contracts import (
+    PO_RESPONSES,
+    WORKER_RESPONSES,
+    SendFileResponse,
+    SendMessageResponse,
+    WorkerActivity,
+)
 
 ENDED = ("STOPPED", "FAILED")
 OPEN = ("PENDING", "RUNNING")
@@ -71,6 +78,35 @@ def finish_message(session: Session, message_id: int, success: bool, response: s
     if won != 1:
         raise Conflict(f"worker message {message_id} is already {message.status}")
     return message, _respond(session, message, success, response, error, result).id
+
+
+def report_activity(session: Session, message_id: int) -> tuple[WorkerMessage, str]:
+    """The agent is still working on a RUNNING message: an ephemeral `activity` response on the worker's
+    reply queue (as often as the wrapper reports; never instead of the one real answer), and the worker
+    was seen alive. Returns (message, the queue it went to)."""
+    message = session.get(WorkerMessage, message_id)
+    if message is None:
+        raise NotFound(f"worker message {message_id} not found")
+    worker = get(session, message.worker_id)
+    if not (worker.config or {}).get("activity_every_s"):
+        raise Conflict(f"worker {worker.id} does not report activity (its config has no activity_every_s)")
+    # The worker row first, then the message: the order mark_stopped and claim_next lock them in.
+    worker.last_seen_at = utcnow()
+    session.flush()
+    # Locked (on PostgreSQL) so an answer being committed right now is seen: no activity after the answer.
+    message = session.get(WorkerMessage, message_id, with_for_update=True, populate_existing=True)
+    assert message is not None  # a message is deleted only with its worker, which we hold
+    if message.status != "RUNNING":
+        raise Conflict(
+            f"worker message {message_id} is {message.status}, not RUNNING: nothing is working on it"
+        )
+    envelope = {"correlation_id": message.correlation_id} if message.correlation_id else {}
+    activity = WorkerActivity(
+        request_id=message.request_id, worker_id=message.worker_id, success=True, **envelope
+    )
+    queue = reply_queue(worker.config)
+    outbox.add(session, queue, activity)
+    return message, queue
 
 
 def enqueue_message(
@@ -155,6 +191,29 @@ def mark_stopped(
             continue
         outbox_ids.append(outbox_id)
     return outbox_ids
+
+
+def listing(
+    session: Session,
+    user_id: str | None,
+    task_id: str | None = None,
+    statuses: list[str] | None = None,
+    name: str | None = None,
+    limit: int = 500,
+) -> list[Worker]:
+    """Workers, newest first: all of them (`user_id` None) or those of one person's tasks. Every filter
+    is in SQL, so `limit` counts only the workers that match."""
+    stmt = select(Worker).order_by(Worker.started_at.desc())
+    if user_id is not None:
+        stmt = stmt.join(Task, Task.id == Worker.task_id).where(Task.user_id == user_id)
+    if task_id:
+        stmt = stmt.where(Worker.task_id == task_id)
+    if statuses:
+        stmt = stmt.where(Worker.status.in_(statuses))
+    if name:
+        # config ->> 'name' on PostgreSQL, JSON_EXTRACT(config, '$."name"') on SQLite
+        stmt = stmt.where(Worker.config["name"].as_string() == name)
+    return list(session.execute(stmt.limit(limit)).scalars())
 
 
 def visible_to(session: Session, worker: Worker, user_id: str) -> bool:

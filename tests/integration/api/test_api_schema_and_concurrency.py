@@ -112,6 +112,28 @@ def test_outbox_rows_survive_a_failed_publish_and_the_sweep_sends_them(api: ApiH
     assert len(received) == n
 
 
+def test_the_sweep_prunes_old_sent_rows_and_never_unsent_ones(api: ApiHarness) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from functions.api.models import OutboxMessage, utcnow
+    from functions.api.services import outbox
+
+    api.new_project("blog")
+    for i in range(3):
+        assert api.post("/projects/blog/engineering", {"spec": f"s{i}"}).status == 202
+    with api.deps.db.session() as session:
+        rows = sorted(session.execute(select(OutboxMessage.id)).scalars())
+        old = utcnow() - outbox.SENT_KEPT - timedelta(hours=1)
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == rows[0]).values(sent_at=old))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == rows[1]).values(sent_at=None))
+    assert outbox.prune_sent(api.deps.db) == 1  # the old sent row; the fresh one and the unsent one stay
+    with api.deps.db.session() as session:
+        assert sorted(session.execute(select(OutboxMessage.id)).scalars()) == rows[1:]
+    assert outbox.prune_sent(api.deps.db) == 0
+
+
 def test_two_dispatchers_racing_publish_each_row_once(api: ApiHarness) -> None:
     from functions.api.services import outbox
 

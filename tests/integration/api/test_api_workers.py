@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from shared.contracts import SendFileResponse, SendMessageResponse, parse_message
+from typing import Any
+
+from sqlalchemy import func, select
+
+from functions.api.models import OutboxMessage
+from shared.contracts import SendFileResponse, SendMessageResponse, WorkerActivity, parse_message
 from tests.api_support import ApiHarness
 
 
-def _responses(api: ApiHarness) -> list[object]:
+def _responses(api: ApiHarness, queue_name: str = "worker:responses") -> list[object]:
     queue = api.deps.queue
     out: list[object] = []
-    while batch := queue.receive("worker:responses", 10, visibility_timeout=30):
+    while batch := queue.receive(queue_name, 10, visibility_timeout=30):
         for m in batch:
-            out.append(parse_message("worker:responses", m.body))
-            queue.delete("worker:responses", m.receipt_handle)
+            out.append(parse_message(queue_name, m.body))
+            queue.delete(queue_name, m.receipt_handle)
     return out
 
 
@@ -121,3 +126,149 @@ def test_a_claim_whose_answer_was_lost_comes_back(api: ApiHarness) -> None:
     api.post(f"/internal/worker-messages/{first.body['id']}/result", {"success": True})
     nothing = api.post("/internal/workers/w-1/messages/next")
     assert nothing.status == 204 and nothing.body is None
+
+
+# -- activity: "the agent is still working" -------------------------------------------------------
+
+
+def _po_worker(api: ApiHarness, worker_id: str = "w-po", activity_every_s: int | None = 4) -> None:
+    config: dict[str, Any] = {"name": "po-u1", "agent": "command", "reply_queue": "po:responses"}
+    if activity_every_s is not None:
+        config["activity_every_s"] = activity_every_s
+    reply = api.post("/internal/workers", {"id": worker_id, "agent": "command", "config": config})
+    assert reply.status == 201, reply
+
+
+def _running(api: ApiHarness, worker_id: str, request_id: str, correlation_id: str | None = None) -> int:
+    body = {"request_id": request_id, "body": "hello", "correlation_id": correlation_id}
+    sent = api.post(f"/internal/workers/{worker_id}/messages", body)
+    assert sent.status == 201, sent
+    taken = api.post(f"/internal/workers/{worker_id}/messages/next")
+    assert taken.status == 200 and taken.body["request_id"] == request_id, taken
+    return int(taken.body["id"])
+
+
+def _outbox_rows(api: ApiHarness, queue: str) -> int:
+    with api.deps.db.session() as session:
+        return int(session.execute(select(func.count()).where(OutboxMessage.queue == queue)).scalar_one())
+
+
+def test_a_running_message_reports_activity_on_the_workers_reply_queue(api: ApiHarness) -> None:
+    # given a PO worker (activity every 4 s, answers on po:responses) working on a message
+    _po_worker(api)
+    message_id = _running(api, "w-po", "po:m-1", correlation_id="corr-1")
+    seen_before = api.get("/internal/workers/w-po").body["last_seen_at"]
+
+    # when the wrapper reports activity
+    reply = api.post(f"/internal/worker-messages/{message_id}/activity")
+
+    # then one ephemeral activity response goes to po:responses, none to worker:responses
+    assert reply.status == 202, reply
+    assert reply.body == {"message_id": message_id, "worker_id": "w-po", "reply_queue": "po:responses"}
+    assert _outbox_rows(api, "po:responses") == 1
+    [activity] = _responses(api, "po:responses")
+    assert isinstance(activity, WorkerActivity)
+    assert (activity.request_id, activity.correlation_id, activity.worker_id, activity.success) == (
+        "po:m-1", "corr-1", "w-po", True,
+    )  # fmt: skip
+    assert _responses(api) == []
+    assert api.get("/internal/workers/w-po").body["last_seen_at"] > seen_before, "a sign of life"
+    message = api.get("/workers/w-po/messages").body[0]
+    assert message["status"] == "RUNNING", "activity never answers the message"
+
+
+def test_activity_repeats_until_the_answer_then_is_refused(api: ApiHarness) -> None:
+    _po_worker(api)
+    message_id = _running(api, "w-po", "po:m-1")
+    for _ in range(2):
+        assert api.post(f"/internal/worker-messages/{message_id}/activity").status == 202
+    api.post(f"/internal/worker-messages/{message_id}/result", {"success": True, "response": "hi"})
+
+    late = api.post(f"/internal/worker-messages/{message_id}/activity")
+
+    assert late.status == 409 and late.body["code"] == "conflict"
+    assert "is DONE, not RUNNING" in late.body["message"]
+    responses = _responses(api, "po:responses")
+    assert [type(r) for r in responses] == [WorkerActivity, WorkerActivity, SendMessageResponse]
+
+
+def test_activity_for_a_message_nobody_works_on_is_a_conflict(api: ApiHarness) -> None:
+    _po_worker(api)
+    _running(api, "w-po", "po:m-1")
+    waiting = api.post("/internal/workers/w-po/messages", {"request_id": "po:m-2", "body": "x"}).body
+    assert waiting["status"] == "PENDING"
+
+    reply = api.post(f"/internal/worker-messages/{waiting['id']}/activity")
+
+    assert reply.status == 409 and "is PENDING, not RUNNING" in reply.body["message"]
+    assert _outbox_rows(api, "po:responses") == 0
+
+
+def test_activity_from_a_worker_that_does_not_report_it_is_a_conflict(api: ApiHarness) -> None:
+    _worker(api)  # an engineering worker: no activity_every_s, answers on worker:responses
+    message_id = _running(api, "w-1", "m-1")
+
+    reply = api.post(f"/internal/worker-messages/{message_id}/activity")
+
+    assert reply.status == 409 and "does not report activity" in reply.body["message"]
+    assert _outbox_rows(api, "worker:responses") == 0
+
+
+def test_activity_needs_a_known_message_and_a_service_key(api: ApiHarness) -> None:
+    _po_worker(api)
+    message_id = _running(api, "w-po", "po:m-1")
+    _, person_key = api.new_user("alice", telegram_id=1)
+    _, service_key = api.new_user("wrapper", scopes=["service"])
+
+    assert api.post("/internal/worker-messages/999/activity").status == 404
+    assert api.post("/internal/worker-messages/0/activity").status == 422
+    assert api.as_key(person_key).post(f"/internal/worker-messages/{message_id}/activity").status == 403
+    assert api.as_key(service_key).post(f"/internal/worker-messages/{message_id}/activity").status == 202
+    assert len(_responses(api, "po:responses")) == 1
+
+
+# -- listing by name and status -------------------------------------------------------------------
+
+
+def test_workers_are_listed_by_config_name_and_several_statuses(api: ApiHarness) -> None:
+    odd_name = "po 'ü\"x"
+    for worker_id, name, status in (("w-a", "po-u1", "RUNNING"), ("w-b", "po-u1", "STOPPED"),
+                                    ("w-c", "po-u2", "STARTING"), ("w-d", None, "CREATED"),
+                                    ("w-e", odd_name, "CREATED")):  # fmt: skip
+        config = {"name": name, "agent": "command"} if name else {}
+        recorded = api.post("/internal/workers", {"id": worker_id, "agent": "command", "status": status,
+                                                  "config": config})  # fmt: skip
+        assert recorded.status == 201, recorded
+
+    def ids(**query: str) -> list[str]:
+        reply = api.get("/workers", **query)
+        assert reply.status == 200, reply
+        return sorted(w["id"] for w in reply.body)
+
+    assert ids(name="po-u1") == ["w-a", "w-b"]
+    assert ids(name="po-u1", status="CREATED,STARTING,RUNNING") == ["w-a"]
+    assert ids(status="STARTING, CREATED") == ["w-c", "w-d", "w-e"]
+    assert ids(status="RUNNING") == ["w-a"]
+    assert ids(name=odd_name) == ["w-e"]
+    assert ids(name="nobody") == []
+    assert ids() == ["w-a", "w-b", "w-c", "w-d", "w-e"]
+
+
+def test_an_unknown_status_or_a_long_name_is_refused(api: ApiHarness) -> None:
+    bad = api.get("/workers", status="RUNNING,BOGUS")
+    assert bad.status == 422 and bad.body["fields"] == ["status"] and "'BOGUS'" in bad.body["message"]
+    long_name = api.get("/workers", name="n" * 129)
+    assert long_name.status == 422 and long_name.body["fields"] == ["name"]
+
+
+def test_people_filter_only_their_own_workers_by_name(api: ApiHarness) -> None:
+    _, alice_key = api.new_user("alice", telegram_id=1)
+    alice = api.as_key(alice_key)
+    alice.new_project("alices")
+    task = alice.post("/projects/alices/engineering", {"spec": "x"}).body
+    for worker_id, task_id in (("w-alice", task["id"]), ("w-service", None)):
+        api.post("/internal/workers", {"id": worker_id, "agent": "command", "task_id": task_id,
+                                       "config": {"name": "dev", "agent": "command"}})  # fmt: skip
+
+    assert [w["id"] for w in alice.get("/workers", name="dev").body] == ["w-alice"]
+    assert sorted(w["id"] for w in api.get("/workers", name="dev").body) == ["w-alice", "w-service"]
