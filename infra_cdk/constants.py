@@ -184,6 +184,19 @@ ABORT_INCOMPLETE_UPLOAD_DAYS = 7
 ACCESS_LOG_RETENTION_DAYS = 90
 ACCESS_LOGS_PREFIX = "s3-access/"
 FLOW_LOGS_PREFIX = "vpc-flow-logs/"
+
+SESSIONS_KEY_PREFIX = "sessions/"
+"""Where `shared.sessions.S3SessionStore` keeps agent session archives (ORCH_SESSION_PREFIX); the worker
+task role may read, write and delete objects under it, and list the bucket (so that a missing archive
+answers 404, not 403), nothing else."""
+SESSION_RETENTION_DAYS = 30
+"""A session archive not saved again for this long expires (each save writes a new object, resetting the
+clock): a person back after a month starts a fresh conversation with the Product Owner."""
+SESSION_ABORT_INCOMPLETE_UPLOAD_DAYS = 1
+"""A worker's upload takes seconds; parts left by one killed mid-upload go the next day."""
+SESSIONS_ACCESS_LOGS_PREFIX = f"{ACCESS_LOGS_PREFIX}sessions/"
+"""Under ACCESS_LOGS_PREFIX, so the sessions bucket's access logs expire with the rest but stay apart."""
+
 LOG_RETENTION = "ONE_MONTH"
 """An aws_logs.RetentionDays member name, for CloudWatch log groups this stack owns."""
 

@@ -58,6 +58,7 @@ class OrchestratorStack(Stack):
             messaging=self.messaging,
             api_url=self.api.url,
             service_key_secret=self.api.service_key_secret,
+            log_bucket=self.audit_logs.bucket,
         )
         self.telegram = Telegram(
             self,
@@ -159,6 +160,10 @@ class OrchestratorStack(Stack):
             "ArtifactsBucketName": (
                 self.state.artifacts_bucket.bucket_name,
                 "Artifacts and large checkpoints",
+            ),
+            "SessionsBucketName": (
+                self.workers.sessions_bucket.bucket_name,
+                "Agent session archives (ORCH_SESSION_BUCKET of the workers), under sessions/",
             ),
             "QueuePrefix": (self.config.resource_prefix, "ORCH_QUEUE_PREFIX for this stack's queues"),
         }

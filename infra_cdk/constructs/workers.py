@@ -12,6 +12,12 @@
   group admits nothing in, so the address is only a source address. With `-c enable_nat_gateway=true`
   they run in the private subnets without a public IP and leave through the NAT gateway's one Elastic
   IP: a stable source address operators can allow in their servers' SSH firewalls.
+- **Agent sessions live in their own bucket** (`shared.sessions.S3SessionStore`): a worker's container
+  environment names it (ORCH_SESSION_BUCKET, ORCH_SESSION_PREFIX) and its task role may get, put and
+  delete objects under `sessions/` and list the bucket (without ListBucket, S3 answers a first
+  session's missing archive with 403, not 404), nothing else; no other role is granted anything on it.
+  SSE-S3, private, SSL-only, access-logged to the audit bucket; archives expire 30 days after their last
+  save; retained on stack deletion like every bucket of the stack.
 - **Task roles read only their own secrets**: a worker the service key and the GitHub token; the
   Ansible runner the service key, the GitHub token (https clones) and the server / project secrets
   a deploy needs, and it may send only to the two results queues. Execution roles pull the image
@@ -38,6 +44,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -70,7 +77,7 @@ def image_build_context_excludes(repo_root: Path = REPO_ROOT) -> list[str]:
 
 
 class Workers(Construct):
-    """The ECS cluster, the two Fargate task definitions and the two task-stopped rules."""
+    """The ECS cluster, the two Fargate task definitions, the two task-stopped rules, the sessions bucket."""
 
     def __init__(
         self,
@@ -83,6 +90,7 @@ class Workers(Construct):
         messaging: Messaging,
         api_url: str,
         service_key_secret: secretsmanager.ISecret,
+        log_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
@@ -94,6 +102,7 @@ class Workers(Construct):
         prefix = config.resource_prefix
         self.cluster_name = f"{prefix}-{constants.WORKER_CLUSTER_SUFFIX}"
         self.cluster = self._build_cluster()
+        self.sessions_bucket = self._build_sessions_bucket(log_bucket)
         self.worker_family = f"{prefix}-{constants.WORKER_FAMILY_SUFFIX}"
         self.worker_task = self._build_task_definition(
             "Worker",
@@ -103,8 +112,10 @@ class Workers(Construct):
             cpu=constants.WORKER_CPU,
             memory_mib=constants.WORKER_MEMORY_MIB,
             build_args={"AGENT_NPM_PACKAGES": config.worker_agent_packages},
+            environment=self._worker_container_environment(),
         )
         self._grant_worker_secrets(self.worker_task.task_role)
+        self._grant_worker_sessions(self.worker_task.task_role)
         self.ansible_family = f"{prefix}-{constants.ANSIBLE_FAMILY_SUFFIX}"
         self.ansible_task = self._build_task_definition(
             "AnsibleRunner",
@@ -295,8 +306,9 @@ class Workers(Construct):
                 Acknowledgment(
                     id="AwsSolutions-ECS2",
                     reason="The container environment only names backends (queue and secrets prefixes, "
-                    "the region, which services to use); no value in it is a secret. Secrets are read at "
-                    "run time from Secrets Manager by reference, and the job arrives in the RunTask override.",
+                    "bucket names, the region, which services to use); no value in it is a secret. Secrets "
+                    "are read at run time from Secrets Manager by reference, and the job arrives in the "
+                    "RunTask override.",
                 )
             )
         execution_role = task_definition.obtain_execution_role()
@@ -327,6 +339,64 @@ class Workers(Construct):
             [secret_name_arn_finding(po_keys)],
             reason="Product Owner workers read the user-scope API key of the person they serve, named at "
             "run time under one fixed prefix of this stack; read only (GetSecretValue, DescribeSecret).",
+        )
+
+    def _build_sessions_bucket(self, log_bucket: s3.IBucket) -> s3.Bucket:
+        """Agent session archives (tar.gz of a conversation) that must outlive the worker that wrote them."""
+        return s3.Bucket(
+            self,
+            "SessionsBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            server_access_logs_bucket=log_bucket,
+            server_access_logs_prefix=constants.SESSIONS_ACCESS_LOGS_PREFIX,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-sessions",
+                    expiration=Duration.days(constants.SESSION_RETENTION_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(
+                        constants.SESSION_ABORT_INCOMPLETE_UPLOAD_DAYS
+                    ),
+                )
+            ],
+            # Like the artifacts bucket: deleting a bucket that still holds objects fails anyway; keep it.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _worker_container_environment(self) -> dict[str, str]:
+        """`shared.sessions.SessionSettings`: where a worker loads and saves its agent's session."""
+        return {
+            "ORCH_SESSION_BUCKET": self.sessions_bucket.bucket_name,
+            "ORCH_SESSION_PREFIX": constants.SESSIONS_KEY_PREFIX,
+        }
+
+    def _grant_worker_sessions(self, role: iam.IRole) -> None:
+        """Get, put, delete archives under the prefix; list the bucket, so that a missing one is a 404."""
+        archives = self.sessions_bucket.arn_for_objects(f"{constants.SESSIONS_KEY_PREFIX}*")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteSessionArchives",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[archives],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListSessionArchives",
+                actions=["s3:ListBucket"],
+                resources=[self.sessions_bucket.bucket_arn],
+            )
+        )
+        bucket_resource = self.sessions_bucket.node.default_child
+        bucket_id = Stack.of(self).get_logical_id(bucket_resource)  # type: ignore[arg-type]
+        acknowledge_wildcard_resources(
+            role,
+            [f"<{bucket_id}.Arn>/{constants.SESSIONS_KEY_PREFIX}*"],
+            reason="A worker loads and saves the session archive of the agent it runs, keyed at run time "
+            "by the person it serves (sessions/po/<user_id>.tar.gz), in a bucket that holds only session "
+            "archives; object actions only (GetObject, PutObject, DeleteObject) under that one prefix.",
         )
 
     def _ansible_container_environment(self) -> dict[str, str]:

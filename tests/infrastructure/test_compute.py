@@ -406,7 +406,8 @@ def test_task_definitions_are_fargate_with_memory_logs_and_asset_images(any_app:
         assert "container-assets" in json.dumps(container["Image"])
     worker = tasks[f"{prefix}-worker"][1]["ContainerDefinitions"][0]
     assert worker["Name"] == constants.WORKER_CONTAINER_NAME
-    assert "Environment" not in worker  # ids and references travel in RunTask overrides
+    # ids and references travel in RunTask overrides; the container only names the sessions bucket
+    assert {pair["Name"] for pair in worker["Environment"]} == {"ORCH_SESSION_BUCKET", "ORCH_SESSION_PREFIX"}
     # the runner publishes its own outcome: it is told where queues and secrets live, nothing secret
     runner = tasks[f"{prefix}-ansible-runner"][1]["ContainerDefinitions"][0]
     assert runner["Name"] == constants.ANSIBLE_CONTAINER_NAME
@@ -511,8 +512,10 @@ def test_task_roles_read_only_their_own_secrets(any_app: Synthesized) -> None:
             "secretsmanager:GetSecretValue",
             "secretsmanager:DescribeSecret",
         }
-        # the Ansible runner publishes its outcome (see its own test); the worker nothing
-        assert others == (set() if family.endswith("-worker") else set(SEND_ACTIONS)), family
+        # the Ansible runner publishes its outcome (see its own test); the worker keeps its agent's
+        # session archives (tests/infrastructure/test_sessions_bucket.py)
+        session_actions = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+        assert others == (session_actions if family.endswith("-worker") else set(SEND_ACTIONS)), family
         readable = json.dumps([r for s in secret_statements for r in _resources(s)])
         assert f'"Ref": "{service_key[0]}"' in readable
         assert "AdminKey" not in readable and "DataInstance" not in readable, family

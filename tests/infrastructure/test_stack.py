@@ -45,8 +45,8 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::SecretsManager::Secret": 5,
     "AWS::SecretsManager::RotationSchedule": 1,
     "AWS::DynamoDB::Table": 2,  # LangGraph checkpoints, idempotency claims
-    "AWS::S3::Bucket": 2,  # artifacts + access/flow logs
-    "AWS::S3::BucketPolicy": 2,
+    "AWS::S3::Bucket": 3,  # artifacts, agent sessions, access/flow logs
+    "AWS::S3::BucketPolicy": 3,
     "AWS::CloudWatch::Dashboard": 1,
     # DLQ not empty + oldest message per queue, an error rate per function, the API's 5xx rate
     "AWS::CloudWatch::Alarm": 2 * QUEUE_COUNT + FUNCTION_COUNT + 2,  # + API 5xx rate + stuck tasks
