@@ -17,6 +17,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         if key.startswith("ORCH_") and key != POSTGRES_URL_ENV:
             monkeypatch.delenv(key)
     monkeypatch.setenv("ORCH_HOME", str(tmp_path / "orch-home"))
+    # the fake agents keep sessions where the real ones do: never in the real home directory
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

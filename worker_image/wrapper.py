@@ -5,18 +5,30 @@ references with its own credentials at the last moment, takes messages one at a 
 the coding agent on a real git checkout with a hard timeout, streams what the agent does as
 ProgressEvents, commits and pushes, and answers each message once. Every resolved secret
 value is redacted from anything it sends. With nothing to do for the idle timeout, it exits.
+
+A worker whose context names a `session_key` (a person's Product Owner) belongs to a conversation that
+outlives it: it works in a stable workspace path (the CLIs key sessions by working directory), puts the
+conversation's saved session back before its first message, resumes it, and saves it after every
+message (see `worker_image.sessions`). A worker whose config sets `activity_every_s` reports that its
+agent is still working that often (a chat's typing indicator).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import Field
 
@@ -25,6 +37,7 @@ from shared.contracts.api import WorkerDetail, WorkerMessage
 from shared.observability import get_logger
 from shared.secrets.redact import Redactor
 from shared.service_client import ServiceApiSettings, build_service_client
+from shared.sessions.factory import SessionSettings
 from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
@@ -32,9 +45,11 @@ RESULT_RETRY_S = 900.0
 SERVICE_CREDENTIAL_VARS = ("ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY")
 """The wrapper's own API credentials: never inherited by the agent, which gets only its job's `env_vars`
 (e.g. a Product Owner's user-scope ORCH_API_KEY, resolved from its reference)."""
+SESSION_LOCK_WAIT_S = 120.0
+"""How long a conversation's next worker waits for the one before to leave the shared workspace."""
 
 
-class WrapperSettings(ServiceApiSettings):
+class WrapperSettings(ServiceApiSettings, SessionSettings):
     worker_idle_timeout_s: int = Field(default=600, gt=0)
     worker_workspace_root: Path | None = None
     agent_command: str | None = None
@@ -53,6 +68,9 @@ class Wrapper:
         self.workspace = Path(tempfile.mkdtemp(prefix=f"orchestrator-{worker_id}-", dir=root))
         self.detail: WorkerDetail | None = None
         self.agent_env: dict[str, str] = {}
+        self.session_key: str | None = None
+        self._session_lock: IO[bytes] | None = None
+        self._store: Any = None
 
     # -- job ---------------------------------------------------------------------------
 
@@ -89,7 +107,12 @@ class Wrapper:
                     self.redactor.add(resolved)
                     env_vars[name] = resolved
         self.agent_env = env_vars
+        self.session_key = self.context.get("session_key") or None
+        if self.session_key:
+            self._enter_session_workspace(self.session_key)
         self._checkout()
+        if self.session_key:
+            self._restore_session(self.session_key)
         self._until_reachable(lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING")
 
     def _checkout(self) -> None:
@@ -101,6 +124,135 @@ class Wrapper:
                      self.context.get("base_branch") or "main")  # fmt: skip
         else:
             self.workspace.mkdir(parents=True, exist_ok=True)
+
+    # -- a conversation's session ------------------------------------------------------
+
+    def _enter_session_workspace(self, key: str) -> None:
+        """The same path for every worker of a conversation, held under a lock: a worker still leaving
+        (saving, cleaning up) must not share it with the next one."""
+        root = self.workspace.parent
+        name = "orchestrator-session-" + re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")
+        lock = open(root / f"{name}.lock", "ab")
+        deadline = time.monotonic() + SESSION_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    self.logger.warning("session workspace busy; working without the saved session")
+                    self.session_key = None
+                    return
+                time.sleep(0.2)
+        self._session_lock = lock
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        self.workspace = root / name
+        self.workspace.mkdir(parents=True, exist_ok=True)
+
+    def _session_store(self) -> Any:
+        """Built once (an S3 client costs ~0.2 s) and only for a worker that has a conversation."""
+        if self._store is None:
+            from shared.sessions.factory import build_session_store
+
+            self._store = build_session_store(self.settings)
+        return self._store
+
+    def _adapter(self) -> Any:
+        from worker_image.agents import get_adapter
+
+        assert self.detail is not None
+        return get_adapter(self.detail.agent, self._agent_settings())
+
+    def _agent_process_env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_CREDENTIAL_VARS}
+        return {**inherited, **self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+
+    def _restore_session(self, key: str) -> None:
+        """The conversation's saved session, put back; without one (or with a bad one) a new session
+        starts, which loses memory but never the message."""
+        from worker_image.sessions import SessionArchiveError, unpack
+
+        try:
+            data = self._session_store().load(key)
+            if data is None:
+                self.logger.info("no saved session; starting a new one", extra={"session_key": key})
+                return
+            adapter = self._adapter()
+            env = self._agent_process_env()
+            restored = unpack(data, adapter.name, lambda sid: adapter.session_files(self.workspace, env, sid))
+        except SessionArchiveError as exc:
+            self.logger.warning(f"saved session not usable: {exc}", extra={"session_key": key})
+            return
+        except Exception as exc:
+            self.logger.warning(f"saved session not loaded: {type(exc).__name__}: {exc}",
+                                extra={"session_key": key})  # fmt: skip
+            return
+        self.session_id = restored.session_id
+        self.logger.info("session restored", extra={"session_key": key, "files": restored.files,
+                                                    "session_id": restored.session_id})  # fmt: skip
+
+    def _save_session(self, adapter: Any, env: dict[str, str]) -> None:
+        """After every message: a worker may end (idle, killed) at any time after its answer."""
+        if not self.session_key:
+            return
+        from worker_image.sessions import pack
+
+        try:
+            data = pack(
+                adapter.name, self.session_id, adapter.session_files(self.workspace, env, self.session_id)
+            )
+            if data is not None:
+                self._session_store().save(self.session_key, data)
+                self.logger.info("session saved", extra={"session_key": self.session_key, "bytes": len(data)})
+        except Exception as exc:
+            self.logger.warning(f"session not saved: {type(exc).__name__}: {exc}",
+                                extra={"session_key": self.session_key})  # fmt: skip
+
+    def _leave_session(self) -> None:
+        """The local copy of the session goes (the store has it), and the workspace with its lock."""
+        if self._session_lock is None:
+            return
+        from worker_image.sessions import clear
+
+        try:
+            if self.detail is not None:
+                clear(
+                    self._adapter().session_files(self.workspace, self._agent_process_env(), self.session_id)
+                )
+        except Exception as exc:
+            self.logger.warning(f"local session copy not removed: {type(exc).__name__}: {exc}")
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        self._session_lock.close()
+        self._session_lock = None
+
+    @contextlib.contextmanager
+    def _activity(self, message_id: int) -> Iterator[None]:
+        """While the agent works: an activity report now and every `activity_every_s` (config), so a
+        chat shows "typing…" for as long as the work lasts. A lost report costs nothing."""
+        assert self.detail is not None
+        every = self.detail.config.get("activity_every_s")
+        if not every:
+            yield
+            return
+        stop = threading.Event()
+
+        def report() -> None:
+            while True:
+                try:
+                    self.api.worker_message_activity(message_id)
+                except Exception as exc:
+                    self.logger.debug(f"activity not reported: {type(exc).__name__}")
+                if stop.wait(float(every)):
+                    return
+
+        thread = threading.Thread(target=report, name=f"activity-{message_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
     # -- loop --------------------------------------------------------------------------
 
@@ -173,9 +325,7 @@ class Wrapper:
     def _prepare_workspace(self, prompt: str) -> None:
         self._checkout()
         assert self.detail is not None
-        from worker_image.agents import get_adapter
-
-        adapter = get_adapter(self.detail.agent, self._agent_settings())
+        adapter = self._adapter()
         instructions = self.detail.config.get("instructions") or ""
         if instructions:
             (self.workspace / adapter.instructions_file).write_text(instructions, encoding="utf-8")
@@ -193,11 +343,11 @@ class Wrapper:
         return settings
 
     def run_message(self, message: WorkerMessage) -> tuple[bool, str | None, str | None, dict[str, Any]]:
-        from worker_image.agents import get_adapter, run_agent
+        from worker_image.agents import run_agent
 
         assert self.detail is not None
         self._prepare_workspace(message.body)
-        adapter = get_adapter(self.detail.agent, self._agent_settings())
+        adapter = self._adapter()
         task_id = self.detail.task_id
         step = self.context.get("step") or "worker"
         pending: list[dict[str, Any]] = []
@@ -220,12 +370,20 @@ class Wrapper:
             if time.monotonic() - last_flush[0] > EVENT_FLUSH_S or len(pending) >= 50:
                 flush()
 
-        inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_CREDENTIAL_VARS}
-        env = {**inherited, **self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
-        outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
-                            session_id=self.session_id, env=env, redact=self.redactor.redact)  # fmt: skip
+        env = self._agent_process_env()
+        with self._activity(message.id):
+            outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
+                                session_id=self.session_id, env=env, redact=self.redactor.redact)  # fmt: skip
+            if self.session_id and adapter.session_lost(outcome):
+                # the saved session is gone or unreadable: answer from a new session rather than fail
+                self.logger.warning("session to resume not found; starting a new one",
+                                    extra={"session_id": self.session_id})  # fmt: skip
+                self.session_id = None
+                outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
+                                    session_id=None, env=env, redact=self.redactor.redact)  # fmt: skip
         flush()
         self.session_id = outcome.session_id or self.session_id
+        self._save_session(adapter, env)
         result: dict[str, Any] = {
             "status": outcome.status,
             "session_id": outcome.session_id,
@@ -258,6 +416,7 @@ class Wrapper:
         return success, outcome.final_answer, None if success else (outcome.reason or outcome.status), result
 
     def cleanup(self) -> None:
+        self._leave_session()
         shutil.rmtree(self.workspace, ignore_errors=True)
 
 
@@ -270,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = WrapperSettings()
     api = build_service_client(settings)
     wrapper = Wrapper(api, args.worker_id, settings)
+    # A stop (local SIGTERM to the group, ECS StopTask) still cleans up: the agent's process group, the
+    # workspace, a conversation's local session copy and its lock. Its session was saved after the last answer.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
     try:
         return wrapper.serve()
     finally:

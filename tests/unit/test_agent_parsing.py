@@ -275,7 +275,10 @@ def test_command_agent_gets_prompt_on_stdin_and_the_task_file_in_env() -> None:
     command = ADAPTERS["command"].build_command("the prompt", WORKSPACE, SESSION)
     assert command.argv == ["/bin/sh", "-c", "./agent.sh"]
     assert command.stdin_text == "the prompt"
-    assert command.extra_env == {"ORCH_TASK_FILE": str(WORKSPACE / "TASK.md")}
+    assert command.extra_env == {
+        "ORCH_TASK_FILE": str(WORKSPACE / "TASK.md"),
+        "ORCH_AGENT_SESSION_DIR": str(WORKSPACE.parent / f"{WORKSPACE.name}.session"),  # beside, not inside
+    }
 
 
 # --- parsing ---------------------------------------------------------------------------------------------

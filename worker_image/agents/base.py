@@ -78,6 +78,30 @@ class AgentCommand(NamedTuple):
     extra_env: dict[str, str]
 
 
+@dataclass(frozen=True)
+class SessionFiles:
+    """Where a CLI keeps one workspace's session on disk: the files under `root` matching `patterns`.
+
+    A worker saves these after each message and the next worker of the same conversation puts them
+    back, at the same place, before resuming: the CLIs resume only from their own files.
+    """
+
+    root: Path
+    patterns: tuple[str, ...] = ("**/*",)
+
+
+def path_slug(path: Path) -> str:
+    """A directory as these CLIs name its session folder: every character that is not a letter or a
+    digit becomes "-" (Claude Code and Factory Droid turn "/" and "." into "-"; a stable workspace path
+    uses only letters, digits, "-" and "/", so every variant of the rule gives the same name)."""
+    return "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in str(path))
+
+
+def home_dir(env: Mapping[str, str]) -> Path:
+    """The agent's home directory (its HOME, else this process's)."""
+    return Path(env.get("HOME") or os.path.expanduser("~"))
+
+
 class AgentAdapter(ABC):
     """A CLI coding agent behind one interface, selected by name (see `worker_image.agents.get_adapter`)."""
 
@@ -94,6 +118,18 @@ class AgentAdapter(ABC):
     @abstractmethod
     def parse_line(self, line: str) -> list[AgentEvent]:
         """Events from one line of stdout. Never raises: what it cannot read becomes a `raw` event."""
+
+    def session_files(
+        self, workspace: Path, env: Mapping[str, str], session_id: str | None
+    ) -> SessionFiles | None:
+        """Where this CLI keeps the session of a run in `workspace` with environment `env` (None: it
+        keeps none, or none worth carrying to another worker)."""
+        return None
+
+    def session_lost(self, result: AgentResult) -> bool:
+        """Whether a run failed only because the session to resume was not found (then it is run again
+        as a new session rather than failing the message)."""
+        return False
 
     def finish(
         self,

@@ -9,6 +9,7 @@ Each stdout line is one JSON message: `system`/`init` (session id, model, tools)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,14 +19,20 @@ from worker_image.agents.base import (
     AgentAdapter,
     AgentCommand,
     AgentEvent,
+    AgentResult,
+    SessionFiles,
     data_dict,
     data_int,
     data_str,
+    home_dir,
+    path_slug,
     prompt_fits_argv,
     raw_event,
     tool_summary,
 )
 
+SESSION_NOT_FOUND = "No conversation found with session ID"
+"""What `claude --resume ID` prints, and exits 1 with, when it has no file for that session."""
 _IGNORED_TYPES = frozenset({"stream_event", "rate_limit_event"})
 """Partial-message deltas and rate-limit notices: the complete messages carry the same content."""
 
@@ -57,6 +64,15 @@ class ClaudeCodeAdapter(AgentAdapter):
         argv += list(self.extra_args)
         # Without a prompt argument, `claude -p` reads the prompt from stdin.
         return AgentCommand(argv=argv, stdin_text=None if on_argv else prompt, extra_env={})
+
+    def session_files(self, workspace: Path, env: Mapping[str, str], session_id: str | None) -> SessionFiles:
+        """`$CLAUDE_CONFIG_DIR/projects/<workspace slug>/` (default `~/.claude`): a folder per working
+        directory, so a resumed session needs the same workspace path."""
+        config = env.get("CLAUDE_CONFIG_DIR") or str(home_dir(env) / ".claude")
+        return SessionFiles(Path(config) / "projects" / path_slug(workspace))
+
+    def session_lost(self, result: AgentResult) -> bool:
+        return result.status == "failed" and SESSION_NOT_FOUND in result.output_tail
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         try:

@@ -11,6 +11,7 @@ Resume with `codex exec [options] resume THREAD_ID PROMPT`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -20,9 +21,11 @@ from worker_image.agents.base import (
     AgentAdapter,
     AgentCommand,
     AgentEvent,
+    SessionFiles,
     data_dict,
     data_int,
     data_str,
+    home_dir,
     prompt_fits_argv,
     raw_event,
 )
@@ -54,6 +57,16 @@ class CodexAdapter(AgentAdapter):
         on_argv = prompt_fits_argv(prompt)
         argv.append(prompt if on_argv else "-")  # "-": read the prompt from stdin
         return AgentCommand(argv=argv, stdin_text=None if on_argv else prompt, extra_env={})
+
+    def session_files(
+        self, workspace: Path, env: Mapping[str, str], session_id: str | None
+    ) -> SessionFiles | None:
+        """`$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<thread id>.jsonl` (default `~/.codex`): one
+        folder for every workspace, so only the files of this thread are carried."""
+        if not session_id:
+            return None
+        home = env.get("CODEX_HOME") or str(home_dir(env) / ".codex")
+        return SessionFiles(Path(home) / "sessions", (f"**/rollout-*{session_id}.jsonl",))
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         try:

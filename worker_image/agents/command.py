@@ -1,14 +1,15 @@
 """Any program as an agent: the command line in `ORCH_AGENT_COMMAND`, run through `/bin/sh -c`.
 
 The contract is the smallest a script can meet: the prompt on stdin, the workspace as the
-working directory, the path of `TASK.md` in `ORCH_TASK_FILE`, exit 0 when done. Each stdout
+working directory, the path of `TASK.md` in `ORCH_TASK_FILE`, exit 0 when done; a folder to remember
+things in across the messages of a conversation is in `ORCH_AGENT_SESSION_DIR`. Each stdout
 line is a progress event; the final answer is the tail of stdout. Used for local runs and tests
 without a paid agent, and for home-made agents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,20 +19,29 @@ from worker_image.agents.base import (
     AgentCommand,
     AgentEvent,
     AgentResult,
+    SessionFiles,
     exit_reason,
     judge_answer,
     last_output_line,
 )
 
 TASK_FILE_ENV = "ORCH_TASK_FILE"
+SESSION_DIR_ENV = "ORCH_AGENT_SESSION_DIR"
+"""A folder the command may keep its memory in: saved after each message of a conversation and put back
+for the next worker of the same conversation (e.g. a person's Product Owner)."""
 ANSWER_LINES = 50
 ANSWER_CHARS = 4000
 SHELL = "/bin/sh"
 
 
+def session_dir(workspace: Path) -> Path:
+    """Beside the workspace, not in it: a checkout's commits must not pick up the agent's memory."""
+    return workspace.parent / f"{workspace.name}.session"
+
+
 @dataclass(frozen=True)
 class CommandAdapter(AgentAdapter):
-    """A shell command line; no sessions, no token counts, exit code is the verdict."""
+    """A shell command line; its session is a folder of its own, no token counts, exit code is the verdict."""
 
     name: ClassVar[str] = "command"
 
@@ -42,12 +52,18 @@ class CommandAdapter(AgentAdapter):
             raise ValueError("the command agent needs a command line (ORCH_AGENT_COMMAND is empty)")
 
     def build_command(self, prompt: str, workspace: Path, session_id: str | None) -> AgentCommand:
-        # A session id means nothing to an arbitrary command: every run starts afresh.
+        # A session id means nothing to an arbitrary command: what it remembers is in its session folder.
         return AgentCommand(
             argv=[SHELL, "-c", self.command],
             stdin_text=prompt,
-            extra_env={TASK_FILE_ENV: str(workspace / "TASK.md")},
+            extra_env={
+                TASK_FILE_ENV: str(workspace / "TASK.md"),
+                SESSION_DIR_ENV: str(session_dir(workspace)),
+            },
         )
+
+    def session_files(self, workspace: Path, env: Mapping[str, str], session_id: str | None) -> SessionFiles:
+        return SessionFiles(session_dir(workspace))
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         return [AgentEvent(kind="text", text=line, data={"channel": "stdout"})]

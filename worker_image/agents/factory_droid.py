@@ -10,6 +10,7 @@ version streams it. Sessions continue with `--session-id`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,9 +20,12 @@ from worker_image.agents.base import (
     AgentAdapter,
     AgentCommand,
     AgentEvent,
+    SessionFiles,
     data_dict,
     data_int,
     data_str,
+    home_dir,
+    path_slug,
     prompt_fits_argv,
     raw_event,
     tool_summary,
@@ -52,6 +56,10 @@ class FactoryDroidAdapter(AgentAdapter):
             argv.append(prompt)
         # Without a prompt argument, `droid exec` reads it from stdin (`echo ... | droid exec`).
         return AgentCommand(argv=argv, stdin_text=None if on_argv else prompt, extra_env={})
+
+    def session_files(self, workspace: Path, env: Mapping[str, str], session_id: str | None) -> SessionFiles:
+        """`~/.factory/sessions/<workspace slug>/` (`<id>.jsonl` and `<id>.settings.json` per session)."""
+        return SessionFiles(home_dir(env) / ".factory" / "sessions" / path_slug(workspace))
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         try:
