@@ -14,6 +14,9 @@ from shared.queues.naming import logical_from_arn
 
 BUSY_RETRY_S = 3
 """Constant, so messages held back in arrival order become visible again in that order."""
+BUSY_REQUEUE_AT = 3
+"""A message held back this many times goes back on the queue as a new message instead of waiting
+again: a slow start must not push it past the queue's receive limit into the DLQ."""
 
 _po: ProductOwner | None = None
 _lock = threading.Lock()
@@ -65,6 +68,12 @@ def lambda_handler(event: dict[str, Any], context: Any, po: ProductOwner | None 
         try:
             active.on_inbox(message)
         except Busy as exc:
+            if int(record.attributes.approximate_receive_count or 0) >= BUSY_REQUEUE_AT:
+                # the same message again, with a fresh receive count (a duplicate is harmless: the
+                # API keeps one worker message per inbox request id)
+                active.queue.publish(queue, message)
+                active.logger.info("held-back message requeued", extra={"request_id": message.request_id})
+                return
             # Keep the person's order: this message waits, a few seconds, for the one before it.
             active.queue.release(
                 queue, record.receipt_handle, reason=str(exc), visibility_timeout=BUSY_RETRY_S

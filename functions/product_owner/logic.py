@@ -5,15 +5,22 @@ starts it (a Fargate task takes tens of seconds), later ones go to the same work
 message queue keeps them in order and runs them one at a time. A per-person claim
 (`po:starting:<user_id>`) is held while a start is in flight and while a message is handed over,
 so two messages never start two workers and a message never overtakes the first one.
+
+The conversation outlives its workers: each PO worker carries `session_key` `po/<user_id>`, so the
+wrapper saves the agent's session after every answer and the person's next worker resumes it. While
+the agent works, its worker reports activity every few seconds (`activity_every_s`), which keeps the
+chat's typing indicator on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from functions.product_owner.instructions import PO_INSTRUCTIONS
-from shared.api_client import ApiClient, AuthError
+from shared.api_client import ApiClient, AuthError, NotFoundError
 from shared.contracts import (
     PO_INBOX,
     PO_RESPONSES,
@@ -22,6 +29,7 @@ from shared.contracts import (
     CreateWorkerResponse,
     ProductOwnerMessage,
     SendMessageResponse,
+    WorkerActivity,
     WorkerConfig,
 )
 from shared.contracts.api import User, WorkerDetail
@@ -35,6 +43,9 @@ from shared.settings import AgentCredentialSettings
 LIVE_STATUSES = ("CREATED", "STARTING", "RUNNING")
 RETRY_SUFFIX = ":again"
 ANSWERED_TTL_S = 48 * 3600
+ACTIVITY_EVERY_S = 4
+"""Telegram shows "typing…" for 5 s per sendChatAction: a report every 4 s keeps it on without a gap."""
+ACTIVITY_STALE_S = 6.0
 
 NO_ACCOUNT = (
     "I can't start your Product Owner yet: your Telegram account is not linked to a user. "
@@ -80,6 +91,11 @@ def key_reference(user_id: str) -> str:
     return f"secret://po/{user_id}/api_key"
 
 
+def session_key(user_id: str) -> str:
+    """Where the person's PO conversation is saved between workers (session store key)."""
+    return f"po/{user_id}"
+
+
 def message_request_id(inbox_request_id: str) -> str:
     """The worker message for an inbox message: a redelivered update is a duplicate the API drops."""
     return f"po:{inbox_request_id}"[:64]
@@ -96,14 +112,18 @@ def build_prompt(text: str, language_code: str | None) -> str:
 
 class ProductOwner:
     def __init__(self, api: ApiClient, queue: QueuePort, secrets: SecretsPort, claims: IdempotencyPort,
-                 chat: ChatPort, config: PoConfig | None = None) -> None:  # fmt: skip
+                 chat: ChatPort, config: PoConfig | None = None,
+                 key_works: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         self.api = api
         self.queue = queue
         self.secrets = secrets
         self.claims = claims
         self.chat = chat
         self.config = config or PoConfig()
+        self.key_works = key_works or self._key_works
         self.logger = get_logger()
+        self._chats: dict[str, int] = {}
+        """worker id → chat id, for activity reports (several a minute per conversation)."""
 
     # -- po:inbox ----------------------------------------------------------------------------
 
@@ -140,13 +160,15 @@ class ProductOwner:
     def live_worker(self, user_id: str) -> WorkerDetail | None:
         """The person's PO worker that has not ended (PO workers are the ones with no task)."""
         name = worker_name(user_id)
-        for status in LIVE_STATUSES:
-            for worker in self.api.list_workers(status=status):
-                if worker.task_id is not None:
-                    continue
+        for worker in self.api.list_workers(status=",".join(LIVE_STATUSES), name=name):
+            if worker.task_id is not None:
+                continue
+            try:
                 detail = self.api.get_worker(worker.id)
-                if detail.config.get("name") == name and detail.status in LIVE_STATUSES:
-                    return detail
+            except NotFoundError:
+                continue
+            if detail.config.get("name") == name and detail.status in LIVE_STATUSES:
+                return detail
         return None
 
     def _start(self, user: User, message: ProductOwnerMessage) -> bool:
@@ -172,6 +194,7 @@ class ProductOwner:
             allowed_commands=["orchestrator"],
             instructions=PO_INSTRUCTIONS,
             reply_queue=PO_RESPONSES,
+            activity_every_s=ACTIVITY_EVERY_S,
             **options,
         )
         context = {
@@ -183,6 +206,7 @@ class ProductOwner:
             "first_text": message.text,
             "language_code": message.language_code or "",
             "step": "product_owner",
+            "session_key": session_key(user.id),
         }
         self.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(
             request_id=create_request_id(message.request_id), config=config, context=context,
@@ -193,12 +217,26 @@ class ProductOwner:
         return True
 
     def _ensure_key(self, user: User) -> str:
-        """A user-scope key for the person, stored once under secret://po/<user_id>/api_key."""
+        """A user-scope key for the person under secret://po/<user_id>/api_key: created on the first start,
+        and again when the stored one no longer works (an admin revoked it), so a revoked key never
+        leaves the person with a PO whose every command fails."""
         reference = key_reference(user.id)
-        if not self.secrets.exists(reference):
-            created = self.api.create_api_key(user.id, "product-owner", ["user"])
-            self.secrets.put(reference, created.key)
+        if self.secrets.exists(reference):
+            if self.key_works(self.secrets.get(reference)):
+                return reference
+            self.logger.warning("the PO key was revoked; issuing a new one", extra={"user_id": user.id})
+        created = self.api.create_api_key(user.id, "product-owner", ["user"])
+        self.secrets.put(reference, created.key)
         return reference
+
+    def _key_works(self, key: str) -> bool:
+        """Whether the API still accepts `key` (a 401/403 on /me says it does not)."""
+        with ApiClient(self.api.base_url, key, timeout=10.0) as client:
+            try:
+                client.me()
+            except AuthError:
+                return False
+        return True
 
     def _queue_behind_first(self, worker: WorkerDetail, message: ProductOwnerMessage) -> None:
         """The worker exists but may not have its first message yet: put that first (idempotent by
@@ -228,11 +266,33 @@ class ProductOwner:
     # -- po:responses ------------------------------------------------------------------------
 
     def on_response(self, response: Any) -> None:
-        if isinstance(response, CreateWorkerResponse):
+        if isinstance(response, WorkerActivity):
+            self._working(response)
+        elif isinstance(response, CreateWorkerResponse):
             self._created(response)
         elif isinstance(response, SendMessageResponse):
             self._answered(response)
         # delete / send_file responses need no action
+
+    def _working(self, response: WorkerActivity) -> None:
+        """The agent is still at it: keep "typing…" on. Never worth a redelivery; a stale report (a slow
+        queue, a redelivery) is dropped, as it may describe work that has since been answered."""
+        if (datetime.now(UTC) - response.timestamp).total_seconds() > ACTIVITY_STALE_S:
+            return
+        worker_id = response.worker_id or ""
+        chat_id = self._chats.get(worker_id)
+        if chat_id is None:
+            try:
+                found = self._context(worker_id)
+            except Exception as exc:
+                self.logger.info("activity of an unknown worker", extra={"error": type(exc).__name__})
+                return
+            if found is None:
+                return
+            if len(self._chats) > 10_000:
+                self._chats.clear()
+            chat_id = self._chats[worker_id] = int(found[1]["chat_id"])
+        self._typing(chat_id)
 
     def _context(self, worker_id: str | None) -> tuple[WorkerDetail, dict[str, str]] | None:
         if not worker_id:

@@ -101,15 +101,9 @@ class BotApiTelegram:
 
 
 def latest_events(api: ApiClient, task_id: str) -> list[TaskEvent]:
-    """The last page of the task's events (the status line needs only the latest ones)."""
-    after, last_page = 0, []
-    while True:
-        page = api.task_events(task_id, after=after, limit=EVENT_PAGE)
-        if page:
-            last_page = page
-            after = page[-1].seq
-        if len(page) < EVENT_PAGE:
-            return last_page
+    """The task's latest events, in order (the status line needs only these): one call, however long
+    the task's history is."""
+    return api.task_events(task_id, limit=EVENT_PAGE, latest=True)
 
 
 @dataclass

@@ -131,3 +131,17 @@ def test_a_wish_in_telegram_becomes_a_project_and_a_task_by_one_po_worker(
     assert edits and status[0] < edits[0] < final_at, texts  # edited in place before the outcome
     assert reply_at < final_at, texts  # the PO's answer comes before the task's outcome
     assert sum(t.startswith("✅ blog") for t in texts) == 1, texts
+
+    # and the conversation outlives its worker: stopped, the next message starts a new PO that remembers
+    with ApiClient(stack.url, admin_key) as admin:
+        admin.stop_worker(worker_of[0])
+        deadline = time.monotonic() + 30
+        while admin.get_worker(worker_of[0]).status not in ("STOPPED", "FAILED"):
+            assert time.monotonic() < deadline, "the PO worker did not stop"
+            time.sleep(0.2)
+    telegram.push_update(message_update(ADMIN_TG, "what did I say?"))
+    telegram.wait_for(lambda: any(r.startswith("Earlier you wrote:") for r in _replies(telegram)), timeout=60)
+    [memory] = [r for r in _replies(telegram) if r.startswith("Earlier you wrote:")]
+    assert "make a blog | with comments, please" in memory, memory
+    assert memory.rsplit("(", 1)[1].split(")")[0] != worker_of[0]  # a new worker, the same conversation
+    assert (stack.home / "sessions" / "po" / f"{alice.id}.tar.gz").exists()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.product_owner import handler as handler_module
 from functions.product_owner.handler import lambda_handler
 from functions.product_owner.logic import (
     ADMIN_REFUSED,
@@ -28,6 +29,7 @@ from shared.contracts import (
     DeleteWorkerResponse,
     ProductOwnerMessage,
     SendMessageResponse,
+    WorkerActivity,
 )
 from shared.contracts.api import ApiKeyCreated, User, Worker, WorkerDetail
 from shared.idempotency import SqliteIdempotency
@@ -49,6 +51,8 @@ class FakeApi:
         self.keys: list[tuple[str, list[str]]] = []
         self.sent: list[tuple[str, str, str, int]] = []
         self.started: dict[str, datetime] = {}
+        self.revoked: set[str] = set()
+        self.listed = 0
 
     def list_users(self) -> list[User]:
         return list(self.users)
@@ -59,8 +63,11 @@ class FakeApi:
         if next(u for u in self.users if u.id == user_id).is_admin:
             raise AuthError(403, "forbidden", "the service cannot create keys for an admin user")
         self.keys.append((user_id, list(scopes or [])))
-        return ApiKeyCreated(id="k1", user_id=user_id, name=name, prefix="orch_", scopes=scopes or [],
-                             created_at=NOW, revoked_at=None, key=f"orch_key_of_{user_id}")  # fmt: skip
+        return ApiKeyCreated(id=f"k{len(self.keys)}", user_id=user_id, name=name, prefix="orch_", scopes=scopes or [],
+                             created_at=NOW, revoked_at=None, key=f"orch_key_of_{user_id}_{len(self.keys)}")  # fmt: skip
+
+    def key_works(self, key: str) -> bool:
+        return key not in self.revoked
 
     def record(self, worker_id: str, command: CreateWorkerCommand, status: str = "RUNNING") -> None:
         config = {**command.config.model_dump(mode="json"), "context": dict(command.context)}
@@ -69,8 +76,11 @@ class FakeApi:
             exit_reason=None, started_at=NOW, stopped_at=None, config=config, create_request_id=command.request_id,
         )  # fmt: skip
 
-    def list_workers(self, task_id: str | None = None, status: str | None = None) -> list[Worker]:
-        return [Worker(**w.model_dump()) for w in self.workers.values() if status in (None, w.status)]
+    def list_workers(self, task_id: str | None = None, status: str | None = None,
+                     name: str | None = None) -> list[Worker]:  # fmt: skip
+        self.listed += 1
+        return [Worker(**w.model_dump()) for w in self.workers.values()
+                if (status is None or w.status in status.split(",")) and name in (None, w.config.get("name"))]  # fmt: skip
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return self.workers[worker_id]
@@ -108,10 +118,12 @@ class FakeChat:
 
 @pytest.fixture
 def po(tmp_path: Path) -> ProductOwner:
+    api = FakeApi()
     return ProductOwner(
-        FakeApi(), LocalQueue(tmp_path / "queue.db"), LocalSecrets(tmp_path / "secrets.json"),  # type: ignore[arg-type]
+        api, LocalQueue(tmp_path / "queue.db"), LocalSecrets(tmp_path / "secrets.json"),  # type: ignore[arg-type]
         SqliteIdempotency(tmp_path / "claims.db"), FakeChat(),
         PoConfig(agent="command", agent_command="po-agent", timeout_s=120, api_url="http://api.test"),
+        key_works=api.key_works,
     )  # fmt: skip
 
 
@@ -159,8 +171,10 @@ def test_the_first_message_starts_one_worker_with_the_persons_key_by_reference(p
         config.instructions and "orchestrator" in config.instructions and "one or two" in config.instructions
     )
     assert create.context["chat_id"] == str(ALICE_TG) and create.context["first_text"] == "make a blog"
+    assert create.context["session_key"] == "po/u-alice"  # the conversation outlives the worker
+    assert config.activity_every_s == 4  # typing… stays on while the agent works
     assert "repo_url" not in create.context
-    assert po.secrets.get("secret://po/u-alice/api_key") == "orch_key_of_u-alice"
+    assert po.secrets.get("secret://po/u-alice/api_key") == "orch_key_of_u-alice_1"
     assert _api(po).keys == [("u-alice", ["user"])]
     assert _chat(po).typing_in == [ALICE_TG]
 
@@ -273,3 +287,73 @@ def test_a_message_the_agent_had_begun_is_not_run_twice(po: ProductOwner) -> Non
     assert [text for _, text in _chat(po).sent] == [
         "Sorry, the Product Owner stopped: timeout. Your next message starts a new one."
     ]
+
+
+def test_a_revoked_key_is_replaced_when_the_next_po_starts(po: ProductOwner) -> None:
+    # given: a first PO ran with the person's key, then an admin revoked that key and the PO ended
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create, status="STOPPED")
+    po.claims.release(start_claim("u-alice"))
+    _api(po).revoked.add("orch_key_of_u-alice_1")
+    # when
+    po.on_inbox(_inbox(2))
+    # then: a new key, stored under the same reference (the worker config does not change)
+    [again] = drain(po.queue, WORKER_COMMANDS)
+    assert isinstance(again, CreateWorkerCommand)
+    assert again.config.env_vars["ORCH_API_KEY"] == "secret://po/u-alice/api_key"
+    assert po.secrets.get("secret://po/u-alice/api_key") == "orch_key_of_u-alice_2"
+    assert _api(po).keys == [("u-alice", ["user"]), ("u-alice", ["user"])]
+
+
+def test_a_working_key_is_kept(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create, status="STOPPED")
+    po.claims.release(start_claim("u-alice"))
+    po.on_inbox(_inbox(2))
+    assert len(drain(po.queue, WORKER_COMMANDS)) == 1
+    assert _api(po).keys == [("u-alice", ["user"])]
+
+
+def test_activity_keeps_the_typing_indicator_on(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create)
+    typed_before = len(_chat(po).typing_in)
+    for _ in range(3):
+        po.on_response(WorkerActivity(request_id="po:tg:1", success=True, worker_id="w-1"))
+    po.on_response(WorkerActivity(request_id="po:x", success=True, worker_id="w-unknown"))
+    po.on_response(
+        WorkerActivity(request_id="po:tg:1", success=True, worker_id="w-1", timestamp=NOW)
+    )  # stale
+    assert _chat(po).typing_in[typed_before:] == [ALICE_TG] * 3
+    assert _chat(po).sent == []  # activity is never a message
+
+
+def test_the_live_worker_is_found_with_one_filtered_list(po: ProductOwner) -> None:
+    po.on_inbox(_inbox(1))
+    [create] = drain(po.queue, WORKER_COMMANDS)
+    _api(po).record("w-1", create)
+    listed = _api(po).listed
+    assert (live := po.live_worker("u-alice")) is not None and live.id == "w-1"
+    assert _api(po).listed == listed + 1
+    assert po.live_worker("u-bob") is None
+
+
+def test_a_message_held_back_too_often_is_requeued_not_dead_lettered(
+    po: ProductOwner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handler_module, "BUSY_RETRY_S", 0)
+    po.on_inbox(_inbox(1))  # a start is in flight, and its worker is not recorded yet
+    drain(po.queue, WORKER_COMMANDS)
+    po.queue.publish(PO_INBOX, _inbox(2, "with comments"))
+    arn = f"arn:aws:sqs:local:000000000000:orch-{PO_INBOX.replace(':', '-')}"
+    for attempt in range(1, 4):
+        [record] = po.queue.receive(PO_INBOX, 1, visibility_timeout=0)
+        result = lambda_handler(sqs_event(arn, [record]), None, po=po)
+        assert bool(result["batchItemFailures"]) == (attempt < 3), attempt
+    po.queue.delete(PO_INBOX, record.receipt_handle)  # what the poller does with a success
+    [requeued] = drain(po.queue, PO_INBOX)  # a new message: its receive count starts again
+    assert (requeued.request_id, requeued.text) == ("tg:2", "with comments")
+    assert po.queue.dead_letters(PO_INBOX) == []
