@@ -71,6 +71,7 @@ class Wrapper:
         self.session_key: str | None = None
         self._session_lock: IO[bytes] | None = None
         self._store: Any = None
+        self._unsaved: tuple[Any, dict[str, str]] | None = None
 
     # -- job ---------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class Wrapper:
                                                     "session_id": restored.session_id})  # fmt: skip
 
     def _save_session(self, adapter: Any, env: dict[str, str]) -> None:
-        """After every message: a worker may end (idle, killed) at any time after its answer."""
+        """After every answer, before the next message: a worker may end (idle, stopped) after any."""
         if not self.session_key:
             return
         from worker_image.sessions import pack
@@ -215,6 +216,10 @@ class Wrapper:
             return
         from worker_image.sessions import clear
 
+        if self._unsaved is not None:  # stopped between an answer and its save
+            adapter, env = self._unsaved
+            self._unsaved = None
+            self._save_session(adapter, env)
         try:
             if self.detail is not None:
                 clear(
@@ -295,6 +300,10 @@ class Wrapper:
             success, answer, error = False, None, self.redactor.redact(f"{type(exc).__name__}: {exc}")
             result = {"status": "failed", "reason": error}
         self._report(message.id, success, answer, error, self.redactor.redact_obj(result))
+        if self._unsaved is not None:
+            adapter, env = self._unsaved
+            self._unsaved = None
+            self._save_session(adapter, env)
 
     def _report(self, message_id: int, success: bool, answer: str | None, error: str | None,
                 result: dict[str, Any]) -> None:  # fmt: skip
@@ -383,7 +392,7 @@ class Wrapper:
                                     session_id=None, env=env, redact=self.redactor.redact)  # fmt: skip
         flush()
         self.session_id = outcome.session_id or self.session_id
-        self._save_session(adapter, env)
+        self._unsaved = (adapter, env)  # saved once the answer is out: the person does not wait for it
         result: dict[str, Any] = {
             "status": outcome.status,
             "session_id": outcome.session_id,

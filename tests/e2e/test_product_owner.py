@@ -144,4 +144,4 @@ def test_a_wish_in_telegram_becomes_a_project_and_a_task_by_one_po_worker(
     [memory] = [r for r in _replies(telegram) if r.startswith("Earlier you wrote:")]
     assert "make a blog | with comments, please" in memory, memory
     assert memory.rsplit("(", 1)[1].split(")")[0] != worker_of[0]  # a new worker, the same conversation
-    assert (stack.home / "sessions" / "po" / f"{alice.id}.tar.gz").exists()
+    assert (stack.home / "sessions" / "po" / f"{alice.id}.tar.gz").exists()  # saved before the stop

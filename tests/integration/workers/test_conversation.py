@@ -66,7 +66,11 @@ def test_the_next_worker_resumes_the_conversation(stack: StackHarness, tmp_path:
     answer, _ = _ask(stack, first, "m-1", "make a blog")
     assert answer.result and answer.result["session_id"]
     session_id = answer.result["session_id"]
-    assert (stack.home / "sessions" / "po" / "u1.tar.gz").exists()  # saved after the answer
+    archive = stack.home / "sessions" / "po" / "u1.tar.gz"
+    deadline = time.monotonic() + 10
+    while not archive.exists():  # saved right after the answer went out
+        assert time.monotonic() < deadline, "the session was not saved"
+        time.sleep(0.1)
     stack.queue.publish(WORKER_COMMANDS, DeleteWorkerCommand(request_id="d-1", worker_id=first))
     # when: the person writes again, to a new worker
     second = _worker(stack, 2, config, context)
