@@ -193,10 +193,13 @@ class Wrapper:
         self.logger.info("session restored", extra={"session_key": key, "files": restored.files,
                                                     "session_id": restored.session_id})  # fmt: skip
 
-    def _save_session(self, adapter: Any, env: dict[str, str]) -> None:
-        """After every answer, before the next message: a worker may end (idle, stopped) after any."""
-        if not self.session_key:
+    def _save_session(self) -> None:
+        """The session of the last run, once its answer is out and before the next message: a worker may
+        end (idle, stopped) after any answer. Nothing to do when it is saved already."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is None or not self.session_key:
             return
+        adapter, env = unsaved
         from worker_image.sessions import pack
 
         try:
@@ -216,10 +219,7 @@ class Wrapper:
             return
         from worker_image.sessions import clear
 
-        if self._unsaved is not None:  # stopped between an answer and its save
-            adapter, env = self._unsaved
-            self._unsaved = None
-            self._save_session(adapter, env)
+        self._save_session()  # stopped between an answer and its save
         try:
             if self.detail is not None:
                 clear(
@@ -300,27 +300,17 @@ class Wrapper:
             success, answer, error = False, None, self.redactor.redact(f"{type(exc).__name__}: {exc}")
             result = {"status": "failed", "reason": error}
         self._report(message.id, success, answer, error, self.redactor.redact_obj(result))
-        if self._unsaved is not None:
-            adapter, env = self._unsaved
-            self._unsaved = None
-            self._save_session(adapter, env)
+        self._save_session()
 
     def _report(self, message_id: int, success: bool, answer: str | None, error: str | None,
                 result: dict[str, Any]) -> None:  # fmt: skip
         """The answer must arrive: retry while the API is unreachable (e.g. the stack restarts)."""
-        deadline = time.monotonic() + RESULT_RETRY_S
-        delay = 0.5
-        while True:
-            try:
-                self.api.worker_message_result(
-                    message_id, success, response=answer, error=error, result=result
-                )
-                return
-            except ApiUnreachable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        self._until_reachable(
+            lambda: self.api.worker_message_result(
+                message_id, success, response=answer, error=error, result=result
+            ),
+            "reporting an answer",
+        )
 
     def _write_file(self, message: WorkerMessage) -> None:
         target = (self.workspace / (message.path or "")).resolve()

@@ -8,6 +8,7 @@ message, log line or exception chain from this module contains a URL.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -135,10 +136,8 @@ class BotApi:
 def _shutdown(conn: http.client.HTTPConnection) -> None:
     sock = conn.sock
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed by the other side
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _result(method: str, status: int, raw: bytes) -> Any:

@@ -83,7 +83,7 @@ class FakeTelegram:
             protocol_version = "HTTP/1.1"
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass
+                """Silent: the tests read the recorded calls, not the access log."""
 
             def do_POST(self) -> None:
                 fake._serve(self)

@@ -73,7 +73,7 @@ def test_smoke_test_retries_until_200_and_reports_the_last_answer() -> None:
             self.wfile.write(b"ok")
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """Silent: no access log in the test output."""
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
