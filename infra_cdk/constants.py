@@ -348,8 +348,9 @@ QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
     INFRA_EVENTS_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
     TELEGRAM_BOT_FUNCTION: (PO_INBOX,),
     TELEGRAM_WEBHOOK_FUNCTION: (TELEGRAM_UPDATES,),
-    # Creates a person's PO worker and hands it their messages.
-    PRODUCT_OWNER_FUNCTION: (WORKER_COMMANDS,),
+    # Creates a person's PO worker and hands it their messages; re-queues on its own inbox a message held
+    # back too often (handler) and one a dead worker never began (logic._start_again_with).
+    PRODUCT_OWNER_FUNCTION: (WORKER_COMMANDS, PO_INBOX),
 }
 """Which queues each function may send to (consuming is granted by its event sources)."""
 
