@@ -8,8 +8,9 @@ its resource policy (scoped to the rule's ARN), so there is no scheduler executi
 privilege on, and a rate of one minute is all the jobs need. A failed or late run is not retried:
 the next tick is the retry, and a job older than its period is superseded by that tick.
 
-The jobs act through the API (service key) and read queue depths (`dlq_watch`): the function may
-read the attributes of every queue and DLQ, and nothing else of them.
+The jobs act through the API (service key), read queue depths (`dlq_watch`) and ping servers through
+the provisioner (`server_sync`): the function may read the attributes of every queue and DLQ, and send
+only to the queues `constants.QUEUE_PRODUCERS` gives it (provisioner:queue); it never reads a message.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class Schedules(Construct):
         for pair in messaging.queues.values():
             for queue in (pair.queue, pair.dlq):
                 queue.grant(self.function, *QUEUE_STATS_ACTIONS)
+        for logical in constants.QUEUE_PRODUCERS[constants.SCHEDULER_FUNCTION]:
+            messaging.queues[logical].queue.grant_send_messages(self.function)
         shortest = min(spec.every_s for spec in SCHEDULES)
         self.function.configure_async_invoke(
             retry_attempts=0, max_event_age=Duration.seconds(max(60, shortest))

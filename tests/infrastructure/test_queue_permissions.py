@@ -36,3 +36,8 @@ def test_the_product_owner_may_requeue_a_held_back_message_on_its_inbox(any_app:
     # logic.ProductOwner._start_again_with re-queues one a dead worker never began; workers are created
     # on worker:commands.
     assert _sends(any_app, constants.PRODUCT_OWNER_FUNCTION) == _physical(any_app, PO_INBOX, WORKER_COMMANDS)
+
+
+def test_the_scheduler_may_send_the_server_pings_of_server_sync(any_app: Synthesized) -> None:
+    # functions.scheduler.jobs.server_sync publishes a batch of ProvisionerMessage pings
+    assert _sends(any_app, constants.SCHEDULER_FUNCTION) == _physical(any_app, PROVISIONER_QUEUE)
