@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,9 +42,38 @@ from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
 RESULT_RETRY_S = 900.0
-SERVICE_CREDENTIAL_VARS = ("ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY")
-"""The wrapper's own API credentials: never inherited by the agent, which gets only its job's `env_vars`
-(e.g. a Product Owner's user-scope ORCH_API_KEY, resolved from its reference)."""
+WITHHELD_PREFIXES = ("AWS_", "ECS_", "ORCH_")
+"""Never inherited by the agent: the task role's credentials and where to fetch them (AWS_ACCESS_KEY_ID,
+AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE),
+AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN, AWS_PROFILE...), the task metadata endpoints
+(ECS_CONTAINER_METADATA_URI(_V4)) and the stack's settings, the wrapper's own API key among them
+(ORCH_API_KEY, ORCH_SERVICE_API_KEY_REF). Compared case-insensitively."""
+WITHHELD_NAMES = frozenset({"SSH_AUTH_SOCK"})
+"""A developer's ssh agent (embedded runs): the wrapper pushes with the job's token, the agent never does."""
+_SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
+"""Secret-looking names (GITHUB_TOKEN, ANTHROPIC_API_KEY...): an agent's credentials reach it by reference,
+through its job's `env_vars`, never by inheritance (the embedded runtime drops them from the wrapper too)."""
+GRANTED_ORCH_VARS = ("ORCH_WORKER_ID",)
+"""The only ORCH_ variable inherited: the agent's own worker id (not a credential; a Product Owner names its
+worker with it). The others an agent legitimately gets are set for it: the job's `env_vars` (a Product
+Owner's ORCH_API_URL and user-scope ORCH_API_KEY, resolved from its reference; the agents' own credentials
+from ORCH_AGENT_SECRET_REFS), ORCH_TASK_FILE, and the `command` adapter's ORCH_AGENT_SESSION_DIR."""
+
+
+def agent_environment(inherited: Mapping[str, str], granted: Mapping[str, str]) -> dict[str, str]:
+    """The agent's whole environment: what it inherits minus every withheld variable, plus what its job
+    grants (which wins). A deny-list, not an allow-list: the agent CLIs read many variables of their own
+    (CLAUDE_*, CODEX_*, NODE_*, proxies, CA bundles, locale, XDG_*) whose names change between versions,
+    while everything sensitive in a worker's container comes under the three withheld prefixes (ECS adds
+    AWS_* and ECS_*, the stack sets ORCH_*) or has a secret-looking name."""
+
+    def withheld(name: str) -> bool:
+        upper = name.upper()
+        if upper in GRANTED_ORCH_VARS:
+            return False
+        return upper.startswith(WITHHELD_PREFIXES) or upper in WITHHELD_NAMES or bool(_SECRETISH.search(name))
+
+    return {**{k: v for k, v in inherited.items() if not withheld(k)}, **granted}
 SESSION_LOCK_WAIT_S = 120.0
 """How long a conversation's next worker waits for the one before to leave the shared workspace."""
 
@@ -166,8 +195,8 @@ class Wrapper:
         return get_adapter(self.detail.agent, self._agent_settings())
 
     def _agent_process_env(self) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if k not in SERVICE_CREDENTIAL_VARS}
-        return {**inherited, **self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+        """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own."""
+        return agent_environment(os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")})
 
     def _restore_session(self, key: str) -> None:
         """The conversation's saved session, put back; without one (or with a bad one) a new session
