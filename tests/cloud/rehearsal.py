@@ -1,0 +1,384 @@
+"""The cloud rehearsal: the synthesized stack, stood up as AWS would run it, on this machine.
+
+    with Rehearsal(workdir, postgres_admin_url) as stack:
+        stack.api_url, stack.admin_key, stack.lambda_.invoke(...), stack.denials() ...
+
+Order of a `cdk deploy`: synth → resources (moto server, the real PostgreSQL) → the migration hook
+(the CDK trigger invokes it synchronously) → triggers live (queue mappings, rules, routes, ECS).
+The outside world the functions talk to is replaced by local servers: AWS (AWS_ENDPOINT_URL → the
+moto server), GitHub (ORCH_GITHUB_API_URL → a fake GitHub with git over HTTP) and Telegram
+(ORCH_TELEGRAM_API_BASE → a fake Bot API). Those three variables are the only ones the rehearsal
+adds to a function's template environment (besides what the Lambda runtime itself sets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.cloud.runtime import (
+    ContainerImage,
+    Ecs,
+    EventBus,
+    FunctionSpec,
+    HttpApi,
+    Lambda,
+    Principal,
+    Rule,
+    SqsEventSource,
+)
+from tests.cloud.stage import Stager
+from tests.cloud.template import Resolver, Template
+
+GITHUB_OWNER = "acme"
+GITHUB_TOKEN = "ghp_rehearsal0123456789abcdefghijklmnopqrst"  # noqa: S105 - a fake GitHub's token
+TELEGRAM_TOKEN = "123456:rehearsal-bot-token-abcdefghijklmnopqrstu"  # noqa: S105 - a fake Bot API's token
+TELEGRAM_ADMIN_ID = 4242
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
+FIRST_PARTY = ("shared", "functions", "cli", "worker_image")
+
+
+def synthesize(outdir: Path, context: Mapping[str, Any]) -> tuple[Path, str]:
+    from infra_cdk.app import build_app
+
+    app, stack = build_app(outdir=str(outdir), context=dict(context))
+    app.synth()
+    return outdir, stack.stack_name
+
+
+def _pascal_to_kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def allowed_modules(layer_requirements: list[str], extra: set[str]) -> list[str]:
+    """Top-level modules of the layers' dependency closure (as installed here), the runtime's boto3, our code."""
+    from packaging.utils import canonicalize_name
+
+    from tests.unit.test_layers import _closure, _importable
+
+    distributions = _closure(layer_requirements) | {canonicalize_name(d) for d in RUNTIME_PROVIDED}
+    return sorted(_importable(distributions) | set(FIRST_PARTY) | extra)
+
+
+class Rehearsal:
+    def __init__(self, workdir: Path, postgres_admin_url: str, *, context: Mapping[str, Any] | None = None,
+                 database: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        self.workdir = workdir
+        self.postgres_admin_url = postgres_admin_url
+        self.context = {"github_owner": GITHUB_OWNER, "telegram_admins": str(TELEGRAM_ADMIN_ID),
+                        "agent_secret_refs": "{}", **(context or {})}  # fmt: skip
+        self.database_override = dict(database or {})
+        self.timings: dict[str, float] = {}
+        self._closers: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Rehearsal:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _timed(self, name: str, started: float) -> None:
+        self.timings[name] = round(time.monotonic() - started, 2)
+
+    def start(self) -> None:
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        from tests.fakes.github_server import FakeGitHub
+        from tests.fakes.telegram_server import FakeTelegram
+
+        for sub in ("logs", "iam", "tmp", "tasks"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        assembly, stack_name = synthesize(self.workdir / "cdk.out", self.context)
+        self._timed("synth_s", t0)
+        self.template = Template.load(assembly, stack_name)
+        self.resolver = Resolver(self.template)
+
+        t0 = time.monotonic()
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        self._closers.append(self.moto.stop)
+        host, port = self.moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        self.session = boto3.Session(aws_access_key_id="rehearsal-admin", aws_secret_access_key="rehearsal-admin",
+                                     region_name="us-east-1")  # fmt: skip
+        self.github = FakeGitHub(self.workdir / "github", GITHUB_TOKEN, login=GITHUB_OWNER, git_over_http=True).start()
+        self._closers.append(self.github.stop)
+        self.telegram = FakeTelegram(TELEGRAM_TOKEN)
+        self.telegram.start()
+        self._closers.append(self.telegram.stop)
+        self.database = self._create_database()
+
+        self.lambda_ = Lambda([], self.workdir, {})
+        self.http_api = HttpApi(self.lambda_)
+        self._closers.append(self.http_api.stop)
+        Stager(self.template, self.session_with_endpoint(), self.database, self.http_api.url).stage()
+        self._operator_setup()
+        self._timed("stage_s", t0)
+
+        self.outside = {"AWS_ENDPOINT_URL": self.moto_url, "ORCH_GITHUB_API_URL": self.github.url,
+                        "ORCH_TELEGRAM_API_BASE": self.telegram.url}  # fmt: skip
+        specs = [self._function_spec(logical) for logical, _ in self.template.of_type("AWS::Lambda::Function")
+                 if self._is_ours(logical)]  # fmt: skip
+        self.lambda_.specs = {spec.name: spec for spec in specs}
+        self.lambda_.by_arn = {spec.arn: spec.name for spec in specs}
+        self.lambda_.by_logical = {spec.logical: spec.name for spec in specs}
+        self.lambda_.outside = self.outside
+        self._closers.append(self.lambda_.stop)
+        self._routes()
+
+        t0 = time.monotonic()
+        self.deploy_hook_result = self.run_deploy_hook()
+        self._timed("deploy_hook_s", t0)
+        if self.deploy_hook_result.error is not None:
+            raise RuntimeError(f"the deploy hook failed: {self.deploy_hook_result.error}")
+
+        self.bus = EventBus(self.lambda_, self._rules())
+        self._event_sources()
+        self._ecs()
+
+    def stop(self) -> None:
+        for source in getattr(self, "sources", []):
+            source.stopping.set()
+        if hasattr(self, "ecs"):
+            self.ecs.stop_all()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # noqa: S112 - teardown goes on
+                continue
+        self._closers.clear()
+        if getattr(self, "database", None):
+            self._drop_database()
+
+    # -- pieces ---------------------------------------------------------------------------------------
+
+    def session_with_endpoint(self) -> Any:
+        session = self.session
+        endpoint = self.moto_url
+
+        class _Session:
+            def client(self, service: str, **kwargs: Any) -> Any:
+                return session.client(service, endpoint_url=endpoint, **kwargs)
+
+        return _Session()
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.moto_url)
+
+    def _create_database(self) -> dict[str, Any]:
+        from sqlalchemy import create_engine, text
+
+        name = f"rehearsal_{secrets.token_hex(4)}"
+        engine = create_engine(self.postgres_admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'orchestrator'")).first()
+            if not exists:
+                connection.execute(text("CREATE ROLE orchestrator LOGIN"))
+            connection.execute(text(f'CREATE DATABASE "{name}" OWNER orchestrator'))
+        engine.dispose()
+        url = urlsplit(self.postgres_admin_url.replace("+pg8000", ""))
+        return {"host": url.hostname or "127.0.0.1", "port": url.port or 5432, "dbname": name,
+                **self.database_override}  # fmt: skip
+
+    def _drop_database(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.postgres_admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{self.database["dbname"]}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+        self.database = None  # type: ignore[assignment]
+
+    def _operator_setup(self) -> None:
+        """What the README tells an operator to do after the first deploy: the GitHub token, the bot token."""
+        prefix = self.context.get("prefix", "codegen-orch") + "-" + self.context.get("env_name", "dev")
+        client = self.client("secretsmanager")
+        client.create_secret(Name=f"{prefix}/github/token", SecretString=GITHUB_TOKEN)
+        bot_secret = self.physical_ref("TelegramBotTokenSecret")
+        client.put_secret_value(SecretId=bot_secret, SecretString=TELEGRAM_TOKEN)
+
+    def physical_ref(self, logical_prefix: str) -> str:
+        matches = [lg for lg in self.template.resources if lg.startswith(logical_prefix)
+                   and self.template.resources[lg]["Type"] != "AWS::IAM::Policy"]  # fmt: skip
+        exact = [lg for lg in matches if re.fullmatch(rf"{logical_prefix}[0-9A-F]{{8}}", lg)]
+        chosen = exact or matches
+        if len(chosen) != 1:
+            raise KeyError(f"{logical_prefix!r} names {chosen or 'nothing'} in the template")
+        return str(self.resolver.ref(chosen[0]))
+
+    def _is_ours(self, logical: str) -> bool:
+        handler = self.template.props(logical).get("Handler", "")
+        return handler.startswith("functions.") or handler.startswith("orchestrator_deploy_hook")
+
+    def principal(self, role_arn_value: Any) -> Principal:
+        role_logical = role_arn_value["Fn::GetAtt"][0]
+        statements = self.resolver.resolve(self.template.role_statements(role_logical))
+        return Principal(self.resolver.ref(role_logical), self.resolver.get_att(role_logical, "Arn"), statements)
+
+    def _function_spec(self, logical: str) -> FunctionSpec:
+        from layers import build
+
+        props = self.template.props(logical)
+        name = self.resolver.ref(logical)
+        code_paths = [str(self.template.asset_dir(logical))]
+        requirements: list[str] = []
+        layer_names: list[str] = []
+        extra: set[str] = set()
+        for layer in props.get("Layers", []):
+            layer_logical = layer["Ref"]
+            # logical ids are <construct path><hash>: RuntimeApiLayerA6BC0ACD -> "api"
+            layer_id = re.sub(r"[0-9A-F]{8}$", "", layer_logical).removeprefix("Runtime")
+            layer_name = _pascal_to_kebab(layer_id.removesuffix("Layer"))
+            layer_names.append(layer_name)
+            if layer_name in build.SOURCE_LAYERS:
+                python_dir = self.template.asset_dir(layer_logical) / "python"
+                code_paths.append(str(python_dir))
+                extra |= {p.stem for p in python_dir.glob("*.py")}
+            else:
+                requirements += build.requirements(layer_name)
+        environment = {k: str(v) for k, v in
+                       self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()}  # fmt: skip
+        return FunctionSpec(
+            logical=logical, name=name, arn=self.resolver.get_att(logical, "Arn"), handler=props["Handler"],
+            environment=environment, timeout_s=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
+            principal=self.principal(props["Role"]), code_paths=code_paths,
+            allowed_modules=allowed_modules(requirements, extra), layer_names=layer_names,
+        )  # fmt: skip
+
+    def run_deploy_hook(self) -> Any:
+        """What the CDK trigger does on create and on every update that changes the hook."""
+        trigger = next(props for _, props in ((lg, self.template.props(lg))
+                       for lg, _ in self.template.of_type("Custom::Trigger")))  # fmt: skip
+        version_ref = trigger["HandlerArn"]["Ref"]
+        function = self.template.props(version_ref)["FunctionName"]["Ref"]
+        return self.lambda_.invoke(function, {})
+
+    def _routes(self) -> None:
+        for _, route in self.template.of_type("AWS::ApiGatewayV2::Route"):
+            props = route["Properties"]
+            integration = self.resolver.resolve(props["Target"]).removeprefix("integrations/")
+            integration_logical = next(lg for lg in self.template.resources
+                                       if self.resolver.ref(lg) == integration)  # fmt: skip
+            target = self.template.props(integration_logical)["IntegrationUri"]
+            self.http_api.routes[props["RouteKey"]] = self.resolver.resolve(target)
+        self.api_url = self.http_api.url
+
+    def _rules(self) -> list[Rule]:
+        rules = []
+        for logical, resource in self.template.of_type("AWS::Events::Rule"):
+            props = self.resolver.resolve(resource["Properties"])
+            rules.append(Rule(name=props["Name"], pattern=props.get("EventPattern"),
+                              schedule=props.get("ScheduleExpression"), targets=props.get("Targets", [])))  # fmt: skip
+        return rules
+
+    def _event_sources(self) -> None:
+        sqs = self.client("sqs")
+        self.sources: list[SqsEventSource] = []
+        for _, mapping in self.template.of_type("AWS::Lambda::EventSourceMapping"):
+            props = mapping["Properties"]
+            queue_arn = self.resolver.resolve(props["EventSourceArn"])
+            queue_logical = props["EventSourceArn"]["Fn::GetAtt"][0]
+            function = self.lambda_.by_logical[props["FunctionName"]["Ref"]]
+            source = SqsEventSource(self.lambda_, function, props, self.resolver.ref(queue_logical), queue_arn, sqs)
+            source.start()
+            self.sources.append(source)
+
+    def _ecs(self) -> None:
+        assets = json.loads((self.template.assembly_dir / f"{self.template.stack_name}.assets.json").read_text())
+        images: dict[str, ContainerImage] = {}
+        for image_hash, image in assets.get("dockerImages", {}).items():
+            dockerfile = self.template.assembly_dir / image["source"]["directory"] / image["source"]["dockerFile"]
+            entrypoint, env = _dockerfile_entry(dockerfile)
+            uri = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:{image_hash}"
+            images[uri] = ContainerImage(entrypoint, env)
+        principals: dict[str, Principal] = {}
+        for _, definition in self.template.of_type("AWS::ECS::TaskDefinition"):
+            principal = self.principal(definition["Properties"]["TaskRoleArn"])
+            principals[principal.arn] = principal
+        cluster_logical = next(lg for lg, _ in self.template.of_type("AWS::ECS::Cluster"))
+        self.ecs = Ecs(self.client("ecs"), self.resolver.get_att(cluster_logical, "Arn"), images, principals,
+                       self.bus, self.workdir, self.outside)  # fmt: skip
+        self.ecs.start()
+
+    # -- what tests read ------------------------------------------------------------------------------
+
+    def secret_value(self, secret_id: str) -> str:
+        return str(self.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+
+    @property
+    def admin_key(self) -> str:
+        return self.secret_value(self.physical_ref("ApiAdminKey"))
+
+    def iam_records(self) -> list[dict[str, Any]]:
+        records = []
+        for path in sorted((self.workdir / "iam").glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    records.append({**json.loads(line), "file": path.stem})
+        return records
+
+    def denials(self) -> list[dict[str, Any]]:
+        return [r for r in self.iam_records() if not r.get("allowed")]
+
+    def function_log(self, name_part: str) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted((self.workdir / "logs").glob(f"*{name_part}*")))
+
+    def queue_url(self, logical_prefix: str) -> str:
+        return self.physical_ref(logical_prefix)
+
+    def wait_for(self, predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r}); "
+                             f"denials: {self.denials()[:5]}")  # fmt: skip
+
+
+def _dockerfile_entry(dockerfile: Path) -> tuple[list[str], dict[str, str]]:
+    """ENTRYPOINT of the final stage, as an exec-form list, and its ENV lines that matter off-image."""
+    entrypoint: list[str] = []
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("ENTRYPOINT"):
+            entrypoint = json.loads(line.removeprefix("ENTRYPOINT").strip())
+    if entrypoint and entrypoint[0] == "python":
+        import sys
+
+        entrypoint[0] = sys.executable
+    elif entrypoint:
+        import sys
+
+        candidate = Path(sys.executable).parent / entrypoint[0]
+        if candidate.exists():
+            entrypoint[0] = str(candidate)
+    if not entrypoint:
+        raise RuntimeError(f"{dockerfile}: no ENTRYPOINT")
+    return entrypoint, {}
+
+
+def copy_logs(rehearsal: Rehearsal, target: Path) -> None:
+    shutil.copytree(rehearsal.workdir / "logs", target, dirs_exist_ok=True)
