@@ -2,18 +2,20 @@
 
 SQLite: WAL, foreign keys, and `BEGIN IMMEDIATE` so concurrent writers queue instead of
 failing. PostgreSQL: pg8000, small pool, `pool_pre_ping`; in AWS the password comes from the
-RDS-generated Secrets Manager secret (`ORCH_DATABASE_SECRET_REF`), resolved at cold start.
+RDS-generated Secrets Manager secret (`ORCH_DATABASE_SECRET_REF`), resolved at cold start, and TLS
+is verified against the RDS CAs (`ORCH_DATABASE_TLS=verify-full`, see `DatabaseTls`).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -137,13 +139,66 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def make_engine(database_url: str) -> Engine:
+RDS_CA_BUNDLE = Path(__file__).with_name("rds-global-bundle.pem")
+"""The Amazon RDS root CAs (source and date in its header): verify-full's default bundle."""
+TlsMode = Literal["verify-full", "require", "disable"]
+
+
+class DatabaseTlsError(RuntimeError):
+    """The TLS settings cannot be honoured (a missing or unreadable CA bundle): refused at startup."""
+
+
+@dataclass(frozen=True)
+class DatabaseTls:
+    """How a PostgreSQL connection negotiates TLS (pg8000's `ssl_context` connect argument).
+
+    - `verify-full`: TLS required, the server's certificate checked against `ca_bundle` (default: the
+      RDS root CAs shipped beside this module) and its name against the host connected to.
+    - `require`: TLS required, the certificate not checked (encrypted, the server not authenticated).
+    - `disable`: no TLS.
+    - unset (`mode=None`): pg8000's own default, kept for the embedded / local case: TLS if the server
+      offers it, unverified (CERT_NONE), plaintext if it does not.
+    """
+
+    mode: TlsMode | None = None
+    ca_bundle: Path | None = None
+
+    def connect_args(self) -> dict[str, Any]:
+        if self.mode is None:
+            return {}
+        if self.mode == "disable":
+            return {"ssl_context": False}
+        if self.mode == "require":
+            return {"ssl_context": True}  # pg8000: TLS or refuse, CERT_NONE
+        return {"ssl_context": self.verifying_context()}
+
+    def verifying_context(self) -> ssl.SSLContext:
+        bundle = self.ca_bundle or RDS_CA_BUNDLE
+        if not bundle.is_file():
+            raise DatabaseTlsError(
+                f"ORCH_DATABASE_TLS=verify-full needs a CA bundle: {bundle} does not exist "
+                "(set ORCH_DATABASE_CA_BUNDLE to a PEM file of the CAs that sign the database's certificate)"
+            )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts only the bundle, not the system's CAs
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_verify_locations(cafile=str(bundle))
+        except (ssl.SSLError, OSError) as exc:
+            raise DatabaseTlsError(f"the CA bundle {bundle} is not a readable PEM file: {exc}") from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+        return context
+
+
+def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    connect_args = (tls or DatabaseTls()).connect_args() if url.get_driver_name() == "pg8000" else {}
     if url.get_backend_name() == "postgresql":
         # Lambda: one container serves one request at a time; keep the pool tiny and check liveness.
-        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
+        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300,
+                             connect_args=connect_args)  # fmt: skip
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -151,12 +206,14 @@ _databases: dict[str, Database] = {}
 _lock = threading.Lock()
 
 
-def get_database(database_url: str, credentials: RdsCredentials | None = None) -> Database:
+def get_database(
+    database_url: str, credentials: RdsCredentials | None = None, tls: DatabaseTls | None = None
+) -> Database:
     """Cached per URL: created once per container."""
     with _lock:
         db = _databases.get(database_url)
         if db is None:
-            engine = make_engine(database_url)
+            engine = make_engine(database_url, tls)
             if credentials is not None:
                 attach_credentials(engine, credentials)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))

@@ -59,7 +59,8 @@ def build_deps(settings: ApiSettings | None = None) -> ApiDeps:
         ref = settings.database_secret_ref
         credentials = RdsCredentials(lambda: secrets_factory().get(ref))
         database_url = url_from_rds_secret(json.dumps(credentials.get()))
-    return ApiDeps(get_database(database_url, credentials), settings, queue_factory, secrets_factory)
+    db = get_database(database_url, credentials, settings.effective_database_tls)
+    return ApiDeps(db, settings, queue_factory, secrets_factory)
 
 
 _deps: ApiDeps | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr
 
 from shared.settings import AwsSettings, DatabaseSettings, QueueSettings, SecretsSettings
+
+if TYPE_CHECKING:
+    from functions.api.db import DatabaseTls
 
 
 class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings):
@@ -15,6 +19,20 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings)
         Field(
             description="secret:// reference to the RDS-generated credentials (AWS); overrides database_url."
         ),
+    ] = None
+    database_tls: Annotated[
+        Literal["verify-full", "require", "disable"] | None,
+        Field(
+            description=(
+                "PostgreSQL TLS: verify-full (certificate and host name checked against "
+                "database_ca_bundle), require (encrypted, unverified) or disable; unset = pg8000's "
+                "default (TLS if offered, unverified)."
+            )
+        ),
+    ] = None
+    database_ca_bundle: Annotated[
+        Path | None,
+        Field(description="PEM bundle for verify-full; default: the RDS root CAs shipped with the API."),
     ] = None
     bootstrap_admin_key: Annotated[
         SecretStr | None, Field(description="Embedded stack: seed an admin with this key if none exists.")
@@ -25,3 +43,9 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings)
     max_body_bytes: Annotated[int, Field(ge=1024, description="Larger request bodies get 413.")] = 1_048_576
     port_range_start: Annotated[int, Field(ge=1024, le=65535)] = 8000
     port_range_end: Annotated[int, Field(ge=1024, le=65535)] = 8999
+
+    @property
+    def effective_database_tls(self) -> DatabaseTls:
+        from functions.api.db import DatabaseTls
+
+        return DatabaseTls(self.database_tls, self.database_ca_bundle)
