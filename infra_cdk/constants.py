@@ -26,6 +26,7 @@ from shared.contracts import (
     WORKER_RESPONSES,
 )
 from shared.idempotency import DYNAMODB_PARTITION_KEY, DYNAMODB_TTL_ATTRIBUTE
+from shared.topology import PUBLISHES
 
 # -- app, stack, context -------------------------------------------------------------------
 
@@ -329,32 +330,10 @@ SQS_EVENT_SOURCE_MIN_CONCURRENCY = 2
 """Lambda's lower bound for an SQS event source's maximum concurrency; a smaller table value is raised to it."""
 
 QUEUE_PRODUCERS: Mapping[str, tuple[str, ...]] = {
-    # The API publishes its outbox rows: new tasks, worker deletes, answers to worker messages.
-    # ... and the progress events of Telegram users' tasks (for the notifier).
-    API_FUNCTION: (
-        ENGINEERING_QUEUE,
-        DEPLOY_QUEUE,
-        WORKER_COMMANDS,
-        WORKER_RESPONSES,
-        PO_RESPONSES,
-        PROGRESS_EVENTS,
-    ),
-    WORKER_MANAGER_FUNCTION: (WORKER_RESPONSES, PO_RESPONSES),
-    # server_sync pings every server through the provisioner (the other jobs act through the API).
-    SCHEDULER_FUNCTION: (PROVISIONER_QUEUE,),
-    SCAFFOLDER_FUNCTION: (SCAFFOLDER_RESULTS,),
-    ENGINEERING_FUNCTION: (SCAFFOLDER_QUEUE, WORKER_COMMANDS),
-    DEPLOY_FUNCTION: (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE),
-    # A job that cannot even be built (or a runner task that died) still answers with a failed result.
-    INFRA_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
-    INFRA_EVENTS_FUNCTION: (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
-    TELEGRAM_BOT_FUNCTION: (PO_INBOX,),
-    TELEGRAM_WEBHOOK_FUNCTION: (TELEGRAM_UPDATES,),
-    # Creates a person's PO worker and hands it their messages; re-queues on its own inbox a message held
-    # back too often (handler) and one a dead worker never began (logic._start_again_with).
-    PRODUCT_OWNER_FUNCTION: (WORKER_COMMANDS, PO_INBOX),
+    function_name_part(function): queues for function, queues in PUBLISHES.items() if queues
 }
-"""Which queues each function may send to (consuming is granted by its event sources)."""
+"""Which queues each function may send to (consuming is granted by its event sources): derived from
+`shared.topology.PUBLISHES`, the code's own table, which tests/infrastructure checks against the code."""
 
 # -- api -----------------------------------------------------------------------------------
 

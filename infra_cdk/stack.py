@@ -46,7 +46,6 @@ class OrchestratorStack(Stack):
             config=config,
             network=self.network,
             database=self.database,
-            messaging=self.messaging,
             runtime=self.runtime,
         )
         self.workers = Workers(
@@ -65,7 +64,6 @@ class OrchestratorStack(Stack):
             "Telegram",
             config=config,
             runtime=self.runtime,
-            messaging=self.messaging,
             http_api=self.api.http_api,
             idempotency_table=self.state.idempotency_table,
         )
@@ -91,6 +89,7 @@ class OrchestratorStack(Stack):
             api_url=self.api.url,
             service_key_secret=self.api.service_key_secret,
         )
+        self.messaging.grant_publishing(self.runtime.functions)
         self._observe()
         self._build_outputs()
 

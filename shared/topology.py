@@ -122,6 +122,41 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ),
 )
 
+PUBLISHES: dict[str, tuple[str, ...]] = {
+    # the outbox (functions.api.services.outbox): task messages, worker deletes, worker answers on
+    # the worker's reply queue, and Telegram users' progress events
+    "api": (
+        "engineering:queue",
+        "deploy:queue",
+        "worker:commands",
+        "worker:responses",
+        "po:responses",
+        "progress:events",
+    ),
+    "deploy_hook": (),  # migrations and key seeding only
+    "scheduler": ("provisioner:queue",),  # server_sync's pings; the other jobs act through the API
+    "worker_manager": ("worker:responses", "po:responses"),  # answers on the command's reply queue
+    "worker_events": (),  # a stopped task is reported to the API
+    "scaffolder": ("scaffolder:results",),
+    "engineering": ("scaffolder:queue", "worker:commands"),
+    "deploy": ("ansible:deploy:queue", "provisioner:queue"),
+    # a job that cannot be launched, or a runner task that died, still answers with a failed result
+    "infra": ("ansible:deploy:results", "provisioner:results"),
+    "infra_events": ("ansible:deploy:results", "provisioner:results"),
+    "telegram_webhook": ("telegram:updates",),
+    "telegram_bot": ("po:inbox",),
+    "telegram_notifier": (),
+    # creates PO workers; re-queues on its own inbox a message held back too often and one a dead
+    # worker never began
+    "product_owner": ("worker:commands", "po:inbox"),
+}
+"""The queues each function's code publishes to: every AWS function, by its name here (consumers as
+in CONSUMERS; `api`, `deploy_hook`, `scheduler`, `worker_events`, `infra_events`, `telegram_webhook`
+for the others). The CDK stack grants SendMessage from this and from nothing else
+(`infra_cdk.constants.QUEUE_PRODUCERS`), and tests/infrastructure/test_queue_permissions.py holds it
+against every publish call in the code: a publish added without its entry fails that test, an entry
+no code publishes to fails it too."""
+
 
 RESETTERS: tuple[str, ...] = (
     "functions.worker_manager.handler:reset",

@@ -34,7 +34,6 @@ from constructs import Construct
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
 from infra_cdk.constructs.data import Database
-from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
@@ -80,7 +79,6 @@ class Api(Construct):
         config: StackConfig,
         network: Network,
         database: Database,
-        messaging: Messaging,
         runtime: LambdaRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -94,7 +92,7 @@ class Api(Construct):
         self.service_key_secret = self._build_key_secret(
             "ServiceKey", "the service-scope API key the functions and workers act with"
         )
-        self.function = self._build_function(messaging)
+        self.function = self._build_function()
         self.http_api = self._build_http_api()
         self.deploy_hook = self._build_deploy_hook()
 
@@ -134,7 +132,7 @@ class Api(Construct):
 
     # -- the function ---------------------------------------------------------------------------------
 
-    def _build_function(self, messaging: Messaging) -> lambda_.Function:
+    def _build_function(self) -> lambda_.Function:
         prefix = self._config.resource_prefix
         function = self._runtime.function(
             self,
@@ -151,8 +149,6 @@ class Api(Construct):
             placement=self._placement,
         )
         self._database.secret.grant_read(function)
-        for logical in constants.QUEUE_PRODUCERS[constants.API_FUNCTION]:
-            messaging.queues[logical].queue.grant_send_messages(function)
         self._grant_owned_secrets(function)
         return function
 

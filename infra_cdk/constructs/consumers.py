@@ -145,8 +145,6 @@ class Consumers(Construct):
                     report_batch_item_failures=True,
                 )
             )
-        for logical in constants.QUEUE_PRODUCERS.get(name, ()):
-            self._messaging.queues[logical].queue.grant_send_messages(function)
         return function
 
     # -- per consumer ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -22,6 +23,7 @@ from infra_cdk import constants
 from infra_cdk.config import StackConfig
 from shared.contracts import QUEUES
 from shared.queues.naming import dlq_name, physical_name
+from shared.topology import PUBLISHES
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,22 @@ class Messaging(Construct):
 
     def queue_url(self, logical: str) -> str:
         return self.queues[logical].queue.queue_url
+
+    def grant_publishing(self, functions: Mapping[str, lambda_.IFunction]) -> None:
+        """SendMessage for each function (by name: `api`, `worker-manager`...) on exactly the queues its code
+        publishes to (`constants.QUEUE_PRODUCERS`, from `shared.topology.PUBLISHES`).
+
+        The one place send permissions are granted. Every function must be declared there, even with no
+        queue, and every declared function must exist: a function added without saying what it publishes,
+        or a stale entry, fails the synth.
+        """
+        declared = {constants.function_name_part(name) for name in PUBLISHES}
+        undeclared, unbuilt = sorted(set(functions) - declared), sorted(declared - set(functions))
+        if undeclared or unbuilt:
+            raise KeyError(
+                "shared.topology.PUBLISHES must name every function of the stack and no other: "
+                f"undeclared {undeclared}, not built {unbuilt}"
+            )
+        for name, function in functions.items():
+            for logical in constants.QUEUE_PRODUCERS.get(name, ()):
+                self.queues[logical].queue.grant_send_messages(function)

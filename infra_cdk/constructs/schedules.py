@@ -10,7 +10,8 @@ the next tick is the retry, and a job older than its period is superseded by tha
 
 The jobs act through the API (service key), read queue depths (`dlq_watch`) and ping servers through
 the provisioner (`server_sync`): the function may read the attributes of every queue and DLQ, and send
-only to the queues `constants.QUEUE_PRODUCERS` gives it (provisioner:queue); it never reads a message.
+only to the queues `shared.topology.PUBLISHES` gives it (provisioner:queue; granted by the stack with
+every function's); it never reads a message.
 """
 
 from __future__ import annotations
@@ -69,8 +70,6 @@ class Schedules(Construct):
         for pair in messaging.queues.values():
             for queue in (pair.queue, pair.dlq):
                 queue.grant(self.function, *QUEUE_STATS_ACTIONS)
-        for logical in constants.QUEUE_PRODUCERS[constants.SCHEDULER_FUNCTION]:
-            messaging.queues[logical].queue.grant_send_messages(self.function)
         shortest = min(spec.every_s for spec in SCHEDULES)
         self.function.configure_async_invoke(
             retry_attempts=0, max_event_age=Duration.seconds(max(60, shortest))

@@ -26,7 +26,6 @@ from constructs import Construct
 
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
-from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.runtime import LambdaRuntime
 
 
@@ -45,7 +44,6 @@ class Telegram(Construct):
         *,
         config: StackConfig,
         runtime: LambdaRuntime,
-        messaging: Messaging,
         http_api: apigwv2.HttpApi,
         idempotency_table: dynamodb.ITable,
     ) -> None:
@@ -72,7 +70,7 @@ class Telegram(Construct):
             "`orchestrator telegram set-webhook --new-secret`, which stores a new value here and "
             "registers it with Telegram in one step.",
         )
-        self.webhook_function = self._build_webhook_function(messaging, idempotency_table)
+        self.webhook_function = self._build_webhook_function(idempotency_table)
         self.webhook_route = self._build_route(http_api)
 
     @property
@@ -95,9 +93,7 @@ class Telegram(Construct):
         Validations.of(secret).acknowledge(Acknowledgment(id="AwsSolutions-SMG4", reason=rotation))
         return secret
 
-    def _build_webhook_function(
-        self, messaging: Messaging, idempotency_table: dynamodb.ITable
-    ) -> lambda_.Function:
+    def _build_webhook_function(self, idempotency_table: dynamodb.ITable) -> lambda_.Function:
         name = constants.TELEGRAM_WEBHOOK_FUNCTION
         function = self._runtime.function(
             self,
@@ -117,8 +113,6 @@ class Telegram(Construct):
             },
         )
         self.webhook_secret.grant_read(function)
-        for logical in constants.QUEUE_PRODUCERS[name]:
-            messaging.queues[logical].queue.grant_send_messages(function)
         grant_claims(idempotency_table, function)
         return function
 

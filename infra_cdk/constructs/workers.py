@@ -491,10 +491,9 @@ class Workers(Construct):
             environment_variables=self.infra_environment(),
         )
         # It builds the infra function's objects (the API client reads the service key at cold start;
-        # the ECS client makes no call) and publishes failed results; it launches nothing.
+        # the ECS client makes no call) and publishes failed results (its send grants: the stack, from
+        # shared.topology.PUBLISHES); it launches nothing.
         self._service_key_secret.grant_read(function)
-        for logical in constants.QUEUE_PRODUCERS[name]:
-            self._messaging.queues[logical].queue.grant_send_messages(function)
         return function
 
     def _build_ansible_task_state_rule(self) -> events.Rule:

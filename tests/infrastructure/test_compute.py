@@ -573,7 +573,9 @@ def test_schedules_match_the_topology_one_to_one(any_app: Synthesized) -> None:
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
 
 
-def test_scheduler_reads_queue_depths_and_sends_only_what_server_sync_publishes(default_app: Synthesized) -> None:
+def test_scheduler_reads_queue_depths_and_sends_only_what_server_sync_publishes(
+    default_app: Synthesized,
+) -> None:
     _, props = _function(default_app, constants.SCHEDULER_FUNCTION)
     sqs = [
         s
@@ -581,7 +583,11 @@ def test_scheduler_reads_queue_depths_and_sends_only_what_server_sync_publishes(
         if any(a.startswith("sqs:") for a in _actions(s))
     ]
     # dlq_watch: depths of every queue and DLQ, never a message
-    assert {a for s in sqs for a in _actions(s)} == {"sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage"}
+    assert {a for s in sqs for a in _actions(s)} == {
+        "sqs:GetQueueUrl",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+    }
     assert len({json.dumps(r) for s in sqs for r in _resources(s)}) == 2 * len(QUEUES)
     # server_sync: one ping per server on provisioner:queue, and nowhere else
     queues = default_app.resources("AWS::SQS::Queue")
