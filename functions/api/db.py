@@ -47,6 +47,27 @@ class Database:
         return self.schema_revision() == HEAD_REVISION
 
 
+MIGRATION_SCRIPTS = Path(__file__).parent / "migrations" / "versions"
+
+
+def known_revisions() -> frozenset[str]:
+    """The revisions this code's migrations define (a script's file name is its revision id, a test checks
+    it), read without importing Alembic: the cold-start schema check stays cheap."""
+    return frozenset(path.stem for path in MIGRATION_SCRIPTS.glob("[0-9]*.py"))
+
+
+def schema_serves(revision: str | None) -> bool:
+    """Whether this code can serve a database at `revision`: at its head, or ahead of it.
+
+    Ahead = a revision this code does not know: newer code migrated it, and this (older) code came back
+    with a rollback. It serves, because the migrations only expand the schema (new tables, new nullable or
+    defaulted columns; nothing renamed, dropped or tightened while a release that uses it may still run),
+    so every statement of the previous release still works. A database behind the head does not serve:
+    this code would query tables and columns it lacks.
+    """
+    return revision == HEAD_REVISION or (revision is not None and revision not in known_revisions())
+
+
 AUTH_FAILURES = frozenset({"28000", "28P01"})
 """PostgreSQL SQLSTATEs for a refused login: invalid authorization / invalid password."""
 

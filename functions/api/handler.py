@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import auth
+from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
 from functions.api.migrations import HEAD_REVISION
@@ -105,7 +106,7 @@ def _ensure_ready(deps: ApiDeps) -> None:
         if deps.schema_ok:
             return
         revision = deps.db.schema_revision()
-        if revision != HEAD_REVISION:
+        if not schema_serves(revision):  # at this code's head, or ahead of it after a rollback
             raise SchemaOutOfDate(
                 f"the database schema is at {revision or 'nothing'}, this API needs {HEAD_REVISION}: "
                 "run `orchestrator db upgrade`"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from functions.api.db import schema_serves
 from functions.api.deps import get_deps
 from functions.api.migrations import HEAD_REVISION
 from functions.api.routers._common import created
@@ -24,7 +25,7 @@ def health() -> Response[Health]:
             status="degraded", database="unreachable", expected_revision=HEAD_REVISION, version=VERSION
         )
         return created(body, 503)
-    state = "ok" if revision == HEAD_REVISION else "schema_out_of_date"
+    state = "ok" if schema_serves(revision) else "schema_out_of_date"  # ahead (a rollback) serves
     body = Health(
         status="ok" if state == "ok" else "degraded",
         database=state,

@@ -9,7 +9,9 @@
 
 It runs the API's own code against the API's database, so keys and schema are exactly what the API
 would make. Every step is idempotent: CloudFormation runs it again on updates, and on a rollback
-(with the previous code), so it never fails for a state it can live with.
+(with the previous code), so it never fails for a state it can live with. On a rollback the database
+is usually ahead of the previous code (a revision its scripts do not know): then it changes nothing
+and succeeds, rather than fail with "Can't locate revision" and leave the stack UPDATE_ROLLBACK_FAILED.
 
 Shipped as a layer (`/opt/python`) next to the function code asset and the api layer; handler
 `orchestrator_deploy_hook.on_deploy`.
@@ -113,8 +115,19 @@ def ensure_service_key(session: Session, key: str) -> str:
 
 def run(settings: DeployHookSettings, deps: ApiDeps) -> dict[str, str]:
     from functions.api import auth
-    from functions.api.migrate import upgrade
+    from functions.api.migrate import head_revision, revision_ahead, upgrade
 
+    ahead = revision_ahead(deps.db.engine)
+    if ahead is not None:
+        # A rollback: CloudFormation runs this (older) code after newer code migrated and seeded. Nothing
+        # to do, and nothing safe to do: no migration goes back, and older models writing users and keys
+        # into a newer schema could miss what it needs (the newer hook seeded both already; a secret rolled
+        # back to a value the newer hook rotated away stays revoked either way, see ensure_service_key).
+        _logger().warning(
+            "database ahead of this code (a rollback after a newer deploy): migrations and seeding skipped",
+            extra={"database_revision": ahead, "code_head": head_revision()},
+        )
+        return {"revision": ahead, "skipped": f"database at {ahead}, ahead of this code ({head_revision()})"}
     outcome = {"revision": upgrade(deps.db.engine)}
     with deps.db.session() as session:
         if settings.bootstrap_admin_key_ref:
