@@ -69,12 +69,15 @@ def allowed_modules(layer_requirements: list[str], extra: set[str]) -> list[str]
 
 class Rehearsal:
     def __init__(self, workdir: Path, postgres_admin_url: str, *, context: Mapping[str, Any] | None = None,
-                 database: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                 database: Mapping[str, Any] | None = None,
+                 worker_image_env: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.postgres_admin_url = postgres_admin_url
         self.context = {"github_owner": GITHUB_OWNER, "telegram_admins": str(TELEGRAM_ADMIN_ID),
                         "agent_secret_refs": "{}", **(context or {})}  # fmt: skip
         self.database_override = dict(database or {})
+        self.worker_image_env = dict(worker_image_env or {})
+        """ENV lines of the worker image as built for the rehearsal (e.g. ORCH_AGENT_COMMAND for the command agent)."""
         self.timings: dict[str, float] = {}
         self._closers: list[Any] = []
 
@@ -310,6 +313,8 @@ class Rehearsal:
         for image_hash, image in assets.get("dockerImages", {}).items():
             dockerfile = self.template.assembly_dir / image["source"]["directory"] / image["source"]["dockerFile"]
             entrypoint, env = _dockerfile_entry(dockerfile)
+            if image["source"]["dockerFile"].endswith("/Dockerfile"):
+                env = {**env, **self.worker_image_env}
             uri = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:{image_hash}"
             images[uri] = ContainerImage(entrypoint, env)
         principals: dict[str, Principal] = {}

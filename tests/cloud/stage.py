@@ -52,6 +52,7 @@ class Stager:
     def stage(self) -> None:
         t = self.template
         self._names()
+        self._network()
         self._queues()
         for logical, _ in t.of_type("AWS::DynamoDB::Table"):
             self._table(logical)
@@ -107,6 +108,28 @@ class Stager:
                 t.physical[logical] = Physical(key_id, {"Arn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{key_id}"})
 
     # -- created for real ----------------------------------------------------------------------------
+
+    def _network(self) -> None:
+        """VPC, subnets and security groups: RunTask checks the ids it is given."""
+        ec2 = self.client("ec2")
+        t = self.template
+        for logical, resource in t.of_type("AWS::EC2::VPC"):
+            vpc = ec2.create_vpc(CidrBlock=resource["Properties"]["CidrBlock"])["Vpc"]
+            for flag in ("EnableDnsSupport", "EnableDnsHostnames"):
+                if resource["Properties"].get(flag):
+                    ec2.modify_vpc_attribute(VpcId=vpc["VpcId"], **{flag: {"Value": True}})
+            t.physical[logical] = Physical(vpc["VpcId"], {"CidrBlock": vpc["CidrBlock"], "VpcId": vpc["VpcId"]})
+        for logical, resource in t.of_type("AWS::EC2::Subnet"):
+            props = self.resolver.resolve(resource["Properties"])
+            subnet = ec2.create_subnet(VpcId=props["VpcId"], CidrBlock=props["CidrBlock"],
+                                       AvailabilityZone=props.get("AvailabilityZone", f"{REGION}a"))["Subnet"]  # fmt: skip
+            t.physical[logical] = Physical(subnet["SubnetId"], {"SubnetId": subnet["SubnetId"]})
+        for logical, resource in t.of_type("AWS::EC2::SecurityGroup"):
+            props = self.resolver.resolve(resource["Properties"])
+            group = ec2.create_security_group(GroupName=props.get("GroupName") or f"{self.stack}-{logical}"[:255],
+                                              Description=props.get("GroupDescription", logical)[:255],
+                                              VpcId=props.get("VpcId") or "")["GroupId"]  # fmt: skip
+            t.physical[logical] = Physical(group, {"GroupId": group})
 
     def _queues(self) -> None:
         sqs = self.client("sqs")

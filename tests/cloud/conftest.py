@@ -1,0 +1,67 @@
+"""One rehearsal per test session: the stack synthesized, staged and running until the last cloud test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cloud.rehearsal import Rehearsal
+
+FAKES = Path(__file__).parents[1] / "fakes" / "agents"
+POSTGRES_URL_ENV = "ORCH_TEST_POSTGRES_URL"
+
+
+def _skip_reason() -> str | None:
+    if not os.environ.get(POSTGRES_URL_ENV):
+        return f"{POSTGRES_URL_ENV} is not set: the rehearsal's database is the real PostgreSQL (CI sets it)"
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return "the rehearsal gives each function a private /tmp with `unshare --mount`: needs root and util-linux"
+    return None
+
+
+@pytest.fixture(scope="session")
+def rehearsal() -> Iterator[Rehearsal]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    workdir = Path(os.environ.get("ORCH_REHEARSAL_DIR") or f"/var/tmp/orch-rehearsal-{os.getpid()}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    with Rehearsal(workdir, os.environ[POSTGRES_URL_ENV],
+                   worker_image_env={"ORCH_AGENT_COMMAND": str(FAKES / "dev-agent")}) as stack:  # fmt: skip
+        yield stack
+        print(f"\nrehearsal timings: {json.dumps(stack.timings)}; logs in {workdir}/logs", file=sys.stderr)
+    if not os.environ.get("ORCH_REHEARSAL_KEEP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+CloudCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def orch(rehearsal: Rehearsal, tmp_path_factory: pytest.TempPathFactory) -> CloudCli:
+    """The real `orchestrator` CLI against the rehearsal's HTTP API, with the admin key by default."""
+    home = tmp_path_factory.mktemp("cli-home")
+    executable = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or "orchestrator"
+
+    def run(*args: str, key: str | None = None, input: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "AWS_"))}
+        env.update(ORCH_HOME=str(home), ORCH_API_URL=rehearsal.api_url, ORCH_API_KEY=key or rehearsal.admin_key)
+        return subprocess.run([executable, *args], capture_output=True, text=True, env=env, input=input,
+                              timeout=timeout, check=False)  # fmt: skip
+
+    return run
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr or result.stdout}"
+    return json.loads(result.stdout)
