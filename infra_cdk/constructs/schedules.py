@@ -8,7 +8,8 @@ its resource policy (scoped to the rule's ARN), so there is no scheduler executi
 privilege on, and a rate of one minute is all the jobs need. A failed or late run is not retried:
 the next tick is the retry, and a job older than its period is superseded by that tick.
 
-The jobs act through the API (service key), read queue depths (`dlq_watch`) and ping servers through
+The jobs act through the API (service key), read repository heads on GitHub with the graphs' repo-host
+settings and token (`github_sync`), read queue depths (`dlq_watch`) and ping servers through
 the provisioner (`server_sync`): the function may read the attributes of every queue and DLQ, and send
 only to the queues `shared.topology.PUBLISHES` gives it (provisioner:queue; granted by the stack with
 every function's); it never reads a message.
@@ -26,7 +27,13 @@ from constructs import Construct
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
 from infra_cdk.constructs.messaging import Messaging
-from infra_cdk.constructs.runtime import LambdaRuntime, lambda_handler_path, pascal
+from infra_cdk.constructs.runtime import (
+    LambdaRuntime,
+    grant_secret_read,
+    lambda_handler_path,
+    pascal,
+    secret_arns_for_reference,
+)
 from shared.topology import SCHEDULER_HANDLER, SCHEDULES, ScheduleSpec
 
 _EVENTBRIDGE_MIN_RATE_SECONDS = 60
@@ -64,9 +71,15 @@ class Schedules(Construct):
             environment_variables={
                 **environment.queues(config),
                 **environment.service_api(config, api_url, service_key_secret.secret_arn),
+                # github_sync looks up <owner>/<project> on the same host, with the same token, as the
+                # graphs; without these it would fall back to the local host and flag every repository
+                **environment.repo_host(config),
             },
         )
         service_key_secret.grant_read(self.function)
+        grant_secret_read(
+            self.function, secret_arns_for_reference(self, config.github_token_ref, config.resource_prefix)
+        )
         for pair in messaging.queues.values():
             for queue in (pair.queue, pair.dlq):
                 queue.grant(self.function, *QUEUE_STATS_ACTIONS)

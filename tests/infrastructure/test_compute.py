@@ -302,6 +302,7 @@ def test_github_token_is_readable_by_exactly_its_users(any_app: Synthesized) -> 
         constants.ENGINEERING_FUNCTION,
         constants.SCAFFOLDER_FUNCTION,
         constants.DEPLOY_FUNCTION,
+        constants.SCHEDULER_FUNCTION,  # github_sync
     }
     # the worker pushes, the Ansible runner clones over https
     task_roles = [
@@ -1041,3 +1042,27 @@ def test_agent_credentials_reach_the_graphs_by_reference_and_only_the_worker_rol
         if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
     )
     assert "agents/anthropic" not in json.dumps(_policy_statements(default_app, default_role))
+
+
+def test_the_scheduler_syncs_repositories_on_github_like_the_graphs(
+    variant_app: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """github_sync reads the same repo-host settings as engineering, and the token they name."""
+    from functions.scheduler.settings import SchedulerSettings
+    from shared.repos.factory import RepoHostSettings
+
+    scheduler = _env(variant_app, constants.SCHEDULER_FUNCTION)
+    engineering = _env(variant_app, constants.ENGINEERING_FUNCTION)
+    repo_host = {k: v for k, v in engineering.items() if k.startswith(("ORCH_REPO_", "ORCH_GITHUB_"))}
+    assert repo_host["ORCH_REPO_HOST"] == "github"
+    assert {k: scheduler.get(k) for k in repo_host} == repo_host
+    for variable, value in scheduler.items():
+        monkeypatch.setenv(variable, value if isinstance(value, str) else "x")
+    settings = RepoHostSettings()
+    assert (settings.repo_host, settings.github_owner, settings.github_owner_is_org) == (
+        "github",
+        "acme",
+        True,
+    )
+    assert settings.github_token_ref == variant_app.stack.config.github_token_ref
+    assert SchedulerSettings().repo_owner == "acme"  # github_sync looks repositories up as acme/<project>
