@@ -36,7 +36,10 @@ def rehearsal() -> Iterator[Rehearsal]:
     workdir = Path(os.environ.get("ORCH_REHEARSAL_DIR") or f"/var/tmp/orch-rehearsal-{os.getpid()}")
     shutil.rmtree(workdir, ignore_errors=True)
     with Rehearsal(workdir, os.environ[POSTGRES_URL_ENV],
-                   worker_image_env={"ORCH_AGENT_COMMAND": str(FAKES / "dev-agent")}) as stack:  # fmt: skip
+                   worker_image_env={
+                       # the image's coding agents: the fake developer (command agent) and the fake `claude`
+                       "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
+                       "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}) as stack:  # fmt: skip
         yield stack
         print(f"\nrehearsal timings: {json.dumps(stack.timings)}; logs in {workdir}/logs", file=sys.stderr)
     if not os.environ.get("ORCH_REHEARSAL_KEEP"):
