@@ -78,24 +78,30 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_ca(directory: Path, common_name: str = "orchestrator test CA") -> Ca:
-    """A self-signed CA valid for a day; its PEM at `directory/<slug>.pem`."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _certificate(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+    """A day's certificate for `key`'s public half (extensions and signature up to the caller)."""
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def make_ca(directory: Path, common_name: str = "orchestrator test CA") -> Ca:
+    """A self-signed CA valid for a day; its PEM at `directory/<slug>.pem`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+                           "encipher_only", "decipher_only"), False)  # fmt: skip
+    cert = (
+        _certificate(common_name, _name(common_name), key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),  # fmt: skip
-            critical=True,
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage), critical=True
         )
         .sign(key, hashes.SHA256())
     )
@@ -107,7 +113,6 @@ def make_ca(directory: Path, common_name: str = "orchestrator test CA") -> Ca:
 
 def _server_cert(ca: Ca, names: tuple[str, ...]) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
     alt: list[x509.GeneralName] = []
     for name in names:
         try:
@@ -115,13 +120,7 @@ def _server_cert(ca: Ca, names: tuple[str, ...]) -> tuple[bytes, bytes]:
         except ValueError:
             alt.append(x509.DNSName(name))
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        _certificate(names[0], ca.cert.subject, key)
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -74,6 +74,8 @@ def agent_environment(inherited: Mapping[str, str], granted: Mapping[str, str]) 
         return upper.startswith(WITHHELD_PREFIXES) or upper in WITHHELD_NAMES or bool(_SECRETISH.search(name))
 
     return {**{k: v for k, v in inherited.items() if not withheld(k)}, **granted}
+
+
 SESSION_LOCK_WAIT_S = 120.0
 """How long a conversation's next worker waits for the one before to leave the shared workspace."""
 
@@ -196,7 +198,9 @@ class Wrapper:
 
     def _agent_process_env(self) -> dict[str, str]:
         """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own."""
-        return agent_environment(os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")})
+        return agent_environment(
+            os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+        )
 
     def _restore_session(self, key: str) -> None:
         """The conversation's saved session, put back; without one (or with a bad one) a new session

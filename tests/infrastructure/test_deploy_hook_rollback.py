@@ -108,7 +108,9 @@ def test_the_previous_hook_succeeds_on_a_database_ahead_of_it_and_changes_nothin
 
     # then: success, and the database as it was (no migration, no key written by the older models)
     assert outcome["revision"] == HEAD_REVISION
-    assert "ahead of this code" in outcome["skipped"] and "admin" not in outcome and "service_key" not in outcome
+    assert (
+        "ahead of this code" in outcome["skipped"] and "admin" not in outcome and "service_key" not in outcome
+    )
     assert _state(database_url) == before
 
 
@@ -116,7 +118,9 @@ def test_upgrade_leaves_a_database_ahead_of_its_scripts_alone(database_url: str,
     engine = create_engine(database_url)
     try:
         assert migrate.revision_ahead(engine) == HEAD_REVISION
-        assert migrate.upgrade(engine) == HEAD_REVISION  # the CLI's `db upgrade` too: no "Can't locate revision"
+        assert (
+            migrate.upgrade(engine) == HEAD_REVISION
+        )  # the CLI's `db upgrade` too: no "Can't locate revision"
     finally:
         engine.dispose()
     assert _state(database_url)["revision"] == HEAD_REVISION
@@ -164,7 +168,9 @@ def test_script_file_names_are_their_revision_ids() -> None:
 
     for path in VERSIONS.glob("[0-9]*.py"):
         assert f'revision = "{path.stem}"' in path.read_text(), path.name
-    assert HEAD_REVISION in known_revisions() and len(known_revisions()) == len(list(VERSIONS.glob("[0-9]*.py")))
+    assert HEAD_REVISION in known_revisions() and len(known_revisions()) == len(
+        list(VERSIONS.glob("[0-9]*.py"))
+    )
 
 
 @pytest.mark.parametrize("script", sorted(VERSIONS.glob("[0-9]*.py")), ids=lambda p: p.stem)
@@ -180,5 +186,9 @@ def test_migrations_only_expand_the_schema(script: Path) -> None:
         if name == "add_column":
             (column,) = [a for a in call.args if isinstance(a, ast.Call)]
             keywords = {k.arg: k.value for k in column.keywords}
-            not_null = isinstance(keywords.get("nullable"), ast.Constant) and keywords["nullable"].value is False
-            assert not not_null or "server_default" in keywords, f"{script.name}: NOT NULL column without default"
+            not_null = (
+                isinstance(keywords.get("nullable"), ast.Constant) and keywords["nullable"].value is False
+            )
+            assert not not_null or "server_default" in keywords, (
+                f"{script.name}: NOT NULL column without default"
+            )

@@ -129,7 +129,13 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     seen: dict[str, str] = json.loads(dump.read_text())
     leaked = sorted(k for k in seen if k.upper().startswith(("AWS_", "ECS_")))
     assert leaked == [], f"cloud settings reached the agent: {leaked}"
-    granted_orch = {"ORCH_API_URL", "ORCH_API_KEY", "ORCH_TASK_FILE", "ORCH_AGENT_SESSION_DIR", "ORCH_WORKER_ID"}
+    granted_orch = {
+        "ORCH_API_URL",
+        "ORCH_API_KEY",
+        "ORCH_TASK_FILE",
+        "ORCH_AGENT_SESSION_DIR",
+        "ORCH_WORKER_ID",
+    }
     assert sorted(k for k in seen if k.startswith("ORCH_") and k not in granted_orch) == []
     assert seen["ORCH_API_KEY"] == PERSON_KEY and seen["ORCH_API_URL"] == "http://api.example/"
     assert seen["ANTHROPIC_API_KEY"] == "sk-ant-granted"  # the agent's own credential, by reference
