@@ -6,8 +6,11 @@ time `aws_cdk` is imported here.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -42,11 +45,26 @@ def build_app(
     return app, stack
 
 
-def main() -> None:
-    # The CDK CLI says where to write (CDK_OUTDIR); run directly, write where the CLI would
-    # instead of the temp directory App() falls back to.
+def context_from_argv(argv: Sequence[str]) -> dict[str, str]:
+    """`-c key=value` / `--context key=value`, as the CDK CLI takes them, for the app run directly."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infra_cdk.app", description="Synthesize the stack into cdk.out/."
+    )
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
+    context: dict[str, str] = {}
+    for item in parser.parse_args(list(argv)).context:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            parser.error(f"context {item!r} is not KEY=VALUE")
+        context[key.strip()] = value
+    return context
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    # The CDK CLI says where to write (CDK_OUTDIR) and passes context itself (CDK_CONTEXT_JSON); run
+    # directly, write where the CLI would instead of the temp directory App() falls back to.
     outdir = None if os.environ.get(constants.CDK_OUTDIR_ENV) else constants.DEFAULT_OUTDIR
-    app, _ = build_app(outdir=outdir)
+    app, _ = build_app(outdir=outdir, context=context_from_argv(sys.argv[1:] if argv is None else argv))
     app.synth()
 
 

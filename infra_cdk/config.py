@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from constructs import Node
@@ -42,9 +42,16 @@ def _as_name_part(key: str, value: Any, default: str) -> str:
     return text
 
 
-def _as_github_owner(key: str, value: Any) -> str | None:
+def _as_github_owner(key: str, value: Any) -> str:
+    """Required: the functions run with the GitHub repo host only (a local one has nowhere durable in Lambda)."""
     if value is None or str(value).strip() == "":
-        return None
+        raise ConfigError(
+            f"context {key} is required: the GitHub user or organisation that owns the projects' "
+            f"repositories (-c {key}=<user or org> on cdk synth / cdk deploy or python -m infra_cdk.app, or "
+            f"in cdk.json's context; add "
+            f"-c {constants.CONTEXT_GITHUB_OWNER_IS_ORG}=true for an organisation). The engineering, "
+            "scaffolder, deploy and scheduler functions create and read repositories there."
+        )
     from shared.repos.names import check_owner
 
     text = str(value).strip()
@@ -128,8 +135,8 @@ class StackConfig:
     enable_nat_gateway: bool = constants.DEFAULT_ENABLE_NAT_GATEWAY
     deletion_protection: bool = constants.DEFAULT_DELETION_PROTECTION
     alarm_email: str | None = None
-    github_owner: str | None = None
-    """Owner of the projects' repositories; without it the engineering and scaffolder functions fail."""
+    github_owner: str = field(kw_only=True)
+    """Owner of the projects' repositories (required: `-c github_owner=<user or org>`)."""
     github_owner_is_org: bool = False
     github_token_ref: str = constants.DEFAULT_GITHUB_TOKEN_REF
     """`secret://<path>` (Secrets Manager `<resource prefix>/<path>`) or `secret://<ARN>`."""

@@ -49,16 +49,14 @@ def service_api(config: StackConfig, api_url: str, service_key_arn: str) -> Envi
 
 def repo_host(config: StackConfig) -> Environment:
     """GitHub (`shared.repos.factory.RepoHostSettings`); the local host has nowhere durable in Lambda."""
-    env = {
+    return {
         "ORCH_REPO_HOST": "github",
         "ORCH_GITHUB_TOKEN_REF": config.github_token_ref,
         "ORCH_GITHUB_OWNER_IS_ORG": "true" if config.github_owner_is_org else "false",
+        "ORCH_GITHUB_OWNER": config.github_owner,
+        # Repositories are <owner>/<name> (functions.engineering.settings.repo_owner, the scheduler's too).
+        "ORCH_REPO_OWNER": config.github_owner,
     }
-    if config.github_owner:
-        env["ORCH_GITHUB_OWNER"] = config.github_owner
-        # New repositories are created as <owner>/<name> (functions.engineering.settings.repo_owner).
-        env["ORCH_REPO_OWNER"] = config.github_owner
-    return env
 
 
 def agent_credentials(config: StackConfig) -> Environment:

@@ -20,8 +20,8 @@ from infra_cdk.stack import OrchestratorStack
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
-DEFAULT_CONTEXT: dict[str, Any] = {}
-"""What `cdk.json` gives: nothing but env_name=dev, which is also the default."""
+DEFAULT_CONTEXT: dict[str, Any] = {"github_owner": "octocat"}
+"""What `cdk.json` gives (env_name=dev, also the default) plus the one required value, `-c github_owner=`."""
 
 VARIANT_CONTEXT: dict[str, Any] = {
     "env_name": "ci",

@@ -18,7 +18,7 @@ from shared.queues.naming import physical_name
 from shared.secrets.refs import SCHEME
 from shared.topology import CONSUMERS, SCHEDULER_HANDLER, SCHEDULES
 from shared.workers.fargate import check_worker_env
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import DEFAULT_CONTEXT, Synthesized
 
 DEFAULT_PREFIX = f"{constants.DEFAULT_PREFIX}-{constants.DEFAULT_ENV_NAME}"
 EXPECTED_HANDLERS = {
@@ -282,7 +282,8 @@ def test_engineering_checkpoints_in_dynamodb_and_repos_live_on_github(
         default_env, variant_env = _env(default_app, name), _env(variant_app, name)
         assert default_env["ORCH_REPO_HOST"] == variant_env["ORCH_REPO_HOST"] == "github"
         assert default_env["ORCH_GITHUB_TOKEN_REF"] == constants.DEFAULT_GITHUB_TOKEN_REF
-        assert "ORCH_GITHUB_OWNER" not in default_env
+        assert default_env["ORCH_GITHUB_OWNER"] == default_env["ORCH_REPO_OWNER"] == "octocat"
+        assert default_env["ORCH_GITHUB_OWNER_IS_ORG"] == "false"
         assert variant_env["ORCH_GITHUB_OWNER"] == variant_env["ORCH_REPO_OWNER"] == "acme"
         assert variant_env["ORCH_GITHUB_OWNER_IS_ORG"] == "true"
         assert variant_env["ORCH_GITHUB_TOKEN_REF"] == variant_app.stack.config.github_token_ref
@@ -693,7 +694,8 @@ def test_require_layers_refuses_to_synthesize_placeholders(tmp_path: Path) -> No
 
     with pytest.raises(ConfigError, match=r"python -m layers.build"):
         build_app(
-            outdir=str(tmp_path), context={"require_layers": "true", "layers_dir": str(tmp_path / "none")}
+            outdir=str(tmp_path),
+            context={**DEFAULT_CONTEXT, "require_layers": "true", "layers_dir": str(tmp_path / "none")},
         )
 
 

@@ -11,9 +11,12 @@ from infra_cdk import constants
 from infra_cdk.config import ConfigError, StackConfig
 from shared.contracts import QUEUES
 
+OWNER = {"github_owner": "octocat"}
+"""The one context value without a default."""
+
 
 def _config(context: dict[str, Any]) -> StackConfig:
-    return StackConfig.from_context(App(context=context).node)
+    return StackConfig.from_context(App(context={**OWNER, **context}).node)
 
 
 def test_defaults_are_dev_no_nat_protected_and_silent() -> None:
@@ -24,6 +27,7 @@ def test_defaults_are_dev_no_nat_protected_and_silent() -> None:
         enable_nat_gateway=False,
         deletion_protection=True,
         alarm_email=None,
+        github_owner="octocat",
     )
     assert config.stack_name == config.resource_prefix == "codegen-orch-dev"
 
@@ -81,9 +85,18 @@ def test_oldest_message_alarm_tolerates_one_failed_receive() -> None:
         assert threshold >= constants.OLDEST_MESSAGE_ALARM_FLOOR_SECONDS
 
 
+@pytest.mark.parametrize("context", [{}, {"github_owner": ""}, {"github_owner": "  "}])
+def test_github_owner_is_required_at_synth_with_the_flag_to_pass_named(context: dict[str, Any]) -> None:
+    # engineering, scaffolder, deploy and the scheduler's github_sync all need it; a stack without it
+    # would fail only at run time, on the first task
+    with pytest.raises(ConfigError, match=r"github_owner is required.*-c github_owner=<user or org>"):
+        StackConfig.from_context(App(context=context).node)
+
+
 def test_compute_defaults_read_the_github_token_from_the_stack_prefix_and_tolerate_unbuilt_layers() -> None:
     config = _config({})
-    assert config.github_owner is None
+    assert config.github_owner == "octocat"
+    assert config.github_owner_is_org is False
     assert config.github_token_ref == "secret://github/token"
     assert config.worker_agent_packages == "@anthropic-ai/claude-code"
     assert config.require_layers is False
@@ -166,3 +179,15 @@ def test_agent_secret_refs_are_references_from_json_or_cdk_json() -> None:
 def test_agent_secret_refs_refuse_values_and_bad_names(raw: str) -> None:
     with pytest.raises(ConfigError, match="agent_secret_refs"):
         _config({"agent_secret_refs": raw})
+
+
+def test_the_app_run_directly_takes_context_like_the_cdk_cli() -> None:
+    from infra_cdk.app import context_from_argv
+
+    assert context_from_argv(["-c", "github_owner=acme", "--context", "alarm_email=a=b@example.com"]) == {
+        "github_owner": "acme",
+        "alarm_email": "a=b@example.com",
+    }
+    assert context_from_argv([]) == {}
+    with pytest.raises(SystemExit):
+        context_from_argv(["-c", "github_owner"])

@@ -22,7 +22,7 @@ from shared.contracts import QUEUES
 def observed() -> tuple[Template, Observability]:
     # given the queues and observability constructs, and a function built here, in the test only
     stack = Stack(App(), "ObservabilityTest")
-    config = StackConfig(env_name="test")
+    config = StackConfig(env_name="test", github_owner="octocat")
     messaging = Messaging(stack, "Messaging", config=config)
     observability = Observability(stack, "Observability", config=config, queues=messaging.queues)
     function = lambda_.Function(

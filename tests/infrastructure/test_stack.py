@@ -16,7 +16,7 @@ from infra_cdk.layer_assets import NOT_BUILT_WARNING
 from shared.contracts import QUEUES
 from shared.queues.naming import dlq_name, physical_name
 from shared.topology import CONSUMERS, SCHEDULES
-from tests.infrastructure.conftest import Synthesized, no_layers_context
+from tests.infrastructure.conftest import DEFAULT_CONTEXT, Synthesized, no_layers_context
 
 QUEUE_COUNT = len(QUEUES)
 FUNCTION_COUNT = len(constants.FUNCTION_LAYERS)
@@ -547,7 +547,7 @@ def test_cdk_nag_reports_nothing_unacknowledged(any_app: Synthesized) -> None:
 
 def test_cdk_nag_is_live_and_fails_the_synth_on_a_new_finding(tmp_path: Path) -> None:
     # given the real app plus one bucket nobody acknowledged
-    app, stack = build_app(outdir=str(tmp_path), context=no_layers_context(tmp_path))
+    app, stack = build_app(outdir=str(tmp_path), context={**DEFAULT_CONTEXT, **no_layers_context(tmp_path)})
     s3.Bucket(stack, "UnloggedBucket", enforce_ssl=True)
 
     # when / then
