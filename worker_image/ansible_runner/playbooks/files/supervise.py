@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A small process supervisor for apps deployed on the built-in localhost server (no systemd there).
+"""A small process supervisor for apps deployed where systemd is not the service manager: the built-in
+localhost server, and ssh servers without systemd as PID 1 (containers, some minimal hosts).
 
-    supervise.py start   APP_DIR [--command CMD --path-prepend DIR ...]
+    supervise.py start   APP_DIR [--command CMD --path-prepend DIR ... --user NAME]
                                     stop any supervisor of APP_DIR, then start one in the background
                                     (with --command, first write APP_DIR/supervise.json)
     supervise.py stop    APP_DIR    stop the supervisor of APP_DIR and its service (nothing running: ok)
@@ -12,8 +13,12 @@
 APP_DIR holds `supervise.json`::
 
     {"command": "python3 -m app.server", "workdir": ".../src", "env_file": ".../app.env",
-     "log_file": ".../service.log", "path_prepend": [".../venv/bin"],
+     "log_file": ".../service.log", "path_prepend": [".../venv/bin"], "user": "",
      "max_quick_crashes": 5, "quick_crash_s": 10}
+
+With `user` (only when started as root) the service runs as that user, like systemd's `User=`: its uid,
+primary and supplementary groups, HOME/USER/LOGNAME; the supervisor itself stays root, reads the env
+file and writes the log, as systemd does.
 
 The supervisor is a daemon (double fork, own session, stdin from /dev/null), so it outlives Ansible
 and the runner. It runs `command` through /bin/sh in its own process group with a clean environment
@@ -31,6 +36,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -160,6 +166,7 @@ def _load_config(app_dir: Path) -> dict[str, Any]:
     config.setdefault("env_file", str(app_dir / "app.env"))
     config.setdefault("log_file", str(app_dir / "service.log"))
     config.setdefault("path_prepend", [])
+    config.setdefault("user", "")
     config.setdefault("max_quick_crashes", 5)
     config.setdefault("quick_crash_s", 10)
     return config
@@ -169,10 +176,31 @@ def _service_env(config: dict[str, Any]) -> dict[str, str]:
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     prepend = [p for p in config["path_prepend"] if Path(p).is_dir()]
     env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+    account = _account(config)
+    if account is not None:
+        env |= {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name}
     env_file = Path(config["env_file"])
     if env_file.exists():
         env.update(parse_env_file(env_file.read_text()))
     return env
+
+
+def _account(config: dict[str, Any]) -> pwd.struct_passwd | None:
+    """The user the service runs as, or None to keep the supervisor's own (no `user`, or already it)."""
+    name = str(config.get("user") or "")
+    if not name:
+        return None
+    account = pwd.getpwnam(name)  # KeyError: an unknown user is the deploy's error, not a silent root run
+    return None if account.pw_uid == os.getuid() else account
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """Popen arguments that drop to the service user."""
+    account = _account(config)
+    if account is None:
+        return {}
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": groups}
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -219,6 +247,7 @@ class Supervisor:
                     stdout=sys.stdout,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    **_identity(self.config),
                 )
                 _log(f"started service (pid {self.child.pid}): {self.config['command']}")
                 _write_state(self.app_dir, state="running", child_pid=self.child.pid, crashes=quick_crashes)
@@ -332,6 +361,11 @@ def start(app_dir: Path) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot read {app_dir / CONFIG}: {error}")
         return 1
+    try:
+        _account(config)
+    except KeyError:
+        print(f"the service user {config['user']!r} does not exist")
+        return 1
     with open(app_dir / LOCKFILE, "a") as lock:  # two deploys at once must not start two supervisors
         fcntl.flock(lock, fcntl.LOCK_EX)
         stop(app_dir)
@@ -393,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("app_dir", type=Path)
     parser.add_argument("--command", dest="service_command", help="start: the service's shell command")
     parser.add_argument("--path-prepend", action="append", default=[], help="start: put DIR first on PATH")
+    parser.add_argument("--user", default="", help="start: run the service as this user (needs root)")
     parser.add_argument("--max-quick-crashes", type=int, default=5)
     parser.add_argument("--quick-crash-s", type=float, default=10.0)
     parser.add_argument("--url", help="wait: the health URL")
@@ -407,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 "env_file": str(app_dir / "app.env"),
                 "log_file": str(app_dir / "service.log"),
                 "path_prepend": args.path_prepend,
+                "user": args.user,
                 "max_quick_crashes": args.max_quick_crashes,
                 "quick_crash_s": args.quick_crash_s,
             }
