@@ -11,7 +11,7 @@ which applies the API's Alembic migrations), since the API function owns the mod
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, Fn, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -30,7 +30,7 @@ class Database(Construct):
         super().__init__(scope, construct_id)
         self._config = config
         self._network = network
-        self.instance_identifier = f"{config.resource_prefix}-{constants.DB_INSTANCE_SUFFIX}"
+        self.instance_identifier = self._unique_identifier()
         log_groups = self._build_log_groups()
         self.security_group = self._build_security_group()
         self.instance = self._build_instance()
@@ -56,6 +56,25 @@ class Database(Construct):
     def endpoint_port(self) -> str:
         return self.instance.db_instance_endpoint_port
 
+    def _unique_identifier(self) -> str:
+        """`<prefix>-<env>-postgres-<first group of the stack id's UUID>`: one name per stack creation.
+
+        A fixed name collided: a failed first deploy leaves the deletion-protected instance behind, and
+        the next stack (a new stack id) could not create its own. A name CloudFormation generates would
+        not collide either, but is known only once the instance exists, and RDS creates its log groups
+        (infinite retention) on the first export, during creation; this one is known before, from the
+        stack id alone, so the log groups below are made first with a retention and deleted with the
+        stack, with no custom resource. It never changes for the life of the stack (no replacement).
+        """
+        stack_uuid = Fn.select(2, Fn.split("/", Stack.of(self).stack_id))
+        return Fn.join(
+            "",
+            [
+                f"{self._config.resource_prefix}-{constants.DB_INSTANCE_SUFFIX}-",
+                Fn.select(0, Fn.split("-", stack_uuid)),
+            ],
+        )
+
     def _build_log_groups(self) -> list[logs.LogGroup]:
         # RDS would create these on first export with infinite retention; created here first,
         # they get a retention and go away with the stack.
@@ -63,7 +82,7 @@ class Database(Construct):
             logs.LogGroup(
                 self,
                 f"{kind.capitalize()}LogGroup",
-                log_group_name=f"/aws/rds/instance/{self.instance_identifier}/{kind}",
+                log_group_name=Fn.join("", ["/aws/rds/instance/", self.instance_identifier, f"/{kind}"]),
                 retention=logs.RetentionDays[constants.LOG_RETENTION],
                 removal_policy=RemovalPolicy.DESTROY,
             )

@@ -198,6 +198,45 @@ def test_database_is_encrypted_private_small_and_snapshotted_on_removal(any_app:
     )
 
 
+def test_database_name_is_unique_per_stack_so_a_retained_instance_never_blocks_the_next_deploy(
+    any_app: Synthesized,
+) -> None:
+    # A failed first deploy leaves the deletion-protected instance behind; a fixed identifier made the
+    # next stack collide with it. The identifier ends in the stack id's first UUID group instead.
+    (instance,) = any_app.resources("AWS::RDS::DBInstance").values()
+    identifier = instance["Properties"]["DBInstanceIdentifier"]
+    assert not isinstance(identifier, str)
+    assert "AWS::StackId" in json.dumps(identifier)
+    prefix = any_app.stack.config.resource_prefix
+    stack_uuid_head = {
+        "Fn::Select": [
+            0,
+            {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]},
+        ]
+    }
+    assert identifier == {"Fn::Join": ["", [f"{prefix}-{constants.DB_INSTANCE_SUFFIX}-", stack_uuid_head]]}
+    # 8 hex digits after the longest prefix-env: inside RDS's 63 characters
+    assert 2 * constants.NAME_PART_MAX_LENGTH + 1 + len(f"-{constants.DB_INSTANCE_SUFFIX}-") + 8 <= 63
+    # RDS exports into /aws/rds/instance/<identifier>/<log>: that group is ours (retention, deleted with
+    # the stack), made before the instance so RDS never creates it with infinite retention
+    groups = {
+        logical_id: group
+        for logical_id, group in any_app.resources("AWS::Logs::LogGroup").items()
+        if "/aws/rds/instance/" in json.dumps(group["Properties"].get("LogGroupName"))
+    }
+    assert len(groups) == len(constants.DB_LOG_EXPORTS)
+    for (logical_id, group), kind in zip(sorted(groups.items()), constants.DB_LOG_EXPORTS, strict=True):
+        assert group["Properties"]["LogGroupName"] == {
+            "Fn::Join": [
+                "",
+                [f"/aws/rds/instance/{prefix}-{constants.DB_INSTANCE_SUFFIX}-", stack_uuid_head, f"/{kind}"],
+            ]
+        }
+        assert group["Properties"]["RetentionInDays"] == 30
+        assert group["DeletionPolicy"] == "Delete"
+        assert logical_id in instance["DependsOn"]
+
+
 def test_deletion_protection_follows_context(default_app: Synthesized, variant_app: Synthesized) -> None:
     for app, expected in ((default_app, True), (variant_app, False)):
         app.template.has_resource_properties("AWS::RDS::DBInstance", {"DeletionProtection": expected})
