@@ -74,6 +74,7 @@ class OrchestratorStack(Stack):
             runtime=self.runtime,
             messaging=self.messaging,
             checkpoint_table=self.state.checkpoint_table,
+            checkpoint_bucket=self.state.artifacts_bucket,
             idempotency_table=self.state.idempotency_table,
             workers=self.workers,
             telegram=self.telegram,

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -82,6 +84,7 @@ class Consumers(Construct):
         runtime: LambdaRuntime,
         messaging: Messaging,
         checkpoint_table: dynamodb.ITable,
+        checkpoint_bucket: s3.IBucket,
         idempotency_table: dynamodb.ITable,
         workers: Workers,
         telegram: Telegram,
@@ -93,6 +96,7 @@ class Consumers(Construct):
         self._runtime = runtime
         self._messaging = messaging
         self._checkpoint_table = checkpoint_table
+        self._checkpoint_bucket = checkpoint_bucket
         self._idempotency_table = idempotency_table
         self._workers = workers
         self._telegram = telegram
@@ -163,6 +167,8 @@ class Consumers(Construct):
             "ORCH_CHECKPOINTER": "dynamodb",
             "ORCH_CHECKPOINT_TABLE": self._checkpoint_table.table_name,
             "ORCH_CHECKPOINT_TTL_S": str(constants.CHECKPOINT_TTL_SECONDS),
+            # values over ~350 KB go to <bucket>/checkpoints/ (DynamoDB items stop at 400 KB)
+            "ORCH_CHECKPOINT_BUCKET": self._checkpoint_bucket.bucket_name,
         }
 
     def _infra_environment(self) -> dict[str, str]:
@@ -213,6 +219,38 @@ class Consumers(Construct):
             "a fixed prefix of this stack; the actions are listed one by one and none deletes.",
         )
 
+    def _grant_checkpoint_offload(self, function: lambda_.Function) -> None:
+        """Exactly what DynamoDBSaver's S3 offload calls (langgraph-checkpoint-aws storage_strategy.py).
+
+        At construction GetBucketLifecycleConfiguration, to find the stack's rule (so it never puts one:
+        no s3:PutLifecycleConfiguration); per large value PutObject with a `ttl-days` tag (PutObject and
+        PutObjectTagging) and GetObject, under `checkpoints/` only. DeleteObjects comes only with
+        delete_thread, which no graph calls: the lifecycle rule expires the values with their items.
+        """
+        prefix = f"{constants.CHECKPOINT_S3_KEY_PREFIX.strip('/')}/"
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteOffloadedCheckpoints",
+                actions=["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject"],
+                resources=[self._checkpoint_bucket.arn_for_objects(f"{prefix}*")],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FindCheckpointLifecycleRule",
+                actions=["s3:GetLifecycleConfiguration"],
+                resources=[self._checkpoint_bucket.bucket_arn],
+            )
+        )
+        bucket_id = Stack.of(self).get_logical_id(self._checkpoint_bucket.node.default_child)  # type: ignore[arg-type]
+        acknowledge_wildcard_resources(
+            function,
+            [f"<{bucket_id}.Arn>/{prefix}*"],
+            reason="The saver names offloaded checkpoint values at run time (thread, checkpoint and "
+            f"channel) under the one prefix {prefix} the stack's lifecycle rule expires; the actions are "
+            "listed one by one (put with its expiry tag, get), none deletes or lists.",
+        )
+
     def _grant_specifics(self) -> None:
         self._grant_product_owner()
         self._workers.grant_manage_workers(self.functions[constants.WORKER_MANAGER_FUNCTION])
@@ -228,6 +266,7 @@ class Consumers(Construct):
             grant_secret_read(self.functions[name], github_token)
         for name in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION):
             self._checkpoint_table.grant_read_write_data(self.functions[name])
+            self._grant_checkpoint_offload(self.functions[name])
         bot = self.functions[constants.TELEGRAM_BOT_FUNCTION]
         self._telegram.bot_token_secret.grant_read(bot)
         self._telegram.bot_token_secret.grant_read(self.functions[constants.TELEGRAM_NOTIFIER_FUNCTION])

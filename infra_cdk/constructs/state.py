@@ -10,8 +10,10 @@ The claims table is `shared.idempotency.DynamoDbIdempotency`'s: string `pk`, exp
 `expires_at` attribute; the Telegram webhook and bot consumer claim update ids and refusal
 cool-downs there (conditional PutItem, DeleteItem to release).
 
-Functions get, later: DynamoDBSaver(table_name=..., ttl_seconds=constants.CHECKPOINT_TTL_SECONDS,
-s3_offload_config={"bucket_name": ..., "key_prefix": constants.CHECKPOINT_S3_KEY_PREFIX}).
+The engineering and deploy functions get the table (ORCH_CHECKPOINT_TABLE) and this bucket
+(ORCH_CHECKPOINT_BUCKET), and build DynamoDBSaver(table_name=..., ttl_seconds=constants.
+CHECKPOINT_TTL_SECONDS, s3_offload_config={"bucket_name": ..., "key_prefix": "checkpoints"}); their
+grants on the bucket are exactly the saver's calls (`infra_cdk.constructs.consumers`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from infra_cdk import constants
 from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.test_compute import _actions, _function, _policy_statements, _resources
 
 saver_module = pytest.importorskip("langgraph_checkpoint_aws.checkpoint.dynamodb.saver")
 strategy_module = pytest.importorskip("langgraph_checkpoint_aws.checkpoint.dynamodb.storage_strategy")
@@ -22,21 +23,27 @@ TABLE = "checkpoints"
 REGION = "us-east-1"
 
 
+def _create_stack_table(app: Synthesized) -> Any:
+    """The checkpoint table as the template declares it (inside mock_aws); returns the DynamoDB client."""
+    (table,) = [t for k, t in app.resources("AWS::DynamoDB::Table").items() if "CheckpointTable" in k]
+    props = table["Properties"]
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=props["KeySchema"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        BillingMode=props["BillingMode"],
+    )
+    client.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+    return client
+
+
 def test_saver_round_trips_a_checkpoint_through_the_stack_table(default_app: Synthesized) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
 
-    (table,) = [t for k, t in default_app.resources("AWS::DynamoDB::Table").items() if "CheckpointTable" in k]
-    props = table["Properties"]
     with mock_aws():
         # given the table exactly as the template declares it
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=props["KeySchema"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-            BillingMode=props["BillingMode"],
-        )
-        client.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        client = _create_stack_table(default_app)
         saver = saver_module.DynamoDBSaver(
             table_name=TABLE, region_name=REGION, ttl_seconds=constants.CHECKPOINT_TTL_SECONDS
         )
@@ -99,3 +106,132 @@ def test_without_the_stack_rule_the_saver_would_rewrite_the_lifecycle() -> None:
         ttl_seconds=constants.CHECKPOINT_TTL_SECONDS,
     )
     assert len(s3.puts) == 1
+
+
+# -- large checkpoints offload to the artifacts bucket -------------------------------------------------
+
+S3_ACTIONS_OF = {
+    # what each S3 operation the saver makes is authorised as (AWS: "Actions, resources, and condition keys
+    # for Amazon S3"); PutObject with a Tagging header needs s3:PutObjectTagging as well
+    "GetBucketLifecycleConfiguration": ("bucket", ("s3:GetLifecycleConfiguration",)),
+    "PutObject": ("object", ("s3:PutObject", "s3:PutObjectTagging")),
+    "GetObject": ("object", ("s3:GetObject",)),
+}
+
+
+def _graph_function(app: Synthesized, name: str) -> dict[str, Any]:
+    return _function(app, name)[1]
+
+
+def _s3_statements(app: Synthesized, role_id: str) -> list[dict[str, Any]]:
+    return [s for s in _policy_statements(app, role_id) if any(a.startswith("s3:") for a in _actions(s))]
+
+
+def _granted(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """action -> the resources it is granted on (JSON of each resource expression)."""
+    import json
+
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in _actions(statement):
+            granted.setdefault(action, set()).update(json.dumps(r) for r in _resources(statement))
+    return granted
+
+
+def _record_s3_operations_of_a_large_checkpoint(
+    app: Synthesized, bucket_rules: list[dict[str, Any]]
+) -> list[str]:
+    """A 600 KB checkpoint written and read back through DynamoDBSaver with S3 offload, in moto: the S3
+    operations it made, in order."""
+    import botocore.client
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    operations: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client: Any, operation_name: str, api_params: Any) -> Any:
+        if client.meta.service_model.service_name == "s3":
+            operations.append(operation_name)
+        return original(client, operation_name, api_params)
+
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+        _create_stack_table(app)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="artifacts")
+        s3.put_bucket_lifecycle_configuration(
+            Bucket="artifacts", LifecycleConfiguration={"Rules": bucket_rules}
+        )
+        patch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+        saver = saver_module.DynamoDBSaver(
+            table_name=TABLE,
+            region_name=REGION,
+            ttl_seconds=constants.CHECKPOINT_TTL_SECONDS,
+            s3_offload_config={"bucket_name": "artifacts", "key_prefix": constants.CHECKPOINT_S3_KEY_PREFIX},
+        )
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"transcript": "x" * 600_000}
+        config: Any = {"configurable": {"thread_id": "task-1", "checkpoint_ns": ""}}
+        saved = saver.put(config, checkpoint, {"source": "loop", "step": 1}, {"transcript": 1})
+        loaded = saver.get_tuple(saved)
+        assert loaded is not None and loaded.checkpoint["channel_values"]["transcript"] == "x" * 600_000
+        patch.undo()  # the saver's calls only
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts").get("Contents", [])]
+    assert keys and all(k.startswith(f"{constants.CHECKPOINT_S3_KEY_PREFIX}/") for k in keys)
+    return operations
+
+
+def test_graphs_offload_large_checkpoints_to_the_artifacts_bucket_with_exactly_the_saver_s_s3_calls(
+    any_app: Synthesized,
+) -> None:
+    import json
+
+    (bucket_id,) = [k for k in any_app.resources("AWS::S3::Bucket") if "Artifacts" in k]
+    (artifacts,) = [b for k, b in any_app.resources("AWS::S3::Bucket").items() if k == bucket_id]
+    rules = [
+        {
+            "ID": r["Id"],
+            "Status": "Enabled",
+            "Filter": {"Prefix": r.get("Prefix", "")},
+            "Expiration": {"Days": 1},
+        }
+        for r in artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
+        if r["Id"] == constants.checkpoint_lifecycle_rule_id()
+    ]
+    operations = _record_s3_operations_of_a_large_checkpoint(any_app, rules)
+    assert set(operations) == set(S3_ACTIONS_OF), operations  # the saver's calls are the ones mapped above
+    bucket = json.dumps({"Fn::GetAtt": [bucket_id, "Arn"]})
+    objects = json.dumps(
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{constants.CHECKPOINT_S3_KEY_PREFIX}/*"]]}
+    )
+    expected = {
+        action: {bucket if scope == "bucket" else objects}
+        for scope, actions in S3_ACTIONS_OF.values()
+        for action in actions
+    }
+    for name in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION):
+        props = _graph_function(any_app, name)
+        assert props["Environment"]["Variables"]["ORCH_CHECKPOINT_BUCKET"] == {"Ref": bucket_id}, name
+        assert _granted(_s3_statements(any_app, props["Role"]["Fn::GetAtt"][0])) == expected, name
+    # nobody else touches the bucket
+    for props in (r["Properties"] for r in any_app.resources("AWS::Lambda::Function").values()):
+        if props.get("FunctionName") not in {
+            f"{any_app.stack.config.resource_prefix}-{n}"
+            for n in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION)
+        } and "Fn::GetAtt" in json.dumps(props.get("Role")):
+            assert bucket_id not in json.dumps(_s3_statements(any_app, props["Role"]["Fn::GetAtt"][0]))
+
+
+def test_the_graph_settings_read_the_bucket_and_the_prefix_the_grant_is_for(
+    default_app: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.engineering.checkpoint import s3_offload_config
+    from functions.engineering.settings import CheckpointSettings
+
+    env = _graph_function(default_app, constants.ENGINEERING_FUNCTION)["Environment"]["Variables"]
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value if isinstance(value, str) else "the-artifacts-bucket")
+    config = s3_offload_config(CheckpointSettings())
+    assert config is not None
+    assert config["bucket_name"] == "the-artifacts-bucket"
+    assert config["key_prefix"].strip("/") == constants.CHECKPOINT_S3_KEY_PREFIX
