@@ -6,7 +6,8 @@ layers.build`; each function gets only the layers its imports need (`constants.F
 so the API carries no langgraph or aiogram.
 
 Every function gets its own role: write access to its own log group and nothing else until its
-construct grants what it uses.
+construct grants what it uses; a function in the VPC also gets AWS's VPC access policy (network
+interfaces, and log writes to any log group: see its acknowledgement).
 """
 
 from __future__ import annotations
@@ -170,7 +171,11 @@ class LambdaRuntime(Construct):
                     id=f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
                     reason="A function in the VPC needs to create, describe and delete its network "
                     "interfaces; EC2 cannot scope DescribeNetworkInterfaces to a resource, and AWS keeps "
-                    "this policy in step with what Lambda's VPC networking calls. It grants no data access.",
+                    "this policy in step with what Lambda's VPC networking calls (a hand-kept copy could "
+                    "fail Lambda's VPC check when that changes). The policy also allows logs:CreateLogGroup, "
+                    "logs:CreateLogStream and logs:PutLogEvents on any log group of the account, not only "
+                    "the function's own: accepted for the two functions in the VPC (the API and its deploy "
+                    "hook), which can append log lines anywhere but read, change or delete none.",
                 )
             )
             network = {

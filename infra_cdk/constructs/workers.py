@@ -338,7 +338,10 @@ class Workers(Construct):
             role,
             [secret_name_arn_finding(po_keys)],
             reason="Product Owner workers read the user-scope API key of the person they serve, named at "
-            "run time under one fixed prefix of this stack; read only (GetSecretValue, DescribeSecret).",
+            "run time under one fixed prefix of this stack; read only (GetSecretValue, DescribeSecret). "
+            "Every worker gets it, not only Product Owner ones: all workers (engineering developers and "
+            "testers too) run one task definition with one task role, so any worker may read any "
+            "person's key under this prefix; IAM does not tell them apart.",
         )
 
     def _build_sessions_bucket(self, log_bucket: s3.IBucket) -> s3.Bucket:
@@ -396,7 +399,10 @@ class Workers(Construct):
             [f"<{bucket_id}.Arn>/{constants.SESSIONS_KEY_PREFIX}*"],
             reason="A worker loads and saves the session archive of the agent it runs, keyed at run time "
             "by the person it serves (sessions/po/<user_id>.tar.gz), in a bucket that holds only session "
-            "archives; object actions only (GetObject, PutObject, DeleteObject) under that one prefix.",
+            "archives; object actions only (GetObject, PutObject, DeleteObject) under that one prefix. "
+            "Every worker gets it, not only Product Owner ones: all workers run one task definition with "
+            "one task role, so any worker may read, replace or delete any person's archive; IAM does not "
+            "tell them apart.",
         )
 
     def _ansible_container_environment(self) -> dict[str, str]:

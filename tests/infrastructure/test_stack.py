@@ -625,3 +625,44 @@ def test_the_devops_and_telegram_parts_are_observed_like_the_rest(default_app: S
     for function in ("deploy", "infra", "infra-events", "telegram-bot", "telegram-webhook"):
         assert f"{DEFAULT_PREFIX}-{function}-error-rate" in names, function
         assert f"{function}: errors" in body, function
+
+
+def _acknowledgements(app: Synthesized) -> dict[str, str]:
+    """cdk-nag acknowledgement id -> its reason, for every acknowledgement in the stack."""
+    metadata = json.loads((app.outdir / f"{app.stack.artifact_id}.metadata.json").read_text())
+    return {
+        rule.removeprefix("Annotation::"): reason
+        for entries in metadata.values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+    }
+
+
+def test_the_vpc_access_acknowledgement_says_the_policy_writes_logs_anywhere(
+    default_app: Synthesized,
+) -> None:
+    # AWSLambdaVPCAccessExecutionRole allows logs:CreateLogGroup/CreateLogStream/PutLogEvents on "*"
+    (reason,) = {
+        reason
+        for rule, reason in _acknowledgements(default_app).items()
+        if "AWSLambdaVPCAccessExecutionRole" in rule
+    }
+    assert "grants no data access" not in reason
+    assert "logs:PutLogEvents" in reason and "any log group" in reason
+
+
+def test_worker_role_acknowledgements_say_every_worker_gets_them(default_app: Synthesized) -> None:
+    # One task definition (one task role) runs every worker: engineering developers and testers as well
+    # as Product Owner workers; the worker manager may run only that one.
+    families = {r["Properties"]["Family"] for r in default_app.resources("AWS::ECS::TaskDefinition").values()}
+    prefix = default_app.stack.config.resource_prefix
+    assert families == {f"{prefix}-worker", f"{prefix}-ansible-runner"}
+    reasons = {
+        rule: reason
+        for rule, reason in _acknowledgements(default_app).items()
+        if rule.endswith((f"/{constants.PO_SECRETS_PATH}/*]", f"/{constants.SESSIONS_KEY_PREFIX}*]"))
+    }
+    assert len(reasons) == 2, reasons
+    for rule, reason in reasons.items():
+        assert "every worker gets it, not only product owner ones" in reason.lower(), rule
