@@ -14,6 +14,7 @@ from infra_cdk.constructs.data import Database
 from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.observability import Observability
+from infra_cdk.constructs.provider_logs import ProviderLogs
 from infra_cdk.constructs.runtime import LambdaRuntime
 from infra_cdk.constructs.schedules import Schedules
 from infra_cdk.constructs.state import State
@@ -91,6 +92,17 @@ class OrchestratorStack(Stack):
             service_key_secret=self.api.service_key_secret,
         )
         self.messaging.grant_publishing(self.runtime.functions)
+        self.provider_logs = ProviderLogs(
+            self,
+            "ProviderLogs",
+            provider_users={
+                "Custom::VpcRestrictDefaultSGCustomResourceProvider": [
+                    self.network.vpc.node.find_child("RestrictDefaultSecurityGroupCustomResource")
+                ],
+                "AWSCDK.TriggerCustomResourceProviderCustomResourceProvider": [self.api.deploy_hook],
+            },
+            rotation=self.database.rotation,
+        )
         self._observe()
         self._build_outputs()
 

@@ -37,7 +37,7 @@ class Database(Construct):
         for log_group in log_groups:
             self.instance.node.add_dependency(log_group)
         self._build_access()
-        self._build_rotation()
+        self.rotation = self._build_rotation()
         self._acknowledge_findings()
 
     @property
@@ -137,12 +137,12 @@ class Database(Construct):
             self._network.function_security_group, "PostgreSQL from functions in the private subnets"
         )
 
-    def _build_rotation(self) -> None:
+    def _build_rotation(self) -> secretsmanager.SecretRotation:
         # The rotation function (from the Serverless Application Repository) runs in the private
         # subnets with the functions' security group: the database and the Secrets Manager
         # endpoint, nothing else. Clients must re-read the secret when a new connection fails
         # authentication after a rotation.
-        self.instance.add_rotation_single_user(
+        return self.instance.add_rotation_single_user(
             automatically_after=Duration.days(constants.DB_SECRET_ROTATION_DAYS),
             vpc_subnets=self._network.private_subnets,
             security_group=self._network.function_security_group,

@@ -72,8 +72,9 @@ EXPECTED_COUNTS: dict[str, int] = {
     # a role per function, task + execution role per task definition, the two CDK providers
     "AWS::IAM::Role": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT + 2,
     "AWS::IAM::Policy": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT,
-    # database export, one per function, the API's access log, one per task definition
-    "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT,
+    # database export, one per function, the API's access log, one per task definition, the two CDK
+    # providers' handlers and the rotation function
+    "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT + 2 + 1,
     "AWS::ApiGatewayV2::Api": 1,
     "AWS::ApiGatewayV2::Stage": 1,
     "AWS::ApiGatewayV2::Route": 2,  # $default -> the API function, POST /telegram/webhook -> the webhook
@@ -666,3 +667,46 @@ def test_worker_role_acknowledgements_say_every_worker_gets_them(default_app: Sy
     assert len(reasons) == 2, reasons
     for rule, reason in reasons.items():
         assert "every worker gets it, not only product owner ones" in reason.lower(), rule
+
+
+def _log_group_named(app: Synthesized, name: Any) -> tuple[str, dict[str, Any]] | None:
+    found = [
+        (logical_id, group)
+        for logical_id, group in app.resources("AWS::Logs::LogGroup").items()
+        if group["Properties"].get("LogGroupName") == name
+    ]
+    return found[0] if found else None
+
+
+def test_every_lambda_of_the_stack_logs_to_a_group_that_expires_and_goes_with_the_stack(
+    any_app: Synthesized,
+) -> None:
+    # CDK's own providers (the default security group restriction, the trigger) and the rotation function
+    # from the Serverless Application Repository included: Lambda would create their groups on first
+    # use, with no expiry, and they would outlive the stack.
+    resources = any_app.template_json["Resources"]
+    for logical_id, function in any_app.resources("AWS::Lambda::Function").items():
+        logging = function["Properties"].get("LoggingConfig")
+        if logging:  # our functions: their own log group, set on the function
+            group = resources[logging["LogGroup"]["Ref"]]
+            assert group["Properties"]["RetentionInDays"] == 30 and group["DeletionPolicy"] == "Delete"
+            continue
+        owned = _log_group_named(any_app, {"Fn::Join": ["", ["/aws/lambda/", {"Ref": logical_id}]]})
+        assert owned is not None, f"{logical_id} logs to a group Lambda creates (never expires)"
+        group_id, group = owned
+        assert group["Properties"]["RetentionInDays"] == 30 and group["DeletionPolicy"] == "Delete"
+        users = [
+            k
+            for k, r in resources.items()
+            if r["Properties"].get("ServiceToken") == {"Fn::GetAtt": [logical_id, "Arn"]}
+        ]
+        assert users, logical_id
+        for user in users:  # made before the first invocation, deleted after the last
+            assert group_id in resources[user].get("DependsOn", []), (logical_id, user)
+    (application_id, application) = next(iter(any_app.resources("AWS::Serverless::Application").items()))
+    name = application["Properties"]["Parameters"]["functionName"]
+    assert isinstance(name, str)
+    owned = _log_group_named(any_app, f"/aws/lambda/{name}")
+    assert owned is not None, "the rotation function logs to a group Lambda creates (never expires)"
+    assert owned[1]["Properties"]["RetentionInDays"] == 30 and owned[1]["DeletionPolicy"] == "Delete"
+    assert owned[0] in application["DependsOn"], application_id
