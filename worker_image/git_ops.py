@@ -17,6 +17,14 @@ class GitError(RuntimeError):
 _auth_env: dict[str, str] = {}
 
 
+def token_may_travel_to(repo_url: str) -> bool:
+    """A token goes only over https, or over plain http to this machine's loopback (a local git server)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(repo_url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"))
+
+
 def use_token(repo_url: str, token: str | None) -> None:
     """Authenticate git to an https host with `token` through env (never in a URL or argv)."""
     import base64
@@ -24,8 +32,7 @@ def use_token(repo_url: str, token: str | None) -> None:
 
     _auth_env.clear()
     parts = urlsplit(repo_url)
-    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
-    if not token or not (parts.scheme == "https" or loopback):
+    if not token or not token_may_travel_to(repo_url):
         return
     credentials = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     _auth_env.update({

@@ -91,9 +91,12 @@ class ResolvedSecrets:
 
 
 def resolve_secrets(job: RunnerJob, secrets: SecretsPort) -> ResolvedSecrets:
-    """Read every secret the job references. The github token is read only for https clones."""
+    """Read every secret the job references. The github token is read only for clones it may travel to
+    (https, or http to the server's own loopback: the worker's rule, `git_ops.token_may_travel_to`)."""
+    from worker_image.git_ops import token_may_travel_to
+
     wanted: list[tuple[str, str]] = [(f"secret_refs.{name}", ref) for name, ref in job.secret_refs.items()]
-    if job.github_token_ref and job.kind == "deploy" and (job.repo_url or "").startswith("https://"):
+    if job.github_token_ref and job.kind == "deploy" and token_may_travel_to(job.repo_url or ""):
         wanted.append(("github_token_ref", job.github_token_ref))
     if job.target.ssh_key_ref and not job.is_local:
         wanted.append(("target.ssh_key_ref", job.target.ssh_key_ref))
