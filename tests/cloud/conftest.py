@@ -28,7 +28,7 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def rehearsal() -> Iterator[Rehearsal]:
+def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -39,11 +39,24 @@ def rehearsal() -> Iterator[Rehearsal]:
                    worker_image_env={
                        # the image's coding agents: the fake developer (command agent) and the fake `claude`
                        "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
-                       "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}) as stack:  # fmt: skip
+                       "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
+                   # the ssh host clones from the fake GitHub: it listens where the namespace can reach it
+                   github_bind="0.0.0.0" if ssh_server else "127.0.0.1") as stack:  # fmt: skip
+        if ssh_server is not None:
+            _github_reachable_from(ssh_server, stack.github.url)
         yield stack
         print(f"\nrehearsal timings: {json.dumps(stack.timings)}; logs in {workdir}/logs", file=sys.stderr)
     if not os.environ.get("ORCH_REHEARSAL_KEEP"):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _github_reachable_from(host: Any, github_url: str) -> None:
+    """A server clones from GitHub at the URL the functions use: inside the namespace, 127.0.0.1:<port> is
+    relayed to the fake GitHub on this machine (the host side of the veth pair). Stopped with the namespace."""
+    port = github_url.rsplit(":", 1)[1]
+    subprocess.Popen(["ip", "netns", "exec", host.namespace, "socat",
+                      f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"TCP:{host.host_address}:{port}"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
 
 CloudCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -68,3 +81,17 @@ def orch(rehearsal: Rehearsal, tmp_path_factory: pytest.TempPathFactory) -> Clou
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr or result.stdout}"
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def ssh_server() -> Iterator[Any]:
+    """A real OpenSSH server in its own network namespace (tests/ssh_host.py), or None where it cannot run."""
+    from tests.ssh_host import SshHost, skip_reason
+
+    if skip_reason():
+        yield None
+        return
+    with SshHost.start() as host:
+        yield host
+    # what the deploy wrote "on the server" lands on this machine (the namespace shares its filesystem)
+    shutil.rmtree("/opt/orchestrator/blog", ignore_errors=True)

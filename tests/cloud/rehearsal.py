@@ -70,13 +70,15 @@ def allowed_modules(layer_requirements: list[str], extra: set[str]) -> list[str]
 class Rehearsal:
     def __init__(self, workdir: Path, postgres_admin_url: str, *, context: Mapping[str, Any] | None = None,
                  database: Mapping[str, Any] | None = None,
-                 worker_image_env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                 worker_image_env: Mapping[str, str] | None = None, github_bind: str = "127.0.0.1") -> None:  # fmt: skip
         self.workdir = workdir
         self.postgres_admin_url = postgres_admin_url
         self.context = {"github_owner": GITHUB_OWNER, "telegram_admins": str(TELEGRAM_ADMIN_ID),
                         "agent_secret_refs": "{}", **(context or {})}  # fmt: skip
         self.database_override = dict(database or {})
         self.worker_image_env = dict(worker_image_env or {})
+        self.github_bind = github_bind
+        """Where the fake GitHub listens: an address the test servers can reach too (they clone from it)."""
         """ENV lines of the worker image as built for the rehearsal (e.g. ORCH_AGENT_COMMAND for the command agent)."""
         self.timings: dict[str, float] = {}
         self._closers: list[Any] = []
@@ -123,7 +125,8 @@ class Rehearsal:
         self.moto_url = f"http://{host}:{port}"
         self.session = boto3.Session(aws_access_key_id="rehearsal-admin", aws_secret_access_key="rehearsal-admin",
                                      region_name="us-east-1")  # fmt: skip
-        self.github = FakeGitHub(self.workdir / "github", GITHUB_TOKEN, login=GITHUB_OWNER, git_over_http=True).start()
+        self.github = FakeGitHub(self.workdir / "github", GITHUB_TOKEN, login=GITHUB_OWNER, git_over_http=True,
+                                 bind=self.github_bind).start()
         self._closers.append(self.github.stop)
         self.telegram = FakeTelegram(TELEGRAM_TOKEN)
         self.telegram.start()
@@ -346,8 +349,31 @@ class Rehearsal:
     def denials(self) -> list[dict[str, Any]]:
         return [r for r in self.iam_records() if not r.get("allowed")]
 
+    def send_grants(self) -> set[tuple[str, str]]:
+        """(role ARN, queue ARN) for every sqs:SendMessage a function or task role is granted."""
+        from tests.cloud.iam import action_match, arn_match
+
+        queues = [self.resolver.get_att(lg, "Arn") for lg, _ in self.template.of_type("AWS::SQS::Queue")]
+        principals = [spec.principal for spec in self.lambda_.specs.values()] + list(self.ecs.principals.values())
+        grants = set()
+        for principal in principals:
+            for statement in principal.statements:
+                actions = statement.get("Action", [])
+                if statement.get("Effect") != "Allow" or not any(
+                        action_match(a, "sqs:SendMessage") for a in ([actions] if isinstance(actions, str) else actions)):
+                    continue
+                resources = statement.get("Resource", [])
+                for pattern in [resources] if isinstance(resources, str) else resources:
+                    grants |= {(principal.arn, q) for q in queues if arn_match(pattern, q)}
+        return grants
+
+    def sends(self, principal_part: str, queue_part: str) -> list[dict[str, Any]]:
+        """Allowed SendMessage calls of a role (by a part of its name) to a queue (by a part of its name)."""
+        return [r for r in self.iam_records() if r["action"] == "sqs:SendMessage" and r["allowed"]
+                and principal_part in r["principal"] and r["resource"].endswith(queue_part)]  # fmt: skip
+
     def function_log(self, name_part: str) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted((self.workdir / "logs").glob(f"*{name_part}*")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted((self.workdir / "logs").glob(f"*{name_part}*.log" if name_part else "*.log")))
 
     def queue_url(self, logical_prefix: str) -> str:
         return self.physical_ref(logical_prefix)

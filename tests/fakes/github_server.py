@@ -90,12 +90,14 @@ class FakeGitHub:
         login: str = "octo",
         max_per_page: int = 100,
         git_over_http: bool = False,
+        bind: str = "127.0.0.1",
     ) -> None:
         self.root = Path(root)
         self.token = token
         self.login = login
         self.max_per_page = max_per_page
         self.git_over_http = git_over_http
+        self.bind = bind
         self.requests: list[RecordedRequest] = []
         self.repos: dict[str, FakeRepo] = {}
         self._failures: list[_Reply] = []
@@ -110,11 +112,11 @@ class FakeGitHub:
         if self._server is None:
             raise RuntimeError("the fake GitHub is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host!s}:{port}"  # noqa: S104
 
     def start(self) -> FakeGitHub:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((self.bind, 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll interval: shutdown() waits up to one interval, once per test.
         self._thread = threading.Thread(
