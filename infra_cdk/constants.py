@@ -91,6 +91,9 @@ DB_NAME = "orchestrator"
 DB_USERNAME = "orchestrator"
 DB_PORT = 5432
 DB_SECRET_ROTATION_DAYS = 30
+DB_TLS_MODE = "verify-full"
+"""ORCH_DATABASE_TLS of the API and the deploy hook: TLS with the server's certificate checked against the
+RDS CA bundle and its host name (pg8000 would otherwise encrypt without authenticating the server)."""
 DB_INSTANCE_SUFFIX = "postgres"
 DB_LOG_EXPORTS = ("postgresql",)
 

@@ -142,7 +142,7 @@ class Api(Construct):
             timeout_seconds=constants.API_TIMEOUT_SECONDS,
             description=f"{prefix}: the HTTP API (Powertools resolver, SQLAlchemy on RDS PostgreSQL)",
             environment_variables={
-                "ORCH_DATABASE_SECRET_REF": environment.secret_reference(self._database.secret.secret_arn),
+                **environment.database(self._database.secret.secret_arn),
                 **environment.queues(self._config),
                 **environment.secrets(self._config),
             },
@@ -239,7 +239,7 @@ class Api(Construct):
             timeout_seconds=constants.DEPLOY_HOOK_TIMEOUT_SECONDS,
             description=f"{prefix}: on deploy, Alembic migrations, then the first admin and the service key",
             environment_variables={
-                "ORCH_DATABASE_SECRET_REF": environment.secret_reference(self._database.secret.secret_arn),
+                **environment.database(self._database.secret.secret_arn),
                 "ORCH_BOOTSTRAP_ADMIN_KEY_REF": environment.secret_reference(
                     self.admin_key_secret.secret_arn
                 ),

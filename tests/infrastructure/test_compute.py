@@ -241,6 +241,8 @@ def test_api_environment_names_the_database_secret_queues_and_secrets_backend(
     # the deploy hook seeds the admin; the internet-facing function cannot read the admin key
     assert "ORCH_BOOTSTRAP_ADMIN_KEY_REF" not in env
     hook = _env(default_app, constants.DEPLOY_HOOK_FUNCTION)
+    # both verify the server's certificate against the RDS CAs (pg8000 alone encrypts without checking)
+    assert env["ORCH_DATABASE_TLS"] == hook["ORCH_DATABASE_TLS"] == "verify-full"
     assert _is_reference_to_a_secret(default_app, hook["ORCH_BOOTSTRAP_ADMIN_KEY_REF"])
     assert _is_reference_to_a_secret(default_app, hook["ORCH_SERVICE_API_KEY_REF"])
 
