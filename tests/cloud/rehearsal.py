@@ -131,6 +131,7 @@ class Rehearsal:
         self.telegram = FakeTelegram(TELEGRAM_TOKEN)
         self.telegram.start()
         self._closers.append(self.telegram.stop)
+        self._database_server()
         self.database = self._create_database()
 
         self.lambda_ = Lambda([], self.workdir, {})
@@ -166,14 +167,14 @@ class Rehearsal:
             source.stopping.set()
         if hasattr(self, "ecs"):
             self.ecs.stop_all()
+        if getattr(self, "database", None):
+            self._drop_database()
         for close in reversed(self._closers):
             try:
                 close()
             except Exception:  # noqa: S112 - teardown goes on
                 continue
         self._closers.clear()
-        if getattr(self, "database", None):
-            self._drop_database()
 
     # -- pieces ---------------------------------------------------------------------------------------
 
@@ -189,6 +190,31 @@ class Rehearsal:
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.moto_url)
+
+    def _database_server(self) -> None:
+        """RDS as the template asks for it: when the API verifies the server (ORCH_DATABASE_TLS=verify-full
+        against the CA bundle in its code), the database is a TLS PostgreSQL whose certificate comes from a CA
+        put in that bundle's place in the staged asset, as RDS's certificate chains to the RDS CAs."""
+        modes = {props.get("Environment", {}).get("Variables", {}).get("ORCH_DATABASE_TLS")
+                 for _, props in ((lg, self.template.props(lg)) for lg, _ in self.template.of_type("AWS::Lambda::Function"))}  # fmt: skip
+        self.database_tls = "verify-full" if "verify-full" in modes else None
+        if self.database_tls is None:
+            return
+        from tests.tls_postgres import tls_postgres, unavailable
+
+        reason = unavailable()
+        if reason:
+            raise RuntimeError(f"the template verifies the database's certificate; no TLS PostgreSQL here: {reason}")
+        context = tls_postgres()
+        server = context.__enter__()
+        self._closers.append(lambda: context.__exit__(None, None, None))
+        self.postgres_admin_url = server.url
+        ca = Path(server.ca_pem_path).read_text()
+        bundles = list(self.template.assembly_dir.glob("asset.*/functions/api/rds-global-bundle.pem"))
+        if not bundles:
+            raise RuntimeError("verify-full is set but no staged asset carries functions/api/rds-global-bundle.pem")
+        for bundle in bundles:
+            bundle.write_text(ca)
 
     def _create_database(self) -> dict[str, Any]:
         from sqlalchemy import create_engine, text

@@ -32,6 +32,17 @@ def test_the_migration_hook_built_the_schema_and_seeded_the_keys(rehearsal: Rehe
     assert rehearsal.deploy_hook_result.result["admin"] == "created"
     health = httpx.get(f"{rehearsal.api_url}/health", timeout=30).json()
     assert health["database"] == "ok" and health["schema_revision"] == health["expected_revision"]
+    # over TLS, the server's certificate verified against the bundle in the code (as RDS's would be)
+    assert rehearsal.database_tls == "verify-full"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(rehearsal.postgres_admin_url)
+    with engine.connect() as connection:
+        encrypted = connection.execute(text(
+            "SELECT array_agg(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+            "WHERE a.usename = 'orchestrator'")).scalar()  # fmt: skip
+    engine.dispose()
+    assert encrypted and all(encrypted), encrypted
 
 
 def test_api_crud_with_keys_and_bad_input_gets_a_4xx(rehearsal: Rehearsal, orch: CloudCli) -> None:
