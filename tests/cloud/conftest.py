@@ -38,7 +38,8 @@ def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
     with Rehearsal(workdir, os.environ[POSTGRES_URL_ENV],
                    worker_image_env={
                        # the image's coding agents: the fake developer (command agent) and the fake `claude`
-                       "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
+                       # (it notes the environment it was given in the container's /tmp first)
+                       "ORCH_AGENT_COMMAND": f"env > /tmp/agent-env.txt; exec {FAKES / 'dev-agent'}",
                        "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
                    # the ssh host clones from the fake GitHub: it listens where the namespace can reach it
                    github_bind="0.0.0.0" if ssh_server else "127.0.0.1") as stack:  # fmt: skip

@@ -77,6 +77,18 @@ def test_engineering_scaffolds_develops_and_tests_through_fargate_workers(
     assert len(rehearsal.ecs.finished) >= 2, "developer and tester ran as ECS tasks"
 
 
+def test_the_coding_agent_in_a_worker_task_sees_no_cloud_credentials(rehearsal: Rehearsal) -> None:
+    # the worker's container holds the task role's credentials (env, as ECS provides them); its agent must not
+    dumps = list((rehearsal.workdir / "tasks").glob("*/tmp/agent-env.txt"))
+    assert dumps, "no agent ran in a worker task"
+    for dump in dumps:
+        names = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if "=" in line}
+        leaked = sorted(n for n in names if n.startswith(("AWS_", "ECS_")) or n in ("ORCH_SERVICE_API_KEY_REF",
+                                                                                     "ORCH_API_KEY", "ORCH_API_URL"))
+        assert not leaked, f"{dump}: {leaked}"
+        assert "ORCH_TASK_FILE" in names  # what the task grants does arrive
+
+
 def test_a_deploy_goes_through_the_ansible_runner_task_to_an_ssh_host_and_is_smoke_tested(
     rehearsal: Rehearsal, orch: CloudCli, ssh_server: SshHost | None
 ) -> None:
