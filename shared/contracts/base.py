@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 CONTRACT_VERSION: Literal["1"] = "1"
+
+_Item = TypeVar("_Item")
+
+
+def _empty_list_if_null(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _empty_dict_if_null(value: Any) -> Any:
+    return {} if value is None else value
+
+
+SeedList = Annotated[list[_Item], BeforeValidator(_empty_list_if_null)]
+"""A list field the seed sent as `null` when empty: read as `[]` (the legacy wire form stays readable)."""
+
+SeedDict = Annotated[dict[str, _Item], BeforeValidator(_empty_dict_if_null)]
+"""A mapping field the seed sent as `null` when empty: read as `{}`."""
 
 
 def new_id() -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from shared.contracts.base import BaseMessage, BaseResult
+from shared.contracts.base import BaseMessage, BaseResult, SeedDict, SeedList
 
 MAX_DEPLOY_FIX_ATTEMPTS = 2
 
@@ -32,7 +32,7 @@ class EngineeringMessage(BaseMessage):
 class EngineeringResult(BaseResult):
     """Stored as an engineering task's result."""
 
-    files_changed: list[str] = Field(default_factory=list, description="Paths changed by the work.")
+    files_changed: SeedList[str] = Field(default_factory=list, description="Paths changed by the work.")
     commit_sha: str | None = Field(default=None, description="Commit holding the work.")
     branch: str | None = Field(default=None, description="Branch the commit was pushed to.")
     pr_url: str | None = Field(
@@ -63,7 +63,7 @@ class ScaffolderMessage(BaseMessage):
     project_id: Annotated[str, Field(description="The project to scaffold.")]
     repo_full_name: Annotated[str, Field(description="Repository as owner/repo.")]
     project_name: Annotated[str, Field(description="The project's name.")]
-    modules: list[str] = Field(
+    modules: SeedList[str] = Field(
         default_factory=list, description='Template modules, e.g. ["backend", "telegram"].'
     )
 
@@ -79,7 +79,7 @@ class ScaffolderResult(BaseResult):
     repo_full_name: str
     repo_url: str | None = None
     commit_sha: str | None = None
-    files: list[str] = Field(default_factory=list)
+    files: SeedList[str] = Field(default_factory=list)
 
 
 class ProvisionerMessage(BaseMessage):
@@ -92,7 +92,7 @@ class ProvisionerMessage(BaseMessage):
     force_reinstall: bool = Field(default=False, description="Reinstall base packages even if present.")
     is_recovery: bool = Field(default=False, description="Provisioning after the server was lost.")
     job_type: Literal["provision", "ping"] = "provision"
-    open_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
+    open_ports: SeedList[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
 
 
 class ProvisionerResult(BaseResult):
@@ -101,17 +101,40 @@ class ProvisionerResult(BaseResult):
 
     server_handle: str
     server_ip: str | None = None
-    services_redeployed: list[str] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list)
+    services_redeployed: SeedList[str] = Field(
+        default_factory=list, description="Names of the services redeployed on the server."
+    )
+    services_redeployed_count: int | None = Field(
+        default=None,
+        ge=0,
+        description="Added: how many services were redeployed. The seed sent only this number, as "
+        "`services_redeployed`; such a body reads as an empty name list and this count.",
+    )
+    errors: SeedList[str] = Field(default_factory=list)
     reachable: bool | None = None
-    facts: dict[str, str] = Field(default_factory=dict)
+    facts: SeedDict[str] = Field(default_factory=dict)
     stdout: str | None = None
     stderr: str | None = None
     exit_code: int | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_count(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            redeployed = data.get("services_redeployed")
+            if isinstance(redeployed, int) and not isinstance(redeployed, bool):
+                data = {**data, "services_redeployed": [], "services_redeployed_count": redeployed}
+        return data
+
+    @model_validator(mode="after")
+    def _count_names(self) -> ProvisionerResult:
+        if self.services_redeployed_count is None:
+            self.services_redeployed_count = len(self.services_redeployed)
+        return self
+
 
 SecretRefs = Annotated[
-    dict[str, str],
+    SeedDict[str],
     Field(description="Environment name -> secret:// reference. Values are resolved by the runner only."),
 ]
 
@@ -130,7 +153,7 @@ class AnsibleDeployMessage(BaseMessage):
     repo_full_name: str
     server_ip: str
     port: Annotated[int, Field(ge=1, le=65535)]
-    modules: list[str] = Field(default_factory=list)
+    modules: SeedList[str] = Field(default_factory=list)
     github_token_ref: Annotated[
         str | None, Field(description="Reference (secret://...) to the repo token, never the token.")
     ] = None
@@ -144,7 +167,7 @@ class AnsibleDeployMessage(BaseMessage):
     run_command: str = "python3 -m app.server"
     health_path: str = "/health"
     port_variable: str = "PORT"
-    env: dict[str, str] = Field(default_factory=dict)
+    env: SeedDict[str] = Field(default_factory=dict)
     secret_refs: SecretRefs = Field(default_factory=dict)
 
 

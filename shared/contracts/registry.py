@@ -155,10 +155,14 @@ def parse_message(queue_name: str, raw: str | bytes | Mapping[str, Any]) -> Any:
     """Validate a raw body from `queue_name` into its model.
 
     Accepts the current wire form and the seed's legacy form (`{"data": "<json>"}`,
-    missing `version` / `correlation_id` / `timestamp`). Raises `ContractError` otherwise.
+    missing `version` / `correlation_id` / `timestamp`, `null` for empty lists, progress events on
+    `task_progress:<task_id>` without `task_id`). Raises `ContractError` otherwise.
     """
     contract = resolve_queue(queue_name)
     payload = _fill_legacy_envelope(_unwrap(contract.name, raw))
+    if queue_name.startswith(_LEGACY_PROGRESS_PREFIX) and not payload.get("task_id"):
+        # the seed named an event's task by its stream only
+        payload["task_id"] = queue_name.removeprefix(_LEGACY_PROGRESS_PREFIX)
     try:
         return contract.adapter.validate_python(payload)
     except ValidationError as exc:

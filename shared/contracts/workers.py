@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from shared.contracts.base import Contract, QueueMeta, new_id
+from shared.contracts.base import Contract, QueueMeta, SeedDict, SeedList, new_id
 
 DEFAULT_WORKER_TIMEOUT_S = 1800
 
@@ -18,12 +18,12 @@ class WorkerConfig(Contract):
     agent: Annotated[
         str, Field(min_length=1, description="claude-code | factory-droid | codex | command (more allowed).")
     ]
-    capabilities: list[str] = Field(default_factory=list, description='e.g. ["git", "github", "python"].')
-    env_vars: dict[str, str] = Field(
+    capabilities: SeedList[str] = Field(default_factory=list, description='e.g. ["git", "github", "python"].')
+    env_vars: SeedDict[str] = Field(
         default_factory=dict, description="Environment for the worker: secret *references*, never values."
     )
     mount_session_volume: bool = False
-    allowed_commands: list[str] = Field(default_factory=list, description="Commands the agent may run.")
+    allowed_commands: SeedList[str] = Field(default_factory=list, description="Commands the agent may run.")
     instructions: str | None = Field(
         default=None, description="Injected as CLAUDE.md (Claude) or AGENTS.md (others)."
     )
@@ -49,7 +49,7 @@ class _Command(QueueMeta):
 class CreateWorkerCommand(_Command):
     command: Literal["create"] = "create"
     config: WorkerConfig
-    context: dict[str, str] = Field(default_factory=dict)
+    context: SeedDict[str] = Field(default_factory=dict)
 
 
 class SendMessageCommand(_Command):

@@ -14,7 +14,9 @@ from shared.contracts import (
     CreateWorkerResponse,
     DeleteWorkerResponse,
     EngineeringMessage,
+    EngineeringResult,
     ProgressEvent,
+    ProvisionerResult,
     SendMessageResponse,
     WorkerActivity,
     WorkerConfig,
@@ -181,3 +183,51 @@ def test_unknown_fields_survive_for_forward_compatibility() -> None:
         "engineering:queue", {"task_id": "t", "project_id": "p", "user_id": 1, "future": 1}
     )
     assert json.loads(parsed.model_dump_json())["future"] == 1
+
+
+# Seed-era bodies (issue 16, item 14): the seed sent null for empty lists, a count for
+# services_redeployed, and progress events whose task was named by their stream only.
+
+
+@pytest.mark.parametrize(
+    ("queue", "body", "field"),
+    [
+        ("provisioner:results", {"request_id": "r", "status": "failed", "server_handle": "s", "errors": None},
+         "errors"),
+        ("scaffolder:queue", {"project_id": "p", "repo_full_name": "o/r", "project_name": "n", "modules": None},
+         "modules"),
+        ("ansible:deploy:queue", {"project_id": "p", "project_name": "n", "repo_full_name": "o/r",
+                                  "server_ip": "10.0.0.1", "port": 8080, "modules": None}, "modules"),
+    ],
+)  # fmt: skip
+def test_seed_nulls_for_lists_read_as_empty(queue: str, body: dict[str, object], field: str) -> None:
+    parsed = parse_message(queue, {"data": json.dumps(body)})
+    assert getattr(parsed, field) == []
+
+
+def test_seed_engineering_result_with_null_files_changed_reads_as_empty() -> None:
+    result = EngineeringResult.model_validate({"request_id": "r", "status": "success", "files_changed": None})
+    assert result.files_changed == []
+
+
+def test_seed_integer_services_redeployed_is_kept_as_a_count() -> None:
+    parsed = parse_message(
+        "provisioner:results",
+        {"request_id": "r", "status": "success", "server_handle": "s", "services_redeployed": 3},
+    )
+    assert isinstance(parsed, ProvisionerResult)
+    assert parsed.services_redeployed == []
+    assert parsed.services_redeployed_count == 3
+    named = ProvisionerResult(request_id="r", status="success", server_handle="s", services_redeployed=["a"])
+    assert named.services_redeployed_count == 1
+
+
+def test_seed_progress_event_takes_its_task_from_the_stream_name() -> None:
+    parsed = parse_message("task_progress:t9", {"type": "progress", "message": "half way"})
+    assert isinstance(parsed, ProgressEvent)
+    assert parsed.task_id == "t9"
+
+
+def test_progress_event_on_the_shared_stream_still_needs_its_task() -> None:
+    with pytest.raises(ContractError, match="task_id"):
+        parse_message("progress:events", {"type": "progress"})
