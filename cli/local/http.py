@@ -21,7 +21,13 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024
 
     def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
+        try:
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:  # a negative length would read until the client hangs up
+            self.send_error(400, "bad content-length")
+            return
         if length > MAX_REQUEST_BYTES:
             self.send_error(413, "request too large")
             return
@@ -51,10 +57,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiHttpServer(ThreadingHTTPServer):
-    """Serialises handler calls: one Lambda container handles one request at a time, and so does this."""
+    """Serialises handler calls: one Lambda container handles one request at a time, and so does this.
+
+    Connections are accepted concurrently (a thread each) and wait for the handler in turn. The listen
+    backlog is sized for a burst of clients (the CLI, workers, the bot, a test harness): socketserver's
+    default of 5 left a burst of 100 connections timing out or reset while the accept queue overflowed.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
     def __init__(self, address: tuple[str, int], handler: LambdaHandler) -> None:
         super().__init__(address, _Handler)

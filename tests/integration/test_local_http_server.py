@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from typing import Any
 
 import httpx
 
 from cli.local.http import ApiHttpServer
+from tests.factories import race
 
 
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -27,6 +30,64 @@ def test_a_204_with_a_stray_body_does_not_corrupt_the_next_response() -> None:
                 assert empty.status_code == 204 and empty.content == b""
                 full = client.get("/next")
                 assert full.status_code == 200 and full.json() == {"path": "/next"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _serve(handler: Any) -> ApiHttpServer:
+    server = ApiHttpServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _one_request(host: str, port: int, request: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+def test_a_burst_of_100_new_connections_is_served_without_resets_or_timeouts() -> None:
+    # given a handler that takes a little time and tracks how many calls overlap
+    inside = 0
+    most_inside = 0
+    count_lock = threading.Lock()
+
+    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        nonlocal inside, most_inside
+        with count_lock:
+            inside += 1
+            most_inside = max(most_inside, inside)
+        time.sleep(0.002)
+        with count_lock:
+            inside -= 1
+        return {"statusCode": 200, "body": "{}", "headers": {}}
+
+    server = _serve(slow)
+    host, port = server.server_address[:2]
+    request = b"GET /burst HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n"
+    try:
+        # when 100 clients connect at the same instant, each on its own connection
+        outcomes = race(100, lambda _: _one_request(str(host), int(port), request))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # then every one is answered, and the handler still ran one request at a time
+    failures = [o for o in outcomes if o != b"HTTP/1.1 200 OK"]
+    assert failures == []
+    assert most_inside == 1
+
+
+def test_a_negative_or_garbage_content_length_is_a_400_not_a_hang() -> None:
+    server = _serve(_handler)
+    host, port = server.server_address[:2]
+    try:
+        for length in (b"-1", b"ten"):
+            request = b"POST /x HTTP/1.1\r\nHost: local\r\nConnection: close\r\nContent-Length: " + length
+            assert _one_request(str(host), int(port), request + b"\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     finally:
         server.shutdown()
         server.server_close()
