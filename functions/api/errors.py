@@ -13,6 +13,12 @@ class ApiError(Exception):
         self.fields = fields or []
 
 
+class BadRequest(ApiError):
+    """The body cannot be read at all (not UTF-8, nested too deep): 400 before any validation."""
+
+    status, code = 400, "bad_request"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
@@ -37,8 +43,18 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
 class Unprocessable(ApiError):
     status, code = 422, "validation_error"
+
+
+class LimitExceeded(ApiError):
+    """A per-person bound (`ORCH_LIMIT_*`) is reached; `fields` names the limit."""
+
+    status, code = 429, "limit_exceeded"
 
 
 class SchemaOutOfDate(ApiError):

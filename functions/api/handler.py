@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.api import auth
+from functions.api import auth, request_guard
 from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
@@ -187,6 +187,9 @@ def lambda_handler(
         except Exception:
             logger.exception("authentication failed unexpectedly")
             return _error_result(Unavailable("the database is not reachable right now; try again shortly"))
+        refused = request_guard.check(event, headers)
+        if refused is not None:
+            return _error_result(refused)
         app.context.clear()
         if caller is not None:
             app.append_context(principal=caller)

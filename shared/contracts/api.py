@@ -33,6 +33,13 @@ SecretName = Annotated[
 ]
 Module = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
+INT32_MAX = 2**31 - 1
+"""Integer columns (seq, ports, exit codes) hold 32 bits on PostgreSQL: larger input is a 422, not a 500."""
+INT64_MAX = 2**63 - 1
+"""BIGINT columns (Telegram ids) and SQLite's integers hold 64 bits."""
+Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
 
 class Dto(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
@@ -109,11 +116,18 @@ class ProjectCreate(Dto):
 
 
 class ProjectUpdate(Dto):
-    description: Annotated[str | None, Field(max_length=4000)] = None
-    modules: list[Module] | None = Field(default=None, max_length=16)
+    """Omit a field to keep it. Only `agent` and `repo_url` may be cleared with null.
+
+    The others default to None without being nullable: pydantic does not validate defaults,
+    so an omitted field is left out of `model_dump(exclude_unset=True)` while an explicit
+    null is a 422 naming the field.
+    """
+
+    description: Annotated[str, Field(max_length=4000)] = None  # type: ignore[assignment]
+    modules: Annotated[list[Module], Field(max_length=16)] = None  # type: ignore[assignment]
     agent: Annotated[str | None, Field(max_length=64)] = None
     repo_url: Annotated[str | None, Field(max_length=1000)] = None
-    status: ProjectStatus | None = None
+    status: ProjectStatus = None  # type: ignore[assignment]
 
 
 class Project(Out):
@@ -238,7 +252,10 @@ class NotificationClaim(Dto):
 class NotificationRecord(Dto):
     holder: Annotated[str, Field(min_length=1, max_length=200, description="Must hold the claim.")]
     message_id: Annotated[
-        int | None, Field(description="The status message Telegram accepted (first send, or a re-send).")
+        int | None,
+        Field(
+            ge=1, le=INT64_MAX, description="The status message Telegram accepted (first send, or a re-send)."
+        ),
     ] = None
     text: Annotated[str | None, Field(max_length=20000, description="What the status message says now.")] = (
         None
@@ -275,8 +292,8 @@ WorkerStatus = Literal["CREATED", "STARTING", "RUNNING", "STOPPED", "FAILED"]
 
 
 class WorkerRecord(Dto):
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    task_id: str | None = None
+    id: Id
+    task_id: Id | None = None
     agent: Annotated[str, Field(max_length=64)]
     runtime_handle: Annotated[str | None, Field(max_length=512)] = None
     status: WorkerStatus = "CREATED"
@@ -284,7 +301,7 @@ class WorkerRecord(Dto):
         default_factory=dict, description="WorkerConfig + context; references only."
     )
     create_request_id: Annotated[
-        str | None, Field(max_length=64, description="A redelivered create with this id finds this worker.")
+        Id | None, Field(description="A redelivered create with this id finds this worker.")
     ] = None
 
 
@@ -299,7 +316,7 @@ class WorkerUpdate(Dto):
 
 class WorkerStopped(Dto):
     status: Literal["STOPPED", "FAILED"] = "STOPPED"
-    exit_code: int | None = None
+    exit_code: Int32 | None = None
     reason: Annotated[str, Field(max_length=4000)] = "stopped"
 
 
@@ -413,7 +430,7 @@ class ServerCheckResult(Out):
 
 
 class PortRequest(Dto):
-    project_id: str
+    project_id: Annotated[Id, Field(description="The project's id or name.")]
     port: Annotated[
         int | None, Field(ge=1024, le=65535, description="A specific port; default: lowest free.")
     ] = None
@@ -523,7 +540,7 @@ class SecretInfo(Out):
 
 class UserCreate(Dto):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    telegram_id: Annotated[int | None, Field(gt=0)] = None
+    telegram_id: Annotated[int | None, Field(gt=0, le=INT64_MAX)] = None
     is_admin: bool = False
 
 

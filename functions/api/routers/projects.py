@@ -46,7 +46,8 @@ def create_project(body: ProjectCreate) -> Response[Project]:
     caller = principal(router)
     with transaction() as session:
         if session.execute(select(ProjectRow.id).where(ProjectRow.name == body.name)).first():
-            raise Conflict(f"a project named {body.name!r} already exists", ["name"])
+            # names are unique across owners: the answer must not tell whose it is, or that it is a project
+            raise Conflict(f"the name {body.name!r} is not available", ["name"])
         now = utcnow()
         row = ProjectRow(
             id=new_id(),

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import delete, select, update
 
 from functions.api.deps import get_deps
-from functions.api.errors import Forbidden, NotFound, Unprocessable
+from functions.api.errors import Conflict, Forbidden, NotFound, Unprocessable
 from functions.api.models import PortAllocation as PortAllocationRow
 from functions.api.models import Project as ProjectRow
 from functions.api.models import Server as ServerRow
@@ -58,6 +58,9 @@ def add_server(body: ServerCreate) -> Response[Server]:
         raise Unprocessable("the label 'builtin' is reserved for servers an admin shares", ["labels"])
     reference = body.ssh_key_ref
     with transaction() as session:
+        if session.execute(select(ServerRow.id).where(ServerRow.handle == body.handle)).first():
+            # handles are unique across owners: the answer must not tell that someone has this server
+            raise Conflict(f"the handle {body.handle!r} is not available", ["handle"])
         if body.ssh_private_key:
             reference = _ssh_key_reference(body.handle)
         row = servers.create(

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from functions.api.routers._common import created, principal, transaction
 from functions.api.services import lookup, tasks
-from shared.contracts.api import Page, Task, TaskEvent, TaskStatus, TaskType
+from shared.contracts.api import INT32_MAX, Page, Task, TaskEvent, TaskStatus, TaskType
 from shared.observability import count
 
 router = APIGatewayHttpRouter()
@@ -42,7 +42,9 @@ def get_task(task_id: TaskId) -> Task:
 @router.get("/tasks/<task_id>/events", summary="A task's progress events, in order", tags=TAGS)
 def task_events(
     task_id: TaskId,
-    after: Annotated[int, Query(ge=0, description="Only events with seq greater than this.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT32_MAX, description="Only events with seq greater than this.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     latest: Annotated[
         bool, Query(description="The last `limit` events (still in order) instead of the first.")

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import select
 
 from functions.api.auth import Principal, issue_key
-from functions.api.errors import Forbidden, NotFound
+from functions.api.errors import Forbidden, NotFound, Unprocessable
 from functions.api.models import ApiKey as ApiKeyRow
 from functions.api.models import User as UserRow
 from functions.api.models import utcnow
@@ -92,6 +92,11 @@ def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
             raise NotFound(f"user {user_id!r} not found")
         if user.is_admin and not caller.is_admin:
             raise Forbidden("the service cannot create keys for an admin user")
+        if "admin" in body.scopes and not user.is_admin:
+            # such a key would be stored and then refused on every call: say so now
+            raise Unprocessable(
+                f"user {user.id!r} is not an admin: an admin-scope key needs an admin user", ["scopes"]
+            )
         row, plaintext = issue_key(session, user, body.name, list(body.scopes))
         return created(ApiKeyCreated(**ApiKey.model_validate(row).model_dump(), key=plaintext))
 

@@ -17,6 +17,7 @@ from functions.api.models import utcnow
 from functions.api.routers._common import created, principal, transaction
 from functions.api.services import workers
 from shared.contracts.api import (
+    INT32_MAX,
     ErrorBody,
     Worker,
     WorkerActivityAccepted,
@@ -159,7 +160,9 @@ def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
     summary="The wrapper's answer to a message (409 if already answered)",
     tags=TAGS,
 )
-def message_result(message_id: Annotated[int, Path(ge=1)], body: WorkerMessageResult) -> WorkerMessage:
+def message_result(
+    message_id: Annotated[int, Path(ge=1, le=INT32_MAX)], body: WorkerMessageResult
+) -> WorkerMessage:
     _service()
     with transaction() as session:
         message, _outbox_id = workers.finish_message(
@@ -181,7 +184,9 @@ def message_result(message_id: Annotated[int, Path(ge=1)], body: WorkerMessageRe
         },
     },
 )
-def message_activity(message_id: Annotated[int, Path(ge=1)]) -> Response[WorkerActivityAccepted]:
+def message_activity(
+    message_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
+) -> Response[WorkerActivityAccepted]:
     _service()
     with transaction() as session:
         message, queue = workers.report_activity(session, message_id)
