@@ -1,9 +1,10 @@
 """Lambda entry point for the API Gateway route Telegram calls (`POST /telegram/webhook`).
 
 The ack path: check `X-Telegram-Bot-Api-Secret-Token` in constant time (wrong or missing: 401,
-nothing processed), validate the body just enough (a JSON object with an integer `update_id`,
-else 400 naming the problem), drop a duplicate update_id, queue the update on
-`telegram:updates`, answer 200. aiogram is never imported here (a test enforces it); the bot
+nothing processed), validate the body just enough (a JSON object, nested at most 64 levels, with
+an `update_id` in 0..2^63-1, else 400 naming the problem), drop a duplicate update_id, queue the
+update on `telegram:updates`, answer 200. An update too large for the queue is answered 200
+("dropped", logged): Telegram would redeliver any other answer for a day. aiogram is never imported here (a test enforces it); the bot
 consumer does the slow work.
 """
 
@@ -17,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from functions.telegram_webhook.intake import InvalidUpdate, accept_update, check_update
+from functions.telegram_webhook.intake import MAX_UPDATE_DEPTH, InvalidUpdate, accept_update, check_update
 from shared.idempotency import IdempotencyPort
 from shared.observability import correlation, get_logger
 from shared.queues.port import MessageTooLargeError, QueuePort
@@ -96,6 +97,8 @@ def _parse_body(event: dict[str, Any]) -> Any:
         raise InvalidUpdate("the body is empty; expected a JSON object (an Update)")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise InvalidUpdate(f"the update is nested too deep (at most {MAX_UPDATE_DEPTH} levels)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise InvalidUpdate(f"the body is not JSON ({reason})") from None
@@ -124,10 +127,12 @@ def lambda_handler(event: dict[str, Any], context: Any, ports: WebhookPorts | No
     try:
         outcome, message = accept_update(update, active.queue, active.claims, active.update_ttl_s)
     except MessageTooLargeError as exc:
+        # Telegram redelivers anything but a 2xx for a day: acknowledge what can never be queued.
         logger.warning(
-            "telegram update too large to queue", extra={"update_id": update_id, "bytes": exc.size}
+            "telegram update too large to queue: dropped",
+            extra={"update_id": update_id, "bytes": exc.size, "limit": exc.limit},
         )
-        return _error(413, "too_large", f"the update is {exc.size} bytes; the queue takes {exc.limit}")
+        return _reply(200, {"ok": True, "update_id": update_id, "status": "dropped"})
     except Exception:
         logger.exception("telegram update could not be queued", extra={"update_id": update_id})
         return _error(503, "unavailable", "the update could not be queued; Telegram will retry")

@@ -21,6 +21,12 @@ class InvalidUpdate(ValueError):
     """Not a Bot API Update: the message says what is wrong (safe to show the sender)."""
 
 
+MAX_UPDATE_ID = 2**63 - 1
+"""Telegram's ids fit a signed 64-bit integer (what the queue, the database and aiogram carry)."""
+MAX_UPDATE_DEPTH = 64
+"""No Bot API Update nests anywhere near this (a message in a reply in a message is about 10)."""
+
+
 def update_key(update_id: int) -> str:
     return f"tg:update:{update_id}"
 
@@ -36,7 +42,30 @@ def check_update(payload: Any) -> tuple[int, dict[str, Any]]:
         raise InvalidUpdate(f"update_id must be an integer, got {_json_kind(update_id)}")
     if update_id < 0:
         raise InvalidUpdate("update_id must not be negative")
+    if update_id > MAX_UPDATE_ID:
+        raise InvalidUpdate(f"update_id must be at most {MAX_UPDATE_ID} (a signed 64-bit integer)")
+    if _nesting(payload) > MAX_UPDATE_DEPTH:
+        raise InvalidUpdate(f"the update is nested too deep (at most {MAX_UPDATE_DEPTH} levels)")
     return update_id, payload
+
+
+def _nesting(value: Any) -> int:
+    """How deep objects and arrays nest in `value`, walked without recursion; stops past the limit."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_UPDATE_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def accept_update(

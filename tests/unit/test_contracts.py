@@ -231,3 +231,16 @@ def test_seed_progress_event_takes_its_task_from_the_stream_name() -> None:
 def test_progress_event_on_the_shared_stream_still_needs_its_task() -> None:
     with pytest.raises(ContractError, match="task_id"):
         parse_message("progress:events", {"type": "progress"})
+
+
+def test_telegram_ids_are_bounded_to_a_signed_64_bit_integer() -> None:
+    with pytest.raises(ContractError, match="update_id"):
+        parse_message("telegram:updates", {"update_id": 10**30, "update": {}})
+    with pytest.raises(ContractError, match="chat_id"):
+        parse_message(
+            "po:inbox", {"telegram_user_id": 1, "chat_id": -(2**63) - 1, "message_id": 1, "text": "hi"}
+        )
+    parsed = parse_message(
+        "po:inbox", {"telegram_user_id": 1, "chat_id": -(10**12), "message_id": 1, "text": "x"}
+    )
+    assert parsed.chat_id == -(10**12)

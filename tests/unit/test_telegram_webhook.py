@@ -155,11 +155,34 @@ def test_a_queue_failure_answers_503_and_the_retry_is_not_taken_for_a_duplicate(
     assert [m.update_id for m in drain(inner, TELEGRAM_UPDATES)] == [31]
 
 
-def test_a_huge_update_is_refused_not_crashed_on(ports: WebhookPorts) -> None:
+def test_a_huge_update_is_acknowledged_and_dropped_so_telegram_stops_retrying(
+    ports: WebhookPorts, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Telegram redelivers anything but a 2xx for a day: a 413 made it resend the update forever
     update = message_update(111, "x" * 300_000, update_id=32)
     status, body = _post(ports, update)
-    assert status == 413 and body["code"] == "too_large"
-    assert ports.claims.claim("tg:update:32", 60), "the claim was released"
+    assert (status, body) == (200, {"ok": True, "update_id": 32, "status": "dropped"})
+    assert drain(ports.queue, TELEGRAM_UPDATES) == []
+    assert "too large to queue" in caplog.text
+
+
+@pytest.mark.parametrize("depth", [100_000, 200])
+def test_a_deeply_nested_body_is_answered_not_raised_on(ports: WebhookPorts, depth: int) -> None:
+    raw = '{"update_id": 1, "message": ' + "[" * depth + "]" * depth + "}"
+    status, body = _post(ports, None, raw=raw)
+    assert status == 400 and "nested too deep" in body["message"]
+    assert drain(ports.queue, TELEGRAM_UPDATES) == []
+
+
+@pytest.mark.parametrize("update_id", [10**30, 2**63])
+def test_an_update_id_beyond_a_signed_64_bit_integer_is_refused(ports: WebhookPorts, update_id: int) -> None:
+    status, body = _post(ports, None, raw=f'{{"update_id": {update_id}}}')
+    assert status == 400 and "update_id must be at most" in body["message"]
+    assert drain(ports.queue, TELEGRAM_UPDATES) == []
+
+
+def test_the_largest_signed_64_bit_update_id_is_accepted(ports: WebhookPorts) -> None:
+    assert _post(ports, message_update(5, update_id=2**63 - 1))[0] == 200
 
 
 def test_ports_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
