@@ -1,7 +1,8 @@
 """Render the template into a new repository, push it, record it on the project, and answer.
 
 Idempotent: a project that already has its repository answers success again; a repository
-that already has a main branch is recorded, not rendered twice.
+that already has a main branch is recorded, not rendered twice; of concurrent scaffolds of one new
+project, the first push of `main` wins and the others record it.
 
 Git is done with dulwich (pure Python): the Lambda runtime has no `git` binary. The push goes to
 the repository's clone URL (a bare repository's path, or an HTTP(S) URL); for HTTP(S) the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ BRANCH = b"main"
 BRANCH_REF = b"refs/heads/" + BRANCH
 _HTTP_TIMEOUT_S = 120.0
 """Per network operation (connect, each read) of an HTTP(S) push."""
+_RACE_RECHECK_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+"""After a failed first push: how long to wait for a concurrent scaffold's `main` to appear."""
 
 
 class ScaffoldError(RuntimeError):
@@ -190,6 +194,30 @@ def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, t
         return commit.decode("ascii"), files
 
 
+def _render_and_push_once(message: ScaffolderMessage, repo_host: Any, info: Any, template: str | None,
+                          template_ref: str | None) -> tuple[str, list[str]]:  # fmt: skip
+    """The first commit of `main`: ours, or the one a concurrent scaffold of the same project pushed.
+
+    Two engineering tasks on a new project scaffold at once; both find no `main` and push. The loser's
+    push fails (the ref is locked, already there, or refused as a non-fast-forward): if `main` then
+    exists, or appears while the winner's push completes, it is the scaffold and this one answers with
+    it. Any other failure stands."""
+    try:
+        # The clone URL, not push_url(): credentials go by git_auth_env(), never in a URL.
+        return render_and_push(message, repo_host, info.clone_url, template, template_ref)
+    except ScaffoldError:
+        for delay in (0.0, *_RACE_RECHECK_DELAYS_S):
+            time.sleep(delay)
+            head = repo_host.branch_head(message.repo_full_name, info.default_branch)
+            if head is not None:
+                get_logger().info(
+                    "a concurrent scaffold pushed main first; using its commit",
+                    extra={"repo": message.repo_full_name, "commit_sha": head},
+                )
+                return head, []
+        raise
+
+
 def scaffold(message: ScaffolderMessage, api: ApiClient, repo_host: Any, queue: QueuePort,
              template: str | None = None, template_ref: str | None = None) -> ScaffolderResult:  # fmt: skip
     logger = get_logger()
@@ -204,8 +232,7 @@ def scaffold(message: ScaffolderMessage, api: ApiClient, repo_host: Any, queue: 
             head = repo_host.branch_head(message.repo_full_name, info.default_branch)
             files: list[str] = []
             if head is None:
-                # The clone URL, not push_url(): credentials go by git_auth_env(), never in a URL.
-                head, files = render_and_push(message, repo_host, info.clone_url, template, template_ref)
+                head, files = _render_and_push_once(message, repo_host, info, template, template_ref)
             api.update_project(project.id, repo_url=info.clone_url, status="scaffolded")
             result = ScaffolderResult(
                 **base, status="success", repo_url=info.clone_url, commit_sha=head, files=files
