@@ -98,6 +98,8 @@ def up(
             f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", ExitCode.FAILURE
         ) from None
     write_config({"api_url": url, "api_key": stack.admin_key or ""})
+    for notice in stack.notices:
+        typer.echo(notice, err=True)
     if json_output:  # one line: scripts read the first line of stdout
         sys.stdout.write(json.dumps({"url": url, "pid": os.getpid(), "home": str(home)}) + "\n")
     else:

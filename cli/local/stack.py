@@ -95,6 +95,8 @@ class EmbeddedStack:
         self._pollers: list[Any] = []
         self.server: Any = None
         self.admin_key: str | None = None
+        self.notices: list[str] = []
+        """One line each: what `start` repaired, for `local up` to tell the person."""
 
     # -- start ---------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class EmbeddedStack:
                                bootstrap_admin_key=SecretStr(self.admin_key))  # fmt: skip
         deps = build_deps(settings)
         revision = upgrade(deps.db.engine)
+        self._ensure_admin_key(deps.db, secrets)
         set_deps(deps)
         self.logger.info("database ready", extra={"revision": revision, "database": self._shown_db(settings)})
 
@@ -167,6 +170,45 @@ class EmbeddedStack:
             except NotFoundError:
                 admin.add_server(LOCALHOST_SERVER, "127.0.0.1", ssh_user=_local_user(getpass.getuser()),
                                  labels={"builtin": "true", "connection": "local"})  # fmt: skip
+
+    def _ensure_admin_key(self, db: Any, secrets: Any) -> None:
+        """The stack's own admin key must open the API: an admin may revoke it (or demote or delete its
+        user) like any key, and the stack then could not even register its built-in server. A key
+        that no longer authenticates an admin is replaced by a new one for an admin (the key's user
+        if still an admin, else the oldest admin), stored where the old one was. A database with no
+        admin at all is left to the API's bootstrap, which seeds one holding the stored key."""
+        from sqlalchemy import select
+
+        from functions.api.auth import hash_key, issue_key
+        from functions.api.models import ApiKey, User
+
+        assert self.admin_key is not None
+        with db.session() as session:
+            admins = select(User).where(User.is_admin.is_(True)).order_by(User.created_at, User.id)
+            if session.execute(admins.limit(1)).first() is None:
+                return
+            row = session.execute(
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == hash_key(self.admin_key))
+            ).first()  # fmt: skip
+            if row is not None and row[0].revoked_at is None and row[1].is_admin:
+                return
+            if row is None:
+                why = "is unknown to this database"
+            elif row[0].revoked_at is not None:
+                why = "was revoked"
+            else:
+                why = "belongs to a user who is no longer an admin"
+            owner = (
+                row[1] if row is not None and row[1].is_admin else session.execute(admins).scalars().first()
+            )
+            _, key = issue_key(session, owner, "bootstrap", ["admin", "user"])
+            # stored before the commit; whichever fails, the next start finds a key to replace
+            secrets.put(ADMIN_KEY_REF, key)
+        self.admin_key = key
+        notice = f"the stack's admin key {why}: issued a new one for admin {owner.name!r} (stored as {ADMIN_KEY_REF})"
+        self.notices.append(notice)
+        self.logger.warning(notice)
 
     def _ensure_service_key(self, url: str, secrets: Any) -> None:
         from shared.api_client import ApiClient, AuthError
