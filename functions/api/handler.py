@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.api import auth, request_guard
+from functions.api import auth, openapi, request_guard
 from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
@@ -151,6 +151,8 @@ for router in (health.router, projects.router, tasks.router, servers.router, sec
     app.include_router(router)
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}
+app.configure_openapi(**OPENAPI_INFO, security_schemes=openapi.SECURITY_SCHEMES, security=openapi.SECURITY)
+openapi.declare_error_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
 app.enable_swagger(path="/docs", **OPENAPI_INFO)
 
 

@@ -98,7 +98,11 @@ def remove_server(handle: HandleParam) -> Server:
     "/servers/<handle>/ports",
     summary="Allocate a port on a server for a project (atomic)",
     tags=TAGS,
-    responses={201: {"description": "Allocated"}, 409: {"description": "Taken or none left"}},
+    responses={
+        201: {"description": "Allocated"},
+        200: {"description": "The project already holds this port"},
+        409: {"description": "Taken or none left"},
+    },
 )
 def allocate_port(handle: HandleParam, body: PortRequest) -> Response[PortAllocation]:
     caller = principal(router)

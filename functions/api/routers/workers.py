@@ -41,7 +41,10 @@ def _service() -> None:
 
 
 @router.post(
-    "/internal/workers", summary="Record a worker (idempotent by id and by create request id)", tags=TAGS
+    "/internal/workers",
+    summary="Record a worker (idempotent by id and by create request id)",
+    tags=TAGS,
+    responses={201: {"description": "Recorded"}, 200: {"description": "Already recorded (a redelivery)"}},
 )
 def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     _service()
@@ -127,7 +130,7 @@ def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
     "/internal/workers/<worker_id>/messages",
     summary="Queue a message or file for a worker (idempotent by request_id)",
     tags=TAGS,
-    responses={201: {"description": "Queued"}},
+    responses={201: {"description": "Queued"}, 200: {"description": "Already queued (same request_id)"}},
 )
 def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[WorkerMessage]:
     _service()
@@ -142,6 +145,11 @@ def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[Wor
     "/internal/workers/<worker_id>/messages/next",
     summary="The wrapper takes its next message (204: none; 410: the worker has ended)",
     tags=TAGS,
+    responses={
+        200: {"description": "The next message, now RUNNING"},
+        204: {"description": "No message waits", "content": {}},
+        410: {"description": "The worker has ended"},
+    },
 )
 def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
     _service()
