@@ -1,4 +1,5 @@
-"""One rehearsal per test session: the stack synthesized, staged and running until the last cloud test."""
+"""One rehearsal per test module: the stack synthesized, staged and running until the module's last test, then torn
+down (its pollers and functions must not run on beside the rest of the suite)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _skip_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
     reason = _skip_reason()
     if reason:
@@ -42,7 +43,7 @@ def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
                        "ORCH_AGENT_COMMAND": f"env > /tmp/agent-env.txt; exec {FAKES / 'dev-agent'}",
                        "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
                    # the ssh host clones from the fake GitHub: it listens where the namespace can reach it
-                   github_bind="0.0.0.0" if ssh_server else "127.0.0.1") as stack:  # fmt: skip
+                   github_bind="0.0.0.0" if ssh_server else "127.0.0.1") as stack:  # noqa: S104  # fmt: skip
         if ssh_server is not None:
             _github_reachable_from(ssh_server, stack.github.url)
         yield stack
@@ -63,7 +64,7 @@ def _github_reachable_from(host: Any, github_url: str) -> None:
 CloudCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def orch(rehearsal: Rehearsal, tmp_path_factory: pytest.TempPathFactory) -> CloudCli:
     """The real `orchestrator` CLI against the rehearsal's HTTP API, with the admin key by default."""
     home = tmp_path_factory.mktemp("cli-home")
@@ -72,7 +73,9 @@ def orch(rehearsal: Rehearsal, tmp_path_factory: pytest.TempPathFactory) -> Clou
     def run(*args: str, key: str | None = None, input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "AWS_"))}
-        env.update(ORCH_HOME=str(home), ORCH_API_URL=rehearsal.api_url, ORCH_API_KEY=key or rehearsal.admin_key)
+        env.update(
+            ORCH_HOME=str(home), ORCH_API_URL=rehearsal.api_url, ORCH_API_KEY=key or rehearsal.admin_key
+        )
         return subprocess.run([executable, *args], capture_output=True, text=True, env=env, input=input,
                               timeout=timeout, check=False)  # fmt: skip
 
@@ -84,7 +87,7 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ssh_server() -> Iterator[Any]:
     """A real OpenSSH server in its own network namespace (tests/ssh_host.py), or None where it cannot run."""
     from tests.ssh_host import SshHost, skip_reason

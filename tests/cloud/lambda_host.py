@@ -38,7 +38,9 @@ class _OnlyTheLayers(importlib.abc.MetaPathFinder):
         top = name.partition(".")[0]
         if top in self.allowed or top in sys.stdlib_module_names or top.startswith("_"):
             return None
-        raise ModuleNotFoundError(f"No module named {name!r}: not in this function's code asset or layers", name=name)
+        raise ModuleNotFoundError(
+            f"No module named {name!r}: not in this function's code asset or layers", name=name
+        )
 
 
 class _Context:
@@ -84,7 +86,10 @@ def main() -> None:
         handler = getattr(importlib.import_module(module_name), attribute)
     except Exception as exc:  # an init error is reported on every invocation, as Lambda does
         traceback.print_exc()
-        init_error = {"errorType": f"Runtime.ImportModuleError: {type(exc).__name__}", "errorMessage": str(exc)}
+        init_error = {
+            "errorType": f"Runtime.ImportModuleError: {type(exc).__name__}",
+            "errorMessage": str(exc),
+        }
     out.write(json.dumps({"ready": True}) + "\n")
 
     for line in sys.stdin:

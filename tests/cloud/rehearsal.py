@@ -38,8 +38,8 @@ from tests.cloud.stage import Stager
 from tests.cloud.template import Resolver, Template
 
 GITHUB_OWNER = "acme"
-GITHUB_TOKEN = "ghp_rehearsal0123456789abcdefghijklmnopqrst"  # noqa: S105 - a fake GitHub's token
-TELEGRAM_TOKEN = "123456:rehearsal-bot-token-abcdefghijklmnopqrstu"  # noqa: S105 - a fake Bot API's token
+GITHUB_TOKEN = "ghp_rehearsal0123456789abcdefghijklmnopqrst"
+TELEGRAM_TOKEN = "123456:rehearsal-bot-token-abcdefghijklmnopqrstu"
 TELEGRAM_ADMIN_ID = 4242
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
 FIRST_PARTY = ("shared", "functions", "cli", "worker_image")
@@ -125,8 +125,13 @@ class Rehearsal:
         self.moto_url = f"http://{host}:{port}"
         self.session = boto3.Session(aws_access_key_id="rehearsal-admin", aws_secret_access_key="rehearsal-admin",
                                      region_name="us-east-1")  # fmt: skip
-        self.github = FakeGitHub(self.workdir / "github", GITHUB_TOKEN, login=GITHUB_OWNER, git_over_http=True,
-                                 bind=self.github_bind).start()
+        self.github = FakeGitHub(
+            self.workdir / "github",
+            GITHUB_TOKEN,
+            login=GITHUB_OWNER,
+            git_over_http=True,
+            bind=self.github_bind,
+        ).start()
         self._closers.append(self.github.stop)
         self.telegram = FakeTelegram(TELEGRAM_TOKEN)
         self.telegram.start()
@@ -204,7 +209,9 @@ class Rehearsal:
 
         reason = unavailable()
         if reason:
-            raise RuntimeError(f"the template verifies the database's certificate; no TLS PostgreSQL here: {reason}")
+            raise RuntimeError(
+                f"the template verifies the database's certificate; no TLS PostgreSQL here: {reason}"
+            )
         context = tls_postgres()
         server = context.__enter__()
         self._closers.append(lambda: context.__exit__(None, None, None))
@@ -212,7 +219,9 @@ class Rehearsal:
         ca = Path(server.ca_pem_path).read_text()
         bundles = list(self.template.assembly_dir.glob("asset.*/functions/api/rds-global-bundle.pem"))
         if not bundles:
-            raise RuntimeError("verify-full is set but no staged asset carries functions/api/rds-global-bundle.pem")
+            raise RuntimeError(
+                "verify-full is set but no staged asset carries functions/api/rds-global-bundle.pem"
+            )
         for bundle in bundles:
             bundle.write_text(ca)
 
@@ -260,13 +269,15 @@ class Rehearsal:
         return str(self.resolver.ref(chosen[0]))
 
     def _is_ours(self, logical: str) -> bool:
-        handler = self.template.props(logical).get("Handler", "")
+        handler = str(self.template.props(logical).get("Handler", ""))
         return handler.startswith("functions.") or handler.startswith("orchestrator_deploy_hook")
 
     def principal(self, role_arn_value: Any) -> Principal:
         role_logical = role_arn_value["Fn::GetAtt"][0]
         statements = self.resolver.resolve(self.template.role_statements(role_logical))
-        return Principal(self.resolver.ref(role_logical), self.resolver.get_att(role_logical, "Arn"), statements)
+        return Principal(
+            self.resolver.ref(role_logical), self.resolver.get_att(role_logical, "Arn"), statements
+        )
 
     def _function_spec(self, logical: str) -> FunctionSpec:
         from layers import build
@@ -318,7 +329,7 @@ class Rehearsal:
 
     def _rules(self) -> list[Rule]:
         rules = []
-        for logical, resource in self.template.of_type("AWS::Events::Rule"):
+        for _, resource in self.template.of_type("AWS::Events::Rule"):
             props = self.resolver.resolve(resource["Properties"])
             rules.append(Rule(name=props["Name"], pattern=props.get("EventPattern"),
                               schedule=props.get("ScheduleExpression"), targets=props.get("Targets", [])))  # fmt: skip
@@ -332,15 +343,21 @@ class Rehearsal:
             queue_arn = self.resolver.resolve(props["EventSourceArn"])
             queue_logical = props["EventSourceArn"]["Fn::GetAtt"][0]
             function = self.lambda_.by_logical[props["FunctionName"]["Ref"]]
-            source = SqsEventSource(self.lambda_, function, props, self.resolver.ref(queue_logical), queue_arn, sqs)
+            source = SqsEventSource(
+                self.lambda_, function, props, self.resolver.ref(queue_logical), queue_arn, sqs
+            )
             source.start()
             self.sources.append(source)
 
     def _ecs(self) -> None:
-        assets = json.loads((self.template.assembly_dir / f"{self.template.stack_name}.assets.json").read_text())
+        assets = json.loads(
+            (self.template.assembly_dir / f"{self.template.stack_name}.assets.json").read_text()
+        )
         images: dict[str, ContainerImage] = {}
         for image_hash, image in assets.get("dockerImages", {}).items():
-            dockerfile = self.template.assembly_dir / image["source"]["directory"] / image["source"]["dockerFile"]
+            dockerfile = (
+                self.template.assembly_dir / image["source"]["directory"] / image["source"]["dockerFile"]
+            )
             entrypoint, env = _dockerfile_entry(dockerfile)
             if image["source"]["dockerFile"].endswith("/Dockerfile"):
                 env = {**env, **self.worker_image_env}
@@ -380,13 +397,17 @@ class Rehearsal:
         from tests.cloud.iam import action_match, arn_match
 
         queues = [self.resolver.get_att(lg, "Arn") for lg, _ in self.template.of_type("AWS::SQS::Queue")]
-        principals = [spec.principal for spec in self.lambda_.specs.values()] + list(self.ecs.principals.values())
+        principals = [spec.principal for spec in self.lambda_.specs.values()] + list(
+            self.ecs.principals.values()
+        )
         grants = set()
         for principal in principals:
             for statement in principal.statements:
                 actions = statement.get("Action", [])
                 if statement.get("Effect") != "Allow" or not any(
-                        action_match(a, "sqs:SendMessage") for a in ([actions] if isinstance(actions, str) else actions)):
+                    action_match(a, "sqs:SendMessage")
+                    for a in ([actions] if isinstance(actions, str) else actions)
+                ):
                     continue
                 resources = statement.get("Resource", [])
                 for pattern in [resources] if isinstance(resources, str) else resources:
@@ -399,7 +420,10 @@ class Rehearsal:
                 and principal_part in r["principal"] and r["resource"].endswith(queue_part)]  # fmt: skip
 
     def function_log(self, name_part: str) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted((self.workdir / "logs").glob(f"*{name_part}*.log" if name_part else "*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")
+            for p in sorted((self.workdir / "logs").glob(f"*{name_part}*.log" if name_part else "*.log"))
+        )
 
     def queue_url(self, logical_prefix: str) -> str:
         return self.physical_ref(logical_prefix)

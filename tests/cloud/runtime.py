@@ -120,7 +120,9 @@ class FunctionHost:
         self._answers = self.process.stdout
         ready = self._answers.readline()
         if not ready:
-            raise RuntimeError(f"{self.spec.name}: the execution environment died at start (log {self.log_path})")
+            raise RuntimeError(
+                f"{self.spec.name}: the execution environment died at start (log {self.log_path})"
+            )
         self.cold_starts += 1
 
     def stop(self) -> None:
@@ -292,9 +294,13 @@ def pattern_matches(pattern: Any, event: Any) -> bool:
         for candidate in pattern:
             for value in values:
                 if isinstance(candidate, dict):
-                    if "prefix" in candidate and isinstance(value, str) and value.startswith(candidate["prefix"]):
+                    if (
+                        "prefix" in candidate
+                        and isinstance(value, str)
+                        and value.startswith(candidate["prefix"])
+                    ):
                         return True
-                    if "exists" in candidate and candidate["exists"]:
+                    if candidate.get("exists"):
                         return True
                 elif candidate == value:
                     return True
@@ -460,8 +466,10 @@ class Ecs(threading.Thread):
     def _tick(self) -> None:
         arns = self.ecs.list_tasks(cluster=self.cluster_arn).get("taskArns", [])
         fresh = [a for a in arns if a not in self.running and a not in self.finished]
-        for chunk in (fresh[i:i + 100] for i in range(0, len(fresh), 100)):
-            for task in self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=chunk, include=["TAGS"])["tasks"]:
+        for chunk in (fresh[i : i + 100] for i in range(0, len(fresh), 100)):
+            for task in self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=chunk, include=["TAGS"])[
+                "tasks"
+            ]:
                 self._start(task)
         for arn, process in list(self.running.items()):
             code = process.poll()
@@ -478,14 +486,20 @@ class Ecs(threading.Thread):
                         os.killpg(process.pid, 9)
                         code = process.wait()
             if code is not None:
-                self._stopped(arn, code, "Task stopped by user" if stop_requested else "Essential container in task exited")
+                self._stopped(
+                    arn,
+                    code,
+                    "Task stopped by user" if stop_requested else "Essential container in task exited",
+                )
 
     def _start(self, task: dict[str, Any]) -> None:
         arn = task["taskArn"]
-        definition = self.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+        definition = self.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])[
+            "taskDefinition"
+        ]
         container = definition["containerDefinitions"][0]
         image = self.images[container["image"]]
-        override = next((o for o in task.get("overrides", {}).get("containerOverrides", [])
+        override: dict[str, Any] = next((o for o in task.get("overrides", {}).get("containerOverrides", [])
                          if o.get("name") == container["name"]), {})  # fmt: skip
         env = {e["name"]: e["value"] for e in container.get("environment", [])}
         env.update({e["name"]: e["value"] for e in override.get("environment", [])})

@@ -82,7 +82,9 @@ class Stager:
                 t.physical[logical] = Physical(name, {"Arn": arn})
             elif kind == "AWS::Lambda::Version":
                 function = props["FunctionName"]["Ref"]
-                t.physical[logical] = Physical(f"{self.resolver.get_att(function, 'Arn')}:1", {"Version": "1"})
+                t.physical[logical] = Physical(
+                    f"{self.resolver.get_att(function, 'Arn')}:1", {"Version": "1"}
+                )
             elif kind == "AWS::Lambda::LayerVersion":
                 arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{logical}:1"
                 t.physical[logical] = Physical(arn, {})
@@ -92,20 +94,26 @@ class Stager:
                                                       "RoleId": f"AROA{logical[:16].upper()}"})  # fmt: skip
             elif kind == "AWS::Events::Rule":
                 name = props.get("Name") or _generated_name(self.stack, logical, 64)
-                t.physical[logical] = Physical(name, {"Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{name}"})
+                t.physical[logical] = Physical(
+                    name, {"Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{name}"}
+                )
             elif kind == "AWS::ApiGatewayV2::Api":
                 t.physical[logical] = Physical("rehearsalapi", {"ApiEndpoint": self.api_endpoint,
                                                                 "ApiId": "rehearsalapi"})  # fmt: skip
             elif kind == "AWS::Logs::LogGroup":
                 name = props.get("LogGroupName") or _generated_name(self.stack, logical, 64)
-                t.physical[logical] = Physical(name, {"Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"})
+                t.physical[logical] = Physical(
+                    name, {"Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
+                )
             elif kind == "AWS::SNS::Topic":
                 name = props.get("TopicName") or _generated_name(self.stack, logical, 64)
                 arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
                 t.physical[logical] = Physical(arn, {"TopicArn": arn, "TopicName": name})
             elif kind == "AWS::KMS::Key":
                 key_id = f"rehearsal-key-{logical.lower()}"
-                t.physical[logical] = Physical(key_id, {"Arn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{key_id}"})
+                t.physical[logical] = Physical(
+                    key_id, {"Arn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{key_id}"}
+                )
 
     # -- created for real ----------------------------------------------------------------------------
 
@@ -118,7 +126,9 @@ class Stager:
             for flag in ("EnableDnsSupport", "EnableDnsHostnames"):
                 if resource["Properties"].get(flag):
                     ec2.modify_vpc_attribute(VpcId=vpc["VpcId"], **{flag: {"Value": True}})
-            t.physical[logical] = Physical(vpc["VpcId"], {"CidrBlock": vpc["CidrBlock"], "VpcId": vpc["VpcId"]})
+            t.physical[logical] = Physical(
+                vpc["VpcId"], {"CidrBlock": vpc["CidrBlock"], "VpcId": vpc["VpcId"]}
+            )
         for logical, resource in t.of_type("AWS::EC2::Subnet"):
             props = self.resolver.resolve(resource["Properties"])
             subnet = ec2.create_subnet(VpcId=props["VpcId"], CidrBlock=props["CidrBlock"],
@@ -171,7 +181,10 @@ class Stager:
         if lifecycle:
             rules = []
             for rule in self.resolver.resolve(lifecycle)["Rules"]:
-                converted: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule.get("Status", "Enabled")}
+                converted: dict[str, Any] = {
+                    "ID": rule.get("Id", "rule"),
+                    "Status": rule.get("Status", "Enabled"),
+                }
                 filters = []
                 if "Prefix" in rule:
                     filters.append({"Prefix": rule["Prefix"]})

@@ -80,7 +80,7 @@ class Template:
         role = self.props(role_logical)
         for policy in role.get("Policies", []):
             statements += _as_list(policy["PolicyDocument"]["Statement"])
-        for logical, policy in self.of_type("AWS::IAM::Policy"):
+        for _, policy in self.of_type("AWS::IAM::Policy"):
             roles = policy["Properties"].get("Roles", [])
             if {"Ref": role_logical} in roles:
                 statements += _as_list(policy["Properties"]["PolicyDocument"]["Statement"])
@@ -156,7 +156,9 @@ class Resolver:
             return physical.attrs[attribute]
         if physical.ref.startswith("rehearsal-unstaged-"):
             return f"arn:aws:rehearsal:{REGION}:{ACCOUNT_ID}:unstaged/{logical}/{attribute}"
-        raise UnresolvedIntrinsic(f"{logical}.{attribute} is not known (staged attributes: {sorted(physical.attrs)})")
+        raise UnresolvedIntrinsic(
+            f"{logical}.{attribute} is not known (staged attributes: {sorted(physical.attrs)})"
+        )
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):

@@ -7,8 +7,8 @@ function called and fail on any call its role did not allow.
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -20,12 +20,13 @@ from tests.ssh_host import SshHost
 pytestmark = [pytest.mark.cloud, pytest.mark.slow, pytest.mark.postgres]
 
 
-def _wait_task(rehearsal: Rehearsal, orch: CloudCli, task_id: str, timeout: float = 240) -> dict:
-    def finished() -> dict | None:
-        task = as_json(orch("task", "show", task_id, "--json"))
+def _wait_task(rehearsal: Rehearsal, orch: CloudCli, task_id: str, timeout: float = 240) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        task: dict[str, Any] = as_json(orch("task", "show", task_id, "--json"))
         return task if task["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
-    return rehearsal.wait_for(finished, timeout, f"task {task_id} to finish", interval=1.0)
+    result: dict[str, Any] = rehearsal.wait_for(finished, timeout, f"task {task_id} to finish", interval=1.0)
+    return result
 
 
 def test_the_migration_hook_built_the_schema_and_seeded_the_keys(rehearsal: Rehearsal) -> None:
@@ -83,8 +84,12 @@ def test_the_coding_agent_in_a_worker_task_sees_no_cloud_credentials(rehearsal: 
     assert dumps, "no agent ran in a worker task"
     for dump in dumps:
         names = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if "=" in line}
-        leaked = sorted(n for n in names if n.startswith(("AWS_", "ECS_")) or n in ("ORCH_SERVICE_API_KEY_REF",
-                                                                                     "ORCH_API_KEY", "ORCH_API_URL"))
+        leaked = sorted(
+            n
+            for n in names
+            if n.startswith(("AWS_", "ECS_"))
+            or n in ("ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY", "ORCH_API_URL")
+        )
         assert not leaked, f"{dump}: {leaked}"
         assert "ORCH_TASK_FILE" in names  # what the task grants does arrive
 
@@ -119,7 +124,9 @@ def test_a_worker_task_that_dies_fails_its_task_with_the_reason(rehearsal: Rehea
     as_json(orch("project", "create", "--name", "doomed", "--json"))
     rehearsal.ecs.kill_next = lambda task: True
     # when engineering starts there
-    started = as_json(orch("engineering", "start", "doomed", "--spec", "anything", "--agent", "command", "--json"))
+    started = as_json(
+        orch("engineering", "start", "doomed", "--spec", "anything", "--agent", "command", "--json")
+    )
     task = _wait_task(rehearsal, orch, started["id"], timeout=180)
     # then the STOPPED event reached the worker-events function and the task failed, saying why
     assert task["status"] == "FAILED", task
@@ -140,8 +147,10 @@ def test_a_poison_message_lands_in_its_dlq_and_the_rest_of_the_batch_succeeds(re
         {"Id": "good", "MessageBody": json.dumps(good)},
     ])  # fmt: skip
 
-    def in_dlq() -> list[dict]:
-        return sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    def in_dlq() -> list[dict[str, Any]]:
+        answer = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages: list[dict[str, Any]] = answer.get("Messages", [])
+        return messages
 
     dead = rehearsal.wait_for(in_dlq, 90, "the poison message in the DLQ")
     assert [m["Body"] for m in dead] == ['{"command": "explode", "half a json']
@@ -176,7 +185,12 @@ def test_a_telegram_message_reaches_the_product_owner_and_its_answer_reaches_the
     url = f"{rehearsal.api_url}/telegram/webhook"
     update = message_update(TELEGRAM_ADMIN_ID, "make me a blog")
     # a wrong secret is refused at the route
-    assert httpx.post(url, json=update, timeout=30, headers={"x-telegram-bot-api-secret-token": "nope"}).status_code == 401
+    assert (
+        httpx.post(
+            url, json=update, timeout=30, headers={"x-telegram-bot-api-secret-token": "nope"}
+        ).status_code
+        == 401
+    )
     # when Telegram posts the update with the secret
     answer = httpx.post(url, json=update, timeout=30, headers={"x-telegram-bot-api-secret-token": secret})
     assert answer.status_code == 200, answer.text
@@ -190,12 +204,16 @@ def test_a_telegram_message_reaches_the_product_owner_and_its_answer_reaches_the
     assert rehearsal.telegram.calls_to("sendChatAction"), "typing was shown while the PO worked"
     # and the PO worker can be stopped from the CLI (the delete goes through the API's outbox)
     workers = as_json(orch("worker", "list", "--json"))
-    po_workers = [w for w in workers if w["status"] in ("RUNNING", "STARTING", "IDLE") and w.get("task_id") is None]
+    po_workers = [
+        w for w in workers if w["status"] in ("RUNNING", "STARTING", "IDLE") and w.get("task_id") is None
+    ]
     for worker in po_workers:
         assert orch("worker", "stop", worker["id"]).returncode == 0
 
 
-def test_the_notifier_reports_a_telegram_users_task_in_their_chat(rehearsal: Rehearsal, orch: CloudCli) -> None:
+def test_the_notifier_reports_a_telegram_users_task_in_their_chat(
+    rehearsal: Rehearsal, orch: CloudCli
+) -> None:
     from tests.cloud.rehearsal import TELEGRAM_ADMIN_ID
 
     # given the bot's admin (a Telegram user) starts engineering with their own key
@@ -221,15 +239,21 @@ def test_an_ansible_job_that_cannot_be_built_is_answered_with_a_failed_result(re
     deploy = AnsibleDeployMessage(request_id=str(uuid.uuid4()), project_id=str(uuid.uuid4()), project_name="gone",
                                   repo_full_name="acme/gone", server_ip="203.0.113.9", port=8000,
                                   server_handle="gone-server")  # fmt: skip
-    sqs.send_message(QueueUrl=rehearsal.queue_url("MessagingProvisionerQueue"), MessageBody=provision.model_dump_json())
-    sqs.send_message(QueueUrl=rehearsal.queue_url("MessagingAnsibleDeployQueue"), MessageBody=deploy.model_dump_json())
+    sqs.send_message(
+        QueueUrl=rehearsal.queue_url("MessagingProvisionerQueue"), MessageBody=provision.model_dump_json()
+    )
+    sqs.send_message(
+        QueueUrl=rehearsal.queue_url("MessagingAnsibleDeployQueue"), MessageBody=deploy.model_dump_json()
+    )
     # then the infra function answers each with a failed result instead of silence
     rehearsal.wait_for(lambda: rehearsal.sends("ConsumersInfra", "provisioner-results")
                        and rehearsal.sends("ConsumersInfra", "ansible-deploy-results"), 60,
                        "failed results from the infra function")  # fmt: skip
 
 
-def test_a_runner_task_that_dies_is_answered_by_the_task_state_event(rehearsal: Rehearsal, orch: CloudCli) -> None:
+def test_a_runner_task_that_dies_is_answered_by_the_task_state_event(
+    rehearsal: Rehearsal, orch: CloudCli
+) -> None:
     servers = [s for s in as_json(orch("server", "list", "--json")) if s["handle"] == "ssh-host"]
     if not servers:
         pytest.skip("needs the ssh host registered by the deploy scenario")
