@@ -1,0 +1,53 @@
+"""Whose secret a reference names: the one rule the API (when a reference is stored) and the runner
+and worker (when it is resolved) both apply, so a caller can never make the system use someone
+else's secret. No database, no I/O: a pure function of the reference and a scope.
+
+The namespaces:
+
+- `secret://projects/<project id>[/...]`: a project's secrets (the API writes them there).
+- `secret://servers/<handle>[/...]`: a server's SSH key (`.../ssh_key`, uploaded on `server add`).
+- `secret://shared/...`: a reference an admin grants by attaching it to a server they add (e.g. one
+  deploy key for a fleet). Only admins may store one; whoever deploys to that server may use it.
+
+Anything else (`secret://local/...`, `secret://po/...`, `secret://agents/...`, ARNs) belongs to the
+stack itself and is never a valid reference in a request, not even an admin's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.secrets.port import InvalidSecretReference
+from shared.secrets.refs import is_arn, parse_reference
+
+SHARED = "shared"
+
+
+@dataclass(frozen=True)
+class SecretScope:
+    """What a reference may name for one use: these projects' secrets, these servers' keys, and
+    (when `shared`) the admin-granted `secret://shared/...` references."""
+
+    project_ids: frozenset[str] = frozenset()
+    server_handles: frozenset[str] = frozenset()
+    shared: bool = False
+
+
+def reference_allowed(reference: str, scope: SecretScope) -> bool:
+    """True only if `reference` is a well-formed reference inside `scope`. Never looks the secret up,
+    so the answer is the same whether or not it exists."""
+    try:
+        path = parse_reference(reference)
+    except InvalidSecretReference:
+        return False
+    if is_arn(path):
+        return False
+    namespace, _, rest = path.partition("/")
+    owner = rest.split("/", 1)[0]
+    if namespace == "projects":
+        return owner in scope.project_ids
+    if namespace == "servers":
+        return owner in scope.server_handles
+    if namespace == SHARED:
+        return scope.shared and bool(rest)
+    return False
