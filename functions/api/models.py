@@ -209,7 +209,11 @@ class Incident(Base):
 
 class PortAllocation(Base):
     __tablename__ = "port_allocations"
-    __table_args__ = (UniqueConstraint("server_id", "port", name="uq_port_allocations_server_port"),)
+    __table_args__ = (
+        UniqueConstraint("server_id", "port", name="uq_port_allocations_server_port"),
+        # one port per project and server: a second row made every later lookup ambiguous (a 500)
+        Index("uq_port_allocations_server_project", "server_id", "project_id", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
@@ -311,3 +315,23 @@ class TaskNotification(Base):
     """Set once, after Telegram accepted the final message."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a creating call sent with an `Idempotency-Key`: the same caller sending the
+    same key and request again gets it back instead of a second task. Pruned after the window."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of method, path and canonical JSON body: a reused key with another request is refused."""
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -43,6 +43,28 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings)
     max_body_bytes: Annotated[int, Field(ge=1024, description="Larger request bodies get 413.")] = 1_048_576
     port_range_start: Annotated[int, Field(ge=1024, le=65535)] = 8000
     port_range_end: Annotated[int, Field(ge=1024, le=65535)] = 8999
+    limit_projects_per_user: Annotated[
+        int, Field(ge=0, description="Projects (not archived) one person may own; admins are not bounded.")
+    ] = 50
+    limit_active_tasks_per_user: Annotated[
+        int, Field(ge=0, description="Queued, running or waiting tasks one person may have at once.")
+    ] = 5
+    limit_tasks_per_hour: Annotated[
+        int, Field(ge=0, description="Tasks one person may start in any rolling hour (retries count).")
+    ] = 60
+    limit_shared_ports_per_user: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Ports one person's projects may hold on servers they do not own (e.g. localhost).",
+        ),
+    ] = 10
+    idempotency_window_s: Annotated[
+        int,
+        Field(
+            ge=60, description="How long an Idempotency-Key replays its first answer; older keys are pruned."
+        ),
+    ] = 86_400
 
     @property
     def effective_database_tls(self) -> DatabaseTls:

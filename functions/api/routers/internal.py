@@ -214,10 +214,12 @@ def sweep_outbox() -> dict[str, int]:
     from datetime import timedelta
 
     from functions.api.deps import get_deps
-    from functions.api.services import outbox
+    from functions.api.services import idempotency, outbox
 
     _service()
     deps = get_deps()
     report = outbox.dispatch(deps.db, deps.queue, min_age=timedelta(seconds=5))
     pruned = outbox.prune_sent(deps.db)
+    with deps.db.session() as session:  # expired Idempotency-Keys go with the sent messages
+        pruned += idempotency.prune(session, timedelta(seconds=deps.settings.idempotency_window_s))
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "pruned": pruned}

@@ -10,11 +10,18 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from functions.api.deps import get_deps
 from functions.api.errors import Conflict, Unprocessable
 from functions.api.models import Project as ProjectRow
 from functions.api.models import new_id, utcnow
-from functions.api.routers._common import created, principal, transaction
-from functions.api.services import deployments, lookup, tasks
+from functions.api.routers._common import (
+    IdempotencyKeyHeader,
+    created,
+    idempotency_claim,
+    principal,
+    transaction,
+)
+from functions.api.services import deployments, limits, lookup, tasks
 from shared.contracts.api import (
     DeployStart,
     EngineeringStart,
@@ -42,12 +49,16 @@ def list_projects() -> list[Project]:
 
 
 @router.post("/projects", summary="Create a project", tags=TAGS, responses={201: {"description": "Created"}})
-def create_project(body: ProjectCreate) -> Response[Project]:
+def create_project(body: ProjectCreate, idempotency_key: IdempotencyKeyHeader = None) -> Response[Project]:
     caller = principal(router)
     with transaction() as session:
+        claim = idempotency_claim(router, session, idempotency_key, body)
+        if claim.replay:
+            return created(claim.replay.body, claim.replay.status)
         if session.execute(select(ProjectRow.id).where(ProjectRow.name == body.name)).first():
             # names are unique across owners: the answer must not tell whose it is, or that it is a project
             raise Conflict(f"the name {body.name!r} is not available", ["name"])
+        limits.check_new_project(session, get_deps().settings, caller)
         now = utcnow()
         row = ProjectRow(
             id=new_id(),
@@ -62,7 +73,9 @@ def create_project(body: ProjectCreate) -> Response[Project]:
         )
         session.add(row)
         session.flush()
-        return created(Project.model_validate(row))
+        dto = Project.model_validate(row)
+        claim.remember(session, dto, 201)
+        return created(dto)
 
 
 @router.get("/projects/<project_id>", summary="Show a project", tags=TAGS)
@@ -108,10 +121,16 @@ def archive_project(project_id: ProjectId) -> Project:
     tags=TAGS,
     responses={202: {"description": "Accepted: the task is queued"}},
 )
-def start_engineering(project_id: ProjectId, body: EngineeringStart) -> Response[Task]:
+def start_engineering(
+    project_id: ProjectId, body: EngineeringStart, idempotency_key: IdempotencyKeyHeader = None
+) -> Response[Task]:
     caller = principal(router)
     with transaction() as session:
+        claim = idempotency_claim(router, session, idempotency_key, body)
+        if claim.replay:
+            return created(claim.replay.body, claim.replay.status)
         project = lookup.project(session, caller, project_id, for_update=True)
+        limits.check_new_task(session, get_deps().settings, caller)
         params: dict[str, object] = {"agent": body.agent or project.agent}
         if body.base_ref:
             params["base_ref"] = body.base_ref
@@ -125,6 +144,7 @@ def start_engineering(project_id: ProjectId, body: EngineeringStart) -> Response
             params["deploy_fix_attempt"] = body.deploy_fix_attempt
         task, _message = tasks.create(session, caller, project, TaskType.ENGINEERING, body.spec, params)
         dto = Task.model_validate(task)
+        claim.remember(session, dto, 202)
     return created(dto, 202)
 
 
@@ -137,15 +157,24 @@ def start_engineering(project_id: ProjectId, body: EngineeringStart) -> Response
         409: {"description": "A deploy already runs"},
     },
 )
-def start_deploy(project_id: ProjectId, body: DeployStart) -> Response[Task]:
+def start_deploy(
+    project_id: ProjectId, body: DeployStart, idempotency_key: IdempotencyKeyHeader = None
+) -> Response[Task]:
     caller = principal(router)
     with transaction() as session:
+        claim = idempotency_claim(router, session, idempotency_key, body)
+        if claim.replay:
+            return created(claim.replay.body, claim.replay.status)
         project = lookup.project(session, caller, project_id, for_update=True)
-        lookup.server(session, caller, body.server)
+        server = lookup.server(session, caller, body.server)
         _refuse_concurrent_deploys(session, project)
+        limits.check_new_task(session, get_deps().settings, caller)
+        if not limits.holds_port(session, server, project):  # fail now, not in the graph
+            limits.check_new_port(session, get_deps().settings, server, project)
         params = {"server": body.server} | ({"ref": body.ref} if body.ref else {})
         task, _message = tasks.create(session, caller, project, TaskType.DEPLOY, None, params)
         dto = Task.model_validate(task)
+        claim.remember(session, dto, 202)
     return created(dto, 202)
 
 

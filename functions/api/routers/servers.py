@@ -15,7 +15,13 @@ from functions.api.models import PortAllocation as PortAllocationRow
 from functions.api.models import Project as ProjectRow
 from functions.api.models import Server as ServerRow
 from functions.api.models import utcnow
-from functions.api.routers._common import created, principal, transaction
+from functions.api.routers._common import (
+    IdempotencyKeyHeader,
+    created,
+    idempotency_claim,
+    principal,
+    transaction,
+)
 from functions.api.services import incidents, lookup, servers
 from shared.contracts.api import (
     PortAllocation,
@@ -49,7 +55,7 @@ def list_servers() -> list[Server]:
 
 
 @router.post("/servers", summary="Add a server", tags=TAGS, responses={201: {"description": "Created"}})
-def add_server(body: ServerCreate) -> Response[Server]:
+def add_server(body: ServerCreate, idempotency_key: IdempotencyKeyHeader = None) -> Response[Server]:
     if body.ssh_private_key and body.ssh_key_ref:
         raise Unprocessable(
             "give ssh_private_key or ssh_key_ref, not both", ["ssh_private_key", "ssh_key_ref"]
@@ -58,6 +64,9 @@ def add_server(body: ServerCreate) -> Response[Server]:
         raise Unprocessable("the label 'builtin' is reserved for servers an admin shares", ["labels"])
     reference = body.ssh_key_ref
     with transaction() as session:
+        claim = idempotency_claim(router, session, idempotency_key, body)
+        if claim.replay:
+            return created(claim.replay.body, claim.replay.status)
         if session.execute(select(ServerRow.id).where(ServerRow.handle == body.handle)).first():
             # handles are unique across owners: the answer must not tell that someone has this server
             raise Conflict(f"the handle {body.handle!r} is not available", ["handle"])
@@ -70,6 +79,7 @@ def add_server(body: ServerCreate) -> Response[Server]:
             # inside the transaction: if storing the key fails, the server is not created either
             get_deps().secrets.put(reference, body.ssh_private_key)  # type: ignore[arg-type]
         dto = Server.model_validate(row)
+        claim.remember(session, dto, 201)
     return created(dto)
 
 
@@ -111,7 +121,12 @@ def allocate_port(handle: HandleParam, body: PortRequest) -> Response[PortAlloca
         server = lookup.server(session, caller, handle)
         project = lookup.project(session, caller, body.project_id)
         row, is_new = servers.allocate_port(
-            session, server, project, body.port, (settings.port_range_start, settings.port_range_end)
+            session,
+            server,
+            project,
+            body.port,
+            (settings.port_range_start, settings.port_range_end),
+            settings,
         )
         dto = PortAllocation(
             server_handle=server.handle, port=row.port, project_id=project.id, created_at=row.created_at

@@ -1,0 +1,92 @@
+"""Bounded resources per person (`ORCH_LIMIT_*`): projects, tasks at once and per hour, ports on
+servers someone else owns. A bound reached answers 429 naming the limit (`LimitExceeded.fields`).
+
+Admins and service keys are not bounded themselves (they run the stack), but a port a service
+key asks for on a project's behalf (the deploy graph) counts against the project's owner.
+Each check runs inside the transaction that creates the row, after the row it depends on is
+locked (the project, or the server), so two concurrent requests cannot both slip under a bound
+on PostgreSQL; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from functions.api.auth import Principal
+from functions.api.errors import LimitExceeded
+from functions.api.models import PortAllocation, Project, Server, Task, User, utcnow
+from functions.api.settings import ApiSettings
+from shared.contracts.api import ProjectStatus, TaskStatus
+
+ACTIVE = [TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value]
+
+
+def _owner_bounded(session: Session, user_id: str) -> bool:
+    user = session.get(User, user_id)
+    return user is not None and not user.is_admin
+
+
+def _refuse(name: str, limit: int, what: str) -> LimitExceeded:
+    return LimitExceeded(
+        f"limit {name} reached: at most {limit} {what} per person (ORCH_LIMIT_{name.upper()})", [name]
+    )
+
+
+def check_new_project(session: Session, settings: ApiSettings, caller: Principal) -> None:
+    if caller.sees_all():
+        return
+    owner_id = caller.user_id
+    limit = settings.limit_projects_per_user
+    owned = session.execute(
+        select(func.count()).where(
+            Project.owner_id == owner_id, Project.status != ProjectStatus.ARCHIVED.value
+        )
+    ).scalar_one()
+    if owned >= limit:
+        raise _refuse("projects_per_user", limit, "projects (archive one to make room)")
+
+
+def check_new_task(session: Session, settings: ApiSettings, caller: Principal) -> None:
+    if caller.sees_all():
+        return
+    user_id = caller.user_id
+    active = session.execute(
+        select(func.count()).where(Task.user_id == user_id, Task.status.in_(ACTIVE))
+    ).scalar_one()
+    if active >= settings.limit_active_tasks_per_user:
+        raise _refuse("active_tasks_per_user", settings.limit_active_tasks_per_user,
+                      "queued or running tasks (wait for one to finish, or cancel one)")  # fmt: skip
+    recent = session.execute(
+        select(func.count()).where(Task.user_id == user_id, Task.created_at >= utcnow() - timedelta(hours=1))
+    ).scalar_one()
+    if recent >= settings.limit_tasks_per_hour:
+        raise _refuse("tasks_per_hour", settings.limit_tasks_per_hour, "tasks started in an hour")
+
+
+def check_new_port(session: Session, settings: ApiSettings, server: Server, project: Project) -> None:
+    """Before `project` gets its first port on `server`: on a server its owner does not own (the shared
+    localhost), the owner's projects together hold at most `limit_shared_ports_per_user` ports."""
+    if server.owner_id == project.owner_id or not _owner_bounded(session, project.owner_id):
+        return
+    held = session.execute(
+        select(func.count())
+        .select_from(PortAllocation)
+        .join(Project, Project.id == PortAllocation.project_id)
+        .join(Server, Server.id == PortAllocation.server_id)
+        .where(Project.owner_id == project.owner_id, Server.owner_id != project.owner_id)
+    ).scalar_one()
+    if held >= settings.limit_shared_ports_per_user:
+        raise _refuse("shared_ports_per_user", settings.limit_shared_ports_per_user,
+                      "ports on servers you do not own (undeploy a project to free one)")  # fmt: skip
+
+
+def holds_port(session: Session, server: Server, project: Project) -> bool:
+    found = session.execute(
+        select(PortAllocation.id)
+        .where(PortAllocation.server_id == server.id, PortAllocation.project_id == project.id)
+        .limit(1)
+    ).first()
+    return found is not None
