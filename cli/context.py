@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 import typer
@@ -24,4 +25,5 @@ def client(ctx: typer.Context) -> ApiClient:
             f"no API key for {connection.api_url}: run `orchestrator local up` (it configures one), "
             "or `orchestrator config set api-key KEY`, or set ORCH_API_KEY"
         )
-    return ApiClient(connection.api_url, connection.api_key)
+    # one key per invocation: a creating call retried inside the client is not run twice by the API
+    return ApiClient(connection.api_url, connection.api_key, idempotency_key=uuid.uuid4().hex)

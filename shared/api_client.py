@@ -73,6 +73,10 @@ class GoneError(ApiError):
     """The thing asked about has ended (e.g. a worker that was deleted)."""
 
 
+class LimitExceededError(ApiError):
+    """429: a per-person bound is reached; `fields` names it (e.g. `shared_ports_per_user`)."""
+
+
 class ApiUnreachable(Exception):
     """No answer from the API at all."""
 
@@ -99,13 +103,18 @@ def _raise_for(response: httpx.Response) -> None:
         )
     except ValueError:
         code, message, fields = "error", response.text or response.reason_phrase, []
-    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError}.get(
-        response.status_code, ApiError
-    )
+    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError,
+            429: LimitExceededError}.get(response.status_code, ApiError)  # fmt: skip
     raise kind(response.status_code, code, message, fields)
 
 
 class ApiClient:
+    """With `idempotency_key` (the CLI makes one per invocation), every creating call carries an
+    `Idempotency-Key` derived from it (`<key>.<n>` for the client's n-th creating call) and is
+    retried on a dropped connection with the same key, so the API creates the thing once."""
+
+    CREATE_ATTEMPTS = 3
+
     def __init__(
         self,
         base_url: str,
@@ -113,7 +122,10 @@ class ApiClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         correlation_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
+        self._idempotency_key = idempotency_key
+        self._creates = 0
         headers = {"user-agent": "orchestrator-client/0.1"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -135,12 +147,24 @@ class ApiClient:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
+                idempotent: bool = False) -> Any:  # fmt: skip
+        """One call; `idempotent` (a creating call) sends the next Idempotency-Key when the client has
+        one, and then a dropped connection is retried with that same key."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
-        try:
-            response = self._http.request(method, path, json=json, params=clean)
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        headers: dict[str, str] = {}
+        attempts = 1
+        if idempotent and self._idempotency_key:
+            self._creates += 1
+            headers["idempotency-key"] = f"{self._idempotency_key}.{self._creates}"
+            attempts = self.CREATE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, json=json, params=clean, headers=headers)
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         _raise_for(response)
         return response.json() if response.content else None
 
@@ -175,7 +199,7 @@ class ApiClient:
     def create_project(self, name: str, description: str = "", modules: list[str] | None = None,
                        agent: str | None = None) -> Project:  # fmt: skip
         body = self._body(name=name, description=description, modules=modules, agent=agent)
-        return self._as(Project, self.request("POST", "/projects", json=body))
+        return self._as(Project, self.request("POST", "/projects", json=body, idempotent=True))
 
     def get_project(self, project: str) -> Project:
         return self._as(Project, self.request("GET", f"/projects/{project}"))
@@ -190,11 +214,13 @@ class ApiClient:
                           parent_task_id: str | None = None, deploy_fix_attempt: int = 0) -> Task:  # fmt: skip
         body = self._body(spec=spec, agent=agent, base_ref=base_ref, parent_task_id=parent_task_id,
                           deploy_fix_attempt=deploy_fix_attempt or None)  # fmt: skip
-        return self._as(Task, self.request("POST", f"/projects/{project}/engineering", json=body))
+        return self._as(
+            Task, self.request("POST", f"/projects/{project}/engineering", json=body, idempotent=True)
+        )
 
     def start_deploy(self, project: str, server: str, ref: str | None = None) -> Task:
         body = self._body(server=server, ref=ref)
-        return self._as(Task, self.request("POST", f"/projects/{project}/deploy", json=body))
+        return self._as(Task, self.request("POST", f"/projects/{project}/deploy", json=body, idempotent=True))
 
     def start_undeploy(self, project: str) -> Task:
         return self._as(Task, self.request("POST", f"/projects/{project}/undeploy"))
@@ -391,7 +417,7 @@ class ApiClient:
                    ssh_key_ref: str | None = None, labels: dict[str, str] | None = None) -> Server:  # fmt: skip
         body = self._body(handle=handle, host=host, ssh_user=ssh_user, ssh_private_key=ssh_private_key,
                           ssh_key_ref=ssh_key_ref, labels=labels)  # fmt: skip
-        return self._as(Server, self.request("POST", "/servers", json=body))
+        return self._as(Server, self.request("POST", "/servers", json=body, idempotent=True))
 
     def get_server(self, handle: str) -> Server:
         return self._as(Server, self.request("GET", f"/servers/{handle}"))

@@ -292,3 +292,55 @@ def test_the_migration_keeps_one_port_per_project_before_it_adds_the_index(tmp_p
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, port FROM port_allocations")).all() == [("a", 8000)]
     engine.dispose()
+
+
+class _LosesFirstReply:
+    """The API handles the request, then the connection drops before the answer arrives (once)."""
+
+    def __init__(self) -> None:
+        from functions.api.handler import lambda_handler
+        from shared.apigw import LambdaTransport
+
+        self.inner = LambdaTransport(lambda e, c: lambda_handler(e, c))
+        self.keys: list[str | None] = []
+
+    def handle_request(self, request: Any) -> Any:
+        import httpx
+
+        response = self.inner.handle_request(request)
+        if request.method == "POST":
+            self.keys.append(request.headers.get("idempotency-key"))
+            if len(self.keys) == 1:
+                raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_client_retries_a_lost_reply_with_the_same_key_and_the_task_runs_once(api: ApiHarness) -> None:
+    from shared.api_client import ApiClient
+
+    api.new_project("blog")
+    transport = _LosesFirstReply()
+    with ApiClient(
+        "http://api.local", api.key, transport=transport, idempotency_key="invocation-1"
+    ) as client:  # type: ignore[arg-type]
+        task = client.start_engineering("blog", "build it")
+    assert transport.keys == ["invocation-1.1", "invocation-1.1"], "the retry reuses the key"
+    assert [t["id"] for t in api.get("/tasks").body["items"]] == [task.id]
+
+
+def test_the_client_names_a_reached_limit(api: ApiHarness, limits: Any) -> None:
+    from functions.api.handler import lambda_handler
+    from shared.api_client import ApiClient, LimitExceededError
+    from shared.apigw import LambdaTransport
+
+    _user, key = api.new_user("alice")
+    transport = LambdaTransport(lambda e, c: lambda_handler(e, c))
+    with ApiClient("http://api.local", key, transport=transport) as client:
+        client.create_project("one")
+        client.create_project("two")
+        with pytest.raises(LimitExceededError) as refused:
+            client.create_project("three")
+    assert refused.value.status == 429 and refused.value.fields == ["projects_per_user"]
