@@ -413,6 +413,8 @@ class Workers(Construct):
             **environment.queues(self._config),
             **environment.secrets(self._config),
             **environment.region(Stack.of(self).region),
+            # the one GitHub token reference a deploy job may use (the runner refuses any other)
+            "ORCH_GITHUB_TOKEN_REF": self._config.github_token_ref,
         }
 
     def _grant_ansible_task(self, role: iam.IRole) -> None:

@@ -425,6 +425,8 @@ def test_task_definitions_are_fargate_with_memory_logs_and_asset_images(any_app:
         "ORCH_SECRETS_BACKEND": "aws",
         "ORCH_SECRETS_PREFIX": prefix,
         "ORCH_AWS_REGION": {"Ref": "AWS::Region"},
+        # the only token reference the runner lets a deploy job resolve
+        "ORCH_GITHUB_TOKEN_REF": any_app.stack.config.github_token_ref,
     }
 
 

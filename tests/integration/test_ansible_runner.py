@@ -265,7 +265,8 @@ def test_a_missing_secret_fails_naming_the_reference(repo: AppRepo, secrets: Sec
 
     assert outcome.status == "failed"
     assert (
-        outcome.error == "secret reference secret://projects/p1/NOT_THERE (secret_refs.API_TOKEN) is missing"
+        outcome.error
+        == "secret reference secret://projects/p1/NOT_THERE (secret_refs.API_TOKEN) is missing or not this job's to use"
     )
     assert outcome.exit_code is None
 

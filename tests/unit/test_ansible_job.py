@@ -209,6 +209,7 @@ def test_secrets_resolve_by_reference(tmp_path: Path) -> None:
             target=SSH_TARGET | {"ssh_key_ref": "secret://servers/srv-1/ssh_key"},
         ),
         store,
+        github_token_ref="secret://github/token",
     )
 
     assert resolved == ResolvedSecrets({"API_TOKEN": "tok-123456"}, "ghp_abcdef", SSH_KEY)
@@ -234,7 +235,7 @@ def test_a_missing_secret_names_its_reference(tmp_path: Path) -> None:
 
     assert (
         str(raised.value)
-        == "secret reference secret://projects/p1/API_TOKEN (secret_refs.API_TOKEN) is missing"
+        == "secret reference secret://projects/p1/API_TOKEN (secret_refs.API_TOKEN) is missing or not this job's to use"
     )
 
 

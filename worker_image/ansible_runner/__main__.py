@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with correlation(job.correlation_id or job.request_id):
         try:
+            from shared.repos.factory import RepoHostSettings
             from shared.secrets.factory import build_secrets
             from worker_image.ansible_runner.runner import run_job
 
-            outcome = run_job(job, build_secrets())
+            outcome = run_job(job, build_secrets(), github_token_ref=RepoHostSettings().github_token_ref)
         except Exception as error:
             logger.exception("ansible runner crashed", extra={"request_id": job.request_id})
             print(f"ansible runner crashed: {type(error).__name__}", file=sys.stderr)

@@ -35,6 +35,7 @@ from typing import Any
 from shared.observability import get_logger
 from shared.secrets.port import SecretNotFound, SecretsError, SecretsPort
 from shared.secrets.redact import Redactor
+from shared.secrets.scope import SecretScope, reference_allowed
 from shared.settings import HomeSettings
 from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
 
@@ -71,6 +72,10 @@ control_path_dir = {tmp}/cp
 """
 
 
+GITHUB_TOKEN_PURPOSE = "github_token_ref"  # noqa: S105 - names a field, not a secret
+SSH_KEY_PURPOSE = "target.ssh_key_ref"
+
+
 class SecretProblem(Exception):
     """A secret reference of the job could not be resolved; the message names the reference, not a value."""
 
@@ -90,28 +95,49 @@ class ResolvedSecrets:
         return [v for v in found if v]
 
 
-def resolve_secrets(job: RunnerJob, secrets: SecretsPort) -> ResolvedSecrets:
-    """Read every secret the job references. The github token is read only for clones it may travel to
-    (https, or http to the server's own loopback: the worker's rule, `git_ops.token_may_travel_to`)."""
+def job_scope(job: RunnerJob, purpose: str) -> SecretScope:
+    """What a reference used for `purpose` may name: the job's project's secrets for the app, the
+    target's own key (or an admin-granted `secret://shared/...` one) for ssh. The GitHub token is not a
+    scope: it must be the stack's configured reference (see `resolve_secrets`)."""
+    if purpose == SSH_KEY_PURPOSE:
+        return SecretScope(server_handles=frozenset({job.target.handle}), shared=True)
+    return SecretScope(project_ids=frozenset({job.project_id} if job.project_id else ()))
+
+
+def resolve_secrets(
+    job: RunnerJob, secrets: SecretsPort, *, github_token_ref: str | None = None
+) -> ResolvedSecrets:
+    """Read every secret the job references, each only if it is the job's to use (`job_scope`; the
+    GitHub token only if it is the stack's `github_token_ref`), checked again here although the API
+    checked it when stored. A reference out of scope and one that does not exist fail alike, so the
+    answer never tells whether someone else's secret exists. The GitHub token is read only for clones
+    it may travel to (https, or http to the server's own loopback: `git_ops.token_may_travel_to`)."""
     from worker_image.git_ops import token_may_travel_to
 
     wanted: list[tuple[str, str]] = [(f"secret_refs.{name}", ref) for name, ref in job.secret_refs.items()]
     if job.github_token_ref and job.kind == "deploy" and token_may_travel_to(job.repo_url or ""):
-        wanted.append(("github_token_ref", job.github_token_ref))
+        wanted.append((GITHUB_TOKEN_PURPOSE, job.github_token_ref))
     if job.target.ssh_key_ref and not job.is_local:
-        wanted.append(("target.ssh_key_ref", job.target.ssh_key_ref))
+        wanted.append((SSH_KEY_PURPOSE, job.target.ssh_key_ref))
     values: dict[str, str] = {}
     for purpose, reference in wanted:
+        unavailable = f"secret reference {reference} ({purpose}) is missing or not this job's to use"
+        if purpose == GITHUB_TOKEN_PURPOSE:
+            allowed = github_token_ref is not None and reference == github_token_ref
+        else:
+            allowed = reference_allowed(reference, job_scope(job, purpose))
+        if not allowed:
+            raise SecretProblem(unavailable)
         try:
             values[purpose] = secrets.get(reference)
         except SecretNotFound:
-            raise SecretProblem(f"secret reference {reference} ({purpose}) is missing") from None
+            raise SecretProblem(unavailable) from None
         except SecretsError as error:  # the port's errors never carry values
             raise SecretProblem(f"could not read secret reference {reference} ({purpose}): {error}") from None
     return ResolvedSecrets(
         app={name: values[f"secret_refs.{name}"] for name in job.secret_refs},
-        git_token=values.get("github_token_ref", ""),
-        ssh_key=values.get("target.ssh_key_ref"),
+        git_token=values.get(GITHUB_TOKEN_PURPOSE, ""),
+        ssh_key=values.get(SSH_KEY_PURPOSE),
     )
 
 
@@ -336,13 +362,20 @@ def _failed(job: RunnerJob, started: float, error: str, redactor: Redactor, **fi
     )
 
 
-def run_job(job: RunnerJob, secrets: SecretsPort, *, playbooks_dir: Path | None = None) -> RunnerOutcome:
-    """Run the job's playbook against its target. Never raises for a failed run: the outcome says why."""
+def run_job(
+    job: RunnerJob,
+    secrets: SecretsPort,
+    *,
+    playbooks_dir: Path | None = None,
+    github_token_ref: str | None = None,
+) -> RunnerOutcome:
+    """Run the job's playbook against its target. Never raises for a failed run: the outcome says why.
+    `github_token_ref` is the stack's configured token reference, the only one a job may use."""
     started = time.monotonic()
     logger = get_logger()
     redactor = Redactor()
     try:
-        resolved = resolve_secrets(job, secrets)
+        resolved = resolve_secrets(job, secrets, github_token_ref=github_token_ref)
     except SecretProblem as problem:
         return _failed(job, started, str(problem), redactor)
     redactor.add(*resolved.values())
