@@ -10,8 +10,8 @@ import typer
 from cli.context import JsonFlag, client
 from cli.errors import CliError, ExitCode
 from cli.output import print_json
-from shared.api_client import ApiClient, ApiUnreachable, AuthError, NotFoundError
-from shared.contracts.api import Task, TaskEvent, TaskStatus
+from shared.api_client import ApiClient, ApiUnreachable, AuthError, ConflictError, NotFoundError
+from shared.contracts.api import Task, TaskEvent, TaskStatus, TaskType
 
 
 def _stack_is_up(ctx: typer.Context) -> bool:
@@ -105,7 +105,9 @@ def run(
         branch = (engineering.result or {}).get("branch")
         mark = time.monotonic()
         say(f"deploying {project.name} ({branch or 'main'}) to {server}")
-        deploy = follow(api, api.start_deploy(project.name, server, branch).id, show, spinner=not quiet)
+        deploy = follow(
+            api, _start_or_attach_deploy(api, project, server, branch, say), show, spinner=not quiet
+        )
         timings["deploy_s"] = time.monotonic() - mark
         _check(deploy, "deploy", json_output, timings)
     timings["total_s"] = time.monotonic() - started
@@ -132,6 +134,29 @@ def _project(api: ApiClient, name: str, spec: str, agent: str | None, modules: s
     project = api.create_project(name, spec.strip().splitlines()[0][:500], wanted, agent)
     say(f"created project {project.name}")
     return project
+
+
+def _start_or_attach_deploy(api: ApiClient, project: Any, server: str, ref: str | None, say: Any) -> str:
+    """The deploy task to follow: a new one, or, when the API refuses a second deploy of the project
+    (409: one is queued or running, e.g. left by a `run` that crashed), the one in progress."""
+    try:
+        return api.start_deploy(project.name, server, ref).id
+    except ConflictError:
+        active = [
+            task
+            for status in TaskStatus
+            if not status.is_final
+            for task in api.list_tasks(
+                project=project.id, status=status.value, type=TaskType.DEPLOY.value
+            ).items
+        ]
+        if not active:
+            raise
+        task = max(active, key=lambda t: t.created_at)
+        say(
+            f"a deploy of {project.name} is already {task.status.value.lower()} (task {task.id}): following it"
+        )
+        return task.id
 
 
 def _check(task: Task, step: str, json_output: bool, timings: dict[str, float]) -> None:
