@@ -3,9 +3,9 @@ servers someone else owns. A bound reached answers 429 naming the limit (`LimitE
 
 Admins and service keys are not bounded themselves (they run the stack), but a port a service
 key asks for on a project's behalf (the deploy graph) counts against the project's owner.
-Each check runs inside the transaction that creates the row, after the row it depends on is
-locked (the project, or the server), so two concurrent requests cannot both slip under a bound
-on PostgreSQL; SQLite serialises writers anyway.
+Each check runs inside the transaction that creates the row and first locks the person's user
+row, so two concurrent requests of one person cannot both slip under a bound on PostgreSQL;
+SQLite serialises writers anyway.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from shared.contracts.api import ProjectStatus, TaskStatus
 ACTIVE = [TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value]
 
 
+def _lock_user(session: Session, user_id: str) -> User | None:
+    return session.execute(select(User).where(User.id == user_id).with_for_update()).scalar_one_or_none()
+
+
 def _owner_bounded(session: Session, user_id: str) -> bool:
-    user = session.get(User, user_id)
+    user = _lock_user(session, user_id)
     return user is not None and not user.is_admin
 
 
@@ -39,6 +43,7 @@ def check_new_project(session: Session, settings: ApiSettings, caller: Principal
     if caller.sees_all():
         return
     owner_id = caller.user_id
+    _lock_user(session, owner_id)
     limit = settings.limit_projects_per_user
     owned = session.execute(
         select(func.count()).where(
@@ -53,6 +58,7 @@ def check_new_task(session: Session, settings: ApiSettings, caller: Principal) -
     if caller.sees_all():
         return
     user_id = caller.user_id
+    _lock_user(session, user_id)
     active = session.execute(
         select(func.count()).where(Task.user_id == user_id, Task.status.in_(ACTIVE))
     ).scalar_one()

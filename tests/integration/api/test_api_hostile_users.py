@@ -344,3 +344,36 @@ def test_the_client_names_a_reached_limit(api: ApiHarness, limits: Any) -> None:
         with pytest.raises(LimitExceededError) as refused:
             client.create_project("three")
     assert refused.value.status == 429 and refused.value.fields == ["projects_per_user"]
+
+
+def test_concurrent_twins_with_one_key_create_one_task(api: ApiHarness) -> None:
+    """Twenty identical starts at once (the retried CLI call racing its original): one task."""
+    from functions.api.auth import Principal
+    from functions.api.services import idempotency, lookup, tasks
+    from shared.contracts.api import EngineeringStart, Task, TaskType
+    from tests.factories import race
+
+    api.new_project("blog")
+    me = api.get("/me").body
+    caller = Principal(
+        user_id=me["id"], telegram_id=None, is_admin=True, scopes=frozenset({"admin"}), key_id="k"
+    )
+    body = EngineeringStart(spec="build it")
+
+    def start(_i: int) -> str:
+        with api.deps.db.session() as session:
+            claim = idempotency.claim(
+                session, caller, "twin", "POST", "/projects/blog/engineering", body, 3600
+            )
+            if claim.replay:
+                return str(claim.replay.body["id"])
+            project = lookup.project(session, caller, "blog", for_update=True)
+            task, _ = tasks.create(session, caller, project, TaskType.ENGINEERING, body.spec, {})
+            dto = Task.model_validate(task)
+            claim.remember(session, dto, 202)
+            return dto.id
+
+    results = race(20, start)
+    assert all(isinstance(r, str) for r in results), results
+    assert len(set(results)) == 1
+    assert len(api.get("/tasks").body["items"]) == 1
