@@ -50,7 +50,7 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings)
         int, Field(ge=0, description="Queued, running or waiting tasks one person may have at once.")
     ] = 5
     limit_tasks_per_hour: Annotated[
-        int, Field(ge=0, description="Tasks one person may start in any rolling hour (retries count).")
+        int, Field(ge=0, description="Tasks one person may create in any rolling hour.")
     ] = 60
     limit_shared_ports_per_user: Annotated[
         int,
