@@ -39,6 +39,8 @@ INT64_MAX = 2**63 - 1
 """BIGINT columns (Telegram ids) and SQLite's integers hold 64 bits."""
 Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+TaskRef = Annotated[str, StringConstraints(min_length=1, max_length=36), Field(description="A task's id.")]
+"""Task ids are UUIDs: columns that refer to one hold 36 characters."""
 
 
 class Dto(BaseModel):
@@ -293,7 +295,7 @@ WorkerStatus = Literal["CREATED", "STARTING", "RUNNING", "STOPPED", "FAILED"]
 
 class WorkerRecord(Dto):
     id: Id
-    task_id: Id | None = None
+    task_id: TaskRef | None = None
     agent: Annotated[str, Field(max_length=64)]
     runtime_handle: Annotated[str | None, Field(max_length=512)] = None
     status: WorkerStatus = "CREATED"
@@ -475,7 +477,7 @@ class DeploymentRecord(Dto):
     health_url: Annotated[str, Field(max_length=1000)]
     ref: Annotated[str | None, Field(max_length=255)] = None
     status: DeploymentStatus = "deployed"
-    task_id: Annotated[str | None, Field(max_length=64)] = None
+    task_id: TaskRef | None = None
 
 
 class HealthReport(Dto):

@@ -154,6 +154,13 @@ def test_internal_out_of_range_integers_are_422(api: ApiHarness) -> None:
     assert reply.status == 422 and reply.body["fields"] == ["telegram_id"], reply
 
 
+def test_deployment_record_with_an_over_long_task_id_is_422(api: ApiHarness) -> None:
+    project = api.new_project()
+    body = {"server_handle": "localhost", "port": 1, "url": "", "health_url": "", "task_id": "0" * 63}
+    reply = _service(api).put(f"/internal/deployments/{project['id']}", body)
+    assert reply.status == 422 and reply.body["fields"] == ["task_id"], reply
+
+
 def test_port_request_for_an_over_long_project_id_is_422(api: ApiHarness) -> None:
     reply = api.post("/servers/localhost/ports", {"project_id": "p" * 5000})
     assert reply.status == 422 and reply.body["fields"] == ["project_id"], reply
