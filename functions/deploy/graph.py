@@ -23,7 +23,7 @@ from functions.deploy.settings import DeploySettings
 from functions.engineering.driver import event_sender, last_lines, request_id, route_ok
 from functions.engineering.graph import NO_AGENT
 from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
-from shared.api_client import ApiClient, ConflictError, NotFoundError
+from shared.api_client import ApiClient, ConflictError, LimitExceededError, NotFoundError
 from shared.contracts import (
     ANSIBLE_DEPLOY_QUEUE,
     PROVISIONER_QUEUE,
@@ -248,12 +248,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         return {"error": None}
 
     def allocate(state: DeployState) -> DeployState:
-        port = api.allocate_port(state["server_handle"], state["project_id"]).port
-        if state["connection"] == "local":
-            port = _free_local_port(api, state, port)
-        host = "127.0.0.1" if state["connection"] == "local" else state["server_host"]
-        url = f"http://{host}:{port}"
-        return {"port": port, "deployed_url": url, "health_url": url + state["health_path"]}
+        return allocate_port(api, state)
 
     # -- deployer -----------------------------------------------------------------------------
 
@@ -428,7 +423,7 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_conditional_edges("analyze_env", ok("resolve_secrets"), ["resolve_secrets", "fail", END])
     graph.add_conditional_edges("resolve_secrets", after_secrets, ["secrets_wait", "allocate", "fail", END])
     graph.add_edge("secrets_wait", "resolve_secrets")
-    graph.add_edge("allocate", "readiness")
+    graph.add_conditional_edges("allocate", ok("readiness"), ["readiness", "fail", END])
     graph.add_conditional_edges(
         "readiness", after_readiness, ["provision_wait", "deploy_request", "fail", END]
     )
@@ -454,6 +449,22 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def allocate_port(api: ApiClient, state: DeployState) -> DeployState:
+    """The deploy's port on its server, or a failed outcome saying why there is none (the person's limit of
+    ports on a shared server, no free port left, a race lost): the task fails at once with that reason
+    instead of the error escaping the node and leaving it RUNNING."""
+    project, server = state["project_id"], state["server_handle"]
+    try:
+        port = api.allocate_port(server, project).port
+        if state["connection"] == "local":
+            port = _free_local_port(api, state, port)
+    except (LimitExceededError, ConflictError, RuntimeError) as exc:
+        return {"outcome": "failed", "error": f"no port for this deploy on {server}: {exc}"}
+    host = "127.0.0.1" if state["connection"] == "local" else state["server_host"]
+    url = f"http://{host}:{port}"
+    return {"port": port, "deployed_url": url, "health_url": url + state["health_path"]}
 
 
 def _free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 50) -> int:

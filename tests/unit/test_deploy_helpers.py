@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from functions.deploy.graph import _free_local_port, smoke_test
+from functions.deploy.graph import _free_local_port, allocate_port, smoke_test
 from functions.deploy.settings import DeploySettings
-from shared.api_client import ConflictError, NotFoundError
+from shared.api_client import ApiError, ConflictError, LimitExceededError, NotFoundError
 
 
 class _Api:
@@ -55,6 +55,29 @@ def test_a_port_held_by_another_program_is_given_back_and_a_free_one_taken(held_
     assert port not in (held_port, held_port + 1)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # really free
+
+
+class _RefusingApi:
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+
+    def allocate_port(self, handle: str, project: str, port: int | None = None) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    LimitExceededError(429, "limit_exceeded", "10 ports on shared servers reached", ["shared_ports_per_user"]),
+    ConflictError(409, "conflict", "no free port left on web-1"),
+])  # fmt: skip
+def test_a_deploy_that_cannot_get_a_port_fails_at_once_with_the_reason(error: ApiError) -> None:
+    # given the API refuses the port (a race past the deploy's own check, or the server is full)
+    state: Any = {**STATE, "server_handle": "web-1", "connection": "ssh", "server_host": "203.0.113.7",
+                  "health_path": "/health"}  # fmt: skip
+    # when the allocate node runs
+    outcome = allocate_port(_RefusingApi(error), state)  # type: ignore[arg-type]
+    # then the deploy fails now, saying why (it used to raise out of the node and stay RUNNING)
+    assert outcome["outcome"] == "failed"
+    assert "no port for this deploy on web-1" in outcome["error"] and error.message in outcome["error"]
 
 
 def test_the_projects_own_running_service_keeps_its_port(held_port: int) -> None:
