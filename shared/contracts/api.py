@@ -284,8 +284,19 @@ class TaskWait(Dto):
     reason: Annotated[str, Field(min_length=1, max_length=4000, description="What input is needed.")]
 
 
+class EventBody(BaseModel):
+    """A ProgressEvent body as sent: the API validates it as a ProgressEvent (task_id from the path);
+    here only the fields stored in bounded columns are limited, so a 422 names them, not a 500."""
+
+    model_config = ConfigDict(extra="allow")
+
+    current_step: Annotated[str | None, Field(max_length=200)] = None
+    error_type: Annotated[str | None, Field(max_length=200)] = None
+    request_id: Annotated[str | None, Field(max_length=64)] = None
+
+
 class EventAppend(Dto):
-    events: list[dict[str, Any]] = Field(
+    events: list[EventBody] = Field(
         min_length=1, max_length=100, description="ProgressEvent bodies (task_id is taken from the path)."
     )
 

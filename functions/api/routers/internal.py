@@ -124,7 +124,7 @@ def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent
         task = session.get(TaskRow, task_id)
         if task is None:
             raise NotFound(f"task {task_id!r} not found")
-        rows = tasks.append_events(session, task, body.events)
+        rows = tasks.append_events(session, task, [e.model_dump(exclude_unset=True) for e in body.events])
         return created([TaskEvent.model_validate(r) for r in rows], 201)
 
 

@@ -209,3 +209,15 @@ def test_admin_scope_key_for_an_admin_user_is_issued(api: ApiHarness) -> None:
     user, _key = api.new_user("root2", is_admin=True)
     reply = api.as_key(ADMIN_KEY).post(f"/users/{user['id']}/api-keys", {"scopes": ["admin"]})
     assert reply.status == 201, reply
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("current_step", "s" * 201), ("error_type", "e" * 201), ("request_id", "r" * 65)],
+)
+def test_progress_events_with_over_long_columns_are_422(api: ApiHarness, key: str, value: str) -> None:
+    project = api.new_project()
+    task = api.post(f"/projects/{project['id']}/engineering", {"spec": "x"}).body
+    event = {"type": "progress", "message": "m", key: value}
+    reply = _service(api).post(f"/internal/tasks/{task['id']}/events", {"events": [event]})
+    assert reply.status == 422 and reply.body["fields"] == [f"events.0.{key}"], reply
