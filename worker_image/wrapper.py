@@ -132,9 +132,15 @@ class Wrapper:
         if any(str(v).startswith("secret://") for v in env_vars.values()):
             from shared.secrets import build_secrets
 
+            from shared.secrets.scope import worker_reference_allowed
+
             secrets = build_secrets(self.settings, self.settings)
+            context = self.context
+            po_user = (context.get("user_id") or None) if context.get("role") == "product_owner" else None
             for name, value in env_vars.items():
                 if str(value).startswith("secret://"):
+                    if not worker_reference_allowed(str(value), po_user):
+                        raise PermissionError(f"secret reference for {name} is missing or not this worker's to use")
                     resolved = secrets.get(str(value))
                     self.redactor.add(resolved)
                     env_vars[name] = resolved

@@ -51,3 +51,27 @@ def reference_allowed(reference: str, scope: SecretScope) -> bool:
     if namespace == SHARED:
         return scope.shared and bool(rest)
     return False
+
+
+PERSON_NAMESPACES = ("projects", "servers", SHARED, "po")
+"""Namespaces that hold a person's secrets (or, for `local/`, the stack's own admin material)."""
+
+
+def worker_reference_allowed(reference: str, po_user_id: str | None = None) -> bool:
+    """What a worker may resolve from its `env_vars`: the stack's own references the operator configured
+    (the GitHub token, the agents' credentials, in any namespace or as ARNs), and for a Product Owner
+    worker its own person's key (`secret://po/<user>/...`); never a project's secrets, a server's key, a
+    shared grant, another person's PO key or the embedded stack's `local/` keys. Workers are created by the
+    service, so this is defence in depth against a graph that was made to pass the wrong reference."""
+    try:
+        path = parse_reference(reference)
+    except InvalidSecretReference:
+        return False
+    if is_arn(path):
+        return True
+    namespace, _, rest = path.partition("/")
+    if namespace == "local":
+        return False
+    if namespace == "po":
+        return po_user_id is not None and rest.split("/", 1)[0] == po_user_id
+    return namespace not in PERSON_NAMESPACES

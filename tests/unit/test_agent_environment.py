@@ -86,7 +86,7 @@ def _detail(dump: Path) -> WorkerDetail:
         id="w-po", task_id=None, agent="command", runtime_handle="ecs:task/1", status="STARTING",
         exit_reason=None, started_at=datetime.now(UTC), stopped_at=None, create_request_id="r",
         config={
-            "context": {"role": "product_owner"},
+            "context": {"role": "product_owner", "user_id": "u1"},
             "agent_options": {"command": f"{shlex.quote(str(FAKES / 'env-agent'))} {shlex.quote(str(dump))}"},
             # what the Product Owner grants its agent (functions/product_owner/logic.py)
             "env_vars": {"ORCH_API_URL": "http://api.example/", "ORCH_API_KEY": "secret://po/u1/api_key",
