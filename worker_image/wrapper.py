@@ -131,7 +131,6 @@ class Wrapper:
         env_vars: dict[str, str] = dict(self.detail.config.get("env_vars") or {})
         if any(str(v).startswith("secret://") for v in env_vars.values()):
             from shared.secrets import build_secrets
-
             from shared.secrets.scope import worker_reference_allowed
 
             secrets = build_secrets(self.settings, self.settings)
