@@ -152,7 +152,7 @@ for router in (health.router, projects.router, tasks.router, servers.router, sec
 
 OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}
 app.configure_openapi(**OPENAPI_INFO, security_schemes=openapi.SECURITY_SCHEMES, security=openapi.SECURITY)
-openapi.declare_error_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
+openapi.complete_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
 app.enable_swagger(path="/docs", **OPENAPI_INFO)
 
 

@@ -2,7 +2,7 @@
 
 The checked-in copy is compared with the code in the test suite, so an API change shows up in review.
 
-Routes declare their success codes (and what a 409 or 410 means for them); `declare_error_responses`
+Routes declare their success codes (and what a 409 or 410 means for them); `complete_responses`
 adds the answers every route can give, all with the `ErrorBody` schema, so a client (or schemathesis)
 finds each status the API can return in the document.
 """
@@ -10,8 +10,8 @@ finds each status the API can return in the document.
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
@@ -47,11 +47,24 @@ ERRORS_OF_A_CHANGE = {
     409: "Conflicts with the resource's current state",
     429: "A per-person limit is reached: the message names it",
 }
+CREATES = {
+    ("POST", "/projects"): {"project_id": "id"},
+    ("POST", "/projects/{project_id}/engineering"): {"task_id": "id"},
+    ("POST", "/projects/{project_id}/deploy"): {"task_id": "id"},
+    ("POST", "/servers"): {"handle": "handle"},
+    ("POST", "/servers/{handle}/ports"): {"port": "port"},
+    ("POST", "/users"): {"user_id": "id"},
+    ("POST", "/internal/workers"): {"worker_id": "id"},
+    ("POST", "/internal/workers/{worker_id}/messages"): {"message_id": "id"},
+}
+"""What a creating operation's answer identifies: the path parameter it fills, from which body field."""
+
 ERRORS_OF_A_PUBLIC_ROUTE = {404: "No route", 422: ERRORS_OF_EVERY_ROUTE[422], 500: ERRORS_OF_EVERY_ROUTE[500]}
 
 
-def declare_error_responses(routes: Iterable[Route], public_paths: frozenset[str]) -> None:
-    """Give every route its error responses (ErrorBody) next to the success codes it declares.
+def complete_responses(routes: list[Route], public_paths: frozenset[str]) -> None:
+    """Give every route its error responses (ErrorBody) next to the success codes it declares,
+    and link what creating routes return to the routes that take it.
 
     Runs before the first request or document, while routes have not built their dependant yet
     (the dependant collects the response models).
@@ -75,6 +88,40 @@ def declare_error_responses(routes: Iterable[Route], public_paths: frozenset[str
             code: {"description": text, "content": {"application/json": {"model": ErrorBody}}}
             for code, text in sorted(errors.items())
         }
+    _link_created_resources(routes)
+
+
+def _path_parameters(openapi_path: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", openapi_path))
+
+
+def _link_created_resources(routes: list[Route]) -> None:
+    """OpenAPI links from each creating operation to the operations that take what it created.
+
+    A client sees where an id leads; schemathesis' stateful phase follows them, so it reaches
+    the routes behind an id (tasks, workers, messages) with ids that exist.
+    """
+    for route in routes:
+        fills = CREATES.get((route.method, route.openapi_path))
+        if not fills or not route.responses:
+            continue
+        own = _path_parameters(route.openapi_path)
+        given = {name: f"$request.path.{name}" for name in own} | {
+            name: f"$response.body#/{field}" for name, field in fills.items()
+        }
+        links = {
+            target.operation_id: {
+                "operationId": target.operation_id,
+                "parameters": {name: given[name] for name in sorted(_path_parameters(target.openapi_path))},
+            }
+            for target in routes
+            if target is not route
+            and set(fills) & _path_parameters(target.openapi_path)
+            and _path_parameters(target.openapi_path) <= set(given)
+        }
+        for code, spec in route.responses.items():
+            if 200 <= code < 300 and code != 204 and links:
+                spec["links"] = links
 
 
 def document() -> dict[str, object]:

@@ -73,3 +73,13 @@ def test_routes_with_several_success_codes_declare_each() -> None:
     assert {"200", "201"} <= set(paths["/internal/workers"]["post"]["responses"])  # type: ignore[index]
     next_message = paths["/internal/workers/{worker_id}/messages/next"]["post"]["responses"]  # type: ignore[index]
     assert {"200", "204", "410"} <= set(next_message)
+
+
+def test_creating_routes_link_what_they_return_to_the_routes_that_take_it() -> None:
+    paths = document()["paths"]
+    links = paths["/projects"]["post"]["responses"]["201"]["links"]  # type: ignore[index]
+    get_project = paths["/projects/{project_id}"]["get"]["operationId"]  # type: ignore[index]
+    assert links[get_project]["parameters"] == {"project_id": "$response.body#/id"}
+    started = paths["/projects/{project_id}/engineering"]["post"]["responses"]["202"]["links"]  # type: ignore[index]
+    claim = paths["/internal/tasks/{task_id}/claim"]["post"]["operationId"]  # type: ignore[index]
+    assert started[claim]["parameters"] == {"task_id": "$response.body#/id"}
