@@ -123,7 +123,7 @@ def test_error_paths_have_exit_codes(stack: Stack, cli: CliRunner) -> None:
     assert cli("project", "list", "--bogus").returncode == 2
     cli("project", "create", "--name", "blog")
     dup = cli("project", "create", "--name", "blog")
-    assert dup.returncode == 4 and "already exists" in dup.stderr
+    assert dup.returncode == 4 and "is not available" in dup.stderr
     bad = cli("project", "create", "--name", "Not A Slug")
     assert bad.returncode == 2 and "name" in bad.stderr
     both = cli("engineering", "start", "blog")
