@@ -166,9 +166,13 @@ def free_port(handle: HandleParam, port: Annotated[int, Path(ge=1, le=65535)]) -
                 PortAllocationRow.server_id == server.id, PortAllocationRow.port == port
             )
         ).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"port {port} is not allocated on {handle}")
-        lookup.project(session, caller, row.project_id)  # only the project's owner frees it
+        try:
+            if row is None:
+                raise NotFound("no allocation")
+            lookup.project(session, caller, row.project_id)  # only the project's owner frees it
+        except NotFound:
+            # someone else's port on a shared server answers as a free one: no project id, no owner
+            raise NotFound(f"port {port} is not allocated on {handle}") from None
         dto = PortAllocation(
             server_handle=server.handle, port=row.port, project_id=row.project_id, created_at=row.created_at
         )

@@ -221,3 +221,21 @@ def test_progress_events_with_over_long_columns_are_422(api: ApiHarness, key: st
     event = {"type": "progress", "message": "m", key: value}
     reply = _service(api).post(f"/internal/tasks/{task['id']}/events", {"events": [event]})
     assert reply.status == 422 and reply.body["fields"] == [f"events.0.{key}"], reply
+
+
+def test_freeing_another_users_port_on_a_shared_server_answers_as_for_a_free_port(api: ApiHarness) -> None:
+    _alice, alice_key = api.new_user("alice")
+    _bob, bob_key = api.new_user("bob")
+    alice, bob = api.as_key(alice_key), api.as_key(bob_key)
+    shared = {"handle": "shared", "host": "127.0.0.1", "labels": {"builtin": "true"}}
+    assert api.post("/servers", shared).status == 201
+    project = alice.new_project("alices")
+    port = alice.post("/servers/shared/ports", {"project_id": project["id"]})
+    assert port.status == 201, port
+    taken = bob.delete(f"/servers/shared/ports/{port.body['port']}")
+    free = bob.delete(f"/servers/shared/ports/{port.body['port'] + 1}")
+    assert taken.status == free.status == 404
+    assert project["id"] not in taken.body["message"]
+    assert taken.body["message"] == free.body["message"].replace(
+        str(port.body["port"] + 1), str(port.body["port"])
+    )
