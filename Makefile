@@ -1,5 +1,8 @@
 # One-word shortcuts for the commands the README names.
-.PHONY: test rehearse
+.PHONY: test rehearse agents
+
+# The real coding-agent CLIs the `real_agent` tests run (docs/real-agents.md), pinned; into .tools/.
+AGENT_PACKAGES = @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
 
 test:
 	.venv/bin/python -m pytest tests
@@ -7,3 +10,12 @@ test:
 # the AWS stack run as AWS runs it (docs/cloud-rehearsal.md); needs root and ORCH_TEST_POSTGRES_URL
 rehearse:
 	.venv/bin/python -m pytest -m cloud tests/cloud
+
+# installs only when the pinned versions changed (the list is kept in .tools/installed); ~10 s, ~800 MB
+agents:
+	@if [ "$$(cat .tools/installed 2>/dev/null)" = "$(AGENT_PACKAGES)" ] && [ -x .tools/node_modules/.bin/claude ]; then \
+		echo "agents: $(AGENT_PACKAGES) already in .tools"; \
+	else \
+		mkdir -p .tools && npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error $(AGENT_PACKAGES) \
+			&& echo "$(AGENT_PACKAGES)" > .tools/installed; \
+	fi

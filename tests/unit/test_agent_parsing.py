@@ -206,7 +206,7 @@ def test_unknown_job_settings_are_refused() -> None:
 
 
 def test_claude_command_line() -> None:
-    adapter = get_adapter("claude-code", {"model": "opus", "max_turns": 40})
+    adapter = get_adapter("claude-code", {"model": "opus", "max_turns": 40, "permissions": "bypass"})
     command = adapter.build_command("Implement TASK.md", WORKSPACE, None)
     assert command.argv == [
         "claude",
@@ -225,6 +225,27 @@ def test_claude_command_line() -> None:
     assert command.stdin_text is None
     resumed = adapter.build_command("go on", WORKSPACE, SESSION).argv
     assert resumed[-2:] == ["--resume", SESSION]
+
+
+@pytest.mark.parametrize(("euid", "mode"), [(0, "dontAsk"), (1000, "bypassPermissions")])
+def test_claude_permissions_follow_the_user(euid: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real CLI refuses bypassPermissions as root: root gets dontAsk with the tools allowed by name."""
+    monkeypatch.setattr("os.geteuid", lambda: euid)
+    argv = get_adapter("claude-code").build_command("p", WORKSPACE, None).argv
+    at = argv.index("--permission-mode")
+    assert argv[at + 1] == mode
+    if euid == 0:
+        assert argv[at + 2] == "--allowedTools" and {"Bash", "Edit", "Write"} <= set(argv[at + 3].split(","))
+    else:
+        assert "--allowedTools" not in argv
+
+
+def test_claude_disallowed_tools_and_explicit_allowlist() -> None:
+    argv = get_adapter(
+        "claude-code", {"permissions": "allowlist", "disallowed_tools": ["Bash(git push *)", "WebFetch"]}
+    ).build_command("p", WORKSPACE, None).argv
+    assert "dontAsk" in argv
+    assert argv[argv.index("--disallowedTools") + 1] == "Bash(git push *),WebFetch"
 
 
 def test_droid_command_line() -> None:

@@ -70,6 +70,8 @@ def _claude(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
         model=options.model,
         max_turns=options.max_turns,
         extra_args=options.extra_args,
+        permissions=options.permissions,
+        disallowed_tools=options.disallowed_tools,
     )
 
 

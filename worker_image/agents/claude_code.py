@@ -4,15 +4,24 @@ Each stdout line is one JSON message: `system`/`init` (session id, model, tools)
 (content blocks: text, thinking, tool_use), `user` (tool_result blocks), and one final
 `result` (`subtype` success | error_max_turns | error_during_execution, `is_error`, `result`,
 `session_id`, `total_cost_usd`, `usage`, `duration_ms`, `num_turns`).
+
+**Permissions, root and not** (docs/real-agents.md): the CLI refuses `bypassPermissions` (it becomes
+`--dangerously-skip-permissions`) when run as root, and headless it cannot ask anyone. So `permissions`
+"auto" means: not root, `bypassPermissions` (a worker is a throwaway sandbox); root (the embedded stack on
+most servers), `dontAsk` with the tools a developer round needs allowed explicitly (`--allowedTools`):
+what is allowed runs, anything else is refused and reported to the model as a denied tool call, never
+waits for a prompt. Running the agent as another user instead was rejected: the wrapper's git work and the
+session files would then cross users (git's "dubious ownership", unreadable session archives).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from worker_image.agents.base import (
     TOOL_TEXT_CHARS,
@@ -35,11 +44,18 @@ SESSION_NOT_FOUND = "No conversation found with session ID"
 """What `claude --resume ID` prints, and exits 1 with, when it has no file for that session."""
 _IGNORED_TYPES = frozenset({"stream_event", "rate_limit_event"})
 """Partial-message deltas and rate-limit notices: the complete messages carry the same content."""
+ALLOWED_TOOLS = (
+    "Bash", "Edit", "Write", "Read", "Glob", "Grep", "NotebookEdit", "TodoWrite", "Task", "WebFetch", "WebSearch",
+)  # fmt: skip
+"""What a developer round may use when `bypassPermissions` is not available (root): Claude Code's built-in
+tools for reading, editing and running commands, sub-agents and the web, as `bypassPermissions` would."""
+Permissions = Literal["auto", "bypass", "allowlist"]
 
 
 @dataclass(frozen=True)
 class ClaudeCodeAdapter(AgentAdapter):
-    """Claude Code; edits without asking (`bypassPermissions`: the worker is a throwaway sandbox)."""
+    """Claude Code; edits without asking: `bypassPermissions` (the worker is a throwaway sandbox), or as root
+    `dontAsk` with `allowed_tools` (see the module's docstring)."""
 
     name: ClassVar[str] = "claude-code"
     instructions_file: ClassVar[str] = "CLAUDE.md"
@@ -48,13 +64,28 @@ class ClaudeCodeAdapter(AgentAdapter):
     model: str | None = None
     max_turns: int | None = None
     extra_args: tuple[str, ...] = ()
+    permissions: Permissions = "auto"
+    allowed_tools: tuple[str, ...] = ALLOWED_TOOLS
+    disallowed_tools: tuple[str, ...] = ()
+
+    def permission_args(self) -> list[str]:
+        """`--permission-mode ...` for this process's user: see the module's docstring."""
+        mode = self.permissions
+        if mode == "auto":
+            mode = "allowlist" if os.geteuid() == 0 else "bypass"
+        args = ["--permission-mode", "bypassPermissions"]
+        if mode == "allowlist":
+            args = ["--permission-mode", "dontAsk", "--allowedTools", ",".join(self.allowed_tools)]
+        if self.disallowed_tools:
+            args += ["--disallowedTools", ",".join(self.disallowed_tools)]
+        return args
 
     def build_command(self, prompt: str, workspace: Path, session_id: str | None) -> AgentCommand:
         argv = [self.executable, "-p"]
         on_argv = prompt_fits_argv(prompt)
         if on_argv:
             argv.append(prompt)
-        argv += ["--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions"]
+        argv += ["--output-format", "stream-json", "--verbose", *self.permission_args()]
         if self.model:
             argv += ["--model", self.model]
         if self.max_turns:

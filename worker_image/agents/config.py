@@ -36,6 +36,18 @@ class AgentOptions(BaseModel):
     bin: Annotated[str | None, Field(description="Executable override for this job (beats the env).")] = None
     model: Annotated[str | None, Field(description="Model id passed to the CLI's --model / -m.")] = None
     max_turns: Annotated[int | None, Field(ge=1, description="claude-code: --max-turns.")] = None
+    permissions: Annotated[
+        Literal["auto", "bypass", "allowlist"],
+        Field(
+            description=(
+                "claude-code: bypass = --permission-mode bypassPermissions (refused by the CLI as root); "
+                "allowlist = dontAsk with the usual tools allowed; auto = allowlist as root, else bypass."
+            )
+        ),
+    ] = "auto"
+    disallowed_tools: Annotated[
+        tuple[str, ...], Field(description='claude-code: --disallowedTools rules, e.g. "Bash(git push *)".')
+    ] = ()
     autonomy: Annotated[
         Literal["low", "medium", "high"],
         Field(description="factory-droid: --auto level; high lets it edit, run and push."),
