@@ -8,7 +8,7 @@
 It speaks the Anthropic Messages API (`POST /v1/messages`, streaming SSE or not, text and `tool_use`
 blocks; `POST /v1/messages/count_tokens`; `HEAD /` and `GET /` probes) and the OpenAI Responses API
 codex uses (`POST /v1/responses`, streaming, `function_call` items; `GET /v1/models`). Standard library
-only. Every request is recorded (`server.requests`, without credentials).
+only. Every request is recorded (`server.requests`; of the credential only its last 4 characters).
 
 **Scripts are stateless**: the step played is the number of assistant turns since the conversation's last
 prompt from a person (a user message that is not only tool results), so a resumed session or a second
@@ -230,8 +230,9 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def _record(self, body: Any) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()
                        if k.lower() not in ("authorization", "x-api-key")}  # fmt: skip
+            key = self.headers.get("x-api-key") or self.headers.get("authorization") or ""
             server.record({"method": self.command, "path": self.path.split("?")[0], "headers": headers,
-                           "body": body, "at": time.time()})  # fmt: skip
+                           "key_end": key[-4:], "body": body, "at": time.time()})  # fmt: skip
 
         def do_HEAD(self) -> None:
             self._record(None)
