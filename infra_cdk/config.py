@@ -75,25 +75,47 @@ def _as_secret_reference(key: str, value: Any, default: str) -> str:
     return text
 
 
-def _as_agent_secret_refs(key: str, value: Any) -> tuple[tuple[str, str], ...]:
-    """`-c agent_secret_refs='{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}'` (or a dict in cdk.json)."""
+def _as_env_object(key: str, value: Any, values: str) -> list[tuple[str, Any]]:
+    """A JSON object (or a dict from cdk.json) of environment variable names, sorted; empty when unset."""
     import json
     import re
 
     if value is None or value == "":
-        return ()
+        return []
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError as exc:
             raise ConfigError(f"context {key} is not a JSON object: {exc}") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"context {key} must be a JSON object of NAME -> secret:// reference")
-    pairs = []
-    for name, reference in sorted(value.items()):
+        raise ConfigError(f"context {key} must be a JSON object of NAME -> {values}")
+    for name in value:
         if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(name)):
             raise ConfigError(f"context {key}: {name!r} is not an environment variable name")
-        pairs.append((str(name), _as_secret_reference(f"{key}.{name}", reference, "")))
+    return [(str(name), item) for name, item in sorted(value.items())]
+
+
+def _as_agent_secret_refs(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """`-c agent_secret_refs='{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}'` (or a dict in cdk.json)."""
+    return tuple(
+        (name, _as_secret_reference(f"{key}.{name}", reference, ""))
+        for name, reference in _as_env_object(key, value, "secret:// reference")
+    )
+
+
+def _as_agent_env(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """`-c agent_env='{"ANTHROPIC_BASE_URL": "https://llm-gateway.example.com"}'` (or a dict in cdk.json):
+    plain values only, since they are written into the template; a credential goes in agent_secret_refs."""
+    import re
+
+    pairs = []
+    for name, setting in _as_env_object(key, value, "value"):
+        secretish = re.search(r"(TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIALS?)$", name)
+        if secretish or str(setting).startswith("secret://"):
+            raise ConfigError(f"context {key}: {name} looks like a credential: put it in agent_secret_refs")
+        if not isinstance(setting, str | int | float) or isinstance(setting, bool):
+            raise ConfigError(f"context {key}: {name} must be a string")
+        pairs.append((name, str(setting)))
     return tuple(pairs)
 
 
@@ -150,6 +172,8 @@ class StackConfig:
     """Telegram user ids the bot lets /adduser (ORCH_TELEGRAM_ADMINS); none by default."""
     agent_secret_refs: tuple[tuple[str, str], ...] = ()
     """Coding agents' credentials by reference (ORCH_AGENT_SECRET_REFS); workers may read exactly these."""
+    agent_env: tuple[tuple[str, str], ...] = ()
+    """Plain env for the coding agents on the worker container: model endpoint and model settings."""
 
     @property
     def stack_name(self) -> str:
@@ -205,4 +229,5 @@ class StackConfig:
             agent_secret_refs=_as_agent_secret_refs(
                 constants.CONTEXT_AGENT_SECRET_REFS, get(constants.CONTEXT_AGENT_SECRET_REFS)
             ),
+            agent_env=_as_agent_env(constants.CONTEXT_AGENT_ENV, get(constants.CONTEXT_AGENT_ENV)),
         )

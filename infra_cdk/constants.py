@@ -51,6 +51,10 @@ CONTEXT_WORKER_AGENT_PACKAGES = "worker_agent_packages"
 CONTEXT_REQUIRE_LAYERS = "require_layers"
 CONTEXT_AGENT_SECRET_REFS = "agent_secret_refs"  # noqa: S105 - a context key, not a secret
 """JSON object: env name -> secret:// reference of a coding agent's credential (e.g. ANTHROPIC_API_KEY)."""
+CONTEXT_AGENT_ENV = "agent_env"
+"""JSON object: plain (non-secret) env for the coding agents, set on the worker container: the model endpoint
+(ANTHROPIC_BASE_URL, OPENAI_BASE_URL: a gateway such as LiteLLM or a Bedrock proxy) and the models
+(ORCH_CLAUDE_MODEL, ORCH_CODEX_MODEL, ORCH_DROID_MODEL, or a CLI's own such as ANTHROPIC_MODEL)."""
 CONTEXT_TELEGRAM_ADMINS = "telegram_admins"
 CONTEXT_LAYERS_DIR = "layers_dir"
 

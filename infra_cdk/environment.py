@@ -75,6 +75,12 @@ def agent_credentials(config: StackConfig) -> Environment:
     return {"ORCH_AGENT_SECRET_REFS": json.dumps(dict(config.agent_secret_refs), sort_keys=True)}
 
 
+def agent_settings(config: StackConfig) -> Environment:
+    """The coding agents' plain settings (-c agent_env): the model endpoint and models, on the worker
+    container, where the wrapper reads the ORCH_ ones and passes the others on to the agent."""
+    return dict(config.agent_env)
+
+
 def idempotency(table_name: str) -> Environment:
     """`shared.idempotency.IdempotencySettings` on DynamoDB."""
     return {"ORCH_IDEMPOTENCY_BACKEND": "dynamodb", "ORCH_IDEMPOTENCY_TABLE": table_name}

@@ -369,8 +369,10 @@ class Workers(Construct):
         )
 
     def _worker_container_environment(self) -> dict[str, str]:
-        """`shared.sessions.SessionSettings`: where a worker loads and saves its agent's session."""
+        """`shared.sessions.SessionSettings`: where a worker loads and saves its agent's session; and the
+        agents' model endpoint and models (-c agent_env)."""
         return {
+            **environment.agent_settings(self._config),
             "ORCH_SESSION_BUCKET": self.sessions_bucket.bucket_name,
             "ORCH_SESSION_PREFIX": constants.SESSIONS_KEY_PREFIX,
         }

@@ -227,3 +227,13 @@ def _readable_by_others(path: Path) -> None:
                             "--version"], capture_output=True, text=True)  # fmt: skip
     if probe.returncode != 0:
         pytest.skip(f"{real} is not executable by an unprivileged user here: {probe.stderr.strip()[:200]}")
+
+
+def test_the_machine_model_setting_reaches_the_model_server(
+    claude: str, model: ModelServer, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORCH_CLAUDE_MODEL (the stack's environment; -c agent_env in AWS) is the model the CLI asks for."""
+    monkeypatch.setenv("ORCH_CLAUDE_MODEL", "claude-gateway-model")
+    result, _ = run(claude, model, workspace, "answer")
+    assert result.status == "success", result.output_tail
+    assert {r["body"]["model"] for r in model.agent_requests()} == {"claude-gateway-model"}

@@ -67,7 +67,7 @@ __all__ = [
 def _claude(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
     return ClaudeCodeAdapter(
         executable=options.bin or env.claude_bin,
-        model=options.model,
+        model=options.model or env.claude_model,
         max_turns=options.max_turns,
         extra_args=options.extra_args,
         permissions=options.permissions,
@@ -78,7 +78,7 @@ def _claude(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
 def _droid(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
     return FactoryDroidAdapter(
         executable=options.bin or env.droid_bin,
-        model=options.model,
+        model=options.model or env.droid_model,
         autonomy=options.autonomy,
         extra_args=options.extra_args,
     )
@@ -87,7 +87,7 @@ def _droid(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
 def _codex(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
     return CodexAdapter(
         executable=options.bin or env.codex_bin,
-        model=options.model,
+        model=options.model or env.codex_model,
         sandbox=options.sandbox,
         extra_args=options.extra_args,
     )

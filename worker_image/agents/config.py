@@ -1,8 +1,8 @@
 """Configuration of the agent adapters, as models.
 
 Two sources: the machine (`AgentEnvironment`, env vars with the `ORCH_` prefix: which executable
-to run, the `command` agent's command line) and the job (`AgentOptions`, the per-job settings
-dict: model, autonomy...). Unknown job settings are refused so a typo does not silently run the
+to run, which model by default, the `command` agent's command line) and the job (`AgentOptions`,
+the per-job settings dict: model, autonomy...). Unknown job settings are refused so a typo does not silently run the
 agent with defaults.
 """
 
@@ -22,6 +22,13 @@ class AgentEnvironment(BaseSettings):
     claude_bin: Annotated[str, Field(description="Claude Code executable (name on PATH or path).")] = "claude"
     droid_bin: Annotated[str, Field(description="Factory Droid executable.")] = "droid"
     codex_bin: Annotated[str, Field(description="OpenAI Codex CLI executable.")] = "codex"
+    claude_model: Annotated[
+        str | None, Field(description="Claude Code's model when the job names none (--model).")
+    ] = None
+    droid_model: Annotated[str | None, Field(description="Factory Droid's model when the job has none.")] = (
+        None
+    )
+    codex_model: Annotated[str | None, Field(description="Codex's model when the job names none.")] = None
     agent_command: Annotated[
         str | None,
         Field(description="Command line of the `command` agent, run through /bin/sh -c."),
