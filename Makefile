@@ -1,5 +1,5 @@
 # One-word shortcuts for the commands the README names.
-.PHONY: test rehearse agents
+.PHONY: test rehearse agents images
 
 # The real coding-agent CLIs the `real_agent` tests run (docs/real-agents.md), pinned; into .tools/.
 AGENT_PACKAGES = @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
@@ -19,3 +19,8 @@ agents:
 		mkdir -p .tools && npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error $(AGENT_PACKAGES) \
 			&& echo "$(AGENT_PACKAGES)" > .tools/installed; \
 	fi
+
+# the worker and Ansible runner images from a debootstrapped Debian base (docs/images.md); needs a Docker engine.
+# Then `.venv/bin/python -m pytest -m images tests/images` runs them against the embedded stack.
+images:
+	.venv/bin/python -m tests.images.docker_build

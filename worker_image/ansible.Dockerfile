@@ -6,8 +6,13 @@
 #
 # No SSH key, vault password or other secret is baked in: the runner resolves secret references at
 # run time and keeps what it resolves in its private data dir for the one run.
+#
+# BASE_IMAGE: as for the worker image (worker_image/Dockerfile, docs/images.md): Python >= 3.11 or
+# Debian's python3 and python3-venv installed here; the project lives in a venv (/opt/venv). The
+# optional BuildKit secret `build_ca` is the CA bundle the build's downloads trust (a TLS-inspecting proxy).
 
-FROM python:3.12-slim
+ARG BASE_IMAGE=python:3.12-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="orchestrator-ansible-runner" \
       org.opencontainers.image.description="Runs one Ansible playbook for a deploy, then exits" \
@@ -16,7 +21,8 @@ LABEL org.opencontainers.image.title="orchestrator-ansible-runner" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    ANSIBLE_NOCOLOR=1
+    ANSIBLE_NOCOLOR=1 \
+    PATH=/opt/venv/bin:$PATH
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -24,18 +30,30 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git openssh-client \
-    && rm -rf /var/lib/apt/lists/*
+    && if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
+        apt-get install -y --no-install-recommends python3 python3-venv; \
+    fi \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
 
 WORKDIR /opt/orchestrator
 COPY pyproject.toml README.md ./
+# The dependencies first (the core and the [ansible] extra, read from pyproject.toml): this layer is
+# rebuilt only when they change. ansible-playbook lands in /opt/venv/bin, on PATH: ansible-runner
+# needs it there. The versions are bounded by pyproject.toml, which hadolint cannot see.
+# hadolint ignore=DL3013
+RUN --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
+    python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["ansible"]))' \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt "setuptools>=69" wheel \
+    && rm -f /tmp/requirements.txt
 COPY shared ./shared
 COPY functions ./functions
 COPY cli ./cli
 COPY worker_image ./worker_image
-# ansible-playbook lands in /usr/local/bin, on PATH: ansible-runner needs it there. The versions
-# are bounded by pyproject.toml's [ansible] extra, which hadolint cannot see.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[ansible]" \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation ".[ansible]" \
+    && pip check \
     && rm -rf build ./*.egg-info \
     && ansible-playbook --version > /dev/null \
     && python -c "import ansible_runner"

@@ -1,4 +1,5 @@
-"""The worker and Ansible runner Dockerfiles, read as text: no Docker engine here to build them.
+"""The worker and Ansible runner Dockerfiles, read as text (tests/images builds and runs them for real
+where a Docker engine starts).
 
 What is checked is what would hurt in production and is easy to break by editing: a root or
 unpinned image, secrets baked into layers, remote ADDs, apt caches left in a layer, a missing
@@ -54,11 +55,31 @@ def _all(instructions: list[Instruction], keyword: str) -> list[Instruction]:
 
 
 def test_base_image_is_python_3_12_slim_by_tag(dockerfile: Path) -> None:
-    images = [i.args.split()[0] for i in _all(parse(dockerfile), "FROM")]
+    """FROM is the BASE_IMAGE build argument (a debootstrapped Debian stands in where registries are
+    unreachable: docs/images.md), declared before it and defaulting to python:3.12-slim."""
+    instructions = parse(dockerfile)
+    images = [i.args.split()[0] for i in _all(instructions, "FROM")]
+    first_from = next(n for n, i in enumerate(instructions) if i.keyword == "FROM")
+    global_args = {i.args.split("=")[0]: i.args.partition("=")[2] for i in instructions[:first_from]
+                   if i.keyword == "ARG"}  # fmt: skip
 
     assert images, "no FROM"
     for image in images:
+        if image in ("${BASE_IMAGE}", "$BASE_IMAGE"):
+            image = global_args.get("BASE_IMAGE", "")
         assert BASE_IMAGE.fullmatch(image), f"{image} is not python:3.12-slim (optionally @sha256 digest)"
+
+
+def test_build_time_downloads_trust_only_a_mounted_ca_bundle(dockerfile: Path) -> None:
+    """A TLS-inspecting proxy's CA reaches the build as a BuildKit secret, never as a file in a layer."""
+    instructions = parse(dockerfile)
+    downloads = [i.args for i in _all(instructions, "RUN") if re.search(r"pip install .*-r |curl -", i.args)]
+
+    assert downloads
+    for run in downloads:
+        assert run.startswith("--mount=type=secret,id=build_ca"), run[:80]
+    for instruction in _all(instructions, "COPY") + _all(instructions, "ADD"):
+        assert not re.search(r"\.(crt|pem)\b", instruction.args), instruction.args
 
 
 def test_one_exec_form_entrypoint_runs_as_a_non_root_user(dockerfile: Path) -> None:
