@@ -243,7 +243,9 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self._record(None)
             path = self.path.split("?")[0]
-            if path.endswith("/models"):
+            if path.endswith("/responses"):  # codex tries a WebSocket first: none here, use HTTPS at once
+                self._json(404, {"error": {"message": "no WebSocket transport", "type": "not_found"}})
+            elif path.endswith("/models"):
                 self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}],
                                  "models": []})  # fmt: skip
             else:
@@ -372,9 +374,10 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     self._event(None, {"type": "response.output_text.delta", "output_index": index,
                                        "content_index": 0, "item_id": item["id"], "delta": block["text"]})  # fmt: skip
                 else:
+                    name, arguments = _codex_call(block, _cwd(items))
                     item = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:16]}",
-                            "call_id": f"call_{uuid.uuid4().hex[:16]}", "name": block["name"],
-                            "arguments": json.dumps(block["input"]), "status": "completed"}  # fmt: skip
+                            "call_id": f"call_{uuid.uuid4().hex[:16]}", "name": name,
+                            "arguments": json.dumps(arguments), "status": "completed"}  # fmt: skip
                 self._event(None, {"type": "response.output_item.done", "output_index": index, "item": item})
                 output.append(item)
             done = {**base, "status": "completed", "output": output,
@@ -385,6 +388,18 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self._event(None, {"type": "response.completed", "response": done})
 
     return Handler
+
+
+def _codex_call(block: Block, cwd: str) -> tuple[str, dict[str, Any]]:
+    """A script's tool call in codex's vocabulary: its shell tool, `exec_command` (the tools of a model
+    codex has no metadata for; its own models get a JavaScript `exec` tool instead)."""
+    tool_input = _fill(block["input"], cwd)
+    if block["name"] == "Bash":
+        return "exec_command", {"cmd": tool_input["command"]}
+    if block["name"] == "Write":
+        content = tool_input["content"].replace("'", "'\\''")
+        return "exec_command", {"cmd": f"printf '%s' '{content}' > {tool_input['file_path']}"}
+    return block["name"], tool_input
 
 
 def _openai_text(item: dict[str, Any]) -> str:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.fakes.model_server import SCRIPTS, ModelServer, _usage
+from worker_image.agents import AgentAdapter, AgentEvent, AgentResult, run_agent
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".tools" / "node_modules" / ".bin"
@@ -42,3 +46,27 @@ def claude_env(home: Path, base_url: str) -> dict[str, str]:
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
     }
+
+
+def run_scripted(
+    adapter: AgentAdapter, model: ModelServer, script: str, prompt: str, workspace: Path, env: dict[str, str],
+    *, timeout_s: float, session_id: str | None,
+) -> tuple[AgentResult, list[AgentEvent]]:  # fmt: skip
+    """One run of the agent with the model server playing `script`: the result and every event."""
+    model.script = SCRIPTS[script]
+    events: list[AgentEvent] = []
+    result = run_agent(adapter, prompt, workspace, timeout_s, events.append, session_id=session_id, env=env)
+    return result, events
+
+
+def assert_tokens_are_the_servers(result: AgentResult, turns: list[dict[str, Any]]) -> None:
+    """The tokens the adapter extracted are what the model server reported, summed over the agent's turns."""
+    assert result.input_tokens == sum(_usage(r["body"])["input_tokens"] for r in turns)
+    assert result.output_tokens == 25 * len(turns)
+
+
+def assert_round_wrote(result: AgentResult, path: Path, content: str, answer: str) -> None:
+    """A successful round (exit 0, the final event, not blocked) that left `content` in `path`."""
+    assert (result.status, result.reason, result.exit_code) == ("success", None, 0), result.output_tail
+    assert path.read_text() == content
+    assert result.final_answer == answer

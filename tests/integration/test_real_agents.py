@@ -22,9 +22,15 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.model_server import SCRIPTS, ModelServer, _usage
-from tests.integration.real_agents import claude_env, real_cli
-from worker_image.agents import AgentEvent, AgentResult, get_adapter, run_agent
+from tests.fakes.model_server import ModelServer
+from tests.integration.real_agents import (
+    assert_round_wrote,
+    assert_tokens_are_the_servers,
+    claude_env,
+    real_cli,
+    run_scripted,
+)
+from worker_image.agents import AgentEvent, AgentResult, get_adapter
 
 pytestmark = pytest.mark.real_agent
 
@@ -59,12 +65,11 @@ def run(
     session_id: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> tuple[AgentResult, list[AgentEvent]]:
-    model.script = SCRIPTS[script]
-    events: list[AgentEvent] = []
     adapter = get_adapter("claude-code", {"bin": claude, **(settings or {})})
     env = claude_env(home or workspace.parent / "home", model.url)
-    result = run_agent(adapter, prompt, workspace, timeout_s, events.append, session_id=session_id, env=env)
-    return result, events
+    return run_scripted(
+        adapter, model, script, prompt, workspace, env, timeout_s=timeout_s, session_id=session_id
+    )
 
 
 def test_a_developer_round_writes_a_file_and_reports_its_usage(
@@ -73,9 +78,7 @@ def test_a_developer_round_writes_a_file_and_reports_its_usage(
     # when
     result, events = run(claude, model, workspace, "write_file")
     # then: the real tool call ran in the workspace
-    assert (result.status, result.reason, result.exit_code) == ("success", None, 0), result.output_tail
-    assert (workspace / "hello.txt").read_text() == "hello from the agent\n"
-    assert result.final_answer == "Wrote hello.txt."
+    assert_round_wrote(result, workspace / "hello.txt", "hello from the agent\n", "Wrote hello.txt.")
     calls = [e for e in events if e.kind == "tool" and e.data["phase"] == "call"]
     assert [c.data["name"] for c in calls] == ["Write"]
     results = [e for e in events if e.kind == "tool" and e.data["phase"] == "result"]
@@ -85,8 +88,7 @@ def test_a_developer_round_writes_a_file_and_reports_its_usage(
     # tokens: what the model server reported, summed over the agent's turns; cost: the CLI's own pricing
     turns = model.agent_requests()
     assert len(turns) == 2
-    assert result.input_tokens == sum(_usage(r["body"])["input_tokens"] for r in turns)
-    assert result.output_tokens == 25 * len(turns)
+    assert_tokens_are_the_servers(result, turns)
     assert result.cost_usd is not None and result.cost_usd > 0
     # what the CLI sent: streaming, the tools, the prompt; never the key in a recorded header
     first = turns[0]["body"]

@@ -273,7 +273,8 @@ def test_codex_command_line_puts_options_before_resume() -> None:
         "codex",
         "exec",
         "--json",
-        "--full-auto",
+        "--sandbox",
+        "workspace-write",
         "--skip-git-repo-check",
         "--model",
         "gpt-5",
@@ -281,7 +282,7 @@ def test_codex_command_line_puts_options_before_resume() -> None:
     ]
     assert adapter.build_command("Go on", WORKSPACE, SESSION).argv[-3:] == ["resume", SESSION, "Go on"]
     bypass = get_adapter("codex", {"sandbox": "bypass"}).build_command("x", WORKSPACE, None).argv
-    assert "--dangerously-bypass-approvals-and-sandbox" in bypass and "--full-auto" not in bypass
+    assert "--dangerously-bypass-approvals-and-sandbox" in bypass and "--sandbox" not in bypass
 
 
 @pytest.mark.parametrize("agent", STRUCTURED)

@@ -90,6 +90,7 @@ def _codex(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
         model=options.model or env.codex_model,
         sandbox=options.sandbox,
         extra_args=options.extra_args,
+        base_url=env.openai_base_url,
     )
 
 

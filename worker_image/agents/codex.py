@@ -1,4 +1,4 @@
-"""OpenAI Codex CLI in headless mode: `codex exec --json --full-auto --skip-git-repo-check PROMPT`.
+"""OpenAI Codex CLI in headless mode: `codex exec --json --sandbox workspace-write --skip-git-repo-check PROMPT`.
 
 JSONL events: `thread.started` (thread_id, the id to resume), `turn.started`,
 `item.started` / `item.updated` / `item.completed` with an `item` (agent_message, reasoning,
@@ -6,6 +6,10 @@ command_execution, file_change, mcp_tool_call, web_search, todo_list, error),
 `turn.completed` (usage), `turn.failed` (error.message) and `error` (message). There is no
 final-answer event: the answer is the last agent_message, and `turn.completed` is the result.
 Resume with `codex exec [options] resume THREAD_ID PROMPT`.
+
+**Endpoint**: codex (0.171) ignores OPENAI_BASE_URL and tries a WebSocket before HTTPS. With `base_url`
+(the machine's OPENAI_BASE_URL, see `AgentEnvironment`) the adapter declares a model provider for it
+(`-c model_providers.orchestrator={...}`): the Responses API over HTTPS, the key from OPENAI_API_KEY.
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ from worker_image.agents.base import (
     raw_event,
 )
 
+PROVIDER = "orchestrator"
+"""The model provider the adapter declares for a configured endpoint (TOML strings are JSON-quoted)."""
+RECONNECTING = "Reconnecting..."
+"""How codex announces a retried model request (`error` events): not the end of the turn."""
+
 
 @dataclass(frozen=True)
 class CodexAdapter(AgentAdapter):
-    """Codex; `--full-auto` lets it write in the workspace, `--skip-git-repo-check` runs it anywhere."""
+    """Codex; its workspace-write sandbox lets it write in the workspace, `--skip-git-repo-check` runs it
+    anywhere."""
 
     name: ClassVar[str] = "codex"
     result_event_name: ClassVar[str] = "turn.completed"
@@ -42,15 +52,31 @@ class CodexAdapter(AgentAdapter):
     model: str | None = None
     sandbox: Literal["full-auto", "bypass"] = "full-auto"
     extra_args: tuple[str, ...] = ()
+    base_url: str | None = None
 
     def build_command(self, prompt: str, workspace: Path, session_id: str | None) -> AgentCommand:
+        # codex 0.171 has no --full-auto any more: its workspace-write sandbox is `--sandbox workspace-write`
+        # (exec never asks for approval).
         autonomy = (
-            "--full-auto" if self.sandbox == "full-auto" else "--dangerously-bypass-approvals-and-sandbox"
+            ["--sandbox", "workspace-write"]
+            if self.sandbox == "full-auto"
+            else ["--dangerously-bypass-approvals-and-sandbox"]
         )
         # Options belong to `exec` and go before the `resume` subcommand.
-        argv = [self.executable, "exec", "--json", autonomy, "--skip-git-repo-check"]
+        argv = [self.executable, "exec", "--json", *autonomy, "--skip-git-repo-check"]
         if self.model:
             argv += ["--model", self.model]
+        if self.base_url:
+            provider = (
+                f"{{name={json.dumps(PROVIDER)}, base_url={json.dumps(self.base_url)}, "
+                'env_key="OPENAI_API_KEY", wire_api="responses", supports_websockets=false}'
+            )
+            argv += [
+                "-c",
+                f"model_provider={json.dumps(PROVIDER)}",
+                "-c",
+                f"model_providers.{PROVIDER}={provider}",
+            ]
         argv += list(self.extra_args)
         if session_id:
             argv += ["resume", session_id]
@@ -110,7 +136,10 @@ class CodexAdapter(AgentAdapter):
             message = data_str(error, "message") if isinstance(error, dict) else None
             return [AgentEvent(kind="error", text=message or "turn failed", data={"fatal": True})]
         if kind == "error":
-            return [AgentEvent(kind="error", text=data_str(event, "message") or line, data={"fatal": True})]
+            message = data_str(event, "message") or line
+            return [
+                AgentEvent(kind="error", text=message, data={"fatal": not message.startswith(RECONNECTING)})
+            ]
         if kind == "turn.started":
             return []
         return raw_event(line, f"unknown type {kind!r}")

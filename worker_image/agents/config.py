@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,13 @@ class AgentEnvironment(BaseSettings):
         None
     )
     codex_model: Annotated[str | None, Field(description="Codex's model when the job names none.")] = None
+    openai_base_url: Annotated[
+        str | None,
+        Field(
+            validation_alias=AliasChoices("ORCH_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+            description="Codex's endpoint (a gateway, a test server): codex itself ignores OPENAI_BASE_URL.",
+        ),
+    ] = None
     agent_command: Annotated[
         str | None,
         Field(description="Command line of the `command` agent, run through /bin/sh -c."),
@@ -63,7 +70,7 @@ class AgentOptions(BaseModel):
         Literal["full-auto", "bypass"],
         Field(
             description=(
-                "codex: full-auto = --full-auto (workspace-write sandbox); bypass = no sandbox, "
+                "codex: full-auto = --sandbox workspace-write; bypass = no sandbox, "
                 "for containers where the Landlock/seccomp sandbox cannot start."
             )
         ),
