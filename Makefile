@@ -2,7 +2,7 @@
 .PHONY: test rehearse agents images
 
 # The real coding-agent CLIs the `real_agent` tests run (docs/real-agents.md), pinned; into .tools/.
-AGENT_PACKAGES = @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
+AGENT_PACKAGES = @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 droid@0.215.0
 
 test:
 	.venv/bin/python -m pytest tests
@@ -11,7 +11,7 @@ test:
 rehearse:
 	.venv/bin/python -m pytest -m cloud tests/cloud
 
-# installs only when the pinned versions changed (the list is kept in .tools/installed); ~10 s, ~800 MB
+# installs only when the pinned versions changed (the list is kept in .tools/installed); ~15 s, ~1.1 GB
 agents:
 	@if [ "$$(cat .tools/installed 2>/dev/null)" = "$(AGENT_PACKAGES)" ] && [ -x .tools/node_modules/.bin/claude ]; then \
 		echo "agents: $(AGENT_PACKAGES) already in .tools"; \

@@ -279,7 +279,8 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 script = server.script_for(_user_prompts(messages))
                 step = script.step(_turns_since_prompt(messages, _anthropic_is_prompt))
             cwd = _cwd(body.get("system"))
-            blocks = [] if step == HANG else [_fill(b, cwd) for b in step]
+            names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+            blocks = [] if step == HANG else [_droid_call(_fill(b, cwd), names) for b in step]
             for block in blocks:
                 if block["type"] == "tool_use":
                     block.setdefault("id", f"toolu_{uuid.uuid4().hex[:20]}")
@@ -388,6 +389,20 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self._event(None, {"type": "response.completed", "response": done})
 
     return Handler
+
+
+def _droid_call(block: Block, names: set[Any]) -> Block:
+    """A script's tool call in Factory Droid's vocabulary when the request offers droid's tools (Execute,
+    Create) instead of Claude Code's (Bash, Write)."""
+    if block["type"] != "tool_use" or block["name"] in names:
+        return block
+    tool_input = block["input"]
+    if block["name"] == "Bash" and "Execute" in names:
+        return {**block, "name": "Execute", "input": {"command": tool_input["command"], "riskLevel": "low",
+                "summary": "Run the scripted command now", "riskLevelReason": "It only touches the workspace."}}  # fmt: skip
+    if block["name"] == "Write" and "Create" in names:
+        return {**block, "name": "Create"}
+    return block
 
 
 def _codex_call(block: Block, cwd: str) -> tuple[str, dict[str, Any]]:

@@ -3,6 +3,7 @@ and the environment that points them at the scripted model server (tests/fakes/m
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -70,3 +71,17 @@ def assert_round_wrote(result: AgentResult, path: Path, content: str, answer: st
     assert (result.status, result.reason, result.exit_code) == ("success", None, 0), result.output_tail
     assert path.read_text() == content
     assert result.final_answer == answer
+
+
+DROID_MODEL = "custom:Local-0"
+"""How droid names the first custom model of ~/.factory/config.json whose display name is "Local"."""
+
+
+def droid_env(home: Path, base_url: str) -> dict[str, str]:
+    """Factory Droid has no endpoint variable: a "custom model" (bring your own key) in its
+    ~/.factory/config.json names the endpoint, the provider's API and the key; no Factory login needed."""
+    (home / ".factory").mkdir(parents=True, exist_ok=True)
+    model = {"model_display_name": "Local", "model": "claude-sonnet-4-5-20250929", "base_url": base_url,
+             "api_key": TEST_KEY, "provider": "anthropic", "max_tokens": 8192}  # fmt: skip
+    (home / ".factory" / "config.json").write_text(json.dumps({"custom_models": [model]}))
+    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8"}

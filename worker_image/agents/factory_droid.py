@@ -20,6 +20,7 @@ from worker_image.agents.base import (
     AgentAdapter,
     AgentCommand,
     AgentEvent,
+    AgentResult,
     SessionFiles,
     data_dict,
     data_int,
@@ -60,6 +61,12 @@ class FactoryDroidAdapter(AgentAdapter):
     def session_files(self, workspace: Path, env: Mapping[str, str], session_id: str | None) -> SessionFiles:
         """`~/.factory/sessions/<workspace slug>/` (`<id>.jsonl` and `<id>.settings.json` per session)."""
         return SessionFiles(home_dir(env) / ".factory" / "sessions" / path_slug(workspace))
+
+    def session_lost(self, result: AgentResult) -> bool:
+        """`droid exec --session-id` fetches the session from Factory's service, not from the local files
+        (0.215): unreachable (offline, a gateway-only network) or unknown there, it exits 1 having printed
+        nothing at all. Asked only when a session was being resumed; a new session then answers."""
+        return result.status == "failed" and result.exit_code == 1 and not result.output_tail.strip()
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         try:
