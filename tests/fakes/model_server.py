@@ -107,7 +107,16 @@ SCRIPTS: dict[str, Script] = {
             final="I could not run that command.",
         ),
         Script("remember", [], final="I will remember: the code word is PELICAN."),
-        Script("blocked", [], final="BLOCKED: need the API token"),
+        Script(
+            "blocked",  # like the fake CLIs' blocked mode: some work first, then the question for a person
+            [
+                [
+                    text("Starting."),
+                    tool("Bash", command="echo from-bash > bash.txt", description="start the work"),
+                ]
+            ],
+            final="BLOCKED: need the API token",
+        ),
         Script("hang", [HANG]),
         Script("spend", [SPEND]),
     )
