@@ -107,6 +107,28 @@ def forget_known_host(address: str) -> None:
             KNOWN_HOSTS.with_name("known_hosts.old").unlink()
 
 
+APT_LISTS = Path("/var/lib/apt/lists")
+APT_FRESH_S = 45 * 60
+"""The provision playbook refreshes apt's lists when they are over an hour old (`cache_valid_time: 3600`)."""
+
+
+def fresh_apt_lists() -> None:
+    """The namespace has no route out, but it shares this machine's apt lists: refresh them here (from the
+    host, which reaches Debian's mirrors; well under a second) when the playbook would find them stale,
+    so "the server" installs from a current index instead of failing to update it. Best effort."""
+    if shutil.which("apt-get") is None:
+        return
+    try:
+        age = time.time() - APT_LISTS.stat().st_mtime
+    except OSError:
+        age = float("inf")
+    if age < APT_FRESH_S:
+        return
+    done = _run("apt-get", "update", "-q", check=False, timeout=180)
+    if done.returncode == 0:
+        os.utime(APT_LISTS)
+
+
 def clean_leftovers() -> list[str]:
     """Remove the namespaces and login users of earlier runs whose process is gone; return what went."""
     removed: list[str] = []
@@ -185,6 +207,7 @@ class SshHost:
             raise SshHostError(reason)
         began = time.monotonic()
         clean_leftovers()
+        fresh_apt_lists()
         token = secrets.token_hex(3)
         namespace, user = f"{PREFIX}{os.getpid()}-{token}", f"{PREFIX}{token}"
         net = _free_subnet()

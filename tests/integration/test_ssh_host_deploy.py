@@ -143,7 +143,8 @@ def test_provision_deploy_smoke_and_undeploy_over_ssh(
 
     # deploy over ssh, as the deploy graph builds it for an ssh server (HOST 0.0.0.0, secrets by reference)
     deploy = _job(
-        ssh_host, kind="deploy", project_name="demo_app", repo_url=str(repo.bare), ref="main", port=port,
+        ssh_host, kind="deploy", project_id="p1", project_name="demo_app", repo_url=str(repo.bare), ref="main",
+        port=port,
         env={"HOST": "0.0.0.0", "LOG_LEVEL": "INFO"}, secret_refs={"API_TOKEN": APP_SECRET_REF},  # noqa: S104
         deploy_root=str(deploy_root),
     )  # fmt: skip
