@@ -239,3 +239,13 @@ def test_the_machine_model_setting_reaches_the_model_server(
     result, _ = run(claude, model, workspace, "answer")
     assert result.status == "success", result.output_tail
     assert {r["body"]["model"] for r in model.agent_requests()} == {"claude-gateway-model"}
+
+
+def test_a_model_that_keeps_spending_is_stopped_by_max_turns(
+    claude: str, model: ModelServer, workspace: Path
+) -> None:
+    """The job's `max_turns` (--max-turns) bounds a run whose model never stops calling tools."""
+    result, _ = run(claude, model, workspace, "spend", settings={"max_turns": 3})
+    assert result.status == "failed" and "error_max_turns" in (result.reason or ""), result.reason
+    assert len(model.agent_requests()) == 3
+    assert result.cost_usd is not None and result.cost_usd > 0  # what was spent is still reported

@@ -171,6 +171,9 @@ class AgentAdapter(ABC):
         if timed_out:
             return failed(f"timeout after {duration_ms / 1000:.1f}s")
         if exit_code != 0:
+            if result_event is not None and result_event.data.get("is_error"):
+                # claude exits 1 at --max-turns, after its result: the result says why, its JSON does not
+                return failed(exit_reason(exit_code, _reported_error(result_event, last_error)))
             return failed(exit_reason(exit_code, last_error or last_output_line(output_tail)))
         if result_event is None:
             if events and all(e.kind == "raw" for e in events):
@@ -180,16 +183,20 @@ class AgentAdapter(ABC):
             return failed(f"crashed mid-stream: no {self.result_event_name} event")
         assert result_index is not None
         if result_event.data.get("is_error"):
-            subtype = result_event.data.get("subtype")
-            detail = result_event.text or last_error
-            return failed(
-                f"agent reported an error{f' ({subtype})' if subtype else ''}"
-                + (f": {_clip(detail)}" if detail else "")
-            )
+            return failed(_reported_error(result_event, last_error))
         late_errors = [e for i, e in fatal if i > result_index]
         if late_errors:
             return failed(f"agent error after its result: {_clip(late_errors[-1].text)}")
         return judge_answer(common)
+
+
+def _reported_error(result_event: AgentEvent, last_error: str | None) -> str:
+    """ "agent reported an error (error_max_turns): ..." from a final event that says the run failed."""
+    subtype = result_event.data.get("subtype")
+    detail = result_event.text or last_error
+    return f"agent reported an error{f' ({subtype})' if subtype else ''}" + (
+        f": {_clip(detail)}" if detail else ""
+    )
 
 
 def judge_answer(common: dict[str, Any]) -> AgentResult:
