@@ -389,8 +389,8 @@ SSH_PORT = 22
 the only port the infra function sets)."""
 IMAGE_DOCKERIGNORE = "worker_image/Dockerfile.dockerignore"
 """Both images build from the repository root; this file says what of it is their build context."""
-DEFAULT_WORKER_AGENT_PACKAGES = "@anthropic-ai/claude-code"
-"""The default agent (claude-code) needs its CLI in the image."""
+DEFAULT_WORKER_AGENT_PACKAGES = "@anthropic-ai/claude-code@2.1.332"
+"""The default agent (claude-code) needs its CLI in the image: the version the real_agent tests run (`make agents`)."""
 ECS_EVENT_MAX_AGE_HOURS = 6
 ECS_EVENT_RETRY_ATTEMPTS = 8
 

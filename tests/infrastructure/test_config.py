@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,7 +99,9 @@ def test_compute_defaults_read_the_github_token_from_the_stack_prefix_and_tolera
     assert config.github_owner == "octocat"
     assert config.github_owner_is_org is False
     assert config.github_token_ref == "secret://github/token"
-    assert config.worker_agent_packages == "@anthropic-ai/claude-code"
+    # pinned: the version the real_agent tests run (Makefile AGENT_PACKAGES), not whatever npm has that day
+    assert config.worker_agent_packages == "@anthropic-ai/claude-code@2.1.332"
+    assert config.worker_agent_packages in (Path(__file__).parents[2] / "Makefile").read_text()
     assert config.require_layers is False
     assert config.layers_dir == "layers/build"
 
