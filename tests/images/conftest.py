@@ -39,6 +39,14 @@ def images() -> Iterator[dict[str, docker_build.Built]]:
         docker_build.docker("rm", "-f", *leftover, check=False)
 
 
+@pytest.fixture(scope="session")
+def claude_worker_image(images: dict[str, docker_build.Built]) -> docker_build.Built:
+    """The worker image with the pinned real Claude Code CLI (AGENT_NPM_PACKAGES), built after the others."""
+    built = docker_build.build_claude_worker()
+    print(f"\nimages: worker-claude {built.line()}", file=sys.stderr)
+    return built
+
+
 def _resolved(value: Any) -> str:
     """A template value off AWS: refs to resources (a bucket's name, the region) become stand-ins."""
     if isinstance(value, str):

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE_TAG = os.environ.get("ORCH_IMAGES_BASE", "orchestrator-base:bookworm")
 WORKER_TAG = "orchestrator-worker:test"
 ANSIBLE_TAG = "orchestrator-ansible-runner:test"
+CLAUDE_WORKER_TAG = "orchestrator-worker:test-claude"
+# The worker image as AWS builds it by default (infra_cdk's DEFAULT_WORKER_AGENT_PACKAGES), with Node and
+# npm from the npm registry (NODE_FROM=npm): of the places Node can come from, only that registry answers here.
+CLAUDE_BUILD_ARGS = {"AGENT_NPM_PACKAGES": "@anthropic-ai/claude-code@2.1.332", "NODE_FROM": "npm"}
 DEBIAN_MIRROR = os.environ.get("ORCH_IMAGES_MIRROR", "http://deb.debian.org/debian")
 # The CA bundle the build's downloads trust: this machine's, which knows a TLS-inspecting proxy if there is one.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -122,13 +126,22 @@ def build(dockerfile: str, tag: str, base: str = BASE_TAG, build_args: dict[str,
     return Built(tag, time.monotonic() - started, image_size(tag))
 
 
-def build_all() -> dict[str, Built]:
+def build_all(with_claude: bool = False) -> dict[str, Built]:
     base = ensure_base()
-    return {
+    built = {
         "base": base,
         "worker": build("Dockerfile", WORKER_TAG),
         "ansible": build("ansible.Dockerfile", ANSIBLE_TAG),
     }
+    if with_claude:
+        built["worker-claude"] = build_claude_worker()
+    return built
+
+
+def build_claude_worker() -> Built:
+    """The worker image with the real Claude Code CLI in it (shares the plain worker's first layers)."""
+    ensure_base()
+    return build("Dockerfile", CLAUDE_WORKER_TAG, build_args=CLAUDE_BUILD_ARGS)
 
 
 def main() -> int:
@@ -136,7 +149,7 @@ def main() -> int:
     if problem:
         print(f"cannot build the images: {problem}", file=sys.stderr)
         return 1
-    built = build_all()
+    built = build_all(with_claude=True)
     for name, item in built.items():
         print(f"{name:8} {item.line()}")
     print(json.dumps({k: {"tag": v.tag, "seconds": round(v.seconds, 1), "bytes": v.size_bytes, "cached": v.cached}

@@ -12,15 +12,19 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.secrets.local import LocalSecrets
 from tests.ansible_support import free_port, make_app_repo
 from tests.e2e.conftest import orchestrator_executable
+from tests.fakes.model_server import ModelServer, Script, text, tool
 from tests.images import docker_build
 from tests.images.conftest import LABEL, run_container
+from tests.integration.real_agents import TEST_KEY, claude_env
 
 pytestmark = [pytest.mark.images, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -52,22 +56,21 @@ def _json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.fixture
-def container_stack(images: dict[str, docker_build.Built], task_definitions: dict[str, dict[str, Any]],
-                    tmp_path: Path) -> Iterator[str]:  # fmt: skip
-    """The embedded stack with the worker image in the Fargate task's place; yields its API URL."""
-    worker = task_definitions["worker"]
-    scratch = tmp_path / "images"
+@contextmanager
+def _stack_with_container_workers(image: str, task: dict[str, Any], scratch: Path, stack_env: dict[str, str],
+                                  task_env: dict[str, str] | None = None) -> Iterator[str]:  # fmt: skip
+    """The embedded stack with `image` in the Fargate task's place; yields its API URL. `task_env` is what
+    `-c agent_env` adds to the worker task definition's environment."""
     scratch.mkdir()
     config = scratch / "config.json"
     config.write_text(json.dumps({
-        "docker": docker_build.docker_client(), "image": images["worker"].tag, "label": LABEL,
-        "task_environment": worker["environment"], "cpus": worker["cpus"], "memory_mib": worker["memory_mib"],
-        "scratch": str(scratch), "read_only_mounts": [str(FAKES)],
+        "docker": docker_build.docker_client(), "image": image, "label": LABEL,
+        "task_environment": {**task["environment"], **(task_env or {})}, "cpus": task["cpus"],
+        "memory_mib": task["memory_mib"], "scratch": str(scratch), "read_only_mounts": [str(FAKES)],
     }))  # fmt: skip
-    env = _env(ORCH_AGENT_COMMAND=PROOF, ORCH_WORKER_IDLE_TIMEOUT_S="30", ORCH_QUEUE_VISIBILITY_TIMEOUT="10",
-               ORCH_IMAGES_CONFIG=str(config))  # fmt: skip
-    stderr = tmp_path / "stack.err"
+    env = _env(ORCH_WORKER_IDLE_TIMEOUT_S="30", ORCH_QUEUE_VISIBILITY_TIMEOUT="10", ORCH_IMAGES_CONFIG=str(config),
+               **stack_env)  # fmt: skip
+    stderr = scratch / "stack.err"
     with stderr.open("ab") as err:
         process = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("stack_with_container_workers.py")),
@@ -87,37 +90,55 @@ def container_stack(images: dict[str, docker_build.Built], task_definitions: dic
             process.kill()
 
 
-def test_worker_image_does_an_engineering_round_against_the_embedded_stack(container_stack: str,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
-    # given: a project on the embedded stack whose workers are containers of the worker image
-    _json(_cli("project", "create", "--name", "blog", "--description", "a blog", "--json"))
+@pytest.fixture
+def container_stack(images: dict[str, docker_build.Built], task_definitions: dict[str, dict[str, Any]],
+                    tmp_path: Path) -> Iterator[str]:  # fmt: skip
+    """The embedded stack with the worker image in the Fargate task's place; yields its API URL."""
+    with _stack_with_container_workers(images["worker"].tag, task_definitions["worker"], tmp_path / "images",
+                                       {"ORCH_AGENT_COMMAND": PROOF}) as url:  # fmt: skip
+        yield url
 
-    # when: an engineering task runs: scaffold (host), developer and tester (containers), finalize (host)
-    task = _json(_cli("engineering", "start", "blog", "--spec", "add an answer() function", "--agent", "command",
-                      "--json"))  # fmt: skip
+
+def _engineering_round(spec: str, agent: str) -> tuple[dict[str, Any], list[Path], str]:
+    """A project `blog` and one engineering task on it, followed to its end: the finished task, the worker
+    logs and their tails; asserts it completed."""
+    _json(_cli("project", "create", "--name", "blog", "--description", "a blog", "--json"))
+    task = _json(_cli("engineering", "start", "blog", "--spec", spec, "--agent", agent, "--json"))
     follow = _cli("task", "logs", task["id"], "--follow", "--interval", "0.5", timeout=600)
     logs = sorted((Path(os.environ["ORCH_HOME"]) / "logs" / "workers").glob("*.log"))
     worker_logs = "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in logs)
-
-    # then: completed, with the developer's commit pushed from the container
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-2000:] + worker_logs
     assert "[tester]" in follow.stdout and "tests passed" in follow.stdout, follow.stdout
     done = _json(_cli("task", "show", task["id"], "--json"))
-    assert done["status"] == "COMPLETED"
+    assert done["status"] == "COMPLETED", done
+    return {**done, "logs_text": follow.stdout}, logs, worker_logs
+
+
+def _clone_branch(result: dict[str, Any], into: Path) -> Path:
+    project = _json(_cli("project", "show", "blog", "--json"))
+    subprocess.run(["git", "clone", "-q", "-b", result["branch"], project["repo_url"], str(into)], check=True,
+                   env=_env())  # fmt: skip
+    return into
+
+
+def test_worker_image_does_an_engineering_round_against_the_embedded_stack(container_stack: str,
+                                                                            tmp_path: Path) -> None:  # fmt: skip
+    # given: the embedded stack whose workers are containers of the worker image (the fixture)
+    # when: an engineering task runs: scaffold (host), developer and tester (containers), finalize (host)
+    done, logs, worker_logs = _engineering_round("add an answer() function", "command")
+
+    # then: completed, with the developer's commit pushed from the container
     result = done["result"]
     assert (
         "app/feature.py" in result["files_changed"] and "where-the-agent-ran.txt" in result["files_changed"]
     )
-    workers = _json(_cli("worker", "list", "--task", task["id"], "--json"))
+    workers = _json(_cli("worker", "list", "--task", done["id"], "--json"))
     assert len(workers) == 2 and all(w["status"] == "STOPPED" for w in workers), workers
     assert len(logs) == 2 and all(f"{docker_build.WORKER_TAG} --worker-id" in p.read_text() for p in logs), (
         worker_logs
     )
 
-    project = _json(_cli("project", "show", "blog", "--json"))
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "-b", result["branch"], project["repo_url"], str(clone)], check=True,
-                   env=_env())  # fmt: skip
+    clone = _clone_branch(result, tmp_path / "clone")
     uid, system, marker, pid1 = (clone / "where-the-agent-ran.txt").read_text().splitlines()[:4]
     assert uid == str(IMAGE_UID), "the agent runs as the image's user, not root"
     assert system.startswith("Debian GNU/Linux 12") and marker == "in-container"
@@ -152,3 +173,69 @@ def test_ansible_runner_image_deploys_an_app_with_a_real_playbook(
     assert outcome["status"] == "success", outcome
     assert outcome["deployed_url"] == f"http://127.0.0.1:{port}"
     assert outcome["health_url"] == f"http://127.0.0.1:{port}/health"
+
+
+# The scripted model's tool calls for the claude round: a Write (the file the test looks for in the pushed
+# branch), then a Bash call that records where claude ran and how the adapter started it (its argv, read
+# from /proc: the process whose argv[0] is claude).
+CLAUDE_PROOF = (
+    "{ id -u; test -f /.dockerenv && echo in-container; for p in /proc/[0-9]*; do "
+    "a0=$(tr '\\0' '\\n' < \"$p/cmdline\" 2>/dev/null | head -n 1); "
+    'case "$(basename "$a0" 2>/dev/null)" in claude|claude.exe) tr \'\\0\' \' \' < "$p/cmdline"; echo;; esac; '
+    "done; } > where-claude-ran.txt"
+)
+CLAUDE_SCRIPT = Script(
+    "images_claude",
+    [
+        [
+            text("Writing the feature."),
+            tool("Write", file_path="{cwd}/hello.txt", content="hello from claude\n"),
+        ],
+        [tool("Bash", command=CLAUDE_PROOF, description="record where this runs")],
+    ],
+    final="Wrote hello.txt.",
+)
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServer]:
+    with ModelServer(CLAUDE_SCRIPT) as server:
+        yield server
+
+
+def test_real_claude_in_the_worker_image_does_an_engineering_round(
+    claude_worker_image: docker_build.Built, task_definitions: dict[str, dict[str, Any]], model: ModelServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # given: the stack's key for the agents by reference (its secrets file, as the task role reads Secrets
+    # Manager), the scripted model on the host as the endpoint (what `-c agent_env` puts on the worker task),
+    # and workers that are containers of the image with the real claude
+    LocalSecrets(Path(os.environ["ORCH_HOME"]) / "secrets.json").put("secret://agents/anthropic", TEST_KEY)
+    agent_env = {k: v for k, v in claude_env(tmp_path / "unused-home", model.url).items()
+                 if k not in ("PATH", "HOME", "ANTHROPIC_API_KEY")}  # fmt: skip
+    refs = json.dumps({"ANTHROPIC_API_KEY": "secret://agents/anthropic"})
+    with _stack_with_container_workers(claude_worker_image.tag, task_definitions["worker"], tmp_path / "images",
+                                       {"ORCH_AGENT_SECRET_REFS": refs}, agent_env):  # fmt: skip
+        # when: an engineering task with the default agent: developer (real claude) and tester in containers
+        done, logs, worker_logs = _engineering_round("add hello.txt", "claude-code")
+
+        # then: completed; the real claude asked the scripted model with the key it was granted
+        assert "[developer] tool: Write" in done["logs_text"], done["logs_text"]
+        turns = model.agent_requests()
+        assert len(turns) >= 3 and {r["key_end"] for r in turns} == {TEST_KEY[-4:]}, turns
+        assert all(f"{docker_build.CLAUDE_WORKER_TAG} --worker-id" in p.read_text() for p in logs), (
+            worker_logs
+        )
+
+        # the files its tool calls wrote are in the pushed branch
+        result = done["result"]
+        assert {"hello.txt", "where-claude-ran.txt"} <= set(result["files_changed"]), result
+        clone = _clone_branch(result, tmp_path / "clone")
+    assert (clone / "hello.txt").read_text() == "hello from claude\n"
+    proof = (clone / "where-claude-ran.txt").read_text()
+    uid, marker = proof.splitlines()[:2]
+    # non-root in the container, so `permissions=auto` chose bypassPermissions (which claude refuses for root)
+    assert (uid, marker) == (str(IMAGE_UID), "in-container"), proof
+    assert "--permission-mode bypassPermissions" in proof and "dontAsk" not in proof, proof
+    print(f"\nreal claude ran in the worker image as uid {uid}: "
+          f"{claude_worker_image.line()}; {len(turns)} model turns", file=sys.stderr)  # fmt: skip
