@@ -76,6 +76,20 @@ def agent_environment(inherited: Mapping[str, str], granted: Mapping[str, str]) 
     return {**{k: v for k, v in inherited.items() if not withheld(k)}, **granted}
 
 
+ORCHESTRATOR_SCRIPTS = Path(sys.executable).parent
+"""Where this interpreter's console scripts are, `orchestrator` among them (the CLI a Product Owner agent
+runs): a venv's bin/, which is not on PATH when the stack is started as `.venv/bin/orchestrator local up`."""
+
+
+def with_orchestrator_on_path(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` whose PATH also finds the `orchestrator` console script; appended, so a project's own tools
+    (python, pip) earlier on PATH still win."""
+    path = env.get("PATH") or os.defpath
+    if str(ORCHESTRATOR_SCRIPTS) in path.split(os.pathsep):
+        return dict(env)
+    return {**env, "PATH": f"{path}{os.pathsep}{ORCHESTRATOR_SCRIPTS}"}
+
+
 SESSION_LOCK_WAIT_S = 120.0
 """How long a conversation's next worker waits for the one before to leave the shared workspace."""
 
@@ -202,9 +216,12 @@ class Wrapper:
         return get_adapter(self.detail.agent, self._agent_settings())
 
     def _agent_process_env(self) -> dict[str, str]:
-        """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own."""
-        return agent_environment(
-            os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+        """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own; and the
+        `orchestrator` CLI on PATH (see `with_orchestrator_on_path`)."""
+        return with_orchestrator_on_path(
+            agent_environment(
+                os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
+            )
         )
 
     def _restore_session(self, key: str) -> None:

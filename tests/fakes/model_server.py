@@ -117,6 +117,11 @@ SCRIPTS: dict[str, Script] = {
             ],
             final="BLOCKED: need the API token",
         ),
+        Script(  # a Product Owner's answer from the orchestrator CLI: what it printed, relayed
+            "po_orchestrator",
+            [[tool("Bash", command="orchestrator project list --json", description="list the projects")]],
+            final="Your projects, as the orchestrator CLI lists them: {tool_result}",
+        ),
         Script("hang", [HANG]),
         Script("spend", [SPEND]),
     )
@@ -214,6 +219,22 @@ def _fill(value: Any, cwd: str) -> Any:
     return value
 
 
+def _with_tool_result(block: Block, messages: list[Any]) -> Block:
+    """A text block's `{tool_result}`: the output of the agent's last tool call (from the latest tool_result
+    it sent back), so a script's answer can relay what a command printed."""
+    if block.get("type") != "text" or "{tool_result}" not in block["text"]:
+        return block
+    output = ""
+    for message in messages:
+        for item in message.get("content") if isinstance(message.get("content"), list) else []:
+            if isinstance(item, dict) and item.get("type") == "tool_result":
+                content = item.get("content")
+                if isinstance(content, list):
+                    content = "".join(c.get("text", "") for c in content if isinstance(c, dict))
+                output = str(content or "")
+    return {**block, "text": block["text"].replace("{tool_result}", output.strip())}
+
+
 def _cwd(system: Any) -> str:
     """The agent's working directory, as its system prompt states it (claude: "Working directory: ...")."""
     flat = json.dumps(system) if not isinstance(system, str) else system
@@ -290,6 +311,7 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             cwd = _cwd(body.get("system"))
             names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
             blocks = [] if step == HANG else [_droid_call(_fill(b, cwd), names) for b in step]
+            blocks = [_with_tool_result(b, messages) for b in blocks]
             for block in blocks:
                 if block["type"] == "tool_use":
                     block.setdefault("id", f"toolu_{uuid.uuid4().hex[:20]}")
