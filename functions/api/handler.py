@@ -150,15 +150,20 @@ for router in (health.router, projects.router, tasks.router, servers.router, sec
                internal.router, workers.router, maintenance.router, deployments.router, sync.router):  # fmt: skip
     app.include_router(router)
 
-OPENAPI_INFO = {"title": "codegen-orchestrator API", "version": health.VERSION}
-app.configure_openapi(**OPENAPI_INFO, security_schemes=openapi.SECURITY_SCHEMES, security=openapi.SECURITY)
+OPENAPI_TITLE, OPENAPI_VERSION = "codegen-orchestrator API", health.VERSION
+app.configure_openapi(title=OPENAPI_TITLE, version=OPENAPI_VERSION, security_schemes=openapi.SECURITY_SCHEMES,
+                      security=openapi.SECURITY)  # fmt: skip
 openapi.complete_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
-app.enable_swagger(path="/docs", **OPENAPI_INFO)
+app.enable_swagger(path="/docs", title=OPENAPI_TITLE, version=OPENAPI_VERSION)
 
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_json() -> Response[Any]:
-    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(**OPENAPI_INFO))
+    return Response(
+        200,
+        content_types.APPLICATION_JSON,
+        app.get_openapi_json_schema(title=OPENAPI_TITLE, version=OPENAPI_VERSION),
+    )
 
 
 def _body_size(event: dict[str, Any]) -> int:

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
 
 from shared.contracts.api import ErrorBody
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Route
 
 BEARER = "bearerAuth"
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
     BEARER: HTTPBearer(
         description="An API key (`orchestrator` CLI: `orchestrator login`), as `Bearer <key>`."
     )
@@ -125,9 +125,9 @@ def _link_created_resources(routes: list[Route]) -> None:
 
 
 def document() -> dict[str, object]:
-    from functions.api.handler import OPENAPI_INFO, app
+    from functions.api.handler import OPENAPI_TITLE, OPENAPI_VERSION, app
 
-    return json.loads(app.get_openapi_json_schema(**OPENAPI_INFO))  # type: ignore[no-any-return]
+    return json.loads(app.get_openapi_json_schema(title=OPENAPI_TITLE, version=OPENAPI_VERSION))  # type: ignore[no-any-return]
 
 
 def main() -> None:
