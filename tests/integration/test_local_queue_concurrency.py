@@ -91,3 +91,31 @@ def test_a_waiting_consumer_wakes_when_a_message_is_published(tmp_path: Path) ->
     waiter.join(timeout=5)
     assert not waiter.is_alive(), "the consumer slept through the publish"
     assert len(got) == 1
+
+
+def _open_fresh_queue(path: str, start_at: float) -> bool:
+    import time as _time
+
+    from shared.queues.local import LocalQueue
+
+    _time.sleep(max(0.0, start_at - _time.time()))
+    LocalQueue(Path(path)).close()
+    return True
+
+
+def test_processes_opening_a_fresh_queue_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Several processes (workers, consumers) may open a queue file nobody created yet at the same instant;
+    switching it to WAL answered "database is locked" to all but one, whatever the busy timeout."""
+    import multiprocessing
+    import time as _time
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(8, mp_context=spawn) as pool:
+        for round_ in range(4):
+            start_at = _time.time() + 2.0
+            path = str(tmp_path / f"q{round_}.db")
+            assert all(
+                f.result(timeout=60)
+                for f in [pool.submit(_open_fresh_queue, path, start_at) for _ in range(8)]
+            )
