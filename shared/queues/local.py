@@ -70,7 +70,7 @@ def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == attempts - 1:
                 raise
-            time.sleep(0.05 + random.random() * 0.1)
+            time.sleep(0.05 + random.random() * 0.1)  # noqa: S311 - jitter, not a secret
 
 
 class LocalQueue:
