@@ -33,23 +33,32 @@ class SecretScope:
     shared: bool = False
 
 
-def reference_allowed(reference: str, scope: SecretScope) -> bool:
-    """True only if `reference` is a well-formed reference inside `scope`. Never looks the secret up,
-    so the answer is the same whether or not it exists."""
+_MALFORMED = ("<malformed>", "")
+_ARN = ("<arn>", "")
+
+
+def _namespace_and_owner(reference: str) -> tuple[str, str]:
+    """(`projects`, `<id>`) for `secret://projects/<id>/NAME`; `_ARN` for an ARN, `_MALFORMED` for a bad one."""
     try:
         path = parse_reference(reference)
     except InvalidSecretReference:
-        return False
+        return _MALFORMED
     if is_arn(path):
-        return False
+        return _ARN
     namespace, _, rest = path.partition("/")
-    owner = rest.split("/", 1)[0]
+    return namespace, rest.split("/", 1)[0]
+
+
+def reference_allowed(reference: str, scope: SecretScope) -> bool:
+    """True only if `reference` is a well-formed reference inside `scope`. Never looks the secret up,
+    so the answer is the same whether or not it exists."""
+    namespace, owner = _namespace_and_owner(reference)
     if namespace == "projects":
         return owner in scope.project_ids
     if namespace == "servers":
         return owner in scope.server_handles
     if namespace == SHARED:
-        return scope.shared and bool(rest)
+        return scope.shared and bool(owner)
     return False
 
 
@@ -63,15 +72,13 @@ def worker_reference_allowed(reference: str, po_user_id: str | None = None) -> b
     worker its own person's key (`secret://po/<user>/...`); never a project's secrets, a server's key, a
     shared grant, another person's PO key or the embedded stack's `local/` keys. Workers are created by the
     service, so this is defence in depth against a graph that was made to pass the wrong reference."""
-    try:
-        path = parse_reference(reference)
-    except InvalidSecretReference:
+    namespace, owner = _namespace_and_owner(reference)
+    if (namespace, owner) == _MALFORMED:
         return False
-    if is_arn(path):
+    if (namespace, owner) == _ARN:
         return True
-    namespace, _, rest = path.partition("/")
     if namespace == "local":
         return False
     if namespace == "po":
-        return po_user_id is not None and rest.split("/", 1)[0] == po_user_id
+        return po_user_id is not None and owner == po_user_id
     return namespace not in PERSON_NAMESPACES
