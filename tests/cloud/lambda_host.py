@@ -46,12 +46,12 @@ class _OnlyTheLayers(importlib.abc.MetaPathFinder):
 class _Context:
     """The fields of the Lambda context object the code and Powertools read."""
 
-    def __init__(self, request_id: str, deadline: float) -> None:
+    def __init__(self, request_id: str, deadline: float, function_arn: str) -> None:
         self.aws_request_id = request_id
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        self.invoked_function_arn = os.environ.get("REHEARSAL_FUNCTION_ARN_COPY", "")
+        self.invoked_function_arn = function_arn
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
         self.log_stream_name = "rehearsal"
         self._deadline = deadline
@@ -97,7 +97,7 @@ def main() -> None:
         if init_error is not None:
             out.write(json.dumps({"error": init_error}) + "\n")
             continue
-        context = _Context(request["request_id"], request["deadline"])
+        context = _Context(request["request_id"], request["deadline"], settings["function_arn"])
         try:
             result = handler(request["event"], context)
             answer: dict[str, Any] = {"result": result}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,13 +35,12 @@ from tests.cloud.runtime import (
 )
 from tests.cloud.stage import Stager
 from tests.cloud.template import Resolver, Template
+from tests.layer_closure import allowed_modules
 
 GITHUB_OWNER = "acme"
 GITHUB_TOKEN = "ghp_rehearsal0123456789abcdefghijklmnopqrst"
 TELEGRAM_TOKEN = "123456:rehearsal-bot-token-abcdefghijklmnopqrstu"
 TELEGRAM_ADMIN_ID = 4242
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
-FIRST_PARTY = ("shared", "functions", "cli", "worker_image")
 
 
 def synthesize(outdir: Path, context: Mapping[str, Any]) -> tuple[Path, str]:
@@ -55,16 +53,6 @@ def synthesize(outdir: Path, context: Mapping[str, Any]) -> tuple[Path, str]:
 
 def _pascal_to_kebab(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
-def allowed_modules(layer_requirements: list[str], extra: set[str]) -> list[str]:
-    """Top-level modules of the layers' dependency closure (as installed here), the runtime's boto3, our code."""
-    from packaging.utils import canonicalize_name
-
-    from tests.unit.test_layers import _closure, _importable
-
-    distributions = _closure(layer_requirements) | {canonicalize_name(d) for d in RUNTIME_PROVIDED}
-    return sorted(_importable(distributions) | set(FIRST_PARTY) | extra)
 
 
 class Rehearsal:
@@ -306,7 +294,7 @@ class Rehearsal:
             logical=logical, name=name, arn=self.resolver.get_att(logical, "Arn"), handler=props["Handler"],
             environment=environment, timeout_s=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
             principal=self.principal(props["Role"]), code_paths=code_paths,
-            allowed_modules=allowed_modules(requirements, extra), layer_names=layer_names,
+            allowed_modules=sorted(allowed_modules(requirements, extra)), layer_names=layer_names,
         )  # fmt: skip
 
     def run_deploy_hook(self) -> Any:
@@ -459,7 +447,3 @@ def _dockerfile_entry(dockerfile: Path) -> tuple[list[str], dict[str, str]]:
     if not entrypoint:
         raise RuntimeError(f"{dockerfile}: no ENTRYPOINT")
     return entrypoint, {}
-
-
-def copy_logs(rehearsal: Rehearsal, target: Path) -> None:
-    shutil.copytree(rehearsal.workdir / "logs", target, dirs_exist_ok=True)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -96,7 +95,7 @@ class FunctionHost:
             # the host's own settings, removed before the function's code runs
             "REHEARSAL_HOST": json.dumps({
                 "code_paths": spec.code_paths, "site_packages": [p for p in sys.path if p.endswith("site-packages")],
-                "allowed_modules": spec.allowed_modules, "handler": spec.handler,
+                "allowed_modules": spec.allowed_modules, "handler": spec.handler, "function_arn": spec.arn,
                 "iam": (HARNESS_DIR / "iam.py").exists(),
                 "harness_dir": str(HARNESS_DIR)}),
             "REHEARSAL_IAM_POLICY": str(spec.principal.write(self.workdir / "iam")),
@@ -405,7 +404,7 @@ class HttpApi:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass
+                """Quiet: the functions' own logs are what the rehearsal keeps."""
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -568,29 +567,20 @@ def _iso(value: Any) -> str:
 
 
 SITECUSTOMIZE = '''"""The rehearsal's IAM guard for a container's Python processes (the task role's statements)."""
-import os, sys
+import importlib.util, os, sys
 _policy = os.environ.pop("REHEARSAL_IAM_POLICY", None)
 _record = os.environ.pop("REHEARSAL_IAM_RECORD", None)
 _paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _paths if not p.endswith("/site"))
 if not os.environ["PYTHONPATH"]:
     del os.environ["PYTHONPATH"]
-if _policy:
-    try:
-        import botocore  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        os.environ["REHEARSAL_IAM_POLICY"], os.environ["REHEARSAL_IAM_RECORD"] = _policy, _record
-        sys.path.insert(0, {harness!r})
-        import iam as _iam
-        _iam.install_guard_from_env()
-        sys.path.remove({harness!r})
-        del sys.modules["iam"]
-        os.environ.pop("REHEARSAL_IAM_POLICY", None)
-        os.environ.pop("REHEARSAL_IAM_RECORD", None)
+if _policy and importlib.util.find_spec("botocore") is not None:  # a project's own python has no boto
+    os.environ["REHEARSAL_IAM_POLICY"], os.environ["REHEARSAL_IAM_RECORD"] = _policy, _record
+    sys.path.insert(0, {harness!r})
+    import iam as _iam
+    _iam.install_guard_from_env()
+    sys.path.remove({harness!r})
+    del sys.modules["iam"]
+    os.environ.pop("REHEARSAL_IAM_POLICY", None)
+    os.environ.pop("REHEARSAL_IAM_RECORD", None)
 '''
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, dirs_exist_ok=True)

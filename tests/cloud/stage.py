@@ -9,7 +9,6 @@ secrets, the ECS cluster and task definitions); the rest gets recognisable fake 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import string
 from typing import Any
@@ -255,12 +254,3 @@ class Stager:
         )["taskDefinition"]  # fmt: skip
         arn = registered["taskDefinitionArn"]
         self.template.physical[logical] = Physical(arn, {"TaskDefinitionArn": arn})
-
-
-def queue_name_from_arn(arn: str) -> str:
-    return arn.rsplit(":", 1)[-1]
-
-
-def strip_resolve(value: str) -> str:
-    """CloudFormation dynamic references ({{resolve:...}}) are not evaluated by the rehearsal."""
-    return re.sub(r"\{\{resolve:[^}]+\}\}", "<dynamic-reference>", value)

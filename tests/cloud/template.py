@@ -57,9 +57,6 @@ class Template:
         props: dict[str, Any] = self.resources[logical].get("Properties", {})
         return props
 
-    def cdk_path(self, logical: str) -> str:
-        return str(self.resources[logical].get("Metadata", {}).get("aws:cdk:path", logical))
-
     def asset_dir(self, logical: str) -> Path:
         """The staged directory of a function's or layer's code (its S3 key names the asset hash)."""
         resource = self.resources[logical]

@@ -23,6 +23,7 @@ answers its `final` text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -247,7 +248,7 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """Quiet: tests read the recorded requests, not stderr."""
 
         def _json(self, status: int, payload: Any) -> None:
             data = json.dumps(payload).encode()
@@ -363,11 +364,11 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 
         def _event(self, name: str | None, payload: Any) -> None:
             head = f"event: {name}\n" if name else ""
-            try:
+            with contextlib.suppress(
+                OSError
+            ):  # the CLI hung up mid-stream (a timeout kill): nothing to tell it
                 self.wfile.write(f"{head}data: {json.dumps(payload)}\n\n".encode())
                 self.wfile.flush()
-            except OSError:
-                pass
 
         # -- OpenAI Responses (codex) ----------------------------------------------------
 
@@ -465,8 +466,6 @@ if __name__ == "__main__":  # a manual run: python tests/fakes/model_server.py [
 
     with ModelServer(sys.argv[1] if len(sys.argv) > 1 else "write_file") as running:
         print(running.url, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a manual run
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass

@@ -72,10 +72,10 @@ class _Api:
         return self.detail
 
     def update_worker(self, worker_id: str, status: str, **_: Any) -> None:
-        pass
+        """Status reports are not what this test reads."""
 
     def append_events(self, task_id: str, events: list[dict[str, Any]]) -> None:
-        pass
+        """Progress events are not what this test reads."""
 
     def worker_message_result(self, message_id: int, success: bool, **kwargs: Any) -> None:
         self.results.append({"success": success, **kwargs})

@@ -7,7 +7,6 @@ as installed in this environment), what the Lambda runtime ships, the standard l
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import io
 import json
 import subprocess
@@ -22,14 +21,9 @@ from packaging.utils import canonicalize_name
 from infra_cdk import constants
 from infra_cdk.layer_assets import PLACEHOLDER_README, layer_asset, placeholder_text
 from layers import build
+from tests.layer_closure import allowed_modules, closure
 
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
-"""What the Lambda Python runtime ships (boto3 and its dependencies)."""
-FIRST_PARTY = ("shared", "functions", "cli", "worker_image")
 HEAVY = ("langgraph", "aiogram", "copier", "ansible", "ansible-core", "ansible-runner")
-MARKER_ENV = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
-              "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-              "platform_python_implementation": "CPython", "os_name": "posix"}  # fmt: skip
 
 FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
     # the handler, and what it imports later, on its first event
@@ -95,33 +89,6 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def _closure(requirements: list[str]) -> set[str]:
-    """Canonical distribution names: the requirements and everything they depend on, as installed here."""
-    seen: set[str] = set()
-    pending = [Requirement(r) for r in requirements]
-    while pending:
-        requirement = pending.pop()
-        name = canonicalize_name(requirement.name)
-        if name in seen or (requirement.marker and not requirement.marker.evaluate(MARKER_ENV)):
-            continue
-        seen.add(name)
-        try:
-            requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        pending += [Requirement(r) for r in requires]
-    return seen
-
-
-def _importable(distributions: set[str]) -> set[str]:
-    """Top-level module names the given distributions install."""
-    modules: set[str] = set()
-    for module, owners in metadata.packages_distributions().items():
-        if any(canonicalize_name(owner) in distributions for owner in owners):
-            modules.add(module)
-    return modules
-
-
 def _layer_requirements(function: str) -> list[str]:
     return [r for layer in constants.FUNCTION_LAYERS[function] if layer not in build.SOURCE_LAYERS
             for r in build.requirements(layer)]  # fmt: skip
@@ -146,8 +113,7 @@ print("ok")
 def _import_with_only(
     requirements: list[str], modules: tuple[str, ...], extra: frozenset[str] = frozenset()
 ) -> subprocess.CompletedProcess[str]:
-    distributions = _closure(requirements) | {canonicalize_name(d) for d in RUNTIME_PROVIDED}
-    allowed = _importable(distributions) | set(FIRST_PARTY) | set(extra)
+    allowed = allowed_modules(requirements, extra)
     path = [str(build.SOURCE_LAYERS["deploy-hook"] / "python"), str(build.REPO_ROOT)]
     return subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path[:0] = {path!r}\n" + _BLOCKER,
@@ -182,16 +148,16 @@ def test_every_function_has_layers_and_an_import_check() -> None:
 
 def test_the_api_layers_carry_no_heavy_library() -> None:
     for function in (constants.API_FUNCTION, constants.DEPLOY_HOOK_FUNCTION):
-        closure = _closure(_layer_requirements(function))
-        assert not closure & {canonicalize_name(h) for h in HEAVY}, function
-        assert "aiogram" not in closure
+        distributions = closure(_layer_requirements(function))
+        assert not distributions & {canonicalize_name(h) for h in HEAVY}, function
+        assert "aiogram" not in distributions
 
 
 def test_the_bot_layer_carries_aiogram_and_the_webhook_does_not() -> None:
     assert "bot" in build.built_layer_names()  # `python -m layers.build` builds every layers/*.txt
     assert constants.FUNCTION_LAYERS[constants.TELEGRAM_BOT_FUNCTION] == ("bot",)
-    assert "aiogram" in _closure(_layer_requirements(constants.TELEGRAM_BOT_FUNCTION))
-    webhook = _closure(_layer_requirements(constants.TELEGRAM_WEBHOOK_FUNCTION))
+    assert "aiogram" in closure(_layer_requirements(constants.TELEGRAM_BOT_FUNCTION))
+    webhook = closure(_layer_requirements(constants.TELEGRAM_WEBHOOK_FUNCTION))
     assert not webhook & {canonicalize_name(h) for h in HEAVY}
     # the webhook's own imports pass without aiogram (parametrized test above); the bot's do not
     blocked = _import_with_only(

@@ -315,7 +315,7 @@ class _LosesFirstReply:
         return response
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the wrapped transport belongs to the test client."""
 
 
 def test_the_client_retries_a_lost_reply_with_the_same_key_and_the_task_runs_once(api: ApiHarness) -> None:
