@@ -470,12 +470,15 @@ class Ecs(threading.Thread):
                 "tasks"
             ]:
                 self._start(task)
+        alive = [arn for arn, process in self.running.items() if process.poll() is None]
+        stopping = {task["taskArn"] for chunk in (alive[i : i + 100] for i in range(0, len(alive), 100))
+                    for task in self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=chunk)["tasks"]
+                    if task.get("desiredStatus") == "STOPPED"}  # fmt: skip
         for arn, process in list(self.running.items()):
             code = process.poll()
             stop_requested = False
             if code is None:
-                task = self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=[arn])["tasks"]
-                stop_requested = bool(task) and task[0].get("desiredStatus") == "STOPPED"
+                stop_requested = arn in stopping
                 if stop_requested:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(process.pid, 15)
