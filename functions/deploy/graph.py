@@ -20,8 +20,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from functions.deploy.settings import DeploySettings
-from functions.engineering.driver import event_sender, last_lines, request_id, route_ok
-from functions.engineering.graph import NO_AGENT
 from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
 from shared.api_client import ApiClient, ConflictError, LimitExceededError, NotFoundError
 from shared.contracts import (
@@ -33,6 +31,8 @@ from shared.contracts import (
     progress_stream,
 )
 from shared.contracts.api import DeploymentRecord, TaskStatus, TaskType
+from shared.contracts.workers import NO_AGENT
+from shared.graphs.driver import event_sender, last_lines, request_id, route_ok
 from shared.queues.port import QueuePort
 
 

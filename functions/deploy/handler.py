@@ -8,8 +8,8 @@ from typing import Any
 
 from functions.deploy.logic import Deploy
 from functions.deploy.settings import DeploySettings
-from functions.engineering.driver import consume_graph_event
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, DEPLOY_QUEUE, PROVISIONER_RESULTS
+from shared.graphs.driver import consume_graph_event
 
 _deploy: Deploy | None = None
 _lock = threading.Lock()
@@ -17,7 +17,7 @@ _lock = threading.Lock()
 
 def build_deploy(settings: DeploySettings | None = None) -> Deploy:
     from functions.deploy.graph import Ports
-    from functions.engineering.checkpoint import build_checkpointer
+    from shared.graphs.checkpoint import build_checkpointer
     from shared.queues import build_queue
     from shared.repos.factory import RepoHostSettings, build_repo_host
     from shared.service_client import build_service_client
@@ -38,7 +38,7 @@ def get_deploy() -> Deploy:
 
 
 def reset() -> None:
-    from functions.engineering.checkpoint import reset as reset_checkpointers
+    from shared.graphs.checkpoint import reset as reset_checkpointers
 
     global _deploy
     with _lock:

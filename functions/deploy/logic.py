@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions.deploy.graph import DeployState, Ports, build_graph
-from functions.engineering.driver import GraphDriver, LeaseBusy
 from shared.api_client import ConflictError
 from shared.contracts import DeployMessage, ProvisionerResult
 from shared.contracts.api import TaskStatus
+from shared.graphs.driver import GraphDriver, LeaseBusy
 
 __all__ = ["Deploy", "LeaseBusy"]
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from functions.engineering.settings import CheckpointSettings
 from shared.contracts.jobs import MAX_DEPLOY_FIX_ATTEMPTS
+from shared.graphs.settings import CheckpointSettings
 
 
 class DeploySettings(CheckpointSettings):

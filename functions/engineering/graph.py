@@ -17,7 +17,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from functions.engineering import instructions
-from functions.engineering.driver import event_sender, last_lines, request_id, route_ok
 from functions.engineering.settings import EngineeringSettings
 from shared.api_client import ApiClient
 from shared.contracts import (
@@ -31,6 +30,8 @@ from shared.contracts import (
     WorkerConfig,
     progress_stream,
 )
+from shared.contracts.workers import NO_AGENT
+from shared.graphs.driver import event_sender, last_lines, request_id, route_ok
 from shared.queues.port import QueuePort
 
 
@@ -343,9 +344,6 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_edge("finalize", END)
     graph.add_edge("fail", END)
     return graph.compile(checkpointer=checkpointer)
-
-
-NO_AGENT = "none"
 
 
 def no_developer(state: EngState) -> bool:

@@ -6,18 +6,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from functions.engineering.driver import consume_graph_event
 from functions.engineering.logic import Engineering
 from functions.engineering.settings import EngineeringSettings
 from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES, WorkerActivity
+from shared.graphs.driver import consume_graph_event
 
 _engine: Engineering | None = None
 _lock = threading.Lock()
 
 
 def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
-    from functions.engineering.checkpoint import build_checkpointer
     from functions.engineering.graph import Ports
+    from shared.graphs.checkpoint import build_checkpointer
     from shared.queues import build_queue
     from shared.service_client import build_service_client
 
@@ -46,7 +46,7 @@ def get_engine() -> Engineering:
 
 
 def reset() -> None:
-    from functions.engineering.checkpoint import reset as reset_checkpointers
+    from shared.graphs.checkpoint import reset as reset_checkpointers
 
     global _engine
     with _lock:

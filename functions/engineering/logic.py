@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.engineering.driver import GraphDriver, LeaseBusy
 from functions.engineering.graph import EngState, Ports, build_graph
 from shared.api_client import ConflictError
 from shared.contracts import EngineeringMessage
 from shared.contracts.api import TaskStatus
+from shared.graphs.driver import GraphDriver, LeaseBusy
 
 __all__ = ["Engineering", "LeaseBusy"]
 

@@ -10,6 +10,9 @@ from shared.contracts.base import Contract, QueueMeta, SeedDict, SeedList, new_i
 
 DEFAULT_WORKER_TIMEOUT_S = 1800
 
+NO_AGENT = "none"
+"""The agent value that skips the developer step (and the deploy's wait for engineering)."""
+
 
 class WorkerConfig(Contract):
     """How to build a worker."""

@@ -225,8 +225,8 @@ def test_graphs_offload_large_checkpoints_to_the_artifacts_bucket_with_exactly_t
 def test_the_graph_settings_read_the_bucket_and_the_prefix_the_grant_is_for(
     default_app: Synthesized, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from functions.engineering.checkpoint import s3_offload_config
-    from functions.engineering.settings import CheckpointSettings
+    from shared.graphs.checkpoint import s3_offload_config
+    from shared.graphs.settings import CheckpointSettings
 
     env = _graph_function(default_app, constants.ENGINEERING_FUNCTION)["Environment"]["Variables"]
     for variable, value in env.items():

@@ -24,7 +24,6 @@ from shared.contracts import (
     PROVISIONER_QUEUE,
     PROVISIONER_RESULTS,
     QUEUES,
-    SCAFFOLDER_QUEUE,
     WORKER_COMMANDS,
     WORKER_RESPONSES,
 )
@@ -106,10 +105,6 @@ DYNAMIC_SITES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
 }
 
 NOT_REACHED: dict[str, dict[str, str]] = {
-    "deploy": {
-        SCAFFOLDER_QUEUE: "imports functions.engineering.graph for NO_AGENT only, never builds that graph",
-        WORKER_COMMANDS: "imports functions.engineering.graph for NO_AGENT only, never builds that graph",
-    },
     "worker_events": {
         queue: "ecs_event_handler only calls WorkerManager.runtime_stopped, which reports to the API"
         for queue in REPLY_QUEUES

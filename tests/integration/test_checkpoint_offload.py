@@ -15,8 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from functions.engineering import checkpoint
-from functions.engineering.settings import CHECKPOINT_S3_KEY_PREFIX, CheckpointSettings
+from shared.graphs import checkpoint
+from shared.graphs.settings import CHECKPOINT_S3_KEY_PREFIX, CheckpointSettings
 
 REGION = "us-east-1"
 TABLE = "orch-checkpoints"

@@ -13,7 +13,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.engineering.checkpoint import build_checkpointer, reset
 from functions.engineering.graph import Ports
 from functions.engineering.logic import Engineering, LeaseBusy
 from functions.engineering.settings import EngineeringSettings
@@ -28,6 +27,7 @@ from shared.contracts import (
     SendMessageCommand,
 )
 from shared.contracts.api import Project, Task, TaskStatus
+from shared.graphs.checkpoint import build_checkpointer, reset
 from shared.queues.local import LocalQueue
 from tests.factories import drain as _take
 

@@ -51,12 +51,12 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
         "shared.repos.github", "shared.service_client", "shared.queues.sqs",
     ),
     constants.ENGINEERING_FUNCTION: (
-        "functions.engineering.handler", "functions.engineering.graph", "functions.engineering.checkpoint",
+        "functions.engineering.handler", "functions.engineering.graph", "shared.graphs.checkpoint",
         "langgraph_checkpoint_aws", "shared.repos.github", "shared.service_client", "shared.queues.sqs",
     ),
     constants.DEPLOY_FUNCTION: (
         "functions.deploy.handler", "functions.deploy.graph", "functions.deploy.logic",
-        "functions.engineering.checkpoint", "langgraph_checkpoint_aws", "shared.repos.factory",
+        "shared.graphs.checkpoint", "langgraph_checkpoint_aws", "shared.repos.factory",
         "shared.repos.github", "shared.service_client", "shared.queues.sqs", "httpx",
     ),
     constants.INFRA_FUNCTION: (

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from functions.engineering.settings import CheckpointSettings
+from shared.graphs.settings import CheckpointSettings
 
 _savers: dict[str, Any] = {}
 _lock = threading.Lock()
