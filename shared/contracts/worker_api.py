@@ -1,0 +1,140 @@
+"""API bodies for workers (the records behind `worker:commands`), their messages, and the
+scheduler's collection of orphan workers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from shared.contracts.dto import Dto, Id, Int32, Out, TaskRef
+
+WorkerStatus = Literal["CREATED", "STARTING", "RUNNING", "STOPPED", "FAILED"]
+
+
+class WorkerRecord(Dto):
+    id: Id
+    task_id: TaskRef | None = None
+    agent: Annotated[str, Field(max_length=64)]
+    runtime_handle: Annotated[str | None, Field(max_length=512)] = None
+    status: WorkerStatus = "CREATED"
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="WorkerConfig + context; references only."
+    )
+    create_request_id: Annotated[
+        Id | None, Field(description="A redelivered create with this id finds this worker.")
+    ] = None
+
+
+class WorkerUpdate(Dto):
+    status: WorkerStatus
+    runtime_handle: Annotated[str | None, Field(max_length=512)] = None
+    exit_reason: Annotated[str | None, Field(max_length=4000)] = None
+    expected_status: WorkerStatus | None = Field(
+        default=None, description="Compare-and-set: 409 if different."
+    )
+
+
+class WorkerStopped(Dto):
+    status: Literal["STOPPED", "FAILED"] = "STOPPED"
+    exit_code: Int32 | None = None
+    reason: Annotated[str, Field(max_length=4000)] = "stopped"
+
+
+class Worker(Out):
+    id: str
+    task_id: str | None
+    agent: str
+    runtime_handle: str | None
+    status: str
+    exit_reason: str | None
+    exit_code: int | None = None
+    started_at: datetime
+    stopped_at: datetime | None
+    last_seen_at: datetime | None = None
+
+
+class WorkerDetail(Worker):
+    config: dict[str, Any]
+    create_request_id: str | None
+
+
+class WorkerMessageCreate(Dto):
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["message", "file"] = "message"
+    body: Annotated[str, Field(max_length=1_000_000)]
+    path: Annotated[str | None, Field(max_length=1000)] = None
+    timeout_s: Annotated[int, Field(gt=0, le=86_400)] = 1800
+    correlation_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+class WorkerMessage(Out):
+    id: int
+    worker_id: str
+    request_id: str
+    kind: str
+    body: str
+    path: str | None
+    timeout_s: int
+    status: Literal["PENDING", "RUNNING", "DONE", "FAILED"]
+    result: dict[str, Any] | None
+    error: str | None
+    correlation_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class WorkerMessageResult(Dto):
+    success: bool
+    response: Annotated[str | None, Field(max_length=200_000)] = None
+    error: Annotated[str | None, Field(max_length=20_000)] = None
+    result: dict[str, Any] | None = None
+
+
+class WorkerActivityAccepted(Out):
+    """An `activity` response for a running message is queued (published right after the commit)."""
+
+    message_id: int
+    worker_id: str
+    reply_queue: str = Field(description="Where the activity response goes (the worker's reply queue).")
+
+
+class OrphanWorkerCollect(Dto):
+    max_lifetime_s: Annotated[
+        int, Field(ge=60, le=7 * 86_400, description="Stop any worker older than this (lifetime + grace).")
+    ] = 2100
+    unseen_s: Annotated[
+        int,
+        Field(
+            ge=60, le=7 * 86_400, description="Stop an idle worker whose wrapper was not seen for this long."
+        ),
+    ] = 900
+    ended_grace_s: Annotated[
+        int,
+        Field(ge=0, le=86_400, description="Leave a worker this long after its task ended (its own stop)."),
+    ] = 60
+    batch: Annotated[int, Field(ge=1, le=500, description="At most this many workers per call.")] = 50
+
+
+OrphanCause = Literal["task_ended", "too_old", "unseen"]
+
+
+class CollectedWorker(Out):
+    worker_id: str
+    task_id: str | None
+    cause: OrphanCause
+    reason: str
+
+
+class OrphanWorkerReport(Out):
+    examined: Annotated[int, Field(description="Orphan candidates found (at most `batch`).")]
+    stopped: Annotated[int, Field(description="Delete commands queued (one per worker, ever).")]
+    task_ended: int
+    too_old: int
+    unseen: int
+    skipped: Annotated[
+        int, Field(description="Candidates another caller handled first, or no longer orphans.")
+    ]
+    workers: list[CollectedWorker] = Field(default_factory=list)
