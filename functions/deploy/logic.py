@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.deploy.graph import DeployState, Ports, build_graph
+from functions.deploy.graph import Ports, build_graph
+from functions.deploy.state import DeployState
 from shared.api_client import ConflictError
 from shared.contracts import DeployMessage, ProvisionerResult
 from shared.contracts.api import TaskStatus
@@ -48,9 +49,12 @@ class Deploy(GraphDriver):
                 outcome = self.continue_claimed(task_id)
                 if outcome:
                     return outcome
-            initial: DeployState = {"task_id": task_id, "project_id": task.project_id,
-                                    "correlation_id": task.correlation_id,
-                                    "attempt": message.deploy_fix_attempt}  # fmt: skip
+            initial = DeployState(
+                task_id=task_id,
+                project_id=task.project_id,
+                correlation_id=task.correlation_id,
+                attempt=message.deploy_fix_attempt,
+            )
             self.graph.invoke(initial, self.config(task_id))
             return "started"
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from functions.deploy.graph import _free_local_port, allocate_port, smoke_test
+from functions.deploy.probes import allocate_port, free_local_port, smoke_test
 from functions.deploy.settings import DeploySettings
+from functions.deploy.state import DeployState
 from shared.api_client import ApiError, ConflictError, LimitExceededError, NotFoundError
 
 
@@ -37,7 +38,7 @@ class _Api:
         )()
 
 
-STATE: Any = {"project_id": "p1", "server_handle": "localhost"}
+STATE = DeployState(task_id="t1", project_id="p1", server_handle="localhost")
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def held_port() -> Any:
 
 def test_a_port_held_by_another_program_is_given_back_and_a_free_one_taken(held_port: int) -> None:
     api = _Api(held_port, taken_by_others={held_port + 1})
-    port = _free_local_port(api, STATE, held_port)  # type: ignore[arg-type]
+    port = free_local_port(api, STATE, held_port)  # type: ignore[arg-type]
     assert api.freed == [held_port]
     assert port not in (held_port, held_port + 1)
     with socket.socket() as probe:
@@ -71,8 +72,9 @@ class _RefusingApi:
 ])  # fmt: skip
 def test_a_deploy_that_cannot_get_a_port_fails_at_once_with_the_reason(error: ApiError) -> None:
     # given the API refuses the port (a race past the deploy's own check, or the server is full)
-    state: Any = {**STATE, "server_handle": "web-1", "connection": "ssh", "server_host": "203.0.113.7",
-                  "health_path": "/health"}  # fmt: skip
+    state = STATE.model_copy(
+        update={"server_handle": "web-1", "connection": "ssh", "server_host": "203.0.113.7"}
+    )
     # when the allocate node runs
     outcome = allocate_port(_RefusingApi(error), state)  # type: ignore[arg-type]
     # then the deploy fails now, saying why (it used to raise out of the node and stay RUNNING)
@@ -82,7 +84,7 @@ def test_a_deploy_that_cannot_get_a_port_fails_at_once_with_the_reason(error: Ap
 
 def test_the_projects_own_running_service_keeps_its_port(held_port: int) -> None:
     api = _Api(held_port, set(), deployed_port=held_port)
-    assert _free_local_port(api, STATE, held_port) == held_port  # type: ignore[arg-type]
+    assert free_local_port(api, STATE, held_port) == held_port  # type: ignore[arg-type]
     assert api.freed == []
 
 

@@ -1,0 +1,83 @@
+"""What the deploy sends and reads back, built from its state: the Ansible and provisioner jobs, the
+deployment it records, and the text of a failed job's answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from functions.deploy.state import DeployState
+from shared.contracts import AnsibleDeployMessage, ProvisionerMessage, progress_stream
+from shared.contracts.api import DeploymentRecord
+from shared.graphs.driver import last_lines, request_id
+
+
+def ansible_message(
+    state: DeployState, job_type: Literal["deploy", "undeploy"], attempt: int, github_token_ref: str | None
+) -> AnsibleDeployMessage:
+    rid = request_id(state.task_id, "ansible" if job_type == "deploy" else "undeploy", attempt)
+    return AnsibleDeployMessage(
+        request_id=rid,
+        correlation_id=state.correlation_id,
+        callback_stream=progress_stream(state.task_id),
+        job_type=job_type,
+        project_id=state.project_id,
+        project_name=snake(state.project_name),
+        repo_full_name=state.repo_full_name,
+        server_ip=state.server_host,
+        port=state.port,
+        github_token_ref=github_token_ref,
+        secrets_ref=f"secret://projects/{state.project_id}",
+        task_id=state.task_id,
+        server_handle=state.server_handle,
+        repo_url=state.repo_url or None,
+        ref=state.ref or "main",
+        run_command=state.run_command,
+        health_path=state.health_path,
+        port_variable=state.port_variable,
+        env=state.env,
+        secret_refs=state.secret_refs,
+    )
+
+
+def provision_message(state: DeployState) -> ProvisionerMessage:
+    """Prepare the state's server for the service: packages, the service user, its port open."""
+    return ProvisionerMessage(
+        request_id=request_id(state.task_id, "provision", state.attempt),
+        correlation_id=state.correlation_id,
+        callback_stream=progress_stream(state.task_id),
+        server_handle=state.server_handle,
+        job_type="provision",
+        open_ports=[state.port],
+    )
+
+
+def deployment_record(
+    state: DeployState, status: Literal["deployed", "stopped"], url: str, health_url: str, ref: str | None
+) -> DeploymentRecord:
+    return DeploymentRecord(
+        server_handle=state.server_handle,
+        port=state.port,
+        url=url,
+        health_url=health_url,
+        ref=ref,
+        status=status,
+        task_id=state.task_id,
+    )
+
+
+def snake(name: str) -> str:
+    return name.replace("-", "_").replace(".", "_")
+
+
+def failure_text(result: dict[str, Any]) -> str:
+    parts = [result.get("error") or "failed"]
+    if result.get("exit_code") is not None:
+        parts.append(f"exit code {result['exit_code']}")
+    for key in ("stdout", "stderr"):
+        if result.get(key):
+            parts.append(f"{key}:\n{result[key][-3000:]}")
+    return "\n".join(parts)
+
+
+def tail(text: str) -> str:
+    return last_lines(text, limit=600)

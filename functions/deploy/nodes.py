@@ -1,0 +1,396 @@
+"""The deploy graph's steps, one method per node; `graph.py` wires them.
+
+Each node reads the `DeployState` and returns the keys it changes. A node that needs outside work
+publishes a message and the *next* node waits with `interrupt({"wait_for": request_id})`; request ids
+come from the task, the step and the attempt, so a replayed node re-sends the same message and
+receivers drop it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import interrupt
+
+from functions.deploy.messages import (
+    ansible_message,
+    deployment_record,
+    failure_text,
+    provision_message,
+    tail,
+)
+from functions.deploy.probes import allocate_port, smoke_test
+from functions.deploy.settings import DeploySettings
+from functions.deploy.state import (
+    DeployState,
+    engineering_agent,
+    engineering_branch,
+    fixes,
+    requested_ref,
+    requested_server,
+)
+from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
+from shared.api_client import ApiClient, ConflictError, NotFoundError
+from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployResult
+from shared.contracts.api import Project, TaskStatus, TaskType
+from shared.contracts.workers import NO_AGENT
+from shared.graphs.driver import event_sender, request_id
+from shared.queues.port import QueuePort
+from shared.repos.port import RepoHost
+
+Update = dict[str, Any]
+
+
+def failed(error: str) -> Update:
+    return {"outcome": "failed", "error": error}
+
+
+class DeployNodes:
+    """The deploy graph's nodes over their ports: the API, the queue, the repository host."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        queue: QueuePort,
+        settings: DeploySettings,
+        repo_host: RepoHost,
+        github_token_ref: str | None = None,
+    ) -> None:
+        self.api, self.queue, self.settings, self.repo_host = api, queue, settings, repo_host
+        self.github_token_ref = github_token_ref
+        self._send_event = event_sender(api)
+
+    def event(
+        self, state: DeployState, kind: str, message: str, step: str, pct: int, error: str | None = None
+    ) -> None:
+        who = {"task_id": state.task_id, "correlation_id": state.correlation_id or None}
+        self._send_event(who, kind, message, step, pct, error=error)
+
+    def progress(
+        self, state: DeployState, message: str, step: str, pct: int, error: str | None = None
+    ) -> None:
+        self.event(state, "progress", message, step, pct, error)
+
+    def ended(self, state: DeployState) -> bool:
+        """Cancelled by a person or failed by the stuck-task reaper while the graph waited."""
+        return self.api.get_task(state.task_id).status.is_final
+
+    # -- prepare ------------------------------------------------------------------------------------
+
+    def prepare(self, state: DeployState) -> Update:
+        task = self.api.get_task(state.task_id)
+        project = self.api.get_project(task.project_id)
+        handle = requested_server(task)
+        try:
+            server = self.api.get_server(handle)
+        except NotFoundError:
+            return failed(f"server {handle!r} not found (add it with `orchestrator server add`)")
+        base: Update = {
+            "kind": "undeploy" if task.type == TaskType.UNDEPLOY else "deploy",
+            "project_name": project.name,
+            "server_handle": server.handle,
+            "server_host": server.host,
+            "connection": server.connection,
+            "repo_full_name": f"{self.settings.repo_owner}/{project.name}",
+            "attempt": state.attempt,
+            "agent": project.agent or self.settings.default_agent,
+        }
+        if base["kind"] == "undeploy":
+            return self._prepare_undeploy(state, project, base)
+        if not project.repo_url:
+            return failed(
+                f"{project.name} has no repository yet: run engineering first (`orchestrator engineering start`)"
+            )
+        ref, agent = self._ref_and_agent(project.id, requested_ref(task))
+        base["agent"] = agent or base["agent"]
+        self.progress(state, f"deploying {project.name} ({ref}) to {server.handle}", "prepare", 5)
+        return {**base, "ref": ref, "repo_url": project.repo_url}
+
+    def _prepare_undeploy(self, state: DeployState, project: Project, base: Update) -> Update:
+        try:
+            current = self.api.get_deployment(project.id)
+        except NotFoundError:
+            return failed(f"{project.name} has never been deployed")
+        where = f"{base['server_handle']}:{current.port}"
+        self.progress(state, f"undeploying {project.name} from {where}", "undeploy", 10)
+        return {
+            **base,
+            "port": current.port,
+            "ref": current.ref or "main",
+            "repo_url": project.repo_url or "",
+        }
+
+    def _ref_and_agent(self, project_id: str, explicit: str | None) -> tuple[str, str | None]:
+        """What to deploy: the task's ref, else the branch of the last completed engineering task, else
+        main; and the agent that engineering used (fix rounds use the same)."""
+        page = self.api.list_tasks(
+            project=project_id, type=TaskType.ENGINEERING.value, status=TaskStatus.COMPLETED.value, limit=1
+        )
+        last = next(iter(page.items), None)
+        agent = engineering_agent(last) if last else None
+        if explicit:
+            return explicit, agent
+        return (engineering_branch(last) if last else None) or "main", agent
+
+    # -- env analyzer -------------------------------------------------------------------------------
+
+    def analyze_env(self, state: DeployState) -> Update:
+        raw = self.repo_host.read_file(state.repo_full_name, state.ref, CONTRACT_FILE)
+        if raw is None:
+            return failed(
+                f"{CONTRACT_FILE} not found at {state.ref} of {state.repo_full_name}: the deploy needs it "
+                "to know how to run the service (the default template ships one)"
+            )
+        try:
+            contract = parse_env_contract(raw)
+        except EnvContractError as exc:
+            return failed(str(exc))
+        env = {v.name: str(v.default) for v in contract.variables if v.default is not None}
+        if "HOST" in env:
+            env["HOST"] = "127.0.0.1" if state.connection == "local" else "0.0.0.0"  # noqa: S104 - the service must answer other machines
+        env.pop(contract.port_variable, None)  # the runner sets the allocated port
+        # required variables with no default are provided like secrets (`orchestrator secret set`)
+        unset = [v.name for v in contract.variables if v.required and v.default is None]
+        required = set(contract.required_secrets) | set(unset)
+        port, health = contract.port_variable, contract.health_path
+        summary = f"env contract: port variable {port}, health {health}, {len(required)} required secret(s)"
+        self.progress(state, summary, "env", 15)
+        return {
+            "port_variable": contract.port_variable,
+            "health_path": contract.health_path,
+            "run_command": contract.run,
+            "env": env,
+            "secret_names": [s.name for s in contract.secrets] + unset,
+            "required_secrets": sorted(required),
+        }
+
+    # -- secrets ------------------------------------------------------------------------------------
+
+    def resolve_secrets(self, state: DeployState) -> Update:
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        known = {s.name: s.reference for s in self.api.list_secrets(state.project_id)}
+        refs = {name: known[name] for name in state.secret_names if name in known}
+        missing = sorted(name for name in state.required_secrets if name not in known)
+        if not missing:
+            if refs:
+                resolved = ", ".join(sorted(refs))
+                self.progress(state, f"secrets resolved by reference: {resolved}", "secrets", 20)
+            return {"secret_refs": refs, "missing": []}
+        reason = (
+            f"waiting for secret(s) {', '.join(missing)}: set them with "
+            f"`orchestrator secret set {state.project_name} NAME`"
+        )
+        try:
+            self.api.wait_for_input(state.task_id, reason)
+        except ConflictError:
+            pass  # a replay: already waiting
+        return {"secret_refs": refs, "missing": missing}
+
+    def secrets_wait(self, state: DeployState) -> Update:
+        interrupt({"wait_for": request_id(state.task_id, "secrets", "*")})
+        return self.secrets_set(state)
+
+    def secrets_set(self, state: DeployState) -> Update:
+        """Woken by `secret set`: the task runs again, and resolve_secrets looks at what is set now."""
+        try:
+            self.api.resume_task(state.task_id)
+        except ConflictError:
+            pass  # already RUNNING (a replay)
+        return {}
+
+    # -- readiness ----------------------------------------------------------------------------------
+
+    def readiness(self, state: DeployState) -> Update:
+        """The server answers and is ready for this service: for an ssh server an idempotent provision
+        run (base packages, the service user, the firewall open for the allocated port), which also
+        proves it answers and reports its facts; the built-in local server answers by definition."""
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        server = self.api.get_server(state.server_handle)
+        if server.connection == "local":
+            self.api.record_server_check(server.handle, "up")
+            return {}
+        what = f"packages, service user, firewall for port {state.port}"
+        self.progress(state, f"preparing {server.handle} ({server.host}): {what}", "readiness", 30)
+        self.queue.publish(PROVISIONER_QUEUE, provision_message(state))
+        return {"error": "provision"}  # marker: route to provision_wait
+
+    def provision_wait(self, state: DeployState) -> Update:
+        return self.provisioned(
+            state, interrupt({"wait_for": request_id(state.task_id, "provision", state.attempt)})
+        )
+
+    def provisioned(self, state: DeployState, result: dict[str, Any]) -> Update:
+        """The provisioner's answer (a ProvisionerResult as JSON)."""
+        if result.get("status") != "success" or result.get("reachable") is False:
+            why = result.get("error") or "; ".join(result.get("errors") or []) or "no answer"
+            return failed(f"server {state.server_handle} ({state.server_host}) is not ready: {why}")
+        return {"error": None}
+
+    def allocate(self, state: DeployState) -> Update:
+        return allocate_port(self.api, state)
+
+    # -- deployer -----------------------------------------------------------------------------------
+
+    def deploy_request(self, state: DeployState) -> Update:
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        note = f" (after fix round {state.attempt})" if state.attempt else ""
+        ref = state.ref[:12] if len(state.ref) == 40 else state.ref
+        where = f"{state.server_handle}:{state.port}"
+        self.progress(state, f"ansible: deploying {ref} to {where}{note}", "deploy", 40 + 15 * state.attempt)
+        self.queue.publish(
+            ANSIBLE_DEPLOY_QUEUE, ansible_message(state, "deploy", state.attempt, self.github_token_ref)
+        )
+        return {}
+
+    def deploy_wait(self, state: DeployState) -> Update:
+        return self.deployed(
+            state, interrupt({"wait_for": request_id(state.task_id, "ansible", state.attempt)})
+        )
+
+    def deployed(self, state: DeployState, result: dict[str, Any]) -> Update:
+        """The Ansible runner's answer (an AnsibleDeployResult as JSON): a failure goes to a fix round."""
+        if result.get("status") == "success":
+            return {"last_failure": None}
+        failure = failure_text(result)
+        why = result.get("error") or "see output"
+        self.progress(
+            state, f"ansible deploy failed: {why}", "deploy", 50 + 15 * state.attempt, tail(failure)
+        )
+        return {"last_failure": failure}
+
+    def smoke(self, state: DeployState) -> Update:
+        ok, detail = smoke_test(state.health_url, self.settings)
+        if ok:
+            self.progress(state, f"smoke test passed: {state.health_url} ({detail})", "smoke", 90)
+            return {"last_failure": None}
+        self.progress(state, "smoke test failed", "smoke", 80, error=detail)
+        return {"last_failure": f"smoke test failed: {detail}"}
+
+    # -- fix loop -----------------------------------------------------------------------------------
+
+    def fix_request(self, state: DeployState) -> Update:
+        attempt, failure = state.attempt, state.last_failure or "the deploy failed"
+        if attempt >= self.settings.deploy_max_fix_attempts:
+            rounds = f"after {attempt} fix round(s)" if attempt else "and no fix round is allowed"
+            return failed(f"deploy failed {rounds}: {tail(failure)}")
+        if state.agent == NO_AGENT:
+            return failed(
+                f"deploy failed and there is no coding agent to fix it (agent none): {tail(failure)}"
+            )
+        child = self._existing_fix(state, attempt + 1)
+        if child is None:
+            spec = (
+                f"The deploy of {state.project_name} ({state.ref}) to {state.server_handle} failed. "
+                f"Fix the service so it starts and answers {state.health_path} with 200.\n\n"
+                f"What the deploy saw:\n\n```\n{failure[-6000:]}\n```\n"
+            )
+            child = self.api.start_engineering(
+                state.project_id,
+                spec,
+                agent=state.agent or None,
+                base_ref=state.ref,
+                parent_task_id=state.task_id,
+                deploy_fix_attempt=attempt + 1,
+            ).id
+        round_ = f"engineering fix round {attempt + 1} (task {child[:8]})"
+        self.progress(state, f"deploy failed: {round_}", "fix", 60 + 10 * attempt, tail(failure))
+        return {"fix_task_id": child}
+
+    def _existing_fix(self, state: DeployState, attempt: int) -> str | None:
+        """The fix task this deploy already opened for `attempt` (a replayed node must not open two)."""
+        for task in self.api.iter_tasks(project=state.project_id, type=TaskType.ENGINEERING.value):
+            if fixes(task, state.task_id, attempt):
+                return task.id
+        return None
+
+    def fix_wait(self, state: DeployState) -> Update:
+        interrupt({"wait_for": request_id(state.task_id, "fix", state.attempt + 1)})
+        return self.fixed(state)
+
+    def fixed(self, state: DeployState) -> Update:
+        """Woken when the fix task ended: deploy its branch, or fail with the reason it ended."""
+        next_attempt = state.attempt + 1
+        child = self.api.get_task(state.fix_task_id or "")
+        if child.status is not TaskStatus.COMPLETED:
+            return failed(
+                f"fix round {next_attempt} ended {child.status.value}: {child.error or 'no reason given'}"
+            )
+        branch = engineering_branch(child) or state.ref
+        self.progress(
+            state, f"fix round {next_attempt} done: redeploying {branch}", "fix", 65 + 10 * next_attempt
+        )
+        return {"ref": branch, "attempt": next_attempt, "last_failure": None}
+
+    # -- undeploy -----------------------------------------------------------------------------------
+
+    def undeploy_request(self, state: DeployState) -> Update:
+        self.queue.publish(ANSIBLE_DEPLOY_QUEUE, ansible_message(state, "undeploy", 0, self.github_token_ref))
+        return {}
+
+    def undeploy_wait(self, state: DeployState) -> Update:
+        return self.undeployed(state, interrupt({"wait_for": request_id(state.task_id, "undeploy", 0)}))
+
+    def undeployed(self, state: DeployState, result: dict[str, Any]) -> Update:
+        """The runner stopped the service: free its port, record it stopped, complete the task."""
+        if result.get("status") != "success":
+            return failed(f"undeploy failed: {tail(failure_text(result))}")
+        current = self.api.get_deployment(state.project_id)
+        try:
+            self.api.free_port(state.server_handle, state.port)
+        except NotFoundError:
+            pass  # freed already (a replay)
+        stopped = deployment_record(state, "stopped", current.url, current.health_url, current.ref)
+        self.api.record_deployment(state.project_id, stopped)
+        result_json = DeployResult(
+            request_id=state.task_id, status="success", server_ip=state.server_host, port=state.port
+        ).model_dump(mode="json")
+        self.api.complete_task(state.task_id, result_json | {"stopped_url": current.url})
+        self.event(
+            state, "completed", f"stopped {state.project_name}; port {state.port} freed", "undeploy", 100
+        )
+        return {"outcome": "completed"}
+
+    # -- end ----------------------------------------------------------------------------------------
+
+    def finalize(self, state: DeployState) -> Update:
+        deployed = deployment_record(state, "deployed", state.deployed_url, state.health_url, state.ref)
+        self.api.record_deployment(state.project_id, deployed)
+        result = DeployResult(
+            request_id=state.task_id,
+            status="success",
+            deployed_url=state.deployed_url,
+            server_ip=state.server_host,
+            port=state.port,
+        )
+        self.api.complete_task(
+            state.task_id,
+            result.model_dump(mode="json")
+            | {
+                "health_url": state.health_url,
+                "ref": state.ref,
+                "deploy_fix_attempt": state.attempt,
+            },
+        )
+        self.event(state, "completed", f"live at {state.deployed_url}", "done", 100)
+        return {"outcome": "completed"}
+
+    def fail(self, state: DeployState) -> Update:
+        if state.outcome == "cancelled" or self.ended(state):
+            return {"outcome": "cancelled"}
+        error = state.error or "deploy failed"
+        # before prepare knew them, the server and port are unknown (None), as in the result model
+        result = DeployResult(
+            request_id=state.task_id,
+            status="failed",
+            error=error,
+            server_ip=state.server_host or None,
+            port=state.port or None,
+        )
+        try:
+            self.api.fail_task(state.task_id, error, result.model_dump(mode="json"))
+        finally:
+            self.event(state, "failed", f"{state.kind} failed", "done", 100, error=error)
+        return {"outcome": "failed"}

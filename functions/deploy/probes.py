@@ -1,0 +1,91 @@
+"""What a deploy asks of the machine and the network: a port nothing else holds, a health URL that
+answers 200."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from functions.deploy.settings import DeploySettings
+from functions.deploy.state import DeployState
+from shared.api_client import ApiClient, ConflictError, LimitExceededError, NotFoundError
+
+
+def smoke_test(
+    url: str, settings: DeploySettings, sleep: Callable[[float], Any] = time.sleep
+) -> tuple[bool, str]:
+    """GET `url` until it answers 200, with exponential backoff. (ok, what the last try saw)."""
+    delay = settings.smoke_initial_delay_s
+    seen = "no attempt"
+    with httpx.Client(timeout=settings.smoke_request_timeout_s, follow_redirects=False) as client:
+        for attempt in range(1, settings.smoke_attempts + 1):
+            try:
+                response = client.get(url)
+                if response.status_code == 200:
+                    return True, f"200 after {attempt} attempt(s)"
+                seen = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                seen = f"{type(exc).__name__}: {exc}"[:300]
+            if attempt < settings.smoke_attempts:
+                sleep(delay)
+                delay = min(delay * 2, settings.smoke_max_delay_s)
+    return False, f"GET {url} did not answer 200 after {settings.smoke_attempts} attempts; last: {seen}"
+
+
+def allocate_port(api: ApiClient, state: DeployState) -> dict[str, Any]:
+    """The deploy's port on its server, or a failed outcome saying why there is none (the person's limit of
+    ports on a shared server, no free port left, a race lost): the task fails at once with that reason
+    instead of the error escaping the node and leaving it RUNNING."""
+    try:
+        port = api.allocate_port(state.server_handle, state.project_id).port
+        if state.connection == "local":
+            port = free_local_port(api, state, port)
+    except (LimitExceededError, ConflictError, RuntimeError) as exc:
+        return {"outcome": "failed", "error": f"no port for this deploy on {state.server_handle}: {exc}"}
+    host = "127.0.0.1" if state.connection == "local" else state.server_host
+    url = f"http://{host}:{port}"
+    return {"port": port, "deployed_url": url, "health_url": url + state.health_path}
+
+
+def free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 50) -> int:
+    """On the built-in server the API's allocation may collide with a program it does not know (a dev
+    server on 8000): that program would answer the health check for us. Move to a port nothing holds,
+    unless the holder is this project's own running deployment (a redeploy)."""
+    if _ours(api, state, port) or _bindable(port):
+        return port
+    api.free_port(state.server_handle, port)
+    candidate = port
+    for _ in range(tries):
+        candidate += 1
+        if candidate > 65535 or not _bindable(candidate):
+            continue
+        try:
+            return api.allocate_port(state.server_handle, state.project_id, candidate).port
+        except ConflictError:
+            continue  # allocated to another project
+    raise RuntimeError(f"no free port on this machine near {port} (tried {tries})")
+
+
+def _ours(api: ApiClient, state: DeployState, port: int) -> bool:
+    """`port` is where this project's deployment on this server runs now."""
+    try:
+        current = api.get_deployment(state.project_id)
+    except NotFoundError:
+        return False
+    return (
+        current.status == "deployed" and current.port == port and current.server_handle == state.server_handle
+    )
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

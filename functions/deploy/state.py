@@ -1,0 +1,84 @@
+"""What the deploy graph remembers between its steps (checkpointed after every node).
+
+The keys and their meaning are those of the earlier `TypedDict` state, so a checkpoint written before
+this model still resumes: LangGraph keeps one channel per key and builds the model from them, a key
+never written takes its default. Values stay plain (str, int, list, dict), which both checkpointers'
+serializer stores without an allow-list of classes.
+
+Where another task's untyped params or result are read (a deploy's server and ref, the branch and agent
+of an engineering task, which deploy opened a fix task) is below, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.api import Task
+
+Outcome = Literal["completed", "failed", "cancelled"]
+
+
+class DeployState(BaseModel):
+    """One deploy or undeploy task on its way; empty strings and zero mean "not known yet"."""
+
+    task_id: Annotated[str, Field(description="The deploy task; also the checkpoint thread.")]
+    project_id: str
+    correlation_id: str = ""
+    kind: Literal["deploy", "undeploy"] = "deploy"
+    project_name: str = ""
+    server_handle: str = ""
+    server_host: str = ""
+    connection: Annotated[Literal["local", "ssh"], Field(description="How the server is reached.")] = "local"
+    ref: Annotated[str, Field(description="What is deployed: a branch, tag or commit.")] = ""
+    repo_url: str = ""
+    repo_full_name: str = ""
+    agent: Annotated[str, Field(description="The coding agent of fix rounds.")] = ""
+    port: Annotated[int, Field(description="The allocated port; 0 until allocated.")] = 0
+    # from the env contract (orchestrator.env.json); the defaults are the undeploy path's
+    port_variable: str = "PORT"
+    health_path: str = "/health"
+    run_command: str = "python3 -m app.server"
+    env: Annotated[dict[str, str], Field(description="Variables with a value, the port's excepted.")] = {}
+    secret_names: Annotated[list[str], Field(description="Secrets the service reads, if set.")] = []
+    required_secrets: Annotated[list[str], Field(description="Secrets the deploy waits for.")] = []
+    secret_refs: Annotated[dict[str, str], Field(description="Secret name -> its reference.")] = {}
+    missing: Annotated[list[str], Field(description="Required secrets not set yet.")] = []
+    attempt: Annotated[int, Field(description="Engineering fix rounds done so far.")] = 0
+    fix_task_id: str | None = None
+    last_failure: Annotated[str | None, Field(description="Why the last deploy or smoke test failed.")] = None
+    deployed_url: str = ""
+    health_url: str = ""
+    outcome: Outcome | None = None
+    error: Annotated[
+        str | None, Field(description='Why it failed; "provision" while the server is being prepared.')
+    ] = None
+
+
+# -- what the deploy reads from untyped task params and results ------------------------------------
+
+
+def requested_server(task: Task) -> str:
+    return str(task.params.get("server") or "")
+
+
+def requested_ref(task: Task) -> str | None:
+    ref = task.params.get("ref")
+    return str(ref) if ref else None
+
+
+def engineering_agent(task: Task) -> str | None:
+    agent = task.params.get("agent")
+    return str(agent) if agent else None
+
+
+def engineering_branch(task: Task) -> str | None:
+    branch: Any = (task.result or {}).get("branch")
+    return str(branch) if branch else None
+
+
+def fixes(task: Task, deploy_task_id: str, attempt: int) -> bool:
+    """`task` is the engineering fix round `attempt` that deploy `deploy_task_id` opened."""
+    params = task.params
+    return params.get("parent_task_id") == deploy_task_id and params.get("deploy_fix_attempt") == attempt
