@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.engineering.graph import EngState, Ports, build_graph
+from functions.engineering.graph import Ports, build_graph
+from functions.engineering.state import EngState, requested_agent
 from shared.api_client import ConflictError
 from shared.contracts import EngineeringMessage
 from shared.contracts.api import TaskStatus
@@ -39,12 +40,10 @@ class Engineering(GraphDriver):
                 outcome = self.continue_claimed(task_id)
                 if outcome:
                     return outcome
-            spec = task.spec or ""
-            agent = task.params.get("agent") or self.api.get_project(task.project_id).agent or (
-                self.ports.settings.default_agent
-            )  # fmt: skip
-            initial: EngState = {"task_id": task_id, "project_id": task.project_id, "spec": spec, "agent": agent,
-                                 "correlation_id": task.correlation_id,
-                                 "base_ref": task.params.get("base_ref") or "main"}  # fmt: skip
-            self.graph.invoke(initial, self.config(task_id))
+            agent = (
+                requested_agent(task)
+                or self.api.get_project(task.project_id).agent
+                or self.ports.settings.default_agent
+            )
+            self.graph.invoke(EngState.starting(task, agent), self.config(task_id))
             return "started"

@@ -1,0 +1,323 @@
+"""The engineering graph's steps, one method per node; `graph.py` wires them.
+
+Each node reads the `EngState` and returns the keys it changes. A node that needs outside work
+publishes a command and the *next* node waits with `interrupt({"wait_for": request_id})`; what the
+answer means is decided by a plain method (`*_answered`) that tests call without a graph. Request ids
+come from the task, the step and the round, so a replayed node re-sends the same command and the
+receivers drop it: no second worker, no second scaffold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langgraph.types import interrupt
+
+from functions.engineering import instructions
+from functions.engineering.settings import EngineeringSettings
+from functions.engineering.state import (
+    AgentRun,
+    EngState,
+    Role,
+    ScaffoldAnswer,
+    WorkerCreated,
+    WorkerReply,
+)
+from shared.api_client import ApiClient
+from shared.contracts import (
+    SCAFFOLDER_QUEUE,
+    WORKER_COMMANDS,
+    CreateWorkerCommand,
+    DeleteWorkerCommand,
+    EngineeringResult,
+    ScaffolderMessage,
+    SendMessageCommand,
+    WorkerConfig,
+    progress_stream,
+)
+from shared.graphs.driver import event_sender, last_lines, request_id
+from shared.queues.port import QueuePort
+from shared.repos.port import RepoHost
+
+Update = dict[str, Any]
+
+
+def failed(error: str | None) -> Update:
+    return {"outcome": "failed", "error": error}
+
+
+def _pct(base: int, state: EngState, cap: int) -> int:
+    """Progress climbs 15 points a fix round, up to `cap`."""
+    return min(base + 15 * (state.round - 1), cap)
+
+
+class EngineeringNodes:
+    """The engineering graph's nodes over their ports: the API, the queue, the repository host."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        queue: QueuePort,
+        settings: EngineeringSettings,
+        repo_host: RepoHost | None = None,
+        worker_env_refs: Mapping[str, str] | None = None,
+    ) -> None:
+        self.api, self.queue, self.settings, self.repo_host = api, queue, settings, repo_host
+        self.worker_env_refs = dict(worker_env_refs or {})
+        """Secret references a worker resolves itself (GITHUB_TOKEN for pushes to GitHub)."""
+        self._send_event = event_sender(api)
+
+    def event(
+        self, state: EngState, kind: str, message: str, step: str, pct: int, error: str | None = None
+    ) -> None:
+        who = {"task_id": state.task_id, "correlation_id": state.correlation_id}
+        self._send_event(who, kind, message, step, pct, error=error)
+
+    def ended(self, state: EngState) -> bool:
+        """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly."""
+        return self.api.get_task(state.task_id).status.is_final
+
+    @staticmethod
+    def wait_for(state: EngState, *step: object) -> dict[str, Any]:
+        """Pause until the answer to `request_id(task, *step)` resumes the graph; returns that answer."""
+        answer: dict[str, Any] = interrupt({"wait_for": request_id(state.task_id, *step)})
+        return answer
+
+    # -- prepare / scaffold -------------------------------------------------------------------------
+
+    def prepare(self, state: EngState) -> Update:
+        project = self.api.get_project(state.project_id)
+        self.event(state, "progress", f"engineering {project.name}: preparing", "prepare", 5)
+        return {
+            "project_name": project.name,
+            "repo_url": project.repo_url,
+            "repo_full_name": f"{self.settings.repo_owner}/{project.name}",
+            # with no developer (agent "none") nothing is committed: the work is the base itself
+            "branch": state.base if state.no_developer else f"orchestrator/{state.task_id[:8]}",
+            "round": 1,
+            "files_changed": [],
+        }
+
+    def scaffold_request(self, state: EngState) -> Update:
+        project = self.api.get_project(state.project_id)
+        self.api.update_project(project.id, status="scaffolding")
+        message = ScaffolderMessage(
+            request_id=request_id(state.task_id, "scaffold"),
+            correlation_id=state.correlation_id,
+            callback_stream=progress_stream(state.task_id),
+            project_id=project.id,
+            repo_full_name=state.repo_full_name,
+            project_name=project.name,
+            modules=project.modules,
+            task_id=state.task_id,
+            description=project.description,
+        )
+        self.queue.publish(SCAFFOLDER_QUEUE, message)
+        self.event(state, "progress", "scaffolding the repository from the template", "scaffold", 10)
+        return {}
+
+    def scaffold_wait(self, state: EngState) -> Update:
+        return self.scaffold_answered(state, ScaffoldAnswer.model_validate(self.wait_for(state, "scaffold")))
+
+    def scaffold_answered(self, state: EngState, answer: ScaffoldAnswer) -> Update:
+        if answer.status != "success":
+            return failed(f"scaffold failed: {answer.error or 'unknown reason'}")
+        self.event(state, "progress", f"repository ready: {answer.repo_url}", "scaffold", 15)
+        return {"repo_url": answer.repo_url, "commit_sha": answer.commit_sha}
+
+    # -- workers ------------------------------------------------------------------------------------
+
+    def _create_worker(self, state: EngState, role: Role) -> None:
+        is_dev = role == "developer"
+        config = WorkerConfig(
+            name=f"{role}-{state.project_name}-{state.round}",
+            agent=state.agent if is_dev else "command",
+            capabilities=["git", "python"],
+            instructions=instructions.DEVELOPER if is_dev else instructions.TESTER,
+            agent_options={} if is_dev else {"command": self.settings.test_command},
+            env_vars=dict(self.worker_env_refs),
+        )
+        context = {
+            "task_id": state.task_id,
+            "repo_url": state.repo_url or "",
+            "branch": state.branch,
+            "step": role,
+            "base_branch": state.base,
+            "commit": "true" if is_dev else "false",
+        }
+        command = CreateWorkerCommand(
+            request_id=request_id(state.task_id, role, state.round, "create"),
+            correlation_id=state.correlation_id,
+            config=config,
+            context=context,
+        )
+        self.queue.publish(WORKER_COMMANDS, command)
+
+    def _created(self, state: EngState, role: Role, id_key: str) -> Update:
+        answer = WorkerCreated.model_validate(self.wait_for(state, role, state.round, "create"))
+        return self.worker_created(role, id_key, answer)
+
+    @staticmethod
+    def worker_created(role: Role, id_key: str, answer: WorkerCreated) -> Update:
+        if not answer.success:
+            return failed(f"could not start the {role} worker: {answer.error}")
+        return {id_key: answer.worker_id}
+
+    def _send(self, state: EngState, role: Role, worker_id: str | None, message: str, timeout: int) -> None:
+        command = SendMessageCommand(
+            request_id=request_id(state.task_id, role, state.round, "message"),
+            correlation_id=state.correlation_id,
+            worker_id=worker_id or "",
+            message=message,
+            timeout=timeout,
+        )
+        self.queue.publish(WORKER_COMMANDS, command)
+
+    def _reply(self, state: EngState, role: Role, worker_id: str | None) -> WorkerReply:
+        """Wait for the worker's answer, then delete the worker (a replay re-sends the same delete)."""
+        reply = WorkerReply.model_validate(self.wait_for(state, role, state.round, "message"))
+        if worker_id:
+            command = DeleteWorkerCommand(
+                request_id=request_id(state.task_id, role, state.round, "delete"),
+                correlation_id=state.correlation_id,
+                worker_id=worker_id,
+            )
+            self.queue.publish(WORKER_COMMANDS, command)
+        return reply
+
+    # -- developer ----------------------------------------------------------------------------------
+
+    def developer_create(self, state: EngState) -> Update:
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        note = f" (fix round {state.round})" if state.round > 1 else ""
+        message = f"developer ({state.agent}) starting{note}"
+        self.event(state, "progress", message, "developer", _pct(20, state, 70))
+        self._create_worker(state, "developer")
+        return {}
+
+    def developer_created(self, state: EngState) -> Update:
+        return self._created(state, "developer", "worker_id")
+
+    def developer_send(self, state: EngState) -> Update:
+        prompt = instructions.developer_prompt(state.spec, state.last_failure, state.round)
+        self._send(state, "developer", state.worker_id, prompt, self.settings.developer_timeout_s)
+        self.event(state, "progress", "developer at work", "developer", _pct(25, state, 75))
+        return {}
+
+    def developer_wait(self, state: EngState) -> Update:
+        return self.developer_answered(state, self._reply(state, "developer", state.worker_id))
+
+    def developer_answered(self, state: EngState, reply: WorkerReply) -> Update:
+        run: AgentRun = reply.result
+        if not reply.success:
+            return failed(f"developer {run.status or 'failed'}: {reply.error or 'no reason given'}")
+        message = f"developer done: {len(run.files_changed)} file(s) changed"
+        self.event(state, "progress", message, "developer", _pct(40, state, 80))
+        return {
+            "commit_sha": run.commit_sha or state.commit_sha,
+            "files_changed": sorted(set(state.files_changed) | set(run.files_changed)),
+            "developer_answer": reply.response,
+        }
+
+    # -- tester -------------------------------------------------------------------------------------
+
+    def tester_create(self, state: EngState) -> Update:
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        message = f"tester: running `{self.settings.test_command}`"
+        self.event(state, "progress", message, "tester", _pct(50, state, 85))
+        self._create_worker(state, "tester")
+        return {}
+
+    def tester_created(self, state: EngState) -> Update:
+        return self._created(state, "tester", "tester_id")
+
+    def tester_send(self, state: EngState) -> Update:
+        command = f"run {self.settings.test_command}"
+        self._send(state, "tester", state.tester_id, command, self.settings.tester_timeout_s)
+        return {}
+
+    def tester_wait(self, state: EngState) -> Update:
+        return self.tester_answered(state, self._reply(state, "tester", state.tester_id))
+
+    def tester_answered(self, state: EngState, reply: WorkerReply) -> Update:
+        """Passed: on to finalize. Failed: another developer round, unless there is no developer or
+        the rounds are used up."""
+        if reply.success:
+            self.event(state, "progress", "tests passed", "tester", 90)
+            return {"last_failure": None}
+        failure = reply.result.output_tail or reply.error or "tests failed"
+        rnd = state.round
+        if state.no_developer:
+            error = f"tests fail and there is no developer to fix them (agent none): {last_lines(failure)}"
+            return {**failed(error), "last_failure": failure}
+        if rnd >= self.settings.engineering_max_attempts:
+            error = f"tests still fail after {rnd} developer round(s): {last_lines(failure)}"
+            return {**failed(error), "last_failure": failure}
+        message = f"tests failed; back to the developer (round {rnd + 1})"
+        self.event(state, "progress", message, "tester", 60, error=last_lines(failure))
+        return {"last_failure": failure, "round": rnd + 1}
+
+    # -- the end ------------------------------------------------------------------------------------
+
+    def _delivered(self, state: EngState) -> tuple[str, str | None]:
+        """The branch and commit that hold the work, as the repository host sees them now."""
+        host, repo = self.repo_host, state.repo_full_name
+        if host is None:
+            return state.branch, state.commit_sha
+        if state.no_developer:
+            # the tested commit is the tip of the base (the scaffold's, or what a person pushed)
+            return state.branch, host.branch_head(repo, state.branch) or state.commit_sha
+        if host.branch_head(repo, state.branch) is None:
+            # the developer changed nothing, so its branch was never pushed: the work is the base
+            return state.base, host.branch_head(repo, state.base) or state.commit_sha
+        return state.branch, state.commit_sha
+
+    def _pull_request(self, state: EngState, branch: str, commit_sha: str | None) -> str | None:
+        host = self.repo_host
+        if host is None or not host.supports_pull_requests or not commit_sha or state.no_developer:
+            return None
+        title = f"{state.project_name}: {state.spec.strip().splitlines()[0][:60]}"
+        pr = host.open_pull_request(
+            state.repo_full_name, branch, "main", title, state.developer_answer or state.spec
+        )
+        return pr.url
+
+    def finalize(self, state: EngState) -> Update:
+        branch, commit_sha = self._delivered(state)
+        pr_url = self._pull_request(state, branch, commit_sha)
+        result = EngineeringResult(
+            request_id=state.task_id,
+            status="success",
+            files_changed=state.files_changed,
+            commit_sha=commit_sha,
+            branch=branch,
+            pr_url=pr_url,
+        )
+        result_json = result.model_dump(mode="json")
+        result_json["repo_url"] = state.repo_url
+        self.api.update_project(state.project_id, status="active")
+        self.api.complete_task(state.task_id, result_json)
+        where = pr_url or f"branch {branch} of {state.repo_url}"
+        self.event(state, "completed", f"done: commit {(commit_sha or '')[:10]} on {where}", "finalize", 100)
+        return {"outcome": "completed", "pr_url": pr_url}
+
+    def fail(self, state: EngState) -> Update:
+        if state.outcome == "cancelled" or self.ended(state):
+            return {"outcome": "cancelled"}
+        error = state.error or "engineering failed"
+        result = EngineeringResult(
+            request_id=state.task_id,
+            status="failed",
+            error=error,
+            files_changed=state.files_changed,
+            commit_sha=state.commit_sha,
+            branch=state.branch or None,
+        )
+        try:
+            self.api.fail_task(state.task_id, error, result.model_dump(mode="json"))
+        finally:
+            self.event(state, "failed", "engineering failed", "finalize", 100, error=error)
+        return {"outcome": "failed"}
