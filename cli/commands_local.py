@@ -225,5 +225,5 @@ def status(json_output: JsonFlag = False) -> None:
     typer.echo(f"database: {state.database}")
     typer.echo(f"consumers: {', '.join(state.consumers) or 'none yet'}")
     typer.echo(f"scheduled jobs: {', '.join(state.schedules)}")
-    busy = {q: v for q, v in report["queues"].items() if any(v.values())}  # type: ignore[attr-defined]
+    busy = {q: v for q, v in report["queues"].items() if any(v.values())}
     typer.echo("queues: " + (", ".join(f"{q} {v}" for q, v in busy.items()) or "all empty"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.errors import CliError, ExitCode
 from cli.output import print_json, print_table
+
+if TYPE_CHECKING:
+    from shared.queues import QueuePort
 
 app = typer.Typer(help="Inspect and repair the message queues.", no_args_is_help=True)
 
@@ -15,7 +18,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 QueueArg = Annotated[str, typer.Argument(help="Logical queue name, e.g. engineering:queue.")]
 
 
-def _queue():  # type: ignore[no-untyped-def]
+def _queue() -> QueuePort:
     from shared.queues import build_queue
 
     return build_queue()

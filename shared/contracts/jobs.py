@@ -66,6 +66,10 @@ class ScaffolderMessage(BaseMessage):
     modules: SeedList[str] = Field(
         default_factory=list, description='Template modules, e.g. ["backend", "telegram"].'
     )
+    task_id: Annotated[
+        str | None, Field(description="Added: the engineering task waiting for the scaffold's result.")
+    ] = None
+    description: Annotated[str, Field(description="Added: the project's description, for README and repo.")] = ""
 
 
 class ScaffolderResult(BaseResult):
