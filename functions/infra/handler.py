@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.infra.logic import Infra
 from functions.infra.settings import InfraSettings
 from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE
-from shared.queues.consume import process_queue_event
-from shared.queues.naming import logical_from_arn
-
-_infra: Infra | None = None
-_lock = threading.Lock()
+from shared.handler_shell import PerContainer, lambda_entry
+from shared.queues.consume import process_queue_event, source_queue
 
 
 def build_infra(settings: InfraSettings | None = None) -> Infra:
@@ -43,33 +39,19 @@ def build_infra(settings: InfraSettings | None = None) -> Infra:
     return Infra(build_service_client(settings), queue, launcher, settings.ansible_timeout_s)
 
 
-def get_infra() -> Infra:
-    global _infra
-    with _lock:
-        if _infra is None:
-            _infra = build_infra()
-        return _infra
+container = PerContainer(build_infra)
+get_infra = container.get
+reset = container.reset
 
 
-def reset() -> None:
-    global _infra
-    with _lock:
-        _infra = None
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:
     active = infra or get_infra()
-    records = event.get("Records") or []
-    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else ANSIBLE_DEPLOY_QUEUE
-    if queue not in (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE):
-        raise ValueError(f"the infra function does not consume {queue}")
-
-    def handle(message: Any, _record: Any) -> None:
-        active.handle(message)
-
-    return process_queue_event(event, queue, handle, context)
+    queue = source_queue(event, (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE), "infra")
+    return process_queue_event(event, queue, lambda message, _record: active.handle(message), context)
 
 
+@lambda_entry
 def ecs_event_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:
     """A runner task that stopped without publishing its outcome (crash, OOM, killed) still answers."""
     from functions.infra.launch import job_from_stopped_task, publish_failure

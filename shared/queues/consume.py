@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.contracts import ContractError, parse_message
 from shared.observability import correlation, get_logger
+from shared.queues.naming import logical_from_arn
 
 RecordHandler = Callable[[Any, SQSRecord], None]
 
@@ -44,6 +45,16 @@ def _note_failure(message_id: str, reason: str) -> None:
 def _attribute(record: SQSRecord, name: str) -> str | None:
     attr = record.message_attributes[name]  # the Powertools wrapper answers None for a missing name
     return attr.string_value if attr is not None else None
+
+
+def source_queue(event: dict[str, Any], consumes: tuple[str, ...], function: str) -> str:
+    """The logical queue an event's records came from (one event source per invocation); the first
+    of `consumes` for an empty event. A queue the function does not consume is a wiring error."""
+    records = event.get("Records") or []
+    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else consumes[0]
+    if queue not in consumes:
+        raise ValueError(f"the {function} function does not consume {queue}")
+    return queue
 
 
 def process_queue_event(
