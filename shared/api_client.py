@@ -1,27 +1,37 @@
-"""The typed API client: how the CLI, the bot and the consumers talk to the API (DTOs, never the ORM)."""
+"""The typed API client: how the CLI, the bot and the consumers talk to the API (DTOs, never the ORM).
+
+`ApiClient` is the transport (shared.api_transport: session, Idempotency-Keys, errors) plus one
+method per call; the worker and maintenance calls live in shared.api_client_workers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
+from shared.api_client_workers import WorkerCalls
+from shared.api_transport import (
+    ApiError,
+    ApiTransport,
+    ApiUnreachable,
+    AuthError,
+    ConflictError,
+    GoneError,
+    LimitExceededError,
+    NotFoundError,
+)
 from shared.contracts.api import (
     ApiKey,
     ApiKeyCreated,
     Deployment,
     DeploymentRecord,
-    Health,
     HealthChange,
     HealthReport,
     Incident,
     NotificationClaim,
     NotificationRecord,
-    OrphanWorkerCollect,
-    OrphanWorkerReport,
     Page,
     PortAllocation,
     Project,
@@ -31,162 +41,29 @@ from shared.contracts.api import (
     Server,
     ServerCheck,
     ServerCheckResult,
-    StuckTaskReap,
-    StuckTaskReport,
     Task,
     TaskEvent,
     TaskLeaseState,
     TaskNotification,
     User,
-    Worker,
-    WorkerDetail,
-    WorkerMessage,
 )
 
-M = TypeVar("M")
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "ApiTransport",
+    "ApiUnreachable",
+    "AuthError",
+    "ConflictError",
+    "GoneError",
+    "LimitExceededError",
+    "NotFoundError",
+]
 
 
-class ApiError(Exception):
-    """The API answered with an error (4xx/5xx)."""
-
-    def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields or []
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class NotFoundError(ApiError):
-    """404: the thing does not exist, or belongs to someone else."""
-
-
-class ConflictError(ApiError):
-    """409: an illegal transition, a duplicate, or someone else got there first."""
-
-
-class AuthError(ApiError):
-    """401/403: no key, a wrong or revoked key, or a scope that does not allow this."""
-
-
-class GoneError(ApiError):
-    """The thing asked about has ended (e.g. a worker that was deleted)."""
-
-
-class LimitExceededError(ApiError):
-    """429: a per-person bound is reached; `fields` names it (e.g. `shared_ports_per_user`)."""
-
-
-class ApiUnreachable(Exception):
-    """No answer from the API at all."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the API at {url}: {reason}")
-        self.url = url
-
-
-@cache
-def _adapter(model: Any) -> TypeAdapter[Any]:
-    """Built once per response type: a TypeAdapter costs far more than the validation it does."""
-    return TypeAdapter(model)
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        body = response.json()
-        code, message, fields = (
-            body.get("code", "error"),
-            body.get("message", response.text),
-            body.get("fields", []),
-        )
-    except ValueError:
-        code, message, fields = "error", response.text or response.reason_phrase, []
-    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError,
-            429: LimitExceededError}.get(response.status_code, ApiError)  # fmt: skip
-    raise kind(response.status_code, code, message, fields)
-
-
-class ApiClient:
-    """With `idempotency_key` (the CLI makes one per invocation), every creating call carries an
-    `Idempotency-Key` derived from it (`<key>.<n>` for the client's n-th creating call) and is
-    retried on a dropped connection with the same key, so the API creates the thing once."""
-
-    CREATE_ATTEMPTS = 3
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-        correlation_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
-        self._idempotency_key = idempotency_key
-        self._creates = 0
-        headers = {"user-agent": "orchestrator-client/0.1"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        if correlation_id:
-            headers["x-correlation-id"] = correlation_id
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- plumbing ----------------------------------------------------------------------
-
-    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
-                idempotent: bool = False) -> Any:  # fmt: skip
-        """One call; `idempotent` (a creating call) sends the next Idempotency-Key when the client has
-        one, and then a dropped connection is retried with that same key."""
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
-        headers: dict[str, str] = {}
-        attempts = 1
-        if idempotent and self._idempotency_key:
-            self._creates += 1
-            headers["idempotency-key"] = f"{self._idempotency_key}.{self._creates}"
-            attempts = self.CREATE_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self._http.request(method, path, json=json, params=clean, headers=headers)
-                break
-            except httpx.TransportError as exc:
-                if attempt == attempts:
-                    raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
-        _raise_for(response)
-        return response.json() if response.content else None
-
-    def _as(self, model: type[M] | Any, data: Any) -> M:
-        return _adapter(model).validate_python(data)  # type: ignore[no-any-return, arg-type]
-
-    @staticmethod
-    def _body(model: BaseModel | None = None, **fields: Any) -> dict[str, Any]:
-        if model is not None:
-            return model.model_dump(mode="json", exclude_unset=True)
-        return {k: v for k, v in fields.items() if v is not None}
-
-    # -- health, me --------------------------------------------------------------------
-
-    def health(self) -> Health:
-        try:
-            response = self._http.get("/health")
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
-        if response.status_code not in (200, 503):
-            _raise_for(response)
-        return Health.model_validate(response.json())
+class ApiClient(WorkerCalls):
+    """Every API call, typed. With `idempotency_key` (the CLI makes one per invocation) each creating
+    call carries an `Idempotency-Key` derived from it (see ApiTransport)."""
 
     def me(self) -> User:
         return self._as(User, self.request("GET", "/me"))
@@ -348,66 +225,6 @@ class ApiClient:
         data = self.request("POST", f"/internal/tasks/{task_id}/events", json={"events": payload})
         return self._as(list[TaskEvent], data)
 
-    def record_worker(self, worker_id: str, agent: str, task_id: str | None = None,
-                      runtime_handle: str | None = None, status: str = "CREATED",
-                      config: dict[str, Any] | None = None, create_request_id: str | None = None) -> WorkerDetail:  # fmt: skip
-        body = self._body(id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status,
-                          config=config, create_request_id=create_request_id)  # fmt: skip
-        return self._as(WorkerDetail, self.request("POST", "/internal/workers", json=body))
-
-    def get_worker(self, worker_id: str) -> WorkerDetail:
-        return self._as(WorkerDetail, self.request("GET", f"/internal/workers/{worker_id}"))
-
-    def update_worker(self, worker_id: str, status: str, runtime_handle: str | None = None,
-                      exit_reason: str | None = None, expected_status: str | None = None) -> Worker:  # fmt: skip
-        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason,
-                          expected_status=expected_status)  # fmt: skip
-        return self._as(Worker, self.request("PATCH", f"/internal/workers/{worker_id}", json=body))
-
-    def worker_stopped(self, worker_id: str, reason: str, exit_code: int | None = None,
-                       status: str = "STOPPED") -> Worker:  # fmt: skip
-        body = self._body(status=status, exit_code=exit_code, reason=reason)
-        return self._as(Worker, self.request("POST", f"/internal/workers/{worker_id}/stopped", json=body))
-
-    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
-                            path: str | None = None, timeout_s: int = 1800,
-                            correlation_id: str | None = None) -> WorkerMessage:  # fmt: skip
-        payload = self._body(request_id=request_id, kind=kind, body=body, path=path, timeout_s=timeout_s,
-                             correlation_id=correlation_id)  # fmt: skip
-        return self._as(
-            WorkerMessage, self.request("POST", f"/internal/workers/{worker_id}/messages", json=payload)
-        )
-
-    def next_worker_message(self, worker_id: str) -> WorkerMessage | None:
-        """The wrapper's next message, or None. Raises GoneError when the worker has ended."""
-        data = self.request("POST", f"/internal/workers/{worker_id}/messages/next")
-        return self._as(WorkerMessage, data) if data else None
-
-    def worker_message_result(self, message_id: int, success: bool, response: str | None = None,
-                              error: str | None = None, result: dict[str, Any] | None = None) -> WorkerMessage:  # fmt: skip
-        body = self._body(response=response, error=error, result=result)
-        body["success"] = success
-        return self._as(
-            WorkerMessage, self.request("POST", f"/internal/worker-messages/{message_id}/result", json=body)
-        )
-
-    def worker_message_activity(self, message_id: int) -> None:
-        """The agent is still working on this message (the wrapper, every `activity_every_s`). Raises
-        ConflictError when the message is no longer RUNNING or the worker does not report activity."""
-        self.request("POST", f"/internal/worker-messages/{message_id}/activity")
-
-    def stop_worker(self, worker_id: str) -> Worker:
-        return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))
-
-    def list_worker_messages(self, worker_id: str) -> list[WorkerMessage]:
-        return self._as(list[WorkerMessage], self.request("GET", f"/workers/{worker_id}/messages"))
-
-    def list_workers(self, task_id: str | None = None, status: str | None = None,
-                     name: str | None = None) -> list[Worker]:  # fmt: skip
-        """`status`: one, or several comma-separated (`CREATED,STARTING,RUNNING`); `name`: the config's."""
-        params = {"task_id": task_id, "status": status, "name": name}
-        return self._as(list[Worker], self.request("GET", "/workers", params=params))
-
     # -- servers -----------------------------------------------------------------------
 
     def list_servers(self) -> list[Server]:
@@ -476,19 +293,3 @@ class ApiClient:
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         return self._as(ApiKey, self.request("DELETE", f"/api-keys/{key_id}"))
-
-    # -- maintenance (service scope; the scheduler's repair jobs) --------------------------
-
-    def reap_stuck_tasks(self, limit_s: int = 900, max_retries: int = 0, batch: int = 50) -> StuckTaskReport:
-        body = StuckTaskReap(limit_s=limit_s, max_retries=max_retries, batch=batch).model_dump(mode="json")
-        data = self.request("POST", "/internal/maintenance/reap-stuck-tasks", json=body)
-        return self._as(StuckTaskReport, data)
-
-    def collect_orphan_workers(self, max_lifetime_s: int = 2100, unseen_s: int = 900, ended_grace_s: int = 60,
-                               batch: int = 50) -> OrphanWorkerReport:  # fmt: skip
-        request = OrphanWorkerCollect(max_lifetime_s=max_lifetime_s, unseen_s=unseen_s,
-                                      ended_grace_s=ended_grace_s, batch=batch)  # fmt: skip
-        data = self.request(
-            "POST", "/internal/maintenance/collect-orphan-workers", json=request.model_dump(mode="json")
-        )
-        return self._as(OrphanWorkerReport, data)

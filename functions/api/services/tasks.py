@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from shared.contracts import (
     progress_stream,
 )
 from shared.contracts.api import TaskStatus, TaskType
+from shared.contracts.payloads import EngineeringParams, TaskParams, params_as, parse_params
 
 ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.WAITING_INPUT)
 FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -42,13 +43,38 @@ def _message_for(session: Session, task: Task) -> tuple[str, EngineeringMessage 
         "user_id": _telegram_id(session, task.user_id),
         "correlation_id": task.correlation_id,
         "callback_stream": progress_stream(task.id),
-        "deploy_fix_attempt": int(task.params.get("deploy_fix_attempt", 0)),
+        "deploy_fix_attempt": _fix_attempt(task),
     }
     if task.type == TaskType.ENGINEERING:
         return ENGINEERING_QUEUE, EngineeringMessage(**fields)
     if task.type in (TaskType.DEPLOY, TaskType.UNDEPLOY):
         return DEPLOY_QUEUE, DeployMessage(**fields)
     raise Unprocessable(f"tasks of type {task.type} are not queued by the API")
+
+
+def _fix_params(task: Task) -> EngineeringParams | None:
+    """An engineering task's params (its place in the deploy -> engineering fix loop); None otherwise."""
+    if task.type != TaskType.ENGINEERING.value:
+        return None
+    return params_as(EngineeringParams, task.params)
+
+
+def _fix_attempt(task: Task) -> int:
+    params = _fix_params(task)
+    return params.deploy_fix_attempt if params else 0
+
+
+def valid_params(task_type: TaskType, params: Mapping[str, Any] | TaskParams) -> dict[str, Any]:
+    """The params of a new task, checked against its type's model: a 422 names the bad field.
+    Stored as given (only the keys set), so readers see what they saw before the models."""
+    try:
+        model = parse_params(task_type, params)
+    except ValidationError as exc:
+        fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        raise Unprocessable(
+            f"{task_type.value} params are not valid: {exc.errors()[0]['msg']}", fields
+        ) from None
+    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def _enqueue(session: Session, task: Task) -> OutboxMessage:
@@ -62,9 +88,10 @@ def create(
     project: Project,
     task_type: TaskType,
     spec: str | None,
-    params: dict[str, Any],
+    params: Mapping[str, Any] | TaskParams,
 ) -> tuple[Task, OutboxMessage]:
     """The task and its outbox row, in the caller's transaction: both or neither."""
+    stored_params = valid_params(task_type, params)
     if project.status == "archived":
         raise Conflict(f"project {project.name!r} is archived")
     task = Task(
@@ -74,7 +101,7 @@ def create(
         type=task_type.value,
         status=TaskStatus.QUEUED.value,
         spec=spec,
-        params=params,
+        params=stored_params,
         attempt=0,
         correlation_id=new_id(),
         created_at=utcnow(),
@@ -192,13 +219,13 @@ def wake(session: Session, task: Task, request_id: str) -> OutboxMessage:
 def wake_parent(session: Session, task: Task) -> OutboxMessage | None:
     """A fix task started by a deploy (deploy -> engineering loop) ended: its deploy goes on.
     Same transaction as the transition, so the wake-up is never lost and never sent twice."""
-    parent_id = (task.params or {}).get("parent_task_id")
-    if not parent_id:
+    params = _fix_params(task)
+    if params is None or not params.parent_task_id:
         return None
-    parent = session.get(Task, parent_id)
+    parent = session.get(Task, params.parent_task_id)
     if parent is None or parent.status not in (TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value):
         return None
-    return wake(session, parent, f"{parent.id}:fix:{int(task.params.get('deploy_fix_attempt', 0))}")
+    return wake(session, parent, f"{parent.id}:fix:{params.deploy_fix_attempt}")
 
 
 def wake_waiting_deploys(session: Session, project_id: str, reason: str) -> int:

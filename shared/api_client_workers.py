@@ -1,0 +1,96 @@
+"""The API client's calls about workers and their messages, and the scheduler's maintenance calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.api_transport import ApiTransport
+from shared.contracts.api import (
+    OrphanWorkerCollect,
+    OrphanWorkerReport,
+    StuckTaskReap,
+    StuckTaskReport,
+    Worker,
+    WorkerDetail,
+    WorkerMessage,
+)
+
+
+class WorkerCalls(ApiTransport):
+    """Workers (internal: the worker manager and the wrapper) and maintenance (the scheduler)."""
+
+    def record_worker(self, worker_id: str, agent: str, task_id: str | None = None,
+                      runtime_handle: str | None = None, status: str = "CREATED",
+                      config: dict[str, Any] | None = None, create_request_id: str | None = None) -> WorkerDetail:  # fmt: skip
+        body = self._body(id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status,
+                          config=config, create_request_id=create_request_id)  # fmt: skip
+        return self._as(WorkerDetail, self.request("POST", "/internal/workers", json=body))
+
+    def get_worker(self, worker_id: str) -> WorkerDetail:
+        return self._as(WorkerDetail, self.request("GET", f"/internal/workers/{worker_id}"))
+
+    def update_worker(self, worker_id: str, status: str, runtime_handle: str | None = None,
+                      exit_reason: str | None = None, expected_status: str | None = None) -> Worker:  # fmt: skip
+        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason,
+                          expected_status=expected_status)  # fmt: skip
+        return self._as(Worker, self.request("PATCH", f"/internal/workers/{worker_id}", json=body))
+
+    def worker_stopped(self, worker_id: str, reason: str, exit_code: int | None = None,
+                       status: str = "STOPPED") -> Worker:  # fmt: skip
+        body = self._body(status=status, exit_code=exit_code, reason=reason)
+        return self._as(Worker, self.request("POST", f"/internal/workers/{worker_id}/stopped", json=body))
+
+    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
+                            path: str | None = None, timeout_s: int = 1800,
+                            correlation_id: str | None = None) -> WorkerMessage:  # fmt: skip
+        payload = self._body(request_id=request_id, kind=kind, body=body, path=path, timeout_s=timeout_s,
+                             correlation_id=correlation_id)  # fmt: skip
+        return self._as(
+            WorkerMessage, self.request("POST", f"/internal/workers/{worker_id}/messages", json=payload)
+        )
+
+    def next_worker_message(self, worker_id: str) -> WorkerMessage | None:
+        """The wrapper's next message, or None. Raises GoneError when the worker has ended."""
+        data = self.request("POST", f"/internal/workers/{worker_id}/messages/next")
+        return self._as(WorkerMessage, data) if data else None
+
+    def worker_message_result(self, message_id: int, success: bool, response: str | None = None,
+                              error: str | None = None, result: dict[str, Any] | None = None) -> WorkerMessage:  # fmt: skip
+        body = self._body(response=response, error=error, result=result)
+        body["success"] = success
+        return self._as(
+            WorkerMessage, self.request("POST", f"/internal/worker-messages/{message_id}/result", json=body)
+        )
+
+    def worker_message_activity(self, message_id: int) -> None:
+        """The agent is still working on this message (the wrapper, every `activity_every_s`). Raises
+        ConflictError when the message is no longer RUNNING or the worker does not report activity."""
+        self.request("POST", f"/internal/worker-messages/{message_id}/activity")
+
+    def stop_worker(self, worker_id: str) -> Worker:
+        return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))
+
+    def list_worker_messages(self, worker_id: str) -> list[WorkerMessage]:
+        return self._as(list[WorkerMessage], self.request("GET", f"/workers/{worker_id}/messages"))
+
+    def list_workers(self, task_id: str | None = None, status: str | None = None,
+                     name: str | None = None) -> list[Worker]:  # fmt: skip
+        """`status`: one, or several comma-separated (`CREATED,STARTING,RUNNING`); `name`: the config's."""
+        params = {"task_id": task_id, "status": status, "name": name}
+        return self._as(list[Worker], self.request("GET", "/workers", params=params))
+
+    # -- maintenance (service scope; the scheduler's repair jobs) --------------------------
+
+    def reap_stuck_tasks(self, limit_s: int = 900, max_retries: int = 0, batch: int = 50) -> StuckTaskReport:
+        body = StuckTaskReap(limit_s=limit_s, max_retries=max_retries, batch=batch).model_dump(mode="json")
+        data = self.request("POST", "/internal/maintenance/reap-stuck-tasks", json=body)
+        return self._as(StuckTaskReport, data)
+
+    def collect_orphan_workers(self, max_lifetime_s: int = 2100, unseen_s: int = 900, ended_grace_s: int = 60,
+                               batch: int = 50) -> OrphanWorkerReport:  # fmt: skip
+        request = OrphanWorkerCollect(max_lifetime_s=max_lifetime_s, unseen_s=unseen_s,
+                                      ended_grace_s=ended_grace_s, batch=batch)  # fmt: skip
+        data = self.request(
+            "POST", "/internal/maintenance/collect-orphan-workers", json=request.model_dump(mode="json")
+        )
+        return self._as(OrphanWorkerReport, data)

@@ -1,0 +1,156 @@
+"""The API client's transport: the HTTP session, Idempotency-Keys, error mapping and response
+validation. `shared.api_client.ApiClient` adds one method per API call on top."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from shared.contracts.api import Health
+
+M = TypeVar("M")
+
+
+class ApiError(Exception):
+    """The API answered with an error (4xx/5xx)."""
+
+    def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or []
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(ApiError):
+    """404: the thing does not exist, or belongs to someone else."""
+
+
+class ConflictError(ApiError):
+    """409: an illegal transition, a duplicate, or someone else got there first."""
+
+
+class AuthError(ApiError):
+    """401/403: no key, a wrong or revoked key, or a scope that does not allow this."""
+
+
+class GoneError(ApiError):
+    """The thing asked about has ended (e.g. a worker that was deleted)."""
+
+
+class LimitExceededError(ApiError):
+    """429: a per-person bound is reached; `fields` names it (e.g. `shared_ports_per_user`)."""
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API at all."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the API at {url}: {reason}")
+        self.url = url
+
+
+@cache
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    """Built once per response type: a TypeAdapter costs far more than the validation it does."""
+    return TypeAdapter(model)
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        code, message, fields = (
+            body.get("code", "error"),
+            body.get("message", response.text),
+            body.get("fields", []),
+        )
+    except ValueError:
+        code, message, fields = "error", response.text or response.reason_phrase, []
+    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError,
+            429: LimitExceededError}.get(response.status_code, ApiError)  # fmt: skip
+    raise kind(response.status_code, code, message, fields)
+
+class ApiTransport:
+    """With `idempotency_key` (the CLI makes one per invocation), every creating call carries an
+    `Idempotency-Key` derived from it (`<key>.<n>` for the client's n-th creating call) and is
+    retried on a dropped connection with the same key, so the API creates the thing once."""
+
+    CREATE_ATTEMPTS = 3
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        self._idempotency_key = idempotency_key
+        self._creates = 0
+        headers = {"user-agent": "orchestrator-client/0.1"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        if correlation_id:
+            headers["x-correlation-id"] = correlation_id
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
+                idempotent: bool = False) -> Any:  # fmt: skip
+        """One call; `idempotent` (a creating call) sends the next Idempotency-Key when the client has
+        one, and then a dropped connection is retried with that same key."""
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        headers: dict[str, str] = {}
+        attempts = 1
+        if idempotent and self._idempotency_key:
+            self._creates += 1
+            headers["idempotency-key"] = f"{self._idempotency_key}.{self._creates}"
+            attempts = self.CREATE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, json=json, params=clean, headers=headers)
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    def _as(self, model: type[M] | Any, data: Any) -> M:
+        return _adapter(model).validate_python(data)  # type: ignore[no-any-return, arg-type]
+
+    @staticmethod
+    def _body(model: BaseModel | None = None, **fields: Any) -> dict[str, Any]:
+        if model is not None:
+            return model.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in fields.items() if v is not None}
+
+    # -- health, me --------------------------------------------------------------------
+
+    def health(self) -> Health:
+        try:
+            response = self._http.get("/health")
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        if response.status_code not in (200, 503):
+            _raise_for(response)
+        return Health.model_validate(response.json())
