@@ -20,18 +20,18 @@ def upgrade(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Apply the API's migrations to the configured database."""
+    """Apply the API's migrations to the configured database (a database ahead of this code is left alone)."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from functions.api.db import make_engine
-    from functions.api.migrate import upgrade as run_upgrade
     from functions.api.settings import ApiSettings
+    from functions.migrations.bootstrap import migrate
 
     settings = ApiSettings()
     url = database_url or settings.effective_database_url
     engine = make_engine(url)
     try:
-        revision = run_upgrade(engine)
+        revision = migrate(engine).revision
     except (OperationalError, InterfaceError) as exc:
         raise CliError(f"cannot reach the database: {exc.orig}", ExitCode.UNREACHABLE) from None
     finally:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from layers.bundles import CODE_ASSET_DIRS as CODE_ASSET_DIRS
+from layers.bundles import FUNCTION_LAYERS as FUNCTION_LAYERS
 from shared.contracts import (
     ANSIBLE_DEPLOY_QUEUE,
     ANSIBLE_DEPLOY_RESULTS,
@@ -239,8 +241,6 @@ LAMBDA_HOME = "/tmp/orchestrator"  # noqa: S108 - the only writable directory in
 """ORCH_HOME in Lambda. Nothing durable lives there in AWS (database, queues, checkpoints are remote)."""
 LAMBDA_LOG_LEVEL = "INFO"
 
-CODE_ASSET_DIRS = ("shared", "functions", "cli", "worker_image")
-"""The one code asset every function shares (its layers differ); the rest of the repository stays out."""
 CODE_ASSET_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/*.egg-info")
 DEFAULT_LAYERS_DIR = "layers/build"
 
@@ -263,8 +263,7 @@ TELEGRAM_NOTIFIER_FUNCTION = "telegram-notifier"
 PRODUCT_OWNER_FUNCTION = "product-owner"
 
 API_HANDLER = "functions.api.handler.lambda_handler"
-DEPLOY_HOOK_HANDLER = "orchestrator_deploy_hook.on_deploy"
-"""In the deploy-hook source layer (`layers/deploy_hook/python`), next to the API's code."""
+DEPLOY_HOOK_HANDLER = "functions.migrations.handler.on_deploy"
 WORKER_EVENTS_HANDLER = "functions.worker_manager.handler.ecs_event_handler"
 INFRA_EVENTS_HANDLER = "functions.infra.handler.ecs_event_handler"
 TELEGRAM_WEBHOOK_HANDLER = "functions.telegram_webhook.handler.lambda_handler"
@@ -275,28 +274,6 @@ def function_name_part(topology_name: str) -> str:
     return topology_name.replace("_", "-")
 
 
-FUNCTION_LAYERS: Mapping[str, tuple[str, ...]] = {
-    API_FUNCTION: ("api",),
-    DEPLOY_HOOK_FUNCTION: ("api", "deploy-hook"),
-    WORKER_MANAGER_FUNCTION: ("base",),
-    WORKER_EVENTS_FUNCTION: ("base",),
-    SCHEDULER_FUNCTION: ("base",),
-    SCAFFOLDER_FUNCTION: ("scaffold",),
-    ENGINEERING_FUNCTION: ("graph",),
-    DEPLOY_FUNCTION: ("graph",),
-    # Launches the Ansible runner (boto3 from the runtime); imports worker_image.ansible_runner's
-    # job models from the code asset, which are pydantic only.
-    INFRA_FUNCTION: ("base",),
-    INFRA_EVENTS_FUNCTION: ("base",),
-    TELEGRAM_BOT_FUNCTION: ("bot",),
-    # The ack path: never aiogram (~2 s to import), only settings, the queue and the claims table.
-    TELEGRAM_WEBHOOK_FUNCTION: ("base",),
-    # Bot API calls through the stdlib client (never aiogram) and the typed API client.
-    TELEGRAM_NOTIFIER_FUNCTION: ("base",),
-    # Bot API calls through the stdlib client (never aiogram), the API, the queue, claims and secrets.
-    PRODUCT_OWNER_FUNCTION: ("base",),
-}
-"""Each function's layers (`layers/<name>.txt`, or the source layer `deploy-hook`): only what it imports."""
 
 FUNCTION_MEMORY_MB: Mapping[str, int] = {
     # Lambda CPU scales with memory; cold starts import pydantic + SQLAlchemy (API) or LangGraph.

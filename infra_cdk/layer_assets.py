@@ -20,7 +20,7 @@ from typing import Literal
 
 from layers import build
 
-LayerState = Literal["built", "source", "missing", "stale"]
+LayerState = Literal["built", "missing", "stale"]
 PLACEHOLDER_ROOT_NAME = "codegen-orch-layers-NOT-BUILT"
 NOT_BUILT_WARNING = "codegen-orch:layer-not-built"
 """The id of the synth warning on a placeholder (or stale) layer."""
@@ -35,7 +35,7 @@ class LayerAsset:
 
     @property
     def usable(self) -> bool:
-        return self.state in ("built", "source")
+        return self.state == "built"
 
     @property
     def problem(self) -> str | None:
@@ -58,8 +58,6 @@ def resolve_layers_dir(layers_dir: str | Path) -> Path:
 
 def layer_asset(name: str, layers_dir: Path) -> LayerAsset:
     """The directory to ship for layer `name` (its root, the one holding `python/`)."""
-    if name in build.SOURCE_LAYERS:
-        return LayerAsset(name, build.SOURCE_LAYERS[name], "source")
     built = layers_dir / name
     if (built / "python").is_dir():
         manifest = build.read_manifest(layers_dir, name) or {}

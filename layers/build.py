@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from layers.bundles import CODE_ASSET_DIRS, FUNCTION_LAYERS
+
 LAYERS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LAYERS_DIR.parent
 DEFAULT_OUT = LAYERS_DIR / "build"
 CONSTRAINTS = LAYERS_DIR / "constraints.txt"
-SOURCE_LAYERS: dict[str, Path] = {"deploy-hook": LAYERS_DIR / "deploy_hook"}
-"""Layers that are source in this repository (no build step): the deploy-time hook."""
 
 PYTHON_VERSION = "3.12"
 """The Lambda runtime's Python; infra_cdk.constants.LAMBDA_RUNTIME must name the same."""
@@ -221,19 +221,12 @@ def _source_files(root: Path) -> Iterator[Path]:
 
 def code_asset_files(repo_root: Path = REPO_ROOT) -> list[Path]:
     """The files of the Lambda code asset, relative to the repository root (what the CDK app stages)."""
-    from infra_cdk.constants import CODE_ASSET_DIRS
-
     return [path.relative_to(repo_root) for top in CODE_ASSET_DIRS for path in _source_files(repo_root / top)]
 
 
-def layer_files(name: str, root: Path) -> list[Path]:
-    """Every file a layer ships, relative to its directory (the one holding `python/`).
-
-    A built layer ships everything, its precompiled bytecode included; a source layer leaves out
-    the caches that running its tests here created.
-    """
-    if name in SOURCE_LAYERS:
-        return [path.relative_to(root) for path in _source_files(root)]
+def layer_files(root: Path) -> list[Path]:
+    """Every file a built layer ships, its precompiled bytecode included, relative to its directory
+    (the one holding `python/`)."""
     return [
         (Path(dirpath) / n).relative_to(root) for dirpath, _, names in os.walk(root) for n in sorted(names)
     ]
@@ -256,8 +249,6 @@ def measure(root: Path, files: Iterable[Path]) -> Size:
 
 def layer_dir(name: str, out: Path = DEFAULT_OUT) -> Path | None:
     """The directory to ship for a layer, or None when it has not been built."""
-    if name in SOURCE_LAYERS:
-        return SOURCE_LAYERS[name]
     path = out / name
     return path if (path / "python").is_dir() else None
 
@@ -268,8 +259,6 @@ def _mb(size: int) -> str:
 
 def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: ignore[no-untyped-def]
     """Print layer and function sizes; False when a function is over a limit or a layer is missing."""
-    from infra_cdk.constants import FUNCTION_LAYERS
-
     ok = True
     layer_sizes: dict[str, Size | None] = {}
     print(f"{'layer':<16}{'files':>7}{'unzipped MB':>13}{'zipped MB':>11}  state", file=stream)
@@ -282,9 +271,9 @@ def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: i
             )
             ok = False
             continue
-        size = measure(path, layer_files(name, path))
+        size = measure(path, layer_files(path))
         layer_sizes[name] = size
-        state = "source" if name in SOURCE_LAYERS else _build_state(out, name)
+        state = _build_state(out, name)
         print(
             f"{name:<16}{size.files:>7}{_mb(size.unzipped):>13}{_mb(size.zipped):>11}  {state}", file=stream
         )

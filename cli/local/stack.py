@@ -22,7 +22,7 @@ from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, 
 
 ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
-SERVICE_USER = "orchestrator-service"
+SERVICE_KEY_NAME = "embedded-stack"
 STATE_FILE = "stack.json"
 
 
@@ -61,6 +61,19 @@ def pid_alive(pid: int) -> bool:
 
 
 LOCALHOST_SERVER = "localhost"
+
+
+def _stored_or_new_key(secrets: Any, ref: str) -> str:
+    """The API key stored under `ref`, or a new one stored there first."""
+    from functions.api.auth import generate_key
+    from shared.secrets import SecretNotFound
+
+    try:
+        key: str = secrets.get(ref)
+    except SecretNotFound:
+        key = generate_key()
+        secrets.put(ref, key)
+    return key
 
 
 def _local_user(name: str) -> str:
@@ -102,29 +115,27 @@ class EmbeddedStack:
 
     def start(self) -> str:
         from functions.api.deps import build_deps, set_deps
-        from functions.api.migrate import upgrade
         from functions.api.settings import ApiSettings
-        from shared.secrets import SecretNotFound, build_secrets
+        from functions.migrations.bootstrap import bootstrap
+        from shared.secrets import build_secrets
         from shared.settings import SecretsSettings
 
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.home / "logs").mkdir(exist_ok=True)
         secrets = build_secrets(SecretsSettings(home=self.home))
-        try:
-            self.admin_key = secrets.get(ADMIN_KEY_REF)
-        except SecretNotFound:
-            from functions.api.auth import generate_key
-
-            self.admin_key = generate_key()
-            secrets.put(ADMIN_KEY_REF, self.admin_key)
-
-        settings = ApiSettings(home=self.home, database_url=self.database_url,
-                               bootstrap_admin_key=SecretStr(self.admin_key))  # fmt: skip
+        self.admin_key = _stored_or_new_key(secrets, ADMIN_KEY_REF)
+        settings = ApiSettings(
+            home=self.home, database_url=self.database_url, bootstrap_admin_key=SecretStr(self.admin_key)
+        )
         deps = build_deps(settings)
-        revision = upgrade(deps.db.engine)
+        # Seeds even a database ahead of this code: the API serves it, and the stack needs its keys.
+        outcome = bootstrap(deps.db, self.admin_key, seed_when_ahead=True)
         self._ensure_admin_key(deps.db, secrets)
+        self._ensure_service_key(deps.db, secrets)
         set_deps(deps)
-        self.logger.info("database ready", extra={"revision": revision, "database": self._shown_db(settings)})
+        self.logger.info(
+            "database ready", extra={"revision": outcome.revision, "database": self._shown_db(settings)}
+        )
 
         from cli.local.http import ApiHttpServer
         from functions.api.handler import lambda_handler
@@ -137,7 +148,6 @@ class EmbeddedStack:
         os.environ["ORCH_HOME"] = str(self.home)
         os.environ["ORCH_API_URL"] = url
         os.environ["ORCH_SERVICE_API_KEY_REF"] = SERVICE_KEY_REF
-        self._ensure_service_key(url, secrets)
         self._ensure_localhost_server(url)
 
         self._reset_functions()
@@ -210,23 +220,19 @@ class EmbeddedStack:
         self.notices.append(notice)
         self.logger.warning(notice)
 
-    def _ensure_service_key(self, url: str, secrets: Any) -> None:
-        from shared.api_client import ApiClient, AuthError
-        from shared.secrets import SecretNotFound
+    @staticmethod
+    def _ensure_service_key(db: Any, secrets: Any) -> None:
+        """The key the stack's functions use (ORCH_SERVICE_API_KEY_REF): a live service key, else a new one.
+        Stored before the commit; whichever fails, the next start registers or replaces it."""
+        from functions.api.auth import generate_key
+        from functions.migrations.bootstrap import ServiceKey, ensure_service_key
 
-        try:
-            key = secrets.get(SERVICE_KEY_REF)
-            with ApiClient(url, key) as probe:
-                probe.me()
-            return
-        except (SecretNotFound, AuthError):
-            pass  # no key yet, or one the database no longer knows: make a new one below
-        with ApiClient(url, self.admin_key) as admin:
-            service = next((u for u in admin.list_users() if u.name == SERVICE_USER), None)
-            if service is None:
-                service = admin.add_user(SERVICE_USER)
-            created = admin.create_api_key(service.id, name="embedded-stack", scopes=["service"])
-        secrets.put(SERVICE_KEY_REF, created.key)
+        key = _stored_or_new_key(secrets, SERVICE_KEY_REF)
+        with db.session() as session:
+            if ensure_service_key(session, ServiceKey(key, SERVICE_KEY_NAME, revoke_previous=False)) == "revoked":
+                key = generate_key()
+                secrets.put(SERVICE_KEY_REF, key)
+                ensure_service_key(session, ServiceKey(key, SERVICE_KEY_NAME, revoke_previous=False))
 
     @staticmethod
     def _reset_functions() -> None:
@@ -280,8 +286,8 @@ class EmbeddedStack:
     def _start_telegram(self) -> None:
         """Long polling instead of a webhook: no public URL needed; updates go through the same queue,
         dedupe and bot consumer as in AWS."""
-        from functions.telegram_bot.polling import TelegramPoller
-        from functions.telegram_bot.settings import TelegramSettings
+        from cli.local.telegram_polling import TelegramPoller
+        from shared.telegram.settings import TelegramSettings
 
         self._telegram = TelegramPoller(TelegramSettings(home=self.home))
         self._telegram.start()

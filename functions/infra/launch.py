@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.constants import ANSIBLE_STARTED_BY as STARTED_BY
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
 from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.results import result_for, result_queue
 
 JOB_ENV = "ORCH_ANSIBLE_JOB"
-STARTED_BY = "orchestrator-ansible"
-"""ECS `startedBy` of runner tasks: the task-state rule tells them from worker tasks by it."""
 
 
 def job_key(request_id: str) -> str:

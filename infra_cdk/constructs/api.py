@@ -9,7 +9,7 @@
   SQS and Secrets Manager endpoints, nothing else (no NAT needed).
 - **Keys.** The stack generates two secrets: the first admin's key (read it from Secrets Manager
   after the deploy) and the service key the other functions and the workers use. The deploy hook
-  (`layers/deploy_hook`) seeds both through the API's own code after migrating, so the API function
+  (`functions.migrations`) seeds both through the API's own code after migrating, so the API function
   itself never reads the admin key.
 - **Migrations on deploy**: a CDK trigger invokes the deploy hook after the database exists and
   again whenever the code changes; a failed migration fails the deploy.

@@ -109,13 +109,10 @@ class LambdaRuntime(Construct):
         """The layer version for `name`, made on first use (a placeholder with a warning if not built)."""
         if name not in self.layers:
             asset = self.layer_assets[name]
-            source = asset.state == "source"
             layer = lambda_.LayerVersion(
                 self,
                 f"{pascal(name)}Layer",
-                code=lambda_.Code.from_asset(
-                    str(asset.path), exclude=list(constants.CODE_ASSET_EXCLUDES) if source else None
-                ),
+                code=lambda_.Code.from_asset(str(asset.path)),
                 compatible_runtimes=[self.runtime],
                 compatible_architectures=[self.architecture],
                 description=f"{self._config.resource_prefix}: {name} layer"
@@ -143,7 +140,7 @@ class LambdaRuntime(Construct):
     ) -> lambda_.Function:
         """A function named `<resource prefix>-<name>` with its own role and log group.
 
-        `handler` is `module.function` inside the code asset (or a layer). Layers and memory come
+        `handler` is `module.function` inside the code asset. Layers and memory come
         from `constants.FUNCTION_LAYERS` / `FUNCTION_MEMORY_MB` under `name`.
         """
         if name in self.functions:
@@ -198,6 +195,9 @@ class LambdaRuntime(Construct):
             timeout=Duration.seconds(timeout_seconds),
             role=role,
             log_group=log_group,
+            # X-Ray: Lambda samples and records each invocation; the CDK grants the role
+            # xray:PutTraceSegments/PutTelemetryRecords (which take no resource, hence their IAM5 below).
+            tracing=lambda_.Tracing.ACTIVE,
             environment={**environment.observability(name), **environment_variables},
             **network,  # type: ignore[arg-type]
         )
@@ -208,6 +208,13 @@ class LambdaRuntime(Construct):
                 f"(cp{build.PYTHON_VERSION.replace('.', '')} manylinux wheels, layers.build.PYTHON_VERSION); "
                 "moving to a newer runtime means rebuilding and re-testing them together.",
             )
+        )
+        acknowledge_wildcard_resources(
+            role,
+            ["*"],
+            reason="Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords, which the CDK "
+            "grants for tracing=ACTIVE, take no resource-level permissions. The role gets these two write "
+            "actions on '*' and no other action on '*' (tests/infrastructure/test_compute.py checks).",
         )
         self.functions[name] = function
         return function

@@ -48,7 +48,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from functions.infra.launch import STARTED_BY as ANSIBLE_STARTED_BY
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
 from infra_cdk.constructs.messaging import Messaging
@@ -62,6 +61,7 @@ from infra_cdk.constructs.runtime import (
     secret_name_arn_finding,
 )
 from layers.build import REPO_ROOT
+from shared.constants import ANSIBLE_STARTED_BY
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS
 from shared.workers.ecs_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 

@@ -258,7 +258,7 @@ class Rehearsal:
 
     def _is_ours(self, logical: str) -> bool:
         handler = str(self.template.props(logical).get("Handler", ""))
-        return handler.startswith("functions.") or handler.startswith("orchestrator_deploy_hook")
+        return handler.startswith("functions.")
 
     def principal(self, role_arn_value: Any) -> Principal:
         role_logical = role_arn_value["Fn::GetAtt"][0]
@@ -275,26 +275,20 @@ class Rehearsal:
         code_paths = [str(self.template.asset_dir(logical))]
         requirements: list[str] = []
         layer_names: list[str] = []
-        extra: set[str] = set()
         for layer in props.get("Layers", []):
             layer_logical = layer["Ref"]
             # logical ids are <construct path><hash>: RuntimeApiLayerA6BC0ACD -> "api"
             layer_id = re.sub(r"[0-9A-F]{8}$", "", layer_logical).removeprefix("Runtime")
             layer_name = _pascal_to_kebab(layer_id.removesuffix("Layer"))
             layer_names.append(layer_name)
-            if layer_name in build.SOURCE_LAYERS:
-                python_dir = self.template.asset_dir(layer_logical) / "python"
-                code_paths.append(str(python_dir))
-                extra |= {p.stem for p in python_dir.glob("*.py")}
-            else:
-                requirements += build.requirements(layer_name)
+            requirements += build.requirements(layer_name)
         environment = {k: str(v) for k, v in
                        self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()}  # fmt: skip
         return FunctionSpec(
             logical=logical, name=name, arn=self.resolver.get_att(logical, "Arn"), handler=props["Handler"],
             environment=environment, timeout_s=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
             principal=self.principal(props["Role"]), code_paths=code_paths,
-            allowed_modules=sorted(allowed_modules(requirements, extra)), layer_names=layer_names,
+            allowed_modules=sorted(allowed_modules(requirements)), layer_names=layer_names,
         )  # fmt: skip
 
     def run_deploy_hook(self) -> Any:

@@ -112,6 +112,19 @@ def test_every_function_of_the_design_exists_with_its_handler(any_app: Synthesiz
         assert props["MemorySize"] == constants.FUNCTION_MEMORY_MB[name], name
 
 
+def test_every_function_traces_to_x_ray_and_its_role_may_write_segments(any_app: Synthesized) -> None:
+    functions = _functions(any_app)
+    assert functions
+    for name, (_, props) in functions.items():
+        assert props.get("TracingConfig") == {"Mode": "Active"}, name
+        statements = _policy_statements(any_app, _role_of(props))
+        on_everything = [s for s in statements if "*" in _resources(s)]
+        # X-Ray takes no resource-level permissions: its two write actions on "*", and nothing else on "*"
+        assert [sorted(_actions(s)) for s in on_everything] == [
+            ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+        ], name
+
+
 def test_each_function_has_its_own_role_and_log_group_with_retention(any_app: Synthesized) -> None:
     functions = _functions(any_app)
     roles = [_role_of(props) for _, props in functions.values()]
@@ -152,7 +165,7 @@ def test_each_function_gets_only_its_layers_and_the_api_no_heavy_ones(any_app: S
     for name, (_, props) in _functions(any_app).items():
         assert _layer_names(any_app, props) == set(constants.FUNCTION_LAYERS[name]), name
     api_layers = _layer_names(any_app, _function(any_app, constants.API_FUNCTION)[1])
-    for layer in api_layers - set(build.SOURCE_LAYERS):
+    for layer in api_layers:
         for requirement in build.requirements(layer):
             assert not requirement.lower().startswith(HEAVY_PACKAGES), f"{layer}: {requirement}"
 

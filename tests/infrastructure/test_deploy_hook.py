@@ -1,13 +1,11 @@
 """The deploy hook the CDK trigger runs: migrations, the first admin, the service key (on SQLite here).
 
-It ships as a layer (`layers/deploy_hook/python`), so the test imports it from there, the way
-Lambda finds it on `/opt/python`.
+The test imports the module the stack names as the hook's handler (`constants.DEPLOY_HOOK_HANDLER`).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,22 +13,17 @@ from typing import Any
 
 import pytest
 
+from functions.migrations.settings import DeployHookSettings
 from infra_cdk import constants
-from layers import build
 
 ADMIN_REF = "secret://stack/admin-key"
 SERVICE_REF = "secret://stack/service-key"
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[ModuleType]:
-    path = str(build.SOURCE_LAYERS["deploy-hook"] / "python")
-    sys.path.insert(0, path)
-    try:
-        module_name, _, _ = constants.DEPLOY_HOOK_HANDLER.rpartition(".")
-        yield importlib.import_module(module_name)
-    finally:
-        sys.path.remove(path)
+def hook() -> ModuleType:
+    module_name, _, _ = constants.DEPLOY_HOOK_HANDLER.rpartition(".")
+    return importlib.import_module(module_name)
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ def world(hook: ModuleType, tmp_path: Path) -> Iterator[dict[str, Any]]:
     from functions.api.deps import ApiDeps
     from shared.secrets.local import LocalSecrets
 
-    settings = hook.DeployHookSettings(
+    settings = DeployHookSettings(
         home=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'orchestrator.db'}",
         bootstrap_admin_key_ref=ADMIN_REF,
@@ -123,6 +116,6 @@ def test_a_key_revoked_through_the_api_is_not_revived_and_does_not_fail_the_depl
 
 
 def test_an_unreachable_database_fails_after_the_given_attempts(hook: ModuleType, tmp_path: Path) -> None:
-    settings = hook.DeployHookSettings(home=tmp_path, database_url="postgresql+pg8000://u:p@127.0.0.1:9/none")
+    settings = DeployHookSettings(home=tmp_path, database_url="postgresql+pg8000://u:p@127.0.0.1:9/none")
     with pytest.raises(RuntimeError, match="after 2 attempts"):
         hook.wait_for_database(settings, attempts=2, delay_s=0)

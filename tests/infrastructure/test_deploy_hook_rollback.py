@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import importlib
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,8 +21,8 @@ from sqlalchemy import create_engine, text
 
 from functions.api import migrate
 from functions.api.migrations import HEAD_REVISION
+from functions.migrations.settings import DeployHookSettings
 from infra_cdk import constants
-from layers import build
 from tests.api_support import build_deps, drop_postgres_database, fresh_postgres_database, install
 
 ADMIN_REF = "secret://stack/admin-key"
@@ -32,13 +31,8 @@ VERSIONS = migrate.MIGRATIONS_DIR / "versions"
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[ModuleType]:
-    path = str(build.SOURCE_LAYERS["deploy-hook"] / "python")
-    sys.path.insert(0, path)
-    try:
-        yield importlib.import_module(constants.DEPLOY_HOOK_HANDLER.rpartition(".")[0])
-    finally:
-        sys.path.remove(path)
+def hook() -> ModuleType:
+    return importlib.import_module(constants.DEPLOY_HOOK_HANDLER.rpartition(".")[0])
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -96,8 +90,12 @@ def test_the_previous_hook_succeeds_on_a_database_ahead_of_it_and_changes_nothin
     before = _state(database_url)
     assert before["revision"] == HEAD_REVISION != older_code
     assert migrate.head_revision() == older_code
-    settings = hook.DeployHookSettings(home=tmp_path, database_url=database_url,
-                                       bootstrap_admin_key_ref=ADMIN_REF, service_api_key_ref=SERVICE_REF)  # fmt: skip
+    settings = DeployHookSettings(
+        home=tmp_path,
+        database_url=database_url,
+        bootstrap_admin_key_ref=ADMIN_REF,
+        service_api_key_ref=SERVICE_REF,
+    )
     secrets = LocalSecrets(tmp_path / "secrets.json")
     secrets.put(ADMIN_REF, "a" * 64)
     secrets.put(SERVICE_REF, "s" * 64)

@@ -72,7 +72,7 @@ def test_the_scheduler_may_send_the_server_pings_of_server_sync(any_app: Synthes
 # NOT_REACHED, with the reason. The rest must equal shared.topology.PUBLISHES for that function.
 
 PUBLISH_METHODS = frozenset({"publish", "publish_batch", "publish_raw"})
-SOURCE_ROOTS = (REPO_ROOT, REPO_ROOT / "layers" / "deploy_hook" / "python")
+SOURCE_ROOTS = (REPO_ROOT,)
 REPLY_QUEUES = (WORKER_RESPONSES, PO_RESPONSES)
 """functions.api.services.workers.REPLY_QUEUES: where a worker's answers may go (its config's reply_queue)."""
 

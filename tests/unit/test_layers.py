@@ -32,7 +32,7 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
         "sqlalchemy.dialects.postgresql.pg8000",
     ),
     constants.DEPLOY_HOOK_FUNCTION: (
-        "orchestrator_deploy_hook", "functions.api.migrate", "alembic.command", "alembic.config",
+        "functions.migrations.handler", "functions.api.migrate", "alembic.command", "alembic.config",
         "alembic.script", "functions.api.deps", "pg8000", "sqlalchemy.dialects.postgresql.pg8000",
     ),
     constants.WORKER_MANAGER_FUNCTION: (
@@ -90,8 +90,7 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
 
 
 def _layer_requirements(function: str) -> list[str]:
-    return [r for layer in constants.FUNCTION_LAYERS[function] if layer not in build.SOURCE_LAYERS
-            for r in build.requirements(layer)]  # fmt: skip
+    return [r for layer in constants.FUNCTION_LAYERS[function] for r in build.requirements(layer)]
 
 
 _BLOCKER = """
@@ -110,11 +109,9 @@ print("ok")
 """
 
 
-def _import_with_only(
-    requirements: list[str], modules: tuple[str, ...], extra: frozenset[str] = frozenset()
-) -> subprocess.CompletedProcess[str]:
-    allowed = allowed_modules(requirements, extra)
-    path = [str(build.SOURCE_LAYERS["deploy-hook"] / "python"), str(build.REPO_ROOT)]
+def _import_with_only(requirements: list[str], modules: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    allowed = allowed_modules(requirements)
+    path = [str(build.REPO_ROOT)]
     return subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path[:0] = {path!r}\n" + _BLOCKER,
          json.dumps(sorted(allowed)), json.dumps(modules)],
@@ -125,11 +122,8 @@ def _import_with_only(
 @pytest.mark.parametrize("function", sorted(FUNCTION_IMPORTS))
 def test_each_function_imports_only_what_its_layers_provide(function: str) -> None:
     # given only the layers' closure, the runtime's boto3 and our own packages
-    hook_module = constants.DEPLOY_HOOK_HANDLER.partition(".")[0]
-    extra = frozenset({hook_module} if "deploy-hook" in constants.FUNCTION_LAYERS[function] else ())
-
     # when its handler and its lazy imports are imported
-    result = _import_with_only(_layer_requirements(function), FUNCTION_IMPORTS[function], extra)
+    result = _import_with_only(_layer_requirements(function), FUNCTION_IMPORTS[function])
 
     # then nothing outside the layers was needed
     assert result.returncode == 0, result.stderr[-2000:]
@@ -274,9 +268,13 @@ def test_a_missing_build_becomes_a_placeholder_holding_only_a_readme(tmp_path: P
     assert layer_asset("graph", tmp_path).path == asset.path
 
 
-def test_the_deploy_hook_layer_is_source() -> None:
-    asset = layer_asset("deploy-hook", Path("/nonexistent"))
-    assert asset.state == "source" and (asset.path / "python" / "orchestrator_deploy_hook.py").is_file()
+def test_every_layer_is_a_requirement_set_and_the_deploy_hook_ships_in_the_code_asset() -> None:
+    """No layer holds source: the deploy hook is a function package like the others (functions.migrations)."""
+    used = {layer for layers in constants.FUNCTION_LAYERS.values() for layer in layers}
+    assert used <= set(build.built_layer_names())
+    hook_module = constants.DEPLOY_HOOK_HANDLER.rpartition(".")[0]
+    assert hook_module.partition(".")[0] in constants.CODE_ASSET_DIRS
+    assert (build.REPO_ROOT / (hook_module.replace(".", "/") + ".py")).is_file()
 
 
 def test_sizes_report_every_layer_and_function_and_flags_a_missing_layer(tmp_path: Path) -> None:

@@ -1,0 +1,155 @@
+"""Bring a database to where this code serves it: migrate, then the first admin, then the service key.
+
+One sequence for the three places that prepare a database: the deploy hook (`functions.migrations.handler`,
+a CDK trigger on every deploy), the embedded stack's start-up (`cli.local.stack`) and `orchestrator db
+upgrade` (the migration step only). It runs the API's own code (`functions.api.migrate`, `functions.api.auth`)
+against the API's database, so schema and keys are exactly what the API would make.
+
+Every step is idempotent: CloudFormation runs the hook again on updates and, on a rollback, runs the
+*previous* code after newer code migrated. A database ahead of this code (a revision its scripts do not
+know) is then left as it is: no migration goes back, and older models writing users and keys into a newer
+schema could miss what it needs (the newer code seeded both already).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.observability import get_logger
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from functions.api.db import Database
+
+SERVICE_USER = "orchestrator-service"
+"""The user the functions act as, in AWS and in the embedded stack."""
+SERVICE_SCOPES = ["service"]
+
+AdminOutcome = Literal["created", "present"]
+ServiceKeyOutcome = Literal["present", "created", "rotated", "revoked"]
+
+
+class BootstrapOutcome(BaseModel):
+    """What one run did; the deploy hook returns it to CloudFormation (`model_dump(exclude_none=True)`)."""
+
+    revision: Annotated[str, Field(description="The schema revision the database is at afterwards.")]
+    skipped: Annotated[
+        str | None, Field(description="Why nothing was done: the database is ahead of this code.")
+    ] = None
+    admin: Annotated[
+        AdminOutcome | None, Field(description="The first admin: seeded now or already there.")
+    ] = None
+    service_key: Annotated[
+        ServiceKeyOutcome | None,
+        Field(description="present, created, rotated (older keys of the same name revoked) or revoked."),
+    ] = None
+
+
+@dataclass(frozen=True)
+class ServiceKey:
+    """Key material the service user must hold, under `name`.
+
+    `revoke_previous`: a new value replaces the user's earlier live keys of that name (the AWS stack's
+    secret is the only holder); the embedded stack keeps them, as a second stack may share the database.
+    """
+
+    key: str
+    name: str
+    revoke_previous: bool = True
+
+
+@dataclass(frozen=True)
+class Migration:
+    revision: str
+    ahead_of_code: bool
+
+
+def migrate(engine: Engine) -> Migration:
+    """Apply the migrations; a database ahead of these scripts is left alone (see the module docstring)."""
+    from functions.api.migrate import head_revision, revision_ahead, upgrade
+
+    ahead = revision_ahead(engine)
+    if ahead is not None:
+        get_logger().warning(
+            "the database is ahead of this code's migrations: not migrating",
+            extra={"database_revision": ahead, "code_head": head_revision()},
+        )
+        return Migration(ahead, ahead_of_code=True)
+    return Migration(upgrade(engine), ahead_of_code=False)
+
+
+def ensure_first_admin(session: Session, key: str) -> AdminOutcome:
+    """Seed an admin holding `key` when no admin exists yet."""
+    from functions.api import auth
+
+    return "created" if auth.bootstrap_admin(session, key) else "present"
+
+
+def ensure_service_key(session: Session, service_key: ServiceKey) -> ServiceKeyOutcome:
+    """Make `service_key` a live service-scope key of the service user."""
+    from sqlalchemy import select
+
+    from functions.api import auth
+    from functions.api.models import ApiKey, User, utcnow
+    from functions.api.services import users
+
+    existing = session.execute(
+        select(ApiKey).where(ApiKey.key_hash == auth.hash_key(service_key.key))
+    ).scalar_one_or_none()
+    if existing is not None:
+        # Revoked on purpose through the API: never revive it. The functions get 401 until an operator
+        # puts a new value in the secret and runs this again.
+        return "revoked" if existing.revoked_at is not None else "present"
+    user = (
+        session.execute(
+            select(User).where(User.name == SERVICE_USER, User.is_admin.is_(False)).order_by(User.created_at)
+        )
+        .scalars()
+        .first()
+    )
+    if user is None:
+        user = users.create(session, SERVICE_USER, None, False)
+    previous: list[ApiKey] = []
+    if service_key.revoke_previous:
+        live = select(ApiKey).where(
+            ApiKey.user_id == user.id, ApiKey.name == service_key.name, ApiKey.revoked_at.is_(None)
+        )
+        previous = list(session.execute(live).scalars().all())
+    for row in previous:
+        row.revoked_at = utcnow()
+    auth.issue_key(session, user, service_key.name, SERVICE_SCOPES, key=service_key.key)
+    return "rotated" if previous else "created"
+
+
+def bootstrap(
+    db: Database,
+    admin_key: str | None = None,
+    service_key: ServiceKey | None = None,
+    *,
+    seed_when_ahead: bool = False,
+) -> BootstrapOutcome:
+    """Migrate, then seed the first admin (`admin_key`) and the service key, each when given.
+
+    `seed_when_ahead`: seed even on a database ahead of this code. The embedded stack does: it serves such
+    a database like the API does and cannot run without its keys; the deploy hook does not (a rollback).
+    """
+    from functions.api.migrate import head_revision
+
+    migration = migrate(db.engine)
+    if migration.ahead_of_code and not seed_when_ahead:
+        return BootstrapOutcome(
+            revision=migration.revision,
+            skipped=f"database at {migration.revision}, ahead of this code ({head_revision()})",
+        )
+    outcome = BootstrapOutcome(revision=migration.revision)
+    with db.session() as session:
+        if admin_key:
+            outcome.admin = ensure_first_admin(session, admin_key)
+        if service_key is not None:
+            outcome.service_key = ensure_service_key(session, service_key)
+    return outcome
