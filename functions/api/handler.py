@@ -35,7 +35,8 @@ from functions.api.routers import (
     workers,
 )
 from shared.contracts.api import ErrorBody
-from shared.observability import correlation, flush_metrics, get_logger
+from shared.handler_shell import lambda_entry
+from shared.observability import correlation, get_logger
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 
@@ -173,10 +174,12 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body.encode("utf-8"))
 
 
+@lambda_entry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext | None, deps: ApiDeps | None = None
 ) -> dict[str, Any]:
-    """Entry point for API Gateway (HTTP API, payload v2) and for the embedded stack's HTTP server."""
+    """Entry point for API Gateway (HTTP API, payload v2) and for the embedded stack's HTTP server;
+    the shell flushes the metrics the request counted."""
     if deps is not None:
         from functions.api.deps import set_deps
 
@@ -201,7 +204,6 @@ def lambda_handler(
         if caller is not None:
             app.append_context(principal=caller)
         result = app.resolve(event, context)
-        flush_metrics()
         if int(result.get("statusCode", 200)) in (204, 304):
             result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
         return result

@@ -3,16 +3,14 @@ three event sources); the record's source queue picks the path."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.deploy.logic import Deploy
 from functions.deploy.settings import DeploySettings
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, DEPLOY_QUEUE, PROVISIONER_RESULTS
+from shared.graphs.checkpoint import reset as reset_checkpointers
 from shared.graphs.driver import consume_graph_event
-
-_deploy: Deploy | None = None
-_lock = threading.Lock()
+from shared.handler_shell import PerContainer, lambda_entry
 
 
 def build_deploy(settings: DeploySettings | None = None) -> Deploy:
@@ -29,25 +27,13 @@ def build_deploy(settings: DeploySettings | None = None) -> Deploy:
     return Deploy(ports, build_checkpointer(settings))
 
 
-def get_deploy() -> Deploy:
-    global _deploy
-    with _lock:
-        if _deploy is None:
-            _deploy = build_deploy()
-        return _deploy
+container = PerContainer(build_deploy, on_reset=reset_checkpointers)
+reset = container.reset
 
 
-def reset() -> None:
-    from shared.graphs.checkpoint import reset as reset_checkpointers
-
-    global _deploy
-    with _lock:
-        _deploy = None
-    reset_checkpointers()
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, deploy: Deploy | None = None) -> dict[str, Any]:
-    active = deploy or get_deploy()
+    active = deploy or container.get()
 
     def handle(queue: str, message: Any) -> None:
         if queue == DEPLOY_QUEUE:

@@ -3,31 +3,27 @@ three event sources); the record's source queue picks the path."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.engineering.logic import Engineering
 from functions.engineering.settings import EngineeringSettings
 from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES, WorkerActivity
+from shared.graphs.checkpoint import reset as reset_checkpointers
 from shared.graphs.driver import consume_graph_event
-
-_engine: Engineering | None = None
-_lock = threading.Lock()
+from shared.handler_shell import PerContainer, lambda_entry
 
 
 def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
     from functions.engineering.graph import Ports
     from shared.graphs.checkpoint import build_checkpointer
     from shared.queues import build_queue
-    from shared.service_client import build_service_client
-
-    settings = settings or EngineeringSettings()
     from shared.repos.factory import RepoHostSettings, build_repo_host
-
-    repo_settings = RepoHostSettings()
-    repo_host = build_repo_host(repo_settings)
+    from shared.service_client import build_service_client
     from shared.settings import AgentCredentialSettings
 
+    settings = settings or EngineeringSettings()
+    repo_settings = RepoHostSettings()
+    repo_host = build_repo_host(repo_settings)
     env_refs = dict(AgentCredentialSettings().agent_secret_refs)
     if repo_settings.github_token_ref:
         env_refs["GITHUB_TOKEN"] = repo_settings.github_token_ref
@@ -37,25 +33,13 @@ def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
     return Engineering(ports, build_checkpointer(settings))
 
 
-def get_engine() -> Engineering:
-    global _engine
-    with _lock:
-        if _engine is None:
-            _engine = build_engine()
-        return _engine
+container = PerContainer(build_engine, on_reset=reset_checkpointers)
+reset = container.reset
 
 
-def reset() -> None:
-    from shared.graphs.checkpoint import reset as reset_checkpointers
-
-    global _engine
-    with _lock:
-        _engine = None
-    reset_checkpointers()
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | None = None) -> dict[str, Any]:
-    active = engine or get_engine()
+    active = engine or container.get()
 
     def handle(queue: str, message: Any) -> None:
         if queue == ENGINEERING_QUEUE:

@@ -3,23 +3,19 @@ the record's source queue picks the path."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.product_owner.logic import Busy, PoConfig, ProductOwner
 from functions.product_owner.settings import ProductOwnerSettings
 from shared.contracts import PO_INBOX, PO_RESPONSES
-from shared.queues.consume import process_queue_event
-from shared.queues.naming import logical_from_arn
+from shared.handler_shell import PerContainer, lambda_entry
+from shared.queues.consume import process_queue_event, source_queue
 
 BUSY_RETRY_S = 3
 """Constant, so messages held back in arrival order become visible again in that order."""
 BUSY_REQUEUE_AT = 3
 """A message held back this many times goes back on the queue as a new message instead of waiting
 again: a slow start must not push it past the queue's receive limit into the DLQ."""
-
-_po: ProductOwner | None = None
-_lock = threading.Lock()
 
 
 def build_product_owner(settings: ProductOwnerSettings | None = None) -> ProductOwner:
@@ -39,27 +35,14 @@ def build_product_owner(settings: ProductOwnerSettings | None = None) -> Product
                         build_idempotency(settings), chat, config)  # fmt: skip
 
 
-def get_product_owner() -> ProductOwner:
-    global _po
-    with _lock:
-        if _po is None:
-            _po = build_product_owner()
-        return _po
+container = PerContainer(build_product_owner)
+reset = container.reset
 
 
-def reset() -> None:
-    """Forget the per-process PO (tests; the embedded stack on start and stop)."""
-    global _po
-    with _lock:
-        _po = None
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, po: ProductOwner | None = None) -> dict[str, Any]:
-    active = po or get_product_owner()
-    records = event.get("Records") or []
-    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else PO_INBOX
-    if queue not in (PO_INBOX, PO_RESPONSES):
-        raise ValueError(f"the product owner function does not consume {queue}")
+    active = po or container.get()
+    queue = source_queue(event, (PO_INBOX, PO_RESPONSES), "product owner")
 
     def handle(message: Any, record: Any) -> None:
         if queue == PO_RESPONSES:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from functions.scheduler.jobs import JOBS, Job, JobPorts
 from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
-from shared.observability import get_logger, get_metrics
+from shared.handler_shell import lambda_entry
+from shared.observability import count, get_logger
 from shared.queues.port import QueuePort
 
 
@@ -48,11 +47,12 @@ def build_ports(
     return JobPorts(settings, api_factory, queue_factory)
 
 
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, api: ApiClient | None = None,
                    queue: QueuePort | None = None, settings: SchedulerSettings | None = None) -> dict[str, Any]:  # fmt: skip
+    """The job's counts become metrics named `<job>.<count>`; the shell flushes them."""
     name = str((event or {}).get("job", ""))
     job = find_job(name)
-    logger, metrics = get_logger(), get_metrics()
     # Read per invocation, not cached: the embedded stack may restart in one process with another ORCH_HOME.
     ports = build_ports(settings or SchedulerSettings(), api, queue)
     try:
@@ -61,7 +61,6 @@ def lambda_handler(event: dict[str, Any], context: Any, api: ApiClient | None = 
         if api is None and "api" in ports.__dict__:
             ports.api.close()
     for key, value in counts.items():
-        metrics.add_metric(name=f"{name}.{key}", unit=MetricUnit.Count, value=value)
-    metrics.flush_metrics()
-    logger.info("scheduled job done", extra={"job": name, **counts})
+        count(f"{name}.{key}", value)
+    get_logger().info("scheduled job done", extra={"job": name, **counts})
     return {"job": name, **counts}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.worker_manager.logic import WorkerManager
 from functions.worker_manager.settings import WorkerManagerSettings
 from shared.contracts import WORKER_COMMANDS
+from shared.handler_shell import PerContainer, lambda_entry
 from shared.queues.consume import process_queue_event
-
-_manager: WorkerManager | None = None
-_lock = threading.Lock()
 
 
 def launch_env(settings: WorkerManagerSettings) -> dict[str, str]:
@@ -64,38 +61,29 @@ def build_manager(settings: WorkerManagerSettings | None = None) -> WorkerManage
     return manager
 
 
-def get_manager() -> WorkerManager:
-    """One per container (Lambda) / process (embedded): the local runtime's monitors live in it."""
-    global _manager
-    with _lock:
-        if _manager is None:
-            _manager = build_manager()
-        return _manager
+container = PerContainer(build_manager)
+"""One per container (Lambda) / process (embedded): the local runtime's monitors live in it."""
+reset = container.reset
 
 
-def reset() -> None:
-    """Forget the per-process manager (the embedded stack calls this when it starts and stops)."""
-    global _manager
-    with _lock:
-        _manager = None
-
-
+@lambda_entry
 def lambda_handler(
     event: dict[str, Any], context: Any, manager: WorkerManager | None = None
 ) -> dict[str, Any]:
-    active = manager or get_manager()
+    active = manager or container.get()
     return process_queue_event(
         event, WORKER_COMMANDS, lambda command, _record: active.handle(command), context
     )
 
 
+@lambda_entry
 def ecs_event_handler(
     event: dict[str, Any], context: Any, manager: WorkerManager | None = None
 ) -> dict[str, Any]:
     """EventBridge 'ECS Task State Change': a worker task that STOPPED is reported to the API."""
     from shared.workers.ecs_events import parse_task_state_change
 
-    active = manager or get_manager()
+    active = manager or container.get()
     parsed = parse_task_state_change(event)
     if parsed is None:
         return {"handled": False}

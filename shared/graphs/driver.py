@@ -159,13 +159,9 @@ def consume_graph_event(event: dict[str, Any], context: Any, function: str, queu
     """A Lambda SQS event for a graph function: the record's source queue picks the path (`handle(queue,
     message)`); a task another invocation drives right now comes back in seconds, not after the whole
     visibility timeout."""
-    from shared.queues.consume import process_queue_event
-    from shared.queues.naming import logical_from_arn
+    from shared.queues.consume import process_queue_event, source_queue
 
-    records = event.get("Records") or []
-    queue = logical_from_arn(records[0]["eventSourceARN"]) if records else queues[0]
-    if queue not in queues:
-        raise ValueError(f"the {function} function does not consume {queue}")
+    queue = source_queue(event, queues, function)
 
     def record_handler(message: Any, record: Any) -> None:
         try:
