@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -12,7 +13,9 @@ from moto import mock_aws
 
 from functions.engineering.graph import Ports
 from functions.engineering.logic import Engineering, LeaseBusy
+from functions.engineering.nodes import EngineeringNodes
 from functions.engineering.settings import EngineeringSettings
+from functions.engineering.state import EngState
 from shared.contracts import (
     SCAFFOLDER_QUEUE,
     WORKER_COMMANDS,
@@ -25,8 +28,14 @@ from shared.contracts import (
 from shared.contracts.api import TaskStatus
 from shared.graphs.checkpoint import build_checkpointer, reset
 from shared.queues.local import LocalQueue
+from shared.repos.github import GitHubRepoHost
+from shared.repos.local import LocalRepoHost
+from shared.repos.port import RepoHost
+from shared.secrets.local import LocalSecrets
 from tests.engineering_support import FakeApi
 from tests.factories import drain as _take
+from tests.fakes.github_server import FakeGitHub
+from tests.integration.test_repo_hosts import push_commit
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -37,13 +46,20 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Enginee
     else:
         with mock_aws():
             boto3.client("dynamodb", region_name="us-east-1").create_table(
-                TableName="checkpoints", BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                      {"AttributeName": "SK", "AttributeType": "S"}],
-            )  # fmt: skip
-            yield EngineeringSettings(home=tmp_path, checkpointer="dynamodb", checkpoint_table="checkpoints",
-                                      aws_region="us-east-1")  # fmt: skip
+                TableName="checkpoints",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[
+                    {"AttributeName": "PK", "KeyType": "HASH"},
+                    {"AttributeName": "SK", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "PK", "AttributeType": "S"},
+                    {"AttributeName": "SK", "AttributeType": "S"},
+                ],
+            )
+            yield EngineeringSettings(
+                home=tmp_path, checkpointer="dynamodb", checkpoint_table="checkpoints", aws_region="us-east-1"
+            )
     reset()
 
 
@@ -75,8 +91,10 @@ def test_graph_survives_between_invocations(settings: EngineeringSettings, tmp_p
     assert (
         isinstance(send, SendMessageCommand) and send.worker_id == "w-dev" and "add a feature" in send.message
     )
-    _engine(api, queue, settings).resume(send.request_id, {
-        "success": True, "response": "done", "result": {"commit_sha": "abc", "files_changed": ["a.py"]}})  # fmt: skip
+    _engine(api, queue, settings).resume(
+        send.request_id,
+        {"success": True, "response": "done", "result": {"commit_sha": "abc", "files_changed": ["a.py"]}},
+    )
     delete, tester = _take(queue, WORKER_COMMANDS)
     assert isinstance(delete, DeleteWorkerCommand) and delete.worker_id == "w-dev"
     assert isinstance(tester, CreateWorkerCommand) and tester.context["commit"] == "false"
@@ -119,3 +137,88 @@ def test_two_invocations_of_one_process_do_not_share_the_lease(tmp_path: Path) -
         with pytest.raises(LeaseBusy):
             with engine.leased(api.task.id):
                 pass
+
+
+# -- what finalize reports, as the repository host sees the work ------------------------------------
+
+
+def _finalize(api: FakeApi, tmp_path: Path, host: RepoHost, **values: Any) -> dict[str, Any]:
+    """Finalize over `host` for a state after the tests passed; the task's stored result."""
+    settings = EngineeringSettings(home=tmp_path, checkpointer="sqlite", repo_owner="octo")
+    nodes = EngineeringNodes(api, LocalQueue(tmp_path / "q.db"), settings, host)  # type: ignore[arg-type]
+    known: dict[str, Any] = {
+        "task_id": api.task.id,
+        "project_id": "p1",
+        "project_name": "blog",
+        "spec": "add a feature\n\nwith details",
+        "agent": "claude-code",
+        "repo_full_name": "octo/blog",
+        "repo_url": "/r.git",
+        "branch": "orchestrator/t1",
+        "commit_sha": "c-from-the-developer",
+        "files_changed": ["a.py"],
+    }
+    nodes.finalize(EngState.model_validate(known | values))
+    assert api.task.status is TaskStatus.COMPLETED and api.task.result is not None
+    return api.task.result
+
+
+@pytest.fixture
+def local_host(tmp_path: Path) -> LocalRepoHost:
+    host = LocalRepoHost(tmp_path / "repos")
+    host.create_repo("octo/blog")
+    return host
+
+
+def test_finalize_reports_the_developer_s_pushed_branch(local_host: LocalRepoHost, tmp_path: Path) -> None:
+    push_commit(local_host, "octo/blog", tmp_path / "work", "main")
+    push_commit(local_host, "octo/blog", tmp_path / "work", "orchestrator/t1", content="two")
+
+    result = _finalize(FakeApi(), tmp_path, local_host)
+
+    assert (result["branch"], result["commit_sha"], result["pr_url"]) == (
+        "orchestrator/t1",
+        "c-from-the-developer",
+        None,
+    )
+
+
+def test_a_developer_that_changed_nothing_delivers_the_base(
+    local_host: LocalRepoHost, tmp_path: Path
+) -> None:
+    base_head = push_commit(local_host, "octo/blog", tmp_path / "work", "release")
+
+    result = _finalize(FakeApi(), tmp_path, local_host, base_ref="release", commit_sha=None)
+
+    assert (result["branch"], result["commit_sha"]) == ("release", base_head)
+
+
+def test_without_a_developer_the_tested_commit_is_the_tip_of_the_base(
+    local_host: LocalRepoHost, tmp_path: Path
+) -> None:
+    head = push_commit(local_host, "octo/blog", tmp_path / "work", "main")
+
+    result = _finalize(FakeApi(), tmp_path, local_host, agent="none", branch="main", commit_sha="s0")
+
+    assert (result["branch"], result["commit_sha"]) == ("main", head)
+
+
+def test_on_github_finalize_opens_a_pull_request(tmp_path: Path) -> None:
+    secrets = LocalSecrets(tmp_path / "secrets.json")
+    secrets.put("secret://github/token", "ghp_Fake0123456789abcdefghijklmnopqrstuvwxyz")
+    with (
+        FakeGitHub(tmp_path / "github", token="ghp_Fake0123456789abcdefghijklmnopqrstuvwxyz") as github,
+        GitHubRepoHost("octo", "secret://github/token", secrets, api_url=github.url) as host,
+    ):
+        host.create_repo("octo/blog")
+        push_commit(host, "octo/blog", tmp_path / "work", "main")
+        push_commit(host, "octo/blog", tmp_path / "work", "orchestrator/t1", content="two")
+        api = FakeApi()
+
+        result = _finalize(api, tmp_path, host, developer_answer="Added the feature.")
+
+        [pull] = github.repo("octo/blog").pulls
+    assert result["pr_url"] == pull["html_url"] and result["branch"] == "orchestrator/t1"
+    assert (pull["head"]["ref"], pull["base"]["ref"]) == ("orchestrator/t1", "main")
+    assert (pull["title"], pull["body"]) == ("blog: add a feature", "Added the feature.")
+    assert api.events[-1]["message"] == f"done: commit c-from-the on {pull['html_url']}"
