@@ -1,0 +1,1 @@
+"""The API function: the HTTP API over the ORM, the only package that holds models and migrations."""
