@@ -12,6 +12,7 @@ from cli.errors import CliError, ExitCode
 from cli.output import print_json
 from shared.api_client import ApiClient, ApiUnreachable, AuthError, ConflictError, NotFoundError
 from shared.contracts.api import Task, TaskEvent, TaskStatus, TaskType
+from shared.contracts.payloads import DeployTaskResult, EngineeringTaskResult
 
 
 def _stack_is_up(ctx: typer.Context) -> bool:
@@ -102,7 +103,7 @@ def run(
         )
         timings["engineering_s"] = time.monotonic() - mark
         _check(engineering, "engineering", json_output, timings)
-        branch = (engineering.result or {}).get("branch")
+        branch = engineering.result_as(EngineeringTaskResult).branch
         mark = time.monotonic()
         say(f"deploying {project.name} ({branch or 'main'}) to {server}")
         deploy = follow(
@@ -111,15 +112,15 @@ def run(
         timings["deploy_s"] = time.monotonic() - mark
         _check(deploy, "deploy", json_output, timings)
     timings["total_s"] = time.monotonic() - started
-    result = deploy.result or {}
-    url = result.get("deployed_url")
+    result = deploy.result_as(DeployTaskResult)
+    url = result.deployed_url
     if json_output:
-        print_json({"project": project.name, "url": url, "health_url": result.get("health_url"),
+        print_json({"project": project.name, "url": url, "health_url": result.health_url,
                     "engineering_task": engineering.id, "deploy_task": deploy.id,
                     "timings": {k: round(v, 3) for k, v in timings.items()}})  # fmt: skip
         return
     typer.echo(f"done in {timings['total_s']:.1f} s: {project.name} is live at {url}")
-    typer.echo(f"  health: {result.get('health_url')}  ·  stop it: orchestrator deploy stop {project.name}")
+    typer.echo(f"  health: {result.health_url}  ·  stop it: orchestrator deploy stop {project.name}")
 
 
 def _project(api: ApiClient, name: str, spec: str, agent: str | None, modules: str, say: Any) -> Any:

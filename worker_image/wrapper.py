@@ -34,6 +34,7 @@ from pydantic import Field
 
 from shared.api_client import ApiClient, ApiUnreachable, GoneError
 from shared.contracts.api import WorkerDetail, WorkerMessage
+from shared.contracts.payloads import WorkerContext
 from shared.observability import get_logger
 from shared.secrets.redact import Redactor
 from shared.service_client import ServiceApiSettings, build_service_client
@@ -121,9 +122,9 @@ class Wrapper:
     # -- job ---------------------------------------------------------------------------
 
     @property
-    def context(self) -> dict[str, str]:
+    def context(self) -> WorkerContext:
         assert self.detail is not None
-        return {k: str(v) for k, v in (self.detail.config.get("context") or {}).items()}
+        return self.detail.typed_context()
 
     def _until_reachable(self, call: Any, what: str) -> Any:
         """A worker may start while its stack restarts (workers outlive it): wait for the API rather
@@ -149,7 +150,7 @@ class Wrapper:
 
             secrets = build_secrets(self.settings, self.settings)
             context = self.context
-            po_user = (context.get("user_id") or None) if context.get("role") == "product_owner" else None
+            po_user = context.user_id if context.role == "product_owner" else None
             for name, value in env_vars.items():
                 if str(value).startswith("secret://"):
                     if not worker_reference_allowed(str(value), po_user):
@@ -158,7 +159,7 @@ class Wrapper:
                     self.redactor.add(resolved)
                     env_vars[name] = resolved
         self.agent_env = env_vars
-        self.session_key = self.context.get("session_key") or None
+        self.session_key = self.context.session_key
         if self.session_key:
             self._enter_session_workspace(self.session_key)
         self._checkout()
@@ -168,11 +169,11 @@ class Wrapper:
 
     def _checkout(self) -> None:
         """Clone before any message: files sent to the worker land inside the checkout."""
-        repo_url = self.context.get("repo_url")
-        if repo_url:
-            use_token(repo_url, self.agent_env.get("GITHUB_TOKEN"))
-            checkout(repo_url, self.workspace, self.context.get("branch") or f"orchestrator/{self.worker_id}",
-                     self.context.get("base_branch") or "main")  # fmt: skip
+        context = self.context
+        if context.repo_url:
+            use_token(context.repo_url, self.agent_env.get("GITHUB_TOKEN"))
+            checkout(context.repo_url, self.workspace, context.branch or f"orchestrator/{self.worker_id}",
+                     context.base_branch or "main")  # fmt: skip
         else:
             self.workspace.mkdir(parents=True, exist_ok=True)
 
@@ -403,7 +404,7 @@ class Wrapper:
         self._prepare_workspace(message.body)
         adapter = self._adapter()
         task_id = self.detail.task_id
-        step = self.context.get("step") or "worker"
+        step = self.context.step or "worker"
         pending: list[dict[str, Any]] = []
         last_flush = [time.monotonic()]
 
@@ -453,12 +454,9 @@ class Wrapper:
         }
         if outcome.status != "success":
             result["output_tail"] = outcome.output_tail
-        if (
-            self.context.get("repo_url")
-            and outcome.status == "success"
-            and self.context.get("commit") != "false"
-        ):
-            branch = self.context.get("branch") or f"orchestrator/{self.worker_id}"
+        context = self.context
+        if context.repo_url and outcome.status == "success" and context.commit:
+            branch = context.branch or f"orchestrator/{self.worker_id}"
             title = (message.body.strip().splitlines() or ["work"])[0][:72]
             try:
                 sha, changed = commit_and_push(self.workspace, branch, f"{step}: {title}")

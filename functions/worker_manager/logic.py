@@ -67,9 +67,8 @@ class WorkerManager:
 
     def create(self, command: CreateWorkerCommand) -> None:
         worker_id = new_worker_id()
-        context = dict(command.context)
-        config = {**command.config.model_dump(mode="json"), "context": context}
-        detail = self.api.record_worker(worker_id, command.config.agent, task_id=context.get("task_id") or None,
+        config = {**command.config.model_dump(mode="json"), "context": dict(command.context)}
+        detail = self.api.record_worker(worker_id, command.config.agent, task_id=command.typed_context().task_id,
                                         config=config, create_request_id=command.request_id)  # fmt: skip
         if detail.status == "CREATED":
             try:

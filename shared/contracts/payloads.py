@@ -169,8 +169,8 @@ class WorkerContext(Contract):
 
     @classmethod
     def read(cls, raw: Mapping[str, Any] | None) -> WorkerContext:
-        """From the wire form; empty strings (the seed's "unset") read as None."""
-        return cls.model_validate({k: v for k, v in (raw or {}).items() if v not in ("", None)})
+        """From the wire form (values read as text); empty strings (the seed's "unset") read as None."""
+        return cls.model_validate({k: str(v) for k, v in (raw or {}).items() if v not in ("", None)})
 
     def to_wire(self) -> dict[str, str]:
         return {key: str(value) for key, value in self.model_dump(mode="json", exclude_unset=True).items()}

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from shared.contracts.dto import Dto, Id, Int32, Out, TaskRef
+from shared.contracts.payloads import WorkerContext
 
 WorkerStatus = Literal["CREATED", "STARTING", "RUNNING", "STOPPED", "FAILED"]
 
@@ -58,6 +59,10 @@ class Worker(Out):
 class WorkerDetail(Worker):
     config: dict[str, Any]
     create_request_id: str | None
+
+    def typed_context(self) -> WorkerContext:
+        """The context the worker was created with (`config["context"]`)."""
+        return WorkerContext.read(self.config.get("context"))
 
 
 class WorkerMessageCreate(Dto):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag
 
 from shared.contracts.base import Contract, QueueMeta, SeedDict, SeedList, new_id
+from shared.contracts.payloads import WorkerContext
 
 DEFAULT_WORKER_TIMEOUT_S = 1800
 
@@ -52,7 +53,12 @@ class _Command(QueueMeta):
 class CreateWorkerCommand(_Command):
     command: Literal["create"] = "create"
     config: WorkerConfig
-    context: SeedDict[str] = Field(default_factory=dict)
+    context: SeedDict[str] = Field(
+        default_factory=dict, description="str -> str, the wire form of shared.contracts.payloads.WorkerContext."
+    )
+
+    def typed_context(self) -> WorkerContext:
+        return WorkerContext.read(self.context)
 
 
 class SendMessageCommand(_Command):
