@@ -55,13 +55,13 @@ def free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 
     """On the built-in server the API's allocation may collide with a program it does not know (a dev
     server on 8000): that program would answer the health check for us. Move to a port nothing holds,
     unless the holder is this project's own running deployment (a redeploy)."""
-    if _ours(api, state, port) or _bindable(port):
+    if _ours(api, state, port) or bindable(port):
         return port
     api.free_port(state.server_handle, port)
     candidate = port
     for _ in range(tries):
         candidate += 1
-        if candidate > 65535 or not _bindable(candidate):
+        if candidate > 65535 or not bindable(candidate):
             continue
         try:
             return api.allocate_port(state.server_handle, state.project_id, candidate).port
@@ -81,7 +81,8 @@ def _ours(api: ApiClient, state: DeployState, port: int) -> bool:
     )
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Nothing on this machine listens on 127.0.0.1:`port` now."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

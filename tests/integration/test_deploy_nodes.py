@@ -1,0 +1,384 @@
+"""The deploy graph's nodes one at a time, against the real API (in-process, SQLite), a local queue and a
+local repository host: each node gets the state the graph would hand it, and what it returns,
+publishes and records is checked. The graph's wiring and its checkpoints: test_deploy_graph.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from functions.deploy.state import DeployState
+from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, AnsibleDeployMessage, ProvisionerMessage
+from shared.contracts.api import DeploymentRecord, TaskStatus
+from shared.contracts.workers import NO_AGENT
+from tests.deploy_support import CONTRACT, PROJECT, DeployWorld, deploy_world, free_port_block, health_server
+from tests.factories import drain
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[DeployWorld]:
+    with deploy_world(tmp_path, free_port_block()) as w:
+        w.push()
+        yield w
+
+
+def _completed_engineering(world: DeployWorld, result: dict[str, object], agent: str = "codex") -> str:
+    task = world.admin.start_engineering(PROJECT, "add a feature", agent=agent)
+    world.service.claim_task(task.id, worker="test")
+    world.service.complete_task(task.id, result)
+    return task.id
+
+
+# -- prepare -----------------------------------------------------------------------------------------
+
+
+def test_prepare_deploys_the_last_engineering_branch_with_its_agent(world: DeployWorld) -> None:
+    # given engineering finished on a branch with the codex agent
+    _completed_engineering(world, {"branch": "feature/login"})
+    task = world.deploy_task()
+    # when
+    update = world.nodes.prepare(DeployState(task_id=task.id, project_id=task.project_id))
+    # then
+    assert update == {
+        "kind": "deploy",
+        "project_name": PROJECT,
+        "server_handle": "localhost",
+        "server_host": "127.0.0.1",
+        "connection": "local",
+        "repo_full_name": world.full_name,
+        "attempt": 0,
+        "agent": "codex",
+        "ref": "feature/login",
+        "repo_url": world.service.get_project(PROJECT).repo_url,
+    }
+    assert world.steps(task.id)[-1] == ("prepare", f"deploying {PROJECT} (feature/login) to localhost")
+
+
+def test_prepare_takes_the_ref_asked_for_else_main_and_the_default_agent(world: DeployWorld) -> None:
+    asked = world.deploy_task(ref="v1.2")
+    assert world.nodes.prepare(world.state(asked))["ref"] == "v1.2"
+    world.service.fail_task(asked.id, "done with it")
+    plain = world.deploy_task()
+    update = world.nodes.prepare(world.state(plain))
+    assert update["ref"] == "main" and update["agent"] == world.settings.default_agent
+
+
+def test_prepare_fails_without_a_repository_or_a_server(world: DeployWorld) -> None:
+    world.admin.add_server("web-1", "203.0.113.7")
+    task = world.deploy_task("web-1")
+    world.admin.remove_server("web-1")
+    assert world.nodes.prepare(world.state(task)) == {
+        "outcome": "failed",
+        "error": "server 'web-1' not found (add it with `orchestrator server add`)",
+    }
+    world.service.fail_task(task.id, "done with it")
+    task = world.deploy_task()
+    world.admin.update_project(PROJECT, repo_url=None)
+    update = world.nodes.prepare(world.state(task))
+    assert update["outcome"] == "failed" and "has no repository yet: run engineering first" in update["error"]
+
+
+def test_prepare_an_undeploy_takes_the_running_deployment(world: DeployWorld) -> None:
+    project = world.service.get_project(PROJECT)
+    port = world.service.allocate_port("localhost", project.id).port
+    world.service.record_deployment(
+        project.id,
+        DeploymentRecord(
+            server_handle="localhost",
+            port=port,
+            url=f"http://127.0.0.1:{port}",
+            health_url=f"http://127.0.0.1:{port}/health",
+            ref="v1",
+        ),
+    )
+    task = world.service.claim_task(world.admin.start_undeploy(PROJECT).id, worker="test")
+    update = world.nodes.prepare(world.state(task))
+    assert update["kind"] == "undeploy" and update["port"] == port and update["ref"] == "v1"
+    assert world.steps(task.id)[-1] == ("undeploy", f"undeploying {PROJECT} from localhost:{port}")
+
+
+# -- env analyzer ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("connection", "host"), [("local", "127.0.0.1"), ("ssh", "0.0.0.0")])  # noqa: S104
+def test_the_env_contract_says_how_to_run_and_which_secrets_to_wait_for(
+    world: DeployWorld, connection: str, host: str
+) -> None:
+    task = world.deploy_task()
+    update = world.nodes.analyze_env(
+        world.state(task, connection=connection, secret_names=[], required_secrets=[])
+    )
+    assert update == {
+        "port_variable": "PORT",
+        "health_path": "/health",
+        "run_command": "python3 -m app.server",
+        "env": {"HOST": host, "LOG_LEVEL": "info"},
+        "secret_names": ["API_TOKEN", "SENTRY_DSN"],
+        "required_secrets": ["API_TOKEN"],
+    }
+    assert world.steps(task.id)[-1][0] == "env"
+
+
+def test_a_required_variable_without_default_is_waited_for_like_a_secret(world: DeployWorld) -> None:
+    world.push({**CONTRACT, "variables": [{"name": "DATABASE_URL", "required": True}], "secrets": []}, "db")
+    update = world.nodes.analyze_env(world.state(world.deploy_task(), ref="db"))
+    assert update["secret_names"] == ["DATABASE_URL"] and update["required_secrets"] == ["DATABASE_URL"]
+
+
+def test_a_missing_or_broken_env_contract_fails_the_deploy(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    missing = world.nodes.analyze_env(world.state(task, ref="no-such-branch"))
+    assert (
+        missing["outcome"] == "failed"
+        and "orchestrator.env.json not found at no-such-branch" in missing["error"]
+    )
+    world.push({"port_variable": "PORT"}, "broken")
+    broken = world.nodes.analyze_env(world.state(task, ref="broken"))
+    assert broken["outcome"] == "failed" and broken["error"]
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+
+
+def test_a_missing_secret_parks_the_task_until_it_is_set(world: DeployWorld) -> None:
+    # given SENTRY_DSN is set but the required API_TOKEN is not
+    world.admin.set_secret(PROJECT, "SENTRY_DSN", "https://sentry.example")
+    task = world.deploy_task()
+    state = world.state(task)
+    # when
+    waiting = world.nodes.resolve_secrets(state)
+    # then the task waits for input, naming the secret and the command
+    assert waiting["missing"] == ["API_TOKEN"] and list(waiting["secret_refs"]) == ["SENTRY_DSN"]
+    parked = world.service.get_task(task.id)
+    assert parked.status is TaskStatus.WAITING_INPUT
+    assert world.nodes.resolve_secrets(state)["missing"] == ["API_TOKEN"], "a replay while waiting is fine"
+    # when the person sets it and the graph is woken
+    world.admin.set_secret(PROJECT, "API_TOKEN", "s3cret")
+    assert world.nodes.secrets_set(state) == {} and world.nodes.secrets_set(state) == {}
+    resolved = world.nodes.resolve_secrets(state)
+    # then the task runs again with both secrets by reference, never by value
+    assert world.service.get_task(task.id).status is TaskStatus.RUNNING
+    assert resolved["missing"] == [] and sorted(resolved["secret_refs"]) == ["API_TOKEN", "SENTRY_DSN"]
+    assert "s3cret" not in str(resolved)
+    assert world.steps(task.id)[-1] == ("secrets", "secrets resolved by reference: API_TOKEN, SENTRY_DSN")
+
+
+def test_a_cancelled_deploy_stops_at_the_next_step(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    world.admin.cancel_task(task.id)
+    state = world.state(task, port=8000)
+    assert world.nodes.resolve_secrets(state) == {"outcome": "cancelled"}
+    assert world.nodes.readiness(state) == {"outcome": "cancelled"}
+    assert world.nodes.deploy_request(state) == {"outcome": "cancelled"}
+    assert world.nodes.fail(state.model_copy(update={"outcome": "failed", "error": "x"})) == {
+        "outcome": "cancelled"
+    }
+    assert drain(world.queue, ANSIBLE_DEPLOY_QUEUE) == []
+    assert world.service.get_task(task.id).status is TaskStatus.CANCELLED
+
+
+# -- readiness and the port --------------------------------------------------------------------------
+
+
+def test_the_local_server_is_ready_by_definition(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    assert world.nodes.readiness(world.state(task, port=8000)) == {}
+    assert world.service.get_server("localhost").status == "up"
+    assert drain(world.queue, PROVISIONER_QUEUE) == []
+
+
+def test_an_ssh_server_is_provisioned_with_the_port_open(world: DeployWorld) -> None:
+    world.admin.add_server("web-1", "203.0.113.7")
+    task = world.deploy_task("web-1")
+    state = world.state(task, server_handle="web-1", server_host="203.0.113.7", connection="ssh", port=8123)
+    assert world.nodes.readiness(state) == {"error": "provision"}
+    [job] = drain(world.queue, PROVISIONER_QUEUE)
+    assert isinstance(job, ProvisionerMessage)
+    assert (job.request_id, job.server_handle, job.job_type, job.open_ports) == (
+        f"{task.id}:provision:0",
+        "web-1",
+        "provision",
+        [8123],
+    )
+    assert world.nodes.provisioned(state, {"status": "success", "reachable": True}) == {"error": None}
+    refused = world.nodes.provisioned(state, {"status": "failed", "errors": ["apt failed", "ufw failed"]})
+    assert refused == {
+        "outcome": "failed",
+        "error": "server web-1 (203.0.113.7) is not ready: apt failed; ufw failed",
+    }
+    unreachable = world.nodes.provisioned(state, {"status": "success", "reachable": False})
+    assert unreachable["error"].endswith("is not ready: no answer")
+
+
+def test_a_deploy_gets_a_port_of_the_range_and_its_urls(world: DeployWorld) -> None:
+    state = world.state(world.deploy_task(), health_path="/healthz")
+    update = world.nodes.allocate(state)
+    port = update["port"]
+    assert world.harness.deps.settings.port_range_start <= port <= world.harness.deps.settings.port_range_end
+    assert update == {
+        "port": port,
+        "deployed_url": f"http://127.0.0.1:{port}",
+        "health_url": f"http://127.0.0.1:{port}/healthz",
+    }
+
+
+def test_a_deploy_fails_at_once_when_no_port_is_free(tmp_path: Path) -> None:
+    first, _ = free_port_block(1)
+    with deploy_world(tmp_path, (first, first)) as world:
+        # given the only port of the range is held by another project
+        other = world.admin.create_project("other", "", ["backend"])
+        world.service.allocate_port("localhost", other.id)
+        task = world.deploy_task()
+        # when / then
+        update = world.nodes.allocate(world.state(task))
+        assert update["outcome"] == "failed" and update["error"].startswith(
+            "no port for this deploy on localhost:"
+        )
+
+
+# -- the Ansible deploy and the smoke test -----------------------------------------------------------
+
+
+def test_the_deploy_job_carries_references_only(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task, port=8123, env={"LOG_LEVEL": "info"}, secret_refs={"API_TOKEN": "secret://x"})
+    assert world.nodes.deploy_request(state) == {}
+    [job] = drain(world.queue, ANSIBLE_DEPLOY_QUEUE)
+    assert isinstance(job, AnsibleDeployMessage)
+    assert job.request_id == f"{task.id}:ansible:0" and job.job_type == "deploy" and job.port == 8123
+    assert job.secret_refs == {"API_TOKEN": "secret://x"} and job.github_token_ref == "secret://github-token"
+    assert (job.env, job.ref, job.run_command, job.port_variable) == (
+        {"LOG_LEVEL": "info"},
+        "main",
+        "python3 -m app.server",
+        "PORT",
+    )
+    assert world.steps(task.id)[-1] == ("deploy", "ansible: deploying main to localhost:8123")
+
+
+def test_a_failed_ansible_run_goes_to_a_fix_round_with_what_it_saw(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task, port=8123)
+    assert world.nodes.deployed(state, {"status": "success"}) == {"last_failure": None}
+    update = world.nodes.deployed(
+        state,
+        {"status": "failed", "error": "service did not start", "exit_code": 2, "stderr": "Traceback ..."},
+    )
+    assert update == {"last_failure": "service did not start\nexit code 2\nstderr:\nTraceback ..."}
+    assert world.steps(task.id)[-1] == ("deploy", "ansible deploy failed: service did not start")
+
+
+def test_the_smoke_test_passes_on_200_and_fails_otherwise(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    with health_server() as url:
+        assert world.nodes.smoke(world.state(task, health_url=url + "/health")) == {"last_failure": None}
+    with health_server(status=503) as url:
+        update = world.nodes.smoke(world.state(task, health_url=url + "/health"))
+    assert (
+        update["last_failure"].startswith("smoke test failed: GET") and "HTTP 503" in update["last_failure"]
+    )
+    assert [step for step, _ in world.steps(task.id)][-2:] == ["smoke", "smoke"]
+
+
+# -- the fix loop ------------------------------------------------------------------------------------
+
+
+def test_a_fix_round_opens_one_engineering_task_even_when_replayed(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task, last_failure="smoke test failed: HTTP 500")
+    first = world.nodes.fix_request(state)
+    again = world.nodes.fix_request(state)
+    assert first == again
+    fix = world.service.get_task(first["fix_task_id"])
+    assert fix.type == "engineering" and fix.params["parent_task_id"] == task.id
+    assert fix.params["deploy_fix_attempt"] == 1 and fix.params["agent"] == "claude-code"
+    assert fix.spec and "smoke test failed: HTTP 500" in fix.spec
+
+
+def test_fix_rounds_stop_at_the_limit_and_without_an_agent(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    limit = world.settings.deploy_max_fix_attempts
+    spent = world.nodes.fix_request(world.state(task, attempt=limit, last_failure="boom"))
+    assert spent == {"outcome": "failed", "error": f"deploy failed after {limit} fix round(s): boom"}
+    no_agent = world.nodes.fix_request(world.state(task, agent=NO_AGENT, last_failure="boom"))
+    assert no_agent["error"] == "deploy failed and there is no coding agent to fix it (agent none): boom"
+    world.settings = world.settings.model_copy(update={"deploy_max_fix_attempts": 0})
+    none_allowed = world.nodes.fix_request(world.state(task))
+    assert none_allowed["error"] == "deploy failed and no fix round is allowed: the deploy failed"
+
+
+def test_a_finished_fix_round_redeploys_its_branch_and_a_failed_one_fails_the_deploy(
+    world: DeployWorld,
+) -> None:
+    task = world.deploy_task()
+    fix_id = world.nodes.fix_request(world.state(task, last_failure="boom"))["fix_task_id"]
+    world.service.claim_task(fix_id, worker="test")
+    world.service.complete_task(fix_id, {"branch": "fix/deploy-1"})
+    fixed = world.nodes.fixed(world.state(task, fix_task_id=fix_id, last_failure="boom"))
+    assert fixed == {"ref": "fix/deploy-1", "attempt": 1, "last_failure": None}
+
+    second = world.nodes.fix_request(world.state(task, attempt=1, last_failure="boom"))["fix_task_id"]
+    world.service.claim_task(second, worker="test")
+    world.service.fail_task(second, "tests still red")
+    failed = world.nodes.fixed(world.state(task, attempt=1, fix_task_id=second))
+    assert failed == {"outcome": "failed", "error": "fix round 2 ended FAILED: tests still red"}
+
+
+# -- undeploy ----------------------------------------------------------------------------------------
+
+
+def test_an_undeploy_stops_the_service_frees_the_port_and_completes(world: DeployWorld) -> None:
+    project = world.service.get_project(PROJECT)
+    port = world.service.allocate_port("localhost", project.id).port
+    url = f"http://127.0.0.1:{port}"
+    world.service.record_deployment(
+        project.id,
+        DeploymentRecord(server_handle="localhost", port=port, url=url, health_url=url + "/health", ref="v1"),
+    )
+    task = world.service.claim_task(world.admin.start_undeploy(PROJECT).id, worker="test")
+    state = world.state(task, kind="undeploy", port=port, ref="v1")
+    assert world.nodes.undeploy_request(state) == {}
+    [job] = drain(world.queue, ANSIBLE_DEPLOY_QUEUE)
+    assert job.job_type == "undeploy" and job.request_id == f"{task.id}:undeploy:0" and job.port == port
+
+    refused = world.nodes.undeployed(state, {"status": "failed", "error": "systemctl failed"})
+    assert refused == {"outcome": "failed", "error": "undeploy failed: systemctl failed"}
+    assert world.nodes.undeployed(state, {"status": "success"}) == {"outcome": "completed"}
+    assert world.service.get_deployment(project.id).status == "stopped"
+    assert world.service.list_ports("localhost") == []
+    done = world.service.get_task(task.id)
+    assert done.status is TaskStatus.COMPLETED and done.result and done.result["stopped_url"] == url
+
+
+# -- the end -----------------------------------------------------------------------------------------
+
+
+def test_finalize_records_the_deployment_and_completes_the_task(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    port = world.nodes.allocate(world.state(task))["port"]
+    url = f"http://127.0.0.1:{port}"
+    state = world.state(task, port=port, deployed_url=url, health_url=url + "/health", attempt=1)
+    assert world.nodes.finalize(state) == {"outcome": "completed"}
+    deployment = world.service.get_deployment(task.project_id)
+    assert (deployment.status, deployment.url, deployment.ref) == ("deployed", url, "main")
+    done = world.service.get_task(task.id)
+    assert done.status is TaskStatus.COMPLETED and done.result
+    assert (done.result["deployed_url"], done.result["port"], done.result["deploy_fix_attempt"]) == (
+        url,
+        port,
+        1,
+    )
+    assert world.steps(task.id)[-1] == ("done", f"live at {url}")
+
+
+def test_fail_fails_the_task_with_the_reason(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    # before prepare, the server and port are not known
+    state = DeployState(task_id=task.id, project_id=task.project_id, outcome="failed", error="no server")
+    assert world.nodes.fail(state) == {"outcome": "failed"}
+    failed = world.service.get_task(task.id)
+    assert failed.status is TaskStatus.FAILED and failed.error == "no server"
+    assert failed.result and failed.result["server_ip"] is None and failed.result["port"] is None
+    assert world.steps(task.id)[-1] == ("done", "deploy failed")
