@@ -18,14 +18,8 @@ from worker_image.agents import (
     get_adapter,
     known_agents,
 )
-from worker_image.agents.base import (
-    OUTPUT_TAIL_CHARS,
-    AgentAdapter,
-    blocked_reason,
-    combine_tails,
-    exit_reason,
-    redact_event,
-)
+from worker_image.agents.base import OUTPUT_TAIL_CHARS, AgentAdapter, blocked_reason, exit_reason
+from worker_image.agents.process import combine_tails, redact_event
 
 WORKSPACE = Path("/work/ws")
 SESSION = "5f1d7c1e-0000-4000-8000-000000000001"

@@ -36,13 +36,13 @@ from worker_image.agents.base import (
     AgentResult,
     EventKind,
     ResultStatus,
-    run_agent,
 )
 from worker_image.agents.claude_code import ClaudeCodeAdapter
 from worker_image.agents.codex import CodexAdapter
 from worker_image.agents.command import CommandAdapter
 from worker_image.agents.config import AgentEnvironment, AgentOptions
 from worker_image.agents.factory_droid import FactoryDroidAdapter
+from worker_image.agents.process import run_agent
 
 __all__ = [
     "BLOCKED_PREFIX",

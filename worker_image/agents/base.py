@@ -1,27 +1,20 @@
-"""One interface over every CLI coding agent, and the one place that runs them as processes.
+"""One interface over every CLI coding agent, and the helpers adapters share to read and judge a run.
 
 An adapter only knows its CLI: how to call it (`build_command`), how to read one line of its
-output (`parse_line`) and how to judge the run (`finish`). `run_agent` owns the process: its
-own process group, a hard timeout that kills the whole group, stderr kept in a bounded buffer,
-secrets redacted before anything leaves, and no process left behind whatever happens.
+output (`parse_line`) and how to judge the run (`finish`). `worker_image.agents.process.run_agent`
+owns the process: its own process group, a hard timeout that kills the whole group, stderr kept
+in a bounded buffer, secrets redacted before anything leaves, and no process left behind.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
-import queue
-import shutil
 import signal
-import subprocess
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 EventKind = Literal["session", "text", "tool", "result", "error", "raw"]
 ResultStatus = Literal["success", "failed", "blocked"]
@@ -30,8 +23,6 @@ BLOCKED_PREFIX = "BLOCKED:"
 """An agent that cannot go on without a person (a missing token, an ambiguous spec) starts its answer so."""
 OUTPUT_TAIL_CHARS = 4000
 """How much of the output a failed result carries: enough to see the error, small enough for a message."""
-KILL_GRACE_S = 3.0
-"""Time between SIGTERM and SIGKILL: lets an agent flush its session file, not long enough to matter."""
 PROMPT_ARGV_LIMIT = 100_000
 """Linux refuses one argv string over 128 KiB (MAX_ARG_STRLEN); longer prompts go through stdin."""
 _STDERR_KEEP_CHARS = 16_000
@@ -330,266 +321,3 @@ def _sum_data(events: Sequence[AgentEvent], key: str) -> float | None:
 def _sum_int(events: Sequence[AgentEvent], key: str) -> int | None:
     total = _sum_data(events, key)
     return None if total is None else int(total)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Running the process
-# ---------------------------------------------------------------------------------------------------------
-
-_EOF = object()
-
-
-class _Tail:
-    """The last `limit` characters of a stream, kept without holding the whole stream."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._chunks: deque[str] = deque()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def append(self, text: str) -> None:
-        with self._lock:
-            self._chunks.append(text)
-            self._size += len(text)
-            while self._size - len(self._chunks[0]) >= self._limit:
-                self._size -= len(self._chunks.popleft())
-
-    def text(self) -> str:
-        with self._lock:
-            return "".join(self._chunks)[-self._limit :]
-
-
-def combine_tails(stdout: str, stderr: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
-    """stdout then stderr in at most `limit` characters; each keeps what the other does not need."""
-    stdout, stderr = stdout.rstrip("\n"), stderr.rstrip("\n")
-    if not stderr:
-        return stdout[-limit:]
-    marker = "\n[stderr]\n" if stdout else "[stderr]\n"
-    budget = max(limit - len(marker), 0)
-    err_budget = max(budget - len(stdout), budget // 2)
-    err = stderr[-err_budget:] if err_budget else ""
-    out = stdout[-(budget - len(err)) :] if budget - len(err) > 0 else ""
-    return f"{out}{marker}{err}" if out else f"[stderr]\n{err}"
-
-
-def _read_lines(stream: IO[bytes], sink: queue.Queue[object]) -> None:
-    try:
-        for raw in iter(stream.readline, b""):
-            sink.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-    except (OSError, ValueError):
-        pass  # the pipe was closed under us while stopping the process
-    finally:
-        sink.put(_EOF)
-
-
-def _read_chunks(stream: IO[bytes], tail: _Tail) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    try:
-        while chunk := stream.read1(4096):  # type: ignore[attr-defined]
-            tail.append(decoder.decode(chunk))
-        tail.append(decoder.decode(b"", final=True))
-    except (OSError, ValueError):
-        pass
-
-
-def _write_stdin(stream: IO[bytes], text: str) -> None:
-    try:
-        stream.write(text.encode())
-    except (BrokenPipeError, OSError, ValueError):
-        pass  # an agent that does not read its stdin is its own business
-    finally:
-        try:
-            stream.close()
-        except OSError:
-            pass
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _exited_unreaped(pid: int, timeout_s: float) -> bool:
-    """Wait for the leader to exit *without reaping it*, so its pid (= the group id) cannot be reused
-    before the leftover members of its group are killed."""
-    deadline = time.monotonic() + max(timeout_s, 0.0)
-    delay = 0.002
-    while True:
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        if info is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM the whole group, SIGKILL it after `grace_s`, reap the leader."""
-    pgid = proc.pid
-    if proc.returncode is None:
-        _signal_group(pgid, signal.SIGTERM)
-        _exited_unreaped(proc.pid, grace_s)
-    _signal_group(pgid, signal.SIGKILL)
-    proc.wait()
-
-
-def _not_started(executable: str, why: str, started: float) -> AgentResult:
-    return AgentResult(
-        status="failed",
-        final_answer="",
-        session_id=None,
-        input_tokens=None,
-        output_tokens=None,
-        cost_usd=None,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        exit_code=None,
-        reason=why,
-        output_tail="",
-    )
-
-
-def redact_event(event: AgentEvent, redact: Callable[[str], str]) -> AgentEvent:
-    """The event with every string in it (text, data keys and values) passed through `redact`."""
-    return AgentEvent(kind=event.kind, text=redact(event.text), data=_redact_obj(event.data, redact))
-
-
-def _redact_obj(obj: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {_redact_obj(k, redact): _redact_obj(v, redact) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_redact_obj(item, redact) for item in obj]
-    return obj
-
-
-def run_agent(
-    adapter: AgentAdapter,
-    prompt: str,
-    workspace: Path,
-    timeout_s: float,
-    on_event: Callable[[AgentEvent], None],
-    session_id: str | None = None,
-    env: Mapping[str, str] | None = None,
-    redact: Callable[[str], str] | None = None,
-    *,
-    kill_grace_s: float = KILL_GRACE_S,
-) -> AgentResult:
-    """Run the agent in `workspace` until it ends or `timeout_s` passes; stream its events to `on_event`.
-
-    `env` is the child's whole environment (None = inherit this process's), so the wrapper decides
-    exactly what the agent sees; the adapter's own variables are added to it. Every string that
-    leaves (events, final answer, reason, output tail) has gone through `redact`. The process runs
-    in its own group, and the group is killed on timeout, on any exception (KeyboardInterrupt or a
-    failing `on_event` included) and after a normal exit too, so background processes the agent
-    started do not outlive it. Failures to start come back as a failed result, not an exception.
-    """
-    scrub: Callable[[str], str] = redact or (lambda text: text)
-    started = time.monotonic()
-    command = adapter.build_command(prompt, workspace, session_id)
-    child_env = dict(os.environ if env is None else env)
-    child_env.update(command.extra_env)
-    executable = command.argv[0]
-    resolved = shutil.which(executable, path=child_env.get("PATH", os.defpath))
-    if resolved is None:
-        where = "" if os.sep in executable else " on PATH"
-        return _not_started(executable, scrub(f"{executable} not found{where}"), started)
-    try:
-        proc = subprocess.Popen(
-            [resolved, *command.argv[1:]],
-            cwd=workspace,
-            env=child_env,
-            stdin=subprocess.DEVNULL if command.stdin_text is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as error:
-        return _not_started(executable, scrub(f"cannot start {executable}: {error}"), started)
-
-    assert proc.stdout is not None and proc.stderr is not None
-    lines: queue.Queue[object] = queue.Queue()
-    stdout_tail, stderr_tail = _Tail(OUTPUT_TAIL_CHARS), _Tail(_STDERR_KEEP_CHARS)
-    threads: list[tuple[threading.Thread, IO[bytes]]] = [
-        (threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True), proc.stdout),
-        (threading.Thread(target=_read_chunks, args=(proc.stderr, stderr_tail), daemon=True), proc.stderr),
-    ]
-    if command.stdin_text is not None:
-        assert proc.stdin is not None
-        writer = threading.Thread(target=_write_stdin, args=(proc.stdin, command.stdin_text), daemon=True)
-        threads.append((writer, proc.stdin))
-    for thread, _stream in threads:
-        thread.start()
-
-    events: list[AgentEvent] = []
-
-    def consume(line: str) -> None:
-        stdout_tail.append(line + "\n")
-        if not line.strip():
-            return
-        try:
-            parsed = adapter.parse_line(line)
-        except Exception as error:  # a parser bug must not lose the line or the run
-            parsed = raw_event(line, f"parser error: {error!r}")
-        for event in parsed:
-            clean = redact_event(event, scrub)
-            events.append(clean)
-            on_event(clean)
-
-    deadline = started + timeout_s
-    timed_out = False
-    try:
-        while True:
-            try:
-                item = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Empty:
-                timed_out = True
-                break
-            if item is _EOF:
-                break
-            assert isinstance(item, str)
-            consume(item)
-        if not timed_out and not _exited_unreaped(proc.pid, deadline - time.monotonic()):
-            timed_out = True  # it closed stdout but kept running
-        if timed_out:
-            _stop_group(proc, kill_grace_s)
-        else:
-            _signal_group(proc.pid, signal.SIGKILL)  # leftovers (a dev server started with &)
-            proc.wait()
-    finally:
-        if proc.returncode is None:
-            _stop_group(proc, min(kill_grace_s, 1.0))
-        for thread, stream in threads:
-            thread.join(timeout=1.0)
-            if not thread.is_alive():  # closing a pipe another thread still reads would block on its lock
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-
-    while True:  # what a killed agent printed last still belongs to the record
-        try:
-            item = lines.get_nowait()
-        except queue.Empty:
-            break
-        if isinstance(item, str):
-            consume(item)
-
-    duration_ms = int((time.monotonic() - started) * 1000)
-    tail = scrub(combine_tails(stdout_tail.text(), stderr_tail.text()))
-    result = adapter.finish(events, proc.returncode, timed_out, tail, duration_ms)
-    if timed_out:
-        result = replace(result, status="failed", reason=f"timeout after {timeout_s:g}s")
-    return replace(
-        result,
-        final_answer=scrub(result.final_answer),
-        reason=None if result.reason is None else scrub(result.reason),
-        output_tail=scrub(result.output_tail),
-    )
