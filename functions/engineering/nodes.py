@@ -36,6 +36,7 @@ from shared.contracts import (
     WorkerConfig,
     progress_stream,
 )
+from shared.contracts.payloads import WorkerContext
 from shared.graphs.driver import event_sender, last_lines, request_id
 from shared.queues.port import QueuePort
 from shared.repos.port import RepoHost
@@ -138,19 +139,19 @@ class EngineeringNodes:
             agent_options={} if is_dev else {"command": self.settings.test_command},
             env_vars=dict(self.worker_env_refs),
         )
-        context = {
-            "task_id": state.task_id,
-            "repo_url": state.repo_url or "",
-            "branch": state.branch,
-            "step": role,
-            "base_branch": state.base,
-            "commit": "true" if is_dev else "false",
-        }
+        context = WorkerContext(
+            task_id=state.task_id,
+            repo_url=state.repo_url,
+            branch=state.branch,
+            step=role,
+            base_branch=state.base,
+            commit=is_dev,  # the developer's work is committed and pushed; the tester's run is not
+        )
         command = CreateWorkerCommand(
             request_id=request_id(state.task_id, role, state.round, "create"),
             correlation_id=state.correlation_id,
             config=config,
-            context=context,
+            context=context.to_wire(),
         )
         self.queue.publish(WORKER_COMMANDS, command)
 

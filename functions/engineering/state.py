@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from shared.contracts.api import Task
+from shared.contracts.payloads import EngineeringParams
 from shared.contracts.workers import NO_AGENT
 
 Outcome = Literal["completed", "failed", "cancelled"]
@@ -65,20 +66,20 @@ class EngState(BaseModel):
 
     @classmethod
     def starting(cls, task: Task, agent: str) -> EngState:
-        """The state a task starts with; the only place the task's untyped params are read."""
+        """The state a task starts with, `agent` being the one it runs with (see `requested_agent`)."""
         return cls(
             task_id=task.id,
             project_id=task.project_id,
             spec=task.spec or "",
             agent=agent,
             correlation_id=task.correlation_id,
-            base_ref=task.params.get("base_ref") or "main",
+            base_ref=task.params_as(EngineeringParams).base_ref or "main",
         )
 
 
 def requested_agent(task: Task) -> str | None:
     """The agent the task itself asks for (`--agent`), if any."""
-    return task.params.get("agent") or None
+    return task.params_as(EngineeringParams).agent or None
 
 
 # -- the answers that resume the graph, read leniently: a missing or null field takes its default ---
