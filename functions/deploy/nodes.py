@@ -21,18 +21,12 @@ from functions.deploy.messages import (
 )
 from functions.deploy.probes import allocate_port, smoke_test
 from functions.deploy.settings import DeploySettings
-from functions.deploy.state import (
-    DeployState,
-    engineering_agent,
-    engineering_branch,
-    fixes,
-    requested_ref,
-    requested_server,
-)
+from functions.deploy.state import DeployState
 from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployResult
 from shared.contracts.api import Project, TaskStatus, TaskType
+from shared.contracts.payloads import DeployParams, EngineeringParams, EngineeringTaskResult, UndeployParams
 from shared.contracts.workers import NO_AGENT
 from shared.graphs.driver import event_sender, request_id
 from shared.queues.port import QueuePort
@@ -80,7 +74,7 @@ class DeployNodes:
     def prepare(self, state: DeployState) -> Update:
         task = self.api.get_task(state.task_id)
         project = self.api.get_project(task.project_id)
-        handle = requested_server(task)
+        handle = task.params_as(UndeployParams).server  # deploys and undeploys both name it
         try:
             server = self.api.get_server(handle)
         except NotFoundError:
@@ -101,7 +95,7 @@ class DeployNodes:
             return failed(
                 f"{project.name} has no repository yet: run engineering first (`orchestrator engineering start`)"
             )
-        ref, agent = self._ref_and_agent(project.id, requested_ref(task))
+        ref, agent = self._ref_and_agent(project.id, task.params_as(DeployParams).ref)
         base["agent"] = agent or base["agent"]
         self.progress(state, f"deploying {project.name} ({ref}) to {server.handle}", "prepare", 5)
         return {**base, "ref": ref, "repo_url": project.repo_url}
@@ -127,10 +121,10 @@ class DeployNodes:
             project=project_id, type=TaskType.ENGINEERING.value, status=TaskStatus.COMPLETED.value, limit=1
         )
         last = next(iter(page.items), None)
-        agent = engineering_agent(last) if last else None
-        if explicit:
-            return explicit, agent
-        return (engineering_branch(last) if last else None) or "main", agent
+        if last is None:
+            return explicit or "main", None
+        agent = last.params_as(EngineeringParams).agent or None
+        return explicit or last.result_as(EngineeringTaskResult).branch or "main", agent
 
     # -- env analyzer -------------------------------------------------------------------------------
 
@@ -302,7 +296,8 @@ class DeployNodes:
     def _existing_fix(self, state: DeployState, attempt: int) -> str | None:
         """The fix task this deploy already opened for `attempt` (a replayed node must not open two)."""
         for task in self.api.iter_tasks(project=state.project_id, type=TaskType.ENGINEERING.value):
-            if fixes(task, state.task_id, attempt):
+            params = task.params_as(EngineeringParams)
+            if params.parent_task_id == state.task_id and params.deploy_fix_attempt == attempt:
                 return task.id
         return None
 
@@ -318,7 +313,7 @@ class DeployNodes:
             return failed(
                 f"fix round {next_attempt} ended {child.status.value}: {child.error or 'no reason given'}"
             )
-        branch = engineering_branch(child) or state.ref
+        branch = child.result_as(EngineeringTaskResult).branch or state.ref
         self.progress(
             state, f"fix round {next_attempt} done: redeploying {branch}", "fix", 65 + 10 * next_attempt
         )

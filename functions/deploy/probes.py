@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,27 +12,37 @@ import httpx
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
 from shared.api_client import ApiClient, ConflictError, LimitExceededError, NotFoundError
+from shared.retry import Sleep, poll_until
 
 
-def smoke_test(
-    url: str, settings: DeploySettings, sleep: Callable[[float], Any] = time.sleep
-) -> tuple[bool, str]:
+def smoke_test(url: str, settings: DeploySettings, sleep: Sleep = time.sleep) -> tuple[bool, str]:
     """GET `url` until it answers 200, with exponential backoff. (ok, what the last try saw)."""
-    delay = settings.smoke_initial_delay_s
-    seen = "no attempt"
+    tries: list[str | None] = []  # what each try saw; None is a 200
+
+    def get(client: httpx.Client) -> str | None:
+        try:
+            response = client.get(url)
+        except httpx.HTTPError as exc:
+            seen: str | None = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            seen = (
+                None if response.status_code == 200 else f"HTTP {response.status_code}: {response.text[:200]}"
+            )
+        tries.append(seen)
+        return seen
+
+    policy = poll_until(
+        lambda seen: seen is None,
+        attempts=settings.smoke_attempts,
+        initial_delay_s=settings.smoke_initial_delay_s,
+        max_delay_s=settings.smoke_max_delay_s,
+        sleep=sleep,
+    )
     with httpx.Client(timeout=settings.smoke_request_timeout_s, follow_redirects=False) as client:
-        for attempt in range(1, settings.smoke_attempts + 1):
-            try:
-                response = client.get(url)
-                if response.status_code == 200:
-                    return True, f"200 after {attempt} attempt(s)"
-                seen = f"HTTP {response.status_code}: {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                seen = f"{type(exc).__name__}: {exc}"[:300]
-            if attempt < settings.smoke_attempts:
-                sleep(delay)
-                delay = min(delay * 2, settings.smoke_max_delay_s)
-    return False, f"GET {url} did not answer 200 after {settings.smoke_attempts} attempts; last: {seen}"
+        last = policy(get, client)
+    if last is None:
+        return True, f"200 after {len(tries)} attempt(s)"
+    return False, f"GET {url} did not answer 200 after {len(tries)} attempts; last: {last}"
 
 
 def allocate_port(api: ApiClient, state: DeployState) -> dict[str, Any]:

@@ -4,18 +4,13 @@ The keys and their meaning are those of the earlier `TypedDict` state, so a chec
 this model still resumes: LangGraph keeps one channel per key and builds the model from them, a key
 never written takes its default. Values stay plain (str, int, list, dict), which both checkpointers'
 serializer stores without an allow-list of classes.
-
-Where another task's untyped params or result are read (a deploy's server and ref, the branch and agent
-of an engineering task, which deploy opened a fix task) is below, in one place.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
-
-from shared.contracts.api import Task
 
 Outcome = Literal["completed", "failed", "cancelled"]
 
@@ -54,31 +49,3 @@ class DeployState(BaseModel):
     error: Annotated[
         str | None, Field(description='Why it failed; "provision" while the server is being prepared.')
     ] = None
-
-
-# -- what the deploy reads from untyped task params and results ------------------------------------
-
-
-def requested_server(task: Task) -> str:
-    return str(task.params.get("server") or "")
-
-
-def requested_ref(task: Task) -> str | None:
-    ref = task.params.get("ref")
-    return str(ref) if ref else None
-
-
-def engineering_agent(task: Task) -> str | None:
-    agent = task.params.get("agent")
-    return str(agent) if agent else None
-
-
-def engineering_branch(task: Task) -> str | None:
-    branch: Any = (task.result or {}).get("branch")
-    return str(branch) if branch else None
-
-
-def fixes(task: Task, deploy_task_id: str, attempt: int) -> bool:
-    """`task` is the engineering fix round `attempt` that deploy `deploy_task_id` opened."""
-    params = task.params
-    return params.get("parent_task_id") == deploy_task_id and params.get("deploy_fix_attempt") == attempt
