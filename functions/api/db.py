@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from functions.api.migrations import HEAD_REVISION
 
@@ -45,6 +46,11 @@ class Database:
 
     def schema_is_current(self) -> bool:
         return self.schema_revision() == HEAD_REVISION
+
+
+def rows_changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE / DELETE and say how many rows it touched: a compare-and-set won when this is 1."""
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount
 
 
 MIGRATION_SCRIPTS = Path(__file__).parent / "migrations" / "versions"

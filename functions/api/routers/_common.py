@@ -1,22 +1,20 @@
-"""Helpers every router uses: the caller, a transaction, JSON responses."""
+"""Helpers every router uses: the caller, a transaction, idempotent creation, JSON responses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.deps import get_deps
+from functions.api.services.idempotency import IdempotentRequest, Reply
+from functions.api.services.unit_of_work import dispatch_now, transaction
 
-if TYPE_CHECKING:
-    from functions.api.services.idempotency import Claim
+__all__ = ["dispatch_now", "transaction"]
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -29,20 +27,15 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+def new_router() -> APIGatewayHttpRouter:
+    """A resource's router (Powertools leaves its constructor unannotated)."""
+    return APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+
+
 def principal(router: APIGatewayHttpRouter) -> Principal:
     found = router.context.get("principal")
     assert isinstance(found, Principal), "auth middleware did not run"
     return found
-
-
-@contextmanager
-def transaction() -> Iterator[Session]:
-    """One unit of work; outbox rows it added are published as soon as it has committed."""
-    with get_deps().db.session() as session:
-        yield session
-        pending = list(session.info.pop("outbox_ids", []))
-    if pending:
-        dispatch_now(pending)
 
 
 def created(body: BaseModel | list[Any] | dict[str, Any], status: int = 201) -> Response[Any]:
@@ -50,26 +43,15 @@ def created(body: BaseModel | list[Any] | dict[str, Any], status: int = 201) -> 
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def dispatch_now(outbox_ids: list[int]) -> None:
-    """Publish what the request just committed; if this fails the scheduler's sweep publishes it later."""
-    from functions.api.services import outbox
-    from shared.observability import get_logger
-
-    deps = get_deps()
-    try:
-        outbox.dispatch(deps.db, deps.queue, ids=outbox_ids)
-    except Exception:
-        get_logger().exception(
-            "outbox dispatch failed; the sweep will retry", extra={"outbox_ids": outbox_ids}
-        )
+def replied(reply: Reply) -> Response[Any]:
+    """A creating call's answer, new or replayed (see `services.idempotency.once`)."""
+    return created(reply.body, reply.status)
 
 
-def idempotency_claim(
-    router: APIGatewayHttpRouter, session: Session, key: str | None, body: BaseModel | None
-) -> Claim:
+def idempotent_request(
+    router: APIGatewayHttpRouter, key: str | None, body: BaseModel | None
+) -> IdempotentRequest:
     """The caller's `Idempotency-Key` for this creating call (see `services.idempotency`)."""
-    from functions.api.services import idempotency
-
     event = router.current_event
-    return idempotency.claim(session, principal(router), key, event.http_method, event.path, body,
-                             get_deps().settings.idempotency_window_s)  # fmt: skip
+    window_s = get_deps().settings.idempotency_window_s
+    return IdempotentRequest(principal(router), key, event.http_method, event.path, body, window_s)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from functions.api.routers._common import principal, transaction
+from functions.api.routers._common import new_router, principal, transaction
 from functions.api.services import deployments, lookup
 from shared.contracts.api import Deployment, DeploymentRecord, HealthChange, HealthReport
 
-router = APIGatewayHttpRouter()
+router = new_router()
 TAGS = ["deployments"]
 ProjectId = Annotated[str, Path(description="The project's id or its name.", max_length=63)]
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from functions.api.db import schema_serves
 from functions.api.deps import get_deps
 from functions.api.migrations import HEAD_REVISION
-from functions.api.routers._common import created
+from functions.api.routers._common import created, new_router
 from shared.contracts.api import Health
 
-router = APIGatewayHttpRouter()
+router = new_router()
 VERSION = "0.1.0"
 
 

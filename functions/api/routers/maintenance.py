@@ -7,14 +7,12 @@ requeued tasks) is published right after its commits; a crash in between leaves 
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-
 from functions.api.deps import get_deps
-from functions.api.routers._common import dispatch_now, principal
+from functions.api.routers._common import dispatch_now, new_router, principal
 from functions.api.services import maintenance
 from shared.contracts.api import OrphanWorkerCollect, OrphanWorkerReport, StuckTaskReap, StuckTaskReport
 
-router = APIGatewayHttpRouter()
+router = new_router()
 TAGS = ["maintenance"]
 
 

@@ -6,14 +6,13 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from functions.api.routers._common import created, principal, transaction
+from functions.api.routers._common import created, new_router, principal, transaction
 from functions.api.services import lookup, tasks
 from shared.contracts.api import INT32_MAX, Page, Task, TaskEvent, TaskStatus, TaskType
 from shared.observability import count
 
-router = APIGatewayHttpRouter()
+router = new_router()
 TAGS = ["tasks"]
 TaskId = Annotated[str, Path(description="The task's id.", max_length=64)]
 

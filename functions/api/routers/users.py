@@ -6,19 +6,14 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from sqlalchemy import select
 
-from functions.api.auth import Principal, issue_key
-from functions.api.errors import Forbidden, NotFound, Unprocessable
-from functions.api.models import ApiKey as ApiKeyRow
-from functions.api.models import User as UserRow
-from functions.api.models import utcnow
-from functions.api.routers._common import created, principal, transaction
+from functions.api.auth import Principal
+from functions.api.errors import Forbidden
+from functions.api.routers._common import created, new_router, principal, transaction
 from functions.api.services import users
 from shared.contracts.api import ApiKey, ApiKeyCreate, ApiKeyCreated, User, UserCreate
 
-router = APIGatewayHttpRouter()
+router = new_router()
 TAGS = ["users"]
 UserId = Annotated[str, Path(max_length=64)]
 
@@ -26,9 +21,7 @@ UserId = Annotated[str, Path(max_length=64)]
 @router.get("/me", summary="The caller", tags=TAGS)
 def me() -> User:
     with transaction() as session:
-        row = session.get(UserRow, principal(router).user_id)
-        assert row is not None
-        return User.model_validate(row)
+        return User.model_validate(users.of(session, principal(router)))
 
 
 def _admin_or_service() -> Principal:
@@ -43,16 +36,15 @@ def _admin_or_service() -> Principal:
 def list_users() -> list[User]:
     _admin_or_service()
     with transaction() as session:
-        return [
-            User.model_validate(u)
-            for u in session.execute(select(UserRow).order_by(UserRow.created_at)).scalars()
-        ]
+        return [User.model_validate(u) for u in users.list_all(session)]
 
 
 @router.post(
-    "/users", summary="Add a user (admin; the service adds non-admins)", tags=TAGS,
+    "/users",
+    summary="Add a user (admin; the service adds non-admins)",
+    tags=TAGS,
     responses={201: {"description": "Created"}},
-)  # fmt: skip
+)
 def add_user(body: UserCreate) -> Response[User]:
     caller = _admin_or_service()
     if body.is_admin and not caller.is_admin:
@@ -67,12 +59,7 @@ def add_user(body: UserCreate) -> Response[User]:
 def list_keys(user_id: UserId) -> list[ApiKey]:
     principal(router).require_admin()
     with transaction() as session:
-        if session.get(UserRow, user_id) is None:
-            raise NotFound(f"user {user_id!r} not found")
-        rows = session.execute(
-            select(ApiKeyRow).where(ApiKeyRow.user_id == user_id).order_by(ApiKeyRow.created_at)
-        )
-        return [ApiKey.model_validate(k) for k in rows.scalars()]
+        return [ApiKey.model_validate(k) for k in users.list_keys(session, user_id)]
 
 
 @router.post(
@@ -87,17 +74,7 @@ def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
         # the service issues user-scope keys only (e.g. for a user's Product Owner worker)
         raise Forbidden("the service can create user-scope keys only")
     with transaction() as session:
-        user = session.get(UserRow, user_id)
-        if user is None:
-            raise NotFound(f"user {user_id!r} not found")
-        if user.is_admin and not caller.is_admin:
-            raise Forbidden("the service cannot create keys for an admin user")
-        if "admin" in body.scopes and not user.is_admin:
-            # such a key would be stored and then refused on every call: say so now
-            raise Unprocessable(
-                f"user {user.id!r} is not an admin: an admin-scope key needs an admin user", ["scopes"]
-            )
-        row, plaintext = issue_key(session, user, body.name, list(body.scopes))
+        row, plaintext = users.create_key(session, caller, user_id, body.name, list(body.scopes))
         return created(ApiKeyCreated(**ApiKey.model_validate(row).model_dump(), key=plaintext))
 
 
@@ -105,10 +82,4 @@ def create_key(user_id: UserId, body: ApiKeyCreate) -> Response[ApiKeyCreated]:
 def revoke_key(key_id: Annotated[str, Path(max_length=64)]) -> ApiKey:
     principal(router).require_admin()
     with transaction() as session:
-        row = session.get(ApiKeyRow, key_id)
-        if row is None:
-            raise NotFound(f"API key {key_id!r} not found")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-            session.flush()
-        return ApiKey.model_validate(row)
+        return ApiKey.model_validate(users.revoke_key(session, key_id))

@@ -6,15 +6,9 @@ from typing import Annotated, get_args
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from sqlalchemy import select, update
 
-from functions.api.errors import Conflict, Gone, NotFound, Unprocessable
-from functions.api.models import Task as TaskRow
-from functions.api.models import Worker as WorkerRow
-from functions.api.models import WorkerMessage as WorkerMessageRow
-from functions.api.models import utcnow
-from functions.api.routers._common import created, principal, transaction
+from functions.api.errors import Unprocessable
+from functions.api.routers._common import created, new_router, principal, transaction
 from functions.api.services import workers
 from shared.contracts.api import (
     INT32_MAX,
@@ -31,7 +25,7 @@ from shared.contracts.api import (
     WorkerUpdate,
 )
 
-router = APIGatewayHttpRouter()
+router = new_router()
 TAGS = ["workers"]
 WorkerId = Annotated[str, Path(max_length=64)]
 
@@ -53,21 +47,8 @@ def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     except ValueError as exc:
         raise Unprocessable(str(exc), ["config.reply_queue"]) from None
     with transaction() as session:
-        existing = session.get(WorkerRow, body.id)
-        if existing is None and body.create_request_id:
-            existing = session.execute(
-                select(WorkerRow).where(WorkerRow.create_request_id == body.create_request_id)
-            ).scalar_one_or_none()
-        if existing is not None:
-            if existing.task_id != body.task_id:
-                raise Conflict(f"worker {existing.id} is already recorded for another task", ["id"])
-            return created(WorkerDetail.model_validate(existing), 200)
-        if body.task_id and session.get(TaskRow, body.task_id) is None:
-            raise NotFound(f"task {body.task_id!r} not found")
-        row = WorkerRow(**body.model_dump(), started_at=utcnow())
-        session.add(row)
-        session.flush()
-        return created(WorkerDetail.model_validate(row), 201)
+        row, is_new = workers.record(session, body)
+        return created(WorkerDetail.model_validate(row), 201 if is_new else 200)
 
 
 @router.get(
@@ -87,26 +68,7 @@ def get_worker(worker_id: WorkerId) -> WorkerDetail:
 def update_worker(worker_id: WorkerId, body: WorkerUpdate) -> Worker:
     _service()
     with transaction() as session:
-        row = workers.get(session, worker_id)
-        if body.expected_status is not None:
-            won = session.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == worker_id, WorkerRow.status == body.expected_status)
-                .values(status=body.status)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            session.refresh(row)
-            if won != 1:
-                raise Conflict(f"worker {worker_id} is {row.status}, not {body.expected_status}")
-        elif row.status in workers.ENDED and body.status not in workers.ENDED:
-            raise Conflict(f"worker {worker_id} already ended ({row.status})")
-        changes = body.model_dump(exclude_unset=True, exclude={"expected_status"})
-        for key, value in changes.items():
-            setattr(row, key, value)
-        if body.status in workers.ENDED and row.stopped_at is None:
-            row.stopped_at = utcnow()
-        session.flush()
-        return Worker.model_validate(row)
+        return Worker.model_validate(workers.change(session, worker_id, body))
 
 
 @router.post(
@@ -115,9 +77,7 @@ def update_worker(worker_id: WorkerId, body: WorkerUpdate) -> Worker:
 def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
     _service()
     with transaction() as session:
-        row = workers.get(session, worker_id)
-        was_running = row.status not in workers.ENDED
-        workers.mark_stopped(session, row, body.status, body.exit_code, body.reason)
+        row, was_running = workers.stopped(session, worker_id, body)
         dto = Worker.model_validate(row)
     if was_running and dto.stopped_at:
         from shared.observability import seconds
@@ -154,10 +114,7 @@ def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[Wor
 def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
     _service()
     with transaction() as session:
-        worker = workers.get(session, worker_id)
-        if worker.status in workers.ENDED:
-            raise Gone(f"worker {worker_id} has ended ({worker.exit_reason or worker.status})")
-        message = workers.claim_next(session, worker)
+        message = workers.take_next(session, worker_id)
         if message is None:
             return Response(status_code=204, content_type="application/json", body=None)
         return created(WorkerMessage.model_validate(message), 200)
@@ -240,15 +197,7 @@ def list_workers(
 def list_messages(worker_id: WorkerId) -> list[WorkerMessage]:
     caller = principal(router)
     with transaction() as session:
-        worker = workers.get(session, worker_id)
-        if not (caller.sees_all() or workers.visible_to(session, worker, caller.user_id)):
-            raise NotFound(f"worker {worker_id!r} not found")
-        rows = session.execute(
-            select(WorkerMessageRow)
-            .where(WorkerMessageRow.worker_id == worker.id)
-            .order_by(WorkerMessageRow.id)
-        ).scalars()
-        return [WorkerMessage.model_validate(m) for m in rows]
+        return [WorkerMessage.model_validate(m) for m in workers.messages_of(session, caller, worker_id)]
 
 
 @router.post(
@@ -258,16 +207,7 @@ def list_messages(worker_id: WorkerId) -> list[WorkerMessage]:
     responses={202: {"description": "Accepted: a delete command is queued"}},
 )
 def stop_worker(worker_id: WorkerId) -> Response[Worker]:
-    from functions.api.services import outbox
-    from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand
-
     caller = principal(router)
     with transaction() as session:
-        worker = workers.get(session, worker_id)
-        if not (caller.sees_all() or workers.visible_to(session, worker, caller.user_id)):
-            raise NotFound(f"worker {worker_id!r} not found")
-        if worker.status in workers.ENDED:
-            raise Conflict(f"worker {worker_id} already ended ({worker.status})")
-        outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=worker.id))
-        dto = Worker.model_validate(worker)
+        dto = Worker.model_validate(workers.stop(session, caller, worker_id))
     return created(dto, 202)

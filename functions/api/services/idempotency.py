@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -51,6 +52,37 @@ class Claim:
             return
         self.row.status_code, self.row.response = status, body.model_dump_json()
         session.flush()
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """What identifies one creating call: who asks, with which key, for which request."""
+
+    caller: Principal
+    key: str | None
+    method: str
+    path: str
+    body: BaseModel | None
+    window_s: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A creating call's answer: the new thing (`body` a model), or the first answer replayed (JSON)."""
+
+    body: Any
+    status: int
+
+
+def once(session: Session, request: IdempotentRequest, status: int, make: Callable[[], BaseModel]) -> Reply:
+    """Run `make` (which creates something) once per key: a repeat gets the first answer back."""
+    r = request
+    taken = claim(session, r.caller, r.key, r.method, r.path, r.body, r.window_s)
+    if taken.replay:
+        return Reply(taken.replay.body, taken.replay.status)
+    body = make()
+    taken.remember(session, body, status)
+    return Reply(body, status)
 
 
 def _fingerprint(method: str, path: str, body: BaseModel | None) -> str:

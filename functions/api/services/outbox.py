@@ -12,16 +12,18 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
-from functions.api.db import Database
+from functions.api.db import Database, rows_changed
 from functions.api.models import OutboxMessage, utcnow
+from functions.api.services import idempotency
 from shared.contracts import dump_message
 from shared.queues.port import QueuePort
 
 LEASE = timedelta(seconds=30)
 
 
-def add(session, queue: str, message: BaseModel, task_id: str | None = None) -> OutboxMessage:  # type: ignore[no-untyped-def]
+def add(session: Session, queue: str, message: BaseModel, task_id: str | None = None) -> OutboxMessage:
     row = OutboxMessage(
         queue=queue,
         body=dump_message(message),
@@ -32,7 +34,7 @@ def add(session, queue: str, message: BaseModel, task_id: str | None = None) -> 
     )
     session.add(row)
     session.flush()
-    # `routers._common.transaction` publishes these right after the commit (the sweep is the backstop)
+    # `unit_of_work.transaction` publishes these right after the commit (the sweep is the backstop)
     session.info.setdefault("outbox_ids", []).append(row.id)
     return row
 
@@ -64,7 +66,8 @@ def dispatch(
         candidates = list(session.execute(stmt.order_by(OutboxMessage.id).limit(limit)).scalars())
         claimed: list[OutboxMessage] = []
         for row_id in candidates:
-            won = session.execute(
+            won = rows_changed(
+                session,
                 update(OutboxMessage)
                 .where(
                     OutboxMessage.id == row_id,
@@ -72,10 +75,11 @@ def dispatch(
                     or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
                 )
                 .values(claimed_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if won == 1:
-                claimed.append(session.get(OutboxMessage, row_id, populate_existing=True))  # type: ignore[arg-type]
+                .execution_options(synchronize_session=False),
+            )
+            row = session.get(OutboxMessage, row_id, populate_existing=True) if won == 1 else None
+            if row is not None:
+                claimed.append(row)
     report.claimed = len(claimed)
     for row in claimed:
         attributes = {"outbox_id": str(row.id)}
@@ -129,3 +133,17 @@ def pending_count(db: Database) -> int:
 
     with db.session() as session:
         return int(session.execute(select(func.count()).where(OutboxMessage.sent_at.is_(None))).scalar_one())
+
+
+SWEEP_MIN_AGE = timedelta(seconds=5)
+"""The sweep leaves younger rows to the request that committed them (it publishes right after)."""
+
+
+def sweep(db: Database, queue: QueuePort, idempotency_window_s: int) -> dict[str, int]:
+    """The scheduler's backstop: publish what no request published, prune sent rows and, with them,
+    expired Idempotency-Keys."""
+    report = dispatch(db, queue, min_age=SWEEP_MIN_AGE)
+    pruned = prune_sent(db)
+    with db.session() as session:
+        pruned += idempotency.prune(session, timedelta(seconds=idempotency_window_s))
+    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "pruned": pruned}

@@ -1,16 +1,20 @@
-"""Servers and atomic port allocation."""
+"""Servers, their reachability checks and atomic port allocation."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
-from functions.api.errors import Conflict, Unprocessable
+from functions.api.db import rows_changed
+from functions.api.deps import ApiDeps
+from functions.api.errors import Conflict, Forbidden, NotFound, Unprocessable
 from functions.api.models import PortAllocation, Project, Server, new_id, utcnow
-from functions.api.services import limits
+from functions.api.services import incidents, limits, lookup
 from functions.api.settings import ApiSettings
+from shared.contracts.api import PortAllocation as PortAllocationDto
+from shared.contracts.api import ServerCheck, ServerCreate
 from shared.secrets.scope import SecretScope, reference_allowed
 
 ALLOCATION_ATTEMPTS = 8
@@ -118,3 +122,104 @@ def create(session: Session, principal: Principal, handle: str, host: str, ssh_u
     session.add(server)
     session.flush()
     return server
+
+
+def ssh_key_reference(handle: str) -> str:
+    """Where an uploaded `ssh_private_key` is kept (and deleted with its server)."""
+    return f"secret://servers/{handle}/ssh_key"
+
+
+def list_visible(session: Session, caller: Principal) -> list[Server]:
+    rows = session.execute(select(Server).order_by(Server.handle)).scalars()
+    return [s for s in rows if caller.sees_all() or s.owner_id == caller.user_id or lookup.is_builtin(s)]
+
+
+def add(session: Session, deps: ApiDeps, caller: Principal, body: ServerCreate) -> Server:
+    """A new server; an uploaded key is stored inside the transaction, so a failed store adds no server."""
+    if session.execute(select(Server.id).where(Server.handle == body.handle)).first():
+        # handles are unique across owners: the answer must not tell that someone has this server
+        raise Conflict(f"the handle {body.handle!r} is not available", ["handle"])
+    reference = ssh_key_reference(body.handle) if body.ssh_private_key else body.ssh_key_ref
+    row = create(session, caller, body.handle, body.host, body.ssh_user, reference, body.labels)
+    if body.ssh_private_key and reference is not None:
+        deps.secrets.put(reference, body.ssh_private_key)
+    return row
+
+
+def remove(session: Session, caller: Principal, handle: str) -> Server:
+    """Delete the server and its port allocations; the caller deletes its uploaded key after the commit."""
+    row = lookup.server(session, caller, handle, for_update=True)
+    if not (caller.sees_all() or row.owner_id == caller.user_id):
+        raise Forbidden(f"server {handle!r} is shared: only an admin can remove it")
+    session.execute(delete(PortAllocation).where(PortAllocation.server_id == row.id))
+    session.delete(row)
+    return row
+
+
+def port_dto(server: Server, row: PortAllocation) -> PortAllocationDto:
+    return PortAllocationDto(
+        server_handle=server.handle, port=row.port, project_id=row.project_id, created_at=row.created_at
+    )
+
+
+def list_ports(session: Session, caller: Principal, handle: str) -> list[PortAllocationDto]:
+    server = lookup.server(session, caller, handle)
+    stmt = select(PortAllocation).where(PortAllocation.server_id == server.id)
+    if not (caller.sees_all() or server.owner_id == caller.user_id):
+        # a shared server: a user sees the ports of their own projects only
+        stmt = stmt.join(Project, Project.id == PortAllocation.project_id).where(
+            Project.owner_id == caller.user_id
+        )
+    rows = session.execute(stmt.order_by(PortAllocation.port)).scalars()
+    return [port_dto(server, r) for r in rows]
+
+
+def allocate_for(
+    session: Session, settings: ApiSettings, caller: Principal, handle: str, project_id: str, port: int | None
+) -> tuple[PortAllocationDto, bool]:
+    server = lookup.server(session, caller, handle)
+    project = lookup.project(session, caller, project_id)
+    port_range = (settings.port_range_start, settings.port_range_end)
+    row, is_new = allocate_port(session, server, project, port, port_range, settings)
+    return port_dto(server, row), is_new
+
+
+def free_port(session: Session, caller: Principal, handle: str, port: int) -> PortAllocationDto:
+    server = lookup.server(session, caller, handle)
+    row = session.execute(
+        select(PortAllocation).where(PortAllocation.server_id == server.id, PortAllocation.port == port)
+    ).scalar_one_or_none()
+    try:
+        if row is None:
+            raise NotFound("no allocation")
+        lookup.project(session, caller, row.project_id)  # only the project's owner frees it
+    except NotFound:
+        # someone else's port on a shared server answers as a free one: no project id, no owner
+        raise NotFound(f"port {port} is not allocated on {handle}") from None
+    dto = port_dto(server, row)
+    session.delete(row)
+    return dto
+
+
+def record_check(session: Session, caller: Principal, handle: str, check: ServerCheck) -> tuple[Server, str, bool]:
+    """A reachability check: (server, previous status, changed), changed for exactly one reporter of a
+    flip (compare-and-set on the status), which also records the incident."""
+    row = lookup.server(session, caller, handle)
+    previous = row.status
+    values: dict[str, object] = {"checked_at": utcnow()}
+    if check.facts:
+        values["facts"] = check.facts
+    won = rows_changed(
+        session,
+        update(Server)
+        .where(Server.id == row.id, Server.status == previous)
+        .values(status=check.status, **values)
+        .execution_options(synchronize_session=False),
+    )
+    changed = won == 1 and previous != check.status
+    session.refresh(row)
+    if changed and previous != "unknown":
+        down = check.status == "unreachable"
+        text = f"server {row.handle} ({row.host}) " + ("does not answer" if down else "answers again")
+        incidents.record(session, row.owner_id, "server_unreachable" if down else "server_up", text, server_id=row.id)
+    return row, previous, changed

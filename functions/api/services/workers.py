@@ -13,16 +13,21 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from functions.api.errors import Conflict, NotFound
+from functions.api.auth import Principal
+from functions.api.db import rows_changed
+from functions.api.errors import Conflict, Gone, NotFound
 from functions.api.models import OutboxMessage, Task, Worker, WorkerMessage, utcnow
 from functions.api.services import outbox
 from shared.contracts import (
     PO_RESPONSES,
+    WORKER_COMMANDS,
     WORKER_RESPONSES,
+    DeleteWorkerCommand,
     SendFileResponse,
     SendMessageResponse,
     WorkerActivity,
 )
+from shared.contracts.api import WorkerRecord, WorkerStopped, WorkerUpdate
 
 ENDED = ("STOPPED", "FAILED")
 OPEN = ("PENDING", "RUNNING")
@@ -66,12 +71,13 @@ def _respond(session: Session, message: WorkerMessage, success: bool, response: 
 def finish_message(session: Session, message_id: int, success: bool, response: str | None, error: str | None,
                    result: dict[str, Any] | None, allowed: tuple[str, ...] = ("RUNNING",)) -> tuple[WorkerMessage, int]:  # fmt: skip
     """RUNNING -> DONE | FAILED, and its response, once."""
-    won = session.execute(
+    won = rows_changed(
+        session,
         update(WorkerMessage)
         .where(WorkerMessage.id == message_id, WorkerMessage.status.in_(allowed))
         .values(status="DONE" if success else "FAILED", result=result, error=error, finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     message = session.get(WorkerMessage, message_id, populate_existing=True)
     if message is None:
         raise NotFound(f"worker message {message_id} not found")
@@ -155,12 +161,13 @@ def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
         .limit(5)
     ).scalars()
     for message_id in candidates:
-        won = session.execute(
+        won = rows_changed(
+            session,
             update(WorkerMessage)
             .where(WorkerMessage.id == message_id, WorkerMessage.status == "PENDING")
             .values(status="RUNNING", started_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            .execution_options(synchronize_session=False),
+        )
         if won == 1:
             return session.get(WorkerMessage, message_id, populate_existing=True)
     return None
@@ -221,3 +228,87 @@ def visible_to(session: Session, worker: Worker, user_id: str) -> bool:
         return False
     task = session.get(Task, worker.task_id)
     return task is not None and task.user_id == user_id
+
+
+def record(session: Session, body: WorkerRecord) -> tuple[Worker, bool]:
+    """The worker manager's record of a worker: (row, created). A redelivery (same id, or same create
+    request id) gets the first row back; the same worker for another task is a conflict."""
+    existing = session.get(Worker, body.id)
+    if existing is None and body.create_request_id:
+        existing = session.execute(
+            select(Worker).where(Worker.create_request_id == body.create_request_id)
+        ).scalar_one_or_none()
+    if existing is not None:
+        if existing.task_id != body.task_id:
+            raise Conflict(f"worker {existing.id} is already recorded for another task", ["id"])
+        return existing, False
+    if body.task_id and session.get(Task, body.task_id) is None:
+        raise NotFound(f"task {body.task_id!r} not found")
+    row = Worker(**body.model_dump(), started_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def change(session: Session, worker_id: str, body: WorkerUpdate) -> Worker:
+    """A status update (compare-and-set with `expected_status`); an ended worker does not come back."""
+    row = get(session, worker_id)
+    if body.expected_status is not None:
+        won = rows_changed(
+            session,
+            update(Worker)
+            .where(Worker.id == worker_id, Worker.status == body.expected_status)
+            .values(status=body.status)
+            .execution_options(synchronize_session=False),
+        )
+        session.refresh(row)
+        if won != 1:
+            raise Conflict(f"worker {worker_id} is {row.status}, not {body.expected_status}")
+    elif row.status in ENDED and body.status not in ENDED:
+        raise Conflict(f"worker {worker_id} already ended ({row.status})")
+    for key, value in body.model_dump(exclude_unset=True, exclude={"expected_status"}).items():
+        setattr(row, key, value)
+    if body.status in ENDED and row.stopped_at is None:
+        row.stopped_at = utcnow()
+    session.flush()
+    return row
+
+
+def stopped(session: Session, worker_id: str, body: WorkerStopped) -> tuple[Worker, bool]:
+    """The worker ended: (row, whether it was still running before this report)."""
+    row = get(session, worker_id)
+    was_running = row.status not in ENDED
+    mark_stopped(session, row, body.status, body.exit_code, body.reason)
+    return row, was_running
+
+
+def take_next(session: Session, worker_id: str) -> WorkerMessage | None:
+    """The wrapper's next message (see `claim_next`); an ended worker gets none (410)."""
+    worker = get(session, worker_id)
+    if worker.status in ENDED:
+        raise Gone(f"worker {worker_id} has ended ({worker.exit_reason or worker.status})")
+    return claim_next(session, worker)
+
+
+def _visible(session: Session, caller: Principal, worker_id: str) -> Worker:
+    worker = get(session, worker_id)
+    if not (caller.sees_all() or visible_to(session, worker, caller.user_id)):
+        raise NotFound(f"worker {worker_id!r} not found")
+    return worker
+
+
+def messages_of(session: Session, caller: Principal, worker_id: str) -> list[WorkerMessage]:
+    worker = _visible(session, caller, worker_id)
+    rows = session.execute(
+        select(WorkerMessage).where(WorkerMessage.worker_id == worker.id).order_by(WorkerMessage.id)
+    ).scalars()
+    return list(rows)
+
+
+def stop(session: Session, caller: Principal, worker_id: str) -> Worker:
+    """Ask the worker manager (through the outbox) to delete a running worker."""
+    worker = _visible(session, caller, worker_id)
+    if worker.status in ENDED:
+        raise Conflict(f"worker {worker_id} already ended ({worker.status})")
+    outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id=worker.id))
+    return worker

@@ -24,6 +24,7 @@ from functions.api.models import Task, utcnow
 from functions.api.routers import deployments as deployments_router
 from functions.api.routers import servers as servers_router
 from functions.api.services import deployments as deployments_service
+from functions.api.services import servers as servers_service
 from shared.contracts import DEPLOY_QUEUE, ENGINEERING_QUEUE, DeployMessage
 from shared.contracts.api import HealthReport, ServerCheck
 from tests.api_support import ApiHarness
@@ -235,7 +236,7 @@ def test_a_server_check_stores_facts_and_one_of_four_checkers_sees_the_flip(
     assert (stored["status"], stored["facts"]) == ("up", {"os": "Debian 12"}) and stored["checked_at"]
 
     _as_service(monkeypatch, servers_router)
-    _in_step(monkeypatch, servers_router, 4, database_url)
+    _in_step(monkeypatch, servers_service, 4, database_url)
 
     def check(status: str) -> list[Any]:
         body = ServerCheck(status=status)  # type: ignore[arg-type]

@@ -1,0 +1,118 @@
+"""What consumers and workers do to a task while it runs: status changes, progress, its lease.
+
+Every status change is a compare-and-set (`tasks.transition`), so a redelivered message that tries to
+claim an already claimed task gets 409 and does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from functions.api.db import rows_changed
+from functions.api.errors import Conflict, NotFound
+from functions.api.models import Task, TaskEvent, utcnow
+from functions.api.services import tasks
+from shared.contracts.api import TaskStatus
+from shared.observability import count, seconds
+
+S = TaskStatus
+
+
+def claim(session: Session, task_id: str, worker: str | None) -> Task:
+    """QUEUED -> RUNNING, one more attempt."""
+    now = utcnow()
+    task = tasks.transition(
+        session,
+        task_id,
+        [S.QUEUED],
+        S.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempt=Task.attempt + 1,
+        claimed_by=worker,
+    )
+    tasks.system_event(session, task, "started", f"started (attempt {task.attempt})")
+    count("TasksStarted")
+    return task
+
+
+def heartbeat(session: Session, task_id: str) -> Task:
+    return tasks.transition(session, task_id, [S.RUNNING, S.WAITING_INPUT], S.RUNNING, heartbeat_at=utcnow())
+
+
+def wait_for_input(session: Session, task_id: str, reason: str) -> Task:
+    task = tasks.transition(session, task_id, [S.RUNNING], S.WAITING_INPUT, heartbeat_at=utcnow())
+    tasks.system_event(session, task, "progress", reason)
+    return task
+
+
+def resume(session: Session, task_id: str) -> Task:
+    return tasks.transition(session, task_id, [S.WAITING_INPUT], S.RUNNING, heartbeat_at=utcnow())
+
+
+def complete(session: Session, task_id: str, result: dict[str, Any]) -> Task:
+    task = tasks.transition(session, task_id, [S.RUNNING], S.COMPLETED, result=result, finished_at=utcnow())
+    count("TasksCompleted")
+    if task.started_at and task.finished_at:
+        seconds("TaskDuration", (task.finished_at - task.started_at).total_seconds())
+    return task
+
+
+def fail(session: Session, task_id: str, error: str, result: dict[str, Any] | None) -> Task:
+    task = tasks.transition(
+        session,
+        task_id,
+        [S.QUEUED, S.RUNNING, S.WAITING_INPUT],
+        S.FAILED,
+        error=error,
+        result=result,
+        finished_at=utcnow(),
+    )
+    count("TasksFailed")
+    return task
+
+
+def append_events(session: Session, task_id: str, raw_events: list[dict[str, Any]]) -> list[TaskEvent]:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id!r} not found")
+    return tasks.append_events(session, task, raw_events)
+
+
+def _current(session: Session, task_id: str) -> Task:
+    task = session.get(Task, task_id, populate_existing=True)
+    if task is None:
+        raise NotFound(f"task {task_id!r} not found")
+    return task
+
+
+def take_lease(session: Session, task_id: str, holder: str, lease_s: int) -> Task:
+    """Take the lease, or renew it for its holder; 409 while another holder's lease runs."""
+    now = utcnow()
+    free = or_(Task.lease_until.is_(None), Task.lease_until < now, Task.lease_holder == holder)
+    won = rows_changed(
+        session,
+        update(Task)
+        .where(Task.id == task_id, free)
+        .values(lease_holder=holder, lease_until=now + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False),
+    )
+    task = _current(session, task_id)
+    if won != 1:
+        raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
+    return task
+
+
+def release_lease(session: Session, task_id: str, holder: str) -> Task:
+    """Give the lease back (a no-op unless `holder` holds it)."""
+    session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.lease_holder == holder)
+        .values(lease_holder=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return _current(session, task_id)
