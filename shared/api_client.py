@@ -73,8 +73,9 @@ class ApiClient(WorkerCalls):
     def list_projects(self) -> list[Project]:
         return self._as(list[Project], self.request("GET", "/projects"))
 
-    def create_project(self, name: str, description: str = "", modules: list[str] | None = None,
-                       agent: str | None = None) -> Project:  # fmt: skip
+    def create_project(
+        self, name: str, description: str = "", modules: list[str] | None = None, agent: str | None = None
+    ) -> Project:
         body = self._body(name=name, description=description, modules=modules, agent=agent)
         return self._as(Project, self.request("POST", "/projects", json=body, idempotent=True))
 
@@ -87,10 +88,22 @@ class ApiClient(WorkerCalls):
     def archive_project(self, project: str) -> Project:
         return self._as(Project, self.request("DELETE", f"/projects/{project}"))
 
-    def start_engineering(self, project: str, spec: str, agent: str | None = None, base_ref: str | None = None,
-                          parent_task_id: str | None = None, deploy_fix_attempt: int = 0) -> Task:  # fmt: skip
-        body = self._body(spec=spec, agent=agent, base_ref=base_ref, parent_task_id=parent_task_id,
-                          deploy_fix_attempt=deploy_fix_attempt or None)  # fmt: skip
+    def start_engineering(
+        self,
+        project: str,
+        spec: str,
+        agent: str | None = None,
+        base_ref: str | None = None,
+        parent_task_id: str | None = None,
+        deploy_fix_attempt: int = 0,
+    ) -> Task:
+        body = self._body(
+            spec=spec,
+            agent=agent,
+            base_ref=base_ref,
+            parent_task_id=parent_task_id,
+            deploy_fix_attempt=deploy_fix_attempt or None,
+        )
         return self._as(
             Task, self.request("POST", f"/projects/{project}/engineering", json=body, idempotent=True)
         )
@@ -134,8 +147,14 @@ class ApiClient(WorkerCalls):
 
     # -- tasks -------------------------------------------------------------------------
 
-    def list_tasks(self, project: str | None = None, status: str | None = None, type: str | None = None,
-                   limit: int = 50, cursor: str | None = None) -> Page[Task]:  # fmt: skip
+    def list_tasks(
+        self,
+        project: str | None = None,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Task]:
         params = {"project_id": project, "status": status, "type": type, "limit": limit, "cursor": cursor}
         return self._as(Page[Task], self.request("GET", "/tasks", params=params))
 
@@ -178,8 +197,10 @@ class ApiClient(WorkerCalls):
         return self._as(TaskLeaseState, self.request("POST", f"/internal/tasks/{task_id}/lease", json=body))
 
     def release_lease(self, task_id: str, holder: str) -> TaskLeaseState:
-        return self._as(TaskLeaseState, self.request("DELETE", f"/internal/tasks/{task_id}/lease",
-                                                     params={"holder": holder}))  # fmt: skip
+        return self._as(
+            TaskLeaseState,
+            self.request("DELETE", f"/internal/tasks/{task_id}/lease", params={"holder": holder}),
+        )
 
     def claim_notification(self, task_id: str, holder: str, seconds: int = 60) -> TaskNotification:
         """The task's Telegram status message, held by `holder`; ConflictError while someone else holds it."""
@@ -230,10 +251,23 @@ class ApiClient(WorkerCalls):
     def list_servers(self) -> list[Server]:
         return self._as(list[Server], self.request("GET", "/servers"))
 
-    def add_server(self, handle: str, host: str, ssh_user: str = "root", ssh_private_key: str | None = None,
-                   ssh_key_ref: str | None = None, labels: dict[str, str] | None = None) -> Server:  # fmt: skip
-        body = self._body(handle=handle, host=host, ssh_user=ssh_user, ssh_private_key=ssh_private_key,
-                          ssh_key_ref=ssh_key_ref, labels=labels)  # fmt: skip
+    def add_server(
+        self,
+        handle: str,
+        host: str,
+        ssh_user: str = "root",
+        ssh_private_key: str | None = None,
+        ssh_key_ref: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Server:
+        body = self._body(
+            handle=handle,
+            host=host,
+            ssh_user=ssh_user,
+            ssh_private_key=ssh_private_key,
+            ssh_key_ref=ssh_key_ref,
+            labels=labels,
+        )
         return self._as(Server, self.request("POST", "/servers", json=body, idempotent=True))
 
     def get_server(self, handle: str) -> Server:

@@ -19,32 +19,70 @@ from shared.contracts.api import (
 class WorkerCalls(ApiTransport):
     """Workers (internal: the worker manager and the wrapper) and maintenance (the scheduler)."""
 
-    def record_worker(self, worker_id: str, agent: str, task_id: str | None = None,
-                      runtime_handle: str | None = None, status: str = "CREATED",
-                      config: dict[str, Any] | None = None, create_request_id: str | None = None) -> WorkerDetail:  # fmt: skip
-        body = self._body(id=worker_id, agent=agent, task_id=task_id, runtime_handle=runtime_handle, status=status,
-                          config=config, create_request_id=create_request_id)  # fmt: skip
+    def record_worker(
+        self,
+        worker_id: str,
+        agent: str,
+        task_id: str | None = None,
+        runtime_handle: str | None = None,
+        status: str = "CREATED",
+        config: dict[str, Any] | None = None,
+        create_request_id: str | None = None,
+    ) -> WorkerDetail:
+        body = self._body(
+            id=worker_id,
+            agent=agent,
+            task_id=task_id,
+            runtime_handle=runtime_handle,
+            status=status,
+            config=config,
+            create_request_id=create_request_id,
+        )
         return self._as(WorkerDetail, self.request("POST", "/internal/workers", json=body))
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return self._as(WorkerDetail, self.request("GET", f"/internal/workers/{worker_id}"))
 
-    def update_worker(self, worker_id: str, status: str, runtime_handle: str | None = None,
-                      exit_reason: str | None = None, expected_status: str | None = None) -> Worker:  # fmt: skip
-        body = self._body(status=status, runtime_handle=runtime_handle, exit_reason=exit_reason,
-                          expected_status=expected_status)  # fmt: skip
+    def update_worker(
+        self,
+        worker_id: str,
+        status: str,
+        runtime_handle: str | None = None,
+        exit_reason: str | None = None,
+        expected_status: str | None = None,
+    ) -> Worker:
+        body = self._body(
+            status=status,
+            runtime_handle=runtime_handle,
+            exit_reason=exit_reason,
+            expected_status=expected_status,
+        )
         return self._as(Worker, self.request("PATCH", f"/internal/workers/{worker_id}", json=body))
 
-    def worker_stopped(self, worker_id: str, reason: str, exit_code: int | None = None,
-                       status: str = "STOPPED") -> Worker:  # fmt: skip
+    def worker_stopped(
+        self, worker_id: str, reason: str, exit_code: int | None = None, status: str = "STOPPED"
+    ) -> Worker:
         body = self._body(status=status, exit_code=exit_code, reason=reason)
         return self._as(Worker, self.request("POST", f"/internal/workers/{worker_id}/stopped", json=body))
 
-    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
-                            path: str | None = None, timeout_s: int = 1800,
-                            correlation_id: str | None = None) -> WorkerMessage:  # fmt: skip
-        payload = self._body(request_id=request_id, kind=kind, body=body, path=path, timeout_s=timeout_s,
-                             correlation_id=correlation_id)  # fmt: skip
+    def send_worker_message(
+        self,
+        worker_id: str,
+        request_id: str,
+        body: str,
+        kind: str = "message",
+        path: str | None = None,
+        timeout_s: int = 1800,
+        correlation_id: str | None = None,
+    ) -> WorkerMessage:
+        payload = self._body(
+            request_id=request_id,
+            kind=kind,
+            body=body,
+            path=path,
+            timeout_s=timeout_s,
+            correlation_id=correlation_id,
+        )
         return self._as(
             WorkerMessage, self.request("POST", f"/internal/workers/{worker_id}/messages", json=payload)
         )
@@ -54,8 +92,14 @@ class WorkerCalls(ApiTransport):
         data = self.request("POST", f"/internal/workers/{worker_id}/messages/next")
         return self._as(WorkerMessage, data) if data else None
 
-    def worker_message_result(self, message_id: int, success: bool, response: str | None = None,
-                              error: str | None = None, result: dict[str, Any] | None = None) -> WorkerMessage:  # fmt: skip
+    def worker_message_result(
+        self,
+        message_id: int,
+        success: bool,
+        response: str | None = None,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> WorkerMessage:
         body = self._body(response=response, error=error, result=result)
         body["success"] = success
         return self._as(
@@ -73,8 +117,9 @@ class WorkerCalls(ApiTransport):
     def list_worker_messages(self, worker_id: str) -> list[WorkerMessage]:
         return self._as(list[WorkerMessage], self.request("GET", f"/workers/{worker_id}/messages"))
 
-    def list_workers(self, task_id: str | None = None, status: str | None = None,
-                     name: str | None = None) -> list[Worker]:  # fmt: skip
+    def list_workers(
+        self, task_id: str | None = None, status: str | None = None, name: str | None = None
+    ) -> list[Worker]:
         """`status`: one, or several comma-separated (`CREATED,STARTING,RUNNING`); `name`: the config's."""
         params = {"task_id": task_id, "status": status, "name": name}
         return self._as(list[Worker], self.request("GET", "/workers", params=params))
@@ -86,10 +131,12 @@ class WorkerCalls(ApiTransport):
         data = self.request("POST", "/internal/maintenance/reap-stuck-tasks", json=body)
         return self._as(StuckTaskReport, data)
 
-    def collect_orphan_workers(self, max_lifetime_s: int = 2100, unseen_s: int = 900, ended_grace_s: int = 60,
-                               batch: int = 50) -> OrphanWorkerReport:  # fmt: skip
-        request = OrphanWorkerCollect(max_lifetime_s=max_lifetime_s, unseen_s=unseen_s,
-                                      ended_grace_s=ended_grace_s, batch=batch)  # fmt: skip
+    def collect_orphan_workers(
+        self, max_lifetime_s: int = 2100, unseen_s: int = 900, ended_grace_s: int = 60, batch: int = 50
+    ) -> OrphanWorkerReport:
+        request = OrphanWorkerCollect(
+            max_lifetime_s=max_lifetime_s, unseen_s=unseen_s, ended_grace_s=ended_grace_s, batch=batch
+        )
         data = self.request(
             "POST", "/internal/maintenance/collect-orphan-workers", json=request.model_dump(mode="json")
         )

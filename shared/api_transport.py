@@ -71,9 +71,16 @@ def _raise_for(response: httpx.Response) -> None:
         )
     except ValueError:
         code, message, fields = "error", response.text or response.reason_phrase, []
-    kind = {404: NotFoundError, 409: ConflictError, 401: AuthError, 403: AuthError, 410: GoneError,
-            429: LimitExceededError}.get(response.status_code, ApiError)  # fmt: skip
+    kind = {
+        404: NotFoundError,
+        409: ConflictError,
+        401: AuthError,
+        403: AuthError,
+        410: GoneError,
+        429: LimitExceededError,
+    }.get(response.status_code, ApiError)
     raise kind(response.status_code, code, message, fields)
+
 
 class ApiTransport:
     """With `idempotency_key` (the CLI makes one per invocation), every creating call carries an
@@ -114,8 +121,14 @@ class ApiTransport:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None,
-                idempotent: bool = False) -> Any:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = False,
+    ) -> Any:
         """One call; `idempotent` (a creating call) sends the next Idempotency-Key when the client has
         one, and then a dropped connection is retried with that same key."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}

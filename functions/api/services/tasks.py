@@ -321,8 +321,10 @@ def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, O
     from functions.api.models import TaskNotification
 
     session.execute(
-        update(TaskNotification).where(TaskNotification.task_id == task.id).values(final_sent_at=None)
+        update(TaskNotification)
+        .where(TaskNotification.task_id == task.id)
+        .values(final_sent_at=None)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     system_event(session, task, "progress", f"retry requested (attempt {task.attempt + 1})")
     return task, _enqueue(session, task)
