@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.api_client import ConflictError
-from shared.contracts.api import Project, Task, TaskStatus
+from shared.contracts.api import Project, Task, TaskStatus, TaskType
 
 
 class FakeApi:
@@ -27,13 +27,13 @@ class FakeApi:
             owner_id="u",
             created_at=now,
             updated_at=now,
-        )  # type: ignore[arg-type]
+        )
         self.task = Task(
             id=str(uuid.uuid4()),
             project_id="p1",
             user_id="u",
-            type="engineering",  # type: ignore[arg-type]
-            status="QUEUED",  # type: ignore[arg-type]
+            type=TaskType.ENGINEERING,
+            status=TaskStatus.QUEUED,
             spec="add a feature",
             attempt=0,
             result=None,

@@ -36,7 +36,7 @@ from shared.contracts import (
     WorkerConfig,
     progress_stream,
 )
-from shared.contracts.payloads import WorkerContext
+from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
 from shared.graphs.driver import event_sender, last_lines, request_id
 from shared.queues.port import QueuePort
 from shared.repos.port import RepoHost
@@ -289,18 +289,17 @@ class EngineeringNodes:
     def finalize(self, state: EngState) -> Update:
         branch, commit_sha = self._delivered(state)
         pr_url = self._pull_request(state, branch, commit_sha)
-        result = EngineeringResult(
+        result = EngineeringTaskResult(
             request_id=state.task_id,
             status="success",
             files_changed=state.files_changed,
             commit_sha=commit_sha,
             branch=branch,
             pr_url=pr_url,
+            repo_url=state.repo_url,
         )
-        result_json = result.model_dump(mode="json")
-        result_json["repo_url"] = state.repo_url
         self.api.update_project(state.project_id, status="active")
-        self.api.complete_task(state.task_id, result_json)
+        self.api.complete_task(state.task_id, result.model_dump(mode="json"))
         where = pr_url or f"branch {branch} of {state.repo_url}"
         self.event(state, "completed", f"done: commit {(commit_sha or '')[:10]} on {where}", "finalize", 100)
         return {"outcome": "completed", "pr_url": pr_url}

@@ -43,9 +43,8 @@ class World:
         self.api = FakeApi()
         self.queue = LocalQueue(tmp_path / "queue.db")
         self.settings = EngineeringSettings(home=tmp_path, checkpointer="sqlite", **settings)
-        self.nodes = EngineeringNodes(
-            self.api, self.queue, self.settings, None, {"GITHUB_TOKEN": "secret://gh"}
-        )  # type: ignore[arg-type]
+        refs = {"GITHUB_TOKEN": "secret://gh"}
+        self.nodes = EngineeringNodes(self.api, self.queue, self.settings, None, refs)  # type: ignore[arg-type]
 
     def state(self, **values: Any) -> EngState:
         """The state after prepare, on a project that has its repository."""
