@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 import threading
 import time
@@ -27,6 +26,7 @@ from shared.contracts import QUEUES, resolve_queue
 from shared.queues._common import encode
 from shared.queues.port import MAX_BATCH, DeadLetter, QueueStats, ReceivedMessage
 from shared.queues.sizing import batches
+from shared.retry import sqlite_busy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -63,14 +63,7 @@ def _ts(epoch: float) -> datetime:
 def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     """Switch to WAL, retrying: several processes opening a fresh queue file at once get "database is locked"
     from the switch at once (SQLite skips the busy handler where waiting could deadlock), whatever the timeout."""
-    for attempt in range(attempts):
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 + random.random() * 0.1)  # noqa: S311 - jitter, not a secret
+    sqlite_busy(attempts=attempts)(conn.execute, "PRAGMA journal_mode=WAL")
 
 
 class LocalQueue:

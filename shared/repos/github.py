@@ -27,6 +27,7 @@ import httpx
 from shared.observability import get_logger
 from shared.repos.names import check_branch_name, check_owner, split_full_name
 from shared.repos.port import PullRequest, RepoHostError, RepoInfo
+from shared.retry import once_more
 from shared.secrets import Redactor, SecretNotFound, SecretsError, SecretsPort
 
 API_VERSION = "2022-11-28"
@@ -86,6 +87,18 @@ def _repo_info(data: dict[str, Any]) -> RepoInfo:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc
+
+
+class _TryAgain(Exception):
+    """The first response deserves the second and last try, after `delay_s` seconds."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"retry in {delay_s:g}s")
+        self.delay_s = delay_s
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, _TryAgain | httpx.TransportError)
 
 
 class GitHubRepoHost:
@@ -332,37 +345,43 @@ class GitHubRepoHost:
         """One call, retried once on a 5xx, a rate limit or a dropped connection, and once with a
         re-read token on a 401 (it may have been rotated)."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
-        token = self._get_token()
-        for attempt in (1, 2):
-            try:
-                response = self._client.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    headers=self._headers(token),
-                    timeout=self.timeout,
-                    follow_redirects=True,
-                )
-            except httpx.TransportError as exc:
-                if attempt == 1:
-                    time.sleep(self.retry_delay)
-                    continue
-                message = self._redactor.redact(str(exc)) or type(exc).__name__
-                raise RepoHostError(f"GitHub {method} {path_or_url} failed: {message}") from None
-            if attempt == 2:
-                return response
-            if response.status_code == 401:
-                fresh = self._read_token()
-                if fresh == token:
-                    return response
-                self._token = token = fresh
-                continue
-            delay = self._retry_delay_for(response)
-            if delay is None:
-                return response
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        response: httpx.Response | None = None
+        try:
+            for attempt in once_more(_worth_retrying, before_retry=self._wait_before_retry):
+                with attempt:
+                    token = self._get_token()
+                    response = self._client.request(
+                        method,
+                        url,
+                        json=json,
+                        params=params,
+                        headers=self._headers(token),
+                        timeout=self.timeout,
+                        follow_redirects=True,
+                    )
+                    if attempt.retry_state.attempt_number == 1:
+                        self._ask_for_retry(response, token)
+        except httpx.TransportError as exc:
+            message = self._redactor.redact(str(exc)) or type(exc).__name__
+            raise RepoHostError(f"GitHub {method} {path_or_url} failed: {message}") from None
+        assert response is not None
+        return response
+
+    def _ask_for_retry(self, response: httpx.Response, token: str) -> None:
+        """Raises `_TryAgain` when the first response deserves the second try: a 401 when the token
+        read again differs from `token` (it was rotated), a 5xx or rate limit worth waiting for."""
+        if response.status_code == 401:
+            fresh = self._read_token()
+            if fresh != token:
+                self._token = fresh
+                raise _TryAgain(0.0)
+            return
+        delay = self._retry_delay_for(response)
+        if delay is not None:
+            raise _TryAgain(delay)
+
+    def _wait_before_retry(self, exc: BaseException) -> None:
+        time.sleep(exc.delay_s if isinstance(exc, _TryAgain) else self.retry_delay)
 
     def _retry_delay_for(self, response: httpx.Response) -> float | None:
         """Seconds to wait before the one retry, or None when the response should not be retried."""
