@@ -3,6 +3,7 @@ validation. `shared.api_client.ApiClient` adds one method per API call on top.""
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any, Self, TypeVar
 
@@ -10,6 +11,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from shared.contracts.api import Health
+from shared.retry import Sleep, http_transient
 
 M = TypeVar("M")
 
@@ -53,6 +55,11 @@ class ApiUnreachable(Exception):
         self.url = url
 
 
+def _is_transport_error(exc: BaseException) -> bool:
+    """No answer at all (refused, reset, timed out): the same Idempotency-Key makes another try safe."""
+    return isinstance(exc, httpx.TransportError)
+
+
 @cache
 def _adapter(model: Any) -> TypeAdapter[Any]:
     """Built once per response type: a TypeAdapter costs far more than the validation it does."""
@@ -85,9 +92,12 @@ def _raise_for(response: httpx.Response) -> None:
 class ApiTransport:
     """With `idempotency_key` (the CLI makes one per invocation), every creating call carries an
     `Idempotency-Key` derived from it (`<key>.<n>` for the client's n-th creating call) and is
-    retried on a dropped connection with the same key, so the API creates the thing once."""
+    retried on a dropped connection with the same key, so the API creates the thing once (the
+    shared `http_transient` policy: a short backoff with jitter between tries)."""
 
     CREATE_ATTEMPTS = 3
+    RETRY_BASE_DELAY_S = 0.2
+    RETRY_MAX_DELAY_S = 2.0
 
     def __init__(
         self,
@@ -97,8 +107,10 @@ class ApiTransport:
         transport: httpx.BaseTransport | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self._idempotency_key = idempotency_key
+        self._sleep = sleep
         self._creates = 0
         headers = {"user-agent": "orchestrator-client/0.1"}
         if api_key:
@@ -138,13 +150,18 @@ class ApiTransport:
             self._creates += 1
             headers["idempotency-key"] = f"{self._idempotency_key}.{self._creates}"
             attempts = self.CREATE_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            try:
-                response = self._http.request(method, path, json=json, params=clean, headers=headers)
-                break
-            except httpx.TransportError as exc:
-                if attempt == attempts:
-                    raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        policy = http_transient(
+            _is_transport_error,
+            attempts=attempts,
+            base_delay_s=self.RETRY_BASE_DELAY_S,
+            max_delay_s=self.RETRY_MAX_DELAY_S,
+            sleep=self._sleep,
+            what="API call",
+        )
+        try:
+            response = policy(self._http.request, method, path, json=json, params=clean, headers=headers)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         _raise_for(response)
         return response.json() if response.content else None
 
