@@ -17,8 +17,8 @@ from cli.errors import CliError, ExitCode
 from cli.output import print_json
 
 if TYPE_CHECKING:
-    from functions.telegram_bot.botapi import BotApi
-    from functions.telegram_bot.settings import TelegramSettings
+    from shared.telegram.client import TelegramClient
+    from shared.telegram.settings import TelegramSettings
 
 app = typer.Typer(
     help="The Telegram bot's webhook (token and secret from the secrets store).", no_args_is_help=True
@@ -30,7 +30,7 @@ ALLOWED_UPDATES = ["message"]
 def _settings() -> TelegramSettings:
     from pydantic import ValidationError
 
-    from functions.telegram_bot.settings import TelegramSettings
+    from shared.telegram.settings import TelegramSettings
 
     try:
         return TelegramSettings()
@@ -40,15 +40,16 @@ def _settings() -> TelegramSettings:
 
 
 @contextmanager
-def _bot_api(settings: TelegramSettings) -> Iterator[BotApi]:
+def _bot_api(settings: TelegramSettings) -> Iterator[TelegramClient]:
     """A Bot API client; every Telegram / secrets failure becomes one CLI error line (no token in it)."""
-    from functions.telegram_bot.botapi import BotApi, BotApiError, BotApiUnreachable
-    from functions.telegram_bot.settings import TelegramConfigError
     from shared.secrets import SecretNotFound
+    from shared.telegram.client import BotApiError, BotApiUnreachable, TelegramClient
+    from shared.telegram.settings import TelegramConfigError
 
-    api: BotApi | None = None
+    api: TelegramClient | None = None
     try:
-        api = BotApi(settings.resolve_bot_token(), settings.telegram_api_base)
+        # one try: a person is waiting for one line (no retry warnings), and can run the command again
+        api = TelegramClient.from_settings(settings, settings.resolve_bot_token(), attempts=1)
         yield api
     except TelegramConfigError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
@@ -65,7 +66,7 @@ def _bot_api(settings: TelegramSettings) -> Iterator[BotApi]:
 
 
 def _webhook_secret(settings: TelegramSettings, generate: bool) -> str:
-    from functions.telegram_bot.settings import TelegramConfigError
+    from shared.telegram.settings import TelegramConfigError
 
     if generate:
         import secrets as token_source

@@ -22,7 +22,7 @@ import http.client
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -67,14 +67,14 @@ def is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionResetError | BrokenPipeError | http.client.RemoteDisconnected)
 
 
-def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+def _log_retry(what: str, context: Mapping[str, Any] | None = None) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         from shared.observability import get_logger  # only when something is retried: keeps imports light
 
         error = state.outcome.exception() if state.outcome is not None else None
         get_logger().warning(
             f"{what} failed; retrying",
-            extra={"attempt": state.attempt_number, "delay_s": round(state.upcoming_sleep, 3),
+            extra={**(context or {}), "attempt": state.attempt_number, "delay_s": round(state.upcoming_sleep, 3),
                    "error": type(error).__name__ if error is not None else "result"},
         )  # fmt: skip
 
@@ -108,13 +108,15 @@ def http_transient(
     retry_after: Callable[[BaseException], float | None] = _no_retry_after,
     sleep: Sleep = time.sleep,
     what: str = "http call",
+    context: Mapping[str, Any] | None = None,
 ) -> Retrying:
     """Retry what `is_transient` accepts (429, 5xx, network errors), at most `attempts` tries.
 
     The n-th wait is `base_delay_s * 2**(n-1)` plus up to `jitter_s` (default: `base_delay_s / 2`)
     of jitter, capped at `max_delay_s`; an error whose `retry_after(exc)` is set waits exactly that
     instead, and one asking for more than `max_delay_s` is raised at once (the caller's redelivery
-    is the better wait). Each retry logs a warning naming `what` (never an argument or a URL).
+    is the better wait). Each retry logs a warning naming `what`, with `context` as extra fields
+    (never put an argument or a URL there: they may hold a token).
     """
     backoff = wait_exponential_jitter(
         multiplier=base_delay_s,
@@ -129,7 +131,7 @@ def http_transient(
         stop=stop,
         wait=_wait_retry_after(retry_after, backoff),
         retry=retry_if_exception(is_transient),
-        before_sleep=_log_retry(what),
+        before_sleep=_log_retry(what, context),
         sleep=sleep,
         reraise=True,
     )

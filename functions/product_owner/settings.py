@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from functions.telegram_bot.settings import TelegramSettings
 from shared.service_client import ServiceApiSettings
+from shared.telegram.settings import TelegramSettings
 
 
 class ProductOwnerSettings(TelegramSettings, ServiceApiSettings):

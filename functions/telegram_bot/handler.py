@@ -1,25 +1,29 @@
 """Lambda entry point for `telegram:updates`: each record is one update for the aiogram Dispatcher.
 
 The Lambda handler is synchronous and aiogram is not, so one `BotRuntime` per process owns an
-event loop, the Bot (whose aiohttp session lives on that loop) and the Dispatcher; records run
-on that loop one at a time (`asyncio.run` per record would orphan the cached Bot session). A
-record whose handling raises fails alone (partial batch response) and is redelivered; a poison
-update ends in the DLQ.
+event loop, the Bot the updates are bound to (it never sends: the shared `TelegramClient` does)
+and the Dispatcher; records run on that loop one at a time. A record whose handling raises fails
+alone (partial batch response) and is redelivered; a poison update ends in the DLQ.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+import time
 from typing import Any
 
-from functions.telegram_bot.bot import BotDeps, build_dispatcher, make_bot, process_update
-from functions.telegram_bot.settings import TelegramSettings
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+
+from functions.telegram_bot.bot import BotDeps, build_dispatcher, process_update
 from shared.contracts.registry import TELEGRAM_UPDATES
 from shared.contracts.telegram import TelegramUpdateMessage
 from shared.queues.consume import process_queue_event
+from shared.retry import Sleep
 from shared.service_client import ServiceApiSettings
+from shared.telegram.client import TelegramClient
+from shared.telegram.settings import TelegramSettings
 
 
 class TelegramBotSettings(TelegramSettings, ServiceApiSettings):
@@ -27,13 +31,14 @@ class TelegramBotSettings(TelegramSettings, ServiceApiSettings):
 
 
 class BotRuntime:
-    """One per process: an event loop, the Bot on it and the Dispatcher. Thread-safe (serialised)."""
+    """One per process: an event loop, the Bot, the Dispatcher and the Telegram client. Thread-safe
+    (serialised). `sleep` is the client's wait between retries (tests record it)."""
 
-    def __init__(self, deps: BotDeps, token: str, sleep: Callable[[float], Awaitable[Any]] | None = None,
-                 owns_api: bool = False) -> None:  # fmt: skip
+    def __init__(self, deps: BotDeps, token: str, sleep: Sleep = time.sleep, owns_api: bool = False) -> None:
         self.deps = deps
         self.loop = asyncio.new_event_loop()
-        self.bot = make_bot(token, deps.settings, sleep)
+        self.bot = Bot(token, default=DefaultBotProperties(parse_mode=None))
+        self.telegram = TelegramClient.from_settings(deps.settings, token, sleep=sleep)
         self.dispatcher = build_dispatcher()
         self._owns_api = owns_api
         self._lock = threading.Lock()
@@ -42,13 +47,16 @@ class BotRuntime:
         with self._lock:
             if self.loop.is_closed():
                 raise RuntimeError("the bot runtime is closed")
-            self.loop.run_until_complete(process_update(self.dispatcher, self.bot, message, self.deps))
+            self.loop.run_until_complete(
+                process_update(self.dispatcher, self.bot, message, self.deps, self.telegram)
+            )
 
     def close(self) -> None:
         with self._lock:
             if self.loop.is_closed():
                 return
             try:
+                self.telegram.close()
                 self.loop.run_until_complete(self.bot.session.close())
             finally:
                 self.loop.close()
@@ -64,8 +72,12 @@ def build_runtime(settings: TelegramBotSettings | None = None) -> BotRuntime:
 
     settings = settings or TelegramBotSettings()
     token = settings.resolve_bot_token(build_secrets(settings, settings))
-    deps = BotDeps(api=build_service_client(settings), queue=build_queue(settings, settings),
-                   claims=build_idempotency(settings), settings=settings)  # fmt: skip
+    deps = BotDeps(
+        api=build_service_client(settings),
+        queue=build_queue(settings, settings),
+        claims=build_idempotency(settings),
+        settings=settings,
+    )
     return BotRuntime(deps, token, owns_api=True)
 
 

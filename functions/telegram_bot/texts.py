@@ -1,5 +1,6 @@
 """What the bot says: plain text (no parse mode, so nothing a user or a project name holds can
-break formatting), cut to Telegram's 4096-character limit. Pure functions, no aiogram."""
+break formatting); `TelegramClient.send_text` cuts it to Telegram's 4096-character limit. Pure
+functions, no aiogram."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Sequence
 
 from shared.contracts.api import Project, Task, TaskEvent
 
-MAX_MESSAGE_CHARS = 4096
 STATUS_EVENTS = 5
 LATEST_TASKS = 5
 
@@ -27,27 +27,6 @@ REFUSAL = (
     "Sorry, this bot is private and I don't know you yet. "
     "If you should have access, ask an administrator to add your Telegram id: {telegram_id}."
 )
-
-
-def split_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
-    """Pieces of at most `limit` characters, cut at a line break (else a space) where one is near."""
-    if limit < 2:
-        raise ValueError("limit must be at least 2")
-    text = text.strip() or "(empty)"
-    pieces: list[str] = []
-    while len(text) > limit:
-        window = text[:limit]
-        cut = window.rfind("\n")
-        if cut < limit // 2:
-            cut = window.rfind(" ")
-        if cut < limit // 2:
-            cut = limit
-        piece, text = text[:cut].rstrip(), text[cut:].lstrip()
-        if piece:
-            pieces.append(piece)
-    if text:
-        pieces.append(text)
-    return pieces
 
 
 def greeting(name: str | None, is_admin: bool) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from functions.telegram_bot.settings import TelegramSettings
-from functions.telegram_notifier.notifier import BotApiTelegram, Notifier
+from functions.telegram_notifier.notifier import Notifier
 from shared.contracts import PROGRESS_EVENTS, ProgressEvent
 from shared.queues.consume import process_queue_event
 from shared.service_client import ServiceApiSettings
+from shared.telegram.client import TelegramClient
+from shared.telegram.settings import TelegramSettings
 
 
 class NotifierSettings(TelegramSettings, ServiceApiSettings):
@@ -21,32 +22,18 @@ class NotifierSettings(TelegramSettings, ServiceApiSettings):
 
 
 class NotifierRuntime:
-    """One per process: the API client and the bot token; a Bot API connection per thread."""
+    """One per process: the API client and the Telegram client (a Bot API connection per thread)."""
 
     def __init__(self, settings: NotifierSettings, token: str, api: Any) -> None:
-        self.settings, self._token, self.api = settings, token, api
-        self._local = threading.local()
-        self._clients: list[Any] = []
-        self._lock = threading.Lock()
+        self.settings, self.api = settings, api
+        self.telegram = TelegramClient.from_settings(settings, token)
+        self._notifier = Notifier(api, self.telegram)
 
     def notifier(self) -> Notifier:
-        found: Notifier | None = getattr(self._local, "notifier", None)
-        if found is None:
-            from functions.telegram_bot.botapi import BotApi
-
-            bot = BotApi(self._token, self.settings.telegram_api_base, timeout=30.0)
-            with self._lock:
-                self._clients.append(bot)
-            telegram = BotApiTelegram(bot, self.settings.telegram_send_attempts, self.settings.telegram_retry_base_s,
-                                      self.settings.telegram_retry_max_s)  # fmt: skip
-            found = self._local.notifier = Notifier(self.api, telegram)
-        return found
+        return self._notifier
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for bot in clients:
-            bot.close()
+        self.telegram.close()
         self.api.close()
 
 

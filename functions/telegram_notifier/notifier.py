@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from functions.telegram_bot.botapi import BotApi, BotApiError, BotApiUnreachable
 from functions.telegram_notifier import render
 from shared.api_client import ApiClient, ApiError, ConflictError
 from shared.contracts import ProgressEvent
 from shared.contracts.api import NotificationRecord, TaskEvent, TaskNotification
 from shared.observability import get_logger
+from shared.retry import while_contended
+from shared.telegram.client import MessageGone
 
 CLAIM_SECONDS = 60
 """A holder that died mid-way blocks the task's notifications this long at most."""
@@ -35,69 +36,16 @@ class NotificationBusy(Exception):
     """Another notifier invocation holds this task's notification: retry this record later."""
 
 
-class MessageGone(Exception):
-    """The status message cannot be edited any more (deleted by the user, too old)."""
-
-
 class TelegramPort(Protocol):
-    def send(self, chat_id: int, text: str) -> int:
+    """What the notifier needs from Telegram (`shared.telegram.client.TelegramClient` is it)."""
+
+    def send_message(self, chat_id: int, text: str, *, link_preview: bool = True) -> int:
         """Send a plain-text message; its message_id. Raises on failure."""
         ...
 
-    def edit(self, chat_id: int, message_id: int, text: str) -> None:
+    def edit_text(self, chat_id: int, message_id: int, text: str, *, link_preview: bool = True) -> None:
         """Replace the text; `MessageGone` if the message can no longer be edited."""
         ...
-
-
-@dataclass
-class BotApiTelegram:
-    """`TelegramPort` over the stdlib Bot API client, with retries on 429 / 5xx / network errors."""
-
-    api: BotApi
-    attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 20.0
-    sleep: Callable[[float], None] = field(default=time.sleep)
-
-    def _call(self, method: str, params: dict[str, object]) -> object:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self.api.call(method, params)
-            except BotApiError as exc:
-                if exc.error_code == 429:
-                    delay = float(exc.retry_after if exc.retry_after is not None else self.base_delay_s)
-                elif exc.error_code >= 500:
-                    delay = self.base_delay_s * 2 ** (attempt - 1)
-                else:
-                    raise
-                error: Exception = exc
-            except BotApiUnreachable as exc:
-                delay, error = self.base_delay_s * 2 ** (attempt - 1), exc
-            if attempt == self.attempts or delay > self.max_delay_s:
-                raise error
-            get_logger().warning(
-                "telegram call failed; retrying",
-                extra={"method": method, "attempt": attempt, "delay_s": delay, "error": type(error).__name__},
-            )
-            self.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def send(self, chat_id: int, text: str) -> int:
-        result = self._call("sendMessage", {"chat_id": chat_id, "text": text, "link_preview_options": {
-            "is_disabled": True}})  # fmt: skip
-        assert isinstance(result, dict)
-        return int(result["message_id"])
-
-    def edit(self, chat_id: int, message_id: int, text: str) -> None:
-        try:
-            self._call("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text,
-                                           "link_preview_options": {"is_disabled": True}})  # fmt: skip
-        except BotApiError as exc:
-            if exc.error_code != 400:
-                raise
-            if "message is not modified" in exc.description.lower():
-                return  # already says this: success
-            raise MessageGone(exc.description) from None
 
 
 def latest_events(api: ApiClient, task_id: str) -> list[TaskEvent]:
@@ -129,7 +77,7 @@ class Notifier:
             final = render.final_pieces(task, project.name)
             if final and note.final_sent_at is None:
                 for piece in final:
-                    self.telegram.send(note.chat_id, piece)
+                    self.telegram.send_message(note.chat_id, piece, link_preview=False)
                 self.api.record_notification(task.id, NotificationRecord(holder=holder, final_sent=True))
                 return
         except BaseException:
@@ -139,21 +87,18 @@ class Notifier:
 
     def _claim(self, task_id: str, holder: str) -> TaskNotification | None:
         """The claim, waiting a little for another holder (its work is a few calls); None: nobody to tell."""
-        for attempt in range(1, self.claim_attempts + 1):
-            try:
-                return self.api.claim_notification(task_id, holder, self.claim_seconds)
-            except ConflictError as exc:
-                if attempt == self.claim_attempts:
-                    raise NotificationBusy(str(exc)) from None
-            except ApiError as exc:
-                if exc.status == 422:  # the owner has no Telegram id (any more)
-                    get_logger().info(
-                        "task owner has no telegram id; nothing to notify", extra={"task_id": task_id}
-                    )
-                    return None
+        policy = while_contended(lambda exc: isinstance(exc, ConflictError), attempts=self.claim_attempts,
+                                 step_s=self.claim_wait_s, sleep=self.sleep)  # fmt: skip
+        try:
+            return policy(self.api.claim_notification, task_id, holder, self.claim_seconds)
+        except ConflictError as exc:
+            raise NotificationBusy(str(exc)) from None
+        except ApiError as exc:
+            if exc.status != 422:
                 raise
-            self.sleep(self.claim_wait_s * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+            # the owner has no Telegram id (any more)
+            get_logger().info("task owner has no telegram id; nothing to notify", extra={"task_id": task_id})
+            return None
 
     def _status(self, note: TaskNotification, holder: str, text: str) -> None:
         if note.message_id is not None and note.text == text:
@@ -161,11 +106,11 @@ class Notifier:
         message_id = note.message_id
         if message_id is not None:
             try:
-                self.telegram.edit(note.chat_id, message_id, text)
+                self.telegram.edit_text(note.chat_id, message_id, text, link_preview=False)
             except MessageGone:
                 message_id = None
         if message_id is None:
-            message_id = self.telegram.send(note.chat_id, text)
+            message_id = self.telegram.send_message(note.chat_id, text, link_preview=False)
         self.api.record_notification(
             note.task_id, NotificationRecord(holder=holder, message_id=message_id, text=text, release=False)
         )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from functions.telegram_bot.texts import split_text
 from shared.contracts.api import Task, TaskEvent, TaskStatus, TaskType
+from shared.telegram.texts import split_text
 
 MAX_STATUS_DETAIL = 300
 """The status line stays short: it is edited in place and must fit one message."""

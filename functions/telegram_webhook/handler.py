@@ -18,10 +18,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from functions.telegram_webhook.intake import MAX_UPDATE_DEPTH, InvalidUpdate, accept_update, check_update
 from shared.idempotency import IdempotencyPort
 from shared.observability import correlation, get_logger
 from shared.queues.port import MessageTooLargeError, QueuePort
+from shared.telegram.intake import MAX_UPDATE_DEPTH, InvalidUpdate, accept_update, check_update
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name, not a secret
 DEFAULT_UPDATE_TTL_S = 48 * 3600
@@ -42,9 +42,9 @@ _lock = threading.Lock()
 
 def build_ports() -> WebhookPorts:
     """From settings, once per container: the secret is resolved here (Secrets Manager in AWS)."""
-    from functions.telegram_bot.settings import TelegramSettings
     from shared.idempotency import build_idempotency
     from shared.queues.factory import build_queue
+    from shared.telegram.settings import TelegramSettings
 
     settings = TelegramSettings()
     return WebhookPorts(

@@ -18,10 +18,9 @@ import pytest
 from functions.api.db import dispose_all
 from functions.api.deps import set_deps
 from functions.api.handler import lambda_handler as api_handler
-from functions.telegram_bot.bot import BotDeps, refusal_key, send_text
+from functions.telegram_bot.bot import BotDeps, refusal_key
 from functions.telegram_bot.handler import BotRuntime
 from functions.telegram_bot.handler import lambda_handler as bot_handler
-from functions.telegram_bot.settings import TelegramSettings
 from functions.telegram_webhook.handler import WebhookPorts
 from functions.telegram_webhook.handler import lambda_handler as webhook_handler
 from shared.api_client import ApiClient
@@ -30,6 +29,7 @@ from shared.contracts import PO_INBOX, TELEGRAM_UPDATES, ProductOwnerMessage, Te
 from shared.idempotency import SqliteIdempotency
 from shared.queues.local import LocalQueue
 from shared.queues.local_runner import QueuePoller
+from shared.telegram.settings import TelegramSettings
 from tests.api_support import ApiHarness, build_deps, install, migrated_sqlite
 from tests.factories import drain
 from tests.fakes.telegram_server import FakeTelegram, message_update
@@ -89,15 +89,11 @@ def telegram() -> Iterator[FakeTelegram]:
 
 @pytest.fixture(scope="module")
 def bot_runtime(telegram: FakeTelegram, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotRuntime]:
-    """One per module, as one per Lambda container (closing one costs aiogram's 0.25 s grace)."""
+    """One per module, as one per Lambda container."""
     settings = TelegramSettings(home=tmp_path_factory.mktemp("telegram"), telegram_api_base=telegram.url,
                                 telegram_admins=[ADMIN_TG], telegram_send_attempts=3)  # fmt: skip
     sleeps: list[float] = []
-
-    async def record_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    runtime = BotRuntime(BotDeps(None, None, None, settings), TOKEN, sleep=record_sleep)  # type: ignore[arg-type]
+    runtime = BotRuntime(BotDeps(None, None, None, settings), TOKEN, sleep=sleeps.append)  # type: ignore[arg-type]
     runtime.sleeps = sleeps  # type: ignore[attr-defined]
     yield runtime
     runtime.close()
@@ -307,7 +303,10 @@ def test_when_every_attempt_fails_the_update_is_redelivered_and_answered_once(wo
     world.telegram.fail("sendMessage", status=502, description="Bad Gateway", times=3)
     assert world.post(message_update(STRANGER_TG, "hi"))[0] == 200
     assert world.consume() == (0, 1), "all attempts failed: the record fails, it is not dropped"
-    assert world.sleeps == [0.5, 1.0]
+    assert len(world.sleeps) == 2, world.sleeps
+    assert all(0 <= s - b <= 0.25 for s, b in zip(world.sleeps, (0.5, 1.0), strict=True)), (
+        f"0.5 s then 1 s, each plus up to 0.25 s of jitter: {world.sleeps}"
+    )
     assert len(world.telegram.calls_to("sendMessage")) == 3
     assert world.claims.claim(refusal_key(STRANGER_TG), 60) is True, (
         "the undelivered refusal's claim was released"
@@ -353,7 +352,7 @@ def test_an_unreachable_api_fails_the_record_for_redelivery(world: World, tmp_pa
 
 def test_long_answers_are_split_into_messages_telegram_accepts(world: World) -> None:
     text = "\n".join(f"line {i}: " + "z" * 90 for i in range(120))
-    world.runtime.loop.run_until_complete(send_text(world.runtime.bot, ALICE_TG, text))
+    world.runtime.telegram.send_text(ALICE_TG, text)
     sent = world.telegram.sent_texts()
     assert len(sent) == 3 and all(len(s) <= 4096 for s in sent)
     assert "\n".join(sent) == text

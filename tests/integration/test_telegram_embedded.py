@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cli.local.stack import EmbeddedStack
+from cli.local.telegram_polling import TelegramPoller
 from functions.telegram_bot import handler as bot
-from functions.telegram_bot.polling import TelegramPoller
 from shared.api_client import ApiClient
 from shared.contracts import PO_INBOX, TELEGRAM_UPDATES
 from shared.queues.local import LocalQueue

@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from functions.telegram_bot.botapi import BotApi, BotApiClosed, BotApiError, BotApiUnreachable
-from functions.telegram_bot.polling import TelegramPoller
-from functions.telegram_bot.settings import TelegramSettings
+from cli.local.telegram_polling import TelegramPoller
 from functions.telegram_webhook.handler import WebhookPorts
 from functions.telegram_webhook.handler import lambda_handler as webhook_handler
 from shared.apigw import http_api_event
@@ -22,6 +20,9 @@ from shared.contracts import TELEGRAM_UPDATES
 from shared.idempotency import SqliteIdempotency
 from shared.queues.local import LocalQueue
 from shared.queues.port import QueueError
+from shared.telegram.botapi import BotApi, BotApiClosed, BotApiError, BotApiUnreachable
+from shared.telegram.client import TelegramClient
+from shared.telegram.settings import TelegramSettings
 from tests.factories import drain
 from tests.fakes.telegram_server import FakeTelegram, message_update
 
@@ -43,10 +44,14 @@ def ports(tmp_path: Path) -> Iterator[tuple[LocalQueue, SqliteIdempotency, Teleg
     claims.close()
 
 
+def _client(telegram: FakeTelegram) -> TelegramClient:
+    return TelegramClient(TOKEN, telegram.url, attempts=1)  # as the poller makes it: it backs off itself
+
+
 def _poller(telegram: FakeTelegram, ports: tuple[LocalQueue, SqliteIdempotency, TelegramSettings],
             **kwargs: Any) -> TelegramPoller:  # fmt: skip
     queue, claims, settings = ports
-    return TelegramPoller(settings, queue=queue, claims=claims, api=BotApi(TOKEN, telegram.url), **kwargs)
+    return TelegramPoller(settings, queue=queue, claims=claims, api=_client(telegram), **kwargs)
 
 
 def test_updates_are_queued_in_order_and_confirmed_with_the_offset(
@@ -143,7 +148,7 @@ def test_an_update_that_could_not_be_queued_is_fetched_again(telegram: FakeTeleg
     for i in (1, 2):
         telegram.push_update(message_update(1, f"m{i}", update_id=70 + i))
     poller = TelegramPoller(settings, queue=FlakyQueue(queue, failures=1), claims=claims,  # type: ignore[arg-type]
-                            api=BotApi(TOKEN, telegram.url), poll_timeout_s=0, max_backoff_s=0.05)  # fmt: skip
+                            api=_client(telegram), poll_timeout_s=0, max_backoff_s=0.05)  # fmt: skip
     with pytest.raises(QueueError):
         poller.poll_once()
     assert poller.offset is None, "nothing confirmed"
@@ -172,7 +177,7 @@ def test_the_bot_api_client_reports_refusals_and_unreachability_without_the_toke
 
 
 def test_the_poller_needs_a_token(ports: Any) -> None:
-    from functions.telegram_bot.settings import TelegramConfigError
+    from shared.telegram.settings import TelegramConfigError
 
     queue, claims, settings = ports
     with pytest.raises(TelegramConfigError, match="ORCH_TELEGRAM_BOT_TOKEN_REF"):

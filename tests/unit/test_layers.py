@@ -69,12 +69,12 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
         "shared.service_client", "shared.queues.sqs",
     ),
     constants.TELEGRAM_BOT_FUNCTION: (
-        "functions.telegram_bot.handler", "functions.telegram_bot.bot", "aiogram.client.session.aiohttp",
+        "functions.telegram_bot.handler", "functions.telegram_bot.bot", "shared.telegram.client",
         "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
         "shared.service_client",
     ),
     constants.TELEGRAM_WEBHOOK_FUNCTION: (
-        "functions.telegram_webhook.handler", "functions.telegram_webhook.intake", "functions.telegram_bot.settings",
+        "functions.telegram_webhook.handler", "shared.telegram.intake", "shared.telegram.settings",
         "shared.idempotency", "shared.queues.factory", "shared.queues.sqs", "shared.secrets.aws",
     ),
     constants.PRODUCT_OWNER_FUNCTION: (
@@ -84,7 +84,7 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
     ),
     constants.TELEGRAM_NOTIFIER_FUNCTION: (
         "functions.telegram_notifier.handler", "functions.telegram_notifier.notifier",
-        "functions.telegram_bot.botapi", "shared.secrets.aws", "shared.service_client", "httpx",
+        "shared.telegram.client", "shared.secrets.aws", "shared.service_client", "httpx",
     ),
 }  # fmt: skip
 

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from functions.telegram_bot.settings import TelegramConfigError, TelegramSettings
-from functions.telegram_bot.texts import MAX_MESSAGE_CHARS, format_projects, format_task, split_text
+from functions.telegram_bot.texts import format_projects, format_task
 from shared.contracts.api import Project, Task, TaskEvent
+from shared.telegram.settings import TelegramConfigError, TelegramSettings
+from shared.telegram.texts import MAX_MESSAGE_CHARS, split_text
 
 
 def test_short_text_is_one_message() -> None:
@@ -43,7 +44,7 @@ def test_empty_text_is_not_sent_empty() -> None:
 def _project(name: str, status: str = "active") -> Project:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     return Project(id=name, name=name, description="", modules=[], agent=None, repo_url=None, status=status,
-                   owner_id="u", created_at=now, updated_at=now)  # type: ignore[arg-type]  # fmt: skip
+                   owner_id="u", created_at=now, updated_at=now)  # fmt: skip
 
 
 def test_projects_are_listed_by_name_with_status_and_user_text_is_kept_verbatim() -> None:
@@ -56,7 +57,7 @@ def test_a_task_shows_its_status_error_and_last_five_events() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     task = Task(id="t1", project_id="p1", user_id="u", type="engineering", status="FAILED", spec="s", attempt=2,
                 result=None, error="tests failed", correlation_id="c", created_at=now, started_at=now,
-                finished_at=now, heartbeat_at=None)  # type: ignore[arg-type]  # fmt: skip
+                finished_at=now, heartbeat_at=None)  # fmt: skip
     events = [TaskEvent(seq=i, task_id="t1", type="progress", message=f"step {i}", progress_pct=i * 10,
                         current_step=None, error=None, error_type=None, timestamp=now) for i in range(1, 8)]  # fmt: skip
     text = format_task(task, "blog", events)

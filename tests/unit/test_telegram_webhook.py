@@ -17,7 +17,7 @@ from shared.apigw import http_api_event
 from shared.contracts import TELEGRAM_UPDATES, TelegramUpdateMessage
 from shared.idempotency import SqliteIdempotency
 from shared.queues.local import LocalQueue
-from shared.queues.port import QueueError
+from shared.queues.port import QueueError, QueuePort
 from tests.factories import drain
 from tests.fakes.telegram_server import message_update
 
@@ -131,7 +131,7 @@ class FlakyQueue:
 
     backend = "flaky"
 
-    def __init__(self, inner: LocalQueue) -> None:
+    def __init__(self, inner: QueuePort) -> None:
         self.inner, self.failures = inner, 1
 
     def publish(self, queue: str, message: BaseModel) -> str:

@@ -16,14 +16,14 @@ import pytest
 from functions.api.db import dispose_all
 from functions.api.deps import set_deps
 from functions.api.handler import lambda_handler as api_handler
-from functions.telegram_bot.botapi import BotApi
 from functions.telegram_notifier.handler import lambda_handler as notifier_handler
-from functions.telegram_notifier.notifier import BotApiTelegram, Notifier
+from functions.telegram_notifier.notifier import Notifier
 from shared.api_client import ApiClient
 from shared.apigw import LambdaTransport
 from shared.contracts import PROGRESS_EVENTS
 from shared.queues.local import LocalQueue
 from shared.queues.local_runner import QueuePoller, sqs_event
+from shared.telegram.client import TelegramClient
 from tests.api_support import ApiHarness, build_deps, install
 from tests.factories import drain, progress_event, race
 from tests.fakes.telegram_server import FakeTelegram
@@ -40,16 +40,14 @@ class World:
     telegram: FakeTelegram
     alice: ApiClient
     carol: ApiClient
-    bots: list[BotApi]
+    bots: list[TelegramClient]
 
     def notifier(self) -> Notifier:
-        bot = BotApi(TOKEN, self.telegram.url, timeout=5)
-        self.bots.append(bot)
-        return Notifier(
-            self.service,
-            BotApiTelegram(bot, attempts=2, base_delay_s=0, sleep=lambda _s: None),
-            claim_wait_s=0.02,
+        bot = TelegramClient(
+            TOKEN, self.telegram.url, timeout=5, attempts=2, base_delay_s=0, sleep=lambda _s: None
         )
+        self.bots.append(bot)
+        return Notifier(self.service, bot, claim_wait_s=0.02)
 
     def consume(self) -> tuple[int, int]:
         notifier = self.notifier()
@@ -82,7 +80,7 @@ def world(database_url: str, tmp_path: Path, telegram: FakeTelegram) -> Iterator
     clients = [
         ApiClient("http://api.local", key, transport=transport) for key in (service_key, alice_key, carol_key)
     ]
-    world = World(api, *clients[:1], queue, telegram, *clients[1:], bots=[])  # type: ignore[misc]
+    world = World(api, clients[0], queue, telegram, alice=clients[1], carol=clients[2], bots=[])
     try:
         yield world
     finally:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from functions.telegram_bot.botapi import BotApi, BotApiClosed, BotApiError, BotApiUnreachable
-from functions.telegram_bot.settings import TelegramSettings
-from functions.telegram_webhook.intake import InvalidUpdate, accept_update
 from shared.idempotency import IdempotencyPort
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
+from shared.retry import until_stopped
+from shared.telegram.client import BotApiClosed, BotApiError, BotApiUnreachable, TelegramClient
+from shared.telegram.intake import InvalidUpdate, accept_update
+from shared.telegram.settings import TelegramSettings
 
 ALLOWED_UPDATES = ["message"]
 """What the bot handles; Telegram then sends nothing else (polling and webhook alike)."""
@@ -32,7 +33,7 @@ class TelegramPoller:
         *,
         queue: QueuePort | None = None,
         claims: IdempotencyPort | None = None,
-        api: BotApi | None = None,
+        api: TelegramClient | None = None,
         poll_timeout_s: int = 25,
         max_backoff_s: float = 30.0,
     ) -> None:
@@ -49,8 +50,9 @@ class TelegramPoller:
         self.queue, self.claims = queue, claims
         self.poll_timeout_s = poll_timeout_s
         self.max_backoff_s = max_backoff_s
-        self.api = api or BotApi(self.settings.resolve_bot_token(), self.settings.telegram_api_base,
-                                 timeout=poll_timeout_s + 15)  # fmt: skip
+        # no retries inside the client: this loop backs off itself, and stop() must not wait for a retry
+        self.api = api or TelegramClient(self.settings.resolve_bot_token(), self.settings.telegram_api_base,
+                                         timeout=poll_timeout_s + 15, attempts=1)  # fmt: skip
         self.offset: int | None = None
         self.queued = 0
         self.duplicates = 0
@@ -110,34 +112,34 @@ class TelegramPoller:
         return queued
 
     def _run(self) -> None:
-        failures = 0
         self._logger.info("telegram long polling started", extra={"api": self.settings.telegram_api_base})
+        policy = until_stopped(self._stop, self._delay_for, retry_on=lambda exc: not isinstance(exc, BotApiClosed),
+                               on_retry=self._report)  # fmt: skip
         while not self._stop.is_set():
             try:
-                self.poll_once()
-                failures = 0
-                continue
+                policy(self.poll_once)  # the failures (and so the backoff) restart after each success
             except BotApiClosed:
                 break
-            except BotApiError as exc:
-                delay = self._delay_for(exc, failures)
-                self._logger.error("telegram getUpdates refused", extra={
-                    "error_code": exc.error_code, "description": exc.description, "retry_in_s": delay})  # fmt: skip
-            except BotApiUnreachable as exc:
-                delay = self._backoff(failures)
-                self._logger.warning("telegram unreachable", extra={"reason": str(exc), "retry_in_s": delay})
-            except Exception as exc:  # the queue or the claim store: keep the offset, try again
-                delay = self._backoff(failures)
-                self._logger.exception("telegram updates not queued", extra={
-                    "error": type(exc).__name__, "retry_in_s": delay})  # fmt: skip
-            failures += 1
-            self._stop.wait(delay)
+            except Exception:  # noqa: S112 - reported by _report; only a stop ends the retries
+                continue
         self._logger.info("telegram long polling stopped", extra={"queued": self.queued})
+
+    def _report(self, exc: BaseException, delay: float) -> None:
+        if isinstance(exc, BotApiError):
+            self._logger.error("telegram getUpdates refused", extra={
+                "error_code": exc.error_code, "description": exc.description, "retry_in_s": delay})  # fmt: skip
+        elif isinstance(exc, BotApiUnreachable):
+            self._logger.warning("telegram unreachable", extra={"reason": str(exc), "retry_in_s": delay})
+        else:  # the queue or the claim store: keep the offset, try again
+            self._logger.error("telegram updates not queued", exc_info=exc, extra={
+                "error": type(exc).__name__, "retry_in_s": delay})  # fmt: skip
 
     def _backoff(self, failures: int) -> float:
         return float(min(self.max_backoff_s, 2**failures))
 
-    def _delay_for(self, exc: BotApiError, failures: int) -> float:
+    def _delay_for(self, exc: BaseException, failures: int) -> float:
+        if not isinstance(exc, BotApiError):
+            return self._backoff(failures)
         if exc.retry_after:
             return float(exc.retry_after)
         if exc.error_code == 409:

@@ -1,9 +1,11 @@
-"""A small synchronous Bot API client (stdlib `http.client`) for the CLI and the long poller.
+"""The Bot API transport: one kept-alive stdlib `http.client` connection, one call, no retries
+(`shared.telegram.client.TelegramClient` adds those).
 
-Why not aiogram here: the CLI must start fast and the poller must be stoppable in the middle of
-a 25-second long poll. Owning the socket lets `interrupt()` shut it down from another thread, so
-`stop()` returns at once. The token is part of every URL (`/bot<token>/<method>`), so no error
-message, log line or exception chain from this module contains a URL.
+Why not aiogram: importing it costs seconds of cold start, and the poller must be stoppable in
+the middle of a 25-second long poll. Owning the socket lets `interrupt()` shut it down from
+another thread, so `stop()` returns at once. The token is part of every URL
+(`/bot<token>/<method>`), so no error message, log line or exception chain from this module
+contains a URL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import socket
 import threading
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+from shared.retry import once_more_on_disconnect
 
 
 class BotApiError(Exception):
@@ -44,15 +48,26 @@ class BotApiClosed(Exception):
     """`interrupt()` or `close()` was called; no more requests."""
 
 
+def _split_base(base_url: str) -> tuple[SplitResult, str]:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the Bot API base must be an http(s) URL")
+    return parts, parts.hostname
+
+
+def check_base_url(base_url: str) -> str:
+    """`base_url` if it is an http(s) URL with a host, else `ValueError`."""
+    _split_base(base_url)
+    return base_url
+
+
 class BotApi:
     """One connection, reused (keep-alive); use one instance per thread."""
 
     def __init__(self, token: str, base_url: str = "https://api.telegram.org", timeout: float = 30.0) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the Bot API base must be an http(s) URL")
+        parts, host = _split_base(base_url)
         self.base_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self._scheme, self._host, self._port = parts.scheme, host, parts.port
         self._prefix = parts.path.rstrip("/")
         self._token = token
         self.timeout = timeout
@@ -70,28 +85,26 @@ class BotApi:
         body = json.dumps({k: v for k, v in (params or {}).items() if v is not None}).encode("utf-8")
         path = f"{self._prefix}/bot{self._token}/{method}"
         wait = self.timeout if timeout is None else timeout
-        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: reconnect once
-            conn: http.client.HTTPConnection | None = None
-            try:
-                conn = self._connection(wait)
-                conn.request("POST", path, body=body, headers={"content-type": "application/json"})
-                response = conn.getresponse()
-                raw = response.read()
-                status = response.status
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                if conn is not None:
-                    self._drop(conn)
-                if self._closed:
-                    raise BotApiClosed(method) from None
-                stale = isinstance(
-                    exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
-                )
-                if stale and attempt == 1:
-                    continue
-                reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-                raise BotApiUnreachable(method, self.base_url, reason) from None
+        try:  # a kept-alive connection the server closed meanwhile: reconnect once
+            status, raw = once_more_on_disconnect()(self._exchange, method, path, body, wait)
+        except (OSError, http.client.HTTPException) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise BotApiUnreachable(method, self.base_url, reason) from None
         return _result(method, status, raw)
+
+    def _exchange(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        conn: http.client.HTTPConnection | None = None
+        try:
+            conn = self._connection(timeout)
+            conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            if conn is not None:
+                self._drop(conn)
+            if self._closed:
+                raise BotApiClosed(method) from None
+            raise
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         with self._lock:

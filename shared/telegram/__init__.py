@@ -1,0 +1,2 @@
+"""What several functions share about Telegram: the one Bot API client, its settings, message
+texts (split at 4096) and the update intake of the webhook and the long poller. No aiogram here."""

@@ -1,0 +1,139 @@
+"""The one Telegram client every sender uses: the bot consumer's replies, the notifier, the Product
+Owner's chat, the CLI and the long poller.
+
+A synchronous facade over the stdlib transport (`shared.telegram.botapi`): plain-text messages
+(no parse mode, so nothing a user, a project or an agent writes can break one), split at 4096
+characters, and every call retried in one place (`shared.retry.http_transient`) on 429 (after
+its `retry_after`), 5xx and network errors. A `retry_after` longer than `max_delay_s` is not
+waited for: the error propagates, the queue record fails and is redelivered, nothing is dropped.
+
+Why not aiogram's Bot: `import aiogram` costs seconds of cold start (see the README's decision
+log), which the notifier and the Product Owner must not pay to send a message; the bot consumer
+keeps aiogram for dispatching updates only. One transport (one connection) per thread, so one
+client may be shared by a consumer's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from shared.retry import Sleep, http_transient, is_transient_status
+from shared.telegram.botapi import BotApi, BotApiClosed, BotApiError, BotApiUnreachable, check_base_url
+from shared.telegram.settings import DEFAULT_API_BASE, TelegramSettings
+from shared.telegram.texts import split_text
+
+__all__ = [
+    "BotApiClosed",
+    "BotApiError",
+    "BotApiUnreachable",
+    "MessageGone",
+    "TelegramClient",
+]
+
+
+class MessageGone(Exception):
+    """The message cannot be edited any more (deleted by the user, too old)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: no answer, or a 429 / 5xx answer."""
+    if isinstance(exc, BotApiUnreachable):
+        return True
+    return isinstance(exc, BotApiError) and is_transient_status(exc.error_code)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    return float(exc.retry_after) if isinstance(exc, BotApiError) and exc.retry_after is not None else None
+
+
+class TelegramClient:
+    """Bot API calls with retries, from any thread. `attempts=1` turns retries off (the poller has
+    its own loop, which `interrupt()` can stop at once)."""
+
+    def __init__(self, token: str, base_url: str = DEFAULT_API_BASE, *, timeout: float = 30.0,
+                 attempts: int = 4, base_delay_s: float = 0.5, max_delay_s: float = 20.0,
+                 sleep: Sleep = time.sleep) -> None:  # fmt: skip
+        self._token, self.base_url, self.timeout = token, check_base_url(base_url), timeout
+        self.attempts, self.base_delay_s, self.max_delay_s = attempts, base_delay_s, max_delay_s
+        self.sleep = sleep
+        self._local = threading.local()
+        self._transports: list[BotApi] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: TelegramSettings, token: str, **overrides: Any) -> TelegramClient:
+        """A client on the configured API server with the configured retries."""
+        options: dict[str, Any] = {
+            "attempts": settings.telegram_send_attempts,
+            "base_delay_s": settings.telegram_retry_base_s,
+            "max_delay_s": settings.telegram_retry_max_s,
+        }
+        return cls(token, settings.telegram_api_base, **(options | overrides))
+
+    def _transport(self) -> BotApi:
+        transport: BotApi | None = getattr(self._local, "transport", None)
+        if transport is None:
+            transport = BotApi(self._token, self.base_url, timeout=self.timeout)
+            with self._lock:
+                if self._closed:
+                    raise BotApiClosed("closed")
+                self._transports.append(transport)
+            self._local.transport = transport
+        return transport
+
+    def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """One Bot API method; its `result`. Raises `BotApiError` (refused, or retries exhausted),
+        `BotApiUnreachable`, or `BotApiClosed` after `interrupt()`."""
+        policy = http_transient(is_transient, attempts=self.attempts, base_delay_s=self.base_delay_s,
+                                max_delay_s=self.max_delay_s, retry_after=_retry_after, sleep=self.sleep,
+                                what="telegram call", context={"method": method})  # fmt: skip
+        return policy(self._transport().call, method, params, timeout)
+
+    def send_message(self, chat_id: int, text: str, *, link_preview: bool = True) -> int:
+        """One plain-text message (at most 4096 characters); its message_id."""
+        params: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if not link_preview:
+            params["link_preview_options"] = {"is_disabled": True}
+        result = self.call("sendMessage", params)
+        return int(result["message_id"])
+
+    def send_text(self, chat_id: int, text: str) -> list[int]:
+        """`text` as plain-text messages of at most 4096 characters; their message_ids."""
+        return [self.send_message(chat_id, piece) for piece in split_text(text)]
+
+    def edit_text(self, chat_id: int, message_id: int, text: str, *, link_preview: bool = True) -> None:
+        """Replace a message's text; `MessageGone` when it can no longer be edited."""
+        params: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "text": text}
+        if not link_preview:
+            params["link_preview_options"] = {"is_disabled": True}
+        try:
+            self.call("editMessageText", params)
+        except BotApiError as exc:
+            if exc.error_code != 400:
+                raise
+            if "message is not modified" in exc.description.lower():
+                return  # already says this: success
+            raise MessageGone(exc.description) from None
+
+    def typing(self, chat_id: int) -> None:
+        """The "typing..." indicator (Telegram shows it for about five seconds)."""
+        self.call("sendChatAction", {"chat_id": chat_id, "action": "typing"})
+
+    def interrupt(self) -> None:
+        """From any thread: end every call in flight now and refuse further ones."""
+        with self._lock:
+            self._closed = True
+            transports = list(self._transports)
+        for transport in transports:
+            transport.interrupt()
+
+    def close(self) -> None:
+        """Interrupt, then close every connection; the client refuses further calls."""
+        with self._lock:
+            self._closed = True
+            transports, self._transports = self._transports, []
+        for transport in transports:
+            transport.close()
