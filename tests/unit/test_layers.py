@@ -29,7 +29,7 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
     # the handler, and what it imports later, on its first event
     constants.API_FUNCTION: (
         "functions.api.handler", "shared.queues.sqs", "shared.secrets.aws", "pg8000",
-        "sqlalchemy.dialects.postgresql.pg8000",
+        "sqlalchemy.dialects.postgresql.pg8000", "aws_xray_sdk.core",  # the tracer, at the first invocation
     ),
     constants.DEPLOY_HOOK_FUNCTION: (
         "functions.migrations.handler", "functions.api.migrate", "alembic.command", "alembic.config",
