@@ -103,7 +103,7 @@ def run(
         )
         timings["engineering_s"] = time.monotonic() - mark
         _check(engineering, "engineering", json_output, timings)
-        branch = engineering.result_as(EngineeringTaskResult).branch
+        branch: str | None = engineering.result_as(EngineeringTaskResult).branch
         mark = time.monotonic()
         say(f"deploying {project.name} ({branch or 'main'}) to {server}")
         deploy = follow(
@@ -112,7 +112,7 @@ def run(
         timings["deploy_s"] = time.monotonic() - mark
         _check(deploy, "deploy", json_output, timings)
     timings["total_s"] = time.monotonic() - started
-    result = deploy.result_as(DeployTaskResult)
+    result: DeployTaskResult = deploy.result_as(DeployTaskResult)
     url = result.deployed_url
     if json_output:
         print_json({"project": project.name, "url": url, "health_url": result.health_url,

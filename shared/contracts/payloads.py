@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import Field, field_serializer, model_serializer
-from pydantic.functional_serializers import SerializerFunctionWrapHandler
+from pydantic import Field, SerializerFunctionWrapHandler, field_serializer, model_serializer
 
 from shared.contracts.base import Contract, ResultStatus, SeedList
 from shared.contracts.dto import GitRef, Handle, TaskType

@@ -3,6 +3,7 @@ that drive it (claim, complete, fail, lease, notification, reaping)."""
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -72,11 +73,11 @@ class Task(Out):
         """`result` as the model of this task's type; None while there is none."""
         return parse_result(self.type, self.result)
 
-    def params_as(self, model: type[P]) -> P:
+    def params_as(self, model: builtins.type[P]) -> P:
         """`params` as `model`, for a reader that knows the task's type (e.g. DeployParams)."""
         return params_as(model, self.params)
 
-    def result_as(self, model: type[R]) -> R:
+    def result_as(self, model: builtins.type[R]) -> R:
         """`result` as `model` (e.g. EngineeringTaskResult); no result yet reads as an empty one."""
         return result_as(model, self.result)
 

@@ -6,10 +6,10 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -183,11 +183,14 @@ def transition(
 ) -> Task:
     """Compare-and-set: only one caller moves a task out of a given status."""
     allowed = [s.value for s in allowed_from]
-    result = session.execute(
-        update(Task)
-        .where(Task.id == task_id, Task.status.in_(allowed))
-        .values(status=to.value, **values)
-        .execution_options(synchronize_session=False)
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status.in_(allowed))
+            .values(status=to.value, **values)
+            .execution_options(synchronize_session=False)
+        ),
     )
     task = session.get(Task, task_id, populate_existing=True)
     if task is None:
@@ -280,7 +283,7 @@ def append_events(session: Session, task: Task, raw_events: list[dict[str, Any]]
 
 
 def system_event(session: Session, task: Task, kind: str, message: str, error: str | None = None) -> None:
-    add_event(session, task, ProgressEvent(type=kind, task_id=task.id, message=message, error=error))  # type: ignore[arg-type]
+    add_event(session, task, ProgressEvent(type=kind, task_id=task.id, message=message, error=error))
 
 
 def cancel(session: Session, principal: Principal, task_id: str) -> tuple[Task, list[int]]:
