@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
 from functions.api.migrations import HEAD_REVISION
+from shared.retry import once_more
 
 
 @dataclass
@@ -120,15 +121,12 @@ def attach_credentials(engine: Engine, credentials: RdsCredentials) -> None:
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        for attempt in (1, 2):
-            data = credentials.get() if attempt == 1 else credentials.refresh()
+        def login() -> Any:
+            data = credentials.get()
             cparams.update(user=data["username"], password=data["password"])
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except Exception as exc:
-                if attempt == 2 or not is_auth_failure(exc):
-                    raise
-        raise AssertionError("unreachable")
+            return dialect.connect(*cargs, **cparams)
+
+        return once_more(is_auth_failure, before_retry=lambda _exc: credentials.refresh())(login)
 
 
 def url_from_rds_secret(secret_json: str, driver: str = "postgresql+pg8000") -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
+from functions.api.db import rows_changed
 from functions.api.errors import NotFound
 from functions.api.models import Deployment, Project, Server, new_id, utcnow
 from functions.api.services import incidents, lookup
@@ -16,13 +17,13 @@ from shared.contracts.api import DeploymentRecord, HealthChange, HealthReport
 def to_dto(row: Deployment, project: Project, server: Server) -> DeploymentDto:
     return DeploymentDto(
         project_id=project.id, project_name=project.name, server_handle=server.handle, port=row.port,
-        url=row.url, health_url=row.health_url, ref=row.ref, status=row.status,  # type: ignore[arg-type]
-        health=row.health, health_changed_at=row.health_changed_at,  # type: ignore[arg-type]
+        url=row.url, health_url=row.health_url, ref=row.ref, status=row.status,
+        health=row.health, health_changed_at=row.health_changed_at,
         checked_at=row.checked_at, task_id=row.task_id, owner_id=project.owner_id, updated_at=row.updated_at,
     )  # fmt: skip
 
 
-def _joined(session: Session, *where: object) -> list[tuple[Deployment, Project, Server]]:
+def _joined(session: Session, *where: ColumnElement[bool]) -> list[tuple[Deployment, Project, Server]]:
     stmt = (
         select(Deployment, Project, Server)
         .join(Project, Project.id == Deployment.project_id)
@@ -34,7 +35,7 @@ def _joined(session: Session, *where: object) -> list[tuple[Deployment, Project,
 
 
 def list_for(session: Session, principal: Principal, status: str | None) -> list[DeploymentDto]:
-    where: list[object] = []
+    where: list[ColumnElement[bool]] = []
     if not principal.sees_all():
         where.append(Project.owner_id == principal.user_id)
     if status:
@@ -84,13 +85,14 @@ def report_health(session: Session, project_id: str, report: HealthReport) -> He
     now = utcnow()
     changed = False
     if previous != report.health:
-        result = session.execute(
+        won = rows_changed(
+            session,
             update(Deployment)
             .where(Deployment.id == row.id, Deployment.health == previous)
             .values(health=report.health, health_changed_at=now, checked_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        changed = result.rowcount == 1
+        changed = won == 1
     if not changed:
         session.execute(
             update(Deployment).where(Deployment.id == row.id).values(checked_at=now)
@@ -108,4 +110,4 @@ def report_health(session: Session, project_id: str, report: HealthReport) -> He
         else:
             text = f"{project.name} is up again: {row.health_url} answers"
         incidents.record(session, project.owner_id, f"service_{report.health}", text, project_id=project.id)
-    return HealthChange(deployment=to_dto(row, project, server), previous=previous, changed=changed)  # type: ignore[arg-type]
+    return HealthChange(deployment=to_dto(row, project, server), previous=previous, changed=changed)

@@ -15,6 +15,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import Task, TaskNotification, User, utcnow
 from functions.api.services import outbox
@@ -59,7 +60,8 @@ def claim(session: Session, task_id: str, holder: str, seconds: int) -> TaskNoti
         raise Unprocessable(f"the owner of task {task_id} has no Telegram id: nothing to notify")
     _ensure_row(session, task_id, chat_id)
     now = utcnow()
-    won = session.execute(
+    won = rows_changed(
+        session,
         update(TaskNotification)
         .where(
             TaskNotification.task_id == task_id,
@@ -70,8 +72,8 @@ def claim(session: Session, task_id: str, holder: str, seconds: int) -> TaskNoti
             ),
         )
         .values(claim_holder=holder, claimed_until=now + timedelta(seconds=seconds), updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     row = session.get(TaskNotification, task_id, populate_existing=True)
     assert row is not None
     if won != 1:
@@ -99,7 +101,7 @@ def record(session: Session, task_id: str, body: NotificationRecord) -> TaskNoti
     )
     if body.final_sent:
         stmt = stmt.where(TaskNotification.final_sent_at.is_(None))
-    won = session.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
+    won = rows_changed(session, stmt.values(**values).execution_options(synchronize_session=False))
     row = session.get(TaskNotification, task_id, populate_existing=True)
     if row is None:
         raise NotFound(f"task {task_id!r} has no notification: claim it first")
