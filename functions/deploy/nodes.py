@@ -26,7 +26,14 @@ from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployResult
 from shared.contracts.api import Project, TaskStatus, TaskType
-from shared.contracts.payloads import DeployParams, EngineeringParams, EngineeringTaskResult, UndeployParams
+from shared.contracts.payloads import (
+    DeployParams,
+    EngineeringParams,
+    EngineeringTaskResult,
+    UndeployParams,
+    params_as,
+    result_as,
+)
 from shared.contracts.workers import NO_AGENT
 from shared.graphs.driver import event_sender, request_id
 from shared.queues.port import QueuePort
@@ -74,7 +81,7 @@ class DeployNodes:
     def prepare(self, state: DeployState) -> Update:
         task = self.api.get_task(state.task_id)
         project = self.api.get_project(task.project_id)
-        handle = task.params_as(UndeployParams).server  # deploys and undeploys both name it
+        handle = params_as(UndeployParams, task.params).server  # deploys and undeploys both name it
         try:
             server = self.api.get_server(handle)
         except NotFoundError:
@@ -95,7 +102,7 @@ class DeployNodes:
             return failed(
                 f"{project.name} has no repository yet: run engineering first (`orchestrator engineering start`)"
             )
-        ref, agent = self._ref_and_agent(project.id, task.params_as(DeployParams).ref)
+        ref, agent = self._ref_and_agent(project.id, params_as(DeployParams, task.params).ref)
         base["agent"] = agent or base["agent"]
         self.progress(state, f"deploying {project.name} ({ref}) to {server.handle}", "prepare", 5)
         return {**base, "ref": ref, "repo_url": project.repo_url}
@@ -123,8 +130,8 @@ class DeployNodes:
         last = next(iter(page.items), None)
         if last is None:
             return explicit or "main", None
-        agent = last.params_as(EngineeringParams).agent or None
-        return explicit or last.result_as(EngineeringTaskResult).branch or "main", agent
+        agent = params_as(EngineeringParams, last.params).agent or None
+        return explicit or result_as(EngineeringTaskResult, last.result).branch or "main", agent
 
     # -- env analyzer -------------------------------------------------------------------------------
 
@@ -296,7 +303,7 @@ class DeployNodes:
     def _existing_fix(self, state: DeployState, attempt: int) -> str | None:
         """The fix task this deploy already opened for `attempt` (a replayed node must not open two)."""
         for task in self.api.iter_tasks(project=state.project_id, type=TaskType.ENGINEERING.value):
-            params = task.params_as(EngineeringParams)
+            params = params_as(EngineeringParams, task.params)
             if params.parent_task_id == state.task_id and params.deploy_fix_attempt == attempt:
                 return task.id
         return None
@@ -313,7 +320,7 @@ class DeployNodes:
             return failed(
                 f"fix round {next_attempt} ended {child.status.value}: {child.error or 'no reason given'}"
             )
-        branch = child.result_as(EngineeringTaskResult).branch or state.ref
+        branch = result_as(EngineeringTaskResult, child.result).branch or state.ref
         self.progress(
             state, f"fix round {next_attempt} done: redeploying {branch}", "fix", 65 + 10 * next_attempt
         )
