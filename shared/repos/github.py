@@ -12,12 +12,13 @@ every user in `ps`) and in any error message git prints about that remote.
 `clone_url` is taken from the API response as it is, so a GitHub Enterprise server, or the fake
 server in the tests (which serves local bare repositories), work unchanged; only an https clone
 URL gets the token spliced into `push_url`.
+
+The calls themselves (token, retry, error messages) are `shared.repos.github_api.GitHubApi`.
 """
 
 from __future__ import annotations
 
 import base64
-import time
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -25,42 +26,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from shared.observability import get_logger
+from shared.repos.github_api import GitHubApi, mentions
 from shared.repos.names import check_branch_name, check_owner, split_full_name
 from shared.repos.port import PullRequest, RepoHostError, RepoInfo
-from shared.retry import once_more
-from shared.secrets import Redactor, SecretNotFound, SecretsError, SecretsPort
+from shared.secrets import SecretsPort
 
-API_VERSION = "2022-11-28"
-USER_AGENT = "codegen-orchestrator"
 _PAGE_SIZE = 100
 _MAX_PAGES = 100
-_MAX_RETRY_WAIT_S = 10.0
-"""A retry that would have to wait longer than this (a primary rate limit resetting in minutes) is not made."""
 _PULL_STATES = {"open", "closed", "merged", "all"}
-
-
-def _messages(response: httpx.Response) -> list[str]:
-    """GitHub's error text: the top-level `message` plus each entry of `errors`."""
-    try:
-        data = response.json()
-    except ValueError:
-        return [response.text[:300]] if response.text else []
-    if not isinstance(data, dict):
-        return []
-    messages = [str(data["message"])] if data.get("message") else []
-    for error in data.get("errors") or []:
-        if isinstance(error, dict):
-            text = error.get("message") or " ".join(
-                str(error[k]) for k in ("resource", "field", "code") if error.get(k)
-            )
-            messages.append(str(text))
-        else:
-            messages.append(str(error))
-    return messages
-
-
-def _mentions(response: httpx.Response, phrase: str) -> bool:
-    return any(phrase in message.lower() for message in _messages(response))
 
 
 def _pull_request(data: dict[str, Any]) -> PullRequest:
@@ -89,18 +62,6 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-class _TryAgain(Exception):
-    """The first response deserves the second and last try, after `delay_s` seconds."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__(f"retry in {delay_s:g}s")
-        self.delay_s = delay_s
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    return isinstance(exc, _TryAgain | httpx.TransportError)
-
-
 class GitHubRepoHost:
     """Repositories of one owner (a user, or an organisation with `owner_is_org`); thread-safe."""
 
@@ -123,17 +84,11 @@ class GitHubRepoHost:
         check_owner(owner)
         self.owner = owner
         self.token_ref = token_ref
-        self.secrets = secrets
         self.api_url = api_url.rstrip("/")
         self.owner_is_org = owner_is_org
         self.git_url = (git_url or self._git_url_for(self.api_url)).rstrip("/")
         """Where git talks to this host (https://github.com for api.github.com); scopes the auth header."""
-        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        self.retry_delay = retry_delay
-        self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=self.timeout)
-        self._token: str | None = None
-        self._redactor = Redactor()
+        self._api = GitHubApi(api_url, token_ref, secrets, client, timeout=timeout, retry_delay=retry_delay)
 
     @staticmethod
     def _git_url_for(api_url: str) -> str:
@@ -145,8 +100,7 @@ class GitHubRepoHost:
 
     def close(self) -> None:
         """Closes the HTTP client if this object made it."""
-        if self._owns_client:
-            self._client.close()
+        self._api.close()
 
     def __enter__(self) -> GitHubRepoHost:
         return self
@@ -164,13 +118,13 @@ class GitHubRepoHost:
             raise RepoHostError(f"this GitHub host creates repositories under {self.owner}, not {owner}")
         path = f"/orgs/{self.owner}/repos" if self.owner_is_org else "/user/repos"
         body = {"name": name, "description": description, "private": private, "auto_init": False}
-        response = self._request("POST", path, json=body)
-        if response.status_code == 422 and _mentions(response, "already exists"):
+        response = self._api.request("POST", path, json=body)
+        if response.status_code == 422 and mentions(response, "already exists"):
             existing = self.get_repo(full_name)
             if existing is not None:
                 return existing
         if response.status_code != 201:
-            raise self._error(response, f"creating {full_name}")
+            raise self._api.error(response, f"creating {full_name}")
         info = _repo_info(response.json())
         if info.full_name.lower() != full_name.lower():
             # POST /user/repos creates under the token's user, whatever `owner` says.
@@ -185,11 +139,11 @@ class GitHubRepoHost:
 
     def get_repo(self, full_name: str) -> RepoInfo | None:
         split_full_name(full_name)
-        response = self._request("GET", f"/repos/{full_name}")
+        response = self._api.request("GET", f"/repos/{full_name}")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise self._error(response, f"reading {full_name}")
+            raise self._api.error(response, f"reading {full_name}")
         return _repo_info(response.json())
 
     def push_url(self, full_name: str) -> str:
@@ -206,7 +160,7 @@ class GitHubRepoHost:
         if parts.scheme != "https":
             return info.clone_url
         host = parts.hostname or ""
-        netloc = f"x-access-token:{quote(self._get_token(), safe='')}@{host}"
+        netloc = f"x-access-token:{quote(self._api.token(), safe='')}@{host}"
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit(parts._replace(netloc=netloc))
@@ -219,7 +173,7 @@ class GitHubRepoHost:
         to another remote (a submodule elsewhere, a redirect). Prompting is disabled: a missing or
         wrong token fails the command instead of hanging it.
         """
-        credentials = base64.b64encode(f"x-access-token:{self._get_token()}".encode()).decode()
+        credentials = base64.b64encode(f"x-access-token:{self._api.token()}".encode()).decode()
         return {
             "GIT_CONFIG_COUNT": "1",
             "GIT_CONFIG_KEY_0": f"http.{self.git_url}/.extraHeader",
@@ -230,22 +184,22 @@ class GitHubRepoHost:
     def branch_head(self, full_name: str, branch: str) -> str | None:
         split_full_name(full_name)
         check_branch_name(branch)
-        response = self._request("GET", f"/repos/{full_name}/branches/{quote(branch, safe='/')}")
+        response = self._api.request("GET", f"/repos/{full_name}/branches/{quote(branch, safe='/')}")
         if response.status_code == 404:
             return None  # no such branch, an empty repository, or no such repository
         if response.status_code != 200:
-            raise self._error(response, f"reading branch {branch} of {full_name}")
+            raise self._api.error(response, f"reading branch {branch} of {full_name}")
         return str(response.json()["commit"]["sha"])
 
     def read_file(self, full_name: str, ref: str, path: str) -> bytes | None:
         split_full_name(full_name)
-        response = self._request(
+        response = self._api.request(
             "GET", f"/repos/{full_name}/contents/{quote(path.lstrip('/'), safe='/')}", params={"ref": ref}
         )
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise self._error(response, f"reading {path} at {ref} of {full_name}")
+            raise self._api.error(response, f"reading {path} at {ref} of {full_name}")
         data = response.json()
         if not isinstance(data, dict) or data.get("type") != "file":
             return None  # a directory listing, a symlink or a submodule
@@ -258,17 +212,17 @@ class GitHubRepoHost:
         head_owner, _, head_branch = head.rpartition(":")
         check_branch_name(head_branch)
         check_branch_name(base)
-        response = self._request(
+        response = self._api.request(
             "POST",
             f"/repos/{full_name}/pulls",
             json={"title": title, "head": head, "base": base, "body": body},
         )
-        if response.status_code == 422 and _mentions(response, "a pull request already exists"):
+        if response.status_code == 422 and mentions(response, "a pull request already exists"):
             existing = self._open_pull_requests(full_name, f"{head_owner or owner}:{head_branch}", base)
             if existing:
                 return existing[0]
         if response.status_code != 201:
-            raise self._error(response, f"opening a pull request {head} -> {base} on {full_name}")
+            raise self._api.error(response, f"opening a pull request {head} -> {base} on {full_name}")
         pull = _pull_request(response.json())
         get_logger().info(
             "pull request opened",
@@ -302,122 +256,12 @@ class GitHubRepoHost:
         for _page in range(_MAX_PAGES):
             if url is None:
                 return pulls
-            response = self._request("GET", url, params=query)
+            response = self._api.request("GET", url, params=query)
             if response.status_code != 200:
-                raise self._error(response, what)
+                raise self._api.error(response, what)
             pulls.extend(_pull_request(item) for item in response.json())
             url = response.links.get("next", {}).get("url")
             query = None  # the next link carries the whole query
             if url is not None and _origin(url) != _origin(self.api_url):
                 raise RepoHostError(f"GitHub {what}: refusing to follow a page link to another host")
         raise RepoHostError(f"GitHub {what}: more than {_MAX_PAGES} pages")
-
-    def _get_token(self) -> str:
-        if self._token is None:
-            self._token = self._read_token()
-        return self._token
-
-    def _read_token(self) -> str:
-        try:
-            token = self.secrets.get(self.token_ref).strip()
-        except SecretNotFound:
-            raise RepoHostError(f"no GitHub token is stored at {self.token_ref}") from None
-        except SecretsError as exc:
-            raise RepoHostError(f"could not read the GitHub token at {self.token_ref}: {exc}") from None
-        if not token:
-            raise RepoHostError(f"the GitHub token at {self.token_ref} is empty")
-        self._redactor.add(
-            token, quote(token, safe=""), base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        )
-        return token
-
-    def _headers(self, token: str) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": USER_AGENT,
-        }
-
-    def _request(
-        self, method: str, path_or_url: str, *, json: Any = None, params: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """One call, retried once on a 5xx, a rate limit or a dropped connection, and once with a
-        re-read token on a 401 (it may have been rotated)."""
-        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
-        response: httpx.Response | None = None
-        try:
-            for attempt in once_more(_worth_retrying, before_retry=self._wait_before_retry):
-                with attempt:
-                    token = self._get_token()
-                    response = self._client.request(
-                        method,
-                        url,
-                        json=json,
-                        params=params,
-                        headers=self._headers(token),
-                        timeout=self.timeout,
-                        follow_redirects=True,
-                    )
-                    if attempt.retry_state.attempt_number == 1:
-                        self._ask_for_retry(response, token)
-        except httpx.TransportError as exc:
-            message = self._redactor.redact(str(exc)) or type(exc).__name__
-            raise RepoHostError(f"GitHub {method} {path_or_url} failed: {message}") from None
-        assert response is not None
-        return response
-
-    def _ask_for_retry(self, response: httpx.Response, token: str) -> None:
-        """Raises `_TryAgain` when the first response deserves the second try: a 401 when the token
-        read again differs from `token` (it was rotated), a 5xx or rate limit worth waiting for."""
-        if response.status_code == 401:
-            fresh = self._read_token()
-            if fresh != token:
-                self._token = fresh
-                raise _TryAgain(0.0)
-            return
-        delay = self._retry_delay_for(response)
-        if delay is not None:
-            raise _TryAgain(delay)
-
-    def _wait_before_retry(self, exc: BaseException) -> None:
-        time.sleep(exc.delay_s if isinstance(exc, _TryAgain) else self.retry_delay)
-
-    def _retry_delay_for(self, response: httpx.Response) -> float | None:
-        """Seconds to wait before the one retry, or None when the response should not be retried."""
-        status = response.status_code
-        rate_limited = self._is_rate_limited(response)
-        if not (status >= 500 or rate_limited):
-            return None
-        delay = self.retry_delay
-        retry_after = response.headers.get("retry-after")
-        reset = response.headers.get("x-ratelimit-reset")
-        if retry_after and retry_after.isdigit():
-            delay = float(retry_after)
-        elif (
-            rate_limited
-            and response.headers.get("x-ratelimit-remaining") == "0"
-            and reset
-            and reset.isdigit()
-        ):
-            delay = max(0.0, float(reset) - time.time())
-        return delay if delay <= _MAX_RETRY_WAIT_S else None
-
-    @staticmethod
-    def _is_rate_limited(response: httpx.Response) -> bool:
-        if response.status_code == 429:
-            return True
-        return response.status_code == 403 and (
-            response.headers.get("x-ratelimit-remaining") == "0" or _mentions(response, "rate limit")
-        )
-
-    def _error(self, response: httpx.Response, what: str) -> RepoHostError:
-        status = response.status_code
-        detail = self._redactor.redact("; ".join(_messages(response))) or response.reason_phrase
-        if self._is_rate_limited(response):
-            return RepoHostError(f"GitHub rate limit hit while {what} ({status}): {detail}")
-        if status in (401, 403):
-            return RepoHostError(
-                f"GitHub refused the token (check the secret at {self.token_ref}) while {what}: {status} {detail}"
-            )
-        return RepoHostError(f"GitHub failed {what}: {status} {detail}")

@@ -27,7 +27,8 @@ from shared.repos import (
     RepoHostSettings,
     build_repo_host,
 )
-from shared.repos.github import API_VERSION, GitHubRepoHost
+from shared.repos.github import GitHubRepoHost
+from shared.repos.github_api import API_VERSION
 from shared.repos.local import LocalRepoHost
 from shared.secrets import build_secrets
 from shared.secrets.local import LocalSecrets
