@@ -6,13 +6,14 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
+from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
 from functions.api.services import lookup, notifications, outbox
@@ -183,19 +184,17 @@ def transition(
 ) -> Task:
     """Compare-and-set: only one caller moves a task out of a given status."""
     allowed = [s.value for s in allowed_from]
-    result = cast(
-        "CursorResult[Any]",
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.status.in_(allowed))
-            .values(status=to.value, **values)
-            .execution_options(synchronize_session=False)
-        ),
+    won = rows_changed(
+        session,
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(allowed))
+        .values(status=to.value, **values)
+        .execution_options(synchronize_session=False),
     )
     task = session.get(Task, task_id, populate_existing=True)
     if task is None:
         raise NotFound(f"task {task_id!r} not found")
-    if result.rowcount != 1:
+    if won != 1:
         raise Conflict(
             f"task {task_id} is {task.status}; it cannot become {to.value} (allowed from: {', '.join(allowed)})"
         )
