@@ -222,8 +222,9 @@ def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
     connect_args = (tls or DatabaseTls()).connect_args() if url.get_driver_name() == "pg8000" else {}
     if url.get_backend_name() == "postgresql":
         # Lambda: one container serves one request at a time; keep the pool tiny and check liveness.
-        return create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300,
-                             connect_args=connect_args)  # fmt: skip
+        return create_engine(
+            url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300, connect_args=connect_args
+        )
     return create_engine(url, pool_pre_ping=True)
 
 

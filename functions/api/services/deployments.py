@@ -16,11 +16,21 @@ from shared.contracts.api import DeploymentRecord, HealthChange, HealthReport
 
 def to_dto(row: Deployment, project: Project, server: Server) -> DeploymentDto:
     return DeploymentDto(
-        project_id=project.id, project_name=project.name, server_handle=server.handle, port=row.port,
-        url=row.url, health_url=row.health_url, ref=row.ref, status=row.status,
-        health=row.health, health_changed_at=row.health_changed_at,
-        checked_at=row.checked_at, task_id=row.task_id, owner_id=project.owner_id, updated_at=row.updated_at,
-    )  # fmt: skip
+        project_id=project.id,
+        project_name=project.name,
+        server_handle=server.handle,
+        port=row.port,
+        url=row.url,
+        health_url=row.health_url,
+        ref=row.ref,
+        status=row.status,
+        health=row.health,
+        health_changed_at=row.health_changed_at,
+        checked_at=row.checked_at,
+        task_id=row.task_id,
+        owner_id=project.owner_id,
+        updated_at=row.updated_at,
+    )
 
 
 def _joined(session: Session, *where: ColumnElement[bool]) -> list[tuple[Deployment, Project, Server]]:
@@ -66,8 +76,13 @@ def record(session: Session, principal: Principal, project_id: str, body: Deploy
     if body.status == "deployed":
         # a fresh deploy passed its smoke test: it is up, and a later 'down' is a real change
         if row.health == "down":
-            incidents.record(session, project.owner_id, "service_up",
-                             f"{project.name} is up again (redeployed): {body.health_url} answers", project_id=project.id)  # fmt: skip
+            incidents.record(
+                session,
+                project.owner_id,
+                "service_up",
+                f"{project.name} is up again (redeployed): {body.health_url} answers",
+                project_id=project.id,
+            )
         if moved or row.health != "up":
             row.health, row.health_changed_at = "up", now
         row.checked_at = now
@@ -95,9 +110,11 @@ def report_health(session: Session, project_id: str, report: HealthReport) -> He
         changed = won == 1
     if not changed:
         session.execute(
-            update(Deployment).where(Deployment.id == row.id).values(checked_at=now)
+            update(Deployment)
+            .where(Deployment.id == row.id)
+            .values(checked_at=now)
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
     session.refresh(row)
     project = session.get(Project, row.project_id)
     server = session.get(Server, row.server_id)

@@ -88,8 +88,9 @@ def once(session: Session, request: IdempotentRequest, status: int, make: Callab
 def _fingerprint(method: str, path: str, body: BaseModel | None) -> str:
     canonical = json.dumps(
         [method.upper(), path, body.model_dump(mode="json") if body is not None else None],
-        sort_keys=True, separators=(",", ":"),
-    )  # fmt: skip
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -128,8 +129,15 @@ def claim(
                     [HEADER],
                 )
             return Claim(None, Replay(found.status_code, json.loads(found.response)))
-        row = IdempotencyKey(id=new_id(), user_id=caller.user_id, key=key, request_hash=fingerprint,
-                             status_code=0, response="null", created_at=utcnow())  # fmt: skip
+        row = IdempotencyKey(
+            id=new_id(),
+            user_id=caller.user_id,
+            key=key,
+            request_hash=fingerprint,
+            status_code=0,
+            response="null",
+            created_at=utcnow(),
+        )
         try:
             with session.begin_nested():
                 session.add(row)

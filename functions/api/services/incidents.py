@@ -11,15 +11,30 @@ from functions.api.models import Incident, new_id, utcnow
 from shared.observability import count, get_logger
 
 
-def record(session: Session, owner_id: str, kind: str, message: str, project_id: str | None = None,
-           server_id: str | None = None) -> Incident:  # fmt: skip
-    row = Incident(id=new_id(), owner_id=owner_id, project_id=project_id, server_id=server_id, kind=kind,
-                   message=message, created_at=utcnow())  # fmt: skip
+def record(
+    session: Session,
+    owner_id: str,
+    kind: str,
+    message: str,
+    project_id: str | None = None,
+    server_id: str | None = None,
+) -> Incident:
+    row = Incident(
+        id=new_id(),
+        owner_id=owner_id,
+        project_id=project_id,
+        server_id=server_id,
+        kind=kind,
+        message=message,
+        created_at=utcnow(),
+    )
     session.add(row)
     session.flush()
     count("Incidents")
-    get_logger().warning(f"incident: {message}", extra={"kind": kind, "owner_id": owner_id, "project_id": project_id,
-                                                        "server_id": server_id})  # fmt: skip
+    get_logger().warning(
+        f"incident: {message}",
+        extra={"kind": kind, "owner_id": owner_id, "project_id": project_id, "server_id": server_id},
+    )
     return row
 
 

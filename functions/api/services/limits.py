@@ -63,8 +63,11 @@ def check_new_task(session: Session, settings: ApiSettings, caller: Principal) -
         select(func.count()).where(Task.user_id == user_id, Task.status.in_(ACTIVE))
     ).scalar_one()
     if active >= settings.limit_active_tasks_per_user:
-        raise _refuse("active_tasks_per_user", settings.limit_active_tasks_per_user,
-                      "queued or running tasks (wait for one to finish, or cancel one)")  # fmt: skip
+        raise _refuse(
+            "active_tasks_per_user",
+            settings.limit_active_tasks_per_user,
+            "queued or running tasks (wait for one to finish, or cancel one)",
+        )
     recent = session.execute(
         select(func.count()).where(Task.user_id == user_id, Task.created_at >= utcnow() - timedelta(hours=1))
     ).scalar_one()
@@ -85,8 +88,11 @@ def check_new_port(session: Session, settings: ApiSettings, server: Server, proj
         .where(Project.owner_id == project.owner_id, Server.owner_id != project.owner_id)
     ).scalar_one()
     if held >= settings.limit_shared_ports_per_user:
-        raise _refuse("shared_ports_per_user", settings.limit_shared_ports_per_user,
-                      "ports on servers you do not own (undeploy a project to free one)")  # fmt: skip
+        raise _refuse(
+            "shared_ports_per_user",
+            settings.limit_shared_ports_per_user,
+            "ports on servers you do not own (undeploy a project to free one)",
+        )
 
 
 def holds_port(session: Session, server: Server, project: Project) -> bool:

@@ -41,14 +41,16 @@ def duration(seconds: float) -> str:
     return f"{whole // 60} min" if whole >= 120 else f"{whole} s"
 
 
-def _before(primary: InstrumentedAttribute[Any], fallback: InstrumentedAttribute[Any],
-            cutoff: datetime) -> ColumnElement[bool]:  # fmt: skip
+def _before(
+    primary: InstrumentedAttribute[Any], fallback: InstrumentedAttribute[Any], cutoff: datetime
+) -> ColumnElement[bool]:
     """coalesce(primary, fallback) < cutoff, spelled out (portable, and each side keeps its type)."""
     return or_(and_(primary.is_not(None), primary < cutoff), and_(primary.is_(None), fallback < cutoff))
 
 
-def _since(primary: InstrumentedAttribute[Any], fallback: InstrumentedAttribute[Any],
-           cutoff: datetime) -> ColumnElement[bool]:  # fmt: skip
+def _since(
+    primary: InstrumentedAttribute[Any], fallback: InstrumentedAttribute[Any], cutoff: datetime
+) -> ColumnElement[bool]:
     """coalesce(primary, fallback) >= cutoff."""
     return or_(and_(primary.is_not(None), primary >= cutoff), and_(primary.is_(None), fallback >= cutoff))
 
@@ -154,8 +156,15 @@ def reap_stuck_tasks(
     return report, outbox_ids
 
 
-def _reap_one(db: Database, principal: Principal, task_id: str, request: StuckTaskReap, cutoff: datetime,
-              now: datetime, outbox_ids: list[int]) -> ReapedTask | None:  # fmt: skip
+def _reap_one(
+    db: Database,
+    principal: Principal,
+    task_id: str,
+    request: StuckTaskReap,
+    cutoff: datetime,
+    now: datetime,
+    outbox_ids: list[int],
+) -> ReapedTask | None:
     """One task, in its own transaction: None when it is no longer stuck or another caller got it first."""
     with db.session() as session:
         task = session.get(Task, task_id)
@@ -197,20 +206,38 @@ def _reap_one(db: Database, principal: Principal, task_id: str, request: StuckTa
                 f"stuck: {reason}; requeued by the stuck-task reaper "
                 f"(retry {task.attempt} of {request.max_retries})"
             )
-            tasks.add_event(session, task, ProgressEvent(type="progress", task_id=task_id, message=message,
-                                                         correlation_id=task.correlation_id))  # fmt: skip
+            tasks.add_event(
+                session,
+                task,
+                ProgressEvent(
+                    type="progress", task_id=task_id, message=message, correlation_id=task.correlation_id
+                ),
+            )
             task, row = tasks.retry(session, principal, task_id)
             queued.append(row.id)
         else:
-            tasks.add_event(session, task, ProgressEvent(
-                type="failed", task_id=task_id, message=f"failed by the stuck-task reaper: {reason}",
-                error=reason, error_type="StuckTask", correlation_id=task.correlation_id,
-            ))  # fmt: skip
+            tasks.add_event(
+                session,
+                task,
+                ProgressEvent(
+                    type="failed",
+                    task_id=task_id,
+                    message=f"failed by the stuck-task reaper: {reason}",
+                    error=reason,
+                    error_type="StuckTask",
+                    correlation_id=task.correlation_id,
+                ),
+            )
             wake = tasks.wake_parent(session, task)
             if wake is not None:
                 queued.append(wake.id)
-        reaped = ReapedTask(task_id=task_id, action="requeued" if requeue else "failed", reason=reason,
-                            attempt=task.attempt, workers_stopped=stopped)  # fmt: skip
+        reaped = ReapedTask(
+            task_id=task_id,
+            action="requeued" if requeue else "failed",
+            reason=reason,
+            attempt=task.attempt,
+            workers_stopped=stopped,
+        )
     outbox_ids.extend(queued)  # only once committed
     return reaped
 
@@ -238,8 +265,9 @@ def _orphan(request: OrphanWorkerCollect, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _cause(session: Session, worker: Worker, task: Task | None, request: OrphanWorkerCollect,
-           now: datetime) -> tuple[OrphanCause, str] | None:  # fmt: skip
+def _cause(
+    session: Session, worker: Worker, task: Task | None, request: OrphanWorkerCollect, now: datetime
+) -> tuple[OrphanCause, str] | None:
     """Why this worker should go (the same conditions as `_orphan`, on the row as read now)."""
     if task is not None and task.status in FINAL:
         ended_for = (now - task.finished_at).total_seconds() if task.finished_at else None
@@ -293,8 +321,9 @@ def collect_orphan_workers(
     return report, outbox_ids
 
 
-def _collect_one(db: Database, worker_id: str, request: OrphanWorkerCollect, now: datetime,
-                 outbox_ids: list[int]) -> CollectedWorker | None:  # fmt: skip
+def _collect_one(
+    db: Database, worker_id: str, request: OrphanWorkerCollect, now: datetime, outbox_ids: list[int]
+) -> CollectedWorker | None:
     """One worker, in its own transaction: None when it is no orphan now or another caller asked first."""
     with db.session() as session:
         worker = session.get(Worker, worker_id)

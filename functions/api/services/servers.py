@@ -102,8 +102,15 @@ def check_key_reference(principal: Principal, handle: str, reference: str) -> No
         )
 
 
-def create(session: Session, principal: Principal, handle: str, host: str, ssh_user: str,
-           ssh_key_ref: str | None, labels: dict[str, str]) -> Server:  # fmt: skip
+def create(
+    session: Session,
+    principal: Principal,
+    handle: str,
+    host: str,
+    ssh_user: str,
+    ssh_key_ref: str | None,
+    labels: dict[str, str],
+) -> Server:
     if session.execute(select(Server.id).where(Server.handle == handle)).first():
         raise Conflict(f"server {handle!r} already exists", ["handle"])
     if ssh_key_ref is not None:
@@ -201,7 +208,9 @@ def free_port(session: Session, caller: Principal, handle: str, port: int) -> Po
     return dto
 
 
-def record_check(session: Session, caller: Principal, handle: str, check: ServerCheck) -> tuple[Server, str, bool]:
+def record_check(
+    session: Session, caller: Principal, handle: str, check: ServerCheck
+) -> tuple[Server, str, bool]:
     """A reachability check: (server, previous status, changed), changed for exactly one reporter of a
     flip (compare-and-set on the status), which also records the incident."""
     row = lookup.server(session, caller, handle)
@@ -221,5 +230,7 @@ def record_check(session: Session, caller: Principal, handle: str, check: Server
     if changed and previous != "unknown":
         down = check.status == "unreachable"
         text = f"server {row.handle} ({row.host}) " + ("does not answer" if down else "answers again")
-        incidents.record(session, row.owner_id, "server_unreachable" if down else "server_up", text, server_id=row.id)
+        incidents.record(
+            session, row.owner_id, "server_unreachable" if down else "server_up", text, server_id=row.id
+        )
     return row, previous, changed

@@ -50,8 +50,14 @@ def get(session: Session, worker_id: str) -> Worker:
     return worker
 
 
-def _respond(session: Session, message: WorkerMessage, success: bool, response: str | None, error: str | None,
-             result: dict[str, Any] | None) -> OutboxMessage:  # fmt: skip
+def _respond(
+    session: Session,
+    message: WorkerMessage,
+    success: bool,
+    response: str | None,
+    error: str | None,
+    result: dict[str, Any] | None,
+) -> OutboxMessage:
     fields: dict[str, Any] = {
         "request_id": message.request_id,
         "success": success,
@@ -68,8 +74,15 @@ def _respond(session: Session, message: WorkerMessage, success: bool, response: 
     return outbox.add(session, reply_queue(worker.config if worker is not None else None), reply)
 
 
-def finish_message(session: Session, message_id: int, success: bool, response: str | None, error: str | None,
-                   result: dict[str, Any] | None, allowed: tuple[str, ...] = ("RUNNING",)) -> tuple[WorkerMessage, int]:  # fmt: skip
+def finish_message(
+    session: Session,
+    message_id: int,
+    success: bool,
+    response: str | None,
+    error: str | None,
+    result: dict[str, Any] | None,
+    allowed: tuple[str, ...] = ("RUNNING",),
+) -> tuple[WorkerMessage, int]:
     """RUNNING -> DONE | FAILED, and its response, once."""
     won = rows_changed(
         session,
@@ -132,9 +145,14 @@ def enqueue_message(
     outbox_ids: list[int] = []
     if worker.status in ENDED:
         _, outbox_id = finish_message(
-            session, message.id, False, None, f"worker {worker.id} has ended ({worker.exit_reason or worker.status})",
-            None, allowed=("PENDING",),
-        )  # fmt: skip
+            session,
+            message.id,
+            False,
+            None,
+            f"worker {worker.id} has ended ({worker.exit_reason or worker.status})",
+            None,
+            allowed=("PENDING",),
+        )
         outbox_ids.append(outbox_id)
     return message, outbox_ids, True
 

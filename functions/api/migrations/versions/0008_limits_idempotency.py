@@ -18,8 +18,13 @@ depends_on = None
 
 def _keep_one_port_per_project(bind: sa.engine.Connection) -> None:
     """Data repair, not a schema change: duplicates were never valid (allocation broke on them)."""
-    ports = sa.table("port_allocations", sa.column("id"), sa.column("server_id"), sa.column("project_id"),
-                     sa.column("created_at"))  # fmt: skip
+    ports = sa.table(
+        "port_allocations",
+        sa.column("id"),
+        sa.column("server_id"),
+        sa.column("project_id"),
+        sa.column("created_at"),
+    )
     seen: set[tuple[str, str]] = set()
     extra: list[str] = []
     rows = bind.execute(
