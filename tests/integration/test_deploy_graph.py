@@ -12,8 +12,15 @@ import pytest
 from moto import mock_aws
 
 from functions.deploy.logic import Deploy
-from shared.contracts import ANSIBLE_DEPLOY_QUEUE, DEPLOY_QUEUE, AnsibleDeployMessage, DeployMessage
-from shared.contracts.api import TaskStatus
+from shared.contracts import (
+    ANSIBLE_DEPLOY_QUEUE,
+    DEPLOY_QUEUE,
+    PROVISIONER_QUEUE,
+    AnsibleDeployMessage,
+    DeployMessage,
+    ProvisionerMessage,
+)
+from shared.contracts.api import DeploymentRecord, TaskStatus
 from shared.graphs.checkpoint import build_checkpointer, reset
 from tests.deploy_support import PROJECT, DeployWorld, deploy_world, free_port_block, health_server
 from tests.factories import drain
@@ -129,3 +136,36 @@ def test_a_deploy_cancelled_while_it_waits_is_not_resumed(world: DeployWorld) ->
     world.admin.cancel_task(start.task_id)
     assert _deploy(world).resume(job.request_id, {"status": "success"}) == "ended"
     assert world.service.get_task(start.task_id).status is TaskStatus.CANCELLED
+
+
+def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: DeployWorld) -> None:
+    world.admin.add_server("web-1", "203.0.113.7")
+    world.admin.set_secret(PROJECT, "API_TOKEN", "s3cret")
+    world.admin.start_deploy(PROJECT, "web-1")
+    start = _one(world, DEPLOY_QUEUE)
+    assert isinstance(start, DeployMessage) and _deploy(world).start(start) == "started"
+    job = _one(world, PROVISIONER_QUEUE)
+    assert isinstance(job, ProvisionerMessage) and job.open_ports and job.server_handle == "web-1"
+    answer = {"status": "failed", "error": "ssh: connection timed out", "server_handle": "web-1"}
+    assert _deploy(world).resume(job.request_id, answer) == "resumed"
+    ended = world.service.get_task(start.task_id)
+    assert ended.status is TaskStatus.FAILED
+    assert ended.error == "server web-1 (203.0.113.7) is not ready: ssh: connection timed out"
+    assert drain(world.queue, ANSIBLE_DEPLOY_QUEUE) == []
+
+
+def test_an_undeploy_stops_the_service_and_frees_its_port(world: DeployWorld) -> None:
+    project = world.service.get_project(PROJECT)
+    port = world.service.allocate_port("localhost", project.id).port
+    url = f"http://127.0.0.1:{port}"
+    record = DeploymentRecord(server_handle="localhost", port=port, url=url, health_url=url + "/health")
+    world.service.record_deployment(project.id, record)
+    world.admin.start_undeploy(PROJECT)
+    start = _one(world, DEPLOY_QUEUE)
+    assert isinstance(start, DeployMessage) and _deploy(world).start(start) == "started"
+    job = _one(world, ANSIBLE_DEPLOY_QUEUE)
+    assert isinstance(job, AnsibleDeployMessage) and job.job_type == "undeploy" and job.port == port
+    assert _deploy(world).resume(job.request_id, {"status": "success"}) == "resumed"
+    assert world.service.get_task(start.task_id).status is TaskStatus.COMPLETED
+    assert world.service.get_deployment(project.id).status == "stopped"
+    assert world.service.list_ports("localhost") == []
