@@ -19,6 +19,7 @@ from aiogram.client.default import DefaultBotProperties
 from functions.telegram_bot.bot import BotDeps, build_dispatcher, process_update
 from shared.contracts.registry import TELEGRAM_UPDATES
 from shared.contracts.telegram import TelegramUpdateMessage
+from shared.handler_shell import PerContainer, lambda_entry
 from shared.queues.consume import process_queue_event
 from shared.retry import Sleep
 from shared.service_client import ServiceApiSettings
@@ -65,6 +66,7 @@ class BotRuntime:
 
 
 def build_runtime(settings: TelegramBotSettings | None = None) -> BotRuntime:
+    """The runtime from settings: the token from the secrets port, the API as the service."""
     from shared.idempotency import build_idempotency
     from shared.queues.factory import build_queue
     from shared.secrets import build_secrets
@@ -81,29 +83,18 @@ def build_runtime(settings: TelegramBotSettings | None = None) -> BotRuntime:
     return BotRuntime(deps, token, owns_api=True)
 
 
-_runtime: BotRuntime | None = None
-_lock = threading.Lock()
+container = PerContainer(build_runtime, close=BotRuntime.close)
+reset = container.reset
+"""Close and forget the per-process runtime (tests; the embedded stack on start and stop)."""
 
 
 def get_runtime() -> BotRuntime:
-    global _runtime
-    with _lock:
-        if _runtime is None:
-            _runtime = build_runtime()
-        return _runtime
+    return container.get()
 
 
-def reset() -> None:
-    """Close and forget the per-process runtime (tests; the embedded stack on start and stop)."""
-    global _runtime
-    with _lock:
-        runtime, _runtime = _runtime, None
-    if runtime is not None:
-        runtime.close()
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, runtime: BotRuntime | None = None) -> dict[str, Any]:
-    active = runtime or get_runtime()
+    active = runtime or container.get()
     return process_queue_event(
         event, TELEGRAM_UPDATES, lambda message, _record: active.process(message), context
     )

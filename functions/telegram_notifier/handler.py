@@ -6,11 +6,11 @@ holding the task) fails alone (partial batch response) and is redelivered; nothi
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from functions.telegram_notifier.notifier import Notifier
 from shared.contracts import PROGRESS_EVENTS, ProgressEvent
+from shared.handler_shell import PerContainer, lambda_entry
 from shared.queues.consume import process_queue_event
 from shared.service_client import ServiceApiSettings
 from shared.telegram.client import TelegramClient
@@ -46,29 +46,19 @@ def build_runtime(settings: NotifierSettings | None = None) -> NotifierRuntime:
     return NotifierRuntime(settings, token, build_service_client(settings))
 
 
-_runtime: NotifierRuntime | None = None
-_lock = threading.Lock()
+container = PerContainer(build_runtime, close=NotifierRuntime.close)
+reset = container.reset
+"""Close and forget the per-process runtime (tests; the embedded stack on start and stop)."""
 
 
 def get_runtime() -> NotifierRuntime:
-    global _runtime
-    with _lock:
-        if _runtime is None:
-            _runtime = build_runtime()
-        return _runtime
+    return container.get()
 
 
-def reset() -> None:
-    """Close and forget the per-process runtime (tests; the embedded stack on start and stop)."""
-    global _runtime
-    with _lock:
-        runtime, _runtime = _runtime, None
-    if runtime is not None:
-        runtime.close()
-
-
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, notifier: Notifier | None = None) -> dict[str, Any]:
     def handle(message: ProgressEvent, _record: Any) -> None:
-        (notifier or get_runtime().notifier()).handle(message)
+        # built at the first record: a runtime that cannot be built fails records, not the invocation
+        (notifier or container.get().notifier()).handle(message)
 
     return process_queue_event(event, PROGRESS_EVENTS, handle, context)

@@ -4,8 +4,8 @@ The ack path: check `X-Telegram-Bot-Api-Secret-Token` in constant time (wrong or
 nothing processed), validate the body just enough (a JSON object, nested at most 64 levels, with
 an `update_id` in 0..2^63-1, else 400 naming the problem), drop a duplicate update_id, queue the
 update on `telegram:updates`, answer 200. An update too large for the queue is answered 200
-("dropped", logged): Telegram would redeliver any other answer for a day. aiogram is never imported here (a test enforces it); the bot
-consumer does the slow work.
+("dropped", logged): Telegram would redeliver any other answer for a day. aiogram is never
+imported here (a test enforces it); the bot consumer does the slow work.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import base64
 import binascii
 import hmac
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from shared.handler_shell import PerContainer, lambda_entry
 from shared.idempotency import IdempotencyPort
 from shared.observability import correlation, get_logger
 from shared.queues.port import MessageTooLargeError, QueuePort
@@ -36,10 +36,6 @@ class WebhookPorts:
     update_ttl_s: int = DEFAULT_UPDATE_TTL_S
 
 
-_ports: WebhookPorts | None = None
-_lock = threading.Lock()
-
-
 def build_ports() -> WebhookPorts:
     """From settings, once per container: the secret is resolved here (Secrets Manager in AWS)."""
     from shared.idempotency import build_idempotency
@@ -55,19 +51,9 @@ def build_ports() -> WebhookPorts:
     )
 
 
-def _get_ports() -> WebhookPorts:
-    global _ports
-    with _lock:
-        if _ports is None:
-            _ports = build_ports()
-        return _ports
-
-
-def reset() -> None:
-    """Forget the per-container ports (tests; the embedded stack on start and stop)."""
-    global _ports
-    with _lock:
-        _ports = None
+container = PerContainer(build_ports)
+reset = container.reset
+"""Forget the per-container ports (tests; the embedded stack on start and stop)."""
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -104,10 +90,11 @@ def _parse_body(event: dict[str, Any]) -> Any:
         raise InvalidUpdate(f"the body is not JSON ({reason})") from None
 
 
+@lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, ports: WebhookPorts | None = None) -> dict[str, Any]:
     logger = get_logger()
     try:
-        active = ports or _get_ports()
+        active = ports or container.get()
     except Exception as exc:
         # Name the kind of failure only: a settings or secrets error must never echo a value.
         logger.error("telegram webhook is not configured", extra={"error_type": type(exc).__name__})
