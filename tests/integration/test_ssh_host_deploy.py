@@ -32,7 +32,8 @@ from tests.ansible_support import free_port, http_get, kill_deployment, make_app
 from tests.ssh_fixtures import ssh_host  # noqa: F401 - a fixture
 from tests.ssh_host import SshHost
 from worker_image.ansible_runner.job import RunnerJob
-from worker_image.ansible_runner.runner import SERVICE_USER, run_job
+from worker_image.ansible_runner.private_data import SERVICE_USER
+from worker_image.ansible_runner.runner import run_job
 
 pytestmark = [
     pytest.mark.slow,

@@ -26,20 +26,18 @@ from shared.secrets.redact import Redactor
 from worker_image.ansible_runner.__main__ import load_job
 from worker_image.ansible_runner.job import JobError, RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.playbooks.files.supervise import parse_env_file
-from worker_image.ansible_runner.results import result_for, result_queue
-from worker_image.ansible_runner.runner import (
+from worker_image.ansible_runner.private_data import (
     PLAYBOOKS_DIR,
-    TAIL_CHARS,
     ResolvedSecrets,
     SecretProblem,
     build_extravars,
     build_inventory,
     prepare_private_data_dir,
-    read_events,
-    redacted_tails,
     resolve_secrets,
     to_unsafe_yaml,
 )
+from worker_image.ansible_runner.results import result_for, result_queue
+from worker_image.ansible_runner.runner import TAIL_CHARS, read_events, redacted_tails
 
 ROOT = Path(__file__).resolve().parents[2]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----"

@@ -14,7 +14,7 @@ import pytest
 
 from shared.secrets.local import LocalSecrets
 from tests.unit.test_ansible_job import LOCAL_TARGET, SSH_KEY, SSH_TARGET, job
-from worker_image.ansible_runner.runner import ResolvedSecrets, SecretProblem, resolve_secrets
+from worker_image.ansible_runner.private_data import ResolvedSecrets, SecretProblem, resolve_secrets
 
 GITHUB_REF = "secret://github/token"
 
