@@ -159,6 +159,8 @@ class GitHubApi:
             raise _TryAgain(delay)
 
     def _wait_before_retry(self, exc: BaseException) -> None:
+        """The wait depends on what the first try got (none after a rotated token, Retry-After on a
+        rate limit), so it is made here rather than by the policy's fixed delay."""
         time.sleep(exc.delay_s if isinstance(exc, _TryAgain) else self.retry_delay)
 
     def _retry_delay_for(self, response: httpx.Response) -> float | None:
