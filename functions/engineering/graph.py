@@ -24,6 +24,7 @@ from functions.engineering.settings import EngineeringSettings
 from functions.engineering.state import EngState
 from shared.api_client import ApiClient
 from shared.queues.port import QueuePort
+from shared.repos.port import RepoHost
 
 __all__ = ["EngState", "Ports", "build_graph", "no_developer"]
 
@@ -33,7 +34,7 @@ class Ports:
     api: ApiClient
     queue: QueuePort
     settings: EngineeringSettings
-    repo_host: Any = None
+    repo_host: RepoHost | None = None
     worker_env_refs: dict[str, str] = field(default_factory=dict)
     """Secret references a worker resolves itself (GITHUB_TOKEN for pushes to GitHub)."""
 
