@@ -103,7 +103,7 @@ def lambda_entry(
 
     def decorate(inner: Entry[P, R]) -> Entry[P, R]:
         @functools.wraps(inner)
-        def entry(event: Any, context: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        def entry(event: Any, context: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
             def invoke(event: Any, context: Any) -> R:
                 with _correlated(event, correlation_id_path):
                     return inner(event, context, *args, **kwargs)

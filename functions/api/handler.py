@@ -7,7 +7,7 @@ aiogram, copier or ansible (a test enforces it).
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -52,12 +52,10 @@ def _error(status: int, code: str, message: str, fields: list[str] | None = None
     )
 
 
-@app.exception_handler(ApiError)
 def _api_error(exc: ApiError) -> Response[Any]:
     return _error(exc.status, exc.code, exc.message, exc.fields)
 
 
-@app.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response[Any]:
     if any(tuple(err.get("loc", ()))[:1] == ("response",) for err in exc.errors()):
         logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
@@ -79,7 +77,6 @@ def _validation_error(exc: RequestValidationError) -> Response[Any]:
     )
 
 
-@app.exception_handler(ResponseValidationError)
 def _bad_response(exc: ResponseValidationError) -> Response[Any]:
     logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
     return _error(500, "internal_error", "internal error: the response did not match its schema")
@@ -91,12 +88,18 @@ def _not_found(exc: Exception) -> Response[Any]:
     return _error(404, "no_route", f"no route for {event.http_method} {event.path}")
 
 
-@app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response[Any]:
     logger.exception("unhandled error")
     return _error(
         500, "internal_error", "internal error; the logs have the details under this correlation id"
     )
+
+
+# Registered by call, not as decorators: Powertools' exception_handler is untyped and would erase the types.
+app.exception_handler(ApiError)(_api_error)
+app.exception_handler(RequestValidationError)(_validation_error)
+app.exception_handler(ResponseValidationError)(_bad_response)
+app.exception_handler(Exception)(_unexpected)
 
 
 def _ensure_ready(deps: ApiDeps) -> None:
@@ -202,8 +205,8 @@ def lambda_handler(
             return _error_result(refused)
         app.context.clear()
         if caller is not None:
-            app.append_context(principal=caller)
-        result = app.resolve(event, context)
+            app.context.update(principal=caller)  # what append_context does, typed
+        result = app.resolve(event, cast(LambdaContext, context))  # None in the embedded stack
         if int(result.get("statusCode", 200)) in (204, 304):
             result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
         return result

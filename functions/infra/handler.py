@@ -40,15 +40,18 @@ def build_infra(settings: InfraSettings | None = None) -> Infra:
 
 
 container = PerContainer(build_infra)
-get_infra = container.get
 reset = container.reset
 
 
 @lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, infra: Infra | None = None) -> dict[str, Any]:
-    active = infra or get_infra()
+    active = infra or container.get()
     queue = source_queue(event, (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE), "infra")
-    return process_queue_event(event, queue, lambda message, _record: active.handle(message), context)
+
+    def handle(message: Any, _record: Any) -> None:
+        active.handle(message)
+
+    return process_queue_event(event, queue, handle, context)
 
 
 @lambda_entry
@@ -60,5 +63,5 @@ def ecs_event_handler(event: dict[str, Any], context: Any, infra: Infra | None =
     if found is None:
         return {"handled": False}
     job, exit_code, reason = found
-    publish_failure((infra or get_infra()).queue, job, reason, exit_code)
+    publish_failure((infra or container.get()).queue, job, reason, exit_code)
     return {"handled": True, "request_id": job.request_id, "exit_code": exit_code}
