@@ -46,7 +46,7 @@ def importable(distributions: set[str]) -> set[str]:
     return modules
 
 
-def allowed_modules(layer_requirements: Iterable[str], extra: Iterable[str] = ()) -> set[str]:
-    """Top-level modules a function with these layer requirements may import (plus `extra`, e.g. a source layer)."""
+def allowed_modules(layer_requirements: Iterable[str]) -> set[str]:
+    """Top-level modules a function with these layer requirements may import."""
     distributions = closure(layer_requirements) | {canonicalize_name(d) for d in RUNTIME_PROVIDED}
-    return importable(distributions) | set(FIRST_PARTY) | set(extra)
+    return importable(distributions) | set(FIRST_PARTY)

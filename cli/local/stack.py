@@ -143,7 +143,7 @@ class EmbeddedStack:
         self.server = ApiHttpServer((self.host, self.port), lambda_handler)
         self.port = self.server.server_address[1]
         self._spawn("api-http", self.server.serve_forever)
-        url = self.server.url
+        url: str = self.server.url
 
         os.environ["ORCH_HOME"] = str(self.home)
         os.environ["ORCH_API_URL"] = url

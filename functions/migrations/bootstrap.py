@@ -13,7 +13,7 @@ schema could miss what it needs (the newer code seeded both already).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -58,7 +58,7 @@ class ServiceKey:
     secret is the only holder); the embedded stack keeps them, as a second stack may share the database.
     """
 
-    key: str
+    key: str = field(repr=False)
     name: str
     revoke_previous: bool = True
 

@@ -7,7 +7,7 @@ and pages through the same topic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -108,10 +108,10 @@ class Observability(Construct):
         )
         return dashboard
 
-    def _graph(self, title: str, metrics: list[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
+    def _graph(self, title: str, metrics: Sequence[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
         return cloudwatch.GraphWidget(
             title=title,
-            left=metrics,
+            left=list(metrics),
             width=constants.DASHBOARD_WIDGET_WIDTH,
             height=constants.DASHBOARD_WIDGET_HEIGHT,
         )
