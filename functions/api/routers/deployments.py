@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.routers._common import new_router, principal, transaction
-from functions.api.services import deployments, lookup
+from functions.api.services import deployments
 from shared.contracts.api import Deployment, DeploymentRecord, HealthChange, HealthReport
 
 router = new_router()
@@ -46,5 +46,4 @@ def report_health(project_id: ProjectId, body: HealthReport) -> HealthChange:
     caller = principal(router)
     caller.require_service()
     with transaction() as session:
-        project = lookup.project(session, caller, project_id)
-        return deployments.report_health(session, project.id, body)
+        return deployments.report_health(session, caller, project_id, body)

@@ -95,8 +95,7 @@ def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
 def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[WorkerMessage]:
     _service()
     with transaction() as session:
-        worker = workers.get(session, worker_id)
-        message, _outbox_ids, is_new = workers.enqueue_message(session, worker, body.model_dump())
+        message, is_new = workers.send(session, worker_id, body)
         dto = WorkerMessage.model_validate(message)
     return created(dto, 201 if is_new else 200)
 

@@ -90,9 +90,12 @@ def record(session: Session, principal: Principal, project_id: str, body: Deploy
     return to_dto(row, project, server)
 
 
-def report_health(session: Session, project_id: str, report: HealthReport) -> HealthChange:
+def report_health(
+    session: Session, principal: Principal, id_or_name: str, report: HealthReport
+) -> HealthChange:
     """Compare-and-set on the health column: of two overlapping checkers seeing the same flip, one
     gets changed=True (and tells the owner), the other changed=False."""
+    project_id = lookup.project(session, principal, id_or_name).id
     row = session.execute(select(Deployment).where(Deployment.project_id == project_id)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"project {project_id!r} has no deployment")

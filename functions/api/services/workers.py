@@ -27,7 +27,7 @@ from shared.contracts import (
     SendMessageResponse,
     WorkerActivity,
 )
-from shared.contracts.api import WorkerRecord, WorkerStopped, WorkerUpdate
+from shared.contracts.api import WorkerMessageCreate, WorkerRecord, WorkerStopped, WorkerUpdate
 
 ENDED = ("STOPPED", "FAILED")
 OPEN = ("PENDING", "RUNNING")
@@ -290,6 +290,12 @@ def change(session: Session, worker_id: str, body: WorkerUpdate) -> Worker:
         row.stopped_at = utcnow()
     session.flush()
     return row
+
+
+def send(session: Session, worker_id: str, body: WorkerMessageCreate) -> tuple[WorkerMessage, bool]:
+    """A message for the worker (idempotent by request_id): (message, created)."""
+    message, _outbox_ids, is_new = enqueue_message(session, get(session, worker_id), body.model_dump())
+    return message, is_new
 
 
 def stopped(session: Session, worker_id: str, body: WorkerStopped) -> tuple[Worker, bool]:

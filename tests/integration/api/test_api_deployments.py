@@ -191,7 +191,7 @@ def test_a_health_flip_is_reported_as_changed_to_exactly_one_of_four_checkers(
     _in_step(monkeypatch, deployments_service, 4, database_url)
 
     def report(health: str) -> list[Any]:
-        body = HealthReport(health=health)  # type: ignore[arg-type]
+        body = HealthReport(health=health)
         return _race(4, lambda _i: deployments_router.report_health(project["id"], body))
 
     down = report("down")
@@ -239,7 +239,7 @@ def test_a_server_check_stores_facts_and_one_of_four_checkers_sees_the_flip(
     _in_step(monkeypatch, servers_service, 4, database_url)
 
     def check(status: str) -> list[Any]:
-        body = ServerCheck(status=status)  # type: ignore[arg-type]
+        body = ServerCheck(status=status)
         return _race(4, lambda _i: servers_router.record_check("local", body))
 
     down = check("unreachable")
