@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from shared.contracts import EngineeringMessage
-from shared.queues.consume import collect_failure_reasons, process_queue_event
+from shared.queues.consume import collect_failure_reasons, process_queue_event, source_queue
 from shared.queues.local_runner import sqs_event
 from shared.queues.port import ReceivedMessage
 from tests.factories import engineering_message
@@ -63,3 +63,11 @@ def test_poison_and_failing_records_are_reported_others_succeed(capsys: pytest.C
 def test_a_batch_where_everything_fails_still_returns_a_partial_response() -> None:
     response = process_queue_event(_event("x", "y"), "engineering:queue", lambda m, r: None)
     assert len(response["batchItemFailures"]) == 2
+
+
+def test_the_source_queue_comes_from_the_records_arn_and_a_foreign_queue_is_refused() -> None:
+    consumes = ("deploy:queue", "engineering:queue")
+    assert source_queue(_event("{}"), consumes, "engineering") == "engineering:queue"
+    assert source_queue({"Records": []}, consumes, "engineering") == "deploy:queue"
+    with pytest.raises(ValueError, match="the scaffolder function does not consume engineering:queue"):
+        source_queue(_event("{}"), ("scaffolder:queue",), "scaffolder")
