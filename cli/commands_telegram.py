@@ -72,8 +72,10 @@ def _webhook_secret(settings: TelegramSettings, generate: bool) -> str:
         import secrets as token_source
 
         if not settings.telegram_webhook_secret_ref:
-            raise CliError("--new-secret stores the secret at ORCH_TELEGRAM_WEBHOOK_SECRET_REF: set it first",
-                           ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                "--new-secret stores the secret at ORCH_TELEGRAM_WEBHOOK_SECRET_REF: set it first",
+                ExitCode.USAGE,
+            )
         from shared.secrets import build_secrets
 
         value = token_source.token_urlsafe(48)
@@ -111,10 +113,24 @@ def set_webhook(
     settings = _settings()
     with _bot_api(settings) as api:
         secret = _webhook_secret(settings, new_secret)
-        api.call("setWebhook", {"url": url, "secret_token": secret, "allowed_updates": ALLOWED_UPDATES,
-                                "drop_pending_updates": drop_pending, "max_connections": max_connections})  # fmt: skip
-    summary = {"url": url, "webhook_set": True, "secret_token": "set", "allowed_updates": ALLOWED_UPDATES,
-               "drop_pending_updates": drop_pending, "max_connections": max_connections}  # fmt: skip
+        api.call(
+            "setWebhook",
+            {
+                "url": url,
+                "secret_token": secret,
+                "allowed_updates": ALLOWED_UPDATES,
+                "drop_pending_updates": drop_pending,
+                "max_connections": max_connections,
+            },
+        )
+    summary = {
+        "url": url,
+        "webhook_set": True,
+        "secret_token": "set",
+        "allowed_updates": ALLOWED_UPDATES,
+        "drop_pending_updates": drop_pending,
+        "max_connections": max_connections,
+    }
     if json_output:
         print_json(summary)
     else:
@@ -134,8 +150,15 @@ def info(json_output: JsonFlag = False) -> None:
     if me:
         typer.echo(f"{'bot':>22}: @{me.get('username', '?')} ({me.get('id')})")
     typer.echo(f"{'webhook':>22}: {webhook.get('url') or '(none: long polling)'}")
-    for key in ("pending_update_count", "max_connections", "allowed_updates", "ip_address",
-                "last_error_date", "last_error_message", "last_synchronization_error_date"):  # fmt: skip
+    for key in (
+        "pending_update_count",
+        "max_connections",
+        "allowed_updates",
+        "ip_address",
+        "last_error_date",
+        "last_error_message",
+        "last_synchronization_error_date",
+    ):
         if key in webhook:
             typer.echo(f"{key:>22}: {webhook[key]}")
 

@@ -74,9 +74,13 @@ def _log_retry(what: str, context: Mapping[str, Any] | None = None) -> Callable[
         error = state.outcome.exception() if state.outcome is not None else None
         get_logger().warning(
             f"{what} failed; retrying",
-            extra={**(context or {}), "attempt": state.attempt_number, "delay_s": round(state.upcoming_sleep, 3),
-                   "error": type(error).__name__ if error is not None else "result"},
-        )  # fmt: skip
+            extra={
+                **(context or {}),
+                "attempt": state.attempt_number,
+                "delay_s": round(state.upcoming_sleep, 3),
+                "error": type(error).__name__ if error is not None else "result",
+            },
+        )
 
     return before_sleep
 

@@ -51,8 +51,12 @@ class TelegramPoller:
         self.poll_timeout_s = poll_timeout_s
         self.max_backoff_s = max_backoff_s
         # no retries inside the client: this loop backs off itself, and stop() must not wait for a retry
-        self.api = api or TelegramClient(self.settings.resolve_bot_token(), self.settings.telegram_api_base,
-                                         timeout=poll_timeout_s + 15, attempts=1)  # fmt: skip
+        self.api = api or TelegramClient(
+            self.settings.resolve_bot_token(),
+            self.settings.telegram_api_base,
+            timeout=poll_timeout_s + 15,
+            attempts=1,
+        )
         self.offset: int | None = None
         self.queued = 0
         self.duplicates = 0
@@ -113,8 +117,12 @@ class TelegramPoller:
 
     def _run(self) -> None:
         self._logger.info("telegram long polling started", extra={"api": self.settings.telegram_api_base})
-        policy = until_stopped(self._stop, self._delay_for, retry_on=lambda exc: not isinstance(exc, BotApiClosed),
-                               on_retry=self._report)  # fmt: skip
+        policy = until_stopped(
+            self._stop,
+            self._delay_for,
+            retry_on=lambda exc: not isinstance(exc, BotApiClosed),
+            on_retry=self._report,
+        )
         while not self._stop.is_set():
             try:
                 policy(self.poll_once)  # the failures (and so the backoff) restart after each success
@@ -126,13 +134,18 @@ class TelegramPoller:
 
     def _report(self, exc: BaseException, delay: float) -> None:
         if isinstance(exc, BotApiError):
-            self._logger.error("telegram getUpdates refused", extra={
-                "error_code": exc.error_code, "description": exc.description, "retry_in_s": delay})  # fmt: skip
+            self._logger.error(
+                "telegram getUpdates refused",
+                extra={"error_code": exc.error_code, "description": exc.description, "retry_in_s": delay},
+            )
         elif isinstance(exc, BotApiUnreachable):
             self._logger.warning("telegram unreachable", extra={"reason": str(exc), "retry_in_s": delay})
         else:  # the queue or the claim store: keep the offset, try again
-            self._logger.error("telegram updates not queued", exc_info=exc, extra={
-                "error": type(exc).__name__, "retry_in_s": delay})  # fmt: skip
+            self._logger.error(
+                "telegram updates not queued",
+                exc_info=exc,
+                extra={"error": type(exc).__name__, "retry_in_s": delay},
+            )
 
     def _backoff(self, failures: int) -> float:
         return float(min(self.max_backoff_s, 2**failures))

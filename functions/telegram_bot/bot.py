@@ -178,8 +178,9 @@ def _task_status_text(deps: BotDeps, viewer: Viewer, projects: dict[str, str], t
     return texts.format_task(task, name, events)
 
 
-async def status(message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer,
-                 telegram: TelegramClient) -> None:  # fmt: skip
+async def status(
+    message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
+) -> None:
     task_id = (command.args or "").strip()
     projects = {p.id: p.name for p in _own_projects(deps, viewer)}
     if task_id:
@@ -201,8 +202,9 @@ def _cancel_text(deps: BotDeps, viewer: Viewer, task_id: str) -> str:
     return f"Task {cancelled.id} is {cancelled.status.value}."
 
 
-async def cancel(message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer,
-                 telegram: TelegramClient) -> None:  # fmt: skip
+async def cancel(
+    message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
+) -> None:
     _reply(telegram, message, _cancel_text(deps, viewer, (command.args or "").strip()))
 
 
@@ -221,8 +223,9 @@ def _adduser_text(deps: BotDeps, viewer: Viewer, args: str) -> str:
     return f"Added {user.name} (Telegram id {telegram_id}). They can write to me now."
 
 
-async def adduser(message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer,
-                  telegram: TelegramClient) -> None:  # fmt: skip
+async def adduser(
+    message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
+) -> None:
     _reply(telegram, message, _adduser_text(deps, viewer, (command.args or "").strip()))
 
 
@@ -230,8 +233,14 @@ async def unknown_command(message: Message, telegram: TelegramClient) -> None:
     _reply(telegram, message, "I don't know that command. /help lists what I can do.")
 
 
-async def to_product_owner(message: Message, deps: BotDeps, viewer: Viewer, event_update: Update,
-                           telegram: TelegramClient, correlation_id: str | None = None) -> None:  # fmt: skip
+async def to_product_owner(
+    message: Message,
+    deps: BotDeps,
+    viewer: Viewer,
+    event_update: Update,
+    telegram: TelegramClient,
+    correlation_id: str | None = None,
+) -> None:
     po = ProductOwnerMessage(
         request_id=f"tg:{event_update.update_id}",
         telegram_user_id=viewer.telegram_id,

@@ -87,8 +87,12 @@ class Notifier:
 
     def _claim(self, task_id: str, holder: str) -> TaskNotification | None:
         """The claim, waiting a little for another holder (its work is a few calls); None: nobody to tell."""
-        policy = while_contended(lambda exc: isinstance(exc, ConflictError), attempts=self.claim_attempts,
-                                 step_s=self.claim_wait_s, sleep=self.sleep)  # fmt: skip
+        policy = while_contended(
+            lambda exc: isinstance(exc, ConflictError),
+            attempts=self.claim_attempts,
+            step_s=self.claim_wait_s,
+            sleep=self.sleep,
+        )
         try:
             return policy(self.api.claim_notification, task_id, holder, self.claim_seconds)
         except ConflictError as exc:

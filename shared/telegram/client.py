@@ -52,9 +52,17 @@ class TelegramClient:
     """Bot API calls with retries, from any thread. `attempts=1` turns retries off (the poller has
     its own loop, which `interrupt()` can stop at once)."""
 
-    def __init__(self, token: str, base_url: str = DEFAULT_API_BASE, *, timeout: float = 30.0,
-                 attempts: int = 4, base_delay_s: float = 0.5, max_delay_s: float = 20.0,
-                 sleep: Sleep = time.sleep) -> None:  # fmt: skip
+    def __init__(
+        self,
+        token: str,
+        base_url: str = DEFAULT_API_BASE,
+        *,
+        timeout: float = 30.0,
+        attempts: int = 4,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 20.0,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self._token, self.base_url, self.timeout = token, check_base_url(base_url), timeout
         self.attempts, self.base_delay_s, self.max_delay_s = attempts, base_delay_s, max_delay_s
         self.sleep = sleep
@@ -87,9 +95,16 @@ class TelegramClient:
     def call(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """One Bot API method; its `result`. Raises `BotApiError` (refused, or retries exhausted),
         `BotApiUnreachable`, or `BotApiClosed` after `interrupt()`."""
-        policy = http_transient(is_transient, attempts=self.attempts, base_delay_s=self.base_delay_s,
-                                max_delay_s=self.max_delay_s, retry_after=_retry_after, sleep=self.sleep,
-                                what="telegram call", context={"method": method})  # fmt: skip
+        policy = http_transient(
+            is_transient,
+            attempts=self.attempts,
+            base_delay_s=self.base_delay_s,
+            max_delay_s=self.max_delay_s,
+            retry_after=_retry_after,
+            sleep=self.sleep,
+            what="telegram call",
+            context={"method": method},
+        )
         return policy(self._transport().call, method, params, timeout)
 
     def send_message(self, chat_id: int, text: str, *, link_preview: bool = True) -> int:

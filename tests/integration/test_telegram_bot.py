@@ -90,8 +90,12 @@ def telegram() -> Iterator[FakeTelegram]:
 @pytest.fixture(scope="module")
 def bot_runtime(telegram: FakeTelegram, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotRuntime]:
     """One per module, as one per Lambda container."""
-    settings = TelegramSettings(home=tmp_path_factory.mktemp("telegram"), telegram_api_base=telegram.url,
-                                telegram_admins=[ADMIN_TG], telegram_send_attempts=3)  # fmt: skip
+    settings = TelegramSettings(
+        home=tmp_path_factory.mktemp("telegram"),
+        telegram_api_base=telegram.url,
+        telegram_admins=[ADMIN_TG],
+        telegram_send_attempts=3,
+    )
     sleeps: list[float] = []
     runtime = BotRuntime(BotDeps(None, None, None, settings), TOKEN, sleep=sleeps.append)  # type: ignore[arg-type]
     runtime.sleeps = sleeps  # type: ignore[attr-defined]
@@ -178,8 +182,9 @@ def _running_task(world: World, owner: str = "alice", project: str = "blog") -> 
         client.create_project(project)
         task_id = client.start_engineering(project, "build a blog").id
     world.service.claim_task(task_id, worker="test")
-    world.service.append_events(task_id, [{"type": "progress", "message": f"step {i}", "progress_pct": i * 10}
-                                          for i in range(1, 8)])  # fmt: skip
+    world.service.append_events(
+        task_id, [{"type": "progress", "message": f"step {i}", "progress_pct": i * 10} for i in range(1, 8)]
+    )
     return task_id
 
 
@@ -198,8 +203,9 @@ def test_status_shows_a_task_and_its_last_events_to_its_owner_only(world: World)
     assert "engineering of blog: RUNNING" in answer, "an admin sees every task"
 
 
-def test_status_pages_through_a_long_event_history_to_its_end(world: World,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_status_pages_through_a_long_event_history_to_its_end(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import functions.telegram_bot.bot as bot_module
 
     monkeypatch.setattr(bot_module, "EVENTS_PAGE", 3)  # 8 events: pages of 3, 3, 2
@@ -266,10 +272,23 @@ def test_free_text_goes_to_the_product_owner_with_a_typing_indicator(world: Worl
     assert world.consume() == (1, 0)
     [po] = drain(world.queue, PO_INBOX)
     assert isinstance(po, ProductOwnerMessage)
-    assert (po.request_id, po.telegram_user_id, po.chat_id, po.message_id, po.text, po.user_id, po.language_code) == (
-        f"tg:{update['update_id']}", ALICE_TG, ALICE_TG, update["message"]["message_id"],
-        "make me a blog with a Telegram login", world.users["alice"]["id"], "de",
-    )  # fmt: skip
+    assert (
+        po.request_id,
+        po.telegram_user_id,
+        po.chat_id,
+        po.message_id,
+        po.text,
+        po.user_id,
+        po.language_code,
+    ) == (
+        f"tg:{update['update_id']}",
+        ALICE_TG,
+        ALICE_TG,
+        update["message"]["message_id"],
+        "make me a blog with a Telegram login",
+        world.users["alice"]["id"],
+        "de",
+    )
     [typing] = world.telegram.calls
     assert (typing.method, typing.params) == ("sendChatAction", {"chat_id": ALICE_TG, "action": "typing"})
 
@@ -282,8 +301,15 @@ def test_an_admin_without_an_api_user_still_reaches_the_product_owner(world: Wor
 
 def test_a_non_text_message_is_answered_not_dropped(world: World) -> None:
     update = message_update(ALICE_TG, None)
-    update["message"]["sticker"] = {"file_id": "f", "file_unique_id": "u", "type": "regular", "width": 1,
-                                    "height": 1, "is_animated": False, "is_video": False}  # fmt: skip
+    update["message"]["sticker"] = {
+        "file_id": "f",
+        "file_unique_id": "u",
+        "type": "regular",
+        "width": 1,
+        "height": 1,
+        "is_animated": False,
+        "is_video": False,
+    }
     assert world.post(update)[0] == 200
     assert world.consume() == (1, 0)
     assert world.telegram.sent_texts() == ["I can only read text messages for now."]
@@ -367,8 +393,9 @@ def test_the_token_never_reaches_the_logs(world: World, capfd: pytest.CaptureFix
     assert "telegram call failed; retrying" in err
 
 
-def test_the_default_runtime_is_built_from_settings(world: World, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_default_runtime_is_built_from_settings(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from functions.telegram_bot import handler
     from shared.secrets.local import LocalSecrets
 
@@ -376,10 +403,12 @@ def test_the_default_runtime_is_built_from_settings(world: World, tmp_path: Path
     secrets = LocalSecrets(home / "secrets.json")
     secrets.put("secret://telegram/bot_token", TOKEN)
     secrets.put("secret://local/service_api_key", world.service_key)
-    for key, value in {"ORCH_TELEGRAM_BOT_TOKEN_REF": "secret://telegram/bot_token",
-                       "ORCH_TELEGRAM_API_BASE": world.telegram.url,
-                       "ORCH_SERVICE_API_KEY_REF": "secret://local/service_api_key",
-                       "ORCH_API_URL": "http://127.0.0.1:9"}.items():  # fmt: skip
+    for key, value in {
+        "ORCH_TELEGRAM_BOT_TOKEN_REF": "secret://telegram/bot_token",
+        "ORCH_TELEGRAM_API_BASE": world.telegram.url,
+        "ORCH_SERVICE_API_KEY_REF": "secret://local/service_api_key",
+        "ORCH_API_URL": "http://127.0.0.1:9",
+    }.items():
         monkeypatch.setenv(key, value)
     handler.reset()
     try:

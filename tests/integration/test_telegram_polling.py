@@ -48,8 +48,9 @@ def _client(telegram: FakeTelegram) -> TelegramClient:
     return TelegramClient(TOKEN, telegram.url, attempts=1)  # as the poller makes it: it backs off itself
 
 
-def _poller(telegram: FakeTelegram, ports: tuple[LocalQueue, SqliteIdempotency, TelegramSettings],
-            **kwargs: Any) -> TelegramPoller:  # fmt: skip
+def _poller(
+    telegram: FakeTelegram, ports: tuple[LocalQueue, SqliteIdempotency, TelegramSettings], **kwargs: Any
+) -> TelegramPoller:
     queue, claims, settings = ports
     return TelegramPoller(settings, queue=queue, claims=claims, api=_client(telegram), **kwargs)
 
@@ -64,8 +65,9 @@ def test_updates_are_queued_in_order_and_confirmed_with_the_offset(
     assert poller.poll_once(timeout_s=0) == 3
     assert poller.offset == 503
     queued = drain(ports[0], TELEGRAM_UPDATES)
-    assert [(m.update_id, m.request_id, m.update) for m in queued] == [(u["update_id"], f"tg:{u['update_id']}", u)
-                                                                       for u in updates]  # fmt: skip
+    assert [(m.update_id, m.request_id, m.update) for m in queued] == [
+        (u["update_id"], f"tg:{u['update_id']}", u) for u in updates
+    ]
     assert poller.poll_once(timeout_s=0) == 0
     first, second = telegram.calls_to("getUpdates")
     assert "offset" not in first.params and second.params["offset"] == 503
@@ -85,8 +87,9 @@ def test_after_a_restart_unconfirmed_updates_are_not_queued_twice(telegram: Fake
 def test_polling_and_the_webhook_share_one_dedupe(telegram: FakeTelegram, ports: Any) -> None:
     queue, claims, _ = ports
     update = message_update(1, "hi", update_id=88)
-    event = http_api_event("POST", "/telegram/webhook", headers={"x-telegram-bot-api-secret-token": "s"},
-                           body=json.dumps(update))  # fmt: skip
+    event = http_api_event(
+        "POST", "/telegram/webhook", headers={"x-telegram-bot-api-secret-token": "s"}, body=json.dumps(update)
+    )
     assert webhook_handler(event, None, WebhookPorts("s", queue, claims))["statusCode"] == 200
     telegram.push_update(update)
     assert _poller(telegram, ports).poll_once(timeout_s=0) == 0
@@ -147,8 +150,14 @@ def test_an_update_that_could_not_be_queued_is_fetched_again(telegram: FakeTeleg
     queue, claims, settings = ports
     for i in (1, 2):
         telegram.push_update(message_update(1, f"m{i}", update_id=70 + i))
-    poller = TelegramPoller(settings, queue=FlakyQueue(queue, failures=1), claims=claims,  # type: ignore[arg-type]
-                            api=_client(telegram), poll_timeout_s=0, max_backoff_s=0.05)  # fmt: skip
+    poller = TelegramPoller(
+        settings,
+        queue=FlakyQueue(queue, failures=1),  # type: ignore[arg-type]
+        claims=claims,
+        api=_client(telegram),
+        poll_timeout_s=0,
+        max_backoff_s=0.05,
+    )
     with pytest.raises(QueueError):
         poller.poll_once()
     assert poller.offset is None, "nothing confirmed"

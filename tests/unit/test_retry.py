@@ -68,8 +68,9 @@ def test_http_transient_backs_off_exponentially_with_bounded_jitter() -> None:
 def test_http_transient_without_jitter_is_exact_and_capped() -> None:
     sleeps: list[float] = []
     call, _ = failing(*[HttpFailure(500)] * 5)
-    policy = http_transient(_transient, attempts=6, base_delay_s=1, max_delay_s=4, jitter_s=0,
-                            sleep=sleeps.append)  # fmt: skip
+    policy = http_transient(
+        _transient, attempts=6, base_delay_s=1, max_delay_s=4, jitter_s=0, sleep=sleeps.append
+    )
     assert policy(call) == "ok"
     assert sleeps == [1, 2, 4, 4, 4]
 
@@ -110,8 +111,9 @@ def test_http_transient_logs_each_retry(capsys: pytest.CaptureFixture[str]) -> N
 def test_poll_until_returns_the_first_good_result_after_doubling_waits() -> None:
     sleeps: list[float] = []
     answers = iter([503, 503, 503, 200])
-    policy = poll_until(lambda status: status == 200, attempts=5, initial_delay_s=2, max_delay_s=5,
-                        sleep=sleeps.append)  # fmt: skip
+    policy = poll_until(
+        lambda status: status == 200, attempts=5, initial_delay_s=2, max_delay_s=5, sleep=sleeps.append
+    )
     assert policy(lambda: next(answers)) == 200
     assert sleeps == [2, 4, 5]
 
@@ -127,8 +129,11 @@ def test_poll_until_returns_the_last_result_when_attempts_run_out() -> None:
 def test_once_more_prepares_and_retries_only_what_it_is_told() -> None:
     refreshed: list[str] = []
     call, calls = failing(PermissionError("stale secret"))
-    policy = once_more(lambda e: isinstance(e, PermissionError), before_retry=lambda e: refreshed.append(str(e)),
-                       sleep=lambda _s: None)  # fmt: skip
+    policy = once_more(
+        lambda e: isinstance(e, PermissionError),
+        before_retry=lambda e: refreshed.append(str(e)),
+        sleep=lambda _s: None,
+    )
     assert policy(call) == "ok"
     assert calls == [1, 2] and refreshed == ["stale secret"]
 
@@ -188,8 +193,11 @@ def test_until_stopped_backs_off_per_failure_and_ends_when_stopped() -> None:
     stopped = threading.Event()
     reported: list[tuple[str, float]] = []
     call, calls = failing(OSError("a"), OSError("b"), then="polled")
-    policy = until_stopped(stopped, lambda _e, failures: float(failures) / 1000,
-                           on_retry=lambda e, d: reported.append((str(e), d)))  # fmt: skip
+    policy = until_stopped(
+        stopped,
+        lambda _e, failures: float(failures) / 1000,
+        on_retry=lambda e, d: reported.append((str(e), d)),
+    )
     assert policy(call) == "polled"
     assert reported == [("a", 0.0), ("b", 0.001)], "the wait grows with the failures so far"
 

@@ -43,8 +43,18 @@ def test_empty_text_is_not_sent_empty() -> None:
 
 def _project(name: str, status: str = "active") -> Project:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    return Project(id=name, name=name, description="", modules=[], agent=None, repo_url=None, status=status,
-                   owner_id="u", created_at=now, updated_at=now)  # fmt: skip
+    return Project(
+        id=name,
+        name=name,
+        description="",
+        modules=[],
+        agent=None,
+        repo_url=None,
+        status=status,
+        owner_id="u",
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def test_projects_are_listed_by_name_with_status_and_user_text_is_kept_verbatim() -> None:
@@ -55,11 +65,36 @@ def test_projects_are_listed_by_name_with_status_and_user_text_is_kept_verbatim(
 
 def test_a_task_shows_its_status_error_and_last_five_events() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    task = Task(id="t1", project_id="p1", user_id="u", type="engineering", status="FAILED", spec="s", attempt=2,
-                result=None, error="tests failed", correlation_id="c", created_at=now, started_at=now,
-                finished_at=now, heartbeat_at=None)  # fmt: skip
-    events = [TaskEvent(seq=i, task_id="t1", type="progress", message=f"step {i}", progress_pct=i * 10,
-                        current_step=None, error=None, error_type=None, timestamp=now) for i in range(1, 8)]  # fmt: skip
+    task = Task(
+        id="t1",
+        project_id="p1",
+        user_id="u",
+        type="engineering",
+        status="FAILED",
+        spec="s",
+        attempt=2,
+        result=None,
+        error="tests failed",
+        correlation_id="c",
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        heartbeat_at=None,
+    )
+    events = [
+        TaskEvent(
+            seq=i,
+            task_id="t1",
+            type="progress",
+            message=f"step {i}",
+            progress_pct=i * 10,
+            current_step=None,
+            error=None,
+            error_type=None,
+            timestamp=now,
+        )
+        for i in range(1, 8)
+    ]
     text = format_task(task, "blog", events)
     assert "engineering of blog: FAILED (attempt 2)" in text and "Error: tests failed" in text
     assert "step 2 " not in text and "step 3 (30%)" in text and "step 7 (70%)" in text

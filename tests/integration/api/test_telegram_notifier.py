@@ -103,8 +103,9 @@ def _running(world: World, client: ApiClient | None = None, project: str = "blog
 
 
 def _progress(world: World, task_id: str, message: str, pct: int, step: str) -> None:
-    world.service.append_events(task_id, [{"type": "progress", "message": message, "progress_pct": pct,
-                                           "current_step": step}])  # fmt: skip
+    world.service.append_events(
+        task_id, [{"type": "progress", "message": message, "progress_pct": pct, "current_step": step}]
+    )
 
 
 def _status_message_id(world: World, task_id: str) -> int | None:
@@ -131,8 +132,9 @@ def test_one_status_message_edited_on_change_only_and_one_final_message(world: W
     assert world.consume() == (1, 0)
     assert world.methods() == ["sendMessage", "editMessageText"]
 
-    world.service.complete_task(task_id, {"commit_sha": "abc1234def", "branch": "main",
-                                          "pr_url": "https://github.com/o/blog/pull/1"})  # fmt: skip
+    world.service.complete_task(
+        task_id, {"commit_sha": "abc1234def", "branch": "main", "pr_url": "https://github.com/o/blog/pull/1"}
+    )
     assert world.consume() == (1, 0)
     assert world.methods() == ["sendMessage", "editMessageText", "editMessageText", "sendMessage"]
     assert world.telegram.calls_to("editMessageText")[-1].params["text"] == "blog · engineering · completed"
@@ -161,8 +163,9 @@ def test_two_consumers_on_the_same_batch_create_one_status_and_one_final(world: 
     for _ in range(3):
         if not failed:
             break
-        again = notifier_handler(sqs_event("arn", [m for m in batch if m.message_id in failed]), None,
-                                 notifier=notifiers[0])  # fmt: skip
+        again = notifier_handler(
+            sqs_event("arn", [m for m in batch if m.message_id in failed]), None, notifier=notifiers[0]
+        )
         failed = {f["itemIdentifier"] for f in again["batchItemFailures"]}
     assert not failed
     assert world.telegram.sent_texts() == ["blog · engineering · completed", "✅ blog: the change is done."]
