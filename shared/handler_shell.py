@@ -3,13 +3,17 @@ function's dependencies are built once per container, lazily, behind one lock.
 
 A handler module is then a build function and a record handler:
 
-    infra = PerContainer(build_infra)
-    reset = infra.reset  # the embedded stack calls it on start and stop (shared.topology.RESETTERS)
+    container = PerContainer(build_infra)
+    reset = container.reset  # the embedded stack calls it on start and stop (shared.topology.RESETTERS)
 
     @lambda_entry
-    def lambda_handler(event, context, infra_port: Infra | None = None) -> dict[str, Any]:
-        active = infra_port or infra.get()  # tests pass a fake as the optional argument
-        ...
+    def lambda_handler(event, context, infra: Infra | None = None) -> dict[str, Any]:
+        active = infra or container.get()  # tests pass a fake as the optional argument
+        queue = source_queue(event, (ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE), "infra")
+        return process_queue_event(event, queue, handle_one_record, context)
+
+An SQS consumer returns `process_queue_event`'s partial batch response: a record whose handler raises
+fails alone, and the shell still flushes what the others counted.
 
 Inside Lambda (a context is given) the entry runs under `Tracer.capture_lambda_handler` (when tracing
 is on), `Logger.inject_lambda_context` (function name, request id, cold start on every log line) and
