@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.migrations.bootstrap import ServiceKey, bootstrap
 from functions.migrations.settings import DeployHookSettings
+from shared.handler_shell import lambda_entry
 from shared.observability import get_logger
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def wait_for_database(
     raise RuntimeError(f"the database did not accept a connection after {attempts} attempts: {last}")
 
 
+@lambda_entry
 def on_deploy(
     event: dict[str, Any] | None,
     context: Any,
