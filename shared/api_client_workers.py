@@ -126,6 +126,12 @@ class WorkerCalls(ApiTransport):
 
     # -- maintenance (service scope; the scheduler's repair jobs) --------------------------
 
+    def sweep_outbox(self) -> dict[str, int]:
+        """Publish outbox rows older than a few seconds (the API publishes fresh ones itself): claimed, sent,
+        failed counts."""
+        data = self.request("POST", "/internal/outbox/sweep")
+        return {str(k): int(v) for k, v in dict(data).items()}
+
     def reap_stuck_tasks(self, limit_s: int = 900, max_retries: int = 0, batch: int = 50) -> StuckTaskReport:
         body = StuckTaskReap(limit_s=limit_s, max_retries=max_retries, batch=batch).model_dump(mode="json")
         data = self.request("POST", "/internal/maintenance/reap-stuck-tasks", json=body)

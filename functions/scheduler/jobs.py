@@ -45,7 +45,7 @@ Job = Callable[[JobPorts], dict[str, int]]
 
 def outbox_sweep(ports: JobPorts) -> dict[str, int]:
     """Publish outbox rows older than a few seconds (the API publishes fresh ones itself)."""
-    report = ports.api.request("POST", "/internal/outbox/sweep")
+    report = ports.api.sweep_outbox()
     return {k: int(report[k]) for k in ("claimed", "sent", "failed")}
 
 

@@ -97,13 +97,11 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "DELETE /api-keys/{key_id}": ("revoke_api_key", ("k1",), {}),
     # the scheduler's maintenance
     "POST /internal/maintenance/reap-stuck-tasks": ("reap_stuck_tasks", (), {}),
+    "POST /internal/outbox/sweep": ("sweep_outbox", (), {}),
     "POST /internal/maintenance/collect-orphan-workers": ("collect_orphan_workers", (), {}),
 }
 
-WITHOUT_A_METHOD: dict[str, str] = {
-    "POST /internal/outbox/sweep": "the scheduler's sweep calls it untyped (`api.request(...)` in "
-    "functions/scheduler/jobs.py); a typed `sweep_outbox` method is still to be added to the client",
-}
+WITHOUT_A_METHOD: dict[str, str] = {}
 """Operations no client method calls yet, each with the reason."""
 
 
