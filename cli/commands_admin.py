@@ -46,8 +46,11 @@ def server_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     if json_output:
         print_json(servers)
         return
-    print_table("servers", ["handle", "host", "ssh user", "status", "key"],
-                [(s.handle, s.host, s.ssh_user, s.status, s.ssh_key_ref or "") for s in servers])  # fmt: skip
+    print_table(
+        "servers",
+        ["handle", "host", "ssh user", "status", "key"],
+        [(s.handle, s.host, s.ssh_user, s.status, s.ssh_key_ref or "") for s in servers],
+    )
 
 
 @server_app.command("show")
@@ -96,8 +99,11 @@ def secret_list(ctx: typer.Context, project: str, json_output: JsonFlag = False)
     if json_output:
         print_json(secrets)
         return
-    print_table("secrets", ["name", "reference", "updated"],
-                [(s.name, s.reference, s.updated_at.isoformat(timespec="seconds")) for s in secrets])  # fmt: skip
+    print_table(
+        "secrets",
+        ["name", "reference", "updated"],
+        [(s.name, s.reference, s.updated_at.isoformat(timespec="seconds")) for s in secrets],
+    )
 
 
 @secret_app.command("delete")
@@ -127,8 +133,11 @@ def user_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     if json_output:
         print_json(users)
         return
-    print_table("users", ["name", "telegram id", "admin", "id"],
-                [(u.name, u.telegram_id or "", "yes" if u.is_admin else "", u.id) for u in users])  # fmt: skip
+    print_table(
+        "users",
+        ["name", "telegram id", "admin", "id"],
+        [(u.name, u.telegram_id or "", "yes" if u.is_admin else "", u.id) for u in users],
+    )
 
 
 @apikey_app.command("create")

@@ -73,8 +73,10 @@ def up(
     home = _home()
     running = _running(home)
     if running is not None:
-        raise CliError(f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
-                       ExitCode.CONFLICT)  # fmt: skip
+        raise CliError(
+            f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
+            ExitCode.CONFLICT,
+        )
     if detach:
         _up_detached(home, port, database_url, json_output, consumers, telegram)
         return
@@ -123,8 +125,9 @@ def up(
         typer.echo("stopped")
 
 
-def _up_detached(home: Path, port: int, database_url: str | None, json_output: bool, consumers: str,
-                 telegram: bool = False) -> None:  # fmt: skip
+def _up_detached(
+    home: Path, port: int, database_url: str | None, json_output: bool, consumers: str, telegram: bool = False
+) -> None:
     from cli.local.stack import StackState
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -147,8 +150,14 @@ def _up_detached(home: Path, port: int, database_url: str | None, json_output: b
     if telegram:
         args.append("--telegram")
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={**os.environ, "ORCH_HOME": str(home)})  # fmt: skip
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "ORCH_HOME": str(home)},
+        )
     (home / "stack.pid").write_text(str(process.pid))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -212,16 +221,24 @@ def status(json_output: JsonFlag = False) -> None:
 
     stats = build_queue(QueueSettings(home=home)).stats()
     report = {
-        "running": True, "healthy": healthy, "url": state.url, "pid": state.pid, "home": str(home),
-        "database": state.database, "uptime_s": round(time.time() - state.started_at),
-        "consumers": state.consumers, "schedules": state.schedules,
+        "running": True,
+        "healthy": healthy,
+        "url": state.url,
+        "pid": state.pid,
+        "home": str(home),
+        "database": state.database,
+        "uptime_s": round(time.time() - state.started_at),
+        "consumers": state.consumers,
+        "schedules": state.schedules,
         "queues": {s.queue: {"visible": s.visible, "in_flight": s.in_flight, "dlq": s.dead} for s in stats},
-    }  # fmt: skip
+    }
     if json_output:
         print_json(report)
         return
-    typer.echo(f"running: API {state.url} (pid {state.pid}, {'healthy' if healthy else 'NOT healthy'}), "
-               f"up {report['uptime_s']} s")  # fmt: skip
+    typer.echo(
+        f"running: API {state.url} (pid {state.pid}, {'healthy' if healthy else 'NOT healthy'}), "
+        f"up {report['uptime_s']} s"
+    )
     typer.echo(f"database: {state.database}")
     typer.echo(f"consumers: {', '.join(state.consumers) or 'none yet'}")
     typer.echo(f"scheduled jobs: {', '.join(state.schedules)}")

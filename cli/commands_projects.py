@@ -187,8 +187,9 @@ def deploy_status(
     )
 
 
-incident_app = typer.Typer(help="Incidents: services down / up, servers unreachable, repositories gone.",
-                           no_args_is_help=True)  # fmt: skip
+incident_app = typer.Typer(
+    help="Incidents: services down / up, servers unreachable, repositories gone.", no_args_is_help=True
+)
 
 
 @incident_app.command("list")
@@ -203,5 +204,8 @@ def incident_list(
     if json_output:
         print_json(found)
         return
-    print_table("incidents", ["when", "kind", "what"],
-                [(i.created_at.isoformat(timespec="seconds"), i.kind, i.message) for i in found])  # fmt: skip
+    print_table(
+        "incidents",
+        ["when", "kind", "what"],
+        [(i.created_at.isoformat(timespec="seconds"), i.kind, i.message) for i in found],
+    )

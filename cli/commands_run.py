@@ -115,9 +115,16 @@ def run(
     result: DeployTaskResult = deploy.result_as(DeployTaskResult)
     url = result.deployed_url
     if json_output:
-        print_json({"project": project.name, "url": url, "health_url": result.health_url,
-                    "engineering_task": engineering.id, "deploy_task": deploy.id,
-                    "timings": {k: round(v, 3) for k, v in timings.items()}})  # fmt: skip
+        print_json(
+            {
+                "project": project.name,
+                "url": url,
+                "health_url": result.health_url,
+                "engineering_task": engineering.id,
+                "deploy_task": deploy.id,
+                "timings": {k: round(v, 3) for k, v in timings.items()},
+            }
+        )
         return
     typer.echo(f"done in {timings['total_s']:.1f} s: {project.name} is live at {url}")
     typer.echo(f"  health: {result.health_url}  ·  stop it: orchestrator deploy stop {project.name}")
@@ -164,8 +171,17 @@ def _check(task: Task, step: str, json_output: bool, timings: dict[str, float]) 
     if task.status is TaskStatus.COMPLETED:
         return
     if json_output:
-        print_json({"failed_step": step, "task": task.id, "status": task.status.value, "error": task.error,
-                    "timings": {k: round(v, 3) for k, v in timings.items()}})  # fmt: skip
+        print_json(
+            {
+                "failed_step": step,
+                "task": task.id,
+                "status": task.status.value,
+                "error": task.error,
+                "timings": {k: round(v, 3) for k, v in timings.items()},
+            }
+        )
         raise typer.Exit(int(ExitCode.FAILURE))
-    raise CliError(f"{step} {task.status.value.lower()} (task {task.id}): {task.error or 'no reason given'}",
-                   ExitCode.FAILURE)  # fmt: skip
+    raise CliError(
+        f"{step} {task.status.value.lower()} (task {task.id}): {task.error or 'no reason given'}",
+        ExitCode.FAILURE,
+    )

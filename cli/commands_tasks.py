@@ -29,8 +29,9 @@ def list_tasks(
     """Tasks, newest first."""
     with client(ctx) as api:
         tasks: list[Task] = []
-        for task in api.iter_tasks(project=project, status=status.value if status else None, type=type_,
-                                   limit=min(limit, 200)):  # fmt: skip
+        for task in api.iter_tasks(
+            project=project, status=status.value if status else None, type=type_, limit=min(limit, 200)
+        ):
             tasks.append(task)
             if len(tasks) >= limit:
                 break

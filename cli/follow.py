@@ -23,8 +23,15 @@ def event_line(event: TaskEvent) -> str:
 QUEUED_HINT_S = 30.0
 
 
-def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], interval: float = 0.5,
-           spinner: bool = False, timeout_s: float | None = None, queued_hint_s: float = QUEUED_HINT_S) -> Task:  # fmt: skip
+def follow(
+    api: ApiClient,
+    task_id: str,
+    on_event: Callable[[TaskEvent], None],
+    interval: float = 0.5,
+    spinner: bool = False,
+    timeout_s: float | None = None,
+    queued_hint_s: float = QUEUED_HINT_S,
+) -> Task:
     """Print every event (old ones first) until the task is final; returns the final task. A task that
     waits for input (WAITING_INPUT) is followed too: it goes on by itself once the input arrives."""
     after = 0
@@ -55,8 +62,11 @@ def follow(api: ApiClient, task_id: str, on_event: Callable[[TaskEvent], None], 
                 return task
             if not hinted and task.status.value == "QUEUED" and time.monotonic() - started > queued_hint_s:
                 hinted = True
-                typer.echo(f"task {task.id} is still QUEUED after {queued_hint_s:.0f} s: is anything consuming "
-                           "its queue? (`orchestrator local status`, `orchestrator queue stats`)", err=True)  # fmt: skip
+                typer.echo(
+                    f"task {task.id} is still QUEUED after {queued_hint_s:.0f} s: is anything consuming "
+                    "its queue? (`orchestrator local status`, `orchestrator queue stats`)",
+                    err=True,
+                )
             time.sleep(interval)
     finally:
         if status_line is not None:

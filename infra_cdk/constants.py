@@ -274,7 +274,6 @@ def function_name_part(topology_name: str) -> str:
     return topology_name.replace("_", "-")
 
 
-
 FUNCTION_MEMORY_MB: Mapping[str, int] = {
     # Lambda CPU scales with memory; cold starts import pydantic + SQLAlchemy (API) or LangGraph.
     API_FUNCTION: 512,

@@ -30,7 +30,10 @@ def database(secret_arn: str) -> Environment:
     """Where the API's PostgreSQL is (the RDS secret) and that its certificate is verified against the RDS
     CAs bundled with the code (`functions/api/rds-global-bundle.pem`): encrypted is not enough, the server
     must be RDS."""
-    return {"ORCH_DATABASE_SECRET_REF": secret_reference(secret_arn), "ORCH_DATABASE_TLS": constants.DB_TLS_MODE}
+    return {
+        "ORCH_DATABASE_SECRET_REF": secret_reference(secret_arn),
+        "ORCH_DATABASE_TLS": constants.DB_TLS_MODE,
+    }
 
 
 def queues(config: StackConfig) -> Environment:

@@ -123,11 +123,27 @@ def read_manifest(out: Path, name: str) -> dict[str, object] | None:
 def pip_command(name: str, target: Path) -> list[str]:
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        *platforms, "--implementation", "cp", "--python-version", PYTHON_VERSION,
-        "--only-binary=:all:", "--upgrade", "--target", str(target),
-        "-r", str(LAYERS_DIR / f"{name}.txt"), "-c", str(CONSTRAINTS),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        *platforms,
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+        "--only-binary=:all:",
+        "--upgrade",
+        "--target",
+        str(target),
+        "-r",
+        str(LAYERS_DIR / f"{name}.txt"),
+        "-c",
+        str(CONSTRAINTS),
+    ]
 
 
 def runtime_python(explicit: str | None = None) -> str | None:
@@ -140,8 +156,12 @@ def runtime_python(explicit: str | None = None) -> str | None:
     for candidate in candidates:
         if not candidate:
             continue
-        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, check=False)  # fmt: skip
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == PYTHON_VERSION:
             return candidate
     if explicit:
@@ -177,8 +197,20 @@ def build_layer(name: str, out: Path = DEFAULT_OUT, bytecode_python: str | None 
         if bytecode_python:
             # Lambda unpacks layers with the zip's fixed timestamps, so timestamp-checked .pyc files
             # would be recompiled at every cold start; hash-free "unchecked" ones are used as they are.
-            subprocess.run([bytecode_python, "-m", "compileall", "-q", "-j", "0",
-                            "--invalidation-mode", "unchecked-hash", str(site)], check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    bytecode_python,
+                    "-m",
+                    "compileall",
+                    "-q",
+                    "-j",
+                    "0",
+                    "--invalidation-mode",
+                    "unchecked-hash",
+                    str(site),
+                ],
+                check=True,
+            )
         final = out / name
         if final.exists():
             shutil.rmtree(final)
@@ -278,8 +310,11 @@ def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: i
             f"{name:<16}{size.files:>7}{_mb(size.unzipped):>13}{_mb(size.zipped):>11}  {state}", file=stream
         )
     code = measure(REPO_ROOT, code_asset_files())
-    print(f"\ncode asset: {code.files} files, {_mb(code.unzipped).strip()} MB unzipped, "
-          f"{_mb(code.zipped).strip()} MB zipped (shared by every function)\n", file=stream)  # fmt: skip
+    print(
+        f"\ncode asset: {code.files} files, {_mb(code.unzipped).strip()} MB unzipped, "
+        f"{_mb(code.zipped).strip()} MB zipped (shared by every function)\n",
+        file=stream,
+    )
     width = max(16, *(len(function) + 2 for function in FUNCTION_LAYERS))
     print(f"{'function':<{width}}{'layers':<22}{'unzipped MB':>12}{'zipped MB':>11}  limits", file=stream)
     for function, layers in sorted(FUNCTION_LAYERS.items()):
@@ -289,8 +324,14 @@ def report_sizes(out: Path = DEFAULT_OUT, stream=sys.stdout) -> bool:  # type: i
             continue
         unzipped = code.unzipped + sum(size.unzipped for size in sizes if size)
         zipped = code.zipped + sum(size.zipped for size in sizes if size)
-        over = [label for label, value, limit in (("250 MB unzipped", unzipped, LAMBDA_UNZIPPED_LIMIT),
-                                                   ("50 MB zipped", zipped, ZIPPED_BUDGET)) if value > limit]  # fmt: skip
+        over = [
+            label
+            for label, value, limit in (
+                ("250 MB unzipped", unzipped, LAMBDA_UNZIPPED_LIMIT),
+                ("50 MB zipped", zipped, ZIPPED_BUDGET),
+            )
+            if value > limit
+        ]
         ok = ok and not over
         verdict = "OVER " + ", ".join(over) if over else "ok"
         print(
@@ -345,8 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} in {seconds:.0f} s"
             )
         if bytecode_python is None:
-            print(f"note: no python{PYTHON_VERSION} here, so the layers carry no precompiled bytecode "
-                  "(imports compile at each cold start)", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: no python{PYTHON_VERSION} here, so the layers carry no precompiled bytecode "
+                "(imports compile at each cold start)",
+                file=sys.stderr,
+            )
         print()
     return 0 if report_sizes(args.out) else 1
 

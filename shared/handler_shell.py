@@ -48,8 +48,13 @@ Entry = Callable[Concatenate[Any, Any, P], R]
 """`(event, context, *injected) -> response`: a Lambda handler with its optional test-only arguments."""
 
 EMPTY_METRICS_WARNING = "No application metrics to publish"
-LAMBDA_CONTEXT_KEYS = ("cold_start", "function_name", "function_memory_size", "function_arn",
-                       "function_request_id")  # fmt: skip
+LAMBDA_CONTEXT_KEYS = (
+    "cold_start",
+    "function_name",
+    "function_memory_size",
+    "function_arn",
+    "function_request_id",
+)
 """What `inject_lambda_context` adds to every log line; taken off again after the invocation."""
 
 
@@ -60,8 +65,13 @@ class PerContainer(Generic[T]):
     runs on every reset, built or not (state the object shares with others, like checkpointers).
     """
 
-    def __init__(self, build: Callable[[], T], *, close: Callable[[T], None] | None = None,
-                 on_reset: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        build: Callable[[], T],
+        *,
+        close: Callable[[T], None] | None = None,
+        on_reset: Callable[[], None] | None = None,
+    ) -> None:
         self._build = build
         self._close = close
         self._on_reset = on_reset

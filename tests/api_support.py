@@ -56,8 +56,9 @@ class ApiHarness:
         if self.key is not None:
             all_headers["authorization"] = f"Bearer {self.key}"
         payload = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-        event = http_api_event(method, path, {k: str(v) for k, v in (query or {}).items() if v is not None},
-                               all_headers, payload)  # fmt: skip
+        event = http_api_event(
+            method, path, {k: str(v) for k, v in (query or {}).items() if v is not None}, all_headers, payload
+        )
         result = lambda_handler(event, None, deps=self.deps)
         raw = result.get("body") or ""
         try:
@@ -83,8 +84,13 @@ class ApiHarness:
 
     # conveniences ---------------------------------------------------------------------
 
-    def new_user(self, name: str = "alice", telegram_id: int | None = None, scopes: list[str] | None = None,
-                 is_admin: bool = False) -> tuple[dict[str, Any], str]:  # fmt: skip
+    def new_user(
+        self,
+        name: str = "alice",
+        telegram_id: int | None = None,
+        scopes: list[str] | None = None,
+        is_admin: bool = False,
+    ) -> tuple[dict[str, Any], str]:
         user = self.as_key(ADMIN_KEY).post(
             "/users", {"name": name, "telegram_id": telegram_id, "is_admin": is_admin}
         )

@@ -13,9 +13,17 @@ from packaging.utils import canonicalize_name
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
 """What the Lambda Python runtime ships (boto3 and its dependencies)."""
 FIRST_PARTY = ("shared", "functions", "cli", "worker_image")
-MARKER_ENV = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
-              "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-              "platform_python_implementation": "CPython", "os_name": "posix"}  # fmt: skip
+MARKER_ENV = {
+    "extra": "",
+    "python_version": "3.12",
+    "python_full_version": "3.12.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+}
 """The Lambda runtime, for evaluating requirement markers."""
 
 

@@ -214,8 +214,16 @@ class SshHost:
         host_ip, ns_ip = str(net.network_address + 1), str(net.network_address + 2)
         state = Path(tempfile.mkdtemp(prefix=PREFIX))
         state.chmod(0o755)  # the login user must reach its home inside
-        host = cls(namespace=namespace, address=ns_ip, host_address=host_ip, user=user, private_key_pem="",
-                   public_key="", host_public_key="", state_dir=state)  # fmt: skip
+        host = cls(
+            namespace=namespace,
+            address=ns_ip,
+            host_address=host_ip,
+            user=user,
+            private_key_pem="",
+            public_key="",
+            host_public_key="",
+            state_dir=state,
+        )
         try:
             host._setup(token, net.prefixlen, timeout_s)
         except BaseException:
@@ -240,16 +248,37 @@ class SshHost:
         ):
             _run("ip", "netns", "exec", self.namespace, *argv)
         # keys: a host key and the login user's key, both new for this run
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "orch-ssh-test-host",
-             "-f", str(state / "ssh_host_ed25519_key"))  # fmt: skip
+        _run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "orch-ssh-test-host",
+            "-f",
+            str(state / "ssh_host_ed25519_key"),
+        )
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.user, "-f", str(state / "id_ed25519"))
         self.private_key_pem = (state / "id_ed25519").read_text()
         self.public_key = (state / "id_ed25519.pub").read_text().strip()
         self.host_public_key = (state / "ssh_host_ed25519_key.pub").read_text().strip()
         # the login user: its own home, its key, passwordless sudo ('*': no password, yet not locked)
         home = state / "home"
-        _run("useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh", "--password", "*",
-             "--comment", f"{_USER_COMMENT}{os.getpid()}", self.user)  # fmt: skip
+        _run(
+            "useradd",
+            "--home-dir",
+            str(home),
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            "--password",
+            "*",
+            "--comment",
+            f"{_USER_COMMENT}{os.getpid()}",
+            self.user,
+        )
         keys = state / "authorized_keys"
         keys.mkdir(mode=0o755)
         (keys / self.user).write_text(self.public_key + "\n")
@@ -268,8 +297,11 @@ class SshHost:
         log = open(state / "sshd.log", "ab")
         self._sshd = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace, SSHD, "-D", "-e", "-f", str(config)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
         self._wait_for_banner(timeout_s)
 
@@ -325,8 +357,10 @@ class SshHost:
         """Run a shell command inside the namespace, as root (not through ssh)."""
         done = subprocess.run(
             ["ip", "netns", "exec", self.namespace, "/bin/sh", "-c", command],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and done.returncode != 0:
             raise SshHostError(f"{command!r} failed ({done.returncode}): {done.stderr.strip()}")
         return done
@@ -334,11 +368,29 @@ class SshHost:
     def ssh(self, command: str, *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command through the real ssh login (a quick proof that the key works)."""
         return subprocess.run(
-            ["ssh", "-i", str(self.private_key_path), "-p", str(self.port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-             f"{self.user}@{self.address}", command],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            [
+                "ssh",
+                "-i",
+                str(self.private_key_path),
+                "-p",
+                str(self.port),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                f"{self.user}@{self.address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def namespace_pids(self) -> list[int]:
         listed = _run("ip", "netns", "pids", self.namespace, check=False)
@@ -361,5 +413,11 @@ class SshHost:
 
     def target(self, handle: str = "ssh-test-host", key_ref: str | None = None) -> dict[str, object]:
         """A runner `Target` for this host (`worker_image.ansible_runner.job.Target` fields)."""
-        return {"handle": handle, "host": self.address, "connection": "ssh", "ssh_user": self.user,
-                "ssh_port": self.port, "ssh_key_ref": key_ref}  # fmt: skip
+        return {
+            "handle": handle,
+            "host": self.address,
+            "connection": "ssh",
+            "ssh_user": self.user,
+            "ssh_port": self.port,
+            "ssh_key_ref": key_ref,
+        }

@@ -95,8 +95,17 @@ def _certificate(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKe
 def make_ca(directory: Path, common_name: str = "orchestrator test CA") -> Ca:
     """A self-signed CA valid for a day; its PEM at `directory/<slug>.pem`."""
     key = ec.generate_private_key(ec.SECP256R1())
-    usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-                           "encipher_only", "decipher_only"), False)  # fmt: skip
+    usage = dict.fromkeys(
+        (
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
     cert = (
         _certificate(common_name, _name(common_name), key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -168,8 +177,19 @@ def tls_postgres(server_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> 
             os.chown(path, owner.pw_uid, owner.pw_gid)
         data.mkdir(mode=0o700)
         os.chown(data, owner.pw_uid, owner.pw_gid)
-        init = _as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                             "--no-sync", "-E", "UTF8"])  # fmt: skip
+        init = _as_postgres(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
         port = _free_port()
@@ -177,14 +197,32 @@ def tls_postgres(server_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> 
             f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}/data "
             f"-c ssl=on -c ssl_cert_file={tls}/server.crt -c ssl_key_file={tls}/server.key -c fsync=off"
         )
-        start = _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
-                              "-o", options, "-w", "-t", "30", "start"])  # fmt: skip
+        start = _as_postgres(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        )
         if start.returncode != 0:
             log = (data / "server.log").read_text() if (data / "server.log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {start.stderr[-1000:]} {log[-2000:]}")
         try:
-            yield TlsPostgres(host="127.0.0.1", port=port, ca_pem_path=ca.pem_path,
-                              url=f"postgresql+pg8000://postgres@127.0.0.1:{port}/postgres", data_dir=data)  # fmt: skip
+            yield TlsPostgres(
+                host="127.0.0.1",
+                port=port,
+                ca_pem_path=ca.pem_path,
+                url=f"postgresql+pg8000://postgres@127.0.0.1:{port}/postgres",
+                data_dir=data,
+            )
         finally:
             _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
     finally:

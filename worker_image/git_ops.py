@@ -22,7 +22,9 @@ def token_may_travel_to(repo_url: str) -> bool:
     from urllib.parse import urlsplit
 
     parts = urlsplit(repo_url)
-    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"))
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+    )
 
 
 def use_token(repo_url: str, token: str | None) -> None:
@@ -35,12 +37,14 @@ def use_token(repo_url: str, token: str | None) -> None:
     if not token or not token_may_travel_to(repo_url):
         return
     credentials = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    _auth_env.update({
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {credentials}",
-        "GIT_TERMINAL_PROMPT": "0",
-    })  # fmt: skip
+    _auth_env.update(
+        {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {credentials}",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+    )
 
 
 def git(workspace: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
@@ -61,8 +65,14 @@ def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "ma
     if not (workspace / ".git").exists():
         import os
 
-        cloned = subprocess.run(["git", "clone", "--quiet", repo_url, str(workspace)], capture_output=True,
-                                text=True, timeout=600, check=False, env={**os.environ, **_auth_env})  # fmt: skip
+        cloned = subprocess.run(
+            ["git", "clone", "--quiet", repo_url, str(workspace)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env={**os.environ, **_auth_env},
+        )
         if not (workspace / ".git").exists():
             raise GitError(f"git clone {repo_url} failed: {cloned.stderr.strip()[-500:]}")
     else:

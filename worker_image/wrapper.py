@@ -154,7 +154,9 @@ class Wrapper:
             for name, value in env_vars.items():
                 if str(value).startswith("secret://"):
                     if not worker_reference_allowed(str(value), po_user):
-                        raise PermissionError(f"secret reference for {name} is missing or not this worker's to use")
+                        raise PermissionError(
+                            f"secret reference for {name} is missing or not this worker's to use"
+                        )
                     resolved = secrets.get(str(value))
                     self.redactor.add(resolved)
                     env_vars[name] = resolved
@@ -172,8 +174,12 @@ class Wrapper:
         context = self.context
         if context.repo_url:
             use_token(context.repo_url, self.agent_env.get("GITHUB_TOKEN"))
-            checkout(context.repo_url, self.workspace, context.branch or f"orchestrator/{self.worker_id}",
-                     context.base_branch or "main")  # fmt: skip
+            checkout(
+                context.repo_url,
+                self.workspace,
+                context.branch or f"orchestrator/{self.worker_id}",
+                context.base_branch or "main",
+            )
         else:
             self.workspace.mkdir(parents=True, exist_ok=True)
 
@@ -242,12 +248,15 @@ class Wrapper:
             self.logger.warning(f"saved session not usable: {exc}", extra={"session_key": key})
             return
         except Exception as exc:
-            self.logger.warning(f"saved session not loaded: {type(exc).__name__}: {exc}",
-                                extra={"session_key": key})  # fmt: skip
+            self.logger.warning(
+                f"saved session not loaded: {type(exc).__name__}: {exc}", extra={"session_key": key}
+            )
             return
         self.session_id = restored.session_id
-        self.logger.info("session restored", extra={"session_key": key, "files": restored.files,
-                                                    "session_id": restored.session_id})  # fmt: skip
+        self.logger.info(
+            "session restored",
+            extra={"session_key": key, "files": restored.files, "session_id": restored.session_id},
+        )
 
     def _save_session(self) -> None:
         """The session of the last run, once its answer is out and before the next message: a worker may
@@ -266,8 +275,9 @@ class Wrapper:
                 self._session_store().save(self.session_key, data)
                 self.logger.info("session saved", extra={"session_key": self.session_key, "bytes": len(data)})
         except Exception as exc:
-            self.logger.warning(f"session not saved: {type(exc).__name__}: {exc}",
-                                extra={"session_key": self.session_key})  # fmt: skip
+            self.logger.warning(
+                f"session not saved: {type(exc).__name__}: {exc}", extra={"session_key": self.session_key}
+            )
 
     def _leave_session(self) -> None:
         """The local copy of the session goes (the store has it), and the workspace with its lock."""
@@ -358,8 +368,9 @@ class Wrapper:
         self._report(message.id, success, answer, error, self.redactor.redact_obj(result))
         self._save_session()
 
-    def _report(self, message_id: int, success: bool, answer: str | None, error: str | None,
-                result: dict[str, Any]) -> None:  # fmt: skip
+    def _report(
+        self, message_id: int, success: bool, answer: str | None, error: str | None, result: dict[str, Any]
+    ) -> None:
         """The answer must arrive: retry while the API is unreachable (e.g. the stack restarts)."""
         self._until_reachable(
             lambda: self.api.worker_message_result(
@@ -420,22 +431,45 @@ class Wrapper:
         def on_event(event: Any) -> None:
             if event.kind in ("text", "tool", "error") and event.text.strip():
                 label = {"tool": "tool: ", "error": "error: "}.get(event.kind, "")
-                pending.append({"type": "progress", "message": (label + event.text.strip())[:2000],
-                                "current_step": step, "correlation_id": message.correlation_id})  # fmt: skip
+                pending.append(
+                    {
+                        "type": "progress",
+                        "message": (label + event.text.strip())[:2000],
+                        "current_step": step,
+                        "correlation_id": message.correlation_id,
+                    }
+                )
             if time.monotonic() - last_flush[0] > EVENT_FLUSH_S or len(pending) >= 50:
                 flush()
 
         env = self._agent_process_env()
         with self._activity(message.id):
-            outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
-                                session_id=self.session_id, env=env, redact=self.redactor.redact)  # fmt: skip
+            outcome = run_agent(
+                adapter,
+                message.body,
+                self.workspace,
+                float(message.timeout_s),
+                on_event,
+                session_id=self.session_id,
+                env=env,
+                redact=self.redactor.redact,
+            )
             if self.session_id and adapter.session_lost(outcome):
                 # the saved session is gone or unreadable: answer from a new session rather than fail
-                self.logger.warning("session to resume not found; starting a new one",
-                                    extra={"session_id": self.session_id})  # fmt: skip
+                self.logger.warning(
+                    "session to resume not found; starting a new one", extra={"session_id": self.session_id}
+                )
                 self.session_id = None
-                outcome = run_agent(adapter, message.body, self.workspace, float(message.timeout_s), on_event,
-                                    session_id=None, env=env, redact=self.redactor.redact)  # fmt: skip
+                outcome = run_agent(
+                    adapter,
+                    message.body,
+                    self.workspace,
+                    float(message.timeout_s),
+                    on_event,
+                    session_id=None,
+                    env=env,
+                    redact=self.redactor.redact,
+                )
         flush()
         self.session_id = outcome.session_id or self.session_id
         self._unsaved = (adapter, env)  # saved once the answer is out: the person does not wait for it

@@ -84,9 +84,16 @@ def _local_user(name: str) -> str:
 
 
 class EmbeddedStack:
-    def __init__(self, home: Path, port: int = 8787, database_url: str | None = None, host: str = "127.0.0.1",
-                 tick_s: float = 1.0, consumers: Sequence[str] | None = None,
-                 telegram: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        home: Path,
+        port: int = 8787,
+        database_url: str | None = None,
+        host: str = "127.0.0.1",
+        tick_s: float = 1.0,
+        consumers: Sequence[str] | None = None,
+        telegram: bool = False,
+    ) -> None:
         self.home = home.expanduser()
         self.port = port
         self.host = host
@@ -98,9 +105,10 @@ class EmbeddedStack:
             raise ValueError(f"unknown consumer(s) {', '.join(unknown)}; known: {', '.join(known)}")
         self.telegram = telegram
         self.consumers = [
-            c for c in CONSUMERS
+            c
+            for c in CONSUMERS
             if (c.function in consumers if consumers is not None else not c.optional or telegram)
-        ]  # fmt: skip
+        ]
         self._telegram: Any = None
         self.logger = get_logger()
         self._stop = threading.Event()
@@ -156,9 +164,14 @@ class EmbeddedStack:
             self._start_telegram()
         self._spawn("scheduler", self._tick_forever)
         StackState(
-            pid=os.getpid(), url=url, port=self.port, database=self._shown_db(settings), started_at=time.time(),
-            consumers=[c.function for c in self.consumers], schedules=[s.job for s in SCHEDULES],
-        ).write(self.home)  # fmt: skip
+            pid=os.getpid(),
+            url=url,
+            port=self.port,
+            database=self._shown_db(settings),
+            started_at=time.time(),
+            consumers=[c.function for c in self.consumers],
+            schedules=[s.job for s in SCHEDULES],
+        ).write(self.home)
         self.logger.info("embedded stack up", extra={"url": url, "home": str(self.home)})
         return url
 
@@ -178,8 +191,12 @@ class EmbeddedStack:
             try:
                 admin.get_server(LOCALHOST_SERVER)
             except NotFoundError:
-                admin.add_server(LOCALHOST_SERVER, "127.0.0.1", ssh_user=_local_user(getpass.getuser()),
-                                 labels={"builtin": "true", "connection": "local"})  # fmt: skip
+                admin.add_server(
+                    LOCALHOST_SERVER,
+                    "127.0.0.1",
+                    ssh_user=_local_user(getpass.getuser()),
+                    labels={"builtin": "true", "connection": "local"},
+                )
 
     def _ensure_admin_key(self, db: Any, secrets: Any) -> None:
         """The stack's own admin key must open the API: an admin may revoke it (or demote or delete its
@@ -198,9 +215,10 @@ class EmbeddedStack:
             if session.execute(admins.limit(1)).first() is None:
                 return
             row = session.execute(
-                select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+                select(ApiKey, User)
+                .join(User, User.id == ApiKey.user_id)
                 .where(ApiKey.key_hash == hash_key(self.admin_key))
-            ).first()  # fmt: skip
+            ).first()
             if row is not None and row[0].revoked_at is None and row[1].is_admin:
                 return
             if row is None:
@@ -229,7 +247,10 @@ class EmbeddedStack:
 
         key = _stored_or_new_key(secrets, SERVICE_KEY_REF)
         with db.session() as session:
-            if ensure_service_key(session, ServiceKey(key, SERVICE_KEY_NAME, revoke_previous=False)) == "revoked":
+            if (
+                ensure_service_key(session, ServiceKey(key, SERVICE_KEY_NAME, revoke_previous=False))
+                == "revoked"
+            ):
                 key = generate_key()
                 secrets.put(SERVICE_KEY_REF, key)
                 ensure_service_key(session, ServiceKey(key, SERVICE_KEY_NAME, revoke_previous=False))

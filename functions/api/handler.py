@@ -44,8 +44,13 @@ app = APIGatewayHttpResolver(enable_validation=True)
 logger = get_logger()
 
 
-def _error(status: int, code: str, message: str, fields: list[str] | None = None,
-           details: list[dict[str, Any]] | None = None) -> Response[Any]:  # fmt: skip
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> Response[Any]:
     body = ErrorBody(code=code, message=message, fields=fields or [], details=details or [])
     return Response(
         status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json()
@@ -150,13 +155,28 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
     }
 
 
-for router in (health.router, projects.router, tasks.router, servers.router, secrets.router, users.router,
-               internal.router, workers.router, maintenance.router, deployments.router, sync.router):  # fmt: skip
+for router in (
+    health.router,
+    projects.router,
+    tasks.router,
+    servers.router,
+    secrets.router,
+    users.router,
+    internal.router,
+    workers.router,
+    maintenance.router,
+    deployments.router,
+    sync.router,
+):
     app.include_router(router)
 
 OPENAPI_TITLE, OPENAPI_VERSION = "codegen-orchestrator API", health.VERSION
-app.configure_openapi(title=OPENAPI_TITLE, version=OPENAPI_VERSION, security_schemes=openapi.SECURITY_SCHEMES,
-                      security=openapi.SECURITY)  # fmt: skip
+app.configure_openapi(
+    title=OPENAPI_TITLE,
+    version=OPENAPI_VERSION,
+    security_schemes=openapi.SECURITY_SCHEMES,
+    security=openapi.SECURITY,
+)
 openapi.complete_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
 app.enable_swagger(path="/docs", title=OPENAPI_TITLE, version=OPENAPI_VERSION)
 

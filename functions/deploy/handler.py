@@ -22,8 +22,13 @@ def build_deploy(settings: DeploySettings | None = None) -> Deploy:
 
     settings = settings or DeploySettings()
     repo_settings = RepoHostSettings()
-    ports = Ports(build_service_client(settings), build_queue(settings, settings), settings,
-                  build_repo_host(repo_settings), repo_settings.github_token_ref)  # fmt: skip
+    ports = Ports(
+        build_service_client(settings),
+        build_queue(settings, settings),
+        settings,
+        build_repo_host(repo_settings),
+        repo_settings.github_token_ref,
+    )
     return Deploy(ports, build_checkpointer(settings))
 
 
@@ -43,5 +48,11 @@ def lambda_handler(event: dict[str, Any], context: Any, deploy: Deploy | None = 
             active.server_checked(message)
         active.resume(message.request_id, message.model_dump(mode="json"))
 
-    return consume_graph_event(event, context, "deploy", (DEPLOY_QUEUE, ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
-                               lambda: active.ports.queue, handle)  # fmt: skip
+    return consume_graph_event(
+        event,
+        context,
+        "deploy",
+        (DEPLOY_QUEUE, ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS),
+        lambda: active.ports.queue,
+        handle,
+    )

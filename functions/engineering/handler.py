@@ -49,5 +49,11 @@ def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | No
         else:
             active.resume(message.request_id, message.model_dump(mode="json"))
 
-    return consume_graph_event(event, context, "engineering", (ENGINEERING_QUEUE, WORKER_RESPONSES, SCAFFOLDER_RESULTS),
-                               lambda: active.ports.queue, handle)  # fmt: skip
+    return consume_graph_event(
+        event,
+        context,
+        "engineering",
+        (ENGINEERING_QUEUE, WORKER_RESPONSES, SCAFFOLDER_RESULTS),
+        lambda: active.ports.queue,
+        handle,
+    )

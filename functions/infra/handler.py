@@ -27,11 +27,15 @@ def build_infra(settings: InfraSettings | None = None) -> Infra:
         if not (settings.fargate_cluster and settings.ansible_task_definition):
             raise ValueError("ORCH_FARGATE_CLUSTER and ORCH_ANSIBLE_TASK_DEFINITION are required for fargate")
         ecs = boto3.client("ecs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-        launcher = FargateLauncher(ecs, settings.fargate_cluster, settings.ansible_task_definition,
-                                   settings.ansible_container_name,
-                                   [s for s in settings.fargate_subnets.split(",") if s],
-                                   [s for s in settings.fargate_security_groups.split(",") if s],
-                                   assign_public_ip=settings.ansible_assign_public_ip)  # fmt: skip
+        launcher = FargateLauncher(
+            ecs,
+            settings.fargate_cluster,
+            settings.ansible_task_definition,
+            settings.ansible_container_name,
+            [s for s in settings.fargate_subnets.split(",") if s],
+            [s for s in settings.fargate_security_groups.split(",") if s],
+            assign_public_ip=settings.ansible_assign_public_ip,
+        )
     else:
         from functions.infra.launch import LocalLauncher
 

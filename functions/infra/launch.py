@@ -30,8 +30,14 @@ def job_key(request_id: str) -> str:
 
 
 def publish_failure(queue: QueuePort, job: RunnerJob, error: str, exit_code: int | None = None) -> None:
-    outcome = RunnerOutcome(request_id=job.request_id, kind=job.kind, status="failed", error=error,
-                            exit_code=exit_code, duration_ms=0)  # fmt: skip
+    outcome = RunnerOutcome(
+        request_id=job.request_id,
+        kind=job.kind,
+        status="failed",
+        error=error,
+        exit_code=exit_code,
+        duration_ms=0,
+    )
     queue.publish(result_queue(job), result_for(job, outcome))
 
 
@@ -90,8 +96,15 @@ class LocalLauncher:
         log = self.runs_dir / f"{job_key(job.request_id)}.log"
         try:
             with open(log, "ab") as stderr:
-                completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
-                                           timeout=self.timeout_s + 60, check=False, env=dict(os.environ))  # fmt: skip
+                completed = subprocess.run(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    stdin=subprocess.DEVNULL,
+                    timeout=self.timeout_s + 60,
+                    check=False,
+                    env=dict(os.environ),
+                )
         except subprocess.TimeoutExpired:
             return 124, f"the ansible runner did not finish within {self.timeout_s + 60} s"
         if completed.returncode == 0:
@@ -107,8 +120,16 @@ class FargateLauncher:
     """RunTask of the Ansible runner image with the job in an env override. The client token is
     derived from the request id, so a redelivered message gets the same task back from ECS."""
 
-    def __init__(self, ecs: Any, cluster: str, task_definition: str, container_name: str,
-                 subnets: list[str], security_groups: list[str], assign_public_ip: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ecs: Any,
+        cluster: str,
+        task_definition: str,
+        container_name: str,
+        subnets: list[str],
+        security_groups: list[str],
+        assign_public_ip: bool = False,
+    ) -> None:
         self.ecs, self.cluster, self.task_definition = ecs, cluster, task_definition
         self.container_name, self.subnets, self.security_groups = container_name, subnets, security_groups
         self.assign_public_ip = assign_public_ip
@@ -118,18 +139,30 @@ class FargateLauncher:
         if len(payload) > 7000:
             raise ValueError(f"the job is {len(payload)} characters: too large for a RunTask override")
         response = self.ecs.run_task(
-            cluster=self.cluster, taskDefinition=self.task_definition, launchType="FARGATE", count=1,
-            startedBy=STARTED_BY, clientToken=job_key(job.request_id),
-            networkConfiguration={"awsvpcConfiguration": {
-                "subnets": self.subnets, "securityGroups": self.security_groups,
-                "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED"}},
-            overrides={"containerOverrides": [{
-                "name": self.container_name,
-                "command": ["--job-env", JOB_ENV, "--publish"],
-                "environment": [{"name": JOB_ENV, "value": payload}],
-            }]},
+            cluster=self.cluster,
+            taskDefinition=self.task_definition,
+            launchType="FARGATE",
+            count=1,
+            startedBy=STARTED_BY,
+            clientToken=job_key(job.request_id),
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": self.subnets,
+                    "securityGroups": self.security_groups,
+                    "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED",
+                }
+            },
+            overrides={
+                "containerOverrides": [
+                    {
+                        "name": self.container_name,
+                        "command": ["--job-env", JOB_ENV, "--publish"],
+                        "environment": [{"name": JOB_ENV, "value": payload}],
+                    }
+                ]
+            },
             tags=[{"key": "orchestrator:request-id", "value": job.request_id[:256]}],
-        )  # fmt: skip
+        )
         failures = response.get("failures") or []
         if failures or not response.get("tasks"):
             reasons = (

@@ -18,8 +18,13 @@ class UnknownServer(LookupError):
 
 
 def target_of(server: Server) -> Target:
-    return Target(handle=server.handle, host=server.host, connection=server.connection,
-                  ssh_user=server.ssh_user, ssh_key_ref=server.ssh_key_ref)  # fmt: skip
+    return Target(
+        handle=server.handle,
+        host=server.host,
+        connection=server.connection,
+        ssh_user=server.ssh_user,
+        ssh_key_ref=server.ssh_key_ref,
+    )
 
 
 class Infra:
@@ -41,21 +46,35 @@ class Infra:
     def deploy_job(self, message: AnsibleDeployMessage) -> RunnerJob:
         server = self._server(message.server_handle, message.server_ip)
         return RunnerJob(
-            request_id=message.request_id, correlation_id=message.correlation_id, kind=message.job_type,
-            target=target_of(server), project_id=message.project_id, project_name=message.project_name,
-            repo_url=message.repo_url, ref=message.ref, github_token_ref=message.github_token_ref,
-            port=message.port, port_variable=message.port_variable, run_command=message.run_command,
-            health_path=message.health_path, env=message.env, secret_refs=message.secret_refs,
+            request_id=message.request_id,
+            correlation_id=message.correlation_id,
+            kind=message.job_type,
+            target=target_of(server),
+            project_id=message.project_id,
+            project_name=message.project_name,
+            repo_url=message.repo_url,
+            ref=message.ref,
+            github_token_ref=message.github_token_ref,
+            port=message.port,
+            port_variable=message.port_variable,
+            run_command=message.run_command,
+            health_path=message.health_path,
+            env=message.env,
+            secret_refs=message.secret_refs,
             timeout_s=self.timeout_s,
-        )  # fmt: skip
+        )
 
     def provision_job(self, message: ProvisionerMessage) -> RunnerJob:
         server = self._server(message.server_handle, None)
         return RunnerJob(
-            request_id=message.request_id, correlation_id=message.correlation_id, kind=message.job_type,
-            target=target_of(server), open_ports=message.open_ports, force_reinstall=message.force_reinstall,
+            request_id=message.request_id,
+            correlation_id=message.correlation_id,
+            kind=message.job_type,
+            target=target_of(server),
+            open_ports=message.open_ports,
+            force_reinstall=message.force_reinstall,
             timeout_s=self.timeout_s,
-        )  # fmt: skip
+        )
 
     def handle(self, message: AnsibleDeployMessage | ProvisionerMessage) -> str:
         try:
@@ -76,14 +95,21 @@ class Infra:
     def _answer_failed(self, message: AnsibleDeployMessage | ProvisionerMessage, error: str) -> None:
         """The job cannot even be built: answer with a failed result (built from a minimal local job)."""
         if isinstance(message, AnsibleDeployMessage):
-            job = RunnerJob.model_construct(request_id=message.request_id, correlation_id=message.correlation_id,
-                                            kind=message.job_type, project_id=message.project_id,
-                                            target=Target.model_construct(handle=message.server_handle or "?",
-                                                                          host=message.server_ip),
-                                            port=message.port, ref=message.ref)  # fmt: skip
+            job = RunnerJob.model_construct(
+                request_id=message.request_id,
+                correlation_id=message.correlation_id,
+                kind=message.job_type,
+                project_id=message.project_id,
+                target=Target.model_construct(handle=message.server_handle or "?", host=message.server_ip),
+                port=message.port,
+                ref=message.ref,
+            )
         else:
-            job = RunnerJob.model_construct(request_id=message.request_id, correlation_id=message.correlation_id,
-                                            kind=message.job_type,
-                                            target=Target.model_construct(handle=message.server_handle, host=""))  # fmt: skip
+            job = RunnerJob.model_construct(
+                request_id=message.request_id,
+                correlation_id=message.correlation_id,
+                kind=message.job_type,
+                target=Target.model_construct(handle=message.server_handle, host=""),
+            )
         self.logger.warning("ansible job refused", extra={"request_id": message.request_id, "error": error})
         publish_failure(self.queue, job, error)

@@ -28,11 +28,21 @@ def build_product_owner(settings: ProductOwnerSettings | None = None) -> Product
     settings = settings or ProductOwnerSettings()
     secrets = build_secrets(settings, settings)
     chat = TelegramChat(settings.resolve_bot_token(secrets), settings.telegram_api_base)
-    config = PoConfig(agent=settings.po_agent, agent_command=settings.po_agent_command,
-                      timeout_s=settings.po_timeout_s, claim_s=settings.po_start_claim_s,
-                      api_url=settings.po_worker_api_url or settings.api_url)  # fmt: skip
-    return ProductOwner(build_service_client(settings), build_queue(settings, settings), secrets,
-                        build_idempotency(settings), chat, config)  # fmt: skip
+    config = PoConfig(
+        agent=settings.po_agent,
+        agent_command=settings.po_agent_command,
+        timeout_s=settings.po_timeout_s,
+        claim_s=settings.po_start_claim_s,
+        api_url=settings.po_worker_api_url or settings.api_url,
+    )
+    return ProductOwner(
+        build_service_client(settings),
+        build_queue(settings, settings),
+        secrets,
+        build_idempotency(settings),
+        chat,
+        config,
+    )
 
 
 container = PerContainer(build_product_owner)

@@ -111,9 +111,16 @@ def build_prompt(text: str, language_code: str | None) -> str:
 
 
 class ProductOwner:
-    def __init__(self, api: ApiClient, queue: QueuePort, secrets: SecretsPort, claims: IdempotencyPort,
-                 chat: ChatPort, config: PoConfig | None = None,
-                 key_works: Callable[[str], bool] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        api: ApiClient,
+        queue: QueuePort,
+        secrets: SecretsPort,
+        claims: IdempotencyPort,
+        chat: ChatPort,
+        config: PoConfig | None = None,
+        key_works: Callable[[str], bool] | None = None,
+    ) -> None:
         self.api = api
         self.queue = queue
         self.secrets = secrets
@@ -147,8 +154,12 @@ class ProductOwner:
             if worker is None:
                 handed_over = self._start(user, message)
             else:
-                self._send(worker.id, message_request_id(message.request_id),
-                           build_prompt(message.text, message.language_code), message.correlation_id)  # fmt: skip
+                self._send(
+                    worker.id,
+                    message_request_id(message.request_id),
+                    build_prompt(message.text, message.language_code),
+                    message.correlation_id,
+                )
                 self._typing(message.chat_id)
         finally:
             if not handed_over:
@@ -208,10 +219,15 @@ class ProductOwner:
             "step": "product_owner",
             "session_key": session_key(user.id),
         }
-        self.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(
-            request_id=create_request_id(message.request_id), config=config, context=context,
-            correlation_id=message.correlation_id,
-        ))  # fmt: skip
+        self.queue.publish(
+            WORKER_COMMANDS,
+            CreateWorkerCommand(
+                request_id=create_request_id(message.request_id),
+                config=config,
+                context=context,
+                correlation_id=message.correlation_id,
+            ),
+        )
         self.logger.info("PO worker requested", extra={"user_id": user.id})
         self._typing(message.chat_id)
         return True
@@ -244,18 +260,26 @@ class ProductOwner:
         context = {k: str(v) for k, v in (worker.config.get("context") or {}).items()}
         first = context.get("first_request_id")
         if first and first != message.request_id:
-            self._send(worker.id, message_request_id(first),
-                       build_prompt(context.get("first_text", ""), context.get("language_code") or None),
-                       message.correlation_id)  # fmt: skip
-        self._send(worker.id, message_request_id(message.request_id),
-                   build_prompt(message.text, message.language_code), message.correlation_id)  # fmt: skip
+            self._send(
+                worker.id,
+                message_request_id(first),
+                build_prompt(context.get("first_text", ""), context.get("language_code") or None),
+                message.correlation_id,
+            )
+        self._send(
+            worker.id,
+            message_request_id(message.request_id),
+            build_prompt(message.text, message.language_code),
+            message.correlation_id,
+        )
         self._typing(message.chat_id)
 
     def _send(self, worker_id: str, request_id: str, prompt: str, correlation_id: str) -> None:
         """Straight into the API's per-worker message list (idempotent by request id): the order of
         these calls is the order the worker reads them in, which a queue hop would not promise."""
-        self.api.send_worker_message(worker_id, request_id, prompt, timeout_s=self.config.timeout_s,
-                                     correlation_id=correlation_id)  # fmt: skip
+        self.api.send_worker_message(
+            worker_id, request_id, prompt, timeout_s=self.config.timeout_s, correlation_id=correlation_id
+        )
 
     def _typing(self, chat_id: int) -> None:
         try:
@@ -312,14 +336,20 @@ class ProductOwner:
         chat_id = int(context["chat_id"])
         lock = start_claim(context["user_id"])
         if response.success:
-            self._send(detail.id, message_request_id(context["first_request_id"]),
-                       build_prompt(context["first_text"], context.get("language_code") or None),
-                       response.correlation_id)  # fmt: skip
+            self._send(
+                detail.id,
+                message_request_id(context["first_request_id"]),
+                build_prompt(context["first_text"], context.get("language_code") or None),
+                response.correlation_id,
+            )
             self._typing(chat_id)
         else:
-            self._say_once(f"create:{response.request_id}", chat_id,
-                           f"I could not start your Product Owner ({response.error or 'unknown reason'}). "
-                           "Please write again in a moment.")  # fmt: skip
+            self._say_once(
+                f"create:{response.request_id}",
+                chat_id,
+                f"I could not start your Product Owner ({response.error or 'unknown reason'}). "
+                "Please write again in a moment.",
+            )
         self.claims.release(lock)
 
     def _answered(self, response: SendMessageResponse) -> None:
@@ -333,8 +363,10 @@ class ProductOwner:
         if response.success:
             text = (response.response or "").strip() or "(The Product Owner finished without a word.)"
         else:
-            text = (f"Sorry, the Product Owner stopped: {response.error or 'unknown reason'}. "
-                    "Your next message starts a new one.")  # fmt: skip
+            text = (
+                f"Sorry, the Product Owner stopped: {response.error or 'unknown reason'}. "
+                "Your next message starts a new one."
+            )
         self._say_once(f"answer:{response.request_id}", chat_id, text)
 
     def _start_again_with(self, worker_id: str, request_id: str, context: dict[str, str]) -> bool:
@@ -349,11 +381,19 @@ class ProductOwner:
         header, _, text = owed.body.partition("\n\n")
         language = header.rpartition("Telegram language: ")[2].rstrip("):") or None
         inbox_id = request_id.removeprefix("po:")
-        self.queue.publish(PO_INBOX, ProductOwnerMessage(
-            request_id=f"{inbox_id}{RETRY_SUFFIX}"[:64], correlation_id=owed.correlation_id or new_id(),
-            telegram_user_id=int(context["telegram_user_id"]), chat_id=int(context["chat_id"]), message_id=0,
-            text=text, user_id=context.get("user_id"), language_code=None if language == "unknown" else language,
-        ))  # fmt: skip
+        self.queue.publish(
+            PO_INBOX,
+            ProductOwnerMessage(
+                request_id=f"{inbox_id}{RETRY_SUFFIX}"[:64],
+                correlation_id=owed.correlation_id or new_id(),
+                telegram_user_id=int(context["telegram_user_id"]),
+                chat_id=int(context["chat_id"]),
+                message_id=0,
+                text=text,
+                user_id=context.get("user_id"),
+                language_code=None if language == "unknown" else language,
+            ),
+        )
         self.logger.info("message re-queued for a new PO worker", extra={"request_id": request_id})
         return True
 

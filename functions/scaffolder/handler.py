@@ -17,8 +17,12 @@ def build_ports() -> dict[str, Any]:
     from shared.service_client import build_service_client
 
     settings = ScaffolderSettings()
-    return {"api": build_service_client(settings), "queue": build_queue(settings, settings),
-            "repo_host": build_repo_host(), "settings": settings}  # fmt: skip
+    return {
+        "api": build_service_client(settings),
+        "queue": build_queue(settings, settings),
+        "repo_host": build_repo_host(),
+        "settings": settings,
+    }
 
 
 container = PerContainer(build_ports)
@@ -33,7 +37,13 @@ def lambda_handler(
     settings = active.get("settings")
 
     def handle(message: Any, _record: Any) -> None:
-        scaffold(message, active["api"], active["repo_host"], active["queue"],
-                 template=getattr(settings, "template", None), template_ref=getattr(settings, "template_ref", None))  # fmt: skip
+        scaffold(
+            message,
+            active["api"],
+            active["repo_host"],
+            active["queue"],
+            template=getattr(settings, "template", None),
+            template_ref=getattr(settings, "template_ref", None),
+        )
 
     return process_queue_event(event, SCAFFOLDER_QUEUE, handle, context)

@@ -109,9 +109,14 @@ def _commit_all(work: Path, message: str) -> bytes:
     with Repo.init(str(work), default_branch=BRANCH) as repo:
         porcelain.add(repo)
         return porcelain.commit(
-            repo, message=message.encode(), author=IDENTITY, committer=IDENTITY,
-            no_verify=True, signoff=False, sign=False,
-        )  # fmt: skip
+            repo,
+            message=message.encode(),
+            author=IDENTITY,
+            committer=IDENTITY,
+            no_verify=True,
+            signoff=False,
+            sign=False,
+        )
 
 
 def _push(work: Path, url: str, credentials: tuple[str, str] | None, commit: bytes) -> None:
@@ -124,8 +129,9 @@ def _push(work: Path, url: str, credentials: tuple[str, str] | None, commit: byt
     if urlsplit(url).scheme in ("http", "https"):
         username, password = credentials if credentials else (None, None)
         # No config: neither a developer's ~/.gitconfig nor the rendered tree can add headers or rewrite URLs.
-        client = HttpGitClient(url, config=None, username=username, password=password,
-                               timeout=_HTTP_TIMEOUT_S, quiet=True)  # fmt: skip
+        client = HttpGitClient(
+            url, config=None, username=username, password=password, timeout=_HTTP_TIMEOUT_S, quiet=True
+        )
         path = ""
     elif "://" in url and not url.startswith("file://"):
         raise ScaffoldError(
@@ -143,8 +149,9 @@ def _push(work: Path, url: str, credentials: tuple[str, str] | None, commit: byt
         return {BRANCH_REF: commit}
 
     with Repo(str(work)) as repo:
-        result = client.send_pack(path.encode() if path else b"", update_refs,
-                                  generate_pack_data=repo.generate_pack_data)  # fmt: skip
+        result = client.send_pack(
+            path.encode() if path else b"", update_refs, generate_pack_data=repo.generate_pack_data
+        )
     if "main" in found:
         raise ScaffoldError(
             f"git push failed: {url} already has a main branch (at {found['main'].decode()[:12]}); "
@@ -155,8 +162,9 @@ def _push(work: Path, url: str, credentials: tuple[str, str] | None, commit: byt
         raise ScaffoldError(f"git push failed: the remote refused {BRANCH_REF.decode()}: {status}")
 
 
-def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, template: str | None,
-                    template_ref: str | None) -> tuple[str, list[str]]:  # fmt: skip
+def render_and_push(
+    message: ScaffolderMessage, repo_host: Any, push_url: str, template: str | None, template_ref: str | None
+) -> tuple[str, list[str]]:
     """Render into a temporary directory, commit it as the first commit of `main` and push it to
     `push_url`. Returns the commit's sha (hex) and the rendered files."""
     from functions.scaffolder.render import TemplateRenderError, render_project
@@ -170,8 +178,14 @@ def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, t
     with tempfile.TemporaryDirectory(prefix="scaffold-") as tmp:
         work = Path(tmp) / "repo"
         try:
-            files = render_project(work, message.project_name, list(message.modules), message.description,
-                                   template=template, vcs_ref=template_ref)  # fmt: skip
+            files = render_project(
+                work,
+                message.project_name,
+                list(message.modules),
+                message.description,
+                template=template,
+                vcs_ref=template_ref,
+            )
         except (ValueError, TemplateRenderError) as exc:
             raise ScaffoldError(str(exc)) from exc
         try:
@@ -194,8 +208,9 @@ def render_and_push(message: ScaffolderMessage, repo_host: Any, push_url: str, t
         return commit.decode("ascii"), files
 
 
-def _render_and_push_once(message: ScaffolderMessage, repo_host: Any, info: Any, template: str | None,
-                          template_ref: str | None) -> tuple[str, list[str]]:  # fmt: skip
+def _render_and_push_once(
+    message: ScaffolderMessage, repo_host: Any, info: Any, template: str | None, template_ref: str | None
+) -> tuple[str, list[str]]:
     """The first commit of `main`: ours, or the one a concurrent scaffold of the same project pushed.
 
     Two engineering tasks on a new project scaffold at once; both find no `main` and push. The loser's
@@ -218,12 +233,23 @@ def _render_and_push_once(message: ScaffolderMessage, repo_host: Any, info: Any,
         raise
 
 
-def scaffold(message: ScaffolderMessage, api: ApiClient, repo_host: Any, queue: QueuePort,
-             template: str | None = None, template_ref: str | None = None) -> ScaffolderResult:  # fmt: skip
+def scaffold(
+    message: ScaffolderMessage,
+    api: ApiClient,
+    repo_host: Any,
+    queue: QueuePort,
+    template: str | None = None,
+    template_ref: str | None = None,
+) -> ScaffolderResult:
     logger = get_logger()
     project = api.get_project(message.project_id)
-    base = {"request_id": message.request_id, "correlation_id": message.correlation_id,
-            "project_id": project.id, "task_id": message.task_id, "repo_full_name": message.repo_full_name}  # fmt: skip
+    base = {
+        "request_id": message.request_id,
+        "correlation_id": message.correlation_id,
+        "project_id": project.id,
+        "task_id": message.task_id,
+        "repo_full_name": message.repo_full_name,
+    }
     if project.repo_url and project.status in ("scaffolded", "active"):
         result = ScaffolderResult(**base, status="success", repo_url=project.repo_url)
     else:

@@ -48,8 +48,13 @@ def build_ports(
 
 
 @lambda_entry
-def lambda_handler(event: dict[str, Any], context: Any, api: ApiClient | None = None,
-                   queue: QueuePort | None = None, settings: SchedulerSettings | None = None) -> dict[str, Any]:  # fmt: skip
+def lambda_handler(
+    event: dict[str, Any],
+    context: Any,
+    api: ApiClient | None = None,
+    queue: QueuePort | None = None,
+    settings: SchedulerSettings | None = None,
+) -> dict[str, Any]:
     """The job's counts become metrics named `<job>.<count>`; the shell flushes them."""
     name = str((event or {}).get("job", ""))
     job = find_job(name)

@@ -159,8 +159,10 @@ def server_sync(ports: JobPorts) -> dict[str, int]:
 
     window = int(time.time() // ports.settings.server_sync_every_s)
     servers = ports.api.list_servers()[: ports.settings.sync_batch]
-    messages = [ProvisionerMessage(request_id=f"sync:{s.handle}:{window}", server_handle=s.handle, job_type="ping")
-                for s in servers]  # fmt: skip
+    messages = [
+        ProvisionerMessage(request_id=f"sync:{s.handle}:{window}", server_handle=s.handle, job_type="ping")
+        for s in servers
+    ]
     for start in range(0, len(messages), 10):
         ports.queue.publish_batch(PROVISIONER_QUEUE, messages[start : start + 10])
     return {"servers": len(servers), "pings": len(messages)}
@@ -185,8 +187,17 @@ def github_sync(ports: JobPorts) -> dict[str, int]:
                 sync = RepoSync(missing=True)
                 counts["missing"] += 1
             else:
-                pulls = [{"number": p.number, "url": p.url, "state": p.state, "head": p.head, "base": p.base,
-                          "title": p.title} for p in host.list_pull_requests(full_name)]  # fmt: skip
+                pulls = [
+                    {
+                        "number": p.number,
+                        "url": p.url,
+                        "state": p.state,
+                        "head": p.head,
+                        "base": p.base,
+                        "title": p.title,
+                    }
+                    for p in host.list_pull_requests(full_name)
+                ]
                 sync = RepoSync(head=host.branch_head(full_name, info.default_branch), pull_requests=pulls)
         except RepoHostError as exc:
             counts["errors"] += 1

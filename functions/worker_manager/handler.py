@@ -54,8 +54,10 @@ def build_manager(settings: WorkerManagerSettings | None = None) -> WorkerManage
     else:
         from shared.workers.local import LocalRuntime
 
-        runtime = LocalRuntime(settings.home / "logs" / "workers",
-                               on_stopped=lambda wid, st: holder["m"].runtime_stopped(wid, st))  # fmt: skip
+        runtime = LocalRuntime(
+            settings.home / "logs" / "workers",
+            on_stopped=lambda wid, st: holder["m"].runtime_stopped(wid, st),
+        )
     manager = WorkerManager(api, runtime, queue, launch_env(settings), settings.worker_max_lifetime_s)
     holder["m"] = manager
     return manager

@@ -32,8 +32,14 @@ def new_worker_id() -> str:
 
 
 class WorkerManager:
-    def __init__(self, api: ApiClient, runtime: WorkerRuntime, queue: QueuePort, launch_env: dict[str, str],
-                 max_lifetime_s: int = 1800) -> None:  # fmt: skip
+    def __init__(
+        self,
+        api: ApiClient,
+        runtime: WorkerRuntime,
+        queue: QueuePort,
+        launch_env: dict[str, str],
+        max_lifetime_s: int = 1800,
+    ) -> None:
         self.api = api
         self.runtime = runtime
         self.queue = queue
@@ -45,31 +51,60 @@ class WorkerManager:
         if isinstance(command, CreateWorkerCommand):
             self.create(command)
         elif isinstance(command, SendMessageCommand):
-            self.api.send_worker_message(command.worker_id, command.request_id, command.message,
-                                         timeout_s=command.timeout, correlation_id=command.correlation_id)  # fmt: skip
+            self.api.send_worker_message(
+                command.worker_id,
+                command.request_id,
+                command.message,
+                timeout_s=command.timeout,
+                correlation_id=command.correlation_id,
+            )
         elif isinstance(command, SendFileCommand):
-            self.api.send_worker_message(command.worker_id, command.request_id, command.content, kind="file",
-                                         path=command.path, correlation_id=command.correlation_id)  # fmt: skip
+            self.api.send_worker_message(
+                command.worker_id,
+                command.request_id,
+                command.content,
+                kind="file",
+                path=command.path,
+                correlation_id=command.correlation_id,
+            )
         elif isinstance(command, DeleteWorkerCommand):
             self.delete(command)
         else:  # the contract's union has no other member; a new one must be handled here
             raise TypeError(f"unhandled worker command {type(command).__name__}")
 
-    def _reply(self, command: CreateWorkerCommand | DeleteWorkerCommand, success: bool, worker_id: str | None,
-               error: str | None = None, reply_queue: str | None = None) -> None:  # fmt: skip
+    def _reply(
+        self,
+        command: CreateWorkerCommand | DeleteWorkerCommand,
+        success: bool,
+        worker_id: str | None,
+        error: str | None = None,
+        reply_queue: str | None = None,
+    ) -> None:
         """Answer on worker:responses, or on the queue the worker's config names (`reply_queue`)."""
         kind = CreateWorkerResponse if isinstance(command, CreateWorkerCommand) else DeleteWorkerResponse
         if isinstance(command, CreateWorkerCommand):
             reply_queue = command.config.reply_queue
-        self.queue.publish(reply_queue or WORKER_RESPONSES,
-                           kind(request_id=command.request_id, success=success, worker_id=worker_id, error=error,
-                                correlation_id=command.correlation_id))  # fmt: skip
+        self.queue.publish(
+            reply_queue or WORKER_RESPONSES,
+            kind(
+                request_id=command.request_id,
+                success=success,
+                worker_id=worker_id,
+                error=error,
+                correlation_id=command.correlation_id,
+            ),
+        )
 
     def create(self, command: CreateWorkerCommand) -> None:
         worker_id = new_worker_id()
         config = {**command.config.model_dump(mode="json"), "context": dict(command.context)}
-        detail = self.api.record_worker(worker_id, command.config.agent, task_id=command.typed_context().task_id,
-                                        config=config, create_request_id=command.request_id)  # fmt: skip
+        detail = self.api.record_worker(
+            worker_id,
+            command.config.agent,
+            task_id=command.typed_context().task_id,
+            config=config,
+            create_request_id=command.request_id,
+        )
         if detail.status == "CREATED":
             try:
                 self.api.update_worker(detail.id, "STARTING", expected_status="CREATED")
@@ -81,8 +116,12 @@ class WorkerManager:
         self._answer_again(command, detail)
 
     def _start(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
-        launch = WorkerLaunch(worker_id=detail.id, task_id=detail.task_id, env=dict(self.launch_env),
-                              max_lifetime_s=self.max_lifetime_s)  # fmt: skip
+        launch = WorkerLaunch(
+            worker_id=detail.id,
+            task_id=detail.task_id,
+            env=dict(self.launch_env),
+            max_lifetime_s=self.max_lifetime_s,
+        )
         try:
             handle = self.runtime.start(launch)
         except Exception as exc:
@@ -127,5 +166,9 @@ class WorkerManager:
         reason = status.reason or ""
         intended = reason.startswith("stopped:")
         failed = not intended and (status.exit_code not in (0, None) or reason.startswith("timeout"))
-        self.api.worker_stopped(worker_id, status.reason or "stopped", exit_code=status.exit_code,
-                                status="FAILED" if failed else "STOPPED")  # fmt: skip
+        self.api.worker_stopped(
+            worker_id,
+            status.reason or "stopped",
+            exit_code=status.exit_code,
+            status="FAILED" if failed else "STOPPED",
+        )

@@ -44,9 +44,19 @@ from infra_cdk.constructs.runtime import (
 )
 
 _ACCESS_LOG_FIELDS = (
-    "requestId", "requestTime", "ip", "httpMethod", "path", "routeKey", "status", "protocol",
-    "responseLength", "responseLatency", "integrationLatency", "integrationErrorMessage",
-)  # fmt: skip
+    "requestId",
+    "requestTime",
+    "ip",
+    "httpMethod",
+    "path",
+    "routeKey",
+    "status",
+    "protocol",
+    "responseLength",
+    "responseLatency",
+    "integrationLatency",
+    "integrationErrorMessage",
+)
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

@@ -310,8 +310,10 @@ class Observability(Construct):
     def add_task_metrics(self, api_service: str, scheduler_service: str) -> cloudwatch.Alarm:
         """Tasks started/completed/failed/cancelled, task duration and worker run time (EMF from the API),
         and an alarm when the stuck-task reaper had to fail a task."""
-        counts = [self._app_metric(api_service, name, cloudwatch.Stats.SUM) for name in
-                  ("TasksStarted", "TasksCompleted", "TasksFailed", "TasksCancelled")]  # fmt: skip
+        counts = [
+            self._app_metric(api_service, name, cloudwatch.Stats.SUM)
+            for name in ("TasksStarted", "TasksCompleted", "TasksFailed", "TasksCancelled")
+        ]
         self.dashboard.add_widgets(
             self._graph("tasks", counts),
             self._graph(

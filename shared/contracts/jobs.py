@@ -69,7 +69,9 @@ class ScaffolderMessage(BaseMessage):
     task_id: Annotated[
         str | None, Field(description="Added: the engineering task waiting for the scaffold's result.")
     ] = None
-    description: Annotated[str, Field(description="Added: the project's description, for README and repo.")] = ""
+    description: Annotated[
+        str, Field(description="Added: the project's description, for README and repo.")
+    ] = ""
 
 
 class ScaffolderResult(BaseResult):

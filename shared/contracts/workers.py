@@ -54,7 +54,8 @@ class CreateWorkerCommand(_Command):
     command: Literal["create"] = "create"
     config: WorkerConfig
     context: SeedDict[str] = Field(
-        default_factory=dict, description="str -> str, the wire form of shared.contracts.payloads.WorkerContext."
+        default_factory=dict,
+        description="str -> str, the wire form of shared.contracts.payloads.WorkerContext.",
     )
 
     def typed_context(self) -> WorkerContext:

@@ -23,9 +23,13 @@ def build_checkpointer(settings: CheckpointSettings) -> Any:
 
                 if not settings.checkpoint_table:
                     raise ValueError("ORCH_CHECKPOINT_TABLE is required with ORCH_CHECKPOINTER=dynamodb")
-                saver = DynamoDBSaver(table_name=settings.checkpoint_table, region_name=settings.aws_region,
-                                      endpoint_url=settings.aws_endpoint_url, ttl_seconds=settings.checkpoint_ttl_s,
-                                      s3_offload_config=s3_offload_config(settings))  # fmt: skip
+                saver = DynamoDBSaver(
+                    table_name=settings.checkpoint_table,
+                    region_name=settings.aws_region,
+                    endpoint_url=settings.aws_endpoint_url,
+                    ttl_seconds=settings.checkpoint_ttl_s,
+                    s3_offload_config=s3_offload_config(settings),
+                )
             else:
                 from langgraph.checkpoint.sqlite import SqliteSaver
 

@@ -99,8 +99,10 @@ class GraphDriver:
                 snapshot = self.graph.get_state(self.config(task_id))
                 expected = self.pending_wait(snapshot)
                 if not answers(expected, request_id):
-                    self.logger.info("answer nobody waits for", extra={"task_id": task_id, "request_id": request_id,
-                                                                        "waiting_for": expected})  # fmt: skip
+                    self.logger.info(
+                        "answer nobody waits for",
+                        extra={"task_id": task_id, "request_id": request_id, "waiting_for": expected},
+                    )
                     return "ignored"
                 task = self.api.get_task(task_id)
                 if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
@@ -134,10 +136,19 @@ def event_sender(api: ApiClient) -> Callable[..., None]:
     def event(
         state: Mapping[str, Any], kind: str, message: str, step: str, pct: int, error: str | None = None
     ) -> None:
-        api.append_events(state["task_id"], [{
-            "type": kind, "message": message, "current_step": step, "progress_pct": pct, "error": error,
-            "correlation_id": state.get("correlation_id"),
-        }])  # fmt: skip
+        api.append_events(
+            state["task_id"],
+            [
+                {
+                    "type": kind,
+                    "message": message,
+                    "current_step": step,
+                    "progress_pct": pct,
+                    "error": error,
+                    "correlation_id": state.get("correlation_id"),
+                }
+            ],
+        )
 
     return event
 
@@ -154,8 +165,14 @@ def route_ok(next_node: str, end: str = END) -> Callable[[Mapping[str, Any]], st
     return route
 
 
-def consume_graph_event(event: dict[str, Any], context: Any, function: str, queues: tuple[str, ...],
-                        queue_port: Callable[[], Any], handle: Callable[[str, Any], None]) -> dict[str, Any]:  # fmt: skip
+def consume_graph_event(
+    event: dict[str, Any],
+    context: Any,
+    function: str,
+    queues: tuple[str, ...],
+    queue_port: Callable[[], Any],
+    handle: Callable[[str, Any], None],
+) -> dict[str, Any]:
     """A Lambda SQS event for a graph function: the record's source queue picks the path (`handle(queue,
     message)`); a task another invocation drives right now comes back in seconds, not after the whole
     visibility timeout."""

@@ -122,8 +122,11 @@ class LocalRepoHost:
         try:
             result = subprocess.run(
                 ["git", "--git-dir", str(repo), "show", f"{ref}:{path.lstrip('/')}"],
-                capture_output=True, env=_git_env(), timeout=_GIT_TIMEOUT_S, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                env=_git_env(),
+                timeout=_GIT_TIMEOUT_S,
+                check=False,
+            )
         except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
             raise RepoHostError(f"git show failed: {type(exc).__name__}") from None
         return result.stdout if result.returncode == 0 else None

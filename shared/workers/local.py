@@ -57,8 +57,9 @@ def kill_group(pid: int, grace_s: float = _GRACE_S) -> None:
 class LocalRuntime:
     backend = "local"
 
-    def __init__(self, log_dir: Path, on_stopped: StoppedCallback | None = None,
-                 command: list[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, log_dir: Path, on_stopped: StoppedCallback | None = None, command: list[str] | None = None
+    ) -> None:
         self.log_dir = log_dir
         self.on_stopped = on_stopped
         self.command = command or [sys.executable, "-m", "worker_image.wrapper"]
@@ -86,17 +87,23 @@ class LocalRuntime:
         try:
             proc = subprocess.Popen(
                 [*self.command, "--worker-id", launch.worker_id],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         finally:
             log.close()
         handle = self._handle(proc.pid, launch.worker_id)
         with self._lock:
             self._procs[handle] = proc
         threading.Thread(
-            target=self._monitor, args=(handle, launch.worker_id, proc, launch.max_lifetime_s),
-            name=f"worker-monitor:{launch.worker_id}", daemon=True,
-        ).start()  # fmt: skip
+            target=self._monitor,
+            args=(handle, launch.worker_id, proc, launch.max_lifetime_s),
+            name=f"worker-monitor:{launch.worker_id}",
+            daemon=True,
+        ).start()
         return handle
 
     def _monitor(
@@ -112,9 +119,11 @@ class LocalRuntime:
             kill_group(proc.pid, grace_s=0.5)  # anything the wrapper left behind in its group
         reason = self._stop_reasons.get(handle)
         if reason is None:
-            reason = "exited normally" if code == 0 else (
-                f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            )  # fmt: skip
+            reason = (
+                "exited normally"
+                if code == 0
+                else (f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+            )
         status = RuntimeStatus(handle=handle, state="STOPPED", exit_code=code, reason=reason)
         with self._lock:
             self._final[handle] = status

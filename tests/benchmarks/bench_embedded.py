@@ -32,8 +32,13 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 def _start_subprocess_stack(home: Path) -> tuple[subprocess.Popen[str], str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env["ORCH_HOME"] = str(home)
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "local", "up", "--port", "0", "--json", "--consumers", "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "local", "up", "--port", "0", "--json", "--consumers", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     url = json.loads(proc.stdout.readline())["url"]
     key = json.loads((home / "config.json").read_text())["api_key"]

@@ -28,8 +28,14 @@ def run(tasks: int) -> list[dict[str, float]]:
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        os.environ.update({"ORCH_HOME": str(home), "ORCH_AGENT_COMMAND": str(FAKE_AGENT), "FAKE_DEV_MODE": "good",
-                           "ORCH_WORKER_IDLE_TIMEOUT_S": "30"})  # fmt: skip
+        os.environ.update(
+            {
+                "ORCH_HOME": str(home),
+                "ORCH_AGENT_COMMAND": str(FAKE_AGENT),
+                "FAKE_DEV_MODE": "good",
+                "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+            }
+        )
         stack = EmbeddedStack(home, port=0, tick_s=0.5)
         url = stack.start()
         try:
@@ -52,8 +58,15 @@ def run(tasks: int) -> list[dict[str, float]]:
                                 agent_ms += duration
                     assert done.finished_at and done.created_at
                     total_ms = (done.finished_at - done.created_at).total_seconds() * 1000
-                    rows.append({"total": total_ms, "agent": agent_ms, "tests": tests_ms,
-                                 "overhead": total_ms - agent_ms - tests_ms, "first": 1.0 if i == 0 else 0.0})  # fmt: skip
+                    rows.append(
+                        {
+                            "total": total_ms,
+                            "agent": agent_ms,
+                            "tests": tests_ms,
+                            "overhead": total_ms - agent_ms - tests_ms,
+                            "first": 1.0 if i == 0 else 0.0,
+                        }
+                    )
         finally:
             stack.stop()
             from tests.process_hygiene import kill_workers
@@ -72,8 +85,10 @@ def main() -> None:
     print(f"engineering, {len(rows)} tasks, instant fake agent (first task includes the scaffold)")
     for key in ("total", "agent", "tests", "overhead"):
         values = [r[key] for r in rows]
-        print(f"  {key:<9} p50 {statistics.median(values):8.0f} ms   mean {statistics.mean(values):8.0f} ms"
-              f"   max {max(values):8.0f} ms")  # fmt: skip
+        print(
+            f"  {key:<9} p50 {statistics.median(values):8.0f} ms   mean {statistics.mean(values):8.0f} ms"
+            f"   max {max(values):8.0f} ms"
+        )
 
 
 if __name__ == "__main__":

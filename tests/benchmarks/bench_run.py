@@ -53,8 +53,13 @@ def one_round() -> dict[str, float]:
     )
     try:
         began = time.monotonic()
-        ran = subprocess.run([*CLI, "run", "--name", "blog", "--spec", "a blog", "--agent", "none", "--json",
-                              "--port", "0"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        ran = subprocess.run(
+            [*CLI, "run", "--name", "blog", "--spec", "a blog", "--agent", "none", "--json", "--port", "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         total = time.monotonic() - began
         if ran.returncode != 0:
             raise RuntimeError(ran.stdout + ran.stderr)
@@ -65,10 +70,14 @@ def one_round() -> dict[str, float]:
         ansible = _at(dep, "smoke test passed") - _at(dep, "ansible: deploying")
         smoke_detail = next(e["message"] for e in dep if "smoke test passed" in e["message"])
         row = {
-            "total_s": total, "stack_s": report["timings"]["stack_s"],
-            "engineering_s": report["timings"]["engineering_s"], "deploy_s": report["timings"]["deploy_s"],
-            "scaffold_s": scaffold, "tester_s": tester, "ansible_and_smoke_s": ansible,
-        }  # fmt: skip
+            "total_s": total,
+            "stack_s": report["timings"]["stack_s"],
+            "engineering_s": report["timings"]["engineering_s"],
+            "deploy_s": report["timings"]["deploy_s"],
+            "scaffold_s": scaffold,
+            "tester_s": tester,
+            "ansible_and_smoke_s": ansible,
+        }
         row["orchestration_s"] = total - row["stack_s"] - scaffold - tester - ansible
         print(json.dumps({k: round(v, 2) for k, v in row.items()}), "|", smoke_detail, flush=True)
         subprocess.run([*CLI, "deploy", "stop", "blog"], env=env, capture_output=True, timeout=120)

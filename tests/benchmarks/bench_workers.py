@@ -37,9 +37,20 @@ def run(workers: int) -> dict[str, list[float]]:
             for i in range(workers):
                 task_id = harness.task("bench")
                 start = time.perf_counter()
-                harness.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(
-                    config=WorkerConfig(name="bench", agent="command", agent_options={"command": "echo instant"}),  # type: ignore[call-arg]
-                    context={"task_id": task_id, "repo_url": repo, "branch": f"bench/{i}", "step": "developer"}))  # fmt: skip
+                harness.queue.publish(
+                    WORKER_COMMANDS,
+                    CreateWorkerCommand(
+                        config=WorkerConfig(
+                            name="bench", agent="command", agent_options={"command": "echo instant"}
+                        ),  # type: ignore[call-arg]
+                        context={
+                            "task_id": task_id,
+                            "repo_url": repo,
+                            "branch": f"bench/{i}",
+                            "step": "developer",
+                        },
+                    ),
+                )
                 [created] = harness.responses(1)
                 samples["create"].append((time.perf_counter() - start) * 1000)
                 sent = time.perf_counter()

@@ -24,8 +24,11 @@ def test_embedded_benchmark_runs() -> None:
 
     rows = throughput(0.2)
     assert {(label, clients) for label, clients, _ in rows} == {
-        ("GET /tasks", 1), ("GET /tasks", 8), ("POST /projects", 1), ("POST /projects", 8),
-    }  # fmt: skip
+        ("GET /tasks", 1),
+        ("GET /tasks", 8),
+        ("POST /projects", 1),
+        ("POST /projects", 8),
+    }
     _, _, received = enqueue_latency(10)
     assert received == 10, "every task's message reached the consumer"
 

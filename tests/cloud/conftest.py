@@ -36,14 +36,18 @@ def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     workdir = Path(os.environ.get("ORCH_REHEARSAL_DIR") or f"/var/tmp/orch-rehearsal-{os.getpid()}")
     shutil.rmtree(workdir, ignore_errors=True)
-    with Rehearsal(workdir, os.environ[POSTGRES_URL_ENV],
-                   worker_image_env={
-                       # the image's coding agents: the fake developer (command agent) and the fake `claude`
-                       # (it notes the environment it was given in the container's /tmp first)
-                       "ORCH_AGENT_COMMAND": f"env > /tmp/agent-env.txt; exec {FAKES / 'dev-agent'}",
-                       "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
-                   # the ssh host clones from the fake GitHub: it listens where the namespace can reach it
-                   github_bind="0.0.0.0" if ssh_server else "127.0.0.1") as stack:  # noqa: S104  # fmt: skip
+    with Rehearsal(
+        workdir,
+        os.environ[POSTGRES_URL_ENV],
+        worker_image_env={
+            # the image's coding agents: the fake developer (command agent) and the fake `claude`
+            # (it notes the environment it was given in the container's /tmp first)
+            "ORCH_AGENT_COMMAND": f"env > /tmp/agent-env.txt; exec {FAKES / 'dev-agent'}",
+            "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        },
+        # the ssh host clones from the fake GitHub: it listens where the namespace can reach it
+        github_bind="0.0.0.0" if ssh_server else "127.0.0.1",  # noqa: S104
+    ) as stack:
         if ssh_server is not None:
             _github_reachable_from(ssh_server, stack.github.url)
         yield stack
@@ -56,9 +60,20 @@ def _github_reachable_from(host: Any, github_url: str) -> None:
     """A server clones from GitHub at the URL the functions use: inside the namespace, 127.0.0.1:<port> is
     relayed to the fake GitHub on this machine (the host side of the veth pair). Stopped with the namespace."""
     port = github_url.rsplit(":", 1)[1]
-    subprocess.Popen(["ip", "netns", "exec", host.namespace, "socat",
-                      f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"TCP:{host.host_address}:{port}"],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host.namespace,
+            "socat",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+            f"TCP:{host.host_address}:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 CloudCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -70,14 +85,22 @@ def orch(rehearsal: Rehearsal, tmp_path_factory: pytest.TempPathFactory) -> Clou
     home = tmp_path_factory.mktemp("cli-home")
     executable = shutil.which("orchestrator", path=str(Path(sys.executable).parent)) or "orchestrator"
 
-    def run(*args: str, key: str | None = None, input: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def run(
+        *args: str, key: str | None = None, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "AWS_"))}
         env.update(
             ORCH_HOME=str(home), ORCH_API_URL=rehearsal.api_url, ORCH_API_KEY=key or rehearsal.admin_key
         )
-        return subprocess.run([executable, *args], capture_output=True, text=True, env=env, input=input,
-                              timeout=timeout, check=False)  # fmt: skip
+        return subprocess.run(
+            [executable, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=input,
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 

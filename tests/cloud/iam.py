@@ -233,8 +233,11 @@ def evaluate(
         if not statement_applies(statement, action, resource, context):
             continue
         if effect == "Deny":
-            return Decision(False, f"{statement_label(statement, index)} explicitly denies {action} on {resource}",
-                            explicit_deny=True)  # fmt: skip
+            return Decision(
+                False,
+                f"{statement_label(statement, index)} explicitly denies {action} on {resource}",
+                explicit_deny=True,
+            )
         if allowed_by is None:
             allowed_by = statement_label(statement, index)
     if allowed_by is not None:
@@ -279,8 +282,10 @@ class Env:
     """Task definition family, family:revision or ARN -> {"taskDefinitionArn", "taskRoleArn", "executionRoleArn"}."""
 
     def arn(self, service: str, resource: str, region: str | None = None, account: str | None = None) -> str:
-        return (f"arn:{self.partition}:{service}:{self.region if region is None else region}:"
-                f"{self.account if account is None else account}:{resource}")  # fmt: skip
+        return (
+            f"arn:{self.partition}:{service}:{self.region if region is None else region}:"
+            f"{self.account if account is None else account}:{resource}"
+        )
 
 
 Mapper = Callable[[Mapping[str, Any], Env], list[AuthRequest]]
@@ -414,8 +419,18 @@ def _dynamodb(action: str, indexed: bool = False) -> Mapper:
     return mapper
 
 
-for _op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "DescribeTable", "DescribeTimeToLive",
-            "UpdateTimeToLive", "CreateTable", "DeleteTable", "UpdateTable"):  # fmt: skip
+for _op in (
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "DescribeTable",
+    "DescribeTimeToLive",
+    "UpdateTimeToLive",
+    "CreateTable",
+    "DeleteTable",
+    "UpdateTable",
+):
     _maps("dynamodb", _op, f"dynamodb:{_op}")(_dynamodb(f"dynamodb:{_op}"))
 for _op in ("Query", "Scan"):  # on an index, the resource is table/T/index/I
     _maps("dynamodb", _op, f"dynamodb:{_op}")(_dynamodb(f"dynamodb:{_op}", indexed=True))
@@ -432,8 +447,12 @@ _maps("dynamodb", "BatchGetItem", "dynamodb:BatchGetItem")(_dynamodb_batch("dyna
 _maps("dynamodb", "BatchWriteItem", "dynamodb:BatchWriteItem")(_dynamodb_batch("dynamodb:BatchWriteItem"))
 
 
-_TRANSACT_WRITE = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
-                   "ConditionCheck": "dynamodb:ConditionCheckItem"}  # fmt: skip
+_TRANSACT_WRITE = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 
 
 @_maps("dynamodb", "TransactWriteItems", *_TRANSACT_WRITE.values())
@@ -448,14 +467,26 @@ def _dynamodb_transact_write(p: Mapping[str, Any], env: Env) -> list[AuthRequest
 
 @_maps("dynamodb", "TransactGetItems", "dynamodb:GetItem")
 def _dynamodb_transact_get(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
-    return _dedupe([AuthRequest("dynamodb:GetItem", dynamodb_table_arn(str(i["Get"]["TableName"]), env))
-                    for i in p.get("TransactItems") or []])  # fmt: skip
+    return _dedupe(
+        [
+            AuthRequest("dynamodb:GetItem", dynamodb_table_arn(str(i["Get"]["TableName"]), env))
+            for i in p.get("TransactItems") or []
+        ]
+    )
 
 
-_simple("dynamodbstreams", "DescribeStream", "dynamodb:DescribeStream",
-        lambda p, env: str(_required(p, "StreamArn", "dynamodbstreams", "DescribeStream")))  # fmt: skip
-_simple("dynamodbstreams", "GetShardIterator", "dynamodb:GetShardIterator",
-        lambda p, env: str(_required(p, "StreamArn", "dynamodbstreams", "GetShardIterator")))  # fmt: skip
+_simple(
+    "dynamodbstreams",
+    "DescribeStream",
+    "dynamodb:DescribeStream",
+    lambda p, env: str(_required(p, "StreamArn", "dynamodbstreams", "DescribeStream")),
+)
+_simple(
+    "dynamodbstreams",
+    "GetShardIterator",
+    "dynamodb:GetShardIterator",
+    lambda p, env: str(_required(p, "StreamArn", "dynamodbstreams", "GetShardIterator")),
+)
 # dynamodbstreams GetRecords takes only an opaque ShardIterator: its stream ARN cannot be known here.
 
 
@@ -589,8 +620,11 @@ _maps("s3", "GetBucketLifecycleConfiguration GetBucketLifecycle", "s3:GetLifecyc
     _s3_bucket("s3:GetLifecycleConfiguration")
 )
 # DeleteBucketLifecycle is authorized as s3:PutLifecycleConfiguration (there is no Delete action)
-_maps("s3", "PutBucketLifecycleConfiguration PutBucketLifecycle DeleteBucketLifecycle",
-      "s3:PutLifecycleConfiguration")(_s3_bucket("s3:PutLifecycleConfiguration"))  # fmt: skip
+_maps(
+    "s3",
+    "PutBucketLifecycleConfiguration PutBucketLifecycle DeleteBucketLifecycle",
+    "s3:PutLifecycleConfiguration",
+)(_s3_bucket("s3:PutLifecycleConfiguration"))
 _maps("s3", "CreateBucket", "s3:CreateBucket")(_s3_bucket("s3:CreateBucket"))
 _maps("s3", "DeleteBucket", "s3:DeleteBucket")(_s3_bucket("s3:DeleteBucket"))
 _simple("s3", "ListBuckets", "s3:ListAllMyBuckets", lambda p, env: "*")
@@ -617,9 +651,21 @@ def secret_request(secret_id: str, env: Env, creating: bool = False) -> tuple[st
     return base, "secret not found: partial ARN without the random suffix"
 
 
-_SECRET_ACTIONS = ("GetSecretValue", "DescribeSecret", "PutSecretValue", "UpdateSecret", "DeleteSecret",
-                   "RestoreSecret", "RotateSecret", "CancelRotateSecret", "ListSecretVersionIds",
-                   "GetResourcePolicy", "UpdateSecretVersionStage", "TagResource", "UntagResource")  # fmt: skip
+_SECRET_ACTIONS = (
+    "GetSecretValue",
+    "DescribeSecret",
+    "PutSecretValue",
+    "UpdateSecret",
+    "DeleteSecret",
+    "RestoreSecret",
+    "RotateSecret",
+    "CancelRotateSecret",
+    "ListSecretVersionIds",
+    "GetResourcePolicy",
+    "UpdateSecretVersionStage",
+    "TagResource",
+    "UntagResource",
+)
 
 
 def _secret_op(operation: str) -> Mapper:
@@ -711,12 +757,19 @@ def _ecs_run_task(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
     if p.get("tags"):
         # tag-on-create: ecs:TagResource on the task about to exist, with ecs:CreateAction=RunTask
         task_arn = env.arn("ecs", f"task/{name}/{RUN_TASK_TAG_PLACEHOLDER}")
-        out.append(AuthRequest("ecs:TagResource", task_arn,
-                               {"ecs:CreateAction": "RunTask", **_tag_context(p["tags"])},
-                               "placeholder id for the task being created"))  # fmt: skip
+        out.append(
+            AuthRequest(
+                "ecs:TagResource",
+                task_arn,
+                {"ecs:CreateAction": "RunTask", **_tag_context(p["tags"])},
+                "placeholder id for the task being created",
+            )
+        )
     overrides = p.get("overrides") or {}
-    for role in (overrides.get("taskRoleArn") or td.get("taskRoleArn"),
-                 overrides.get("executionRoleArn") or td.get("executionRoleArn")):  # fmt: skip
+    for role in (
+        overrides.get("taskRoleArn") or td.get("taskRoleArn"),
+        overrides.get("executionRoleArn") or td.get("executionRoleArn"),
+    ):
         if role:
             out.append(
                 AuthRequest("iam:PassRole", str(role), {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
@@ -734,8 +787,10 @@ def _ecs_stop(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
 @_maps("ecs", "DescribeTasks", "ecs:DescribeTasks")
 def _ecs_describe(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
     name, cluster_arn = ecs_cluster(p, env)
-    return [AuthRequest("ecs:DescribeTasks", ecs_task_arn(str(t), name, env), {"ecs:cluster": cluster_arn})
-            for t in _required(p, "tasks", "ecs", "DescribeTasks")]  # fmt: skip
+    return [
+        AuthRequest("ecs:DescribeTasks", ecs_task_arn(str(t), name, env), {"ecs:cluster": cluster_arn})
+        for t in _required(p, "tasks", "ecs", "DescribeTasks")
+    ]
 
 
 @_maps("ecs", "ListTasks", "ecs:ListTasks")
@@ -747,8 +802,11 @@ def _ecs_list(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
     instance = p.get("containerInstance")
     resource = "*"
     if instance:
-        resource = str(instance) if str(instance).startswith("arn:") else env.arn(
-            "ecs", f"container-instance/{name}/{instance}")  # fmt: skip
+        resource = (
+            str(instance)
+            if str(instance).startswith("arn:")
+            else env.arn("ecs", f"container-instance/{name}/{instance}")
+        )
     return [AuthRequest("ecs:ListTasks", resource, {"ecs:cluster": cluster_arn})]
 
 
@@ -764,9 +822,14 @@ _simple("ecs", "ListClusters", "ecs:ListClusters", lambda p, env: "*")
 # -- CloudWatch, Logs, EventBridge, STS, Lambda -----------------------------------------------
 
 _maps("cloudwatch", "PutMetricData", "cloudwatch:PutMetricData")(
-    lambda p, env: [AuthRequest("cloudwatch:PutMetricData", "*",
-                                {"cloudwatch:namespace": str(_required(p, "Namespace", "cloudwatch", "PutMetricData"))})]
-)  # fmt: skip
+    lambda p, env: [
+        AuthRequest(
+            "cloudwatch:PutMetricData",
+            "*",
+            {"cloudwatch:namespace": str(_required(p, "Namespace", "cloudwatch", "PutMetricData"))},
+        )
+    ]
+)
 
 
 def _log_stream_arn(p: Mapping[str, Any], env: Env, operation: str) -> str:
@@ -784,8 +847,12 @@ _simple(
     lambda p, env: _log_stream_arn(p, env, "CreateLogStream"),
 )
 _simple("logs", "PutLogEvents", "logs:PutLogEvents", lambda p, env: _log_stream_arn(p, env, "PutLogEvents"))
-_simple("logs", "CreateLogGroup", "logs:CreateLogGroup",
-        lambda p, env: env.arn("logs", f"log-group:{_required(p, 'logGroupName', 'logs', 'CreateLogGroup')}"))  # fmt: skip
+_simple(
+    "logs",
+    "CreateLogGroup",
+    "logs:CreateLogGroup",
+    lambda p, env: env.arn("logs", f"log-group:{_required(p, 'logGroupName', 'logs', 'CreateLogGroup')}"),
+)
 
 
 @_maps("events", "PutEvents", "events:PutEvents")
@@ -826,15 +893,26 @@ _simple("lambda", "Invoke", "lambda:InvokeFunction", lambda_function_arn)
 
 # -- vocabulary ---------------------------------------------------------------------------------
 
-PLATFORM_ACTIONS = frozenset({
-    # used by Lambda / ECS with the role on the function's behalf, never by its code
-    "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "ec2:DescribeSubnets",
-    "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-    "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-    "ecr:BatchGetImage",
-})  # fmt: skip
+PLATFORM_ACTIONS = frozenset(
+    {
+        # used by Lambda / ECS with the role on the function's behalf, never by its code
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+        "ec2:DescribeSubnets",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+    }
+)
 GRANT_ONLY_ACTIONS = frozenset(
     {
         # granted by CDK helpers (grantReadWriteData) but not callable through this mapping: GetRecords
@@ -872,8 +950,11 @@ _ACCESS_DENIED: dict[str, tuple[str, int]] = {
 
 
 def access_denied_message(principal: str, request: AuthRequest, decision: Decision) -> str:
-    why = ("with an explicit deny in an identity-based policy" if decision.explicit_deny
-           else f"because no identity-based policy allows the {request.action} action")  # fmt: skip
+    why = (
+        "with an explicit deny in an identity-based policy"
+        if decision.explicit_deny
+        else f"because no identity-based policy allows the {request.action} action"
+    )
     return f"User: {principal} is not authorized to perform: {request.action} on resource: {request.resource} {why}"
 
 
@@ -928,8 +1009,13 @@ def _denied_error(client: Any, service: str, operation: str, message: str) -> Ex
     return error
 
 
-def check_call(service: str, operation: str, params: Mapping[str, Any], region: str | None = None,
-               state: _GuardState | None = None) -> tuple[list[tuple[AuthRequest, Decision]], Decision]:  # fmt: skip
+def check_call(
+    service: str,
+    operation: str,
+    params: Mapping[str, Any],
+    region: str | None = None,
+    state: _GuardState | None = None,
+) -> tuple[list[tuple[AuthRequest, Decision]], Decision]:
     """Map and evaluate one call against the installed guard (records every decision)."""
     state = state or _state
     if state is None:
@@ -945,8 +1031,16 @@ def check_call(service: str, operation: str, params: Mapping[str, Any], region: 
     for request in requests:
         decision = evaluate(state.statements, request.action, request.resource, request.context)
         reason = decision.reason + (f" [{request.note}]" if request.note else "")
-        _record(state, {**base, "action": request.action, "resource": request.resource,
-                        "allowed": decision.allowed, "reason": reason})  # fmt: skip
+        _record(
+            state,
+            {
+                **base,
+                "action": request.action,
+                "resource": request.resource,
+                "allowed": decision.allowed,
+                "reason": reason,
+            },
+        )
         results.append((request, decision))
     if not requests:
         overall = Decision(True, f"{service}:{operation} needs no permission")
@@ -955,8 +1049,9 @@ def check_call(service: str, operation: str, params: Mapping[str, Any], region: 
     denied = [(r, d) for r, d in results if not d.allowed]
     if denied:
         request, decision = denied[0]
-        return results, Decision(False, access_denied_message(state.principal, request, decision),
-                                 decision.explicit_deny)  # fmt: skip
+        return results, Decision(
+            False, access_denied_message(state.principal, request, decision), decision.explicit_deny
+        )
     return results, Decision(True, "; ".join(d.reason for _, d in results))
 
 
@@ -979,8 +1074,9 @@ def _guarded_make_api_call(self: Any, operation_name: str, api_params: dict[str,
         raise
 
 
-def _missing_object_as_aws(client: Any, exc: Exception, operation: str, params: Mapping[str, Any],
-                           state: _GuardState) -> None:  # fmt: skip
+def _missing_object_as_aws(
+    client: Any, exc: Exception, operation: str, params: Mapping[str, Any], state: _GuardState
+) -> None:
     """S3 answers 404 for a missing key only to a caller with s3:ListBucket on the bucket; else 403."""
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
     if code not in _MISSING_OBJECT_CODES:
@@ -988,16 +1084,30 @@ def _missing_object_as_aws(client: Any, exc: Exception, operation: str, params: 
     env = dataclasses.replace(state.env, region=client.meta.region_name or state.env.region)
     request = AuthRequest("s3:ListBucket", s3_bucket_arn(str(params["Bucket"]), env))
     decision = evaluate(state.statements, request.action, request.resource, request.context)
-    _record(state, {"service": "s3", "operation": operation, "principal": state.principal,
-                    "action": request.action, "resource": request.resource, "allowed": decision.allowed,
-                    "reason": decision.reason + " [missing key: S3 answers 404 only with s3:ListBucket, else 403]"})  # fmt: skip
+    _record(
+        state,
+        {
+            "service": "s3",
+            "operation": operation,
+            "principal": state.principal,
+            "action": request.action,
+            "resource": request.resource,
+            "allowed": decision.allowed,
+            "reason": decision.reason + " [missing key: S3 answers 404 only with s3:ListBucket, else 403]",
+        },
+    )
     if not decision.allowed:
-        raise _denied_error(client, "s3", operation,
-                            access_denied_message(state.principal, request, decision)) from exc  # fmt: skip
+        raise _denied_error(
+            client, "s3", operation, access_denied_message(state.principal, request, decision)
+        ) from exc
 
 
-def install_guard(statements: Sequence[Mapping[str, Any]], principal_arn: str, env: Env | None = None,
-                  record_path: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+def install_guard(
+    statements: Sequence[Mapping[str, Any]],
+    principal_arn: str,
+    env: Env | None = None,
+    record_path: str | os.PathLike[str] | None = None,
+) -> None:
     """Check every botocore call of this process against `statements` (installing again replaces them)."""
     global _state, _original_make_api_call
     from botocore.client import BaseClient
@@ -1005,8 +1115,12 @@ def install_guard(statements: Sequence[Mapping[str, Any]], principal_arn: str, e
     for index, statement in enumerate(statements):  # malformed policies fail here, not mid-call
         if statement.get("Effect") not in ("Allow", "Deny"):
             raise PolicyError(f"statement #{index} has Effect {statement.get('Effect')!r}")
-    _state = _GuardState(list(statements), principal_arn, env or env_from_environ(),
-                         os.fspath(record_path) if record_path else None)  # fmt: skip
+    _state = _GuardState(
+        list(statements),
+        principal_arn,
+        env or env_from_environ(),
+        os.fspath(record_path) if record_path else None,
+    )
     if _original_make_api_call is None:
         _original_make_api_call = BaseClient._make_api_call
         BaseClient._make_api_call = _guarded_make_api_call
@@ -1099,8 +1213,12 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 def env_from_environ(environ: Mapping[str, str] | None = None) -> Env:
     environ = os.environ if environ is None else environ
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return Env(region=region, account=environ.get("REHEARSAL_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
-               secret_arn=secret_arn_lookup(region), task_definition=task_definition_lookup(region))  # fmt: skip
+    return Env(
+        region=region,
+        account=environ.get("REHEARSAL_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
+        secret_arn=secret_arn_lookup(region),
+        task_definition=task_definition_lookup(region),
+    )
 
 
 POLICY_ENV = "REHEARSAL_IAM_POLICY"

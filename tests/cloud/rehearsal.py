@@ -56,13 +56,24 @@ def _pascal_to_kebab(name: str) -> str:
 
 
 class Rehearsal:
-    def __init__(self, workdir: Path, postgres_admin_url: str, *, context: Mapping[str, Any] | None = None,
-                 database: Mapping[str, Any] | None = None,
-                 worker_image_env: Mapping[str, str] | None = None, github_bind: str = "127.0.0.1") -> None:  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        postgres_admin_url: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        database: Mapping[str, Any] | None = None,
+        worker_image_env: Mapping[str, str] | None = None,
+        github_bind: str = "127.0.0.1",
+    ) -> None:
         self.workdir = workdir
         self.postgres_admin_url = postgres_admin_url
-        self.context = {"github_owner": GITHUB_OWNER, "telegram_admins": str(TELEGRAM_ADMIN_ID),
-                        "agent_secret_refs": "{}", **(context or {})}  # fmt: skip
+        self.context = {
+            "github_owner": GITHUB_OWNER,
+            "telegram_admins": str(TELEGRAM_ADMIN_ID),
+            "agent_secret_refs": "{}",
+            **(context or {}),
+        }
         self.database_override = dict(database or {})
         self.worker_image_env = dict(worker_image_env or {})
         self.github_bind = github_bind
@@ -111,8 +122,11 @@ class Rehearsal:
         self._closers.append(self.moto.stop)
         host, port = self.moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
-        self.session = boto3.Session(aws_access_key_id="rehearsal-admin", aws_secret_access_key="rehearsal-admin",
-                                     region_name="us-east-1")  # fmt: skip
+        self.session = boto3.Session(
+            aws_access_key_id="rehearsal-admin",
+            aws_secret_access_key="rehearsal-admin",
+            region_name="us-east-1",
+        )
         self.github = FakeGitHub(
             self.workdir / "github",
             GITHUB_TOKEN,
@@ -134,10 +148,16 @@ class Rehearsal:
         self._operator_setup()
         self._timed("stage_s", t0)
 
-        self.outside = {"AWS_ENDPOINT_URL": self.moto_url, "ORCH_GITHUB_API_URL": self.github.url,
-                        "ORCH_TELEGRAM_API_BASE": self.telegram.url}  # fmt: skip
-        specs = [self._function_spec(logical) for logical, _ in self.template.of_type("AWS::Lambda::Function")
-                 if self._is_ours(logical)]  # fmt: skip
+        self.outside = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "ORCH_GITHUB_API_URL": self.github.url,
+            "ORCH_TELEGRAM_API_BASE": self.telegram.url,
+        }
+        specs = [
+            self._function_spec(logical)
+            for logical, _ in self.template.of_type("AWS::Lambda::Function")
+            if self._is_ours(logical)
+        ]
         self.lambda_.specs = {spec.name: spec for spec in specs}
         self.lambda_.by_arn = {spec.arn: spec.name for spec in specs}
         self.lambda_.by_logical = {spec.logical: spec.name for spec in specs}
@@ -188,8 +208,12 @@ class Rehearsal:
         """RDS as the template asks for it: when the API verifies the server (ORCH_DATABASE_TLS=verify-full
         against the CA bundle in its code), the database is a TLS PostgreSQL whose certificate comes from a CA
         put in that bundle's place in the staged asset, as RDS's certificate chains to the RDS CAs."""
-        modes = {props.get("Environment", {}).get("Variables", {}).get("ORCH_DATABASE_TLS")
-                 for _, props in ((lg, self.template.props(lg)) for lg, _ in self.template.of_type("AWS::Lambda::Function"))}  # fmt: skip
+        modes = {
+            props.get("Environment", {}).get("Variables", {}).get("ORCH_DATABASE_TLS")
+            for _, props in (
+                (lg, self.template.props(lg)) for lg, _ in self.template.of_type("AWS::Lambda::Function")
+            )
+        }
         self.database_tls = "verify-full" if "verify-full" in modes else None
         if self.database_tls is None:
             return
@@ -225,8 +249,12 @@ class Rehearsal:
             connection.execute(text(f'CREATE DATABASE "{name}" OWNER orchestrator'))
         engine.dispose()
         url = urlsplit(self.postgres_admin_url.replace("+pg8000", ""))
-        return {"host": url.hostname or "127.0.0.1", "port": url.port or 5432, "dbname": name,
-                **self.database_override}  # fmt: skip
+        return {
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or 5432,
+            "dbname": name,
+            **self.database_override,
+        }
 
     def _drop_database(self) -> None:
         from sqlalchemy import create_engine, text
@@ -248,8 +276,11 @@ class Rehearsal:
         client.put_secret_value(SecretId=bot_secret, SecretString=TELEGRAM_TOKEN)
 
     def physical_ref(self, logical_prefix: str) -> str:
-        matches = [lg for lg in self.template.resources if lg.startswith(logical_prefix)
-                   and self.template.resources[lg]["Type"] != "AWS::IAM::Policy"]  # fmt: skip
+        matches = [
+            lg
+            for lg in self.template.resources
+            if lg.startswith(logical_prefix) and self.template.resources[lg]["Type"] != "AWS::IAM::Policy"
+        ]
         exact = [lg for lg in matches if re.fullmatch(rf"{logical_prefix}[0-9A-F]{{8}}", lg)]
         chosen = exact or matches
         if len(chosen) != 1:
@@ -282,19 +313,32 @@ class Rehearsal:
             layer_name = _pascal_to_kebab(layer_id.removesuffix("Layer"))
             layer_names.append(layer_name)
             requirements += build.requirements(layer_name)
-        environment = {k: str(v) for k, v in
-                       self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()}  # fmt: skip
+        environment = {
+            k: str(v)
+            for k, v in self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()
+        }
         return FunctionSpec(
-            logical=logical, name=name, arn=self.resolver.get_att(logical, "Arn"), handler=props["Handler"],
-            environment=environment, timeout_s=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
-            principal=self.principal(props["Role"]), code_paths=code_paths,
-            allowed_modules=sorted(allowed_modules(requirements)), layer_names=layer_names,
-        )  # fmt: skip
+            logical=logical,
+            name=name,
+            arn=self.resolver.get_att(logical, "Arn"),
+            handler=props["Handler"],
+            environment=environment,
+            timeout_s=int(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            principal=self.principal(props["Role"]),
+            code_paths=code_paths,
+            allowed_modules=sorted(allowed_modules(requirements)),
+            layer_names=layer_names,
+        )
 
     def run_deploy_hook(self) -> Any:
         """What the CDK trigger does on create and on every update that changes the hook."""
-        trigger = next(props for _, props in ((lg, self.template.props(lg))
-                       for lg, _ in self.template.of_type("Custom::Trigger")))  # fmt: skip
+        trigger = next(
+            props
+            for _, props in (
+                (lg, self.template.props(lg)) for lg, _ in self.template.of_type("Custom::Trigger")
+            )
+        )
         version_ref = trigger["HandlerArn"]["Ref"]
         function = self.template.props(version_ref)["FunctionName"]["Ref"]
         return self.lambda_.invoke(function, {})
@@ -303,8 +347,9 @@ class Rehearsal:
         for _, route in self.template.of_type("AWS::ApiGatewayV2::Route"):
             props = route["Properties"]
             integration = self.resolver.resolve(props["Target"]).removeprefix("integrations/")
-            integration_logical = next(lg for lg in self.template.resources
-                                       if self.resolver.ref(lg) == integration)  # fmt: skip
+            integration_logical = next(
+                lg for lg in self.template.resources if self.resolver.ref(lg) == integration
+            )
             target = self.template.props(integration_logical)["IntegrationUri"]
             self.http_api.routes[props["RouteKey"]] = self.resolver.resolve(target)
         self.api_url = self.http_api.url
@@ -313,8 +358,14 @@ class Rehearsal:
         rules = []
         for _, resource in self.template.of_type("AWS::Events::Rule"):
             props = self.resolver.resolve(resource["Properties"])
-            rules.append(Rule(name=props["Name"], pattern=props.get("EventPattern"),
-                              schedule=props.get("ScheduleExpression"), targets=props.get("Targets", [])))  # fmt: skip
+            rules.append(
+                Rule(
+                    name=props["Name"],
+                    pattern=props.get("EventPattern"),
+                    schedule=props.get("ScheduleExpression"),
+                    targets=props.get("Targets", []),
+                )
+            )
         return rules
 
     def _event_sources(self) -> None:
@@ -350,8 +401,15 @@ class Rehearsal:
             principal = self.principal(definition["Properties"]["TaskRoleArn"])
             principals[principal.arn] = principal
         cluster_logical = next(lg for lg, _ in self.template.of_type("AWS::ECS::Cluster"))
-        self.ecs = Ecs(self.client("ecs"), self.resolver.get_att(cluster_logical, "Arn"), images, principals,
-                       self.bus, self.workdir, self.outside)  # fmt: skip
+        self.ecs = Ecs(
+            self.client("ecs"),
+            self.resolver.get_att(cluster_logical, "Arn"),
+            images,
+            principals,
+            self.bus,
+            self.workdir,
+            self.outside,
+        )
         self.ecs.start()
 
     # -- what tests read ------------------------------------------------------------------------------
@@ -398,8 +456,14 @@ class Rehearsal:
 
     def sends(self, principal_part: str, queue_part: str) -> list[dict[str, Any]]:
         """Allowed SendMessage calls of a role (by a part of its name) to a queue (by a part of its name)."""
-        return [r for r in self.iam_records() if r["action"] == "sqs:SendMessage" and r["allowed"]
-                and principal_part in r["principal"] and r["resource"].endswith(queue_part)]  # fmt: skip
+        return [
+            r
+            for r in self.iam_records()
+            if r["action"] == "sqs:SendMessage"
+            and r["allowed"]
+            and principal_part in r["principal"]
+            and r["resource"].endswith(queue_part)
+        ]
 
     def function_log(self, name_part: str) -> str:
         return "\n".join(
@@ -418,8 +482,9 @@ class Rehearsal:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r}); "
-                             f"denials: {self.denials()[:5]}")  # fmt: skip
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for {what} (last: {last!r}); denials: {self.denials()[:5]}"
+        )
 
 
 def _dockerfile_entry(dockerfile: Path) -> tuple[list[str], dict[str, str]]:

@@ -83,24 +83,37 @@ class FunctionHost:
         spec = self.spec
         env = {
             # what the Lambda runtime sets
-            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}", "LAMBDA_TASK_ROOT": spec.code_paths[0],
-            "LANG": "en_US.UTF-8", "TZ": ":UTC", "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "AWS_ACCESS_KEY_ID": f"ASIA{spec.name[:12].upper()}", "AWS_SECRET_ACCESS_KEY": "rehearsal",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "LAMBDA_TASK_ROOT": spec.code_paths[0],
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID": f"ASIA{spec.name[:12].upper()}",
+            "AWS_SECRET_ACCESS_KEY": "rehearsal",
             "AWS_SESSION_TOKEN": f"role/{spec.principal.name}",
             **self.outside,
             **spec.environment,
             # the host's own settings, removed before the function's code runs
-            "REHEARSAL_HOST": json.dumps({
-                "code_paths": spec.code_paths, "site_packages": [p for p in sys.path if p.endswith("site-packages")],
-                "allowed_modules": spec.allowed_modules, "handler": spec.handler, "function_arn": spec.arn,
-                "iam": (HARNESS_DIR / "iam.py").exists(),
-                "harness_dir": str(HARNESS_DIR)}),
+            "REHEARSAL_HOST": json.dumps(
+                {
+                    "code_paths": spec.code_paths,
+                    "site_packages": [p for p in sys.path if p.endswith("site-packages")],
+                    "allowed_modules": spec.allowed_modules,
+                    "handler": spec.handler,
+                    "function_arn": spec.arn,
+                    "iam": (HARNESS_DIR / "iam.py").exists(),
+                    "harness_dir": str(HARNESS_DIR),
+                }
+            ),
             "REHEARSAL_IAM_POLICY": str(spec.principal.write(self.workdir / "iam")),
             "REHEARSAL_IAM_RECORD": str(self.record_path),
-        }  # fmt: skip
+        }
         return env
 
     def start(self) -> None:
@@ -108,13 +121,31 @@ class FunctionHost:
         tmp.mkdir(parents=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                   'mount --bind "$1" /tmp && shift && exec "$@"', "sh", str(tmp),
-                   sys.executable, "-I", "-S", str(HARNESS_DIR / "lambda_host.py")]  # fmt: skip
+        command = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            'mount --bind "$1" /tmp && shift && exec "$@"',
+            "sh",
+            str(tmp),
+            sys.executable,
+            "-I",
+            "-S",
+            str(HARNESS_DIR / "lambda_host.py"),
+        ]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=self._environment(),
-            cwd=str(tmp), start_new_session=True,
-        )  # fmt: skip
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=self._environment(),
+            cwd=str(tmp),
+            start_new_session=True,
+        )
         log.close()
         self._answers = self.process.stdout
         ready = self._answers.readline()
@@ -148,9 +179,13 @@ class FunctionHost:
             answer = self._read_answer(deadline)
             if answer is None:  # timed out or crashed: Lambda discards the sandbox
                 self.stop()
-                return Invocation(error={"errorType": "Sandbox.Timedout",
-                                         "errorMessage": f"{self.spec.name} did not answer in {self.spec.timeout_s} s"},
-                                  duration_s=time.time() - started)  # fmt: skip
+                return Invocation(
+                    error={
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"{self.spec.name} did not answer in {self.spec.timeout_s} s",
+                    },
+                    duration_s=time.time() - started,
+                )
             return Invocation(answer.get("result"), answer.get("error"), time.time() - started)
 
     def _read_answer(self, deadline: float) -> dict[str, Any] | None:
@@ -212,8 +247,16 @@ class SqsEventSource(threading.Thread):
     """Lambda's SQS poller: batch size, partial batch responses, failures back after a (compressed)
     visibility timeout, the queue's own redrive policy moving poison to its DLQ."""
 
-    def __init__(self, lambda_: Lambda, function: str, mapping: Mapping[str, Any], queue_url: str,
-                 queue_arn: str, sqs: Any, retry_visibility_s: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        lambda_: Lambda,
+        function: str,
+        mapping: Mapping[str, Any],
+        queue_url: str,
+        queue_arn: str,
+        sqs: Any,
+        retry_visibility_s: int = 1,
+    ) -> None:
         super().__init__(daemon=True, name=f"esm-{function}-{queue_arn.rsplit(':', 1)[-1]}")
         self.lambda_ = lambda_
         self.function = function
@@ -231,9 +274,12 @@ class SqsEventSource(threading.Thread):
         while not self.stopping.is_set():
             try:
                 messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=1,
-                    AttributeNames=["All"], MessageAttributeNames=["All"],
-                ).get("Messages", [])  # fmt: skip
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=self.batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
             except Exception as exc:  # moto stopping at teardown
                 if not self.stopping.is_set():
                     self.errors.append(f"receive: {exc}")
@@ -254,15 +300,20 @@ class SqsEventSource(threading.Thread):
             if message["MessageId"] in failed:
                 # AWS leaves it invisible for the queue's visibility timeout; the rehearsal compresses that
                 with contextlib.suppress(Exception):
-                    self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                                       VisibilityTimeout=self.retry_visibility_s)  # fmt: skip
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_visibility_s,
+                    )
             else:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
         return {
-            "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
             "attributes": {
                 "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
                 "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
@@ -270,13 +321,20 @@ class SqsEventSource(threading.Thread):
                 "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
             },
             "messageAttributes": {
-                name: {"stringValue": value.get("StringValue"), "binaryValue": value.get("BinaryValue"),
-                       "stringListValues": [], "binaryListValues": [], "dataType": value.get("DataType", "String")}
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "binaryValue": value.get("BinaryValue"),
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": value.get("DataType", "String"),
+                }
                 for name, value in message.get("MessageAttributes", {}).items()
             },
-            "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn, "awsRegion": "us-east-1",
-        }  # fmt: skip
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": "us-east-1",
+        }
 
 
 # -- EventBridge ----------------------------------------------------------------------------------------
@@ -347,9 +405,17 @@ class EventBus:
 
     @staticmethod
     def _scheduled_event(rule: Rule) -> dict[str, Any]:
-        return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": "us-east-1", "resources": [rule.name], "detail": {}}  # fmt: skip
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
+            "resources": [rule.name],
+            "detail": {},
+        }
 
 
 # -- HTTP API -------------------------------------------------------------------------------------------
@@ -436,9 +502,16 @@ class Ecs(threading.Thread):
     (with the IAM guard), a private /tmp. When the process ends (or StopTask is called) the task is
     stopped in moto and an 'ECS Task State Change' STOPPED event goes to the event bus."""
 
-    def __init__(self, ecs: Any, cluster_arn: str, images: Mapping[str, ContainerImage],
-                 principals: Mapping[str, Principal], bus: EventBus, workdir: Path,
-                 outside: Mapping[str, str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ecs: Any,
+        cluster_arn: str,
+        images: Mapping[str, ContainerImage],
+        principals: Mapping[str, Principal],
+        bus: EventBus,
+        workdir: Path,
+        outside: Mapping[str, str],
+    ) -> None:
         super().__init__(daemon=True, name="ecs")
         self.ecs = ecs
         self.cluster_arn = cluster_arn
@@ -471,9 +544,12 @@ class Ecs(threading.Thread):
             ]:
                 self._start(task)
         alive = [arn for arn, process in self.running.items() if process.poll() is None]
-        stopping = {task["taskArn"] for chunk in (alive[i : i + 100] for i in range(0, len(alive), 100))
-                    for task in self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=chunk)["tasks"]
-                    if task.get("desiredStatus") == "STOPPED"}  # fmt: skip
+        stopping = {
+            task["taskArn"]
+            for chunk in (alive[i : i + 100] for i in range(0, len(alive), 100))
+            for task in self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=chunk)["tasks"]
+            if task.get("desiredStatus") == "STOPPED"
+        }
         for arn, process in list(self.running.items()):
             code = process.poll()
             stop_requested = False
@@ -501,8 +577,14 @@ class Ecs(threading.Thread):
         ]
         container = definition["containerDefinitions"][0]
         image = self.images[container["image"]]
-        override: dict[str, Any] = next((o for o in task.get("overrides", {}).get("containerOverrides", [])
-                         if o.get("name") == container["name"]), {})  # fmt: skip
+        override: dict[str, Any] = next(
+            (
+                o
+                for o in task.get("overrides", {}).get("containerOverrides", [])
+                if o.get("name") == container["name"]
+            ),
+            {},
+        )
         env = {e["name"]: e["value"] for e in container.get("environment", [])}
         env.update({e["name"]: e["value"] for e in override.get("environment", [])})
         principal = self.principals[definition["taskRoleArn"]]
@@ -514,23 +596,48 @@ class Ecs(threading.Thread):
         sitecustomize.mkdir()
         (sitecustomize / "sitecustomize.py").write_text(SITECUSTOMIZE.format(harness=str(HARNESS_DIR)))
         environment = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(task_dir / "home"),
-            "LANG": "C.UTF-8", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(task_dir / "home"),
+            "LANG": "C.UTF-8",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE",
             "ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/rehearsal",
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/rehearsal",
-            "AWS_ACCESS_KEY_ID": "ASIATASKROLE", "AWS_SECRET_ACCESS_KEY": "rehearsal",
+            "AWS_ACCESS_KEY_ID": "ASIATASKROLE",
+            "AWS_SECRET_ACCESS_KEY": "rehearsal",
             "AWS_SESSION_TOKEN": f"role/{principal.name}",
-            **image.environment, **self.outside, **env,
+            **image.environment,
+            **self.outside,
+            **env,
             "PYTHONPATH": str(sitecustomize),
-            "REHEARSAL_IAM_POLICY": str(policy), "REHEARSAL_IAM_RECORD": str(self.workdir / "iam" / f"task-{principal.name}.jsonl"),
-        }  # fmt: skip
+            "REHEARSAL_IAM_POLICY": str(policy),
+            "REHEARSAL_IAM_RECORD": str(self.workdir / "iam" / f"task-{principal.name}.jsonl"),
+        }
         command = [*image.entrypoint, *override.get("command", container.get("command") or [])]
         log = (self.workdir / "logs" / f"task-{arn.rsplit('/', 1)[-1]}.log").open("ab")
-        wrapped = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                   'mount --bind "$1" /tmp && shift && exec "$@"', "sh", str(task_dir / "tmp"), *command]  # fmt: skip
-        process = subprocess.Popen(wrapped, env=environment, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                   cwd=str(task_dir / "home"), start_new_session=True)  # fmt: skip
+        wrapped = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            'mount --bind "$1" /tmp && shift && exec "$@"',
+            "sh",
+            str(task_dir / "tmp"),
+            *command,
+        ]
+        process = subprocess.Popen(
+            wrapped,
+            env=environment,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=str(task_dir / "home"),
+            start_new_session=True,
+        )
         log.close()
         self.running[arn] = process
         if self.kill_next is not None and self.kill_next(task):
@@ -545,16 +652,28 @@ class Ecs(threading.Thread):
         task = self.ecs.describe_tasks(cluster=self.cluster_arn, tasks=[arn], include=["TAGS"])["tasks"][0]
         detail = json.loads(json.dumps(task, default=_iso))
         container_name = (detail.get("containers") or [{}])[0].get("name") or "main"
-        detail.update(lastStatus="STOPPED", desiredStatus="STOPPED", stoppedReason=reason,
-                      stopCode="EssentialContainerExited" if "exited" in reason else "UserInitiated",
-                      stoppedAt=datetime.now(UTC).isoformat())  # fmt: skip
+        detail.update(
+            lastStatus="STOPPED",
+            desiredStatus="STOPPED",
+            stoppedReason=reason,
+            stopCode="EssentialContainerExited" if "exited" in reason else "UserInitiated",
+            stoppedAt=datetime.now(UTC).isoformat(),
+        )
         containers = detail.get("containers") or [{"name": container_name}]
         for container in containers:
             container.update(lastStatus="STOPPED", exitCode=exit_code if exit_code >= 0 else 128 - exit_code)
         detail["containers"] = containers
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "ECS Task State Change", "source": "aws.ecs",
-                 "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "region": "us-east-1", "resources": [arn], "detail": detail}  # fmt: skip
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": "123456789012",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
+            "resources": [arn],
+            "detail": detail,
+        }
         self.finished[arn] = {"exit_code": exit_code, "reason": reason, "event": event}
         self.bus.put(event)
 

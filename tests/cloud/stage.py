@@ -89,16 +89,22 @@ class Stager:
                 t.physical[logical] = Physical(arn, {})
             elif kind == "AWS::IAM::Role":
                 name = props.get("RoleName") or _generated_name(self.stack, logical, 64)
-                t.physical[logical] = Physical(name, {"Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
-                                                      "RoleId": f"AROA{logical[:16].upper()}"})  # fmt: skip
+                t.physical[logical] = Physical(
+                    name,
+                    {
+                        "Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+                        "RoleId": f"AROA{logical[:16].upper()}",
+                    },
+                )
             elif kind == "AWS::Events::Rule":
                 name = props.get("Name") or _generated_name(self.stack, logical, 64)
                 t.physical[logical] = Physical(
                     name, {"Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{name}"}
                 )
             elif kind == "AWS::ApiGatewayV2::Api":
-                t.physical[logical] = Physical("rehearsalapi", {"ApiEndpoint": self.api_endpoint,
-                                                                "ApiId": "rehearsalapi"})  # fmt: skip
+                t.physical[logical] = Physical(
+                    "rehearsalapi", {"ApiEndpoint": self.api_endpoint, "ApiId": "rehearsalapi"}
+                )
             elif kind == "AWS::Logs::LogGroup":
                 name = props.get("LogGroupName") or _generated_name(self.stack, logical, 64)
                 t.physical[logical] = Physical(
@@ -130,14 +136,19 @@ class Stager:
             )
         for logical, resource in t.of_type("AWS::EC2::Subnet"):
             props = self.resolver.resolve(resource["Properties"])
-            subnet = ec2.create_subnet(VpcId=props["VpcId"], CidrBlock=props["CidrBlock"],
-                                       AvailabilityZone=props.get("AvailabilityZone", f"{REGION}a"))["Subnet"]  # fmt: skip
+            subnet = ec2.create_subnet(
+                VpcId=props["VpcId"],
+                CidrBlock=props["CidrBlock"],
+                AvailabilityZone=props.get("AvailabilityZone", f"{REGION}a"),
+            )["Subnet"]
             t.physical[logical] = Physical(subnet["SubnetId"], {"SubnetId": subnet["SubnetId"]})
         for logical, resource in t.of_type("AWS::EC2::SecurityGroup"):
             props = self.resolver.resolve(resource["Properties"])
-            group = ec2.create_security_group(GroupName=props.get("GroupName") or f"{self.stack}-{logical}"[:255],
-                                              Description=props.get("GroupDescription", logical)[:255],
-                                              VpcId=props.get("VpcId") or "")["GroupId"]  # fmt: skip
+            group = ec2.create_security_group(
+                GroupName=props.get("GroupName") or f"{self.stack}-{logical}"[:255],
+                Description=props.get("GroupDescription", logical)[:255],
+                VpcId=props.get("VpcId") or "",
+            )["GroupId"]
             t.physical[logical] = Physical(group, {"GroupId": group})
 
     def _queues(self) -> None:
@@ -146,9 +157,16 @@ class Stager:
         for logical, resource in queues:  # every queue first: redrive targets must exist
             props = resource["Properties"]
             name = props.get("QueueName") or _generated_name(self.stack, logical, 80)
-            attributes = {key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod",
-                                                           "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
-                          if key in props}  # fmt: skip
+            attributes = {
+                key: str(props[key])
+                for key in (
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "ReceiveMessageWaitTimeSeconds",
+                )
+                if key in props
+            }
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
             arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
             self.template.physical[logical] = Physical(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
@@ -156,15 +174,21 @@ class Stager:
             redrive = resource["Properties"].get("RedrivePolicy")
             if redrive:
                 policy = self.resolver.resolve(redrive)
-                sqs.set_queue_attributes(QueueUrl=self.template.physical[logical].ref,
-                                         Attributes={"RedrivePolicy": json.dumps(policy)})  # fmt: skip
+                sqs.set_queue_attributes(
+                    QueueUrl=self.template.physical[logical].ref,
+                    Attributes={"RedrivePolicy": json.dumps(policy)},
+                )
 
     def _table(self, logical: str) -> None:
         props = self.template.props(logical)
         name = props.get("TableName") or _generated_name(self.stack, logical, 255)
         ddb = self.client("dynamodb")
-        ddb.create_table(TableName=name, KeySchema=props["KeySchema"],
-                         AttributeDefinitions=props["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST")  # fmt: skip
+        ddb.create_table(
+            TableName=name,
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
@@ -189,23 +213,40 @@ class Stager:
                     filters.append({"Prefix": rule["Prefix"]})
                 for tag in rule.get("TagFilters", []):
                     filters.append({"Tag": {"Key": tag["Key"], "Value": tag["Value"]}})
-                converted["Filter"] = ({"And": {"Prefix": rule.get("Prefix", ""),
-                                                "Tags": [f["Tag"] for f in filters if "Tag" in f]}}
-                                       if len(filters) > 1 else (filters[0] if filters else {"Prefix": ""}))  # fmt: skip
+                converted["Filter"] = (
+                    {
+                        "And": {
+                            "Prefix": rule.get("Prefix", ""),
+                            "Tags": [f["Tag"] for f in filters if "Tag" in f],
+                        }
+                    }
+                    if len(filters) > 1
+                    else (filters[0] if filters else {"Prefix": ""})
+                )
                 if "ExpirationInDays" in rule:
                     converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
                 rules.append(converted)
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
-        self.template.physical[logical] = Physical(name, {
-            "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com",
-            "RegionalDomainName": f"{name}.s3.{REGION}.amazonaws.com"})  # fmt: skip
+        self.template.physical[logical] = Physical(
+            name,
+            {
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{REGION}.amazonaws.com",
+            },
+        )
 
     def _db_instance(self, logical: str) -> None:
         props = self.template.props(logical)
         identifier = props.get("DBInstanceIdentifier") or _generated_name(self.stack, logical, 63, lower=True)
-        self.template.physical[logical] = Physical(identifier, {
-            "Endpoint.Address": self.database["host"], "Endpoint.Port": str(self.database["port"]),
-            "DbiResourceId": f"db-{logical.upper()[:20]}"})  # fmt: skip
+        self.template.physical[logical] = Physical(
+            identifier,
+            {
+                "Endpoint.Address": self.database["host"],
+                "Endpoint.Port": str(self.database["port"]),
+                "DbiResourceId": f"db-{logical.upper()[:20]}",
+            },
+        )
 
     def _secret(self, logical: str) -> None:
         props = self.template.props(logical)
@@ -223,8 +264,13 @@ class Stager:
         secret_arn = self.resolver.resolve(props["SecretId"])
         client = self.client("secretsmanager")
         data = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
-        data.update(host=self.database["host"], port=int(self.database["port"]), engine="postgres",
-                    dbname=self.database["dbname"], dbInstanceIdentifier=self.resolver.resolve(props["TargetId"]))  # fmt: skip
+        data.update(
+            host=self.database["host"],
+            port=int(self.database["port"]),
+            engine="postgres",
+            dbname=self.database["dbname"],
+            dbInstanceIdentifier=self.resolver.resolve(props["TargetId"]),
+        )
         # the rehearsal's PostgreSQL trusts its local users: the generated password is kept as is
         client.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(data))
         self.database["username"] = data["username"]
@@ -240,17 +286,29 @@ class Stager:
         props = self.resolver.resolve(self.template.props(logical))
         containers = []
         for container in props["ContainerDefinitions"]:
-            containers.append({
-                "name": container["Name"], "image": container["Image"], "essential": container.get("Essential", True),
-                "memory": int(container.get("Memory") or props.get("Memory") or 512),
-                "environment": [{"name": e["Name"], "value": str(e["Value"])} for e in container.get("Environment", [])],
-                "command": container.get("Command", []), "entryPoint": container.get("EntryPoint", []),
-            })  # fmt: skip
+            containers.append(
+                {
+                    "name": container["Name"],
+                    "image": container["Image"],
+                    "essential": container.get("Essential", True),
+                    "memory": int(container.get("Memory") or props.get("Memory") or 512),
+                    "environment": [
+                        {"name": e["Name"], "value": str(e["Value"])}
+                        for e in container.get("Environment", [])
+                    ],
+                    "command": container.get("Command", []),
+                    "entryPoint": container.get("EntryPoint", []),
+                }
+            )
         registered = self.client("ecs").register_task_definition(
-            family=props["Family"], taskRoleArn=props.get("TaskRoleArn", ""),
-            executionRoleArn=props.get("ExecutionRoleArn", ""), networkMode=props.get("NetworkMode", "awsvpc"),
-            containerDefinitions=containers, requiresCompatibilities=props.get("RequiresCompatibilities", []),
-            cpu=str(props.get("Cpu", "256")), memory=str(props.get("Memory", "512")),
-        )["taskDefinition"]  # fmt: skip
+            family=props["Family"],
+            taskRoleArn=props.get("TaskRoleArn", ""),
+            executionRoleArn=props.get("ExecutionRoleArn", ""),
+            networkMode=props.get("NetworkMode", "awsvpc"),
+            containerDefinitions=containers,
+            requiresCompatibilities=props.get("RequiresCompatibilities", []),
+            cpu=str(props.get("Cpu", "256")),
+            memory=str(props.get("Memory", "512")),
+        )["taskDefinition"]
         arn = registered["taskDefinitionArn"]
         self.template.physical[logical] = Physical(arn, {"TaskDefinitionArn": arn})

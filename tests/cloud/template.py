@@ -86,8 +86,13 @@ class Template:
         return statements
 
     def event_source_mappings(self, function_logical: str) -> list[dict[str, Any]]:
-        return [props for _, props in ((lg, self.props(lg)) for lg, _ in self.of_type("AWS::Lambda::EventSourceMapping"))
-                if props.get("FunctionName") == {"Ref": function_logical}]  # fmt: skip
+        return [
+            props
+            for _, props in (
+                (lg, self.props(lg)) for lg, _ in self.of_type("AWS::Lambda::EventSourceMapping")
+            )
+            if props.get("FunctionName") == {"Ref": function_logical}
+        ]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -102,17 +107,30 @@ def _managed_name(arn: Any) -> str:
 
 MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
     "service-role/AWSLambdaBasicExecutionRole": [
-        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*",
+        },
     ],
     "service-role/AWSLambdaVPCAccessExecutionRole": [
-        {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                                       "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                                       "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
-                                       "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-         "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSubnets",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": "*",
+        },
     ],
-}  # fmt: skip
+}
 """The AWS managed policies the stack attaches, as AWS publishes them (only their actions matter here)."""
 
 

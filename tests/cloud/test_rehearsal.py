@@ -39,9 +39,12 @@ def test_the_migration_hook_built_the_schema_and_seeded_the_keys(rehearsal: Rehe
 
     engine = create_engine(rehearsal.postgres_admin_url)
     with engine.connect() as connection:
-        encrypted = connection.execute(text(
-            "SELECT array_agg(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-            "WHERE a.usename = 'orchestrator'")).scalar()  # fmt: skip
+        encrypted = connection.execute(
+            text(
+                "SELECT array_agg(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                "WHERE a.usename = 'orchestrator'"
+            )
+        ).scalar()
     engine.dispose()
     assert encrypted and all(encrypted), encrypted
 
@@ -56,8 +59,12 @@ def test_api_crud_with_keys_and_bad_input_gets_a_4xx(rehearsal: Rehearsal, orch:
     assert [p["name"] for p in as_json(orch("project", "list", "--json", key=key))] == ["alice-blog"]
     # then a stranger's key cannot see it, no key is a 401 and bad input is a 4xx naming the field
     assert httpx.get(f"{rehearsal.api_url}/projects", timeout=30).status_code == 401
-    bad = httpx.post(f"{rehearsal.api_url}/projects", json={"name": "Not A Slug!"}, timeout=30,
-                     headers={"authorization": f"Bearer {key}"})  # fmt: skip
+    bad = httpx.post(
+        f"{rehearsal.api_url}/projects",
+        json={"name": "Not A Slug!"},
+        timeout=30,
+        headers={"authorization": f"Bearer {key}"},
+    )
     assert 400 <= bad.status_code < 500 and "name" in bad.text
 
 
@@ -67,8 +74,18 @@ def test_engineering_scaffolds_develops_and_tests_through_fargate_workers(
     # given a project (GitHub repository created by the scaffolder on the fake GitHub)
     as_json(orch("project", "create", "--name", "blog", "--json"))
     # when engineering runs with the command agent (the fake developer baked into the worker image)
-    started = as_json(orch("engineering", "start", "blog", "--spec", "add an answer() function",
-                           "--agent", "command", "--json"))  # fmt: skip
+    started = as_json(
+        orch(
+            "engineering",
+            "start",
+            "blog",
+            "--spec",
+            "add an answer() function",
+            "--agent",
+            "command",
+            "--json",
+        )
+    )
     task = _wait_task(rehearsal, orch, started["id"])
     # then a commit landed on a branch of the GitHub repository, made by ECS tasks
     assert task["status"] == "COMPLETED", json.dumps(task, indent=1)[:3000]
@@ -102,8 +119,20 @@ def test_a_deploy_goes_through_the_ansible_runner_task_to_an_ssh_host_and_is_smo
 
         pytest.skip(f"no ssh test host: {skip_reason()}")
     # given the ssh host registered as the admin's server (its key stored by reference) and a project secret
-    added = as_json(orch("server", "add", "ssh-host", "--host", ssh_server.address, "--ssh-user", ssh_server.user,
-                         "--ssh-key-file", str(ssh_server.private_key_path), "--json"))  # fmt: skip
+    added = as_json(
+        orch(
+            "server",
+            "add",
+            "ssh-host",
+            "--host",
+            ssh_server.address,
+            "--ssh-user",
+            ssh_server.user,
+            "--ssh-key-file",
+            str(ssh_server.private_key_path),
+            "--json",
+        )
+    )
     assert added["ssh_key_ref"].startswith("secret://servers/") and "BEGIN" not in json.dumps(added)
     assert orch("secret", "set", "blog", "GREETING", input="hello from secrets manager").returncode == 0
     # when the blog (engineered above) is deployed there
@@ -140,12 +169,21 @@ def test_a_poison_message_lands_in_its_dlq_and_the_rest_of_the_batch_succeeds(re
     queue = rehearsal.queue_url("MessagingWorkerCommands")
     dlq = rehearsal.queue_url("MessagingWorkerCommandsDlq")
     # a batch: one poison message, one valid delete of a worker that does not exist (a harmless no-op)
-    good = {"version": "1", "correlation_id": str(uuid.uuid4()), "timestamp": "2026-12-03T00:00:00Z",
-            "request_id": str(uuid.uuid4()), "command": "delete", "worker_id": "w-nobody"}  # fmt: skip
-    sqs.send_message_batch(QueueUrl=queue, Entries=[
-        {"Id": "poison", "MessageBody": '{"command": "explode", "half a json'},
-        {"Id": "good", "MessageBody": json.dumps(good)},
-    ])  # fmt: skip
+    good = {
+        "version": "1",
+        "correlation_id": str(uuid.uuid4()),
+        "timestamp": "2026-12-03T00:00:00Z",
+        "request_id": str(uuid.uuid4()),
+        "command": "delete",
+        "worker_id": "w-nobody",
+    }
+    sqs.send_message_batch(
+        QueueUrl=queue,
+        Entries=[
+            {"Id": "poison", "MessageBody": '{"command": "explode", "half a json'},
+            {"Id": "good", "MessageBody": json.dumps(good)},
+        ],
+    )
 
     def in_dlq() -> list[dict[str, Any]]:
         answer = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
@@ -196,11 +234,18 @@ def test_a_telegram_message_reaches_the_product_owner_and_its_answer_reaches_the
     assert answer.status_code == 200, answer.text
     # and a second message while the PO worker is still starting (it is held back and requeued)
     follow_up = message_update(TELEGRAM_ADMIN_ID, "with comments, please")
-    assert httpx.post(url, json=follow_up, timeout=30,
-                      headers={"x-telegram-bot-api-secret-token": secret}).status_code == 200  # fmt: skip
+    assert (
+        httpx.post(
+            url, json=follow_up, timeout=30, headers={"x-telegram-bot-api-secret-token": secret}
+        ).status_code
+        == 200
+    )
     # then the bot hands both to the Product Owner, whose worker (an ECS task) answers each into the chat
-    rehearsal.wait_for(lambda: len([t for t in rehearsal.telegram.sent_texts() if "AGENT_LOG" in t]) >= 2, 240,
-                       "the Product Owner's two answers in the chat")  # fmt: skip
+    rehearsal.wait_for(
+        lambda: len([t for t in rehearsal.telegram.sent_texts() if "AGENT_LOG" in t]) >= 2,
+        240,
+        "the Product Owner's two answers in the chat",
+    )
     assert rehearsal.telegram.calls_to("sendChatAction"), "typing was shown while the PO worked"
     # and the PO worker can be stopped from the CLI (the delete goes through the API's outbox)
     workers = as_json(orch("worker", "list", "--json"))
@@ -219,13 +264,27 @@ def test_the_notifier_reports_a_telegram_users_task_in_their_chat(
     # given the bot's admin (a Telegram user) starts engineering with their own key
     key = as_json(orch("apikey", "create", "bot-admin", "--json"))["key"]
     as_json(orch("project", "create", "--name", "tg-blog", "--json", key=key))
-    started = as_json(orch("engineering", "start", "tg-blog", "--spec", "add an answer() function",
-                           "--agent", "command", "--json", key=key))  # fmt: skip
+    started = as_json(
+        orch(
+            "engineering",
+            "start",
+            "tg-blog",
+            "--spec",
+            "add an answer() function",
+            "--agent",
+            "command",
+            "--json",
+            key=key,
+        )
+    )
     task = _wait_task(rehearsal, orch, started["id"])
     assert task["status"] == "COMPLETED", task
     # then the notifier put one status message in their chat and one final message
-    rehearsal.wait_for(lambda: [t for t in rehearsal.telegram.sent_texts() if t.startswith("✅ tg-blog")], 90,
-                       "the notifier's final message")  # fmt: skip
+    rehearsal.wait_for(
+        lambda: [t for t in rehearsal.telegram.sent_texts() if t.startswith("✅ tg-blog")],
+        90,
+        "the notifier's final message",
+    )
     chats = {str(c.params.get("chat_id")) for c in rehearsal.telegram.calls_to("sendMessage")}
     assert str(TELEGRAM_ADMIN_ID) in chats
 
@@ -236,9 +295,15 @@ def test_an_ansible_job_that_cannot_be_built_is_answered_with_a_failed_result(re
     sqs = rehearsal.client("sqs")
     # given jobs for a server nobody registered (as a stale message would carry)
     provision = ProvisionerMessage(request_id=str(uuid.uuid4()), server_handle="gone-server", job_type="ping")
-    deploy = AnsibleDeployMessage(request_id=str(uuid.uuid4()), project_id=str(uuid.uuid4()), project_name="gone",
-                                  repo_full_name="acme/gone", server_ip="203.0.113.9", port=8000,
-                                  server_handle="gone-server")  # fmt: skip
+    deploy = AnsibleDeployMessage(
+        request_id=str(uuid.uuid4()),
+        project_id=str(uuid.uuid4()),
+        project_name="gone",
+        repo_full_name="acme/gone",
+        server_ip="203.0.113.9",
+        port=8000,
+        server_handle="gone-server",
+    )
     sqs.send_message(
         QueueUrl=rehearsal.queue_url("MessagingProvisionerQueue"), MessageBody=provision.model_dump_json()
     )
@@ -246,9 +311,14 @@ def test_an_ansible_job_that_cannot_be_built_is_answered_with_a_failed_result(re
         QueueUrl=rehearsal.queue_url("MessagingAnsibleDeployQueue"), MessageBody=deploy.model_dump_json()
     )
     # then the infra function answers each with a failed result instead of silence
-    rehearsal.wait_for(lambda: rehearsal.sends("ConsumersInfra", "provisioner-results")
-                       and rehearsal.sends("ConsumersInfra", "ansible-deploy-results"), 60,
-                       "failed results from the infra function")  # fmt: skip
+    rehearsal.wait_for(
+        lambda: (
+            rehearsal.sends("ConsumersInfra", "provisioner-results")
+            and rehearsal.sends("ConsumersInfra", "ansible-deploy-results")
+        ),
+        60,
+        "failed results from the infra function",
+    )
 
 
 def test_a_runner_task_that_dies_is_answered_by_the_task_state_event(
@@ -263,8 +333,11 @@ def test_a_runner_task_that_dies_is_answered_by_the_task_state_event(
     [rule] = [r for r in rehearsal.bus.rules if r.name.endswith("job-server_sync")]
     assert all(outcome.error is None for outcome in rehearsal.bus.schedule(rule.name))
     # then the STOPPED event made the infra-events function publish the failed ping result
-    rehearsal.wait_for(lambda: rehearsal.sends("AnsibleEventsFunction", "provisioner-results"), 120,
-                       "the failed result from the task-state event")  # fmt: skip
+    rehearsal.wait_for(
+        lambda: rehearsal.sends("AnsibleEventsFunction", "provisioner-results"),
+        120,
+        "the failed result from the task-state event",
+    )
     # and an undeploy whose runner dies fails its task with the reason (nothing waits forever)
     rehearsal.ecs.kill_next = lambda task: task.get("startedBy") == "orchestrator-ansible"
     stopped = as_json(orch("deploy", "stop", "blog", "--no-wait", "--json"))
@@ -282,12 +355,22 @@ def test_a_message_whose_po_worker_dies_before_beginning_it_is_not_lost(rehearsa
     # given the next PO worker task dies right after it starts (the previous PO worker was stopped)
     rehearsal.ecs.kill_next = lambda task: True
     update = message_update(TELEGRAM_ADMIN_ID, "are you there?")
-    assert httpx.post(f"{rehearsal.api_url}/telegram/webhook", json=update, timeout=30,
-                      headers={"x-telegram-bot-api-secret-token": secret}).status_code == 200  # fmt: skip
+    assert (
+        httpx.post(
+            f"{rehearsal.api_url}/telegram/webhook",
+            json=update,
+            timeout=30,
+            headers={"x-telegram-bot-api-secret-token": secret},
+        ).status_code
+        == 200
+    )
     # then the message goes back to po:inbox, a new PO worker starts and answers it
     rehearsal.wait_for(lambda: rehearsal.sends("ProductOwner", "po-inbox"), 120, "the message re-queued")
-    rehearsal.wait_for(lambda: len([t for t in rehearsal.telegram.sent_texts() if "AGENT_LOG" in t]) > answered,
-                       180, "the answer from the new PO worker")  # fmt: skip
+    rehearsal.wait_for(
+        lambda: len([t for t in rehearsal.telegram.sent_texts() if "AGENT_LOG" in t]) > answered,
+        180,
+        "the answer from the new PO worker",
+    )
 
 
 def test_no_function_or_task_made_a_call_its_role_does_not_allow(rehearsal: Rehearsal) -> None:
@@ -301,10 +384,14 @@ def test_every_queue_send_grant_was_exercised(rehearsal: Rehearsal) -> None:
     code makes a scenario's publish fail (and the test above with it). A grant nobody exercised is either
     dead (remove it) or a path the rehearsal still lacks (add a scenario)."""
     granted = rehearsal.send_grants()
-    used = {(r["principal"], r["resource"]) for r in rehearsal.iam_records()
-            if r["action"] == "sqs:SendMessage" and r["allowed"]}  # fmt: skip
-    unexercised = sorted(f"{principal.rsplit('/', 1)[-1]} -> {queue.rsplit(':', 1)[-1]}"
-                         for principal, queue in granted - used)  # fmt: skip
+    used = {
+        (r["principal"], r["resource"])
+        for r in rehearsal.iam_records()
+        if r["action"] == "sqs:SendMessage" and r["allowed"]
+    }
+    unexercised = sorted(
+        f"{principal.rsplit('/', 1)[-1]} -> {queue.rsplit(':', 1)[-1]}" for principal, queue in granted - used
+    )
     assert not unexercised, "grants no scenario used:\n" + "\n".join(unexercised)
 
 

@@ -29,7 +29,12 @@ def cli(tmp_path: Path) -> CliRunner:
         full_env.update(env or {})
         return subprocess.run(
             [*orchestrator_executable(), *args],
-            capture_output=True, text=True, env=full_env, input=input, timeout=timeout, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=full_env,
+            input=input,
+            timeout=timeout,
+            check=False,
+        )
 
     return run

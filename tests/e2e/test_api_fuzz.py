@@ -62,15 +62,36 @@ def test_schemathesis_finds_no_failure(fuzzed_stack: Stack, tmp_path: Path) -> N
     # given the stack's own document; when every phase runs with the admin key
     run = subprocess.run(
         [
-            executable, "--config-file", str(CONFIG), "run", f"{fuzzed_stack.url}/openapi.json",
-            "--header", f"Authorization: Bearer {admin_key}",
-            "--checks", CHECKS, "--phases", ",".join(PHASES),
-            "--exclude-path", "/api-keys/{key_id}",
-            "--max-examples", "20", "--workers", "1", "--seed", str(SEED), "--no-shrink",
-            "--report", "json", "--report-json-path", str(report),
+            executable,
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{fuzzed_stack.url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {admin_key}",
+            "--checks",
+            CHECKS,
+            "--phases",
+            ",".join(PHASES),
+            "--exclude-path",
+            "/api-keys/{key_id}",
+            "--max-examples",
+            "20",
+            "--workers",
+            "1",
+            "--seed",
+            str(SEED),
+            "--no-shrink",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
         ],
-        capture_output=True, text=True, timeout=540, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
     # then nothing fails, every phase ran, and the run is large enough to mean something
     summary = json.loads(report.read_text()) if report.exists() else {}
     context = f"exit {run.returncode}; report {report}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"

@@ -87,8 +87,12 @@ def test_sqs_backend_stats_dlq_redrive(cli: CliRunner, moto_endpoint: str) -> No
 
 
 def test_unreachable_sqs_is_exit_5_with_one_line(cli: CliRunner) -> None:
-    env = {"ORCH_QUEUE_BACKEND": "sqs", "ORCH_AWS_ENDPOINT_URL": "http://127.0.0.1:9", "ORCH_AWS_REGION": "us-east-1",
-           "AWS_MAX_ATTEMPTS": "1"}  # fmt: skip
+    env = {
+        "ORCH_QUEUE_BACKEND": "sqs",
+        "ORCH_AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "ORCH_AWS_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
     result = cli("queue", "stats", env=env)
     assert result.returncode == 5
     assert result.stderr.startswith("error: cannot reach AWS")
@@ -96,8 +100,12 @@ def test_unreachable_sqs_is_exit_5_with_one_line(cli: CliRunner) -> None:
 
 
 def test_missing_sqs_queue_is_one_line(cli: CliRunner, moto_endpoint: str) -> None:
-    env = {"ORCH_QUEUE_BACKEND": "sqs", "ORCH_QUEUE_PREFIX": "absent", "ORCH_AWS_ENDPOINT_URL": moto_endpoint,
-           "ORCH_AWS_REGION": "us-east-1"}  # fmt: skip
+    env = {
+        "ORCH_QUEUE_BACKEND": "sqs",
+        "ORCH_QUEUE_PREFIX": "absent",
+        "ORCH_AWS_ENDPOINT_URL": moto_endpoint,
+        "ORCH_AWS_REGION": "us-east-1",
+    }
     result = cli("queue", "stats", env=env)
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "ORCH_QUEUE_PREFIX='absent'" in result.stderr

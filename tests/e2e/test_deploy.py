@@ -59,12 +59,18 @@ def deploy_stack() -> Iterator:  # type: ignore[type-arg]
 
     def make(mode: str = "good") -> Stack:
         start = _port_block()
-        stack = Stack(home, env={
-            "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"), "FAKE_DEV_MODE": mode,
-            "ORCH_WORKER_IDLE_TIMEOUT_S": "30", "ORCH_QUEUE_VISIBILITY_TIMEOUT": "30",
-            "ORCH_PORT_RANGE_START": str(start), "ORCH_PORT_RANGE_END": str(start + 19),
-            "ORCH_SMOKE_ATTEMPTS": "4",
-        })  # fmt: skip
+        stack = Stack(
+            home,
+            env={
+                "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
+                "FAKE_DEV_MODE": mode,
+                "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+                "ORCH_QUEUE_VISIBILITY_TIMEOUT": "30",
+                "ORCH_PORT_RANGE_START": str(start),
+                "ORCH_PORT_RANGE_END": str(start + 19),
+                "ORCH_SMOKE_ATTEMPTS": "4",
+            },
+        )
         stack.start()
         started.append(stack)
         return stack
@@ -160,12 +166,19 @@ def test_a_missing_secret_parks_the_deploy_and_secret_set_resumes_it(deploy_stac
 
 
 @pytest.mark.parametrize(("mode", "outcome"), [("deploy-fix", "COMPLETED"), ("deploy-broken", "FAILED")])
-def test_a_failed_deploy_opens_fix_rounds_and_never_loops_forever(deploy_stack, cli: CliRunner, mode: str,  # type: ignore[no-untyped-def]
-                                                                  outcome: str) -> None:  # fmt: skip
+def test_a_failed_deploy_opens_fix_rounds_and_never_loops_forever(
+    deploy_stack,
+    cli: CliRunner,
+    mode: str,  # type: ignore[no-untyped-def]
+    outcome: str,
+) -> None:
     deploy_stack(mode)
     ran = cli("run", "--name", "shop", "--spec", "a shop", "--agent", "command", "--json", timeout=240)
-    fixes = [t for t in _json(cli("task", "list", "--project", "shop", "--type", "engineering", "--json"))
-             if t["params"].get("parent_task_id")]  # fmt: skip
+    fixes = [
+        t
+        for t in _json(cli("task", "list", "--project", "shop", "--type", "engineering", "--json"))
+        if t["params"].get("parent_task_id")
+    ]
     deploys = _json(cli("task", "list", "--project", "shop", "--type", "deploy", "--json"))
     assert len(deploys) == 1
     assert deploys[0]["status"] == outcome, ran.stdout + ran.stderr
@@ -217,8 +230,11 @@ def test_a_service_stopped_by_hand_is_reported_down_once_then_up_once(deploy_sta
     assert cli("deploy", "stop", "blog").returncode == 0
 
 
-def test_a_server_that_does_not_answer_fails_the_deploy_with_the_reason(deploy_stack, cli: CliRunner,  # type: ignore[no-untyped-def]
-                                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_a_server_that_does_not_answer_fails_the_deploy_with_the_reason(
+    deploy_stack,
+    cli: CliRunner,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     deploy_stack()
     key = tmp_path / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(key)], check=True)

@@ -22,13 +22,16 @@ FAKES = Path(__file__).parents[1] / "fakes" / "agents"
 
 
 def _stack(home: Path, mode: str, sleep: float = 0) -> Stack:
-    return Stack(home, env={
-        "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
-        "FAKE_DEV_MODE": mode,
-        "FAKE_DEV_SLEEP": str(sleep),
-        "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
-        "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
-    })  # fmt: skip
+    return Stack(
+        home,
+        env={
+            "ORCH_AGENT_COMMAND": str(FAKES / "dev-agent"),
+            "FAKE_DEV_MODE": mode,
+            "FAKE_DEV_SLEEP": str(sleep),
+            "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+            "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
+        },
+    )
 
 
 @pytest.fixture
@@ -70,8 +73,11 @@ def test_spec_to_commit_through_scaffold_developer_tester(make_stack, cli: CliRu
     follow = _follow(cli, task["id"])
     assert follow.returncode == 0, follow.stdout + follow.stderr
     steps = [line for line in follow.stdout.splitlines() if "[" in line]
-    order = [s for s in ("[prepare]", "[scaffold]", "[developer]", "[tester]", "[finalize]")
-             if any(s in line for line in steps)]  # fmt: skip
+    order = [
+        s
+        for s in ("[prepare]", "[scaffold]", "[developer]", "[tester]", "[finalize]")
+        if any(s in line for line in steps)
+    ]
     assert order == ["[prepare]", "[scaffold]", "[developer]", "[tester]", "[finalize]"], follow.stdout
 
     done = json.loads(cli("task", "show", task["id"], "--json").stdout)
@@ -85,8 +91,12 @@ def test_spec_to_commit_through_scaffold_developer_tester(make_stack, cli: CliRu
     subprocess.run(
         ["git", "clone", "-q", "-b", result["branch"], project["repo_url"], str(clone)], check=True
     )
-    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True,
-                          check=True).stdout.strip() == result["commit_sha"]  # fmt: skip
+    assert (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == result["commit_sha"]
+    )
     assert (clone / "app" / "feature.py").exists() and (clone / "orchestrator.env.json").exists()
     assert not (clone / "TASK.md").exists(), "the worker's files stay out of the history"
     tests = subprocess.run(["make", "-C", str(clone), "test"], capture_output=True, text=True, timeout=120)
@@ -120,8 +130,9 @@ def test_the_same_message_three_times_is_one_run(make_stack, cli: CliRunner) -> 
     make_stack("good")
     task = _run(cli)
     queue = LocalQueue(Path(os.environ["ORCH_HOME"]) / "queue.db")
-    duplicate = EngineeringMessage(task_id=task["id"], project_id=task["project_id"], user_id=0,
-                                   correlation_id=task["correlation_id"])  # fmt: skip
+    duplicate = EngineeringMessage(
+        task_id=task["id"], project_id=task["project_id"], user_id=0, correlation_id=task["correlation_id"]
+    )
     queue.publish(ENGINEERING_QUEUE, duplicate)
     queue.publish(ENGINEERING_QUEUE, duplicate)
     assert _follow(cli, task["id"]).returncode == 0

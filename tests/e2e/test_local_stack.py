@@ -31,8 +31,11 @@ class Stack:
         env.update(self.extra_env)
         self.process = subprocess.Popen(
             [*orchestrator_executable(), "local", "up", "--port", str(port), "--json", *self.extra_args],
-            stdout=subprocess.PIPE, stderr=open(self.home.parent / "stack.err", "a"), text=True, env=env,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=open(self.home.parent / "stack.err", "a"),
+            text=True,
+            env=env,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         assert line, f"stack did not start: {(self.home.parent / 'stack.err').read_text()[-2000:]}"
@@ -71,8 +74,19 @@ def _json(result: subprocess.CompletedProcess[str]) -> object:
 
 
 def test_tour_create_list_show_engineering_cancel_retry(stack: Stack, cli: CliRunner) -> None:
-    project = _json(cli("project", "create", "--name", "blog", "--description", "my blog", "--modules",
-                        "backend,telegram", "--json"))  # fmt: skip
+    project = _json(
+        cli(
+            "project",
+            "create",
+            "--name",
+            "blog",
+            "--description",
+            "my blog",
+            "--modules",
+            "backend,telegram",
+            "--json",
+        )
+    )
     assert project["name"] == "blog" and project["modules"] == ["backend", "telegram"]  # type: ignore[index]
     assert [p["name"] for p in _json(cli("project", "list", "--json"))] == ["blog"]  # type: ignore[index, union-attr]
     assert _json(cli("project", "show", "blog", "--json"))["id"] == project["id"]  # type: ignore[index]
@@ -103,13 +117,35 @@ def test_follow_streams_until_completed(stack: Stack, cli: CliRunner) -> None:
     task = _json(cli("engineering", "start", "blog", "--spec", "x", "--json"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env["ORCH_HOME"] = os.environ["ORCH_HOME"]
-    follower = subprocess.Popen([*orchestrator_executable(), "task", "logs", task["id"], "--follow", "--interval",  # type: ignore[index]
-                                 "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    follower = subprocess.Popen(
+        [
+            *orchestrator_executable(),
+            "task",
+            "logs",
+            task["id"],
+            "--follow",
+            "--interval",  # type: ignore[index]
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     with stack.service_client() as service:
         service.claim_task(task["id"], worker="e2e")  # type: ignore[index]
         time.sleep(0.3)
-        service.append_events(task["id"], [{"type": "progress", "message": "developer at work",  # type: ignore[index]
-                                            "current_step": "developer", "progress_pct": 40}])  # fmt: skip
+        service.append_events(
+            task["id"],
+            [
+                {
+                    "type": "progress",
+                    "message": "developer at work",  # type: ignore[index]
+                    "current_step": "developer",
+                    "progress_pct": 40,
+                }
+            ],
+        )
         time.sleep(0.3)
         service.complete_task(task["id"], {"status": "success", "commit_sha": "abc123"})  # type: ignore[index]
     out, err = follower.communicate(timeout=30)

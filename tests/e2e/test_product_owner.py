@@ -35,17 +35,21 @@ def _orchestrator() -> str:
 def po_stack() -> Iterator[tuple[Stack, FakeTelegram]]:
     home = Path(os.environ["ORCH_HOME"])
     with FakeTelegram(TOKEN) as telegram:
-        stack = Stack(home, env={
-            "ORCH_PO_AGENT": "command",
-            "ORCH_PO_AGENT_COMMAND": str(FAKES / "po-agent"),
-            "FAKE_PO_ORCHESTRATOR": _orchestrator(),
-            "FAKE_PO_SLEEP": "2",
-            "ORCH_TELEGRAM_BOT_TOKEN": TOKEN,
-            "ORCH_TELEGRAM_API_BASE": telegram.url,
-            "ORCH_TELEGRAM_ADMINS": str(ADMIN_TG),
-            "ORCH_WORKER_IDLE_TIMEOUT_S": "60",
-            "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
-        }, args=("--telegram",))  # fmt: skip
+        stack = Stack(
+            home,
+            env={
+                "ORCH_PO_AGENT": "command",
+                "ORCH_PO_AGENT_COMMAND": str(FAKES / "po-agent"),
+                "FAKE_PO_ORCHESTRATOR": _orchestrator(),
+                "FAKE_PO_SLEEP": "2",
+                "ORCH_TELEGRAM_BOT_TOKEN": TOKEN,
+                "ORCH_TELEGRAM_API_BASE": telegram.url,
+                "ORCH_TELEGRAM_ADMINS": str(ADMIN_TG),
+                "ORCH_WORKER_IDLE_TIMEOUT_S": "60",
+                "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
+            },
+            args=("--telegram",),
+        )
         stack.start()
         try:
             yield stack, telegram
@@ -84,7 +88,7 @@ def test_a_wish_in_telegram_becomes_a_project_and_a_task_by_one_po_worker(
             text="make a blog",
             user_id=alice.id,
         ),
-    )  # fmt: skip  -- a redelivered inbox message, past the bot's own duplicate check
+    )  # a redelivered inbox message, past the bot's own duplicate check
 
     # then: two answers, in order, from one worker
     telegram.wait_for(lambda: len(_replies(telegram)) >= 2, timeout=90)

@@ -39,16 +39,24 @@ def claude_stack(model: ModelServer, tmp_path: Path) -> Iterator[Stack]:
     home.mkdir(parents=True, exist_ok=True)
     LocalSecrets(home / "secrets.json").put("secret://agents/anthropic", TEST_KEY)
     start = _port_block()
-    agent_env = {k: v for k, v in claude_env(tmp_path / "agent-home", model.url).items()
-                 if k not in ("PATH", "ANTHROPIC_API_KEY")}  # fmt: skip
-    stack = Stack(home, env={
-        **agent_env,
-        "ORCH_CLAUDE_BIN": claude,
-        "ORCH_AGENT_SECRET_REFS": json.dumps({"ANTHROPIC_API_KEY": "secret://agents/anthropic"}),
-        "ORCH_WORKER_IDLE_TIMEOUT_S": "30", "ORCH_QUEUE_VISIBILITY_TIMEOUT": "30",
-        "ORCH_PORT_RANGE_START": str(start), "ORCH_PORT_RANGE_END": str(start + 19),
-        "ORCH_SMOKE_ATTEMPTS": "4",
-    })  # fmt: skip
+    agent_env = {
+        k: v
+        for k, v in claude_env(tmp_path / "agent-home", model.url).items()
+        if k not in ("PATH", "ANTHROPIC_API_KEY")
+    }
+    stack = Stack(
+        home,
+        env={
+            **agent_env,
+            "ORCH_CLAUDE_BIN": claude,
+            "ORCH_AGENT_SECRET_REFS": json.dumps({"ANTHROPIC_API_KEY": "secret://agents/anthropic"}),
+            "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+            "ORCH_QUEUE_VISIBILITY_TIMEOUT": "30",
+            "ORCH_PORT_RANGE_START": str(start),
+            "ORCH_PORT_RANGE_END": str(start + 19),
+            "ORCH_SMOKE_ATTEMPTS": "4",
+        },
+    )
     stack.start()
     yield stack
     if stack.process and stack.process.poll() is None:

@@ -41,19 +41,26 @@ def po_stack(model: ModelServer, tmp_path: Path) -> Iterator[tuple[Stack, FakeTe
     home = Path(os.environ["ORCH_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     LocalSecrets(home / "secrets.json").put("secret://agents/anthropic", TEST_KEY)
-    agent_env = {k: v for k, v in claude_env(tmp_path / "agent-home", model.url).items()
-                 if k not in ("ANTHROPIC_API_KEY",)}  # fmt: skip
+    agent_env = {
+        k: v
+        for k, v in claude_env(tmp_path / "agent-home", model.url).items()
+        if k not in ("ANTHROPIC_API_KEY",)
+    }
     venv_bin = str(Path(sys.executable).parent)
     agent_env["PATH"] = os.pathsep.join(p for p in agent_env["PATH"].split(os.pathsep) if p != venv_bin)
     settings = {
-        "ORCH_PO_AGENT": "claude-code", "ORCH_CLAUDE_BIN": claude,
+        "ORCH_PO_AGENT": "claude-code",
+        "ORCH_CLAUDE_BIN": claude,
         "ORCH_AGENT_SECRET_REFS": json.dumps({"ANTHROPIC_API_KEY": "secret://agents/anthropic"}),
-        "ORCH_TELEGRAM_BOT_TOKEN": TOKEN, "ORCH_TELEGRAM_ADMINS": str(ALICE_TG),
-        "ORCH_WORKER_IDLE_TIMEOUT_S": "30", "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
-    }  # fmt: skip
+        "ORCH_TELEGRAM_BOT_TOKEN": TOKEN,
+        "ORCH_TELEGRAM_ADMINS": str(ALICE_TG),
+        "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+        "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
+    }
     with FakeTelegram(TOKEN) as telegram:
-        stack = Stack(home, env={**agent_env, **settings, "ORCH_TELEGRAM_API_BASE": telegram.url},
-                      args=("--telegram",))  # fmt: skip
+        stack = Stack(
+            home, env={**agent_env, **settings, "ORCH_TELEGRAM_API_BASE": telegram.url}, args=("--telegram",)
+        )
         stack.start()
         try:
             yield stack, telegram
@@ -86,6 +93,12 @@ def test_the_po_answers_a_question_with_what_the_orchestrator_cli_printed(
     # the model asked for the command, and claude ran it with its Bash tool (the result went back to the model)
     turns = model.agent_requests()
     assert len(turns) >= 2 and {r["key_end"] for r in turns} == {TEST_KEY[-4:]}
-    results = [item for r in turns for m in r["body"]["messages"] if isinstance(m.get("content"), list)
-               for item in m["content"] if item.get("type") == "tool_result"]  # fmt: skip
+    results = [
+        item
+        for r in turns
+        for m in r["body"]["messages"]
+        if isinstance(m.get("content"), list)
+        for item in m["content"]
+        if item.get("type") == "tool_result"
+    ]
     assert results and not any(item.get("is_error") for item in results), results

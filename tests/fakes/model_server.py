@@ -259,11 +259,22 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _record(self, body: Any) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()
-                       if k.lower() not in ("authorization", "x-api-key")}  # fmt: skip
+            headers = {
+                k.lower(): v
+                for k, v in self.headers.items()
+                if k.lower() not in ("authorization", "x-api-key")
+            }
             key = self.headers.get("x-api-key") or self.headers.get("authorization") or ""
-            server.record({"method": self.command, "path": self.path.split("?")[0], "headers": headers,
-                           "key_end": key[-4:], "body": body, "at": time.time()})  # fmt: skip
+            server.record(
+                {
+                    "method": self.command,
+                    "path": self.path.split("?")[0],
+                    "headers": headers,
+                    "key_end": key[-4:],
+                    "body": body,
+                    "at": time.time(),
+                }
+            )
 
         def do_HEAD(self) -> None:
             self._record(None)
@@ -277,8 +288,9 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if path.endswith("/responses"):  # codex tries a WebSocket first: none here, use HTTPS at once
                 self._json(404, {"error": {"message": "no WebSocket transport", "type": "not_found"}})
             elif path.endswith("/models"):
-                self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}],
-                                 "models": []})  # fmt: skip
+                self._json(
+                    200, {"object": "list", "data": [{"id": server.model, "object": "model"}], "models": []}
+                )
             else:
                 self._json(200, {"ok": True})
 
@@ -318,9 +330,16 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                     block.setdefault("id", f"toolu_{uuid.uuid4().hex[:20]}")
             stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
             usage = _usage(body)
-            message: dict[str, Any] = {"id": f"msg_{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant",
-                       "model": body.get("model") or server.model, "content": [], "stop_reason": None,
-                       "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}  # fmt: skip
+            message: dict[str, Any] = {
+                "id": f"msg_{uuid.uuid4().hex[:20]}",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model") or server.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {**usage, "output_tokens": 1},
+            }
             if not body.get("stream"):
                 message.update(content=blocks, stop_reason=stop_reason, usage=usage)
                 self._json(200, message)
@@ -333,11 +352,23 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 return
             for index, block in enumerate(blocks):
                 if block["type"] == "text":
-                    self._event("content_block_start", {"type": "content_block_start", "index": index,
-                                                        "content_block": {"type": "text", "text": ""}})  # fmt: skip
+                    self._event(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    )
                     for chunk in _chunks(block["text"]):
-                        self._event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                            "delta": {"type": "text_delta", "text": chunk}})  # fmt: skip
+                        self._event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "text_delta", "text": chunk},
+                            },
+                        )
                 else:
                     start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
                     self._event(
@@ -345,12 +376,23 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                         {"type": "content_block_start", "index": index, "content_block": start},
                     )
                     for chunk in _chunks(json.dumps(block["input"])):
-                        self._event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                    "delta": {"type": "input_json_delta", "partial_json": chunk}})  # fmt: skip
+                        self._event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": chunk},
+                            },
+                        )
                 self._event("content_block_stop", {"type": "content_block_stop", "index": index})
-            self._event("message_delta", {"type": "message_delta",
-                                          "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                                          "usage": {"output_tokens": usage["output_tokens"]}})  # fmt: skip
+            self._event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
             self._event("message_stop", {"type": "message_stop"})
             self.close_connection = True
 
@@ -389,8 +431,14 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 step = server.script_for(prompts).step(turns)
             response_id = f"resp_{uuid.uuid4().hex[:20]}"
             usage = _usage(body)
-            base: dict[str, Any] = {"id": response_id, "object": "response", "created_at": int(time.time()),
-                    "model": body.get("model") or server.model, "status": "in_progress", "output": []}  # fmt: skip
+            base: dict[str, Any] = {
+                "id": response_id,
+                "object": "response",
+                "created_at": int(time.time()),
+                "model": body.get("model") or server.model,
+                "status": "in_progress",
+                "output": [],
+            }
             self._sse_start()
             self._event(None, {"type": "response.created", "response": base})
             if step == HANG:
@@ -399,25 +447,55 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             output = []
             for index, block in enumerate(step):
                 if block["type"] == "text":
-                    item = {"type": "message", "id": f"msg_{uuid.uuid4().hex[:16]}", "role": "assistant",
-                            "status": "completed",
-                            "content": [{"type": "output_text", "text": block["text"], "annotations": []}]}  # fmt: skip
-                    self._event(None, {"type": "response.output_item.added", "output_index": index,
-                                       "item": {**item, "content": [], "status": "in_progress"}})  # fmt: skip
-                    self._event(None, {"type": "response.output_text.delta", "output_index": index,
-                                       "content_index": 0, "item_id": item["id"], "delta": block["text"]})  # fmt: skip
+                    item = {
+                        "type": "message",
+                        "id": f"msg_{uuid.uuid4().hex[:16]}",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": block["text"], "annotations": []}],
+                    }
+                    self._event(
+                        None,
+                        {
+                            "type": "response.output_item.added",
+                            "output_index": index,
+                            "item": {**item, "content": [], "status": "in_progress"},
+                        },
+                    )
+                    self._event(
+                        None,
+                        {
+                            "type": "response.output_text.delta",
+                            "output_index": index,
+                            "content_index": 0,
+                            "item_id": item["id"],
+                            "delta": block["text"],
+                        },
+                    )
                 else:
                     name, arguments = _codex_call(block, _cwd(items))
-                    item = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:16]}",
-                            "call_id": f"call_{uuid.uuid4().hex[:16]}", "name": name,
-                            "arguments": json.dumps(arguments), "status": "completed"}  # fmt: skip
+                    item = {
+                        "type": "function_call",
+                        "id": f"fc_{uuid.uuid4().hex[:16]}",
+                        "call_id": f"call_{uuid.uuid4().hex[:16]}",
+                        "name": name,
+                        "arguments": json.dumps(arguments),
+                        "status": "completed",
+                    }
                 self._event(None, {"type": "response.output_item.done", "output_index": index, "item": item})
                 output.append(item)
-            done = {**base, "status": "completed", "output": output,
-                    "usage": {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
-                              "total_tokens": usage["input_tokens"] + usage["output_tokens"],
-                              "input_tokens_details": {"cached_tokens": 0},
-                              "output_tokens_details": {"reasoning_tokens": 0}}}  # fmt: skip
+            done = {
+                **base,
+                "status": "completed",
+                "output": output,
+                "usage": {
+                    "input_tokens": usage["input_tokens"],
+                    "output_tokens": usage["output_tokens"],
+                    "total_tokens": usage["input_tokens"] + usage["output_tokens"],
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                },
+            }
             self._event(None, {"type": "response.completed", "response": done})
 
     return Handler
@@ -430,8 +508,16 @@ def _droid_call(block: Block, names: set[Any]) -> Block:
         return block
     tool_input = block["input"]
     if block["name"] == "Bash" and "Execute" in names:
-        return {**block, "name": "Execute", "input": {"command": tool_input["command"], "riskLevel": "low",
-                "summary": "Run the scripted command now", "riskLevelReason": "It only touches the workspace."}}  # fmt: skip
+        return {
+            **block,
+            "name": "Execute",
+            "input": {
+                "command": tool_input["command"],
+                "riskLevel": "low",
+                "summary": "Run the scripted command now",
+                "riskLevelReason": "It only touches the workspace.",
+            },
+        }
     if block["name"] == "Write" and "Create" in names:
         return {**block, "name": "Create"}
     return block

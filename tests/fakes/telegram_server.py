@@ -115,8 +115,9 @@ class FakeTelegram:
     def __enter__(self) -> FakeTelegram:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -140,8 +141,14 @@ class FakeTelegram:
             self._updates.append(update)
             self._cond.notify_all()
 
-    def fail(self, method: str, status: int = 500, description: str | None = None,
-             retry_after: int | None = None, times: int = 1) -> None:  # fmt: skip
+    def fail(
+        self,
+        method: str,
+        status: int = 500,
+        description: str | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         """The next `times` calls of `method` answer with this error."""
         default = "Too Many Requests: retry later" if status == 429 else "Internal Server Error"
         with self._cond:

@@ -41,8 +41,13 @@ def main() -> None:
     from shared.workers.runtime import WorkerLaunch
 
     settings = WorkerManagerSettings()
-    runtime = FargateRuntime(cluster="images-test", task_definition="worker", container_name="worker",
-                             subnets=["subnet-test"], security_groups=["sg-test"])  # fmt: skip
+    runtime = FargateRuntime(
+        cluster="images-test",
+        task_definition="worker",
+        container_name="worker",
+        subnets=["subnet-test"],
+        security_groups=["sg-test"],
+    )
     override = runtime.overrides_for(
         WorkerLaunch(worker_id=worker_id, task_id=None, env=launch_env(settings))
     )
@@ -67,9 +72,22 @@ def main() -> None:
     for path in config.get("read_only_mounts", []):
         mounts += ["-v", f"{path}:{path}:ro"]
 
-    command = [config["docker"], "run", "--rm", "--name", f"orch-images-{worker_id}",
-               "--label", config["label"], "--network", "host",
-               "--cpus", str(config["cpus"]), "--memory", f"{config['memory_mib']}m", *mounts]  # fmt: skip
+    command = [
+        config["docker"],
+        "run",
+        "--rm",
+        "--name",
+        f"orch-images-{worker_id}",
+        "--label",
+        config["label"],
+        "--network",
+        "host",
+        "--cpus",
+        str(config["cpus"]),
+        "--memory",
+        f"{config['memory_mib']}m",
+        *mounts,
+    ]
     for name, value in sorted(env.items()):
         command += ["-e", f"{name}={value}"]
     command += [config["image"], *container["command"]]

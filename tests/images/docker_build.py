@@ -53,8 +53,9 @@ def docker_client() -> str:
     for client in dict.fromkeys(candidates):
         if subprocess.run([client, "buildx", "version"], capture_output=True).returncode == 0:
             return client
-        version = subprocess.run([client, "version", "--format", "{{.Client.Version}}"],
-                                 capture_output=True, text=True).stdout.strip()  # fmt: skip
+        version = subprocess.run(
+            [client, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
+        ).stdout.strip()
         if version and int(version.split(".")[0]) < 23:
             return client
     raise RuntimeError(
@@ -98,8 +99,12 @@ def ensure_base(tag: str = BASE_TAG, rebuild: bool = False) -> Built:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="orch-base-", dir="/var/tmp") as scratch:
         rootfs = Path(scratch) / "rootfs"
-        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
-                       check=True, capture_output=True, timeout=600)  # fmt: skip
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(
             [docker_client(), "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True
@@ -113,8 +118,16 @@ def ensure_base(tag: str = BASE_TAG, rebuild: bool = False) -> Built:
 
 def build(dockerfile: str, tag: str, base: str = BASE_TAG, build_args: dict[str, str] | None = None) -> Built:
     """`docker build` from the repository root with BuildKit; the host's CA bundle as the `build_ca` secret."""
-    args = ["build", "--progress=plain", "-f", f"worker_image/{dockerfile}", "-t", tag,
-            "--build-arg", f"BASE_IMAGE={base}"]  # fmt: skip
+    args = [
+        "build",
+        "--progress=plain",
+        "-f",
+        f"worker_image/{dockerfile}",
+        "-t",
+        tag,
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+    ]
     for name, value in (build_args or {}).items():
         args += ["--build-arg", f"{name}={value}"]
     if HOST_CA_BUNDLE.exists():
@@ -152,8 +165,14 @@ def main() -> int:
     built = build_all(with_claude=True)
     for name, item in built.items():
         print(f"{name:8} {item.line()}")
-    print(json.dumps({k: {"tag": v.tag, "seconds": round(v.seconds, 1), "bytes": v.size_bytes, "cached": v.cached}
-                      for k, v in built.items()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: {"tag": v.tag, "seconds": round(v.seconds, 1), "bytes": v.size_bytes, "cached": v.cached}
+                for k, v in built.items()
+            }
+        )
+    )
     return 0
 
 

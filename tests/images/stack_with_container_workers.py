@@ -15,8 +15,12 @@ from shared.workers import local  # noqa: E402
 _original_init = local.LocalRuntime.__init__
 
 
-def _container_init(self: local.LocalRuntime, log_dir: Path, on_stopped: local.StoppedCallback | None = None,
-                    command: list[str] | None = None) -> None:  # fmt: skip
+def _container_init(
+    self: local.LocalRuntime,
+    log_dir: Path,
+    on_stopped: local.StoppedCallback | None = None,
+    command: list[str] | None = None,
+) -> None:
     _original_init(
         self,
         log_dir,

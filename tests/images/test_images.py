@@ -34,8 +34,10 @@ IMAGE_UID = 10001
 # git 2.39 honours safe.directory only in the system or global file (not GIT_CONFIG_COUNT), hence a global file.
 GITCONFIG = "[include]\n\tpath = ~/.gitconfig\n[safe]\n\tdirectory = *\n"
 # What the developer agent leaves in its commit: where it ran (read back from the pushed branch).
-PROOF = ("{ id -u; . /etc/os-release; echo \"$PRETTY_NAME\"; test -f /.dockerenv && echo in-container; "
-         "tr '\\0' ' ' < /proc/1/cmdline; echo; } > where-the-agent-ran.txt; exec " + str(FAKES / "dev-agent"))  # fmt: skip
+PROOF = (
+    '{ id -u; . /etc/os-release; echo "$PRETTY_NAME"; test -f /.dockerenv && echo in-container; '
+    "tr '\\0' ' ' < /proc/1/cmdline; echo; } > where-the-agent-ran.txt; exec " + str(FAKES / "dev-agent")
+)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -47,8 +49,14 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*orchestrator_executable(), *args], capture_output=True, text=True, env=_env(),
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [*orchestrator_executable(), *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _json(done: subprocess.CompletedProcess[str]) -> Any:
@@ -57,26 +65,54 @@ def _json(done: subprocess.CompletedProcess[str]) -> Any:
 
 
 @contextmanager
-def _stack_with_container_workers(image: str, task: dict[str, Any], scratch: Path, stack_env: dict[str, str],
-                                  task_env: dict[str, str] | None = None) -> Iterator[str]:  # fmt: skip
+def _stack_with_container_workers(
+    image: str,
+    task: dict[str, Any],
+    scratch: Path,
+    stack_env: dict[str, str],
+    task_env: dict[str, str] | None = None,
+) -> Iterator[str]:
     """The embedded stack with `image` in the Fargate task's place; yields its API URL. `task_env` is what
     `-c agent_env` adds to the worker task definition's environment."""
     scratch.mkdir()
     config = scratch / "config.json"
-    config.write_text(json.dumps({
-        "docker": docker_build.docker_client(), "image": image, "label": LABEL,
-        "task_environment": {**task["environment"], **(task_env or {})}, "cpus": task["cpus"],
-        "memory_mib": task["memory_mib"], "scratch": str(scratch), "read_only_mounts": [str(FAKES)],
-    }))  # fmt: skip
-    env = _env(ORCH_WORKER_IDLE_TIMEOUT_S="30", ORCH_QUEUE_VISIBILITY_TIMEOUT="10", ORCH_IMAGES_CONFIG=str(config),
-               **stack_env)  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "docker": docker_build.docker_client(),
+                "image": image,
+                "label": LABEL,
+                "task_environment": {**task["environment"], **(task_env or {})},
+                "cpus": task["cpus"],
+                "memory_mib": task["memory_mib"],
+                "scratch": str(scratch),
+                "read_only_mounts": [str(FAKES)],
+            }
+        )
+    )
+    env = _env(
+        ORCH_WORKER_IDLE_TIMEOUT_S="30",
+        ORCH_QUEUE_VISIBILITY_TIMEOUT="10",
+        ORCH_IMAGES_CONFIG=str(config),
+        **stack_env,
+    )
     stderr = scratch / "stack.err"
     with stderr.open("ab") as err:
         process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("stack_with_container_workers.py")),
-             "local", "up", "--port", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(Path(__file__).with_name("stack_with_container_workers.py")),
+                "local",
+                "up",
+                "--port",
+                "0",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -91,11 +127,13 @@ def _stack_with_container_workers(image: str, task: dict[str, Any], scratch: Pat
 
 
 @pytest.fixture
-def container_stack(images: dict[str, docker_build.Built], task_definitions: dict[str, dict[str, Any]],
-                    tmp_path: Path) -> Iterator[str]:  # fmt: skip
+def container_stack(
+    images: dict[str, docker_build.Built], task_definitions: dict[str, dict[str, Any]], tmp_path: Path
+) -> Iterator[str]:
     """The embedded stack with the worker image in the Fargate task's place; yields its API URL."""
-    with _stack_with_container_workers(images["worker"].tag, task_definitions["worker"], tmp_path / "images",
-                                       {"ORCH_AGENT_COMMAND": PROOF}) as url:  # fmt: skip
+    with _stack_with_container_workers(
+        images["worker"].tag, task_definitions["worker"], tmp_path / "images", {"ORCH_AGENT_COMMAND": PROOF}
+    ) as url:
         yield url
 
 
@@ -116,13 +154,15 @@ def _engineering_round(spec: str, agent: str) -> tuple[dict[str, Any], list[Path
 
 def _clone_branch(result: dict[str, Any], into: Path) -> Path:
     project = _json(_cli("project", "show", "blog", "--json"))
-    subprocess.run(["git", "clone", "-q", "-b", result["branch"], project["repo_url"], str(into)], check=True,
-                   env=_env())  # fmt: skip
+    subprocess.run(
+        ["git", "clone", "-q", "-b", result["branch"], project["repo_url"], str(into)], check=True, env=_env()
+    )
     return into
 
 
-def test_worker_image_does_an_engineering_round_against_the_embedded_stack(container_stack: str,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_worker_image_does_an_engineering_round_against_the_embedded_stack(
+    container_stack: str, tmp_path: Path
+) -> None:
     # given: the embedded stack whose workers are containers of the worker image (the fixture)
     # when: an engineering task runs: scaffold (host), developer and tester (containers), finalize (host)
     done, logs, worker_logs = _engineering_round("add an answer() function", "command")
@@ -154,15 +194,29 @@ def test_ansible_runner_image_deploys_an_app_with_a_real_playbook(
     subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(repo.bare)], check=True)
     runner = task_definitions["ansible-runner"]
     port = free_port()
-    job = {"request_id": str(uuid.uuid4()), "correlation_id": "images-test", "kind": "deploy",
-           "target": {"handle": "localhost", "host": "127.0.0.1", "connection": "local"},
-           "project_id": "p1", "project_name": "demo_app", "repo_url": str(repo.bare), "ref": "main",
-           "port": port, "timeout_s": 180}  # fmt: skip
+    job = {
+        "request_id": str(uuid.uuid4()),
+        "correlation_id": "images-test",
+        "kind": "deploy",
+        "target": {"handle": "localhost", "host": "127.0.0.1", "connection": "local"},
+        "project_id": "p1",
+        "project_name": "demo_app",
+        "repo_url": str(repo.bare),
+        "ref": "main",
+        "port": port,
+        "timeout_s": 180,
+    }
     env = {**runner["environment"], "ORCH_ANSIBLE_JOB": json.dumps(job)}
 
     # when: the runner image runs it as the Fargate task would (job in the env var; no --publish: no SQS here)
-    args = ["--cpus", str(runner["cpus"]), "--memory", f"{runner['memory_mib']}m",
-            "-v", f"{repo.bare}:{repo.bare}:ro"]  # fmt: skip
+    args = [
+        "--cpus",
+        str(runner["cpus"]),
+        "--memory",
+        f"{runner['memory_mib']}m",
+        "-v",
+        f"{repo.bare}:{repo.bare}:ro",
+    ]
     for name, value in sorted(env.items()):
         args += ["-e", f"{name}={value}"]
     done = run_container(*args, images["ansible"].tag, "--job-env", "ORCH_ANSIBLE_JOB", timeout=300)
@@ -204,18 +258,28 @@ def model() -> Iterator[ModelServer]:
 
 
 def test_real_claude_in_the_worker_image_does_an_engineering_round(
-    claude_worker_image: docker_build.Built, task_definitions: dict[str, dict[str, Any]], model: ModelServer,
+    claude_worker_image: docker_build.Built,
+    task_definitions: dict[str, dict[str, Any]],
+    model: ModelServer,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     # given: the stack's key for the agents by reference (its secrets file, as the task role reads Secrets
     # Manager), the scripted model on the host as the endpoint (what `-c agent_env` puts on the worker task),
     # and workers that are containers of the image with the real claude
     LocalSecrets(Path(os.environ["ORCH_HOME"]) / "secrets.json").put("secret://agents/anthropic", TEST_KEY)
-    agent_env = {k: v for k, v in claude_env(tmp_path / "unused-home", model.url).items()
-                 if k not in ("PATH", "HOME", "ANTHROPIC_API_KEY")}  # fmt: skip
+    agent_env = {
+        k: v
+        for k, v in claude_env(tmp_path / "unused-home", model.url).items()
+        if k not in ("PATH", "HOME", "ANTHROPIC_API_KEY")
+    }
     refs = json.dumps({"ANTHROPIC_API_KEY": "secret://agents/anthropic"})
-    with _stack_with_container_workers(claude_worker_image.tag, task_definitions["worker"], tmp_path / "images",
-                                       {"ORCH_AGENT_SECRET_REFS": refs}, agent_env):  # fmt: skip
+    with _stack_with_container_workers(
+        claude_worker_image.tag,
+        task_definitions["worker"],
+        tmp_path / "images",
+        {"ORCH_AGENT_SECRET_REFS": refs},
+        agent_env,
+    ):
         # when: an engineering task with the default agent: developer (real claude) and tester in containers
         done, logs, worker_logs = _engineering_round("add hello.txt", "claude-code")
 
@@ -237,5 +301,8 @@ def test_real_claude_in_the_worker_image_does_an_engineering_round(
     # non-root in the container, so `permissions=auto` chose bypassPermissions (which claude refuses for root)
     assert (uid, marker) == (str(IMAGE_UID), "in-container"), proof
     assert "--permission-mode bypassPermissions" in proof and "dontAsk" not in proof, proof
-    print(f"\nreal claude ran in the worker image as uid {uid}: "
-          f"{claude_worker_image.line()}; {len(turns)} model turns", file=sys.stderr)  # fmt: skip
+    print(
+        f"\nreal claude ran in the worker image as uid {uid}: "
+        f"{claude_worker_image.line()}; {len(turns)} model turns",
+        file=sys.stderr,
+    )

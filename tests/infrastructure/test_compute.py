@@ -454,8 +454,13 @@ def test_images_are_staged_from_the_dockerignore_context_with_their_dockerfiles(
         assert source["platform"] == "linux/amd64"
         staged = any_app.outdir / source["directory"]
         assert {p.name for p in staged.iterdir()} == {
-            "pyproject.toml", "README.md", "shared", "functions", "cli", "worker_image"
-        }  # fmt: skip
+            "pyproject.toml",
+            "README.md",
+            "shared",
+            "functions",
+            "cli",
+            "worker_image",
+        }
         assert not list(staged.rglob("__pycache__"))
     assert image_build_context_excludes()[0] == "*"
 
@@ -1052,8 +1057,13 @@ def test_agent_credentials_reach_the_graphs_by_reference_and_only_the_worker_rol
         for props in (r["Properties"] for r in variant_app.resources("AWS::ECS::TaskDefinition").values())
         if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
     ]
-    readable = json.dumps([s for s in _policy_statements(variant_app, worker_role)
-                           if "secretsmanager:GetSecretValue" in _actions(s)])  # fmt: skip
+    readable = json.dumps(
+        [
+            s
+            for s in _policy_statements(variant_app, worker_role)
+            if "secretsmanager:GetSecretValue" in _actions(s)
+        ]
+    )
     assert "agents/anthropic" in readable
     default_role = next(
         props["TaskRoleArn"]["Fn::GetAtt"][0]

@@ -50,9 +50,16 @@ def claude_env(home: Path, base_url: str) -> dict[str, str]:
 
 
 def run_scripted(
-    adapter: AgentAdapter, model: ModelServer, script: str, prompt: str, workspace: Path, env: dict[str, str],
-    *, timeout_s: float, session_id: str | None,
-) -> tuple[AgentResult, list[AgentEvent]]:  # fmt: skip
+    adapter: AgentAdapter,
+    model: ModelServer,
+    script: str,
+    prompt: str,
+    workspace: Path,
+    env: dict[str, str],
+    *,
+    timeout_s: float,
+    session_id: str | None,
+) -> tuple[AgentResult, list[AgentEvent]]:
     """One run of the agent with the model server playing `script`: the result and every event."""
     model.script = SCRIPTS[script]
     events: list[AgentEvent] = []
@@ -81,7 +88,13 @@ def droid_env(home: Path, base_url: str) -> dict[str, str]:
     """Factory Droid has no endpoint variable: a "custom model" (bring your own key) in its
     ~/.factory/config.json names the endpoint, the provider's API and the key; no Factory login needed."""
     (home / ".factory").mkdir(parents=True, exist_ok=True)
-    model = {"model_display_name": "Local", "model": "claude-sonnet-4-5-20250929", "base_url": base_url,
-             "api_key": TEST_KEY, "provider": "anthropic", "max_tokens": 8192}  # fmt: skip
+    model = {
+        "model_display_name": "Local",
+        "model": "claude-sonnet-4-5-20250929",
+        "base_url": base_url,
+        "api_key": TEST_KEY,
+        "provider": "anthropic",
+        "max_tokens": 8192,
+    }
     (home / ".factory" / "config.json").write_text(json.dumps({"custom_models": [model]}))
     return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8"}

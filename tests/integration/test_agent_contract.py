@@ -102,15 +102,27 @@ def _real(
         env = claude_env(home, model.url)
     elif agent == "codex":
         (home / ".codex").mkdir(parents=True, exist_ok=True)
-        env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
-               "OPENAI_API_KEY": TEST_KEY}  # fmt: skip
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "CODEX_HOME": str(home / ".codex"),
+            "OPENAI_API_KEY": TEST_KEY,
+        }
         settings.update(model=CODEX_MODEL, sandbox="bypass")
     else:
         env = droid_env(home, model.url)
         settings.update(model=DROID_MODEL)
     adapter = get_adapter(agent, settings)
-    return run_scripted(adapter, model, SCRIPT.get(scenario, "answer"), "Implement TASK.md", workspace, env,
-                        timeout_s=2.0 if scenario == "hang" else 90.0, session_id=session_id)  # fmt: skip
+    return run_scripted(
+        adapter,
+        model,
+        SCRIPT.get(scenario, "answer"),
+        "Implement TASK.md",
+        workspace,
+        env,
+        timeout_s=2.0 if scenario == "hang" else 90.0,
+        session_id=session_id,
+    )
 
 
 def _fake(
@@ -124,8 +136,16 @@ def _fake(
     adapter = get_adapter(agent, {"bin": str(FAKES / FAKE_CLI[agent])})
     events: list[AgentEvent] = []
     timeout_s = 2.0 if scenario == "hang" else 30.0
-    result = run_agent(adapter, "Implement TASK.md", workspace, timeout_s, events.append, session_id=session_id,
-                       env=env, kill_grace_s=1.0)  # fmt: skip
+    result = run_agent(
+        adapter,
+        "Implement TASK.md",
+        workspace,
+        timeout_s,
+        events.append,
+        session_id=session_id,
+        env=env,
+        kill_grace_s=1.0,
+    )
     return result, events
 
 

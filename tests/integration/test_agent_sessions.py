@@ -41,8 +41,11 @@ def test_a_claude_session_moves_to_a_new_machine_and_resumes(tmp_path: Path) -> 
     _, _, lost = _claude(workspace, second_config, session_id)
     assert lost  # "No conversation found": the wrapper then starts afresh instead of failing
     # ...and with them restored, it continues the same conversation
-    restored = unpack(archive, "claude-code",
-                      lambda sid: adapter.session_files(workspace, {"CLAUDE_CONFIG_DIR": str(second_config)}, sid))  # fmt: skip
+    restored = unpack(
+        archive,
+        "claude-code",
+        lambda sid: adapter.session_files(workspace, {"CLAUDE_CONFIG_DIR": str(second_config)}, sid),
+    )
     assert restored.session_id == session_id and restored.files == 1
     answer, resumed_id, lost = _claude(workspace, second_config, session_id)
     assert not lost and resumed_id == session_id and answer.endswith("(turn 2)")

@@ -90,8 +90,12 @@ def test_without_the_bucket_the_same_checkpoint_fails_in_dynamodb(aws: Any) -> N
 def test_the_saver_finds_the_stacks_lifecycle_rule_and_leaves_it(aws: Any) -> None:
     from infra_cdk.constants import checkpoint_lifecycle_rule_id
 
-    rule = {"ID": checkpoint_lifecycle_rule_id(), "Status": "Enabled", "Filter": {"Prefix": "checkpoints/"},
-            "Expiration": {"Days": 30}}  # fmt: skip
+    rule = {
+        "ID": checkpoint_lifecycle_rule_id(),
+        "Status": "Enabled",
+        "Filter": {"Prefix": "checkpoints/"},
+        "Expiration": {"Days": 30},
+    }
     aws.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [rule]})
     checkpoint.build_checkpointer(_settings(checkpoint_bucket=BUCKET))
     assert aws.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"] == [rule]

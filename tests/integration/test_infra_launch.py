@@ -124,11 +124,26 @@ def test_a_runner_that_refuses_the_job_is_answered_by_the_launcher_once(
 ) -> None:
     # a job the runner rejects (exit 2) without publishing anything itself: a ref with '..'
     job = RunnerJob.model_construct(
-        request_id="deploy-bad", correlation_id="corr-2", kind="deploy", target=LOCALHOST, project_id="p-1",
-        project_name="blog", repo_url="/srv/repo.git", ref="main..evil", port=8123, port_variable="PORT",
-        run_command="python3 -m app.server", health_path="/health", env={}, secret_refs={},
-        github_token_ref=None, deploy_root=None, open_ports=[], force_reinstall=False, timeout_s=60,
-    )  # fmt: skip
+        request_id="deploy-bad",
+        correlation_id="corr-2",
+        kind="deploy",
+        target=LOCALHOST,
+        project_id="p-1",
+        project_name="blog",
+        repo_url="/srv/repo.git",
+        ref="main..evil",
+        port=8123,
+        port_variable="PORT",
+        run_command="python3 -m app.server",
+        health_path="/health",
+        env={},
+        secret_refs={},
+        github_token_ref=None,
+        deploy_root=None,
+        open_ports=[],
+        force_reinstall=False,
+        timeout_s=60,
+    )
     launcher = LocalLauncher(queue, tmp_path / "runs", timeout_s=60)
 
     assert launcher.launch(job) == "ran"
@@ -180,8 +195,17 @@ def test_a_crashing_runner_gives_exactly_one_failed_result(
 
 def _server(handle: str, host: str, **labels: str) -> Server:
     key_ref = None if labels.get("connection") == "local" else f"secret://servers/{handle}/ssh_key"
-    return Server(id=f"id-{handle}", handle=handle, host=host, ssh_user="deploy", ssh_key_ref=key_ref,
-                  status="up", labels=labels, owner_id="u-1", created_at=datetime.now(UTC))  # fmt: skip
+    return Server(
+        id=f"id-{handle}",
+        handle=handle,
+        host=host,
+        ssh_user="deploy",
+        ssh_key_ref=key_ref,
+        status="up",
+        labels=labels,
+        owner_id="u-1",
+        created_at=datetime.now(UTC),
+    )
 
 
 class FakeApi:
@@ -216,19 +240,30 @@ class World:
 @pytest.fixture
 def world(queue: LocalQueue) -> World:
     launcher = FakeLauncher()
-    api = FakeApi(_server("localhost", "127.0.0.1", connection="local", builtin="true"),
-                  _server("prod-1", "203.0.113.7"))  # fmt: skip
+    api = FakeApi(
+        _server("localhost", "127.0.0.1", connection="local", builtin="true"),
+        _server("prod-1", "203.0.113.7"),
+    )
     return World(Infra(api, queue, launcher, timeout_s=600), launcher, queue)  # type: ignore[arg-type]
 
 
 def _deploy_message(**overrides: Any) -> AnsibleDeployMessage:
     fields: dict[str, Any] = {
-        "request_id": "d-1", "correlation_id": "corr-d", "project_id": "p-1", "project_name": "blog",
-        "repo_full_name": "acme/blog", "server_ip": "127.0.0.1", "server_handle": "localhost", "port": 8123,
-        "repo_url": "https://github.com/acme/blog.git", "ref": "0123abc", "task_id": "t-1",
-        "github_token_ref": "secret://github/token", "env": {"LOG_LEVEL": "info"},
+        "request_id": "d-1",
+        "correlation_id": "corr-d",
+        "project_id": "p-1",
+        "project_name": "blog",
+        "repo_full_name": "acme/blog",
+        "server_ip": "127.0.0.1",
+        "server_handle": "localhost",
+        "port": 8123,
+        "repo_url": "https://github.com/acme/blog.git",
+        "ref": "0123abc",
+        "task_id": "t-1",
+        "github_token_ref": "secret://github/token",
+        "env": {"LOG_LEVEL": "info"},
         "secret_refs": {"API_TOKEN": "secret://projects/p-1/API_TOKEN"},
-    }  # fmt: skip
+    }
     return AnsibleDeployMessage.model_validate({**fields, **overrides})
 
 
@@ -292,14 +327,20 @@ def test_a_provisioner_message_becomes_a_ping_or_provision_job(world: World) -> 
     ("message", "results", "reason"),
     [
         (_deploy_message(server_handle="gone"), ANSIBLE_DEPLOY_RESULTS, "server 'gone' not found"),
-        (_deploy_message(server_handle=None, server_ip="10.9.9.9"), ANSIBLE_DEPLOY_RESULTS,
-         "no server with address '10.9.9.9'"),
+        (
+            _deploy_message(server_handle=None, server_ip="10.9.9.9"),
+            ANSIBLE_DEPLOY_RESULTS,
+            "no server with address '10.9.9.9'",
+        ),
         (_deploy_message(project_name="Blog-App"), ANSIBLE_DEPLOY_RESULTS, "project_name"),
-        (ProvisionerMessage(request_id="d-1", server_handle="gone", job_type="ping"), PROVISIONER_RESULTS,
-         "server 'gone' not found"),
+        (
+            ProvisionerMessage(request_id="d-1", server_handle="gone", job_type="ping"),
+            PROVISIONER_RESULTS,
+            "server 'gone' not found",
+        ),
     ],
     ids=["unknown-handle", "unknown-address", "invalid-job", "unknown-provision-target"],
-)  # fmt: skip
+)
 def test_a_job_that_cannot_be_built_is_answered_with_one_failed_result(
     world: World, message: Any, results: str, reason: str
 ) -> None:
@@ -365,12 +406,15 @@ def ecs() -> Iterator[Ecs]:
             client = boto3.client("ecs", region_name=REGION)
             client.create_cluster(clusterName=CLUSTER)
             definition = client.register_task_definition(
-                family="orchestrator-ansible", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-                cpu="512", memory="1024",
+                family="orchestrator-ansible",
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu="512",
+                memory="1024",
                 containerDefinitions=[
                     {"name": CONTAINER, "image": "ansible:test", "memory": 1024, "essential": True}
                 ],
-            )["taskDefinition"]["taskDefinitionArn"]  # fmt: skip
+            )["taskDefinition"]["taskDefinitionArn"]
             sent: list[dict[str, Any]] = []
             client.meta.events.register(
                 "provide-client-params.ecs.RunTask", lambda params, **_: sent.append(copy.deepcopy(params))
@@ -382,14 +426,25 @@ def ecs() -> Iterator[Ecs]:
 
 
 def _deploy_job(request_id: str = "d-9", **overrides: Any) -> RunnerJob:
-    return RunnerJob.model_validate({
-        "request_id": request_id, "correlation_id": "corr-9", "kind": "deploy",
-        "target": {"handle": "prod-1", "host": "203.0.113.7",
-                   "ssh_key_ref": "secret://servers/prod-1/ssh_key"},
-        "project_id": "p-9", "project_name": "blog", "repo_url": "https://github.com/acme/blog.git",
-        "ref": "0123abc", "port": 8123, "secret_refs": {"API_TOKEN": "secret://projects/p-9/API_TOKEN"},
-        **overrides,
-    })  # fmt: skip
+    return RunnerJob.model_validate(
+        {
+            "request_id": request_id,
+            "correlation_id": "corr-9",
+            "kind": "deploy",
+            "target": {
+                "handle": "prod-1",
+                "host": "203.0.113.7",
+                "ssh_key_ref": "secret://servers/prod-1/ssh_key",
+            },
+            "project_id": "p-9",
+            "project_name": "blog",
+            "repo_url": "https://github.com/acme/blog.git",
+            "ref": "0123abc",
+            "port": 8123,
+            "secret_refs": {"API_TOKEN": "secret://projects/p-9/API_TOKEN"},
+            **overrides,
+        }
+    )
 
 
 def test_fargate_runs_one_task_with_the_job_in_its_override(ecs: Ecs) -> None:
@@ -440,8 +495,16 @@ def test_fargate_reports_capacity_failures_as_not_started() -> None:
     client = boto3.client("ecs", region_name=REGION)
     launcher = FargateLauncher(client, CLUSTER, "orchestrator-ansible:1", CONTAINER, ["subnet-1"], ["sg-1"])
     failure = {"arn": "arn:aws:ecs:us-east-1:1:container-instance/x", "reason": "RESOURCE:ENI"}
-    names = ("cluster", "taskDefinition", "launchType", "count", "startedBy", "networkConfiguration",
-             "overrides", "tags")  # fmt: skip
+    names = (
+        "cluster",
+        "taskDefinition",
+        "launchType",
+        "count",
+        "startedBy",
+        "networkConfiguration",
+        "overrides",
+        "tags",
+    )
     expected = {**dict.fromkeys(names, ANY), "clientToken": job_key("d-9")}
     with Stubber(client) as stub:
         stub.add_response("run_task", {"tasks": [], "failures": [failure]}, expected)
@@ -460,10 +523,13 @@ def _stopped_runner_event(job: RunnerJob, exit_code: int | None, **detail: Any) 
     body = event["detail"]
     body["startedBy"] = STARTED_BY
     body["group"] = "family:orchestrator-ansible"
-    body["overrides"]["containerOverrides"] = [{
-        "name": CONTAINER, "command": ["--job-env", JOB_ENV, "--publish"],
-        "environment": [{"name": JOB_ENV, "value": job.model_dump_json(exclude_defaults=True)}],
-    }]  # fmt: skip
+    body["overrides"]["containerOverrides"] = [
+        {
+            "name": CONTAINER,
+            "command": ["--job-env", JOB_ENV, "--publish"],
+            "environment": [{"name": JOB_ENV, "value": job.model_dump_json(exclude_defaults=True)}],
+        }
+    ]
     [container] = body["containers"]
     container["name"] = CONTAINER
     if exit_code is None:
@@ -494,8 +560,9 @@ def test_a_runner_task_killed_without_a_word_is_answered_once(world: World) -> N
 
 
 def test_a_ping_task_that_never_started_is_answered_on_the_provisioner_results(world: World) -> None:
-    job = RunnerJob.model_validate({"request_id": "ping-7", "kind": "ping",
-                                    "target": {"handle": "prod-1", "host": "203.0.113.7"}})  # fmt: skip
+    job = RunnerJob.model_validate(
+        {"request_id": "ping-7", "kind": "ping", "target": {"handle": "prod-1", "host": "203.0.113.7"}}
+    )
     event = _stopped_runner_event(job, None, stoppedReason="CannotPullContainerError: pull access denied")
 
     assert ecs_event_handler(event, None, infra=world.infra)["handled"] is True

@@ -98,8 +98,10 @@ def test_a_developer_round_writes_a_file_and_reports_its_usage(
 
 def test_a_fix_round_sees_the_failure_and_fixes_it(claude: str, model: ModelServer, workspace: Path) -> None:
     # given: `make test` fails until fixed.txt exists
-    (workspace / "Makefile").write_text("test:\n\t@test -f fixed.txt || { echo 'FAIL: fixed.txt missing'; exit 1; }\n"
-                                        "\t@echo 'all tests pass'\n")  # fmt: skip
+    (workspace / "Makefile").write_text(
+        "test:\n\t@test -f fixed.txt || { echo 'FAIL: fixed.txt missing'; exit 1; }\n"
+        "\t@echo 'all tests pass'\n"
+    )
     # when
     result, events = run(claude, model, workspace, "make_test")
     # then
@@ -225,8 +227,11 @@ def test_as_an_unprivileged_user_bypass_permissions_works(
 def _readable_by_others(path: Path) -> None:
     """`nobody` must be able to reach the CLI in the checkout (a 0700 home would hide it)."""
     real = path.resolve()
-    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", str(real),
-                            "--version"], capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", str(real), "--version"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         pytest.skip(f"{real} is not executable by an unprivileged user here: {probe.stderr.strip()[:200]}")
 

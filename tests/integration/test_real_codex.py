@@ -50,13 +50,25 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def run(
-    codex: str, model: ModelServer, workspace: Path, script: str, *, prompt: str = "Implement TASK.md",
-    timeout_s: float = 60.0, session_id: str | None = None, sandbox: str = "bypass",
-) -> tuple[AgentResult, list[AgentEvent]]:  # fmt: skip
+    codex: str,
+    model: ModelServer,
+    workspace: Path,
+    script: str,
+    *,
+    prompt: str = "Implement TASK.md",
+    timeout_s: float = 60.0,
+    session_id: str | None = None,
+    sandbox: str = "bypass",
+) -> tuple[AgentResult, list[AgentEvent]]:
     home = workspace.parent / "home"
     (home / ".codex").mkdir(parents=True, exist_ok=True)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
-           "OPENAI_API_KEY": TEST_KEY, "LANG": "C.UTF-8"}  # fmt: skip
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "CODEX_HOME": str(home / ".codex"),
+        "OPENAI_API_KEY": TEST_KEY,
+        "LANG": "C.UTF-8",
+    }
     # bypass: the workspace-write sandbox (Landlock/seccomp) is shown once, in its own test
     adapter = get_adapter("codex", {"bin": codex, "model": MODEL, "sandbox": sandbox})
     return run_scripted(
@@ -85,8 +97,10 @@ def test_a_developer_round_runs_a_shell_command_and_reports_tokens(
 
 
 def test_a_fix_round_sees_the_failure(codex: str, model: ModelServer, workspace: Path) -> None:
-    (workspace / "Makefile").write_text("test:\n\t@test -f fixed.txt || { echo 'FAIL: fixed.txt missing'; exit 1; }\n"
-                                        "\t@echo 'all tests pass'\n")  # fmt: skip
+    (workspace / "Makefile").write_text(
+        "test:\n\t@test -f fixed.txt || { echo 'FAIL: fixed.txt missing'; exit 1; }\n"
+        "\t@echo 'all tests pass'\n"
+    )
     result, events = run(codex, model, workspace, "make_test")
     assert result.status == "success", result.output_tail
     outputs = [e for e in events if e.kind == "tool" and e.data.get("phase") == "result"]

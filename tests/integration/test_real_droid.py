@@ -36,9 +36,14 @@ def model() -> Iterator[ModelServer]:
 
 
 def run(
-    droid: str, model: ModelServer, tmp_path: Path, script: str, *, prompt: str = "Implement TASK.md",
+    droid: str,
+    model: ModelServer,
+    tmp_path: Path,
+    script: str,
+    *,
+    prompt: str = "Implement TASK.md",
     session_id: str | None = None,
-) -> tuple[AgentResult, list[AgentEvent]]:  # fmt: skip
+) -> tuple[AgentResult, list[AgentEvent]]:
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
     adapter = get_adapter("factory-droid", {"bin": droid, "model": DROID_MODEL})

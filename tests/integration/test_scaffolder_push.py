@@ -86,13 +86,29 @@ class _GitByAbsolutePath:
 
 def _project() -> Project:
     now = datetime.now(UTC)
-    return Project(id="p-1", name="blog", description="A blog", modules=["backend"], agent=None,
-                   repo_url=None, status="scaffolding", owner_id="u-1", created_at=now, updated_at=now)  # fmt: skip
+    return Project(
+        id="p-1",
+        name="blog",
+        description="A blog",
+        modules=["backend"],
+        agent=None,
+        repo_url=None,
+        status="scaffolding",
+        owner_id="u-1",
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _message(repo_full_name: str) -> ScaffolderMessage:
-    return ScaffolderMessage(project_id="p-1", repo_full_name=repo_full_name, project_name="blog",
-                             modules=["backend"], task_id="t-1", description="A blog")  # fmt: skip
+    return ScaffolderMessage(
+        project_id="p-1",
+        repo_full_name=repo_full_name,
+        project_name="blog",
+        modules=["backend"],
+        task_id="t-1",
+        description="A blog",
+    )
 
 
 def _secrets(tmp_path: Path, token: str, name: str = "secrets") -> LocalSecrets:
@@ -114,8 +130,14 @@ def _without_git(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def git(*args: str | Path, env: dict[str, str] | None = None) -> str:
     assert GIT is not None
-    result = subprocess.run([GIT, *map(str, args)], capture_output=True, text=True, timeout=60, check=False,
-                            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})  # fmt: skip
+    result = subprocess.run(
+        [GIT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+    )
     assert result.returncode == 0, f"git {args[0]} failed: {result.stderr}"
     return result.stdout
 
@@ -279,10 +301,16 @@ def test_credentials_in_a_push_url_are_used_and_never_shown(
         host_part = info.clone_url.removeprefix("http://")
         with _without_git(monkeypatch):
             with pytest.raises(ScaffoldError) as raised:
-                render_and_push(_message(f"{LOGIN}/blog"), object(),
-                                f"http://x-access-token:{quote(WRONG_TOKEN)}@{host_part}", None, None)  # fmt: skip
-            head, _ = render_and_push(_message(f"{LOGIN}/blog"), object(),
-                                      f"http://x-access-token:{TOKEN}@{host_part}", None, None)  # fmt: skip
+                render_and_push(
+                    _message(f"{LOGIN}/blog"),
+                    object(),
+                    f"http://x-access-token:{quote(WRONG_TOKEN)}@{host_part}",
+                    None,
+                    None,
+                )
+            head, _ = render_and_push(
+                _message(f"{LOGIN}/blog"), object(), f"http://x-access-token:{TOKEN}@{host_part}", None, None
+            )
 
         assert not any(form in str(raised.value) for form in _secret_forms(WRONG_TOKEN)), raised.value
         assert good.branch_head(f"{LOGIN}/blog", "main") == head

@@ -69,12 +69,14 @@ def test_github_sync_stores_heads_and_flags_a_vanished_repository(tmp_path: Path
     _git("push", "-q", "origin", "HEAD:main", cwd=work)
     head = _git("rev-parse", "HEAD", cwd=work)
 
-    api = _Projects([
-        {"id": "p1", "name": "blog", "repo_url": info.clone_url, "status": "active"},
-        {"id": "p2", "name": "gone", "repo_url": "/nowhere", "status": "active"},
-        {"id": "p3", "name": "draft", "repo_url": None, "status": "draft"},
-        {"id": "p4", "name": "old", "repo_url": "/x", "status": "archived"},
-    ])  # fmt: skip
+    api = _Projects(
+        [
+            {"id": "p1", "name": "blog", "repo_url": info.clone_url, "status": "active"},
+            {"id": "p2", "name": "gone", "repo_url": "/nowhere", "status": "active"},
+            {"id": "p3", "name": "draft", "repo_url": None, "status": "draft"},
+            {"id": "p4", "name": "old", "repo_url": "/x", "status": "archived"},
+        ]
+    )
     ports = build_ports(SchedulerSettings(home=tmp_path), api=api)  # type: ignore[arg-type]
     ports.__dict__["repo_host"] = host
     counts = github_sync(ports)

@@ -144,11 +144,17 @@ def test_provision_deploy_smoke_and_undeploy_over_ssh(
 
     # deploy over ssh, as the deploy graph builds it for an ssh server (HOST 0.0.0.0, secrets by reference)
     deploy = _job(
-        ssh_host, kind="deploy", project_id="p1", project_name="demo_app", repo_url=str(repo.bare), ref="main",
+        ssh_host,
+        kind="deploy",
+        project_id="p1",
+        project_name="demo_app",
+        repo_url=str(repo.bare),
+        ref="main",
         port=port,
-        env={"HOST": "0.0.0.0", "LOG_LEVEL": "INFO"}, secret_refs={"API_TOKEN": APP_SECRET_REF},  # noqa: S104
+        env={"HOST": "0.0.0.0", "LOG_LEVEL": "INFO"},  # noqa: S104
+        secret_refs={"API_TOKEN": APP_SECRET_REF},
         deploy_root=str(deploy_root),
-    )  # fmt: skip
+    )
     deployed = _timed(deploy, secrets, timings)
     assert deployed.status == "success", deployed.error or deployed.stdout_tail
     assert deployed.health_url == f"http://{ssh_host.address}:{port}/health"
@@ -185,8 +191,9 @@ def test_provision_deploy_smoke_and_undeploy_over_ssh(
     # undeploy over ssh: the service stops, its directory goes
     undeployed = _timed(
         _job(ssh_host, kind="undeploy", project_name="demo_app", port=port, deploy_root=str(deploy_root)),
-        secrets, timings,
-    )  # fmt: skip
+        secrets,
+        timings,
+    )
     assert undeployed.status == "success", undeployed.error or undeployed.stdout_tail
     assert not app_dir.exists()
     assert not _answers(deployed.health_url)

@@ -40,13 +40,19 @@ def run(
     return int(exit_.value.code or 0), out, err
 
 
-def test_set_webhook_registers_the_url_with_the_secret(telegram: FakeTelegram, capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_set_webhook_registers_the_url_with_the_secret(
+    telegram: FakeTelegram, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = run(capsys, monkeypatch, "set-webhook", "--url", URL, "--json")
     assert code == 0
-    assert json.loads(out) == {"url": URL, "webhook_set": True, "secret_token": "set",
-                               "allowed_updates": ["message"], "drop_pending_updates": False,
-                               "max_connections": 40}  # fmt: skip
+    assert json.loads(out) == {
+        "url": URL,
+        "webhook_set": True,
+        "secret_token": "set",
+        "allowed_updates": ["message"],
+        "drop_pending_updates": False,
+        "max_connections": 40,
+    }
     [call] = telegram.calls_to("setWebhook")
     assert call.params["url"] == URL and call.params["secret_token"] == SECRET
     assert call.params["allowed_updates"] == ["message"]
@@ -54,8 +60,9 @@ def test_set_webhook_registers_the_url_with_the_secret(telegram: FakeTelegram, c
     assert code == 0 and out.startswith(f"webhook set to {URL}")
 
 
-def test_info_shows_telegrams_view(telegram: FakeTelegram, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_info_shows_telegrams_view(
+    telegram: FakeTelegram, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = run(capsys, monkeypatch, "info", "--json")
     assert code == 0 and json.loads(out) == {
         "url": "",
@@ -73,9 +80,12 @@ def test_info_shows_telegrams_view(telegram: FakeTelegram, capsys: pytest.Captur
     assert "(none: long polling)" in run(capsys, monkeypatch, "info")[1]
 
 
-def test_the_token_and_secret_come_from_the_secrets_store(telegram: FakeTelegram, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_token_and_secret_come_from_the_secrets_store(
+    telegram: FakeTelegram,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     secrets = LocalSecrets(Path(os.environ["ORCH_HOME"]) / "secrets.json")
     secrets.put("secret://telegram/bot_token", TOKEN)
     monkeypatch.delenv("ORCH_TELEGRAM_BOT_TOKEN")
@@ -112,9 +122,15 @@ def test_the_token_and_secret_come_from_the_secrets_store(telegram: FakeTelegram
         ),
     ],
 )
-def test_failures_are_one_line_with_an_exit_code(telegram: FakeTelegram, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None],
-                                                 args: tuple[str, ...], code: int, message: str) -> None:  # fmt: skip
+def test_failures_are_one_line_with_an_exit_code(
+    telegram: FakeTelegram,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str | None],
+    args: tuple[str, ...],
+    code: int,
+    message: str,
+) -> None:
     for key, value in env.items():
         if value is None:
             monkeypatch.delenv(key)
@@ -128,7 +144,13 @@ def test_failures_are_one_line_with_an_exit_code(telegram: FakeTelegram, capsys:
 
 def test_the_console_script_has_the_telegram_group(telegram: FakeTelegram) -> None:
     env = {k: v for k, v in os.environ.items()}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "telegram", "info", "--json"], capture_output=True,
-                            text=True, env=env, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "telegram", "info", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["url"] == ""

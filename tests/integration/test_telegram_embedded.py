@@ -39,9 +39,12 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EmbeddedStack, Fake
                 # The bot lists and adds users, which the API allows admins only (see the report).
                 user = admin.add_user("telegram-bot", is_admin=True)
                 secrets.put(BOT_KEY_REF, admin.create_api_key(user.id, "telegram", ["service", "admin"]).key)
-            for key, value in {"ORCH_TELEGRAM_BOT_TOKEN_REF": "secret://telegram/bot_token",
-                               "ORCH_TELEGRAM_API_BASE": telegram.url, "ORCH_TELEGRAM_ADMINS": "1,2",
-                               "ORCH_SERVICE_API_KEY_REF": BOT_KEY_REF}.items():  # fmt: skip
+            for key, value in {
+                "ORCH_TELEGRAM_BOT_TOKEN_REF": "secret://telegram/bot_token",
+                "ORCH_TELEGRAM_API_BASE": telegram.url,
+                "ORCH_TELEGRAM_ADMINS": "1,2",
+                "ORCH_SERVICE_API_KEY_REF": BOT_KEY_REF,
+            }.items():
                 monkeypatch.setenv(key, value)
             bot.reset()
             yield running, telegram

@@ -53,8 +53,10 @@ def test_a_telegram_users_task_is_told_in_one_status_message_and_one_final_messa
         task_id = as_alice.start_engineering("blog", "build a blog").id
         service.claim_task(task_id, worker="test")
         telegram.wait_for(lambda: telegram.sent_texts(), timeout=10)
-        service.append_events(task_id, [{"type": "progress", "message": "make test", "progress_pct": 50,
-                                         "current_step": "tester"}])  # fmt: skip
+        service.append_events(
+            task_id,
+            [{"type": "progress", "message": "make test", "progress_pct": 50, "current_step": "tester"}],
+        )
         telegram.wait_for(lambda: telegram.calls_to("editMessageText"), timeout=10)
         service.complete_task(task_id, {"pr_url": "https://github.com/o/blog/pull/2"})
         telegram.wait_for(lambda: len(telegram.sent_texts()) == 2, timeout=10)

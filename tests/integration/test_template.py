@@ -100,8 +100,14 @@ def test_renders_the_expected_files_and_the_answers(tmp_path: Path) -> None:
 def test_the_rendered_projects_own_tests_pass(rendered: tuple[str, Path]) -> None:
     variant, project = rendered
 
-    result = subprocess.run(["make", "-C", str(project), "test"], capture_output=True, text=True,
-                            timeout=60, env=clean_env(), check=False)  # fmt: skip
+    result = subprocess.run(
+        ["make", "-C", str(project), "test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+    )
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -144,8 +150,14 @@ def test_the_run_command_answers_health_and_stops_on_sigterm(rendered: tuple[str
     if variant == "telegram":
         # The bot is on but its API is unreachable: the service must stay healthy and never log the token.
         env.update(TELEGRAM_BOT_TOKEN=canary, TELEGRAM_API_BASE=f"http://127.0.0.1:{free_port()}")
-    process = subprocess.Popen(shlex.split(contract["run"]), cwd=project, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        shlex.split(contract["run"]),
+        cwd=project,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         status, body = wait_for_health(f"http://127.0.0.1:{port}{contract['health_path']}", process)
         process.send_signal(signal.SIGTERM)
@@ -184,13 +196,21 @@ def test_the_rendered_python_is_lint_clean(rendered: tuple[str, Path]) -> None:
     _, project = rendered
     # The project's own rule set, with no config file: the rendered project ships none.
     common = ["--isolated", "--line-length", "110", "--target-version", "py39"]
-    rules = ["--select", "E,F,W,I,B,UP,S,RUF", "--ignore", "S101",
-             "--config", 'lint.per-file-ignores = {"tests/*" = ["S105", "S310"]}']  # fmt: skip
+    rules = [
+        "--select",
+        "E,F,W,I,B,UP,S,RUF",
+        "--ignore",
+        "S101",
+        "--config",
+        'lint.per-file-ignores = {"tests/*" = ["S105", "S310"]}',
+    ]
 
-    check = subprocess.run([ruff, "check", *common, *rules, "."], cwd=project, capture_output=True, text=True,
-                           check=False)  # fmt: skip
-    formatted = subprocess.run([ruff, "format", "--check", *common, "."], cwd=project, capture_output=True,
-                               text=True, check=False)  # fmt: skip
+    check = subprocess.run(
+        [ruff, "check", *common, *rules, "."], cwd=project, capture_output=True, text=True, check=False
+    )
+    formatted = subprocess.run(
+        [ruff, "format", "--check", *common, "."], cwd=project, capture_output=True, text=True, check=False
+    )
 
     assert check.returncode == 0, check.stdout + check.stderr
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
@@ -209,8 +229,9 @@ def test_the_rendered_python_is_lint_clean(rendered: tuple[str, Path]) -> None:
         ({"port": 70000}, "port must be"),
     ],
 )
-def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path, kwargs: dict[str, object],
-                                                         message: str) -> None:  # fmt: skip
+def test_bad_input_is_refused_before_anything_is_written(
+    tmp_path: Path, kwargs: dict[str, object], message: str
+) -> None:
     arguments: dict[str, object] = {"project_name": "demo", "modules": ["backend"], **kwargs}
 
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -274,8 +295,13 @@ def test_a_template_that_cannot_be_fetched_fails_without_leaking_credentials(
 
 
 def minimal_contract(**changes: object) -> dict[str, object]:
-    contract: dict[str, object] = {"port_variable": "PORT", "default_port": 8080, "health_path": "/health",
-                                   "run": "python3 -m app.server", "test": "make test"}  # fmt: skip
+    contract: dict[str, object] = {
+        "port_variable": "PORT",
+        "default_port": 8080,
+        "health_path": "/health",
+        "run": "python3 -m app.server",
+        "test": "make test",
+    }
     contract.update(changes)
     return contract
 

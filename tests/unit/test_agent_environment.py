@@ -83,22 +83,45 @@ class _Api:
 
 def _detail(dump: Path) -> WorkerDetail:
     return WorkerDetail(
-        id="w-po", task_id=None, agent="command", runtime_handle="ecs:task/1", status="STARTING",
-        exit_reason=None, started_at=datetime.now(UTC), stopped_at=None, create_request_id="r",
+        id="w-po",
+        task_id=None,
+        agent="command",
+        runtime_handle="ecs:task/1",
+        status="STARTING",
+        exit_reason=None,
+        started_at=datetime.now(UTC),
+        stopped_at=None,
+        create_request_id="r",
         config={
             "context": {"role": "product_owner", "user_id": "u1"},
             "agent_options": {"command": f"{shlex.quote(str(FAKES / 'env-agent'))} {shlex.quote(str(dump))}"},
             # what the Product Owner grants its agent (functions/product_owner/logic.py)
-            "env_vars": {"ORCH_API_URL": "http://api.example/", "ORCH_API_KEY": "secret://po/u1/api_key",
-                         "ANTHROPIC_API_KEY": "secret://agents/anthropic"},
+            "env_vars": {
+                "ORCH_API_URL": "http://api.example/",
+                "ORCH_API_KEY": "secret://po/u1/api_key",
+                "ANTHROPIC_API_KEY": "secret://agents/anthropic",
+            },
         },
-    )  # fmt: skip
+    )
 
 
 def _message() -> WorkerMessage:
-    return WorkerMessage(id=1, worker_id="w-po", request_id="po:tg:1", kind="message", body="hello", path=None,
-                         timeout_s=30, status="RUNNING", result=None, error=None, correlation_id=None,
-                         created_at=datetime.now(UTC), started_at=None, finished_at=None)  # fmt: skip
+    return WorkerMessage(
+        id=1,
+        worker_id="w-po",
+        request_id="po:tg:1",
+        kind="message",
+        body="hello",
+        path=None,
+        timeout_s=30,
+        status="RUNNING",
+        result=None,
+        error=None,
+        correlation_id=None,
+        created_at=datetime.now(UTC),
+        started_at=None,
+        finished_at=None,
+    )
 
 
 def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_key(
@@ -113,8 +136,12 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     secrets.put("secret://agents/anthropic", "sk-ant-granted")
     dump = tmp_path / "agent-env.json"
     api = _Api(_detail(dump))
-    settings = WrapperSettings(home=tmp_path, secrets_backend="local", secrets_file=tmp_path / "secrets.json",
-                               worker_workspace_root=tmp_path / "work")  # fmt: skip
+    settings = WrapperSettings(
+        home=tmp_path,
+        secrets_backend="local",
+        secrets_file=tmp_path / "secrets.json",
+        worker_workspace_root=tmp_path / "work",
+    )
     wrapper = Wrapper(api, "w-po", settings)  # type: ignore[arg-type]
 
     # when

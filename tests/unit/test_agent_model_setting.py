@@ -14,9 +14,12 @@ WORKSPACE = Path("/work/space")
 
 @pytest.mark.parametrize(
     ("agent", "variable", "flag"),
-    [("claude-code", "ORCH_CLAUDE_MODEL", "--model"), ("codex", "ORCH_CODEX_MODEL", "--model"),
-     ("factory-droid", "ORCH_DROID_MODEL", "--model")],
-)  # fmt: skip
+    [
+        ("claude-code", "ORCH_CLAUDE_MODEL", "--model"),
+        ("codex", "ORCH_CODEX_MODEL", "--model"),
+        ("factory-droid", "ORCH_DROID_MODEL", "--model"),
+    ],
+)
 def test_the_machine_model_is_the_default(
     agent: str, variable: str, flag: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

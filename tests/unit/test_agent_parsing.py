@@ -235,9 +235,13 @@ def test_claude_permissions_follow_the_user(euid: int, mode: str, monkeypatch: p
 
 
 def test_claude_disallowed_tools_and_explicit_allowlist() -> None:
-    argv = get_adapter(
-        "claude-code", {"permissions": "allowlist", "disallowed_tools": ["Bash(git push *)", "WebFetch"]}
-    ).build_command("p", WORKSPACE, None).argv
+    argv = (
+        get_adapter(
+            "claude-code", {"permissions": "allowlist", "disallowed_tools": ["Bash(git push *)", "WebFetch"]}
+        )
+        .build_command("p", WORKSPACE, None)
+        .argv
+    )
     assert "dontAsk" in argv
     assert argv[argv.index("--disallowedTools") + 1] == "Bash(git push *),WebFetch"
 

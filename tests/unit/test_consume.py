@@ -46,8 +46,9 @@ def test_poison_and_failing_records_are_reported_others_succeed(capsys: pytest.C
         response = process_queue_event(event, "engineering:queue", handler)
 
     assert handled == ["ok"]
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m2"},
-                                              {"itemIdentifier": "m3"}]}  # fmt: skip
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]
+    }
     assert reasons["m0"].startswith("contract: body is not JSON")
     assert "project_id: Field required" in reasons["m2"]
     assert reasons["m3"] == "RuntimeError: agent exploded"

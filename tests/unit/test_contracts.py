@@ -25,12 +25,31 @@ from shared.contracts import (
 from tests.factories import engineering_message
 
 EXPECTED_NAMES = [
-    "QueueMeta", "BaseMessage", "BaseResult", "EngineeringMessage", "EngineeringResult", "DeployMessage",
-    "DeployResult", "ScaffolderMessage", "ProvisionerMessage", "ProvisionerResult", "AnsibleDeployMessage",
-    "AnsibleDeployResult", "WorkerConfig", "CreateWorkerCommand", "SendMessageCommand", "SendFileCommand",
-    "DeleteWorkerCommand", "WorkerCommand", "CreateWorkerResponse", "SendMessageResponse",
-    "DeleteWorkerResponse", "WorkerActivity", "WorkerResponse", "ProgressEvent",
-]  # fmt: skip
+    "QueueMeta",
+    "BaseMessage",
+    "BaseResult",
+    "EngineeringMessage",
+    "EngineeringResult",
+    "DeployMessage",
+    "DeployResult",
+    "ScaffolderMessage",
+    "ProvisionerMessage",
+    "ProvisionerResult",
+    "AnsibleDeployMessage",
+    "AnsibleDeployResult",
+    "WorkerConfig",
+    "CreateWorkerCommand",
+    "SendMessageCommand",
+    "SendFileCommand",
+    "DeleteWorkerCommand",
+    "WorkerCommand",
+    "CreateWorkerResponse",
+    "SendMessageResponse",
+    "DeleteWorkerResponse",
+    "WorkerActivity",
+    "WorkerResponse",
+    "ProgressEvent",
+]
 
 
 @pytest.mark.parametrize("name", EXPECTED_NAMES)
@@ -40,11 +59,21 @@ def test_every_contract_is_importable_by_its_name(name: str) -> None:
 
 def test_registry_covers_every_logical_queue() -> None:
     assert set(QUEUES) == {
-        "engineering:queue", "deploy:queue", "scaffolder:queue", "provisioner:queue",
-        "ansible:deploy:queue", "worker:commands", "worker:responses", "progress:events",
-        "scaffolder:results", "ansible:deploy:results", "provisioner:results",
-        "telegram:updates", "po:inbox", "po:responses",
-    }  # fmt: skip
+        "engineering:queue",
+        "deploy:queue",
+        "scaffolder:queue",
+        "provisioner:queue",
+        "ansible:deploy:queue",
+        "worker:commands",
+        "worker:responses",
+        "progress:events",
+        "scaffolder:results",
+        "ansible:deploy:results",
+        "provisioner:results",
+        "telegram:updates",
+        "po:inbox",
+        "po:responses",
+    }
 
 
 def test_envelope_is_filled_and_utc() -> None:
@@ -64,8 +93,10 @@ def test_timestamps_from_other_zones_are_normalised_to_utc() -> None:
 
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ContractError) as info:
-        parse_message("engineering:queue", {"task_id": "t", "project_id": "p", "user_id": 1,
-                                            "timestamp": "2026-01-01T12:00:00"})  # fmt: skip
+        parse_message(
+            "engineering:queue",
+            {"task_id": "t", "project_id": "p", "user_id": 1, "timestamp": "2026-01-01T12:00:00"},
+        )
     assert "timestamp" in info.value.fields
 
 
@@ -192,14 +223,30 @@ def test_unknown_fields_survive_for_forward_compatibility() -> None:
 @pytest.mark.parametrize(
     ("queue", "body", "field"),
     [
-        ("provisioner:results", {"request_id": "r", "status": "failed", "server_handle": "s", "errors": None},
-         "errors"),
-        ("scaffolder:queue", {"project_id": "p", "repo_full_name": "o/r", "project_name": "n", "modules": None},
-         "modules"),
-        ("ansible:deploy:queue", {"project_id": "p", "project_name": "n", "repo_full_name": "o/r",
-                                  "server_ip": "10.0.0.1", "port": 8080, "modules": None}, "modules"),
+        (
+            "provisioner:results",
+            {"request_id": "r", "status": "failed", "server_handle": "s", "errors": None},
+            "errors",
+        ),
+        (
+            "scaffolder:queue",
+            {"project_id": "p", "repo_full_name": "o/r", "project_name": "n", "modules": None},
+            "modules",
+        ),
+        (
+            "ansible:deploy:queue",
+            {
+                "project_id": "p",
+                "project_name": "n",
+                "repo_full_name": "o/r",
+                "server_ip": "10.0.0.1",
+                "port": 8080,
+                "modules": None,
+            },
+            "modules",
+        ),
     ],
-)  # fmt: skip
+)
 def test_seed_nulls_for_lists_read_as_empty(queue: str, body: dict[str, object], field: str) -> None:
     parsed = parse_message(queue, {"data": json.dumps(body)})
     assert getattr(parsed, field) == []

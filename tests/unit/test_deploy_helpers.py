@@ -66,10 +66,15 @@ class _RefusingApi:
         raise self.error
 
 
-@pytest.mark.parametrize("error", [
-    LimitExceededError(429, "limit_exceeded", "10 ports on shared servers reached", ["shared_ports_per_user"]),
-    ConflictError(409, "conflict", "no free port left on web-1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "error",
+    [
+        LimitExceededError(
+            429, "limit_exceeded", "10 ports on shared servers reached", ["shared_ports_per_user"]
+        ),
+        ConflictError(409, "conflict", "no free port left on web-1"),
+    ],
+)
 def test_a_deploy_that_cannot_get_a_port_fails_at_once_with_the_reason(error: ApiError) -> None:
     # given the API refuses the port (a race past the deploy's own check, or the server is full)
     state = STATE.model_copy(

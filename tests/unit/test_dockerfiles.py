@@ -60,8 +60,11 @@ def test_base_image_is_python_3_12_slim_by_tag(dockerfile: Path) -> None:
     instructions = parse(dockerfile)
     images = [i.args.split()[0] for i in _all(instructions, "FROM")]
     first_from = next(n for n, i in enumerate(instructions) if i.keyword == "FROM")
-    global_args = {i.args.split("=")[0]: i.args.partition("=")[2] for i in instructions[:first_from]
-                   if i.keyword == "ARG"}  # fmt: skip
+    global_args = {
+        i.args.split("=")[0]: i.args.partition("=")[2]
+        for i in instructions[:first_from]
+        if i.keyword == "ARG"
+    }
 
     assert images, "no FROM"
     for image in images:

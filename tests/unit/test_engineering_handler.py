@@ -27,8 +27,9 @@ class FakeEngine:
 
 
 def _received(body: str, n: int) -> ReceivedMessage:
-    return ReceivedMessage(message_id=f"m-{n}", body=body, receipt_handle=f"r-{n}", receive_count=1,
-                           sent_at=datetime.now(UTC))  # fmt: skip
+    return ReceivedMessage(
+        message_id=f"m-{n}", body=body, receipt_handle=f"r-{n}", receive_count=1, sent_at=datetime.now(UTC)
+    )
 
 
 def test_an_activity_response_is_ignored_and_the_answer_still_resumes_the_graph() -> None:

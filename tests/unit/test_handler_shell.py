@@ -202,9 +202,17 @@ def test_the_embedded_stack_never_imports_the_xray_sdk() -> None:
 
 class _OneServerApi:
     def get_server(self, handle: str) -> Server:
-        return Server(id="id-1", handle=handle, host="203.0.113.7", ssh_user="deploy",
-                      ssh_key_ref="secret://servers/s/ssh_key", status="up", labels={}, owner_id="u-1",
-                      created_at=datetime.now(UTC))  # fmt: skip
+        return Server(
+            id="id-1",
+            handle=handle,
+            host="203.0.113.7",
+            ssh_user="deploy",
+            ssh_key_ref="secret://servers/s/ssh_key",
+            status="up",
+            labels={},
+            owner_id="u-1",
+            created_at=datetime.now(UTC),
+        )
 
 
 class _StartingLauncher:

@@ -13,16 +13,36 @@ NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 def task(**overrides: Any) -> Task:
     fields: dict[str, Any] = {
-        "id": "t1", "project_id": "p1", "user_id": "u1", "type": "engineering", "status": "RUNNING",
-        "spec": "build a blog", "attempt": 1, "result": None, "error": None, "correlation_id": "c1",
-        "created_at": NOW, "started_at": NOW, "finished_at": None, "heartbeat_at": NOW,
-    }  # fmt: skip
+        "id": "t1",
+        "project_id": "p1",
+        "user_id": "u1",
+        "type": "engineering",
+        "status": "RUNNING",
+        "spec": "build a blog",
+        "attempt": 1,
+        "result": None,
+        "error": None,
+        "correlation_id": "c1",
+        "created_at": NOW,
+        "started_at": NOW,
+        "finished_at": None,
+        "heartbeat_at": NOW,
+    }
     return Task.model_validate({**fields, **overrides})
 
 
 def event(seq: int, message: str = "", pct: int | None = None, step: str | None = None) -> TaskEvent:
-    return TaskEvent(seq=seq, task_id="t1", type="progress", message=message, progress_pct=pct,
-                     current_step=step, error=None, error_type=None, timestamp=NOW)  # fmt: skip
+    return TaskEvent(
+        seq=seq,
+        task_id="t1",
+        type="progress",
+        message=message,
+        progress_pct=pct,
+        current_step=step,
+        error=None,
+        error_type=None,
+        timestamp=NOW,
+    )
 
 
 def test_status_line_uses_the_latest_percentage_step_and_message() -> None:
@@ -57,8 +77,14 @@ def test_status_line_stays_one_short_line() -> None:
 
 
 def test_final_engineering_names_the_commit_branch_and_pull_request() -> None:
-    done = task(status="COMPLETED", result={"commit_sha": "abcdef1234567890", "branch": "feat/blog",
-                                            "pr_url": "https://github.com/o/blog/pull/7"})  # fmt: skip
+    done = task(
+        status="COMPLETED",
+        result={
+            "commit_sha": "abcdef1234567890",
+            "branch": "feat/blog",
+            "pr_url": "https://github.com/o/blog/pull/7",
+        },
+    )
     assert render.final_pieces(done, "blog") == [
         "✅ blog: the change is done.\ncommit abcdef123456 on branch feat/blog\n"
         "Pull request: https://github.com/o/blog/pull/7"

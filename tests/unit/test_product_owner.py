@@ -45,8 +45,10 @@ ALICE_TG = 77
 
 class FakeApi:
     def __init__(self) -> None:
-        self.users = [User(id="u-alice", name="alice", telegram_id=ALICE_TG, is_admin=False, created_at=NOW),
-                      User(id="u-root", name="root", telegram_id=1, is_admin=True, created_at=NOW)]  # fmt: skip
+        self.users = [
+            User(id="u-alice", name="alice", telegram_id=ALICE_TG, is_admin=False, created_at=NOW),
+            User(id="u-root", name="root", telegram_id=1, is_admin=True, created_at=NOW),
+        ]
         self.workers: dict[str, WorkerDetail] = {}
         self.keys: list[tuple[str, list[str]]] = []
         self.sent: list[tuple[str, str, str, int]] = []
@@ -63,8 +65,16 @@ class FakeApi:
         if next(u for u in self.users if u.id == user_id).is_admin:
             raise AuthError(403, "forbidden", "the service cannot create keys for an admin user")
         self.keys.append((user_id, list(scopes or [])))
-        return ApiKeyCreated(id=f"k{len(self.keys)}", user_id=user_id, name=name, prefix="orch_", scopes=scopes or [],
-                             created_at=NOW, revoked_at=None, key=f"orch_key_of_{user_id}_{len(self.keys)}")  # fmt: skip
+        return ApiKeyCreated(
+            id=f"k{len(self.keys)}",
+            user_id=user_id,
+            name=name,
+            prefix="orch_",
+            scopes=scopes or [],
+            created_at=NOW,
+            revoked_at=None,
+            key=f"orch_key_of_{user_id}_{len(self.keys)}",
+        )
 
     def key_works(self, key: str) -> bool:
         return key not in self.revoked
@@ -72,28 +82,54 @@ class FakeApi:
     def record(self, worker_id: str, command: CreateWorkerCommand, status: str = "RUNNING") -> None:
         config = {**command.config.model_dump(mode="json"), "context": dict(command.context)}
         self.workers[worker_id] = WorkerDetail(
-            id=worker_id, task_id=None, agent=command.config.agent, runtime_handle="pid:1", status=status,
-            exit_reason=None, started_at=NOW, stopped_at=None, config=config, create_request_id=command.request_id,
-        )  # fmt: skip
+            id=worker_id,
+            task_id=None,
+            agent=command.config.agent,
+            runtime_handle="pid:1",
+            status=status,
+            exit_reason=None,
+            started_at=NOW,
+            stopped_at=None,
+            config=config,
+            create_request_id=command.request_id,
+        )
 
-    def list_workers(self, task_id: str | None = None, status: str | None = None,
-                     name: str | None = None) -> list[Worker]:  # fmt: skip
+    def list_workers(
+        self, task_id: str | None = None, status: str | None = None, name: str | None = None
+    ) -> list[Worker]:
         self.listed += 1
-        return [Worker(**w.model_dump()) for w in self.workers.values()
-                if (status is None or w.status in status.split(",")) and name in (None, w.config.get("name"))]  # fmt: skip
+        return [
+            Worker(**w.model_dump())
+            for w in self.workers.values()
+            if (status is None or w.status in status.split(",")) and name in (None, w.config.get("name"))
+        ]
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return self.workers[worker_id]
 
-    def send_worker_message(self, worker_id: str, request_id: str, body: str, kind: str = "message",
-                            path: str | None = None, timeout_s: int = 1800, correlation_id: str | None = None) -> None:  # fmt: skip
+    def send_worker_message(
+        self,
+        worker_id: str,
+        request_id: str,
+        body: str,
+        kind: str = "message",
+        path: str | None = None,
+        timeout_s: int = 1800,
+        correlation_id: str | None = None,
+    ) -> None:
         self.sent.append((worker_id, request_id, body, timeout_s))
 
     def list_worker_messages(self, worker_id: str) -> list[Any]:
         """What the API holds: never started unless the test says so."""
-        return [type("M", (), {"request_id": rid, "body": body, "started_at": self.started.get(rid),
-                               "correlation_id": "c"})()
-                for w, rid, body, _ in self.sent if w == worker_id]  # fmt: skip
+        return [
+            type(
+                "M",
+                (),
+                {"request_id": rid, "body": body, "started_at": self.started.get(rid), "correlation_id": "c"},
+            )()
+            for w, rid, body, _ in self.sent
+            if w == worker_id
+        ]
 
     def delivered(self) -> list[str]:
         """What the worker reads, in order: the API keeps the first message of each request id."""
@@ -120,16 +156,25 @@ class FakeChat:
 def po(tmp_path: Path) -> ProductOwner:
     api = FakeApi()
     return ProductOwner(
-        api, LocalQueue(tmp_path / "queue.db"), LocalSecrets(tmp_path / "secrets.json"),  # type: ignore[arg-type]
-        SqliteIdempotency(tmp_path / "claims.db"), FakeChat(),
+        api,
+        LocalQueue(tmp_path / "queue.db"),
+        LocalSecrets(tmp_path / "secrets.json"),  # type: ignore[arg-type]
+        SqliteIdempotency(tmp_path / "claims.db"),
+        FakeChat(),
         PoConfig(agent="command", agent_command="po-agent", timeout_s=120, api_url="http://api.test"),
         key_works=api.key_works,
-    )  # fmt: skip
+    )
 
 
 def _inbox(update_id: int, text: str = "make a blog", telegram_id: int = ALICE_TG) -> ProductOwnerMessage:
-    return ProductOwnerMessage(request_id=f"tg:{update_id}", telegram_user_id=telegram_id, chat_id=telegram_id,
-                               message_id=update_id, text=text, language_code="de")  # fmt: skip
+    return ProductOwnerMessage(
+        request_id=f"tg:{update_id}",
+        telegram_user_id=telegram_id,
+        chat_id=telegram_id,
+        message_id=update_id,
+        text=text,
+        language_code="de",
+    )
 
 
 def _chat(po: ProductOwner) -> FakeChat:

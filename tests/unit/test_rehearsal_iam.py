@@ -391,8 +391,12 @@ def test_ecs_task_operations() -> None:
         allow(["ecs:ListTasks", "ecs:DescribeTasks"], f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/workers/*")
     ]
     assert not evaluate(tasks_only, listing.action, listing.resource, listing.context).allowed
-    assert evaluate([allow("ecs:ListTasks", "*", {"ArnEquals": {"ecs:cluster": cluster}})],
-                    listing.action, listing.resource, listing.context).allowed  # fmt: skip
+    assert evaluate(
+        [allow("ecs:ListTasks", "*", {"ArnEquals": {"ecs:cluster": cluster}})],
+        listing.action,
+        listing.resource,
+        listing.context,
+    ).allowed
 
 
 def test_other_services() -> None:
@@ -543,16 +547,24 @@ def _worker_manager_statements(world: dict[str, str], pass_roles: list[str]) -> 
 def _runtime(world: dict[str, str]) -> Any:
     from shared.workers.fargate import FargateRuntime
 
-    return FargateRuntime(cluster="workers", task_definition=world["td"], container_name="worker",
-                          subnets=[world["subnet"]], security_groups=[world["group"]],
-                          client=boto3.client("ecs", region_name=REGION))  # fmt: skip
+    return FargateRuntime(
+        cluster="workers",
+        task_definition=world["td"],
+        container_name="worker",
+        subnets=[world["subnet"]],
+        security_groups=[world["group"]],
+        client=boto3.client("ecs", region_name=REGION),
+    )
 
 
 def _launch() -> Any:
     from shared.workers.runtime import WorkerLaunch
 
-    return WorkerLaunch(worker_id="0b6f2c1e-9d3a-4e5b-8c7f-1a2d3e4f5a6b", task_id=None,
-                        env={"ORCH_API_URL": "https://api.example.test"})  # fmt: skip
+    return WorkerLaunch(
+        worker_id="0b6f2c1e-9d3a-4e5b-8c7f-1a2d3e4f5a6b",
+        task_id=None,
+        env={"ORCH_API_URL": "https://api.example.test"},
+    )
 
 
 def test_run_task_with_both_pass_roles_starts_and_stops(aws: None, record: Path) -> None:
@@ -675,12 +687,25 @@ def test_checkpoint_offload_needs_tagging_and_lifecycle_grants(aws: None, record
     )
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="checkpoint-offload")
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/checkpoints"
-    dynamo = allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchGetItem",
-                    "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"], table)  # fmt: skip
+    dynamo = allow(
+        [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:BatchGetItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:DeleteItem",
+        ],
+        table,
+    )
     objects = allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "arn:aws:s3:::checkpoint-offload/*")
     iam.install_guard([dynamo, objects], PRINCIPAL, iam.env_from_environ(), record)
-    saver = DynamoDBSaver(table_name="checkpoints", region_name=REGION, ttl_seconds=3600,
-                          s3_offload_config={"bucket_name": "checkpoint-offload"})  # fmt: skip
+    saver = DynamoDBSaver(
+        table_name="checkpoints",
+        region_name=REGION,
+        ttl_seconds=3600,
+        s3_offload_config={"bucket_name": "checkpoint-offload"},
+    )
     checkpoint = empty_checkpoint()
     checkpoint["channel_values"] = {"transcript": "x" * 600_000}
     config = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
@@ -696,8 +721,12 @@ def test_checkpoint_offload_needs_tagging_and_lifecycle_grants(aws: None, record
     )
     tagging = allow("s3:PutObjectTagging", "arn:aws:s3:::checkpoint-offload/*")
     iam.install_guard([dynamo, objects, lifecycle, tagging], PRINCIPAL, iam.env_from_environ(), record)
-    saver = DynamoDBSaver(table_name="checkpoints", region_name=REGION, ttl_seconds=3600,
-                          s3_offload_config={"bucket_name": "checkpoint-offload"})  # fmt: skip
+    saver = DynamoDBSaver(
+        table_name="checkpoints",
+        region_name=REGION,
+        ttl_seconds=3600,
+        s3_offload_config={"bucket_name": "checkpoint-offload"},
+    )
     saved = saver.put(config, checkpoint, {}, {})
     loaded = saver.get_tuple(saved)
     assert loaded is not None and loaded.checkpoint["channel_values"]["transcript"] == "x" * 600_000

@@ -18,11 +18,25 @@ from shared.contracts.api import Page, Task, TaskStatus, TaskType
 NOW = datetime.now(UTC)
 
 
-def _task(task_id: str, type_: TaskType, status: TaskStatus, result: dict[str, Any] | None = None,
-          age_s: int = 0) -> Task:  # fmt: skip
-    return Task(id=task_id, project_id="p-1", user_id="u-1", type=type_, status=status, spec=None, attempt=1,
-                result=result, error=None, correlation_id="c", created_at=NOW - timedelta(seconds=age_s),
-                started_at=None, finished_at=None, heartbeat_at=None)  # fmt: skip
+def _task(
+    task_id: str, type_: TaskType, status: TaskStatus, result: dict[str, Any] | None = None, age_s: int = 0
+) -> Task:
+    return Task(
+        id=task_id,
+        project_id="p-1",
+        user_id="u-1",
+        type=type_,
+        status=status,
+        spec=None,
+        attempt=1,
+        result=result,
+        error=None,
+        correlation_id="c",
+        created_at=NOW - timedelta(seconds=age_s),
+        started_at=None,
+        finished_at=None,
+        heartbeat_at=None,
+    )
 
 
 class FakeApi:
@@ -48,8 +62,9 @@ class FakeApi:
     def start_deploy(self, project: str, server: str, ref: str | None = None) -> Task:
         raise ConflictError(409, "conflict", "a deploy of blog is already running")
 
-    def list_tasks(self, project: str | None = None, status: str | None = None, type: str | None = None,
-                   **_: Any) -> Page[Task]:  # fmt: skip
+    def list_tasks(
+        self, project: str | None = None, status: str | None = None, type: str | None = None, **_: Any
+    ) -> Page[Task]:
         assert project == "p-1" and type == "deploy"
         return Page[Task](items=[t for t in self.running_deploys if t.status.value == status])
 
@@ -79,16 +94,21 @@ def _run(monkeypatch: pytest.MonkeyPatch, api: FakeApi) -> Any:
 def test_a_409_on_deploy_follows_the_deploy_in_progress(
     monkeypatch: pytest.MonkeyPatch, followed: list[str]
 ) -> None:
-    api = FakeApi([_task("dep-old", TaskType.DEPLOY, TaskStatus.RUNNING, age_s=60),
-                   _task("dep-1", TaskType.DEPLOY, TaskStatus.RUNNING, age_s=5)])  # fmt: skip
+    api = FakeApi(
+        [
+            _task("dep-old", TaskType.DEPLOY, TaskStatus.RUNNING, age_s=60),
+            _task("dep-1", TaskType.DEPLOY, TaskStatus.RUNNING, age_s=5),
+        ]
+    )
     result = _run(monkeypatch, api)
     assert result.exit_code == 0, result.output
     assert followed == ["eng-2", "dep-1"]
     assert json.loads(result.output)["url"] == "http://127.0.0.1:9000"
 
 
-def test_a_409_with_no_deploy_in_progress_is_still_an_error(monkeypatch: pytest.MonkeyPatch,
-                                                           followed: list[str]) -> None:  # fmt: skip
+def test_a_409_with_no_deploy_in_progress_is_still_an_error(
+    monkeypatch: pytest.MonkeyPatch, followed: list[str]
+) -> None:
     result = _run(monkeypatch, FakeApi([]))
     assert result.exit_code != 0
     assert followed == ["eng-2"]

@@ -44,9 +44,14 @@ def _refused(store: LocalSecrets, **overrides: object) -> str:
 
 @pytest.mark.parametrize(
     "reference",
-    ["secret://projects/p2/API_TOKEN", "secret://servers/srv-1/ssh_key", "secret://local/admin_api_key",
-     GITHUB_REF, "secret://projects/p10/API_TOKEN"],
-)  # fmt: skip
+    [
+        "secret://projects/p2/API_TOKEN",
+        "secret://servers/srv-1/ssh_key",
+        "secret://local/admin_api_key",
+        GITHUB_REF,
+        "secret://projects/p10/API_TOKEN",
+    ],
+)
 def test_an_app_secret_outside_the_jobs_project_is_refused(store: LocalSecrets, reference: str) -> None:
     message = _refused(store, secret_refs={"API_TOKEN": reference})
     assert (
@@ -74,8 +79,10 @@ def test_refusal_reads_the_same_whether_or_not_the_secret_exists(store: LocalSec
     existing = _refused(store, secret_refs={"API_TOKEN": "secret://projects/p2/API_TOKEN"})
     absent = _refused(store, secret_refs={"API_TOKEN": "secret://projects/p2/NOPE"})
     mine_but_absent = _refused(store, secret_refs={"API_TOKEN": "secret://projects/p1/NOPE"})
-    assert {m.replace("API_TOKEN (", "X (").replace("NOPE (", "X (").split(" ", 3)[3] for m in
-            (existing, absent, mine_but_absent)} == {"(secret_refs.API_TOKEN) is missing or not this job's to use"}  # fmt: skip
+    assert {
+        m.replace("API_TOKEN (", "X (").replace("NOPE (", "X (").split(" ", 3)[3]
+        for m in (existing, absent, mine_but_absent)
+    } == {"(secret_refs.API_TOKEN) is missing or not this job's to use"}
 
 
 def test_the_jobs_own_references_resolve(store: LocalSecrets) -> None:
@@ -92,7 +99,14 @@ def test_the_jobs_own_references_resolve(store: LocalSecrets) -> None:
 
 
 def test_a_job_without_a_project_may_use_no_project_secret(store: LocalSecrets) -> None:
-    message = _refused(store, kind="provision", project_id=None, project_name=None, port=None,
-                       repo_url=None, secret_refs={"API_TOKEN": "secret://projects/p1/API_TOKEN"},
-                       target=LOCAL_TARGET)  # fmt: skip
+    message = _refused(
+        store,
+        kind="provision",
+        project_id=None,
+        project_name=None,
+        port=None,
+        repo_url=None,
+        secret_refs={"API_TOKEN": "secret://projects/p1/API_TOKEN"},
+        target=LOCAL_TARGET,
+    )
     assert "is missing or not this job's to use" in message

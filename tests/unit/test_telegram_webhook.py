@@ -33,8 +33,13 @@ def ports(tmp_path: Path) -> Iterator[WebhookPorts]:
     claims.close()
 
 
-def _post(ports: WebhookPorts, body: Any, secret: str | None = SECRET, raw: str | bytes | None = None,
-          method: str = "POST") -> tuple[int, dict[str, Any]]:  # fmt: skip
+def _post(
+    ports: WebhookPorts,
+    body: Any,
+    secret: str | None = SECRET,
+    raw: str | bytes | None = None,
+    method: str = "POST",
+) -> tuple[int, dict[str, Any]]:
     headers = {"content-type": "application/json"}
     if secret is not None:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
@@ -56,8 +61,9 @@ def test_a_good_update_is_queued_and_acknowledged(ports: WebhookPorts) -> None:
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong", SECRET + "x", SECRET[:-1], SECRET.upper()])
-def test_a_missing_or_wrong_secret_is_refused_and_nothing_is_processed(ports: WebhookPorts,
-                                                                      secret: str | None) -> None:  # fmt: skip
+def test_a_missing_or_wrong_secret_is_refused_and_nothing_is_processed(
+    ports: WebhookPorts, secret: str | None
+) -> None:
     status, body = _post(ports, message_update(111, update_id=7), secret=secret)
     assert status == 401 and body["code"] == "unauthorized"
     assert drain(ports.queue, TELEGRAM_UPDATES) == []
@@ -106,8 +112,9 @@ def test_bad_bodies_get_400_naming_the_problem(ports: WebhookPorts, raw: str, pr
 
 def test_a_base64_body_is_decoded(ports: WebhookPorts) -> None:
     update = message_update(5, "héllo", update_id=77)
-    event = http_api_event("POST", "/telegram/webhook", headers={SECRET_HEADER: SECRET},
-                           body=json.dumps(update).encode())  # fmt: skip
+    event = http_api_event(
+        "POST", "/telegram/webhook", headers={SECRET_HEADER: SECRET}, body=json.dumps(update).encode()
+    )
     event["body"], event["isBase64Encoded"] = base64.b64encode(json.dumps(update).encode()).decode(), True
     assert lambda_handler(event, None, ports)["statusCode"] == 200
     assert drain(ports.queue, TELEGRAM_UPDATES)[0].update == update
@@ -189,8 +196,12 @@ def test_ports_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ORCH_TELEGRAM_WEBHOOK_SECRET", SECRET)
     webhook.reset()
     try:
-        event = http_api_event("POST", "/telegram/webhook", headers={SECRET_HEADER: SECRET},
-                               body=json.dumps(message_update(5, update_id=5)))  # fmt: skip
+        event = http_api_event(
+            "POST",
+            "/telegram/webhook",
+            headers={SECRET_HEADER: SECRET},
+            body=json.dumps(message_update(5, update_id=5)),
+        )
         assert lambda_handler(event, None)["statusCode"] == 200
         queue = LocalQueue(Path(str(tmp_path / "orch-home" / "queue.db")))
         assert [m.update_id for m in drain(queue, TELEGRAM_UPDATES)] == [5]
@@ -199,8 +210,9 @@ def test_ports_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         webhook.reset()
 
 
-def test_a_secret_reference_is_resolved_through_the_secrets_port(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_secret_reference_is_resolved_through_the_secrets_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared.secrets.local import LocalSecrets
 
     LocalSecrets(tmp_path / "orch-home" / "secrets.json").put("secret://telegram/webhook_secret", SECRET)
@@ -212,8 +224,9 @@ def test_a_secret_reference_is_resolved_through_the_secrets_port(tmp_path: Path,
         webhook.reset()
 
 
-def test_a_broken_configuration_answers_503_without_echoing_it(monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_broken_configuration_answers_503_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ORCH_TELEGRAM_WEBHOOK_SECRET", "has spaces and is wrong")
     webhook.reset()
     try:

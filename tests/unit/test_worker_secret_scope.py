@@ -14,19 +14,22 @@ from shared.secrets.scope import worker_reference_allowed
 from worker_image.wrapper import Wrapper, WrapperSettings
 
 
-@pytest.mark.parametrize(("reference", "po_user", "allowed"), [
-    ("secret://github/token", None, True),
-    ("secret://agents/anthropic", None, True),
-    ("secret://arn:aws:secretsmanager:us-east-1:123456789012:secret:llm-key-AbCdEf", None, True),
-    ("secret://po/u-1/api_key", "u-1", True),
-    ("secret://po/u-2/api_key", "u-1", False),
-    ("secret://po/u-1/api_key", None, False),
-    ("secret://projects/p-1/DB_PASSWORD", None, False),
-    ("secret://servers/web-1/ssh_key", None, False),
-    ("secret://shared/fleet-key", None, False),
-    ("secret://local/admin_api_key", None, False),
-    ("not-a-reference", None, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("reference", "po_user", "allowed"),
+    [
+        ("secret://github/token", None, True),
+        ("secret://agents/anthropic", None, True),
+        ("secret://arn:aws:secretsmanager:us-east-1:123456789012:secret:llm-key-AbCdEf", None, True),
+        ("secret://po/u-1/api_key", "u-1", True),
+        ("secret://po/u-2/api_key", "u-1", False),
+        ("secret://po/u-1/api_key", None, False),
+        ("secret://projects/p-1/DB_PASSWORD", None, False),
+        ("secret://servers/web-1/ssh_key", None, False),
+        ("secret://shared/fleet-key", None, False),
+        ("secret://local/admin_api_key", None, False),
+        ("not-a-reference", None, False),
+    ],
+)
 def test_the_worker_rule(reference: str, po_user: str | None, allowed: bool) -> None:
     assert worker_reference_allowed(reference, po_user) is allowed
 
@@ -36,9 +39,18 @@ class _Api:
         self.config = {"env_vars": env_vars, "context": context}
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
-        return WorkerDetail(id=worker_id, task_id=None, agent="command", runtime_handle="local:1:w", status="STARTING",
-                            exit_reason=None, started_at=datetime.now(UTC), stopped_at=None, config=self.config,
-                            create_request_id="r")  # fmt: skip
+        return WorkerDetail(
+            id=worker_id,
+            task_id=None,
+            agent="command",
+            runtime_handle="local:1:w",
+            status="STARTING",
+            exit_reason=None,
+            started_at=datetime.now(UTC),
+            stopped_at=None,
+            config=self.config,
+            create_request_id="r",
+        )
 
     def update_worker(self, worker_id: str, status: str, **_: Any) -> None:
         raise AssertionError("a worker with a foreign reference must not report RUNNING")

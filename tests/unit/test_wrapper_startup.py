@@ -28,9 +28,18 @@ class _FlakyApi:
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         self._maybe_down("get")
-        return WorkerDetail(id=worker_id, task_id=None, agent="command", runtime_handle="local:1:w", status="STARTING",
-                            exit_reason=None, started_at=datetime.now(UTC), stopped_at=None,
-                            config={"context": {}}, create_request_id="r")  # fmt: skip
+        return WorkerDetail(
+            id=worker_id,
+            task_id=None,
+            agent="command",
+            runtime_handle="local:1:w",
+            status="STARTING",
+            exit_reason=None,
+            started_at=datetime.now(UTC),
+            stopped_at=None,
+            config={"context": {}},
+            create_request_id="r",
+        )
 
     def update_worker(self, worker_id: str, status: str, **_: Any) -> None:
         self._maybe_down(f"update:{status}")

@@ -45,8 +45,18 @@ SESSION_NOT_FOUND = "No conversation found with session ID"
 _IGNORED_TYPES = frozenset({"stream_event", "rate_limit_event"})
 """Partial-message deltas and rate-limit notices: the complete messages carry the same content."""
 ALLOWED_TOOLS = (
-    "Bash", "Edit", "Write", "Read", "Glob", "Grep", "NotebookEdit", "TodoWrite", "Task", "WebFetch", "WebSearch",
-)  # fmt: skip
+    "Bash",
+    "Edit",
+    "Write",
+    "Read",
+    "Glob",
+    "Grep",
+    "NotebookEdit",
+    "TodoWrite",
+    "Task",
+    "WebFetch",
+    "WebSearch",
+)
 """What a developer round may use when `bypassPermissions` is not available (root): Claude Code's built-in
 tools for reading, editing and running commands, sub-agents and the web, as `bypassPermissions` would."""
 Permissions = Literal["auto", "bypass", "allowlist"]

@@ -16,25 +16,48 @@ from tests.api_support import ApiHarness, drop_postgres_database, fresh_postgres
 
 
 def test_rds_secret_becomes_a_pg8000_url() -> None:
-    url = url_from_rds_secret(json.dumps({"username": "orch", "password": "p@ss:w/rd", "host": "db.internal",
-                                          "port": 5432, "dbname": "orchestrator", "engine": "postgres"}))  # fmt: skip
+    url = url_from_rds_secret(
+        json.dumps(
+            {
+                "username": "orch",
+                "password": "p@ss:w/rd",
+                "host": "db.internal",
+                "port": 5432,
+                "dbname": "orchestrator",
+                "engine": "postgres",
+            }
+        )
+    )
     parsed = make_url(url)
     assert parsed.drivername == "postgresql+pg8000"
     assert (parsed.username, parsed.password, parsed.host, parsed.database) == (
-        "orch", "p@ss:w/rd", "db.internal", "orchestrator",
-    )  # fmt: skip
+        "orch",
+        "p@ss:w/rd",
+        "db.internal",
+        "orchestrator",
+    )
 
 
-def test_api_reads_db_credentials_and_bootstrap_key_from_secrets_manager(postgres_url: str, tmp_path: Path,
-                                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_api_reads_db_credentials_and_bootstrap_key_from_secrets_manager(
+    postgres_url: str, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     database = fresh_postgres_database(postgres_url)
     try:
         target = make_url(database)
         with mock_aws():
             client = boto3.client("secretsmanager", region_name="us-east-1")
-            rds = client.create_secret(Name="rds!db-1234", SecretString=json.dumps({
-                "username": target.username, "password": target.password or "", "host": target.host,
-                "port": target.port or 5432, "dbname": target.database}))["ARN"]  # fmt: skip
+            rds = client.create_secret(
+                Name="rds!db-1234",
+                SecretString=json.dumps(
+                    {
+                        "username": target.username,
+                        "password": target.password or "",
+                        "host": target.host,
+                        "port": target.port or 5432,
+                        "dbname": target.database,
+                    }
+                ),
+            )["ARN"]
             client.create_secret(
                 Name="orch/bootstrap/admin_key", SecretString="orch_from_secrets_manager_key"
             )
@@ -57,8 +80,9 @@ def test_api_reads_db_credentials_and_bootstrap_key_from_secrets_manager(postgre
         drop_postgres_database(postgres_url, database)
 
 
-def test_a_rotated_database_secret_is_read_again_when_the_login_is_refused(postgres_url: str, tmp_path: Path,
-                                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_a_rotated_database_secret_is_read_again_when_the_login_is_refused(
+    postgres_url: str, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """The container cached credentials that no longer work (rotation): the next connection re-reads them."""
     from functions.api.db import dispose_all
     from shared.secrets.local import LocalSecrets
@@ -67,11 +91,18 @@ def test_a_rotated_database_secret_is_read_again_when_the_login_is_refused(postg
     try:
         target = make_url(database)
         secrets = LocalSecrets(tmp_path / "secrets.json")
-        stale = {"username": "rotated_away_user", "password": "old", "host": target.host, "port": target.port or 5432,
-                 "dbname": target.database}  # fmt: skip
+        stale = {
+            "username": "rotated_away_user",
+            "password": "old",
+            "host": target.host,
+            "port": target.port or 5432,
+            "dbname": target.database,
+        }
         secrets.put("secret://rds/credentials", json.dumps(stale))
-        for key, value in {"ORCH_SECRETS_FILE": str(tmp_path / "secrets.json"),
-                           "ORCH_DATABASE_SECRET_REF": "secret://rds/credentials"}.items():  # fmt: skip
+        for key, value in {
+            "ORCH_SECRETS_FILE": str(tmp_path / "secrets.json"),
+            "ORCH_DATABASE_SECRET_REF": "secret://rds/credentials",
+        }.items():
             monkeypatch.setenv(key, value)
         deps = build_deps(ApiSettings())
         secrets.put("secret://rds/credentials", json.dumps({**stale, "username": target.username}))  # rotated

@@ -52,13 +52,21 @@ def _server(api: ApiHarness, handle: str = "local", **labels: str) -> dict[str, 
     return reply.body  # type: ignore[no-any-return]
 
 
-def _record(caller: ApiHarness, project: str, status: str = "deployed", port: int = 8000,
-            server: str = "local") -> Any:  # fmt: skip
+def _record(
+    caller: ApiHarness, project: str, status: str = "deployed", port: int = 8000, server: str = "local"
+) -> Any:
     url = f"http://127.0.0.1:{port}"
-    return caller.put(f"/internal/deployments/{project}", {
-        "server_handle": server, "port": port, "url": url, "health_url": url + "/health",
-        "ref": "abc123", "status": status,
-    })  # fmt: skip
+    return caller.put(
+        f"/internal/deployments/{project}",
+        {
+            "server_handle": server,
+            "port": port,
+            "url": url,
+            "health_url": url + "/health",
+            "ref": "abc123",
+            "status": status,
+        },
+    )
 
 
 def _deployed(api: ApiHarness, service: ApiHarness, project: str = "blog") -> dict[str, Any]:
@@ -429,8 +437,9 @@ def test_a_fix_task_parent_must_be_a_deploy_of_the_same_project(api: ApiHarness)
     for parent in (shop_deploy, blog_engineering):
         reply = api.post("/projects/blog/engineering", {"spec": "fix", "parent_task_id": parent})
         assert reply.status == 422 and reply.body["fields"] == ["parent_task_id"], reply
-    too_many = api.post("/projects/blog/engineering", {"spec": "fix", "parent_task_id": shop_deploy,
-                                                       "deploy_fix_attempt": 3})  # fmt: skip
+    too_many = api.post(
+        "/projects/blog/engineering", {"spec": "fix", "parent_task_id": shop_deploy, "deploy_fix_attempt": 3}
+    )
     assert too_many.status == 422 and too_many.body["fields"] == ["deploy_fix_attempt"]
     assert len(drain(api.deps.queue, ENGINEERING_QUEUE)) == 1, "only the plain engineering task was queued"
 

@@ -190,8 +190,11 @@ def test_the_schema_refuses_a_second_port_for_one_project(api: ApiHarness) -> No
     with pytest.raises(IntegrityError), api.deps.db.session() as session:
         server = session.execute(select(Server)).scalar_one()
         for port in (8000, 8001):
-            session.add(PortAllocation(id=new_id(), server_id=server.id, port=port, project_id=blog["id"],
-                                       created_at=utcnow()))  # fmt: skip
+            session.add(
+                PortAllocation(
+                    id=new_id(), server_id=server.id, port=port, project_id=blog["id"], created_at=utcnow()
+                )
+            )
             session.flush()
     with api.deps.db.session() as check:
         assert check.execute(select(Project)).scalar_one().name == "blog"
@@ -279,13 +282,28 @@ def test_the_migration_keeps_one_port_per_project_before_it_adds_the_index(tmp_p
         conn.execute(
             text("INSERT INTO users (id, name, is_admin, created_at) VALUES ('u', 'u', 0, :t)"), {"t": now}
         )
-        conn.execute(text("INSERT INTO servers (id, handle, host, ssh_user, status, labels, owner_id, created_at, "
-                          "facts) VALUES ('s', 'localhost', 'h', 'root', 'up', '{}', 'u', :t, '{}')"), {"t": now})  # fmt: skip
-        conn.execute(text("INSERT INTO projects (id, name, description, modules, status, owner_id, created_at, "
-                          "updated_at) VALUES ('p', 'blog', '', '[]', 'draft', 'u', :t, :t)"), {"t": now})  # fmt: skip
+        conn.execute(
+            text(
+                "INSERT INTO servers (id, handle, host, ssh_user, status, labels, owner_id, created_at, "
+                "facts) VALUES ('s', 'localhost', 'h', 'root', 'up', '{}', 'u', :t, '{}')"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO projects (id, name, description, modules, status, owner_id, created_at, "
+                "updated_at) VALUES ('p', 'blog', '', '[]', 'draft', 'u', :t, :t)"
+            ),
+            {"t": now},
+        )
         for row_id, port, at in (("a", 8000, now), ("b", 8001, later)):
-            conn.execute(text("INSERT INTO port_allocations (id, server_id, port, project_id, created_at) "
-                              "VALUES (:id, 's', :port, 'p', :t)"), {"id": row_id, "port": port, "t": at})  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO port_allocations (id, server_id, port, project_id, created_at) "
+                    "VALUES (:id, 's', :port, 'p', :t)"
+                ),
+                {"id": row_id, "port": port, "t": at},
+            )
 
     upgrade(engine)
 

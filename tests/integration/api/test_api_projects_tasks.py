@@ -97,10 +97,15 @@ def test_claim_is_compare_and_set_and_transitions_are_checked(api: ApiHarness) -
     assert second.status == 409 and second.body["code"] == "conflict"
 
     assert api.post(f"/internal/tasks/{tid}/heartbeat").status == 200
-    events = api.post(f"/internal/tasks/{tid}/events", {"events": [
-        {"type": "progress", "message": "developer", "current_step": "developer", "progress_pct": 40},
-        {"type": "progress", "message": "tester", "current_step": "tester", "progress_pct": 70},
-    ]})  # fmt: skip
+    events = api.post(
+        f"/internal/tasks/{tid}/events",
+        {
+            "events": [
+                {"type": "progress", "message": "developer", "current_step": "developer", "progress_pct": 40},
+                {"type": "progress", "message": "tester", "current_step": "tester", "progress_pct": 70},
+            ]
+        },
+    )
     assert events.status == 201 and [e["current_step"] for e in events.body] == ["developer", "tester"]
     bad_event = api.post(f"/internal/tasks/{tid}/events", {"events": [{"type": "exploded"}]})
     assert bad_event.status == 422 and bad_event.body["fields"][0].startswith("events.0")

@@ -23,8 +23,16 @@ def _dump_database(api: ApiHarness) -> str:
 
 
 def test_servers_store_the_ssh_key_by_reference_only(api: ApiHarness) -> None:
-    reply = api.post("/servers", {"handle": "prod-1", "host": "203.0.113.7", "ssh_user": "deploy",
-                                  "ssh_private_key": SSH_KEY, "labels": {"region": "eu"}})  # fmt: skip
+    reply = api.post(
+        "/servers",
+        {
+            "handle": "prod-1",
+            "host": "203.0.113.7",
+            "ssh_user": "deploy",
+            "ssh_private_key": SSH_KEY,
+            "labels": {"region": "eu"},
+        },
+    )
     assert reply.status == 201, reply
     assert reply.body["ssh_key_ref"] == "secret://servers/prod-1/ssh_key"
     assert "ssh_private_key" not in reply.body

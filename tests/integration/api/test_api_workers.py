@@ -24,17 +24,26 @@ def _responses(api: ApiHarness, queue_name: str = "worker:responses") -> list[ob
 def _worker(api: ApiHarness, worker_id: str = "w-1", request_id: str = "create-1") -> dict:  # type: ignore[type-arg]
     api.new_project("blog")
     task = api.post("/projects/blog/engineering", {"spec": "x"}).body
-    reply = api.post("/internal/workers", {"id": worker_id, "agent": "command", "task_id": task["id"],
-                                          "create_request_id": request_id,
-                                          "config": {"agent": "command", "context": {"repo_url": "/tmp/r"}}})  # fmt: skip
+    reply = api.post(
+        "/internal/workers",
+        {
+            "id": worker_id,
+            "agent": "command",
+            "task_id": task["id"],
+            "create_request_id": request_id,
+            "config": {"agent": "command", "context": {"repo_url": "/tmp/r"}},
+        },
+    )
     assert reply.status == 201, reply
     return reply.body  # type: ignore[no-any-return]
 
 
 def test_record_is_idempotent_by_create_request(api: ApiHarness) -> None:
     worker = _worker(api)
-    again = api.post("/internal/workers", {"id": "w-other", "agent": "command", "task_id": worker["task_id"],
-                                          "create_request_id": "create-1"})  # fmt: skip
+    again = api.post(
+        "/internal/workers",
+        {"id": "w-other", "agent": "command", "task_id": worker["task_id"], "create_request_id": "create-1"},
+    )
     assert again.status == 200 and again.body["id"] == "w-1"
     detail = api.get("/internal/workers/w-1")
     assert detail.body["config"]["context"]["repo_url"] == "/tmp/r"
@@ -62,8 +71,10 @@ def test_message_lifecycle_gives_one_response(api: ApiHarness) -> None:
     )
 
     result = {"status": "success", "commit_sha": "abc", "files_changed": ["app.py"]}
-    done = api.post(f"/internal/worker-messages/{taken.body['id']}/result",
-                    {"success": True, "response": "done", "result": result})  # fmt: skip
+    done = api.post(
+        f"/internal/worker-messages/{taken.body['id']}/result",
+        {"success": True, "response": "done", "result": result},
+    )
     assert done.status == 200 and done.body["status"] == "DONE"
     assert api.post(f"/internal/worker-messages/{taken.body['id']}/result", {"success": False}).status == 409
 
@@ -169,8 +180,11 @@ def test_a_running_message_reports_activity_on_the_workers_reply_queue(api: ApiH
     [activity] = _responses(api, "po:responses")
     assert isinstance(activity, WorkerActivity)
     assert (activity.request_id, activity.correlation_id, activity.worker_id, activity.success) == (
-        "po:m-1", "corr-1", "w-po", True,
-    )  # fmt: skip
+        "po:m-1",
+        "corr-1",
+        "w-po",
+        True,
+    )
     assert _responses(api) == []
     assert api.get("/internal/workers/w-po").body["last_seen_at"] > seen_before, "a sign of life"
     message = api.get("/workers/w-po/messages").body[0]
@@ -232,12 +246,17 @@ def test_activity_needs_a_known_message_and_a_service_key(api: ApiHarness) -> No
 
 def test_workers_are_listed_by_config_name_and_several_statuses(api: ApiHarness) -> None:
     odd_name = "po 'ü\"x"
-    for worker_id, name, status in (("w-a", "po-u1", "RUNNING"), ("w-b", "po-u1", "STOPPED"),
-                                    ("w-c", "po-u2", "STARTING"), ("w-d", None, "CREATED"),
-                                    ("w-e", odd_name, "CREATED")):  # fmt: skip
+    for worker_id, name, status in (
+        ("w-a", "po-u1", "RUNNING"),
+        ("w-b", "po-u1", "STOPPED"),
+        ("w-c", "po-u2", "STARTING"),
+        ("w-d", None, "CREATED"),
+        ("w-e", odd_name, "CREATED"),
+    ):
         config = {"name": name, "agent": "command"} if name else {}
-        recorded = api.post("/internal/workers", {"id": worker_id, "agent": "command", "status": status,
-                                                  "config": config})  # fmt: skip
+        recorded = api.post(
+            "/internal/workers", {"id": worker_id, "agent": "command", "status": status, "config": config}
+        )
         assert recorded.status == 201, recorded
 
     def ids(**query: str) -> list[str]:
@@ -267,8 +286,15 @@ def test_people_filter_only_their_own_workers_by_name(api: ApiHarness) -> None:
     alice.new_project("alices")
     task = alice.post("/projects/alices/engineering", {"spec": "x"}).body
     for worker_id, task_id in (("w-alice", task["id"]), ("w-service", None)):
-        api.post("/internal/workers", {"id": worker_id, "agent": "command", "task_id": task_id,
-                                       "config": {"name": "dev", "agent": "command"}})  # fmt: skip
+        api.post(
+            "/internal/workers",
+            {
+                "id": worker_id,
+                "agent": "command",
+                "task_id": task_id,
+                "config": {"name": "dev", "agent": "command"},
+            },
+        )
 
     assert [w["id"] for w in alice.get("/workers", name="dev").body] == ["w-alice"]
     assert sorted(w["id"] for w in api.get("/workers", name="dev").body) == ["w-alice", "w-service"]

@@ -57,8 +57,9 @@ def running_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EmbeddedSta
     saved = dict(os.environ)
     stack = EmbeddedStack(home, port=0, tick_s=0.2, consumers=["worker_manager"])
     stack.start()
-    service = ApiClient(os.environ["ORCH_API_URL"], LocalSecrets(home / "secrets.json").get(
-        "secret://local/service_api_key"))  # fmt: skip
+    service = ApiClient(
+        os.environ["ORCH_API_URL"], LocalSecrets(home / "secrets.json").get("secret://local/service_api_key")
+    )
     try:
         yield stack, service
     finally:

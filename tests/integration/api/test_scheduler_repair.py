@@ -119,8 +119,14 @@ def test_stuck_task_is_failed_with_the_reason_and_its_worker_deleted(
     report = _run("stuck_task_reaper", service)
 
     # then the task failed with a reason a person can read, once, and its live worker is being deleted
-    assert report == {"job": "stuck_task_reaper", "examined": 1, "failed": 1, "requeued": 0,
-                      "workers_stopped": 1, "skipped": 0}  # fmt: skip
+    assert report == {
+        "job": "stuck_task_reaper",
+        "examined": 1,
+        "failed": 1,
+        "requeued": 0,
+        "workers_stopped": 1,
+        "skipped": 0,
+    }
     task = api.get(f"/tasks/{task_id}").body
     assert task["status"] == "FAILED" and task["error"] == "no heartbeat for 17 min (limit 15 min)"
     [failed] = _events(api, task_id, "failed")
@@ -221,8 +227,10 @@ def test_retry_policy_requeues_up_to_n_times_then_fails(api: ApiHarness, service
     assert (first["requeued"], first["failed"], first["workers_stopped"]) == (1, 0, 1)
     task = api.get(f"/tasks/{task_id}").body
     assert task["status"] == "QUEUED" and task["attempt"] == 1 and task["error"] is None
-    assert any("requeued by the stuck-task reaper (retry 1 of 1)" in e["message"]
-               for e in _events(api, task_id, "progress"))  # fmt: skip
+    assert any(
+        "requeued by the stuck-task reaper (retry 1 of 1)" in e["message"]
+        for e in _events(api, task_id, "progress")
+    )
     assert _events(api, task_id, "failed") == []
     assert len(api.deps.queue.receive("engineering:queue", 10, visibility_timeout=300)) == 1, "queued again"
     assert _deletes(api) == ["w-1"], "the stuck run's worker goes"
@@ -265,8 +273,15 @@ def test_orphan_workers_get_exactly_one_delete(api: ApiHarness, service: ApiClie
 
     report = _run("orphan_worker_collector", service)
 
-    assert report == {"job": "orphan_worker_collector", "examined": 4, "stopped": 4, "task_ended": 1,
-                      "too_old": 1, "unseen": 2, "skipped": 0}  # fmt: skip
+    assert report == {
+        "job": "orphan_worker_collector",
+        "examined": 4,
+        "stopped": 4,
+        "task_ended": 1,
+        "too_old": 1,
+        "unseen": 2,
+        "skipped": 0,
+    }
     assert sorted(_deletes(api)) == ["w-never-seen", "w-task-ended", "w-too-old", "w-unseen"]
     assert _run("orphan_worker_collector", service)["stopped"] == 0, "asked once, never again"
     assert _deletes(api) == []

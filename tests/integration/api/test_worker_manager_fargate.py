@@ -39,9 +39,15 @@ def _fargate() -> FargateRuntime:
     ecs = boto3.client("ecs", region_name="us-east-1")
     ecs.create_cluster(clusterName="workers")
     ecs.register_task_definition(
-        family="worker", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "worker", "image": "worker:latest", "memory": 2048, "essential": True}],
-    )  # fmt: skip
+        family="worker",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="2048",
+        containerDefinitions=[
+            {"name": "worker", "image": "worker:latest", "memory": 2048, "essential": True}
+        ],
+    )
     return FargateRuntime("workers", "worker", "worker", [subnet], [sg], client=ecs)
 
 
@@ -54,10 +60,16 @@ def test_create_on_fargate_then_the_task_dies(api: ApiHarness) -> None:
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 1000})
         try:
             client = ApiClient("http://api.local", service_key, transport=LambdaTransport(api_handler))
-            manager = WorkerManager(client, _fargate(), queue, {"ORCH_API_URL": "https://api.example",
-                                                                "ORCH_SERVICE_API_KEY_REF": "secret://svc/key"})  # fmt: skip
-            create = CreateWorkerCommand(config=WorkerConfig(name="dev", agent="claude-code"),
-                                         context={"task_id": task_id, "repo_url": "https://example/r.git"})  # fmt: skip
+            manager = WorkerManager(
+                client,
+                _fargate(),
+                queue,
+                {"ORCH_API_URL": "https://api.example", "ORCH_SERVICE_API_KEY_REF": "secret://svc/key"},
+            )
+            create = CreateWorkerCommand(
+                config=WorkerConfig(name="dev", agent="claude-code"),
+                context={"task_id": task_id, "repo_url": "https://example/r.git"},
+            )
             for _ in range(2):  # the same create twice: one RunTask
                 event = sqs_event("arn:aws:sqs:us-east-1:0:x", [_received(create)])
                 assert lambda_handler(event, None, manager=manager) == {"batchItemFailures": []}
@@ -76,8 +88,11 @@ def test_create_on_fargate_then_the_task_dies(api: ApiHarness) -> None:
             detail["taskArn"] = worker.runtime_handle
             detail["tags"] = [{"key": "orchestrator:worker-id", "value": worker.id}]
             for override in detail.get("overrides", {}).get("containerOverrides", []):
-                override["environment"] = [e for e in override.get("environment", [])
-                                           if e["name"] not in ("ORCH_WORKER_ID", "ORCH_TASK_ID")]  # fmt: skip
+                override["environment"] = [
+                    e
+                    for e in override.get("environment", [])
+                    if e["name"] not in ("ORCH_WORKER_ID", "ORCH_TASK_ID")
+                ]
             outcome = ecs_event_handler(stopped, None, manager=manager)
             assert outcome["handled"] and outcome["worker_id"] == worker.id and outcome["exit_code"] == 1
             assert client.get_worker(worker.id).status == "FAILED"
@@ -95,5 +110,11 @@ def _received(message):  # type: ignore[no-untyped-def]
 
     from shared.queues.port import ReceivedMessage
 
-    return ReceivedMessage(message.request_id, message.model_dump_json(), "r", 1, datetime.now(UTC),
-                           {"correlation_id": message.correlation_id})  # fmt: skip
+    return ReceivedMessage(
+        message.request_id,
+        message.model_dump_json(),
+        "r",
+        1,
+        datetime.now(UTC),
+        {"correlation_id": message.correlation_id},
+    )

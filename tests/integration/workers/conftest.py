@@ -27,8 +27,12 @@ def make_repo(root: Path) -> str:
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
     (seed / "README.md").write_text("# demo\n")
-    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
-                 ["remote", "add", "origin", str(bare)], ["push", "-q", "origin", "main"]):  # fmt: skip
+    for args in (
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+        ["remote", "add", "origin", str(bare)],
+        ["push", "-q", "origin", "main"],
+    ):
         subprocess.run(["git", *args], cwd=seed, check=True)
     return str(bare)
 

@@ -40,8 +40,9 @@ def _until(stack: StackHarness, kind: type, timeout: float = 30.0) -> tuple[Any,
 
 
 def _worker(stack: StackHarness, n: int, config: WorkerConfig, context: dict[str, str]) -> str:
-    stack.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(request_id=f"create-{n}", config=config,
-                                                             context=context))  # fmt: skip
+    stack.queue.publish(
+        WORKER_COMMANDS, CreateWorkerCommand(request_id=f"create-{n}", config=config, context=context)
+    )
     created, _ = _until(stack, CreateWorkerResponse)
     assert created.success, created
     return str(created.worker_id)
@@ -50,16 +51,22 @@ def _worker(stack: StackHarness, n: int, config: WorkerConfig, context: dict[str
 def _ask(
     stack: StackHarness, worker_id: str, request_id: str, text: str
 ) -> tuple[SendMessageResponse, list[Any]]:
-    stack.queue.publish(WORKER_COMMANDS, SendMessageCommand(request_id=request_id, worker_id=worker_id,
-                                                            message=text, timeout=30))  # fmt: skip
+    stack.queue.publish(
+        WORKER_COMMANDS,
+        SendMessageCommand(request_id=request_id, worker_id=worker_id, message=text, timeout=30),
+    )
     answer, before = _until(stack, SendMessageResponse)
     assert answer.success, answer
     return answer, before
 
 
 def test_the_next_worker_resumes_the_conversation(stack: StackHarness, tmp_path: Path) -> None:
-    config = WorkerConfig(name="po-u1", agent="claude-code", reply_queue=PO_RESPONSES,
-                          agent_options={"bin": str(FAKES / "claude")})  # type: ignore[call-arg]  # fmt: skip
+    config = WorkerConfig(
+        name="po-u1",
+        agent="claude-code",
+        reply_queue=PO_RESPONSES,
+        agent_options={"bin": str(FAKES / "claude")},
+    )  # type: ignore[call-arg]
     context = {"chat_id": "5", "session_key": "po/u1"}
     # given: a first worker answers, then is stopped
     first = _worker(stack, 1, config, context)
@@ -83,8 +90,13 @@ def test_the_next_worker_resumes_the_conversation(stack: StackHarness, tmp_path:
 
 
 def test_activity_is_reported_while_the_agent_works(stack: StackHarness) -> None:
-    config = WorkerConfig(name="po-u2", agent="command", reply_queue=PO_RESPONSES, activity_every_s=2,
-                          agent_options={"command": "cat > /dev/null; sleep 3; echo done"})  # type: ignore[call-arg]  # fmt: skip
+    config = WorkerConfig(
+        name="po-u2",
+        agent="command",
+        reply_queue=PO_RESPONSES,
+        activity_every_s=2,
+        agent_options={"command": "cat > /dev/null; sleep 3; echo done"},
+    )  # type: ignore[call-arg]
     worker = _worker(stack, 3, config, {"chat_id": "6"})
     answer, before = _ask(stack, worker, "m-3", "think hard")
     activity = [r for r in before if isinstance(r, WorkerActivity)]

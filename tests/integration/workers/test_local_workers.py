@@ -95,12 +95,20 @@ def test_create_message_delete_makes_a_real_commit(stack: StackHarness, tmp_path
     assert reply.result and reply.result["branch"] == "orchestrator/feature"
     assert set(reply.result["files_changed"]) == {"feature.txt", "notes/spec.md"}
 
-    log = subprocess.run(["git", "--git-dir", repo, "log", "--format=%H %s", "orchestrator/feature"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    log = subprocess.run(
+        ["git", "--git-dir", repo, "log", "--format=%H %s", "orchestrator/feature"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert log.splitlines()[0].startswith(reply.result["commit_sha"])
     assert "developer: add a feature" in log
-    shown = subprocess.run(["git", "--git-dir", repo, "show", "orchestrator/feature:feature.txt"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["git", "--git-dir", repo, "show", "orchestrator/feature:feature.txt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert shown == "feature\n"
     events = stack.admin.task_events(create.context["task_id"])
     assert any("change requested: add a feature" in e.message for e in events)
@@ -121,8 +129,9 @@ def test_create_message_delete_makes_a_real_commit(stack: StackHarness, tmp_path
         ("echo started; sleep 120", 2, "timeout"),
     ],
 )
-def test_agent_failures_give_one_failed_response(stack: StackHarness, tmp_path: Path, command: str,
-                                                  timeout: int, expected: str) -> None:  # fmt: skip
+def test_agent_failures_give_one_failed_response(
+    stack: StackHarness, tmp_path: Path, command: str, timeout: int, expected: str
+) -> None:
     create = _create(stack, make_repo(tmp_path), command, request_id=f"create-{expected}")
     stack.queue.publish(WORKER_COMMANDS, create)
     [created] = stack.responses(1)
@@ -164,8 +173,9 @@ def test_deleting_an_unknown_worker_answers_false(stack: StackHarness) -> None:
     )
 
 
-def test_fake_claude_code_cli_commits_through_the_same_path(stack: StackHarness, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_fake_claude_code_cli_commits_through_the_same_path(
+    stack: StackHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fakes = Path(__file__).parents[2] / "fakes" / "agents"
     monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
     repo = make_repo(tmp_path)
@@ -176,14 +186,25 @@ def test_fake_claude_code_cli_commits_through_the_same_path(stack: StackHarness,
     )
     stack.queue.publish(WORKER_COMMANDS, create)
     [created] = stack.responses(1)
-    stack.queue.publish(WORKER_COMMANDS, SendMessageCommand(worker_id=created.worker_id, message="add a log line",
-                                                            timeout=60))  # fmt: skip
+    stack.queue.publish(
+        WORKER_COMMANDS, SendMessageCommand(worker_id=created.worker_id, message="add a log line", timeout=60)
+    )
     [reply] = stack.responses(1)
     assert isinstance(reply, SendMessageResponse) and reply.success, reply
     assert reply.result and reply.result["files_changed"] == ["AGENT_LOG.md"]
     assert reply.result["output_tokens"] and reply.result["cost_usd"] and reply.result["session_id"]
-    shown = subprocess.run(["git", "--git-dir", repo, "show", "orchestrator/claude:AGENT_LOG.md"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["git", "--git-dir", repo, "show", "orchestrator/claude:AGENT_LOG.md"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "add a log line" in shown
-    assert "CLAUDE.md" not in subprocess.run(["git", "--git-dir", repo, "ls-tree", "-r", "--name-only",
-                                              "orchestrator/claude"], capture_output=True, text=True).stdout  # fmt: skip
+    assert (
+        "CLAUDE.md"
+        not in subprocess.run(
+            ["git", "--git-dir", repo, "ls-tree", "-r", "--name-only", "orchestrator/claude"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )

@@ -35,9 +35,13 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServ
 def test_the_next_worker_resumes_the_real_claude_session(model: ModelServer, stack: StackHarness) -> None:
     claude = real_cli("claude")
     LocalSecrets(stack.home / "secrets.json").put("secret://agents/anthropic", TEST_KEY)
-    config = WorkerConfig(name="po-u1", agent="claude-code", reply_queue=PO_RESPONSES,
-                          agent_options={"bin": claude},
-                          env_vars={"ANTHROPIC_API_KEY": "secret://agents/anthropic"})  # fmt: skip
+    config = WorkerConfig(
+        name="po-u1",
+        agent="claude-code",
+        reply_queue=PO_RESPONSES,
+        agent_options={"bin": claude},
+        env_vars={"ANTHROPIC_API_KEY": "secret://agents/anthropic"},
+    )
     context = {"chat_id": "5", "session_key": "po/u1"}
     # given: a first worker answers, then is stopped once its session is saved
     model.script = SCRIPTS["remember"]

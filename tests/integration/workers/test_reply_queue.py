@@ -39,14 +39,27 @@ def _drain(stack: StackHarness, queue: str, expected: int, timeout: float = 30.0
 
 def test_responses_go_to_the_configured_queue_and_the_agent_sees_only_its_key(stack: StackHarness) -> None:
     LocalSecrets(stack.home / "secrets.json").put("secret://po/u1/api_key", "orch_person_key_123456")
-    config = WorkerConfig(name="po-u1", agent="command", reply_queue=PO_RESPONSES, agent_options={"command": AGENT},
-                          env_vars={"ORCH_API_URL": "http://127.0.0.1:1", "ORCH_API_KEY": "secret://po/u1/api_key"})  # type: ignore[call-arg]  # fmt: skip
-    stack.queue.publish(WORKER_COMMANDS, CreateWorkerCommand(request_id="po-create-1", config=config,
-                                                             context={"chat_id": "5", "role": "product_owner", "user_id": "u1"}))  # fmt: skip
+    config = WorkerConfig(
+        name="po-u1",
+        agent="command",
+        reply_queue=PO_RESPONSES,
+        agent_options={"command": AGENT},
+        env_vars={"ORCH_API_URL": "http://127.0.0.1:1", "ORCH_API_KEY": "secret://po/u1/api_key"},
+    )  # type: ignore[call-arg]
+    stack.queue.publish(
+        WORKER_COMMANDS,
+        CreateWorkerCommand(
+            request_id="po-create-1",
+            config=config,
+            context={"chat_id": "5", "role": "product_owner", "user_id": "u1"},
+        ),
+    )
     [created] = _drain(stack, PO_RESPONSES, 1)
     assert isinstance(created, CreateWorkerResponse) and created.success, created
-    stack.queue.publish(WORKER_COMMANDS, SendMessageCommand(request_id="po:tg:1", worker_id=created.worker_id,
-                                                            message="hello", timeout=30))  # fmt: skip
+    stack.queue.publish(
+        WORKER_COMMANDS,
+        SendMessageCommand(request_id="po:tg:1", worker_id=created.worker_id, message="hello", timeout=30),
+    )
     [answered] = _drain(stack, PO_RESPONSES, 1)
     assert isinstance(answered, SendMessageResponse) and answered.success, answered
     assert answered.response and "service=none" in answered.response
