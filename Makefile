@@ -40,9 +40,10 @@ test-cloud:
 
 rehearse: test-cloud
 
-# ruff (lint, McCabe <= 12), mypy --strict on the whole package, the import-linter layering contracts
+# ruff (lint, McCabe <= 12, format), mypy --strict on the whole package, the import-linter layering contracts
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
