@@ -28,6 +28,8 @@ app = typer.Typer(
     help="codegen-orchestrator: projects, engineering and deploys driven by AI agents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain click help and errors: typer's rich panels label every flag `<bool>` and box the errors
+    rich_markup_mode=None,
 )
 
 
