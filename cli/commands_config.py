@@ -20,14 +20,21 @@ class Key(StrEnum):
 
 
 @app.command("set")
-def set_value(key: Annotated[Key, typer.Argument()], value: Annotated[str, typer.Argument()]) -> None:
+def set_value(
+    key: Annotated[Key, typer.Argument(help="Which setting: api-url or api-key.")],
+    value: Annotated[str, typer.Argument(help="The API's base URL (http:// or https://) or an API key.")],
+    json_output: JsonFlag = False,
+) -> None:
     """Store api-url or api-key in the config file (mode 0600)."""
     if key is Key.API_URL and not value.startswith(("http://", "https://")):
         from cli.errors import CliError, ExitCode
 
         raise CliError(f"api-url must start with http:// or https://, got {value!r}", ExitCode.USAGE)
     path = write_config({key.value.replace("-", "_"): value.rstrip("/") if key is Key.API_URL else value})
-    typer.echo(f"{key.value} saved in {path}")
+    if json_output:
+        print_json({"key": key.value, "config_file": str(path)})
+    else:
+        typer.echo(f"{key.value} saved in {path}")
 
 
 @app.command("show")

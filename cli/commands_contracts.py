@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.context import JsonFlag
 from cli.output import print_json
 
 app = typer.Typer(help="Queue and event contracts.", no_args_is_help=True)
@@ -15,7 +16,7 @@ app = typer.Typer(help="Queue and event contracts.", no_args_is_help=True)
 @app.command("export")
 def export(
     directory: Annotated[Path, typer.Argument(help="Where to write one JSON Schema file per message model.")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print the written paths as JSON.")] = False,
+    json_output: JsonFlag = False,
 ) -> None:
     """Write a JSON Schema per message model, for producers in other languages."""
     from shared.contracts.export import export_json_schemas

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.context import JsonFlag
 from cli.errors import CliError, ExitCode
 from cli.output import print_json
 
@@ -18,7 +19,7 @@ def upgrade(
         str | None,
         typer.Option("--database-url", help="Default: ORCH_DATABASE_URL or the SQLite file in ORCH_HOME."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_output: JsonFlag = False,
 ) -> None:
     """Apply the API's migrations to the configured database (a database ahead of this code is left alone)."""
     from sqlalchemy.exc import InterfaceError, OperationalError

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.context import JsonFlag
 from cli.errors import CliError, ExitCode
 from cli.output import print_json, print_table
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Inspect and repair the message queues.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 QueueArg = Annotated[str, typer.Argument(help="Logical queue name, e.g. engineering:queue.")]
 
 

@@ -104,7 +104,12 @@ def set_webhook(
         bool,
         typer.Option("--new-secret", help="Generate a new secret into ORCH_TELEGRAM_WEBHOOK_SECRET_REF."),
     ] = False,
-    max_connections: Annotated[int, typer.Option("--max-connections", min=1, max=100)] = 40,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections", min=1, max=100, help="Parallel webhook connections Telegram may open."
+        ),
+    ] = 40,
     json_output: JsonFlag = False,
 ) -> None:
     """Register the webhook with its secret token (the secret itself is never printed)."""

@@ -9,9 +9,10 @@ import typer
 
 from shared.api_client import ApiClient
 
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print the API's JSON exactly (for scripts and agents).")
-]
+JSON_HELP = "Print JSON instead of text."
+"""The one help text of every command's `--json` (tests/unit/test_cli_help.py holds them to it)."""
+
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 
 def client(ctx: typer.Context) -> ApiClient:
