@@ -47,6 +47,7 @@ from shared.contracts.api import (
     TaskNotification,
     User,
 )
+from shared.contracts.projects import ProjectDeleted
 
 __all__ = [
     "ApiClient",
@@ -87,6 +88,11 @@ class ApiClient(WorkerCalls):
 
     def archive_project(self, project: str) -> Project:
         return self._as(Project, self.request("DELETE", f"/projects/{project}"))
+
+    def delete_project(self, project: str) -> ProjectDeleted:
+        """Delete it for good (ports, secrets, tasks; the name is free again); the repository stays.
+        ConflictError while a task runs or it is still deployed."""
+        return self._as(ProjectDeleted, self.request("POST", f"/projects/{project}/delete"))
 
     def start_engineering(
         self,

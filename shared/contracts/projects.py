@@ -9,6 +9,9 @@ from pydantic import Field
 
 from shared.contracts.dto import Dto, Module, Out, ProjectStatus, Slug
 
+SPEC_MAX_CHARS = 100_000
+"""The longest spec the API takes (`EngineeringStart.spec`): the CLI checks it before creating anything."""
+
 
 class ProjectCreate(Dto):
     name: Slug
@@ -50,6 +53,19 @@ class Project(Out):
     repo_pull_requests: list[dict[str, Any]] = Field(default_factory=list)
     repo_missing: bool = False
     repo_checked_at: datetime | None = None
+
+
+class ProjectDeleted(Out):
+    """What deleting a project removed. Its repository is kept: the API never deletes code."""
+
+    id: str
+    name: Annotated[str, Field(description="Free to use again from now on.")]
+    freed_ports: Annotated[
+        list[str], Field(default_factory=list, description="`server:port` allocations given back.")
+    ]
+    removed_secrets: Annotated[list[str], Field(default_factory=list, description="Secret names deleted.")]
+    deleted_tasks: Annotated[int, Field(description="Finished tasks deleted with their events.")] = 0
+    repo_url: Annotated[str | None, Field(description="The repository, kept.")] = None
 
 
 class RepoSync(Dto):

@@ -18,13 +18,14 @@ from shared.contracts.payloads import (
     parse_result,
     result_as,
 )
+from shared.contracts.projects import SPEC_MAX_CHARS
 
 P = TypeVar("P", bound=TaskParams)
 R = TypeVar("R", bound=TaskResult)
 
 
 class EngineeringStart(Dto):
-    spec: Annotated[str, Field(min_length=1, max_length=100_000, description="What to build.")]
+    spec: Annotated[str, Field(min_length=1, max_length=SPEC_MAX_CHARS, description="What to build.")]
     agent: Annotated[
         str | None, Field(max_length=64, description='Coding agent; "none" skips the developer step.')
     ] = None

@@ -29,6 +29,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "GET /projects/{project_id}": ("get_project", ("blog",), {}),
     "PATCH /projects/{project_id}": ("update_project", ("blog",), {"description": "d"}),
     "DELETE /projects/{project_id}": ("archive_project", ("blog",), {}),
+    "POST /projects/{project_id}/delete": ("delete_project", ("blog",), {}),
     "POST /projects/{project_id}/engineering": ("start_engineering", ("blog", "spec"), {}),
     "POST /projects/{project_id}/deploy": ("start_deploy", ("blog", "local"), {}),
     "POST /projects/{project_id}/undeploy": ("start_undeploy", ("blog",), {}),

@@ -19,6 +19,7 @@ from functions.api.routers._common import (
 )
 from functions.api.services import idempotency, lookup, projects
 from shared.contracts.api import DeployStart, EngineeringStart, Project, ProjectCreate, ProjectUpdate, Task
+from shared.contracts.projects import ProjectDeleted
 
 router = new_router()
 TAGS = ["projects"]
@@ -60,10 +61,28 @@ def update_project(project_id: ProjectId, body: ProjectUpdate) -> Project:
         return Project.model_validate(projects.change(session, principal(router), project_id, body))
 
 
-@router.delete("/projects/<project_id>", summary="Archive a project", tags=TAGS)
+@router.delete("/projects/<project_id>", summary="Archive a project (its data and name stay)", tags=TAGS)
 def archive_project(project_id: ProjectId) -> Project:
     with transaction() as session:
         return Project.model_validate(projects.archive(session, principal(router), project_id))
+
+
+@router.post(
+    "/projects/<project_id>/delete",
+    summary="Delete a project: its ports, secrets and tasks go, its name is free again, its repository stays",
+    tags=TAGS,
+    responses={
+        404: {"description": "No such project (or someone else's)"},
+        409: {"description": "A task of the project runs, or it is still deployed (stop it first)"},
+    },
+)
+def delete_project(project_id: ProjectId) -> ProjectDeleted:
+    with transaction() as session:
+        deleted, secret_references = projects.delete_project(session, principal(router), project_id)
+    secrets = get_deps().secrets
+    for reference in secret_references:  # after the commit: a failed delete leaves a row-less value
+        secrets.delete(reference)
+    return deleted
 
 
 @router.post(
@@ -120,6 +139,7 @@ def start_deploy(
     summary="Stop a deployed project and free its port",
     tags=TAGS,
     responses={
+        200: {"description": "Already stopped: the undeploy task that stopped it (nothing is redone)"},
         202: {"description": "Accepted: the task is queued"},
         404: {"description": "Never deployed"},
         409: {"description": "A deploy or undeploy already runs"},
@@ -128,5 +148,6 @@ def start_deploy(
 def start_undeploy(project_id: ProjectId) -> Response[Task]:
     caller = principal(router)
     with transaction() as session:
-        dto = Task.model_validate(projects.start_undeploy(session, caller, project_id))
-    return created(dto, 202)
+        task, queued = projects.start_undeploy(session, caller, project_id)
+        dto = Task.model_validate(task)
+    return created(dto, 202 if queued else 200)

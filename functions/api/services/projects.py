@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
-from functions.api.errors import Conflict, Unprocessable
-from functions.api.models import Project, Task, new_id, utcnow
+from functions.api.errors import Conflict, NotFound, Unprocessable
+from functions.api.models import (
+    Deployment,
+    Incident,
+    PortAllocation,
+    Project,
+    ProjectSecret,
+    Server,
+    Task,
+    TaskEvent,
+    TaskNotification,
+    Worker,
+    new_id,
+    utcnow,
+)
 from functions.api.services import deployments, incidents, limits, lookup, tasks
 from functions.api.settings import ApiSettings
 from shared.contracts.api import (
@@ -18,8 +31,10 @@ from shared.contracts.api import (
     ProjectStatus,
     ProjectUpdate,
     RepoSync,
+    TaskStatus,
     TaskType,
 )
+from shared.contracts.projects import ProjectDeleted
 
 
 def list_for(session: Session, caller: Principal) -> list[Project]:
@@ -74,6 +89,67 @@ def archive(session: Session, caller: Principal, project_id: str) -> Project:
     return row
 
 
+def delete_project(session: Session, caller: Principal, project_id: str) -> tuple[ProjectDeleted, list[str]]:
+    """Delete the project and everything the database holds for it: its ports go back to their servers,
+    its secrets' rows go (the caller deletes their values, the second item, after the commit), and its
+    finished tasks go with their events. Refused while a task runs or the project is still deployed
+    (stopping it is an undeploy task: `deploy stop` first). The repository is kept."""
+    row = lookup.project(session, caller, project_id, for_update=True)
+    _refuse_while_busy(session, row)
+    ports = session.execute(
+        select(Server.handle, PortAllocation.port)
+        .join(Server, Server.id == PortAllocation.server_id)
+        .where(PortAllocation.project_id == row.id)
+        .order_by(PortAllocation.port)
+    ).all()
+    secrets = list(
+        session.execute(
+            select(ProjectSecret).where(ProjectSecret.project_id == row.id).order_by(ProjectSecret.name)
+        ).scalars()
+    )
+    task_ids = select(Task.id).where(Task.project_id == row.id).scalar_subquery()
+    deleted_tasks = len(session.execute(select(Task.id).where(Task.project_id == row.id)).all())
+    session.execute(update(Worker).where(Worker.task_id.in_(task_ids)).values(task_id=None))
+    for model in (TaskEvent, TaskNotification):
+        session.execute(delete(model).where(model.task_id.in_(task_ids)))
+    session.execute(delete(Task).where(Task.project_id == row.id))
+    for owned in (PortAllocation, ProjectSecret, Deployment, Incident):
+        session.execute(delete(owned).where(owned.project_id == row.id))
+    result = ProjectDeleted(
+        id=row.id,
+        name=row.name,
+        freed_ports=[f"{handle}:{port}" for handle, port in ports],
+        removed_secrets=[s.name for s in secrets],
+        deleted_tasks=deleted_tasks,
+        repo_url=row.repo_url,
+    )
+    session.delete(row)
+    session.flush()
+    return result, [s.reference for s in secrets]
+
+
+def _refuse_while_busy(session: Session, project: Project) -> None:
+    running = session.execute(
+        select(Task)
+        .where(Task.project_id == project.id, Task.status.in_([s.value for s in tasks.ACTIVE]))
+        .order_by(Task.created_at)
+        .limit(1)
+    ).scalar_one_or_none()
+    if running is not None:
+        raise Conflict(
+            f"project {project.name!r} has a {running.type} task {running.status} (task {running.id}): "
+            f"cancel it first (orchestrator task cancel {running.id[:8]})"
+        )
+    deployed = session.execute(
+        select(Deployment).where(Deployment.project_id == project.id, Deployment.status == "deployed")
+    ).scalar_one_or_none()
+    if deployed is not None:
+        raise Conflict(
+            f"project {project.name!r} is deployed (port {deployed.port}): stop it first "
+            f"(orchestrator deploy stop {project.name})"
+        )
+
+
 def start_engineering(
     session: Session, settings: ApiSettings, caller: Principal, project_id: str, body: EngineeringStart
 ) -> Task:
@@ -106,13 +182,35 @@ def start_deploy(
     return task
 
 
-def start_undeploy(session: Session, caller: Principal, project_id: str) -> Task:
+def start_undeploy(session: Session, caller: Principal, project_id: str) -> tuple[Task, bool]:
+    """(task, queued): a new undeploy task, or, for a project already stopped, the undeploy that stopped
+    it (queued=False): a second stop does not redo the work."""
     project = lookup.project(session, caller, project_id, for_update=True)
-    current = deployments.get_for(session, caller, project.id)
+    try:
+        current = deployments.get_for(session, caller, project.id)
+    except NotFound:
+        return _start_cleanup(session, caller, project), True
     _refuse_concurrent_deploys(session, project)
+    if current.status == "stopped":
+        done = _last_undeploy(session, project)
+        if done is not None:
+            return done, False
     params = {"server": current.server_handle}
     task, _message = tasks.create(session, caller, project, TaskType.UNDEPLOY, None, params)
-    return task
+    return task, True
+
+
+def _last_undeploy(session: Session, project: Project) -> Task | None:
+    return session.execute(
+        select(Task)
+        .where(
+            Task.project_id == project.id,
+            Task.type == TaskType.UNDEPLOY.value,
+            Task.status == TaskStatus.COMPLETED.value,
+        )
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def _refuse_concurrent_deploys(session: Session, project: Project) -> None:
@@ -154,3 +252,31 @@ def record_repo_sync(
         kind = "repo_missing" if body.missing else "repo_back"
         incidents.record(session, row.owner_id, kind, text, project_id=row.id)
     return row, changed
+
+
+def _start_cleanup(session: Session, caller: Principal, project: Project) -> Task:
+    """Never deployed, but a failed deploy may have left its directory (with the service log) or, before
+    failed deploys freed theirs, a port: an undeploy task on that server cleans up and says what it did.
+    Nothing left: the NotFound of a project never deployed."""
+    _refuse_concurrent_deploys(session, project)
+    held = session.execute(
+        select(Server.handle)
+        .join(PortAllocation, PortAllocation.server_id == Server.id)
+        .where(PortAllocation.project_id == project.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    failed = session.execute(
+        select(Task)
+        .where(Task.project_id == project.id, Task.type == TaskType.DEPLOY.value)
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    server = held or (
+        (failed.params or {}).get("server")
+        if failed is not None and failed.status == TaskStatus.FAILED.value
+        else None
+    )
+    if not server:
+        raise NotFound(f"project {project.name!r} has never been deployed: nothing to stop")
+    task, _message = tasks.create(session, caller, project, TaskType.UNDEPLOY, None, {"server": server})
+    return task
