@@ -24,10 +24,10 @@ from functions.deploy.nodes import DeployNodes
 from functions.deploy.probes import bindable
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
-from functions.scaffolder.contract import CONTRACT_FILE
 from shared.api_client import ApiClient
 from shared.apigw import LambdaTransport
 from shared.contracts.api import Task
+from shared.env_contract import CONTRACT_FILE
 from shared.queues.local import LocalQueue
 from shared.repos.local import LocalRepoHost
 from tests.api_support import ADMIN_KEY, ApiHarness, build_deps, install, migrated_sqlite

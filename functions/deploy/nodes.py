@@ -22,7 +22,6 @@ from functions.deploy.messages import (
 from functions.deploy.probes import allocate_port, smoke_test
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
-from functions.scaffolder.contract import CONTRACT_FILE, EnvContractError, parse_env_contract
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployResult
 from shared.contracts.api import Project, TaskStatus, TaskType
@@ -35,6 +34,7 @@ from shared.contracts.payloads import (
     result_as,
 )
 from shared.contracts.workers import NO_AGENT
+from shared.env_contract import CONTRACT_FILE, EnvContractError, parse_env_contract
 from shared.graphs.driver import event_sender, request_id
 from shared.queues.port import QueuePort
 from shared.repos.port import RepoHost

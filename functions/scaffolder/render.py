@@ -11,7 +11,7 @@ project can later follow template updates with `copier update`.
 The env contract
 ----------------
 Every rendered project carries `orchestrator.env.json` at its root; the deploy reads it to learn how
-to run the service and what it needs (`functions.scaffolder.contract.EnvContract` validates it)::
+to run the service and what it needs (`shared.env_contract.EnvContract` validates it)::
 
     {
       "schema_version": 1,                  # optional, the only version so far
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from functions.scaffolder.contract import load_env_contract
+from shared.env_contract import load_env_contract
 
 DEFAULT_TEMPLATE: Path = Path(__file__).resolve().parent / "template"
 KNOWN_MODULES: tuple[str, ...] = ("backend", "telegram")

@@ -20,18 +20,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from functions.scaffolder.contract import (
-    CONTRACT_FILE,
-    EnvContractError,
-    EnvContractMissingError,
-    load_env_contract,
-    parse_env_contract,
-)
 from functions.scaffolder.render import (
     DEFAULT_TEMPLATE,
     TemplateRenderError,
     read_env_contract,
     render_project,
+)
+from shared.env_contract import (
+    CONTRACT_FILE,
+    EnvContractError,
+    EnvContractMissingError,
+    load_env_contract,
+    parse_env_contract,
 )
 
 VARIANTS = {"backend": ["backend"], "telegram": ["backend", "telegram"]}

@@ -1,7 +1,8 @@
 """The env contract: `orchestrator.env.json` at a project's root says how to run the service and what
-it needs. The default template ships one; the deploy's env analyzer reads it with `load_env_contract`
-(or `functions.scaffolder.render.read_env_contract` for a plain dict). The format is described in
-`functions/scaffolder/render.py` and in the rendered project's README."""
+it needs. The scaffolder's default template ships one and the deploy's env analyzer reads it with
+`load_env_contract`, so it lives here, below both (`functions.scaffolder.render.read_env_contract`
+gives a plain dict). The format is described in `functions/scaffolder/render.py` and in the rendered
+project's README."""
 
 from __future__ import annotations
 
