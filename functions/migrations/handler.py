@@ -11,13 +11,14 @@ rather than fail with "Can't locate revision" and leave the stack UPDATE_ROLLBAC
 
 from __future__ import annotations
 
-import time
+from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from functions.migrations.bootstrap import ServiceKey, bootstrap
 from functions.migrations.settings import DeployHookSettings
 from shared.handler_shell import lambda_entry
 from shared.observability import get_logger
+from shared.retry import poll_until
 
 if TYPE_CHECKING:
     from functions.api.deps import ApiDeps
@@ -30,30 +31,39 @@ CONNECT_DELAY_S = 10.0
 def wait_for_database(
     settings: DeployHookSettings, attempts: int = CONNECT_ATTEMPTS, delay_s: float = CONNECT_DELAY_S
 ) -> ApiDeps:
-    """The API's dependencies once a connection succeeds; the secret is read again on every attempt,
-    since a rotation may change the password between two attempts."""
+    """The API's dependencies once a connection succeeds, trying `attempts` times `delay_s` apart; the
+    secret is read again on every attempt, since a rotation may change the password between two."""
     from sqlalchemy import text
 
     from functions.api.db import dispose_all
     from functions.api.deps import build_deps
 
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):
+    tries = count(1)
+
+    def connect() -> ApiDeps | Exception:
         try:
             deps = build_deps(settings)
             with deps.db.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             return deps
-        except Exception as exc:  # driver, network or authentication: all worth another try
-            last = exc
+        except Exception as exc:  # driver, network or authentication: all mean "not yet"
             dispose_all()
             get_logger().warning(
                 "database not ready",
-                extra={"attempt": attempt, "error": f"{type(exc).__name__}: {exc}"[:300]},
+                extra={"attempt": next(tries), "error": f"{type(exc).__name__}: {exc}"[:300]},
             )
-            if attempt < attempts:
-                time.sleep(delay_s)
-    raise RuntimeError(f"the database did not accept a connection after {attempts} attempts: {last}")
+            return exc
+
+    # initial == max: the same wait between every two attempts, no backoff
+    outcome = poll_until(
+        lambda result: not isinstance(result, Exception),
+        attempts=attempts,
+        initial_delay_s=delay_s,
+        max_delay_s=delay_s,
+    )(connect)
+    if isinstance(outcome, Exception):
+        raise RuntimeError(f"the database did not accept a connection after {attempts} attempts: {outcome}")
+    return outcome
 
 
 @lambda_entry
