@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ import typer
 
 from cli.context import JsonFlag
 from cli.errors import CliError, ExitCode
+from cli.local.ports import check_port, port_taken_error, stack_port, valid_port
 from cli.output import print_json
+from shared.topology import CONSUMERS
 
 app = typer.Typer(help="Run the whole system on this machine (no AWS, no Docker).", no_args_is_help=True)
 
@@ -44,21 +47,44 @@ def _healthy(url: str) -> bool:
         return False
 
 
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        envvar="ORCH_PORT",
+        callback=valid_port,
+        help="API port on 127.0.0.1 (0: any free). Default: the port of the local API URL in the CLI's "
+        "config, else 8787.",
+        show_default=False,
+    ),
+]
+
+
+def _configured_url() -> str | None:
+    from cli.config import resolve_connection
+
+    try:
+        return resolve_connection().api_url
+    except ValueError:  # an unreadable config file: `config show` says what is wrong with it
+        return None
+
+
 @app.command("up")
 def up(
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="API port on 127.0.0.1 (0: any free).")
-    ] = 8787,
+    port: PortOption = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="Default: SQLite in ORCH_HOME.")
     ] = None,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; returns once the stack is ready.")
+    ] = False,
     consumers: Annotated[
         str,
         typer.Option(
             "--consumers",
             envvar="ORCH_LOCAL_CONSUMERS",
-            help="all, none, or a comma list (worker_manager,scaffolder,engineering).",
+            help="all (the Telegram ones only with --telegram), none, or a comma list such as "
+            "deploy,infra; known: " + ", ".join(c.function for c in CONSUMERS),
         ),
     ] = "all",
     telegram: Annotated[
@@ -69,7 +95,8 @@ def up(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly."""
+    """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly. A taken port is refused
+    at once with the process holding it and a free port to use (exit 4)."""
     home = _home()
     running = _running(home)
     if running is not None:
@@ -77,10 +104,24 @@ def up(
             f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
             ExitCode.CONFLICT,
         )
+    chosen_port = stack_port(port, _configured_url())
+    retry = "orchestrator local up" + (" --detach" if detach else "") + " --port {port}"
+    check_port(chosen_port, retry)
     if detach:
-        _up_detached(home, port, database_url, json_output, consumers, telegram)
+        _up_detached(home, chosen_port, database_url, json_output, consumers, telegram, retry=retry)
         return
+    _up_foreground(home, chosen_port, database_url, consumers, telegram, json_output, retry)
 
+
+def _up_foreground(
+    home: Path,
+    port: int,
+    database_url: str | None,
+    consumers: str,
+    telegram: bool,
+    json_output: bool,
+    retry: str,
+) -> None:
     from cli.config import write_config
     from cli.local.stack import EmbeddedStack
 
@@ -90,16 +131,19 @@ def up(
     except ValueError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
     try:
-        url = stack.start()
+        url = stack.start(ready=False)
     except (ValueError, RuntimeError) as exc:  # e.g. --telegram without a bot token
         stack.stop()
         raise CliError(str(exc), ExitCode.USAGE) from None
     except OSError as exc:
         stack.stop()
+        if exc.errno == errno.EADDRINUSE:  # taken between the check and the bind
+            raise port_taken_error(port, retry) from None
         raise CliError(
             f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", ExitCode.FAILURE
         ) from None
     write_config({"api_url": url, "api_key": stack.admin_key or ""})
+    stack.mark_ready()  # only now does /health answer 200: the CLI can use the stack
     for notice in stack.notices:
         typer.echo(notice, err=True)
     if json_output:  # one line: scripts read the first line of stdout
@@ -125,31 +169,32 @@ def up(
         typer.echo("stopped")
 
 
-def _up_detached(
-    home: Path, port: int, database_url: str | None, json_output: bool, consumers: str, telegram: bool = False
-) -> None:
-    from cli.local.stack import StackState
+READY_TIMEOUT_S = 60.0
 
+
+def _up_detached(
+    home: Path,
+    port: int,
+    database_url: str | None,
+    json_output: bool,
+    consumers: str,
+    telegram: bool = False,
+    retry: str = "orchestrator local up --detach --port {port}",
+) -> None:
+    """Start `local up` in the background and return once it is ready (/health 200: the CLI's config
+    is written, the consumers run). On failure, the reason from this attempt's output only, and no
+    stack.pid left behind."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "logs").mkdir(exist_ok=True)
     log_path = home / "logs" / "stack.log"
-    args = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "local",
-        "up",
-        "--port",
-        str(port),
-        "--json",
-        "--consumers",
-        consumers,
-    ]
+    args = [sys.executable, "-m", "cli.main", "local", "up", "--port", str(port), "--json"]
+    args += ["--consumers", consumers]
     if database_url:
         args += ["--database-url", database_url]
     if telegram:
         args.append("--telegram")
     with open(log_path, "ab") as log:
+        offset = log.tell()  # this attempt's output starts here: an earlier failure is not ours
         process = subprocess.Popen(
             args,
             stdout=log,
@@ -158,23 +203,52 @@ def _up_detached(
             start_new_session=True,
             env={**os.environ, "ORCH_HOME": str(home)},
         )
-    (home / "stack.pid").write_text(str(process.pid))
-    deadline = time.monotonic() + 60
+    pid_file = home / "stack.pid"
+    pid_file.write_text(str(process.pid))
+    state = _wait_ready(home, process)
+    if state is not None:
+        if json_output:
+            print_json({"url": state.url, "pid": state.pid, "home": str(home), "log": str(log_path)})
+        else:
+            typer.echo(
+                f"orchestrator is up in the background: API {state.url}, pid {state.pid}, log {log_path}"
+            )
+        return
+    if process.poll() is None:
+        raise CliError(
+            f"the stack (pid {process.pid}) is not ready after {READY_TIMEOUT_S:.0f} s; "
+            f"see {log_path}, or stop it: orchestrator local down"
+        )
+    pid_file.unlink(missing_ok=True)
+    raise _start_failure(log_path, offset, process.returncode)
+
+
+def _wait_ready(home: Path, process: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+    from cli.local.stack import StackState
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         state = StackState.read(home)
         if state is not None and state.pid == process.pid and _healthy(state.url):
-            if json_output:
-                print_json({"url": state.url, "pid": state.pid, "home": str(home), "log": str(log_path)})
-            else:
-                typer.echo(
-                    f"orchestrator is up in the background: API {state.url}, pid {state.pid}, log {log_path}"
-                )
-            return
+            return state
         if process.poll() is not None:
-            break
+            return None
         time.sleep(0.2)
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-    raise CliError("the stack did not come up: " + (" | ".join(tail) if tail else "no output"))
+    return None
+
+
+def _start_failure(log_path: Path, offset: int, returncode: int) -> CliError:
+    """The stack's own one-line error when it printed one (with its exit code), else this attempt's
+    last log lines."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").strip().splitlines()
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if errors:
+        known = {int(c) for c in ExitCode}
+        return CliError(errors[-1], ExitCode(returncode) if returncode in known else ExitCode.FAILURE)
+    tail = " | ".join(lines[-5:]) if lines else "no output"
+    return CliError(f"the stack did not come up (exit {returncode}): {tail}; full log: {log_path}")
 
 
 @app.command("down")

@@ -35,6 +35,10 @@ class StackState:
     started_at: float
     consumers: list[str] = field(default_factory=list)
     schedules: list[str] = field(default_factory=list)
+    agents: list[str] | None = None
+    """The coding agents this stack can run (its PATH and ORCH_AGENT_COMMAND); None: not recorded."""
+    default_agent: str | None = None
+    """The agent of a task whose project names none (ORCH_DEFAULT_AGENT when the stack started)."""
 
     @classmethod
     def read(cls, home: Path) -> StackState | None:
@@ -61,6 +65,22 @@ def pid_alive(pid: int) -> bool:
 
 
 LOCALHOST_SERVER = "localhost"
+AGENT_EXECUTABLES = {"claude-code": "claude_bin", "factory-droid": "droid_bin", "codex": "codex_bin"}
+"""Each agent CLI's `AgentEnvironment` field: the executable its worker looks up on the stack's PATH."""
+
+
+def runnable_agents(env: Any = None) -> list[str]:
+    """The agents a worker started from this environment can run: those whose CLI is on PATH, `command`
+    when ORCH_AGENT_COMMAND is set, and `none` (no developer) always."""
+    import shutil
+
+    from worker_image.agents.config import AgentEnvironment
+
+    env = env or AgentEnvironment()
+    found = [name for name, attr in AGENT_EXECUTABLES.items() if shutil.which(getattr(env, attr))]
+    if (env.agent_command or "").strip():
+        found.append("command")
+    return sorted([*found, "none"])
 
 
 def _stored_or_new_key(secrets: Any, ref: str) -> str:
@@ -121,9 +141,13 @@ class EmbeddedStack:
 
     # -- start ---------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, ready: bool = True) -> str:
+        """Serve the API, start the consumers and the scheduler; the URL. With `ready=False`, /health
+        answers 503 (`ready: false`) until `mark_ready()`: `local up` first writes the CLI's config."""
         from functions.api.deps import build_deps, set_deps
+        from functions.api.services import readiness
         from functions.api.settings import ApiSettings
+        from functions.engineering.settings import EngineeringSettings
         from functions.migrations.bootstrap import bootstrap
         from shared.secrets import build_secrets
         from shared.settings import SecretsSettings
@@ -148,6 +172,7 @@ class EmbeddedStack:
         from cli.local.http import ApiHttpServer
         from functions.api.handler import lambda_handler
 
+        readiness.mark_starting()
         self.server = ApiHttpServer((self.host, self.port), lambda_handler)
         self.port = self.server.server_address[1]
         self._spawn("api-http", self.server.serve_forever)
@@ -171,9 +196,20 @@ class EmbeddedStack:
             started_at=time.time(),
             consumers=[c.function for c in self.consumers],
             schedules=[s.job for s in SCHEDULES],
+            agents=runnable_agents(),
+            default_agent=EngineeringSettings(home=self.home).default_agent,
         ).write(self.home)
         self.logger.info("embedded stack up", extra={"url": url, "home": str(self.home)})
+        if ready:
+            self.mark_ready()
         return url
+
+    @staticmethod
+    def mark_ready() -> None:
+        """From now on /health answers 200 (with a reachable database)."""
+        from functions.api.services import readiness
+
+        readiness.mark_ready()
 
     @staticmethod
     def _shown_db(settings: Any) -> str:
@@ -329,7 +365,9 @@ class EmbeddedStack:
         if state and state.pid == os.getpid():
             (self.home / STATE_FILE).unlink(missing_ok=True)
         from functions.api.db import dispose_all
+        from functions.api.services import readiness
 
         self._reset_functions()
         dispose_all()
+        readiness.mark_ready()  # the process's default again (an API in AWS is ready once it answers)
         self.logger.info("embedded stack stopped")

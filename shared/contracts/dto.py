@@ -103,6 +103,10 @@ class Health(Out):
     schema_revision: str | None = None
     expected_revision: str | None = None
     version: str
+    ready: bool = Field(
+        default=True,
+        description="False while the embedded stack is still starting (503 until it is ready for work).",
+    )
 
 
 # -- pages -------------------------------------------------------------------------------
