@@ -98,8 +98,9 @@ def _command(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
     command = options.command or env.agent_command
     if not command or not command.strip():
         raise ValueError(
-            "the command agent needs a command line: set ORCH_AGENT_COMMAND "
-            "(run through /bin/sh -c, prompt on stdin, TASK.md path in ORCH_TASK_FILE)"
+            "the command agent needs a command line in ORCH_AGENT_COMMAND, set where the stack starts: "
+            "restart it with it (orchestrator local down && ORCH_AGENT_COMMAND='./my-agent' orchestrator "
+            "local up --detach); run through /bin/sh -c, prompt on stdin, TASK.md path in ORCH_TASK_FILE"
         )
     return CommandAdapter(command=command)
 
