@@ -411,57 +411,62 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length else b""
 
 
+class _GitHubHandler(BaseHTTPRequestHandler):
+    github: FakeGitHub
+    """The fake this handler serves; `_handler_for` binds it in a subclass."""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the recorded requests are the log."""
+
+    def _serve(self) -> None:
+        github = self.github
+        parts = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        raw = _read_body(self)
+        is_git = parts.path.startswith("/git/")
+        body: Any = None
+        if raw and not is_git:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                self._send(_error(400, "Problems parsing JSON"))
+                return
+        query = dict(parse_qsl(parts.query))
+        with github._lock:
+            github.requests.append(RecordedRequest(self.command, parts.path, query, headers, body))
+        if is_git:
+            if not github.git_authorized(headers):
+                self._send(_Reply(401, b"", {"WWW-Authenticate": 'Basic realm="GitHub"'}))
+                return
+            self._send(github.handle_git(self.command, parts.path, parts.query, headers, raw))
+            return
+        if headers.get("authorization") != f"Bearer {github.token}":
+            self._send(_error(401, "Bad credentials"))
+            return
+        self._send(github.handle_api(self.command, parts.path, query, body))
+
+    def _send(self, reply: _Reply) -> None:
+        if isinstance(reply.body, bytes):
+            payload = reply.body
+        else:
+            payload = json.dumps(reply.body).encode() if reply.body is not None else b""
+            reply.headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        self.send_response(reply.status)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
 def _handler_for(github: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_PATCH(self) -> None:
-            self._serve()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the recorded requests are the log."""
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            raw = _read_body(self)
-            is_git = parts.path.startswith("/git/")
-            body: Any = None
-            if raw and not is_git:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    self._send(_error(400, "Problems parsing JSON"))
-                    return
-            query = dict(parse_qsl(parts.query))
-            with github._lock:
-                github.requests.append(RecordedRequest(self.command, parts.path, query, headers, body))
-            if is_git:
-                if not github.git_authorized(headers):
-                    self._send(_Reply(401, b"", {"WWW-Authenticate": 'Basic realm="GitHub"'}))
-                    return
-                self._send(github.handle_git(self.command, parts.path, parts.query, headers, raw))
-                return
-            if headers.get("authorization") != f"Bearer {github.token}":
-                self._send(_error(401, "Bad credentials"))
-                return
-            self._send(github.handle_api(self.command, parts.path, query, body))
-
-        def _send(self, reply: _Reply) -> None:
-            if isinstance(reply.body, bytes):
-                payload = reply.body
-            else:
-                payload = json.dumps(reply.body).encode() if reply.body is not None else b""
-                reply.headers.setdefault("Content-Type", "application/json; charset=utf-8")
-            self.send_response(reply.status)
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return Handler
+    return type("Handler", (_GitHubHandler,), {"github": github})

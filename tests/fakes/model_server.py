@@ -243,262 +243,270 @@ def _cwd(system: Any) -> str:
     return match.group(1) if match else "."
 
 
-def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _ModelHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    model_server: ModelServer
+    """The server this handler plays for; `_handler` binds it in a subclass (`self.server` is the HTTP server)."""
 
-        def log_message(self, *args: Any) -> None:
-            """Quiet: tests read the recorded requests, not stderr."""
+    def log_message(self, *args: Any) -> None:
+        """Quiet: tests read the recorded requests, not stderr."""
 
-        def _json(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def _json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-        def _record(self, body: Any) -> None:
-            headers = {
-                k.lower(): v
-                for k, v in self.headers.items()
-                if k.lower() not in ("authorization", "x-api-key")
+    def _record(self, body: Any) -> None:
+        headers = {
+            k.lower(): v for k, v in self.headers.items() if k.lower() not in ("authorization", "x-api-key")
+        }
+        key = self.headers.get("x-api-key") or self.headers.get("authorization") or ""
+        self.model_server.record(
+            {
+                "method": self.command,
+                "path": self.path.split("?")[0],
+                "headers": headers,
+                "key_end": key[-4:],
+                "body": body,
+                "at": time.time(),
             }
-            key = self.headers.get("x-api-key") or self.headers.get("authorization") or ""
-            server.record(
+        )
+
+    def do_HEAD(self) -> None:
+        self._record(None)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._record(None)
+        path = self.path.split("?")[0]
+        if path.endswith("/responses"):  # codex tries a WebSocket first: none here, use HTTPS at once
+            self._json(404, {"error": {"message": "no WebSocket transport", "type": "not_found"}})
+        elif path.endswith("/models"):
+            self._json(
+                200,
                 {
-                    "method": self.command,
-                    "path": self.path.split("?")[0],
-                    "headers": headers,
-                    "key_end": key[-4:],
-                    "body": body,
-                    "at": time.time(),
-                }
+                    "object": "list",
+                    "data": [{"id": self.model_server.model, "object": "model"}],
+                    "models": [],
+                },
             )
+        else:
+            self._json(200, {"ok": True})
 
-        def do_HEAD(self) -> None:
-            self._record(None)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        self._record(body)
+        path = self.path.split("?")[0]
+        if path.endswith("/messages/count_tokens"):
+            self._json(200, {"input_tokens": _usage(body)["input_tokens"]})
+        elif path.endswith("/messages"):
+            self._anthropic(body)
+        elif path.endswith("/responses"):
+            self._openai_responses(body)
+        else:
+            self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
 
-        def do_GET(self) -> None:
-            self._record(None)
-            path = self.path.split("?")[0]
-            if path.endswith("/responses"):  # codex tries a WebSocket first: none here, use HTTPS at once
-                self._json(404, {"error": {"message": "no WebSocket transport", "type": "not_found"}})
-            elif path.endswith("/models"):
-                self._json(
-                    200, {"object": "list", "data": [{"id": server.model, "object": "model"}], "models": []}
-                )
-            else:
-                self._json(200, {"ok": True})
+    def _sse_start(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
 
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                body = {"_raw": raw.decode("utf-8", "replace")}
-            self._record(body)
-            path = self.path.split("?")[0]
-            if path.endswith("/messages/count_tokens"):
-                self._json(200, {"input_tokens": _usage(body)["input_tokens"]})
-            elif path.endswith("/messages"):
-                self._anthropic(body)
-            elif path.endswith("/responses"):
-                self._openai_responses(body)
-            else:
-                self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": path}})
+    def _event(self, name: str | None, payload: Any) -> None:
+        head = f"event: {name}\n" if name else ""
+        with contextlib.suppress(OSError):  # the CLI hung up mid-stream (a timeout kill): nothing to tell it
+            self.wfile.write(f"{head}data: {json.dumps(payload)}\n\n".encode())
+            self.wfile.flush()
 
-        # -- Anthropic Messages ----------------------------------------------------------
+    # -- Anthropic Messages ----------------------------------------------------------
 
-        def _anthropic(self, body: dict[str, Any]) -> None:
-            messages = body.get("messages") or []
-            if not body.get("tools"):
-                step: Any = [text(SIDE_ANSWER)]
-            else:
-                script = server.script_for(_user_prompts(messages))
-                step = script.step(_turns_since_prompt(messages, _anthropic_is_prompt))
-            cwd = _cwd(body.get("system"))
-            names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-            blocks = [] if step == HANG else [_droid_call(_fill(b, cwd), names) for b in step]
-            blocks = [_with_tool_result(b, messages) for b in blocks]
-            for block in blocks:
-                if block["type"] == "tool_use":
-                    block.setdefault("id", f"toolu_{uuid.uuid4().hex[:20]}")
-            stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
-            usage = _usage(body)
-            message: dict[str, Any] = {
-                "id": f"msg_{uuid.uuid4().hex[:20]}",
-                "type": "message",
-                "role": "assistant",
-                "model": body.get("model") or server.model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {**usage, "output_tokens": 1},
-            }
-            if not body.get("stream"):
-                message.update(content=blocks, stop_reason=stop_reason, usage=usage)
-                self._json(200, message)
-                return
-            self._sse_start()
-            self._event("message_start", {"type": "message_start", "message": message})
-            if step == HANG:
-                self._event("ping", {"type": "ping"})
-                server.wait_hang()
-                return
-            for index, block in enumerate(blocks):
-                if block["type"] == "text":
-                    self._event(
-                        "content_block_start",
-                        {
-                            "type": "content_block_start",
-                            "index": index,
-                            "content_block": {"type": "text", "text": ""},
-                        },
-                    )
-                    for chunk in _chunks(block["text"]):
-                        self._event(
-                            "content_block_delta",
-                            {
-                                "type": "content_block_delta",
-                                "index": index,
-                                "delta": {"type": "text_delta", "text": chunk},
-                            },
-                        )
-                else:
-                    start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-                    self._event(
-                        "content_block_start",
-                        {"type": "content_block_start", "index": index, "content_block": start},
-                    )
-                    for chunk in _chunks(json.dumps(block["input"])):
-                        self._event(
-                            "content_block_delta",
-                            {
-                                "type": "content_block_delta",
-                                "index": index,
-                                "delta": {"type": "input_json_delta", "partial_json": chunk},
-                            },
-                        )
-                self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+    def _anthropic_step(self, body: dict[str, Any]) -> Any:
+        """The script step this request plays: a short side answer for a request without tools."""
+        if not body.get("tools"):
+            return [text(SIDE_ANSWER)]
+        messages = body.get("messages") or []
+        script = self.model_server.script_for(_user_prompts(messages))
+        return script.step(_turns_since_prompt(messages, _anthropic_is_prompt))
+
+    def _anthropic(self, body: dict[str, Any]) -> None:
+        messages = body.get("messages") or []
+        step = self._anthropic_step(body)
+        cwd = _cwd(body.get("system"))
+        names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+        blocks = [] if step == HANG else [_droid_call(_fill(b, cwd), names) for b in step]
+        blocks = [_with_tool_result(b, messages) for b in blocks]
+        for block in blocks:
+            if block["type"] == "tool_use":
+                block.setdefault("id", f"toolu_{uuid.uuid4().hex[:20]}")
+        stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+        usage = _usage(body)
+        message: dict[str, Any] = {
+            "id": f"msg_{uuid.uuid4().hex[:20]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model") or self.model_server.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        if not body.get("stream"):
+            message.update(content=blocks, stop_reason=stop_reason, usage=usage)
+            self._json(200, message)
+            return
+        self._sse_start()
+        self._event("message_start", {"type": "message_start", "message": message})
+        if step == HANG:
+            self._event("ping", {"type": "ping"})
+            self.model_server.wait_hang()
+            return
+        for index, block in enumerate(blocks):
+            self._anthropic_block(index, block)
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+        self.close_connection = True
+
+    def _anthropic_block(self, index: int, block: Block) -> None:
+        """One content block streamed: its start, its deltas in chunks, its stop."""
+        if block["type"] == "text":
+            start: Block = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": chunk} for chunk in _chunks(block["text"])]
+        else:
+            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": chunk}
+                for chunk in _chunks(json.dumps(block["input"]))
+            ]
+        self._event(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": start}
+        )
+        for delta in deltas:
             self._event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": usage["output_tokens"]},
-                },
+                "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
             )
-            self._event("message_stop", {"type": "message_stop"})
-            self.close_connection = True
+        self._event("content_block_stop", {"type": "content_block_stop", "index": index})
 
-        def _sse_start(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+    # -- OpenAI Responses (codex) ----------------------------------------------------
 
-        def _event(self, name: str | None, payload: Any) -> None:
-            head = f"event: {name}\n" if name else ""
-            with contextlib.suppress(
-                OSError
-            ):  # the CLI hung up mid-stream (a timeout kill): nothing to tell it
-                self.wfile.write(f"{head}data: {json.dumps(payload)}\n\n".encode())
-                self.wfile.flush()
+    def _openai_step(self, body: dict[str, Any], items: list[dict[str, Any]]) -> Any:
+        """The script step this request plays: a short side answer for a request without tools."""
+        prompts = [_openai_text(i) for i in items if i.get("role") == "user"]
+        turns = 0
+        for item in items:
+            if item.get("role") == "user" and not _openai_text(item).startswith("<"):
+                turns = 0
+            elif item.get("type") == "function_call" or (
+                item.get("role") == "assistant" and item.get("type", "message") == "message"
+            ):
+                turns += 1 if item.get("type") == "function_call" else 0
+        if not body.get("tools"):
+            return [text(SIDE_ANSWER)]
+        return self.model_server.script_for(prompts).step(turns)
 
-        # -- OpenAI Responses (codex) ----------------------------------------------------
-
-        def _openai_responses(self, body: dict[str, Any]) -> None:
-            items = [i for i in body.get("input") or [] if isinstance(i, dict)]
-            prompts = [_openai_text(i) for i in items if i.get("role") == "user"]
-            turns = 0
-            for item in items:
-                if item.get("role") == "user" and not _openai_text(item).startswith("<"):
-                    turns = 0
-                elif item.get("type") == "function_call" or (
-                    item.get("role") == "assistant" and item.get("type", "message") == "message"
-                ):
-                    turns += 1 if item.get("type") == "function_call" else 0
-            if not body.get("tools"):
-                step: Any = [text(SIDE_ANSWER)]
+    def _openai_responses(self, body: dict[str, Any]) -> None:
+        items = [i for i in body.get("input") or [] if isinstance(i, dict)]
+        step = self._openai_step(body, items)
+        response_id = f"resp_{uuid.uuid4().hex[:20]}"
+        usage = _usage(body)
+        base: dict[str, Any] = {
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": body.get("model") or self.model_server.model,
+            "status": "in_progress",
+            "output": [],
+        }
+        self._sse_start()
+        self._event(None, {"type": "response.created", "response": base})
+        if step == HANG:
+            self.model_server.wait_hang()
+            return
+        output = []
+        for index, block in enumerate(step):
+            if block["type"] == "text":
+                item = self._openai_message(index, block)
             else:
-                step = server.script_for(prompts).step(turns)
-            response_id = f"resp_{uuid.uuid4().hex[:20]}"
-            usage = _usage(body)
-            base: dict[str, Any] = {
-                "id": response_id,
-                "object": "response",
-                "created_at": int(time.time()),
-                "model": body.get("model") or server.model,
-                "status": "in_progress",
-                "output": [],
-            }
-            self._sse_start()
-            self._event(None, {"type": "response.created", "response": base})
-            if step == HANG:
-                server.wait_hang()
-                return
-            output = []
-            for index, block in enumerate(step):
-                if block["type"] == "text":
-                    item = {
-                        "type": "message",
-                        "id": f"msg_{uuid.uuid4().hex[:16]}",
-                        "role": "assistant",
-                        "status": "completed",
-                        "content": [{"type": "output_text", "text": block["text"], "annotations": []}],
-                    }
-                    self._event(
-                        None,
-                        {
-                            "type": "response.output_item.added",
-                            "output_index": index,
-                            "item": {**item, "content": [], "status": "in_progress"},
-                        },
-                    )
-                    self._event(
-                        None,
-                        {
-                            "type": "response.output_text.delta",
-                            "output_index": index,
-                            "content_index": 0,
-                            "item_id": item["id"],
-                            "delta": block["text"],
-                        },
-                    )
-                else:
-                    name, arguments = _codex_call(block, _cwd(items))
-                    item = {
-                        "type": "function_call",
-                        "id": f"fc_{uuid.uuid4().hex[:16]}",
-                        "call_id": f"call_{uuid.uuid4().hex[:16]}",
-                        "name": name,
-                        "arguments": json.dumps(arguments),
-                        "status": "completed",
-                    }
-                self._event(None, {"type": "response.output_item.done", "output_index": index, "item": item})
-                output.append(item)
-            done = {
-                **base,
-                "status": "completed",
-                "output": output,
-                "usage": {
-                    "input_tokens": usage["input_tokens"],
-                    "output_tokens": usage["output_tokens"],
-                    "total_tokens": usage["input_tokens"] + usage["output_tokens"],
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                },
-            }
-            self._event(None, {"type": "response.completed", "response": done})
+                item = _openai_function_call(block, _cwd(items))
+            self._event(None, {"type": "response.output_item.done", "output_index": index, "item": item})
+            output.append(item)
+        done = {
+            **base,
+            "status": "completed",
+            "output": output,
+            "usage": {
+                "input_tokens": usage["input_tokens"],
+                "output_tokens": usage["output_tokens"],
+                "total_tokens": usage["input_tokens"] + usage["output_tokens"],
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+        self._event(None, {"type": "response.completed", "response": done})
 
-    return Handler
+    def _openai_message(self, index: int, block: Block) -> dict[str, Any]:
+        """A text block as an assistant message item: announced, its text as one delta; the item returned."""
+        item = {
+            "type": "message",
+            "id": f"msg_{uuid.uuid4().hex[:16]}",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": block["text"], "annotations": []}],
+        }
+        self._event(
+            None,
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {**item, "content": [], "status": "in_progress"},
+            },
+        )
+        self._event(
+            None,
+            {
+                "type": "response.output_text.delta",
+                "output_index": index,
+                "content_index": 0,
+                "item_id": item["id"],
+                "delta": block["text"],
+            },
+        )
+        return item
+
+
+def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_ModelHandler,), {"model_server": server})
+
+
+def _openai_function_call(block: Block, cwd: str) -> dict[str, Any]:
+    """A tool block as a codex `function_call` item."""
+    name, arguments = _codex_call(block, cwd)
+    return {
+        "type": "function_call",
+        "id": f"fc_{uuid.uuid4().hex[:16]}",
+        "call_id": f"call_{uuid.uuid4().hex[:16]}",
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
 
 
 def _droid_call(block: Block, names: set[Any]) -> Block:
