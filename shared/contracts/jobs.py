@@ -191,3 +191,9 @@ class AnsibleDeployResult(BaseResult):
     project_id: str | None = None
     health_url: str | None = None
     ref: str | None = None
+    service_log: Annotated[
+        str | None, Field(description="A failed deploy: the service's last log lines, redacted.")
+    ] = None
+    service_log_path: Annotated[
+        str | None, Field(description="A deploy: where the service's full log is, on the server.")
+    ] = None

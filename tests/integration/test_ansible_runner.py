@@ -182,6 +182,10 @@ def test_an_unhealthy_deploy_fails_with_the_reason_and_the_service_log(
     assert outcome.exit_code not in (None, 0)
     assert outcome.deployed_url is None
     assert supervisor_pids(app_dir_of(job)) == []
+    # the cause, from the service's own log, and where the whole log is
+    assert outcome.service_log is not None and "SyntaxError" in outcome.service_log
+    assert outcome.service_log_path == f"{app_dir_of(job)}/service.log"
+    assert "SyntaxError" in Path(outcome.service_log_path).read_text()
 
 
 def test_the_cli_publishes_one_result_and_the_secret_reaches_only_the_service(

@@ -234,6 +234,11 @@ class RunnerJob(BaseModel):
             return None
         return f"{self.effective_deploy_root(home).rstrip('/')}/{self.project_name}"
 
+    def service_log_path(self, home: HomeSettings | None = None) -> str | None:
+        """Where the deploy playbook's service writes its output on the target (deploy jobs only)."""
+        app_dir = self.app_dir(home) if self.kind == "deploy" else None
+        return None if app_dir is None else f"{app_dir}/service.log"
+
     @property
     def deployed_url(self) -> str | None:
         if self.port is None:
@@ -286,3 +291,7 @@ class RunnerOutcome(BaseModel):
     reachable: Annotated[
         bool | None, Field(description="Whether the target answered; None when the run never tried.")
     ] = None
+    service_log: Annotated[
+        str | None, Field(description="The service's last log lines when its health check failed, redacted.")
+    ] = None
+    service_log_path: Annotated[str | None, Field(description="The service's full log on the target.")] = None

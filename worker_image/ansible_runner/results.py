@@ -35,6 +35,8 @@ def result_for(job: RunnerJob, outcome: RunnerOutcome) -> AnsibleDeployResult | 
             stdout=outcome.stdout_tail if failed else None,
             stderr=outcome.stderr_tail if failed else None,
             exit_code=outcome.exit_code if failed else None,
+            service_log=outcome.service_log if failed else None,
+            service_log_path=outcome.service_log_path,
             **_meta(job),
         )
     return ProvisionerResult(

@@ -35,6 +35,8 @@ from worker_image.ansible_runner.private_data import (
 
 TAIL_CHARS = 4000
 ERROR_CHARS = 500
+SERVICE_LOG_CHARS = 4000
+SERVICE_LOG_TASK = "Read the end of the service log"  # the deploy playbook's rescue registers it
 
 
 # -- reading the run ----------------------------------------------------------------------------------
@@ -61,6 +63,8 @@ class RunReport:
     error: str | None = None
     reachable: bool | None = None
     facts: dict[str, str] = field(default_factory=dict)
+    service_log: str | None = None
+    """The last lines of the service's own log, when a deploy's health check failed."""
 
 
 def read_events(events: Iterable[Mapping[str, Any]]) -> RunReport:
@@ -77,12 +81,18 @@ def read_events(events: Iterable[Mapping[str, Any]]) -> RunReport:
         if name in ("runner_on_ok", "runner_on_failed") and report.reachable is None:
             report.reachable = True  # a task ran there
         if name == "runner_on_ok":
-            facts = (res.get("ansible_facts") or {}).get("orch_facts")
-            if isinstance(facts, dict):
-                report.facts = {str(k): str(v) for k, v in facts.items() if v not in (None, "")}
+            _read_ok(report, str(data.get("task", "")), res)
         elif name == "runner_on_failed" and not data.get("ignore_errors"):
             report.error = _failure_message(str(data.get("task", "")), res)
     return report
+
+
+def _read_ok(report: RunReport, task: str, res: Mapping[str, Any]) -> None:
+    facts = (res.get("ansible_facts") or {}).get("orch_facts")
+    if isinstance(facts, dict):
+        report.facts = {str(k): str(v) for k, v in facts.items() if v not in (None, "")}
+    if task == SERVICE_LOG_TASK and str(res.get("stdout") or "").strip():
+        report.service_log = str(res["stdout"]).rstrip()[-SERVICE_LOG_CHARS:]
 
 
 def _failure_message(task: str, res: Mapping[str, Any]) -> str:
@@ -195,6 +205,8 @@ def _run(
         **redacted_tails(stdout, stderr, redactor),
         "facts": redactor.redact_obj(report.facts),
         "reachable": report.reachable,
+        "service_log": redactor.redact(report.service_log) if report.service_log else None,
+        "service_log_path": job.service_log_path(),
     }
     logger.info(
         "ansible run finished",
