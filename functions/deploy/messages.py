@@ -3,12 +3,16 @@ deployment it records, and the text of a failed job's answer."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from functions.deploy.state import DeployState
 from shared.contracts import AnsibleDeployMessage, ProvisionerMessage, progress_stream
 from shared.contracts.api import DeploymentRecord
 from shared.graphs.driver import last_lines, request_id
+
+CAUSE_LOG_LINES = 8
+SUPERVISOR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d supervisor\[\d+\]: ")
 
 
 def ansible_message(
@@ -70,13 +74,39 @@ def snake(name: str) -> str:
 
 
 def failure_text(result: dict[str, Any]) -> str:
-    parts = [result.get("error") or "failed"]
+    """Everything a fix round's agent may need: the cause, the service's log, Ansible's output."""
+    parts = [cause_text(result)]
     if result.get("exit_code") is not None:
         parts.append(f"exit code {result['exit_code']}")
     for key in ("stdout", "stderr"):
         if result.get(key):
             parts.append(f"{key}:\n{result[key][-3000:]}")
     return "\n".join(parts)
+
+
+def cause_text(result: dict[str, Any], log_lines: int = CAUSE_LOG_LINES) -> str:
+    """What a person needs from a failed run: its one-line error, the service's own last log lines (where
+    the cause is, e.g. `ModuleNotFoundError: No module named ...`) and where the whole log is; never
+    Ansible's output, which quotes the playbook."""
+    parts = [result.get("error") or "failed"]
+    lines = service_lines(str(result.get("service_log") or ""))
+    path = result.get("service_log_path")
+    if lines:
+        where = f" of {path}" if path else ""
+        shown = "\n".join(f"  {line[:300]}" for line in lines[-log_lines:])
+        count = min(len(lines), log_lines)
+        parts.append(f"service log (last {count} line{'s' if count > 1 else ''}{where}):\n{shown}")
+    elif path:
+        parts.append(f"service log: {path}")
+    return "\n".join(parts)
+
+
+def service_lines(log: str) -> list[str]:
+    """The service's own lines of its log: the supervisor's (`... supervisor[pid]: started service`) go
+    when the service said anything, and a line repeated by each restart shows once."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    own = [line for line in lines if not SUPERVISOR_LINE.search(line)] or lines
+    return [line for i, line in enumerate(own) if i == 0 or line != own[i - 1]]
 
 
 def tail(text: str) -> str:

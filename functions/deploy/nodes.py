@@ -14,6 +14,7 @@ from langgraph.types import interrupt
 
 from functions.deploy.messages import (
     ansible_message,
+    cause_text,
     deployment_record,
     failure_text,
     provision_message,
@@ -111,7 +112,7 @@ class DeployNodes:
         try:
             current = self.api.get_deployment(project.id)
         except NotFoundError:
-            return failed(f"{project.name} has never been deployed")
+            return self._prepare_cleanup(state, project, base)
         where = f"{base['server_handle']}:{current.port}"
         self.progress(state, f"undeploying {project.name} from {where}", "undeploy", 10)
         return {
@@ -120,6 +121,24 @@ class DeployNodes:
             "ref": current.ref or "main",
             "repo_url": project.repo_url or "",
         }
+
+    def _prepare_cleanup(self, state: DeployState, project: Project, base: Update) -> Update:
+        """Never deployed, but a deploy failed: remove what it left on the server (its directory with
+        the service log; its service and port, if a deploy from before failures freed them left them)."""
+        handle = base["server_handle"]
+        held = [p.port for p in self.api.list_ports(handle) if p.project_id == project.id]
+        page = self.api.list_tasks(
+            project=project.id, type=TaskType.DEPLOY.value, status=TaskStatus.FAILED.value, limit=1
+        )
+        last = next(iter(page.items), None)
+        port = held[0] if held else int((last.result or {}).get("port") or 0) if last else 0
+        if not port:
+            return failed(f"{project.name} has never been deployed: nothing to stop")
+        after = f" after its failed deploy (task {last.id[:8]})" if last else ""
+        self.progress(
+            state, f"{project.name} is not deployed: cleaning up{after} on {handle}", "undeploy", 10
+        )
+        return {**base, "port": port, "ref": "main", "repo_url": project.repo_url or "", "cleanup": True}
 
     def _ref_and_agent(self, project_id: str, explicit: str | None) -> tuple[str, str | None]:
         """What to deploy: the task's ref, else the branch of the last completed engineering task, else
@@ -253,34 +272,34 @@ class DeployNodes:
 
     def deployed(self, state: DeployState, result: dict[str, Any]) -> Update:
         """The Ansible runner's answer (an AnsibleDeployResult as JSON): a failure goes to a fix round."""
+        log_path = str(result.get("service_log_path") or "")
         if result.get("status") == "success":
-            return {"last_failure": None}
-        failure = failure_text(result)
-        why = result.get("error") or "see output"
-        self.progress(
-            state, f"ansible deploy failed: {why}", "deploy", 50 + 15 * state.attempt, tail(failure)
-        )
-        return {"last_failure": failure}
+            return {"last_failure": None, "last_cause": None, "service_log_path": log_path}
+        cause = cause_text(result)
+        self.progress(state, "ansible deploy failed", "deploy", 50 + 15 * state.attempt, cause)
+        return {"last_failure": failure_text(result), "last_cause": cause, "service_log_path": log_path}
 
     def smoke(self, state: DeployState) -> Update:
         ok, detail = smoke_test(state.health_url, self.settings)
         if ok:
             self.progress(state, f"smoke test passed: {state.health_url} ({detail})", "smoke", 90)
-            return {"last_failure": None}
-        self.progress(state, "smoke test failed", "smoke", 80, error=detail)
-        return {"last_failure": f"smoke test failed: {detail}"}
+            return {"last_failure": None, "last_cause": None}
+        failure = f"smoke test failed: {detail}"
+        if state.service_log_path:
+            failure += f"\nservice log: {state.service_log_path}"
+        self.progress(state, "smoke test failed", "smoke", 80, error=failure)
+        return {"last_failure": failure, "last_cause": failure}
 
     # -- fix loop -----------------------------------------------------------------------------------
 
     def fix_request(self, state: DeployState) -> Update:
         attempt, failure = state.attempt, state.last_failure or "the deploy failed"
+        cause = state.last_cause or tail(failure)
         if attempt >= self.settings.deploy_max_fix_attempts:
             rounds = f"after {attempt} fix round(s)" if attempt else "and no fix round is allowed"
-            return failed(f"deploy failed {rounds}: {tail(failure)}")
+            return failed(f"deploy failed {rounds}: {cause}")
         if state.agent == NO_AGENT:
-            return failed(
-                f"deploy failed and there is no coding agent to fix it (agent none): {tail(failure)}"
-            )
+            return failed(f"deploy failed and there is no coding agent to fix it (agent none): {cause}")
         child = self._existing_fix(state, attempt + 1)
         if child is None:
             spec = (
@@ -297,7 +316,7 @@ class DeployNodes:
                 deploy_fix_attempt=attempt + 1,
             ).id
         round_ = f"engineering fix round {attempt + 1} (task {child[:8]})"
-        self.progress(state, f"deploy failed: {round_}", "fix", 60 + 10 * attempt, tail(failure))
+        self.progress(state, f"deploy failed: {round_}", "fix", 60 + 10 * attempt, cause)
         return {"fix_task_id": child}
 
     def _existing_fix(self, state: DeployState, attempt: int) -> str | None:
@@ -339,6 +358,8 @@ class DeployNodes:
         """The runner stopped the service: free its port, record it stopped, complete the task."""
         if result.get("status") != "success":
             return failed(f"undeploy failed: {tail(failure_text(result))}")
+        if state.cleanup:
+            return self._cleaned_up(state)
         current = self.api.get_deployment(state.project_id)
         try:
             self.api.free_port(state.server_handle, state.port)
@@ -353,6 +374,20 @@ class DeployNodes:
         self.event(
             state, "completed", f"stopped {state.project_name}; port {state.port} freed", "undeploy", 100
         )
+        return {"outcome": "completed"}
+
+    def _cleaned_up(self, state: DeployState) -> Update:
+        try:
+            self.api.free_port(state.server_handle, state.port)
+            port = f"port {state.port} freed"
+        except NotFoundError:
+            port = f"port {state.port} was already free"
+        done = f"cleaned up {state.project_name} on {state.server_handle}: service stopped, its directory removed, {port}"
+        result = DeployResult(
+            request_id=state.task_id, status="success", server_ip=state.server_host, port=state.port
+        ).model_dump(mode="json")
+        self.api.complete_task(state.task_id, result | {"cleaned_up": done})
+        self.event(state, "completed", done, "undeploy", 100)
         return {"outcome": "completed"}
 
     # -- end ----------------------------------------------------------------------------------------
@@ -379,10 +414,35 @@ class DeployNodes:
         self.event(state, "completed", f"live at {state.deployed_url}", "done", 100)
         return {"outcome": "completed"}
 
+    def _free_failed_port(self, state: DeployState) -> str:
+        """A failed deploy gives back the port it allocated (the playbook already stopped the service
+        that did not become healthy), unless the project's running deployment is on it (a failed
+        redeploy: the health checker reports that one). Says what it did, or nothing."""
+        if state.kind != "deploy" or not state.port or not state.server_handle:
+            return ""
+        try:
+            current = self.api.get_deployment(state.project_id)
+        except NotFoundError:
+            current = None
+        if (
+            current is not None
+            and current.status == "deployed"
+            and (current.server_handle, current.port) == (state.server_handle, state.port)
+        ):
+            return ""
+        try:
+            self.api.free_port(state.server_handle, state.port)
+        except NotFoundError:
+            return ""  # freed already (a replay)
+        return f"port {state.port} on {state.server_handle} freed"
+
     def fail(self, state: DeployState) -> Update:
         if state.outcome == "cancelled" or self.ended(state):
             return {"outcome": "cancelled"}
         error = state.error or "deploy failed"
+        freed = self._free_failed_port(state)
+        if freed:
+            error += f"\n{freed}"
         # before prepare knew them, the server and port are unknown (None), as in the result model
         result = DeployResult(
             request_id=state.task_id,

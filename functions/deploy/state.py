@@ -40,9 +40,16 @@ class DeployState(BaseModel):
     required_secrets: Annotated[list[str], Field(description="Secrets the deploy waits for.")] = []
     secret_refs: Annotated[dict[str, str], Field(description="Secret name -> its reference.")] = {}
     missing: Annotated[list[str], Field(description="Required secrets not set yet.")] = []
+    cleanup: Annotated[
+        bool, Field(description="An undeploy of what a failed deploy left (there is no deployment).")
+    ] = False
     attempt: Annotated[int, Field(description="Engineering fix rounds done so far.")] = 0
     fix_task_id: str | None = None
     last_failure: Annotated[str | None, Field(description="Why the last deploy or smoke test failed.")] = None
+    last_cause: Annotated[
+        str | None, Field(description="last_failure for a person: the error, the service's log lines.")
+    ] = None
+    service_log_path: Annotated[str, Field(description="The service's full log, on the server.")] = ""
     deployed_url: str = ""
     health_url: str = ""
     outcome: Outcome | None = None

@@ -150,7 +150,12 @@ def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: Deploy
     assert _deploy(world).resume(job.request_id, answer) == "resumed"
     ended = world.service.get_task(start.task_id)
     assert ended.status is TaskStatus.FAILED
-    assert ended.error == "server web-1 (203.0.113.7) is not ready: ssh: connection timed out"
+    # the reason, and the port the deploy had allocated is given back
+    port = ended.result["port"] if ended.result else None
+    assert ended.error == (
+        f"server web-1 (203.0.113.7) is not ready: ssh: connection timed out\nport {port} on web-1 freed"
+    )
+    assert world.service.list_ports("web-1") == []
     assert drain(world.queue, ANSIBLE_DEPLOY_QUEUE) == []
 
 

@@ -261,19 +261,35 @@ def test_the_deploy_job_carries_references_only(world: DeployWorld) -> None:
 def test_a_failed_ansible_run_goes_to_a_fix_round_with_what_it_saw(world: DeployWorld) -> None:
     task = world.deploy_task()
     state = world.state(task, port=8123)
-    assert world.nodes.deployed(state, {"status": "success"}) == {"last_failure": None}
+    log = "/srv/apps/blog/service.log"
+    ok = world.nodes.deployed(state, {"status": "success", "service_log_path": log})
+    assert ok == {"last_failure": None, "last_cause": None, "service_log_path": log}
     update = world.nodes.deployed(
         state,
-        {"status": "failed", "error": "service did not start", "exit_code": 2, "stderr": "Traceback ..."},
+        {
+            "status": "failed",
+            "error": "service did not start",
+            "exit_code": 2,
+            "stdout": "TASK [Report the failed health check] ... msg: '{{ ansible_failed_result.stdout }}'",
+            "service_log": "Traceback (most recent call last):\nModuleNotFoundError: No module named 'app.x'",
+            "service_log_path": log,
+        },
     )
-    assert update == {"last_failure": "service did not start\nexit code 2\nstderr:\nTraceback ..."}
-    assert world.steps(task.id)[-1] == ("deploy", "ansible deploy failed: service did not start")
+    # the fix round's agent gets everything; a person gets the error, the service's own lines, the path
+    cause = (
+        f"service did not start\nservice log (last 2 lines of {log}):\n"
+        "  Traceback (most recent call last):\n  ModuleNotFoundError: No module named 'app.x'"
+    )
+    assert update["last_cause"] == cause and update["service_log_path"] == log
+    assert update["last_failure"].startswith(cause + "\nexit code 2\nstdout:\nTASK [Report")
+    assert world.steps(task.id)[-1] == ("deploy", "ansible deploy failed")
 
 
 def test_the_smoke_test_passes_on_200_and_fails_otherwise(world: DeployWorld) -> None:
     task = world.deploy_task()
     with health_server() as url:
-        assert world.nodes.smoke(world.state(task, health_url=url + "/health")) == {"last_failure": None}
+        passed = world.nodes.smoke(world.state(task, health_url=url + "/health"))
+        assert passed == {"last_failure": None, "last_cause": None}
     with health_server(status=503) as url:
         update = world.nodes.smoke(world.state(task, health_url=url + "/health"))
     assert (

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.deploy.messages import cause_text
 from functions.deploy.probes import allocate_port, free_local_port, smoke_test
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
@@ -122,3 +123,40 @@ def test_smoke_test_retries_until_200_and_reports_the_last_answer() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+SUPERVISED_LOG = """2026-12-03 13:08:05 supervisor[20597]: started service (pid 20641): python3 -m app.x
+Traceback (most recent call last):
+ModuleNotFoundError: No module named 'app.x'
+2026-12-03 13:08:05 supervisor[20597]: service exited with code 1 after 0.1 s
+2026-12-03 13:08:07 supervisor[20597]: started service (pid 20756): python3 -m app.x
+Traceback (most recent call last):
+ModuleNotFoundError: No module named 'app.x'
+2026-12-03 13:08:07 supervisor[20597]: the supervisor gave up
+"""
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (
+            {"error": "gave up", "service_log": SUPERVISED_LOG, "service_log_path": "/a/service.log"},
+            "gave up\nservice log (last 3 lines of /a/service.log):\n"
+            "  ModuleNotFoundError: No module named 'app.x'\n  Traceback (most recent call last):\n"
+            "  ModuleNotFoundError: No module named 'app.x'",
+        ),
+        (  # only the supervisor spoke: its lines are the cause
+            {"error": "gave up", "service_log": "2026-12-03 13:08:05 supervisor[1]: stopped\n"},
+            "gave up\nservice log (last 1 line):\n  2026-12-03 13:08:05 supervisor[1]: stopped",
+        ),
+        (
+            {"error": "pip failed", "service_log_path": "/a/service.log"},
+            "pip failed\nservice log: /a/service.log",
+        ),
+        ({"error": "no host", "stdout": "TASK [x] {{ ansible source }}"}, "no host"),
+    ],
+)
+def test_a_failure_names_the_cause_from_the_service_log_never_ansibles_output(
+    result: dict[str, Any], expected: str
+) -> None:
+    assert cause_text(result, log_lines=3) == expected

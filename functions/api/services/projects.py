@@ -257,7 +257,7 @@ def record_repo_sync(
 def _start_cleanup(session: Session, caller: Principal, project: Project) -> Task:
     """Never deployed, but a failed deploy may have left its directory (with the service log) or, before
     failed deploys freed theirs, a port: an undeploy task on that server cleans up and says what it did.
-    Nothing left: the NotFound of a project never deployed."""
+    Nothing left (or cleaned up already, the newest task): the NotFound of a project never deployed."""
     _refuse_concurrent_deploys(session, project)
     held = session.execute(
         select(Server.handle)
@@ -267,13 +267,14 @@ def _start_cleanup(session: Session, caller: Principal, project: Project) -> Tas
     ).scalar_one_or_none()
     failed = session.execute(
         select(Task)
-        .where(Task.project_id == project.id, Task.type == TaskType.DEPLOY.value)
+        .where(Task.project_id == project.id, Task.type.in_((TaskType.DEPLOY.value, TaskType.UNDEPLOY.value)))
         .order_by(Task.created_at.desc())
         .limit(1)
     ).scalar_one_or_none()
     server = held or (
         (failed.params or {}).get("server")
-        if failed is not None and failed.status == TaskStatus.FAILED.value
+        if failed is not None
+        and (failed.type, failed.status) == (TaskType.DEPLOY.value, TaskStatus.FAILED.value)
         else None
     )
     if not server:
