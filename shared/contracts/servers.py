@@ -74,7 +74,8 @@ class PortAllocation(Out):
 # -- deployments --------------------------------------------------------------------------
 
 DeploymentStatus = Literal["deployed", "stopped"]
-HealthState = Literal["unknown", "up", "down"]
+HealthState = Literal["unknown", "up", "down", "stopped"]
+"""`stopped`: the deployment is stopped, so nothing checks it (no stale `up`)."""
 
 
 class Deployment(Out):

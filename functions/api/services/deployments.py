@@ -15,13 +15,14 @@ from shared.contracts.api import DeploymentRecord, HealthChange, HealthReport
 
 
 def to_dto(row: Deployment, project: Project, server: Server) -> DeploymentDto:
+    live = row.status == "deployed"  # a stopped one's URL may answer for another project by now
     return DeploymentDto(
         project_id=project.id,
         project_name=project.name,
         server_handle=server.handle,
         port=row.port,
-        url=row.url,
-        health_url=row.health_url,
+        url=row.url if live else "",
+        health_url=row.health_url if live else "",
         ref=row.ref,
         status=row.status,
         health=row.health,
@@ -86,6 +87,8 @@ def record(session: Session, principal: Principal, project_id: str, body: Deploy
         if moved or row.health != "up":
             row.health, row.health_changed_at = "up", now
         row.checked_at = now
+    elif row.health != "stopped":
+        row.health, row.health_changed_at = "stopped", now  # nothing checks it any more
     session.flush()
     return to_dto(row, project, server)
 
@@ -102,6 +105,8 @@ def report_health(
     previous = row.health
     now = utcnow()
     changed = False
+    if row.status != "deployed":  # a check that raced a stop: the stopped state stays
+        return HealthChange(deployment=_dto_of(session, row), previous=previous, changed=False)
     if previous != report.health:
         won = rows_changed(
             session,
@@ -120,8 +125,7 @@ def report_health(
         )
     session.refresh(row)
     project = session.get(Project, row.project_id)
-    server = session.get(Server, row.server_id)
-    assert project is not None and server is not None
+    assert project is not None
     if changed and previous != "unknown":
         if report.health == "down":
             text = (
@@ -130,4 +134,10 @@ def report_health(
         else:
             text = f"{project.name} is up again: {row.health_url} answers"
         incidents.record(session, project.owner_id, f"service_{report.health}", text, project_id=project.id)
-    return HealthChange(deployment=to_dto(row, project, server), previous=previous, changed=changed)
+    return HealthChange(deployment=_dto_of(session, row), previous=previous, changed=changed)
+
+
+def _dto_of(session: Session, row: Deployment) -> DeploymentDto:
+    project, server = session.get(Project, row.project_id), session.get(Server, row.server_id)
+    assert project is not None and server is not None
+    return to_dto(row, project, server)
