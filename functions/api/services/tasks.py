@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -248,6 +248,13 @@ def wake_waiting_deploys(session: Session, project_id: str, reason: str) -> int:
 
 
 def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:
+    if event.progress_pct is not None:
+        # a task's progress never goes back (a deploy's fix round redeploys at a lower step's percentage)
+        reached = session.execute(
+            select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == task.id)
+        ).scalar_one_or_none()
+        if reached is not None and reached > event.progress_pct:
+            event = event.model_copy(update={"progress_pct": reached})
     row = TaskEvent(
         task_id=task.id,
         type=event.type,
