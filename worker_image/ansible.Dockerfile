@@ -46,7 +46,7 @@ RUN --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
     python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["ansible"]))' \
         > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt "setuptools>=69" wheel \
+    && pip install --no-cache-dir -r /tmp/requirements.txt "setuptools>=77" wheel \
     && rm -f /tmp/requirements.txt
 COPY shared ./shared
 COPY functions ./functions
