@@ -8,11 +8,17 @@ from typing import Annotated
 
 import typer
 
-from cli.context import JsonFlag, client
+from cli.context import JsonFlag, client, match_id, resolve_project, short_id
 from cli.errors import CliError, ExitCode
 from cli.output import print_json, print_table
+from shared.api_client import ApiClient
+from shared.contracts.api import User
 
-server_app = typer.Typer(help="Deploy targets.", no_args_is_help=True)
+server_app = typer.Typer(help="Deploy targets, named by their handle.", no_args_is_help=True)
+ProjectArg = Annotated[
+    str, typer.Argument(help="Project name, id, or the start of its id (at least 6 characters).")
+]
+HandleArg = Annotated[str, typer.Argument(help="The server's handle, e.g. prod-1 (`localhost` locally).")]
 secret_app = typer.Typer(help="Project secrets (values are write-only).", no_args_is_help=True)
 user_app = typer.Typer(help="Users (admin).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
@@ -23,7 +29,7 @@ def server_add(
     ctx: typer.Context,
     handle: Annotated[str, typer.Argument(help="Short name, e.g. prod-1.")],
     host: Annotated[str, typer.Option("--host", help="IP or DNS name.")],
-    ssh_user: Annotated[str, typer.Option("--ssh-user")] = "root",
+    ssh_user: Annotated[str, typer.Option("--ssh-user", help="Who Ansible logs in as.")] = "root",
     ssh_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -41,6 +47,7 @@ def server_add(
 
 @server_app.command("list")
 def server_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """The servers you may deploy to."""
     with client(ctx) as api:
         servers = api.list_servers()
     if json_output:
@@ -54,7 +61,8 @@ def server_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 
 @server_app.command("show")
-def server_show(ctx: typer.Context, handle: str, json_output: JsonFlag = False) -> None:
+def server_show(ctx: typer.Context, handle: HandleArg, json_output: JsonFlag = False) -> None:
+    """One server and the ports allocated on it."""
     with client(ctx) as api:
         server = api.get_server(handle)
         ports = api.list_ports(handle)
@@ -67,7 +75,8 @@ def server_show(ctx: typer.Context, handle: str, json_output: JsonFlag = False) 
 
 
 @server_app.command("remove")
-def server_remove(ctx: typer.Context, handle: str, json_output: JsonFlag = False) -> None:
+def server_remove(ctx: typer.Context, handle: HandleArg, json_output: JsonFlag = False) -> None:
+    """Remove a server (its port allocations go with it)."""
     with client(ctx) as api:
         server = api.remove_server(handle)
     print_json(server) if json_output else typer.echo(f"removed server {server.handle}")
@@ -76,7 +85,7 @@ def server_remove(ctx: typer.Context, handle: str, json_output: JsonFlag = False
 @secret_app.command("set")
 def secret_set(
     ctx: typer.Context,
-    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    project: ProjectArg,
     name: Annotated[str, typer.Argument(help="e.g. TELEGRAM_BOT_TOKEN")],
     json_output: JsonFlag = False,
 ) -> None:
@@ -88,14 +97,15 @@ def secret_set(
     if not value:
         raise CliError("empty secret value: pipe it on stdin or type it at the prompt", ExitCode.USAGE)
     with client(ctx) as api:
-        info = api.set_secret(project, name, value)
+        info = api.set_secret(resolve_project(api, project), name, value)
     print_json(info) if json_output else typer.echo(f"secret {info.name} set ({info.reference})")
 
 
 @secret_app.command("list")
-def secret_list(ctx: typer.Context, project: str, json_output: JsonFlag = False) -> None:
+def secret_list(ctx: typer.Context, project: ProjectArg, json_output: JsonFlag = False) -> None:
+    """A project's secret names and references (never their values)."""
     with client(ctx) as api:
-        secrets = api.list_secrets(project)
+        secrets = api.list_secrets(resolve_project(api, project))
     if json_output:
         print_json(secrets)
         return
@@ -107,20 +117,29 @@ def secret_list(ctx: typer.Context, project: str, json_output: JsonFlag = False)
 
 
 @secret_app.command("delete")
-def secret_delete(ctx: typer.Context, project: str, name: str, json_output: JsonFlag = False) -> None:
+def secret_delete(
+    ctx: typer.Context,
+    project: ProjectArg,
+    name: Annotated[str, typer.Argument(help="The secret's name.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Delete a secret (its value too)."""
     with client(ctx) as api:
-        info = api.delete_secret(project, name)
+        info = api.delete_secret(resolve_project(api, project), name)
     print_json(info) if json_output else typer.echo(f"secret {info.name} deleted")
 
 
 @user_app.command("add")
 def user_add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument()],
-    telegram_id: Annotated[int | None, typer.Option("--telegram-id", min=1)] = None,
-    admin: Annotated[bool, typer.Option("--admin")] = False,
+    name: Annotated[str, typer.Argument(help="A name to know them by.")],
+    telegram_id: Annotated[
+        int | None, typer.Option("--telegram-id", min=1, help="Their Telegram user id (for the bot).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make them an admin.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
+    """Add a user (then `apikey create` gives them a key)."""
     with client(ctx) as api:
         user = api.add_user(name, telegram_id, admin)
     print_json(user) if json_output else typer.echo(f"added user {user.name} ({user.id})")
@@ -128,6 +147,7 @@ def user_add(
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Every user (ids cut to 8 characters: `apikey create` takes them back)."""
     with client(ctx) as api:
         users = api.list_users()
     if json_output:
@@ -136,15 +156,15 @@ def user_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     print_table(
         "users",
         ["name", "telegram id", "admin", "id"],
-        [(u.name, u.telegram_id or "", "yes" if u.is_admin else "", u.id) for u in users],
+        [(u.name, u.telegram_id or "", "yes" if u.is_admin else "", short_id(u.id)) for u in users],
     )
 
 
 @apikey_app.command("create")
 def apikey_create(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User id or name.")],
-    name: Annotated[str, typer.Option("--name")] = "cli",
+    user: Annotated[str, typer.Argument(help="User name, id, or the start of its id (at least 6).")],
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "cli",
     scope: Annotated[
         list[str] | None, typer.Option("--scope", help="user (default), admin, service.")
     ] = None,
@@ -152,10 +172,7 @@ def apikey_create(
 ) -> None:
     """Create a key. It is printed once: store it now."""
     with client(ctx) as api:
-        users = api.list_users()
-        match = next((u for u in users if user in (u.id, u.name)), None)
-        if match is None:
-            raise CliError(f"user {user!r} not found", ExitCode.NOT_FOUND)
+        match = _user(api.list_users(), user)
         created = api.create_api_key(match.id, name, scope or ["user"])
     if json_output:
         print_json(created)
@@ -166,8 +183,30 @@ def apikey_create(
         )
 
 
+def _user(users: list[User], given: str) -> User:
+    named = next((u for u in users if u.name == given), None)
+    if named is not None:
+        return named
+    if len(given) < 6 and given not in {u.id for u in users}:
+        raise CliError(f"user {given!r} not found", ExitCode.NOT_FOUND)
+    found = match_id("user", given, (u.id for u in users))
+    return next(u for u in users if u.id == found)
+
+
+def _key_id(api: ApiClient, given: str) -> str:
+    """A key id from a whole id or a unique prefix, among every user's keys (admin)."""
+    if len(given) == 36:
+        return given
+    return match_id("key", given, (k.id for u in api.list_users() for k in api.list_api_keys(u.id)))
+
+
 @apikey_app.command("revoke")
-def apikey_revoke(ctx: typer.Context, key_id: str, json_output: JsonFlag = False) -> None:
+def apikey_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="Key id, or its first characters (at least 6).")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Revoke a key: it stops working at once."""
     with client(ctx) as api:
-        key = api.revoke_api_key(key_id)
+        key = api.revoke_api_key(_key_id(api, key_id))
     print_json(key) if json_output else typer.echo(f"revoked key {key.id} ({key.prefix}…)")

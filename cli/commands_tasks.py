@@ -7,27 +7,32 @@ from typing import Annotated
 
 import typer
 
-from cli.context import JsonFlag, client
+from cli.context import JsonFlag, client, resolve_project, resolve_task, short_id
 from cli.output import print_json, print_table
 from shared.contracts.api import Task, TaskStatus
 
 app = typer.Typer(help="Tasks: list, inspect, follow, cancel, retry.", no_args_is_help=True)
-TaskArg = Annotated[str, typer.Argument(help="Task id.")]
+TaskArg = Annotated[str, typer.Argument(help="Task id, or its first characters (at least 6).")]
 
 
 @app.command("list")
 def list_tasks(
     ctx: typer.Context,
-    project: Annotated[str | None, typer.Option("--project", help="Name or id.")] = None,
-    status: Annotated[TaskStatus | None, typer.Option("--status", case_sensitive=False)] = None,
-    type_: Annotated[
-        str | None, typer.Option("--type", help="engineering, deploy, scaffold, provision.")
+    project: Annotated[
+        str | None, typer.Option("--project", help="Only this project's (name, id or id prefix).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    status: Annotated[
+        TaskStatus | None, typer.Option("--status", case_sensitive=False, help="Only tasks in this status.")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this type: engineering, deploy, undeploy.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 50,
     json_output: JsonFlag = False,
 ) -> None:
-    """Tasks, newest first."""
+    """Tasks, newest first (ids cut to 8 characters: every command takes them back)."""
     with client(ctx) as api:
+        project = resolve_project(api, project) if project else None
         tasks: list[Task] = []
         for task in api.iter_tasks(
             project=project, status=status.value if status else None, type=type_, limit=min(limit, 200)
@@ -43,7 +48,7 @@ def list_tasks(
         ["id", "type", "status", "attempt", "created", "error"],
         [
             (
-                t.id,
+                short_id(t.id),
                 t.type,
                 t.status,
                 t.attempt,
@@ -59,7 +64,7 @@ def list_tasks(
 def show(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) -> None:
     """One task with its result."""
     with client(ctx) as api:
-        task = api.get_task(task_id)
+        task = api.get_task(resolve_task(api, task_id))
     if json_output:
         print_json(task)
         return
@@ -81,6 +86,7 @@ def logs(
 
     show = echo_event(json_output)
     with client(ctx) as api:
+        task_id = resolve_task(api, task_id)
         if not follow:
             for event in api.task_events(task_id):
                 show(event)
@@ -99,7 +105,7 @@ def logs(
 def cancel(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) -> None:
     """Cancel a queued or running task (its worker is stopped)."""
     with client(ctx) as api:
-        task = api.cancel_task(task_id)
+        task = api.cancel_task(resolve_task(api, task_id))
     print_json(task) if json_output else typer.echo(f"task {task.id} {task.status.value}")
 
 
@@ -107,7 +113,7 @@ def cancel(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) 
 def retry(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) -> None:
     """Queue a failed or cancelled task again."""
     with client(ctx) as api:
-        task = api.retry_task(task_id)
+        task = api.retry_task(resolve_task(api, task_id))
     print_json(task) if json_output else typer.echo(
         f"task {task.id} {task.status.value} (attempt {task.attempt + 1})"
     )

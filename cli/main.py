@@ -88,10 +88,12 @@ def main() -> None:
 
 
 def _describe(exc: Exception) -> tuple[str, ExitCode] | None:
-    from shared.api_client import ApiError, ApiUnreachable, ConflictError, NotFoundError
+    from shared.api_client import ApiError, ApiUnreachable, AuthError, ConflictError, NotFoundError
 
     if isinstance(exc, ApiUnreachable):
         return str(exc), ExitCode.UNREACHABLE
+    if isinstance(exc, AuthError):
+        return _refused(exc), ExitCode.AUTH
     if isinstance(exc, NotFoundError):
         return exc.message, ExitCode.NOT_FOUND
     if isinstance(exc, ConflictError):
@@ -115,6 +117,20 @@ def _describe(exc: Exception) -> tuple[str, ExitCode] | None:
     if isinstance(exc, bce.ClientError):
         return f"AWS refused: {exc}", ExitCode.FAILURE
     return None
+
+
+def _refused(exc: Exception) -> str:
+    from shared.api_client import AuthError
+
+    assert isinstance(exc, AuthError)
+    where = f"the API at {exc.url}" if exc.url else "the API"
+    if exc.status == 403:
+        return f"{where} refused: {exc.message} (the key lacks the scope; an admin can grant it)"
+    return (
+        f"{where} refused the API key ({exc.message}): set the right one with "
+        "`orchestrator config set api-key KEY` or ORCH_API_KEY (`orchestrator local up` writes the "
+        "embedded stack's)"
+    )
 
 
 if __name__ == "__main__":

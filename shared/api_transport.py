@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.contracts.api import Health
 from shared.retry import Sleep, http_transient
@@ -22,6 +22,8 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or []
+        self.url = ""
+        """The API's base URL (set by the transport): the CLI names it when the key is refused."""
 
     def __str__(self) -> str:
         return self.message
@@ -48,11 +50,26 @@ class LimitExceededError(ApiError):
 
 
 class ApiUnreachable(Exception):
-    """No answer from the API at all."""
+    """No answer from the API at all, or an answer from a server that is not the orchestrator API."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the API at {url}: {reason}")
+    def __init__(self, url: str, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"cannot reach the API at {url}: {reason}")
         self.url = url
+
+
+def _not_our_api(url: str, response: httpx.Response, what: str) -> ApiUnreachable:
+    """Some other HTTP server answered (a wrong port or URL): its answer is no API error to act on."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    request = response.request
+    reason = (
+        f"it answered {request.method} {request.url.path} with HTTP {response.status_code} ({kind}) {what}"
+    )
+    return ApiUnreachable(
+        url,
+        reason,
+        f"{url} is not the orchestrator API: {reason}; check the URL "
+        "(--api-url, ORCH_API_URL or `orchestrator config show`)",
+    )
 
 
 def _is_transport_error(exc: BaseException) -> bool:
@@ -66,18 +83,27 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
+def _error_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The API's error body ({"code", "message", ...}), or None when the answer is not one."""
     try:
         body = response.json()
-        code, message, fields = (
-            body.get("code", "error"),
-            body.get("message", response.text),
-            body.get("fields", []),
-        )
     except ValueError:
-        code, message, fields = "error", response.text or response.reason_phrase, []
+        return None
+    if isinstance(body, dict) and isinstance(body.get("code"), str) and isinstance(body.get("message"), str):
+        return body
+    return None
+
+
+def _raise_for(response: httpx.Response, url: str) -> None:
+    if response.status_code < 400:
+        return
+    body = _error_body(response)
+    if body is None:
+        if response.status_code >= 500 and response.status_code != 501:
+            # a gateway or a crashing API: our error, worth its text, not a wrong URL
+            raise ApiError(response.status_code, "error", response.text[:500] or response.reason_phrase)
+        raise _not_our_api(url, response, "and no API error body")
+    code, message, fields = body["code"], body["message"], body.get("fields") or []
     kind = {
         404: NotFoundError,
         409: ConflictError,
@@ -86,7 +112,9 @@ def _raise_for(response: httpx.Response) -> None:
         410: GoneError,
         429: LimitExceededError,
     }.get(response.status_code, ApiError)
-    raise kind(response.status_code, code, message, fields)
+    error = kind(response.status_code, code, message, fields)
+    error.url = url
+    raise error
 
 
 class ApiTransport:
@@ -162,11 +190,25 @@ class ApiTransport:
             response = policy(self._http.request, method, path, json=json, params=clean, headers=headers)
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
-        _raise_for(response)
-        return response.json() if response.content else None
+        _raise_for(response, self.base_url)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise _not_our_api(self.base_url, response, "that is not JSON") from None
 
     def _as(self, model: type[M] | Any, data: Any) -> M:
-        return _adapter(model).validate_python(data)  # type: ignore[no-any-return, arg-type]
+        try:
+            return _adapter(model).validate_python(data)  # type: ignore[no-any-return, arg-type]
+        except ValidationError as exc:
+            reason = f"its answer does not have the API's shape ({exc.error_count()} errors)"
+            raise ApiUnreachable(
+                self.base_url,
+                reason,
+                f"{self.base_url} does not answer as the orchestrator API: {reason}; another server, or a "
+                "client and an API of different versions",
+            ) from None
 
     @staticmethod
     def _body(model: BaseModel | None = None, **fields: Any) -> dict[str, Any]:
@@ -182,5 +224,8 @@ class ApiTransport:
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         if response.status_code not in (200, 503):
-            _raise_for(response)
-        return Health.model_validate(response.json())
+            _raise_for(response, self.base_url)
+        try:
+            return Health.model_validate(response.json())
+        except ValueError:
+            raise _not_our_api(self.base_url, response, "that is not the API's health") from None

@@ -216,9 +216,9 @@ def test_users_and_keys(stack: Stack, cli: CliRunner) -> None:
     assert created["key"].startswith("orch_")  # type: ignore[index]
     as_erin = cli("--api-key", created["key"], "project", "list", "--json")  # type: ignore[index]
     assert _json(as_erin) == []
-    assert cli("--api-key", created["key"], "user", "list").returncode == 1  # type: ignore[index]
+    assert cli("--api-key", created["key"], "user", "list").returncode == 6  # type: ignore[index]
     assert _json(cli("apikey", "revoke", created["id"], "--json"))["revoked_at"]  # type: ignore[index]
-    assert cli("--api-key", created["key"], "project", "list").returncode == 1  # type: ignore[index]
+    assert cli("--api-key", created["key"], "project", "list").returncode == 6  # type: ignore[index]
     assert user["telegram_id"] == 4242  # type: ignore[index]
 
 

@@ -137,8 +137,8 @@ def _refuse_while_busy(session: Session, project: Project) -> None:
     ).scalar_one_or_none()
     if running is not None:
         raise Conflict(
-            f"project {project.name!r} has a {running.type} task {running.status} (task {running.id}): "
-            f"cancel it first (orchestrator task cancel {running.id[:8]})"
+            f"project {project.name!r} has a task in progress ({running.type} task {running.id}, "
+            f"{running.status}): cancel it first (orchestrator task cancel {running.id[:8]})"
         )
     deployed = session.execute(
         select(Deployment).where(Deployment.project_id == project.id, Deployment.status == "deployed")
