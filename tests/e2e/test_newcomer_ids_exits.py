@@ -209,6 +209,12 @@ def test_short_ids_printed_in_tables_are_taken_back(world: World) -> None:
     cancelled = world.cli("task", "cancel", task_id[:6])
     assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout, cancelled.stderr
 
+    user = json.loads(world.cli("user", "add", "dana", "--json").stdout)
+    assert user["id"][:8] in world.cli("user", "list").stdout
+    key = json.loads(world.cli("apikey", "create", user["id"][:8], "--json").stdout)
+    revoked = world.cli("apikey", "revoke", key["id"][:8])
+    assert revoked.returncode == 0 and f"revoked key {key['id']}" in revoked.stdout, revoked.stderr
+
 
 def test_an_ambiguous_prefix_is_a_usage_error_naming_the_candidates() -> None:
     ids = ["abcdef12-aaaa", "abcdef34-bbbb", "0123456789"]
@@ -250,6 +256,30 @@ def test_project_delete_stops_frees_removes_and_the_name_comes_back(world: World
     )
     assert world.cli("project", "show", "gone").returncode == ExitCode.NOT_FOUND
     assert world.cli("project", "create", "--name", "gone").returncode == 0, "the name is free again"
+
+
+@pytest.mark.slow
+def test_purge_deletes_a_local_repository_and_refuses_a_remote_one_before_deleting(
+    world: World, tmp_path: Path
+) -> None:
+    local, remote = _project(world, "purged"), _project(world, "remote")
+    repo = tmp_path / "owner" / "purged.git"
+    subprocess.run(["git", "init", "--bare", "-q", str(repo)], check=True)
+    with world.stack.service_client() as service:
+        service.update_project(local["id"], repo_url=str(repo))
+        service.update_project(remote["id"], repo_url="https://github.com/owner/remote.git")
+
+    refused = world.cli("project", "delete", "remote", "--purge", "--yes")
+    assert (
+        refused.returncode == ExitCode.USAGE
+        and "delete https://github.com/owner/remote.git" in refused.stderr
+    )
+    assert world.cli("project", "show", "remote").returncode == 0, "refused before anything was deleted"
+
+    purged = world.cli("project", "delete", "purged", "--purge", "--yes", "--json")
+
+    assert purged.returncode == 0, purged.stderr
+    assert json.loads(purged.stdout)["repo_purged"] is True and not repo.exists()
 
 
 @pytest.mark.slow
