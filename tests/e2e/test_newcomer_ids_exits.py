@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,6 +257,58 @@ def test_project_delete_stops_frees_removes_and_the_name_comes_back(world: World
     )
     assert world.cli("project", "show", "gone").returncode == ExitCode.NOT_FOUND
     assert world.cli("project", "create", "--name", "gone").returncode == 0, "the name is free again"
+
+
+def _act_as_the_deploy_consumer(world: World, project_id: str) -> str:
+    """What the deploy consumer does for an undeploy (this stack runs none): claim it, record the
+    deployment stopped, complete it. Returns the undeploy task's id."""
+    with world.stack.service_client() as service:
+        deadline = time.monotonic() + 30
+        while not (queued := service.list_tasks(project=project_id, type="undeploy").items):
+            assert time.monotonic() < deadline, "`project delete` queued no undeploy"
+            time.sleep(0.2)
+        task = service.claim_task(queued[0].id, worker="e2e")
+        current = service.get_deployment(project_id)
+        stopped = DeploymentRecord(
+            server_handle=current.server_handle,
+            port=current.port,
+            url=current.url,
+            health_url=current.health_url,
+            status="stopped",
+            task_id=task.id,
+        )
+        service.record_deployment(project_id, stopped)
+        service.complete_task(task.id, {"status": "success", "port": current.port})
+        return task.id
+
+
+@pytest.mark.slow
+def test_deleting_a_deployed_project_stops_it_first_through_the_undeploy(world: World) -> None:
+    project = _project(world, "live")
+    with world.stack.service_client() as service:
+        port = service.allocate_port("localhost", project["id"]).port
+        url = f"http://127.0.0.1:{port}"
+        record = DeploymentRecord(server_handle="localhost", port=port, url=url, health_url=url + "/health")
+        service.record_deployment(project["id"], record)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | {"ORCH_HOME": str(world.home)}
+    deleting = subprocess.Popen(
+        [*orchestrator_executable(), "project", "delete", "live", "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    undeploy = _act_as_the_deploy_consumer(world, project["id"])
+
+    out, err = deleting.communicate(timeout=60)
+    assert deleting.returncode == 0, err
+    assert out.startswith("stopping live first (as `orchestrator deploy stop live`)"), out
+    assert out.strip().endswith(
+        f"deleted project live: ports freed: localhost:{port}; secrets removed: none; 1 tasks removed; "
+        "no repository"
+    ), out
+    assert world.cli("task", "show", undeploy).returncode == ExitCode.NOT_FOUND, "its tasks went too"
 
 
 @pytest.mark.slow
