@@ -253,7 +253,10 @@ def _start_failure(log_path: Path, offset: int, returncode: int) -> CliError:
 
 @app.command("down")
 def down(
-    timeout: Annotated[float, typer.Option("--timeout", min=1)] = 20.0, json_output: JsonFlag = False
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for a clean stop before killing it.")
+    ] = 20.0,
+    json_output: JsonFlag = False,
 ) -> None:
     """Stop a stack started with --detach (or any stack running on this ORCH_HOME)."""
     home = _home()
