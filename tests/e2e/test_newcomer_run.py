@@ -296,3 +296,42 @@ def test_7_ctrl_c_says_what_keeps_running_and_a_rerun_attaches(stack: RunningSta
     assert f"(task {task_id})" in seen[-1]
     tasks = json.loads(orch(stack.home, "task", "list", "--project", "ctrlc", "--json").stdout)
     assert [t["id"] for t in tasks if t["type"] == "engineering"] == [task_id]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.slow
+def test_13_health_says_ready_only_once_the_cli_can_use_the_stack(tmp_path: Path) -> None:
+    # given a stack starting in the foreground on a known port
+    home, port = tmp_path / "home", _free_port()
+    process = subprocess.Popen(
+        [*orchestrator_executable(), "local", "up", "--port", str(port), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(home, {"ORCH_LOCAL_CONSUMERS": "none"}),
+    )
+    answers: list[tuple[int, bool, bool]] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (answers and answers[-1][0] == 200):
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            configured = (home / "config.json").exists() and bool(
+                json.loads((home / "config.json").read_text()).get("api_key")
+            )
+            answers.append((reply.status_code, reply.json()["ready"], configured))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    # then /health answered 200 (ready) only once the CLI's config with the admin key was written;
+    # every earlier answer was 503 with ready false
+    assert answers and answers[-1] == (200, True, True), answers
+    assert all(code == 503 and not ready for code, ready, _ in answers[:-1]), answers
