@@ -12,9 +12,10 @@ from cli.context import JsonFlag, client
 from cli.errors import CliError, ExitCode
 from cli.local.ports import valid_port
 from cli.output import print_json
-from shared.api_client import ApiClient, ApiError, ApiUnreachable, ConflictError, NotFoundError
+from shared.api_client import ApiClient, ApiError, ApiUnreachable, AuthError, ConflictError, NotFoundError
 from shared.contracts.api import Task, TaskEvent, TaskStatus, TaskType
 from shared.contracts.payloads import DeployTaskResult, EngineeringTaskResult
+from shared.contracts.projects import SPEC_MAX_CHARS
 
 INTERRUPTED = 130
 DESCRIPTION_CHARS = 500
@@ -65,7 +66,7 @@ def _usage_line(exc: Any, request: RunRequest) -> str:
             "starting with a letter (e.g. my-blog)"
         )
     if field == "spec":
-        return f"--spec is {len(request.spec)} characters long; at most 100000"
+        return f"--spec is {len(request.spec)} characters long; at most {SPEC_MAX_CHARS}"
     flag = {"description": "spec", "modules": "modules"}.get(field, field)
     return f"--{flag}: {error['msg']}"
 
@@ -75,7 +76,9 @@ def _stack_is_up(ctx: typer.Context) -> bool:
         with client(ctx) as api:
             api.me()
         return True
-    except (ApiUnreachable, ApiError, CliError):  # nothing, a wrong key, or another HTTP server there
+    except AuthError:
+        raise  # our API answers and refuses the key: exit 6 as from every command, no stack to start
+    except (ApiUnreachable, ApiError, CliError):  # nothing, or another HTTP server there
         return False
 
 
@@ -140,7 +143,12 @@ def _check_agent(ctx: typer.Context, agent: str | None, project: Any) -> None:
 def run(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Project name: lowercase-slug.")],
-    spec: Annotated[str, typer.Option("--spec", help="What to build, in plain words.")],
+    spec: Annotated[
+        str,
+        typer.Option(
+            "--spec", help=f"What to build, in plain words (at most {SPEC_MAX_CHARS:,} characters)."
+        ),
+    ],
     agent: Annotated[
         str | None,
         typer.Option(
@@ -185,6 +193,7 @@ def run(
     with client(ctx) as api:
         existing = _existing_project(api, name)
         _check_agent(ctx, agent, existing)
+        _check_server(api, server)
         project = existing or _create_project(api, request, say)
         if existing is not None:
             say(f"using the existing project {existing.name}")
@@ -220,6 +229,17 @@ def _report(
         return
     typer.echo(f"done in {timings['total_s']:.1f} s: {project.name} is live at {url}")
     typer.echo(f"  health: {result.health_url}  ·  stop it: orchestrator deploy stop {project.name}")
+
+
+def _check_server(api: ApiClient, server: str) -> None:
+    try:
+        api.get_server(server)
+    except NotFoundError:
+        raise CliError(
+            f"no server {server!r} to deploy to: `orchestrator server list` shows them "
+            "(localhost is built in); add one with `orchestrator server add`",
+            ExitCode.NOT_FOUND,
+        ) from None
 
 
 def _existing_project(api: ApiClient, name: str) -> Any:

@@ -76,6 +76,12 @@ class Row:
 PORT_TAKEN = "error: port {port} on 127.0.0.1 is taken by pid {pid} ("
 NO_STACK_ROWS = [
     Row(
+        "2 unknown server",
+        ("run", "--name", "srv", "--spec", "a blog", "--agent", "none", "--server", "nowhere"),
+        3,
+        "error: no server 'nowhere' to deploy to: `orchestrator server list` shows them (localhost is built in)",
+    ),
+    Row(
         "1 taken port, run --port",
         ("run", "--name", "blog", "--spec", "a blog", "--agent", "none", "--port", "{port}"),
         4,
@@ -220,6 +226,12 @@ def test_13_detach_returns_when_ready_with_the_cli_configured(stack: RunningStac
 
 STACK_ROWS = [
     Row(
+        "2 unknown server",
+        ("run", "--name", "srv", "--spec", "a blog", "--agent", "none", "--server", "nowhere"),
+        3,
+        "error: no server 'nowhere' to deploy to: `orchestrator server list` shows them (localhost is built in)",
+    ),
+    Row(
         "6 command agent without ORCH_AGENT_COMMAND",
         ("run", "--name", "cmd", "--spec", "a blog", "--agent", "command"),
         1,
@@ -241,7 +253,7 @@ STACK_ROWS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("row", STACK_ROWS, ids=[r.case for r in STACK_ROWS])
-def test_agent_problems_are_refused_before_the_project_is_created(stack: RunningStack, row: Row) -> None:
+def test_refused_before_the_project_is_created(stack: RunningStack, row: Row) -> None:
     result = orch(stack.home, *row.args, env=row.env)
     assert result.returncode == row.code, result.stderr
     assert result.stderr.startswith(row.message), result.stderr

@@ -59,6 +59,10 @@ class FakeApi:
     def get_project(self, name: str) -> Any:
         return self.project
 
+    def get_server(self, handle: str) -> Any:
+        assert handle == "localhost"
+        return type("S", (), {"handle": handle})()
+
     def start_engineering(self, project: str, spec: str, agent: str | None) -> Task:
         self.started.append("eng-2")
         self.running += self.appearing
