@@ -71,8 +71,33 @@ def _usage_line(exc: Any, request: RunRequest) -> str:
     return f"--{flag}: {error['msg']}"
 
 
+def _silent_local_holder(ctx: typer.Context) -> bool:
+    """Whether the configured URL is on this machine, not this ORCH_HOME's stack, and a program there
+    accepts connections but does not answer within seconds (the API client would wait 30 s)."""
+    import httpx
+
+    from cli.commands_local import _home, _running
+    from cli.config import resolve_connection
+    from cli.local.ports import port_of_local_url
+
+    obj = ctx.find_root().obj or {}
+    url = resolve_connection(obj.get("api_url"), obj.get("api_key")).api_url
+    state = _running(_home())
+    if port_of_local_url(url) is None or (state is not None and state.url == url):
+        return False
+    try:
+        httpx.get(f"{url}/health", timeout=3)
+    except httpx.TimeoutException:
+        return True
+    except httpx.HTTPError:
+        return False
+    return False
+
+
 def _stack_is_up(ctx: typer.Context) -> bool:
     try:
+        if _silent_local_holder(ctx):
+            return False
         with client(ctx) as api:
             api.me()
         return True

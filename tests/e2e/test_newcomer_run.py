@@ -176,6 +176,24 @@ def test_run_starts_the_stack_where_the_config_points_first(held_port: int, tmp_
     assert result.stderr.startswith(PORT_TAKEN.format(port=held_port, pid=os.getpid())), result.stderr
 
 
+def test_a_silent_program_on_the_configured_port_is_named_without_a_long_wait(tmp_path: Path) -> None:
+    # given the config's port held by a program that accepts connections and never answers
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "config.json").write_text(json.dumps({"api_url": f"http://127.0.0.1:{port}", "api_key": "k"}))
+        began = time.monotonic()
+        result = orch(home, "run", "--name", "blog", "--spec", "a blog", "--agent", "none")
+        took = time.monotonic() - began
+    # then the same one line, without the API client's 30 s wait for an answer
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(PORT_TAKEN.format(port=port, pid=os.getpid())), result.stderr
+    assert took < 25, took
+
+
 def test_a_failed_start_shows_only_this_attempts_error(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "logs").mkdir(parents=True)
