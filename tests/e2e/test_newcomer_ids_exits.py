@@ -31,6 +31,8 @@ from shared.contracts.projects import SPEC_MAX_CHARS
 from tests.e2e.conftest import orchestrator_executable
 from tests.e2e.test_local_stack import Stack
 
+pytestmark = pytest.mark.slow  # one embedded stack for the module (~10-40 s to start under load)
+
 
 @dataclass
 class World:
@@ -55,15 +57,26 @@ class World:
 
 
 class _NotOurApi(http.server.BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        body = b"<html><body>404 Not Found</body></html>"
-        self.send_response(404)
-        self.send_header("content-type", "text/html")
+    """Another web server on the URL: a page for GET /projects, some other JSON for other GETs, and
+    404 pages for the rest."""
+
+    def _answer(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_DELETE = _answer
+    def do_GET(self) -> None:
+        if self.path.startswith("/projects?") or self.path == "/projects":
+            self._answer(200, "text/html", b"<html><body>my projects</body></html>")
+        else:
+            self._answer(200, "application/json", b'{"hello": "world"}')
+
+    def do_POST(self) -> None:
+        self._answer(404, "text/html", b"<html><body>404 Not Found</body></html>")
+
+    do_DELETE = do_POST
 
     def log_message(self, *args: object) -> None:
         pass
@@ -152,13 +165,19 @@ FAILURES: list[tuple[str, tuple[str, ...], ExitCode, str]] = [
         "wrong server",
         ("--api-url", "{other}", "project", "show", "blog"),
         ExitCode.UNREACHABLE,
-        "not the orchestrator API",
+        "does not answer as the orchestrator API",
     ),
     (
         "wrong server",
         ("--api-url", "{other}", "deploy", "stop", "blog"),
         ExitCode.UNREACHABLE,
-        "not the orchestrator API",
+        "does not answer as the orchestrator API",
+    ),
+    (
+        "wrong server",
+        ("--api-url", "{other}", "task", "cancel", UNKNOWN_TASK),
+        ExitCode.UNREACHABLE,
+        "is not the orchestrator API: it answered POST",
     ),
 ]
 
@@ -192,7 +211,6 @@ def test_each_failure_class_has_its_exit_code_and_one_line(
 # -- case 8: short ids --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_short_ids_printed_in_tables_are_taken_back(world: World) -> None:
     project = _project(world, "shorty")
     task_id = _task(world, "shorty")
@@ -231,7 +249,6 @@ def test_an_ambiguous_prefix_is_a_usage_error_naming_the_candidates() -> None:
 # -- case 3: project delete, and the spec limit said before anything is created --------------------
 
 
-@pytest.mark.slow
 def test_project_delete_stops_frees_removes_and_the_name_comes_back(world: World) -> None:
     # given a project with a secret, a port and a stopped deployment (as `deploy stop` leaves it)
     project = _project(world, "gone")
@@ -282,7 +299,6 @@ def _act_as_the_deploy_consumer(world: World, project_id: str) -> str:
         return task.id
 
 
-@pytest.mark.slow
 def test_deleting_a_deployed_project_stops_it_first_through_the_undeploy(world: World) -> None:
     project = _project(world, "live")
     with world.stack.service_client() as service:
@@ -311,7 +327,6 @@ def test_deleting_a_deployed_project_stops_it_first_through_the_undeploy(world: 
     assert world.cli("task", "show", undeploy).returncode == ExitCode.NOT_FOUND, "its tasks went too"
 
 
-@pytest.mark.slow
 def test_purge_deletes_a_local_repository_and_refuses_a_remote_one_before_deleting(
     world: World, tmp_path: Path
 ) -> None:
@@ -335,7 +350,6 @@ def test_purge_deletes_a_local_repository_and_refuses_a_remote_one_before_deleti
     assert json.loads(purged.stdout)["repo_purged"] is True and not repo.exists()
 
 
-@pytest.mark.slow
 def test_a_spec_over_the_limit_is_refused_before_anything_is_created(world: World, tmp_path: Path) -> None:
     _project(world, "long")
     spec = tmp_path / "spec.md"
@@ -355,7 +369,6 @@ def test_a_spec_over_the_limit_is_refused_before_anything_is_created(world: Worl
 # -- case 12 (part): a second `deploy stop` -----------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_second_deploy_stop_says_already_stopped_and_redoes_nothing(world: World) -> None:
     project = _project(world, "stopped-one")
     with world.stack.service_client() as service:
