@@ -76,12 +76,6 @@ class Row:
 PORT_TAKEN = "error: port {port} on 127.0.0.1 is taken by pid {pid} ("
 NO_STACK_ROWS = [
     Row(
-        "2 unknown server",
-        ("run", "--name", "srv", "--spec", "a blog", "--agent", "none", "--server", "nowhere"),
-        3,
-        "error: no server 'nowhere' to deploy to: `orchestrator server list` shows them (localhost is built in)",
-    ),
-    Row(
         "1 taken port, run --port",
         ("run", "--name", "blog", "--spec", "a blog", "--agent", "none", "--port", "{port}"),
         4,
