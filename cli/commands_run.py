@@ -107,7 +107,7 @@ def _stack_is_up(ctx: typer.Context) -> bool:
         return False
 
 
-def _ensure_stack(ctx: typer.Context, port: int | None, quiet: bool) -> None:
+def _ensure_stack(ctx: typer.Context, port: int | None, quiet: bool, agent: str | None = None) -> None:
     """Use the API the CLI is configured for; with none answering, start the embedded stack on --port /
     ORCH_PORT, else on the port of the local URL in the config, else 8787 (a taken port: exit 4)."""
     if _stack_is_up(ctx):
@@ -118,6 +118,7 @@ def _ensure_stack(ctx: typer.Context, port: int | None, quiet: bool) -> None:
 
     home = _home()
     if _running(home) is None:
+        _check_agent_before_start(agent)
         obj = ctx.find_root().obj or {}
         chosen = stack_port(port, resolve_connection(obj.get("api_url"), obj.get("api_key")).api_url)
         retry = "orchestrator run ... --port {port}"
@@ -143,6 +144,21 @@ def _quiet_up(home: Any, port: int, retry: str) -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         _up_detached(home, port, None, json_output=True, consumers="all", retry=retry)
+
+
+def _check_agent_before_start(agent: str | None) -> None:
+    """`--agent` that the stack about to start could not run: said before it starts (it inherits this
+    environment, so what this process finds on PATH is what its workers find)."""
+    from cli.local.agents import agent_problem
+    from cli.local.stack import runnable_agents
+    from worker_image.agents.config import AgentEnvironment
+
+    if agent is None:
+        return
+    env = AgentEnvironment()
+    problem = agent_problem(agent, runnable_agents(env), env.agent_command, stack_runs=False)
+    if problem:
+        raise CliError(problem, ExitCode.FAILURE)
 
 
 def _check_agent(ctx: typer.Context, agent: str | None, project: Any) -> None:
@@ -213,7 +229,7 @@ def run(
         if not quiet:
             typer.echo(text)
 
-    _ensure_stack(ctx, port, quiet)
+    _ensure_stack(ctx, port, quiet, agent)
     timings["stack_s"] = time.monotonic() - started
     with client(ctx) as api:
         existing = _existing_project(api, name)

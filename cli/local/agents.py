@@ -24,14 +24,23 @@ def known_agents() -> list[str]:
     return sorted([*adapters(), "none"])
 
 
-def agent_problem(agent: str, runnable: list[str], cli_agent_command: str | None) -> str | None:
+def agent_problem(
+    agent: str, runnable: list[str], cli_agent_command: str | None, stack_runs: bool = True
+) -> str | None:
     """Why a stack that can run `runnable` cannot run `agent` and what to do, in one line; None if it can.
 
-    `cli_agent_command` is ORCH_AGENT_COMMAND as the CLI sees it, shown in the restart command."""
+    `cli_agent_command` is ORCH_AGENT_COMMAND as the CLI sees it, shown in the restart command. With
+    `stack_runs` False, `runnable` is the CLI's own environment, which the stack `run` starts inherits."""
     if agent in runnable:
         return None
     if agent == "command":
         shown = shlex.quote(cli_agent_command) if cli_agent_command else "'./my-agent --flags'"
+        if not stack_runs:
+            return (
+                "--agent command runs the command line in ORCH_AGENT_COMMAND, which is not set: "
+                f"ORCH_AGENT_COMMAND={shown} orchestrator run ... (the stack it starts keeps it), "
+                "or pass --agent none to deploy the template as it is"
+            )
         return (
             "--agent command runs the command line in ORCH_AGENT_COMMAND, and the stack was started "
             "without it: restart the stack with it set: "
@@ -40,10 +49,12 @@ def agent_problem(agent: str, runnable: list[str], cli_agent_command: str | None
         )
     executable = EXECUTABLES.get(agent, agent)
     install = INSTALL_HINTS.get(agent)
-    how = f"install it ({install}) and restart the stack ({RESTART.format(env='')})" if install else ""
+    restart = f" and restart the stack ({RESTART.format(env='')})" if stack_runs else ""
+    how = f"install it ({install}){restart}" if install else ""
     return (
-        f"the coding agent {agent} is not installed where the stack looks (no `{executable}` on its PATH): "
+        f"the coding agent {agent} is not installed where the stack looks (no `{executable}` on "
+        f"{'its' if stack_runs else 'the'} PATH): "
         "pass --agent none to deploy the template as it is"
         + (f", or {how}" if how else "")
-        + (f"; agents this stack can run: {', '.join(runnable)}" if runnable else "")
+        + (f"; agents it can run: {', '.join(runnable)}" if runnable else "")
     )

@@ -118,6 +118,23 @@ NO_STACK_ROWS = [
         "error: unknown agent 'gpt': use one of claude-code, codex, command, factory-droid, none",
     ),
     Row(
+        "6 command agent, ORCH_AGENT_COMMAND unset, before the stack starts",
+        ("run", "--name", "blog", "--spec", "a blog", "--agent", "command"),
+        1,
+        "error: --agent command runs the command line in ORCH_AGENT_COMMAND, which is not set: "
+        "ORCH_AGENT_COMMAND='./my-agent --flags' orchestrator run ... (the stack it starts keeps it), "
+        "or pass --agent none to deploy the template as it is",
+    ),
+    Row(
+        "12 agent not installed, before the stack starts",
+        ("run", "--name", "blog", "--spec", "a blog", "--agent", "claude-code"),
+        1,
+        "error: the coding agent claude-code is not installed where the stack looks (no `claude` on the "
+        "PATH): pass --agent none to deploy the template as it is, or install it "
+        "(npm i -g @anthropic-ai/claude-code); agents it can run: ",
+        {"ORCH_CLAUDE_BIN": "/nonexistent/claude"},
+    ),
+    Row(
         "10 port out of range",
         ("run", "--name", "blog", "--spec", "a blog", "--port", "70000"),
         2,
