@@ -38,13 +38,21 @@ def _running(home: Path):  # type: ignore[no-untyped-def]
     return None
 
 
-def _healthy(url: str) -> bool:
+def _health(url: str) -> tuple[bool, bool | None]:
+    """(healthy, ready) from the stack's /health: 200 only once it is ready for the CLI; `ready` false
+    while it is still starting, None without an answer."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        reply = httpx.get(f"{url}/health", timeout=2)
+        ready = bool(reply.json().get("ready", True))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False, None
+    return reply.status_code == 200, ready
+
+
+def _healthy(url: str) -> bool:
+    return _health(url)[0]
 
 
 PortOption = Annotated[
@@ -292,7 +300,7 @@ def status(json_output: JsonFlag = False) -> None:
             f"not running ({home})"
         )
         raise typer.Exit(1)
-    healthy = _healthy(state.url)
+    healthy, ready = _health(state.url)
     from shared.queues import build_queue
     from shared.settings import QueueSettings
 
@@ -300,6 +308,7 @@ def status(json_output: JsonFlag = False) -> None:
     report = {
         "running": True,
         "healthy": healthy,
+        "ready": ready,
         "url": state.url,
         "pid": state.pid,
         "home": str(home),
@@ -312,10 +321,8 @@ def status(json_output: JsonFlag = False) -> None:
     if json_output:
         print_json(report)
         return
-    typer.echo(
-        f"running: API {state.url} (pid {state.pid}, {'healthy' if healthy else 'NOT healthy'}), "
-        f"up {report['uptime_s']} s"
-    )
+    shown = "healthy" if healthy else "starting" if ready is False else "NOT healthy"
+    typer.echo(f"running: API {state.url} (pid {state.pid}, {shown}), up {report['uptime_s']} s")
     typer.echo(f"database: {state.database}")
     typer.echo(f"consumers: {', '.join(state.consumers) or 'none yet'}")
     typer.echo(f"scheduled jobs: {', '.join(state.schedules)}")

@@ -251,6 +251,8 @@ def test_13_detach_returns_when_ready_with_the_cli_configured(stack: RunningStac
     health = httpx.get(f"{stack.url}/health", timeout=10)
     assert health.status_code == 200 and health.json()["ready"] is True
     assert orch(stack.home, "project", "list", "--json").returncode == 0
+    status = json.loads(orch(stack.home, "local", "status", "--json").stdout)
+    assert status["healthy"] is True and status["ready"] is True
 
 
 STACK_ROWS = [
