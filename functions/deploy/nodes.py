@@ -4,6 +4,9 @@ Each node reads the `DeployState` and returns the keys it changes. A node that n
 publishes a message and the *next* node waits with `interrupt({"wait_for": request_id})`; request ids
 come from the task, the step and the attempt, so a replayed node re-sends the same message and
 receivers drop it.
+
+Over 400 lines on purpose: the deploy graph has 24 nodes and this class is their one home (the messages,
+probes and state live beside it); the undeploy and cleanup nodes are the part to split out first if it grows.
 """
 
 from __future__ import annotations
