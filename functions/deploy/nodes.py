@@ -5,8 +5,9 @@ publishes a message and the *next* node waits with `interrupt({"wait_for": reque
 come from the task, the step and the attempt, so a replayed node re-sends the same message and
 receivers drop it.
 
-Over 400 lines on purpose: the deploy graph has 24 nodes and this class is their one home (the messages,
-probes and state live beside it); the undeploy and cleanup nodes are the part to split out first if it grows.
+Over 400 lines on purpose: the deploy graph's 16 nodes and their answer handlers have this class as
+their one home (messages, probes and state live beside it); the undeploy and cleanup nodes are the part
+to split out first if it grows.
 """
 
 from __future__ import annotations
