@@ -19,7 +19,7 @@ from functions.infra.logic import Infra
 from shared.contracts import ProvisionerMessage, dump_message
 from shared.contracts.api import Server
 from shared.handler_shell import PerContainer, lambda_entry
-from shared.observability import count, get_logger, tracing_enabled
+from shared.observability import correlation, count, get_logger, tracing_enabled
 from shared.queues.consume import process_queue_event
 from shared.queues.local_runner import sqs_event
 from shared.queues.port import ReceivedMessage
@@ -96,9 +96,11 @@ def test_in_lambda_every_log_line_carries_the_context_and_the_correlation_id(
         get_logger().info(greeting or "hello")
         return "done"
 
-    # when an EventBridge-shaped event arrives with a Lambda context
-    assert handler({"id": "evt-42"}, FakeLambdaContext(), greeting="hi") == "done"
-    get_logger().info("after the invocation")
+    # when an EventBridge-shaped event arrives with a Lambda context, inside an outer correlation
+    # (set explicitly: an earlier test in the same process may have left any id on the shared logger)
+    with correlation("outer-7"):
+        assert handler({"id": "evt-42"}, FakeLambdaContext(), greeting="hi") == "done"
+        get_logger().info("after the invocation")
 
     # then the line logged inside carries the context and the event's correlation id; nothing leaks after
     inside, after = _json_lines(capsys.readouterr().err)[-2:]
@@ -107,7 +109,7 @@ def test_in_lambda_every_log_line_carries_the_context_and_the_correlation_id(
     assert inside["function_name"] == "orch-test-function"
     assert inside["function_request_id"] == "req-1"
     assert "cold_start" in inside
-    assert after["correlation_id"] == "-"
+    assert after["correlation_id"] == "outer-7"
     assert "function_name" not in after
 
 
