@@ -9,6 +9,7 @@ of the group is left behind.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import queue
 import shutil
@@ -185,10 +186,8 @@ def _release(proc: subprocess.Popen[bytes], threads: _PipeThreads, kill_grace_s:
     for thread, stream in threads:
         thread.join(timeout=1.0)
         if not thread.is_alive():  # closing a pipe another thread still reads would block on its lock
-            try:
+            with contextlib.suppress(OSError):  # already closed by its reader: nothing left to release
                 stream.close()
-            except OSError:
-                pass
 
 
 def _drain(lines: queue.Queue[object], output: _Output) -> None:
@@ -306,12 +305,12 @@ def _read_lines(stream: IO[bytes], sink: queue.Queue[object]) -> None:
 
 def _read_chunks(stream: IO[bytes], tail: _Tail) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    try:
+    with contextlib.suppress(
+        OSError, ValueError
+    ):  # the pipe closed under us: the tail so far is what there is
         while chunk := stream.read1(4096):  # type: ignore[attr-defined]
             tail.append(decoder.decode(chunk))
         tail.append(decoder.decode(b"", final=True))
-    except (OSError, ValueError):
-        pass
 
 
 def _write_stdin(stream: IO[bytes], text: str) -> None:
@@ -320,17 +319,13 @@ def _write_stdin(stream: IO[bytes], text: str) -> None:
     except (BrokenPipeError, OSError, ValueError):
         pass  # an agent that does not read its stdin is its own business
     finally:
-        try:
+        with contextlib.suppress(OSError):  # already closed: nothing left to release
             stream.close()
-        except OSError:
-            pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone (or no longer ours)
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _exited_unreaped(pid: int, timeout_s: float) -> bool:
