@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +30,14 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueuePort]
             )
             sqs.ensure_queues(visibility_timeout=0)
             yield sqs
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """$ORCH_HOME (the suite's per-test one); the stack's start-up may change the environment: restored."""
+    saved = dict(os.environ)
+    try:
+        yield Path(os.environ["ORCH_HOME"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

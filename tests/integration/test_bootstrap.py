@@ -5,7 +5,6 @@ The deploy hook's side (AWS secrets, rotation, rollback) is in tests/infrastruct
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from cli.local.stack import SERVICE_KEY_REF, EmbeddedStack
+from cli.local.stack import SERVICE_KEY_REF
 from functions.api.migrations import HEAD_REVISION
 from functions.migrations.bootstrap import ServiceKey, bootstrap
 from shared.api_client import ApiClient, AuthError
 from shared.secrets.local import LocalSecrets
+from tests.embedded_support import start_stack
 
 
 @pytest.fixture
@@ -67,31 +67,11 @@ def test_a_new_key_value_keeps_the_earlier_keys_unless_told_to_revoke_them(db: A
     assert rotated.service_key == "rotated" and _live_keys(db, "embedded-stack") == 1
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    saved = dict(os.environ)
-    try:
-        yield Path(os.environ["ORCH_HOME"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _start(home: Path) -> EmbeddedStack:
-    stack = EmbeddedStack(home, port=0, tick_s=30, consumers=[])
-    try:
-        stack.start()
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
-
-
-def test_the_embedded_stack_replaces_a_revoked_service_key_on_its_next_start(home: Path) -> None:
+def test_the_embedded_stack_replaces_a_revoked_service_key_on_its_next_start(embedded_home: Path) -> None:
     # given a stack whose service key an admin revoked
-    first = _start(home)
+    first = start_stack(embedded_home)
     try:
-        old_key = LocalSecrets(home / "secrets.json").get(SERVICE_KEY_REF)
+        old_key = LocalSecrets(embedded_home / "secrets.json").get(SERVICE_KEY_REF)
         with ApiClient(first.server.url, old_key) as service:
             assert service.me().name == "orchestrator-service"
         with ApiClient(first.server.url, first.admin_key) as admin:
@@ -102,10 +82,10 @@ def test_the_embedded_stack_replaces_a_revoked_service_key_on_its_next_start(hom
         first.stop()
 
     # when it starts again
-    second = _start(home)
+    second = start_stack(embedded_home)
     try:
         # then its functions hold a new, live service key
-        new_key = LocalSecrets(home / "secrets.json").get(SERVICE_KEY_REF)
+        new_key = LocalSecrets(embedded_home / "secrets.json").get(SERVICE_KEY_REF)
         assert new_key != old_key
         with ApiClient(second.server.url, new_key) as service:
             assert service.me().name == "orchestrator-service"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,26 +9,7 @@ import pytest
 from cli.local.stack import ADMIN_KEY_REF, EmbeddedStack
 from shared.api_client import ApiClient, AuthError
 from shared.secrets.local import LocalSecrets
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    saved = dict(os.environ)
-    try:
-        yield Path(os.environ["ORCH_HOME"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _start(home: Path) -> EmbeddedStack:
-    stack = EmbeddedStack(home, port=0, tick_s=30, consumers=[])
-    try:
-        stack.start()
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
+from tests.embedded_support import start_stack
 
 
 def _revoke_own_key(stack: EmbeddedStack) -> None:
@@ -40,9 +19,9 @@ def _revoke_own_key(stack: EmbeddedStack) -> None:
         admin.revoke_api_key(bootstrap.id)
 
 
-def test_a_revoked_bootstrap_key_is_replaced_on_the_next_start(home: Path) -> None:
+def test_a_revoked_bootstrap_key_is_replaced_on_the_next_start(embedded_home: Path) -> None:
     # given a stack whose admin revoked the key the stack keeps for itself
-    first = _start(home)
+    first = start_stack(embedded_home)
     old_key = first.admin_key
     assert first.notices == []
     try:
@@ -51,11 +30,11 @@ def test_a_revoked_bootstrap_key_is_replaced_on_the_next_start(home: Path) -> No
         first.stop()
 
     # when it starts again
-    second = _start(home)
+    second = start_stack(embedded_home)
     try:
         # then it is up with a new admin key, stored for the next start, and said so in one line
         assert second.admin_key and second.admin_key != old_key
-        assert LocalSecrets(home / "secrets.json").get(ADMIN_KEY_REF) == second.admin_key
+        assert LocalSecrets(embedded_home / "secrets.json").get(ADMIN_KEY_REF) == second.admin_key
         assert len(second.notices) == 1 and "revoked" in second.notices[0] and "\n" not in second.notices[0]
         with ApiClient(second.server.url, second.admin_key) as admin:
             assert admin.me().is_admin
@@ -65,7 +44,7 @@ def test_a_revoked_bootstrap_key_is_replaced_on_the_next_start(home: Path) -> No
         second.stop()
 
     # and the start after that has nothing to recover
-    third = _start(home)
+    third = start_stack(embedded_home)
     try:
         assert third.notices == [] and third.admin_key == second.admin_key
     finally:
