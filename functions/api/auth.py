@@ -40,6 +40,8 @@ class Principal:
     is_admin: bool
     scopes: frozenset[str]
     key_id: str
+    worker_id: str | None = None
+    """Set for a worker's per-task token (scope `worker`): the one worker, and so the one job, it may act for."""
 
     @property
     def is_service(self) -> bool:
