@@ -3,18 +3,21 @@ three event sources); the record's source queue picks the path."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.engineering.logic import Engineering
 from functions.engineering.settings import EngineeringSettings
 from shared.contracts import ENGINEERING_QUEUE, SCAFFOLDER_RESULTS, WORKER_RESPONSES, WorkerActivity
 from shared.graphs.checkpoint import reset as reset_checkpointers
 from shared.graphs.driver import consume_graph_event
 from shared.handler_shell import PerContainer, lambda_entry
 
+if TYPE_CHECKING:  # the engine (and langgraph with it) loads when the first message needs it
+    from functions.engineering.logic import Engineering
+
 
 def build_engine(settings: EngineeringSettings | None = None) -> Engineering:
     from functions.engineering.graph import Ports
+    from functions.engineering.logic import Engineering
     from shared.graphs.checkpoint import build_checkpointer
     from shared.queues import build_queue
     from shared.repos.factory import RepoHostSettings, build_repo_host
