@@ -3,18 +3,21 @@ three event sources); the record's source queue picks the path."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.deploy.logic import Deploy
 from functions.deploy.settings import DeploySettings
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, DEPLOY_QUEUE, PROVISIONER_RESULTS
 from shared.graphs.checkpoint import reset as reset_checkpointers
 from shared.graphs.driver import consume_graph_event
 from shared.handler_shell import PerContainer, lambda_entry
 
+if TYPE_CHECKING:  # the graph (and langgraph with it) loads when the first message needs it
+    from functions.deploy.logic import Deploy
+
 
 def build_deploy(settings: DeploySettings | None = None) -> Deploy:
     from functions.deploy.graph import Ports
+    from functions.deploy.logic import Deploy
     from shared.graphs.checkpoint import build_checkpointer
     from shared.queues import build_queue
     from shared.repos.factory import RepoHostSettings, build_repo_host
