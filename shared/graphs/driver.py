@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from langgraph.graph import END
-from langgraph.types import Command
-
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.observability import get_logger
+
+END = "__end__"
+"""langgraph's END node (`langgraph.graph.END`), spelled here so that loading a graph function's handler
+does not load langgraph: it loads when a graph is first built (tests/unit/test_import_hygiene.py holds
+the two equal)."""
 
 
 class LeaseBusy(RuntimeError):
@@ -107,6 +109,8 @@ class GraphDriver:
                 task = self.api.get_task(task_id)
                 if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
                     return "ended"
+                from langgraph.types import Command
+
                 # LangGraph ignores a falsy resume value (the node would just wait again)
                 self.graph.invoke(Command(resume=payload or {"resumed_by": request_id}), self.config(task_id))
                 return "resumed"
