@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -293,8 +294,11 @@ class EmbeddedStack:
 
     @staticmethod
     def _reset_functions() -> None:
+        """Reset the per-process state of the consumer functions this process has loaded; one never
+        imported has none yet (and importing it here would load aiogram or langgraph for nothing)."""
         for path in RESETTERS:
-            import_handler(path)()
+            if path.partition(":")[0] in sys.modules:
+                import_handler(path)()
 
     def _start_consumers(self) -> None:
         from shared.queues import build_queue
