@@ -13,6 +13,8 @@ from shared.contracts.api import (
     Worker,
     WorkerDetail,
     WorkerMessage,
+    WorkerToken,
+    WorkerTokenRequest,
 )
 
 
@@ -110,6 +112,11 @@ class WorkerCalls(ApiTransport):
         """The agent is still working on this message (the wrapper, every `activity_every_s`). Raises
         ConflictError when the message is no longer RUNNING or the worker does not report activity."""
         self.request("POST", f"/internal/worker-messages/{message_id}/activity")
+
+    def issue_worker_token(self, worker_id: str, ttl_s: int = 2100) -> WorkerToken:
+        """A new per-task token for the worker (service scope; the previous one stops working)."""
+        body = WorkerTokenRequest(ttl_s=ttl_s).model_dump(mode="json")
+        return self._as(WorkerToken, self.request("POST", f"/internal/workers/{worker_id}/token", json=body))
 
     def stop_worker(self, worker_id: str) -> Worker:
         return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))

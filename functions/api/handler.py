@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.api import auth, openapi, request_guard
+from functions.api import auth, openapi, request_guard, worker_tokens
 from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
@@ -142,6 +142,8 @@ def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Princi
     _ensure_ready(deps)
     token = auth.bearer_token(headers.get("authorization"))
     with deps.db.session() as session:
+        if worker_tokens.is_worker_token(token):
+            return worker_tokens.authenticate(session, token)
         return auth.authenticate(session, token)
 
 

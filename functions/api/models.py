@@ -238,7 +238,10 @@ class ProjectSecret(Base):
 
 class Worker(Base):
     __tablename__ = "workers"
-    __table_args__ = (UniqueConstraint("create_request_id", name="uq_workers_create_request_id"),)
+    __table_args__ = (
+        UniqueConstraint("create_request_id", name="uq_workers_create_request_id"),
+        Index("uq_workers_token_hash", "token_hash", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True)
@@ -255,6 +258,9 @@ class Worker(Base):
     last_seen_at: Mapped[datetime | None]
     stop_requested_at: Mapped[datetime | None]
     """When the scheduler queued this worker's delete command; set once (compare-and-set)."""
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the worker's per-task token (`functions.api.worker_tokens`); a new token replaces it."""
+    token_expires_at: Mapped[datetime | None]
 
 
 class WorkerMessage(Base):

@@ -143,3 +143,55 @@ class OrphanWorkerReport(Out):
         int, Field(description="Candidates another caller handled first, or no longer orphans.")
     ]
     workers: list[CollectedWorker] = Field(default_factory=list)
+
+
+# -- a worker's own credentials (issue 20): its token, its secrets, its conversation's session -----------
+
+
+class WorkerTokenRequest(Dto):
+    ttl_s: Annotated[
+        int,
+        Field(ge=60, le=7 * 86_400, description="Seconds the token lives (the worker's lifetime + grace)."),
+    ] = 2100
+
+
+class WorkerToken(Out):
+    """A worker's per-task bearer (`orchw_...`), shown once; minting again replaces the previous one."""
+
+    worker_id: str
+    token: str
+    expires_at: datetime
+
+
+SecretRef = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^secret://")]
+
+
+class WorkerSecretsRequest(Dto):
+    refs: Annotated[
+        list[SecretRef],
+        Field(min_length=1, max_length=50, description="References the worker's own config names."),
+    ]
+
+
+class WorkerSecrets(Out):
+    values: dict[str, str] = Field(description="Each requested reference's value (never logged).")
+
+
+class WorkerSessionRequest(Dto):
+    op: Literal["load", "save"]
+
+
+class WorkerSessionAccess(Out):
+    """Where the worker loads or saves its conversation's session archive: a presigned S3 URL for exactly
+    that object, or (local store) the API's own `/internal/workers/{id}/session/archive`."""
+
+    method: Literal["GET", "PUT"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime
+
+
+class WorkerSessionArchive(Dto):
+    """A session archive through the API (local store): base64 of the tar.gz bytes, null when none."""
+
+    data_b64: Annotated[str | None, Field(max_length=90_000_000)] = None

@@ -76,6 +76,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "POST /internal/workers/{worker_id}/stopped": ("worker_stopped", ("w1", "done"), {}),
     "POST /internal/workers/{worker_id}/messages": ("send_worker_message", ("w1", "r1", "hi"), {}),
     "POST /internal/workers/{worker_id}/messages/next": ("next_worker_message", ("w1",), {}),
+    "POST /internal/workers/{worker_id}/token": ("issue_worker_token", ("w1",), {}),
     "POST /internal/worker-messages/{message_id}/result": ("worker_message_result", (1, True), {}),
     "POST /internal/worker-messages/{message_id}/activity": ("worker_message_activity", (1,), {}),
     "GET /workers": ("list_workers", (), {}),

@@ -8,9 +8,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.deps import get_deps
+from functions.api.errors import Forbidden
+from functions.api.services import workers
 from functions.api.services.idempotency import IdempotentRequest, Reply
 from functions.api.services.unit_of_work import dispatch_now, transaction
 
@@ -32,10 +35,47 @@ def new_router() -> APIGatewayHttpRouter:
     return APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
 
 
-def principal(router: APIGatewayHttpRouter) -> Principal:
+WORKER_ONLY_OWN = "a worker token may only act for its own worker"
+
+
+def _caller(router: APIGatewayHttpRouter) -> Principal:
     found = router.context.get("principal")
     assert isinstance(found, Principal), "auth middleware did not run"
     return found
+
+
+def principal(router: APIGatewayHttpRouter) -> Principal:
+    """The caller of a route no worker token may call: a worker principal gets 403 here, so every route
+    refuses workers unless it asks for `service_or_worker` instead."""
+    found = _caller(router)
+    if found.worker_id is not None:
+        raise Forbidden(WORKER_ONLY_OWN)
+    return found
+
+
+def service_or_worker(router: APIGatewayHttpRouter, worker_id: str | None = None) -> Principal:
+    """The caller of a route the service calls and a worker's wrapper calls for its own job: a service
+    (or admin) key, or a worker token acting for `worker_id`. Routes that name a message or a task rather
+    than a worker pass no id and call `act_for` once they know whose it is."""
+    found = _caller(router)
+    if found.worker_id is None:
+        found.require_service()
+    elif worker_id is not None:
+        act_for(found, worker_id)
+    return found
+
+
+def act_for(caller: Principal, worker_id: str | None) -> None:
+    """403 unless the caller may act for `worker_id` (None: the thing named does not exist): a service
+    may; a worker token only for its own worker, and it gets 403, never 404, so nothing leaks."""
+    if caller.worker_id is not None and caller.worker_id != worker_id:
+        raise Forbidden(WORKER_ONLY_OWN)
+
+
+def act_for_task(session: Session, caller: Principal, task_id: str) -> None:
+    """403 unless the caller may act for the task: a service may; a worker token only for its worker's task."""
+    if caller.worker_id is not None and workers.task_of(session, caller.worker_id) != task_id:
+        raise Forbidden(WORKER_ONLY_OWN)
 
 
 def created(body: BaseModel | list[Any] | dict[str, Any], status: int = 201) -> Response[Any]:

@@ -1,4 +1,5 @@
-"""/internal: what consumers and workers do to tasks. Service scope only.
+"""/internal: what consumers and workers do to tasks. Service scope only (a worker token may append
+progress events to its own task).
 
 Every status change is a compare-and-set, so a redelivered message that tries to claim an
 already claimed task gets 409 and does nothing.
@@ -12,7 +13,14 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.deps import get_deps
-from functions.api.routers._common import created, new_router, principal, transaction
+from functions.api.routers._common import (
+    act_for_task,
+    created,
+    new_router,
+    principal,
+    service_or_worker,
+    transaction,
+)
 from functions.api.services import notifications, outbox, task_runs
 from shared.contracts.api import (
     EventAppend,
@@ -89,9 +97,10 @@ def fail(task_id: TaskId, body: TaskFail) -> Task:
     responses={201: {"description": "Appended"}},
 )
 def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent]]:
-    _service()
+    caller = service_or_worker(router)  # a worker token: for its own task only
     raw = [e.model_dump(exclude_unset=True) for e in body.events]
     with transaction() as session:
+        act_for_task(session, caller, task_id)
         rows = task_runs.append_events(session, task_id, raw)
         return created([TaskEvent.model_validate(r) for r in rows], 201)
 

@@ -7,8 +7,16 @@ from typing import Annotated, get_args
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from functions.api import worker_tokens
 from functions.api.errors import Unprocessable
-from functions.api.routers._common import created, new_router, principal, transaction
+from functions.api.routers._common import (
+    act_for,
+    created,
+    new_router,
+    principal,
+    service_or_worker,
+    transaction,
+)
 from functions.api.services import workers
 from shared.contracts.api import (
     INT32_MAX,
@@ -22,6 +30,8 @@ from shared.contracts.api import (
     WorkerRecord,
     WorkerStatus,
     WorkerStopped,
+    WorkerToken,
+    WorkerTokenRequest,
     WorkerUpdate,
 )
 
@@ -55,7 +65,7 @@ def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     "/internal/workers/<worker_id>", summary="A worker with its config (what the wrapper runs)", tags=TAGS
 )
 def get_worker(worker_id: WorkerId) -> WorkerDetail:
-    _service()
+    service_or_worker(router, worker_id)
     with transaction() as session:
         return WorkerDetail.model_validate(workers.get(session, worker_id))
 
@@ -66,7 +76,7 @@ def get_worker(worker_id: WorkerId) -> WorkerDetail:
     tags=TAGS,
 )
 def update_worker(worker_id: WorkerId, body: WorkerUpdate) -> Worker:
-    _service()
+    service_or_worker(router, worker_id)
     with transaction() as session:
         return Worker.model_validate(workers.change(session, worker_id, body))
 
@@ -75,7 +85,7 @@ def update_worker(worker_id: WorkerId, body: WorkerUpdate) -> Worker:
     "/internal/workers/<worker_id>/stopped", summary="The worker ended: fail what it still owed", tags=TAGS
 )
 def worker_stopped(worker_id: WorkerId, body: WorkerStopped) -> Worker:
-    _service()
+    service_or_worker(router, worker_id)
     with transaction() as session:
         row, was_running = workers.stopped(session, worker_id, body)
         dto = Worker.model_validate(row)
@@ -111,7 +121,7 @@ def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[Wor
     },
 )
 def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
-    _service()
+    service_or_worker(router, worker_id)
     with transaction() as session:
         message = workers.take_next(session, worker_id)
         if message is None:
@@ -127,8 +137,9 @@ def next_message(worker_id: WorkerId) -> Response[WorkerMessage | None]:
 def message_result(
     message_id: Annotated[int, Path(ge=1, le=INT32_MAX)], body: WorkerMessageResult
 ) -> WorkerMessage:
-    _service()
+    caller = service_or_worker(router)
     with transaction() as session:
+        act_for(caller, workers.message_worker(session, message_id))
         message, _outbox_id = workers.finish_message(
             session, message_id, body.success, body.response, body.error, body.result
         )
@@ -151,11 +162,27 @@ def message_result(
 def message_activity(
     message_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
 ) -> Response[WorkerActivityAccepted]:
-    _service()
+    caller = service_or_worker(router)
     with transaction() as session:
+        act_for(caller, workers.message_worker(session, message_id))
         message, queue = workers.report_activity(session, message_id)
         dto = WorkerActivityAccepted(message_id=message.id, worker_id=message.worker_id, reply_queue=queue)
     return created(dto, 202)
+
+
+@router.post(
+    "/internal/workers/<worker_id>/token",
+    summary="Mint the worker's per-task token (replaces its previous one); the only time it is shown",
+    tags=TAGS,
+    responses={201: {"description": "Minted"}, 409: {"description": "The worker has ended"}},
+)
+def issue_token(worker_id: WorkerId, body: WorkerTokenRequest) -> Response[WorkerToken]:
+    _service()
+    with transaction() as session:
+        row, token = worker_tokens.mint(session, worker_id, body.ttl_s)
+        assert row.token_expires_at is not None  # mint just set it
+        dto = WorkerToken(worker_id=row.id, token=token, expires_at=row.token_expires_at)
+    return created(dto, 201)
 
 
 WORKER_STATUSES: tuple[str, ...] = get_args(WorkerStatus)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
 from functions.api.errors import Conflict, Gone, NotFound
-from functions.api.models import OutboxMessage, Task, Worker, WorkerMessage, utcnow
+from functions.api.models import OutboxMessage, Project, Task, Worker, WorkerMessage, utcnow
 from functions.api.services import outbox
 from shared.contracts import (
     PO_RESPONSES,
@@ -97,6 +97,18 @@ def finish_message(
     if won != 1:
         raise Conflict(f"worker message {message_id} is already {message.status}")
     return message, _respond(session, message, success, response, error, result).id
+
+
+def task_of(session: Session, worker_id: str) -> str | None:
+    """The task a worker works for (None: none, or no such worker)."""
+    return session.execute(select(Worker.task_id).where(Worker.id == worker_id)).scalar_one_or_none()
+
+
+def message_worker(session: Session, message_id: int) -> str | None:
+    """The worker a message is for (None: no such message)."""
+    return session.execute(
+        select(WorkerMessage.worker_id).where(WorkerMessage.id == message_id)
+    ).scalar_one_or_none()
 
 
 def report_activity(session: Session, message_id: int) -> tuple[WorkerMessage, str]:
@@ -239,6 +251,28 @@ def listing(
         # config ->> 'name' on PostgreSQL, JSON_EXTRACT(config, '$."name"') on SQLite
         stmt = stmt.where(Worker.config["name"].as_string() == name)
     return list(session.execute(stmt.limit(limit)).scalars())
+
+
+PRODUCT_OWNER = "product_owner"
+
+
+def person_for(session: Session, task_id: str | None, config: dict[str, Any] | None) -> str | None:
+    """The person a worker works for: the owner of its task's project, or for a Product Owner worker the
+    person of its conversation (`config.context.user_id`, set by the service that records it)."""
+    if task_id:
+        owner = session.execute(
+            select(Project.owner_id).join(Task, Task.project_id == Project.id).where(Task.id == task_id)
+        ).scalar_one_or_none()
+        if owner is not None:
+            return owner
+    context = (config or {}).get("context")
+    if isinstance(context, dict) and context.get("role") == PRODUCT_OWNER and context.get("user_id"):
+        return str(context["user_id"])
+    return None
+
+
+def person_of(session: Session, worker: Worker) -> str | None:
+    return person_for(session, worker.task_id, worker.config)
 
 
 def visible_to(session: Session, worker: Worker, user_id: str) -> bool:
