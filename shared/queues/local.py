@@ -4,8 +4,9 @@
 - a message received more than `max_receives` times moves to its queue's DLQ;
 - receives run in `BEGIN IMMEDIATE` transactions, so threads and processes sharing the
   file never get the same message inside its visibility window;
-- long polling: in-process publishers wake waiting consumers at once (a condition
-  variable); other processes are noticed by a short read-only poll.
+- long polling: a publish wakes waiting consumers at once, in this process (a condition variable)
+  and in the others on the same file (a datagram, `shared.queues.wakeup`); a timed read-only poll
+  stays the fallback for a missed wake-up and finds messages whose visibility timeout ended.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shared.contracts import QUEUES, resolve_queue
 from shared.queues._common import encode
 from shared.queues.port import MAX_BATCH, DeadLetter, QueueStats, ReceivedMessage
 from shared.queues.sizing import batches
+from shared.queues.wakeup import wakeups_for
 from shared.retry import sqlite_busy
 
 _SCHEMA = """
@@ -46,14 +48,9 @@ CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, dead_at, visible_a
 """
 
 _POLL_INTERVAL_S = 0.05
-_wakeups: dict[str, threading.Condition] = {}
-_wakeups_lock = threading.Lock()
-
-
-def _wakeup_for(path: Path) -> threading.Condition:
-    key = str(path.resolve())
-    with _wakeups_lock:
-        return _wakeups.setdefault(key, threading.Condition())
+"""The fallback poll while this process cannot get wake-ups from other processes."""
+_WOKEN_POLL_INTERVAL_S = 1.0
+"""The fallback poll while it can: a wake-up may still be lost (a full socket buffer)."""
 
 
 def _ts(epoch: float) -> datetime:
@@ -77,7 +74,7 @@ class LocalQueue:
         self.max_receives = max_receives
         self.visibility_timeout = visibility_timeout
         self._local = threading.local()
-        self._wakeup = _wakeup_for(self.path)
+        self._wakeups = wakeups_for(self.path)
         self._conn().executescript(_SCHEMA)
 
     # -- connections -----------------------------------------------------------------
@@ -137,8 +134,7 @@ class LocalQueue:
                     "INSERT INTO messages (id, queue, body, attributes, sent_at, visible_at) VALUES (?,?,?,?,?,?)",
                     rows,
                 )
-        with self._wakeup:
-            self._wakeup.notify_all()
+        self._wakeups.notify(queue)
         return ids
 
     # -- consume -----------------------------------------------------------------------
@@ -154,13 +150,30 @@ class LocalQueue:
             raise ValueError(f"max_messages must be between 1 and {MAX_BATCH}, got {max_messages}")
         queue = resolve_queue(queue).name
         deadline = time.monotonic() + max(0.0, wait_seconds)
+        wakeups = self._wakeups
+        poll = _WOKEN_POLL_INTERVAL_S if wait_seconds > 0 and wakeups.listen() else _POLL_INTERVAL_S
+        interruptions = wakeups.interruptions
         while True:
+            seen = wakeups.generation(queue)  # before looking: a publish after the look still wakes us
             got = self._try_receive(queue, max_messages, visibility_timeout)
             remaining = deadline - time.monotonic()
-            if got or remaining <= 0:
+            if got or remaining <= 0 or wakeups.interruptions != interruptions:
                 return got
-            with self._wakeup:
-                self._wakeup.wait(timeout=min(remaining, _POLL_INTERVAL_S))
+            wakeups.wait(queue, seen, min(remaining, poll, self._until_next_visible(queue)))
+
+    def interrupt_waits(self) -> None:
+        """End every wait of a receive on this queue file in this process at once (it returns what it
+        has: nothing); a stopping consumer then sees its stop flag."""
+        self._wakeups.interrupt()
+
+    def _until_next_visible(self, queue: str) -> float:
+        """Seconds until the next in-flight message's visibility timeout ends (no wake-up tells that)."""
+        row = (
+            self._conn()
+            .execute("SELECT MIN(visible_at) FROM messages WHERE queue=? AND dead_at IS NULL", (queue,))
+            .fetchone()
+        )
+        return _WOKEN_POLL_INTERVAL_S if row[0] is None else max(0.0, row[0] - time.time()) + 0.001
 
     def _try_receive(self, queue: str, limit: int, visibility_timeout: int | None) -> list[ReceivedMessage]:
         now = time.time()
@@ -239,8 +252,7 @@ class LocalQueue:
                     (reason[:2000], name, receipt_handle),
                 )
         if visibility_timeout == 0:
-            with self._wakeup:
-                self._wakeup.notify_all()
+            self._wakeups.notify(name)
 
     # -- operations --------------------------------------------------------------------
 
@@ -280,6 +292,5 @@ class LocalQueue:
                 "WHERE queue=? AND dead_at IS NOT NULL",
                 (time.time(), resolve_queue(queue).name),
             ).rowcount
-        with self._wakeup:
-            self._wakeup.notify_all()
+        self._wakeups.notify(resolve_queue(queue).name)
         return moved

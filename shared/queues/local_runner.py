@@ -97,4 +97,8 @@ class QueuePoller:
             self.run_once(wait_seconds=wait_seconds)
 
     def stop(self) -> None:
+        """Stop after the current invocation; a receive waiting for messages ends at once (local queue)."""
         self._stop.set()
+        interrupt = getattr(self.queue, "interrupt_waits", None)
+        if interrupt is not None:
+            interrupt()
