@@ -1,13 +1,18 @@
-"""Local queue throughput: publish, and receive+delete with 1 and 4 consumers; counts duplicates.
+"""Local queue throughput: publish, and receive+delete with 1 and 4 consumers; counts duplicates. Dispatch:
+publish -> a waiting consumer has the message, p50/p95, with the consumer in this process (a thread) and
+in another process (woken by a datagram, `shared.queues.wakeup`; before: a 50 ms poll).
 
-    python -m tests.benchmarks.bench_local_queue [--messages 10000]
+    python -m tests.benchmarks.bench_local_queue [--messages 10000] [--dispatches 200]
 
-Prints numbers; asserts nothing about time. The duplicate count must be 0.
+The queue is one SQLite file whichever database the API uses; the API call -> consumer figure on SQLite
+and PostgreSQL is in bench_embedded. Prints numbers; asserts nothing about time. The duplicate count
+must be 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import tempfile
 import threading
@@ -81,6 +86,47 @@ def _drain(path: Path, consumers: int, mode: str) -> tuple[float, int, int]:
     return len(received) / elapsed, len(set(received)), duplicates
 
 
+def _dispatch_consumer(path: str, n: int, ready: Any, results: Any) -> None:
+    """Receive `n` messages one long poll at a time; each sample is receive time minus the publisher's
+    time before its publish call (wall clock: the two may be different processes)."""
+    queue = LocalQueue(Path(path))
+    queue.receive(Q, 1, wait_seconds=0.01)  # set up the wake-ups, as a running consumer has
+    ready.set()
+    samples: list[float] = []
+    while len(samples) < n:
+        for m in queue.receive(Q, 10, wait_seconds=5.0):
+            samples.append((time.time() - json.loads(m.body)["sent"]) * 1000)
+            queue.delete(Q, m.receipt_handle)
+    queue.close()
+    results.put(samples)
+
+
+def dispatch(n: int, mode: str, gap_s: float = 0.01) -> tuple[float, float, int]:
+    """Publish `n` messages `gap_s` apart to an idle, waiting consumer (a thread, or a process);
+    (p50 ms, p95 ms, received)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dispatch.db"
+        queue = LocalQueue(path)
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        ready = ctx.Event()
+        args = (str(path), n, ready, results)
+        worker: Any = (
+            threading.Thread(target=_dispatch_consumer, args=args)
+            if mode == "thread"
+            else ctx.Process(target=_dispatch_consumer, args=args)
+        )
+        worker.start()
+        ready.wait(60)
+        for _ in range(n):
+            time.sleep(gap_s)
+            queue.publish_raw(Q, json.dumps({"sent": time.time()}))
+        samples: list[float] = sorted(results.get(timeout=120))
+        worker.join()
+        queue.close()
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.95))], len(samples)
+
+
 def run(n: int) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +152,14 @@ def run(n: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--dispatches", type=int, default=200)
     args = parser.parse_args()
+    print(
+        f"local queue dispatch, {args.dispatches} messages 10 ms apart, {multiprocessing.cpu_count()} cores"
+    )
+    for mode in ("thread", "process"):
+        p50, p95, got = dispatch(args.dispatches, mode)
+        print(f"  publish -> consumer ({mode:<7}) p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  (n={got})")
     print(f"local queue, {args.messages} messages, {multiprocessing.cpu_count()} cores")
     for row in run(args.messages):
         extra = (
