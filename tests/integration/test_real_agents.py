@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.model_server import ModelServer
+from tests.fakes.model_server import SCRIPTS, ModelServer, Script, tool
 from tests.integration.real_agents import (
     assert_round_wrote,
     assert_tokens_are_the_servers,
@@ -30,7 +31,11 @@ from tests.integration.real_agents import (
     real_cli,
     run_scripted,
 )
-from worker_image.agents import AgentEvent, AgentResult, get_adapter
+from worker_image.agents import AgentEvent, AgentResult, AgentSandbox, get_adapter, run_agent
+from worker_image.agents.sandbox import resolve_user
+
+SCRIPTS_DIR = str(Path(sys.executable).parent)
+"""The venv's bin, where the `orchestrator` console script is."""
 
 pytestmark = pytest.mark.real_agent
 
@@ -254,3 +259,58 @@ def test_a_model_that_keeps_spending_is_stopped_by_max_turns(
     assert result.status == "failed" and "error_max_turns" in (result.reason or ""), result.reason
     assert len(model.agent_requests()) == 3
     assert result.cost_usd is not None and result.cost_usd > 0  # what was spent is still reported
+
+
+def test_a_worker_limited_to_the_orchestrator_cli_runs_nothing_else(
+    claude: str, model: ModelServer, workspace: Path
+) -> None:
+    """A Product Owner's worker (`allowed_commands=["orchestrator"]`): the CLI itself refuses the rest."""
+    # given: a model that tries a forbidden command, then the allowed one
+    marker = workspace / "marker.txt"
+    steps = [
+        [tool("Bash", command=f"touch {marker}", description="forbidden")],
+        [tool("Bash", command=f"orchestrator --help && touch {marker}", description="chained, forbidden")],
+        [tool("Bash", command="orchestrator --help", description="allowed")],
+    ]
+    model.script = Script("limited", steps, final="done")
+    adapter = get_adapter("claude-code", {"bin": claude, "allowed_commands": ["orchestrator"]})
+    env = claude_env(workspace.parent / "home", model.url)
+    env["PATH"] += os.pathsep + SCRIPTS_DIR
+    events: list[AgentEvent] = []
+    # when
+    result = run_agent(adapter, "Answer the person", workspace, 60.0, events.append, env=env)
+    # then: refused by the CLI (the model is told so), never run; the allowed command ran
+    assert result.status == "success", result.output_tail
+    outputs = [e for e in events if e.kind == "tool" and e.data["phase"] == "result"]
+    assert [o.data["is_error"] for o in outputs] == [True, True, False]
+    assert all("denied" in o.text.lower() for o in outputs[:2])
+    assert "Usage: orchestrator" in outputs[2].text
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch the agent to another user")
+def test_as_root_the_sandbox_runs_claude_as_its_own_user_within_limits(
+    claude: str, model: ModelServer, public_dir: Path
+) -> None:
+    """What the worker does as root: claude as `nobody` (so bypassPermissions is accepted), with the default
+    limits, in a work tree handed to it for the run and back afterwards."""
+    workspace = public_dir / "workspace"
+    workspace.mkdir()
+    _readable_by_others(Path(claude))
+    sandbox = AgentSandbox(
+        run_as=resolve_user("nobody"), max_memory_mb=8192, max_processes=512, max_open_files=8192
+    )
+    model.script = SCRIPTS["bash_write"]
+    adapter = get_adapter("claude-code", {"bin": claude, "permissions": "bypass"})
+    env = claude_env(public_dir / "unused-home", model.url)
+    # when
+    result = run_agent(
+        adapter, "Implement TASK.md", workspace, 60.0, lambda _e: None, env=env, sandbox=sandbox
+    )
+    # then
+    assert result.status == "success", result.output_tail
+    assert (workspace / "bash.txt").read_text() == "from-bash\n"
+    assert (workspace / "bash.txt").stat().st_uid == os.getuid()  # handed back for the wrapper's git
+    assert list(
+        (public_dir / "workspace.home" / ".claude" / "projects").iterdir()
+    )  # its session, in its HOME

@@ -43,6 +43,7 @@ from worker_image.agents.command import CommandAdapter
 from worker_image.agents.config import AgentEnvironment, AgentOptions
 from worker_image.agents.factory_droid import FactoryDroidAdapter
 from worker_image.agents.process import run_agent
+from worker_image.agents.sandbox import AgentSandbox, SandboxSettings
 
 __all__ = [
     "BLOCKED_PREFIX",
@@ -52,12 +53,14 @@ __all__ = [
     "AgentEvent",
     "AgentOptions",
     "AgentResult",
+    "AgentSandbox",
     "ClaudeCodeAdapter",
     "CodexAdapter",
     "CommandAdapter",
     "EventKind",
     "FactoryDroidAdapter",
     "ResultStatus",
+    "SandboxSettings",
     "get_adapter",
     "known_agents",
     "run_agent",
@@ -72,10 +75,23 @@ def _claude(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
         extra_args=options.extra_args,
         permissions=options.permissions,
         disallowed_tools=options.disallowed_tools,
+        allowed_commands=options.allowed_commands,
     )
 
 
+def _unrestricted(name: str, options: AgentOptions) -> None:
+    """codex and droid have no way to allow one command and refuse the rest (codex's exec policy forbids
+    prefixes but runs the unmatched; droid's autonomy levels always allow read-only commands such as cat):
+    a worker limited to some commands does not start on them rather than run unlimited."""
+    if options.allowed_commands:
+        raise ValueError(
+            f"{name} cannot limit the agent to the commands {list(options.allowed_commands)}: "
+            "use claude-code or command for this worker"
+        )
+
+
 def _droid(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
+    _unrestricted(FactoryDroidAdapter.name, options)
     return FactoryDroidAdapter(
         executable=options.bin or env.droid_bin,
         model=options.model or env.droid_model,
@@ -85,6 +101,7 @@ def _droid(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
 
 
 def _codex(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
+    _unrestricted(CodexAdapter.name, options)
     return CodexAdapter(
         executable=options.bin or env.codex_bin,
         model=options.model or env.codex_model,
@@ -102,7 +119,7 @@ def _command(options: AgentOptions, env: AgentEnvironment) -> AgentAdapter:
             "restart it with it (orchestrator local down && ORCH_AGENT_COMMAND='./my-agent' orchestrator "
             "local up --detach); run through /bin/sh -c, prompt on stdin, TASK.md path in ORCH_TASK_FILE"
         )
-    return CommandAdapter(command=command)
+    return CommandAdapter(command=command, allowed_commands=options.allowed_commands)
 
 
 _FACTORIES: dict[str, Callable[[AgentOptions, AgentEnvironment], AgentAdapter]] = {

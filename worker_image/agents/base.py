@@ -117,6 +117,11 @@ class AgentAdapter(ABC):
         keeps none, or none worth carrying to another worker)."""
         return None
 
+    def command_path(self, env: Mapping[str, str]) -> list[str] | None:
+        """The only commands the agent may find on its PATH (see `worker_image.agents.sandbox.allowed_path`),
+        for an adapter whose CLI cannot restrict its commands itself; None: PATH as given."""
+        return None
+
     def session_lost(self, result: AgentResult) -> bool:
         """Whether a run failed only because the session to resume was not found (then it is run again
         as a new session rather than failing the message)."""

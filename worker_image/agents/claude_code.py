@@ -77,9 +77,33 @@ class ClaudeCodeAdapter(AgentAdapter):
     permissions: Permissions = "auto"
     allowed_tools: tuple[str, ...] = ALLOWED_TOOLS
     disallowed_tools: tuple[str, ...] = ()
+    allowed_commands: tuple[str, ...] = ()
+    """When set, the agent may run only these commands: see `restricted_args`."""
+
+    def restricted_args(self) -> list[str]:
+        """Only `Bash` among the built-in tools, and only for the allowed commands (`Bash(NAME:*)`, which
+        the CLI checks per sub-command: `orchestrator x && curl y` and `orchestrator $(curl y)` are refused),
+        everything else refused without asking (`dontAsk`); no settings file or MCP server can add to that."""
+        rules = [f"Bash({name}:*)" for name in self.allowed_commands]
+        return [
+            "--permission-mode",
+            "dontAsk",
+            "--tools",
+            "Bash",
+            "--allowedTools",
+            ",".join(rules),
+            "--setting-sources",
+            "",
+            "--strict-mcp-config",
+        ]
 
     def permission_args(self) -> list[str]:
         """`--permission-mode ...` for this process's user: see the module's docstring."""
+        if self.allowed_commands:
+            args = self.restricted_args()
+            return args + (
+                ["--disallowedTools", ",".join(self.disallowed_tools)] if self.disallowed_tools else []
+            )
         mode = self.permissions
         if mode == "auto":
             mode = "allowlist" if os.geteuid() == 0 else "bypass"

@@ -24,6 +24,7 @@ from worker_image.agents.base import (
     judge_answer,
     last_output_line,
 )
+from worker_image.agents.sandbox import program_of
 
 TASK_FILE_ENV = "ORCH_TASK_FILE"
 SESSION_DIR_ENV = "ORCH_AGENT_SESSION_DIR"
@@ -46,6 +47,8 @@ class CommandAdapter(AgentAdapter):
     name: ClassVar[str] = "command"
 
     command: str
+    allowed_commands: tuple[str, ...] = ()
+    """When set, the agent's PATH holds only these (and what starts the agent itself): see `command_path`."""
 
     def __post_init__(self) -> None:
         if not self.command.strip():
@@ -61,6 +64,13 @@ class CommandAdapter(AgentAdapter):
                 SESSION_DIR_ENV: str(session_dir(workspace)),
             },
         )
+
+    def command_path(self, env: Mapping[str, str]) -> list[str] | None:
+        """A command line cannot be told which commands it may run: its PATH is cut down to them instead,
+        plus its own program and that program's `env` interpreter, or it could not start."""
+        if not self.allowed_commands:
+            return None
+        return [*self.allowed_commands, *program_of(self.command, env.get("PATH"))]
 
     def session_files(self, workspace: Path, env: Mapping[str, str], session_id: str | None) -> SessionFiles:
         return SessionFiles(session_dir(workspace))

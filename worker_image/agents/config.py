@@ -78,6 +78,16 @@ class AgentOptions(BaseModel):
     command: Annotated[
         str | None, Field(description="command: the command line (beats ORCH_AGENT_COMMAND).")
     ] = None
+    allowed_commands: Annotated[
+        tuple[str, ...],
+        Field(
+            description=(
+                "The only commands the agent may run (WorkerConfig.allowed_commands; empty: no limit). "
+                "claude-code: permission rules Bash(NAME:*) and no other tool; command: a PATH of only "
+                "these; codex and factory-droid cannot limit commands and refuse to start."
+            )
+        ),
+    ] = ()
     extra_args: Annotated[
         tuple[str, ...], Field(description="Appended to the CLI's options, before the prompt.")
     ] = ()

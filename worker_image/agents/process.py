@@ -31,6 +31,7 @@ from worker_image.agents.base import (
     AgentResult,
     raw_event,
 )
+from worker_image.agents.sandbox import AgentSandbox, allowed_path, protect_wrapper
 
 KILL_GRACE_S = 3.0
 """Time between SIGTERM and SIGKILL: lets an agent flush its session file, not long enough to matter."""
@@ -51,6 +52,7 @@ def run_agent(
     redact: Callable[[str], str] | None = None,
     *,
     kill_grace_s: float = KILL_GRACE_S,
+    sandbox: AgentSandbox | None = None,
 ) -> AgentResult:
     """Run the agent in `workspace` until it ends or `timeout_s` passes; stream its events to `on_event`.
 
@@ -60,12 +62,50 @@ def run_agent(
     in its own group, and the group is killed on timeout, on any exception (KeyboardInterrupt or a
     failing `on_event` included) and after a normal exit too, so background processes the agent
     started do not outlive it. Failures to start come back as a failed result, not an exception.
+
+    `sandbox` (see `worker_image.agents.sandbox`) confines the process: another user (the work tree, its
+    HOME and session folder handed to it for the run), rlimits, and for an adapter that restricts its
+    commands by PATH (`AgentAdapter.command_path`) a PATH of only those commands. A failed run that shows
+    the signs of a limit says which one.
     """
+    if sandbox is None:
+        return _run(adapter, prompt, workspace, timeout_s, on_event, session_id, env, redact, kill_grace_s)
+    protect_wrapper()
+    env = sandbox.environment(os.environ if env is None else env, workspace)
+    unreachable = sandbox.unreachable(workspace)
+    if unreachable is not None:
+        return _not_started(unreachable, time.monotonic())
+    session = adapter.session_files(workspace, env, session_id)
+    commands = adapter.command_path(env)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sandbox.handed_over(workspace, [session.root] if session else []))
+        if commands is not None:
+            env = {**env, "PATH": stack.enter_context(allowed_path(commands, env))}
+        result = _run(
+            adapter, prompt, workspace, timeout_s, on_event, session_id, env, redact, kill_grace_s, sandbox
+        )
+    hint = sandbox.limit_hint(result.output_tail) if result.status == "failed" else None
+    return replace(result, reason=f"{hint}; {result.reason}") if hint else result
+
+
+def _run(
+    adapter: AgentAdapter,
+    prompt: str,
+    workspace: Path,
+    timeout_s: float,
+    on_event: Callable[[AgentEvent], None],
+    session_id: str | None,
+    env: Mapping[str, str] | None,
+    redact: Callable[[str], str] | None,
+    kill_grace_s: float,
+    sandbox: AgentSandbox | None = None,
+) -> AgentResult:
+    """`run_agent` once the sandbox is set up (or without one)."""
     scrub: Callable[[str], str] = redact or (lambda text: text)
     started = time.monotonic()
     command = adapter.build_command(prompt, workspace, session_id)
     try:
-        proc = _start(command, workspace, env)
+        proc = _start(command, workspace, env, sandbox.popen_kwargs() if sandbox else {})
     except _NotStarted as error:
         return _not_started(scrub(str(error)), started)
     output = _Output(adapter, on_event, scrub)
@@ -85,8 +125,11 @@ class _NotStarted(Exception):
     """The agent's process could not be started; the message says why."""
 
 
-def _start(command: AgentCommand, workspace: Path, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
-    """The agent's process, in a new session (so in a process group of its own)."""
+def _start(
+    command: AgentCommand, workspace: Path, env: Mapping[str, str] | None, confine: Mapping[str, Any]
+) -> subprocess.Popen[bytes]:
+    """The agent's process, in a new session (so in a process group of its own); `confine` are the
+    sandbox's Popen arguments (user, group, preexec limits)."""
     child_env = dict(os.environ if env is None else env)
     child_env.update(command.extra_env)
     executable = command.argv[0]
@@ -103,6 +146,7 @@ def _start(command: AgentCommand, workspace: Path, env: Mapping[str, str] | None
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            **confine,
         )
     except OSError as error:
         raise _NotStarted(f"cannot start {executable}: {error}") from error
