@@ -10,8 +10,9 @@ Each stdout line is one JSON message: `system`/`init` (session id, model, tools)
 "auto" means: not root, `bypassPermissions` (a worker is a throwaway sandbox); root (the embedded stack on
 most servers), `dontAsk` with the tools a developer round needs allowed explicitly (`--allowedTools`):
 what is allowed runs, anything else is refused and reported to the model as a denied tool call, never
-waits for a prompt. Running the agent as another user instead was rejected: the wrapper's git work and the
-session files would then cross users (git's "dubious ownership", unreadable session archives).
+waits for a prompt. A root wrapper with a sandbox runs the agent as another user (worker_image/agents/sandbox.py);
+"auto" looks at the wrapper's uid, and `allowlist` works under either. A worker with `allowed_commands` gets
+`restricted_args` whatever `permissions` says.
 """
 
 from __future__ import annotations
