@@ -72,7 +72,17 @@ class ApiClient(WorkerCalls):
     # -- projects ----------------------------------------------------------------------
 
     def list_projects(self) -> list[Project]:
-        return self._as(list[Project], self.request("GET", "/projects"))
+        """Every project the caller sees, oldest first (all the pages of `GET /projects`)."""
+        found: list[Project] = []
+        cursor: str | None = None
+        while True:
+            page: Page[Project] = self._as(
+                Page[Project], self.request("GET", "/projects", params={"limit": 200, "cursor": cursor})
+            )
+            found.extend(page.items)
+            cursor = page.next_cursor
+            if not cursor:
+                return found
 
     def create_project(
         self, name: str, description: str = "", modules: list[str] | None = None, agent: str | None = None

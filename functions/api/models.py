@@ -96,7 +96,9 @@ class Project(Base):
     repo_pull_requests: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     repo_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     repo_checked_at: Mapped[datetime | None]
-    deployment: Mapped[Deployment | None] = relationship(lazy="selectin", viewonly=True, uselist=False)
+    deployment: Mapped[Deployment | None] = relationship(viewonly=True, uselist=False)
+    """Loaded when read (for `deployed_url`), not with every project: starting a task locks the project row
+    and never needs it; the listing joins it in its own query (services.projects.list_page)."""
 
     @property
     def deployed_url(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.deps import get_deps
 from functions.api.routers._common import (
@@ -18,7 +18,15 @@ from functions.api.routers._common import (
     transaction,
 )
 from functions.api.services import idempotency, lookup, projects
-from shared.contracts.api import DeployStart, EngineeringStart, Project, ProjectCreate, ProjectUpdate, Task
+from shared.contracts.api import (
+    DeployStart,
+    EngineeringStart,
+    Page,
+    Project,
+    ProjectCreate,
+    ProjectUpdate,
+    Task,
+)
 from shared.contracts.projects import ProjectDeleted
 
 router = new_router()
@@ -26,11 +34,15 @@ TAGS = ["projects"]
 ProjectId = Annotated[str, Path(description="The project's id or its name.", max_length=63)]
 
 
-@router.get("/projects", summary="List projects", tags=TAGS)
-def list_projects() -> list[Project]:
+@router.get("/projects", summary="List projects, oldest first (cursor pagination)", tags=TAGS)
+def list_projects(
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[Project]:
     caller = principal(router)
     with transaction() as session:
-        return [Project.model_validate(p) for p in projects.list_for(session, caller)]
+        items, next_cursor = projects.list_page(session, caller, limit, cursor)
+    return Page[Project](items=items, next_cursor=next_cursor)
 
 
 @router.post("/projects", summary="Create a project", tags=TAGS, responses={201: {"description": "Created"}})

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +13,7 @@ from functions.api.auth import Principal
 from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
-from functions.api.services import lookup, notifications, outbox
+from functions.api.services import lookup, notifications, outbox, pages
 from shared.contracts import (
     DEPLOY_QUEUE,
     ENGINEERING_QUEUE,
@@ -124,20 +121,6 @@ def active_of_type(session: Session, project_id: str, task_type: TaskType) -> Ta
     ).scalar_one_or_none()
 
 
-def _encode_cursor(task: Task) -> str:
-    raw = json.dumps([task.created_at.isoformat(), task.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, task_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created), str(task_id)
-    except (ValueError, TypeError) as exc:
-        raise Unprocessable("cursor is not valid: pass next_cursor from a previous page", ["cursor"]) from exc
-
-
 def list_tasks(
     session: Session,
     principal: Principal,
@@ -157,13 +140,12 @@ def list_tasks(
     if task_type:
         stmt = stmt.where(Task.type == task_type.value)
     if cursor:
-        created, last_id = _decode_cursor(cursor)
+        created, last_id = pages.decode_cursor(cursor)
         stmt = stmt.where(or_(Task.created_at < created, and_(Task.created_at == created, Task.id < last_id)))
     rows = list(
         session.execute(stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)).scalars()
     )
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return pages.page_of(rows, limit)
 
 
 def events(session: Session, task: Task, after: int, limit: int, latest: bool = False) -> list[TaskEvent]:

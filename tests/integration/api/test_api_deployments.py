@@ -149,7 +149,7 @@ def test_a_project_shows_its_url_while_deployed_and_none_once_stopped(
 ) -> None:
     project = _deployed(api, service)
     assert api.get("/projects/blog").body["deployed_url"] == URL
-    assert [p["deployed_url"] for p in api.get("/projects").body] == [URL]
+    assert [p["deployed_url"] for p in api.get("/projects").body["items"]] == [URL]
 
     stopped = _record(service, "blog", status="stopped")
 

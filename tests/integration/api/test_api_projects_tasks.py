@@ -35,7 +35,7 @@ def test_project_lifecycle(api: ApiHarness) -> None:
     assert project["status"] == "draft" and project["modules"] == ["backend"]
     assert api.get(f"/projects/{project['id']}").body["name"] == "blog"
     assert api.get("/projects/blog").body["id"] == project["id"], "a name works wherever an id does"
-    assert [p["name"] for p in api.get("/projects").body] == ["blog"]
+    assert [p["name"] for p in api.get("/projects").body["items"]] == ["blog"]
 
     patched = api.patch("/projects/blog", {"description": "a better blog", "agent": "claude-code"})
     assert patched.status == 200 and patched.body["agent"] == "claude-code"
@@ -173,7 +173,7 @@ def test_users_see_only_their_own_things(api: ApiHarness) -> None:
     assert bob.get(f"/tasks/{task['id']}").status == 404
     assert bob.post(f"/tasks/{task['id']}/cancel").status == 404
     assert bob.get("/tasks").body["items"] == []
-    assert bob.get("/projects").body == []
+    assert bob.get("/projects").body == {"items": [], "next_cursor": None}
     assert bob.put("/projects/alices-blog/secrets/TOKEN", {"value": "x"}).status == 404
     assert api.get(f"/tasks/{task['id']}").status == 200, "admins see everything"
 
