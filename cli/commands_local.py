@@ -278,7 +278,7 @@ def down(
     from cli.local.stack import pid_alive
 
     while pid_alive(state.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     forced = pid_alive(state.pid)
     if forced:
         os.kill(state.pid, signal.SIGKILL)

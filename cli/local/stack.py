@@ -25,6 +25,11 @@ ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
 SERVICE_KEY_NAME = "embedded-stack"
 STATE_FILE = "stack.json"
+STOP_GRACE_S = 3.0
+"""How long `stop` lets running invocations (consumers, scheduled jobs) finish, all together; an idle
+stack stops at once. What is cut short comes back after its visibility timeout."""
+SERVER_POLL_S = 0.05
+"""How often the HTTP server's loop looks for a shutdown request (socketserver's default is 0.5 s)."""
 
 
 @dataclass
@@ -149,7 +154,6 @@ class EmbeddedStack:
         from functions.api.services import readiness
         from functions.api.settings import ApiSettings
         from functions.engineering.settings import EngineeringSettings
-        from functions.migrations.bootstrap import bootstrap
         from shared.secrets import build_secrets
         from shared.settings import SecretsSettings
 
@@ -161,14 +165,11 @@ class EmbeddedStack:
             home=self.home, database_url=self.database_url, bootstrap_admin_key=SecretStr(self.admin_key)
         )
         deps = build_deps(settings)
-        # Seeds even a database ahead of this code: the API serves it, and the stack needs its keys.
-        outcome = bootstrap(deps.db, self.admin_key, seed_when_ahead=True)
+        revision = self._prepare_database(deps.db)
         self._ensure_admin_key(deps.db, secrets)
         self._ensure_service_key(deps.db, secrets)
         set_deps(deps)
-        self.logger.info(
-            "database ready", extra={"revision": outcome.revision, "database": self._shown_db(settings)}
-        )
+        self.logger.info("database ready", extra={"revision": revision, "database": self._shown_db(settings)})
 
         from cli.local.http import ApiHttpServer
         from functions.api.handler import lambda_handler
@@ -176,7 +177,7 @@ class EmbeddedStack:
         readiness.mark_starting()
         self.server = ApiHttpServer((self.host, self.port), lambda_handler)
         self.port = self.server.server_address[1]
-        self._spawn("api-http", self.server.serve_forever)
+        self._spawn("api-http", lambda: self.server.serve_forever(poll_interval=SERVER_POLL_S))
         url: str = self.server.url
 
         os.environ["ORCH_HOME"] = str(self.home)
@@ -205,6 +206,21 @@ class EmbeddedStack:
             self.mark_ready()
         return url
 
+    def _prepare_database(self, db: Any) -> str:
+        """Migrate and seed the first admin; the revision the database is at. A database this code serves
+        as it is (at the head, or ahead of it: left alone either way) only gets the admin, without loading
+        Alembic; one ahead is seeded too: the API serves it, and the stack needs its keys."""
+        from functions.api.db import schema_serves
+        from functions.migrations.bootstrap import bootstrap, ensure_first_admin
+
+        assert self.admin_key is not None
+        revision = db.schema_revision()
+        if not schema_serves(revision):
+            return bootstrap(db, self.admin_key, seed_when_ahead=True).revision
+        with db.session() as session:
+            ensure_first_admin(session, self.admin_key)
+        return str(revision)
+
     @staticmethod
     def mark_ready() -> None:
         """From now on /health answers 200 (with a reachable database)."""
@@ -222,9 +238,12 @@ class EmbeddedStack:
         """The built-in deploy target: this machine, reached without ssh, shared by every user."""
         import getpass
 
+        import httpx
+
         from shared.api_client import ApiClient, NotFoundError
 
-        with ApiClient(url, self.admin_key) as admin:
+        # plain HTTP to this process: a TLS-verifying client would load the CA bundle (~0.1 s) for nothing
+        with ApiClient(url, self.admin_key, transport=httpx.HTTPTransport(verify=False)) as admin:
             try:
                 admin.get_server(LOCALHOST_SERVER)
             except NotFoundError:
@@ -323,6 +342,8 @@ class EmbeddedStack:
         while not self._stop.is_set():
             now = time.monotonic()
             for spec in SCHEDULES:
+                if self._stop.is_set():  # stopping: the jobs not begun yet wait for the next start
+                    break
                 if now >= next_run[spec.job]:
                     next_run[spec.job] = now + spec.every_s
                     try:
@@ -360,11 +381,16 @@ class EmbeddedStack:
             self._telegram.stop()
         for poller in self._pollers:
             poller.stop()
+        # the API serves until the consumers and jobs are done: their calls to it must not fail
+        deadline = time.monotonic() + STOP_GRACE_S
+        for thread in self._threads:
+            if thread.name != "api-http":
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         state = StackState.read(self.home)
         if state and state.pid == os.getpid():
             (self.home / STATE_FILE).unlink(missing_ok=True)
