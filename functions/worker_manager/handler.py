@@ -12,20 +12,15 @@ from shared.queues.consume import process_queue_event
 
 
 def launch_env(settings: WorkerManagerSettings) -> dict[str, str]:
-    """What a worker gets: where the API is and *references* to its credentials."""
+    """What every worker gets: where the API is, and plain settings. No credential and no way to reach the
+    stack's secrets: each launch adds the worker's own token (ORCH_WORKER_TOKEN, see `WorkerManager`), and
+    the wrapper asks the API for the secrets and the session its job names."""
     env = {
         "ORCH_API_URL": settings.api_url,
-        "ORCH_SECRETS_BACKEND": settings.secrets_backend,
-        "ORCH_SECRETS_PREFIX": settings.secrets_prefix,
         "ORCH_WORKER_IDLE_TIMEOUT_S": str(settings.worker_idle_timeout_s),
     }
-    if settings.service_api_key_ref:
-        env["ORCH_SERVICE_API_KEY_REF"] = settings.service_api_key_ref
-    if settings.secrets_backend == "local":
-        env["ORCH_HOME"] = str(settings.home)
-        env["ORCH_SECRETS_FILE"] = str(settings.effective_secrets_file)
-    if settings.aws_region:
-        env["ORCH_AWS_REGION"] = settings.aws_region
+    if settings.worker_runtime == "local":
+        env["ORCH_HOME"] = str(settings.home)  # not a credential: a stack's workers are told apart by it
     if settings.agent_command:
         env["ORCH_AGENT_COMMAND"] = settings.agent_command
     return env

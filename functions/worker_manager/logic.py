@@ -20,9 +20,14 @@ from shared.contracts import (
 from shared.contracts.api import WorkerDetail
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
+from shared.workers.local import WORKER_TOKEN_ENV
 from shared.workers.runtime import RuntimeStatus, WorkerLaunch, WorkerRuntime
 
 START_STALL = timedelta(minutes=5)
+TOKEN_GRACE_S = 300
+"""A worker's token outlives its wall-time limit by this much: the wrapper still reports its end."""
+TOKEN_TTL_RANGE = (60, 7 * 86400)
+"""What the API accepts for a token's lifetime (WorkerTokenRequest.ttl_s)."""
 
 
 def new_worker_id() -> str:
@@ -115,14 +120,24 @@ class WorkerManager:
             return
         self._answer_again(command, detail)
 
+    def _token_ttl_s(self) -> int:
+        low, high = TOKEN_TTL_RANGE
+        return min(max(self.max_lifetime_s + TOKEN_GRACE_S, low), high)
+
     def _start(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
-        launch = WorkerLaunch(
-            worker_id=detail.id,
-            task_id=detail.task_id,
-            env=dict(self.launch_env),
-            max_lifetime_s=self.max_lifetime_s,
-        )
+        """Mint the worker's own token, then launch it with that token as its only credential.
+
+        Minted after this delivery won CREATED -> STARTING, so exactly one process is launched with the
+        token: minting rotates (the worker's previous token stops working), which a second delivery
+        racing this one must not do to a worker already running."""
         try:
+            token = self.api.issue_worker_token(detail.id, ttl_s=self._token_ttl_s())
+            launch = WorkerLaunch(
+                worker_id=detail.id,
+                task_id=detail.task_id,
+                env={**self.launch_env, WORKER_TOKEN_ENV: token.token},
+                max_lifetime_s=self.max_lifetime_s,
+            )
             handle = self.runtime.start(launch)
         except Exception as exc:
             reason = f"could not start the worker: {type(exc).__name__}: {exc}"

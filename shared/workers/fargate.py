@@ -1,10 +1,17 @@
 """The Fargate worker runtime: one ECS task of the worker image per worker.
 
-RunTask overrides carry only ids and secret *references* (the limit is 8192 characters, and
-whatever is in them shows up in DescribeTasks, CloudTrail and EventBridge events): the wrapper
-fetches its job from the API and resolves references with its own task role.
+RunTask overrides carry ids, plain settings and one credential, the worker's own API token
+(ORCH_WORKER_TOKEN; the limit is 8192 characters, and whatever is in them shows up in DescribeTasks,
+CloudTrail and EventBridge events): the wrapper fetches its job from the API with that token and asks
+the API for the secrets and the session its job names. The task role reads no secret.
 
 Decisions:
+- The token travels in the overrides although anyone allowed ecs:DescribeTasks, CloudTrail or the
+  task-state events can read it: it acts only for this one worker (its job, its messages, the
+  references its config names), stops working when the worker ends (STOPPED or FAILED) and expires
+  its wall-time limit + 5 minutes after the start. Those readers operate the account; the other way
+  (a Secrets Manager secret per task) would put secret reads back on the task role and add a write and
+  a delete per worker, for a credential that is worth as little once the worker is gone.
 - The override `command` is `["--worker-id", ID]`: ECS replaces the image's CMD, not its
   ENTRYPOINT, and the worker image's ENTRYPOINT is `orchestrator-worker`.
 - `startedBy` is the constant `orchestrator-worker` (see `ecs_events.WORKER_STARTED_BY`); the
@@ -14,14 +21,19 @@ Decisions:
   failed start therefore needs a new worker id.
 - The task definition's tags are propagated; ECS execute-command stays off (no shell into a
   worker that holds resolved secrets).
+- Task sizes per agent: a launch whose agent has a size (`DEFAULT_TASK_SIZES`, or the stack's
+  ORCH_FARGATE_TASK_SIZES JSON `{"agent": {"cpu": 1024, "memory": 2048}}`) gets that task cpu/memory
+  and the container's memory in its overrides; any other agent runs at the task definition's size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.observability import get_logger
@@ -36,6 +48,7 @@ from shared.workers.ecs_events import (
     status_from_task,
     worker_id_of,
 )
+from shared.workers.local import WORKER_TOKEN_ENV
 from shared.workers.runtime import RuntimeStatus, WorkerLaunch
 
 MAX_OVERRIDES_BYTES = 8192
@@ -46,6 +59,7 @@ _DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Worker and task ids: safe as a tag value, a command argument and a client token."""
 _SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
+_WORKER_TOKEN = re.compile(r"orchw_[A-Za-z0-9_-]{20,100}")
 _SECRET_VALUE_SHAPES = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}"),
@@ -56,6 +70,70 @@ _SECRET_VALUE_SHAPES = (
     re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),  # Telegram bot token
     re.compile(r"://[^/\s:@]+:[^/\s@]+@"),  # credentials inside a URL
 )
+
+
+TASK_SIZES_ENV = "ORCH_FARGATE_TASK_SIZES"
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    """A Fargate task size: CPU units (1024 = 1 vCPU) and memory in MiB."""
+
+    cpu: int
+    memory: int
+
+
+DEFAULT_TASK_SIZES: Mapping[str, TaskSize] = {
+    "claude-code": TaskSize(1024, 2048),
+    "codex": TaskSize(1024, 2048),
+    "droid": TaskSize(1024, 2048),
+    "command": TaskSize(512, 1024),
+}
+"""A Node agent CLI plus the project's tests: 1 vCPU / 2 GB; a `command` agent (a script): 0.5 vCPU / 1 GB."""
+
+_FARGATE_MEMORY_MIB = {
+    256: range(512, 2049, 512),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+    16384: range(32768, 122881, 8192),
+}
+"""The CPU/memory pairs Fargate runs (Linux); RunTask refuses any other."""
+
+
+def check_task_size(agent: str, size: TaskSize) -> None:
+    """ValueError unless Fargate runs a task of this size."""
+    allowed = _FARGATE_MEMORY_MIB.get(size.cpu)
+    if allowed is None:
+        raise ValueError(f"task size of {agent}: cpu {size.cpu} is not one of {sorted(_FARGATE_MEMORY_MIB)}")
+    if size.memory not in allowed:
+        raise ValueError(
+            f"task size of {agent}: memory {size.memory} MiB does not go with cpu {size.cpu} "
+            f"({allowed.start}-{allowed.stop - 1} MiB in steps of {allowed.step})"
+        )
+
+
+def parse_task_sizes(text: str) -> dict[str, TaskSize]:
+    """`{"agent": {"cpu": 1024, "memory": 2048}, ...}` (ORCH_FARGATE_TASK_SIZES); ValueError naming the agent."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{TASK_SIZES_ENV} must be a JSON object of agent -> {{cpu, memory}}")
+    sizes: dict[str, TaskSize] = {}
+    for agent, value in raw.items():
+        if not isinstance(value, dict) or set(value) != {"cpu", "memory"}:
+            raise ValueError(f'{TASK_SIZES_ENV}: {agent} must be {{"cpu": N, "memory": MiB}}')
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+            raise ValueError(f"{TASK_SIZES_ENV}: {agent}'s cpu and memory must be integers")
+        sizes[str(agent)] = TaskSize(value["cpu"], value["memory"])
+        check_task_size(str(agent), sizes[str(agent)])
+    return sizes
+
+
+def task_sizes_json(sizes: Mapping[str, TaskSize]) -> str:
+    """The ORCH_FARGATE_TASK_SIZES value for `sizes` (what `parse_task_sizes` reads back)."""
+    return json.dumps({a: {"cpu": s.cpu, "memory": s.memory} for a, s in sorted(sizes.items())})
 
 
 class FargateRuntimeError(RuntimeError):
@@ -74,7 +152,8 @@ class RuntimeStartError(FargateRuntimeError):
 def check_worker_env(env: Mapping[str, str]) -> None:
     """Refuse anything in a worker's environment that looks like a secret value (ValueError).
 
-    Secrets travel by reference only: a name that says it holds a credential (`*_TOKEN`, `*_KEY`,
+    The one value allowed is the worker's own token in `WORKER_TOKEN_ENV` (it must look like one).
+    Other secrets travel by reference only: a name that says it holds a credential (`*_TOKEN`, `*_KEY`,
     `*_SECRET`, `*_PASSWORD`...) must hold a `secret://` reference, and no value may have the
     shape of a well-known credential. Messages name the variable, never its value.
     """
@@ -83,6 +162,10 @@ def check_worker_env(env: Mapping[str, str]) -> None:
             raise ValueError(
                 f"worker environment entries must be non-empty str names with str values: {name!r}"
             )
+        if name == WORKER_TOKEN_ENV:
+            if not _WORKER_TOKEN.fullmatch(value):
+                raise ValueError(f"worker environment {name} must be a worker token (orchw_...)")
+            continue
         if value.startswith(SCHEME):
             parse_reference(value)  # InvalidSecretReference is a ValueError
             continue
@@ -128,6 +211,7 @@ class FargateRuntime:
         security_groups: list[str],
         assign_public_ip: bool = True,
         client: Any = None,
+        task_sizes: Mapping[str, TaskSize] | None = None,
     ) -> None:
         if not subnets:
             raise ValueError("FargateRuntime needs at least one subnet for the awsvpc network")
@@ -144,6 +228,10 @@ class FargateRuntime:
         self.subnets = list(subnets)
         self.security_groups = list(security_groups)
         self.assign_public_ip = assign_public_ip
+        if task_sizes is None:
+            configured = os.environ.get(TASK_SIZES_ENV)
+            task_sizes = parse_task_sizes(configured) if configured else DEFAULT_TASK_SIZES
+        self.task_sizes = dict(task_sizes)
 
     # -- the port --------------------------------------------------------------------------
 
@@ -160,19 +248,22 @@ class FargateRuntime:
             if name in launch.env and launch.env[name] != value:
                 raise ValueError(f"worker environment sets {name} to another value than the launch's id")
         env = {**launch.env, **ids}
-        overrides = {
-            "containerOverrides": [
-                {
-                    "name": self.container_name,
-                    "command": ["--worker-id", launch.worker_id],
-                    "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                }
-            ]
+        container: dict[str, Any] = {
+            "name": self.container_name,
+            "command": ["--worker-id", launch.worker_id],
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
         }
-        size = len(json.dumps(overrides, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > MAX_OVERRIDES_BYTES:
+        overrides: dict[str, Any] = {"containerOverrides": [container]}
+        # WorkerLaunch.agent: the worker's agent (claude-code, codex, ...), when the manager names it
+        size = self.task_sizes.get(str(getattr(launch, "agent", None) or ""))
+        if size is not None:
+            # the container's hard memory limit follows the task's, which may now be below the definition's
+            overrides.update(cpu=str(size.cpu), memory=str(size.memory))
+            container["memory"] = size.memory
+        length = len(json.dumps(overrides, separators=(",", ":"), ensure_ascii=False).encode())
+        if length > MAX_OVERRIDES_BYTES:
             raise ValueError(
-                f"RunTask overrides for worker {launch.worker_id} are {size} bytes; ECS allows "
+                f"RunTask overrides for worker {launch.worker_id} are {length} bytes; ECS allows "
                 f"{MAX_OVERRIDES_BYTES}. Pass ids and references; the wrapper fetches the rest from the API"
             )
         return overrides

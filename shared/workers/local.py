@@ -22,16 +22,43 @@ from shared.workers.runtime import RuntimeStatus, StoppedCallback, WorkerLaunch
 
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
 _GRACE_S = 3.0
+WORKER_TOKEN_ENV = "ORCH_WORKER_TOKEN"  # noqa: S105 - the variable's name, not a token
+"""The one credential a launch may carry as a value, in either runtime: the worker's own short-lived API
+token, minted by the worker manager."""
+STACK_ONLY = frozenset(
+    {
+        "ORCH_SERVICE_API_KEY_REF",
+        "ORCH_API_KEY",
+        "ORCH_BOOTSTRAP_ADMIN_KEY",
+        "ORCH_AGENT_SECRET_REFS",
+        "ORCH_DATABASE_URL",
+        "ORCH_SECRETS_BACKEND",
+        "ORCH_SECRETS_FILE",
+        "ORCH_SECRETS_PREFIX",
+        "ORCH_SESSION_BUCKET",
+        "ORCH_SESSION_DIR",
+    }
+)
+"""The stack's credentials and the ways to its secrets, database and session archives: never inherited by a
+worker, which reaches all of them through the API with its own token (compared case-insensitively)."""
+
+
+def _inherited(name: str, value: str) -> bool:
+    if name.upper() in STACK_ONLY or value.startswith("secret://"):
+        return False  # a worker resolves only the references its job names, through the API
+    return not _SECRETISH.search(name)
 
 
 def worker_environment(base: dict[str, str], launch_env: dict[str, str]) -> dict[str, str]:
-    """The parent's environment minus anything that looks like a secret value, plus the launch env.
-
-    Secrets reach a worker only as `secret://` references that its wrapper resolves itself.
-    """
-    env = {k: v for k, v in base.items() if not (_SECRETISH.search(k) and not v.startswith("secret://"))}
+    """The parent's environment minus its secrets and the stack's own settings (`STACK_ONLY`), plus the
+    launch env, whose only credential value may be the worker's token (`WORKER_TOKEN_ENV`)."""
+    env = {k: v for k, v in base.items() if _inherited(k, v)}
     for key, value in launch_env.items():
-        if _SECRETISH.search(key) and not value.startswith("secret://"):
+        if key.upper() in STACK_ONLY:
+            raise ValueError(
+                f"{key} is the stack's own: a worker gets its token ({WORKER_TOKEN_ENV}) instead"
+            )
+        if _SECRETISH.search(key) and key != WORKER_TOKEN_ENV and not value.startswith("secret://"):
             raise ValueError(f"{key} looks like a secret value: pass a secret:// reference instead")
         env[key] = value
     return env

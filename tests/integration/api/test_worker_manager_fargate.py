@@ -64,7 +64,7 @@ def test_create_on_fargate_then_the_task_dies(api: ApiHarness) -> None:
                 client,
                 _fargate(),
                 queue,
-                {"ORCH_API_URL": "https://api.example", "ORCH_SERVICE_API_KEY_REF": "secret://svc/key"},
+                {"ORCH_API_URL": "https://api.example", "ORCH_WORKER_IDLE_TIMEOUT_S": "600"},
             )
             create = CreateWorkerCommand(
                 config=WorkerConfig(name="dev", agent="claude-code"),
@@ -79,6 +79,19 @@ def test_create_on_fargate_then_the_task_dies(api: ApiHarness) -> None:
             assert worker.runtime_handle and worker.runtime_handle.startswith("arn:aws:ecs:")
             ecs = boto3.client("ecs", region_name="us-east-1")
             assert len(ecs.list_tasks(cluster="workers")["taskArns"]) == 1
+            # the worker's only credential is its own token, in the task's overrides
+            [task] = ecs.describe_tasks(cluster="workers", tasks=[worker.runtime_handle])["tasks"]
+            [container] = task["overrides"]["containerOverrides"]
+            env = {e["name"]: e["value"] for e in container["environment"]}
+            assert env["ORCH_WORKER_TOKEN"].startswith("orchw_") and service_key not in env.values()
+            assert (
+                ApiClient(
+                    "http://api.local", env["ORCH_WORKER_TOKEN"], transport=LambdaTransport(api_handler)
+                )
+                .get_worker(worker.id)
+                .id
+                == worker.id
+            )
 
             send = SendMessageCommand(worker_id=worker.id, message="implement", timeout=600)
             lambda_handler(sqs_event("arn:aws:sqs:us-east-1:0:x", [_received(send)]), None, manager=manager)
