@@ -3,8 +3,9 @@
 A worker lives while its conversation is active (a Product Owner idles out after 10 minutes), but the
 person expects the next worker to remember. The CLIs resume only from their own files, so after each
 message the wrapper packs the session files the adapter names (`AgentAdapter.session_files`) into
-an archive and saves it in the session store (S3 in AWS, the data dir locally); the next worker puts
-them back at the same place before its first message and resumes the session id the archive names.
+an archive and saves it in the session store (S3 in AWS, the data dir locally) through the API, which
+lets a worker's token reach its own conversation's archive only; the next worker puts them back at the
+same place before its first message and resumes the session id the archive names.
 
 The archive is a tar.gz: `manifest.json` (`version`, `agent`, `session_id`, `saved_at`) and the files
 under `files/`, relative to the adapter's session root. Unpacking accepts regular files only, inside

@@ -1,7 +1,8 @@
 """The worker wrapper (`orchestrator-worker --worker-id ID`): the process inside a worker.
 
-It fetches its job from the API (only the id travels in RunTask overrides), resolves secret
-references with its own credentials at the last moment, takes messages one at a time, runs
+It holds one credential, its own short-lived token (ORCH_WORKER_TOKEN, minted by the worker manager for
+this worker only), and reaches everything through the API with it: it fetches its job, has the API
+resolve the secret references its job names at the last moment, takes messages one at a time, runs
 the coding agent on a real git checkout with a hard timeout, streams what the agent does as
 ProgressEvents, commits and pushes, and answers each message once. Every resolved secret
 value is redacted from anything it sends. With nothing to do for the idle timeout, it exits.
@@ -9,7 +10,8 @@ value is redacted from anything it sends. With nothing to do for the idle timeou
 A worker whose context names a `session_key` (a person's Product Owner) belongs to a conversation that
 outlives it: it works in a stable workspace path (the CLIs key sessions by working directory), puts the
 conversation's saved session back before its first message, resumes it, and saves it after every
-message (see `worker_image.sessions`). A worker whose config sets `activity_every_s` reports that its
+message (see `worker_image.sessions`; the archive travels through the API, or a URL it presigns for
+exactly that object). A worker whose config sets `activity_every_s` reports that its
 agent is still working that often (a chat's typing indicator).
 """
 
@@ -30,15 +32,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.api_client import ApiClient, ApiUnreachable, GoneError
+from shared.api_client import ApiClient, ApiUnreachable, AuthError, GoneError
 from shared.contracts.api import WorkerDetail, WorkerMessage
 from shared.contracts.payloads import WorkerContext
 from shared.observability import get_logger
 from shared.secrets.redact import Redactor
-from shared.service_client import ServiceApiSettings, build_service_client
-from shared.sessions.factory import SessionSettings
 from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
@@ -47,8 +48,8 @@ WITHHELD_PREFIXES = ("AWS_", "ECS_", "ORCH_")
 """Never inherited by the agent: the task role's credentials and where to fetch them (AWS_ACCESS_KEY_ID,
 AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE),
 AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN, AWS_PROFILE...), the task metadata endpoints
-(ECS_CONTAINER_METADATA_URI(_V4)) and the stack's settings, the wrapper's own API key among them
-(ORCH_API_KEY, ORCH_SERVICE_API_KEY_REF). Compared case-insensitively."""
+(ECS_CONTAINER_METADATA_URI(_V4)) and the stack's settings, the wrapper's own token among them
+(ORCH_WORKER_TOKEN). Compared case-insensitively."""
 WITHHELD_NAMES = frozenset({"SSH_AUTH_SOCK"})
 """A developer's ssh agent (embedded runs): the wrapper pushes with the job's token, the agent never does."""
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
@@ -95,10 +96,31 @@ SESSION_LOCK_WAIT_S = 120.0
 """How long a conversation's next worker waits for the one before to leave the shared workspace."""
 
 
-class WrapperSettings(ServiceApiSettings, SessionSettings):
+EXIT_NO_CREDENTIALS = 78
+"""The wrapper's exit code when it is started without ORCH_API_URL or ORCH_WORKER_TOKEN (EX_CONFIG)."""
+
+
+class WrapperSettings(BaseSettings):
+    """A worker's whole configuration: where the API is, its own token, and plain settings. Nothing here
+    reaches the stack's secrets, database or session store; the token reaches only this worker's job."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore", validate_default=True)
+
+    api_url: str | None = Field(default=None, description="Base URL of the API (ORCH_API_URL).")
+    worker_token: SecretStr | None = Field(
+        default=None, description="This worker's own API token (ORCH_WORKER_TOKEN), minted at its launch."
+    )
     worker_idle_timeout_s: int = Field(default=600, gt=0)
     worker_workspace_root: Path | None = None
     agent_command: str | None = None
+
+    def missing(self) -> list[str]:
+        """The variables a worker cannot start without, of those not set."""
+        return [
+            name
+            for name, value in (("ORCH_API_URL", self.api_url), ("ORCH_WORKER_TOKEN", self.worker_token))
+            if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+        ]
 
 
 class Wrapper:
@@ -116,7 +138,6 @@ class Wrapper:
         self.agent_env: dict[str, str] = {}
         self.session_key: str | None = None
         self._session_lock: IO[bytes] | None = None
-        self._store: Any = None
         self._unsaved: tuple[Any, dict[str, str]] | None = None
 
     # -- job ---------------------------------------------------------------------------
@@ -144,22 +165,7 @@ class Wrapper:
     def load_job(self) -> None:
         self.detail = self._until_reachable(lambda: self.api.get_worker(self.worker_id), "loading the job")
         env_vars: dict[str, str] = dict(self.detail.config.get("env_vars") or {})
-        if any(str(v).startswith("secret://") for v in env_vars.values()):
-            from shared.secrets import build_secrets
-            from shared.secrets.scope import worker_reference_allowed
-
-            secrets = build_secrets(self.settings, self.settings)
-            context = self.context
-            po_user = context.user_id if context.role == "product_owner" else None
-            for name, value in env_vars.items():
-                if str(value).startswith("secret://"):
-                    if not worker_reference_allowed(str(value), po_user):
-                        raise PermissionError(
-                            f"secret reference for {name} is missing or not this worker's to use"
-                        )
-                    resolved = secrets.get(str(value))
-                    self.redactor.add(resolved)
-                    env_vars[name] = resolved
+        env_vars.update(self._resolve_secrets(env_vars))
         self.agent_env = env_vars
         self.session_key = self.context.session_key
         if self.session_key:
@@ -168,6 +174,35 @@ class Wrapper:
         if self.session_key:
             self._restore_session(self.session_key)
         self._until_reachable(lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING")
+
+    def _resolve_secrets(self, env_vars: Mapping[str, str]) -> dict[str, str]:
+        """The values of the job's `secret://` references, resolved by the API (which lets a worker token
+        resolve exactly the references its own job names) and redacted from everything the worker sends.
+        A reference outside the worker rule is refused here first, with the variable it was meant for."""
+        from shared.secrets.scope import worker_reference_allowed
+
+        refs = {name: str(value) for name, value in env_vars.items() if str(value).startswith("secret://")}
+        if not refs:
+            return {}
+        context = self.context
+        po_user = context.user_id if context.role == "product_owner" else None
+        for name, ref in refs.items():
+            if not worker_reference_allowed(ref, po_user):
+                raise PermissionError(f"secret reference for {name} is missing or not this worker's to use")
+        try:
+            values = self._until_reachable(
+                lambda: self.api.resolve_worker_secrets(self.worker_id, sorted(set(refs.values()))),
+                "resolving secrets",
+            )
+        except AuthError as exc:
+            raise PermissionError(f"the API refused this worker's secret references: {exc}") from exc
+        resolved: dict[str, str] = {}
+        for name, ref in refs.items():
+            if ref not in values:
+                raise PermissionError(f"secret reference for {name} was not resolved")
+            self.redactor.add(values[ref])
+            resolved[name] = values[ref]
+        return resolved
 
     def _checkout(self) -> None:
         """Clone before any message: files sent to the worker land inside the checkout."""
@@ -208,14 +243,6 @@ class Wrapper:
         self.workspace = root / name
         self.workspace.mkdir(parents=True, exist_ok=True)
 
-    def _session_store(self) -> Any:
-        """Built once (an S3 client costs ~0.2 s) and only for a worker that has a conversation."""
-        if self._store is None:
-            from shared.sessions.factory import build_session_store
-
-            self._store = build_session_store(self.settings)
-        return self._store
-
     def _adapter(self) -> Any:
         from worker_image.agents import get_adapter
 
@@ -237,7 +264,7 @@ class Wrapper:
         from worker_image.sessions import SessionArchiveError, unpack
 
         try:
-            data = self._session_store().load(key)
+            data = self.api.load_worker_session(self.worker_id)
             if data is None:
                 self.logger.info("no saved session; starting a new one", extra={"session_key": key})
                 return
@@ -272,7 +299,7 @@ class Wrapper:
                 adapter.name, self.session_id, adapter.session_files(self.workspace, env, self.session_id)
             )
             if data is not None:
-                self._session_store().save(self.session_key, data)
+                self.api.save_worker_session(self.worker_id, data)
                 self.logger.info("session saved", extra={"session_key": self.session_key, "bytes": len(data)})
         except Exception as exc:
             self.logger.warning(
@@ -513,8 +540,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.worker_id:
         parser.error("--worker-id (or ORCH_WORKER_ID) is required")
     settings = WrapperSettings()
-    api = build_service_client(settings)
+    missing = settings.missing()
+    if missing or settings.api_url is None or settings.worker_token is None:
+        print(
+            f"orchestrator-worker: {' and '.join(missing)} not set: a worker acts only with the token its "
+            "worker manager minted for it (it is started by the stack, not by hand)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_CREDENTIALS
+    token = settings.worker_token.get_secret_value()
+    os.environ.pop("ORCH_WORKER_TOKEN", None)  # no child process (git, the agent) inherits it
+    api = ApiClient(settings.api_url, token)
     wrapper = Wrapper(api, args.worker_id, settings)
+    wrapper.redactor.add(token)
     # A stop (local SIGTERM to the group, ECS StopTask) still cleans up: the agent's process group, the
     # workspace, a conversation's local session copy and its lock. Its session was saved after the last answer.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))

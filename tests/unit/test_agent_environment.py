@@ -2,7 +2,7 @@
 
 The wrapper runs in a container whose environment holds the task role's credentials (ECS puts the
 credentials endpoint in AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), the stack's ORCH_ settings and the
-wrapper's own service key. A fake agent that dumps its environment is run through the real wrapper
+wrapper's own token (ORCH_WORKER_TOKEN). A fake agent that dumps its environment is run through the real wrapper
 (job loading, secret resolution, `run_agent`) and must see none of them; the Product Owner's
 user-scope key, granted by the job's `env_vars`, still arrives.
 """
@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from shared.contracts.api import WorkerDetail, WorkerMessage
-from shared.secrets.local import LocalSecrets
 from worker_image.wrapper import Wrapper, WrapperSettings
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "agents"
 PERSON_KEY = "orch_person_key_0123456789"
 WRAPPER_KEY = "orch_wrapper_service_key_0123456789"
+WORKER_TOKEN = "orchw_the_wrappers_own_token_0123456789"
 
 CONTAINER_ENV = {
     # the task role, as ECS / EKS / a developer's shell hand it over
@@ -46,6 +46,7 @@ CONTAINER_ENV = {
     # the wrapper's own settings and credentials
     "ORCH_SERVICE_API_KEY_REF": "secret://stack/service-key",
     "ORCH_API_KEY": WRAPPER_KEY,
+    "ORCH_WORKER_TOKEN": WORKER_TOKEN,
     "ORCH_API_URL": "http://wrapper-only.invalid",
     "ORCH_DATABASE_URL": "postgresql+pg8000://orch:pw@db/orch",
     "ORCH_SESSION_BUCKET": "stack-sessions",
@@ -64,9 +65,13 @@ CONTAINER_ENV = {
 
 
 class _Api:
-    def __init__(self, detail: WorkerDetail) -> None:
+    def __init__(self, detail: WorkerDetail, secrets: dict[str, str]) -> None:
         self.detail = detail
+        self.secrets = secrets
         self.results: list[dict[str, Any]] = []
+
+    def resolve_worker_secrets(self, worker_id: str, refs: list[str]) -> dict[str, str]:
+        return {ref: self.secrets[ref] for ref in refs}
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return self.detail
@@ -131,17 +136,10 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     for name, value in CONTAINER_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORCH_WORKER_ID", "w-po")
-    secrets = LocalSecrets(tmp_path / "secrets.json")
-    secrets.put("secret://po/u1/api_key", PERSON_KEY)
-    secrets.put("secret://agents/anthropic", "sk-ant-granted")
+    secrets = {"secret://po/u1/api_key": PERSON_KEY, "secret://agents/anthropic": "sk-ant-granted"}
     dump = tmp_path / "agent-env.json"
-    api = _Api(_detail(dump))
-    settings = WrapperSettings(
-        home=tmp_path,
-        secrets_backend="local",
-        secrets_file=tmp_path / "secrets.json",
-        worker_workspace_root=tmp_path / "work",
-    )
+    api = _Api(_detail(dump), secrets)
+    settings = WrapperSettings(worker_workspace_root=tmp_path / "work")
     wrapper = Wrapper(api, "w-po", settings)  # type: ignore[arg-type]
 
     # when
@@ -166,7 +164,7 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     assert sorted(k for k in seen if k.startswith("ORCH_") and k not in granted_orch) == []
     assert seen["ORCH_API_KEY"] == PERSON_KEY and seen["ORCH_API_URL"] == "http://api.example/"
     assert seen["ANTHROPIC_API_KEY"] == "sk-ant-granted"  # the agent's own credential, by reference
-    assert WRAPPER_KEY not in json.dumps(seen)
+    assert WRAPPER_KEY not in json.dumps(seen) and WORKER_TOKEN not in json.dumps(seen)
     assert "GITHUB_TOKEN" not in seen and "SSH_AUTH_SOCK" not in seen
     assert seen.get("PATH") and seen.get("HOME") == os.environ["HOME"]  # (a python3 shim may extend PATH)
     for kept in ("LANG", "HTTPS_PROXY", "NODE_OPTIONS", "CLAUDE_CONFIG_DIR"):

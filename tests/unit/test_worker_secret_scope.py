@@ -1,5 +1,7 @@
 """A worker resolves only its own kind of references: the stack's (GitHub token, agent credentials) and, for a
-Product Owner, its own person's key; never a project's secrets, a server's key or another person's key."""
+Product Owner, its own person's key; never a project's secrets, a server's key or another person's key. It
+resolves them through the API with its own token (which enforces the same rule and the job's own refs);
+a reference outside the rule is refused before the API is asked."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.api_client import AuthError
 from shared.contracts.api import WorkerDetail
 from shared.secrets.scope import worker_reference_allowed
 from worker_image.wrapper import Wrapper, WrapperSettings
@@ -35,8 +38,22 @@ def test_the_worker_rule(reference: str, po_user: str | None, allowed: bool) -> 
 
 
 class _Api:
-    def __init__(self, env_vars: dict[str, str], context: dict[str, str]) -> None:
+    def __init__(
+        self, env_vars: dict[str, str], context: dict[str, str], secrets: dict[str, str] | None = None
+    ) -> None:
         self.config = {"env_vars": env_vars, "context": context}
+        self.secrets = secrets
+        self.asked: list[list[str]] = []
+        self.running = False
+
+    def resolve_worker_secrets(self, worker_id: str, refs: list[str]) -> dict[str, str]:
+        if self.secrets is None:
+            raise AssertionError("a worker with a foreign reference must not ask the API for any secret")
+        self.asked.append(refs)
+        foreign = [ref for ref in refs if ref not in self.secrets]
+        if foreign:
+            raise AuthError(403, "forbidden", f"not this worker's secret reference: {foreign[0]}", ["refs"])
+        return {ref: self.secrets[ref] for ref in refs}
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         return WorkerDetail(
@@ -53,14 +70,15 @@ class _Api:
         )
 
     def update_worker(self, worker_id: str, status: str, **_: Any) -> None:
-        raise AssertionError("a worker with a foreign reference must not report RUNNING")
+        if self.secrets is None:
+            raise AssertionError("a worker with a foreign reference must not report RUNNING")
+        self.running = status == "RUNNING"
 
 
 def test_a_worker_refuses_another_persons_server_key_before_reading_any_secret(tmp_path: Path) -> None:
     # given a worker whose job names a server's key (which no worker's job legitimately does)
-    secrets_file = tmp_path / "secrets.json"
     api = _Api({"GITHUB_TOKEN": "secret://servers/someone-elses/ssh_key"}, {})
-    settings = WrapperSettings(api_key="k", worker_workspace_root=tmp_path, secrets_file=secrets_file)
+    settings = WrapperSettings(worker_workspace_root=tmp_path)
     worker = Wrapper(api, "w-1", settings)  # type: ignore[arg-type]
     # when it loads its job, then it stops with one message, whether or not the secret exists
     with pytest.raises(PermissionError, match="GITHUB_TOKEN is missing or not this worker's to use"):
@@ -70,7 +88,49 @@ def test_a_worker_refuses_another_persons_server_key_before_reading_any_secret(t
 
 def test_a_product_owner_worker_may_use_its_own_persons_key_only(tmp_path: Path) -> None:
     api = _Api({"ORCH_API_KEY": "secret://po/u-2/api_key"}, {"role": "product_owner", "user_id": "u-1"})
-    worker = Wrapper(api, "w-1", WrapperSettings(api_key="k", worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
     with pytest.raises(PermissionError, match="ORCH_API_KEY"):
         worker.load_job()
+    worker.cleanup()
+
+
+def test_the_job_s_references_are_resolved_by_the_api_once_and_redacted(tmp_path: Path) -> None:
+    # given a job naming the same GitHub token twice and an agent credential
+    api = _Api(
+        {
+            "GITHUB_TOKEN": "secret://github/token",
+            "GH_TOKEN": "secret://github/token",
+            "ANTHROPIC_API_KEY": "secret://agents/anthropic",
+            "PLAIN": "not a reference",
+        },
+        {},
+        secrets={
+            "secret://github/token": "ghp_resolved_value",
+            "secret://agents/anthropic": "sk-ant-resolved",
+        },
+    )
+    worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    # when
+    worker.load_job()
+    # then: one call with each reference once; the agent gets the values; they are redacted from output
+    assert api.asked == [["secret://agents/anthropic", "secret://github/token"]]
+    assert worker.agent_env == {
+        "GITHUB_TOKEN": "ghp_resolved_value",
+        "GH_TOKEN": "ghp_resolved_value",
+        "ANTHROPIC_API_KEY": "sk-ant-resolved",
+        "PLAIN": "not a reference",
+    }
+    assert "ghp_resolved_value" not in worker.redactor.redact("pushed with ghp_resolved_value")
+    assert "sk-ant-resolved" not in worker.redactor.redact("key sk-ant-resolved")
+    assert api.running
+    worker.cleanup()
+
+
+def test_a_reference_the_api_refuses_stops_the_worker_naming_it(tmp_path: Path) -> None:
+    # the worker rule allows the reference, but the API knows it is not in this worker's own config
+    api = _Api({"ANTHROPIC_API_KEY": "secret://agents/other"}, {}, secrets={})
+    worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(PermissionError, match="secret://agents/other"):
+        worker.load_job()
+    assert not api.running
     worker.cleanup()

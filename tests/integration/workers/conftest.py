@@ -14,7 +14,7 @@ import pytest
 
 from cli.local.stack import EmbeddedStack
 from shared.api_client import ApiClient, ConflictError
-from shared.contracts import parse_message
+from shared.contracts import PO_RESPONSES, parse_message
 from shared.queues.local import LocalQueue
 from shared.secrets.local import LocalSecrets
 from tests.process_hygiene import kill_workers
@@ -60,6 +60,22 @@ class StackHarness:
                 out.append(parse_message("worker:responses", m.body))
                 self.queue.delete("worker:responses", m.receipt_handle)
         return out
+
+
+def first_of(
+    stack: StackHarness, kind: type, queue: str = PO_RESPONSES, timeout: float = 30.0
+) -> tuple[Any, list[Any]]:
+    """The first response of `kind` on `queue` (po:responses by default), and everything received before it."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in stack.queue.receive(queue, 10, wait_seconds=0.5, visibility_timeout=30):
+            stack.queue.delete(queue, m.receipt_handle)
+            response = parse_message(queue, m.body)
+            if isinstance(response, kind):
+                return response, seen
+            seen.append(response)
+    raise AssertionError(f"no {kind.__name__} within {timeout}s; saw {seen}")
 
 
 @pytest.fixture

@@ -18,32 +18,17 @@ from shared.contracts import (
     SendMessageResponse,
     WorkerActivity,
     WorkerConfig,
-    parse_message,
 )
-from tests.integration.workers.conftest import StackHarness
+from tests.integration.workers.conftest import StackHarness, first_of
 
 FAKES = Path(__file__).parents[2] / "fakes" / "agents"
-
-
-def _until(stack: StackHarness, kind: type, timeout: float = 30.0) -> tuple[Any, list[Any]]:
-    """The first response of `kind` on po:responses, and everything received before it."""
-    seen: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for m in stack.queue.receive(PO_RESPONSES, 10, wait_seconds=0.5, visibility_timeout=30):
-            stack.queue.delete(PO_RESPONSES, m.receipt_handle)
-            response = parse_message(PO_RESPONSES, m.body)
-            if isinstance(response, kind):
-                return response, seen
-            seen.append(response)
-    raise AssertionError(f"no {kind.__name__} within {timeout}s; saw {seen}")
 
 
 def _worker(stack: StackHarness, n: int, config: WorkerConfig, context: dict[str, str]) -> str:
     stack.queue.publish(
         WORKER_COMMANDS, CreateWorkerCommand(request_id=f"create-{n}", config=config, context=context)
     )
-    created, _ = _until(stack, CreateWorkerResponse)
+    created, _ = first_of(stack, CreateWorkerResponse)
     assert created.success, created
     return str(created.worker_id)
 
@@ -55,7 +40,7 @@ def _ask(
         WORKER_COMMANDS,
         SendMessageCommand(request_id=request_id, worker_id=worker_id, message=text, timeout=30),
     )
-    answer, before = _until(stack, SendMessageResponse)
+    answer, before = first_of(stack, SendMessageResponse)
     assert answer.success, answer
     return answer, before
 
