@@ -33,6 +33,7 @@ from worker_image.ansible_runner.private_data import (
     build_extravars,
     build_inventory,
     prepare_private_data_dir,
+    render_env_file,
     resolve_secrets,
     to_unsafe_yaml,
 )
@@ -152,7 +153,6 @@ def test_extravars_carry_the_deploy_but_no_secret() -> None:
 
     assert variables["app_dir"] == "/opt/orchestrator/demo_app"
     assert (variables["app_port"], variables["ref"], variables["is_local"]) == (8123, "0123abcd", False)
-    assert variables["app_env"] == {"LOG_LEVEL": "INFO"}
     assert "app_secrets" not in variables and "git_token" not in variables
 
 
@@ -165,8 +165,17 @@ def test_the_private_data_dir_keeps_secrets_out_of_inventory_and_extravars(tmp_p
 
     key_file = root / "env" / "ssh_key"
     assert key_file.read_text() == SSH_KEY + "\n"
-    for path in (key_file, root / "env" / "extravars", root / "env" / "secret_vars.yml"):
+    env_file = root / "env" / "app.env"
+    for path in (key_file, root / "env" / "extravars", root / "env" / "secret_vars.yml", env_file):
         assert oct(path.stat().st_mode & 0o777) == "0o600", path
+    assert parse_env_file(env_file.read_text()) == {
+        "LOG_LEVEL": "INFO",
+        "API_TOKEN": "tok-123456",
+        "PORT": "8123",
+    }
+    assert AnsibleLoader((root / "env" / "extravars").read_text()).get_single_data()["app_env_source"] == str(
+        env_file
+    )
     public = (root / "env" / "extravars").read_text() + (root / "inventory" / "hosts.json").read_text()
     for value in (*resolved.values(), "BEGIN OPENSSH"):
         assert value not in public
@@ -245,6 +254,7 @@ def test_tails_are_redacted_and_bounded() -> None:
 
     assert tails["stderr_tail"] is None
     tail = tails["stdout_tail"]
+    assert tail is not None
     assert len(tail) <= TAIL_CHARS
     assert "tok-123456" not in tail and "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ" not in tail
     assert tail.endswith("***")
@@ -418,16 +428,11 @@ def render_template(name: str, variables: dict[str, Any]) -> str:
     return str(templar.template(source, escape_backslashes=False))
 
 
-def test_the_env_file_template_writes_what_the_supervisor_reads_back() -> None:
+def test_the_env_file_the_runner_renders_is_what_the_supervisor_reads_back() -> None:
     tricky = 'x "q" $HOME `c` back\\slash {{ 1 }} %s\nline two'
-    variables = {
-        "app_env": {"TRICKY": tricky, "LOG_LEVEL": "INFO"},
-        "app_secrets": {"API_TOKEN": 'tok-$1-"x"'},
-        "port_variable": "PORT",
-        "app_port": 8123,
-    }
+    deploy = job(env={"TRICKY": tricky, "LOG_LEVEL": "INFO"}, secret_refs={})
 
-    rendered = render_template("app.env.j2", variables)
+    rendered = render_env_file(deploy, ResolvedSecrets(app={"API_TOKEN": 'tok-$1-"x"'}))
 
     assert parse_env_file(rendered) == {
         "TRICKY": tricky,

@@ -8,6 +8,8 @@ Each run gets a fresh private data dir (mode 0700, deleted afterwards, even on f
         inventory/hosts.json   the one target
         env/extravars          plain variables (YAML; every string tagged !unsafe: never templated)
         env/secret_vars.yml    resolved secrets (app_secrets, git_token), passed with `-e @file`
+        env/app.env            deploy: the service's env file, rendered here (`render_env_file`); the
+                               playbook installs it (copy over ssh, the supervisor on connection local)
         env/ssh_key            the resolved private key; ansible-runner feeds it to ssh-agent
         project/               a copy of the playbooks
         artifacts/             ansible-runner's events and output
@@ -178,7 +180,6 @@ def build_extravars(job: RunnerJob, home: HomeSettings | None = None) -> dict[st
             "run_command": job.run_command,
             "health_path": job.health_path,
             "health_timeout_s": HEALTH_TIMEOUT_S,
-            "app_env": dict(job.env),
         }
     return variables
 
@@ -186,6 +187,25 @@ def build_extravars(job: RunnerJob, home: HomeSettings | None = None) -> dict[st
 def build_secret_vars(resolved: ResolvedSecrets) -> dict[str, Any]:
     """Variables holding secret values: only ever written to the 0600 file passed with `-e @file`."""
     return {"app_secrets": dict(resolved.app), "git_token": resolved.git_token}
+
+
+ENV_FILE_HEADER = "# Written by the orchestrator's deploy playbook; the next deploy replaces it."
+
+
+def _env_file_value(value: str) -> str:
+    for char in '\\"`$':  # the backslash first: the others add one
+        value = value.replace(char, "\\" + char)
+    return f'"{value}"'
+
+
+def render_env_file(job: RunnerJob, resolved: ResolvedSecrets) -> str:
+    """The service's env file: the plain variables, the secrets and the port, as `NAME="value"` lines
+    (systemd's EnvironmentFile= format, which `playbooks/files/supervise.py` reads back). Rendered here
+    rather than by an Ansible template: on connection local the supervisor installs it in the same
+    `script` run that restarts the service, saving a stat and a copy module round."""
+    values = {**job.env, **resolved.app, job.port_variable: str(job.port)}
+    lines = [ENV_FILE_HEADER, *(f"{name}={_env_file_value(value)}" for name, value in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _yaml_string(value: str) -> str:
@@ -255,7 +275,11 @@ def prepare_private_data_dir(
         for host in inventory["all"]["hosts"].values():
             host["ansible_remote_tmp"] = str(root / "tmp" / "remote")
     _write_private(root / "inventory" / "hosts.json", json.dumps(inventory, indent=2))
-    _write_private(root / "env" / "extravars", to_unsafe_yaml(build_extravars(job, home)) + "\n")
+    variables = build_extravars(job, home)
+    if job.kind == "deploy":
+        _write_private(root / "env" / "app.env", render_env_file(job, resolved))
+        variables["app_env_source"] = str(root / "env" / "app.env")
+    _write_private(root / "env" / "extravars", to_unsafe_yaml(variables) + "\n")
     secret_vars = root / "env" / "secret_vars.yml"
     _write_private(secret_vars, to_unsafe_yaml(build_secret_vars(resolved)) + "\n")
     if resolved.ssh_key:

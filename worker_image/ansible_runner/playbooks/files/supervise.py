@@ -2,9 +2,12 @@
 """A small process supervisor for apps deployed where systemd is not the service manager: the built-in
 localhost server, and ssh servers without systemd as PID 1 (containers, some minimal hosts).
 
-    supervise.py start   APP_DIR [--command CMD --path-prepend DIR ... --user NAME]
+    supervise.py start   APP_DIR [--command CMD --path-prepend DIR ... --user NAME] [--url URL --timeout S]
                                     stop any supervisor of APP_DIR, then start one in the background
-                                    (with --command, first write APP_DIR/supervise.json)
+                                    (with --command, first write APP_DIR/supervise.json; with
+                                    --env-file-from FILE, install FILE as APP_DIR/app.env, mode 0600;
+                                    with --url, then wait as `wait` does). Run from anywhere else, it
+                                    first installs itself as APP_DIR/supervise.py and goes on from there.
     supervise.py stop    APP_DIR    stop the supervisor of APP_DIR and its service (nothing running: ok)
     supervise.py wait    APP_DIR --url URL --timeout S
                                     wait until URL answers 200; fail early if the supervisor gave up
@@ -37,6 +40,7 @@ import fcntl
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -419,7 +423,47 @@ def status(app_dir: Path) -> int:
     return 0
 
 
+def _install_env_file(source: Path, app_dir: Path) -> None:
+    """Copy the env file the runner rendered (it holds secrets) into place, 0600 from its first byte."""
+    staging = app_dir / f".app.env.{os.getpid()}"
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(source.read_bytes())
+    os.replace(staging, app_dir / "app.env")
+
+
+def _without_env_file_option(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for word in argv:
+        if not skip and word != "--env-file-from" and not word.startswith("--env-file-from="):
+            kept.append(word)
+        skip = word == "--env-file-from"
+    return kept
+
+
+def _continue_from_app_dir(app_dir: Path, argv: list[str]) -> None:
+    """Started from a copy elsewhere (Ansible's `script` sends a temporary one) or naming the runner's
+    env file: install this file as APP_DIR/supervise.py and re-run the command from there without
+    --env-file-from (already installed), so the daemon's command line names neither the temporary copy
+    nor the runner's private dir (the runner stops whatever names it), and a person can run it."""
+    installed = app_dir / "supervise.py"
+    here = Path(__file__).resolve()
+    rest = _without_env_file_option(argv)
+    if installed.exists() and installed.resolve() == here and rest == argv:
+        return
+    if installed.resolve() != here:
+        app_dir.mkdir(parents=True, exist_ok=True)
+        staging = installed.with_name(f".supervise.py.{os.getpid()}")
+        shutil.copyfile(here, staging)
+        staging.chmod(0o755)
+        os.replace(staging, installed)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, str(installed), *rest])  # noqa: S606 - this script, re-run
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -430,11 +474,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="", help="start: run the service as this user (needs root)")
     parser.add_argument("--max-quick-crashes", type=int, default=5)
     parser.add_argument("--quick-crash-s", type=float, default=10.0)
-    parser.add_argument("--url", help="wait: the health URL")
+    parser.add_argument("--env-file-from", type=Path, help="start: install this file as APP_DIR/app.env")
+    parser.add_argument("--url", help="wait (start: then wait): the health URL")
     parser.add_argument("--timeout", type=float, default=30.0, help="wait: seconds")
     args = parser.parse_args(argv)
     app_dir = args.app_dir.resolve()
     if args.command in ("start", "restart"):
+        if args.env_file_from:
+            app_dir.mkdir(parents=True, exist_ok=True)
+            _install_env_file(args.env_file_from, app_dir)
+        _continue_from_app_dir(app_dir, argv)
         if args.service_command:
             config = {
                 "command": args.service_command,
@@ -447,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                 "quick_crash_s": args.quick_crash_s,
             }
             _write_atomic(app_dir / CONFIG, json.dumps(config, indent=2) + "\n")
-        return start(app_dir)
+        started = start(app_dir)
+        return started if started or not args.url else wait(app_dir, args.url, args.timeout)
     if args.command == "stop":
         return stop(app_dir) if app_dir.is_dir() else 0
     if args.command == "wait":
