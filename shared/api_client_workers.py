@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from shared.api_transport import ApiTransport
+import httpx
+
+from shared.api_transport import ApiError, ApiTransport, ApiUnreachable
 from shared.contracts.api import (
     OrphanWorkerCollect,
     OrphanWorkerReport,
@@ -13,9 +17,18 @@ from shared.contracts.api import (
     Worker,
     WorkerDetail,
     WorkerMessage,
+    WorkerSecrets,
+    WorkerSecretsRequest,
+    WorkerSessionAccess,
+    WorkerSessionArchive,
+    WorkerSessionRequest,
     WorkerToken,
     WorkerTokenRequest,
 )
+from shared.sessions.port import MAX_SESSION_BYTES, SessionTooLarge
+
+PRESIGNED_TIMEOUT_S = 120.0
+"""A session archive (up to 64 MB) to or from S3 through a presigned URL."""
 
 
 class WorkerCalls(ApiTransport):
@@ -117,6 +130,67 @@ class WorkerCalls(ApiTransport):
         """A new per-task token for the worker (service scope; the previous one stops working)."""
         body = WorkerTokenRequest(ttl_s=ttl_s).model_dump(mode="json")
         return self._as(WorkerToken, self.request("POST", f"/internal/workers/{worker_id}/token", json=body))
+
+    # -- a worker's own calls with its token (issue 20) ----------------------------------------
+
+    def resolve_worker_secrets(self, worker_id: str, refs: Sequence[str]) -> dict[str, str]:
+        """The values of secret references the worker's own job names (403 for any other)."""
+        body = WorkerSecretsRequest(refs=list(refs)).model_dump(mode="json")
+        data = self.request("POST", f"/internal/workers/{worker_id}/secrets", json=body)
+        return dict(self._as(WorkerSecrets, data).values)
+
+    def worker_session_access(self, worker_id: str, op: Literal["load", "save"]) -> WorkerSessionAccess:
+        """Where to load or save the worker's conversation session (a presigned URL or an API path)."""
+        body = WorkerSessionRequest(op=op).model_dump(mode="json")
+        data = self.request("POST", f"/internal/workers/{worker_id}/session", json=body)
+        return self._as(WorkerSessionAccess, data)
+
+    def get_worker_session_archive(self, worker_id: str) -> bytes | None:
+        """The session archive through the API (a store without presigned URLs); None when there is none."""
+        data = self.request("GET", f"/internal/workers/{worker_id}/session/archive")
+        archive: WorkerSessionArchive = self._as(WorkerSessionArchive, data)
+        return None if archive.data_b64 is None else base64.b64decode(archive.data_b64)
+
+    def put_worker_session_archive(self, worker_id: str, data: bytes) -> None:
+        body = {"data_b64": base64.b64encode(data).decode("ascii")}
+        self.request("PUT", f"/internal/workers/{worker_id}/session/archive", json=body)
+
+    def load_worker_session(self, worker_id: str) -> bytes | None:
+        """The worker's saved conversation session, or None: through a presigned URL (fetched without the
+        token) or, for a store without one, through the API."""
+        access = self.worker_session_access(worker_id, "load")
+        if access.url.startswith("/"):
+            return self.get_worker_session_archive(worker_id)
+        response = self._presigned(access, None)
+        if response.status_code == 404:
+            return None
+        return response.content
+
+    def save_worker_session(self, worker_id: str, data: bytes) -> None:
+        """Save the worker's conversation session (refused above the store's size limit, before sending)."""
+        if len(data) > MAX_SESSION_BYTES:
+            raise SessionTooLarge(f"worker {worker_id}", len(data), MAX_SESSION_BYTES)
+        access = self.worker_session_access(worker_id, "save")
+        if access.url.startswith("/"):
+            self.put_worker_session_archive(worker_id, data)
+        else:
+            self._presigned(access, data)
+
+    def _presigned(self, access: WorkerSessionAccess, data: bytes | None) -> httpx.Response:
+        """One request to a presigned URL, with its signed headers and never the API token. A 404 of a
+        GET is returned (no archive); any other failure raises without the URL (it carries a signature)."""
+        try:
+            with httpx.Client(timeout=PRESIGNED_TIMEOUT_S) as plain:
+                response = plain.request(access.method, access.url, headers=access.headers, content=data)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable("the session store", str(exc) or type(exc).__name__) from None
+        if response.is_success or (access.method == "GET" and response.status_code == 404):
+            return response
+        raise ApiError(
+            response.status_code,
+            "session_store_error",
+            f"the session store refused the {access.method} of the session archive (HTTP {response.status_code})",
+        )
 
     def stop_worker(self, worker_id: str) -> Worker:
         return self._as(Worker, self.request("POST", f"/workers/{worker_id}/stop"))

@@ -19,6 +19,7 @@ from functions.api.settings import ApiSettings
 if TYPE_CHECKING:
     from shared.queues.port import QueuePort
     from shared.secrets.port import SecretsPort
+    from shared.sessions.port import SessionStore
 
 
 @dataclass
@@ -38,6 +39,13 @@ class ApiDeps:
     @cached_property
     def secrets(self) -> SecretsPort:
         return self.secrets_factory()
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        """Where workers' conversation sessions are kept (their presigned URLs, or the archive route)."""
+        from shared.sessions.factory import build_session_store
+
+        return build_session_store(self.settings)
 
 
 def build_deps(settings: ApiSettings | None = None) -> ApiDeps:

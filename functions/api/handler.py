@@ -7,6 +7,7 @@ aiogram, copier or ansible (a test enforces it).
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -38,6 +39,7 @@ from functions.api.routers import (
 from shared.contracts.api import ErrorBody
 from shared.handler_shell import lambda_entry
 from shared.observability import correlation, get_logger
+from shared.sessions.port import MAX_SESSION_BYTES
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 
@@ -209,6 +211,17 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body.encode("utf-8"))
 
 
+SESSION_ARCHIVE_PATH = re.compile(r"^/internal/workers/[^/]+/session/archive$")
+SESSION_ARCHIVE_BODY = (MAX_SESSION_BYTES + 2) // 3 * 4 + 1024
+"""A session archive saved through the API (embedded store) is base64 in JSON: its own, larger bound."""
+
+
+def _body_limit(event: dict[str, Any], default: int) -> int:
+    if SESSION_ARCHIVE_PATH.match(str(event.get("rawPath") or "")):
+        return max(default, SESSION_ARCHIVE_BODY)
+    return default
+
+
 @lambda_entry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext | None, deps: ApiDeps | None = None
@@ -222,7 +235,7 @@ def lambda_handler(
     request_id = (event.get("requestContext") or {}).get("requestId")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     with correlation(headers.get("x-correlation-id") or request_id):
-        limit = get_deps().settings.max_body_bytes
+        limit = _body_limit(event, get_deps().settings.max_body_bytes)
         if _body_size(event) > limit:
             return _error_result(PayloadTooLarge(f"request body is larger than {limit} bytes", ["body"]))
         try:

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr
 
+from shared.sessions.factory import SessionSettings
 from shared.settings import AwsSettings, DatabaseSettings, QueueSettings, SecretsSettings
 
 if TYPE_CHECKING:
     from functions.api.db import DatabaseTls
 
 
-class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings):
+class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, SessionSettings, AwsSettings):
     database_secret_ref: Annotated[
         str | None,
         Field(
@@ -59,6 +60,13 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, AwsSettings)
             description="Ports one person's projects may hold on servers they do not own (e.g. localhost).",
         ),
     ] = 10
+    limit_workers_per_user: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Live workers (task and Product Owner workers) one person may have at once.",
+        ),
+    ] = 4
     idempotency_window_s: Annotated[
         int,
         Field(

@@ -51,10 +51,17 @@ def build_session_store(settings: SessionSettings | None = None) -> SessionStore
     settings = settings or SessionSettings()
     if settings.session_bucket:
         import boto3
+        from botocore.config import Config
 
         from shared.sessions.s3 import S3SessionStore
 
-        client = boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        # SigV4: what AWS requires of the presigned URLs the API hands a worker (S3SessionStore.presign).
+        client = boto3.client(
+            "s3",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=Config(signature_version="s3v4"),
+        )
         return S3SessionStore(settings.session_bucket, prefix=settings.session_prefix, client=client)
     from shared.sessions.local import LocalSessionStore
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from shared.sessions.port import ARCHIVE_SUFFIX, check_session, validate_key
 
@@ -26,6 +26,13 @@ def normalize_prefix(prefix: str) -> str:
     """`sessions` and `/sessions/` both mean `sessions/`; an empty prefix is the bucket's root."""
     stripped = prefix.strip("/")
     return f"{stripped}/" if stripped else ""
+
+
+class Presigned(NamedTuple):
+    """A request anyone holding it may make, for one object, until it expires: send exactly `headers`."""
+
+    url: str
+    headers: dict[str, str]
 
 
 class S3SessionStore:
@@ -76,3 +83,20 @@ class S3SessionStore:
     def delete(self, key: str) -> None:
         # DeleteObject of a missing key succeeds (204) on an unversioned bucket: idempotent already.
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    # -- for a worker without bucket access (issue 20) ------------------------------------------
+
+    def presign(self, key: str, method: Literal["GET", "PUT"], expires_s: int = 900) -> Presigned:
+        """A presigned GET (load) or PUT (save) of exactly `key`'s object. A PUT is signed with the
+        encryption and content type `save` uses, so the uploader must send those `headers` too. S3 does not
+        bound a presigned PUT's size: the uploader checks it (`check_session`) before sending."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key(key)}
+        headers: dict[str, str] = {}
+        if method == "PUT":
+            params.update(ServerSideEncryption=SERVER_SIDE_ENCRYPTION, ContentType=CONTENT_TYPE)
+            headers = {"Content-Type": CONTENT_TYPE, "x-amz-server-side-encryption": SERVER_SIDE_ENCRYPTION}
+        operation = "get_object" if method == "GET" else "put_object"
+        url = self.client.generate_presigned_url(
+            operation, Params=params, ExpiresIn=expires_s, HttpMethod=method
+        )
+        return Presigned(str(url), headers)

@@ -8,14 +8,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.deps import get_deps
 from functions.api.errors import Forbidden
-from functions.api.services import workers
 from functions.api.services.idempotency import IdempotentRequest, Reply
 from functions.api.services.unit_of_work import dispatch_now, transaction
+from functions.api.services.workers import WORKER_ONLY_OWN
 
 __all__ = ["dispatch_now", "transaction"]
 
@@ -33,9 +32,6 @@ IdempotencyKeyHeader = Annotated[
 def new_router() -> APIGatewayHttpRouter:
     """A resource's router (Powertools leaves its constructor unannotated)."""
     return APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
-
-
-WORKER_ONLY_OWN = "a worker token may only act for its own worker"
 
 
 def _caller(router: APIGatewayHttpRouter) -> Principal:
@@ -56,7 +52,7 @@ def principal(router: APIGatewayHttpRouter) -> Principal:
 def service_or_worker(router: APIGatewayHttpRouter, worker_id: str | None = None) -> Principal:
     """The caller of a route the service calls and a worker's wrapper calls for its own job: a service
     (or admin) key, or a worker token acting for `worker_id`. Routes that name a message or a task rather
-    than a worker pass no id and call `act_for` once they know whose it is."""
+    than a worker pass no id and call `act_for` (or `workers.act_for_task`) once they know whose it is."""
     found = _caller(router)
     if found.worker_id is None:
         found.require_service()
@@ -65,16 +61,20 @@ def service_or_worker(router: APIGatewayHttpRouter, worker_id: str | None = None
     return found
 
 
+def own_worker(router: APIGatewayHttpRouter, worker_id: str) -> Principal:
+    """The caller of a route only a worker's own token may call (its secrets, its session): nobody else,
+    not even the service, needs what these hand out."""
+    found = _caller(router)
+    if found.worker_id is None:
+        raise Forbidden("only the worker's own token may call this")
+    act_for(found, worker_id)
+    return found
+
+
 def act_for(caller: Principal, worker_id: str | None) -> None:
     """403 unless the caller may act for `worker_id` (None: the thing named does not exist): a service
     may; a worker token only for its own worker, and it gets 403, never 404, so nothing leaks."""
     if caller.worker_id is not None and caller.worker_id != worker_id:
-        raise Forbidden(WORKER_ONLY_OWN)
-
-
-def act_for_task(session: Session, caller: Principal, task_id: str) -> None:
-    """403 unless the caller may act for the task: a service may; a worker token only for its worker's task."""
-    if caller.worker_id is not None and workers.task_of(session, caller.worker_id) != task_id:
         raise Forbidden(WORKER_ONLY_OWN)
 
 

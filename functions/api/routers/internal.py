@@ -14,14 +14,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.deps import get_deps
 from functions.api.routers._common import (
-    act_for_task,
     created,
     new_router,
     principal,
     service_or_worker,
     transaction,
 )
-from functions.api.services import notifications, outbox, task_runs
+from functions.api.services import notifications, outbox, task_runs, workers
 from shared.contracts.api import (
     EventAppend,
     NotificationClaim,
@@ -100,7 +99,7 @@ def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent
     caller = service_or_worker(router)  # a worker token: for its own task only
     raw = [e.model_dump(exclude_unset=True) for e in body.events]
     with transaction() as session:
-        act_for_task(session, caller, task_id)
+        workers.act_for_task(session, caller, task_id)
         rows = task_runs.append_events(session, task_id, raw)
         return created([TaskEvent.model_validate(r) for r in rows], 201)
 

@@ -8,16 +8,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api import worker_tokens
+from functions.api.deps import get_deps
 from functions.api.errors import Unprocessable
 from functions.api.routers._common import (
     act_for,
     created,
     new_router,
+    own_worker,
     principal,
     service_or_worker,
     transaction,
 )
-from functions.api.services import workers
+from functions.api.services import worker_access, workers
 from shared.contracts.api import (
     INT32_MAX,
     ErrorBody,
@@ -28,6 +30,11 @@ from shared.contracts.api import (
     WorkerMessageCreate,
     WorkerMessageResult,
     WorkerRecord,
+    WorkerSecrets,
+    WorkerSecretsRequest,
+    WorkerSessionAccess,
+    WorkerSessionArchive,
+    WorkerSessionRequest,
     WorkerStatus,
     WorkerStopped,
     WorkerToken,
@@ -48,7 +55,14 @@ def _service() -> None:
     "/internal/workers",
     summary="Record a worker (idempotent by id and by create request id)",
     tags=TAGS,
-    responses={201: {"description": "Recorded"}, 200: {"description": "Already recorded (a redelivery)"}},
+    responses={
+        201: {"description": "Recorded"},
+        200: {"description": "Already recorded (a redelivery)"},
+        429: {
+            "description": "The person the worker works for has workers_per_user live workers already",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
+    },
 )
 def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     _service()
@@ -57,7 +71,7 @@ def record_worker(body: WorkerRecord) -> Response[WorkerDetail]:
     except ValueError as exc:
         raise Unprocessable(str(exc), ["config.reply_queue"]) from None
     with transaction() as session:
-        row, is_new = workers.record(session, body)
+        row, is_new = workers.record(session, body, get_deps().settings)
         return created(WorkerDetail.model_validate(row), 201 if is_new else 200)
 
 
@@ -183,6 +197,58 @@ def issue_token(worker_id: WorkerId, body: WorkerTokenRequest) -> Response[Worke
         assert row.token_expires_at is not None  # mint just set it
         dto = WorkerToken(worker_id=row.id, token=token, expires_at=row.token_expires_at)
     return created(dto, 201)
+
+
+@router.post(
+    "/internal/workers/<worker_id>/secrets",
+    summary="The worker's own token: the values of secret references its job names (403 for any other)",
+    tags=TAGS,
+)
+def resolve_secrets(worker_id: WorkerId, body: WorkerSecretsRequest) -> WorkerSecrets:
+    own_worker(router, worker_id)
+    with transaction() as session:
+        values = worker_access.resolve_secrets(session, worker_id, body.refs, get_deps().secrets)
+    return WorkerSecrets(values=values)
+
+
+@router.post(
+    "/internal/workers/<worker_id>/session",
+    summary="The worker's own token: where to load or save its conversation's session archive",
+    tags=TAGS,
+    responses={404: {"description": "The worker has no conversation session"}},
+)
+def session_access(worker_id: WorkerId, body: WorkerSessionRequest) -> WorkerSessionAccess:
+    own_worker(router, worker_id)
+    with transaction() as session:
+        return worker_access.session_access(session, worker_id, body.op, get_deps().sessions)
+
+
+@router.get(
+    "/internal/workers/<worker_id>/session/archive",
+    summary="The worker's own token: its session archive (base64; null when none) from a store without URLs",
+    tags=TAGS,
+)
+def load_session(worker_id: WorkerId) -> WorkerSessionArchive:
+    own_worker(router, worker_id)
+    with transaction() as session:
+        data_b64 = worker_access.load_archive(session, worker_id, get_deps().sessions)
+    return WorkerSessionArchive(data_b64=data_b64)
+
+
+@router.put(
+    "/internal/workers/<worker_id>/session/archive",
+    summary="The worker's own token: save its session archive (base64) to a store without URLs",
+    tags=TAGS,
+    responses={
+        204: {"description": "Saved", "content": {}},
+        413: {"description": "Larger than a session may be"},
+    },
+)
+def save_session(worker_id: WorkerId, body: WorkerSessionArchive) -> Response[None]:
+    own_worker(router, worker_id)
+    with transaction() as session:
+        worker_access.save_archive(session, worker_id, get_deps().sessions, body.data_b64)
+    return Response(status_code=204, content_type="application/json", body=None)
 
 
 WORKER_STATUSES: tuple[str, ...] = get_args(WorkerStatus)

@@ -1,5 +1,5 @@
 """Bounded resources per person (`ORCH_LIMIT_*`): projects, tasks at once and per hour, ports on
-servers someone else owns. A bound reached answers 429 naming the limit (`LimitExceeded.fields`).
+servers someone else owns, live workers. A bound reached answers 429 naming the limit (`LimitExceeded.fields`).
 
 Admins and service keys are not bounded themselves (they run the stack), but a port a service
 key asks for on a project's behalf (the deploy graph) counts against the project's owner.
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.errors import LimitExceeded
-from functions.api.models import PortAllocation, Project, Server, Task, User, utcnow
+from functions.api.models import PortAllocation, Project, Server, Task, User, Worker, utcnow
 from functions.api.settings import ApiSettings
 from shared.contracts.api import ProjectStatus, TaskStatus
 
@@ -102,3 +102,37 @@ def holds_port(session: Session, server: Server, project: Project) -> bool:
         .limit(1)
     ).first()
     return found is not None
+
+
+WORKER_ENDED = ("STOPPED", "FAILED")
+
+
+def check_new_worker(session: Session, settings: ApiSettings, person_id: str | None) -> None:
+    """Before the service records a worker for `person_id` (see `workers.person_for`): that person's live
+    workers, for their projects' tasks and their Product Owner conversation, stay under
+    `limit_workers_per_user`. A worker for nobody (no task, not a Product Owner) and an admin's are not bounded."""
+    if person_id is None or not _owner_bounded(session, person_id):
+        return
+    live = session.execute(
+        select(func.count())
+        .select_from(Worker)
+        .outerjoin(Task, Task.id == Worker.task_id)
+        .outerjoin(Project, Project.id == Task.project_id)
+        .where(
+            Worker.status.not_in(WORKER_ENDED),
+            or_(
+                Project.owner_id == person_id,
+                and_(
+                    Worker.task_id.is_(None),
+                    Worker.config[("context", "role")].as_string() == "product_owner",
+                    Worker.config[("context", "user_id")].as_string() == person_id,
+                ),
+            ),
+        )
+    ).scalar_one()
+    if live >= settings.limit_workers_per_user:
+        raise _refuse(
+            "workers_per_user",
+            settings.limit_workers_per_user,
+            "workers running at once (wait for one to end, or stop one)",
+        )

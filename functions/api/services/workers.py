@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
-from functions.api.errors import Conflict, Gone, NotFound
+from functions.api.errors import Conflict, Forbidden, Gone, NotFound
 from functions.api.models import OutboxMessage, Project, Task, Worker, WorkerMessage, utcnow
-from functions.api.services import outbox
+from functions.api.services import limits, outbox
+from functions.api.settings import ApiSettings
 from shared.contracts import (
     PO_RESPONSES,
     WORKER_COMMANDS,
@@ -31,6 +32,7 @@ from shared.contracts.api import WorkerMessageCreate, WorkerRecord, WorkerStoppe
 
 ENDED = ("STOPPED", "FAILED")
 OPEN = ("PENDING", "RUNNING")
+WORKER_ONLY_OWN = "a worker token may only act for its own worker"
 REPLY_QUEUES = (WORKER_RESPONSES, PO_RESPONSES)
 """Where a worker's config may send its responses (`reply_queue`); anything else is refused."""
 
@@ -102,6 +104,12 @@ def finish_message(
 def task_of(session: Session, worker_id: str) -> str | None:
     """The task a worker works for (None: none, or no such worker)."""
     return session.execute(select(Worker.task_id).where(Worker.id == worker_id)).scalar_one_or_none()
+
+
+def act_for_task(session: Session, caller: Principal, task_id: str) -> None:
+    """403 unless the caller may act for the task: a service may; a worker token only for its worker's task."""
+    if caller.worker_id is not None and task_of(session, caller.worker_id) != task_id:
+        raise Forbidden(WORKER_ONLY_OWN)
 
 
 def message_worker(session: Session, message_id: int) -> str | None:
@@ -282,9 +290,10 @@ def visible_to(session: Session, worker: Worker, user_id: str) -> bool:
     return task is not None and task.user_id == user_id
 
 
-def record(session: Session, body: WorkerRecord) -> tuple[Worker, bool]:
+def record(session: Session, body: WorkerRecord, settings: ApiSettings) -> tuple[Worker, bool]:
     """The worker manager's record of a worker: (row, created). A redelivery (same id, or same create
-    request id) gets the first row back; the same worker for another task is a conflict."""
+    request id) gets the first row back; the same worker for another task is a conflict; a new one must
+    fit its person's `limit_workers_per_user` (429)."""
     existing = session.get(Worker, body.id)
     if existing is None and body.create_request_id:
         existing = session.execute(
@@ -296,6 +305,7 @@ def record(session: Session, body: WorkerRecord) -> tuple[Worker, bool]:
         return existing, False
     if body.task_id and session.get(Task, body.task_id) is None:
         raise NotFound(f"task {body.task_id!r} not found")
+    limits.check_new_worker(session, settings, person_for(session, body.task_id, body.config))
     row = Worker(**body.model_dump(), started_at=utcnow())
     session.add(row)
     session.flush()
