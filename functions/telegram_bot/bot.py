@@ -4,7 +4,8 @@ Who may talk to it: admins (ORCH_TELEGRAM_ADMINS, or API users flagged admin) an
 whose `telegram_id` is the sender's. Anyone else gets one polite refusal per cool-down (a claim
 in the idempotency store) and nothing else happens. Commands answer from the API (the service
 key sees every row, so each answer is filtered to the sender's own projects and tasks); any other
-text goes to the sender's Product Owner as a `ProductOwnerMessage` on `po:inbox`.
+text goes to the sender's Product Owner as a `ProductOwnerMessage` on `po:inbox`, except a secret's
+value (`/secret PROJECT NAME`, see `secret_command`), which goes to the API and nowhere else.
 
 aiogram only dispatches updates here; every answer goes through the shared `TelegramClient`
 (handed to the handlers as `telegram`), which retries 429 (waiting `retry_after`), 5xx and
@@ -24,7 +25,7 @@ from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message, TelegramObject, Update
 
-from functions.telegram_bot import texts
+from functions.telegram_bot import secret_command, texts
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.contracts.api import Task, TaskEvent, User
 from shared.contracts.registry import PO_INBOX
@@ -189,8 +190,10 @@ async def status(
         _reply(telegram, message, _latest_tasks_text(deps, projects))
 
 
-def _cancel_text(deps: BotDeps, viewer: Viewer, task_id: str) -> str:
+def _cancel_text(deps: BotDeps, viewer: Viewer, task_id: str, chat_id: int) -> str:
     if not task_id:
+        if secret_command.cancel_wait(deps, viewer, chat_id):
+            return secret_command.CANCELLED
         return "Which task? Use /cancel <task>; /status lists your tasks."
     task = _owned_task(deps, viewer, task_id)
     if task is None:
@@ -205,7 +208,7 @@ def _cancel_text(deps: BotDeps, viewer: Viewer, task_id: str) -> str:
 async def cancel(
     message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
 ) -> None:
-    _reply(telegram, message, _cancel_text(deps, viewer, (command.args or "").strip()))
+    _reply(telegram, message, _cancel_text(deps, viewer, (command.args or "").strip(), message.chat.id))
 
 
 def _adduser_text(deps: BotDeps, viewer: Viewer, args: str) -> str:
@@ -227,6 +230,22 @@ async def adduser(
     message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
 ) -> None:
     _reply(telegram, message, _adduser_text(deps, viewer, (command.args or "").strip()))
+
+
+async def secret(
+    message: Message, command: CommandObject, deps: BotDeps, viewer: Viewer, telegram: TelegramClient
+) -> None:
+    secret_command.ask(deps, viewer, telegram, message, command.args or "")
+
+
+async def secret_value(
+    message: Message, deps: BotDeps, viewer: Viewer, telegram: TelegramClient, bot: Bot
+) -> None:
+    secret_command.receive(deps, viewer, telegram, message, bot)
+
+
+async def held_back(message: Message, deps: BotDeps, viewer: Viewer, telegram: TelegramClient) -> None:
+    secret_command.hold_back(deps, viewer, telegram, message)
 
 
 async def unknown_command(message: Message, telegram: TelegramClient) -> None:
@@ -263,14 +282,18 @@ async def not_text(message: Message, telegram: TelegramClient) -> None:
 
 
 def build_router() -> Router:
-    """The handlers, in the order aiogram tries them: commands, unknown commands, text, the rest."""
+    """The handlers, in the order aiogram tries them: a secret's value (a reply to the bot's question),
+    commands, anything while a secret is owed, unknown commands, text, the rest."""
     router = Router(name="orchestrator")
+    router.message(secret_command.answers_question)(secret_value)
     router.message(CommandStart())(start)
     router.message(Command("help"))(help_)
     router.message(Command("projects"))(projects)
     router.message(Command("status"))(status)
     router.message(Command("cancel"))(cancel)
     router.message(Command("adduser"))(adduser)
+    router.message(Command("secret"))(secret)
+    router.message(secret_command.owes_value)(held_back)
     router.message(F.text.startswith("/"))(unknown_command)
     router.message(F.text)(to_product_owner)
     router.message()(not_text)

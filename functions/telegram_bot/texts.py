@@ -17,7 +17,18 @@ Commands:
 /projects - your projects and their status
 /status [task] - a task's status and last events; without a task, your latest tasks
 /cancel <task> - cancel a queued or running task
+/secret <project> <NAME> - give a project a secret: I ask for the value, store it and delete your message (the Product Owner never sees it)
+/cancel - stop waiting for a secret's value
 /help - this message"""
+
+BOT_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("projects", "Your projects and their status"),
+    ("status", "A task's status, or your latest tasks"),
+    ("cancel", "Cancel a task, or stop waiting for a secret"),
+    ("secret", "Give a project a secret: /secret <project> <NAME>"),
+    ("help", "What I can do"),
+)
+"""The command menu (Bot API setMyCommands), in the order Telegram shows it."""
 
 ADMIN_HELP = """
 Admin:

@@ -107,9 +107,17 @@ class TelegramClient:
         )
         return policy(self._transport().call, method, params, timeout)
 
-    def send_message(self, chat_id: int, text: str, *, link_preview: bool = True) -> int:
-        """One plain-text message (at most 4096 characters); its message_id."""
-        params: dict[str, Any] = {"chat_id": chat_id, "text": text}
+    def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        link_preview: bool = True,
+        reply_markup: dict[str, Any] | None = None,
+    ) -> int:
+        """One plain-text message (at most 4096 characters); its message_id. `reply_markup` is the
+        Bot API object as is (e.g. `{"force_reply": True}`: the person's app opens a reply to it)."""
+        params: dict[str, Any] = {"chat_id": chat_id, "text": text, "reply_markup": reply_markup}
         if not link_preview:
             params["link_preview_options"] = {"is_disabled": True}
         result = self.call("sendMessage", params)
@@ -132,6 +140,17 @@ class TelegramClient:
             if "message is not modified" in exc.description.lower():
                 return  # already says this: success
             raise MessageGone(exc.description) from None
+
+    def delete_message(self, chat_id: int, message_id: int) -> bool:
+        """Delete a message (a bot may delete what a person sent it in a private chat within 48 hours).
+        False when Telegram refuses for good (already deleted, too old); 429 / 5xx are retried as usual."""
+        try:
+            self.call("deleteMessage", {"chat_id": chat_id, "message_id": message_id})
+        except BotApiError as exc:
+            if exc.error_code != 400:
+                raise
+            return False
+        return True
 
     def typing(self, chat_id: int) -> None:
         """The "typing..." indicator (Telegram shows it for about five seconds)."""

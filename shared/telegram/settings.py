@@ -52,6 +52,12 @@ class TelegramSettings(QueueSettings, IdempotencySettings, SecretsSettings):
     telegram_refusal_cooldown_s: Annotated[
         int, Field(ge=1, description="A stranger gets one refusal per this many seconds.")
     ] = 24 * 3600
+    telegram_secret_wait_s: Annotated[
+        int,
+        Field(
+            ge=30, le=86_400, description="How long the bot waits for the value after /secret PROJECT NAME."
+        ),
+    ] = 600
     telegram_send_attempts: Annotated[
         int, Field(ge=1, le=10, description="Tries per Bot API call on 429 / 5xx / network errors.")
     ] = 4

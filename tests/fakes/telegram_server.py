@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 BOT_ID = 700000001
+"""The bot's user id when the token does not start with one (Telegram's tokens do: `<bot id>:<secret>`)."""
 MAX_LONG_POLL_S = 5.0
 """A test never waits longer than this for getUpdates, whatever timeout the client asks for."""
 
@@ -39,6 +40,8 @@ class Call:
     status: int = 200
     """What the fake answered (calls made to fail by `fail()` are recorded too)."""
     at: float = field(default_factory=time.monotonic)
+    result: Any = None
+    """The `result` answered (e.g. the Message a sendMessage created), None for a refused call."""
 
 
 @dataclass
@@ -67,6 +70,8 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._next_message_id = 1
+        self.deleted: set[tuple[int, int]] = set()
+        """(chat_id, message_id) of every message deleted through deleteMessage."""
         self._cond = threading.Condition()
         self._closing = False
         self.polls_waiting = 0
@@ -134,6 +139,7 @@ class FakeTelegram:
             self.webhook = {}
             self._updates.clear()
             self._failures.clear()
+            self.deleted.clear()
 
     def push_update(self, update: dict[str, Any]) -> None:
         """Make an update available to getUpdates."""
@@ -205,7 +211,9 @@ class FakeTelegram:
         else:
             status, body = self._answer(method, params)
         with self._cond:
-            self.calls.append(Call(method, params, content_type.split(";")[0].strip(), status))
+            self.calls.append(
+                Call(method, params, content_type.split(";")[0].strip(), status, result=body.get("result"))
+            )
         self._send(request, status, body)
 
     def _take_failure(self, method: str) -> _Failure | None:
@@ -260,7 +268,9 @@ class FakeTelegram:
         return 200, {"ok": True, "result": result}
 
     def _bot_user(self) -> dict[str, Any]:
-        return {"id": BOT_ID, "is_bot": True, "first_name": "Orchestrator", "username": self.username}
+        prefix = self.token.split(":", 1)[0]
+        bot_id = int(prefix) if prefix.isdigit() else BOT_ID
+        return {"id": bot_id, "is_bot": True, "first_name": "Orchestrator", "username": self.username}
 
     def _message(self, chat_id: Any, text: str) -> dict[str, Any]:
         with self._cond:
@@ -292,6 +302,18 @@ class FakeTelegram:
         message["message_id"] = int(params["message_id"])
         message["edit_date"] = int(time.time())
         return self._ok(message)
+
+    def _m_deleteMessage(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        with self._cond:
+            if key in self.deleted:
+                return 400, {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: message to delete not found",
+                }
+            self.deleted.add(key)
+        return self._ok(True)
 
     def _m_sendChatAction(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if params.get("action") not in {"typing", "upload_document", "choose_sticker"}:
@@ -380,8 +402,10 @@ def message_update(
     chat_id: int | None = None,
     first_name: str = "Tester",
     language_code: str | None = "en",
+    reply_to: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A Bot API Update carrying one private text message, as Telegram sends it."""
+    """A Bot API Update carrying one private text message, as Telegram sends it; `reply_to` is the
+    Message it replies to (e.g. a sendMessage call's `result`)."""
     uid = next(_update_ids) if update_id is None else update_id
     sender: dict[str, Any] = {"id": from_id, "is_bot": False, "first_name": first_name}
     if language_code:
@@ -392,6 +416,8 @@ def message_update(
         "chat": {"id": chat_id or from_id, "type": "private", "first_name": first_name},
         "from": sender,
     }
+    if reply_to is not None:
+        message["reply_to_message"] = reply_to
     if text is not None:
         message["text"] = text
         if text.startswith("/"):

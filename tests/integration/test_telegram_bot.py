@@ -419,3 +419,135 @@ def test_the_default_runtime_is_built_from_settings(
     finally:
         handler.reset()
     assert runtime.loop.is_closed()
+
+
+# -- /secret PROJECT NAME ---------------------------------------------------------------------
+
+VALUE = "s3cr3t-value-never-to-be-seen"
+
+
+def _question(world: World) -> dict[str, Any]:
+    """The bot's last question asking for a value (the Message Telegram made of it)."""
+    asks = [c for c in world.telegram.calls_to("sendMessage") if "reply_markup" in c.params]
+    assert asks, "no question was asked"
+    assert asks[-1].params["reply_markup"]["force_reply"] is True
+    return dict(asks[-1].result)
+
+
+def _reply(
+    world: World, from_id: int, text: str, question: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    before = len(world.telegram.sent_texts())
+    update = message_update(from_id, text, reply_to=question)
+    assert world.post(update)[0] == 200
+    assert world.consume() == (1, 0)
+    return update["message"], world.telegram.sent_texts()[before:]
+
+
+def _stored(world: World, project: str, name: str) -> str | None:
+    with world.client_for("alice") as alice:
+        project_id = alice.get_project(project).id
+    reference = f"secret://projects/{project_id}/{name}"
+    secrets = world.api.deps.secrets
+    return secrets.get(reference) if secrets.exists(reference) else None
+
+
+def test_a_secret_given_by_reply_is_stored_its_message_deleted_and_only_its_name_confirmed(
+    world: World,
+) -> None:
+    # given: alice's project
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    # when: she asks to give a secret, and replies to the question with its value
+    [asked] = world.say(ALICE_TG, "/secret blog API_TOKEN")
+    assert asked.startswith("🔒 Reply to this message with the value of API_TOKEN for blog.")
+    message, [confirmed] = _reply(world, ALICE_TG, f"  {VALUE}\n", _question(world))
+    # then: stored by reference through the API, her message deleted, the name confirmed
+    assert confirmed == "Saved API_TOKEN for blog. I deleted your message with the value."
+    assert (ALICE_TG, message["message_id"]) in world.telegram.deleted
+    assert _stored(world, "blog", "API_TOKEN") == VALUE
+    with world.client_for("alice") as alice:
+        assert [s.name for s in alice.list_secrets("blog")] == ["API_TOKEN"]
+    assert not any(VALUE in str(c.params) for c in world.telegram.calls)
+    assert drain(world.queue, PO_INBOX) == [], "the value never reaches the Product Owner"
+    # and: the wait is over, so her next message goes to the Product Owner again
+    world.say(ALICE_TG, "thanks")
+    assert [po.text for po in drain(world.queue, PO_INBOX)] == ["thanks"]
+
+
+def test_secret_errors_get_one_clear_line_and_ask_nothing(world: World) -> None:
+    with world.client_for("bob") as bob:
+        bob.create_project("bobs-shop")
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    not_found = "I can't find a project {} of yours. Your projects: /projects"
+    assert world.say(ALICE_TG, "/secret nope API_TOKEN") == [not_found.format("nope")]
+    assert world.say(ALICE_TG, "/secret bobs-shop API_TOKEN") == [not_found.format("bobs-shop")]
+    [bad_name] = world.say(ALICE_TG, "/secret blog api-token")
+    assert bad_name.startswith("api-token is not a secret name")
+    assert world.say(ALICE_TG, "/secret") == [
+        "Usage: /secret <project> <NAME>, e.g. /secret blog API_TOKEN. I then ask for the value."
+    ]
+    # the value typed into the command itself: deleted at once
+    update = message_update(ALICE_TG, f"/secret blog API_TOKEN {VALUE}")
+    assert world.post(update)[0] == 200 and world.consume() == (1, 0)
+    assert (ALICE_TG, update["message"]["message_id"]) in world.telegram.deleted
+    assert world.telegram.sent_texts()[-1].startswith("Please don't put the value in the command")
+    assert not [c for c in world.telegram.calls_to("sendMessage") if "reply_markup" in c.params]
+    assert _stored(world, "blog", "API_TOKEN") is None and drain(world.queue, PO_INBOX) == []
+
+
+def test_while_a_value_is_owed_other_text_is_deleted_not_sent_to_the_po_and_cancel_ends_the_wait(
+    world: World,
+) -> None:
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    world.say(ALICE_TG, "/secret blog API_TOKEN")
+    question = _question(world)
+    # the value sent without replying: deleted, held back, nothing stored
+    update = message_update(ALICE_TG, VALUE)
+    assert world.post(update)[0] == 200 and world.consume() == (1, 0)
+    assert (ALICE_TG, update["message"]["message_id"]) in world.telegram.deleted
+    assert world.telegram.sent_texts()[-1].startswith("I'm waiting for a secret value")
+    assert drain(world.queue, PO_INBOX) == []
+    # commands still work meanwhile; /cancel ends the wait
+    assert world.say(ALICE_TG, "/projects")[0].startswith("Your projects (1)")
+    assert world.say(ALICE_TG, "/cancel") == ["OK, I stopped waiting for the secret. Nothing was stored."]
+    # a late reply to the cancelled question: deleted, not stored
+    message, [expired] = _reply(world, ALICE_TG, VALUE, question)
+    assert expired.startswith("That question has expired or was cancelled")
+    assert (ALICE_TG, message["message_id"]) in world.telegram.deleted
+    assert _stored(world, "blog", "API_TOKEN") is None
+    assert world.say(ALICE_TG, "/cancel") == ["Which task? Use /cancel <task>; /status lists your tasks."]
+    world.say(ALICE_TG, "hello again")
+    assert [po.text for po in drain(world.queue, PO_INBOX)] == ["hello again"]
+
+
+def test_cancel_as_a_reply_to_the_question_and_someone_elses_reply_store_nothing(world: World) -> None:
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    world.say(ALICE_TG, "/secret blog API_TOKEN")
+    question = _question(world)
+    # bob replies to alice's question (a group chat would allow it): nothing of his is stored
+    _, [bobs] = _reply(world, BOB_TG, "bob's value", question)
+    assert bobs.startswith("That question has expired or was cancelled")
+    _, [cancelled] = _reply(world, ALICE_TG, "/cancel", question)
+    assert cancelled == "OK, I stopped waiting for the secret. Nothing was stored."
+    assert _stored(world, "blog", "API_TOKEN") is None
+
+
+def test_a_failing_api_leaves_the_question_open_for_the_redelivery(world: World) -> None:
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    world.say(ALICE_TG, "/secret blog API_TOKEN")
+    question = _question(world)
+    real_put = world.api.deps.secrets.put
+    world.api.deps.secrets.put = lambda *_: (_ for _ in ()).throw(RuntimeError("store down"))  # type: ignore[method-assign]
+    try:
+        assert world.post(message_update(ALICE_TG, VALUE, reply_to=question))[0] == 200
+        assert world.consume() == (0, 1), "the record fails and is redelivered"
+    finally:
+        world.api.deps.secrets.put = real_put  # type: ignore[method-assign]
+    assert world.consume() == (1, 0)
+    assert _stored(world, "blog", "API_TOKEN") == VALUE
+    assert world.telegram.sent_texts()[-1].startswith("Saved API_TOKEN for blog.")

@@ -126,3 +126,12 @@ def test_the_webhook_secret_must_be_what_telegram_accepts(monkeypatch: pytest.Mo
     monkeypatch.setenv("ORCH_TELEGRAM_WEBHOOK_SECRET", "not ok!")
     with pytest.raises(ValidationError):
         TelegramSettings()
+
+
+def test_the_command_menu_and_help_name_the_same_commands_secret_included() -> None:
+    from functions.telegram_bot.texts import BOT_COMMANDS, HELP
+
+    names = [name for name, _ in BOT_COMMANDS]
+    assert "secret" in names and len(set(names)) == len(names)
+    assert all(f"/{name}" in HELP for name in names)
+    assert all(len(description) <= 256 for _, description in BOT_COMMANDS)  # Telegram's limit
