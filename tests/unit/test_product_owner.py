@@ -402,3 +402,12 @@ def test_a_message_held_back_too_often_is_requeued_not_dead_lettered(
     [requeued] = drain(po.queue, PO_INBOX)  # a new message: its receive count starts again
     assert (requeued.request_id, requeued.text) == ("tg:2", "with comments")
     assert po.queue.dead_letters(PO_INBOX) == []
+
+
+def test_the_instructions_ask_for_secrets_by_name_and_never_take_a_value() -> None:
+    from functions.product_owner.instructions import PO_INSTRUCTIONS
+
+    assert "`/secret PROJECT NAME`" in PO_INSTRUCTIONS
+    assert "`orchestrator secret set PROJECT NAME`" in PO_INSTRUCTIONS  # what the person may run
+    assert "`orchestrator secret list PROJECT --json`" in PO_INSTRUCTIONS
+    assert "KEY VALUE" not in PO_INSTRUCTIONS
