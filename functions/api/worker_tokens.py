@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal, hash_key
 from functions.api.errors import Conflict, Unauthorized
-from functions.api.models import Worker, utcnow
-from functions.api.services.workers import ENDED, get, person_of
+from functions.api.models import Project, Task, Worker, utcnow
+from functions.api.services.workers import ENDED, conversation_person, get
 
 TOKEN_PREFIX = "orchw_"  # noqa: S105 - a public prefix, like auth.KEY_PREFIX
 WORKER_SCOPE = "worker"
@@ -45,7 +45,14 @@ def mint(session: Session, worker_id: str, ttl_s: int, now: datetime | None = No
 def authenticate(session: Session, token: str, now: datetime | None = None) -> Principal:
     """The principal of a worker token: scope `worker`, the worker's id, and the person it works for."""
     digest = hash_key(token)
-    worker = session.execute(select(Worker).where(Worker.token_hash == digest)).scalar_one_or_none()
+    # One query: the worker and the owner of its task's project (the person it works for).
+    row = session.execute(
+        select(Worker, Project.owner_id)
+        .outerjoin(Task, Task.id == Worker.task_id)
+        .outerjoin(Project, Project.id == Task.project_id)
+        .where(Worker.token_hash == digest)
+    ).first()
+    worker, owner_id = row if row is not None else (None, None)
     # Compare even when nothing matched, so a miss costs the same as a hit.
     stored = worker.token_hash if worker is not None and worker.token_hash else hash_key("")
     if worker is None or not hmac.compare_digest(stored, digest):
@@ -56,7 +63,7 @@ def authenticate(session: Session, token: str, now: datetime | None = None) -> P
     if worker.status in ENDED:
         raise Unauthorized(f"this worker token is no longer valid: its worker has ended ({worker.status})")
     return Principal(
-        user_id=person_of(session, worker) or "",
+        user_id=owner_id or conversation_person(worker.config) or "",
         telegram_id=None,
         is_admin=False,
         scopes=frozenset({WORKER_SCOPE}),

@@ -273,6 +273,11 @@ def person_for(session: Session, task_id: str | None, config: dict[str, Any] | N
         ).scalar_one_or_none()
         if owner is not None:
             return owner
+    return conversation_person(config)
+
+
+def conversation_person(config: dict[str, Any] | None) -> str | None:
+    """The person of a Product Owner worker's conversation (None for any other worker)."""
     context = (config or {}).get("context")
     if isinstance(context, dict) and context.get("role") == PRODUCT_OWNER and context.get("user_id"):
         return str(context["user_id"])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -169,7 +170,7 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_an_s3_session_travels_by_presigned_urls_for_exactly_that_object(
-    api: ApiHarness, moto_s3: str
+    api: ApiHarness, moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = api.deps.settings.model_copy(
         update={"session_bucket": "sessions-test", "aws_endpoint_url": moto_s3, "aws_region": "us-east-1"}
@@ -184,11 +185,21 @@ def test_an_s3_session_travels_by_presigned_urls_for_exactly_that_object(
     assert access.url.startswith(f"{moto_s3}/sessions-test/sessions/po/{alice_id}.tar.gz?")
     assert "X-Amz-Signature=" in access.url and "X-Amz-Expires=900" in access.url
     assert access.headers["x-amz-server-side-encryption"] == "AES256"
+    sent: list[tuple[str, bool]] = []
+    real_send = httpx.Client.send
+
+    def spy(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if str(request.url).startswith(moto_s3):
+            sent.append((request.method, "authorization" in request.headers))
+        return real_send(client, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", spy)
     assert po.load_worker_session("po-a") is None
     po.save_worker_session("po-a", b"\x1f\x8b s3 archive")
     stored = s3.get_object(Bucket="sessions-test", Key=f"sessions/po/{alice_id}.tar.gz")
     assert stored["Body"].read() == b"\x1f\x8b s3 archive" and stored["ServerSideEncryption"] == "AES256"
     assert po.load_worker_session("po-a") == b"\x1f\x8b s3 archive"
+    assert sent == [("GET", False), ("PUT", False), ("GET", False)], "straight to S3, never with the token"
     assert (
         api.as_key(_token(api, "po-a")).post("/internal/workers/po-b/session", {"op": "load"}).status == 403
     )
