@@ -284,10 +284,6 @@ def conversation_person(config: dict[str, Any] | None) -> str | None:
     return None
 
 
-def person_of(session: Session, worker: Worker) -> str | None:
-    return person_for(session, worker.task_id, worker.config)
-
-
 def visible_to(session: Session, worker: Worker, user_id: str) -> bool:
     if worker.task_id is None:
         return False
