@@ -8,11 +8,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, object_session
 
 from functions.api.errors import Forbidden, Unauthorized
 from functions.api.models import ApiKey, User, utcnow
@@ -68,8 +72,70 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+class VerifiedKeys:
+    """API keys verified in the last `ttl_s` seconds (SHA-256 -> Principal), at most `max_entries`.
+
+    A hit answers without the database: no transaction, no round trip. Revoking a key takes effect at
+    once in the process that revokes it (setting `ApiKey.revoked_at` clears the cache, see below) and
+    within `ttl_s` (5 s) in every other process. Keys are cached per database (its URL). Only person
+    and service keys come here; a worker's per-task token (`orchw_`) is checked by `worker_tokens`."""
+
+    def __init__(
+        self, ttl_s: float = 5.0, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[tuple[str, str], tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, database: str, digest: str) -> Principal | None:
+        with self._lock:
+            found = self._entries.get((database, digest))
+            if found is None:
+                return None
+            if found[0] <= self.clock():
+                del self._entries[(database, digest)]
+                return None
+            return found[1]
+
+    def put(self, database: str, digest: str, principal: Principal) -> None:
+        with self._lock:
+            self._entries[(database, digest)] = (self.clock() + self.ttl_s, principal)
+            self._entries.move_to_end((database, digest))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_keys = VerifiedKeys()
+
+
+@event.listens_for(ApiKey.revoked_at, "set")
+def _revoked(target: ApiKey, value: object, _old: object, _initiator: object) -> None:
+    """A key revoked here stops working here at once: now, and again when the revocation commits (a
+    request verifying the key in between would otherwise cache it for another `ttl_s`)."""
+    verified_keys.clear()
+    session = object_session(target)
+    if session is not None:
+        event.listen(session, "after_commit", lambda _session: verified_keys.clear(), once=True)
+
+
 def authenticate(session: Session, key: str) -> Principal:
     digest = hash_key(key)
+    database = str(session.get_bind().engine.url)
+    cached = verified_keys.get(database, digest)
+    if cached is not None:
+        return cached
+    principal = _verify(session, digest)
+    verified_keys.put(database, digest, principal)
+    return principal
+
+
+def _verify(session: Session, digest: str) -> Principal:
     row = session.execute(
         select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)
     ).first()
@@ -117,4 +183,5 @@ def bootstrap_admin(session: Session, key: str, now: datetime | None = None) -> 
     session.add(admin)
     session.flush()
     issue_key(session, admin, "bootstrap", ["admin", "user"], key=key)
+    verified_keys.clear()  # a database emptied under a live process: its old keys' principals are gone
     return True

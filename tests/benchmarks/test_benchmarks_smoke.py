@@ -15,8 +15,11 @@ def test_api_benchmark_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.api_support import migrated_sqlite
     from tests.benchmarks.bench_api import latency
 
-    results = latency(migrated_sqlite(tmp_path / "b.db"), tmp_path / "home", 5)
-    assert set(results) == {"create project", "create task (+outbox, publish)", "list 100 tasks"}
+    results = latency(migrated_sqlite(tmp_path / "b.db"), tmp_path / "home", 5, listed=20)
+    assert {"create project", "get project by id", "create task (+outbox, publish)", "list 100 tasks"} <= set(
+        results
+    )
+    assert all(r.statements > 0 and r.transactions > 0 for r in results.values())
 
 
 def test_embedded_benchmark_runs() -> None:

@@ -1,8 +1,12 @@
 """The transactional outbox: a message is committed with the change that caused it, then published.
 
-`dispatch` claims rows with a compare-and-set lease so two dispatchers (the API right after a
-commit, the scheduler's sweep) never publish the same row at the same time. If a process dies
-between commit and publish, the row stays unsent and the sweep publishes it later.
+A request's unit of work (`unit_of_work.transaction`) inserts its rows already claimed (a lease of
+`LEASE`, in the same INSERT), publishes them right after its commit and marks them sent with one
+statement: one transaction plus one UPDATE, no separate claim round trip. Anything else that adds rows
+leaves them to `dispatch`, which claims rows with a compare-and-set lease so two dispatchers never
+publish the same row at the same time. If a process dies between commit and publish, the row stays
+unsent and the scheduler's sweep publishes it once its lease has run out (at least once; at most
+`LEASE` + a sweep interval late).
 """
 
 from __future__ import annotations
@@ -21,21 +25,29 @@ from shared.contracts import dump_message
 from shared.queues.port import QueuePort
 
 LEASE = timedelta(seconds=30)
+PUBLISHES_AFTER_COMMIT = "outbox_publishes_after_commit"
+"""`Session.info` flag: this session's owner publishes the rows it adds once it has committed."""
+CLAIMED_ROWS = "outbox_claimed_rows"
+"""`Session.info` key: the rows `add` inserted claimed, for the owner to publish."""
 
 
 def add(session: Session, queue: str, message: BaseModel, task_id: str | None = None) -> OutboxMessage:
+    now = utcnow()
+    publishing = bool(session.info.get(PUBLISHES_AFTER_COMMIT))
     row = OutboxMessage(
         queue=queue,
         body=dump_message(message),
         correlation_id=getattr(message, "correlation_id", None),
         task_id=task_id,
-        created_at=utcnow(),
-        attempts=0,
+        created_at=now,
+        # claimed by the request that commits it: no dispatcher takes it while the request publishes it
+        claimed_until=now + LEASE if publishing else None,
+        attempts=1 if publishing else 0,
     )
     session.add(row)
     session.flush()
-    # `unit_of_work.transaction` publishes these right after the commit (the sweep is the backstop)
-    session.info.setdefault("outbox_ids", []).append(row.id)
+    if publishing:  # `unit_of_work.transaction` publishes these right after the commit
+        session.info.setdefault(CLAIMED_ROWS, []).append(row)
     return row
 
 
@@ -81,7 +93,18 @@ def dispatch(
             if row is not None:
                 claimed.append(row)
     report.claimed = len(claimed)
-    for row in claimed:
+    publish_claimed(db, queue, claimed, report)
+    return report
+
+
+def publish_claimed(
+    db: Database, queue: QueuePort, rows: list[OutboxMessage], report: DispatchReport | None = None
+) -> DispatchReport:
+    """Publish rows this process holds the lease of, then mark the published ones sent in one statement
+    (a failed one is released with its error at once: the next sweep retries it)."""
+    report = report or DispatchReport(claimed=len(rows))
+    sent: list[int] = []
+    for row in rows:
         attributes = {"outbox_id": str(row.id)}
         if row.correlation_id:
             attributes["correlation_id"] = row.correlation_id
@@ -96,13 +119,15 @@ def dispatch(
                     .values(claimed_until=None, last_error=f"{type(exc).__name__}: {exc}"[:2000])
                 )
             continue
+        sent.append(row.id)
+    if sent:
         with db.session() as session:
             session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row.id)
+                .where(OutboxMessage.id.in_(sent))
                 .values(sent_at=utcnow(), claimed_until=None, last_error=None)
             )
-        report.sent += 1
+        report.sent += len(sent)
     return report
 
 

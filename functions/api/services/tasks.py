@@ -34,11 +34,13 @@ def _telegram_id(session: Session, user_id: str) -> int:
     return (user.telegram_id or 0) if user else 0
 
 
-def _message_for(session: Session, task: Task) -> tuple[str, EngineeringMessage | DeployMessage]:
+def _message_for(
+    session: Session, task: Task, telegram_id: int | None = None
+) -> tuple[str, EngineeringMessage | DeployMessage]:
     fields: dict[str, Any] = {
         "task_id": task.id,
         "project_id": task.project_id,
-        "user_id": _telegram_id(session, task.user_id),
+        "user_id": telegram_id if telegram_id is not None else _telegram_id(session, task.user_id),
         "correlation_id": task.correlation_id,
         "callback_stream": progress_stream(task.id),
         "deploy_fix_attempt": _fix_attempt(task),
@@ -75,8 +77,8 @@ def valid_params(task_type: TaskType, params: Mapping[str, Any] | TaskParams) ->
     return model.model_dump(mode="json", exclude_unset=True)
 
 
-def _enqueue(session: Session, task: Task) -> OutboxMessage:
-    queue, message = _message_for(session, task)
+def _enqueue(session: Session, task: Task, telegram_id: int | None = None) -> OutboxMessage:
+    queue, message = _message_for(session, task, telegram_id)
     return outbox.add(session, queue, message, task_id=task.id)
 
 
@@ -106,7 +108,9 @@ def create(
     )
     session.add(task)
     session.flush()
-    return task, _enqueue(session, task)
+    # the task's user is the caller, whose key carries their Telegram id (0: none): no query for it
+    telegram_id = (principal.telegram_id or 0) if principal.worker_id is None else None
+    return task, _enqueue(session, task, telegram_id)
 
 
 def active_of_type(session: Session, project_id: str, task_type: TaskType) -> Task | None:

@@ -8,18 +8,31 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from functions.api.deps import get_deps
+from functions.api.models import OutboxMessage
 from functions.api.services import outbox
 from shared.observability import get_logger
 
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """One unit of work; outbox rows it added are published as soon as it has committed."""
+    """One unit of work; outbox rows it added (claimed in their INSERT) are published as soon as it has
+    committed, and marked sent with one statement (see `outbox`)."""
     with get_deps().db.session() as session:
+        session.info[outbox.PUBLISHES_AFTER_COMMIT] = True
         yield session
-        pending = list(session.info.pop("outbox_ids", []))
-    if pending:
-        dispatch_now(pending)
+        claimed: list[OutboxMessage] = list(session.info.pop(outbox.CLAIMED_ROWS, []))
+    if claimed:
+        _publish_now(claimed)
+
+
+def _publish_now(rows: list[OutboxMessage]) -> None:
+    deps = get_deps()
+    try:
+        outbox.publish_claimed(deps.db, deps.queue, rows)
+    except Exception:  # still claimed: the sweep publishes them once the lease has run out
+        get_logger().exception(
+            "outbox publish failed; the sweep will retry", extra={"outbox_ids": [r.id for r in rows]}
+        )
 
 
 def dispatch_now(outbox_ids: list[int]) -> None:
