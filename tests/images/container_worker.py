@@ -7,9 +7,10 @@ Called as `container_worker.py --worker-id ID` with the stack's worker environme
   JSON file named by ORCH_IMAGES_CONFIG);
 - the RunTask overrides the worker manager would send (`FargateRuntime.overrides_for` on the stack's
   own launch environment): the same variables and the same `--worker-id ID` command;
-- what the embedded stack keeps on disk where AWS has a service, mounted at the same paths: the
-  secrets file (a copy, in a private ORCH_HOME the image's user 10001 owns: the task role's access to
-  the secret) and the bare repositories (owned by 10001 first: the worker pushes there, as to GitHub);
+- the worker's own token (ORCH_WORKER_TOKEN, minted by the stack's worker manager) and no secrets
+  file: a worker resolves its secrets and its session through the API, as in AWS;
+- the bare repositories, mounted at the same paths (owned by 10001 first: the worker pushes there, as to
+  GitHub);
 - the host's network, so that ORCH_API_URL (127.0.0.1) reaches the stack.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +38,7 @@ def main() -> None:
     from functions.worker_manager.handler import launch_env
     from functions.worker_manager.settings import WorkerManagerSettings
     from shared.workers.fargate import FargateRuntime
+    from shared.workers.local import WORKER_TOKEN_ENV
     from shared.workers.runtime import WorkerLaunch
 
     settings = WorkerManagerSettings()
@@ -49,22 +50,16 @@ def main() -> None:
         security_groups=["sg-test"],
     )
     override = runtime.overrides_for(
-        WorkerLaunch(worker_id=worker_id, task_id=None, env=launch_env(settings))
+        WorkerLaunch(
+            worker_id=worker_id,
+            task_id=None,
+            env={**launch_env(settings), WORKER_TOKEN_ENV: os.environ[WORKER_TOKEN_ENV]},
+        )
     )
     container = override["containerOverrides"][0]
     env = {**config["task_environment"], **{e["name"]: e["value"] for e in container["environment"]}}
 
     mounts: list[str] = []
-    secrets_file = settings.effective_secrets_file
-    if env.get("ORCH_SECRETS_BACKEND") == "local" and secrets_file.exists():
-        # the container's own ORCH_HOME with a copy of the secrets file (its lock file goes beside it)
-        home = Path(config["scratch"]) / f"home-{worker_id}"
-        home.mkdir()
-        readable = home / secrets_file.name
-        shutil.copyfile(secrets_file, readable)
-        readable.chmod(0o600)
-        subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(home)], check=True)
-        mounts += ["-v", f"{home}:{secrets_file.parent}"]
     repos = settings.home / "repos"
     if repos.exists():
         subprocess.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_UID}", str(repos)], check=True)
