@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from functions.api.deps import get_deps
@@ -20,7 +21,8 @@ def transaction() -> Iterator[Session]:
     with get_deps().db.session() as session:
         session.info[outbox.PUBLISHES_AFTER_COMMIT] = True
         yield session
-        claimed: list[OutboxMessage] = list(session.info.pop(outbox.CLAIMED_ROWS, []))
+        added: list[OutboxMessage] = session.info.pop(outbox.CLAIMED_ROWS, [])
+    claimed = [row for row in added if inspect(row).has_identity]  # not one a savepoint rolled back
     if claimed:
         _publish_now(claimed)
 

@@ -3,6 +3,7 @@ leaves between the two is published by the sweep once the lease has run out (at 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -48,3 +49,17 @@ def test_what_a_crash_after_the_commit_left_is_swept_once_the_lease_ran_out(
     assert (swept["claimed"], swept["sent"]) == (1, 1)
     assert len(api.deps.queue.receive("engineering:queue", visibility_timeout=30)) == 1
     assert _rows(api)[0].attempts == 2
+
+
+def test_a_row_a_savepoint_rolled_back_is_not_published(api: ApiHarness) -> None:
+    from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand
+
+    with unit_of_work.transaction() as session:
+        outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id="kept"))
+        with pytest.raises(RuntimeError), session.begin_nested():
+            outbox.add(session, WORKER_COMMANDS, DeleteWorkerCommand(worker_id="rolled-back"))
+            raise RuntimeError("the savepoint fails")
+
+    published = api.deps.queue.receive(WORKER_COMMANDS, visibility_timeout=30)
+    assert [json.loads(m.body)["worker_id"] for m in published] == ["kept"]
+    assert [r.sent_at is not None for r in _rows(api)] == [True]
