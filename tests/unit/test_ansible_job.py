@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from worker_image.ansible_runner.private_data import (
     to_unsafe_yaml,
 )
 from worker_image.ansible_runner.results import result_for, result_queue
-from worker_image.ansible_runner.runner import TAIL_CHARS, read_events, redacted_tails
+from worker_image.ansible_runner.runner import TAIL_CHARS, read_events, redacted_tails, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----"
@@ -185,6 +186,16 @@ def test_the_private_data_dir_keeps_secrets_out_of_inventory_and_extravars(tmp_p
     assert prepared.cmdline == f"-e @{root / 'env' / 'secret_vars.yml'}"
     assert (root / "project" / "deploy.yml").is_file()
     assert prepared.envvars["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_a_ping_of_the_local_machine_answers_its_facts_without_a_playbook(tmp_path: Path) -> None:
+    ping = RunnerJob.model_validate({"request_id": "ping-1", "kind": "ping", "target": LOCAL_TARGET})
+
+    outcome = run_job(ping, LocalSecrets(tmp_path / "secrets.json"), playbooks_dir=tmp_path / "none")
+
+    assert (outcome.status, outcome.reachable, outcome.exit_code) == ("success", True, None)
+    assert outcome.facts["python"] == platform.python_version()
+    assert outcome.facts["kernel"] == platform.release() and outcome.facts["os"]
 
 
 def test_variables_round_trip_through_ansible_yaml_untemplated() -> None:

@@ -140,6 +140,8 @@ def run_job(
     started = time.monotonic()
     logger = get_logger()
     redactor = Redactor()
+    if job.kind == "ping" and job.is_local:
+        return _ping_here(job, started)
     try:
         resolved = resolve_secrets(job, secrets, github_token_ref=github_token_ref)
     except SecretProblem as problem:
@@ -156,6 +158,41 @@ def run_job(
         return _failed(job, started, f"runner error: {type(error).__name__}: {error}", redactor)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def local_facts() -> dict[str, str]:
+    """What ping.yml reports, read from this machine directly."""
+    import platform
+    import socket
+
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        release = {}
+    family = (release.get("ID_LIKE") or release.get("ID") or platform.system()).split()[0]
+    facts = {
+        "hostname": socket.gethostname().split(".")[0],
+        "fqdn": socket.getfqdn(),
+        "os": f"{release.get('NAME', platform.system())} {release.get('VERSION_ID', '')}".strip(),
+        "os_family": family.capitalize(),
+        "kernel": platform.release(),
+        "architecture": platform.machine(),
+        "python": platform.python_version(),
+    }
+    return {name: value for name, value in facts.items() if value}
+
+
+def _ping_here(job: RunnerJob, started: float) -> RunnerOutcome:
+    """A ping of connection local runs no playbook: the machine that answers is the one running this
+    (at every stack start the scheduler pings the built-in server; Ansible would spend seconds of CPU)."""
+    return RunnerOutcome(
+        request_id=job.request_id,
+        kind=job.kind,
+        status="success",
+        duration_ms=int((time.monotonic() - started) * 1000),
+        facts=local_facts(),
+        reachable=True,
+    )
 
 
 def _run(
