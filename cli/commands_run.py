@@ -18,6 +18,7 @@ from shared.contracts.payloads import DeployTaskResult, EngineeringTaskResult
 from shared.contracts.projects import SPEC_MAX_CHARS
 
 INTERRUPTED = 130
+FOLLOW_INTERVAL_S = 0.1
 DESCRIPTION_CHARS = 500
 
 
@@ -316,7 +317,8 @@ class _Steps:
             self.say("  " + event_line(event))
 
         self.current = (step, task_id)
-        return follow(self.api, task_id, show, spinner=not self.quiet)
+        # polled often: the deploy starts as soon as engineering ends (two local API calls per poll)
+        return follow(self.api, task_id, show, interval=FOLLOW_INTERVAL_S, spinner=not self.quiet)
 
     def run(self, timings: dict[str, float]) -> tuple[Task | None, Task]:
         """(engineering, deploy); engineering is None when a deploy in progress was followed on its own,

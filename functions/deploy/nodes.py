@@ -278,6 +278,8 @@ class DeployNodes:
         """The Ansible runner's answer (an AnsibleDeployResult as JSON): a failure goes to a fix round."""
         log_path = str(result.get("service_log_path") or "")
         if result.get("status") == "success":
+            seconds = f" in {int(result['duration_ms']) / 1000:.1f} s" if result.get("duration_ms") else ""
+            self.progress(state, f"ansible: deployed{seconds}", "deploy", 80)
             return {"last_failure": None, "last_cause": None, "service_log_path": log_path}
         cause = cause_text(result)
         self.progress(state, "ansible deploy failed", "deploy", 50 + 15 * state.attempt, cause)

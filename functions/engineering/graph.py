@@ -1,5 +1,8 @@
 """The engineering graph: scaffold (if needed) -> developer -> tester -> (fix loop) -> finalize.
 
+Per worker three steps: create (publish the command), created (wait for the worker, then send it its
+message) and wait (its answer; the worker is deleted).
+
 Durable: a node that needs outside work publishes a command and the *next* node calls
 `interrupt()`; the consumer of worker:responses / scaffolder:results resumes the thread
 (`thread_id = task_id`) with `Command(resume=...)`. Publishing nodes never re-run on resume
@@ -102,12 +105,14 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_conditional_edges(
         "scaffold_wait", ok(first_worker), ["developer_create", "tester_create", "fail", END]
     )
+    # a `*_created` step sends the worker its message itself; the `*_send` steps stay only for
+    # checkpoints written before that (a task stopped between the two goes on from there)
     for step, following in [
         ("developer_create", "developer_created"),
-        ("developer_created", "developer_send"),
+        ("developer_created", "developer_wait"),
         ("developer_wait", "tester_create"),
         ("tester_create", "tester_created"),
-        ("tester_created", "tester_send"),
+        ("tester_created", "tester_wait"),
     ]:
         graph.add_conditional_edges(step, ok(following), [following, "fail", END])
     graph.add_edge("developer_send", "developer_wait")

@@ -199,7 +199,12 @@ class EngineeringNodes:
         return {}
 
     def developer_created(self, state: EngState) -> Update:
-        return self._created(state, "developer", "worker_id")
+        """The worker is up: its message goes at once, in this step (a replay re-sends it under the same
+        request id, which the API keeps once)."""
+        update = self._created(state, "developer", "worker_id")
+        if "outcome" not in update:
+            self.developer_send(state.model_copy(update=update))
+        return update
 
     def developer_send(self, state: EngState) -> Update:
         prompt = instructions.developer_prompt(state.spec, state.last_failure, state.round)
@@ -233,7 +238,10 @@ class EngineeringNodes:
         return {}
 
     def tester_created(self, state: EngState) -> Update:
-        return self._created(state, "tester", "tester_id")
+        update = self._created(state, "tester", "tester_id")
+        if "outcome" not in update:
+            self.tester_send(state.model_copy(update=update))
+        return update
 
     def tester_send(self, state: EngState) -> Update:
         command = f"run {self.settings.test_command}"

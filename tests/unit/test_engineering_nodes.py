@@ -468,6 +468,29 @@ def test_without_a_developer_only_the_tester_runs(world: World) -> None:
     assert created == ["tester"], "no developer was ever asked for"
 
 
+def test_a_started_worker_gets_its_message_in_the_same_step(world: World) -> None:
+    run = Run(world).start()
+
+    [send] = run.answer("developer:1:create", {"success": True, "worker_id": "w-1"})
+
+    assert isinstance(send, SendMessageCommand)
+    assert (send.worker_id, send.request_id) == ("w-1", f"{run.task_id}:developer:1:message")
+    assert run.waiting_for() == f"{run.task_id}:developer:1:message"
+    run.answer("developer:1:message", {"success": True, "result": {"commit_sha": "c1"}})
+    [tester_send] = run.answer("tester:1:create", {"success": True, "worker_id": "t-1"})
+    assert isinstance(tester_send, SendMessageCommand) and tester_send.worker_id == "t-1"
+    assert run.waiting_for() == f"{run.task_id}:tester:1:message"
+
+
+def test_a_worker_that_cannot_start_is_sent_nothing(world: World) -> None:
+    run = Run(world).start()
+
+    sent = run.answer("developer:1:create", {"success": False, "error": "no capacity"})
+
+    assert not [c for c in sent if isinstance(c, SendMessageCommand)]
+    assert world.api.task.status is TaskStatus.FAILED
+
+
 def test_a_developer_that_fails_fails_the_task_and_its_worker_goes(world: World) -> None:
     run = Run(world).start()
     run.answer("developer:1:create", {"success": True, "worker_id": "w-1"})
