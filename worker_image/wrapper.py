@@ -50,6 +50,9 @@ AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOK
 AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN, AWS_PROFILE...), the task metadata endpoints
 (ECS_CONTAINER_METADATA_URI(_V4)) and the stack's settings, the wrapper's own token among them
 (ORCH_WORKER_TOKEN). Compared case-insensitively."""
+GIT_TOKEN_VAR = "GITHUB_TOKEN"  # noqa: S105 - the variable's name, not a token
+"""The job's push token (`env_vars`, by reference): the wrapper clones and pushes with it; its agent never
+gets it, since the agent commits nothing itself."""
 WITHHELD_NAMES = frozenset({"SSH_AUTH_SOCK"})
 """A developer's ssh agent (embedded runs): the wrapper pushes with the job's token, the agent never does."""
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
@@ -136,6 +139,7 @@ class Wrapper:
         self.workspace = Path(tempfile.mkdtemp(prefix=f"orchestrator-{worker_id}-", dir=root))
         self.detail: WorkerDetail | None = None
         self.agent_env: dict[str, str] = {}
+        self.git_token: str | None = None
         self.session_key: str | None = None
         self._session_lock: IO[bytes] | None = None
         self._unsaved: tuple[Any, dict[str, str]] | None = None
@@ -166,6 +170,7 @@ class Wrapper:
         self.detail = self._until_reachable(lambda: self.api.get_worker(self.worker_id), "loading the job")
         env_vars: dict[str, str] = dict(self.detail.config.get("env_vars") or {})
         env_vars.update(self._resolve_secrets(env_vars))
+        self.git_token = env_vars.pop(GIT_TOKEN_VAR, None)
         self.agent_env = env_vars
         self.session_key = self.context.session_key
         if self.session_key:
@@ -208,7 +213,7 @@ class Wrapper:
         """Clone before any message: files sent to the worker land inside the checkout."""
         context = self.context
         if context.repo_url:
-            use_token(context.repo_url, self.agent_env.get("GITHUB_TOKEN"))
+            use_token(context.repo_url, self.git_token)
             checkout(
                 context.repo_url,
                 self.workspace,

@@ -105,6 +105,7 @@ def _detail(dump: Path) -> WorkerDetail:
                 "ORCH_API_URL": "http://api.example/",
                 "ORCH_API_KEY": "secret://po/u1/api_key",
                 "ANTHROPIC_API_KEY": "secret://agents/anthropic",
+                "GITHUB_TOKEN": "secret://github/token",  # the wrapper's, for pushes
             },
         },
     )
@@ -136,7 +137,11 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     for name, value in CONTAINER_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORCH_WORKER_ID", "w-po")
-    secrets = {"secret://po/u1/api_key": PERSON_KEY, "secret://agents/anthropic": "sk-ant-granted"}
+    secrets = {
+        "secret://po/u1/api_key": PERSON_KEY,
+        "secret://agents/anthropic": "sk-ant-granted",
+        "secret://github/token": "ghp_the_jobs_push_token",
+    }
     dump = tmp_path / "agent-env.json"
     api = _Api(_detail(dump), secrets)
     settings = WrapperSettings(worker_workspace_root=tmp_path / "work")
@@ -166,6 +171,7 @@ def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_k
     assert seen["ANTHROPIC_API_KEY"] == "sk-ant-granted"  # the agent's own credential, by reference
     assert WRAPPER_KEY not in json.dumps(seen) and WORKER_TOKEN not in json.dumps(seen)
     assert "GITHUB_TOKEN" not in seen and "SSH_AUTH_SOCK" not in seen
+    assert "ghp_the_jobs_push_token" not in json.dumps(seen)  # the job's push token stays with the wrapper
     assert seen.get("PATH") and seen.get("HOME") == os.environ["HOME"]  # (a python3 shim may extend PATH)
     for kept in ("LANG", "HTTPS_PROXY", "NODE_OPTIONS", "CLAUDE_CONFIG_DIR"):
         assert seen.get(kept) == CONTAINER_ENV[kept], kept

@@ -14,6 +14,7 @@ import pytest
 from shared.api_client import AuthError
 from shared.contracts.api import WorkerDetail
 from shared.secrets.scope import worker_reference_allowed
+from worker_image import wrapper as wrapper_module
 from worker_image.wrapper import Wrapper, WrapperSettings
 
 
@@ -94,8 +95,13 @@ def test_a_product_owner_worker_may_use_its_own_persons_key_only(tmp_path: Path)
     worker.cleanup()
 
 
-def test_the_job_s_references_are_resolved_by_the_api_once_and_redacted(tmp_path: Path) -> None:
-    # given a job naming the same GitHub token twice and an agent credential
+def test_the_job_s_references_are_resolved_by_the_api_once_and_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a job on a GitHub repository naming the same GitHub token twice and an agent credential
+    git_auth: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(wrapper_module, "use_token", lambda url, token: git_auth.append((url, token)))
+    monkeypatch.setattr(wrapper_module, "checkout", lambda *args: None)
     api = _Api(
         {
             "GITHUB_TOKEN": "secret://github/token",
@@ -103,7 +109,7 @@ def test_the_job_s_references_are_resolved_by_the_api_once_and_redacted(tmp_path
             "ANTHROPIC_API_KEY": "secret://agents/anthropic",
             "PLAIN": "not a reference",
         },
-        {},
+        {"repo_url": "https://github.com/acme/blog.git"},
         secrets={
             "secret://github/token": "ghp_resolved_value",
             "secret://agents/anthropic": "sk-ant-resolved",
@@ -112,10 +118,11 @@ def test_the_job_s_references_are_resolved_by_the_api_once_and_redacted(tmp_path
     worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
     # when
     worker.load_job()
-    # then: one call with each reference once; the agent gets the values; they are redacted from output
+    # then: one call with each reference once; the agent gets the values (but the push token); they are
+    # redacted from output
     assert api.asked == [["secret://agents/anthropic", "secret://github/token"]]
+    assert git_auth == [("https://github.com/acme/blog.git", "ghp_resolved_value")]  # clone and push only
     assert worker.agent_env == {
-        "GITHUB_TOKEN": "ghp_resolved_value",
         "GH_TOKEN": "ghp_resolved_value",
         "ANTHROPIC_API_KEY": "sk-ant-resolved",
         "PLAIN": "not a reference",
