@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from shared.retry import Sleep, http_transient, is_transient_status
@@ -151,6 +152,10 @@ class TelegramClient:
                 raise
             return False
         return True
+
+    def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """The command menu Telegram shows (setMyCommands): (command without "/", description) pairs."""
+        self.call("setMyCommands", {"commands": [{"command": c, "description": d} for c, d in commands]})
 
     def typing(self, chat_id: int) -> None:
         """The "typing..." indicator (Telegram shows it for about five seconds)."""

@@ -315,6 +315,12 @@ class FakeTelegram:
             self.deleted.add(key)
         return self._ok(True)
 
+    def _m_setMyCommands(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        commands = params["commands"]
+        if not isinstance(commands, list) or not all({"command", "description"} <= set(c) for c in commands):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse commands"}
+        return self._ok(True)
+
     def _m_sendChatAction(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if params.get("action") not in {"typing", "upload_document", "choose_sticker"}:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: wrong parameter action"}

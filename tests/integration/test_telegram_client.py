@@ -96,3 +96,23 @@ def test_threads_share_one_client_and_close_refuses_further_calls(telegram: Fake
 def test_an_invalid_server_url_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="http"):
         TelegramClient(TOKEN, "ftp://example.test")
+
+
+def test_delete_tells_a_deleted_message_from_a_transient_failure_and_the_menu_is_sent(
+    telegram: FakeTelegram,
+) -> None:
+    from functions.telegram_bot.texts import BOT_COMMANDS
+
+    sleeps: list[float] = []
+    client = _client(telegram, sleeps)
+    telegram.fail("deleteMessage", status=502)
+    assert client.delete_message(5, 77) is True and sleeps, "a 5xx is retried"
+    assert client.delete_message(5, 77) is False, "already gone: Telegram's 400"
+    assert telegram.deleted == {(5, 77)}
+    client.send_message(5, "which value?", reply_markup={"force_reply": True})
+    assert telegram.calls_to("sendMessage")[-1].params["reply_markup"] == {"force_reply": True}
+    client.set_commands(BOT_COMMANDS)
+    [menu] = telegram.calls_to("setMyCommands")
+    assert menu.status == 200 and [c["command"] for c in menu.params["commands"]] == [
+        c for c, _ in BOT_COMMANDS
+    ]
