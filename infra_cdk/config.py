@@ -9,6 +9,7 @@ from typing import Any
 from constructs import Node
 
 from infra_cdk import constants
+from shared.workers.fargate import DEFAULT_TASK_SIZES, TaskSize
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -119,6 +120,21 @@ def _as_agent_env(key: str, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _as_worker_task_sizes(key: str, value: Any) -> tuple[tuple[str, TaskSize], ...]:
+    """`-c worker_task_sizes='{"codex": {"cpu": 2048, "memory": 4096}}'` over the defaults (per agent)."""
+    import json
+
+    from shared.workers.fargate import parse_task_sizes
+
+    sizes = dict(DEFAULT_TASK_SIZES)
+    if value is not None and value != "":
+        try:
+            sizes.update(parse_task_sizes(value if isinstance(value, str) else json.dumps(value)))
+        except ValueError as exc:
+            raise ConfigError(f"context {key}: {exc}") from None
+    return tuple(sorted(sizes.items()))
+
+
 def _as_text(value: Any, default: str) -> str:
     return default if value is None else str(value).strip()
 
@@ -174,6 +190,8 @@ class StackConfig:
     """Coding agents' credentials by reference (ORCH_AGENT_SECRET_REFS); workers may read exactly these."""
     agent_env: tuple[tuple[str, str], ...] = ()
     """Plain env for the coding agents on the worker container: model endpoint and model settings."""
+    worker_task_sizes: tuple[tuple[str, TaskSize], ...] = tuple(sorted(DEFAULT_TASK_SIZES.items()))
+    """Fargate cpu/memory per agent (ORCH_FARGATE_TASK_SIZES of the worker manager); others: the task definition's."""
 
     @property
     def stack_name(self) -> str:
@@ -230,4 +248,7 @@ class StackConfig:
                 constants.CONTEXT_AGENT_SECRET_REFS, get(constants.CONTEXT_AGENT_SECRET_REFS)
             ),
             agent_env=_as_agent_env(constants.CONTEXT_AGENT_ENV, get(constants.CONTEXT_AGENT_ENV)),
+            worker_task_sizes=_as_worker_task_sizes(
+                constants.CONTEXT_WORKER_TASK_SIZES, get(constants.CONTEXT_WORKER_TASK_SIZES)
+            ),
         )

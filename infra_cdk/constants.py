@@ -57,6 +57,8 @@ CONTEXT_AGENT_ENV = "agent_env"
 """JSON object: plain (non-secret) env for the coding agents, set on the worker container: the model endpoint
 (ANTHROPIC_BASE_URL, OPENAI_BASE_URL: a gateway such as LiteLLM or a Bedrock proxy) and the models
 (ORCH_CLAUDE_MODEL, ORCH_CODEX_MODEL, ORCH_DROID_MODEL, or a CLI's own such as ANTHROPIC_MODEL)."""
+CONTEXT_WORKER_TASK_SIZES = "worker_task_sizes"
+"""JSON object: agent -> {"cpu": units, "memory": MiB}, over `shared.workers.fargate.DEFAULT_TASK_SIZES`."""
 CONTEXT_TELEGRAM_ADMINS = "telegram_admins"
 CONTEXT_LAYERS_DIR = "layers_dir"
 
@@ -351,7 +353,8 @@ WORKER_CONTAINER_NAME = "worker"
 """The container the worker manager's RunTask overrides address (ORCH_FARGATE_CONTAINER_NAME)."""
 WORKER_CPU = 1024
 WORKER_MEMORY_MIB = 4096
-"""A coding agent (Node) plus the project's own tests; Fargate bills only while a worker runs."""
+"""A coding agent (Node) plus the project's own tests; Fargate bills only while a worker runs. The size of a
+worker whose agent has none in `-c worker_task_sizes` (default: `shared.workers.fargate.DEFAULT_TASK_SIZES`)."""
 WORKER_DOCKERFILE = "worker_image/Dockerfile"
 ANSIBLE_FAMILY_SUFFIX = "ansible-runner"
 ANSIBLE_CONTAINER_NAME = "ansible-runner"

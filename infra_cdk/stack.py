@@ -60,6 +60,8 @@ class OrchestratorStack(Stack):
             service_key_secret=self.api.service_key_secret,
             log_bucket=self.audit_logs.bucket,
         )
+        # workers resolve their job's secrets and their session through the API (issue 20)
+        self.workers.grant_worker_resolution(self.api.function)
         self.telegram = Telegram(
             self,
             "Telegram",

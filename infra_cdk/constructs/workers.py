@@ -12,17 +12,25 @@
   group admits nothing in, so the address is only a source address. With `-c enable_nat_gateway=true`
   they run in the private subnets without a public IP and leave through the NAT gateway's one Elastic
   IP: a stable source address operators can allow in their servers' SSH firewalls.
-- **Agent sessions live in their own bucket** (`shared.sessions.S3SessionStore`): a worker's container
-  environment names it (ORCH_SESSION_BUCKET, ORCH_SESSION_PREFIX) and its task role may get, put and
-  delete objects under `sessions/` and list the bucket (without ListBucket, S3 answers a first
-  session's missing archive with 403, not 404), nothing else; no other role is granted anything on it.
-  SSE-S3, private, SSL-only, access-logged to the audit bucket; archives expire 30 days after their last
-  save; retained on stack deletion like every bucket of the stack.
-- **Task roles read only their own secrets**: a worker the service key and the GitHub token; the
-  Ansible runner the service key, the GitHub token (https clones) and the server / project secrets
-  a deploy needs, and it may send only to the two results queues. Execution roles pull the image
-  and write the task's log group. The runner's container environment names its backends (queue
-  prefix, secrets prefix, region), never a secret; the job itself travels in the RunTask override.
+- **Agent sessions live in their own bucket** (`shared.sessions.S3SessionStore`), reached through the
+  API only: a worker asks it for a presigned URL for its own conversation's archive
+  (`POST /internal/workers/{id}/session`), so the API function's role (the signer, whose permissions a
+  presigned URL carries) may get and put objects under `sessions/` and list the bucket (without
+  ListBucket, S3 answers a first session's missing archive with 403, not 404), and is told the bucket
+  (ORCH_SESSION_BUCKET, ORCH_SESSION_PREFIX); no other role is granted anything on it. SSE-S3, private,
+  SSL-only, access-logged to the audit bucket; archives expire 30 days after their last save; retained
+  on stack deletion like every bucket of the stack.
+- **The worker task role holds nothing** (issue 20): a coding agent runs arbitrary commands, and every
+  worker shares one task definition, so any permission on the task role would be every person's. A
+  worker acts with its own per-task API token (ORCH_WORKER_TOKEN, in the RunTask override), which
+  reads its own job and resolves exactly the references that job names; the API function reads those
+  secrets for it (the GitHub token, the agents' credentials, the Product Owner keys under `po/`). The
+  execution role pulls the image and writes the task's log group, nothing else.
+- **The Ansible runner's task role reads its own secrets**: the service key, the GitHub token (https
+  clones) and the server / project secrets a deploy needs, and it may send only to the two results
+  queues. It runs no agent: only the runner's own code and ansible-playbook run in it. Its container
+  environment names its backends (queue prefix, secrets prefix, region), never a secret; the job itself
+  travels in the RunTask override.
 - **The worker manager may run only the worker task definition in this cluster** (and stop and
   describe tasks only in it), passing only that task definition's two roles; **the infra function
   may run only the Ansible runner task definition**, passing only its two roles.
@@ -64,6 +72,7 @@ from layers.build import REPO_ROOT
 from shared.constants import ANSIBLE_STARTED_BY
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS
 from shared.workers.ecs_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
+from shared.workers.fargate import TASK_SIZES_ENV, task_sizes_json
 
 TASK_STATE_STOPPED = "STOPPED"
 ANSIBLE_RESULT_QUEUES = (ANSIBLE_DEPLOY_RESULTS, PROVISIONER_RESULTS)
@@ -114,8 +123,6 @@ class Workers(Construct):
             build_args={"AGENT_NPM_PACKAGES": config.worker_agent_packages},
             environment=self._worker_container_environment(),
         )
-        self._grant_worker_secrets(self.worker_task.task_role)
-        self._grant_worker_sessions(self.worker_task.task_role)
         self.ansible_family = f"{prefix}-{constants.ANSIBLE_FAMILY_SUFFIX}"
         self.ansible_task = self._build_task_definition(
             "AnsibleRunner",
@@ -138,8 +145,8 @@ class Workers(Construct):
     def manager_environment(self) -> dict[str, str]:
         """`functions.worker_manager.settings.WorkerManagerSettings` for the Fargate runtime.
 
-        The API URL, the service key's reference, the secrets backend and the region travel on to
-        each worker in its RunTask overrides (`functions.worker_manager.handler.launch_env`).
+        The manager acts with the service key; a worker gets only the API URL and its own token in its
+        RunTask overrides (`functions.worker_manager.handler.launch_env`), and its agent's task size.
         """
         public = self._network.vpc.select_subnets(subnet_group_name=constants.PUBLIC_SUBNET_GROUP)
         return {
@@ -150,6 +157,7 @@ class Workers(Construct):
             "ORCH_FARGATE_SUBNETS": ",".join(public.subnet_ids),
             "ORCH_FARGATE_SECURITY_GROUPS": self._network.task_security_group.security_group_id,
             "ORCH_AWS_REGION": Stack.of(self).region,
+            TASK_SIZES_ENV: task_sizes_json(dict(self._config.worker_task_sizes)),
             **environment.queues(self._config),
             **environment.service_api(self._config, self._api_url, self._service_key_secret.secret_arn),
         }
@@ -322,28 +330,6 @@ class Workers(Construct):
         )
         return task_definition
 
-    def _grant_worker_secrets(self, role: iam.IRole) -> None:
-        self._service_key_secret.grant_read(role)
-        grant_secret_read(
-            role,
-            secret_arns_for_reference(self, self._config.github_token_ref, self._config.resource_prefix),
-        )
-        # the coding agents' own credentials (-c agent_secret_refs), each by its exact reference
-        for _name, reference in self._config.agent_secret_refs:
-            grant_secret_read(role, secret_arns_for_reference(self, reference, self._config.resource_prefix))
-        # A Product Owner worker resolves its person's user-scope key (secret://po/<user_id>/api_key).
-        po_keys = f"{self._config.resource_prefix}/{constants.PO_SECRETS_PATH}/*"
-        grant_secret_read(role, [secret_name_arn(self, po_keys)])
-        acknowledge_wildcard_resources(
-            role,
-            [secret_name_arn_finding(po_keys)],
-            reason="Product Owner workers read the user-scope API key of the person they serve, named at "
-            "run time under one fixed prefix of this stack; read only (GetSecretValue, DescribeSecret). "
-            "Every worker gets it, not only Product Owner ones: all workers (engineering developers and "
-            "testers too) run one task definition with one task role, so any worker may read any "
-            "person's key under this prefix; IAM does not tell them apart.",
-        )
-
     def _build_sessions_bucket(self, log_bucket: s3.IBucket) -> s3.Bucket:
         """Agent session archives (tar.gz of a conversation) that must outlive the worker that wrote them."""
         return s3.Bucket(
@@ -369,25 +355,45 @@ class Workers(Construct):
         )
 
     def _worker_container_environment(self) -> dict[str, str]:
-        """`shared.sessions.SessionSettings`: where a worker loads and saves its agent's session; and the
-        agents' model endpoint and models (-c agent_env)."""
-        return {
-            **environment.agent_settings(self._config),
-            "ORCH_SESSION_BUCKET": self.sessions_bucket.bucket_name,
-            "ORCH_SESSION_PREFIX": constants.SESSIONS_KEY_PREFIX,
-        }
+        """The agents' model endpoint and models (-c agent_env); nothing else: the job, its secrets and its
+        session come from the API with the worker's own token."""
+        return environment.agent_settings(self._config)
 
-    def _grant_worker_sessions(self, role: iam.IRole) -> None:
-        """Get, put, delete archives under the prefix; list the bucket, so that a missing one is a 404."""
-        archives = self.sessions_bucket.arn_for_objects(f"{constants.SESSIONS_KEY_PREFIX}*")
-        role.add_to_principal_policy(
+    # -- what the API function needs to serve workers --------------------------------------------------
+
+    def grant_worker_resolution(self, function: lambda_.Function) -> None:
+        """What the API reads and signs for workers (`POST /internal/workers/{id}/secrets` and `/session`):
+        the references a worker's job may name, and its conversation's archive by presigned URL."""
+        prefix = self._config.resource_prefix
+        # the git token and the coding agents' credentials (-c agent_secret_refs), each by its exact reference
+        for reference in (self._config.github_token_ref, *(ref for _, ref in self._config.agent_secret_refs)):
+            grant_secret_read(function, secret_arns_for_reference(self, reference, prefix))
+        # A Product Owner worker's person-scope key (secret://po/<user_id>/api_key).
+        po_keys = f"{prefix}/{constants.PO_SECRETS_PATH}/*"
+        grant_secret_read(function, [secret_name_arn(self, po_keys)])
+        acknowledge_wildcard_resources(
+            function,
+            [secret_name_arn_finding(po_keys)],
+            reason="The API resolves a Product Owner worker's key for it: the key of the one person that "
+            "worker serves (its token names the worker, the worker's config the reference, and the API "
+            "refuses any other person's), named at run time under one fixed prefix of this stack; read only "
+            "(GetSecretValue, DescribeSecret).",
+        )
+        function.add_environment("ORCH_SESSION_BUCKET", self.sessions_bucket.bucket_name)
+        function.add_environment("ORCH_SESSION_PREFIX", constants.SESSIONS_KEY_PREFIX)
+        self._grant_session_signing(function)
+
+    def _grant_session_signing(self, function: lambda_.Function) -> None:
+        """Get and put archives under the prefix (a presigned URL acts with these); list the bucket, so that
+        a missing archive is a 404."""
+        function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="ReadWriteSessionArchives",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[archives],
+                sid="SignSessionArchives",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[self.sessions_bucket.arn_for_objects(f"{constants.SESSIONS_KEY_PREFIX}*")],
             )
         )
-        role.add_to_principal_policy(
+        function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ListSessionArchives",
                 actions=["s3:ListBucket"],
@@ -397,14 +403,11 @@ class Workers(Construct):
         bucket_resource = self.sessions_bucket.node.default_child
         bucket_id = Stack.of(self).get_logical_id(bucket_resource)  # type: ignore[arg-type]
         acknowledge_wildcard_resources(
-            role,
+            function,
             [f"<{bucket_id}.Arn>/{constants.SESSIONS_KEY_PREFIX}*"],
-            reason="A worker loads and saves the session archive of the agent it runs, keyed at run time "
-            "by the person it serves (sessions/po/<user_id>.tar.gz), in a bucket that holds only session "
-            "archives; object actions only (GetObject, PutObject, DeleteObject) under that one prefix. "
-            "Every worker gets it, not only Product Owner ones: all workers run one task definition with "
-            "one task role, so any worker may read, replace or delete any person's archive; IAM does not "
-            "tell them apart.",
+            reason="The API signs 15-minute URLs for the one session archive of the worker that asks "
+            "(sessions/po/<user_id>.tar.gz, keyed by the person its token acts for), in a bucket that "
+            "holds only session archives; object actions only (GetObject, PutObject) under that one prefix.",
         )
 
     def _ansible_container_environment(self) -> dict[str, str]:

@@ -34,6 +34,7 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "worker_agent_packages": "@openai/codex",
     "telegram_admins": "111,222",
     "agent_secret_refs": '{"ANTHROPIC_API_KEY": "secret://agents/anthropic"}',
+    "worker_task_sizes": '{"codex": {"cpu": 2048, "memory": 4096}}',
 }
 """Every switch flipped, as strings, the way `cdk -c key=value` passes them."""
 
@@ -51,6 +52,17 @@ class Synthesized:
             for logical_id, resource in self.template_json["Resources"].items()
             if resource["Type"] == resource_type
         }
+
+    def task_definition(self, family_suffix: str) -> dict[str, Any]:
+        """The properties of the task definition of family `<resource prefix>-<family_suffix>`."""
+        family = f"{self.stack.config.resource_prefix}-{family_suffix}"
+        found: list[dict[str, Any]] = [
+            r["Properties"]
+            for r in self.resources("AWS::ECS::TaskDefinition").values()
+            if r["Properties"]["Family"] == family
+        ]
+        (props,) = found
+        return props
 
     def validation_report(self) -> dict[str, Any]:
         report: dict[str, Any] = json.loads((self.outdir / "validation-report.json").read_text())

@@ -319,15 +319,17 @@ def test_github_token_is_readable_by_exactly_its_users(any_app: Synthesized) -> 
         constants.SCAFFOLDER_FUNCTION,
         constants.DEPLOY_FUNCTION,
         constants.SCHEDULER_FUNCTION,  # github_sync
+        constants.API_FUNCTION,  # resolves it for a worker that pushes (POST /internal/workers/{id}/secrets)
     }
-    # the worker pushes, the Ansible runner clones over https
-    task_roles = [
-        props["TaskRoleArn"]["Fn::GetAtt"][0]
-        for props in (r["Properties"] for r in any_app.resources("AWS::ECS::TaskDefinition").values())
-    ]
+    # the Ansible runner clones over https; the worker's task role reads nothing
+    task_roles = {
+        family: props["TaskRoleArn"]["Fn::GetAtt"][0]
+        for family, (_, props) in _task_definitions(any_app).items()
+    }
     assert len(task_roles) == 2
-    for role in task_roles:
-        assert fragment in json.dumps([_resources(s) for s in _policy_statements(any_app, role)]), role
+    for family, role in task_roles.items():
+        readable = json.dumps([_resources(s) for s in _policy_statements(any_app, role)])
+        assert (fragment in readable) is family.endswith("-ansible-runner"), family
 
 
 # -- consumers ------------------------------------------------------------------------------------
@@ -423,8 +425,9 @@ def test_task_definitions_are_fargate_with_memory_logs_and_asset_images(any_app:
         assert "container-assets" in json.dumps(container["Image"])
     worker = tasks[f"{prefix}-worker"][1]["ContainerDefinitions"][0]
     assert worker["Name"] == constants.WORKER_CONTAINER_NAME
-    # ids and references travel in RunTask overrides; the container only names the sessions bucket
-    assert {pair["Name"] for pair in worker["Environment"]} == {"ORCH_SESSION_BUCKET", "ORCH_SESSION_PREFIX"}
+    # ids and the worker's own token travel in RunTask overrides; the container names nothing
+    # (the agents' plain settings, -c agent_env, when given: tests/infrastructure/test_agent_env.py)
+    assert "Environment" not in worker
     # the runner publishes its own outcome: it is told where queues and secrets live, nothing secret
     runner = tasks[f"{prefix}-ansible-runner"][1]["ContainerDefinitions"][0]
     assert runner["Name"] == constants.ANSIBLE_CONTAINER_NAME
@@ -520,31 +523,21 @@ def test_worker_manager_environment_points_at_the_fargate_runtime(default_app: S
         ]
 
 
-def test_task_roles_read_only_their_own_secrets(any_app: Synthesized) -> None:
+def test_the_runner_task_role_reads_only_its_own_secrets(any_app: Synthesized) -> None:
+    """The Ansible runner runs no agent, so it keeps its own role; the worker's holds nothing
+    (tests/infrastructure/test_worker_role.py)."""
     service_key = [k for k in any_app.resources("AWS::SecretsManager::Secret") if "ServiceKey" in k]
-    for family, (_, props) in _task_definitions(any_app).items():
-        role = props["TaskRoleArn"]["Fn::GetAtt"][0]
-        statements = _policy_statements(any_app, role)
-        secret_statements = [
-            s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))
-        ]
-        assert {a for s in secret_statements for a in _actions(s)} == {
-            "secretsmanager:GetSecretValue",
-            "secretsmanager:DescribeSecret",
-        }, family
-        others = {a for s in statements for a in _actions(s)} - {
-            "secretsmanager:GetSecretValue",
-            "secretsmanager:DescribeSecret",
-        }
-        # the Ansible runner publishes its outcome (see its own test); the worker keeps its agent's
-        # session archives (tests/infrastructure/test_sessions_bucket.py)
-        session_actions = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
-        assert others == (session_actions if family.endswith("-worker") else set(SEND_ACTIONS)), family
-        readable = json.dumps([r for s in secret_statements for r in _resources(s)])
-        assert f'"Ref": "{service_key[0]}"' in readable
-        assert "AdminKey" not in readable and "DataInstance" not in readable, family
-        if family.endswith("-worker"):
-            assert "projects" not in readable and "servers" not in readable
+    _, props = _task_definitions(any_app)[f"{any_app.stack.config.resource_prefix}-ansible-runner"]
+    statements = _policy_statements(any_app, props["TaskRoleArn"]["Fn::GetAtt"][0])
+    secret_statements = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
+    read = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+    assert {a for s in secret_statements for a in _actions(s)} == read
+    # it publishes its outcome (see its own test), nothing else
+    assert {a for s in statements for a in _actions(s)} - read == set(SEND_ACTIONS)
+    readable = json.dumps([r for s in secret_statements for r in _resources(s)])
+    assert f'"Ref": "{service_key[0]}"' in readable
+    assert "AdminKey" not in readable and "DataInstance" not in readable
+    assert f"/{constants.PO_SECRETS_PATH}/" not in readable
 
 
 def test_stopped_worker_tasks_are_routed_to_the_worker_events_function(any_app: Synthesized) -> None:
@@ -651,9 +644,12 @@ def test_http_api_throttles_logs_and_routes_everything_to_the_function(any_app: 
     assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [api_fn_id, "Arn"]}
 
 
-def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_secret(
+def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_and_worker_secrets(
     default_app: Synthesized,
 ) -> None:
+    """It reads the database secret, and for workers (issue 20) the GitHub token and the Product Owner
+    keys (the agents' credentials too when given: tests/infrastructure/test_worker_role.py); it cannot read
+    back the project and server secrets it writes, nor any key of the stack's."""
     _, props = _function(default_app, constants.API_FUNCTION)
     statements = [
         s
@@ -662,7 +658,12 @@ def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_
     ]
     reads = [s for s in statements if "secretsmanager:GetSecretValue" in _actions(s)]
     (attachment,) = default_app.resources("AWS::SecretsManager::SecretTargetAttachment")
-    assert [_resources(s) for s in reads] == [[{"Ref": attachment}]]
+    readable = [r for s in reads for r in _resources(s)]
+    assert {"Ref": attachment} in readable
+    others = sorted(json.dumps(r) for r in readable if r != {"Ref": attachment})
+    assert len(others) == 2
+    assert f":secret:{DEFAULT_PREFIX}/github/token-??????" in others[0]
+    assert f":secret:{DEFAULT_PREFIX}/po/*" in others[1]
     (writes,) = [s for s in statements if "secretsmanager:PutSecretValue" in _actions(s)]
     assert "secretsmanager:GetSecretValue" not in _actions(writes)
     written = sorted(json.dumps(r) for r in _resources(writes))
@@ -870,7 +871,7 @@ def test_ansible_task_role_publishes_only_to_the_results_queues(any_app: Synthes
 
 
 def test_stopped_ansible_tasks_are_routed_to_the_infra_events_function(any_app: Synthesized) -> None:
-    from functions.infra.launch import STARTED_BY
+    from shared.constants import ANSIBLE_STARTED_BY as STARTED_BY
 
     (cluster_id,) = any_app.resources("AWS::ECS::Cluster")
     events_id, events_props = _function(any_app, constants.INFRA_EVENTS_FUNCTION)
@@ -1043,34 +1044,29 @@ def test_telegram_secrets_are_generated_never_written_in_the_template(any_app: S
     assert 1 <= webhook["Properties"]["GenerateSecretString"]["PasswordLength"] <= 256
 
 
-def test_agent_credentials_reach_the_graphs_by_reference_and_only_the_worker_role_reads_them(
+def test_agent_credentials_reach_the_graphs_by_reference_and_only_the_api_reads_them(
     default_app: Synthesized, variant_app: Synthesized
 ) -> None:
+    """The graphs put the references into a worker's config; the API resolves them for that worker
+    (its per-task token), so the API function's role reads them and no task role does."""
     import json
 
     for name in ("engineering", "product-owner"):
         assert "ORCH_AGENT_SECRET_REFS" not in _env(default_app, name)
         refs = json.loads(_env(variant_app, name)["ORCH_AGENT_SECRET_REFS"])
         assert refs == {"ANTHROPIC_API_KEY": "secret://agents/anthropic"}
-    [worker_role] = [
-        props["TaskRoleArn"]["Fn::GetAtt"][0]
-        for props in (r["Properties"] for r in variant_app.resources("AWS::ECS::TaskDefinition").values())
-        if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
-    ]
-    readable = json.dumps(
-        [
-            s
-            for s in _policy_statements(variant_app, worker_role)
-            if "secretsmanager:GetSecretValue" in _actions(s)
-        ]
-    )
-    assert "agents/anthropic" in readable
-    default_role = next(
-        props["TaskRoleArn"]["Fn::GetAtt"][0]
-        for props in (r["Properties"] for r in default_app.resources("AWS::ECS::TaskDefinition").values())
-        if any(c["Name"] == "worker" for c in props["ContainerDefinitions"])
-    )
-    assert "agents/anthropic" not in json.dumps(_policy_statements(default_app, default_role))
+
+    def readers(app: Synthesized) -> set[str]:
+        return {
+            role["Ref"]
+            for policy in app.resources("AWS::IAM::Policy").values()
+            if "agents/anthropic" in json.dumps(policy["Properties"]["PolicyDocument"])
+            for role in policy["Properties"]["Roles"]
+        }
+
+    api_id, api = _function(variant_app, constants.API_FUNCTION)
+    assert readers(variant_app) == {api["Role"]["Fn::GetAtt"][0]}, api_id
+    assert readers(default_app) == set()
 
 
 def test_the_scheduler_syncs_repositories_on_github_like_the_graphs(

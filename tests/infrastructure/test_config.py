@@ -52,12 +52,24 @@ def test_boolean_context_accepts_cli_strings(raw: object, expected: bool) -> Non
         {"env_name": "double--dash"},
         {"env_name": "a" * 21},
         {"alarm_email": "not-an-address"},
+        {"worker_task_sizes": '{"codex": {"cpu": 1024, "memory": 1024}}'},  # not a Fargate size
+        {"worker_task_sizes": '{"codex": {"cpu": 3000, "memory": 4096}}'},
+        {"worker_task_sizes": '{"codex": "big"}'},
+        {"worker_task_sizes": "[1]"},
     ],
 )
 def test_bad_context_is_refused_with_the_key_named(context: dict[str, Any]) -> None:
     (key,) = context
     with pytest.raises(ConfigError, match=key):
         _config(context)
+
+
+def test_worker_task_sizes_override_the_defaults_per_agent() -> None:
+    from shared.workers.fargate import DEFAULT_TASK_SIZES, TaskSize
+
+    sizes = dict(_config({"worker_task_sizes": '{"codex": {"cpu": 2048, "memory": 8192}}'}).worker_task_sizes)
+    assert sizes == {**DEFAULT_TASK_SIZES, "codex": TaskSize(2048, 8192)}
+    assert dict(_config({}).worker_task_sizes) == DEFAULT_TASK_SIZES
 
 
 def test_empty_alarm_email_means_no_subscription() -> None:

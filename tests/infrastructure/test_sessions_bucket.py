@@ -1,4 +1,5 @@
-"""The agent sessions bucket: private, encrypted, expiring, and reachable by the worker task role only.
+"""The agent sessions bucket: private, encrypted, expiring, and reachable by the API function's role only
+(workers load and save their session through presigned URLs the API signs, issue 20).
 
 Reuses the session-scoped synthesized apps of conftest.py (one synth per variant for the whole run).
 """
@@ -12,8 +13,6 @@ from infra_cdk import constants
 from shared.sessions.factory import DEFAULT_PREFIX, SessionSettings
 from tests.infrastructure.conftest import Synthesized
 
-ARCHIVE_ACTIONS = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
-
 
 def _sessions_bucket(app: Synthesized) -> tuple[str, dict[str, Any]]:
     (found,) = [
@@ -23,14 +22,7 @@ def _sessions_bucket(app: Synthesized) -> tuple[str, dict[str, Any]]:
 
 
 def _task_definition(app: Synthesized, suffix: str) -> dict[str, Any]:
-    family = f"{app.stack.config.resource_prefix}-{suffix}"
-    found: list[dict[str, Any]] = [
-        r["Properties"]
-        for r in app.resources("AWS::ECS::TaskDefinition").values()
-        if r["Properties"]["Family"] == family
-    ]
-    (props,) = found
-    return props
+    return app.task_definition(suffix)
 
 
 def _task_role_statements(app: Synthesized, suffix: str) -> list[dict[str, Any]]:
@@ -96,56 +88,48 @@ def test_sessions_expire_after_30_days_and_stale_uploads_after_one(any_app: Synt
     assert (constants.SESSION_RETENTION_DAYS, constants.SESSION_ABORT_INCOMPLETE_UPLOAD_DAYS) == (30, 1)
 
 
-def test_worker_task_role_gets_puts_and_deletes_only_under_the_sessions_prefix(any_app: Synthesized) -> None:
-    bucket_id, _ = _sessions_bucket(any_app)
-    bucket_arn = {"Fn::GetAtt": [bucket_id, "Arn"]}
-    statements = [s for s in _task_role_statements(any_app, "worker") if _mentions(s, bucket_id)]
-    assert [(s["Effect"], _actions(s), s["Resource"], s.get("Condition")) for s in statements] == [
-        ("Allow", ARCHIVE_ACTIONS, {"Fn::Join": ["", [bucket_arn, "/sessions/*"]]}, None),
-        # without ListBucket S3 answers a missing archive (a first session) with 403 instead of 404
-        ("Allow", ["s3:ListBucket"], bucket_arn, None),
-    ]
-    # and no other S3 permission anywhere in the worker's task role
-    s3_actions = sorted(
-        a for s in _task_role_statements(any_app, "worker") for a in _actions(s) if a.startswith("s3:")
-    )
-    assert s3_actions == sorted([*ARCHIVE_ACTIONS, "s3:ListBucket"])
-
-
-def test_worker_container_names_the_bucket_and_prefix_the_session_store_reads(any_app: Synthesized) -> None:
-    bucket_id, _ = _sessions_bucket(any_app)
-    (container,) = _task_definition(any_app, "worker")["ContainerDefinitions"]
-    env = {pair["Name"]: pair["Value"] for pair in container["Environment"]}
-    assert env == {"ORCH_SESSION_BUCKET": {"Ref": bucket_id}, "ORCH_SESSION_PREFIX": "sessions/"}
-    assert constants.SESSIONS_KEY_PREFIX == DEFAULT_PREFIX
-    # what the worker will validate at start, with the bucket name CloudFormation gives the Ref
-    settings = SessionSettings.model_validate(
-        {
-            "session_bucket": "codegen-orch-dev-workerssessionsbucket-abc123",
-            "session_prefix": env["ORCH_SESSION_PREFIX"],
-        }
-    )
-    assert settings.session_prefix == "sessions/"
-
-
-def test_no_role_but_the_worker_task_role_can_touch_the_sessions_bucket(any_app: Synthesized) -> None:
-    bucket_id, _ = _sessions_bucket(any_app)
-    worker_role = _task_definition(any_app, "worker")["TaskRoleArn"]["Fn::GetAtt"][0]
-    ansible_role = _task_definition(any_app, "ansible-runner")["TaskRoleArn"]["Fn::GetAtt"][0]
-    granted = {
+def _role_ids_granted(app: Synthesized, bucket_id: str) -> set[str]:
+    return {
         role["Ref"]
-        for policy in any_app.resources("AWS::IAM::Policy").values()
+        for policy in app.resources("AWS::IAM::Policy").values()
         if _mentions(policy["Properties"]["PolicyDocument"], bucket_id)
         for role in policy["Properties"]["Roles"]
     }
-    assert granted == {worker_role}
-    assert ansible_role not in granted
-    assert not [s for s in _task_role_statements(any_app, "ansible-runner") if _mentions(s, bucket_id)]
+
+
+def test_no_role_but_the_api_function_s_can_touch_the_sessions_bucket(any_app: Synthesized) -> None:
+    bucket_id, _ = _sessions_bucket(any_app)
+    (api,) = [
+        f["Properties"]
+        for f in any_app.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("FunctionName")
+        == f"{any_app.stack.config.resource_prefix}-{constants.API_FUNCTION}"
+    ]
+    assert _role_ids_granted(any_app, bucket_id) == {api["Role"]["Fn::GetAtt"][0]}
+    for suffix in ("worker", "ansible-runner"):
+        assert not [s for s in _task_role_statements(any_app, suffix) if _mentions(s, bucket_id)], suffix
     for logical_id, role in any_app.resources("AWS::IAM::Role").items():
         assert not _mentions(role["Properties"].get("Policies", []), bucket_id), logical_id
-    # the functions are not told about it either (only the worker container is)
-    for logical_id, function in any_app.resources("AWS::Lambda::Function").items():
-        assert not _mentions(function["Properties"].get("Environment", {}), bucket_id), logical_id
+    # only the API function is told about it (the worker container is not: it asks the API)
+    told = [
+        logical_id
+        for logical_id, function in any_app.resources("AWS::Lambda::Function").items()
+        if _mentions(function["Properties"].get("Environment", {}), bucket_id)
+    ]
+    assert [any_app.resources("AWS::Lambda::Function")[t]["Properties"]["FunctionName"] for t in told] == [
+        api["FunctionName"]
+    ]
+    (container,) = _task_definition(any_app, "worker")["ContainerDefinitions"]
+    assert not _mentions(container, bucket_id)
+    assert constants.SESSIONS_KEY_PREFIX == DEFAULT_PREFIX
+    # what the API will validate at start, with the bucket name CloudFormation gives the Ref
+    settings = SessionSettings.model_validate(
+        {
+            "session_bucket": "codegen-orch-dev-workerssessionsbucket-abc123",
+            "session_prefix": api["Environment"]["Variables"]["ORCH_SESSION_PREFIX"],
+        }
+    )
+    assert settings.session_prefix == "sessions/"
 
 
 def test_operators_find_the_sessions_bucket_in_the_outputs(default_app: Synthesized) -> None:

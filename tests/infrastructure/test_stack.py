@@ -71,7 +71,8 @@ EXPECTED_COUNTS: dict[str, int] = {
     "Custom::Trigger": 1,
     # a role per function, task + execution role per task definition, the two CDK providers
     "AWS::IAM::Role": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT + 2,
-    "AWS::IAM::Policy": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT,
+    # every role but the worker's task role, which holds nothing (issue 20)
+    "AWS::IAM::Policy": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT - 1,
     # database export, one per function, the API's access log, one per task definition, the two CDK
     # providers' handlers and the rotation function
     "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT + 2 + 1,
@@ -653,20 +654,28 @@ def test_the_vpc_access_acknowledgement_says_the_policy_writes_logs_anywhere(
     assert "logs:PutLogEvents" in reason and "any log group" in reason
 
 
-def test_worker_role_acknowledgements_say_every_worker_gets_them(default_app: Synthesized) -> None:
-    # One task definition (one task role) runs every worker: engineering developers and testers as well
-    # as Product Owner workers; the worker manager may run only that one.
-    families = {r["Properties"]["Family"] for r in default_app.resources("AWS::ECS::TaskDefinition").values()}
-    prefix = default_app.stack.config.resource_prefix
-    assert families == {f"{prefix}-worker", f"{prefix}-ansible-runner"}
-    reasons = {
+def test_no_acknowledgement_is_left_for_the_worker_task_role(default_app: Synthesized) -> None:
+    """Issue 20: the worker task role holds nothing, so no wildcard of it needs a reason; the Product Owner
+    keys and the session archives are the API's to read and sign, for one worker at a time."""
+    metadata = json.loads((default_app.outdir / f"{default_app.stack.artifact_id}.metadata.json").read_text())
+    acknowledged = [
+        (path, rule.removeprefix("Annotation::"), reason)
+        for path, entries in metadata.items()
+        for entry in entries
+        if entry["type"] == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry["data"].items()
+    ]
+    assert not [(p, r) for p, r, _ in acknowledged if "/Workers/WorkerTaskDefinition/TaskRole" in p]
+    assert not [r for _, r, reason in acknowledged if "every worker gets it" in reason.lower()]
+    api = {
         rule: reason
-        for rule, reason in _acknowledgements(default_app).items()
-        if rule.endswith((f"/{constants.PO_SECRETS_PATH}/*]", f"/{constants.SESSIONS_KEY_PREFIX}*]"))
+        for path, rule, reason in acknowledged
+        if path.endswith("/Api/FunctionRole")
+        and rule.endswith((f"/{constants.PO_SECRETS_PATH}/*]", f"/{constants.SESSIONS_KEY_PREFIX}*]"))
     }
-    assert len(reasons) == 2, reasons
-    for rule, reason in reasons.items():
-        assert "every worker gets it, not only product owner ones" in reason.lower(), rule
+    assert len(api) == 2, api
+    for rule, reason in api.items():
+        assert "worker" in reason and "the one" in reason, rule
 
 
 def _log_group_named(app: Synthesized, name: Any) -> tuple[str, dict[str, Any]] | None:
