@@ -25,9 +25,10 @@ ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
 SERVICE_KEY_NAME = "embedded-stack"
 STATE_FILE = "stack.json"
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 0.5
 """How long `stop` lets running invocations (consumers, scheduled jobs) finish, all together; an idle
-stack stops at once. What is cut short comes back after its visibility timeout."""
+stack stops at once. What is cut short comes back after its visibility timeout (every consumer is
+redelivery-safe); a long one (a playbook, a graph step) would not finish within seconds anyway."""
 SERVER_POLL_S = 0.05
 """How often the HTTP server's loop looks for a shutdown request (socketserver's default is 0.5 s)."""
 
@@ -61,13 +62,18 @@ class StackState:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs; an exited process its parent has not reaped yet (a zombie) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no procfs (macOS): signal 0 is all there is
+        return True
+    return state != "Z"
 
 
 LOCALHOST_SERVER = "localhost"
@@ -149,7 +155,8 @@ class EmbeddedStack:
 
     def start(self, ready: bool = True) -> str:
         """Serve the API, start the consumers and the scheduler; the URL. With `ready=False`, /health
-        answers 503 (`ready: false`) until `mark_ready()`: `local up` first writes the CLI's config."""
+        answers 503 (`ready: false`) and no scheduled job runs until `mark_ready()`: `local up` first
+        writes the CLI's config and prints its first line."""
         from functions.api.deps import build_deps, set_deps
         from functions.api.services import readiness
         from functions.api.settings import ApiSettings
@@ -189,7 +196,6 @@ class EmbeddedStack:
         self._start_consumers()
         if self.telegram:
             self._start_telegram()
-        self._spawn("scheduler", self._tick_forever)
         StackState(
             pid=os.getpid(),
             url=url,
@@ -221,12 +227,14 @@ class EmbeddedStack:
             ensure_first_admin(session, self.admin_key)
         return str(revision)
 
-    @staticmethod
-    def mark_ready() -> None:
-        """From now on /health answers 200 (with a reachable database)."""
+    def mark_ready(self) -> None:
+        """From now on /health answers 200 (with a reachable database), and the scheduled jobs run: not
+        before, so they neither slow the start nor print (their metrics) before `local up`'s first line."""
         from functions.api.services import readiness
 
         readiness.mark_ready()
+        if not any(thread.name == "scheduler" for thread in self._threads):
+            self._spawn("scheduler", self._tick_forever)
 
     @staticmethod
     def _shown_db(settings: Any) -> str:
