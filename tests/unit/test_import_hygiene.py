@@ -1,4 +1,5 @@
-"""Cold start is import time: the API and the queue backbone must not drag heavy libraries in."""
+"""Cold start is import time: the API, the queue backbone and the embedded stack's consumers must not drag
+heavy libraries in (langgraph loads when a graph first runs, aiogram only with Telegram on)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,22 @@ def _modules_after_import(module: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["functions.api.handler", "shared.queues.consume", "shared.contracts", "cli.main"]
+    "module",
+    [
+        "functions.api.handler",
+        "shared.queues.consume",
+        "shared.contracts",
+        "cli.main",
+        "cli.local.stack",
+        "shared.graphs.driver",
+        # the consumers the embedded stack starts with Telegram off (shared.topology.CONSUMERS)
+        "functions.engineering.handler",
+        "functions.deploy.handler",
+        "functions.infra.handler",
+        "functions.scaffolder.handler",
+        "functions.worker_manager.handler",
+        "functions.scheduler.handler",
+    ],
 )
 def test_no_heavy_imports(module: str) -> None:
     loaded = _modules_after_import(module)
@@ -30,3 +46,11 @@ def test_api_handler_does_not_import_boto3_or_alembic_at_cold_start() -> None:
     loaded = _modules_after_import("functions.api.handler")
     assert "alembic" not in loaded, "alembic belongs to `db upgrade`, not to every cold start"
     assert "boto3" not in loaded, "boto3 is loaded only when an AWS adapter is built"
+
+
+def test_the_graph_driver_spells_langgraphs_end_node_right() -> None:
+    from langgraph.graph import END
+
+    from shared.graphs.driver import END as DRIVER_END
+
+    assert DRIVER_END == END
