@@ -65,8 +65,10 @@ def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "ma
     if not (workspace / ".git").exists():
         import os
 
+        # the author goes into the clone's config with the clone itself: two git runs fewer per worker
+        author = ["-c", f"user.name={AUTHOR[0]}", "-c", f"user.email={AUTHOR[1]}"]
         cloned = subprocess.run(
-            ["git", "clone", "--quiet", repo_url, str(workspace)],
+            ["git", "clone", "--quiet", *author, repo_url, str(workspace)],
             capture_output=True,
             text=True,
             timeout=600,
@@ -77,8 +79,10 @@ def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "ma
             raise GitError(f"git clone {repo_url} failed: {cloned.stderr.strip()[-500:]}")
     else:
         git(workspace, "fetch", "-q", "origin")
-    git(workspace, "config", "user.name", AUTHOR[0])
-    git(workspace, "config", "user.email", AUTHOR[1])
+        config = workspace / ".git" / "config"
+        if not config.is_file() or AUTHOR[1] not in config.read_text(errors="replace"):
+            git(workspace, "config", "user.name", AUTHOR[0])
+            git(workspace, "config", "user.email", AUTHOR[1])
     exclude = workspace / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     present = exclude.read_text() if exclude.exists() else ""
