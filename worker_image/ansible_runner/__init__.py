@@ -12,5 +12,9 @@ Decisions
 - Every string of a job reaches Ansible tagged `!unsafe`: a job cannot make Ansible evaluate a template.
 - On the built-in localhost server there is no systemd: apps run under `playbooks/files/supervise.py`,
   a small daemon supervisor (restart with backoff, give up after quick crashes, pidfile, log file).
-- Provision with connection local changes nothing: the orchestrator's own machine is not ours to manage.
+- Provision with connection local changes nothing: the orchestrator's own machine is not ours to manage,
+  and a ping of it runs no playbook (its facts are read directly).
+- Every module run costs a Python start and an AnsiballZ round (~0.5 s of CPU each), so the deploy playbook
+  keeps them few on the built-in server: the runner renders the env file, and one `script` run of
+  `supervise.py` installs it, installs the supervisor, restarts the service and waits for its health.
 """
