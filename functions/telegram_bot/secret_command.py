@@ -203,7 +203,9 @@ def receive(deps: BotDeps, viewer: Viewer, telegram: TelegramClient, message: Me
     outcome = _store(deps, viewer, question, value)
     for key in keys:
         deps.claims.release(key)
-    if not deleted:
+    if deleted:
+        outcome += " I deleted your message with the value."
+    else:
         outcome += " I could not delete your message with the value: please delete it yourself."
     _say(telegram, message, outcome)
 
@@ -231,7 +233,7 @@ def _store(deps: BotDeps, viewer: Viewer, question: Question, value: str) -> str
         "secret stored from telegram",
         extra={"project_id": project.id, "secret_name": info.name, "telegram_user_id": viewer.telegram_id},
     )
-    return f"Saved {info.name} for {project.name}. I deleted your message with the value."
+    return f"Saved {info.name} for {project.name}."
 
 
 # -- waiting -------------------------------------------------------------------------------------

@@ -144,13 +144,14 @@ class TelegramClient:
 
     def delete_message(self, chat_id: int, message_id: int) -> bool:
         """Delete a message (a bot may delete what a person sent it in a private chat within 48 hours).
-        False when Telegram refuses for good (already deleted, too old); 429 / 5xx are retried as usual."""
+        True when it is gone (deleted now, or before: a redelivered update deletes again); False when
+        Telegram refuses for good (too old, no right); 429 / 5xx are retried as usual."""
         try:
             self.call("deleteMessage", {"chat_id": chat_id, "message_id": message_id})
         except BotApiError as exc:
             if exc.error_code != 400:
                 raise
-            return False
+            return "not found" in exc.description.lower()
         return True
 
     def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:

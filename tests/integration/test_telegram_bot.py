@@ -536,18 +536,36 @@ def test_cancel_as_a_reply_to_the_question_and_someone_elses_reply_store_nothing
     assert _stored(world, "blog", "API_TOKEN") is None
 
 
-def test_a_failing_api_leaves_the_question_open_for_the_redelivery(world: World) -> None:
+def test_a_failing_api_leaves_the_question_open_for_the_redelivery(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with world.client_for("alice") as alice:
         alice.create_project("blog")
     world.say(ALICE_TG, "/secret blog API_TOKEN")
     question = _question(world)
-    real_put = world.api.deps.secrets.put
-    world.api.deps.secrets.put = lambda *_: (_ for _ in ()).throw(RuntimeError("store down"))  # type: ignore[method-assign]
-    try:
+
+    def store_down(reference: str, value: str) -> None:
+        raise RuntimeError("store down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(world.api.deps.secrets, "put", store_down)
         assert world.post(message_update(ALICE_TG, VALUE, reply_to=question))[0] == 200
         assert world.consume() == (0, 1), "the record fails and is redelivered"
-    finally:
-        world.api.deps.secrets.put = real_put  # type: ignore[method-assign]
     assert world.consume() == (1, 0)
     assert _stored(world, "blog", "API_TOKEN") == VALUE
-    assert world.telegram.sent_texts()[-1].startswith("Saved API_TOKEN for blog.")
+    assert (
+        world.telegram.sent_texts()[-1] == "Saved API_TOKEN for blog. I deleted your message with the value."
+    )
+
+
+def test_a_value_telegram_will_not_delete_is_stored_and_the_person_asked_to_delete_it(world: World) -> None:
+    with world.client_for("alice") as alice:
+        alice.create_project("blog")
+    world.say(ALICE_TG, "/secret blog API_TOKEN")
+    world.telegram.fail("deleteMessage", status=400, description="Bad Request: message can't be deleted")
+    _, [said] = _reply(world, ALICE_TG, VALUE, _question(world))
+    assert (
+        said
+        == "Saved API_TOKEN for blog. I could not delete your message with the value: please delete it yourself."
+    )
+    assert _stored(world, "blog", "API_TOKEN") == VALUE

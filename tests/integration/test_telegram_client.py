@@ -107,7 +107,9 @@ def test_delete_tells_a_deleted_message_from_a_transient_failure_and_the_menu_is
     client = _client(telegram, sleeps)
     telegram.fail("deleteMessage", status=502)
     assert client.delete_message(5, 77) is True and sleeps, "a 5xx is retried"
-    assert client.delete_message(5, 77) is False, "already gone: Telegram's 400"
+    assert client.delete_message(5, 77) is True, "already gone (Telegram's 400 'not found') is gone"
+    telegram.fail("deleteMessage", status=400, description="Bad Request: message can't be deleted")
+    assert client.delete_message(5, 78) is False
     assert telegram.deleted == {(5, 77)}
     client.send_message(5, "which value?", reply_markup={"force_reply": True})
     assert telegram.calls_to("sendMessage")[-1].params["reply_markup"] == {"force_reply": True}
