@@ -137,8 +137,8 @@ def latency(database_url: str, home: Path, n: int, listed: int = LISTED_PROJECTS
     for i in range(n, listed - 1):
         _ok(api.post("/projects", {"name": f"p-{i}"}))
     results["get project by id"] = _timed(engine, n, lambda i: _ok(api.get(f"/projects/{project_id}")))
-    results[f"list {listed} projects (1st page)"] = _timed(engine, n, lambda i: _ok(api.get("/projects")))
-    results[f"list {listed} projects (all pages)"] = _timed(
+    results[f"list {listed} projects (1st page, 50)"] = _timed(engine, n, lambda i: _ok(api.get("/projects")))
+    results[f"list {listed} projects (all, pages of 200)"] = _timed(
         engine, max(1, n // 4), lambda i: _list_all_projects(api)
     )
     results["create task (+outbox, publish)"] = _timed(
@@ -163,7 +163,7 @@ def _median_of(rounds: list[dict[str, CaseResult]]) -> dict[str, CaseResult]:
 def _print_table(label: str, results: dict[str, CaseResult], n: int, rounds: int) -> None:
     for case, r in results.items():
         print(
-            f"  {label:<8} {case:<32} p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms   "
+            f"  {label:<8} {case:<36} p50 {r.p50_ms:7.2f} ms   p99 {r.p99_ms:7.2f} ms   "
             f"cpu {r.cpu_ms:6.2f} ms   (n={n}, median of {rounds} rounds)"
         )
 
@@ -171,13 +171,13 @@ def _print_table(label: str, results: dict[str, CaseResult], n: int, rounds: int
 def _print_statements(by_db: dict[str, dict[str, CaseResult]]) -> None:
     print("statements per request (SQL statements / transactions / pool checkouts)")
     labels = list(by_db)
-    print(f"  {'request':<32} " + "  ".join(f"{label:>18}" for label in labels))
+    print(f"  {'request':<36} " + "  ".join(f"{label:>18}" for label in labels))
     for case in next(iter(by_db.values())):
         cells = [
             f"{by_db[db][case].statements:5.1f} /{by_db[db][case].transactions:4.1f} /{by_db[db][case].checkouts:4.1f}"
             for db in labels
         ]
-        print(f"  {case:<32} " + "  ".join(f"{c:>18}" for c in cells))
+        print(f"  {case:<36} " + "  ".join(f"{c:>18}" for c in cells))
 
 
 def main() -> None:
@@ -187,6 +187,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("ORCH_TEST_POSTGRES_URL"))
     args = parser.parse_args()
 
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} CPUs: on a busy machine compare `cpu`, not p50")
     print(f"cold import of functions.api.handler: {cold_import_ms():.0f} ms (median of 5 fresh processes)")
     from tests.api_support import drop_postgres_database, fresh_postgres_database, migrated_sqlite
 
