@@ -138,6 +138,9 @@ class Wrapper:
         root.mkdir(parents=True, exist_ok=True)
         self.workspace = Path(tempfile.mkdtemp(prefix=f"orchestrator-{worker_id}-", dir=root))
         self.detail: WorkerDetail | None = None
+        from worker_image.agents.sandbox import AgentSandbox
+
+        self.sandbox = AgentSandbox.from_settings()
         self.agent_env: dict[str, str] = {}
         self.git_token: str | None = None
         self.session_key: str | None = None
@@ -257,11 +260,12 @@ class Wrapper:
     def _agent_process_env(self) -> dict[str, str]:
         """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own; and the
         `orchestrator` CLI on PATH (see `with_orchestrator_on_path`)."""
-        return with_orchestrator_on_path(
+        env = with_orchestrator_on_path(
             agent_environment(
                 os.environ, {**self.agent_env, "ORCH_TASK_FILE": str(self.workspace / "TASK.md")}
             )
         )
+        return self.sandbox.environment(env, self.workspace)
 
     def _restore_session(self, key: str) -> None:
         """The conversation's saved session, put back; without one (or with a bad one) a new session
@@ -325,7 +329,7 @@ class Wrapper:
                 )
         except Exception as exc:
             self.logger.warning(f"local session copy not removed: {type(exc).__name__}: {exc}")
-        shutil.rmtree(self.workspace, ignore_errors=True)
+        self._remove_workspace()
         self._session_lock.close()
         self._session_lock = None
 
@@ -438,6 +442,7 @@ class Wrapper:
             settings["command"] = self.settings.agent_command
         if self.detail.agent != "command":
             settings.pop("command", None)
+        settings["allowed_commands"] = list(self.detail.config.get("allowed_commands") or [])
         return settings
 
     def run_message(self, message: WorkerMessage) -> tuple[bool, str | None, str | None, dict[str, Any]]:
@@ -485,6 +490,7 @@ class Wrapper:
                 session_id=self.session_id,
                 env=env,
                 redact=self.redactor.redact,
+                sandbox=self.sandbox,
             )
             if self.session_id and adapter.session_lost(outcome):
                 # the saved session is gone or unreadable: answer from a new session rather than fail
@@ -501,6 +507,7 @@ class Wrapper:
                     session_id=None,
                     env=env,
                     redact=self.redactor.redact,
+                    sandbox=self.sandbox,
                 )
         flush()
         self.session_id = outcome.session_id or self.session_id
@@ -533,9 +540,14 @@ class Wrapper:
         success = outcome.status == "success"
         return success, outcome.final_answer, None if success else (outcome.reason or outcome.status), result
 
+    def _remove_workspace(self) -> None:
+        """The work tree and, when the agent ran as another user, the HOME made for it beside it."""
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        shutil.rmtree(self.workspace.parent / f"{self.workspace.name}.home", ignore_errors=True)
+
     def cleanup(self) -> None:
         self._leave_session()
-        shutil.rmtree(self.workspace, ignore_errors=True)
+        self._remove_workspace()
 
 
 def main(argv: list[str] | None = None) -> int:
