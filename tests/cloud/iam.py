@@ -11,7 +11,8 @@ Three layers, usable separately:
    task definition's roles, and ecs:TagResource when it tags). A call this table does not know
    raises `UnmappedOperation`: the rehearsal fails loudly instead of silently allowing it.
 3. `install_guard(...)` / `install_guard_from_env()`: patches `botocore.client.BaseClient._make_api_call`
-   so every client in the process (made before or after) is mapped and evaluated first; a denied call
+   so every client in the process (made before or after) is mapped and evaluated first, and the presigning
+   of clients made after it (a presigned URL acts with the signer's permissions); a denied call
    raises a `ClientError` shaped like AWS's without being sent, and every decision is appended to a
    JSON-lines record so the harness can fail on a denial even when the code swallowed the error.
 
@@ -969,6 +970,7 @@ class _GuardState:
 
 _state: _GuardState | None = None
 _original_make_api_call: Any = None
+_original_presign: Any = None
 _local = threading.local()
 
 
@@ -1074,6 +1076,20 @@ def _guarded_make_api_call(self: Any, operation_name: str, api_params: dict[str,
         raise
 
 
+def _guarded_presign(self: Any, ClientMethod: str, Params: Any = None, **kwargs: Any) -> Any:
+    """A presigned URL acts with its signer's permissions when it is used, and the request then goes to S3
+    without botocore (here: to moto, unchecked). So the signer's policy is checked when it signs: a URL
+    its role could not use is a denial on the record (and an error here), as its use would be in AWS."""
+    state = _state
+    if state is not None and not getattr(_local, "bypass", False):
+        service = self.meta.service_model.service_name
+        operation = self._PY_TO_OP_NAME.get(ClientMethod, ClientMethod)
+        _results, decision = check_call(service, operation, Params or {}, self.meta.region_name, state)
+        if not decision.allowed:
+            raise _denied_error(self, service, operation, f"presigned URL: {decision.reason}")
+    return _original_presign(self, ClientMethod, Params, **kwargs)
+
+
 def _missing_object_as_aws(
     client: Any, exc: Exception, operation: str, params: Mapping[str, Any], state: _GuardState
 ) -> None:
@@ -1124,15 +1140,31 @@ def install_guard(
     if _original_make_api_call is None:
         _original_make_api_call = BaseClient._make_api_call
         BaseClient._make_api_call = _guarded_make_api_call
+    _guard_presigning()
+
+
+def _guard_presigning() -> None:
+    """Clients made from now on sign URLs through `_guarded_presign` (botocore adds `generate_presigned_url`
+    to each client class it creates, from this module attribute)."""
+    global _original_presign
+    import botocore.signers
+
+    if _original_presign is None:
+        _original_presign = botocore.signers.generate_presigned_url
+        botocore.signers.generate_presigned_url = _guarded_presign
 
 
 def uninstall_guard() -> None:
-    global _state, _original_make_api_call
+    global _state, _original_make_api_call, _original_presign
+    import botocore.signers
     from botocore.client import BaseClient
 
     if _original_make_api_call is not None:
         BaseClient._make_api_call = _original_make_api_call
+    if _original_presign is not None:
+        botocore.signers.generate_presigned_url = _original_presign
     _original_make_api_call = None
+    _original_presign = None
     _state = None
 
 
