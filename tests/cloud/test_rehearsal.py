@@ -373,6 +373,123 @@ def test_a_message_whose_po_worker_dies_before_beginning_it_is_not_lost(rehearsa
     )
 
 
+def _running_worker_task(rehearsal: Rehearsal) -> dict[str, str]:
+    """The RunTask environment of a worker task still running (the last scenario's PO worker waits for its
+    next message): everything its container was given."""
+    ecs = rehearsal.client("ecs")
+
+    def find() -> dict[str, str] | None:
+        for arn in list(rehearsal.ecs.running):
+            (task,) = ecs.describe_tasks(cluster=rehearsal.ecs.cluster_arn, tasks=[arn])["tasks"]
+            for override in task.get("overrides", {}).get("containerOverrides", []):
+                env = {e["name"]: e["value"] for e in override.get("environment", [])}
+                if "ORCH_WORKER_TOKEN" in env:
+                    return env
+        return None
+
+    found: dict[str, str] = rehearsal.wait_for(find, 60, "a running worker task")
+    return found
+
+
+def _worker_role_decisions(rehearsal: Rehearsal, calls: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
+    """Each call as the worker task role would make it (its credentials act as that role), evaluated by the
+    rehearsal's IAM evaluator against the template's statements; nothing is sent."""
+    from tests.cloud import iam
+
+    (definition,) = [
+        d["Properties"]
+        for _, d in rehearsal.template.of_type("AWS::ECS::TaskDefinition")
+        if str(d["Properties"]["Family"]).endswith("-worker")
+    ]
+    principal = rehearsal.principal(definition["TaskRoleArn"])
+    lookup = rehearsal.client("secretsmanager")
+
+    def secret_arn(secret_id: str) -> str | None:
+        return str(lookup.describe_secret(SecretId=secret_id)["ARN"])
+
+    env = iam.Env(region="us-east-1", account=iam.DEFAULT_ACCOUNT_ID, secret_arn=secret_arn)
+    return [
+        (f"{service}:{operation}", iam.evaluate(principal.statements, r.action, r.resource, r.context))
+        for service, operation, params in calls
+        for r in iam.authorization_requests(service, operation, params, env)
+    ]
+
+
+def test_a_worker_s_credentials_reach_nothing_but_its_own_job(rehearsal: Rehearsal, orch: CloudCli) -> None:
+    """Issue 20: everything credential-like in a worker task's environment (the task role's AWS credentials,
+    its per-task token) is tried against AWS and the API: another person's key, project, task, worker and
+    session, the stack's service key and the sessions bucket are all refused; its own job is not."""
+    env = _running_worker_task(rehearsal)
+    token, own = env["ORCH_WORKER_TOKEN"], env["ORCH_WORKER_ID"]
+    assert not {"ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY", "ORCH_SESSION_BUCKET"} & set(env)
+    admin = {"authorization": f"Bearer {rehearsal.admin_key}"}
+    users = {
+        u["name"]: u["id"] for u in httpx.get(f"{rehearsal.api_url}/users", headers=admin, timeout=30).json()
+    }
+    # another person's Product Owner key, as the Product Owner function stores one
+    prefix = rehearsal.physical_ref("ApiServiceKey").split(":secret:")[-1].split("/")[0]
+    other_po = f"{prefix}/po/{users['alice']}/api_key"
+    rehearsal.client("secretsmanager").create_secret(Name=other_po, SecretString="alice-po-key-canary")
+    sessions = rehearsal.physical_ref("WorkersSessionsBucket")
+    service_key = rehearsal.physical_ref("ApiServiceKey")
+
+    # AWS, with the task role's credentials: every read is denied
+    decisions = _worker_role_decisions(
+        rehearsal,
+        [
+            ("secretsmanager", "GetSecretValue", {"SecretId": service_key}),
+            ("secretsmanager", "GetSecretValue", {"SecretId": other_po}),
+            ("s3", "GetObject", {"Bucket": sessions, "Key": f"sessions/po/{users['alice']}.tar.gz"}),
+            ("s3", "PutObject", {"Bucket": sessions, "Key": f"sessions/po/{users['bot-admin']}.tar.gz"}),
+            ("s3", "ListObjectsV2", {"Bucket": sessions}),
+        ],
+    )
+    assert len(decisions) == 5
+    assert not [(call, d.reason) for call, d in decisions if d.allowed]
+
+    # the API, with the per-task token: its own worker answers (so the refusals below are not a dead token)
+    bearer = {"authorization": f"Bearer {token}"}
+    api = rehearsal.api_url
+    mine = httpx.get(f"{api}/internal/workers/{own}", headers=bearer, timeout=30)
+    assert mine.status_code == 200, mine.text
+    own_refs = sorted(
+        v
+        for v in (mine.json().get("config") or {}).get("env_vars", {}).values()
+        if str(v).startswith("secret://")
+    )
+    if own_refs:
+        resolved = httpx.post(
+            f"{api}/internal/workers/{own}/secrets", json={"refs": own_refs}, headers=bearer, timeout=30
+        )
+        assert resolved.status_code == 200 and sorted(resolved.json()["values"]) == own_refs, resolved.text
+    # and everything of anyone else's is refused
+    alice_project = as_json(orch("project", "show", "alice-blog", "--json"))["id"]
+    others = [w["id"] for w in as_json(orch("worker", "list", "--json")) if w["id"] != own]
+    assert others, "no other worker to try"
+    tasks = httpx.get(f"{api}/tasks", headers=admin, timeout=30).json()
+    task_ids = [t["id"] for t in (tasks["items"] if isinstance(tasks, dict) else tasks)]
+    assert task_ids, "no task to try"
+    attempts = [
+        ("GET", f"/projects/{alice_project}", None),
+        ("GET", "/projects", None),
+        ("GET", f"/tasks/{task_ids[0]}", None),
+        ("GET", "/tasks", None),
+        ("GET", "/users", None),
+        ("GET", f"/internal/workers/{others[0]}", None),
+        ("POST", f"/internal/workers/{others[0]}/session", {"op": "load"}),
+        ("POST", f"/internal/workers/{own}/secrets", {"refs": [f"secret://po/{users['alice']}/api_key"]}),
+        ("POST", f"/internal/workers/{own}/secrets", {"refs": [f"secret://{service_key}"]}),
+        ("POST", f"/internal/workers/{own}/token", {"ttl_s": 600}),
+    ]
+    refused = {
+        f"{method} {path}": httpx.request(method, f"{api}{path}", json=body, headers=bearer, timeout=30)
+        for method, path, body in attempts
+    }
+    allowed = {what: r.status_code for what, r in refused.items() if r.status_code not in (401, 403)}
+    assert not allowed, allowed
+    assert "alice-po-key-canary" not in json.dumps({k: r.text for k, r in refused.items()})
+
+
 def test_no_function_or_task_made_a_call_its_role_does_not_allow(rehearsal: Rehearsal) -> None:
     assert rehearsal.iam_records(), "the IAM guard recorded nothing: is it installed?"
     denied = rehearsal.denials()
