@@ -308,12 +308,28 @@ def allowed_path(commands: Sequence[str], env: Mapping[str, str]) -> Iterator[st
     try:
         folder.chmod(0o755)  # the agent's user must be able to look in it
         for name in dict.fromkeys(commands):
-            found = shutil.which(name, path=search) if name and os.sep not in name else None
+            found = _runnable_alone(name, search) if name and os.sep not in name else None
             if found:
                 (folder / name).symlink_to(found)
         yield str(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runnable_alone(name: str, search: str) -> str | None:
+    """The first `name` on `search` that runs without looking anything else up on PATH: version-manager
+    shims (pyenv's `python3` is `#!/usr/bin/env bash` calling `pyenv exec`) would need bash, pyenv and
+    half of coreutils on the agent's cut-down PATH, so a real executable further down wins; the first
+    match when every one is such a script."""
+    matches = [
+        str(Path(folder) / name)
+        for folder in search.split(os.pathsep)
+        if folder and os.access(Path(folder) / name, os.X_OK) and (Path(folder) / name).is_file()
+    ]
+    for match in matches:
+        if _env_interpreter(Path(match)) is None:
+            return match
+    return matches[0] if matches else None
 
 
 def program_of(command_line: str, search_path: str | None) -> list[str]:
