@@ -137,6 +137,7 @@ class WorkerManager:
                 task_id=detail.task_id,
                 env={**self.launch_env, WORKER_TOKEN_ENV: token.token},
                 max_lifetime_s=self.max_lifetime_s,
+                agent=detail.agent,
             )
             handle = self.runtime.start(launch)
         except Exception as exc:

@@ -255,7 +255,7 @@ class FargateRuntime:
         }
         overrides: dict[str, Any] = {"containerOverrides": [container]}
         # WorkerLaunch.agent: the worker's agent (claude-code, codex, ...), when the manager names it
-        size = self.task_sizes.get(str(getattr(launch, "agent", None) or ""))
+        size = self.task_sizes.get(launch.agent or "")
         if size is not None:
             # the container's hard memory limit follows the task's, which may now be below the definition's
             overrides.update(cpu=str(size.cpu), memory=str(size.memory))

@@ -21,8 +21,11 @@ class WorkerLaunch:
     worker_id: str
     task_id: str | None
     env: dict[str, str] = field(default_factory=dict)
-    """Plain settings and secret *references* only (ORCH_API_URL, ORCH_SERVICE_API_KEY_REF, ...)."""
+    """Plain settings and the worker's own token only (ORCH_API_URL, ORCH_WORKER_TOKEN, ...): never the
+    stack's key or a reference to it; a worker reaches secrets and sessions through the API."""
     max_lifetime_s: int = 1800
+    agent: str | None = None
+    """The agent CLI it runs (WorkerConfig.agent): the Fargate runtime sizes the task by it."""
 
 
 @dataclass(frozen=True)

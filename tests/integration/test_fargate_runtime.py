@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -22,7 +22,7 @@ from moto import mock_aws
 from moto.moto_api import state_manager
 
 from shared.workers.ecs_events import MISSING_REASON, TASK_ID_TAG, WORKER_ID_TAG, WORKER_STARTED_BY
-from shared.workers.fargate import MAX_OVERRIDES_BYTES, FargateRuntime, RuntimeStartError
+from shared.workers.fargate import DEFAULT_TASK_SIZES, MAX_OVERRIDES_BYTES, FargateRuntime, RuntimeStartError
 from shared.workers.runtime import WorkerLaunch, WorkerRuntime
 
 REGION = "us-east-1"
@@ -403,6 +403,19 @@ def test_oversized_overrides_are_refused_before_ecs_is_called(
 
     with pytest.raises(ValueError, match=r"overrides for worker .* bytes; ECS allows 8192"):
         stubbed[0].start(_launch(**env))
+
+
+def test_the_worker_s_agent_picks_its_task_size_and_an_unsized_one_keeps_the_definition_s(
+    stubbed: tuple[FargateRuntime, Stubber],
+) -> None:
+    runtime = stubbed[0]
+    sized = runtime.overrides_for(replace(_launch(), agent="command"))
+    unsized = runtime.overrides_for(replace(_launch(), agent="some-new-cli"))
+
+    expected = DEFAULT_TASK_SIZES["command"]
+    assert (sized["cpu"], sized["memory"]) == (str(expected.cpu), str(expected.memory))
+    assert sized["containerOverrides"][0]["memory"] == expected.memory
+    assert "cpu" not in unsized and "memory" not in unsized["containerOverrides"][0]
 
 
 def test_overrides_just_under_the_limit_are_sent(stubbed: tuple[FargateRuntime, Stubber]) -> None:
