@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shared.api_client import ApiClient
+if TYPE_CHECKING:  # the client pulls httpx and every contract in: `local down` has no use for them
+    from shared.api_client import ApiClient
 
 JSON_HELP = "Print JSON instead of text."
 """The one help text of every command's `--json` (tests/unit/test_cli_help.py holds them to it)."""
@@ -20,6 +21,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 def client(ctx: typer.Context) -> ApiClient:
     from cli.config import resolve_connection
     from cli.errors import CliError, ExitCode
+    from shared.api_client import ApiClient
 
     obj = ctx.find_root().obj or {}
     connection = resolve_connection(obj.get("api_url"), obj.get("api_key"))

@@ -4,8 +4,10 @@ heavy libraries in (langgraph loads when a graph first runs, aiogram only with T
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,66 @@ def test_the_graph_driver_spells_langgraphs_end_node_right() -> None:
     from shared.graphs.driver import END as DRIVER_END
 
     assert DRIVER_END == END
+
+
+API_CLIENT_SIDE = ("httpx", "shared.api_client", "shared.api_transport", "shared.contracts", "worker_image")
+"""What a command that talks to no API must not load: the client, httpx, the pydantic contracts, agents."""
+
+
+def _cli_run(args: list[str], home: str) -> tuple[str, set[str]]:
+    """`orchestrator ARGS` in a fresh interpreter: what it printed and every module it had loaded."""
+    code = (
+        "import json, sys\n"
+        "from cli.main import app\n"
+        "try:\n"
+        f"    app({args!r}, prog_name='orchestrator')\n"
+        "except SystemExit:\n"
+        "    pass  # typer exits after every command\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "ORCH_HOME": home}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env
+    )
+    printed, _, modules = out.stdout.rstrip("\n").rpartition("\n")
+    return printed, set(json.loads(modules))
+
+
+def _loaded_from(loaded: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in loaded if any(m == p or m.startswith(f"{p}.") for p in prefixes))
+
+
+def test_local_down_with_nothing_running_loads_no_api_client(tmp_path: Path) -> None:
+    printed, loaded = _cli_run(["local", "down"], str(tmp_path))
+
+    assert printed == "not running"
+    assert _loaded_from(loaded, API_CLIENT_SIDE) == []
+    assert "cli.commands_projects" not in loaded, "only the invoked command's module is imported"
+
+
+def test_root_help_lists_every_command_without_importing_one(tmp_path: Path) -> None:
+    from cli.main import LAZY_COMMANDS
+
+    printed, loaded = _cli_run(["--help"], str(tmp_path))
+
+    listed = [line.split()[0] for line in printed.partition("Commands:")[2].splitlines() if line.strip()]
+    assert listed == list(LAZY_COMMANDS)
+    assert _loaded_from(loaded, ("cli.commands_run", "cli.commands_local", *API_CLIENT_SIDE)) == []
+
+
+def test_the_roots_help_lines_are_the_commands_own() -> None:
+    # given the root's help as listed from the table, before any command module is built
+    import typer
+    from typer._click import Context
+
+    from cli.main import app
+
+    root = typer.main.get_group(app)
+    lazy = root.get_help(Context(root, info_name="orchestrator", terminal_width=100))
+
+    # when every command is built
+    for name in list(root.commands):
+        assert root.commands[name].name == name
+
+    # then the same page lists them: a stale line in cli.main.LAZY_COMMANDS fails here
+    assert lazy == root.get_help(Context(root, info_name="orchestrator", terminal_width=100))
