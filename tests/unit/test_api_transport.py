@@ -1,7 +1,10 @@
 """The API client's transport retries a creating call on a dropped connection through the shared
-`http_transient` policy (same Idempotency-Key, a short backoff), and nothing else."""
+`http_transient` policy (same Idempotency-Key, a short backoff), and nothing else; and it loads the CA
+bundle once per process, and only for an https:// API."""
 
 from __future__ import annotations
+
+import ssl
 
 import httpx
 import pytest
@@ -69,3 +72,29 @@ def test_without_an_idempotency_key_nothing_is_retried() -> None:
     with pytest.raises(ApiUnreachable):
         _client(answer, sleeps, key=None).create_project("blog")
     assert answer.keys == [None] and sleeps == []
+
+
+def _tls_context_of(client: ApiClient) -> ssl.SSLContext:
+    """The context httpx's connection pool opens TLS connections with (httpcore's own attribute)."""
+    context: ssl.SSLContext = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    return context
+
+
+def test_https_clients_share_one_verifying_context() -> None:
+    # given two clients of https:// APIs
+    first, second = ApiClient("https://api.example"), ApiClient("https://other.example:8443")
+
+    # then the CA bundle was loaded once, into the one context both verify with
+    context = _tls_context_of(first)
+    assert context is _tls_context_of(second)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0
+
+
+def test_an_http_client_loads_no_ca_bundle_and_trusts_no_certificate() -> None:
+    context = _tls_context_of(ApiClient("http://127.0.0.1:8787"))
+
+    assert context.cert_store_stats()["x509_ca"] == 0
+    # fails closed: were an https:// URL requested through it, no certificate would pass
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context is not _tls_context_of(ApiClient("HTTPS://api.example"))
