@@ -86,6 +86,9 @@ class LocalQueue:
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             conn.execute("PRAGMA busy_timeout=30000")
+            # a consumed message's bytes are zeroed, not left in free pages: a Telegram update may hold a
+            # secret given with /secret (the WAL keeps a copy until its next checkpoint)
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
         return conn
 
