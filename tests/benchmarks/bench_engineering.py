@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +53,9 @@ def _stack() -> Iterator[tuple[Any, Path]]:
                 "ORCH_HOME": str(home),
                 "ORCH_AGENT_COMMAND": str(FAKE_AGENT),
                 "FAKE_DEV_MODE": "good",
-                "ORCH_WORKER_IDLE_TIMEOUT_S": "30",
+                # as in production (600 s): a worker waits for its first message as long as the backlog
+                # of 50 tasks takes on a loaded machine; answered workers are deleted anyway
+                "ORCH_WORKER_IDLE_TIMEOUT_S": "600",
             }
         )
         stack = EmbeddedStack(home, port=0, tick_s=0.5)
@@ -232,6 +235,8 @@ def run_concurrent(tasks: int) -> dict[str, float]:
             print(f"  not completed: {error}")
         branches = {EngineeringTaskResult.model_validate(t.result).branch for t in completed}
         counts = [_workers_and_answers(api, t.id) for t in completed]
+        shapes = Counter(f"{workers} worker(s), {answers} answer(s)" for workers, answers in counts)
+        print("  completed tasks by workers and answers:", dict(shapes))
     outside = _agent_and_test_cpu(checkout, "make test")
     shutil.rmtree(checkout, ignore_errors=True)
     stack_cpu, children_cpu = (cpu_after[0] - cpu_before[0]), (cpu_after[1] - cpu_before[1])
