@@ -83,14 +83,22 @@ AGENT_EXECUTABLES = {"claude-code": "claude_bin", "factory-droid": "droid_bin", 
 
 def runnable_agents(env: Any = None) -> list[str]:
     """The agents a worker started from this environment can run: those whose CLI is on PATH, `command`
-    when ORCH_AGENT_COMMAND is set, and `none` (no developer) always."""
+    when ORCH_AGENT_COMMAND is set, and `none` (no developer) always.
+
+    Without `env`, the variables are read as `AgentEnvironment` reads them (`ORCH_` + the field, any
+    case): importing it loads every agent adapter, which the stack's start has no use for."""
     import shutil
 
-    from worker_image.agents.config import AgentEnvironment
-
-    env = env or AgentEnvironment()
-    found = [name for name, attr in AGENT_EXECUTABLES.items() if shutil.which(getattr(env, attr))]
-    if (env.agent_command or "").strip():
+    if env is None:
+        environ = {name.lower(): value for name, value in os.environ.items()}
+        defaults = {"claude_bin": "claude", "droid_bin": "droid", "codex_bin": "codex"}
+        binaries = {attr: environ.get(f"orch_{attr}", defaults[attr]) for attr in AGENT_EXECUTABLES.values()}
+        command = environ.get("orch_agent_command")
+    else:
+        binaries = {attr: getattr(env, attr) for attr in AGENT_EXECUTABLES.values()}
+        command = env.agent_command
+    found = [name for name, attr in AGENT_EXECUTABLES.items() if shutil.which(binaries[attr])]
+    if (command or "").strip():
         found.append("command")
     return sorted([*found, "none"])
 

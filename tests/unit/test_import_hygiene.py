@@ -119,3 +119,42 @@ def test_the_roots_help_lines_are_the_commands_own() -> None:
 
     # then the same page lists them: a stale line in cli.main.LAZY_COMMANDS fails here
     assert lazy == root.get_help(Context(root, info_name="orchestrator", terminal_width=100))
+
+
+def test_the_stack_lists_its_runnable_agents_without_loading_the_adapters() -> None:
+    code = (
+        "import sys\n"
+        "from cli.local.stack import runnable_agents\n"
+        "runnable_agents()\n"
+        "print('worker_image.agents' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"ORCH_DROID_BIN": "my-droid", "ORCH_AGENT_COMMAND": "./agent --go"},
+        {"orch_claude_bin": "nowhere", "ORCH_CODEX_BIN": "", "orch_agent_command": "  "},
+    ],
+)
+def test_runnable_agents_reads_the_environment_as_agent_environment_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]
+) -> None:
+    # given agent CLIs on PATH under their default names and one under another name
+    from cli.local.stack import runnable_agents
+    from worker_image.agents.config import AgentEnvironment
+
+    for name in ("claude", "codex", "droid", "my-droid"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for name in [n for n in os.environ if n.upper().startswith("ORCH_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    # then the light reading agrees with the settings model the workers use
+    assert runnable_agents() == runnable_agents(AgentEnvironment())
