@@ -128,6 +128,9 @@ def set_webhook(
                 "max_connections": max_connections,
             },
         )
+        from functions.telegram_bot.texts import BOT_COMMANDS
+
+        api.set_commands(BOT_COMMANDS)  # the menu a person sees when typing "/", /secret included
     summary = {
         "url": url,
         "webhook_set": True,
@@ -135,11 +138,15 @@ def set_webhook(
         "allowed_updates": ALLOWED_UPDATES,
         "drop_pending_updates": drop_pending,
         "max_connections": max_connections,
+        "commands": len(BOT_COMMANDS),
     }
     if json_output:
         print_json(summary)
     else:
-        typer.echo(f"webhook set to {url} (secret token set, updates: {', '.join(ALLOWED_UPDATES)})")
+        typer.echo(
+            f"webhook set to {url} (secret token set, updates: {', '.join(ALLOWED_UPDATES)}; "
+            f"command menu: {len(BOT_COMMANDS)} commands)"
+        )
 
 
 @app.command("info")

@@ -117,6 +117,7 @@ class TelegramPoller:
 
     def _run(self) -> None:
         self._logger.info("telegram long polling started", extra={"api": self.settings.telegram_api_base})
+        self._publish_menu()
         policy = until_stopped(
             self._stop,
             self._delay_for,
@@ -131,6 +132,16 @@ class TelegramPoller:
             except Exception:  # noqa: S112 - reported by _report; only a stop ends the retries
                 continue
         self._logger.info("telegram long polling stopped", extra={"queued": self.queued})
+
+    def _publish_menu(self) -> None:
+        """The "/" command menu (setMyCommands), as `telegram set-webhook` publishes it: once, best effort
+        (a bot without its menu still answers every command)."""
+        from functions.telegram_bot.texts import BOT_COMMANDS
+
+        try:
+            self.api.set_commands(BOT_COMMANDS)
+        except Exception as exc:
+            self._logger.warning("telegram command menu not published", extra={"reason": str(exc)[:200]})
 
     def _report(self, exc: BaseException, delay: float) -> None:
         if isinstance(exc, BotApiError):

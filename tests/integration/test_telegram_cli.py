@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from functions.telegram_bot.texts import BOT_COMMANDS
 from shared.secrets.local import LocalSecrets
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -52,7 +53,10 @@ def test_set_webhook_registers_the_url_with_the_secret(
         "allowed_updates": ["message"],
         "drop_pending_updates": False,
         "max_connections": 40,
+        "commands": len(BOT_COMMANDS),
     }
+    [menu] = telegram.calls_to("setMyCommands")  # the "/" menu, /secret in it
+    assert {c["command"] for c in menu.params["commands"]} >= {"secret", "cancel", "projects"}
     [call] = telegram.calls_to("setWebhook")
     assert call.params["url"] == URL and call.params["secret_token"] == SECRET
     assert call.params["allowed_updates"] == ["message"]

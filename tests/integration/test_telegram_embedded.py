@@ -79,4 +79,8 @@ def test_projects_from_the_embedded_stack_reach_telegram_by_long_polling(
     assert telegram.sent_texts() == ["Your projects (2):\n- blog: draft\n- shop: draft"]
     [po] = drain(queue, PO_INBOX)
     assert (po.text, po.user_id) == ("build me a shop", alice.id)
-    assert [c.method for c in telegram.calls if c.method != "getUpdates"] == ["sendMessage", "sendChatAction"]
+    assert [c.method for c in telegram.calls if c.method != "getUpdates"] == [
+        "setMyCommands",  # the "/" menu, published when polling starts
+        "sendMessage",
+        "sendChatAction",
+    ]

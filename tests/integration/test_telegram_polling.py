@@ -107,6 +107,8 @@ def test_the_thread_long_polls_and_stop_interrupts_a_poll_in_flight(
         telegram.wait_for(lambda: poller.queued == 1)
         assert [m.update_id for m in drain(ports[0], TELEGRAM_UPDATES)] == [901]
         telegram.wait_for(lambda: telegram.polls_waiting == 1)  # the next long poll is held open
+        [menu] = telegram.calls_to("setMyCommands")  # published once, when polling starts
+        assert "secret" in {c["command"] for c in menu.params["commands"]}
     finally:
         started = time.monotonic()
         poller.stop()
