@@ -105,7 +105,14 @@ def test_the_coding_agent_in_a_worker_task_sees_no_cloud_credentials(rehearsal: 
             n
             for n in names
             if n.startswith(("AWS_", "ECS_"))
-            or n in ("ORCH_SERVICE_API_KEY_REF", "ORCH_API_KEY", "ORCH_API_URL")
+            or n
+            in (
+                "ORCH_SERVICE_API_KEY_REF",
+                "ORCH_API_KEY",
+                "ORCH_API_URL",
+                "ORCH_WORKER_TOKEN",
+                "GITHUB_TOKEN",
+            )
         )
         assert not leaked, f"{dump}: {leaked}"
         assert "ORCH_TASK_FILE" in names  # what the task grants does arrive
