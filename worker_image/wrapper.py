@@ -35,7 +35,7 @@ from typing import IO, Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.api_client import ApiClient, ApiUnreachable, AuthError, GoneError
+from shared.api_client import ApiClient, ApiError, ApiUnreachable, AuthError, GoneError
 from shared.contracts.api import WorkerDetail, WorkerMessage
 from shared.contracts.payloads import WorkerContext
 from shared.observability import get_logger
@@ -126,6 +126,13 @@ class WrapperSettings(BaseSettings):
         ]
 
 
+def _transient(exc: Exception) -> bool:
+    """Worth asking again: the API is unreachable, or it answered 5xx (an overloaded or restarting stack,
+    a database busy for a moment); a 4xx is an answer. Under 50 workers at once a 5xx on a poll used to end
+    the worker with exit 1 and its task with it."""
+    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.status >= 500)
+
+
 class Wrapper:
     def __init__(self, api: ApiClient, worker_id: str, settings: WrapperSettings) -> None:
         self.api = api
@@ -162,8 +169,8 @@ class Wrapper:
         while True:
             try:
                 return call()
-            except ApiUnreachable:
-                if time.monotonic() > deadline:
+            except (ApiUnreachable, ApiError) as exc:
+                if not _transient(exc) or time.monotonic() > deadline:
                     raise
                 self.logger.warning(f"API unreachable while {what}; retrying", extra={"delay_s": delay})
                 time.sleep(delay)
@@ -373,8 +380,10 @@ class Wrapper:
             except GoneError:
                 self.logger.info("worker ended by the manager; exiting")
                 return 0
-            except ApiUnreachable:
-                message = None
+            except (ApiUnreachable, ApiError) as exc:
+                if not _transient(exc):
+                    raise
+                message = None  # asked again after the idle wait
             if message is None:
                 if time.monotonic() - idle_since > self.settings.worker_idle_timeout_s:
                     self.logger.info(

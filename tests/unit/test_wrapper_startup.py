@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.api_client import ApiUnreachable
+from shared.api_client import ApiError, ApiUnreachable, NotFoundError
 from shared.contracts.api import WorkerDetail
 from worker_image import wrapper as wrapper_module
 from worker_image.wrapper import Wrapper, WrapperSettings
@@ -57,6 +57,41 @@ def test_the_job_is_loaded_once_the_api_answers_again(
     worker.load_job()
     assert api.calls == ["get", "get", "get", "get", "update:RUNNING"]
     assert sleeps == [0.5, 1.0, 2.0]
+    worker.cleanup()
+
+
+class _BusyApi(_FlakyApi):
+    """Answers 503 (a busy stack) a few times, then a 4xx that is an answer."""
+
+    def __init__(self, busy_for: int, then: ApiError | None = None) -> None:
+        super().__init__(down_for=0)
+        self.busy_for, self.then = busy_for, then
+
+    def get_worker(self, worker_id: str) -> WorkerDetail:
+        if self.busy_for > 0:
+            self.busy_for -= 1
+            self.calls.append("busy")
+            raise ApiError(503, "unavailable", "database is busy")
+        if self.then is not None:
+            raise self.then
+        return super().get_worker(worker_id)
+
+
+def test_a_busy_api_is_waited_for_but_a_refusal_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wrapper_module.time, "sleep", lambda _s: None)
+    api = _BusyApi(busy_for=2)
+    worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    worker.load_job()
+    assert api.calls == ["busy", "busy", "get", "update:RUNNING"]
+    worker.cleanup()
+
+    refused = _BusyApi(busy_for=1, then=NotFoundError(404, "not_found", "no such worker"))
+    worker = Wrapper(refused, "w-2", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        worker.load_job()
+    assert refused.calls == ["busy"]
     worker.cleanup()
 
 
