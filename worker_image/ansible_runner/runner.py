@@ -140,12 +140,12 @@ def run_job(
     started = time.monotonic()
     logger = get_logger()
     redactor = Redactor()
-    if job.kind == "ping" and job.is_local:
-        return _ping_here(job, started)
     try:
         resolved = resolve_secrets(job, secrets, github_token_ref=github_token_ref)
     except SecretProblem as problem:
         return _failed(job, started, str(problem), redactor)
+    if job.kind == "ping" and job.is_local:  # after the references: a job naming a missing one still fails
+        return _ping_here(job, started)
     redactor.add(*resolved.values())
     root = Path(tempfile.mkdtemp(prefix="orch-ansible-"))  # mkdtemp makes it 0700
     try:
