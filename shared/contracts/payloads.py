@@ -41,6 +41,12 @@ class EngineeringParams(TaskParams):
         Field(max_length=64, description="The deploy task waiting for this fix (deploy -> engineering)."),
     ] = None
     deploy_fix_attempt: FixAttempt = 0
+    no_merge: Annotated[
+        bool,
+        Field(
+            description="Leave the work on its branch (on GitHub its pull request open): no merge into main."
+        ),
+    ] = False
 
 
 class DeployParams(TaskParams):
@@ -86,6 +92,10 @@ class EngineeringTaskResult(TaskResult):
     branch: str | None = Field(default=None, description="Branch the commit was pushed to.")
     pr_url: str | None = Field(default=None, description="Pull request, where the repo host has them.")
     repo_url: str | None = Field(default=None, description="The project's repository.")
+    merge_commit: str | None = Field(
+        default=None,
+        description="The commit on main that holds the work (None: not merged, e.g. --no-merge).",
+    )
 
 
 class DeployTaskResult(TaskResult):
