@@ -175,11 +175,40 @@ class AnsibleDeployMessage(BaseMessage):
     port_variable: str = "PORT"
     env: SeedDict[str] = Field(default_factory=dict)
     secret_refs: SecretRefs = Field(default_factory=dict)
+    slot: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[ab]$",
+            description=(
+                'Blue/green slot ("a"|"b") the release goes to, listening on `port`; once healthy it takes '
+                "`stable_port`. None: the in-place deploy on `port` (messages sent before slots existed)."
+            ),
+        ),
+    ] = None
+    stable_port: Annotated[
+        int | None,
+        Field(ge=1, le=65535, description="With a slot: the project's stable address, switched to the slot."),
+    ] = None
+    domain: Annotated[
+        str | None, Field(description="With a slot on an ssh server: the hostname the proxy serves (TLS).")
+    ] = None
+    release: Annotated[int | None, Field(ge=1, description="The release number this deploy ships.")] = None
+
+    @model_validator(mode="after")
+    def _slot_needs_stable_port(self) -> AnsibleDeployMessage:
+        if self.slot is not None and self.job_type == "deploy" and self.stable_port is None:
+            raise ValueError("stable_port is required with a slot")
+        if self.stable_port is not None and self.stable_port == self.port and self.slot is not None:
+            raise ValueError("port (the slot's) must differ from stable_port")
+        return self
 
 
 class AnsibleDeployResult(BaseResult):
     """Outcome of an ansible deploy run; output tails only on failure. Added: `job_type`,
-    `project_id`, `health_url`, `ref`."""
+    `project_id`, `health_url`, `ref`. A slot deploy succeeds only when the new slot is healthy AND the
+    stable address switched to it; then `deployed_url` is the stable address and `health_url` the slot's.
+    On failure the new slot is stopped, the previous one keeps serving, and `error` ends with the
+    service's own last log line (all of them in `service_log`)."""
 
     deployed_url: str | None = None
     server_ip: str | None = None
@@ -196,4 +225,19 @@ class AnsibleDeployResult(BaseResult):
     ] = None
     service_log_path: Annotated[
         str | None, Field(description="A deploy: where the service's full log is, on the server.")
+    ] = None
+    slot: Annotated[
+        str | None,
+        Field(description="The slot deployed; success means it is healthy AND the stable address serves it."),
+    ] = None
+    stable_port: int | None = None
+    release: int | None = None
+    switched: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "A slot deploy: whether the stable address now serves the new slot (False on failure: "
+                "the previous release keeps serving)."
+            )
+        ),
     ] = None
