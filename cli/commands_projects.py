@@ -192,15 +192,26 @@ def engineering_start(
     agent: Annotated[
         str | None, typer.Option("--agent", help="claude-code, factory-droid, codex, command...")
     ] = None,
+    base_ref: Annotated[
+        str | None, typer.Option("--base-ref", help="Branch or commit the work starts from (default: main).")
+    ] = None,
+    no_merge: Annotated[
+        bool,
+        typer.Option(
+            "--no-merge", help="Leave the work on its branch (on GitHub its pull request open) for review."
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Queue an engineering task: scaffold (if needed) -> developer -> tester."""
+    """Queue an engineering task: scaffold (if needed), develop, test, merge into main."""
     if (spec is None) == (spec_file is None):
         raise CliError("give exactly one of --spec TEXT or --spec-file FILE", ExitCode.USAGE)
     text = spec if spec is not None else spec_file.read_text(encoding="utf-8")  # type: ignore[union-attr]
     check_spec(text)
     with client(ctx) as api:
-        task = api.start_engineering(resolve_project(api, project), text, agent)
+        task = api.start_engineering(
+            resolve_project(api, project), text, agent, base_ref=base_ref, no_merge=no_merge
+        )
     if json_output:
         print_json(task)
     else:

@@ -112,6 +112,7 @@ class ApiClient(WorkerCalls):
         base_ref: str | None = None,
         parent_task_id: str | None = None,
         deploy_fix_attempt: int = 0,
+        no_merge: bool = False,
     ) -> Task:
         body = self._body(
             spec=spec,
@@ -119,6 +120,7 @@ class ApiClient(WorkerCalls):
             base_ref=base_ref,
             parent_task_id=parent_task_id,
             deploy_fix_attempt=deploy_fix_attempt or None,
+            no_merge=no_merge or None,
         )
         return self._as(
             Task, self.request("POST", f"/projects/{project}/engineering", json=body, idempotent=True)

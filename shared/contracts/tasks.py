@@ -37,6 +37,9 @@ class EngineeringStart(Dto):
         Field(max_length=64, description="A deploy task waiting for this fix (deploy -> engineering)."),
     ] = None
     deploy_fix_attempt: Annotated[int, Field(ge=0, le=2)] = 0
+    no_merge: Annotated[
+        bool, Field(description="Leave the work on its branch (on GitHub its pull request open), not merged.")
+    ] = False
 
 
 class DeployStart(Dto):

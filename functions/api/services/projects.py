@@ -177,6 +177,8 @@ def start_engineering(
     params: dict[str, object] = {"agent": body.agent or project.agent}
     if body.base_ref:
         params["base_ref"] = body.base_ref
+    if body.no_merge:
+        params["no_merge"] = True
     if body.parent_task_id:
         parent = lookup.task(session, caller, body.parent_task_id)
         if parent.project_id != project.id or parent.type != TaskType.DEPLOY.value:
