@@ -1,7 +1,8 @@
 """The typed API client: how the CLI, the bot and the consumers talk to the API (DTOs, never the ORM).
 
 `ApiClient` is the transport (shared.api_transport: session, Idempotency-Keys, errors) plus one
-method per call; the worker and maintenance calls live in shared.api_client_workers.
+method per call; the worker and maintenance calls live in shared.api_client_workers, the release calls
+in shared.api_client_releases.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.api_client_releases import ReleaseCalls
 from shared.api_client_workers import WorkerCalls
 from shared.api_transport import (
     ApiError,
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 
-class ApiClient(WorkerCalls):
+class ApiClient(WorkerCalls, ReleaseCalls):
     """Every API call, typed. With `idempotency_key` (the CLI makes one per invocation) each creating
     call carries an `Idempotency-Key` derived from it (see ApiTransport)."""
 
@@ -294,8 +296,12 @@ class ApiClient(WorkerCalls):
     def remove_server(self, handle: str) -> Server:
         return self._as(Server, self.request("DELETE", f"/servers/{handle}"))
 
-    def allocate_port(self, handle: str, project_id: str, port: int | None = None) -> PortAllocation:
-        body = self._body(project_id=project_id, port=port)
+    def allocate_port(
+        self, handle: str, project_id: str, port: int | None = None, slot: str = ""
+    ) -> PortAllocation:
+        """The project's port on the server for `slot` ("" its stable port, "a" / "b" a release slot's):
+        the one it holds, else a new one (`port` asks for a specific one and moves it there)."""
+        body = self._body(project_id=project_id, port=port, slot=slot or None)
         return self._as(PortAllocation, self.request("POST", f"/servers/{handle}/ports", json=body))
 
     def list_ports(self, handle: str) -> list[PortAllocation]:

@@ -96,6 +96,8 @@ class Project(Base):
     repo_pull_requests: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     repo_missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     repo_checked_at: Mapped[datetime | None]
+    domain: Mapped[str | None] = mapped_column(String(253))
+    """The hostname the project is served under (ssh servers: the proxy gets it a certificate)."""
     deployment: Mapped[Deployment | None] = relationship(viewonly=True, uselist=False)
     """Loaded when read (for `deployed_url`), not with every project: starting a task locks the project row
     and never needs it; the listing joins it in its own query (services.projects.list_page)."""
@@ -191,6 +193,38 @@ class Deployment(Base):
     task_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    slot: Mapped[str] = mapped_column(String(1), default="", server_default="")
+    """The slot serving now ("a" | "b"); "" for a deployment made before slots: in place on `port`."""
+
+
+class Release(Base):
+    """One per deploy task (a fix round of the task updates it): what shipped, where, and how it ended.
+    The project's current release is its one `serving` row."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("project_id", "number", name="uq_releases_project_number"),
+        UniqueConstraint("task_id", name="uq_releases_task"),
+        Index("ix_releases_project_status", "project_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[str] = mapped_column(String(36))
+    commit_sha: Mapped[str] = mapped_column(String(40))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    server_id: Mapped[str | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"))
+    slot: Mapped[str] = mapped_column(String(1))
+    port: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="deploying")
+    """deploying | serving | failed | superseded"""
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(36))
+    rollback_of: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class Incident(Base):
@@ -213,8 +247,8 @@ class PortAllocation(Base):
     __tablename__ = "port_allocations"
     __table_args__ = (
         UniqueConstraint("server_id", "port", name="uq_port_allocations_server_port"),
-        # one port per project and server: a second row made every later lookup ambiguous (a 500)
-        Index("uq_port_allocations_server_project", "server_id", "project_id", unique=True),
+        # one port per project, server and slot: a second row made every later lookup ambiguous (a 500)
+        Index("uq_port_allocations_server_project_slot", "server_id", "project_id", "slot", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -222,6 +256,8 @@ class PortAllocation(Base):
     port: Mapped[int] = mapped_column(Integer)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    slot: Mapped[str] = mapped_column(String(1), default="", server_default="")
+    """"" the project's stable port (its address); "a" / "b" the ports its two release slots listen on."""
 
 
 class ProjectSecret(Base):

@@ -1,7 +1,7 @@
 """API bodies (DTOs): what the HTTP API accepts and returns. The ORM never leaves functions/api.
 
 The CLI, the bot and the consumers use these through `shared.api_client.ApiClient`. The bodies live in
-one module per resource (dto, projects, tasks, worker_api, servers, users); this module re-exports them
+one module per resource (dto, projects, releases, tasks, worker_api, servers, users); this module re-exports them
 all, so `from shared.contracts.api import Task` keeps working.
 """
 
@@ -45,6 +45,17 @@ from shared.contracts.projects import (
     RepoSyncResult,
     SecretInfo,
     SecretPut,
+)
+from shared.contracts.releases import (
+    CommitSha,
+    Domain,
+    PortSlot,
+    Release,
+    ReleaseFinish,
+    ReleaseSlot,
+    ReleaseStart,
+    ReleaseStatus,
+    RollbackRequest,
 )
 from shared.contracts.servers import (
     Deployment,
@@ -121,12 +132,14 @@ __all__ = [
     "ApiKeyCreate",
     "ApiKeyCreated",
     "CollectedWorker",
+    "CommitSha",
     "DeployParams",
     "DeployStart",
     "DeployTaskResult",
     "Deployment",
     "DeploymentRecord",
     "DeploymentStatus",
+    "Domain",
     "Dto",
     "EngineeringParams",
     "EngineeringStart",
@@ -154,13 +167,20 @@ __all__ = [
     "Page",
     "PortAllocation",
     "PortRequest",
+    "PortSlot",
     "Project",
     "ProjectCreate",
     "ProjectStatus",
     "ProjectUpdate",
     "ReapedTask",
+    "Release",
+    "ReleaseFinish",
+    "ReleaseSlot",
+    "ReleaseStart",
+    "ReleaseStatus",
     "RepoSync",
     "RepoSyncResult",
+    "RollbackRequest",
     "Scope",
     "SecretInfo",
     "SecretName",

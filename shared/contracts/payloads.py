@@ -55,6 +55,9 @@ class DeployParams(TaskParams):
         GitRef | None,
         Field(description="Commit or branch to deploy; None: the last engineering result, else main."),
     ] = None
+    rollback_of: Annotated[
+        int | None, Field(ge=1, description="A rollback: the release number whose commit `ref` is.")
+    ] = None
 
 
 class UndeployParams(TaskParams):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.contracts.dto import Dto, Module, Out, ProjectStatus, Slug
+from shared.contracts.releases import Domain
 
 SPEC_MAX_CHARS = 100_000
 """The longest spec the API takes (`EngineeringStart.spec`): the CLI checks it before creating anything."""
@@ -23,7 +24,7 @@ class ProjectCreate(Dto):
 
 
 class ProjectUpdate(Dto):
-    """Omit a field to keep it. Only `agent` and `repo_url` may be cleared with null.
+    """Omit a field to keep it. Only `agent`, `repo_url` and `domain` may be cleared with null.
 
     The others default to None without being nullable: pydantic does not validate defaults,
     so an omitted field is left out of `model_dump(exclude_unset=True)` while an explicit
@@ -35,6 +36,7 @@ class ProjectUpdate(Dto):
     agent: Annotated[str | None, Field(max_length=64)] = None
     repo_url: Annotated[str | None, Field(max_length=1000)] = None
     status: ProjectStatus = None  # type: ignore[assignment]
+    domain: Domain | None = None
 
 
 class Project(Out):
@@ -53,6 +55,7 @@ class Project(Out):
     repo_pull_requests: list[dict[str, Any]] = Field(default_factory=list)
     repo_missing: bool = False
     repo_checked_at: datetime | None = None
+    domain: str | None = Field(default=None, description="The hostname it is served under, if any.")
 
 
 class ProjectDeleted(Out):

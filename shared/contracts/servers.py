@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from shared.contracts.dto import Dto, Handle, Id, Out, TaskRef
+from shared.contracts.releases import PortSlot
 
 
 class ServerCreate(Dto):
@@ -62,6 +63,9 @@ class PortRequest(Dto):
     port: Annotated[
         int | None, Field(ge=1024, le=65535, description="A specific port; default: lowest free.")
     ] = None
+    slot: Annotated[
+        PortSlot, Field(description='"" the project\'s stable port; "a" / "b" a release slot\'s port.')
+    ] = ""
 
 
 class PortAllocation(Out):
@@ -69,6 +73,7 @@ class PortAllocation(Out):
     port: int
     project_id: str
     created_at: datetime
+    slot: str = ""
 
 
 # -- deployments --------------------------------------------------------------------------
@@ -93,6 +98,7 @@ class Deployment(Out):
     task_id: str | None
     owner_id: str
     updated_at: datetime
+    slot: str = Field(default="", description='The slot serving now; "" in place on `port` (before slots).')
 
 
 class DeploymentRecord(Dto):
@@ -105,6 +111,7 @@ class DeploymentRecord(Dto):
     ref: Annotated[str | None, Field(max_length=255)] = None
     status: DeploymentStatus = "deployed"
     task_id: TaskRef | None = None
+    slot: PortSlot = ""
 
 
 class HealthReport(Dto):
