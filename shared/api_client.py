@@ -50,6 +50,7 @@ from shared.contracts.api import (
     User,
 )
 from shared.contracts.projects import ProjectDeleted
+from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart
 
 __all__ = [
     "ApiClient",
@@ -316,6 +317,14 @@ class ApiClient(WorkerCalls, ReleaseCalls):
         body = self._body(ServerCheck(status=status, facts=facts or {}))
         return self._as(
             ServerCheckResult, self.request("POST", f"/internal/servers/{handle}/check", json=body)
+        )
+
+    def recover_server(self, handle: str, recovery_id: str) -> ServerRecovery:
+        """Internal: a redeploy task per project whose current release lives on the server; the same
+        `recovery_id` again starts nothing and answers with the first call's tasks."""
+        body = self._body(ServerRecoveryStart(recovery_id=recovery_id))
+        return self._as(
+            ServerRecovery, self.request("POST", f"/internal/servers/{handle}/recover", json=body)
         )
 
     # -- secrets -----------------------------------------------------------------------

@@ -124,10 +124,11 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
 
 PUBLISHES: dict[str, tuple[str, ...]] = {
     # the outbox (functions.api.services.outbox): task messages, worker deletes, worker answers on
-    # the worker's reply queue, and Telegram users' progress events
+    # the worker's reply queue, Telegram users' progress events, and a recovered server's provisioning
     "api": (
         "engineering:queue",
         "deploy:queue",
+        "provisioner:queue",
         "worker:commands",
         "worker:responses",
         "po:responses",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functions.infra.launch import Launcher, publish_failure
 from shared.api_client import ApiClient, NotFoundError
-from shared.contracts import AnsibleDeployMessage, ProvisionerMessage
+from shared.contracts import PROVISIONER_RESULTS, AnsibleDeployMessage, ProvisionerMessage, ProvisionerResult
 from shared.contracts.api import Server
 from shared.observability import count, get_logger
 from shared.queues.port import QueuePort
@@ -77,6 +77,8 @@ class Infra:
         )
 
     def handle(self, message: AnsibleDeployMessage | ProvisionerMessage) -> str:
+        if isinstance(message, ProvisionerMessage) and message.is_recovery:
+            return self.recover(message)
         try:
             if isinstance(message, AnsibleDeployMessage):
                 job = self.deploy_job(message)
@@ -91,6 +93,52 @@ class Infra:
             "ansible job", extra={"request_id": job.request_id, "kind": job.kind, "outcome": outcome}
         )
         return outcome
+
+    def recover(self, message: ProvisionerMessage) -> str:
+        """A server back after being lost (or replaced): provision it again, then redeploy every project
+        whose current release lives there, and answer with what was redeployed.
+
+        Each step is safe to repeat: the provision run has its own request id (`<id>:provision`, a
+        launched job is not launched twice) and the API starts one redeploy per project and recovery
+        id. Each redeploy is a deploy task whose readiness step provisions the server again for its
+        own port, so on Fargate (where the provision run is only started here) a redeploy never
+        relies on this run having finished."""
+        provision = message.model_copy(update={"request_id": f"{message.request_id}:provision"})
+        try:
+            job = self.provision_job(provision)
+        except (UnknownServer, ValueError) as exc:
+            self._answer_failed(message, str(exc))
+            return "refused"
+        outcome = self.launcher.launch(job)
+        try:
+            recovery = self.api.recover_server(message.server_handle, message.request_id)
+        except NotFoundError:
+            self._answer_failed(message, f"server {message.server_handle!r} not found")
+            return "refused"
+        redeployed = [p.project_name for p in recovery.redeployed]
+        skipped = [f"{p.project_name}: {p.skipped}" for p in recovery.projects if p.skipped]
+        result = ProvisionerResult(
+            request_id=message.request_id,
+            correlation_id=message.correlation_id,
+            status="success",
+            server_handle=recovery.server.handle,
+            server_ip=recovery.server.host,
+            services_redeployed=redeployed,
+            errors=skipped,
+        )
+        self.queue.publish(PROVISIONER_RESULTS, result)
+        count("ServerRecoveries")
+        self.logger.info(
+            "server recovered",
+            extra={
+                "request_id": message.request_id,
+                "server": recovery.server.handle,
+                "provision": outcome,
+                "redeployed": redeployed,
+                "skipped": skipped,
+            },
+        )
+        return "recovered"
 
     def _answer_failed(self, message: AnsibleDeployMessage | ProvisionerMessage, error: str) -> None:
         """The job cannot even be built: answer with a failed result (built from a minimal local job)."""

@@ -122,8 +122,15 @@ class HealthReport(Dto):
 
 
 IncidentKind = Literal[
-    "service_down", "service_up", "server_unreachable", "server_up", "repo_missing", "repo_back"
+    "service_down",
+    "service_up",
+    "server_unreachable",
+    "server_up",
+    "service_redeployed",
+    "repo_missing",
+    "repo_back",
 ]
+"""`service_redeployed`: its server came back (or was replaced) and the project is redeployed there."""
 
 
 class Incident(Out):

@@ -18,7 +18,7 @@ from functions.api.routers._common import (
     replied,
     transaction,
 )
-from functions.api.services import idempotency, lookup, servers
+from functions.api.services import idempotency, lookup, recovery, servers
 from shared.contracts.api import (
     PortAllocation,
     PortRequest,
@@ -27,6 +27,7 @@ from shared.contracts.api import (
     ServerCheckResult,
     ServerCreate,
 )
+from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart
 
 router = new_router()
 TAGS = ["servers"]
@@ -119,3 +120,14 @@ def record_check(handle: HandleParam, body: ServerCheck) -> ServerCheckResult:
     with transaction() as session:
         row, previous, changed = servers.record_check(session, caller, handle, body)
         return ServerCheckResult(server=Server.model_validate(row), previous_status=previous, changed=changed)
+
+
+@router.post(
+    "/internal/servers/<handle>/recover",
+    summary="Redeploy every project whose current release lives on a recovered server (once per recovery)",
+    tags=["internal"],
+)
+def recover_server(handle: HandleParam, body: ServerRecoveryStart) -> ServerRecovery:
+    caller = principal(router)
+    with transaction() as session:
+        return recovery.redeploy(session, caller, handle, body.recovery_id)

@@ -11,7 +11,7 @@ from functions.api.db import rows_changed
 from functions.api.deps import ApiDeps
 from functions.api.errors import Conflict, Forbidden, NotFound, Unprocessable
 from functions.api.models import PortAllocation, Project, Server, new_id, utcnow
-from functions.api.services import incidents, limits, lookup
+from functions.api.services import incidents, limits, lookup, recovery
 from functions.api.settings import ApiSettings
 from shared.contracts.api import PortAllocation as PortAllocationDto
 from shared.contracts.api import ServerCheck, ServerCreate
@@ -230,7 +230,10 @@ def record_check(
     if changed and previous != "unknown":
         down = check.status == "unreachable"
         text = f"server {row.handle} ({row.host}) " + ("does not answer" if down else "answers again")
-        incidents.record(
+        incident = incidents.record(
             session, row.owner_id, "server_unreachable" if down else "server_up", text, server_id=row.id
         )
+        if previous == "unreachable" and not down:
+            # back after being lost: provision it again and redeploy what it served (once per flip)
+            recovery.request(session, row, incident.id)
     return row, previous, changed

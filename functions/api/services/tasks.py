@@ -89,8 +89,10 @@ def create(
     task_type: TaskType,
     spec: str | None,
     params: Mapping[str, Any] | TaskParams,
+    correlation_id: str | None = None,
 ) -> tuple[Task, OutboxMessage]:
-    """The task and its outbox row, in the caller's transaction: both or neither."""
+    """The task and its outbox row, in the caller's transaction: both or neither. A `correlation_id`
+    given by the caller identifies the task for a repeat of the same request (a server's recovery)."""
     stored_params = valid_params(task_type, params)
     if project.status == "archived":
         raise Conflict(f"project {project.name!r} is archived")
@@ -103,7 +105,7 @@ def create(
         spec=spec,
         params=stored_params,
         attempt=0,
-        correlation_id=new_id(),
+        correlation_id=correlation_id or new_id(),
         created_at=utcnow(),
     )
     session.add(task)

@@ -1,0 +1,46 @@
+"""API bodies for a server's recovery: what the provisioner redeploys when a server comes back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from shared.contracts.dto import Dto, Out
+from shared.contracts.servers import Server
+
+RecoveryId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9:._-]+$"),
+    Field(description="One per flip (or replacement) of the server: asked twice, nothing is redone."),
+]
+
+
+class ServerRecoveryStart(Dto):
+    """Internal: redeploy every project whose current release lives on the server."""
+
+    recovery_id: RecoveryId
+
+
+class RedeployedProject(Out):
+    project_id: str
+    project_name: str
+    task_id: Annotated[str | None, Field(description="The redeploy task; None when skipped.")] = None
+    ref: Annotated[str | None, Field(description="What is redeployed: the release's commit.")] = None
+    release: Annotated[int | None, Field(description="The release redeployed (None: before releases).")] = (
+        None
+    )
+    created: Annotated[
+        bool, Field(description="False: a repeat of this recovery, answered with the first one's task.")
+    ] = False
+    skipped: Annotated[str | None, Field(description="Why no redeploy was started for it.")] = None
+
+
+class ServerRecovery(Out):
+    server: Server
+    recovery_id: str
+    projects: list[RedeployedProject] = Field(default_factory=list)
+
+    @property
+    def redeployed(self) -> list[RedeployedProject]:
+        return [p for p in self.projects if p.task_id is not None]
