@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from tests.ansible_support import (
     supervisor_pids,
 )
 from tests.factories import drain
+from tests.stable_poller import StablePoller
 from worker_image.ansible_runner.job import RunnerJob
 from worker_image.ansible_runner.playbooks.files.supervise import parse_env_file
 from worker_image.ansible_runner.runner import run_job
@@ -365,3 +367,91 @@ def test_provision_of_localhost_changes_nothing_and_reports_facts(secrets: Secre
     assert outcome.status == "success", outcome.error
     assert outcome.facts["provisioned"].startswith("no")
     assert outcome.stdout_tail is not None and "changed=0" in outcome.stdout_tail
+
+
+# -- blue/green slots -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slot_deployments() -> Iterator[list[Path]]:
+    """Append each project directory a test deploys into slots; teardown kills what runs in any of them."""
+    app_dirs: list[Path] = []
+    yield app_dirs
+    for app_dir in app_dirs:
+        for directory in (app_dir / "forwarder", app_dir / "slots" / "a", app_dir / "slots" / "b", app_dir):
+            kill_deployment(directory)
+
+
+def _set_status(repo: AppRepo, old: str, new: str) -> str:
+    repo.edit("app/server.py", f'{{"status": "{old}"}}', f'{{"status": "{new}"}}')
+    return repo.commit(f"Answer {new}")
+
+
+def test_slots_switch_the_stable_port_only_to_a_healthy_release(
+    repo: AppRepo, secrets: SecretsPort, slot_deployments: list[Path]
+) -> None:
+    # given: a project deployed in place on its stable port (before slots existed), two slot ports
+    stable, port_a, port_b = free_port(), free_port(), free_port()
+    in_place = deploy_job(repo, stable)
+    app_dir = app_dir_of(in_place)
+    slot_deployments.append(app_dir)
+    assert run_job(in_place, secrets).status == "success"
+    stable_url = f"http://127.0.0.1:{stable}/health"
+
+    # when: release 2 goes to slot a (the first slot deploy takes the stable port from the in-place service)
+    v2 = _set_status(repo, "ok", "v2")
+    first = run_job(deploy_job(repo, port_a, ref=v2, slot="a", stable_port=stable, release=2), secrets)
+
+    # then: the stable port serves slot a through the forwarder; the in-place release is gone
+    assert first.status == "success", first.error
+    assert first.switched is True and first.deployed_url == f"http://127.0.0.1:{stable}"
+    assert first.service_log_path == f"{app_dir}/slots/a/service.log"
+    assert http_get(stable_url) == (200, {"status": "v2"})
+    assert (app_dir / "upstream").read_text().strip() == f"127.0.0.1:{port_a}"
+    assert (app_dir / "serving").read_text().strip() == "a"
+    assert not (app_dir / "src").exists() and not (app_dir / "supervise.json").exists()
+
+    # when: release 3 goes to slot b while a client polls the stable address every 100 ms
+    v3 = _set_status(repo, "v2", "v3")
+    with StablePoller(stable_url) as poller:
+        second = run_job(deploy_job(repo, port_b, ref=v3, slot="b", stable_port=stable, release=3), secrets)
+        time.sleep(0.3)
+
+    # then: not one poll failed; v2 answered until v3 took over; slot a was stopped after the drain
+    assert second.status == "success", second.error
+    assert poller.failures == [], poller.failures[:3]
+    assert [json.loads(body)["status"] for body in poller.bodies()] == ["v2", "v3"]
+    assert refuses_connections(port_a)
+    assert (app_dir / "serving").read_text().strip() == "b"
+
+    # when: a release whose service cannot start goes to slot a, polled the same way
+    (repo.work / "app" / "server.py").write_text("def main(:\n")
+    broken = repo.commit("Break the server")
+    with StablePoller(stable_url) as poller:
+        failed = run_job(
+            deploy_job(repo, port_a, ref=broken, slot="a", stable_port=stable, release=4), secrets
+        )
+
+    # then: FAILED with the service's own error; v3 answered every poll; nothing listens on slot a
+    assert failed.status == "failed" and failed.switched is False
+    assert failed.error is not None and "SyntaxError" in failed.error, failed.error
+    assert failed.service_log is not None and "SyntaxError" in failed.service_log
+    assert poller.failures == [] and len(poller.polls) > 5
+    assert {json.loads(body)["status"] for body in poller.bodies()} == {"v3"}
+    assert refuses_connections(port_a)
+    assert (app_dir / "serving").read_text().strip() == "b"
+
+    # when: a message names the serving slot for a different release (a bug upstream): refused, untouched
+    refused = run_job(deploy_job(repo, port_b, ref=v2, slot="b", stable_port=stable), secrets)
+    assert refused.status == "failed" and refused.error is not None
+    assert "serves this project's current release" in refused.error
+    assert http_get(stable_url) == (200, {"status": "v3"})
+
+    # when: undeployed
+    undeploy = deploy_job(repo, port_b, kind="undeploy", slot="b", stable_port=stable)
+    removed = run_job(undeploy, secrets)
+
+    # then: the forwarder and both slots are stopped, the directory is gone
+    assert removed.status == "success", removed.error
+    assert refuses_connections(stable) and refuses_connections(port_b) and refuses_connections(port_a)
+    assert processes_in(app_dir) == [] and not app_dir.exists()

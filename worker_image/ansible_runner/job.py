@@ -26,6 +26,7 @@ _PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _HOST = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
 _HANDLE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -116,6 +117,23 @@ class RunnerJob(BaseModel):
         list[Port], Field(description="Provision: ports the firewall lets in (plus 22).")
     ] = Field(default_factory=list)
     force_reinstall: bool = False
+    slot: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[ab]$",
+            description=(
+                'Deploy/undeploy: the blue/green slot ("a"|"b") listening on `port`; once healthy it takes '
+                "`stable_port`. None: the in-place deploy on `port`."
+            ),
+        ),
+    ] = None
+    stable_port: Annotated[
+        Port | None, Field(description="With a slot: the project's stable address, switched to the slot.")
+    ] = None
+    domain: Annotated[
+        str | None, Field(description="With a slot on an ssh server: the hostname the proxy serves.")
+    ] = None
+    release: Annotated[int | None, Field(ge=1, description="The release number (logs only).")] = None
     timeout_s: Annotated[int, Field(ge=10, le=6 * 3600, description="Hard limit for the playbook run.")] = 900
 
     @field_validator("ref")
@@ -170,6 +188,15 @@ class RunnerJob(BaseModel):
             raise ValueError("must be an absolute path without '..'")
         return value
 
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _DOMAIN.fullmatch(value):
+            raise ValueError("must be a host name such as app.example.com")
+        return value.lower()
+
     @field_validator("repo_url")
     @classmethod
     def _repo_url(cls, value: str | None) -> str | None:
@@ -199,6 +226,10 @@ class RunnerJob(BaseModel):
             raise _FieldProblem("secret_refs", f"{sorted(clash)[0]} is also a plain variable in env")
         if self.port_variable in self.env or self.port_variable in self.secret_refs:
             raise _FieldProblem("port_variable", f"{self.port_variable} is set by the runner from port")
+        if self.slot is not None and self.kind == "deploy" and self.stable_port is None:
+            raise _FieldProblem("stable_port", "is required with a slot")
+        if self.slot is not None and self.stable_port is not None and self.stable_port == self.port:
+            raise _FieldProblem("stable_port", "must differ from port (the slot's own port)")
         return self
 
     @classmethod
@@ -234,17 +265,29 @@ class RunnerJob(BaseModel):
             return None
         return f"{self.effective_deploy_root(home).rstrip('/')}/{self.project_name}"
 
+    def slot_dir(self, home: HomeSettings | None = None) -> str | None:
+        """Where the deployed release lives: `APP_DIR/slots/<slot>`, or APP_DIR itself without a slot."""
+        app_dir = self.app_dir(home)
+        if app_dir is None or self.slot is None:
+            return app_dir
+        return f"{app_dir}/slots/{self.slot}"
+
     def service_log_path(self, home: HomeSettings | None = None) -> str | None:
         """Where the deploy playbook's service writes its output on the target (deploy jobs only)."""
-        app_dir = self.app_dir(home) if self.kind == "deploy" else None
-        return None if app_dir is None else f"{app_dir}/service.log"
+        slot_dir = self.slot_dir(home) if self.kind == "deploy" else None
+        return None if slot_dir is None else f"{slot_dir}/service.log"
 
     @property
     def deployed_url(self) -> str | None:
-        if self.port is None:
+        """The address people use: with a slot the stable one (https://<domain> behind the proxy of an
+        ssh server), else the port the service listens on."""
+        if self.slot is not None and self.domain and not self.is_local:
+            return f"https://{self.domain}"
+        port = self.stable_port if self.slot is not None else self.port
+        if port is None:
             return None
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
 
     @property
     def health_url(self) -> str | None:
@@ -295,3 +338,7 @@ class RunnerOutcome(BaseModel):
         str | None, Field(description="The service's last log lines when its health check failed, redacted.")
     ] = None
     service_log_path: Annotated[str | None, Field(description="The service's full log on the target.")] = None
+    switched: Annotated[
+        bool | None,
+        Field(description="A slot deploy: whether the stable address now serves the new slot."),
+    ] = None

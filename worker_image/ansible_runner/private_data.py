@@ -43,6 +43,8 @@ PLAYBOOKS: dict[str, str] = {
 }
 HEALTH_TIMEOUT_S = 30
 """How long a deploy waits for the health endpoint to answer 200."""
+DRAIN_S = 2
+"""After the stable address switched, how long the previous slot keeps running for open requests."""
 SERVICE_USER = "orchestrator"
 """The user apps run as on ssh targets (systemd); on the localhost server they run as the runner's user."""
 SSH_CONNECT_TIMEOUT_S = 20
@@ -171,6 +173,15 @@ def build_extravars(job: RunnerJob, home: HomeSettings | None = None) -> dict[st
             "project_name": job.project_name,
             "app_dir": job.app_dir(home),
             "app_port": job.port,
+            # blue/green: the slot's directory and port, the stable address switched to it ("" / null: in place)
+            "slot": job.slot or "",
+            "slot_dir": job.slot_dir(home),
+            "slot_port": job.port,
+            "stable_port": job.stable_port,
+            "domain": job.domain or "",
+            "release": job.release,
+            "listen_host": job.env.get("HOST") or "127.0.0.1",
+            "drain_s": DRAIN_S,
         }
     if job.kind == "deploy":
         variables |= {

@@ -37,6 +37,10 @@ def result_for(job: RunnerJob, outcome: RunnerOutcome) -> AnsibleDeployResult | 
             exit_code=outcome.exit_code if failed else None,
             service_log=outcome.service_log if failed else None,
             service_log_path=outcome.service_log_path,
+            slot=job.slot,
+            stable_port=job.stable_port,
+            release=job.release,
+            switched=outcome.switched,
             **_meta(job),
         )
     return ProvisionerResult(

@@ -249,6 +249,7 @@ def _run(
         "ansible run finished",
         extra={"kind": job.kind, "status": status, "rc": rc, "duration_ms": duration_ms},
     )
+    sloted = job.kind == "deploy" and job.slot is not None
     if status == "successful":
         deployed = job.kind == "deploy"
         return RunnerOutcome(
@@ -258,6 +259,7 @@ def _run(
             duration_ms=duration_ms,
             deployed_url=job.deployed_url if deployed else None,
             health_url=job.health_url if deployed else None,
+            switched=True if sloted else None,  # the switch is a step of the playbook: success includes it
             **tails,
         )
     if status == "timeout":
@@ -268,7 +270,24 @@ def _run(
         error = f"ansible-playbook could not be started (exit code 127; {playbook_cmd})"
     else:
         error = _error_from_output(stdout + "\n" + stderr) or f"ansible-playbook failed with exit code {rc}"
-    return _failed(job, started, error, redactor, **tails)
+    cause = service_cause(report.service_log)
+    if cause and cause not in error:
+        error = f"{_one_line(error, 280)} — the service's log ends: {_one_line(cause, 200)}"
+    return _failed(job, started, error, redactor, switched=False if sloted else None, **tails)
+
+
+_SUPERVISOR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d supervisor\[\d+\]: ")
+
+
+def service_cause(service_log: str | None, lines: int = 3) -> str | None:
+    """The service's own last lines (the supervisor's are left out), joined into one: what a person
+    needs to see of why it did not start, e.g. a traceback's last line."""
+    if not service_log:
+        return None
+    own = [
+        line.strip() for line in service_log.splitlines() if line.strip() and not _SUPERVISOR_LINE.match(line)
+    ]
+    return " | ".join(own[-lines:]) or None
 
 
 def _stop_leftovers(root: Path) -> None:

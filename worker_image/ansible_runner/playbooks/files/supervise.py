@@ -12,6 +12,20 @@ localhost server, and ssh servers without systemd as PID 1 (containers, some min
     supervise.py wait    APP_DIR --url URL --timeout S
                                     wait until URL answers 200; fail early if the supervisor gave up
     supervise.py status  APP_DIR    print the supervisor's state as JSON
+    supervise.py stop-tree APP_DIR  stop every supervisor of a project: APP_DIR (in place), its
+                                    forwarder and its slots (APP_DIR/forwarder, APP_DIR/slots/*)
+    supervise.py switch  FWD_DIR --upstream-file F --upstream HOST:PORT --listen-port P [--listen-host H]
+                         [--retire DIR] --url URL --timeout S
+                                    blue/green on a machine without a proxy: point F at HOST:PORT (atomic
+                                    rename), make sure a supervised forwarder listens on P (started once;
+                                    with --retire, first stop the in-place service of DIR that held P),
+                                    then wait until URL (through P) answers 200. On failure everything is
+                                    put back as it was (F's old content, DIR's service) and it exits 1.
+
+The forwarder (`_forward`, run by a supervisor like any service) is a small asyncio TCP relay: for
+each new connection it reads F and connects there, so a switch sends new connections to the new slot
+while open ones finish on the old one. Connecting to the upstream is retried for a few seconds
+(re-reading F), so a connection that arrives just as the upstream changes still gets through.
 
 APP_DIR holds `supervise.json`::
 
@@ -35,6 +49,7 @@ it is doing (running / gave_up / stopped). Standard library only: it runs on the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -462,12 +477,199 @@ def _continue_from_app_dir(app_dir: Path, argv: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, str(installed), *rest])  # noqa: S606 - this script, re-run
 
 
+# -- the forwarder (blue/green without a proxy) ------------------------------------------------------
+
+FORWARD_CONNECT_S = 5.0
+"""How long a new connection keeps trying its upstream (re-reading the upstream file) before it is closed."""
+
+
+def read_upstream(path: Path) -> tuple[str, int] | None:
+    """`HOST:PORT` (or just `PORT`, on 127.0.0.1) from the upstream file; None if absent or unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        return (host.strip("[]") or "127.0.0.1", int(port))
+    except ValueError:
+        return None
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()  # half-close: the other direction may still be talking
+    except (OSError, RuntimeError):
+        writer.close()
+
+
+async def _open_upstream(
+    upstream_file: Path,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    deadline = time.monotonic() + FORWARD_CONNECT_S
+    while True:
+        target = read_upstream(upstream_file)
+        if target is not None:
+            with contextlib.suppress(OSError):
+                return await asyncio.wait_for(asyncio.open_connection(*target), timeout=2)
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.05)
+
+
+async def _forward_one(
+    upstream_file: Path, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+) -> None:
+    upstream = await _open_upstream(upstream_file)
+    if upstream is None:
+        client_writer.close()
+        return
+    up_reader, up_writer = upstream
+    try:
+        await asyncio.gather(_relay(client_reader, up_writer), _relay(up_reader, client_writer))
+    finally:
+        for writer in (up_writer, client_writer):
+            writer.close()
+
+
+async def _serve_forever(host: str, port: int, upstream_file: Path) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _forward_one(upstream_file, reader, writer)
+
+    server = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=512)
+    _log(f"forwarding {host}:{port} to the upstream named in {upstream_file}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def forward(host: str, port: int, upstream_file: Path) -> int:
+    try:
+        asyncio.run(_serve_forever(host, port, upstream_file))
+    except OSError as error:  # the port is taken: the supervisor's quick-crash rule gives up and says so
+        _log(f"cannot listen on {host}:{port}: {error.strerror or error}")
+        return 1
+    return 0
+
+
+def _forwarder_config(fwd_dir: Path, host: str, port: int, upstream_file: Path) -> dict[str, Any]:
+    import shlex
+
+    words = [sys.executable, str(fwd_dir / "supervise.py"), "_forward", str(fwd_dir)]
+    words += ["--listen-host", host, "--listen-port", str(port), "--upstream-file", str(upstream_file)]
+    command = " ".join(shlex.quote(word) for word in words)
+    return {
+        "command": f"exec {command}",
+        "workdir": str(fwd_dir),
+        "env_file": str(fwd_dir / "forward.env"),
+        "log_file": str(fwd_dir / "forward.log"),
+        "path_prepend": [],
+        "user": "",
+        "max_quick_crashes": 5,
+        "quick_crash_s": 10,
+        "listen": f"{host}:{port}",
+    }
+
+
+def _running_config(app_dir: Path) -> dict[str, Any] | None:
+    """The config of APP_DIR's live supervisor, or None when none runs."""
+    pid = _read_pid(app_dir / PIDFILE)
+    if pid is None or not _is_our_supervisor(pid, app_dir) or _read_state(app_dir).get("state") != "running":
+        return None
+    try:
+        return _load_config(app_dir)
+    except (OSError, ValueError):
+        return None
+
+
+def _put_back(upstream_file: Path, previous: str | None) -> None:
+    if previous is None:
+        upstream_file.unlink(missing_ok=True)
+    else:
+        _write_atomic(upstream_file, previous)
+
+
+def switch(args: argparse.Namespace) -> int:
+    fwd_dir: Path = args.app_dir
+    upstream_file: Path = args.upstream_file.resolve()
+    try:
+        previous: str | None = upstream_file.read_text()
+    except OSError:
+        previous = None
+    _write_atomic(upstream_file, args.upstream + "\n")
+    config = _forwarder_config(fwd_dir, args.listen_host, args.listen_port, upstream_file)
+    running = _running_config(fwd_dir)
+    started_now = retired = False
+    if running is None or running.get("listen") != config["listen"]:
+        retire: Path | None = args.retire.resolve() if args.retire else None
+        if retire is not None and _running_config(retire) is not None:
+            print(f"stopping the in-place service of {retire}: the forwarder takes its port")
+            stop(retire)
+            retired = True
+        _write_atomic(fwd_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+        started_now = True
+        if start(fwd_dir) != 0:
+            return _undo_switch(fwd_dir, upstream_file, previous, retire if retired else None)
+    if wait(fwd_dir, args.url, args.timeout) == 0:
+        print(f"the stable address now forwards to {args.upstream}")
+        return 0
+    if not started_now:
+        _put_back(upstream_file, previous)
+        return 1
+    return _undo_switch(fwd_dir, upstream_file, previous, args.retire.resolve() if retired else None)
+
+
+def _undo_switch(fwd_dir: Path, upstream_file: Path, previous: str | None, retired: Path | None) -> int:
+    """The forwarder did not come up: stop it, put the upstream file back, restart the in-place service."""
+    stop(fwd_dir)
+    _put_back(upstream_file, previous)
+    if retired is not None:
+        print(f"restarting the in-place service of {retired}")
+        start(retired)
+    tail = (
+        (fwd_dir / "forward.log").read_text(errors="replace").strip().splitlines()[-1:]
+        if (fwd_dir / "forward.log").exists()
+        else []
+    )
+    print(f"the forwarder did not serve the stable address{': ' + tail[0] if tail else ''}")
+    return 1
+
+
+def stop_tree(app_dir: Path) -> int:
+    """Stop the forwarder, the slots and the in-place service of one project (what undeploy removes)."""
+    slots = sorted((app_dir / "slots").glob("*")) if (app_dir / "slots").is_dir() else []
+    for directory in (app_dir / "forwarder", *slots, app_dir):
+        if directory.is_dir():
+            stop(directory)
+    return 0
+
+
+def _blue_green_command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "_forward":
+        return forward(args.listen_host, int(args.listen_port), args.upstream_file)
+    if args.command == "stop-tree":
+        return stop_tree(args.app_dir)
+    if not (args.upstream_file and args.upstream and args.listen_port and args.url):
+        parser.error("switch needs --upstream-file, --upstream, --listen-port and --url")
+    _continue_from_app_dir(args.app_dir, argv)
+    return switch(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["start", "stop", "restart", "wait", "status"])
+    parser.add_argument(
+        "command", choices=["start", "stop", "restart", "wait", "status", "stop-tree", "switch", "_forward"]
+    )
     parser.add_argument("app_dir", type=Path)
     parser.add_argument("--command", dest="service_command", help="start: the service's shell command")
     parser.add_argument("--path-prepend", action="append", default=[], help="start: put DIR first on PATH")
@@ -477,8 +679,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file-from", type=Path, help="start: install this file as APP_DIR/app.env")
     parser.add_argument("--url", help="wait (start: then wait): the health URL")
     parser.add_argument("--timeout", type=float, default=30.0, help="wait: seconds")
+    parser.add_argument("--drain", type=float, default=0.0, help="stop: wait this long first (open requests)")
+    parser.add_argument("--upstream-file", type=Path, help="switch/_forward: the file naming the upstream")
+    parser.add_argument("--upstream", help="switch: HOST:PORT new connections go to")
+    parser.add_argument("--listen-host", default="127.0.0.1", help="switch/_forward: the stable address")
+    parser.add_argument("--listen-port", type=int, help="switch/_forward: the stable port")
+    parser.add_argument(
+        "--retire", type=Path, help="switch: the in-place app dir whose service held the port"
+    )
     args = parser.parse_args(argv)
     app_dir = args.app_dir.resolve()
+    args.app_dir = app_dir
+    if args.command in ("_forward", "switch", "stop-tree"):
+        return _blue_green_command(parser, args, argv)
     if args.command in ("start", "restart"):
         if args.env_file_from:
             app_dir.mkdir(parents=True, exist_ok=True)
@@ -499,7 +712,11 @@ def main(argv: list[str] | None = None) -> int:
         started = start(app_dir)
         return started if started or not args.url else wait(app_dir, args.url, args.timeout)
     if args.command == "stop":
-        return stop(app_dir) if app_dir.is_dir() else 0
+        if not app_dir.is_dir():
+            return 0
+        if args.drain > 0 and _running_config(app_dir) is not None:
+            time.sleep(args.drain)
+        return stop(app_dir)
     if args.command == "wait":
         if not args.url:
             parser.error("wait needs --url")
