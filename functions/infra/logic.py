@@ -61,6 +61,10 @@ class Infra:
             health_path=message.health_path,
             env=message.env,
             secret_refs=message.secret_refs,
+            slot=message.slot,
+            stable_port=message.stable_port,
+            domain=message.domain,
+            release=message.release,
             timeout_s=self.timeout_s,
         )
 
