@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -28,12 +28,13 @@ import httpx
 from shared.observability import get_logger
 from shared.repos.github_api import GitHubApi, mentions
 from shared.repos.names import check_branch_name, check_owner, split_full_name
-from shared.repos.port import PullRequest, RepoHostError, RepoInfo
+from shared.repos.port import MergeOutcome, PullRequest, RepoHostError, RepoInfo
 from shared.secrets import SecretsPort
 
 _PAGE_SIZE = 100
 _MAX_PAGES = 100
 _PULL_STATES = {"open", "closed", "merged", "all"}
+_CHECK_PASSED = {"success", "neutral", "skipped"}
 
 
 def _pull_request(data: dict[str, Any]) -> PullRequest:
@@ -241,7 +242,105 @@ class GitHubRepoHost:
         )
         return [p for p in pulls if state == "all" or p.state == state]
 
+    def merge(self, full_name: str, branch: str, into: str, message: str) -> MergeOutcome:
+        """Through the branch's pull request (opened if there is none), merged with a merge commit
+        when every commit status and check run on its head passed (none configured: passed). The
+        merge names the head sha it saw, so a branch pushed meanwhile is not merged unchecked
+        (GitHub answers 409: `pending`, look again). GitHub does not name conflicting files: those
+        both sides changed since their merge base are named instead."""
+        owner, _ = split_full_name(full_name)
+        check_branch_name(branch)
+        check_branch_name(into)
+        head = self.branch_head(full_name, branch)
+        if head is None:
+            raise RepoHostError(f"branch {branch} does not exist in {full_name}")
+        done = self._merged_pull(full_name, f"{owner}:{branch}", into, head)
+        if done is not None:
+            return done
+        title = message.splitlines()[0] if message else f"Merge {branch}"
+        pull = self.open_pull_request(full_name, branch, into, title, message)
+        checks, detail = self._checks(full_name, head)
+        if checks != "passed":
+            return MergeOutcome(checks, detail=detail, pull_request=pull)
+        body = {"merge_method": "merge", "sha": head, "commit_title": title}
+        response = self._api.request("PUT", f"/repos/{full_name}/pulls/{pull.number}/merge", json=body)
+        if response.status_code == 200:
+            return MergeOutcome("merged", sha=str(response.json()["sha"]), pull_request=pull)
+        if response.status_code == 409:  # the head moved since we looked: its checks are not known yet
+            return MergeOutcome(
+                "pending", detail="the branch moved; its checks start again", pull_request=pull
+            )
+        if response.status_code == 405 and not mentions(response, "status check"):
+            files = self._changed_on_both_sides(full_name, into, branch)
+            return MergeOutcome(
+                "conflict", conflicts=files, detail="GitHub: not mergeable", pull_request=pull
+            )
+        raise self._api.error(response, f"merging pull request #{pull.number} of {full_name}")
+
     # -- helpers ---------------------------------------------------------------------------
+
+    def _merged_pull(self, full_name: str, head_label: str, base: str, head_sha: str) -> MergeOutcome | None:
+        """The merged pull request of exactly this head commit, if any (a replayed merge)."""
+        params = {"state": "closed", "head": head_label, "base": base, "per_page": str(_PAGE_SIZE)}
+        response = self._api.request("GET", f"/repos/{full_name}/pulls", params=params)
+        if response.status_code != 200:
+            raise self._api.error(response, f"finding the merged pull request for {head_label}")
+        for data in response.json():
+            if data.get("merged_at") and data["head"].get("sha") == head_sha and data.get("merge_commit_sha"):
+                sha = str(data["merge_commit_sha"])
+                return MergeOutcome("merged", sha=sha, already=True, pull_request=_pull_request(data))
+        return None
+
+    def _checks(self, full_name: str, sha: str) -> tuple[Literal["passed", "pending", "checks_failed"], str]:
+        """Commit statuses and check runs on `sha` together: any failed -> checks_failed, else any not
+        finished -> pending, else passed; the detail names the ones that decided it."""
+        results: list[tuple[str, str]] = []  # (name, success | pending | failure)
+        response = self._api.request("GET", f"/repos/{full_name}/commits/{sha}/status")
+        if response.status_code == 200:
+            for status in response.json().get("statuses") or []:
+                state = str(status.get("state"))
+                results.append((str(status.get("context")), "success" if state == "success" else state))
+        elif response.status_code != 404:
+            raise self._api.error(response, f"reading the statuses of {sha[:10]} in {full_name}")
+        response = self._api.request("GET", f"/repos/{full_name}/commits/{sha}/check-runs")
+        if response.status_code == 200:
+            for run in response.json().get("check_runs") or []:
+                conclusion = run.get("conclusion")
+                verdict = (
+                    "pending"
+                    if run.get("status") != "completed"
+                    else "success"
+                    if conclusion in _CHECK_PASSED
+                    else "failure"
+                )
+                results.append((str(run.get("name")), verdict))
+        elif response.status_code != 404:
+            raise self._api.error(response, f"reading the check runs of {sha[:10]} in {full_name}")
+        failing = [name for name, verdict in results if verdict in ("failure", "error")]
+        if failing:
+            return "checks_failed", "failed: " + ", ".join(failing)
+        running = [name for name, verdict in results if verdict == "pending"]
+        if running:
+            return "pending", "running: " + ", ".join(running)
+        return "passed", f"{len(results)} check(s) passed"
+
+    def _changed_on_both_sides(self, full_name: str, into: str, branch: str) -> tuple[str, ...]:
+        """Paths changed on `branch` and on `into` since their merge base (a superset of the conflicts)."""
+        ours = self._compare(full_name, into, branch)
+        if ours is None:
+            return ()
+        base_sha, branch_files = ours
+        theirs = self._compare(full_name, base_sha, into)
+        return tuple(sorted(branch_files & theirs[1])) if theirs is not None else ()
+
+    def _compare(self, full_name: str, base: str, head: str) -> tuple[str, set[str]] | None:
+        path = f"/repos/{full_name}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
+        response = self._api.request("GET", path)
+        if response.status_code != 200:
+            return None
+        data = response.json()
+        files = {str(item["filename"]) for item in data.get("files") or []}
+        return str(data["merge_base_commit"]["sha"]), files
 
     def _open_pull_requests(self, full_name: str, head_label: str, base: str) -> list[PullRequest]:
         params = {"state": "open", "head": head_label, "base": base}

@@ -2,45 +2,33 @@
 
 The project's `repo_url` is the absolute path, so a person can `git clone` it and every git
 command that pushes there needs no credentials. There is no pull-request concept: the engineering
-pipeline pushes its branch and reports it.
+pipeline pushes its branch and `merge` brings it into `main`.
 
 - a repository is initialised in a temporary directory beside its final place and renamed into
   it, so a concurrent creator or reader never sees half a repository, and two creators race
   harmlessly (the loser's rename fails and it returns the winner's repository);
 - `receive.denyNonFastForwards` is set to false explicitly, as on an unprotected GitHub branch:
   a retried developer round may rewrite its own branch with `git push --force`;
+- a merge into `main` is a compare-and-swap of the ref (`merge`), so concurrent merges never lose one;
 - git runs with the variables that would point it at another repository removed from its
   environment, so an orchestrator started from a git hook cannot touch the wrong one.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 from shared.observability import get_logger
+from shared.repos.git_merge import git_env as _git_env
+from shared.repos.git_merge import merge_branch
 from shared.repos.names import check_branch_name, split_full_name
-from shared.repos.port import PullRequest, RepoHostError, RepoInfo
+from shared.repos.port import MergeOutcome, PullRequest, RepoHostError, RepoInfo
 
 DEFAULT_BRANCH = "main"
 _GIT_TIMEOUT_S = 60
-_REPO_LOCATING_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
-
-
-def _git_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _REPO_LOCATING_VARS}
 
 
 class LocalRepoHost:
@@ -130,6 +118,21 @@ class LocalRepoHost:
         except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
             raise RepoHostError(f"git show failed: {type(exc).__name__}") from None
         return result.stdout if result.returncode == 0 else None
+
+    def merge(self, full_name: str, branch: str, into: str, message: str) -> MergeOutcome:
+        """At once and atomically, without a worktree (`shared.repos.git_merge`): a fast-forward, a
+        merge commit, or a conflict naming the paths; never `pending`: there are no checks here."""
+        path = self.path_for(full_name)
+        check_branch_name(branch)
+        check_branch_name(into)
+        if self._info(full_name, path) is None:
+            raise RepoHostError(f"repository {full_name} does not exist under {self.root}")
+        outcome = merge_branch(path, branch, into, message)
+        get_logger().info(
+            "branch merged" if outcome.status == "merged" else "merge conflict",
+            extra={"repository": full_name, "branch": branch, "into": into, "sha": outcome.sha},
+        )
+        return outcome
 
     def open_pull_request(self, full_name: str, head: str, base: str, title: str, body: str) -> PullRequest:
         raise RepoHostError("local repositories have no pull requests")

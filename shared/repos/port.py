@@ -4,7 +4,7 @@ and GitHub (REST API + git over HTTPS with a token resolved from a secret refere
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 
 class RepoHostError(RuntimeError):
@@ -30,6 +30,28 @@ class PullRequest:
     head: str
     base: str
     title: str
+
+
+MergeStatus = Literal["merged", "conflict", "pending", "checks_failed"]
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What `RepoHost.merge` did.
+
+    merged: `sha` is the target's tip that now holds the branch (a merge commit, the branch's own
+    tip after a fast-forward, or the tip already containing it: `already`). conflict: nothing
+    changed; `conflicts` names the paths both sides changed. pending / checks_failed (GitHub): the
+    pull request's checks are still running / did not pass; `detail` names them.
+    """
+
+    status: MergeStatus
+    sha: str | None = None
+    conflicts: tuple[str, ...] = ()
+    fast_forward: bool = False
+    already: bool = False
+    detail: str = ""
+    pull_request: PullRequest | None = None
 
 
 @runtime_checkable
@@ -62,4 +84,10 @@ class RepoHost(Protocol):
 
     def read_file(self, full_name: str, ref: str, path: str) -> bytes | None:
         """A file's content at `ref` (branch or commit), or None when the file (or ref) is absent."""
+        ...
+
+    def merge(self, full_name: str, branch: str, into: str, message: str) -> MergeOutcome:
+        """Merge `branch` into `into` if it can be done safely now; idempotent (a merged branch
+        answers `merged` again). Local: at once, atomically. GitHub: through the branch's pull
+        request (opened if needed), only once its checks pass; otherwise `pending`/`checks_failed`."""
         ...

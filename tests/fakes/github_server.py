@@ -31,6 +31,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from shared.repos.git_merge import merge_branch
+
 DOCS = "https://docs.github.com/rest"
 WEB_HOST = "https://github.example"
 
@@ -101,6 +103,10 @@ class FakeGitHub:
         self.requests: list[RecordedRequest] = []
         self.repos: dict[str, FakeRepo] = {}
         self._failures: list[_Reply] = []
+        self.statuses: dict[str, list[dict[str, str]]] = {}
+        """Commit statuses by sha (`set_status`); none: GitHub's combined state with total_count 0."""
+        self.check_runs: dict[str, list[dict[str, Any]]] = {}
+        """Check runs by sha (`set_check_run`)."""
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -173,6 +179,18 @@ class FakeGitHub:
                     pull["state"] = "closed"
                     pull["merged_at"] = "2024-01-01T00:00:00Z" if merged else None
 
+    def set_status(self, sha: str, context: str, state: str) -> None:
+        """A commit status (success | pending | failure | error), replacing one of the same context."""
+        with self._lock:
+            entries = [s for s in self.statuses.get(sha, []) if s["context"] != context]
+            self.statuses[sha] = [*entries, {"context": context, "state": state}]
+
+    def set_check_run(self, sha: str, name: str, status: str, conclusion: str | None = None) -> None:
+        """A check run (status queued | in_progress | completed; conclusion success | failure | ...)."""
+        with self._lock:
+            runs = [r for r in self.check_runs.get(sha, []) if r["name"] != name]
+            self.check_runs[sha] = [*runs, {"name": name, "status": status, "conclusion": conclusion}]
+
     # -- the API ---------------------------------------------------------------------------
 
     def handle_api(self, method: str, path: str, query: dict[str, str], body: Any) -> _Reply:
@@ -195,6 +213,10 @@ class FakeGitHub:
             (re.compile(r"/repos/([^/]+)/([^/]+)/contents/(.+)"), "GET", self._get_contents),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "POST", self._create_pull),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "GET", self._list_pulls),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "PUT", self._merge_pull),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/status"), "GET", self._combined_status),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "GET", self._check_runs),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/compare/(.+)\.\.\.(.+)"), "GET", self._compare),
         ]
 
     def _create_user_repo(self, *, query: dict[str, str], body: Any) -> _Reply:
@@ -337,6 +359,56 @@ class FakeGitHub:
             reply.headers["Link"] = ", ".join(links)
         return reply
 
+    def _merge_pull(self, owner: str, name: str, number: str, *, query: dict[str, str], body: Any) -> _Reply:
+        """A real merge in the bare repository (`shared.repos.git_merge`, as the local host does it)."""
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        pull = next((p for p in repo.pulls if p["number"] == int(number)), None) if repo else None
+        if repo is None or pull is None:
+            return _error(404, "Not Found")
+        if pull["state"] != "open":
+            return _error(405, "Pull Request is not mergeable")
+        head = self._head(repo, pull["head"]["ref"])
+        if isinstance(body, dict) and body.get("sha") and body["sha"] != head:
+            return _error(409, "Head branch was modified. Review and try the merge again.")
+        title = (body or {}).get("commit_title") or f"Merge pull request #{number}"
+        outcome = merge_branch(repo.path, pull["head"]["ref"], pull["base"]["ref"], str(title))
+        if outcome.status != "merged":
+            return _error(405, "Pull Request is not mergeable")
+        pull.update(state="closed", merged_at="2024-01-01T00:00:00Z", merge_commit_sha=outcome.sha)
+        pull["head"]["sha"] = head
+        return _Reply(
+            200, {"sha": outcome.sha, "merged": True, "message": "Pull Request successfully merged"}
+        )
+
+    def _combined_status(
+        self, owner: str, name: str, sha: str, *, query: dict[str, str], body: Any
+    ) -> _Reply:
+        statuses = self.statuses.get(sha, [])
+        states = {s["state"] for s in statuses}
+        state = next((s for s in ("failure", "error", "pending") if s in states), "success")
+        combined = "pending" if not statuses else state
+        return _Reply(
+            200, {"state": combined, "sha": sha, "total_count": len(statuses), "statuses": statuses}
+        )
+
+    def _check_runs(self, owner: str, name: str, sha: str, *, query: dict[str, str], body: Any) -> _Reply:
+        runs = self.check_runs.get(sha, [])
+        return _Reply(200, {"total_count": len(runs), "check_runs": runs})
+
+    def _compare(
+        self, owner: str, name: str, base: str, head: str, *, query: dict[str, str], body: Any
+    ) -> _Reply:
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        if repo is None:
+            return _error(404, "Not Found")
+        merge_base = _git("--git-dir", str(repo.path), "merge-base", base, head)
+        if merge_base.returncode != 0:
+            return _error(404, "Not Found")
+        base_sha = merge_base.stdout.strip()
+        diff = _git("--git-dir", str(repo.path), "diff", "--name-only", base_sha, head)
+        files = [{"filename": line} for line in diff.stdout.splitlines() if line]
+        return _Reply(200, {"merge_base_commit": {"sha": base_sha}, "files": files})
+
     def _repo_json(self, repo: FakeRepo) -> dict[str, Any]:
         clone_url = f"{self.url}/git/{repo.full_name}.git" if self.git_over_http else str(repo.path)
         return {
@@ -422,6 +494,9 @@ class _GitHubHandler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
         self._serve()
 
     def log_message(self, format: str, *args: Any) -> None:
