@@ -1,9 +1,13 @@
 """Engines and sessions, made once per container (Lambda) or process (embedded).
 
 SQLite: WAL, foreign keys, and `BEGIN IMMEDIATE` so concurrent writers queue instead of
-failing. PostgreSQL: pg8000, small pool, `pool_pre_ping`; in AWS the password comes from the
-RDS-generated Secrets Manager secret (`ORCH_DATABASE_SECRET_REF`), resolved at cold start, and TLS
-is verified against the RDS CAs (`ORCH_DATABASE_TLS=verify-full`, see `DatabaseTls`).
+failing. PostgreSQL: pg8000, small pool, `pool_pre_ping`; TLS verified against the RDS CAs in AWS
+(`ORCH_DATABASE_TLS=verify-full`, see `DatabaseTls`). How a connection logs in (`Credentials`):
+- the API: IAM database authentication (`IamTokenCredentials`), a token signed locally with the function's
+  role, no call to any AWS service;
+- the deploy hook: the master user's RDS-managed secret (`RdsCredentials`, `ORCH_DATABASE_SECRET_REF`).
+A paused Aurora Serverless v2 writer resumes on the first connection (~15 s): `WakeBudget` keeps trying
+within the API's timeout, then gives up with `DatabaseWaking` (503 + Retry-After).
 """
 
 from __future__ import annotations
@@ -11,18 +15,20 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
+from functions.api.errors import DatabaseWaking
 from functions.api.migrations import HEAD_REVISION
 from shared.retry import once_more
 
@@ -80,33 +86,86 @@ AUTH_FAILURES = frozenset({"28000", "28P01"})
 """PostgreSQL SQLSTATEs for a refused login: invalid authorization / invalid password."""
 
 
-class RdsCredentials:
-    """The RDS-generated secret, cached; read again when the database refuses it.
+class Credentials(Protocol):
+    """What a new connection logs in with ({"username", "password"}), and a fresh copy when it was refused."""
 
-    RDS rotates the password (every 30 days in the CDK stack). A warm Lambda container would
-    keep the old one; every new connection takes the cached value and, if PostgreSQL refuses
-    it, re-reads the secret once and tries again.
-    """
+    def get(self) -> dict[str, Any]: ...
 
-    def __init__(self, fetch: Any, ttl_s: float = 300.0) -> None:
-        self._fetch = fetch
+    def refresh(self) -> dict[str, Any]: ...
+
+
+class _Cached:
+    """A value made by `make`, kept `ttl_s` seconds; `refresh` forgets it. Thread-safe."""
+
+    def __init__(self, make: Callable[[], dict[str, Any]], ttl_s: float, clock: Callable[[], float]) -> None:
+        self._make = make
         self._ttl_s = ttl_s
+        self._clock = clock
         self._value: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
 
     def get(self) -> dict[str, Any]:
-        import time
-
         with self._lock:
-            if self._value is None or time.monotonic() - self._at > self._ttl_s:
-                self._value, self._at = json.loads(self._fetch()), time.monotonic()
+            if self._value is None or self._clock() - self._at > self._ttl_s:
+                self._value, self._at = self._make(), self._clock()
             return self._value
 
     def refresh(self) -> dict[str, Any]:
         with self._lock:
             self._value = None
         return self.get()
+
+
+class RdsCredentials(_Cached):
+    """A Secrets Manager secret with {username, password}, cached; read again when the database refuses it.
+
+    RDS rotates the master password (every 7 days, RDS-managed). A warm container would keep the old one;
+    every new connection takes the cached value and, if PostgreSQL refuses it, re-reads the secret once.
+    """
+
+    def __init__(
+        self, fetch: Callable[[], str], ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(lambda: cast("dict[str, Any]", json.loads(fetch())), ttl_s, clock)
+
+
+IAM_TOKEN_LIFETIME_S = 900.0
+"""RDS accepts an IAM authentication token for 15 minutes after it was signed (only at login)."""
+IAM_TOKEN_REUSE_S = 600.0
+"""How long one token is reused: well inside its lifetime, so no login ever presents an expired one."""
+
+
+class IamTokenCredentials(_Cached):
+    """IAM database authentication: `user` and a token signed with the caller's AWS credentials.
+
+    `sign` is `rds.generate_db_auth_token` (a local SigV4 presign: no request leaves the process); the
+    role needs `rds-db:connect` on `dbuser:<resource id>/<user>`. A refused login signs a new token once
+    (the role's credentials may have been renewed).
+    """
+
+    def __init__(
+        self,
+        user: str,
+        sign: Callable[[], str],
+        reuse_s: float = IAM_TOKEN_REUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if reuse_s >= IAM_TOKEN_LIFETIME_S:
+            raise ValueError(f"an IAM token lives {IAM_TOKEN_LIFETIME_S:.0f} s; reuse it for less")
+        super().__init__(lambda: {"username": user, "password": sign()}, reuse_s, clock)
+
+
+def rds_token_signer(host: str, port: int, user: str, region: str | None) -> Callable[[], str]:
+    """`generate_db_auth_token` for one login, with the default credential chain (the function's role)."""
+
+    def sign() -> str:
+        import boto3
+
+        client = boto3.session.Session(region_name=region).client("rds")
+        return str(client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user))
+
+    return sign
 
 
 def is_auth_failure(exc: BaseException) -> bool:
@@ -117,29 +176,104 @@ def is_auth_failure(exc: BaseException) -> bool:
     return False
 
 
-def attach_credentials(engine: Engine, credentials: RdsCredentials) -> None:
-    """Every new connection logs in with the current secret; a refused login re-reads it once."""
+def is_unreachable(exc: BaseException) -> bool:
+    """The server did not answer the connection (refused, reset, timed out): a paused or resuming Aurora
+    writer, a database still starting. An answer from PostgreSQL (wrong password, no such database) is not."""
+    if is_auth_failure(exc):
+        return False
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if isinstance(candidate, (OSError, TimeoutError)):
+            return True
+        if type(candidate).__name__ == "InterfaceError":  # pg8000: "Can't create a connection to host ..."
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class WakeBudget:
+    """How long a new connection keeps trying a database that does not answer (a paused Aurora writer
+    resumes on the first connection attempt, in ~15 s), and what the caller is told past it."""
+
+    seconds: float
+    retry_after_s: int = 10
+    pause_s: float = 1.0
+
+
+def connect_waking(
+    connect: Callable[[float | None], Any],
+    budget: WakeBudget | None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """`connect(timeout)` until it succeeds, an error other than "unreachable" happens, or `budget` is spent;
+    then `DatabaseWaking`. Without a budget: one attempt, no timeout (the driver's own)."""
+    if budget is None:
+        return connect(None)
+    deadline = clock() + budget.seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - clock()
+        try:
+            return connect(max(remaining, 0.1))
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            if deadline - clock() <= budget.pause_s:
+                raise DatabaseWaking(
+                    f"the database is waking up (no answer after {attempt} attempts in {budget.seconds:.0f} s); "
+                    f"retry in {budget.retry_after_s} s",
+                    retry_after_s=budget.retry_after_s,
+                ) from exc
+            sleep(budget.pause_s)
+
+
+def attach_credentials(
+    engine: Engine, credentials: Credentials | None, wake: WakeBudget | None = None
+) -> None:
+    """Every new connection logs in with the current credentials (a refused login gets fresh ones, once) and,
+    with a `wake` budget, waits out a database that is resuming."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        def login() -> Any:
-            data = credentials.get()
-            cparams.update(user=data["username"], password=data["password"])
-            return dialect.connect(*cargs, **cparams)
+        def attempt(timeout: float | None) -> Any:
+            params = dict(cparams)
+            if timeout is not None:
+                # pg8000's socket timeout, for this login and the connection's statements: within the budget
+                params["timeout"] = timeout
+            if credentials is None:
+                return dialect.connect(*cargs, **params)
 
-        return once_more(is_auth_failure, before_retry=lambda _exc: credentials.refresh())(login)
+            def login() -> Any:
+                data = credentials.get()
+                return dialect.connect(
+                    *cargs, **{**params, "user": data["username"], "password": data["password"]}
+                )
+
+            return once_more(is_auth_failure, before_retry=lambda _exc: credentials.refresh())(login)
+
+        return connect_waking(attempt, wake)
 
 
-def url_from_rds_secret(secret_json: str, driver: str = "postgresql+pg8000") -> str:
-    """The RDS-generated secret ({username, password, host, port, dbname}) as a SQLAlchemy URL."""
+def url_from_rds_secret(
+    secret_json: str,
+    driver: str = "postgresql+pg8000",
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    database: str | None = None,
+) -> str:
+    """An RDS secret as a SQLAlchemy URL: the RDS-generated kind carries {username, password, host, port,
+    dbname}, the RDS-managed one only {username, password}; the keyword arguments fill in what it lacks."""
     data = json.loads(secret_json)
     return URL.create(
         driver,
         username=data["username"],
         password=data["password"],
-        host=data["host"],
-        port=int(data.get("port", 5432)),
-        database=data.get("dbname") or "postgres",
+        host=data.get("host") or host,
+        port=int(data.get("port") or port or 5432),
+        database=data.get("dbname") or database or "postgres",
     ).render_as_string(hide_password=False)
 
 
@@ -272,15 +406,18 @@ _lock = threading.Lock()
 
 
 def get_database(
-    database_url: str, credentials: RdsCredentials | None = None, tls: DatabaseTls | None = None
+    database_url: str,
+    credentials: Credentials | None = None,
+    tls: DatabaseTls | None = None,
+    wake: WakeBudget | None = None,
 ) -> Database:
     """Cached per URL: created once per container."""
     with _lock:
         db = _databases.get(database_url)
         if db is None:
             engine = make_engine(database_url, tls)
-            if credentials is not None:
-                attach_credentials(engine, credentials)
+            if credentials is not None or wake is not None:
+                attach_credentials(engine, credentials, wake)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))
             _databases[database_url] = db
         return db

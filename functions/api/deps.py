@@ -13,13 +13,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from functions.api.db import Database, RdsCredentials, get_database, url_from_rds_secret
+from functions.api.db import (
+    Credentials,
+    Database,
+    IamTokenCredentials,
+    RdsCredentials,
+    get_database,
+    rds_token_signer,
+    url_from_rds_secret,
+)
 from functions.api.settings import ApiSettings
 
 if TYPE_CHECKING:
     from shared.queues.port import QueuePort
     from shared.secrets.port import SecretsPort
     from shared.sessions.port import SessionStore
+    from shared.work_signal import WorkSignalPort
 
 
 @dataclass
@@ -31,6 +40,18 @@ class ApiDeps:
     schema_ok: bool = False
     bootstrapped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        from functions.api import work_marks
+
+        # every write of a watched table marks the work signal the scheduler's jobs read first
+        work_marks.install(self.db.sessions, lambda: self.work_signal)
+
+    @cached_property
+    def work_signal(self) -> WorkSignalPort:
+        from shared.work_signal import build_work_signal
+
+        return build_work_signal(self.settings)
 
     @cached_property
     def queue(self) -> QueuePort:
@@ -61,14 +82,37 @@ def build_deps(settings: ApiSettings | None = None) -> ApiDeps:
 
         return build_secrets(settings, settings)
 
-    database_url = settings.effective_database_url
-    credentials = None
+    database_url, credentials = database_login(settings, secrets_factory)
+    db = get_database(database_url, credentials, settings.effective_database_tls, settings.wake_budget)
+    return ApiDeps(db, settings, queue_factory, secrets_factory)
+
+
+def database_login(
+    settings: ApiSettings, secrets_factory: Callable[[], SecretsPort]
+) -> tuple[str, Credentials | None]:
+    """The URL to connect to and how to log in: an IAM token (the API in AWS), the master secret (the deploy
+    hook), or whatever `database_url` says (the embedded stack, tests)."""
+    from sqlalchemy.engine import URL
+
+    if settings.database_iam_user:
+        if not settings.database_host:
+            raise ValueError("ORCH_DATABASE_IAM_USER needs ORCH_DATABASE_HOST")
+        user, host, port = settings.database_iam_user, settings.database_host, settings.database_port
+        url = URL.create(
+            "postgresql+pg8000", username=user, host=host, port=port, database=settings.database_name
+        ).render_as_string()
+        return url, IamTokenCredentials(user, rds_token_signer(host, port, user, settings.aws_region))
     if settings.database_secret_ref:
         ref = settings.database_secret_ref
         credentials = RdsCredentials(lambda: secrets_factory().get(ref))
-        database_url = url_from_rds_secret(json.dumps(credentials.get()))
-    db = get_database(database_url, credentials, settings.effective_database_tls)
-    return ApiDeps(db, settings, queue_factory, secrets_factory)
+        url = url_from_rds_secret(
+            json.dumps(credentials.get()),
+            host=settings.database_host,
+            port=settings.database_port,
+            database=settings.database_name,
+        )
+        return url, credentials
+    return settings.effective_database_url, None
 
 
 _deps: ApiDeps | None = None

@@ -63,3 +63,14 @@ class SchemaOutOfDate(ApiError):
 
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
+
+
+class DatabaseWaking(ApiError):
+    """The database did not answer within the API's wait: an Aurora Serverless v2 writer resuming from its
+    pause (~15 s). Answered 503 with `Retry-After`; clients say "waking up" and try again."""
+
+    status, code = 503, "database_waking"
+
+    def __init__(self, message: str, retry_after_s: int = 10) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -21,7 +21,14 @@ from pydantic_core import to_json
 from functions.api import auth, openapi, request_guard, worker_tokens
 from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
-from functions.api.errors import ApiError, PayloadTooLarge, SchemaOutOfDate, Unauthorized, Unavailable
+from functions.api.errors import (
+    ApiError,
+    DatabaseWaking,
+    PayloadTooLarge,
+    SchemaOutOfDate,
+    Unauthorized,
+    Unavailable,
+)
 from functions.api.migrations import HEAD_REVISION
 from functions.api.routers import (
     deployments,
@@ -29,6 +36,7 @@ from functions.api.routers import (
     internal,
     maintenance,
     projects,
+    releases,
     secrets,
     servers,
     sync,
@@ -62,15 +70,24 @@ def _error(
     message: str,
     fields: list[str] | None = None,
     details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     body = ErrorBody(code=code, message=message, fields=fields or [], details=details or [])
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json()
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(),
+        headers=headers,
     )
 
 
+def _retry_after(exc: ApiError) -> dict[str, str]:
+    """`Retry-After` for a database still waking up (an Aurora writer resuming from its pause)."""
+    return {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, DatabaseWaking) else {}
+
+
 def _api_error(exc: ApiError) -> Response[Any]:
-    return _error(exc.status, exc.code, exc.message, exc.fields)
+    return _error(exc.status, exc.code, exc.message, exc.fields, headers=_retry_after(exc) or None)
 
 
 def _validation_error(exc: RequestValidationError) -> Response[Any]:
@@ -163,7 +180,7 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
     body = ErrorBody(code=exc.code, message=exc.message, fields=exc.fields)
     return {
         "statusCode": exc.status,
-        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **_retry_after(exc)},
         "body": body.model_dump_json(),
         "isBase64Encoded": False,
     }
@@ -180,6 +197,7 @@ for router in (
     workers.router,
     maintenance.router,
     deployments.router,
+    releases.router,
     sync.router,
 ):
     app.include_router(router)
@@ -240,7 +258,7 @@ def lambda_handler(
             return _error_result(PayloadTooLarge(f"request body is larger than {limit} bytes", ["body"]))
         try:
             caller = _authenticate(event, headers)
-        except (Unauthorized, SchemaOutOfDate) as exc:
+        except (Unauthorized, SchemaOutOfDate, DatabaseWaking) as exc:
             return _error_result(exc)
         except Exception:
             logger.exception("authentication failed unexpectedly")

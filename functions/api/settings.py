@@ -9,16 +9,46 @@ from pydantic import Field, SecretStr
 
 from shared.sessions.factory import SessionSettings
 from shared.settings import AwsSettings, DatabaseSettings, QueueSettings, SecretsSettings
+from shared.work_signal.factory import WorkSignalSettings
 
 if TYPE_CHECKING:
-    from functions.api.db import DatabaseTls
+    from functions.api.db import DatabaseTls, WakeBudget
 
 
-class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, SessionSettings, AwsSettings):
+class ApiSettings(
+    DatabaseSettings, QueueSettings, SecretsSettings, SessionSettings, WorkSignalSettings, AwsSettings
+):
     database_secret_ref: Annotated[
         str | None,
         Field(
-            description="secret:// reference to the RDS-generated credentials (AWS); overrides database_url."
+            description="secret:// reference to RDS credentials ({username, password}, maybe host, port, "
+            "dbname): the deploy hook's master login (AWS); overrides database_url."
+        ),
+    ] = None
+    database_host: Annotated[
+        str | None, Field(description="PostgreSQL host (AWS), for an IAM login or a secret without one.")
+    ] = None
+    database_port: Annotated[int, Field(ge=1, le=65535, description="PostgreSQL port.")] = 5432
+    database_name: Annotated[str | None, Field(description="PostgreSQL database name.")] = None
+    database_iam_user: Annotated[
+        str | None,
+        Field(
+            description="Log in as this user with an IAM authentication token (AWS: the API); needs "
+            "database_host; overrides database_url and database_secret_ref."
+        ),
+    ] = None
+    database_app_user: Annotated[
+        str | None,
+        Field(
+            description="The deploy hook creates this IAM-authenticated login and grants it the tables' rows."
+        ),
+    ] = None
+    database_wake_timeout_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="How long a new connection keeps trying a database that does not answer (a paused "
+            "Aurora writer resumes in ~15 s) before the request gets 503 + Retry-After; unset = one attempt.",
         ),
     ] = None
     database_tls: Annotated[
@@ -73,6 +103,12 @@ class ApiSettings(DatabaseSettings, QueueSettings, SecretsSettings, SessionSetti
             ge=60, description="How long an Idempotency-Key replays its first answer; older keys are pruned."
         ),
     ] = 86_400
+
+    @property
+    def wake_budget(self) -> WakeBudget | None:
+        from functions.api.db import WakeBudget
+
+        return WakeBudget(self.database_wake_timeout_s) if self.database_wake_timeout_s else None
 
     @property
     def effective_database_tls(self) -> DatabaseTls:

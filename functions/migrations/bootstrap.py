@@ -13,6 +13,7 @@ schema could miss what it needs (the newer code seeded both already).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -48,6 +49,9 @@ class BootstrapOutcome(BaseModel):
         ServiceKeyOutcome | None,
         Field(description="present, created, rotated (older keys of the same name revoked) or revoked."),
     ] = None
+    app_login: Annotated[
+        str | None, Field(description="The API's IAM-authenticated login, created or confirmed, and granted.")
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,45 @@ def migrate(engine: Engine) -> Migration:
         )
         return Migration(ahead, ahead_of_code=True)
     return Migration(upgrade(engine), ahead_of_code=False)
+
+
+APP_LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RDS_IAM_ROLE = "rds_iam"
+"""RDS's role: a member logs in with an IAM authentication token, never a password."""
+
+
+def ensure_app_login(engine: Engine, user: str) -> list[str]:
+    """The API's PostgreSQL login: `user`, authenticated by IAM (member of `rds_iam` where RDS has that role),
+    allowed the rows of every table and sequence in `public` (now and, via default privileges, those later
+    migrations create), not their definitions. Idempotent; run after every migration. Returns what it granted.
+    """
+    from sqlalchemy import text
+
+    if not APP_LOGIN_NAME.match(user):
+        raise ValueError(f"database login {user!r} is not a plain lower-case PostgreSQL name")
+    if engine.dialect.name != "postgresql":
+        return []
+    granted = ["login", "rows of public", "sequences of public", "default privileges"]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') THEN "
+                f'CREATE ROLE "{user}" LOGIN; END IF; '
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+        )
+        if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": RDS_IAM_ROLE}).first():
+            connection.execute(text(f'GRANT {RDS_IAM_ROLE} TO "{user}"'))
+            granted.insert(1, RDS_IAM_ROLE)
+        for statement in (
+            f'GRANT USAGE ON SCHEMA public TO "{user}"',
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{user}"',
+            f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{user}"',
+            f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{user}"',
+            f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "{user}"',
+        ):
+            connection.execute(text(statement))
+    return granted
 
 
 def ensure_first_admin(session: Session, key: str) -> AdminOutcome:

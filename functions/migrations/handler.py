@@ -4,6 +4,8 @@
    after the database is created).
 2. Runs `functions.migrations.bootstrap`: the migrations, the first admin from the admin-key secret (only
    when no admin exists yet), and the service key from its secret (a new value revokes the previous key).
+3. Creates the API's IAM-authenticated login (`ORCH_DATABASE_APP_USER`) and grants it the tables' rows
+   (`ensure_app_login`), also on a rollback: the previous API logs in the same way.
 
 On a rollback the database is usually ahead of the previous code: then it changes nothing and succeeds,
 rather than fail with "Can't locate revision" and leave the stack UPDATE_ROLLBACK_FAILED.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
-from functions.migrations.bootstrap import ServiceKey, bootstrap
+from functions.migrations.bootstrap import ServiceKey, bootstrap, ensure_app_login
 from functions.migrations.settings import DeployHookSettings
 from shared.handler_shell import lambda_entry
 from shared.observability import get_logger
@@ -83,6 +85,10 @@ def on_deploy(
         if settings.service_api_key_ref
         else None
     )
-    outcome = bootstrap(deps.db, admin_key, service_key).model_dump(exclude_none=True)
+    result = bootstrap(deps.db, admin_key, service_key)
+    if settings.database_app_user:
+        ensure_app_login(deps.db.engine, settings.database_app_user)
+        result.app_login = settings.database_app_user
+    outcome = result.model_dump(exclude_none=True)
     get_logger().info("deploy hook done", extra=outcome)
     return outcome
