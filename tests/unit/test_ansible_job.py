@@ -26,7 +26,7 @@ from shared.secrets.local import LocalSecrets
 from shared.secrets.redact import Redactor
 from worker_image.ansible_runner.__main__ import load_job
 from worker_image.ansible_runner.job import JobError, RunnerJob, RunnerOutcome
-from worker_image.ansible_runner.playbooks.files.supervise import parse_env_file
+from worker_image.ansible_runner.playbooks.files.supervise import parse_env_file, read_upstream
 from worker_image.ansible_runner.private_data import (
     PLAYBOOKS_DIR,
     ResolvedSecrets,
@@ -39,7 +39,13 @@ from worker_image.ansible_runner.private_data import (
     to_unsafe_yaml,
 )
 from worker_image.ansible_runner.results import result_for, result_queue
-from worker_image.ansible_runner.runner import TAIL_CHARS, read_events, redacted_tails, run_job
+from worker_image.ansible_runner.runner import (
+    TAIL_CHARS,
+    read_events,
+    redacted_tails,
+    run_job,
+    service_cause,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----"
@@ -87,6 +93,10 @@ def job(**overrides: Any) -> RunnerJob:
         ({"target": {"handle": "srv-1", "host": "bad host"}}, "'target.host'"),
         ({"target": {"handle": "srv-1"}}, "'target.host'"),
         ({"kind": "reboot"}, "'kind'"),
+        ({"slot": "c", "stable_port": 9000}, "'slot'"),
+        ({"slot": "a"}, "'stable_port'"),
+        ({"slot": "a", "stable_port": 8123}, "'stable_port'"),
+        ({"slot": "a", "stable_port": 9000, "domain": "not a domain"}, "'domain'"),
         ({"surprise": True}, "'surprise'"),
     ],
 )
@@ -469,6 +479,78 @@ def test_the_systemd_unit_escapes_the_run_command_for_systemd() -> None:
     assert 'ExecStart=/bin/sh -c "python3 -m app.server --name \\"x\\" $$PORT 100%%"' in unit.splitlines()
     assert "EnvironmentFile=/opt/orchestrator/demo_app/app.env" in unit.splitlines()
     assert "User=orchestrator" in unit.splitlines()
+
+
+# -- blue/green slots --------------------------------------------------------------------------------
+
+
+def test_a_slot_job_lives_in_its_slot_and_answers_on_the_stable_address() -> None:
+    local = job(target=LOCAL_TARGET, slot="b", stable_port=9000, release=3, deploy_root="/srv/apps")
+    proxied = job(slot="a", stable_port=9000, domain="Shop.Example.com")
+
+    assert local.slot_dir() == "/srv/apps/demo_app/slots/b"
+    assert local.service_log_path() == "/srv/apps/demo_app/slots/b/service.log"
+    assert local.deployed_url == "http://127.0.0.1:9000"
+    assert local.health_url == "http://127.0.0.1:9000/health"
+    assert proxied.domain == "shop.example.com" and proxied.deployed_url == "https://shop.example.com"
+    assert (
+        job().slot_dir() == "/opt/orchestrator/demo_app" and job().deployed_url == "http://203.0.113.7:8123"
+    )
+
+
+def test_extravars_name_the_slot_the_stable_port_and_the_switch_variables() -> None:
+    variables = build_extravars(job(slot="a", stable_port=9000, domain="shop.example.com", release=2))
+    in_place = build_extravars(job())
+
+    assert variables["slot"] == "a" and variables["slot_port"] == 8123 and variables["stable_port"] == 9000
+    assert variables["slot_dir"] == "/opt/orchestrator/demo_app/slots/a"
+    assert variables["domain"] == "shop.example.com" and variables["release"] == 2
+    assert variables["listen_host"] == "127.0.0.1" and variables["drain_s"] > 0
+    assert in_place["slot"] == "" and in_place["slot_dir"] == "/opt/orchestrator/demo_app"
+
+
+def test_a_slot_deploy_result_says_whether_the_stable_address_switched() -> None:
+    deploy = job(slot="b", stable_port=9000, release=4)
+    failed = RunnerOutcome(
+        request_id="req-1", kind="deploy", status="failed", duration_ms=5, switched=False, error="boom"
+    )
+
+    result = result_for(deploy, failed)
+
+    assert isinstance(result, AnsibleDeployResult)
+    assert (result.slot, result.stable_port, result.release, result.switched) == ("b", 9000, 4, False)
+    parsed = parse_message(ANSIBLE_DEPLOY_RESULTS, result.model_dump_json())
+    assert isinstance(parsed, AnsibleDeployResult) and (parsed.slot, parsed.switched) == ("b", False)
+
+
+def test_the_cause_is_the_services_own_last_lines_not_the_supervisors() -> None:
+    log = "\n".join(
+        [
+            "2026-12-03 19:00:00 supervisor[12]: started service (pid 13): python3 -m app.server",
+            "Traceback (most recent call last):",
+            '  File "/srv/app/server.py", line 1',
+            "SyntaxError: invalid syntax",
+            "2026-12-03 19:00:01 supervisor[12]: service exited with code 1 after 0.1 s",
+        ]
+    )
+
+    assert service_cause(log) == (
+        'Traceback (most recent call last): | File "/srv/app/server.py", line 1 | SyntaxError: invalid syntax'
+    )
+    assert (
+        service_cause("2026-12-03 19:00:00 supervisor[12]: stopped\n") is None and service_cause(None) is None
+    )
+
+
+def test_the_upstream_file_names_a_port_or_host_and_port(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream"
+    assert read_upstream(upstream) is None
+    upstream.write_text("127.0.0.1:8124\n")
+    assert read_upstream(upstream) == ("127.0.0.1", 8124)
+    upstream.write_text("8125")
+    assert read_upstream(upstream) == ("127.0.0.1", 8125)
+    upstream.write_text("garbage")
+    assert read_upstream(upstream) is None
 
 
 # -- packaging and lint -----------------------------------------------------------------------------
