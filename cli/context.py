@@ -20,7 +20,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 def client(ctx: typer.Context) -> ApiClient:
     from cli.config import resolve_connection
-    from cli.errors import CliError, ExitCode
+    from cli.errors import CliError, ExitCode, say_waking
     from shared.api_client import ApiClient
 
     obj = ctx.find_root().obj or {}
@@ -32,7 +32,9 @@ def client(ctx: typer.Context) -> ApiClient:
             ExitCode.AUTH,
         )
     # one key per invocation: a creating call retried inside the client is not run twice by the API
-    return ApiClient(connection.api_url, connection.api_key, idempotency_key=uuid.uuid4().hex)
+    return ApiClient(
+        connection.api_url, connection.api_key, idempotency_key=uuid.uuid4().hex, on_waking=say_waking
+    )
 
 
 # -- short ids ---------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ code  name         when
 3     NOT_FOUND    no such project / task / worker / server / key (someone else's is not found too)
 4     CONFLICT     the state forbids it now: a name taken, a task still running, a deploy in progress
 5     UNREACHABLE  no API answers at the URL, or a server that is not the orchestrator API does
-                   (the message names the URL)
+                   (the message names the URL), or its database was still waking up after the
+                   CLI waited ~45 s for it (it pauses when idle; "waking up" is printed once)
 6     AUTH         no API key, or the API refused it (wrong, revoked, or without the scope needed)
 130   -            interrupted (Ctrl-C)
 ====  ===========  ================================================================================
@@ -20,6 +21,7 @@ code  name         when
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 
 
@@ -40,3 +42,9 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def say_waking(message: str) -> None:
+    """One line on stderr while a call waits for the API's database to resume (stdout stays the answer)."""
+    sys.stderr.write(f"{message}; waiting...\n")
+    sys.stderr.flush()

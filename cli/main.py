@@ -180,8 +180,9 @@ def main() -> None:
 
 def _describe(exc: Exception) -> tuple[str, ExitCode] | None:
     from shared.api_client import ApiError, ApiUnreachable, AuthError, ConflictError, NotFoundError
+    from shared.api_transport import DatabaseWakingError
 
-    if isinstance(exc, ApiUnreachable):
+    if isinstance(exc, (ApiUnreachable, DatabaseWakingError)):
         return str(exc), ExitCode.UNREACHABLE
     if isinstance(exc, AuthError):
         return _refused(exc), ExitCode.AUTH

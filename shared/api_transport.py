@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Self, TypeVar
 
@@ -48,6 +49,29 @@ class GoneError(ApiError):
 
 class LimitExceededError(ApiError):
     """429: a per-person bound is reached; `fields` names it (e.g. `shared_ports_per_user`)."""
+
+
+class DatabaseWakingError(ApiError):
+    """503 `database_waking`: the API's database (Aurora Serverless v2) is resuming from its pause and did
+    not answer within the API's own wait; `retry_after_s` is when to try again."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[str] | None = None, retry_after_s: float = 10
+    ) -> None:
+        super().__init__(status, code, message, fields)
+        self.retry_after_s = retry_after_s
+
+
+WAKING_CODE = "database_waking"
+WAKING_MESSAGE = "the orchestrator's database is waking up (it pauses when idle); this takes ~15 s"
+"""What a person is told, once, while the client waits for it."""
+
+
+def _retry_after_s(response: httpx.Response, default: float = 10.0) -> float:
+    try:
+        return max(float(response.headers.get("retry-after", default)), 0.0)
+    except ValueError:
+        return default
 
 
 class ApiUnreachable(Exception):
@@ -123,6 +147,10 @@ def _raise_for(response: httpx.Response, url: str) -> None:
             raise ApiError(response.status_code, "error", response.text[:500] or response.reason_phrase)
         raise _not_our_api(url, response, "and no API error body")
     code, message, fields = body["code"], body["message"], body.get("fields") or []
+    if response.status_code == 503 and code == WAKING_CODE:
+        waking = DatabaseWakingError(503, code, message, fields, _retry_after_s(response))
+        waking.url = url
+        raise waking
     kind = {
         404: NotFoundError,
         409: ConflictError,
@@ -145,6 +173,8 @@ class ApiTransport:
     CREATE_ATTEMPTS = 3
     RETRY_BASE_DELAY_S = 0.2
     RETRY_MAX_DELAY_S = 2.0
+    WAKE_WAIT_S = 45.0
+    """How long a call waits, in all, for a database that is waking up (the API waits ~20 s of it itself)."""
 
     def __init__(
         self,
@@ -155,8 +185,11 @@ class ApiTransport:
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
         sleep: Sleep = time.sleep,
+        on_waking: Callable[[str], None] | None = None,
     ) -> None:
         self._idempotency_key = idempotency_key
+        self.on_waking = on_waking
+        """Told `WAKING_MESSAGE` once per call that waits for the database (the CLI prints it, the bot says it)."""
         self._sleep = sleep
         self._creates = 0
         headers = {"user-agent": "orchestrator-client/0.1"}
@@ -193,7 +226,9 @@ class ApiTransport:
         idempotent: bool = False,
     ) -> Any:
         """One call; `idempotent` (a creating call) sends the next Idempotency-Key when the client has
-        one, and then a dropped connection is retried with that same key."""
+        one, and then a dropped connection is retried with that same key. A database waking up is waited
+        for (`WAKE_WAIT_S` in all, as its Retry-After says): the API answers that before it touches anything
+        (it could not open a connection), so asking again is safe for every call."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}
         attempts = 1
@@ -201,6 +236,32 @@ class ApiTransport:
             self._creates += 1
             headers["idempotency-key"] = f"{self._idempotency_key}.{self._creates}"
             attempts = self.CREATE_ATTEMPTS
+        waited, told = 0.0, False
+        while True:
+            try:
+                return self._send(method, path, json, clean, headers, attempts)
+            except DatabaseWakingError as exc:
+                if waited + exc.retry_after_s > self.WAKE_WAIT_S:
+                    exc.message = (
+                        f"{WAKING_MESSAGE}; still asleep after {waited:.0f} s, try again in a moment"
+                    )
+                    raise
+                if self.on_waking is not None and not told:
+                    self.on_waking(WAKING_MESSAGE)
+                    told = True
+                self._sleep(exc.retry_after_s)
+                waited += exc.retry_after_s
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, Any],
+        headers: dict[str, str],
+        attempts: int,
+    ) -> Any:
+        """One request (the same Idempotency-Key on every try), retried on a dropped connection."""
         policy = http_transient(
             _is_transport_error,
             attempts=attempts,
@@ -210,7 +271,7 @@ class ApiTransport:
             what="API call",
         )
         try:
-            response = policy(self._http.request, method, path, json=json, params=clean, headers=headers)
+            response = policy(self._http.request, method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
         _raise_for(response, self.base_url)

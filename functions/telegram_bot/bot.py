@@ -86,6 +86,9 @@ class AccessMiddleware(BaseMiddleware):
             return None
         deps: BotDeps = data["deps"]
         sender = event.from_user.id
+        message = event
+        # a paused database: say so once, while the client waits; past its wait the update is redelivered
+        deps.api.on_waking = lambda _text: _reply(data["telegram"], message, texts.WAKING)
         user = find_user(deps.api, sender)
         is_admin = sender in deps.settings.admin_ids or bool(user and user.is_admin)
         if user is None and not is_admin:

@@ -93,3 +93,7 @@ def format_task_list(tasks: Sequence[Task], project_names: dict[str, str]) -> st
         lines.append(f"- {t.id} {t.type.value} of {project}: {t.status.value} ({_when(t)})")
     lines.append("Details: /status <task>")
     return "\n".join(lines)
+
+
+WAKING = "⏳ Waking up (I sleep when nobody works) — I'll answer in a few seconds."
+"""Sent once while the API's database resumes from its pause; the answer follows (or the update is retried)."""
