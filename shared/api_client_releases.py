@@ -4,7 +4,7 @@ roll back to one."""
 from __future__ import annotations
 
 from shared.api_transport import ApiTransport
-from shared.contracts.api import Page, Release, RollbackRequest, Task
+from shared.contracts.api import Page, PortAllocation, Release, RollbackRequest, Task
 
 
 class ReleaseCalls(ApiTransport):
@@ -66,3 +66,9 @@ class ReleaseCalls(ApiTransport):
         return self._as(
             Task, self.request("POST", f"/projects/{project_id}/rollback", json=body, idempotent=True)
         )
+
+    def free_project_ports(self, handle: str, project_id: str) -> list[PortAllocation]:
+        """Every port the project holds on the server (its stable port and both slots'), freed at once:
+        what an undeploy gives back. Nothing held answers an empty list."""
+        data = self.request("DELETE", f"/servers/{handle}/ports", params={"project_id": project_id})
+        return self._as(list[PortAllocation], data)

@@ -81,6 +81,7 @@ class ApiKey(Base):
 
 class Project(Base):
     __tablename__ = "projects"
+    __table_args__ = (Index("uq_projects_domain", "domain", unique=True),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)

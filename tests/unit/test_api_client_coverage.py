@@ -94,6 +94,17 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "POST /servers/{handle}/ports": ("allocate_port", ("local", "p1"), {}),
     "GET /servers/{handle}/ports": ("list_ports", ("local",), {}),
     "DELETE /servers/{handle}/ports/{port}": ("free_port", ("local", 8000), {}),
+    "DELETE /servers/{handle}/ports": ("free_project_ports", ("local", "p1"), {}),
+    # releases
+    "GET /projects/{project_id}/releases": ("list_releases", ("blog",), {}),
+    "GET /projects/{project_id}/releases/{number}": ("get_release", ("blog", 1), {}),
+    "POST /projects/{project_id}/rollback": ("rollback", ("blog",), {"to": 1}),
+    "POST /internal/releases": (
+        "start_release",
+        ("p1", "t1", "a" * 40, "main", "local", "a", 8000),
+        {},
+    ),
+    "POST /internal/releases/{release_id}/finish": ("finish_release", ("r1", "serving"), {}),
     "POST /internal/servers/{handle}/check": ("record_server_check", ("local", "up"), {}),
     # users and keys
     "GET /users": ("list_users", (), {}),

@@ -90,7 +90,9 @@ def allocate_port(handle: HandleParam, body: PortRequest) -> Response[PortAlloca
     caller = principal(router)
     settings = get_deps().settings
     with transaction() as session:
-        dto, is_new = servers.allocate_for(session, settings, caller, handle, body.project_id, body.port)
+        dto, is_new = servers.allocate_for(
+            session, settings, caller, handle, body.project_id, body.port, body.slot
+        )
     return created(dto, 201 if is_new else 200)
 
 

@@ -31,6 +31,7 @@ def to_dto(row: Deployment, project: Project, server: Server) -> DeploymentDto:
         task_id=row.task_id,
         owner_id=project.owner_id,
         updated_at=row.updated_at,
+        slot=row.slot,
     )
 
 
@@ -74,6 +75,7 @@ def record(session: Session, principal: Principal, project_id: str, body: Deploy
     moved = row.server_id != server.id or row.port != body.port
     row.server_id, row.port, row.url, row.health_url = server.id, body.port, body.url, body.health_url
     row.ref, row.status, row.task_id, row.updated_at = body.ref, body.status, body.task_id, now
+    row.slot = body.slot
     if body.status == "deployed":
         # a fresh deploy passed its smoke test: it is up, and a later 'down' is a real change
         if row.health == "down":

@@ -80,13 +80,15 @@ def check_new_port(session: Session, settings: ApiSettings, server: Server, proj
     localhost), the owner's projects together hold at most `limit_shared_ports_per_user` ports."""
     if server.owner_id == project.owner_id or not _owner_bounded(session, project.owner_id):
         return
-    held = session.execute(
-        select(func.count())
-        .select_from(PortAllocation)
+    holders = (  # a project's stable port and its slots' ports on one server count once
+        select(PortAllocation.server_id, PortAllocation.project_id)
         .join(Project, Project.id == PortAllocation.project_id)
         .join(Server, Server.id == PortAllocation.server_id)
         .where(Project.owner_id == project.owner_id, Server.owner_id != project.owner_id)
-    ).scalar_one()
+        .distinct()
+        .subquery()
+    )
+    held = session.execute(select(func.count()).select_from(holders)).scalar_one()
     if held >= settings.limit_shared_ports_per_user:
         raise _refuse(
             "shared_ports_per_user",

@@ -15,6 +15,7 @@ from functions.api.models import (
     PortAllocation,
     Project,
     ProjectSecret,
+    Release,
     Server,
     Task,
     TaskEvent,
@@ -90,11 +91,20 @@ def change(session: Session, caller: Principal, project_id: str, body: ProjectUp
     changes = body.model_dump(exclude_unset=True)
     if row.status == ProjectStatus.ARCHIVED.value and changes and set(changes) != {"status"}:
         raise Conflict(f"project {row.name!r} is archived: set its status back first", list(changes))
+    if changes.get("domain") is not None:
+        _refuse_taken_domain(session, row, changes["domain"])
     for key, value in changes.items():
         setattr(row, key, value.value if isinstance(value, ProjectStatus) else value)
     row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def _refuse_taken_domain(session: Session, row: Project, domain: str) -> None:
+    """One project per domain (the unique index is the backstop): the answer does not say whose it is."""
+    taken = session.execute(select(Project.id).where(Project.domain == domain, Project.id != row.id)).first()
+    if taken:
+        raise Conflict(f"the domain {domain!r} is already used by another project", ["domain"])
 
 
 def archive(session: Session, caller: Principal, project_id: str) -> Project:
@@ -132,7 +142,7 @@ def delete_project(session: Session, caller: Principal, project_id: str) -> tupl
     for model in (TaskEvent, TaskNotification):
         session.execute(delete(model).where(model.task_id.in_(task_ids)))
     session.execute(delete(Task).where(Task.project_id == row.id))
-    for owned in (PortAllocation, ProjectSecret, Deployment, Incident):
+    for owned in (PortAllocation, ProjectSecret, Deployment, Incident, Release):
         session.execute(delete(owned).where(owned.project_id == row.id))
     result = ProjectDeleted(
         id=row.id,
@@ -190,15 +200,25 @@ def start_engineering(
 
 
 def start_deploy(
-    session: Session, settings: ApiSettings, caller: Principal, project_id: str, body: DeployStart
+    session: Session,
+    settings: ApiSettings,
+    caller: Principal,
+    project_id: str,
+    body: DeployStart,
+    rollback_of: int | None = None,
 ) -> Task:
+    """A deploy task; `rollback_of` (services.releases.rollback): the release whose commit `body.ref` is."""
     project = lookup.project(session, caller, project_id, for_update=True)
     server = lookup.server(session, caller, body.server)
     _refuse_concurrent_deploys(session, project)
     limits.check_new_task(session, settings, caller)
     if not limits.holds_port(session, server, project):  # fail now, not in the graph
         limits.check_new_port(session, settings, server, project)
-    params = {"server": body.server} | ({"ref": body.ref} if body.ref else {})
+    params: dict[str, object] = {"server": body.server}
+    if body.ref:
+        params["ref"] = body.ref
+    if rollback_of is not None:
+        params["rollback_of"] = rollback_of
     task, _message = tasks.create(session, caller, project, TaskType.DEPLOY, None, params)
     return task
 

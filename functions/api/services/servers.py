@@ -27,26 +27,32 @@ def allocate_port(
     requested: int | None,
     port_range: tuple[int, int],
     settings: ApiSettings | None = None,
+    slot: str = "",
 ) -> tuple[PortAllocation, bool]:
-    """The port of `project` on `server`: (allocation, changed). Two concurrent calls never get one port,
-    and a project holds at most one port per server (unique (server, project)): asking for another
-    port moves its allocation instead of adding a second one.
+    """The port of `project` on `server` for `slot` ("" its stable port, "a" / "b" a release slot's):
+    (allocation, changed). Two concurrent calls never get one port, and a project holds at most one port
+    per server and slot (unique (server, project, slot)): asking for another port moves that allocation
+    instead of adding a second one.
 
     The server row is locked first (SELECT ... FOR UPDATE on Postgres; SQLite transactions are
     already serialised by BEGIN IMMEDIATE); the unique constraints are the backstop, with a retry
     inside a savepoint if one ever fires. With `settings`, a first port on a server the project's
-    owner does not own counts against `limit_shared_ports_per_user`.
+    owner does not own counts against `limit_shared_ports_per_user` (its slots' ports do not count again).
     """
     session.execute(select(Server.id).where(Server.id == server.id).with_for_update())
     existing = session.execute(
         select(PortAllocation)
-        .where(PortAllocation.server_id == server.id, PortAllocation.project_id == project.id)
+        .where(
+            PortAllocation.server_id == server.id,
+            PortAllocation.project_id == project.id,
+            PortAllocation.slot == slot,
+        )
         .order_by(PortAllocation.created_at, PortAllocation.id)
         .limit(1)
     ).scalar_one_or_none()
     if existing is not None and (requested is None or existing.port == requested):
         return existing, False
-    if existing is None and settings is not None:
+    if existing is None and settings is not None and not limits.holds_port(session, server, project):
         limits.check_new_port(session, settings, server, project)
     low, high = port_range
     for _attempt in range(ALLOCATION_ATTEMPTS):
@@ -74,6 +80,7 @@ def allocate_port(
                         server_id=server.id,
                         port=port,
                         project_id=project.id,
+                        slot=slot,
                         created_at=utcnow(),
                     )
                     session.add(row)
@@ -165,7 +172,11 @@ def remove(session: Session, caller: Principal, handle: str) -> Server:
 
 def port_dto(server: Server, row: PortAllocation) -> PortAllocationDto:
     return PortAllocationDto(
-        server_handle=server.handle, port=row.port, project_id=row.project_id, created_at=row.created_at
+        server_handle=server.handle,
+        port=row.port,
+        project_id=row.project_id,
+        created_at=row.created_at,
+        slot=row.slot,
     )
 
 
@@ -182,13 +193,40 @@ def list_ports(session: Session, caller: Principal, handle: str) -> list[PortAll
 
 
 def allocate_for(
-    session: Session, settings: ApiSettings, caller: Principal, handle: str, project_id: str, port: int | None
+    session: Session,
+    settings: ApiSettings,
+    caller: Principal,
+    handle: str,
+    project_id: str,
+    port: int | None,
+    slot: str = "",
 ) -> tuple[PortAllocationDto, bool]:
     server = lookup.server(session, caller, handle)
     project = lookup.project(session, caller, project_id)
     port_range = (settings.port_range_start, settings.port_range_end)
-    row, is_new = allocate_port(session, server, project, port, port_range, settings)
+    row, is_new = allocate_port(session, server, project, port, port_range, settings, slot)
     return port_dto(server, row), is_new
+
+
+def free_project_ports(
+    session: Session, caller: Principal, handle: str, project_id: str
+) -> list[PortAllocationDto]:
+    """Every port `project_id` holds on the server (its stable port and both slots'), given back at once:
+    what an undeploy frees. None held is an empty list (a repeat frees nothing more)."""
+    server = lookup.server(session, caller, handle, for_update=True)
+    project = lookup.project(session, caller, project_id)
+    rows = list(
+        session.execute(
+            select(PortAllocation)
+            .where(PortAllocation.server_id == server.id, PortAllocation.project_id == project.id)
+            .order_by(PortAllocation.slot)
+        ).scalars()
+    )
+    freed = [port_dto(server, row) for row in rows]
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return freed
 
 
 def free_port(session: Session, caller: Principal, handle: str, port: int) -> PortAllocationDto:

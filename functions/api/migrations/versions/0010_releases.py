@@ -45,6 +45,7 @@ def upgrade() -> None:
     op.create_index("ix_releases_project_status", "releases", ["project_id", "status"])
     with op.batch_alter_table("projects") as batch:
         batch.add_column(sa.Column("domain", sa.String(253), nullable=True))
+    op.create_index("uq_projects_domain", "projects", ["domain"], unique=True)
     with op.batch_alter_table("deployments") as batch:
         batch.add_column(sa.Column("slot", sa.String(1), nullable=False, server_default=""))
     with op.batch_alter_table("port_allocations") as batch:
@@ -69,6 +70,7 @@ def downgrade() -> None:
         batch.drop_column("slot")
     with op.batch_alter_table("deployments") as batch:
         batch.drop_column("slot")
+    op.drop_index("uq_projects_domain", table_name="projects")
     with op.batch_alter_table("projects") as batch:
         batch.drop_column("domain")
     op.drop_index("ix_releases_project_status", table_name="releases")
