@@ -98,11 +98,19 @@ class DeployWorld:
             "repo_full_name": self.full_name,
             "repo_url": project.repo_url or "",
             "ref": "main",
+            "commit_sha": self.head(values.get("ref", "main")),
             "agent": "claude-code",
             "secret_names": ["API_TOKEN", "SENTRY_DSN"],
             "required_secrets": ["API_TOKEN"],
         }
         return DeployState.model_validate(known | values)
+
+    def head(self, branch: str) -> str:
+        """The commit at the tip of `branch` ("" when there is none: the ref is read as it is)."""
+        try:
+            return self.repos.branch_head(self.full_name, branch) or ""
+        except ValueError:
+            return ""
 
     def steps(self, task_id: str) -> list[tuple[str | None, str]]:
         """(step, message) of the task's events, in order."""

@@ -1,7 +1,10 @@
-"""The deploy graph: prepare -> env analyzer -> secret resolver (may park in WAITING_INPUT) ->
-readiness (server answers, port allocated) -> deployer (Ansible) -> smoke test -> done; a failed
-deploy or smoke test opens an engineering fix task (at most `deploy_max_fix_attempts`) and deploys
-its result. Undeploy tasks take the short path: playbook, free the port, record it stopped.
+"""The deploy graph: prepare (which commit ships: the ref asked for, else main's head) -> env analyzer
+-> secret resolver (may park in WAITING_INPUT) -> allocate (the stable port, the free slot's port, the
+release) -> readiness (the server answers) -> deployer (Ansible: the new slot starts beside the serving
+one and takes the stable address once healthy) -> smoke test -> done (the release serves); a failed
+deploy or smoke test opens an engineering fix task (at most `deploy_max_fix_attempts`; none for a
+rollback) and deploys the commit it merged. Undeploy tasks take the short path: playbook, free the
+project's ports, record it stopped.
 
 Durable the same way as engineering: the nodes (`nodes.py`) wait for outside work with `interrupt`,
 and every step is checkpointed. Node names are part of the checkpoints of tasks in flight: renaming
@@ -37,8 +40,9 @@ class Ports:
 
 
 def ok(next_node: str) -> Callable[[DeployState], str]:
-    """On to `next_node`, unless the state says failed (-> "fail") or cancelled (-> the end)."""
-    route = route_ok(next_node)
+    """On to `next_node`, unless the state says failed or cancelled (-> "fail", which ends the task's
+    release either way)."""
+    route = route_ok(next_node, end="fail")
     return lambda state: route({"outcome": state.outcome})
 
 

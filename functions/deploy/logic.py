@@ -58,6 +58,24 @@ class Deploy(GraphDriver):
             self.graph.invoke(initial, self.config(task_id))
             return "started"
 
+    def resume(self, request_id: str, payload: dict[str, Any]) -> str:
+        outcome = super().resume(request_id, payload)
+        if outcome == "ended":
+            self.end_release(request_id.split(":", 1)[0])
+        return outcome
+
+    def end_release(self, task_id: str) -> None:
+        """The task ended while its graph waited (cancelled by a person, failed by the stuck-task reaper):
+        its release, if it has one still deploying, ends FAILED with it."""
+        task = self.api.get_task(task_id)
+        for release in self.api.list_releases(task.project_id, status="deploying").items:
+            if release.task_id == task_id:
+                why = task.error or f"the deploy task was {task.status.value.lower()}"
+                try:
+                    self.api.finish_release(release.id, "failed", error=why)
+                except ConflictError:
+                    pass  # ended meanwhile
+
     def server_checked(self, result: ProvisionerResult) -> None:
         """Every ping / provision outcome updates the server's status, whoever asked for it."""
         if result.reachable is None and result.status != "success":

@@ -18,7 +18,10 @@ SUPERVISOR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d supervisor\[\d+\]
 def ansible_message(
     state: DeployState, job_type: Literal["deploy", "undeploy"], attempt: int, github_token_ref: str | None
 ) -> AnsibleDeployMessage:
+    """The runner's job. A deploy ships `commit_sha` to its slot's port and switches the stable port to it
+    once healthy; an undeploy names the serving slot (None: in place on `port`)."""
     rid = request_id(state.task_id, "ansible" if job_type == "deploy" else "undeploy", attempt)
+    slotted = job_type == "deploy" and bool(state.slot)
     return AnsibleDeployMessage(
         request_id=rid,
         correlation_id=state.correlation_id,
@@ -34,12 +37,16 @@ def ansible_message(
         task_id=state.task_id,
         server_handle=state.server_handle,
         repo_url=state.repo_url or None,
-        ref=state.ref or "main",
+        ref=state.commit_sha or state.ref or "main",
         run_command=state.run_command,
         health_path=state.health_path,
         port_variable=state.port_variable,
         env=state.env,
         secret_refs=state.secret_refs,
+        slot=state.slot or None,
+        stable_port=state.stable_port or None if slotted else None,
+        domain=state.domain or None if slotted else None,
+        release=state.release_number or None,
     )
 
 
@@ -51,8 +58,16 @@ def provision_message(state: DeployState) -> ProvisionerMessage:
         callback_stream=progress_stream(state.task_id),
         server_handle=state.server_handle,
         job_type="provision",
-        open_ports=[state.port],
+        open_ports=open_ports(state),
     )
+
+
+def open_ports(state: DeployState) -> list[int]:
+    """What the firewall lets in: the project's address (a slot's port is reached on the server itself,
+    by its forwarder or proxy), and 80/443 for the certificate and TLS of a domain."""
+    if not state.slot:
+        return [state.port]
+    return [state.stable_port] + ([80, 443] if state.domain else [])
 
 
 def deployment_record(
@@ -60,12 +75,13 @@ def deployment_record(
 ) -> DeploymentRecord:
     return DeploymentRecord(
         server_handle=state.server_handle,
-        port=state.port,
+        port=state.stable_port or state.port,
         url=url,
         health_url=health_url,
         ref=ref,
         status=status,
         task_id=state.task_id,
+        slot=state.slot,
     )
 
 
@@ -85,20 +101,22 @@ def failure_text(result: dict[str, Any]) -> str:
 
 
 def cause_text(result: dict[str, Any], log_lines: int = CAUSE_LOG_LINES) -> str:
-    """What a person needs from a failed run: its one-line error, the service's own last log lines (where
-    the cause is, e.g. `ModuleNotFoundError: No module named ...`) and where the whole log is; never
-    Ansible's output, which quotes the playbook."""
-    parts = [result.get("error") or "failed"]
+    """What a person needs from a failed run, leading with the service's own words: its last log line
+    (where the cause is, e.g. `ModuleNotFoundError: No module named ...`), then its last lines and where
+    the whole log is, then the runner's one-line error; never Ansible's output, which quotes the
+    playbook."""
+    error = str(result.get("error") or "failed")
     lines = service_lines(str(result.get("service_log") or ""))
     path = result.get("service_log_path")
-    if lines:
-        where = f" of {path}" if path else ""
-        shown = "\n".join(f"  {line[:300]}" for line in lines[-log_lines:])
-        count = min(len(lines), log_lines)
-        parts.append(f"service log (last {count} line{'s' if count > 1 else ''}{where}):\n{shown}")
-    elif path:
-        parts.append(f"service log: {path}")
-    return "\n".join(parts)
+    if not lines:
+        return f"{error}\nservice log: {path}" if path else error
+    where = f" of {path}" if path else ""
+    shown = "\n".join(f"  {line[:300]}" for line in lines[-log_lines:])
+    count = min(len(lines), log_lines)
+    block = f"service log (last {count} line{'s' if count > 1 else ''}{where}):\n{shown}"
+    said = lines[-1][:300]
+    error = error.removesuffix(lines[-1]).rstrip(" :") or error  # the runner's error may end with it
+    return f"{said}\n{block}\n{error}"
 
 
 def service_lines(log: str) -> list[str]:

@@ -5,9 +5,8 @@ publishes a message and the *next* node waits with `interrupt({"wait_for": reque
 come from the task, the step and the attempt, so a replayed node re-sends the same message and
 receivers drop it.
 
-Over 400 lines on purpose: the deploy graph's 16 nodes and their answer handlers have this class as
-their one home (messages, probes and state live beside it); the undeploy and cleanup nodes are the part
-to split out first if it grows.
+The deploy nodes live here; the undeploy and cleanup nodes in `undeploy.py`, what they share (ports,
+progress events) in `base.py`; a deploy's release (the commit, the slot, its ports) in `releases.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
+from functions.deploy.base import Update, failed
 from functions.deploy.messages import (
     ansible_message,
     cause_text,
@@ -24,12 +24,20 @@ from functions.deploy.messages import (
     provision_message,
     tail,
 )
-from functions.deploy.probes import allocate_port, smoke_test
-from functions.deploy.settings import DeploySettings
+from functions.deploy.probes import smoke_test
+from functions.deploy.releases import (
+    UnknownRef,
+    allocate_release,
+    finish_failed,
+    free_after_failure,
+    shipped_commit,
+    short,
+)
 from functions.deploy.state import DeployState
-from shared.api_client import ApiClient, ConflictError, NotFoundError
+from functions.deploy.undeploy import UndeployNodes
+from shared.api_client import ConflictError, NotFoundError
 from shared.contracts import ANSIBLE_DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployResult
-from shared.contracts.api import Project, TaskStatus, TaskType
+from shared.contracts.api import TaskStatus, TaskType
 from shared.contracts.payloads import (
     DeployParams,
     EngineeringParams,
@@ -40,46 +48,11 @@ from shared.contracts.payloads import (
 )
 from shared.contracts.workers import NO_AGENT
 from shared.env_contract import CONTRACT_FILE, EnvContractError, parse_env_contract
-from shared.graphs.driver import event_sender, request_id
-from shared.queues.port import QueuePort
-from shared.repos.port import RepoHost
-
-Update = dict[str, Any]
+from shared.graphs.driver import request_id
 
 
-def failed(error: str) -> Update:
-    return {"outcome": "failed", "error": error}
-
-
-class DeployNodes:
+class DeployNodes(UndeployNodes):
     """The deploy graph's nodes over their ports: the API, the queue, the repository host."""
-
-    def __init__(
-        self,
-        api: ApiClient,
-        queue: QueuePort,
-        settings: DeploySettings,
-        repo_host: RepoHost,
-        github_token_ref: str | None = None,
-    ) -> None:
-        self.api, self.queue, self.settings, self.repo_host = api, queue, settings, repo_host
-        self.github_token_ref = github_token_ref
-        self._send_event = event_sender(api)
-
-    def event(
-        self, state: DeployState, kind: str, message: str, step: str, pct: int, error: str | None = None
-    ) -> None:
-        who = {"task_id": state.task_id, "correlation_id": state.correlation_id or None}
-        self._send_event(who, kind, message, step, pct, error=error)
-
-    def progress(
-        self, state: DeployState, message: str, step: str, pct: int, error: str | None = None
-    ) -> None:
-        self.event(state, "progress", message, step, pct, error)
-
-    def ended(self, state: DeployState) -> bool:
-        """Cancelled by a person or failed by the stuck-task reaper while the graph waited."""
-        return self.api.get_task(state.task_id).status.is_final
 
     # -- prepare ------------------------------------------------------------------------------------
 
@@ -107,59 +80,39 @@ class DeployNodes:
             return failed(
                 f"{project.name} has no repository yet: run engineering first (`orchestrator engineering start`)"
             )
-        ref, agent = self._ref_and_agent(project.id, params_as(DeployParams, task.params).ref)
-        base["agent"] = agent or base["agent"]
-        self.progress(state, f"deploying {project.name} ({ref}) to {server.handle}", "prepare", 5)
-        return {**base, "ref": ref, "repo_url": project.repo_url}
-
-    def _prepare_undeploy(self, state: DeployState, project: Project, base: Update) -> Update:
+        params = params_as(DeployParams, task.params)
+        ref = params.ref or "main"
         try:
-            current = self.api.get_deployment(project.id)
-        except NotFoundError:
-            return self._prepare_cleanup(state, project, base)
-        where = f"{base['server_handle']}:{current.port}"
-        self.progress(state, f"undeploying {project.name} from {where}", "undeploy", 10)
+            sha = shipped_commit(self.repo_host, base["repo_full_name"], ref)
+        except UnknownRef as exc:
+            return failed(str(exc))
+        base["agent"] = self._fix_agent(project.id) or base["agent"]
+        what = f"release {params.rollback_of}'s commit" if params.rollback_of else ref
+        verb = "rolling back" if params.rollback_of else "deploying"
+        self.progress(
+            state, f"{verb} {project.name} to {what} ({short(sha)}) on {server.handle}", "prepare", 5
+        )
         return {
             **base,
-            "port": current.port,
-            "ref": current.ref or "main",
-            "repo_url": project.repo_url or "",
+            "ref": ref,
+            "commit_sha": sha,
+            "repo_url": project.repo_url,
+            "domain": project.domain or "",
+            "rollback_of": params.rollback_of,
         }
 
-    def _prepare_cleanup(self, state: DeployState, project: Project, base: Update) -> Update:
-        """Never deployed, but a deploy failed: remove what it left on the server (its directory with
-        the service log; its service and port, if a deploy from before failures freed them left them)."""
-        handle = base["server_handle"]
-        held = [p.port for p in self.api.list_ports(handle) if p.project_id == project.id]
-        page = self.api.list_tasks(
-            project=project.id, type=TaskType.DEPLOY.value, status=TaskStatus.FAILED.value, limit=1
-        )
-        last = next(iter(page.items), None)
-        port = held[0] if held else int((last.result or {}).get("port") or 0) if last else 0
-        if not port:
-            return failed(f"{project.name} has never been deployed: nothing to stop")
-        after = f" after its failed deploy (task {last.id[:8]})" if last else ""
-        self.progress(
-            state, f"{project.name} is not deployed: cleaning up{after} on {handle}", "undeploy", 10
-        )
-        return {**base, "port": port, "ref": "main", "repo_url": project.repo_url or "", "cleanup": True}
-
-    def _ref_and_agent(self, project_id: str, explicit: str | None) -> tuple[str, str | None]:
-        """What to deploy: the task's ref, else the branch of the last completed engineering task, else
-        main; and the agent that engineering used (fix rounds use the same)."""
+    def _fix_agent(self, project_id: str) -> str | None:
+        """The agent the project's last completed engineering task used: fix rounds use the same."""
         page = self.api.list_tasks(
             project=project_id, type=TaskType.ENGINEERING.value, status=TaskStatus.COMPLETED.value, limit=1
         )
         last = next(iter(page.items), None)
-        if last is None:
-            return explicit or "main", None
-        agent = params_as(EngineeringParams, last.params).agent or None
-        return explicit or result_as(EngineeringTaskResult, last.result).branch or "main", agent
+        return params_as(EngineeringParams, last.params).agent or None if last else None
 
     # -- env analyzer -------------------------------------------------------------------------------
 
     def analyze_env(self, state: DeployState) -> Update:
-        raw = self.repo_host.read_file(state.repo_full_name, state.ref, CONTRACT_FILE)
+        raw = self.repo_host.read_file(state.repo_full_name, state.commit_sha or state.ref, CONTRACT_FILE)
         if raw is None:
             return failed(
                 f"{CONTRACT_FILE} not found at {state.ref} of {state.repo_full_name}: the deploy needs it "
@@ -235,7 +188,7 @@ class DeployNodes:
         if server.connection == "local":
             self.api.record_server_check(server.handle, "up")
             return {}
-        what = f"packages, service user, firewall for port {state.port}"
+        what = f"packages, service user, firewall for port {state.stable_port or state.port}"
         self.progress(state, f"preparing {server.handle} ({server.host}): {what}", "readiness", 30)
         self.queue.publish(PROVISIONER_QUEUE, provision_message(state))
         return {"error": "provision"}  # marker: route to provision_wait
@@ -253,7 +206,13 @@ class DeployNodes:
         return {"error": None}
 
     def allocate(self, state: DeployState) -> Update:
-        return allocate_port(self.api, state)
+        """The ports (the stable one, the new slot's) and the release recording this deploy."""
+        update = allocate_release(self.api, state)
+        if "release_number" in update:
+            what = f"release {update['release_number']}: {short(state.commit_sha)} to slot {update['slot']}"
+            where = f"port {update['port']}; {update['deployed_url']} switches to it once healthy"
+            self.progress(state, f"{what} ({where})", "release", 25)
+        return update
 
     # -- deployer -----------------------------------------------------------------------------------
 
@@ -261,8 +220,9 @@ class DeployNodes:
         if self.ended(state):
             return {"outcome": "cancelled"}
         note = f" (after fix round {state.attempt})" if state.attempt else ""
-        ref = state.ref[:12] if len(state.ref) == 40 else state.ref
-        where = f"{state.server_handle}:{state.port}"
+        ref = short(state.commit_sha or state.ref)
+        slot = f" (slot {state.slot})" if state.slot else ""
+        where = f"{state.server_handle}:{state.port}{slot}"
         self.progress(state, f"ansible: deploying {ref} to {where}{note}", "deploy", 40 + 15 * state.attempt)
         self.queue.publish(
             ANSIBLE_DEPLOY_QUEUE, ansible_message(state, "deploy", state.attempt, self.github_token_ref)
@@ -306,6 +266,10 @@ class DeployNodes:
             return failed(f"deploy failed {rounds}: {cause}")
         if state.agent == NO_AGENT:
             return failed(f"deploy failed and there is no coding agent to fix it (agent none): {cause}")
+        if state.rollback_of:  # a known-good commit that fails now: no change of code is the answer
+            return failed(
+                f"rollback to release {state.rollback_of} failed (no fix round for a rollback): {cause}"
+            )
         child = self._existing_fix(state, attempt + 1)
         if child is None:
             spec = (
@@ -338,115 +302,62 @@ class DeployNodes:
         return self.fixed(state)
 
     def fixed(self, state: DeployState) -> Update:
-        """Woken when the fix task ended: deploy its branch, or fail with the reason it ended."""
+        """Woken when the fix task ended: deploy the commit it merged into main (or its branch's, left
+        unmerged), or fail with the reason it ended."""
         next_attempt = state.attempt + 1
         child = self.api.get_task(state.fix_task_id or "")
         if child.status is not TaskStatus.COMPLETED:
             return failed(
                 f"fix round {next_attempt} ended {child.status.value}: {child.error or 'no reason given'}"
             )
-        branch = result_as(EngineeringTaskResult, child.result).branch or state.ref
-        self.progress(
-            state, f"fix round {next_attempt} done: redeploying {branch}", "fix", 65 + 10 * next_attempt
-        )
-        return {"ref": branch, "attempt": next_attempt, "last_failure": None}
-
-    # -- undeploy -----------------------------------------------------------------------------------
-
-    def undeploy_request(self, state: DeployState) -> Update:
-        self.queue.publish(ANSIBLE_DEPLOY_QUEUE, ansible_message(state, "undeploy", 0, self.github_token_ref))
-        return {}
-
-    def undeploy_wait(self, state: DeployState) -> Update:
-        return self.undeployed(state, interrupt({"wait_for": request_id(state.task_id, "undeploy", 0)}))
-
-    def undeployed(self, state: DeployState, result: dict[str, Any]) -> Update:
-        """The runner stopped the service: free its port, record it stopped, complete the task."""
-        if result.get("status") != "success":
-            return failed(f"undeploy failed: {tail(failure_text(result))}")
-        if state.cleanup:
-            return self._cleaned_up(state)
-        current = self.api.get_deployment(state.project_id)
+        work = result_as(EngineeringTaskResult, child.result)
+        ref = "main" if work.merge_commit else work.branch or state.ref
         try:
-            self.api.free_port(state.server_handle, state.port)
-        except NotFoundError:
-            pass  # freed already (a replay)
-        stopped = deployment_record(state, "stopped", current.url, current.health_url, current.ref)
-        self.api.record_deployment(state.project_id, stopped)
-        result_json = DeployResult(
-            request_id=state.task_id, status="success", server_ip=state.server_host, port=state.port
-        ).model_dump(mode="json")
-        self.api.complete_task(state.task_id, result_json | {"stopped_url": current.url})
-        self.event(
-            state, "completed", f"stopped {state.project_name}; port {state.port} freed", "undeploy", 100
-        )
-        return {"outcome": "completed"}
-
-    def _cleaned_up(self, state: DeployState) -> Update:
-        try:
-            self.api.free_port(state.server_handle, state.port)
-            port = f"port {state.port} freed"
-        except NotFoundError:
-            port = f"port {state.port} was already free"
-        done = f"cleaned up {state.project_name} on {state.server_handle}: service stopped, its directory removed, {port}"
-        result = DeployResult(
-            request_id=state.task_id, status="success", server_ip=state.server_host, port=state.port
-        ).model_dump(mode="json")
-        self.api.complete_task(state.task_id, result | {"cleaned_up": done})
-        self.event(state, "completed", done, "undeploy", 100)
-        return {"outcome": "completed"}
+            sha = work.merge_commit or shipped_commit(self.repo_host, state.repo_full_name, ref)
+        except UnknownRef as exc:
+            return failed(f"fix round {next_attempt}: {exc}")
+        done = f"fix round {next_attempt} done: redeploying {ref} ({short(sha)})"
+        self.progress(state, done, "fix", 65 + 10 * next_attempt)
+        return {"ref": ref, "commit_sha": sha, "attempt": next_attempt, "last_failure": None}
 
     # -- end ----------------------------------------------------------------------------------------
 
     def finalize(self, state: DeployState) -> Update:
-        deployed = deployment_record(state, "deployed", state.deployed_url, state.health_url, state.ref)
+        """The new release serves: it becomes the current one (the previous is superseded), the
+        deployment row switches to its slot, the task completes."""
+        if state.release_id:
+            self.api.finish_release(state.release_id, "serving", url=state.deployed_url)
+        what = state.commit_sha or state.ref
+        deployed = deployment_record(state, "deployed", state.deployed_url, state.health_url, what)
         self.api.record_deployment(state.project_id, deployed)
         result = DeployResult(
             request_id=state.task_id,
             status="success",
             deployed_url=state.deployed_url,
             server_ip=state.server_host,
-            port=state.port,
+            port=state.stable_port or state.port,
         )
+        release = {"commit_sha": state.commit_sha, "release": state.release_number, "slot": state.slot}
         self.api.complete_task(
             state.task_id,
             result.model_dump(mode="json")
-            | {
-                "health_url": state.health_url,
-                "ref": state.ref,
-                "deploy_fix_attempt": state.attempt,
-            },
+            | {"health_url": state.health_url, "ref": state.ref, "deploy_fix_attempt": state.attempt}
+            | (release if state.release_id else {}),
         )
         self.event(state, "completed", f"live at {state.deployed_url}", "done", 100)
         return {"outcome": "completed"}
 
-    def _free_failed_port(self, state: DeployState) -> str:
-        """A failed deploy gives back the port it allocated (the playbook already stopped the service
-        that did not become healthy), unless the project's running deployment is on it (a failed
-        redeploy: the health checker reports that one). Says what it did, or nothing."""
-        if state.kind != "deploy" or not state.port or not state.server_handle:
-            return ""
-        try:
-            current = self.api.get_deployment(state.project_id)
-        except NotFoundError:
-            current = None
-        if (
-            current is not None
-            and current.status == "deployed"
-            and (current.server_handle, current.port) == (state.server_handle, state.port)
-        ):
-            return ""
-        try:
-            self.api.free_port(state.server_handle, state.port)
-        except NotFoundError:
-            return ""  # freed already (a replay)
-        return f"port {state.port} on {state.server_handle} freed"
-
     def fail(self, state: DeployState) -> Update:
+        """The task fails with the cause; its release is recorded FAILED with it (the previous release
+        keeps serving: the deployment row stays), and a first deploy gives back what it allocated."""
         if state.outcome == "cancelled" or self.ended(state):
+            finish_failed(
+                self.api, state, "cancelled"
+            )  # what it allocated stays: the runner may still use it
             return {"outcome": "cancelled"}
         error = state.error or "deploy failed"
-        freed = self._free_failed_port(state)
+        finish_failed(self.api, state, error)
+        freed = free_after_failure(self.api, state)
         if freed:
             error += f"\n{freed}"
         # before prepare knew them, the server and port are unknown (None), as in the result model
@@ -455,7 +366,7 @@ class DeployNodes:
             status="failed",
             error=error,
             server_ip=state.server_host or None,
-            port=state.port or None,
+            port=state.stable_port or state.port or None,
         )
         try:
             self.api.fail_task(state.task_id, error, result.model_dump(mode="json"))

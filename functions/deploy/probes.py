@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
 
 import httpx
 
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
-from shared.api_client import ApiClient, ConflictError, LimitExceededError, NotFoundError
+from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.retry import Sleep, poll_until
 
 
@@ -45,26 +44,12 @@ def smoke_test(url: str, settings: DeploySettings, sleep: Sleep = time.sleep) ->
     return False, f"GET {url} did not answer 200 after {len(tries)} attempts; last: {last}"
 
 
-def allocate_port(api: ApiClient, state: DeployState) -> dict[str, Any]:
-    """The deploy's port on its server, or a failed outcome saying why there is none (the person's limit of
-    ports on a shared server, no free port left, a race lost): the task fails at once with that reason
-    instead of the error escaping the node and leaving it RUNNING."""
-    try:
-        port = api.allocate_port(state.server_handle, state.project_id).port
-        if state.connection == "local":
-            port = free_local_port(api, state, port)
-    except (LimitExceededError, ConflictError, RuntimeError) as exc:
-        return {"outcome": "failed", "error": f"no port for this deploy on {state.server_handle}: {exc}"}
-    host = "127.0.0.1" if state.connection == "local" else state.server_host
-    url = f"http://{host}:{port}"
-    return {"port": port, "deployed_url": url, "health_url": url + state.health_path}
-
-
-def free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 50) -> int:
+def free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 50, slot: str = "") -> int:
     """On the built-in server the API's allocation may collide with a program it does not know (a dev
-    server on 8000): that program would answer the health check for us. Move to a port nothing holds,
-    unless the holder is this project's own running deployment (a redeploy)."""
-    if _ours(api, state, port) or bindable(port):
+    server on 8000): that program would answer the health check for us. Move the allocation of `slot`
+    ("" the stable port) to a port nothing holds, unless the holder is this project's own running
+    deployment (its stable address)."""
+    if (not slot and _ours(api, state, port)) or bindable(port):
         return port
     api.free_port(state.server_handle, port)
     candidate = port
@@ -73,7 +58,7 @@ def free_local_port(api: ApiClient, state: DeployState, port: int, tries: int = 
         if candidate > 65535 or not bindable(candidate):
             continue
         try:
-            return api.allocate_port(state.server_handle, state.project_id, candidate).port
+            return api.allocate_port(state.server_handle, state.project_id, candidate, slot=slot).port
         except ConflictError:
             continue  # allocated to another project
     raise RuntimeError(f"no free port on this machine near {port} (tried {tries})")

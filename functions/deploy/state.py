@@ -26,11 +26,29 @@ class DeployState(BaseModel):
     server_handle: str = ""
     server_host: str = ""
     connection: Annotated[Literal["local", "ssh"], Field(description="How the server is reached.")] = "local"
-    ref: Annotated[str, Field(description="What is deployed: a branch, tag or commit.")] = ""
+    ref: Annotated[str, Field(description="What was asked for: a branch or a commit (main by default).")] = ""
+    commit_sha: Annotated[str, Field(description="The commit shipped: `ref` resolved (40 hex).")] = ""
     repo_url: str = ""
     repo_full_name: str = ""
     agent: Annotated[str, Field(description="The coding agent of fix rounds.")] = ""
-    port: Annotated[int, Field(description="The allocated port; 0 until allocated.")] = 0
+    port: Annotated[
+        int, Field(description="Where the service listens (its slot's port); 0 until allocated.")
+    ] = 0
+    stable_port: Annotated[
+        int, Field(description="The project's address on the server, switched to the new slot; 0: in place.")
+    ] = 0
+    slot: Annotated[
+        Literal["", "a", "b"],
+        Field(description='The release\'s slot ("a"|"b"); an undeploy: the serving one; "": in place.'),
+    ] = ""
+    domain: Annotated[str, Field(description="The hostname an ssh server's proxy serves, if any.")] = ""
+    release_id: Annotated[str, Field(description="The release this deploy records; empty until started.")] = (
+        ""
+    )
+    release_number: int = 0
+    rollback_of: Annotated[
+        int | None, Field(description="A rollback: the release whose commit it ships (no fix rounds).")
+    ] = None
     # from the env contract (orchestrator.env.json); the defaults are the undeploy path's
     port_variable: str = "PORT"
     health_path: str = "/health"

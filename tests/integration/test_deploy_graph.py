@@ -82,12 +82,14 @@ def test_a_deploy_waits_for_its_secret_then_deploys_and_passes_its_smoke_test(wo
     assert isinstance(job, AnsibleDeployMessage) and list(job.secret_refs) == ["API_TOKEN"]
     assert _deploy(world).resume(f"{start.task_id}:ansible:9", {"status": "success"}) == "ignored"
     # when the runner answers with the service up, the smoke test passes and the deploy completes
-    with health_server(job.port):
+    assert job.slot == "a" and job.stable_port and job.ref == world.head("main")
+    with health_server(job.stable_port):  # the runner switched the stable port to the new slot
         assert _deploy(world).resume(job.request_id, {"status": "success"}) == "resumed"
     assert _deploy(world).resume(job.request_id, {"status": "success"}) == "ignored"
     done = world.service.get_task(start.task_id)
     assert done.status is TaskStatus.COMPLETED, done.error
-    url = f"http://127.0.0.1:{job.port}"
+    url = f"http://127.0.0.1:{job.stable_port}"
+    assert world.service.get_release(PROJECT, 1).status == "serving"
     assert done.result and done.result["deployed_url"] == url
     assert world.service.get_deployment(done.project_id).status == "deployed"
     steps = [step for step, _ in world.steps(start.task_id) if step]
@@ -117,13 +119,17 @@ def test_a_failed_deploy_is_fixed_once_then_fails_at_the_limit(world: DeployWorl
     assert _deploy(world).handle(wake) == "resumed"
     again = _one(world, ANSIBLE_DEPLOY_QUEUE)
     assert isinstance(again, AnsibleDeployMessage)
-    assert (again.request_id, again.ref) == (f"{task.id}:ansible:1", "fix/deploy-1")
+    assert (again.request_id, again.ref) == (f"{task.id}:ansible:1", world.head("fix/deploy-1"))
+    assert again.slot == job.slot and again.port == job.port  # the same release, the same slot
     # when the service still does not answer, the deploy fails: no second fix round
     assert _deploy(world).resume(again.request_id, {"status": "success"}) == "resumed"
     ended = world.service.get_task(task.id)
     assert ended.status is TaskStatus.FAILED and ended.error
     assert ended.error.startswith("deploy failed after 1 fix round(s): smoke test failed")
     assert len(world.service.list_tasks(project=task.project_id, type="engineering").items) == 1
+    [release] = world.service.list_releases(PROJECT).items
+    assert (release.status, release.commit_sha, release.ref) == ("failed", again.ref, "fix/deploy-1")
+    assert release.error and release.error.startswith("deploy failed after 1 fix round(s): smoke test failed")
 
 
 def test_a_deploy_cancelled_while_it_waits_is_not_resumed(world: DeployWorld) -> None:
@@ -136,6 +142,7 @@ def test_a_deploy_cancelled_while_it_waits_is_not_resumed(world: DeployWorld) ->
     world.admin.cancel_task(start.task_id)
     assert _deploy(world).resume(job.request_id, {"status": "success"}) == "ended"
     assert world.service.get_task(start.task_id).status is TaskStatus.CANCELLED
+    assert world.service.get_release(PROJECT, 1).status == "failed"  # its release ended with it
 
 
 def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: DeployWorld) -> None:
@@ -152,8 +159,10 @@ def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: Deploy
     assert ended.status is TaskStatus.FAILED
     # the reason, and the port the deploy had allocated is given back
     port = ended.result["port"] if ended.result else None
+    release = world.service.get_release(PROJECT, 1)
     assert ended.error == (
-        f"server web-1 (203.0.113.7) is not ready: ssh: connection timed out\nport {port} on web-1 freed"
+        "server web-1 (203.0.113.7) is not ready: ssh: connection timed out\n"
+        f"ports {port}, {release.port} on web-1 freed"
     )
     assert world.service.list_ports("web-1") == []
     assert drain(world.queue, ANSIBLE_DEPLOY_QUEUE) == []

@@ -34,13 +34,21 @@ def _completed_engineering(world: DeployWorld, result: dict[str, object], agent:
 # -- prepare -----------------------------------------------------------------------------------------
 
 
-def test_prepare_deploys_the_last_engineering_branch_with_its_agent(world: DeployWorld) -> None:
-    # given engineering finished on a branch with the codex agent
+def _head(world: DeployWorld, branch: str = "main") -> str:
+    sha = world.repos.branch_head(world.full_name, branch)
+    assert sha
+    return sha
+
+
+def test_prepare_ships_mains_head_with_the_last_engineering_agent(world: DeployWorld) -> None:
+    # given engineering finished on a branch with the codex agent (merged or not, main is what ships)
+    world.push(branch="feature/login")
     _completed_engineering(world, {"branch": "feature/login"})
     task = world.deploy_task()
     # when
     update = world.nodes.prepare(DeployState(task_id=task.id, project_id=task.project_id))
     # then
+    main = _head(world)
     assert update == {
         "kind": "deploy",
         "project_name": PROJECT,
@@ -50,19 +58,44 @@ def test_prepare_deploys_the_last_engineering_branch_with_its_agent(world: Deplo
         "repo_full_name": world.full_name,
         "attempt": 0,
         "agent": "codex",
-        "ref": "feature/login",
+        "ref": "main",
+        "commit_sha": main,
         "repo_url": world.service.get_project(PROJECT).repo_url,
+        "domain": "",
+        "rollback_of": None,
     }
-    assert world.steps(task.id)[-1] == ("prepare", f"deploying {PROJECT} (feature/login) to localhost")
+    said = f"deploying {PROJECT} to main ({main[:12]}) on localhost"
+    assert world.steps(task.id)[-1] == ("prepare", said)
 
 
-def test_prepare_takes_the_ref_asked_for_else_main_and_the_default_agent(world: DeployWorld) -> None:
+def test_prepare_resolves_a_branch_asked_for_takes_a_sha_as_is_and_the_default_agent(
+    world: DeployWorld,
+) -> None:
+    world.push(branch="v1.2")
     asked = world.deploy_task(ref="v1.2")
-    assert world.nodes.prepare(world.state(asked))["ref"] == "v1.2"
+    update = world.nodes.prepare(world.state(asked))
+    assert (update["ref"], update["commit_sha"]) == ("v1.2", _head(world, "v1.2"))
+    assert update["agent"] == world.settings.default_agent
     world.service.fail_task(asked.id, "done with it")
-    plain = world.deploy_task()
-    update = world.nodes.prepare(world.state(plain))
-    assert update["ref"] == "main" and update["agent"] == world.settings.default_agent
+    sha = _head(world)
+    by_sha = world.deploy_task(ref=sha)
+    assert (world.nodes.prepare(world.state(by_sha))["commit_sha"]) == sha
+    world.service.fail_task(by_sha.id, "done with it")
+    unknown = world.nodes.prepare(world.state(world.deploy_task(ref="no-such-branch")))
+    assert unknown == {
+        "outcome": "failed",
+        "error": f"cannot deploy 'no-such-branch': it is neither a branch of {world.full_name} "
+        "nor a full commit sha",
+    }
+
+
+def test_prepare_fails_when_main_has_no_commit(tmp_path: Path) -> None:
+    with deploy_world(tmp_path, free_port_block()) as empty:
+        update = empty.nodes.prepare(empty.state(empty.deploy_task()))
+        assert update == {
+            "outcome": "failed",
+            "error": f"{empty.full_name} has no commit on main yet: run engineering first",
+        }
 
 
 def test_prepare_fails_without_a_repository_or_a_server(world: DeployWorld) -> None:
@@ -212,16 +245,58 @@ def test_an_ssh_server_is_provisioned_with_the_port_open(world: DeployWorld) -> 
     assert unreachable["error"].endswith("is not ready: no answer")
 
 
-def test_a_deploy_gets_a_port_of_the_range_and_its_urls(world: DeployWorld) -> None:
-    state = world.state(world.deploy_task(), health_path="/healthz")
+def _in_range(world: DeployWorld, *ports: int) -> bool:
+    settings = world.harness.deps.settings
+    return all(settings.port_range_start <= p <= settings.port_range_end for p in ports)
+
+
+def test_a_first_deploy_gets_the_stable_port_slot_a_and_release_1(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task, health_path="/healthz")
+    # when
     update = world.nodes.allocate(state)
-    port = update["port"]
-    assert world.harness.deps.settings.port_range_start <= port <= world.harness.deps.settings.port_range_end
+    # then the address is the stable port; the release goes to slot a on a port of its own
+    stable, port = update["stable_port"], update["port"]
+    assert stable != port and _in_range(world, stable, port)
+    url = f"http://127.0.0.1:{stable}"
     assert update == {
+        "slot": "a",
         "port": port,
-        "deployed_url": f"http://127.0.0.1:{port}",
-        "health_url": f"http://127.0.0.1:{port}/healthz",
+        "stable_port": stable,
+        "release_id": update["release_id"],
+        "release_number": 1,
+        "deployed_url": url,
+        "health_url": url + "/healthz",
     }
+    held = {(p.slot, p.port) for p in world.service.list_ports("localhost")}
+    assert held == {("", stable), ("a", port)}
+    release = world.service.get_release(PROJECT, 1)
+    assert (release.status, release.commit_sha, release.ref, release.slot, release.port) == (
+        "deploying",
+        state.commit_sha,
+        "main",
+        "a",
+        port,
+    )
+    assert release.task_id == task.id and release.rollback_of is None
+    # a replay (or a fix round of the same task) gets the same ports and release back
+    assert world.nodes.allocate(state.model_copy(update={"slot": "a"})) == update
+    assert [r.number for r in world.service.list_releases(PROJECT).items] == [1]
+
+
+def test_a_redeploy_goes_to_the_slot_not_serving_and_keeps_the_address(world: DeployWorld) -> None:
+    # given release 1 serves from slot a
+    first = world.deploy_task()
+    one = world.state(first)
+    one = one.model_copy(update=world.nodes.allocate(one))
+    assert world.nodes.finalize(one) == {"outcome": "completed"}
+    # when the next deploy allocates
+    second = world.deploy_task()
+    update = world.nodes.allocate(world.state(second))
+    # then it takes slot b on another port, behind the same stable port
+    assert (update["slot"], update["release_number"]) == ("b", 2)
+    assert update["stable_port"] == one.stable_port and update["port"] not in (one.port, one.stable_port)
+    assert world.steps(second.id)[-1][0] == "release"
 
 
 def test_a_deploy_fails_at_once_when_no_port_is_free(tmp_path: Path) -> None:
@@ -251,11 +326,31 @@ def test_the_deploy_job_carries_references_only(world: DeployWorld) -> None:
     assert job.secret_refs == {"API_TOKEN": "secret://x"} and job.github_token_ref == "secret://github-token"
     assert (job.env, job.ref, job.run_command, job.port_variable) == (
         {"LOG_LEVEL": "info"},
-        "main",
+        state.commit_sha,
         "python3 -m app.server",
         "PORT",
     )
-    assert world.steps(task.id)[-1] == ("deploy", "ansible: deploying main to localhost:8123")
+    assert job.slot is None and job.stable_port is None  # a state from before slots: in place
+    assert world.steps(task.id)[-1] == (
+        "deploy",
+        f"ansible: deploying {state.commit_sha[:12]} to localhost:8123",
+    )
+
+
+def test_a_release_job_names_its_slot_the_stable_port_and_the_commit(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task)
+    state = state.model_copy(update=world.nodes.allocate(state))
+    assert world.nodes.deploy_request(state) == {}
+    [job] = drain(world.queue, ANSIBLE_DEPLOY_QUEUE)
+    assert (job.slot, job.port, job.stable_port, job.release, job.ref, job.domain) == (
+        "a",
+        state.port,
+        state.stable_port,
+        1,
+        state.commit_sha,
+        None,
+    )
 
 
 def test_a_failed_ansible_run_goes_to_a_fix_round_with_what_it_saw(world: DeployWorld) -> None:
@@ -277,8 +372,9 @@ def test_a_failed_ansible_run_goes_to_a_fix_round_with_what_it_saw(world: Deploy
     )
     # the fix round's agent gets everything; a person gets the error, the service's own lines, the path
     cause = (
-        f"service did not start\nservice log (last 2 lines of {log}):\n"
-        "  Traceback (most recent call last):\n  ModuleNotFoundError: No module named 'app.x'"
+        f"ModuleNotFoundError: No module named 'app.x'\nservice log (last 2 lines of {log}):\n"
+        "  Traceback (most recent call last):\n  ModuleNotFoundError: No module named 'app.x'\n"
+        "service did not start"
     )
     assert update["last_cause"] == cause and update["service_log_path"] == log
     assert update["last_failure"].startswith(cause + "\nexit code 2\nstdout:\nTASK [Report")
@@ -325,15 +421,16 @@ def test_fix_rounds_stop_at_the_limit_and_without_an_agent(world: DeployWorld) -
     assert none_allowed["error"] == "deploy failed and no fix round is allowed: the deploy failed"
 
 
-def test_a_finished_fix_round_redeploys_its_branch_and_a_failed_one_fails_the_deploy(
+def test_a_finished_fix_round_redeploys_what_it_merged_and_a_failed_one_fails_the_deploy(
     world: DeployWorld,
 ) -> None:
     task = world.deploy_task()
     fix_id = world.nodes.fix_request(world.state(task, last_failure="boom"))["fix_task_id"]
+    merged = "f" * 40
     world.service.claim_task(fix_id, worker="test")
-    world.service.complete_task(fix_id, {"branch": "fix/deploy-1"})
+    world.service.complete_task(fix_id, {"branch": "fix/deploy-1", "merge_commit": merged})
     fixed = world.nodes.fixed(world.state(task, fix_task_id=fix_id, last_failure="boom"))
-    assert fixed == {"ref": "fix/deploy-1", "attempt": 1, "last_failure": None}
+    assert fixed == {"ref": "main", "commit_sha": merged, "attempt": 1, "last_failure": None}
 
     second = world.nodes.fix_request(world.state(task, attempt=1, last_failure="boom"))["fix_task_id"]
     world.service.claim_task(second, worker="test")
@@ -342,51 +439,98 @@ def test_a_finished_fix_round_redeploys_its_branch_and_a_failed_one_fails_the_de
     assert failed == {"outcome": "failed", "error": "fix round 2 ended FAILED: tests still red"}
 
 
+def test_a_fix_left_unmerged_ships_its_branchs_head(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    fix_id = world.nodes.fix_request(world.state(task, last_failure="boom"))["fix_task_id"]
+    world.push(branch="fix/deploy-1")
+    world.service.claim_task(fix_id, worker="test")
+    world.service.complete_task(fix_id, {"branch": "fix/deploy-1"})
+    fixed = world.nodes.fixed(world.state(task, fix_task_id=fix_id))
+    assert (fixed["ref"], fixed["commit_sha"]) == ("fix/deploy-1", _head(world, "fix/deploy-1"))
+
+
+def test_a_rollback_that_fails_just_fails(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    update = world.nodes.fix_request(world.state(task, rollback_of=1, last_failure="boom"))
+    assert update == {
+        "outcome": "failed",
+        "error": "rollback to release 1 failed (no fix round for a rollback): boom",
+    }
+    assert world.service.list_tasks(project=task.project_id, type="engineering").items == []
+
+
 # -- undeploy ----------------------------------------------------------------------------------------
 
 
-def test_an_undeploy_stops_the_service_frees_the_port_and_completes(world: DeployWorld) -> None:
-    project = world.service.get_project(PROJECT)
-    port = world.service.allocate_port("localhost", project.id).port
-    url = f"http://127.0.0.1:{port}"
-    world.service.record_deployment(
-        project.id,
-        DeploymentRecord(server_handle="localhost", port=port, url=url, health_url=url + "/health", ref="v1"),
-    )
-    task = world.service.claim_task(world.admin.start_undeploy(PROJECT).id, worker="test")
-    state = world.state(task, kind="undeploy", port=port, ref="v1")
+def test_an_undeploy_stops_both_slots_frees_every_port_and_completes(world: DeployWorld) -> None:
+    # given the project serves from slot a behind its stable port
+    task = world.deploy_task()
+    served = world.state(task)
+    served = served.model_copy(update=world.nodes.allocate(served))
+    world.nodes.finalize(served)
+    world.service.allocate_port("localhost", served.project_id, slot="b")  # a release once went to b
+    undeploy = world.service.claim_task(world.admin.start_undeploy(PROJECT).id, worker="test")
+    state = world.state(undeploy).model_copy(update=world.nodes.prepare(world.state(undeploy)))
+    assert (state.kind, state.port, state.slot) == ("undeploy", served.stable_port, "a")
+    # when
     assert world.nodes.undeploy_request(state) == {}
     [job] = drain(world.queue, ANSIBLE_DEPLOY_QUEUE)
-    assert job.job_type == "undeploy" and job.request_id == f"{task.id}:undeploy:0" and job.port == port
-
+    assert job.job_type == "undeploy" and job.request_id == f"{undeploy.id}:undeploy:0"
+    assert (job.port, job.slot) == (served.stable_port, "a")
     refused = world.nodes.undeployed(state, {"status": "failed", "error": "systemctl failed"})
     assert refused == {"outcome": "failed", "error": "undeploy failed: systemctl failed"}
     assert world.nodes.undeployed(state, {"status": "success"}) == {"outcome": "completed"}
-    assert world.service.get_deployment(project.id).status == "stopped"
+    # then
+    assert world.service.get_deployment(served.project_id).status == "stopped"
     assert world.service.list_ports("localhost") == []
-    done = world.service.get_task(task.id)
-    assert done.status is TaskStatus.COMPLETED and done.result and done.result["stopped_url"] == url
+    done = world.service.get_task(undeploy.id)
+    assert done.status is TaskStatus.COMPLETED and done.result
+    assert done.result["stopped_url"] == served.deployed_url
 
 
 # -- the end -----------------------------------------------------------------------------------------
 
 
-def test_finalize_records_the_deployment_and_completes_the_task(world: DeployWorld) -> None:
+def _serving(world: DeployWorld) -> DeployState:
+    """Release 1 of `main`, serving from slot a (allocated and finalized)."""
     task = world.deploy_task()
-    port = world.nodes.allocate(world.state(task))["port"]
-    url = f"http://127.0.0.1:{port}"
-    state = world.state(task, port=port, deployed_url=url, health_url=url + "/health", attempt=1)
+    state = world.state(task)
+    state = state.model_copy(update=world.nodes.allocate(state))
     assert world.nodes.finalize(state) == {"outcome": "completed"}
+    return state
+
+
+def test_finalize_makes_the_release_current_switches_the_deployment_and_completes(
+    world: DeployWorld,
+) -> None:
+    # given release 1 serves from slot a
+    first = _serving(world)
+    # when release 2 (slot b, after a fix round) is finalized
+    task = world.deploy_task()
+    state = world.state(task, attempt=1)
+    state = state.model_copy(update=world.nodes.allocate(state))
+    assert world.nodes.finalize(state) == {"outcome": "completed"}
+    # then the deployment is release 2's slot behind the same address, and release 1 is superseded
     deployment = world.service.get_deployment(task.project_id)
-    assert (deployment.status, deployment.url, deployment.ref) == ("deployed", url, "main")
+    assert (deployment.status, deployment.url, deployment.port, deployment.slot, deployment.ref) == (
+        "deployed",
+        first.deployed_url,
+        first.stable_port,
+        "b",
+        state.commit_sha,
+    )
+    statuses = [(r.number, r.status, r.url) for r in world.service.list_releases(PROJECT).items]
+    assert statuses == [(2, "serving", first.deployed_url), (1, "superseded", first.deployed_url)]
     done = world.service.get_task(task.id)
     assert done.status is TaskStatus.COMPLETED and done.result
-    assert (done.result["deployed_url"], done.result["port"], done.result["deploy_fix_attempt"]) == (
-        url,
-        port,
-        1,
-    )
-    assert world.steps(task.id)[-1] == ("done", f"live at {url}")
+    assert {k: done.result[k] for k in ("deployed_url", "port", "deploy_fix_attempt", "release", "slot")} == {
+        "deployed_url": first.deployed_url,
+        "port": first.stable_port,
+        "deploy_fix_attempt": 1,
+        "release": 2,
+        "slot": "b",
+    }
+    assert world.steps(task.id)[-1] == ("done", f"live at {first.deployed_url}")
 
 
 def test_fail_fails_the_task_with_the_reason(world: DeployWorld) -> None:
@@ -398,3 +542,43 @@ def test_fail_fails_the_task_with_the_reason(world: DeployWorld) -> None:
     assert failed.status is TaskStatus.FAILED and failed.error == "no server"
     assert failed.result and failed.result["server_ip"] is None and failed.result["port"] is None
     assert world.steps(task.id)[-1] == ("done", "deploy failed")
+
+
+def test_a_failed_redeploy_records_its_release_failed_and_leaves_the_serving_one_alone(
+    world: DeployWorld,
+) -> None:
+    # given release 1 serves from slot a
+    first = _serving(world)
+    held = sorted((p.slot, p.port) for p in world.service.list_ports("localhost"))
+    # when release 2 (slot b) fails
+    task = world.deploy_task()
+    state = world.state(task)
+    state = state.model_copy(update=world.nodes.allocate(state))
+    cause = "ModuleNotFoundError: No module named 'app.x'\nservice log (last 1 line): ..."
+    assert world.nodes.fail(state.model_copy(update={"outcome": "failed", "error": cause})) == {
+        "outcome": "failed"
+    }
+    # then the task and the release carry the cause; the deployment still is release 1's
+    assert world.service.get_task(task.id).error == cause
+    failed, current = world.service.get_release(PROJECT, 2), world.service.current_release(PROJECT)
+    assert (failed.status, failed.error) == ("failed", cause)
+    assert current is not None and current.number == 1
+    deployment = world.service.get_deployment(task.project_id)
+    assert (deployment.slot, deployment.port, deployment.task_id) == ("a", first.stable_port, first.task_id)
+    # nothing freed: the stable port serves release 1, slot b's port is the next release's
+    assert sorted((p.slot, p.port) for p in world.service.list_ports("localhost")) == sorted(
+        [*held, ("b", state.port)]
+    )
+    again = world.nodes.allocate(world.state(world.deploy_task()))
+    assert (again["slot"], again["port"], again["release_number"]) == ("b", state.port, 3)
+
+
+def test_a_failed_first_deploy_gives_back_every_port_it_allocated(world: DeployWorld) -> None:
+    task = world.deploy_task()
+    state = world.state(task)
+    state = state.model_copy(update=world.nodes.allocate(state))
+    world.nodes.fail(state.model_copy(update={"outcome": "failed", "error": "boom"}))
+    failed = world.service.get_task(task.id)
+    assert failed.error == f"boom\nports {state.stable_port}, {state.port} on localhost freed"
+    assert world.service.list_ports("localhost") == []
+    assert world.service.get_release(PROJECT, 1).status == "failed"

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from functions.deploy.messages import cause_text
-from functions.deploy.probes import allocate_port, free_local_port, smoke_test
+from functions.deploy.probes import free_local_port, smoke_test
+from functions.deploy.releases import allocate_release
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
 from shared.api_client import ApiError, ConflictError, LimitExceededError, NotFoundError
@@ -21,7 +22,7 @@ class _Api:
         self.first, self.taken, self.deployed_port = first, taken_by_others, deployed_port
         self.freed: list[int] = []
 
-    def allocate_port(self, handle: str, project: str, port: int | None = None) -> Any:
+    def allocate_port(self, handle: str, project: str, port: int | None = None, slot: str = "") -> Any:
         if port is None:
             return type("A", (), {"port": self.first})()
         if port in self.taken:
@@ -63,7 +64,10 @@ class _RefusingApi:
     def __init__(self, error: ApiError) -> None:
         self.error = error
 
-    def allocate_port(self, handle: str, project: str, port: int | None = None) -> Any:
+    def get_deployment(self, project: str) -> Any:
+        raise NotFoundError(404, "not_found", "never deployed")
+
+    def allocate_port(self, handle: str, project: str, port: int | None = None, slot: str = "") -> Any:
         raise self.error
 
 
@@ -82,7 +86,7 @@ def test_a_deploy_that_cannot_get_a_port_fails_at_once_with_the_reason(error: Ap
         update={"server_handle": "web-1", "connection": "ssh", "server_host": "203.0.113.7"}
     )
     # when the allocate node runs
-    outcome = allocate_port(_RefusingApi(error), state)  # type: ignore[arg-type]
+    outcome = allocate_release(_RefusingApi(error), state)  # type: ignore[arg-type]
     # then the deploy fails now, saying why (it used to raise out of the node and stay RUNNING)
     assert outcome["outcome"] == "failed"
     assert "no port for this deploy on web-1" in outcome["error"] and error.message in outcome["error"]
@@ -136,18 +140,26 @@ ModuleNotFoundError: No module named 'app.x'
 """
 
 
+MISSING = "ModuleNotFoundError: No module named 'app.x'"
+
+
 @pytest.mark.parametrize(
     ("result", "expected"),
     [
-        (
+        (  # the service's own last line leads; then its last lines, then the runner's error
             {"error": "gave up", "service_log": SUPERVISED_LOG, "service_log_path": "/a/service.log"},
-            "gave up\nservice log (last 3 lines of /a/service.log):\n"
-            "  ModuleNotFoundError: No module named 'app.x'\n  Traceback (most recent call last):\n"
-            "  ModuleNotFoundError: No module named 'app.x'",
+            f"{MISSING}\nservice log (last 3 lines of /a/service.log):\n"
+            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}\ngave up",
+        ),
+        (  # the runner's error ending with that line does not repeat it
+            {"error": f"slot b did not become healthy: {MISSING}", "service_log": SUPERVISED_LOG},
+            f"{MISSING}\nservice log (last 3 lines):\n"
+            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}\nslot b did not become healthy",
         ),
         (  # only the supervisor spoke: its lines are the cause
             {"error": "gave up", "service_log": "2026-12-03 13:08:05 supervisor[1]: stopped\n"},
-            "gave up\nservice log (last 1 line):\n  2026-12-03 13:08:05 supervisor[1]: stopped",
+            "2026-12-03 13:08:05 supervisor[1]: stopped\nservice log (last 1 line):\n"
+            "  2026-12-03 13:08:05 supervisor[1]: stopped\ngave up",
         ),
         (
             {"error": "pip failed", "service_log_path": "/a/service.log"},
@@ -156,7 +168,7 @@ ModuleNotFoundError: No module named 'app.x'
         ({"error": "no host", "stdout": "TASK [x] {{ ansible source }}"}, "no host"),
     ],
 )
-def test_a_failure_names_the_cause_from_the_service_log_never_ansibles_output(
+def test_a_failure_leads_with_the_services_own_words_never_ansibles_output(
     result: dict[str, Any], expected: str
 ) -> None:
     assert cause_text(result, log_lines=3) == expected
