@@ -1,13 +1,19 @@
-"""Each scheduled job is a small function of its ports; it returns what it did (counts, emitted as metrics).
+"""Each scheduled job is a small function of its ports; it returns what it did (counts, logged; a few
+aggregates become metrics, see `handler.METRICS`).
 
-Jobs reach the database only through the API (`ports.api`); the queue port is theirs for read-only
-counts. Every job is safe to run twice at once: the API's repair endpoints compare-and-set each row.
+Jobs reach the database only through the API (`ports.api`), and only when the work signal
+(`shared.work_signal`) says their kind of work may exist: an idle system answers every tick from one
+cheap read, so the database is left alone (and Aurora can pause). A job that found work asks the API,
+then settles its mark when the API says nothing of that kind is left. The queue port is theirs for
+read-only counts. Every job is safe to run twice at once: the API's repair endpoints compare-and-set
+each row, and a settle only removes a mark older than the job's read (see `shared.work_signal.port`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -15,6 +21,7 @@ from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
+from shared.work_signal import WorkKind, WorkSignalPort, build_work_signal
 
 
 @dataclass
@@ -24,6 +31,7 @@ class JobPorts:
     settings: SchedulerSettings
     api_factory: Callable[[], ApiClient]
     queue_factory: Callable[[], QueuePort]
+    signal_factory: Callable[[], WorkSignalPort] | None = field(default=None)
 
     @cached_property
     def api(self) -> ApiClient:
@@ -34,6 +42,10 @@ class JobPorts:
         return self.queue_factory()
 
     @cached_property
+    def signal(self) -> WorkSignalPort:
+        return self.signal_factory() if self.signal_factory else build_work_signal(self.settings)
+
+    @cached_property
     def repo_host(self) -> Any:
         from shared.repos.factory import RepoHostSettings, build_repo_host
 
@@ -41,14 +53,41 @@ class JobPorts:
 
 
 Job = Callable[[JobPorts], dict[str, int]]
+IDLE = "idle"
+"""The count a job returns when the work signal said there was nothing for it (it did not call the API)."""
 
 
+def watching(kind: WorkKind, left: Callable[[dict[str, int]], int]) -> Callable[[Job], Job]:
+    """Run the job only while `kind` is marked; settle the mark when `left(counts)` says none is left."""
+
+    def decorate(job: Job) -> Job:
+        def gated(ports: JobPorts) -> dict[str, int]:
+            seen_at = time.time()  # before the API looks: a mark set after this survives the settle
+            if kind not in ports.signal.marks():
+                return {IDLE: 1}
+            counts = job(ports)
+            if left(counts) == 0:
+                counts["settled"] = int(ports.signal.settle(kind, seen_at))
+            return counts
+
+        gated.__name__ = job.__name__
+        gated.__doc__ = job.__doc__
+        gated.watches = kind  # type: ignore[attr-defined]
+        return gated
+
+    return decorate
+
+
+@watching(WorkKind.OUTBOX, left=lambda counts: counts["pending"])
 def outbox_sweep(ports: JobPorts) -> dict[str, int]:
     """Publish outbox rows older than a few seconds (the API publishes fresh ones itself)."""
     report = ports.api.sweep_outbox()
-    return {k: int(report[k]) for k in ("claimed", "sent", "failed")}
+    return {
+        k: int(report.get(k, 1 if k == "pending" else 0)) for k in ("claimed", "sent", "failed", "pending")
+    }
 
 
+@watching(WorkKind.TASKS, left=lambda counts: counts["running"])
 def stuck_task_reaper(ports: JobPorts) -> dict[str, int]:
     """Fail (or requeue, by policy) RUNNING tasks with no heartbeat and no live worker; stop their workers."""
     settings = ports.settings
@@ -69,9 +108,11 @@ def stuck_task_reaper(ports: JobPorts) -> dict[str, int]:
         "requeued": report.requeued,
         "workers_stopped": report.workers_stopped,
         "skipped": report.skipped,
+        "running": report.running,
     }
 
 
+@watching(WorkKind.WORKERS, left=lambda counts: counts["live"])
 def orphan_worker_collector(ports: JobPorts) -> dict[str, int]:
     """Stop (once) workers whose task ended, that outlived their lifetime, or whose wrapper went silent."""
     settings = ports.settings
@@ -93,6 +134,7 @@ def orphan_worker_collector(ports: JobPorts) -> dict[str, int]:
         "too_old": report.too_old,
         "unseen": report.unseen,
         "skipped": report.skipped,
+        "live": report.live,
     }
 
 
@@ -110,7 +152,8 @@ def dlq_summary(dead: dict[str, int]) -> str | None:
 
 
 def dlq_watch(ports: JobPorts) -> dict[str, int]:
-    """Per-queue DLQ depth as metrics (`dlq_watch.dead.<queue>`), and a summary line when any is non-empty."""
+    """Per-queue DLQ depth in the log, and an owner-facing summary line when any is non-empty (the alarm
+    reads SQS's own metrics: no custom metric per queue)."""
     dead = {stats.queue: stats.dead for stats in ports.queue.stats()}
     summary = dlq_summary(dead)
     if summary:
@@ -122,6 +165,7 @@ def dlq_watch(ports: JobPorts) -> dict[str, int]:
     }
 
 
+@watching(WorkKind.DEPLOYMENTS, left=lambda counts: counts["checked"])
 def health_checker(ports: JobPorts) -> dict[str, int]:
     """GET every deployed service's health URL; the API records a flip (up -> down, down -> up) as an
     incident exactly once, however many checkers overlap."""
@@ -149,6 +193,7 @@ def health_checker(ports: JobPorts) -> dict[str, int]:
     return counts
 
 
+@watching(WorkKind.SERVERS, left=lambda counts: counts["servers"])
 def server_sync(ports: JobPorts) -> dict[str, int]:
     """Ask the infra department to ping every server (an Ansible facts run). One request id per server
     per schedule window, so overlapping ticks launch one run; the result updates the server's status
@@ -168,6 +213,7 @@ def server_sync(ports: JobPorts) -> dict[str, int]:
     return {"servers": len(servers), "pings": len(messages)}
 
 
+@watching(WorkKind.PROJECTS, left=lambda counts: counts["projects"])
 def github_sync(ports: JobPorts) -> dict[str, int]:
     """Each project's repository: default-branch head and open pull requests, stored on the project; a
     repository that disappeared is flagged (an incident, once)."""

@@ -8,9 +8,10 @@ from pydantic import Field
 
 from shared.service_client import ServiceApiSettings
 from shared.settings import QueueSettings
+from shared.work_signal.factory import WorkSignalSettings
 
 
-class SchedulerSettings(ServiceApiSettings, QueueSettings):
+class SchedulerSettings(ServiceApiSettings, QueueSettings, WorkSignalSettings):
     reaper_heartbeat_limit_s: Annotated[
         int,
         Field(

@@ -214,4 +214,7 @@ class StuckTaskReport(Out):
     skipped: Annotated[
         int, Field(description="Candidates another caller handled first, or that came alive meanwhile.")
     ]
+    running: Annotated[
+        int, Field(description="RUNNING tasks when the call began; the scheduler stops looking at 0.")
+    ] = 0
     tasks: list[ReapedTask] = Field(default_factory=list)

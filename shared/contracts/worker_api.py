@@ -142,6 +142,9 @@ class OrphanWorkerReport(Out):
     skipped: Annotated[
         int, Field(description="Candidates another caller handled first, or no longer orphans.")
     ]
+    live: Annotated[
+        int, Field(description="Workers not ended when the call began; the scheduler stops looking at 0.")
+    ] = 0
     workers: list[CollectedWorker] = Field(default_factory=list)
 
 

@@ -14,6 +14,7 @@ from shared.contracts import PROVISIONER_QUEUE
 from shared.contracts.api import RepoSync
 from shared.queues.local import LocalQueue
 from shared.repos.local import LocalRepoHost
+from shared.work_signal import WorkKind
 from tests.factories import drain
 
 
@@ -29,6 +30,7 @@ def test_server_sync_asks_for_one_ping_per_server_per_window(tmp_path: Path) -> 
     queue = LocalQueue(tmp_path / "q.db")
     settings = SchedulerSettings(home=tmp_path, server_sync_every_s=3600)
     ports = build_ports(settings, api=_Servers(["localhost", "web-1"]), queue=queue)  # type: ignore[arg-type]
+    ports.signal.mark([WorkKind.SERVERS])  # the API registered them
     assert server_sync(ports) == {"servers": 2, "pings": 2}
     assert server_sync(ports) == {"servers": 2, "pings": 2}  # an overlapping tick in the same window
     sent = drain(queue, PROVISIONER_QUEUE)
@@ -79,6 +81,7 @@ def test_github_sync_stores_heads_and_flags_a_vanished_repository(tmp_path: Path
     )
     ports = build_ports(SchedulerSettings(home=tmp_path), api=api)  # type: ignore[arg-type]
     ports.__dict__["repo_host"] = host
+    ports.signal.mark([WorkKind.PROJECTS])  # the API wrote them
     counts = github_sync(ports)
     assert counts == {"projects": 2, "synced": 2, "missing": 1, "errors": 0, "changed": 1}
     assert (

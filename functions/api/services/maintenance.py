@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from functions.api.auth import Principal
@@ -140,7 +140,12 @@ def reap_stuck_tasks(
                 .limit(request.batch)
             ).scalars()
         )
-    report = StuckTaskReport(examined=len(candidates), failed=0, requeued=0, workers_stopped=0, skipped=0)
+        running = session.execute(
+            select(func.count()).where(Task.status == TaskStatus.RUNNING.value)
+        ).scalar_one()
+    report = StuckTaskReport(
+        examined=len(candidates), failed=0, requeued=0, workers_stopped=0, skipped=0, running=running
+    )
     outbox_ids: list[int] = []
     for task_id in candidates:
         reaped = _reap_one(db, principal, task_id, request, cutoff, now, outbox_ids)
@@ -306,8 +311,9 @@ def collect_orphan_workers(
                 .limit(request.batch)
             ).scalars()
         )
+        live = session.execute(select(func.count()).where(Worker.status.not_in(ENDED))).scalar_one()
     report = OrphanWorkerReport(
-        examined=len(candidates), stopped=0, task_ended=0, too_old=0, unseen=0, skipped=0
+        examined=len(candidates), stopped=0, task_ended=0, too_old=0, unseen=0, skipped=0, live=live
     )
     outbox_ids: list[int] = []
     for worker_id in candidates:

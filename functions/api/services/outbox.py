@@ -166,9 +166,16 @@ SWEEP_MIN_AGE = timedelta(seconds=5)
 
 def sweep(db: Database, queue: QueuePort, idempotency_window_s: int) -> dict[str, int]:
     """The scheduler's backstop: publish what no request published, prune sent rows and, with them,
-    expired Idempotency-Keys."""
+    expired Idempotency-Keys (while the system is idle the sweep does not run: nothing new to prune)."""
     report = dispatch(db, queue, min_age=SWEEP_MIN_AGE)
     pruned = prune_sent(db)
     with db.session() as session:
         pruned += idempotency.prune(session, timedelta(seconds=idempotency_window_s))
-    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "pruned": pruned}
+    return {
+        "claimed": report.claimed,
+        "sent": report.sent,
+        "failed": report.failed,
+        "pruned": pruned,
+        # unsent rows left (any age): the scheduler stops sweeping at 0
+        "pending": pending_count(db),
+    }

@@ -12,6 +12,7 @@ from functions.api.models import OutboxMessage, utcnow
 from functions.scheduler.handler import UnknownJob, lambda_handler
 from shared.api_client import ApiClient, AuthError
 from shared.apigw import LambdaTransport
+from shared.work_signal import WorkKind
 from tests.api_support import ApiHarness
 
 
@@ -35,20 +36,31 @@ def test_sweep_publishes_rows_left_behind(api: ApiHarness) -> None:
     api.deps.__dict__["queue"] = real
 
     with _client(service_key) as service:
-        fresh = lambda_handler({"job": "outbox_sweep"}, None, api=service)
+        signal = api.deps.work_signal  # the API's insert marked it: the sweep looks
+        fresh = lambda_handler({"job": "outbox_sweep"}, None, api=service, signal=signal)
         assert fresh["sent"] == 0, "rows younger than a few seconds are left to the API itself"
+        assert fresh["pending"] == 1
         with api.deps.db.session() as session:
             session.execute(update(OutboxMessage).values(created_at=utcnow() - timedelta(seconds=30)))
-        swept = lambda_handler({"job": "outbox_sweep"}, None, api=service)
-        assert swept == {"job": "outbox_sweep", "claimed": 1, "sent": 1, "failed": 0}
-        assert lambda_handler({"job": "outbox_sweep"}, None, api=service)["sent"] == 0
+        swept = lambda_handler({"job": "outbox_sweep"}, None, api=service, signal=signal)
+        # nothing left, but the mark is too fresh to settle: the next tick looks once more
+        assert swept == {
+            "job": "outbox_sweep",
+            "claimed": 1,
+            "sent": 1,
+            "failed": 0,
+            "pending": 0,
+            "settled": 0,
+        }
+        assert lambda_handler({"job": "outbox_sweep"}, None, api=service, signal=signal)["sent"] == 0
     assert len(real.receive("engineering:queue", visibility_timeout=30)) == 1
 
 
 def test_sweep_needs_service_scope(api: ApiHarness) -> None:
     _, user_key = api.new_user("plain")
+    api.deps.work_signal.mark([WorkKind.OUTBOX])
     with _client(user_key) as plain, pytest.raises(AuthError):
-        lambda_handler({"job": "outbox_sweep"}, None, api=plain)
+        lambda_handler({"job": "outbox_sweep"}, None, api=plain, signal=api.deps.work_signal)
 
 
 def test_unknown_job_is_refused(api: ApiHarness) -> None:

@@ -21,6 +21,7 @@ from shared.api_client import ApiClient, AuthError
 from shared.apigw import LambdaTransport
 from shared.contracts import WORKER_COMMANDS
 from shared.contracts.api import OrphanWorkerCollect, StuckTaskReap
+from shared.work_signal import WorkKind
 from tests.api_support import ApiHarness
 from tests.factories import race as _race
 
@@ -31,6 +32,12 @@ SERVICE = Principal(
 
 def _client(key: str) -> ApiClient:
     return ApiClient("http://api.local", key, transport=LambdaTransport(api_handler))
+
+
+@pytest.fixture(autouse=True)
+def _one_work_signal(api: ApiHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler reads the marks the API's writes set (as the embedded stack's ticker does)."""
+    monkeypatch.setenv("ORCH_WORK_SIGNAL_FILE", str(api.deps.settings.effective_work_signal_file))
 
 
 @pytest.fixture
@@ -126,6 +133,7 @@ def test_stuck_task_is_failed_with_the_reason_and_its_worker_deleted(
         "requeued": 0,
         "workers_stopped": 1,
         "skipped": 0,
+        "running": 1,  # counted as the call began: the reaper looks again next tick
     }
     task = api.get(f"/tasks/{task_id}").body
     assert task["status"] == "FAILED" and task["error"] == "no heartbeat for 17 min (limit 15 min)"
@@ -281,6 +289,7 @@ def test_orphan_workers_get_exactly_one_delete(api: ApiHarness, service: ApiClie
         "too_old": 1,
         "unseen": 2,
         "skipped": 0,
+        "live": 7,  # every worker but the stopped one, as the call began
     }
     assert sorted(_deletes(api)) == ["w-never-seen", "w-task-ended", "w-too-old", "w-unseen"]
     assert _run("orphan_worker_collector", service)["stopped"] == 0, "asked once, never again"
@@ -342,6 +351,7 @@ def test_overlapping_collectors_and_reapers_send_one_delete_per_worker(
 
 def test_repair_endpoints_need_service_scope(api: ApiHarness) -> None:
     _, user_key = api.new_user("plain")
+    api.deps.work_signal.mark([WorkKind.TASKS, WorkKind.WORKERS])
     with _client(user_key) as plain:
         for job in ("stuck_task_reaper", "orphan_worker_collector"):
             with pytest.raises(AuthError):

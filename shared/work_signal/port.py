@@ -1,0 +1,60 @@
+"""The work-signal port: marks per kind of work, each the time it was last set.
+
+Race-free without a lock: the API marks *before* its transaction commits, and a job settles (forgets)
+a mark only if it was set more than `SETTLE_S` before the job's read. Any transaction that marked
+earlier than that has committed or died by then (the API's timeout is shorter), so the API's answer
+("nothing left") saw its rows; a mark set later survives the settle and the next tick looks again.
+A crash between the mark and the commit leaves a mark and no work: one extra look, never a missed row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+SETTLE_S = 120.0
+"""Longer than any API transaction lives (the API function's timeout is 29 s) plus clock skew."""
+
+
+class WorkKind(StrEnum):
+    """What a mark says may exist; each scheduled job that needs the database watches one."""
+
+    OUTBOX = "outbox"  # unsent outbox rows: outbox_sweep
+    TASKS = "tasks"  # RUNNING tasks: stuck_task_reaper
+    WORKERS = "workers"  # workers not ended: orphan_worker_collector
+    DEPLOYMENTS = "deployments"  # deployed services: health_checker
+    SERVERS = "servers"  # registered servers: server_sync
+    PROJECTS = "projects"  # projects with a repository: github_sync
+
+
+class WorkSignalError(RuntimeError):
+    """The signal store could not answer; callers must not assume either outcome."""
+
+
+@runtime_checkable
+class WorkSignalPort(Protocol):
+    backend: str
+
+    def mark(self, kinds: Iterable[WorkKind]) -> None:
+        """Note that work of these kinds may exist from now on (one write, whatever the count)."""
+        ...
+
+    def marks(self) -> dict[WorkKind, float]:
+        """Every standing mark: kind -> when it was last set (epoch seconds). Absent = no such work."""
+        ...
+
+    def settle(self, kind: WorkKind, seen_at: float) -> bool:
+        """Forget `kind`'s mark if it was set more than SETTLE_S before `seen_at` (when the caller read
+        the marks, before it asked the API); False if a newer mark stands (or none did)."""
+        ...
+
+
+def parse_marks(raw: Mapping[str, float]) -> dict[WorkKind, float]:
+    """Known kinds only: a store written by a newer version may hold kinds this one does not watch."""
+    known = {kind.value: kind for kind in WorkKind}
+    return {known[name]: float(at) for name, at in raw.items() if name in known}
+
+
+def settle_before(seen_at: float) -> float:
+    return seen_at - SETTLE_S

@@ -1,0 +1,138 @@
+"""The work signal's two adapters (SQLite, DynamoDB on moto) behave alike: marks, reads and the settle
+rule that keeps a job from forgetting work whose transaction may not have committed yet."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from shared.work_signal import SETTLE_S, WorkKind, WorkSignalPort, WorkSignalSettings, build_work_signal
+from shared.work_signal.dynamodb import PARTITION_KEY, DynamoDbWorkSignal
+from shared.work_signal.local import SqliteWorkSignal
+
+Clock = list[float]
+
+
+@pytest.fixture(params=["local", "dynamodb"])
+def signal_and_clock(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[WorkSignalPort, Clock]]:
+    clock: Clock = [1_000_000.0]
+    now: Callable[[], float] = lambda: clock[0]  # noqa: E731
+    if request.param == "local":
+        yield SqliteWorkSignal(tmp_path / "signal.db", clock=now), clock
+        return
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="work",
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield DynamoDbWorkSignal("work", client, clock=now), clock
+
+
+def test_no_marks_until_something_is_marked(signal_and_clock: tuple[WorkSignalPort, Clock]) -> None:
+    signal, clock = signal_and_clock
+    assert signal.marks() == {}
+    signal.mark([WorkKind.TASKS, WorkKind.OUTBOX])
+    signal.mark([])
+    assert signal.marks() == {WorkKind.TASKS: clock[0], WorkKind.OUTBOX: clock[0]}
+
+
+def test_a_mark_settles_only_once_older_than_the_settle_time(
+    signal_and_clock: tuple[WorkSignalPort, Clock],
+) -> None:
+    signal, clock = signal_and_clock
+    signal.mark([WorkKind.TASKS])
+    seen_at = clock[0] + SETTLE_S / 2
+    assert signal.settle(WorkKind.TASKS, seen_at) is False  # its transaction may still be open
+    assert WorkKind.TASKS in signal.marks()
+    seen_at = clock[0] + SETTLE_S + 1
+    assert signal.settle(WorkKind.TASKS, seen_at) is True
+    assert signal.marks() == {}
+    assert signal.settle(WorkKind.TASKS, seen_at) is False  # nothing to settle
+
+
+def test_a_mark_made_after_the_read_survives_the_settle(
+    signal_and_clock: tuple[WorkSignalPort, Clock],
+) -> None:
+    # given a job read the marks long after the first mark, then new work was marked before it settled
+    signal, clock = signal_and_clock
+    signal.mark([WorkKind.OUTBOX, WorkKind.PROJECTS])
+    clock[0] += 10 * SETTLE_S
+    seen_at = clock[0]
+    signal.mark([WorkKind.OUTBOX])
+    # then that kind keeps its mark, the other goes
+    assert signal.settle(WorkKind.OUTBOX, seen_at) is False
+    assert signal.settle(WorkKind.PROJECTS, seen_at) is True
+    assert set(signal.marks()) == {WorkKind.OUTBOX}
+
+
+def test_kinds_a_newer_version_wrote_are_ignored(tmp_path: Path) -> None:
+    signal = SqliteWorkSignal(tmp_path / "signal.db")
+    with sqlite3.connect(tmp_path / "signal.db") as conn:
+        conn.execute("INSERT INTO marks VALUES ('from-the-future', 1.0)")
+    assert signal.marks() == {}
+
+
+def test_the_factory_needs_a_table_for_dynamodb(tmp_path: Path) -> None:
+    assert build_work_signal(WorkSignalSettings(home=tmp_path)).backend == "local"
+    with pytest.raises(ValueError, match="ORCH_WORK_SIGNAL_TABLE"):
+        build_work_signal(WorkSignalSettings(work_signal_backend="dynamodb"))
+
+
+# -- the API's writes mark it ------------------------------------------------------------------------
+
+
+def test_the_apis_writes_mark_their_kind_of_work_and_reads_do_not(tmp_path: Path) -> None:
+    from functions.api.db import dispose_all
+    from functions.api.deps import set_deps
+    from tests.api_support import build_deps, install, migrated_sqlite
+
+    api = install(build_deps(migrated_sqlite(tmp_path / "api.db"), tmp_path / "home"))
+    try:
+        signal = api.deps.work_signal
+        api.new_user("alice")
+        assert signal.marks() == {}, "a user is no work for a scheduled job"
+        api.new_project("blog")
+        assert set(signal.marks()) == {WorkKind.PROJECTS}
+        api.get("/projects/blog")
+        api.get("/tasks")
+        assert set(signal.marks()) == {WorkKind.PROJECTS}, "reads mark nothing"
+        api.post("/projects/blog/engineering", {"spec": "x"})
+        assert set(signal.marks()) == {WorkKind.PROJECTS, WorkKind.TASKS, WorkKind.OUTBOX}
+    finally:
+        set_deps(None)
+        dispose_all()
+
+
+def test_a_write_whose_mark_fails_is_not_committed(tmp_path: Path) -> None:
+    from functions.api.db import dispose_all
+    from functions.api.deps import set_deps
+    from shared.work_signal import WorkSignalError
+    from tests.api_support import build_deps, install, migrated_sqlite
+
+    class Down:
+        backend = "down"
+
+        def mark(self, kinds: Any) -> None:
+            raise WorkSignalError("table unreachable")
+
+    api = install(build_deps(migrated_sqlite(tmp_path / "api.db"), tmp_path / "home"))
+    try:
+        api.deps.__dict__["work_signal"] = Down()
+        reply = api.post("/projects", {"name": "blog"})
+        assert reply.status >= 500
+        del api.deps.__dict__["work_signal"]
+        assert api.get("/projects").body["items"] == [], "the project was rolled back with its missing mark"
+    finally:
+        set_deps(None)
+        dispose_all()
