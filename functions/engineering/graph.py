@@ -1,4 +1,5 @@
-"""The engineering graph: scaffold (if needed) -> developer -> tester -> (fix loop) -> finalize.
+"""The engineering graph: scaffold (if needed) -> developer -> tester -> (fix loop) -> merge into main
+(a conflict: one rebase round of developer -> tester) -> finalize.
 
 Per worker three steps: create (publish the command), created (wait for the worker, then send it its
 message) and wait (its answer; the worker is deleted).
@@ -70,9 +71,15 @@ def after_prepare(state: EngState) -> str:
 
 
 def after_tests(state: EngState) -> str:
+    """Passed: into main (a checkpoint from before the merge step exists goes there too). Failed: a fix round."""
     if state.outcome == "failed":
         return "fail"
-    return "developer_create" if state.last_failure else "finalize"
+    return "developer_create" if state.last_failure else "merge"
+
+
+def after_merge(state: EngState) -> str:
+    """A conflict with main sends the developer a rebase round; otherwise the task is done."""
+    return "developer_create" if state.merge_conflicts else "finalize"
 
 
 NODES = (
@@ -87,6 +94,7 @@ NODES = (
     "tester_created",
     "tester_send",
     "tester_wait",
+    "merge",
     "finalize",
     "fail",
 )
@@ -117,7 +125,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         graph.add_conditional_edges(step, ok(following), [following, "fail", END])
     graph.add_edge("developer_send", "developer_wait")
     graph.add_edge("tester_send", "tester_wait")
-    graph.add_conditional_edges("tester_wait", after_tests, ["developer_create", "finalize", "fail"])
+    graph.add_conditional_edges("tester_wait", after_tests, ["developer_create", "merge", "fail"])
+    graph.add_conditional_edges("merge", ok(after_merge), ["developer_create", "finalize", "fail", END])
     graph.add_edge("finalize", END)
     graph.add_edge("fail", END)
     return graph.compile(checkpointer=checkpointer)

@@ -17,7 +17,20 @@ test run, the test output to fix).
 TESTER = "Run the project's test suite and report the result."
 
 
-def developer_prompt(spec: str, failure: str | None, attempt: int) -> str:
+MAIN_MOVED = "# main moved"
+"""The heading of a rebase round's TASK.md (the fake developer agent looks for it)."""
+
+
+def developer_prompt(spec: str, failure: str | None, attempt: int, conflicts: list[str] | None = None) -> str:
+    if conflicts and not failure:
+        files = "\n".join(f"- `{path}`" for path in conflicts)
+        return (
+            f"# Task\n\n{spec.strip()}\n\n{MAIN_MOVED}\n\nYour work passed its tests, but while you worked "
+            f"other changes were merged into `main`, and they conflict with yours in:\n\n{files}\n\n"
+            "Bring `main` into your branch: run `git fetch origin && git merge --no-commit origin/main`, "
+            "resolve the conflicts in those files keeping the intent of both changes, and make sure "
+            "`make test` passes. Do not commit: the orchestrator commits the merge.\n"
+        )
     if not failure:
         return f"# Task\n\n{spec.strip()}\n"
     return (

@@ -9,6 +9,7 @@ receivers drop it: no second worker, no second scaffold.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,9 +40,11 @@ from shared.contracts import (
 from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
 from shared.graphs.driver import event_sender, last_lines, request_id
 from shared.queues.port import QueuePort
-from shared.repos.port import RepoHost
+from shared.repos.port import MergeOutcome, RepoHost
 
 Update = dict[str, Any]
+MERGE_INTO = "main"
+"""Where tested work goes: deploys ship main's tip."""
 
 
 def failed(error: str | None) -> Update:
@@ -207,7 +210,9 @@ class EngineeringNodes:
         return update
 
     def developer_send(self, state: EngState) -> Update:
-        prompt = instructions.developer_prompt(state.spec, state.last_failure, state.round)
+        prompt = instructions.developer_prompt(
+            state.spec, state.last_failure, state.round, state.merge_conflicts
+        )
         self._send(state, "developer", state.worker_id, prompt, self.settings.developer_timeout_s)
         self.event(state, "progress", "developer at work", "developer", _pct(25, state, 75))
         return {}
@@ -225,6 +230,7 @@ class EngineeringNodes:
             "commit_sha": run.commit_sha or state.commit_sha,
             "files_changed": sorted(set(state.files_changed) | set(run.files_changed)),
             "developer_answer": reply.response,
+            "merge_conflicts": [],  # a rebase round's conflicts are its own; a fix round after it has none
         }
 
     # -- tester -------------------------------------------------------------------------------------
@@ -269,6 +275,57 @@ class EngineeringNodes:
         self.event(state, "progress", message, "tester", 60, error=last_lines(failure))
         return {"last_failure": failure, "round": rnd + 1}
 
+    # -- into main ----------------------------------------------------------------------------------
+
+    def merge(self, state: EngState) -> Update:
+        """The tested work goes into main: at once and atomically on the local host; on GitHub through
+        its pull request, merged when its checks pass (looked at every `merge_poll_s` for at most
+        `merge_checks_wait_s`). Nothing to merge without a developer, with `--no-merge`, or when the
+        developer changed nothing. A replay merges nothing twice: a merged branch answers `merged`."""
+        if self.ended(state):
+            return {"outcome": "cancelled"}
+        host = self.repo_host
+        if host is None or state.no_developer or state.no_merge:
+            return {}
+        branch, commit_sha = self._delivered(state)
+        if branch != state.branch or not commit_sha:
+            return {}
+        self.event(state, "progress", f"merging {branch} into {MERGE_INTO}", "merge", 93)
+        pr_url = self._pull_request(state, branch, commit_sha)
+        message = f"Merge {branch}: {_title(state.spec)}"
+        outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
+        deadline = time.monotonic() + self.settings.merge_checks_wait_s
+        while outcome.status == "pending" and time.monotonic() < deadline:
+            time.sleep(self.settings.merge_poll_s)
+            outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
+        return {"pr_url": pr_url, **self.merge_answered(state, outcome, pr_url)}
+
+    def merge_answered(self, state: EngState, outcome: MergeOutcome, pr_url: str | None = None) -> Update:
+        """Merged: on to finalize. A conflict: one rebase round (a developer round told that main moved
+        and where), then FAILED naming the files. Checks failed or still running: FAILED, PR left open."""
+        if outcome.status == "merged":
+            how = "fast-forward" if outcome.fast_forward else "already there" if outcome.already else "merge"
+            message = f"merged into {MERGE_INTO} ({how}): {(outcome.sha or '')[:10]}"
+            self.event(state, "progress", message, "merge", 95)
+            return {"merge_commit": outcome.sha, "merge_conflicts": []}
+        left_open = f"; the pull request stays open: {pr_url}" if pr_url else ""
+        if outcome.status == "pending":
+            wait = f"{self.settings.merge_checks_wait_s:g}"
+            return failed(f"the pull request's checks still run after {wait}s ({outcome.detail}){left_open}")
+        if outcome.status == "checks_failed":
+            return failed(f"the pull request's checks failed ({outcome.detail}){left_open}")
+        files = ", ".join(outcome.conflicts) or outcome.detail or "the host did not say which files"
+        if state.merge_rounds >= 1:
+            return failed(f"the work still conflicts with {MERGE_INTO} after a rebase round, in: {files}")
+        message = f"{MERGE_INTO} moved and conflicts with the work in {files}: back to the developer"
+        self.event(state, "progress", message, "merge", 60)
+        return {
+            "merge_conflicts": list(outcome.conflicts) or [files],
+            "merge_rounds": state.merge_rounds + 1,
+            "round": state.round + 1,
+            "last_failure": None,
+        }
+
     # -- the end ------------------------------------------------------------------------------------
 
     def _delivered(self, state: EngState) -> tuple[str, str | None]:
@@ -288,7 +345,7 @@ class EngineeringNodes:
         host = self.repo_host
         if host is None or not host.supports_pull_requests or not commit_sha or state.no_developer:
             return None
-        title = f"{state.project_name}: {state.spec.strip().splitlines()[0][:60]}"
+        title = f"{state.project_name}: {_title(state.spec)}"
         pr = host.open_pull_request(
             state.repo_full_name, branch, "main", title, state.developer_answer or state.spec
         )
@@ -296,7 +353,8 @@ class EngineeringNodes:
 
     def finalize(self, state: EngState) -> Update:
         branch, commit_sha = self._delivered(state)
-        pr_url = self._pull_request(state, branch, commit_sha)
+        # a merged pull request is closed: asking for it again would open none
+        pr_url = state.pr_url or self._pull_request(state, branch, commit_sha)
         result = EngineeringTaskResult(
             request_id=state.task_id,
             status="success",
@@ -305,11 +363,16 @@ class EngineeringNodes:
             branch=branch,
             pr_url=pr_url,
             repo_url=state.repo_url,
+            merge_commit=state.merge_commit,
         )
         self.api.update_project(state.project_id, status="active")
         self.api.complete_task(state.task_id, result.model_dump(mode="json"))
         where = pr_url or f"branch {branch} of {state.repo_url}"
-        self.event(state, "completed", f"done: commit {(commit_sha or '')[:10]} on {where}", "finalize", 100)
+        merged = f"; merged into {MERGE_INTO} at {state.merge_commit[:10]}" if state.merge_commit else ""
+        if state.no_merge and not state.no_developer:
+            merged = "; not merged (--no-merge)"
+        done = f"done: commit {(commit_sha or '')[:10]} on {where}{merged}"
+        self.event(state, "completed", done, "finalize", 100)
         return {"outcome": "completed", "pr_url": pr_url}
 
     def fail(self, state: EngState) -> Update:
@@ -329,3 +392,8 @@ class EngineeringNodes:
         finally:
             self.event(state, "failed", "engineering failed", "finalize", 100, error=error)
         return {"outcome": "failed"}
+
+
+def _title(spec: str) -> str:
+    lines = spec.strip().splitlines()
+    return lines[0][:60] if lines else ""

@@ -19,3 +19,15 @@ class EngineeringSettings(CheckpointSettings):
     test_command: Annotated[str, Field(description="How the tester runs a project's tests.")] = "make test"
     developer_timeout_s: Annotated[int, Field(gt=0)] = 1800
     tester_timeout_s: Annotated[int, Field(gt=0)] = 900
+    merge_checks_wait_s: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=240,
+            description="GitHub: how long the merge step waits for the pull request's checks (inside one "
+            "invocation, so below the function's timeout); still running after it: FAILED, the PR left open.",
+        ),
+    ] = 120
+    merge_poll_s: Annotated[
+        float, Field(gt=0, description="GitHub: seconds between two looks at the checks.")
+    ] = 5

@@ -52,6 +52,14 @@ class EngState(BaseModel):
         None
     )
     pr_url: str | None = None
+    no_merge: Annotated[bool, Field(description="`--no-merge`: the work stays on its branch / open PR.")] = (
+        False
+    )
+    merge_commit: Annotated[str | None, Field(description="The tip of main that holds the work.")] = None
+    merge_conflicts: Annotated[
+        list[str], Field(description="Paths main changed too, for the developer's rebase round.")
+    ] = []
+    merge_rounds: Annotated[int, Field(description="Rebase rounds given after a conflict with main.")] = 0
     outcome: Outcome | None = None
     error: str | None = None
 
@@ -67,13 +75,15 @@ class EngState(BaseModel):
     @classmethod
     def starting(cls, task: Task, agent: str) -> EngState:
         """The state a task starts with, `agent` being the one it runs with (see `requested_agent`)."""
+        params = task.params_as(EngineeringParams)
         return cls(
             task_id=task.id,
             project_id=task.project_id,
             spec=task.spec or "",
             agent=agent,
             correlation_id=task.correlation_id,
-            base_ref=task.params_as(EngineeringParams).base_ref or "main",
+            base_ref=params.base_ref or "main",
+            no_merge=params.no_merge,
         )
 
 

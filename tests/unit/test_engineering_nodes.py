@@ -16,7 +16,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from functions.engineering.graph import Ports, no_developer
+from functions.engineering.graph import Ports, after_merge, no_developer
 from functions.engineering.logic import Engineering
 from functions.engineering.nodes import EngineeringNodes
 from functions.engineering.settings import EngineeringSettings
@@ -32,6 +32,7 @@ from shared.contracts import (
 )
 from shared.contracts.api import TaskStatus
 from shared.queues.local import LocalQueue
+from shared.repos.port import MergeOutcome
 from tests.engineering_support import FakeApi
 from tests.factories import drain
 
@@ -237,6 +238,7 @@ def test_a_developer_answer_adds_its_files_and_keeps_the_last_commit(world: Worl
         "commit_sha": "c1",
         "files_changed": ["a.py", "b.py", "c.py"],
         "developer_answer": "fixed",
+        "merge_conflicts": [],
     }
     assert world.steps() == [("developer", "developer done: 2 file(s) changed")]
 
@@ -333,6 +335,7 @@ def test_finalize_completes_the_task_with_the_work(world: World) -> None:
         "branch": state.branch,
         "pr_url": None,
         "repo_url": "/r.git",
+        "merge_commit": None,
     }
     assert world.api.project.status == "active"
     assert world.steps() == [("finalize", f"done: commit abcdef1234 on branch {state.branch} of /r.git")]
@@ -532,3 +535,43 @@ def test_a_task_cancelled_as_the_developer_answers_stops_before_the_tester(world
     assert [(type(c), c.worker_id) for c in world.commands()] == [(DeleteWorkerCommand, "w-1")]
     assert run.waiting_for() is None
     assert world.api.task.status is TaskStatus.CANCELLED, "a cancelled task is not failed on top"
+
+
+# -- into main ----------------------------------------------------------------------------------------
+
+
+def test_a_first_conflict_with_main_gives_the_developer_a_rebase_round(world: World) -> None:
+    state = world.state(round=2, last_failure=None)
+
+    update = world.nodes.merge_answered(
+        state, MergeOutcome("conflict", conflicts=("app/server.py", "README.md"))
+    )
+    rebase = state.model_copy(update=update)
+
+    assert update == {
+        "merge_conflicts": ["app/server.py", "README.md"],
+        "merge_rounds": 1,
+        "round": 3,
+        "last_failure": None,
+    }
+    assert after_merge(rebase) == "developer_create"
+    world.nodes.developer_send(rebase)
+    [send] = world.commands()
+    prompt = send.message
+    assert "# main moved" in prompt and "- `app/server.py`\n- `README.md`" in prompt
+
+
+def test_a_merged_outcome_goes_on_to_finalize_with_the_merge_commit(world: World) -> None:
+    state = world.state(merge_conflicts=["a.py"], merge_rounds=1)
+
+    update = world.nodes.merge_answered(state, MergeOutcome("merged", sha="f" * 40, fast_forward=True))
+
+    assert update == {"merge_commit": "f" * 40, "merge_conflicts": []}
+    assert after_merge(state.model_copy(update=update)) == "finalize"
+    assert world.steps()[-1] == ("merge", f"merged into main (fast-forward): {'f' * 10}")
+
+
+def test_nothing_is_merged_without_a_host_a_developer_or_with_no_merge(world: World) -> None:
+    assert world.nodes.merge(world.state()) == {}  # no repository host
+    assert world.nodes.merge(world.state(agent="none")) == {}
+    assert world.nodes.merge(world.state(no_merge=True)) == {}
