@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.benchmarks.bench_local_queue import run
 
 
@@ -48,3 +50,12 @@ def test_engineering_benchmark_runs() -> None:
 
     [row] = run(1)
     assert row["total"] > row["overhead"] > 0
+
+
+@pytest.mark.slow
+def test_redeploy_benchmark_runs_and_no_poll_fails() -> None:
+    from tests.benchmarks.bench_redeploy import run
+
+    [row] = run(1)
+    assert row.status == "success" and row.to_serving_s is not None
+    assert row.failed_polls == 0 and row.polls > 0
