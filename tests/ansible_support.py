@@ -6,15 +6,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from functions.scaffolder.render import render_project
+
+NEEDS_GIT_AND_ANSIBLE = [
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for the app repository"),
+    pytest.mark.skipif(
+        shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None,
+        reason="ansible-core is not installed in this environment",
+    ),
+]
+"""pytestmark entries of tests that deploy a rendered app with the real runner."""
 
 GIT_IDENTITY = ["-c", "user.name=Runner Tests", "-c", "user.email=runner-tests@example.invalid"]
 
@@ -143,6 +156,12 @@ def kill_deployment(app_dir: Path) -> None:
     for pid in processes_in(app_dir):  # a service's own children, reparented after its parent died
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def kill_project(app_dir: Path) -> None:
+    """Teardown of a project deployed into slots: its forwarder, both slots and an in-place service."""
+    for directory in (app_dir / "forwarder", app_dir / "slots" / "a", app_dir / "slots" / "b", app_dir):
+        kill_deployment(directory)
 
 
 def files_containing(root: Path, needle: str) -> list[Path]:

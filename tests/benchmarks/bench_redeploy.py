@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.secrets.local import LocalSecrets
-from tests.ansible_support import AppRepo, free_port, kill_deployment, make_app_repo
+from tests.ansible_support import AppRepo, free_port, kill_project, make_app_repo
 from tests.stable_poller import StablePoller
 from worker_image.ansible_runner.job import RunnerJob
 from worker_image.ansible_runner.runner import run_job
@@ -127,13 +127,7 @@ def run(redeploys: int) -> list[Redeploy]:
                 update={"kind": "undeploy", "request_id": str(uuid.uuid4())}
             )
             run_job(undeploy, secrets)
-            for directory in (
-                app_dir / "forwarder",
-                app_dir / "slots" / "a",
-                app_dir / "slots" / "b",
-                app_dir,
-            ):
-                kill_deployment(directory)
+            kill_project(app_dir)
     return rows
 
 

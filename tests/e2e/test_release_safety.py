@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,10 +24,11 @@ import pytest
 from shared.contracts import ANSIBLE_DEPLOY_RESULTS, AnsibleDeployResult
 from shared.queues.factory import build_queue
 from tests.ansible_support import (
+    NEEDS_GIT_AND_ANSIBLE,
     AppRepo,
     free_port,
     git,
-    kill_deployment,
+    kill_project,
     make_app_repo,
     refuses_connections,
 )
@@ -40,11 +40,7 @@ LOCALHOST = {"handle": "localhost", "host": "127.0.0.1", "connection": "local"}
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for the app repository"),
-    pytest.mark.skipif(
-        shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None,
-        reason="ansible-core is not installed in this environment",
-    ),
+    *NEEDS_GIT_AND_ANSIBLE,
 ]
 
 
@@ -57,8 +53,7 @@ def repo(tmp_path: Path) -> AppRepo:
 def app_dir() -> Iterator[Path]:
     directory = Path(os.environ["ORCH_HOME"]).resolve() / "deployments" / "shop"
     yield directory
-    for part in (directory / "forwarder", directory / "slots" / "a", directory / "slots" / "b", directory):
-        kill_deployment(part)
+    kill_project(directory)
 
 
 def _run_runner(tmp_path: Path, **job: Any) -> AnsibleDeployResult:

@@ -28,11 +28,13 @@ from shared.queues.factory import build_queue
 from shared.secrets.factory import build_secrets
 from shared.secrets.port import SecretsPort
 from tests.ansible_support import (
+    NEEDS_GIT_AND_ANSIBLE,
     AppRepo,
     files_containing,
     free_port,
     http_get,
     kill_deployment,
+    kill_project,
     make_app_repo,
     processes_in,
     processes_named,
@@ -49,11 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for the app repository"),
-    pytest.mark.skipif(
-        shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None,
-        reason="ansible-core is not installed in this environment",
-    ),
+    *NEEDS_GIT_AND_ANSIBLE,
 ]
 
 SECRET_REF = "secret://projects/p1/API_TOKEN"
@@ -378,8 +376,7 @@ def slot_deployments() -> Iterator[list[Path]]:
     app_dirs: list[Path] = []
     yield app_dirs
     for app_dir in app_dirs:
-        for directory in (app_dir / "forwarder", app_dir / "slots" / "a", app_dir / "slots" / "b", app_dir):
-            kill_deployment(directory)
+        kill_project(app_dir)
 
 
 def _set_status(repo: AppRepo, old: str, new: str) -> str:
