@@ -41,6 +41,7 @@ COMMON_FILES = [
     "Makefile",
     "README.md",
     "app/__init__.py",
+    "app/features/__init__.py",
     "app/server.py",
     "orchestrator.env.json",
     "tests/test_server.py",
