@@ -74,6 +74,38 @@ def server_show(ctx: typer.Context, handle: HandleArg, json_output: JsonFlag = F
     typer.echo(f"{'ports':>12}: {', '.join(str(p.port) for p in ports) or '-'}")
 
 
+@server_app.command("update")
+def server_update(
+    ctx: typer.Context,
+    handle: HandleArg,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="The new IP or DNS name. A new host is a replaced machine: it is provisioned again and "
+            "every project deployed on the server is redeployed there.",
+        ),
+    ] = None,
+    ssh_user: Annotated[str | None, typer.Option("--ssh-user", help="Who Ansible logs in as.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Change a server's host or ssh user (a replaced machine keeps its handle and its projects)."""
+    if host is None and ssh_user is None:
+        raise CliError("nothing to change: give --host and/or --ssh-user", ExitCode.USAGE)
+    with client(ctx) as api:
+        updated = api.update_server(handle, host=host, ssh_user=ssh_user)
+    if json_output:
+        print_json(updated)
+        return
+    server = updated.server
+    typer.echo(f"updated server {server.handle} ({server.ssh_user}@{server.host})")
+    if updated.replaced:
+        typer.echo(
+            "a new host: it is provisioned again and its projects are redeployed there "
+            f"(follow with `orchestrator task list`; recovery {updated.recovery_id})"
+        )
+
+
 @server_app.command("remove")
 def server_remove(ctx: typer.Context, handle: HandleArg, json_output: JsonFlag = False) -> None:
     """Remove a server (its port allocations go with it)."""

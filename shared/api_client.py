@@ -50,7 +50,7 @@ from shared.contracts.api import (
     User,
 )
 from shared.contracts.projects import ProjectDeleted
-from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart
+from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart, ServerUpdate, ServerUpdated
 
 __all__ = [
     "ApiClient",
@@ -293,6 +293,15 @@ class ApiClient(WorkerCalls, ReleaseCalls):
 
     def get_server(self, handle: str) -> Server:
         return self._as(Server, self.request("GET", f"/servers/{handle}"))
+
+    def update_server(
+        self, handle: str, host: str | None = None, ssh_user: str | None = None
+    ) -> ServerUpdated:
+        """A new `host` is a replaced machine: the API queues its recovery (provision, redeploy)."""
+        body = self._body(ServerUpdate(host=host, ssh_user=ssh_user))
+        return self._as(
+            ServerUpdated, self.request("PATCH", f"/servers/{handle}", json=body, idempotent=True)
+        )
 
     def remove_server(self, handle: str) -> Server:
         return self._as(Server, self.request("DELETE", f"/servers/{handle}"))

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from shared.contracts.dto import Dto, Out
-from shared.contracts.servers import Server
+from shared.contracts.servers import Host, Server, SshUser
 
 RecoveryId = Annotated[
     str,
@@ -44,3 +44,19 @@ class ServerRecovery(Out):
     @property
     def redeployed(self) -> list[RedeployedProject]:
         return [p for p in self.projects if p.task_id is not None]
+
+
+class ServerUpdate(Dto):
+    """Where a server is and who Ansible logs in as. A new host is a replaced machine: it is provisioned
+    again and every project deployed there is redeployed (as after an outage)."""
+
+    host: Annotated[Host | None, Field(description="The new IP or DNS name (a replaced machine).")] = None
+    ssh_user: Annotated[SshUser | None, Field(description="Who Ansible logs in as.")] = None
+
+
+class ServerUpdated(Out):
+    server: Server
+    replaced: Annotated[bool, Field(description="The host changed: the server is recovered as a new one.")]
+    recovery_id: Annotated[
+        str | None, Field(description="The recovery queued for the replaced server (None: none needed).")
+    ] = None

@@ -10,13 +10,14 @@ from pydantic import Field, StringConstraints
 from shared.contracts.dto import Dto, Handle, Id, Out, TaskRef
 from shared.contracts.releases import PortSlot
 
+Host = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")]
+SshUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_-]*$")]
+
 
 class ServerCreate(Dto):
     handle: Handle
-    host: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")]
-    ssh_user: Annotated[
-        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_-]*$")
-    ] = "root"
+    host: Host
+    ssh_user: SshUser = "root"
     ssh_key_ref: Annotated[
         str | None, Field(max_length=512, description="secret://... reference to the key.")
     ] = None

@@ -91,6 +91,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "POST /servers": ("add_server", ("local", "127.0.0.1"), {}),
     "GET /servers/{handle}": ("get_server", ("local",), {}),
     "DELETE /servers/{handle}": ("remove_server", ("local",), {}),
+    "PATCH /servers/{handle}": ("update_server", ("local",), {"host": "127.0.0.2"}),
     "POST /servers/{handle}/ports": ("allocate_port", ("local", "p1"), {}),
     "GET /servers/{handle}/ports": ("list_ports", ("local",), {}),
     "DELETE /servers/{handle}/ports/{port}": ("free_port", ("local", 8000), {}),
@@ -106,6 +107,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     ),
     "POST /internal/releases/{release_id}/finish": ("finish_release", ("r1", "serving"), {}),
     "POST /internal/servers/{handle}/check": ("record_server_check", ("local", "up"), {}),
+    "POST /internal/servers/{handle}/recover": ("recover_server", ("local", "recovery:local:1"), {}),
     # users and keys
     "GET /users": ("list_users", (), {}),
     "POST /users": ("add_user", ("alice",), {}),

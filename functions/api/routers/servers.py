@@ -27,7 +27,7 @@ from shared.contracts.api import (
     ServerCheckResult,
     ServerCreate,
 )
-from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart
+from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart, ServerUpdate, ServerUpdated
 
 router = new_router()
 TAGS = ["servers"]
@@ -133,3 +133,27 @@ def recover_server(handle: HandleParam, body: ServerRecoveryStart) -> ServerReco
     caller = principal(router)
     with transaction() as session:
         return recovery.redeploy(session, caller, handle, body.recovery_id)
+
+
+@router.patch(
+    "/servers/<handle>",
+    summary="Change a server's host or ssh user; a new host is a replaced machine, recovered like one back "
+    "from an outage (provisioned again, its projects redeployed)",
+    tags=TAGS,
+    responses={403: {"description": "A shared server: admins only"}},
+)
+def update_server(
+    handle: HandleParam, body: ServerUpdate, idempotency_key: IdempotencyKeyHeader = None
+) -> Response[ServerUpdated]:
+    caller = principal(router)
+    request = idempotent_request(router, idempotency_key, body)
+
+    def change() -> ServerUpdated:
+        row, recovery_id = servers.change(session, caller, handle, body)
+        return ServerUpdated(
+            server=Server.model_validate(row), replaced=recovery_id is not None, recovery_id=recovery_id
+        )
+
+    with transaction() as session:
+        reply = idempotency.once(session, request, 200, change)
+    return replied(reply)

@@ -22,7 +22,6 @@ from functions.api.auth import Principal
 from functions.api.errors import Conflict
 from functions.api.models import (
     Deployment,
-    OutboxMessage,
     PortAllocation,
     Project,
     Release,
@@ -44,8 +43,8 @@ def recovery_id(server: Server, flip_id: str) -> str:
     return f"recovery:{server.handle}:{flip_id}"
 
 
-def request(session: Session, server: Server, flip_id: str) -> OutboxMessage:
-    """Queue the provisioner's recovery run for `server`, in the caller's transaction."""
+def request(session: Session, server: Server, flip_id: str) -> str:
+    """Queue the provisioner's recovery run for `server`, in the caller's transaction: its request id."""
     ports = session.execute(
         select(PortAllocation.port).where(PortAllocation.server_id == server.id).order_by(PortAllocation.port)
     ).scalars()
@@ -56,7 +55,8 @@ def request(session: Session, server: Server, flip_id: str) -> OutboxMessage:
         is_recovery=True,
         open_ports=sorted(set(ports)),
     )
-    return outbox.add(session, PROVISIONER_QUEUE, message)
+    outbox.add(session, PROVISIONER_QUEUE, message)
+    return message.request_id
 
 
 def redeploy_key(recovery: str, project_id: str) -> str:

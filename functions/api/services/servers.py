@@ -15,6 +15,7 @@ from functions.api.services import incidents, limits, lookup, recovery
 from functions.api.settings import ApiSettings
 from shared.contracts.api import PortAllocation as PortAllocationDto
 from shared.contracts.api import ServerCheck, ServerCreate
+from shared.contracts.recovery import ServerUpdate
 from shared.secrets.scope import SecretScope, reference_allowed
 
 ALLOCATION_ATTEMPTS = 8
@@ -244,6 +245,27 @@ def free_port(session: Session, caller: Principal, handle: str, port: int) -> Po
     dto = port_dto(server, row)
     session.delete(row)
     return dto
+
+
+def change(session: Session, caller: Principal, handle: str, body: ServerUpdate) -> tuple[Server, str | None]:
+    """Change a server's host / ssh user: (server, recovery id). A new host is a replaced machine: its
+    status is unknown again, and a recovery is queued in this transaction (provision it, redeploy every
+    project deployed there). The caller's Idempotency-Key makes a repeat replay this answer."""
+    row = lookup.server(session, caller, handle, for_update=True)
+    if not (caller.sees_all() or row.owner_id == caller.user_id):
+        raise Forbidden(f"server {handle!r} is shared: only an admin can change it")
+    if body.host is None and body.ssh_user is None:
+        raise Unprocessable("nothing to change: give host and/or ssh_user", ["host", "ssh_user"])
+    if body.ssh_user is not None:
+        row.ssh_user = body.ssh_user
+    replaced = body.host is not None and body.host != row.host
+    if body.host is not None:
+        row.host = body.host
+    session.flush()
+    if not replaced:
+        return row, None
+    row.status, row.facts, row.checked_at = "unknown", {}, None
+    return row, recovery.request(session, row, new_id())
 
 
 def record_check(

@@ -163,3 +163,49 @@ def test_recover_is_for_the_service_and_names_a_bad_field(api: ApiHarness, servi
     assert bad.status == 422 and bad.body["fields"] == ["recovery_id"], bad
     nothing = service.post("/internal/servers/local/recover", {"recovery_id": "r-1"})
     assert nothing.status == 200 and nothing.body["projects"] == []
+
+
+# -- a replaced server ---------------------------------------------------------------------
+
+
+def test_a_new_host_is_a_replaced_server_recovered_once(api: ApiHarness, service: ApiHarness) -> None:
+    _, owner_key = api.new_user("alice")
+    mine = api.as_key(owner_key)
+    assert mine.post("/servers", {"handle": "web-1", "host": "203.0.113.7"}).status == 201
+    _check(service, "up", "web-1")
+    key = {"Idempotency-Key": "cli-update-1"}
+
+    moved = mine.call("PATCH", "/servers/web-1", {"host": "203.0.113.8"}, headers=key)
+
+    assert moved.status == 200, moved
+    assert (moved.body["replaced"], moved.body["server"]["host"]) == (True, "203.0.113.8")
+    assert moved.body["server"]["status"] == "unknown", "a new machine: not checked yet"
+    [message] = _recoveries(api)
+    assert message.request_id == moved.body["recovery_id"] and message.server_handle == "web-1"
+    replay = mine.call("PATCH", "/servers/web-1", {"host": "203.0.113.8"}, headers=key)
+    assert replay.status == 200 and replay.body["recovery_id"] == moved.body["recovery_id"]
+    assert _recoveries(api) == [], "a repeated request queues no second recovery"
+
+    same = mine.patch("/servers/web-1", {"host": "203.0.113.8", "ssh_user": "deploy"})
+    assert same.status == 200 and same.body["replaced"] is False and same.body["recovery_id"] is None
+    assert same.body["server"]["ssh_user"] == "deploy"
+    assert _recoveries(api) == []
+
+
+def test_updating_a_server_names_the_bad_field_and_keeps_to_its_owner(
+    api: ApiHarness, service: ApiHarness
+) -> None:
+    _server(api, "shared-1", builtin="true")
+    _, owner_key = api.new_user("alice")
+    _, other_key = api.new_user("bob")
+    mine = api.as_key(owner_key)
+    assert mine.post("/servers", {"handle": "web-1", "host": "203.0.113.7"}).status == 201
+
+    empty = mine.patch("/servers/web-1", {})
+    assert empty.status == 422 and empty.body["fields"] == ["host", "ssh_user"], empty
+    bad = mine.patch("/servers/web-1", {"host": "not a host!"})
+    assert bad.status == 422 and bad.body["fields"] == ["host"], bad
+    assert api.as_key(other_key).patch("/servers/web-1", {"host": "198.51.100.1"}).status == 404
+    assert mine.patch("/servers/shared-1", {"host": "198.51.100.1"}).status == 403
+    assert api.patch("/servers/shared-1", {"host": "198.51.100.1"}).body["replaced"] is True
+    assert mine.get("/servers/web-1").body["host"] == "203.0.113.7"
