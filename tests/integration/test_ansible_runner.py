@@ -397,10 +397,18 @@ def test_slots_switch_the_stable_port_only_to_a_healthy_release(
 
     # when: release 2 goes to slot a (the first slot deploy takes the stable port from the in-place service)
     v2 = _set_status(repo, "ok", "v2")
-    first = run_job(deploy_job(repo, port_a, ref=v2, slot="a", stable_port=stable, release=2), secrets)
+    with StablePoller(stable_url) as poller:
+        first = run_job(deploy_job(repo, port_a, ref=v2, slot="a", stable_port=stable, release=2), secrets)
+        time.sleep(0.3)
 
-    # then: the stable port serves slot a through the forwarder; the in-place release is gone
+    # then: the stable port serves slot a through the forwarder; the in-place release is gone; the polls
+    # saw "ok", at most one short gap (the in-place service stopped, the forwarder started), then "v2"
     assert first.status == "success", first.error
+    statuses = [json.loads(poll.body)["status"] if poll.ok else "-" for poll in poller.polls]
+    assert "".join(dict.fromkeys(s[0] for s in statuses)) in ("ov", "o-v"), statuses
+    print(
+        f"first slot deploy: {len(poller.failures)} failed polls, longest gap {poller.longest_gap_s():.2f} s"
+    )
     assert first.switched is True and first.deployed_url == f"http://127.0.0.1:{stable}"
     assert first.service_log_path == f"{app_dir}/slots/a/service.log"
     assert http_get(stable_url) == (200, {"status": "v2"})
@@ -443,6 +451,12 @@ def test_slots_switch_the_stable_port_only_to_a_healthy_release(
     assert refused.status == "failed" and refused.error is not None
     assert "serves this project's current release" in refused.error
     assert http_get(stable_url) == (200, {"status": "v3"})
+
+    # when: the serving release is asked again (a redelivered message whose result was lost): already done
+    supervisors = supervisor_pids(app_dir / "slots" / "b")
+    again = run_job(deploy_job(repo, port_b, ref=v3, slot="b", stable_port=stable, release=3), secrets)
+    assert again.status == "success" and again.switched is True, again.error
+    assert supervisor_pids(app_dir / "slots" / "b") == supervisors
 
     # when: undeployed
     undeploy = deploy_job(repo, port_b, kind="undeploy", slot="b", stable_port=stable)
