@@ -253,18 +253,23 @@ def deploy_start(
     json_output: JsonFlag = False,
 ) -> None:
     """Queue a deploy of the project to a server (with --follow: wait and print the live URL)."""
+    with client(ctx) as api:
+        task = api.start_deploy(resolve_project(api, project), server, ref)
+        queued_deploy(api, task, follow, json_output, "live at")
+
+
+def queued_deploy(api: ApiClient, task: Task, follow: bool, json_output: bool, done: str) -> None:
+    """Print the queued deploy task; with `follow`, stream it and end with `done` and its live URL."""
     from cli.follow import echo_event
     from cli.follow import follow as follow_task
 
-    with client(ctx) as api:
-        task = api.start_deploy(resolve_project(api, project), server, ref)
-        if not follow:
-            print_json(task) if json_output else typer.echo(_task_line(task))
-            return
-        if not json_output:
-            typer.echo(_task_line(task))
-        task = follow_task(api, task.id, echo_event(json_output), spinner=not json_output)
-    _finish(task, json_output, f"live at {(task.result or {}).get('deployed_url')}")
+    if not follow:
+        print_json(task) if json_output else typer.echo(_task_line(task))
+        return
+    if not json_output:
+        typer.echo(_task_line(task))
+    task = follow_task(api, task.id, echo_event(json_output), spinner=not json_output)
+    _finish(task, json_output, f"{done} {(task.result or {}).get('deployed_url')}")
 
 
 @deploy_app.command("stop")
@@ -345,3 +350,9 @@ def incident_list(
         ["when", "kind", "what"],
         [(i.created_at.isoformat(timespec="seconds"), i.kind, i.message) for i in found],
     )
+
+
+# deploy history / rollback and project set-domain live in their own module (this one would pass 400 lines)
+from cli.commands_releases import register as _register_releases  # noqa: E402
+
+_register_releases(project_app, deploy_app)
