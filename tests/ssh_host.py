@@ -15,6 +15,11 @@ whatever a playbook does "on the remote" (apt, useradd, files under /etc or /opt
 sshd's network view is separate; services started through ssh listen inside the namespace and are
 reached from this machine at `address`.
 
+Except for `PRIVATE_ETC`: each run gets its own empty `/etc/caddy` (the reverse proxy's configuration
+that provisioning writes), so runs do not read each other's sites nor touch this machine's. It is
+iproute2's own convention: `ip netns exec NS` (which starts sshd, so every session) bind-mounts
+`/etc/netns/NS/<entry>` over `/etc/<entry>`. From this machine the run's copy is `host.etc("caddy")`.
+
 `stop()` kills every process in the namespace (sshd, sessions, daemons started over ssh), deletes the
 namespace (the veth pair goes with it), the login user, its sudoers file, the run's directory and this
 address's line in root's known_hosts. `start()` first clears what a killed earlier run left behind
@@ -44,6 +49,10 @@ from types import TracebackType
 from cli.local.stack import pid_alive
 
 SSHD = "/usr/sbin/sshd"
+NETNS_ETC = Path("/etc/netns")
+PRIVATE_ETC = ("caddy",)
+"""Entries of /etc each run sees as its own empty directory (only those that exist here: the bind needs
+a mount point; the ssh tests that use Caddy skip without it)."""
 SUBNET = ipaddress.IPv4Network("10.213.0.0/16")
 PREFIX = "orchssh-"
 _NS_NAME = re.compile(rf"^{PREFIX}(\d+)-([0-9a-f]+)$")
@@ -70,6 +79,18 @@ def skip_reason() -> str | None:
     return None
 
 
+CADDY = "/usr/bin/caddy"
+
+
+def proxy_skip_reason() -> str | None:
+    """Why the reverse proxy cannot be provisioned on an SshHost here, or None: provisioning installs
+    Debian's caddy when it is missing, but the namespace has no route to a mirror."""
+    reason = skip_reason()
+    if reason is None and not (Path(CADDY).is_file() and Path("/etc/caddy").is_dir()):
+        reason = f"Debian's caddy is not installed here ({CADDY}; apt-get install caddy)"
+    return reason
+
+
 def _run(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
@@ -89,6 +110,12 @@ def _kill_namespace_processes(namespace: str) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
+
+
+def _remove_private_etc(namespace: str) -> None:
+    shutil.rmtree(NETNS_ETC / namespace, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        NETNS_ETC.rmdir()  # only when no other run has one
 
 
 def _remove_user(user: str) -> None:
@@ -140,6 +167,10 @@ def clean_leftovers() -> list[str]:
             _run("ip", "netns", "del", name, check=False)
             _run("ip", "link", "del", f"oh{match.group(2)}", check=False)
             removed.append(name)
+    for private in NETNS_ETC.glob(f"{PREFIX}*"):
+        match = _NS_NAME.match(private.name)
+        if match and not pid_alive(int(match.group(1))):
+            _remove_private_etc(private.name)
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(PREFIX) and entry.pw_gecos.startswith(_USER_COMMENT):
             pid = entry.pw_gecos.removeprefix(_USER_COMMENT)
@@ -236,6 +267,9 @@ class SshHost:
         state = self.state_dir
         # the network: a namespace, a veth pair, loopback up inside
         _run("ip", "netns", "add", self.namespace)
+        for name in PRIVATE_ETC:
+            if Path("/etc", name).is_dir():
+                (NETNS_ETC / self.namespace / name).mkdir(parents=True, mode=0o755)
         outside, inside = f"oh{token}", f"on{token}"
         _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
         _run("ip", "link", "set", inside, "netns", self.namespace)
@@ -338,6 +372,7 @@ class SshHost:
         _run("ip", "netns", "del", self.namespace, check=False)
         _run("ip", "link", "del", f"oh{self.namespace.rsplit('-', 1)[1]}", check=False)
         _remove_user(self.user)
+        _remove_private_etc(self.namespace)
         forget_known_host(self.address)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -400,6 +435,11 @@ class SshHost:
         with contextlib.suppress(OSError):
             return (self.state_dir / "sshd.log").read_text(errors="replace")
         return ""
+
+    def etc(self, name: str) -> Path:
+        """This machine's path to what the namespace sees as `/etc/<name>` (its own, for `PRIVATE_ETC`)."""
+        private = NETNS_ETC / self.namespace / name
+        return private if private.is_dir() else Path("/etc", name)
 
     @property
     def private_key_path(self) -> Path:
