@@ -1,10 +1,11 @@
-"""A broken release never takes the working one down (issue 19, item 3), on the built-in localhost server.
+"""A broken release never takes the working one down (issue 19, item 3): through the real CLI on the
+embedded stack and real Ansible runs against the built-in localhost server.
 
-Release 1 serves from slot a behind the project's stable port. Release 2 is a commit whose service cannot
-start, deployed into slot b by the Ansible runner exactly as the infra consumer launches it
-(`python -m worker_image.ansible_runner --job FILE --publish`, real playbooks). A client polls the stable
-URL every 100 ms through the whole attempt and must see only 200s from release 1; the published result
-is FAILED with the service's own error, and nothing listens on the failed slot's port afterwards.
+Release 1 (the template, `orchestrator run --agent none`) serves from slot a behind the project's
+stable port. Then main gets a commit whose service cannot start (its run command names a module that
+does not exist) and `orchestrator deploy start` ships it as release 2 into slot b. A client polls the
+stable URL every 100 ms through the whole attempt and must see only 200s; release 2 is FAILED with the
+service's own error; release 1 still serves; nothing listens on slot b's port afterwards.
 """
 
 from __future__ import annotations
@@ -12,110 +13,95 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.contracts import ANSIBLE_DEPLOY_RESULTS, AnsibleDeployResult
-from shared.queues.factory import build_queue
-from tests.ansible_support import (
-    NEEDS_GIT_AND_ANSIBLE,
-    AppRepo,
-    free_port,
-    git,
-    kill_project,
-    make_app_repo,
-    refuses_connections,
-)
-from tests.factories import drain
+from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, git, http_get, kill_project, refuses_connections
+from tests.e2e.conftest import CliRunner
+from tests.e2e.test_deploy import deploy_stack  # noqa: F401 - the fixture, shared
 from tests.stable_poller import StablePoller
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCALHOST = {"handle": "localhost", "host": "127.0.0.1", "connection": "local"}
+pytestmark = [pytest.mark.slow, *NEEDS_GIT_AND_ANSIBLE]
 
-pytestmark = [
-    pytest.mark.slow,
-    *NEEDS_GIT_AND_ANSIBLE,
-]
+PROJECT = "shop"
+BROKEN_MODULE = "app.no_such_entrypoint"
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> AppRepo:
-    return make_app_repo(tmp_path / "app", project_name="shop")
+def slots() -> Iterator[None]:
+    """Teardown of what test_deploy's fixture does not know: the slots and the forwarder of each app."""
+    yield
+    deployments = Path(os.environ["ORCH_HOME"]) / "deployments"
+    for app_dir in deployments.glob("*") if deployments.exists() else []:
+        kill_project(app_dir)
 
 
-@pytest.fixture
-def app_dir() -> Iterator[Path]:
-    directory = Path(os.environ["ORCH_HOME"]).resolve() / "deployments" / "shop"
-    yield directory
-    kill_project(directory)
+def _json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
 
 
-def _run_runner(tmp_path: Path, **job: Any) -> AnsibleDeployResult:
-    """One job through the runner's command line, publishing its result; returns that result."""
-    fields = {"request_id": str(uuid.uuid4()), "kind": "deploy", "target": LOCALHOST, "project_id": "p-shop"}
-    path = tmp_path / f"job-{fields['request_id']}.json"
-    path.write_text(json.dumps(fields | job))
-    done = subprocess.run(
-        [sys.executable, "-m", "worker_image.ansible_runner", "--job", str(path), "--publish"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    [result] = drain(build_queue(), ANSIBLE_DEPLOY_RESULTS)
-    assert isinstance(result, AnsibleDeployResult)
-    return result
+def _push_a_release_that_cannot_start(cli: CliRunner, work: Path) -> str:
+    """Commit to main a run command naming a module that does not exist; returns the commit."""
+    repo = _json(cli("project", "show", PROJECT, "--json"))["repo_url"]
+    subprocess.run(["git", "clone", "-q", repo, str(work)], check=True)
+    contract = work / "orchestrator.env.json"
+    data = json.loads(contract.read_text())
+    data["run"] = f"python3 -m {BROKEN_MODULE}"
+    contract.write_text(json.dumps(data, indent=2) + "\n")
+    git("commit", "-q", "-am", "Start from a module that does not exist", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
 
 
 def test_a_release_that_cannot_start_leaves_the_serving_one_answering(
-    repo: AppRepo, app_dir: Path, tmp_path: Path
+    deploy_stack: Any,  # noqa: F811
+    slots: None,
+    cli: CliRunner,
+    tmp_path: Path,
 ) -> None:
-    # given: release 1 serving from slot a behind the stable port
-    stable, port_a, port_b = free_port(), free_port(), free_port()
-    common = {"project_name": "shop", "repo_url": str(repo.bare), "stable_port": stable, "timeout_s": 240}
-    first = _run_runner(
-        tmp_path, **common, ref=git("rev-parse", "HEAD", cwd=repo.work), slot="a", port=port_a, release=1
-    )
-    assert first.status == "success" and first.switched is True, first.error
-    stable_url = f"{first.deployed_url}/health"
-    assert first.deployed_url == f"http://127.0.0.1:{stable}"
+    # given: release 1 serving
+    deploy_stack()
+    ran = cli("run", "--name", PROJECT, "--spec", "a shop", "--agent", "none", timeout=240)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    [first] = _json(cli("deploy", "history", PROJECT, "--json"))
+    assert (first["number"], first["status"], first["slot"]) == (1, "serving", "a")
+    stable_url = first["url"] + "/health"
 
-    # given: release 2, whose service dies at start with its own error
-    (repo.work / "app" / "server.py").write_text(
-        "raise SystemExit('release 2 cannot start: DATABASE_URL is not set')\n"
-    )
-    broken = repo.commit("Release 2 (broken)")
+    # given: main's head is a release whose service cannot start
+    broken = _push_a_release_that_cannot_start(cli, tmp_path / "work")
 
-    # when: it is deployed into slot b while a client polls the stable address every 100 ms
+    # when: it is deployed while a client polls the stable address every 100 ms
     with StablePoller(stable_url) as poller:
         time.sleep(0.5)
-        second = _run_runner(tmp_path, **common, ref=broken, slot="b", port=port_b, release=2)
+        attempt = cli("deploy", "start", PROJECT, "--server", "localhost", "--follow", timeout=300)
         time.sleep(0.5)
 
-    # then: every poll answered 200, from release 1
+    # then: every poll was answered 200, by release 1
+    assert attempt.returncode != 0, attempt.stdout + attempt.stderr
     assert len(poller.polls) > 20
     assert poller.failures == [], poller.failures[:3]
-    assert poller.longest_gap_s() == 0.0
     assert {json.loads(body)["status"] for body in poller.bodies()} == {"ok"}
 
-    # then: the release FAILED with the service's own words, nothing stayed on slot b's port
-    assert second.status == "failed" and second.switched is False
-    assert second.slot == "b" and second.release == 2
-    assert second.error is not None and "DATABASE_URL is not set" in second.error, second.error
-    assert second.service_log is not None and "DATABASE_URL is not set" in second.service_log
-    assert second.service_log_path == f"{app_dir}/slots/b/service.log"
-    assert refuses_connections(port_b)
-    assert (app_dir / "serving").read_text().strip() == "a"
-    assert (app_dir / "upstream").read_text().strip() == f"127.0.0.1:{port_a}"
+    # then: release 2 is FAILED with the service's own error; release 1 still serves
+    second, still = _json(cli("deploy", "history", PROJECT, "--json"))
+    assert (second["number"], second["status"], second["slot"], second["commit_sha"]) == (
+        2,
+        "failed",
+        "b",
+        broken,
+    )
+    assert f"No module named {BROKEN_MODULE}" in second["error"], second["error"]
+    assert (still["number"], still["status"]) == (1, "serving")
+    [deploy, _] = _json(cli("task", "list", "--project", PROJECT, "--type", "deploy", "--json"))
+    assert deploy["status"] == "FAILED" and f"No module named {BROKEN_MODULE}" in deploy["error"]
 
-    # and: undeploying the project stops release 1, its forwarder and the stable port
-    removed = _run_runner(tmp_path, kind="undeploy", project_name="shop", port=port_a, slot="a")
-    assert removed.status == "success", removed.error
-    assert refuses_connections(stable) and refuses_connections(port_a) and not app_dir.exists()
+    # then: nothing listens on the failed slot's port; the stable address still answers
+    assert refuses_connections(second["port"])
+    assert http_get(stable_url) == (200, {"status": "ok"})
+    assert cli("deploy", "stop", PROJECT).returncode == 0
+    assert refuses_connections(int(first["url"].rsplit(":", 1)[1]))
