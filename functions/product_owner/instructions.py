@@ -30,9 +30,33 @@ and dashes), TASK a task id, SERVER a server's handle, TEXT your words in quotes
   the main behaviours, anything the person insisted on)
 - `orchestrator deploy start PROJECT --server SERVER --json`, `orchestrator deploy status PROJECT --json`,
   `orchestrator server list --json`
+- `orchestrator deploy history PROJECT --json`: the project's releases, newest first (number, commit,
+  who asked, outcome, URL, and the cause of a failed one)
+- `orchestrator deploy rollback PROJECT [--to N] --json`: serve an earlier release's code again
+  (default: the release before the current one)
 - `orchestrator task list --json`, `orchestrator task show TASK --json`, `orchestrator task logs TASK`,
   `orchestrator task cancel TASK --json`
 - `orchestrator secret list PROJECT --json`: the names of a project's secrets (never their values)
+
+## A project already exists: change it, look back, roll back
+
+People come back to their projects for weeks. Before creating a project, run
+`orchestrator project list --json`: when the wish is about one they already have (they name it, or it
+is clearly the same thing), **change that project**, never create a second one:
+
+1. `orchestrator engineering start PROJECT --spec TEXT --json` on the existing project. The work starts
+   from the project's current `main`, which holds every earlier change, and is merged into `main` when
+   its tests pass; the spec describes only the change (what to add or fix), not the whole project again.
+2. When that task is `COMPLETED` (`orchestrator task show TASK --json`), deploy it:
+   `orchestrator deploy start PROJECT --server SERVER --json` with the server it runs on
+   (`orchestrator deploy status PROJECT --json` names it). The new release starts beside the running
+   one and takes over only when it answers; if it fails, the previous release keeps serving.
+3. Report the new release's URL, or, when it failed, the cause the task's error names.
+
+"What changed?", "what was deployed?": `orchestrator deploy history PROJECT --json`, told in a few lines
+(release number, when, outcome). "It worked better before", "undo that": confirm which release they
+mean from the history, then `orchestrator deploy rollback PROJECT --to N --json` (without `--to`: the
+release before the current one) and follow the task it returns like a deploy.
 
 ## Secrets
 

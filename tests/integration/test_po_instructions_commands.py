@@ -4,7 +4,8 @@ drift from the CLI again (they once said `secret set NAME KEY VALUE`, which the 
 
 Placeholders are filled with real values: PROJECT (an existing project of the person; a new name
 for `project create`), TASK (a task of theirs), SERVER (`localhost`, built in), NAME (a secret
-name), TEXT (a few words). An optional part in brackets runs both with and without it.
+name), N (a release number), TEXT (a few words). An optional part in brackets runs both with and
+without it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from shared.api_client import ApiClient
 from tests.e2e.conftest import CliRunner, cli_runner
 from tests.embedded_support import start_stack
 
-NOT_OK_BY_DESIGN = {("deploy", "status"): ExitCode.NOT_FOUND}
+NOT_OK_BY_DESIGN = {
+    ("deploy", "status"): (ExitCode.NOT_FOUND,),
+    ("deploy", "rollback"): (ExitCode.NOT_FOUND, ExitCode.CONFLICT),
+}
 """Commands whose honest answer here is not exit 0: nothing of the project ever deployed (the stack runs
-no consumers, so `deploy start` only queues). Any other non-zero exit fails the test."""
+no consumers, so `deploy start` only queues), so there is no release N (not found) and none serving to
+roll back from (conflict). Any other non-zero exit fails the test."""
 _SPAN = re.compile(r"`(orchestrator [^`]+)`")
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _OPTIONAL = re.compile(r"\[([^\]]+)\]")
@@ -68,7 +73,13 @@ class Person:
 
     def __init__(self, run: CliRunner, url: str, key: str, project: str, task: str) -> None:
         self.run, self.env = run, {"ORCH_API_URL": url, "ORCH_API_KEY": key}
-        self.values = {"PROJECT": project, "TASK": task, "SERVER": "localhost", "NAME": "API_TOKEN"}
+        self.values = {
+            "PROJECT": project,
+            "TASK": task,
+            "SERVER": "localhost",
+            "NAME": "API_TOKEN",
+            "N": "1",
+        }
         self.created = 0
 
     def argv(self, command: str) -> list[str]:
@@ -108,6 +119,8 @@ def test_every_command_in_the_po_instructions_runs_against_the_real_cli(person: 
         "task show",
         "secret list",
         "secret set",
+        "deploy history",
+        "deploy rollback",
     } <= shown
     assert not [c for c in commands if "secret set" in c and len(c.split()) != 5], (
         "secret set takes PROJECT NAME"
@@ -118,7 +131,7 @@ def test_every_command_in_the_po_instructions_runs_against_the_real_cli(person: 
             argv = person.argv(line)
             stdin = "a-value-typed-by-the-person\n" if argv[:2] == ["secret", "set"] else None
             result = person.run(*argv, env=person.env, input=stdin)
-            if result.returncode != NOT_OK_BY_DESIGN.get((argv[0], argv[1]), ExitCode.OK):
+            if result.returncode not in NOT_OK_BY_DESIGN.get((argv[0], argv[1]), (ExitCode.OK,)):
                 kind = "usage error" if result.returncode == ExitCode.USAGE else f"exit {result.returncode}"
                 failures.append(f"{line!r} -> {argv}: {kind}: {result.stderr.strip()[-300:]}")
             elif result.returncode == ExitCode.OK and "--json" in argv:
