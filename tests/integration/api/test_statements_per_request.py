@@ -18,6 +18,7 @@ BOUNDS = {
     "list projects": (1, 1),  # one page, the live URLs joined in
     "create project": (4, 1),  # name taken?, lock the owner, count their projects, insert
     "create engineering task": (7, 2),  # lock project, lock owner, 2 limit counts, task, outbox; mark sent
+    "list releases": (2, 1),  # the project, one page of releases with their servers joined in
 }
 
 
@@ -35,6 +36,7 @@ def _requests(alice: ApiHarness) -> dict[str, Callable[[], Reply]]:
         "list projects": lambda: alice.get("/projects"),
         "create project": lambda: alice.post("/projects", {"name": "shop"}),
         "create engineering task": lambda: alice.post("/projects/blog/engineering", {"spec": "x"}),
+        "list releases": lambda: alice.get("/projects/blog/releases"),
     }
 
 
