@@ -155,6 +155,15 @@ def _as_telegram_admins(key: str, value: Any) -> tuple[int, ...]:
     return tuple(admins)
 
 
+def _as_database(key: str, value: Any) -> str:
+    if value is None or str(value).strip() == "":
+        return constants.DEFAULT_DATABASE
+    text = str(value).strip().lower()
+    if text not in constants.DATABASE_KINDS:
+        raise ConfigError(f"context {key}={value!r} must be one of {', '.join(constants.DATABASE_KINDS)}")
+    return text
+
+
 def _as_email(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
@@ -171,6 +180,8 @@ class StackConfig:
     env_name: str = constants.DEFAULT_ENV_NAME
     prefix: str = constants.DEFAULT_PREFIX
     enable_nat_gateway: bool = constants.DEFAULT_ENABLE_NAT_GATEWAY
+    database: str = constants.DEFAULT_DATABASE
+    """`aurora` (Serverless v2, pauses when idle) or `rds` (one always-on instance): `-c database=rds`."""
     deletion_protection: bool = constants.DEFAULT_DELETION_PROTECTION
     alarm_email: str | None = None
     github_owner: str = field(kw_only=True)
@@ -217,6 +228,7 @@ class StackConfig:
                 get(constants.CONTEXT_ENABLE_NAT_GATEWAY),
                 constants.DEFAULT_ENABLE_NAT_GATEWAY,
             ),
+            database=_as_database(constants.CONTEXT_DATABASE, get(constants.CONTEXT_DATABASE)),
             deletion_protection=_as_bool(
                 constants.CONTEXT_DELETION_PROTECTION,
                 get(constants.CONTEXT_DELETION_PROTECTION),

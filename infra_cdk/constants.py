@@ -61,6 +61,12 @@ CONTEXT_WORKER_TASK_SIZES = "worker_task_sizes"
 """JSON object: agent -> {"cpu": units, "memory": MiB}, over `shared.workers.fargate.DEFAULT_TASK_SIZES`."""
 CONTEXT_TELEGRAM_ADMINS = "telegram_admins"
 CONTEXT_LAYERS_DIR = "layers_dir"
+CONTEXT_DATABASE = "database"
+"""`aurora` (default: Aurora PostgreSQL Serverless v2 that pauses at 0 ACU) or `rds` (one always-on instance)."""
+DATABASE_AURORA = "aurora"
+DATABASE_RDS = "rds"
+DATABASE_KINDS = (DATABASE_AURORA, DATABASE_RDS)
+DEFAULT_DATABASE = DATABASE_AURORA
 
 DEFAULT_ENABLE_NAT_GATEWAY = False
 # Safe by default: a person has to say `-c deletion_protection=false` to make the database
@@ -83,13 +89,31 @@ PUBLIC_SUBNET_GROUP = "public"
 # and tags in place instead of replacing the subnets the database lives in.
 PRIVATE_SUBNET_GROUP = "private"
 NAT_GATEWAY_COUNT_WHEN_ENABLED = 1
-# Interface endpoints cost per AZ-hour. The database is single-AZ, so the data path already
-# lives in one AZ; one endpoint ENI serves functions in both AZs (cross-AZ hop inside the VPC).
-INTERFACE_ENDPOINT_AZ_COUNT = 1
 HTTPS_PORT = 443
+# The VPC is dual-stack: an Amazon-provided /56, a /64 per subnet. The private subnets route IPv6 (only) out
+# through an egress-only internet gateway, free, so the functions there reach the dual-stack endpoints of SQS
+# and Secrets Manager without interface endpoints ($7.30 a month each per AZ) or a NAT gateway.
+ANY_IPV6 = "::/0"
+AWS_DUALSTACK_ENV = "AWS_USE_DUALSTACK_ENDPOINT"
+"""botocore's switch: every client built in the process resolves the service's dual-stack (IPv4 + IPv6) endpoint."""
 
-# -- data (RDS PostgreSQL) -----------------------------------------------------------------
+# -- data (PostgreSQL: Aurora Serverless v2 or one RDS instance) ------------------------------
 
+DB_AURORA_POSTGRES_VERSION = "17.4"
+"""Aurora PostgreSQL versions that scale to 0 ACU: 13.15, 14.12, 15.7, 16.3 and later, every 17."""
+DB_AURORA_POSTGRES_MAJOR = "17"
+DB_MIN_ACU = 0
+"""0 = auto-pause: no capacity billed while paused; the first connection after a pause resumes it (~15 s)."""
+DB_MAX_ACU = 2
+DB_SECONDS_UNTIL_AUTO_PAUSE = 300
+"""Idle seconds before Aurora pauses the writer (the minimum AWS allows; the maximum is a day)."""
+DB_CLUSTER_SUFFIX = "aurora"
+DB_IAM_USER = "orchestrator_api"
+"""The API's login: IAM database authentication (a 15-minute token signed with the function's role, no
+password); the deploy hook creates it and grants it the tables' rows, not their definitions."""
+DB_WAKE_TIMEOUT_SECONDS = 20
+"""ORCH_DATABASE_WAKE_TIMEOUT_S of the API: a resuming writer (~15 s) is waited for inside the function's 29 s;
+past it the request gets 503 + Retry-After and the CLI / bot try again."""
 DB_POSTGRES_VERSION = "17"
 DB_INSTANCE_TYPE = "t4g.micro"
 DB_ALLOCATED_STORAGE_GB = 20
@@ -98,7 +122,6 @@ DB_BACKUP_RETENTION_DAYS = 7
 DB_NAME = "orchestrator"
 DB_USERNAME = "orchestrator"
 DB_PORT = 5432
-DB_SECRET_ROTATION_DAYS = 30
 DB_TLS_MODE = "verify-full"
 """ORCH_DATABASE_TLS of the API and the deploy hook: TLS with the server's certificate checked against the
 RDS CA bundle and its host name (pg8000 would otherwise encrypt without authenticating the server)."""

@@ -26,14 +26,34 @@ def observability(function: str) -> Environment:
     }
 
 
-def database(secret_arn: str) -> Environment:
-    """Where the API's PostgreSQL is (the RDS secret) and that its certificate is verified against the RDS
-    CAs bundled with the code (`functions/api/rds-global-bundle.pem`): encrypted is not enough, the server
-    must be RDS."""
+def database(host: str, port: str) -> Environment:
+    """Where the API's PostgreSQL is, and that its certificate is verified against the RDS CAs bundled with
+    the code (`functions/api/rds-global-bundle.pem`): encrypted is not enough, the server must be RDS."""
     return {
-        "ORCH_DATABASE_SECRET_REF": secret_reference(secret_arn),
+        "ORCH_DATABASE_HOST": host,
+        "ORCH_DATABASE_PORT": port,
+        "ORCH_DATABASE_NAME": constants.DB_NAME,
         "ORCH_DATABASE_TLS": constants.DB_TLS_MODE,
     }
+
+
+def database_iam_login(user: str) -> Environment:
+    """The API logs in as `user` with an IAM token (no password, no Secrets Manager call), and waits for a
+    paused database to resume up to `DB_WAKE_TIMEOUT_SECONDS`."""
+    return {
+        "ORCH_DATABASE_IAM_USER": user,
+        "ORCH_DATABASE_WAKE_TIMEOUT_S": str(constants.DB_WAKE_TIMEOUT_SECONDS),
+    }
+
+
+def database_master(secret_arn: str, app_user: str) -> Environment:
+    """The deploy hook: the master credentials (RDS-managed secret) and the login it creates for the API."""
+    return {"ORCH_DATABASE_SECRET_REF": secret_reference(secret_arn), "ORCH_DATABASE_APP_USER": app_user}
+
+
+def dualstack_endpoints() -> Environment:
+    """Every boto3 client resolves dual-stack endpoints: the private subnets reach AWS over IPv6 only."""
+    return {constants.AWS_DUALSTACK_ENV: "true"}
 
 
 def queues(config: StackConfig) -> Environment:

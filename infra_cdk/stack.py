@@ -103,7 +103,6 @@ class OrchestratorStack(Stack):
                 ],
                 "AWSCDK.TriggerCustomResourceProviderCustomResourceProvider": [self.api.deploy_hook],
             },
-            rotation=self.database.rotation,
         )
         self._observe()
         self._build_outputs()
@@ -152,7 +151,7 @@ class OrchestratorStack(Stack):
             "DatabasePort": (self.database.endpoint_port, "PostgreSQL port"),
             "DatabaseSecretArn": (
                 self.database.secret.secret_arn,
-                "Secrets Manager secret with the DB credentials",
+                "Secrets Manager secret with the DB master credentials (managed and rotated by RDS)",
             ),
             "CheckpointTableName": (self.state.checkpoint_table.table_name, "LangGraph checkpoint table"),
             "IdempotencyTableName": (

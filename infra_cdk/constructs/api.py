@@ -5,8 +5,9 @@
   handful of CLI users and agents keep in the single digits; db.t4g.micro takes ~80. A proxy bills
   at least two vCPUs (~$22/month), more than half of the whole stack's idle cost, for a problem this
   load does not have. HTTP API throttling bounds the burst instead.
-- **The function sits in the private subnets** with the functions' security group: PostgreSQL, the
-  SQS and Secrets Manager endpoints, nothing else (no NAT needed).
+- **The function sits in the private subnets** with the functions' security group: PostgreSQL, and HTTPS
+  over IPv6 to the dual-stack SQS and Secrets Manager endpoints (no NAT, no interface endpoint). It logs in
+  to PostgreSQL with an IAM token (`rds-db:connect` on its one user), so it never reads the master secret.
 - **Keys.** The stack generates two secrets: the first admin's key (read it from Secrets Manager
   after the deploy) and the service key the other functions and the workers use. The deploy hook
   (`functions.migrations`) seeds both through the API's own code after migrating, so the API function
@@ -117,6 +118,7 @@ class Api(Construct):
             vpc=self._network.vpc,
             subnets=self._network.private_subnets,
             security_group=self._network.function_security_group,
+            ipv6_out=True,
         )
 
     def _build_key_secret(self, construct_id: str, purpose: str) -> secretsmanager.Secret:
@@ -150,15 +152,17 @@ class Api(Construct):
             name=constants.API_FUNCTION,
             handler=constants.API_HANDLER,
             timeout_seconds=constants.API_TIMEOUT_SECONDS,
-            description=f"{prefix}: the HTTP API (Powertools resolver, SQLAlchemy on RDS PostgreSQL)",
+            description=f"{prefix}: the HTTP API (Powertools resolver, SQLAlchemy on PostgreSQL)",
             environment_variables={
-                **environment.database(self._database.secret.secret_arn),
+                **environment.database(self._database.endpoint_address, self._database.endpoint_port),
+                **environment.database_iam_login(constants.DB_IAM_USER),
+                **environment.dualstack_endpoints(),
                 **environment.queues(self._config),
                 **environment.secrets(self._config),
             },
             placement=self._placement,
         )
-        self._database.secret.grant_read(function)
+        self._database.grant_connect(function, constants.DB_IAM_USER)
         self._grant_owned_secrets(function)
         return function
 
@@ -249,7 +253,9 @@ class Api(Construct):
             timeout_seconds=constants.DEPLOY_HOOK_TIMEOUT_SECONDS,
             description=f"{prefix}: on deploy, Alembic migrations, then the first admin and the service key",
             environment_variables={
-                **environment.database(self._database.secret.secret_arn),
+                **environment.database(self._database.endpoint_address, self._database.endpoint_port),
+                **environment.database_master(self._database.secret.secret_arn, constants.DB_IAM_USER),
+                **environment.dualstack_endpoints(),
                 "ORCH_BOOTSTRAP_ADMIN_KEY_REF": environment.secret_reference(
                     self.admin_key_secret.secret_arn
                 ),
@@ -267,8 +273,8 @@ class Api(Construct):
             handler=hook,
             timeout=Duration.seconds(constants.DEPLOY_HOOK_TIMEOUT_SECONDS),
             invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
-            # After the instance, its secret and rotation, and the endpoints the hook reaches Secrets
-            # Manager through; before the API function, so new code meets a migrated schema.
+            # After the database and its secret, and the network the hook reaches Secrets Manager through
+            # (the IPv6 route out); before the API function, so new code meets a migrated schema.
             execute_after=[self._database, self._network],
             execute_before=[self.function],
             execute_on_handler_change=True,

@@ -1,9 +1,12 @@
 """The VPC: public subnets for Fargate tasks, private subnets for the API function and the database.
 
-No NAT gateway by default. Fargate tasks get public IPs in the public subnets and reach
-GitHub, the model APIs and the target servers through the internet gateway. Functions in
-the private subnets reach AWS services through VPC endpoints (interface endpoints for SQS
-and Secrets Manager, free gateway endpoints for S3 and DynamoDB) and nothing else.
+No NAT gateway and no interface endpoint by default. Fargate tasks get public IPs in the public subnets and
+reach GitHub, the model APIs and the target servers through the internet gateway. The VPC is dual-stack: the
+private subnets route IPv6, and only IPv6, out through an egress-only internet gateway (no hourly charge),
+so the functions there (the API and its deploy hook, `ipv6_allowed_for_dual_stack`) reach SQS and Secrets
+Manager at their dual-stack public endpoints (`AWS_USE_DUALSTACK_ENDPOINT=true`) over HTTPS, SigV4-signed
+as ever; nothing can reach in. S3 and DynamoDB go through the free gateway endpoints. That replaced two
+interface endpoints (SQS, Secrets Manager: $0.01 per AZ-hour each, $14.60 a month in one AZ).
 
 The Ansible runner has its own security group: out on SSH (22) to target servers and HTTPS (443)
 to git hosts and AWS APIs, nothing else and nothing in. Where it runs is `Workers.ansible_placement`.
@@ -20,7 +23,7 @@ from infra_cdk.config import StackConfig
 
 
 class Network(Construct):
-    """VPC, subnets, endpoints and the security groups of what runs inside."""
+    """VPC, subnets, gateway endpoints, the IPv6 way out and the security groups of what runs inside."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, log_bucket: s3.IBucket
@@ -30,12 +33,11 @@ class Network(Construct):
         self.vpc = self._build_vpc()
         self.public_subnets = ec2.SubnetSelection(subnet_group_name=constants.PUBLIC_SUBNET_GROUP)
         self.private_subnets = ec2.SubnetSelection(subnet_group_name=constants.PRIVATE_SUBNET_GROUP)
-        # The interface endpoints live here, and so does the single-AZ database.
+        # The single-AZ database (the `rds` option) lives here.
         self.primary_availability_zone = self.vpc.availability_zones[0]
         self._build_flow_logs(log_bucket)
-        self.endpoint_security_group = self._build_endpoint_security_group()
         self._build_gateway_endpoints()
-        self.interface_endpoints = self._build_interface_endpoints()
+        self._route_private_ipv6_out()
         self.function_security_group = self._build_function_security_group()
         self.task_security_group = self._build_task_security_group()
         self.ansible_security_group = self._build_ansible_security_group()
@@ -53,6 +55,7 @@ class Network(Construct):
             ip_addresses=ec2.IpAddresses.cidr(constants.VPC_CIDR),
             max_azs=constants.MAX_AZS,
             nat_gateways=constants.NAT_GATEWAY_COUNT_WHEN_ENABLED if self._config.enable_nat_gateway else 0,
+            ip_protocol=ec2.IpProtocol.DUAL_STACK,
             subnet_configuration=[
                 ec2.SubnetConfiguration(
                     name=constants.PUBLIC_SUBNET_GROUP,
@@ -77,23 +80,6 @@ class Network(Construct):
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
 
-    def _build_endpoint_security_group(self) -> ec2.SecurityGroup:
-        group = ec2.SecurityGroup(
-            self,
-            "EndpointSecurityGroup",
-            vpc=self.vpc,
-            description="Interface VPC endpoints: HTTPS from anything in the VPC",
-            allow_all_outbound=False,
-        )
-        # With private DNS, every resource in the VPC (Fargate tasks in the public subnets too)
-        # resolves sqs/secretsmanager to these ENIs, so the whole VPC range must be let in.
-        group.add_ingress_rule(
-            ec2.Peer.ipv4(constants.VPC_CIDR),
-            ec2.Port.tcp(constants.HTTPS_PORT),
-            "HTTPS from the VPC to the endpoints",
-        )
-        return group
-
     def _build_gateway_endpoints(self) -> None:
         # Gateway endpoints are free and route S3 (ECR image layers too) and DynamoDB traffic
         # from every subnet without the internet gateway or a NAT.
@@ -105,24 +91,23 @@ class Network(Construct):
             "DynamoDbEndpoint", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=all_subnets
         )
 
-    def _build_interface_endpoints(self) -> dict[str, ec2.InterfaceVpcEndpoint]:
-        private = self.vpc.select_subnets(subnet_group_name=constants.PRIVATE_SUBNET_GROUP).subnets
-        subnets = ec2.SubnetSelection(subnets=private[: constants.INTERFACE_ENDPOINT_AZ_COUNT])
-        services = {
-            "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
-            "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-        }
-        return {
-            name: self.vpc.add_interface_endpoint(
-                f"{name}Endpoint",
-                service=service,
-                subnets=subnets,
-                security_groups=[self.endpoint_security_group],
-                private_dns_enabled=True,
-                open=False,
+    def _route_private_ipv6_out(self) -> None:
+        """::/0 from every private subnet to the egress-only internet gateway: out and replies only."""
+        gateway = self.vpc.node.try_find_child("EIGW6")
+        if not isinstance(gateway, ec2.CfnEgressOnlyInternetGateway):
+            gateway = ec2.CfnEgressOnlyInternetGateway(self, "EgressOnlyGateway", vpc_id=self.vpc.vpc_id)
+        for index, subnet in enumerate(
+            self.vpc.select_subnets(subnet_group_name=constants.PRIVATE_SUBNET_GROUP).subnets
+        ):
+            if subnet.node.try_find_child("IPv6Default") is not None:
+                continue  # CDK routed it already (private subnets with egress)
+            ec2.CfnRoute(
+                self,
+                f"PrivateIpv6Route{index}",
+                route_table_id=subnet.route_table.route_table_id,
+                destination_ipv6_cidr_block=constants.ANY_IPV6,
+                egress_only_internet_gateway_id=gateway.attr_id,
             )
-            for name, service in services.items()
-        }
 
     def _build_function_security_group(self) -> ec2.SecurityGroup:
         """For functions in the private subnets (the API, later its migrations function)."""
@@ -130,11 +115,13 @@ class Network(Construct):
             self,
             "FunctionSecurityGroup",
             vpc=self.vpc,
-            description="Functions in the private subnets: the database and the VPC endpoints only",
+            description="Functions in the private subnets: the database, and HTTPS over IPv6 to AWS APIs",
             allow_all_outbound=False,
         )
-        group.connections.allow_to(
-            self.endpoint_security_group, ec2.Port.tcp(constants.HTTPS_PORT), "HTTPS to the VPC endpoints"
+        # IPv6 leaves only through the egress-only gateway; IPv4 has no route out at all. S3 and DynamoDB
+        # (gateway endpoints) are prefix lists reached over IPv4.
+        group.add_egress_rule(
+            ec2.Peer.any_ipv6(), ec2.Port.tcp(constants.HTTPS_PORT), "HTTPS to AWS dual-stack endpoints"
         )
         return group
 
@@ -163,6 +150,6 @@ class Network(Construct):
         group.add_egress_rule(
             ec2.Peer.any_ipv4(),
             ec2.Port.tcp(constants.HTTPS_PORT),
-            "HTTPS: git clones, SQS and Secrets Manager (endpoints or public), ECR",
+            "HTTPS: git clones, SQS and Secrets Manager (public endpoints), ECR",
         )
         return group

@@ -46,7 +46,7 @@ class ProviderLogs(Construct):
         construct_id: str,
         *,
         provider_users: Mapping[str, Sequence[IConstruct]],
-        rotation: secretsmanager.SecretRotation,
+        rotation: secretsmanager.SecretRotation | None = None,
     ) -> None:
         """`provider_users`: each provider's construct id in the stack -> what invokes it (custom resources)."""
         super().__init__(scope, construct_id)
@@ -63,6 +63,10 @@ class ProviderLogs(Construct):
             self.log_groups[provider.node.id] = group
             for user in provider_users[provider.node.id]:
                 user.node.add_dependency(group)
+        if rotation is not None:
+            self._rotation_log_group(rotation)
+
+    def _rotation_log_group(self, rotation: secretsmanager.SecretRotation) -> None:
         application = rotation.node.default_child
         assert isinstance(application, sam.CfnApplication)
         parameters = application.parameters

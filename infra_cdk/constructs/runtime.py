@@ -47,6 +47,8 @@ class VpcPlacement:
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
+    ipv6_out: bool = False
+    """Outbound IPv6 from the dual-stack subnets (`infra_cdk.constructs.network`: AWS APIs without endpoints)."""
 
 
 def lambda_handler_path(topology_handler: str) -> str:
@@ -180,6 +182,7 @@ class LambdaRuntime(Construct):
                 "vpc_subnets": placement.subnets,
                 "security_groups": [placement.security_group],
                 "allow_public_subnet": False,
+                "ipv6_allowed_for_dual_stack": placement.ipv6_out,
             }
         function = lambda_.Function(
             scope,

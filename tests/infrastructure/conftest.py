@@ -26,6 +26,7 @@ DEFAULT_CONTEXT: dict[str, Any] = {"github_owner": "octocat"}
 VARIANT_CONTEXT: dict[str, Any] = {
     "env_name": "ci",
     "enable_nat_gateway": "true",
+    "database": "rds",
     "deletion_protection": "false",
     "alarm_email": "ops@example.com",
     "github_owner": "acme",

@@ -191,7 +191,13 @@ def _is_reference_to_a_secret(app: Synthesized, value: Any) -> bool:
     if not (isinstance(value, dict) and set(value) == {"Fn::Join"}):
         return False
     separator, parts = value["Fn::Join"]
-    if separator != "" or len(parts) != 2 or parts[0] != SCHEME or set(parts[1]) != {"Ref"}:
+    if separator != "" or len(parts) != 2 or parts[0] != SCHEME:
+        return False
+    if set(parts[1]) == {"Fn::GetAtt"}:  # the database's RDS-managed master secret
+        logical, attribute = parts[1]["Fn::GetAtt"]
+        database = app.template_json["Resources"][logical]["Type"]
+        return attribute == "MasterUserSecret.SecretArn" and database.startswith("AWS::RDS::DB")
+    if set(parts[1]) != {"Ref"}:
         return False
     target = app.template_json["Resources"][parts[1]["Ref"]]["Type"]
     return target in ("AWS::SecretsManager::Secret", "AWS::SecretsManager::SecretTargetAttachment")
@@ -245,8 +251,11 @@ def test_api_environment_names_the_database_secret_queues_and_secrets_backend(
     default_app: Synthesized,
 ) -> None:
     env = _env(default_app, constants.API_FUNCTION)
-    (attachment,) = default_app.resources("AWS::SecretsManager::SecretTargetAttachment")
-    assert env["ORCH_DATABASE_SECRET_REF"] == {"Fn::Join": ["", [SCHEME, {"Ref": attachment}]]}
+    (cluster,) = default_app.resources("AWS::RDS::DBCluster")
+    # the API logs in with an IAM token: no password, no secret (tests/infrastructure/test_database.py)
+    assert "ORCH_DATABASE_SECRET_REF" not in env
+    assert env["ORCH_DATABASE_IAM_USER"] == constants.DB_IAM_USER
+    assert env["ORCH_DATABASE_HOST"] == {"Fn::GetAtt": [cluster, "Endpoint.Address"]}
     assert env["ORCH_QUEUE_BACKEND"] == "sqs"
     assert env["ORCH_QUEUE_PREFIX"] == DEFAULT_PREFIX
     assert env["ORCH_SECRETS_BACKEND"] == "aws"
@@ -647,7 +656,7 @@ def test_http_api_throttles_logs_and_routes_everything_to_the_function(any_app: 
 def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_and_worker_secrets(
     default_app: Synthesized,
 ) -> None:
-    """It reads the database secret, and for workers (issue 20) the GitHub token and the Product Owner
+    """It does not read the database's master secret (IAM login); for workers (issue 20) the GitHub token and the Product Owner
     keys (the agents' credentials too when given: tests/infrastructure/test_worker_role.py); it cannot read
     back the project and server secrets it writes, nor any key of the stack's."""
     _, props = _function(default_app, constants.API_FUNCTION)
@@ -657,10 +666,9 @@ def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_
         if any(a.startswith("secretsmanager:") for a in _actions(s))
     ]
     reads = [s for s in statements if "secretsmanager:GetSecretValue" in _actions(s)]
-    (attachment,) = default_app.resources("AWS::SecretsManager::SecretTargetAttachment")
     readable = [r for s in reads for r in _resources(s)]
-    assert {"Ref": attachment} in readable
-    others = sorted(json.dumps(r) for r in readable if r != {"Ref": attachment})
+    assert "MasterUserSecret" not in json.dumps(readable)  # it logs in with an IAM token instead
+    others = sorted(json.dumps(r) for r in readable)
     assert len(others) == 2
     assert f":secret:{DEFAULT_PREFIX}/github/token-??????" in others[0]
     assert f":secret:{DEFAULT_PREFIX}/po/*" in others[1]
@@ -681,9 +689,10 @@ def test_migrations_run_on_deploy_after_the_database_and_before_the_api(default_
     assert version["Type"] == "AWS::Lambda::Version"
     assert version["Properties"]["FunctionName"] == {"Ref": hook_id}
     assert trigger["Properties"]["InvocationType"] == "RequestResponse"
-    (db_id,) = default_app.resources("AWS::RDS::DBInstance")
+    (db_id,) = default_app.resources("AWS::RDS::DBCluster")
     assert db_id in trigger["DependsOn"]
-    assert any("SecretsManagerEndpoint" in d for d in trigger["DependsOn"])
+    # the hook reads the master secret from Secrets Manager over IPv6: after the private subnets' route out
+    assert any("PrivateIpv6Route" in d for d in trigger["DependsOn"])
     assert trigger_id in resources[api_id]["DependsOn"]
 
 

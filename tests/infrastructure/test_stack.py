@@ -40,10 +40,12 @@ def _queues_by_name(app: Synthesized) -> dict[str, tuple[str, dict[str, Any]]]:
 EXPECTED_COUNTS: dict[str, int] = {
     "AWS::SQS::Queue": 2 * QUEUE_COUNT,
     "AWS::SQS::QueuePolicy": 2 * QUEUE_COUNT,
-    "AWS::RDS::DBInstance": 1,
-    # database credentials, admin key, service key, Telegram bot token, Telegram webhook secret
-    "AWS::SecretsManager::Secret": 5,
-    "AWS::SecretsManager::RotationSchedule": 1,
+    "AWS::RDS::DBCluster": 1,  # Aurora Serverless v2 (tests/infrastructure/test_database.py)
+    "AWS::RDS::DBInstance": 1,  # its writer
+    # admin key, service key, Telegram bot token, Telegram webhook secret (the database's master secret is
+    # RDS-managed: RDS makes and rotates it, no rotation function)
+    "AWS::SecretsManager::Secret": 4,
+    "AWS::SecretsManager::RotationSchedule": 0,
     "AWS::DynamoDB::Table": 2,  # LangGraph checkpoints, idempotency claims
     "AWS::S3::Bucket": 3,  # artifacts, agent sessions, access/flow logs
     "AWS::S3::BucketPolicy": 3,
@@ -54,8 +56,9 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::KMS::Key": 1,
     "AWS::EC2::VPC": 1,
     "AWS::EC2::Subnet": 4,  # public + private, two AZs
-    "AWS::EC2::VPCEndpoint": 4,  # SQS, Secrets Manager (interface); S3, DynamoDB (gateway)
-    "AWS::EC2::SecurityGroup": 5,  # endpoints, functions, Fargate tasks, Ansible runner tasks, database
+    "AWS::EC2::VPCEndpoint": 2,  # S3, DynamoDB (gateway, free); no interface endpoint (test_network.py)
+    "AWS::EC2::EgressOnlyInternetGateway": 1,  # IPv6 out of the private subnets
+    "AWS::EC2::SecurityGroup": 4,  # functions, Fargate tasks, Ansible runner tasks, database
     "AWS::EC2::FlowLog": 1,
     "AWS::EC2::NatGateway": 0,
     "AWS::EC2::EIP": 0,
@@ -74,8 +77,8 @@ EXPECTED_COUNTS: dict[str, int] = {
     # every role but the worker's task role, which holds nothing (issue 20)
     "AWS::IAM::Policy": FUNCTION_COUNT + 2 * TASK_DEFINITION_COUNT - 1,
     # database export, one per function, the API's access log, one per task definition, the two CDK
-    # providers' handlers and the rotation function
-    "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT + 2 + 1,
+    # providers' handlers
+    "AWS::Logs::LogGroup": 1 + FUNCTION_COUNT + 1 + TASK_DEFINITION_COUNT + 2,
     "AWS::ApiGatewayV2::Api": 1,
     "AWS::ApiGatewayV2::Stage": 1,
     "AWS::ApiGatewayV2::Route": 2,  # $default -> the API function, POST /telegram/webhook -> the webhook
@@ -177,96 +180,17 @@ def test_every_logical_queue_has_a_consumer_timeout() -> None:
 # -- data -------------------------------------------------------------------------------------
 
 
-def test_database_is_encrypted_private_small_and_snapshotted_on_removal(any_app: Synthesized) -> None:
-    any_app.template.has_resource(
-        "AWS::RDS::DBInstance",
-        {
-            "Properties": Match.object_like(
-                {
-                    "Engine": "postgres",
-                    "DBInstanceClass": f"db.{constants.DB_INSTANCE_TYPE}",
-                    "StorageType": "gp3",
-                    "AllocatedStorage": str(constants.DB_ALLOCATED_STORAGE_GB),
-                    "StorageEncrypted": True,
-                    "PubliclyAccessible": False,
-                    "MultiAZ": False,
-                    "EnableIAMDatabaseAuthentication": False,
-                    "BackupRetentionPeriod": constants.DB_BACKUP_RETENTION_DAYS,
-                }
-            ),
-            "DeletionPolicy": "Snapshot",
-            "UpdateReplacePolicy": "Snapshot",
-        },
-    )
-
-
-def test_database_name_is_unique_per_stack_so_a_retained_instance_never_blocks_the_next_deploy(
-    any_app: Synthesized,
-) -> None:
-    # A failed first deploy leaves the deletion-protected instance behind; a fixed identifier made the
-    # next stack collide with it. The identifier ends in the stack id's first UUID group instead.
-    (instance,) = any_app.resources("AWS::RDS::DBInstance").values()
-    identifier = instance["Properties"]["DBInstanceIdentifier"]
-    assert not isinstance(identifier, str)
-    assert "AWS::StackId" in json.dumps(identifier)
-    prefix = any_app.stack.config.resource_prefix
-    stack_uuid_head = {
-        "Fn::Select": [
-            0,
-            {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]},
-        ]
-    }
-    assert identifier == {"Fn::Join": ["", [f"{prefix}-{constants.DB_INSTANCE_SUFFIX}-", stack_uuid_head]]}
-    # 8 hex digits after the longest prefix-env: inside RDS's 63 characters
-    assert 2 * constants.NAME_PART_MAX_LENGTH + 1 + len(f"-{constants.DB_INSTANCE_SUFFIX}-") + 8 <= 63
-    # RDS exports into /aws/rds/instance/<identifier>/<log>: that group is ours (retention, deleted with
-    # the stack), made before the instance so RDS never creates it with infinite retention
-    groups = {
-        logical_id: group
-        for logical_id, group in any_app.resources("AWS::Logs::LogGroup").items()
-        if "/aws/rds/instance/" in json.dumps(group["Properties"].get("LogGroupName"))
-    }
-    assert len(groups) == len(constants.DB_LOG_EXPORTS)
-    for (logical_id, group), kind in zip(sorted(groups.items()), constants.DB_LOG_EXPORTS, strict=True):
-        assert group["Properties"]["LogGroupName"] == {
-            "Fn::Join": [
-                "",
-                [f"/aws/rds/instance/{prefix}-{constants.DB_INSTANCE_SUFFIX}-", stack_uuid_head, f"/{kind}"],
-            ]
-        }
-        assert group["Properties"]["RetentionInDays"] == 30
-        assert group["DeletionPolicy"] == "Delete"
-        assert logical_id in instance["DependsOn"]
-
-
 def test_deletion_protection_follows_context(default_app: Synthesized, variant_app: Synthesized) -> None:
     for app, expected in ((default_app, True), (variant_app, False)):
-        app.template.has_resource_properties("AWS::RDS::DBInstance", {"DeletionProtection": expected})
+        kind = (
+            "AWS::RDS::DBCluster" if app is default_app else "AWS::RDS::DBInstance"
+        )  # variant: -c database=rds
+        app.template.has_resource_properties(kind, {"DeletionProtection": expected})
         tables = app.resources("AWS::DynamoDB::Table")
         assert len(tables) == 2
         for logical_id, table in tables.items():
             assert table["Properties"]["DeletionProtectionEnabled"] is expected, logical_id
             assert table["DeletionPolicy"] == ("Retain" if expected else "Delete"), logical_id
-
-
-def test_database_accepts_connections_only_from_the_function_security_group(default_app: Synthesized) -> None:
-    (db,) = default_app.resources("AWS::RDS::DBInstance").values()
-    (db_group,) = db["Properties"]["VPCSecurityGroups"]
-    db_group_id = db_group["Fn::GetAtt"][0]
-    ingress = [
-        rule["Properties"]
-        for rule in default_app.resources("AWS::EC2::SecurityGroupIngress").values()
-        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [db_group_id, "GroupId"]}
-    ]
-    assert [rule["SourceSecurityGroupId"]["Fn::GetAtt"][0] for rule in ingress] == [
-        next(
-            iter(k for k in default_app.resources("AWS::EC2::SecurityGroup") if "FunctionSecurityGroup" in k)
-        )
-    ]
-    assert (
-        "SecurityGroupIngress"
-        not in default_app.resources("AWS::EC2::SecurityGroup")[db_group_id]["Properties"]
-    )
 
 
 def test_no_security_group_admits_the_internet(any_app: Synthesized) -> None:
@@ -275,32 +199,6 @@ def test_no_security_group_admits_the_internet(any_app: Synthesized) -> None:
             assert rule.get("CidrIp") != "0.0.0.0/0", logical_id
     for logical_id, rule in any_app.resources("AWS::EC2::SecurityGroupIngress").items():
         assert rule["Properties"].get("CidrIp") != "0.0.0.0/0", logical_id
-
-
-def test_private_subnets_reach_aws_services_through_endpoints(default_app: Synthesized) -> None:
-    endpoints = [e["Properties"] for e in default_app.resources("AWS::EC2::VPCEndpoint").values()]
-    by_service = {json.dumps(e["ServiceName"]).split(".")[-1].strip('"]}'): e for e in endpoints}
-    assert set(by_service) == {"sqs", "secretsmanager", "s3", "dynamodb"}
-    for service in ("sqs", "secretsmanager"):
-        assert by_service[service]["VpcEndpointType"] == "Interface"
-        assert by_service[service]["PrivateDnsEnabled"] is True
-        assert len(by_service[service]["SubnetIds"]) == constants.INTERFACE_ENDPOINT_AZ_COUNT
-    for service in ("s3", "dynamodb"):
-        assert by_service[service]["VpcEndpointType"] == "Gateway"
-        assert len(by_service[service]["RouteTableIds"]) == 2 * constants.MAX_AZS
-
-
-def test_database_sits_in_the_az_of_the_interface_endpoints(default_app: Synthesized) -> None:
-    (db,) = default_app.resources("AWS::RDS::DBInstance").values()
-    endpoint_subnets = {
-        json.dumps(subnet)
-        for e in default_app.resources("AWS::EC2::VPCEndpoint").values()
-        for subnet in e["Properties"].get("SubnetIds", [])
-    }
-    (endpoint_subnet,) = endpoint_subnets
-    subnet_id = json.loads(endpoint_subnet)["Ref"]
-    subnet_az = default_app.template_json["Resources"][subnet_id]["Properties"]["AvailabilityZone"]
-    assert db["Properties"]["AvailabilityZone"] == subnet_az
 
 
 # -- state ------------------------------------------------------------------------------------
@@ -712,7 +610,15 @@ def test_every_lambda_of_the_stack_logs_to_a_group_that_expires_and_goes_with_th
         assert users, logical_id
         for user in users:  # made before the first invocation, deleted after the last
             assert group_id in resources[user].get("DependsOn", []), (logical_id, user)
-    (application_id, application) = next(iter(any_app.resources("AWS::Serverless::Application").items()))
+    for application_id, application in any_app.resources("AWS::Serverless::Application").items():
+        _assert_application_logs_expire(any_app, application_id, application)
+
+
+def _assert_application_logs_expire(
+    app: Synthesized, application_id: str, application: dict[str, Any]
+) -> None:
+    """A SAR application's function (none since the database's password is RDS-managed) logs to our group."""
+    any_app = app
     name = application["Properties"]["Parameters"]["functionName"]
     assert isinstance(name, str)
     owned = _log_group_named(any_app, f"/aws/lambda/{name}")
