@@ -44,10 +44,11 @@ def git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _REPO_LOCATING_VARS}
 
 
-def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_git(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`git *args` (text output, never raising on its exit status); RepoHostError if git is missing or hangs."""
     try:
         return subprocess.run(
-            ["git", "--git-dir", str(repo), *args],
+            ["git", *args],
             capture_output=True,
             text=True,
             env=env or git_env(),
@@ -55,9 +56,13 @@ def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subproces
             check=False,
         )
     except FileNotFoundError:
-        raise RepoHostError("git is not installed (merging needs it)") from None
+        raise RepoHostError("git is not installed (the repo host needs it)") from None
     except subprocess.TimeoutExpired:
-        raise RepoHostError(f"git {args[0]} did not finish within {_GIT_TIMEOUT_S}s") from None
+        raise RepoHostError(f"git {' '.join(args)} did not finish within {_GIT_TIMEOUT_S}s") from None
+
+
+def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_git("--git-dir", str(repo), *args, env=env)
 
 
 def _checked(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shared.observability import get_logger
 from shared.repos.git_merge import git_env as _git_env
-from shared.repos.git_merge import merge_branch
+from shared.repos.git_merge import merge_branch, run_git
 from shared.repos.names import check_branch_name, split_full_name
 from shared.repos.port import MergeOutcome, PullRequest, RepoHostError, RepoInfo
 
@@ -167,16 +167,4 @@ class LocalRepoHost:
 
     @staticmethod
     def _run_git(*args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                ["git", *args],
-                capture_output=True,
-                text=True,
-                env=_git_env(),
-                timeout=_GIT_TIMEOUT_S,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise RepoHostError("git is not installed (the local repo host needs it)") from None
-        except subprocess.TimeoutExpired:
-            raise RepoHostError(f"git {' '.join(args)} did not finish within {_GIT_TIMEOUT_S}s") from None
+        return run_git(*args)

@@ -6,6 +6,7 @@ task checkpointed before the merge step existed still resumes, through it."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from shared.contracts import WORKER_COMMANDS, CreateWorkerCommand, EngineeringMe
 from shared.contracts.api import TaskStatus
 from shared.graphs.checkpoint import build_checkpointer, reset
 from shared.queues.local import LocalQueue
+from shared.repos.github import GitHubRepoHost
 from shared.repos.local import LocalRepoHost
 from shared.repos.port import MergeOutcome
+from shared.secrets.local import LocalSecrets
 from tests.engineering_support import FakeApi
 from tests.factories import drain
-from tests.integration.test_repo_hosts import git
+from tests.fakes.github_server import FakeGitHub
+from tests.integration.test_repo_hosts import TOKEN, git
 from tests.integration.test_repo_merge import commit_files
 
 REPO = "octo/blog"
@@ -125,14 +129,19 @@ def test_tested_work_is_merged_into_main_and_the_result_names_the_merge_commit(t
     assert "merged into main" in run.api.events[-1]["message"]
 
 
-def test_a_conflict_gets_one_rebase_round_then_merges(tmp_path: Path) -> None:
-    # given: the developer changed line 2, and another task changed it too and merged first
+def _conflicting(tmp_path: Path) -> Run:
+    """A task whose tests passed after its developer changed line 2, which another task changed too
+    and merged first."""
     run = Run(tmp_path)
     run.start()
     run.developer_round({"app.py": "a\nX\nc\n"})
     commit_files(run.host, REPO, tmp_path / "other", "main", {"app.py": "a\nY\nc\n"})
-
     run.tests_pass()
+    return run
+
+
+def test_a_conflict_gets_one_rebase_round_then_merges(tmp_path: Path) -> None:
+    run = _conflicting(tmp_path)
 
     # then: a developer round told that main moved, naming the file; it merges main and resolves
     prompt = run.developer_round({"app.py": "a\nX\nY\nc\n"}, merge_main=True)
@@ -148,11 +157,7 @@ def test_a_conflict_gets_one_rebase_round_then_merges(tmp_path: Path) -> None:
 
 
 def test_a_conflict_that_persists_after_the_rebase_round_fails_naming_the_files(tmp_path: Path) -> None:
-    run = Run(tmp_path)
-    run.start()
-    run.developer_round({"app.py": "a\nX\nc\n"})
-    commit_files(run.host, REPO, tmp_path / "other", "main", {"app.py": "a\nY\nc\n"})
-    run.tests_pass()
+    run = _conflicting(tmp_path)
     main_before = run.host.branch_head(REPO, "main")
 
     run.developer_round(None)  # the rebase round changes nothing
@@ -225,3 +230,68 @@ def _fresh_checkpointers() -> Any:
     reset()
     yield
     reset()
+
+
+# -- on GitHub (the fake API, merging for real): the merge step goes through the pull request ---------
+
+
+def _github_nodes(tmp_path: Path, github: FakeGitHub, api: FakeApi, **settings: Any) -> EngineeringNodes:
+    store = LocalSecrets(tmp_path / "secrets.json")
+    store.put("secret://github/token", TOKEN)
+    host = GitHubRepoHost("octo", "secret://github/token", store, api_url=github.url, retry_delay=0)
+    options = {"home": tmp_path, "checkpointer": "sqlite", "repo_owner": "octo", **settings}
+    return EngineeringNodes(api, LocalQueue(tmp_path / "q.db"), EngineeringSettings(**options), host)  # type: ignore[arg-type]
+
+
+def _github_state(nodes: EngineeringNodes, tmp_path: Path, api: FakeApi, **values: Any) -> EngState:
+    host = nodes.repo_host
+    assert isinstance(host, GitHubRepoHost)
+    host.create_repo(REPO)
+    commit_files(host, REPO, tmp_path / "seed", "main", {"app.py": "a\n"})
+    sha = commit_files(host, REPO, tmp_path / "dev", "orchestrator/t1", {"comments.py": "c\n"})
+    known = {
+        "task_id": api.task.id,
+        "project_id": "p1",
+        "project_name": "blog",
+        "spec": "add comments",
+        "agent": "command",
+        "repo_full_name": REPO,
+        "repo_url": "/r.git",
+        "branch": "orchestrator/t1",
+        "commit_sha": sha,
+    }
+    return EngState.model_validate(known | values)
+
+
+def test_on_github_the_pull_request_is_merged_once_its_checks_pass(tmp_path: Path) -> None:
+    api = FakeApi()
+    with FakeGitHub(tmp_path / "github", token=TOKEN) as github:
+        nodes = _github_nodes(tmp_path, github, api, merge_checks_wait_s=30, merge_poll_s=0.1)
+        state = _github_state(nodes, tmp_path, api)
+        github.set_check_run(str(state.commit_sha), "tests", "in_progress")
+        passes = threading.Timer(
+            0.5, github.set_check_run, (str(state.commit_sha), "tests", "completed", "success")
+        )
+        passes.start()
+
+        merged = state.model_copy(update=nodes.merge(state))
+        nodes.finalize(merged)
+
+        [pull] = github.repo(REPO).pulls
+        main = nodes.repo_host.branch_head(REPO, "main") if nodes.repo_host else None
+    result = api.task.result
+    assert result is not None and result["merge_commit"] == main == pull["merge_commit_sha"]
+    assert result["pr_url"] == pull["html_url"] and pull["state"] == "closed" and pull["merged_at"]
+
+
+def test_on_github_no_merge_leaves_the_pull_request_open(tmp_path: Path) -> None:
+    api = FakeApi()
+    with FakeGitHub(tmp_path / "github", token=TOKEN) as github:
+        nodes = _github_nodes(tmp_path, github, api)
+        state = _github_state(nodes, tmp_path, api, no_merge=True)
+
+        nodes.finalize(state.model_copy(update=nodes.merge(state)))
+
+        [pull] = github.repo(REPO).pulls
+    assert pull["state"] == "open" and api.task.result and api.task.result["merge_commit"] is None
+    assert api.events[-1]["message"].endswith("not merged (--no-merge)")
