@@ -43,6 +43,9 @@ def history(
     if json_output:
         print_json(found)
         return
+    if not found:
+        typer.echo(f"{project} has no releases yet: each `deploy start` (or rollback) makes one")
+        return
     print_table(
         f"releases of {project}",
         ["#", "status", "commit", "when", "who", "url", "error"],

@@ -115,6 +115,12 @@ def test_history_lists_the_releases_newest_first(world: World, blog: dict[str, o
     assert "ddddddd" in row4 and "ImportError: no module named flask_x" in row4 and "you" in row4
     assert any("serving" in line and "ccccccc" in line and "http://127.0.0.1:8000" in line for line in lines)
     assert len(world.json("deploy", "history", "blog", "--limit", "2")) == 2  # type: ignore[arg-type]
+    world.json("project", "create", "--name", "fresh")
+    assert world.json("deploy", "history", "fresh") == []
+    empty = world.cli("deploy", "history", "fresh")
+    assert empty.returncode == 0 and "fresh has no releases yet" in empty.stdout, empty
+    missing = world.cli("deploy", "history", "nope")
+    assert missing.returncode == ExitCode.NOT_FOUND and missing.stderr == "error: project 'nope' not found\n"
 
 
 def test_rollback_queues_a_deploy_of_the_release_before_the_current(
