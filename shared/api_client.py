@@ -50,7 +50,7 @@ from shared.contracts.api import (
     User,
 )
 from shared.contracts.projects import ProjectDeleted
-from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart, ServerUpdate, ServerUpdated
+from shared.contracts.recovery import ServerRecovery, ServerRecoveryStart, ServerUpdated
 
 __all__ = [
     "ApiClient",
@@ -298,7 +298,7 @@ class ApiClient(WorkerCalls, ReleaseCalls):
         self, handle: str, host: str | None = None, ssh_user: str | None = None
     ) -> ServerUpdated:
         """A new `host` is a replaced machine: the API queues its recovery (provision, redeploy)."""
-        body = self._body(ServerUpdate(host=host, ssh_user=ssh_user))
+        body = self._body(host=host, ssh_user=ssh_user)  # the API validates (a 422 names the field)
         return self._as(
             ServerUpdated, self.request("PATCH", f"/servers/{handle}", json=body, idempotent=True)
         )

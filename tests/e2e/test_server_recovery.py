@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from cli.errors import ExitCode
 from shared.contracts import PROVISIONER_QUEUE, PROVISIONER_RESULTS, ProvisionerMessage, ProvisionerResult
 from shared.queues.local import LocalQueue
 from tests.ansible_support import kill_deployment
 from tests.e2e.conftest import CliRunner
 from tests.e2e.test_deploy import _health, deploy_stack  # noqa: F401  (a fixture this module uses)
+from tests.e2e.test_local_stack import Stack, stack  # noqa: F401  (a fixture this module uses)
 
 
 def _json(result: Any) -> Any:
@@ -118,6 +120,48 @@ def _release_commits(cli: CliRunner) -> set[str]:
     return {r["commit_sha"] for r in items}
 
 
-def _queue_empty(cli: CliRunner, name: str) -> bool:
+@pytest.mark.slow
+def test_server_update_with_a_new_host_queues_the_recovery_of_a_replaced_machine(
+    stack: Stack,  # noqa: F811  (the fixture imported above: the CLI and API alone, no consumers)
+    cli: CliRunner,
+) -> None:
+    assert cli("server", "add", "web-1", "--host", "203.0.113.7").returncode == 0
+
+    moved = cli("server", "update", "web-1", "--host", "203.0.113.8")
+    again = _json(cli("server", "update", "web-1", "--host", "203.0.113.9", "--json"))
+
+    assert moved.returncode == 0, moved.stderr
+    assert "updated server web-1 (root@203.0.113.8)" in moved.stdout
+    assert "provisioned again and its projects are redeployed" in moved.stdout, moved.stdout
+    assert again["replaced"] is True and again["server"]["status"] == "unknown"
+    same = _json(cli("server", "update", "web-1", "--host", "203.0.113.9", "--json"))
+    assert (same["replaced"], same["recovery_id"]) == (False, None)
+
+    nothing = cli("server", "update", "web-1")
+    assert nothing.returncode == ExitCode.USAGE and nothing.stderr.count("\n") == 1, nothing.stderr
+    assert "--host" in nothing.stderr
+    bad = cli("server", "update", "web-1", "--host", "not a host")
+    assert bad.returncode == ExitCode.USAGE and "host" in bad.stderr, bad.stderr
+    missing = cli("server", "update", "nowhere", "--host", "203.0.113.9")
+    assert missing.returncode == ExitCode.NOT_FOUND, missing.stderr
+    recoveries = _recovery_messages(stack.home)
+    assert len(recoveries) == 2 and again["recovery_id"] in recoveries, recoveries
+
+
+def _recovery_messages(home: Path) -> list[str]:
+    """Request ids of the recovery messages waiting on provisioner:queue (server_sync's pings left out)."""
+    queue = LocalQueue(home / "queue.db")
+    try:
+        seen = [ProvisionerMessage.model_validate_json(m.body) for m in queue.receive(PROVISIONER_QUEUE, 10)]
+    finally:
+        queue.close()
+    return [m.request_id for m in seen if m.is_recovery]
+
+
+def _queue_depth(cli: CliRunner, name: str) -> int:
     stats = {q["queue"]: q for q in _json(cli("queue", "stats", "--json"))}
-    return bool(stats[name]["visible"] + stats[name]["in_flight"] == 0)
+    return int(stats[name]["visible"] + stats[name]["in_flight"])
+
+
+def _queue_empty(cli: CliRunner, name: str) -> bool:
+    return _queue_depth(cli, name) == 0
