@@ -27,7 +27,7 @@ class EngineeringSettings(CheckpointSettings):
             description="GitHub: how long the merge step waits for the pull request's checks (inside one "
             "invocation, so below the function's timeout); still running after it: FAILED, the PR left open.",
         ),
-    ] = 120
+    ] = 90
     merge_poll_s: Annotated[
         float, Field(gt=0, description="GitHub: seconds between two looks at the checks.")
     ] = 5
