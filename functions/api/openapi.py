@@ -36,7 +36,8 @@ ERRORS_OF_EVERY_ROUTE = {
     404: "No such resource (or not yours: the same answer)",
     422: "Validation error: `fields` names the offending parameters",
     500: "Internal error; the logs have the details under the correlation id",
-    503: "The database is unreachable, or its schema is behind this code",
+    503: "The database is unreachable, still waking up (`database_waking`, with Retry-After), or its schema "
+    "is behind this code",
 }
 ERRORS_OF_A_BODY = {
     400: "The body is not UTF-8, or its JSON nests too deep",
