@@ -27,9 +27,10 @@ def developer_prompt(spec: str, failure: str | None, attempt: int, conflicts: li
         return (
             f"# Task\n\n{spec.strip()}\n\n{MAIN_MOVED}\n\nYour work passed its tests, but while you worked "
             f"other changes were merged into `main`, and they conflict with yours in:\n\n{files}\n\n"
-            "Bring `main` into your branch: run `git fetch origin && git merge --no-commit origin/main`, "
-            "resolve the conflicts in those files keeping the intent of both changes, and make sure "
-            "`make test` passes. Do not commit: the orchestrator commits the merge.\n"
+            "Bring `main` into your branch (your checkout's `origin/main` is already up to date): run "
+            "`git merge --no-commit origin/main`, resolve the conflicts in those files keeping the intent "
+            "of both changes, and make sure `make test` passes. Do not commit: the orchestrator commits "
+            "the merge.\n"
         )
     if not failure:
         return f"# Task\n\n{spec.strip()}\n"

@@ -40,7 +40,7 @@ from shared.contracts import (
 from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
 from shared.graphs.driver import event_sender, last_lines, request_id
 from shared.queues.port import QueuePort
-from shared.repos.port import MergeOutcome, RepoHost
+from shared.repos.port import MergeOutcome, RepoHost, RepoHostError
 
 Update = dict[str, Any]
 MERGE_INTO = "main"
@@ -293,11 +293,18 @@ class EngineeringNodes:
         self.event(state, "progress", f"merging {branch} into {MERGE_INTO}", "merge", 93)
         pr_url = self._pull_request(state, branch, commit_sha)
         message = f"Merge {branch}: {_title(state.spec)}"
-        outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
-        deadline = time.monotonic() + self.settings.merge_checks_wait_s
-        while outcome.status == "pending" and time.monotonic() < deadline:
-            time.sleep(self.settings.merge_poll_s)
+        try:
             outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
+            deadline = time.monotonic() + self.settings.merge_checks_wait_s
+            while outcome.status == "pending" and time.monotonic() < deadline:
+                time.sleep(self.settings.merge_poll_s)
+                outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
+        except RepoHostError as exc:  # e.g. a review the branch's protection requires: a person's call
+            left_open = f"; the pull request stays open: {pr_url}" if pr_url else ""
+            return {
+                "pr_url": pr_url,
+                **failed(f"could not merge {branch} into {MERGE_INTO}: {exc}{left_open}"),
+            }
         return {"pr_url": pr_url, **self.merge_answered(state, outcome, pr_url)}
 
     def merge_answered(self, state: EngState, outcome: MergeOutcome, pr_url: str | None = None) -> Update:

@@ -270,11 +270,12 @@ class GitHubRepoHost:
             return MergeOutcome(
                 "pending", detail="the branch moved; its checks start again", pull_request=pull
             )
-        if response.status_code == 405 and not mentions(response, "status check"):
+        if response.status_code == 405 and self._conflicted(full_name, pull.number):
             files = self._changed_on_both_sides(full_name, into, branch)
             return MergeOutcome(
                 "conflict", conflicts=files, detail="GitHub: not mergeable", pull_request=pull
             )
+        # 405 for another reason (a required review, a required check not reported yet): GitHub says which
         raise self._api.error(response, f"merging pull request #{pull.number} of {full_name}")
 
     # -- helpers ---------------------------------------------------------------------------
@@ -323,6 +324,14 @@ class GitHubRepoHost:
         if running:
             return "pending", "running: " + ", ".join(running)
         return "passed", f"{len(results)} check(s) passed"
+
+    def _conflicted(self, full_name: str, number: int) -> bool:
+        """Whether GitHub says the pull request conflicts with its base (mergeable_state "dirty")."""
+        response = self._api.request("GET", f"/repos/{full_name}/pulls/{number}")
+        if response.status_code != 200:
+            raise self._api.error(response, f"reading pull request #{number} of {full_name}")
+        data = response.json()
+        return data.get("mergeable") is False and data.get("mergeable_state") == "dirty"
 
     def _changed_on_both_sides(self, full_name: str, into: str, branch: str) -> tuple[str, ...]:
         """Paths changed on `branch` and on `into` since their merge base (a superset of the conflicts)."""

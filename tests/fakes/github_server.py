@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from shared.repos.git_merge import merge_branch
+from shared.repos.git_merge import merge_branch, merge_tree
 
 DOCS = "https://docs.github.com/rest"
 WEB_HOST = "https://github.example"
@@ -107,6 +107,8 @@ class FakeGitHub:
         """Commit statuses by sha (`set_status`); none: GitHub's combined state with total_count 0."""
         self.check_runs: dict[str, list[dict[str, Any]]] = {}
         """Check runs by sha (`set_check_run`)."""
+        self.merge_refusal: str | None = None
+        """When set, merging any pull request answers 405 with this message (branch protection)."""
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -213,6 +215,7 @@ class FakeGitHub:
             (re.compile(r"/repos/([^/]+)/([^/]+)/contents/(.+)"), "GET", self._get_contents),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "POST", self._create_pull),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "GET", self._list_pulls),
+            (re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "GET", self._get_pull),
             (re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "PUT", self._merge_pull),
             (re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/status"), "GET", self._combined_status),
             (re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "GET", self._check_runs),
@@ -359,6 +362,20 @@ class FakeGitHub:
             reply.headers["Link"] = ", ".join(links)
         return reply
 
+    def _get_pull(self, owner: str, name: str, number: str, *, query: dict[str, str], body: Any) -> _Reply:
+        """With `mergeable` / `mergeable_state` computed now by a real merge-tree (GitHub computes them
+        in the background; "dirty" means a conflict)."""
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        pull = next((p for p in repo.pulls if p["number"] == int(number)), None) if repo else None
+        if repo is None or pull is None:
+            return _error(404, "Not Found")
+        if pull["state"] != "open":
+            return _Reply(200, {**pull, "mergeable": None, "mergeable_state": "unknown"})
+        base, head = self._head(repo, pull["base"]["ref"]), self._head(repo, pull["head"]["ref"])
+        tree, _conflicts = merge_tree(repo.path, base or "", head or "")
+        state = "clean" if tree is not None else "dirty"
+        return _Reply(200, {**pull, "mergeable": tree is not None, "mergeable_state": state})
+
     def _merge_pull(self, owner: str, name: str, number: str, *, query: dict[str, str], body: Any) -> _Reply:
         """A real merge in the bare repository (`shared.repos.git_merge`, as the local host does it)."""
         repo = self.repos.get(f"{owner}/{name}".lower())
@@ -367,6 +384,8 @@ class FakeGitHub:
             return _error(404, "Not Found")
         if pull["state"] != "open":
             return _error(405, "Pull Request is not mergeable")
+        if self.merge_refusal:
+            return _error(405, self.merge_refusal)
         head = self._head(repo, pull["head"]["ref"])
         if isinstance(body, dict) and body.get("sha") and body["sha"] != head:
             return _error(409, "Head branch was modified. Review and try the merge again.")

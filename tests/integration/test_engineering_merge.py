@@ -295,3 +295,20 @@ def test_on_github_no_merge_leaves_the_pull_request_open(tmp_path: Path) -> None
         [pull] = github.repo(REPO).pulls
     assert pull["state"] == "open" and api.task.result and api.task.result["merge_commit"] is None
     assert api.events[-1]["message"].endswith("not merged (--no-merge)")
+
+
+def test_on_github_a_merge_the_branch_protection_refuses_fails_the_task_leaving_the_pr_open(
+    tmp_path: Path,
+) -> None:
+    api = FakeApi()
+    with FakeGitHub(tmp_path / "github", token=TOKEN) as github:
+        nodes = _github_nodes(tmp_path, github, api)
+        state = _github_state(nodes, tmp_path, api)
+        github.merge_refusal = "At least 1 approving review is required by reviewers with write access."
+
+        update = nodes.merge(state)
+
+        [pull] = github.repo(REPO).pulls
+    assert update["outcome"] == "failed" and pull["state"] == "open"
+    assert update["error"].startswith("could not merge orchestrator/t1 into main: GitHub failed merging")
+    assert "approving review is required" in update["error"] and update["error"].endswith(pull["html_url"])

@@ -13,7 +13,7 @@ import pytest
 import shared.repos.git_merge as git_merge
 from shared.repos.github import GitHubRepoHost
 from shared.repos.local import LocalRepoHost
-from shared.repos.port import MergeOutcome
+from shared.repos.port import MergeOutcome, RepoHostError
 from tests.fakes.github_server import FakeGitHub
 from tests.integration.test_repo_hosts import (  # the repo-host fixtures, shared
     Hosted,
@@ -214,3 +214,15 @@ def test_github_merges_the_pull_request_once_its_checks_pass(
     assert gh.branch_head(full_name, "main") == outcome.sha
     [put] = [r for r in github.api_requests() if r.method == "PUT"]
     assert put.body == {"merge_method": "merge", "sha": head, "commit_title": "Merge feature"}
+
+
+def test_github_refusing_a_merge_for_another_reason_is_an_error_that_says_why(
+    gh: GitHubRepoHost, github: FakeGitHub, tmp_path: Path
+) -> None:
+    full_name, _head = _github_branch(gh, tmp_path)
+    github.merge_refusal = "At least 1 approving review is required by reviewers with write access."
+
+    with pytest.raises(RepoHostError, match="approving review is required"):
+        gh.merge(full_name, "feature", "main", "Merge feature")
+
+    assert github.repo(full_name).pulls[0]["state"] == "open"
