@@ -254,7 +254,9 @@ class DeployNodes(UndeployNodes):
         if state.service_log_path:
             failure += f"\nservice log: {state.service_log_path}"
         self.progress(state, "smoke test failed", "smoke", 80, error=failure)
-        return {"last_failure": failure, "last_cause": failure}
+        # the runner had switched the stable address to this slot: a fix round's release takes the other
+        moved = {"slot": "b" if state.slot == "a" else "a"} if state.slot else {}
+        return {"last_failure": failure, "last_cause": failure, **moved}
 
     # -- fix loop -----------------------------------------------------------------------------------
 

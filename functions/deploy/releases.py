@@ -71,12 +71,18 @@ def other_slot(current: Deployment | None) -> Literal["a", "b"]:
     return "b" if current is not None and current.slot == "a" else "a"
 
 
+def stable_url(state: DeployState, stable_port: int) -> str:
+    """The project's stable port on its server: what the smoke test and the health checker ask (an ssh
+    server's proxy serves it beside a domain, which needs no DNS to be checked this way)."""
+    host = "127.0.0.1" if state.connection == "local" else state.server_host
+    return f"http://{host}:{stable_port}"
+
+
 def project_url(state: DeployState, stable_port: int) -> str:
     """Where people reach the project: its domain behind an ssh server's proxy, else the stable port."""
     if state.domain and state.connection == "ssh":
         return f"https://{state.domain}"
-    host = "127.0.0.1" if state.connection == "local" else state.server_host
-    return f"http://{host}:{stable_port}"
+    return stable_url(state, stable_port)
 
 
 def allocate_release(api: ApiClient, state: DeployState) -> dict[str, Any]:
@@ -103,15 +109,14 @@ def allocate_release(api: ApiClient, state: DeployState) -> dict[str, Any]:
         port,
         rollback_of=state.rollback_of,
     )
-    url = project_url(state, stable)
     return {
         "slot": slot,
         "port": port,
         "stable_port": stable,
         "release_id": release.id,
         "release_number": release.number,
-        "deployed_url": url,
-        "health_url": url + state.health_path,
+        "deployed_url": project_url(state, stable),
+        "health_url": stable_url(state, stable) + state.health_path,
     }
 
 

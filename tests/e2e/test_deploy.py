@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible_support import kill_deployment, refuses_connections
+from tests.ansible_support import kill_deployment, kill_project, refuses_connections
 from tests.e2e.conftest import CliRunner
 from tests.e2e.test_local_stack import Stack
 from tests.process_hygiene import kill_workers
@@ -80,7 +80,7 @@ def deploy_stack() -> Iterator:  # type: ignore[type-arg]
         if stack.process and stack.process.poll() is None:
             stack.stop()
     for app_dir in (home / "deployments").glob("*") if (home / "deployments").exists() else []:
-        kill_deployment(app_dir)
+        kill_project(app_dir)  # its slots, their forwarder, an in-place service
     kill_workers(home)
 
 

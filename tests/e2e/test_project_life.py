@@ -10,37 +10,25 @@ main's commits. Then `deploy rollback --to 1` ships release 1's commit again as 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, kill_project
+from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE
 from tests.e2e.conftest import CliRunner
-from tests.e2e.test_deploy import deploy_stack  # noqa: F401 - the fixture, shared
+from tests.e2e.test_deploy import _json, deploy_stack  # noqa: F401 - the fixture, shared
 
-pytestmark = [pytest.mark.slow, *NEEDS_GIT_AND_ANSIBLE]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),  # two engineering tasks, three deploys and a stop; ~5 min on a loaded machine
+    *NEEDS_GIT_AND_ANSIBLE,
+]
 
 PROJECT = "notes"
-
-
-@pytest.fixture
-def slots() -> Iterator[None]:
-    """Teardown of what test_deploy's fixture does not know: the slots and the forwarder of each app."""
-    yield
-    deployments = Path(os.environ["ORCH_HOME"]) / "deployments"
-    for app_dir in deployments.glob("*") if deployments.exists() else []:
-        kill_project(app_dir)
-
-
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -60,7 +48,7 @@ def _wish(cli: CliRunner, spec: str) -> dict[str, Any]:
     assert followed.returncode == 0, followed.stdout + followed.stderr
     done = _json(cli("task", "show", task["id"], "--json"))
     assert done["status"] == "COMPLETED", done
-    return done  # type: ignore[no-any-return]
+    return done
 
 
 def _main_head(cli: CliRunner) -> str:
@@ -93,7 +81,6 @@ def _releases(cli: CliRunner) -> list[tuple[int, str, str, int | None]]:
 
 def test_two_wishes_serve_both_features_from_main_then_a_rollback_serves_the_first(
     deploy_stack: Callable[[str], Any],  # noqa: F811
-    slots: None,
     cli: CliRunner,
 ) -> None:
     deploy_stack("feature")

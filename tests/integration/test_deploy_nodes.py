@@ -392,6 +392,10 @@ def test_the_smoke_test_passes_on_200_and_fails_otherwise(world: DeployWorld) ->
         update["last_failure"].startswith("smoke test failed: GET") and "HTTP 503" in update["last_failure"]
     )
     assert [step for step, _ in world.steps(task.id)][-2:] == ["smoke", "smoke"]
+    assert "slot" not in update  # in place (a state from before slots)
+    with health_server(status=503) as url:
+        moved = world.nodes.smoke(world.state(task, health_url=url + "/health", slot="b"))
+    assert moved["slot"] == "a", "slot b took the stable address: a fix round's release goes to a"
 
 
 # -- the fix loop ------------------------------------------------------------------------------------
@@ -582,3 +586,31 @@ def test_a_failed_first_deploy_gives_back_every_port_it_allocated(world: DeployW
     assert failed.error == f"boom\nports {state.stable_port}, {state.port} on localhost freed"
     assert world.service.list_ports("localhost") == []
     assert world.service.get_release(PROJECT, 1).status == "failed"
+
+
+def test_a_domain_on_an_ssh_server_is_the_url_and_the_stable_port_is_what_is_checked(
+    world: DeployWorld,
+) -> None:
+    # given a project with a domain, deployed to an ssh server
+    world.admin.add_server("web-1", "203.0.113.7")
+    world.admin.update_project(PROJECT, domain="blog.example.com")
+    task = world.deploy_task("web-1")
+    state = world.state(task, **world.nodes.prepare(world.state(task)))
+    assert (state.connection, state.domain) == ("ssh", "blog.example.com")
+    # when the ports and the release are allocated
+    state = state.model_copy(update=world.nodes.allocate(state))
+    # then people get https://<domain>; the smoke test asks the stable port (no DNS needed)
+    assert state.deployed_url == "https://blog.example.com"
+    assert state.health_url == f"http://203.0.113.7:{state.stable_port}/health"
+    # the firewall lets in the stable port and 80/443 (not the slot's port: the proxy reaches it locally)
+    assert world.nodes.readiness(state) == {"error": "provision"}
+    [provision] = drain(world.queue, PROVISIONER_QUEUE)
+    assert provision.open_ports == [state.stable_port, 80, 443]
+    world.nodes.deploy_request(state)
+    [job] = drain(world.queue, ANSIBLE_DEPLOY_QUEUE)
+    assert (job.domain, job.slot, job.stable_port, job.port) == (
+        "blog.example.com",
+        "a",
+        state.stable_port,
+        state.port,
+    )
