@@ -121,6 +121,31 @@ def test_wishes_in_a_row_and_at_once_all_end_on_main(stack_in_mode, cli: CliRunn
     for task in done:
         merged = task["result"]["merge_commit"]
         assert _git(repo, "merge-base", "--is-ancestor", merged, "main").returncode == 0
+    # --no-merge leaves main alone, the work on its branch; a ref the API refuses is a usage error
+    kept = _json(
+        cli(
+            "engineering",
+            "start",
+            PROJECT,
+            "--spec",
+            "feature epsilon",
+            "--no-merge",
+            "--base-ref",
+            "main",
+            "--json",
+        )
+    )
+    assert (kept["params"]["no_merge"], kept["params"]["base_ref"]) == (True, "main")
+    unmerged, log = _finish(cli, kept["id"])
+    assert unmerged["result"]["merge_commit"] is None and "not merged (--no-merge)" in log
+    assert (
+        _on_main(repo, "epsilon") == []
+        and _git(repo, "cat-file", "-e", f"{unmerged['result']['branch']}:app/features/epsilon.py").returncode
+        == 0
+    )
+    refused = cli("engineering", "start", PROJECT, "--spec", "x", "--base-ref", "no way")
+    assert refused.returncode == 2 and "base_ref" in refused.stderr, refused.stderr
+
     clone = barrier / "main"
     assert subprocess.run(["git", "clone", "-q", repo, str(clone)], check=False).returncode == 0
     tests = subprocess.run(["make", "-C", str(clone), "test"], capture_output=True, text=True, timeout=120)
