@@ -247,7 +247,7 @@ def deploy_start(
     server: Annotated[str, typer.Option("--server", help="Server handle (`localhost` is built in locally).")],
     ref: Annotated[
         str | None,
-        typer.Option("--ref", help="Commit or branch; default: the last engineering result, else main."),
+        typer.Option("--ref", help="Commit (40 hex) or branch (its head); default: the head of main."),
     ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream progress until it ends.")] = False,
     json_output: JsonFlag = False,

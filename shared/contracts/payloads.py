@@ -53,7 +53,7 @@ class DeployParams(TaskParams):
     server: Handle
     ref: Annotated[
         GitRef | None,
-        Field(description="Commit or branch to deploy; None: the last engineering result, else main."),
+        Field(description="Commit or branch to deploy (a branch ships its head); None: the head of main."),
     ] = None
     rollback_of: Annotated[
         int | None, Field(ge=1, description="A rollback: the release number whose commit `ref` is.")

@@ -46,7 +46,7 @@ class DeployStart(Dto):
     server: Handle
     ref: Annotated[
         GitRef | None,
-        Field(description="Commit or branch to deploy; default: the last engineering result, else main."),
+        Field(description="Commit or branch to deploy (a branch ships its head); default: the head of main."),
     ] = None
 
 
