@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -11,10 +12,11 @@ import pytest
 
 from functions.deploy.messages import cause_text
 from functions.deploy.probes import free_local_port, smoke_test
-from functions.deploy.releases import allocate_release
+from functions.deploy.releases import UnknownRef, allocate_release, shipped_commit
 from functions.deploy.settings import DeploySettings
 from functions.deploy.state import DeployState
 from shared.api_client import ApiError, ConflictError, LimitExceededError, NotFoundError
+from shared.repos.names import check_branch_name
 
 
 class _Api:
@@ -172,3 +174,33 @@ def test_a_failure_leads_with_the_services_own_words_never_ansibles_output(
     result: dict[str, Any], expected: str
 ) -> None:
     assert cause_text(result, log_lines=3) == expected
+
+
+class _Repos:
+    """branch_head as the repo hosts do it: the name checked, None for a branch that does not exist."""
+
+    def __init__(self, heads: dict[str, str]) -> None:
+        self.heads = heads
+        self.asked: list[str] = []
+
+    def branch_head(self, full_name: str, branch: str) -> str | None:
+        check_branch_name(branch)
+        self.asked.append(branch)
+        return self.heads.get(branch)
+
+
+def test_what_ships_a_sha_as_is_a_branch_its_head_and_nothing_else() -> None:
+    sha, head = "a" * 40, "b" * 40
+    repos = _Repos({"main": head, "feature/x": sha})
+    assert shipped_commit(repos, "o/blog", sha) == sha and repos.asked == []  # type: ignore[arg-type]
+    assert shipped_commit(repos, "o/blog", "main") == head  # type: ignore[arg-type]
+    assert shipped_commit(repos, "o/blog", "feature/x") == sha  # type: ignore[arg-type]
+    for ref, why in [
+        ("v1.2", "cannot deploy 'v1.2': it is neither a branch of o/blog nor a full commit sha"),
+        ("abc1234", "cannot deploy 'abc1234': it is neither a branch of o/blog nor a full commit sha"),
+        ("bad..name", "cannot deploy 'bad..name': invalid branch name 'bad..name'"),
+    ]:
+        with pytest.raises(UnknownRef, match="^" + re.escape(why)):
+            shipped_commit(repos, "o/blog", ref)  # type: ignore[arg-type]
+    with pytest.raises(UnknownRef, match="o/blog has no commit on main yet: run engineering first"):
+        shipped_commit(_Repos({}), "o/blog", "main")  # type: ignore[arg-type]
