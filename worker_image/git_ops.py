@@ -96,6 +96,9 @@ def checkout(repo_url: str, workspace: Path, branch: str, base_branch: str = "ma
         git(workspace, "checkout", "-q", "-B", branch, f"origin/{branch}")
     elif f"origin/{base_branch}" in remote_branches.split():
         git(workspace, "checkout", "-q", "-B", branch, f"origin/{base_branch}")
+    elif git(workspace, "rev-parse", "--verify", "-q", f"{base_branch}^{{commit}}", check=False):
+        # a commit (`engineering start --base-ref <sha>`) the clone holds
+        git(workspace, "checkout", "-q", "-B", branch, base_branch)
     else:
         git(workspace, "checkout", "-q", "-B", branch)
 

@@ -226,3 +226,18 @@ def test_github_refusing_a_merge_for_another_reason_is_an_error_that_says_why(
         gh.merge(full_name, "feature", "main", "Merge feature")
 
     assert github.repo(full_name).pulls[0]["state"] == "open"
+
+
+def test_a_worker_s_new_branch_starts_from_a_base_given_as_a_commit(tmp_path: Path) -> None:
+    from worker_image import git_ops
+
+    hosted = Hosted(LocalRepoHost(tmp_path / "repos"), owner="projects")
+    full_name = _repo(hosted, tmp_path)
+    first = hosted.host.branch_head(full_name, "main")
+    commit_files(hosted.host, full_name, tmp_path / "later", "main", {"later.py": "l\n"})
+    assert first is not None and hosted.host.branch_head(full_name, "main") != first
+
+    git_ops.checkout(hosted.host.push_url(full_name), tmp_path / "ws", "orchestrator/t1", first)
+
+    assert git("-C", tmp_path / "ws", "rev-parse", "HEAD").strip() == first
+    assert git("-C", tmp_path / "ws", "branch", "--show-current").strip() == "orchestrator/t1"
