@@ -3,15 +3,24 @@
     from tests.ssh_fixtures import ssh_host  # noqa: F401  (a fixture)
 
 `ssh_host` is a fresh host per test; `ssh_host_module` one host shared by a module's tests. Both skip
-with the reason when this machine cannot run one (not root, no sshd/sudo/ip, no namespaces)."""
+with the reason when this machine cannot run one (not root, no sshd/sudo/ip, no namespaces).
+`ssh_deploy_root` is a deploy root for the playbooks (teardown stops what runs there: apps, their slots,
+the proxy); `ssh_service_user` removes the service user again if provisioning created it."""
 
 from __future__ import annotations
 
+import pwd
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.ansible_support import kill_project
 from tests.ssh_host import SshHost, skip_reason
+from worker_image.ansible_runner.private_data import SERVICE_USER
 
 
 def _started() -> Iterator[SshHost]:
@@ -33,3 +42,32 @@ def ssh_host() -> Iterator[SshHost]:
 @pytest.fixture(scope="module")
 def ssh_host_module() -> Iterator[SshHost]:
     yield from _started()
+
+
+@pytest.fixture
+def ssh_deploy_root() -> Iterator[Path]:
+    """Not under pytest's 0700 tmp: the service user must reach its working directory. Apps, their slots and
+    the proxy's supervisor (`.caddy`) live here; teardown kills what runs in any of them."""
+    root = Path(tempfile.mkdtemp(prefix="orch-ssh-deploy-"))
+    root.chmod(0o755)
+    yield root
+    for app_dir in root.iterdir():
+        kill_project(app_dir)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def ssh_service_user() -> Iterator[str]:
+    """Provisioning creates the service user on this machine: remove it again if this test made it."""
+    existed = user_exists(SERVICE_USER)
+    yield SERVICE_USER
+    if not existed and user_exists(SERVICE_USER):
+        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)

@@ -1,0 +1,188 @@
+"""Releases behind Caddy on an ssh server (issue 19, item 3): the real runner, its provision, deploy and
+undeploy playbooks, over real ssh to the ssh test host (tests/ssh_host.py), with the rendered template
+app in a local git repository.
+
+Provisioning puts Caddy in front (supervised: no systemd here). Release 1 goes to slot a and the
+project's stable port answers through Caddy; release 2 goes to slot b while a client polls the stable
+address every 100 ms from this machine: no poll may fail; a release whose service cannot start leaves
+release 2 answering every poll; a release with a domain gets its HTTPS site beside the stable port (Caddy
+validates and loads it; no certificate can be issued offline, so none is asked for here); undeploy takes
+the site out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.secrets.factory import build_secrets
+from shared.secrets.port import SecretsPort
+from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, AppRepo, http_get, make_app_repo
+from tests.ssh_fixtures import ssh_deploy_root, ssh_host, ssh_service_user  # noqa: F401 - fixtures
+from tests.ssh_host import SshHost, proxy_skip_reason
+from tests.stable_poller import StablePoller
+from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
+from worker_image.ansible_runner.runner import run_job
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),  # seven playbook runs over ssh
+    *NEEDS_GIT_AND_ANSIBLE,
+    pytest.mark.skipif(proxy_skip_reason() is not None, reason=str(proxy_skip_reason())),
+    pytest.mark.skipif(
+        Path("/usr/sbin/ufw").exists(),
+        reason="ufw is installed here: provisioning would enable this firewall",
+    ),
+    pytest.mark.skipif(
+        Path("/run/systemd/system").exists(),
+        reason="systemd is the service manager here: supervised path only",
+    ),
+]
+
+HANDLE = "ssh-test-host"
+KEY_REF = f"secret://servers/{HANDLE}/ssh_key"
+DOMAIN = "shop.example.com"
+
+
+@pytest.fixture
+def secrets(ssh_host: SshHost) -> SecretsPort:  # noqa: F811 - the imported fixture
+    store = build_secrets()
+    store.put(KEY_REF, ssh_host.private_key_pem)
+    return store
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[AppRepo]:
+    yield make_app_repo(tmp_path / "app")
+
+
+def _job(host: SshHost, deploy_root: Path, **fields: Any) -> RunnerJob:
+    return RunnerJob.model_validate(
+        {
+            "request_id": str(uuid.uuid4()),
+            "target": host.target(HANDLE, KEY_REF),
+            "deploy_root": str(deploy_root),
+            "timeout_s": 300,
+        }
+        | fields
+    )
+
+
+def _set_status(repo: AppRepo, old: str, new: str) -> str:
+    repo.edit("app/server.py", f'{{"status": "{old}"}}', f'{{"status": "{new}"}}')
+    return repo.commit(f"Answer {new}")
+
+
+def _listening(host: SshHost, port: int) -> bool:
+    return host.exec(f"ss -ltnH 'sport = :{port}'").stdout.strip() != ""
+
+
+def _ok(outcome: RunnerOutcome) -> RunnerOutcome:
+    assert outcome.status == "success", outcome.error or outcome.stdout_tail
+    return outcome
+
+
+def test_releases_switch_behind_caddy_without_a_failed_poll(
+    ssh_host: SshHost,  # noqa: F811
+    secrets: SecretsPort,
+    ssh_deploy_root: Path,  # noqa: F811
+    ssh_service_user: str,  # noqa: F811
+    repo: AppRepo,
+) -> None:
+    host, root = ssh_host, ssh_deploy_root
+    stable, port_a, port_b = 18080, 18081, 18082  # the namespace's own ports: nothing else listens there
+    timings: dict[str, float] = {}
+
+    def run(name: str, job: RunnerJob) -> RunnerOutcome:
+        began = time.monotonic()
+        outcome = run_job(job, secrets)
+        timings[name] = round(time.monotonic() - began, 1)
+        return outcome
+
+    def release(port: int, ref: str, slot: str, number: int, **more: Any) -> RunnerJob:
+        return _job(
+            host,
+            root,
+            kind="deploy",
+            project_id="p1",
+            project_name="shop",
+            repo_url=str(repo.bare),
+            ref=ref,
+            port=port,
+            env={"HOST": "0.0.0.0"},  # noqa: S104 - as the deploy graph asks for an ssh server
+            slot=slot,
+            stable_port=stable,
+            release=number,
+            **more,
+        )
+
+    _ok(run("provision", _job(host, root, kind="provision")))
+    sites = host.etc("caddy") / "sites"
+    stable_url = f"http://{host.address}:{stable}/health"
+
+    # release 1 into slot a: the stable port answers through Caddy
+    v1 = _set_status(repo, "ok", "v1")
+    first = _ok(run("release 1", release(port_a, v1, "a", 1)))
+    assert first.switched is True and first.deployed_url == f"http://{host.address}:{stable}"
+    assert http_get(stable_url, timeout=5) == (200, {"status": "v1"})
+    assert f"reverse_proxy 127.0.0.1:{port_a}" in (sites / "shop.caddy").read_text()
+    caddy = json.loads((root / ".caddy" / "supervisor.state").read_text())["child_pid"]
+
+    # release 2 into slot b, polled every 100 ms from this machine: not one failure
+    v2 = _set_status(repo, "v1", "v2")
+    with StablePoller(stable_url) as poller:
+        time.sleep(0.5)
+        second = run("release 2", release(port_b, v2, "b", 2))
+        time.sleep(0.5)
+    _ok(second)
+    assert poller.failures == [], poller.failures[:3]
+    assert [json.loads(body)["status"] for body in poller.bodies()] == ["v1", "v2"]
+    assert f"reverse_proxy 127.0.0.1:{port_b}" in (sites / "shop.caddy").read_text()
+    assert not _listening(host, port_a), "slot a was stopped after the drain"
+    state = json.loads((root / ".caddy" / "supervisor.state").read_text())
+    assert state["child_pid"] == caddy, "Caddy was reloaded, never restarted"
+    polls_during_switch = len(poller.polls)
+
+    # a release whose service cannot start: FAILED with its own error, release 2 answers every poll
+    server = repo.work / "app" / "server.py"
+    working = server.read_text()
+    server.write_text("def main(:\n")
+    broken = repo.commit("Break the server")
+    with StablePoller(stable_url) as poller:
+        failed = run("broken release", release(port_a, broken, "a", 3))
+    assert failed.status == "failed" and failed.switched is False
+    assert failed.error is not None and "SyntaxError" in failed.error, failed.error
+    assert poller.failures == [] and len(poller.polls) > 5
+    assert {json.loads(body)["status"] for body in poller.bodies()} == {"v2"}
+    assert f"reverse_proxy 127.0.0.1:{port_b}" in (sites / "shop.caddy").read_text()
+    assert not _listening(host, port_a)
+
+    # a release with a domain: its HTTPS site beside the stable port, validated and loaded by Caddy
+    server.write_text(working)
+    v4 = _set_status(repo, "v2", "v4")
+    with_domain = _ok(run("release 4 (domain)", release(port_a, v4, "a", 4, domain=DOMAIN)))
+    assert with_domain.deployed_url == f"https://{DOMAIN}"
+    site = (sites / "shop.caddy").read_text()
+    assert f"{DOMAIN} {{" in site and f":{stable} {{" in site and f"127.0.0.1:{port_a}" in site
+    assert http_get(stable_url, timeout=5) == (200, {"status": "v4"})
+    assert _listening(host, 443) and _listening(host, 80), "Caddy serves the domain (HTTPS, and the redirect)"
+
+    # undeploy: the site goes, the stable port stops answering
+    _ok(
+        run(
+            "undeploy",
+            _job(host, root, kind="undeploy", project_name="shop", port=port_a, stable_port=stable),
+        )
+    )
+    assert not (sites / "shop.caddy").exists()
+    assert not _listening(host, stable) and not _listening(host, port_a)
+    print(
+        f"\nssh releases behind Caddy, timings (s, measured under load): {timings}; "
+        f"{polls_during_switch} polls during release 2, 0 failed"
+    )
