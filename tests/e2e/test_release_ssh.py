@@ -21,11 +21,18 @@ from typing import Any
 
 import pytest
 
-from shared.secrets.factory import build_secrets
 from shared.secrets.port import SecretsPort
 from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, AppRepo, http_get, make_app_repo
-from tests.ssh_fixtures import ssh_deploy_root, ssh_host, ssh_service_user  # noqa: F401 - fixtures
-from tests.ssh_host import SshHost, proxy_skip_reason
+from tests.ssh_fixtures import (  # noqa: F401 - fixtures
+    HANDLE,
+    KEY_REF,
+    PROXY_MARKS,
+    ssh_deploy_root,
+    ssh_host,
+    ssh_secrets,
+    ssh_service_user,
+)
+from tests.ssh_host import SshHost
 from tests.stable_poller import StablePoller
 from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.runner import run_job
@@ -34,27 +41,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1200),  # seven playbook runs over ssh
     *NEEDS_GIT_AND_ANSIBLE,
-    pytest.mark.skipif(proxy_skip_reason() is not None, reason=str(proxy_skip_reason())),
-    pytest.mark.skipif(
-        Path("/usr/sbin/ufw").exists(),
-        reason="ufw is installed here: provisioning would enable this firewall",
-    ),
-    pytest.mark.skipif(
-        Path("/run/systemd/system").exists(),
-        reason="systemd is the service manager here: supervised path only",
-    ),
+    *PROXY_MARKS,
 ]
 
-HANDLE = "ssh-test-host"
-KEY_REF = f"secret://servers/{HANDLE}/ssh_key"
 DOMAIN = "shop.example.com"
-
-
-@pytest.fixture
-def secrets(ssh_host: SshHost) -> SecretsPort:  # noqa: F811 - the imported fixture
-    store = build_secrets()
-    store.put(KEY_REF, ssh_host.private_key_pem)
-    return store
 
 
 @pytest.fixture
@@ -90,12 +80,12 @@ def _ok(outcome: RunnerOutcome) -> RunnerOutcome:
 
 def test_releases_switch_behind_caddy_without_a_failed_poll(
     ssh_host: SshHost,  # noqa: F811
-    secrets: SecretsPort,
+    ssh_secrets: SecretsPort,  # noqa: F811
     ssh_deploy_root: Path,  # noqa: F811
     ssh_service_user: str,  # noqa: F811
     repo: AppRepo,
 ) -> None:
-    host, root = ssh_host, ssh_deploy_root
+    host, root, secrets = ssh_host, ssh_deploy_root, ssh_secrets
     stable, port_a, port_b = 18080, 18081, 18082  # the namespace's own ports: nothing else listens there
     timings: dict[str, float] = {}
 

@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,8 +32,9 @@ import pytest
 
 from shared.secrets.local import LocalSecrets
 from tests.ansible_support import free_port, kill_deployment
-from tests.ssh_fixtures import ssh_host_module  # noqa: F401 - a fixture
-from tests.ssh_host import SshHost, proxy_skip_reason
+from tests.ssh_fixtures import HANDLE, KEY_REF, PROXY_MARKS, ssh_host_module  # noqa: F401 - a fixture
+from tests.ssh_host import SshHost
+from tests.stable_poller import StablePoller
 from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.private_data import PLAYBOOKS_DIR
 from worker_image.ansible_runner.runner import run_job
@@ -42,20 +42,9 @@ from worker_image.ansible_runner.runner import run_job
 ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(proxy_skip_reason() is not None, reason=str(proxy_skip_reason())),
+    *PROXY_MARKS,
     pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible-core is not installed in this environment"),
-    pytest.mark.skipif(
-        Path("/usr/sbin/ufw").exists(),
-        reason="ufw is installed here: provisioning would enable this firewall",
-    ),
-    pytest.mark.skipif(
-        Path("/run/systemd/system").exists(),
-        reason="systemd is the service manager here: supervised path only",
-    ),
 ]
-
-HANDLE = "ssh-test-host"
-KEY_REF = f"secret://servers/{HANDLE}/ssh_key"
 
 _SLOT_APP = """
 import json, sys
@@ -187,31 +176,6 @@ def proxy(ssh_host_module: SshHost) -> Iterator[Proxy]:  # noqa: F811 - the impo
         shutil.rmtree(work, ignore_errors=True)
 
 
-class Poller(threading.Thread):
-    """A client asking `url` every 100 ms on a new connection; records what each answer was."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as response:
-                    body = json.loads(response.read())
-                    self.answers.append(f"{response.status}:{body.get('slot')}")
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {error}")
-            self._done.wait(0.1)
-
-    def finish(self) -> None:
-        self._done.set()
-        self.join(timeout=10)
-
-
 def _answer(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
@@ -266,28 +230,25 @@ def test_a_release_switch_keeps_every_poll_answered(proxy: Proxy) -> None:
 
     # given a client polling every 100 ms, when release b takes the stable address and a is stopped
     proxy.start_app(port_b, "b")
-    poller = Poller(proxy.url(stable))
-    poller.start()
-    time.sleep(1)
-    began = time.monotonic()
-    switched = proxy.run_tasks("switch", **site, slot="b", slot_port=port_b)
-    switch_s = time.monotonic() - began
-    time.sleep(0.5)  # the drain the deploy leaves before stopping the old slot
-    proxy.stop_app(port_a)
-    time.sleep(1)
-    poller.finish()
+    with StablePoller(proxy.url(stable)) as poller:
+        time.sleep(1)
+        began = time.monotonic()
+        switched = proxy.run_tasks("switch", **site, slot="b", slot_port=port_b)
+        switch_s = time.monotonic() - began
+        time.sleep(0.5)  # the drain the deploy leaves before stopping the old slot
+        proxy.stop_app(port_a)
+        time.sleep(1)
 
     # then no poll failed, the answers moved from a to b once, and Caddy was reloaded, not restarted
     _ok(switched)
-    assert poller.failures == [], poller.failures
-    assert poller.answers and set(poller.answers) <= {"200:a", "200:b"}, poller.answers
-    first_b = poller.answers.index("200:b")
-    assert "200:a" not in poller.answers[first_b:], "after the switch every answer is b's"
+    assert poller.failures == [], poller.failures[:3]
+    slots = [json.loads(poll.body)["slot"] for poll in poller.polls]
+    assert slots[0] == "a" and slots[-1] == "b" and "a" not in slots[slots.index("b") :], slots
     assert proxy.caddy_pid() == caddy
     site_file = (proxy.host.etc("caddy") / "sites" / "poll_app.caddy").read_text()
     assert f"reverse_proxy 127.0.0.1:{port_b}" in site_file and "slot b" in site_file
     print(
-        f"\nswitch through Caddy: {switch_s:.1f} s (measured under load), {len(poller.answers)} polls, 0 failed"
+        f"\nswitch through Caddy: {switch_s:.1f} s (measured under load), {len(poller.polls)} polls, 0 failed"
     )
 
 

@@ -20,17 +20,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.secrets.factory import build_secrets
 from shared.secrets.port import SecretsPort
 from tests.ansible_support import free_port, http_get, kill_deployment, make_app_repo, processes_in
-from tests.ssh_fixtures import ssh_host  # noqa: F401 - a fixture
-from tests.ssh_host import SshHost
+from tests.ssh_fixtures import (  # noqa: F401 - fixtures
+    HANDLE,
+    KEY_REF,
+    ssh_deploy_root,
+    ssh_host,
+    ssh_secrets,
+    ssh_service_user,
+    user_exists,
+)
+from tests.ssh_host import SshHost, proxy_skip_reason
 from worker_image.ansible_runner.job import RunnerJob
 from worker_image.ansible_runner.private_data import SERVICE_USER
 from worker_image.ansible_runner.runner import run_job
@@ -44,45 +50,25 @@ pytestmark = [
     ),
 ]
 
-HANDLE = "ssh-test-host"
-KEY_REF = f"secret://servers/{HANDLE}/ssh_key"
 APP_SECRET_REF = "secret://projects/p1/API_TOKEN"
 
 
 @pytest.fixture
-def secrets(ssh_host: SshHost) -> SecretsPort:  # noqa: F811 - the imported fixture
-    """The local secrets file of this test's ORCH_HOME, holding the host's key as the server's secret."""
-    store = build_secrets()
-    store.put(KEY_REF, ssh_host.private_key_pem)
-    return store
+def secrets(ssh_secrets: SecretsPort) -> SecretsPort:  # noqa: F811 - the imported fixture
+    return ssh_secrets
 
 
 @pytest.fixture
-def deploy_root() -> Iterator[Path]:
-    """Not under pytest's 0700 tmp: the service user must reach its working directory."""
-    root = Path(tempfile.mkdtemp(prefix="orch-ssh-deploy-"))
-    root.chmod(0o755)
-    yield root
-    for app_dir in root.iterdir():
-        kill_deployment(app_dir)
-    shutil.rmtree(root, ignore_errors=True)
+def deploy_root(ssh_deploy_root: Path) -> Path:  # noqa: F811 - the imported fixture
+    return ssh_deploy_root
 
 
 @pytest.fixture
-def service_user() -> Iterator[str]:
-    """Provisioning creates the service user on this machine: remove it again if this test made it."""
-    existed = _user_exists(SERVICE_USER)
-    yield SERVICE_USER
-    if not existed and _user_exists(SERVICE_USER):
-        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
+def service_user(ssh_service_user: str) -> str:  # noqa: F811 - the imported fixture
+    return ssh_service_user
 
 
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+_user_exists = user_exists
 
 
 def _job(ssh_host: SshHost, **fields: Any) -> RunnerJob:  # noqa: F811
@@ -126,6 +112,8 @@ def test_provision_deploy_smoke_and_undeploy_over_ssh(
         )
     if Path("/run/systemd/system").exists():
         pytest.skip("systemd is this machine's service manager: this test covers the supervised path")
+    if proxy_skip_reason():
+        pytest.skip(f"provisioning puts Caddy in front: {proxy_skip_reason()}")
     timings: dict[str, float] = {"fixture_start": round(ssh_host.started_in_s, 2)}
     repo = make_app_repo(tmp_path / "app")
     canary = f'canary-{uuid.uuid4().hex}-$HOME-"q"'
