@@ -5,8 +5,11 @@ API on 127.0.0.1, which merges for real), the pull request's checks decide."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,27 +123,40 @@ def test_a_real_conflict_changes_nothing_and_names_the_file(hosted: Hosted, tmp_
 # -- the local host: concurrency -----------------------------------------------------------------------
 
 
-def test_concurrent_merges_from_threads_all_end_on_main(tmp_path: Path) -> None:
+def _merge_in_a_fresh_host(root: Path, full_name: str, branch: str, start: Any) -> MergeOutcome:
+    """One merge by a host of its own, as separate functions (threads or processes) have; `start` lines
+    them up."""
+    host = LocalRepoHost(root)
+    start.wait()
+    return host.merge(full_name, branch, "main", f"Merge {branch}")
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_concurrent_merges_all_end_on_main(tmp_path: Path, runner: str) -> None:
     hosted = Hosted(LocalRepoHost(tmp_path / "repos"), owner="projects")
     full_name = _repo(hosted, tmp_path)
-    branches = [f"feature-{i}" for i in range(6)]
+    branches = [f"feature-{i}" for i in range(5)]
     for branch in branches:
         commit_files(hosted.host, full_name, tmp_path / branch, branch, {f"{branch}.py": f"{branch}\n"})
-    outcomes: dict[str, MergeOutcome] = {}
-    start = threading.Barrier(len(branches))
 
-    def merge(branch: str) -> None:
-        host = LocalRepoHost(tmp_path / "repos")  # one host per thread, as separate functions have
-        start.wait()
-        outcomes[branch] = host.merge(full_name, branch, "main", f"Merge {branch}")
+    if runner == "threads":
+        start: Any = threading.Barrier(len(branches))
+        with ThreadPoolExecutor(len(branches)) as pool:
+            futures = [
+                pool.submit(_merge_in_a_fresh_host, tmp_path / "repos", full_name, b, start) for b in branches
+            ]
+            outcomes = [f.result(timeout=120) for f in futures]
+    else:
+        with multiprocessing.Manager() as manager:
+            start = manager.Barrier(len(branches))
+            with ProcessPoolExecutor(len(branches), mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [
+                    pool.submit(_merge_in_a_fresh_host, tmp_path / "repos", full_name, b, start)
+                    for b in branches
+                ]
+                outcomes = [f.result(timeout=180) for f in futures]
 
-    threads = [threading.Thread(target=merge, args=(branch,)) for branch in branches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
-    assert {b: o.status for b, o in outcomes.items()} == dict.fromkeys(branches, "merged")
+    assert [o.status for o in outcomes] == ["merged"] * len(branches)
     files = _main_files(hosted.host, full_name, *(f"{b}.py" for b in branches))
     assert files == {f"{b}.py": f"{b}\n" for b in branches}
 
