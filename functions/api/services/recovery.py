@@ -147,15 +147,18 @@ def _redeploy_one(session: Session, server: Server, recovery: str, serving: Serv
     except Conflict as exc:
         return shown.model_copy(update={"skipped": exc.message})
     what = f"release {serving.release}" if serving.release else (serving.ref or "main")
+    told = f"server {server.handle} ({server.host}) is back: {project.name} is redeployed from {what}"
     incidents.record(
         session,
         project.owner_id,
         "service_redeployed",
-        f"server {server.handle} ({server.host}) is back: {project.name} is redeployed from {what} "
-        f"(task {task.id})",
+        f"{told} (task {task.id})",
         project_id=project.id,
         server_id=server.id,
     )
+    # the task's first event: in `task logs`, and in Telegram for an owner who uses it (the notifier's
+    # status message of this task starts with why it runs)
+    tasks.system_event(session, task, "progress", told)
     return shown.model_copy(update={"task_id": task.id, "created": True})
 
 

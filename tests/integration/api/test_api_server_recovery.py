@@ -12,7 +12,14 @@ import pytest
 from functions.api.models import Release, new_id, utcnow
 from functions.api.routers import servers as servers_router
 from functions.api.services import servers as servers_service
-from shared.contracts import DEPLOY_QUEUE, PROVISIONER_QUEUE, DeployMessage, ProvisionerMessage
+from shared.contracts import (
+    DEPLOY_QUEUE,
+    PROGRESS_EVENTS,
+    PROVISIONER_QUEUE,
+    DeployMessage,
+    ProgressEvent,
+    ProvisionerMessage,
+)
 from shared.contracts.api import ServerCheck
 from shared.contracts.recovery import ServerRecoveryStart
 from tests.api_support import ApiHarness
@@ -117,6 +124,12 @@ def test_recovery_redeploys_each_project_serving_there_once_per_recovery(
     told = [i for i in mine.get("/incidents").body if i["kind"] == "service_redeployed"]
     assert sorted(i["project_id"] for i in told) == sorted(p["project_id"] for p in projects.values())
     assert any("is back: blog is redeployed from release 2" in i["message"] for i in told), told
+    why = [e["message"] for e in mine.get(f"/tasks/{task['id']}/events").body]
+    assert why == ["server local (127.0.0.1) is back: blog is redeployed from release 2"], why
+    telegram: list[ProgressEvent] = drain(api.deps.queue, PROGRESS_EVENTS)
+    assert {e.task_id for e in telegram} == {p["task_id"] for p in projects.values()}, (
+        "the owner uses Telegram"
+    )
 
     # a redelivered recovery: the first call's tasks, nothing new, nobody told twice
     again = service.post("/internal/servers/local/recover", {"recovery_id": "recovery:local:f1"})
@@ -126,6 +139,7 @@ def test_recovery_redeploys_each_project_serving_there_once_per_recovery(
     }
     assert not any(p["created"] for p in again.body["projects"])
     assert drain(api.deps.queue, DEPLOY_QUEUE) == []
+    assert drain(api.deps.queue, PROGRESS_EVENTS) == []
     assert len([i for i in mine.get("/incidents").body if i["kind"] == "service_redeployed"]) == 2
 
     # another flip while those redeploys still run: they will serve it, nothing is started beside them
