@@ -7,6 +7,8 @@ the deploy left running, so no process outlives its test.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
 import platform
@@ -15,7 +17,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -466,3 +470,102 @@ def test_slots_switch_the_stable_port_only_to_a_healthy_release(
     assert removed.status == "success", removed.error
     assert refuses_connections(stable) and refuses_connections(port_b) and refuses_connections(port_a)
     assert processes_in(app_dir) == [] and not app_dir.exists()
+
+
+SUPERVISE = ROOT / "worker_image" / "ansible_runner" / "playbooks" / "files" / "supervise.py"
+
+
+def _answering(name: str) -> http.server.ThreadingHTTPServer:
+    """A keep-alive HTTP server on a free port that answers every GET with its name."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = name.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _switch(
+    app_dir: Path, upstream_port: int, stable: int, timeout: float = 10
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, str(SUPERVISE), "switch", str(app_dir / "forwarder")),
+            *("--upstream-file", str(app_dir / "upstream"), "--upstream", f"127.0.0.1:{upstream_port}"),
+            *(
+                "--listen-port",
+                str(stable),
+                "--url",
+                f"http://127.0.0.1:{stable}/",
+                "--timeout",
+                str(timeout),
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _get_over(connection: http.client.HTTPConnection) -> str:
+    connection.request("GET", "/")
+    return connection.getresponse().read().decode()
+
+
+def test_the_forwarder_sends_new_connections_to_the_new_upstream_while_open_ones_finish(
+    tmp_path: Path, slot_deployments: list[Path]
+) -> None:
+    # given: two releases answering on their own ports, the forwarder pointed at the first
+    app_dir = tmp_path / "proj"
+    slot_deployments.append(app_dir)
+    blue, green, stable = _answering("blue"), _answering("green"), free_port()
+    try:
+        first = _switch(app_dir, blue.server_port, stable)
+        assert first.returncode == 0, first.stdout + first.stderr
+        supervisor = (app_dir / "forwarder" / "supervisor.pid").read_text()
+        held = http.client.HTTPConnection("127.0.0.1", stable, timeout=5)
+        assert _get_over(held) == "blue"
+
+        # when: switched to the second
+        second = _switch(app_dir, green.server_port, stable)
+
+        # then: new connections reach green; the connection held open still talks to blue
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert http_get_text(f"http://127.0.0.1:{stable}/") == "green"
+        assert _get_over(held) == "blue"
+        held.close()
+        assert (app_dir / "forwarder" / "supervisor.pid").read_text() == supervisor, "started once, not again"
+
+        # when: switched to a port where nothing answers: refused, and the upstream is put back
+        dead = _switch(app_dir, free_port(), stable, timeout=3)
+        assert dead.returncode == 1
+        assert (app_dir / "upstream").read_text().strip() == f"127.0.0.1:{green.server_port}"
+        assert http_get_text(f"http://127.0.0.1:{stable}/") == "green"
+
+        # when: stopped
+        stopped = subprocess.run(
+            [sys.executable, str(SUPERVISE), "stop-tree", str(app_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopped.returncode == 0 and refuses_connections(stable)
+    finally:
+        blue.shutdown()
+        green.shutdown()
+
+
+def http_get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
