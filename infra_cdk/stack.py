@@ -93,6 +93,7 @@ class OrchestratorStack(Stack):
             api_url=self.api.url,
             service_key_secret=self.api.service_key_secret,
         )
+        self.schedules.grant_marking(self.api.function)  # the "is there work?" signal (issue 23)
         self.messaging.grant_publishing(self.runtime.functions)
         self.provider_logs = ProviderLogs(
             self,
@@ -115,6 +116,7 @@ class OrchestratorStack(Stack):
         )
         for name, function in self.runtime.functions.items():
             self.observability.add_function(function, name=name)
+        self.observability.finish()
 
     def _build_outputs(self) -> None:
         outputs = {

@@ -18,6 +18,7 @@ SCHEDULER_METRICS: dict[str, dict[str, tuple[str, ...]]] = {
     "orphan_worker_collector": {"Repairs": ("stopped",)},
     "health_checker": {"HealthFlips": ("changed",)},
     "github_sync": {"SyncFailures": ("missing", "errors")},
+    "dlq_watch": {"DeadLetters": ("dead_total",)},
 }
 """The scheduler's custom metrics: a few aggregates a person acts on, each the sum of some jobs' counts,
 plus `ScheduledRuns` (jobs that found work). Every count is in the job's log line; queue depths come

@@ -1,8 +1,19 @@
-"""The dashboard, the alarms and the topic they notify.
+"""The dashboard, the alarms and the topic they notify, at what they are worth (issue 23).
 
 Built first with the queues; the compute constructs add their parts with `add_function(fn)`,
-`add_api(http_api)` and `add_fargate(...)`, so every capability shows up on the same dashboard
-and pages through the same topic.
+`add_api(http_api)`, `add_fargate(...)` and `add_task_metrics(...)`, then the stack calls `finish()`.
+
+Alarms page a person for what they must act on, each failure path seen by exactly one alarm:
+- dead letters: the scheduler's `DeadLetters` (every DLQ's depth, summed by `dlq_watch` from SQS's
+  attributes). Not metric math over the DLQs: an alarm's math takes at most 10 metrics (a hard limit);
+- a message older than its queue's threshold: MAX(age / threshold) over the queues, in alarms of at
+  most 10 queues each. A consumer that crashes or stops consuming shows here (and its messages end in a
+  DLQ), so consumers get no error alarm of their own;
+- errors of the functions nothing else watches (the scheduler, the ECS event handlers, the deploy hook);
+- the HTTP API's 5xx rate (the API and the Telegram webhook answer through it);
+- stuck tasks (the reaper had to fail or requeue one).
+Per-queue and per-function graphs live in the SQS and Lambda consoles for free; the dashboard keeps
+within the free tier's 50 metrics (`DASHBOARD_METRIC_LIMIT`) with the alarms' states and a few graphs.
 """
 
 from __future__ import annotations
@@ -23,9 +34,16 @@ from constructs import Construct
 from infra_cdk import constants
 from infra_cdk.config import StackConfig
 from infra_cdk.constructs.messaging import QueuePair
-from shared.queues.naming import dlq_name, physical_name
 
 _KEY_PENDING_WINDOW_DAYS = 7
+ALARM_MATH_METRIC_LIMIT = 10
+"""Metrics one metric-math alarm may reference (a hard CloudWatch limit)."""
+DASHBOARD_METRIC_LIMIT = 50
+"""A dashboard of at most this many metrics is in the free tier (3 of them); tests hold the dashboard to it."""
+FUNCTION_ERRORS_ALARM_COUNT = 1
+"""Any failed invocation of a function no other alarm watches is worth a look."""
+HTTP_FUNCTIONS = frozenset({constants.API_FUNCTION, constants.TELEGRAM_WEBHOOK_FUNCTION})
+"""Answer through the HTTP API: their failures are its 5xx."""
 
 
 class Observability(Construct):
@@ -37,6 +55,7 @@ class Observability(Construct):
         super().__init__(scope, construct_id)
         self._prefix = config.resource_prefix
         self.alarms: list[cloudwatch.Alarm] = []
+        self._unwatched_errors: dict[str, cloudwatch.IMetric] = {}
         self.topic_key = self._build_topic_key()
         self.alarm_topic = self._build_alarm_topic(config.alarm_email)
         self.dashboard_name = self._prefix
@@ -101,7 +120,8 @@ class Observability(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# {self._prefix}\nQueues, then the API, the Fargate workers and one row per function.",
+                markdown=f"# {self._prefix}\nThe alarms, then the queues, the API, tasks, the scheduler's repairs "
+                "and the Fargate workers. Per queue and per function: the SQS and Lambda consoles.",
                 width=24,
                 height=2,
             )
@@ -122,108 +142,121 @@ class Observability(Construct):
         self.alarms.append(alarm)
         return alarm
 
+    def _over(
+        self, function: str, metrics: dict[str, cloudwatch.IMetric], label: str, terms: Sequence[str] = ()
+    ) -> cloudwatch.MathExpression:
+        """`function` (SUM, MAX) of `terms` (default: the metrics' ids) in one expression."""
+        return cloudwatch.MathExpression(
+            expression=f"{function}([{', '.join(terms or list(metrics))}])",
+            using_metrics=metrics,
+            period=self._period,
+            label=label,
+        )
+
+    def _page_when_at_least(
+        self,
+        metric: cloudwatch.IMetric,
+        construct_id: str,
+        name: str,
+        description: str,
+        *,
+        threshold: float = 1,
+        periods: int = 1,
+    ) -> cloudwatch.Alarm:
+        """An alarm on the topic when `metric` reaches `threshold` in any of the last `periods` periods;
+        no data (a quiet system emits none) is not a breach."""
+        return self.add_alarm(
+            cloudwatch.Alarm(
+                self,
+                construct_id,
+                metric=metric,
+                alarm_name=f"{self._prefix}-{name}",
+                alarm_description=description,
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=periods,
+                datapoints_to_alarm=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
     # -- queues -----------------------------------------------------------------------------
 
     def _add_queues(self, queues: Mapping[str, QueuePair]) -> None:
-        visible: list[cloudwatch.IMetric] = []
-        oldest: list[cloudwatch.IMetric] = []
-        dlq_depth: list[cloudwatch.IMetric] = []
-        for logical, pair in queues.items():
-            visible.append(
-                pair.queue.metric_approximate_number_of_messages_visible(
-                    label=logical, statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
-                )
+        visible: dict[str, cloudwatch.IMetric] = {}
+        for index, pair in enumerate(queues.values()):
+            visible[f"v{index}"] = pair.queue.metric_approximate_number_of_messages_visible(
+                statistic=cloudwatch.Stats.MAXIMUM, period=self._period
             )
-            oldest.append(
-                pair.queue.metric_approximate_age_of_oldest_message(
-                    label=logical, statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
-                )
-            )
-            dlq_depth.append(
-                pair.dlq.metric_approximate_number_of_messages_visible(
-                    label=logical, statistic=cloudwatch.Stats.MAXIMUM, period=Duration.minutes(1)
-                )
-            )
-            self._add_queue_alarms(logical, pair)
         self.dashboard.add_widgets(
-            self._graph("Queues: visible messages", visible),
-            self._graph("Queues: age of oldest message (s)", oldest),
-            self._graph("Queues: DLQ depth", dlq_depth),
+            self._graph(
+                "Queues: messages waiting (all queues)",
+                [self._over("SUM", visible, "visible")],
+            )
         )
+        items = list(queues.items())
+        for chunk, start in enumerate(range(0, len(items), ALARM_MATH_METRIC_LIMIT)):
+            self._add_oldest_message_alarm(chunk + 1, dict(items[start : start + ALARM_MATH_METRIC_LIMIT]))
 
-    def _add_queue_alarms(self, logical: str, pair: QueuePair) -> None:
-        queue_id = pair.queue.node.id
-        self.add_alarm(
-            cloudwatch.Alarm(
-                self,
-                f"{queue_id}DlqNotEmpty",
-                alarm_name=f"{dlq_name(self._prefix, logical)}-not-empty",
-                alarm_description=f"{logical}: messages in the DLQ, each one given up on after "
-                f"{constants.QUEUE_MAX_RECEIVE_COUNT} receives; inspect with `orchestrator queue dlq {logical}`, "
-                "fix the cause, then `orchestrator queue redrive`.",
-                metric=pair.dlq.metric_approximate_number_of_messages_visible(
-                    statistic=cloudwatch.Stats.MAXIMUM, period=self._period
-                ),
-                threshold=constants.DLQ_ALARM_THRESHOLD,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    def _add_oldest_message_alarm(self, number: int, queues: Mapping[str, QueuePair]) -> None:
+        """One alarm for up to 10 queues: the oldest message's age over its queue's own threshold, at most."""
+        ages: dict[str, cloudwatch.IMetric] = {}
+        ratios = []
+        for index, (logical, pair) in enumerate(queues.items()):
+            ages[f"age{index}"] = pair.queue.metric_approximate_age_of_oldest_message(
+                statistic=cloudwatch.Stats.MAXIMUM, period=self._period
             )
-        )
-        threshold = constants.oldest_message_alarm_seconds(logical)
-        self.add_alarm(
-            cloudwatch.Alarm(
-                self,
-                f"{queue_id}OldestMessage",
-                alarm_name=f"{physical_name(self._prefix, logical)}-oldest-message",
-                alarm_description=f"{logical}: a message has waited more than {threshold} s; "
-                "its consumer is failing, throttled or not consuming.",
-                metric=pair.queue.metric_approximate_age_of_oldest_message(
-                    statistic=cloudwatch.Stats.MAXIMUM, period=self._period
-                ),
-                threshold=threshold,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
+            ratios.append(f"age{index} / {constants.oldest_message_alarm_seconds(logical)}")
+        ratio = self._over("MAX", ages, "oldest message / its queue's threshold", ratios)
+        self._page_when_at_least(
+            ratio,
+            f"OldestMessage{number}",
+            f"oldest-message-{number}",
+            "A message has waited longer than its queue's threshold in one of: "
+            f"{', '.join(queues)}. Its consumer is failing, throttled or not consuming.",
         )
 
     # -- functions (called by the slices that create them) -----------------------------------
 
-    def add_function(self, function: lambda_.IFunction, *, name: str | None = None) -> cloudwatch.Alarm:
-        """Add a row of errors, duration p95 and throttles for `function`, and an error-rate alarm.
+    def add_function(self, function: lambda_.IFunction, *, name: str | None = None) -> None:
+        """Watch `function`'s errors, unless another alarm sees its failures already: a queue's consumer
+        (the oldest-message and dead-letter alarms) or a function behind the HTTP API (its 5xx rate).
 
-        `name` labels the widgets and the alarm (default: the function's construct id) and
-        must be unique among the functions added.
+        `name` labels it (default: the function's construct id) and must be unique among the functions added.
         """
         label = name or function.node.id
-        errors = function.metric_errors(statistic=cloudwatch.Stats.SUM, period=self._period)
-        invocations = function.metric_invocations(statistic=cloudwatch.Stats.SUM, period=self._period)
-        throttles = function.metric_throttles(statistic=cloudwatch.Stats.SUM, period=self._period)
-        duration_p95 = function.metric_duration(statistic=cloudwatch.Stats.p(95), period=self._period)
-        self.dashboard.add_widgets(
-            self._graph(f"{label}: errors", [errors, invocations]),
-            self._graph(f"{label}: duration p95 (ms)", [duration_p95]),
-            self._graph(f"{label}: throttles", [throttles]),
+        fed_by_queue = any(isinstance(child, lambda_.EventSourceMapping) for child in function.node.children)
+        if fed_by_queue or label in HTTP_FUNCTIONS:
+            return
+        if label in self._unwatched_errors:
+            raise ValueError(f"function {label!r} added twice")
+        self._unwatched_errors[label] = function.metric_errors(
+            statistic=cloudwatch.Stats.SUM, period=self._period, label=label
         )
-        error_rate = cloudwatch.MathExpression(
-            expression="IF(invocations > 0, 100 * errors / invocations, 0)",
-            using_metrics={"errors": errors, "invocations": invocations},
-            period=self._period,
-            label=f"{label} error rate (%)",
-        )
-        return self.add_alarm(
-            error_rate.create_alarm(
-                self,
-                f"{label}ErrorRate",
-                alarm_name=f"{self._prefix}-{label}-error-rate",
-                alarm_description=f"{label}: {constants.FUNCTION_ERROR_RATE_ALARM_PERCENT}% or more of "
-                f"invocations failed over {constants.ALARM_PERIOD_SECONDS} s.",
-                threshold=constants.FUNCTION_ERROR_RATE_ALARM_PERCENT,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+
+    def finish(self) -> None:
+        """The errors alarm of the functions added, and every alarm's state on the dashboard."""
+        items = list(self._unwatched_errors.items())
+        graphs: list[cloudwatch.IWidget] = []
+        for chunk, start in enumerate(range(0, len(items), ALARM_MATH_METRIC_LIMIT)):
+            errors = {
+                f"e{start + i}": metric
+                for i, (_, metric) in enumerate(items[start : start + ALARM_MATH_METRIC_LIMIT])
+            }
+            names = [label for label, _ in items[start : start + ALARM_MATH_METRIC_LIMIT]]
+            total = self._over("SUM", errors, "errors")
+            self._page_when_at_least(
+                total,
+                f"FunctionErrors{chunk + 1}",
+                f"function-errors-{chunk + 1}",
+                f"An invocation failed in: {', '.join(names)}. Each function's log has it under its "
+                "correlation id.",
+                threshold=FUNCTION_ERRORS_ALARM_COUNT,
             )
+            graphs.append(self._graph(f"errors: {', '.join(names)}", list(errors.values())))
+        self.dashboard.add_widgets(*graphs)
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), title="Alarms", width=24, height=4)
         )
 
     # -- the API and the workers ----------------------------------------------------------------
@@ -309,40 +342,51 @@ class Observability(Construct):
 
     def add_task_metrics(self, api_service: str, scheduler_service: str) -> cloudwatch.Alarm:
         """Tasks started/completed/failed/cancelled, task duration and worker run time (EMF from the API),
-        and an alarm when the stuck-task reaper had to fail a task."""
+        the scheduler's aggregates (`functions.scheduler.handler.SCHEDULER_METRICS`), and the alarms on
+        stuck tasks and dead letters; returns the stuck-tasks alarm."""
         counts = [
             self._app_metric(api_service, name, cloudwatch.Stats.SUM)
             for name in ("TasksStarted", "TasksCompleted", "TasksFailed", "TasksCancelled")
         ]
+        scheduler = [
+            self._app_metric(scheduler_service, name, cloudwatch.Stats.SUM)
+            for name in (
+                "StuckTasks",
+                "Repairs",
+                "RepairFailures",
+                "HealthFlips",
+                "SyncFailures",
+                "ScheduledRuns",
+            )
+        ]
+        dead_letters = self._app_metric(
+            scheduler_service, "DeadLetters", cloudwatch.Stats.MAXIMUM, "dead letters"
+        )
         self.dashboard.add_widgets(
             self._graph("tasks", counts),
             self._graph(
-                "task duration (s)",
+                "task duration / worker run time (s, p95)",
                 [
-                    self._app_metric(api_service, "TaskDuration", cloudwatch.Stats.p(50), "p50"),
-                    self._app_metric(api_service, "TaskDuration", cloudwatch.Stats.p(95), "p95"),
+                    self._app_metric(api_service, "TaskDuration", cloudwatch.Stats.p(95), "task p95"),
+                    self._app_metric(api_service, "WorkerRunTime", cloudwatch.Stats.p(95), "worker p95"),
                 ],
             ),
-            self._graph(
-                "worker run time (s)",
-                [
-                    self._app_metric(api_service, "WorkerRunTime", cloudwatch.Stats.p(50), "p50"),
-                    self._app_metric(api_service, "WorkerRunTime", cloudwatch.Stats.p(95), "p95"),
-                ],
-            ),
+            self._graph("scheduler: repairs and runs", [*scheduler, dead_letters]),
         )
-        stuck = self._app_metric(
-            scheduler_service, "stuck_task_reaper.failed", cloudwatch.Stats.SUM, "stuck tasks"
+        self._page_when_at_least(
+            dead_letters,
+            "DeadLetters",
+            "dead-letters",
+            f"Messages in the DLQs, each given up on after {constants.QUEUE_MAX_RECEIVE_COUNT} receives; the "
+            "scheduler's log line names each queue. Inspect with `orchestrator queue dlq <queue>`, fix the "
+            "cause, then `orchestrator queue redrive`.",
+            # dlq_watch reports every 5 min while any DLQ holds a message: one period may miss its tick
+            periods=2,
         )
-        return self.add_alarm(
-            stuck.create_alarm(
-                self,
-                "StuckTasks",
-                alarm_name=f"{self._prefix}-stuck-tasks",
-                alarm_description="The stuck-task reaper failed a task that stopped sending heartbeats.",
-                threshold=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
+        stuck = self._app_metric(scheduler_service, "StuckTasks", cloudwatch.Stats.SUM, "stuck tasks")
+        return self._page_when_at_least(
+            stuck,
+            "StuckTasks",
+            "stuck-tasks",
+            "The stuck-task reaper failed (or requeued) a task that stopped sending heartbeats.",
         )

@@ -13,11 +13,18 @@ settings and token (`github_sync`), read queue depths (`dlq_watch`) and ping ser
 the provisioner (`server_sync`): the function may read the attributes of every queue and DLQ, and send
 only to the queues `shared.topology.PUBLISHES` gives it (provisioner:queue; granted by the stack with
 every function's); it never reads a message.
+
+The work signal (`shared.work_signal`, issue 23) is a DynamoDB table built here: the API may only mark it
+(UpdateItem, `grant_marking`), the scheduler only read and settle it (GetItem, UpdateItem). Each job
+reads it first and leaves the API (and the database) alone while its kind of work is unmarked. On
+demand and holding one item, the table costs nothing at rest; from the API in the VPC it is reached
+through the free DynamoDB gateway endpoint.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -35,6 +42,8 @@ from infra_cdk.constructs.runtime import (
     secret_arns_for_reference,
 )
 from shared.topology import SCHEDULER_HANDLER, SCHEDULES, ScheduleSpec
+from shared.work_signal.dynamodb import ACTIONS as WORK_SIGNAL_ACTIONS
+from shared.work_signal.dynamodb import PARTITION_KEY as WORK_SIGNAL_PARTITION_KEY
 
 _EVENTBRIDGE_MIN_RATE_SECONDS = 60
 QUEUE_STATS_ACTIONS = ("sqs:GetQueueUrl", "sqs:GetQueueAttributes")
@@ -43,6 +52,11 @@ QUEUE_STATS_ACTIONS = ("sqs:GetQueueUrl", "sqs:GetQueueAttributes")
 
 def schedule_input(spec: ScheduleSpec) -> dict[str, str]:
     return {"job": spec.job}
+
+
+def work_signal_environment(table_name: str) -> dict[str, str]:
+    """`shared.work_signal.WorkSignalSettings` on DynamoDB."""
+    return {"ORCH_WORK_SIGNAL_BACKEND": "dynamodb", "ORCH_WORK_SIGNAL_TABLE": table_name}
 
 
 class Schedules(Construct):
@@ -61,6 +75,7 @@ class Schedules(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
+        self.work_signal_table = self._build_work_signal_table()
         self.function = runtime.function(
             self,
             "Function",
@@ -74,7 +89,11 @@ class Schedules(Construct):
                 # github_sync looks up <owner>/<project> on the same host, with the same token, as the
                 # graphs; without these it would fall back to the local host and flag every repository
                 **environment.repo_host(config),
+                **work_signal_environment(self.work_signal_table.table_name),
             },
+        )
+        self.work_signal_table.grant(
+            self.function, *sorted({*WORK_SIGNAL_ACTIONS["read"], *WORK_SIGNAL_ACTIONS["settle"]})
         )
         service_key_secret.grant_read(self.function)
         grant_secret_read(
@@ -90,6 +109,31 @@ class Schedules(Construct):
         self.rules: dict[str, events.Rule] = {
             spec.job: self._build_rule(spec, self.function) for spec in SCHEDULES
         }
+
+    def grant_marking(self, function: lambda_.Function) -> None:
+        """`function` (the API) marks the work signal as its writes commit: UpdateItem only."""
+        for name, value in work_signal_environment(self.work_signal_table.table_name).items():
+            function.add_environment(name, value)
+        self.work_signal_table.grant(function, *WORK_SIGNAL_ACTIONS["mark"])
+
+    def _build_work_signal_table(self) -> dynamodb.Table:
+        # the stack-wide protection switch, as the other tables; point-in-time recovery (cdk-nag DDB3) is
+        # priced per GB, and this table holds one item of a few bytes
+        protected = self._config.deletion_protection
+        return dynamodb.Table(
+            self,
+            "WorkSignalTable",
+            partition_key=dynamodb.Attribute(
+                name=WORK_SIGNAL_PARTITION_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            deletion_protection=protected,
+            removal_policy=RemovalPolicy.RETAIN if protected else RemovalPolicy.DESTROY,
+        )
 
     def _build_rule(self, spec: ScheduleSpec, function: lambda_.IFunction) -> events.Rule:
         if spec.every_s < _EVENTBRIDGE_MIN_RATE_SECONDS or spec.every_s % 60:

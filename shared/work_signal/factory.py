@@ -34,11 +34,16 @@ def build_work_signal(settings: WorkSignalSettings | None = None) -> WorkSignalP
         if not settings.work_signal_table:
             raise ValueError("ORCH_WORK_SIGNAL_TABLE is required when ORCH_WORK_SIGNAL_BACKEND=dynamodb")
         import boto3
+        from botocore.config import Config
 
         from shared.work_signal.dynamodb import DynamoDbWorkSignal
 
+        # IPv4 whatever AWS_USE_DUALSTACK_ENDPOINT says: from the VPC, the free gateway endpoint carries it
         client = boto3.client(
-            "dynamodb", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+            "dynamodb",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=Config(use_dualstack_endpoint=False),
         )
         return DynamoDbWorkSignal(settings.work_signal_table, client)
     from shared.work_signal.local import SqliteWorkSignal

@@ -93,6 +93,7 @@ def test_dlq_watch_counts_each_dlq_and_tells_the_owner(
     out, err = capsys.readouterr()
     emf = json.loads(next(line for line in out.splitlines() if '"_aws"' in line))
     assert not [name for name in emf if name.startswith(("dlq_watch", "dead"))], emf
+    assert emf["DeadLetters"] == [3.0], "one total for every DLQ (the dead-letters alarm)"
     # and one warning line names each non-empty DLQ with the commands that inspect and repair it
     [summary] = [json.loads(line) for line in err.splitlines() if '"WARNING"' in line]
     assert summary["message"].startswith("3 dead-lettered message(s) in 2 DLQ(s): engineering:queue 2")
@@ -184,7 +185,7 @@ def test_every_job_that_reaches_the_database_watches_a_kind_of_work() -> None:
 
 def test_metrics_are_a_few_aggregates_and_zero_is_not_emitted() -> None:
     names = {metric for per_job in SCHEDULER_METRICS.values() for metric in per_job} | {"ScheduledRuns"}
-    assert len(names) <= 6, names
+    assert len(names) <= 7, names
     assert metric_values("stuck_task_reaper", {"failed": 1, "requeued": 2, "examined": 3}) == {
         "ScheduledRuns": 1,
         "StuckTasks": 3,
