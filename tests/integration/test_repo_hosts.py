@@ -96,15 +96,21 @@ def git(*args: str | Path, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def push_commit(
-    host: LocalRepoHost | GitHubRepoHost, full_name: str, workdir: Path, branch: str, content: str = "one"
-) -> str:
-    """What the engineering pipeline does: clone, commit, push with the host's URL and auth env."""
+def clone_once(host: LocalRepoHost | GitHubRepoHost, full_name: str, workdir: Path) -> dict[str, str]:
+    """Clone into `workdir` unless it is there already; the git environment that authenticates to `host`."""
     env = host.git_auth_env()
     if not workdir.exists():
         info = host.get_repo(full_name)
         assert info is not None
         git("clone", "--quiet", info.clone_url, workdir, env=env)
+    return env
+
+
+def push_commit(
+    host: LocalRepoHost | GitHubRepoHost, full_name: str, workdir: Path, branch: str, content: str = "one"
+) -> str:
+    """What the engineering pipeline does: clone, commit, push with the host's URL and auth env."""
+    env = clone_once(host, full_name, workdir)
     (workdir / "file.txt").write_text(content + "\n")
     git("-C", workdir, "add", "file.txt")
     git("-C", workdir, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", content)

@@ -20,6 +20,7 @@ from shared.repos.port import MergeOutcome, RepoHostError
 from tests.fakes.github_server import FakeGitHub
 from tests.integration.test_repo_hosts import (  # the repo-host fixtures, shared
     Hosted,
+    clone_once,
     gh,
     git,
     github,
@@ -37,11 +38,7 @@ def commit_files(
     start: str = "main",
 ) -> str:
     """Clone, stand on `branch` (from `start` unless it exists), write `files`, commit, push; the sha."""
-    env = host.git_auth_env()
-    if not workdir.exists():
-        info = host.get_repo(full_name)
-        assert info is not None
-        git("clone", "--quiet", info.clone_url, workdir, env=env)
+    env = clone_once(host, full_name, workdir)
     git("-C", workdir, "fetch", "--quiet", "origin", env=env)
     remote = git("-C", workdir, "branch", "-r").split()
     if f"origin/{branch}" in remote:
