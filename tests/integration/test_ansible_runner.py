@@ -553,6 +553,17 @@ def test_the_forwarder_sends_new_connections_to_the_new_upstream_while_open_ones
         assert (app_dir / "upstream").read_text().strip() == f"127.0.0.1:{green.server_port}"
         assert http_get_text(f"http://127.0.0.1:{stable}/") == "green"
 
+        # when: a project whose stable port something else holds: refused, naming why, nothing changed
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            other = tmp_path / "other"
+            slot_deployments.append(other)
+            taken = _switch(other, green.server_port, squatter.getsockname()[1], timeout=20)
+        assert taken.returncode == 1
+        assert "cannot listen on" in taken.stdout and "in use" in taken.stdout, taken.stdout
+        assert not (other / "upstream").exists() and not refuses_connections(stable)
+
         # when: stopped
         stopped = subprocess.run(
             [sys.executable, str(SUPERVISE), "stop-tree", str(app_dir)],

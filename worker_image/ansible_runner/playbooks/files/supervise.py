@@ -633,13 +633,19 @@ def _undo_switch(fwd_dir: Path, upstream_file: Path, previous: str | None, retir
     if retired is not None:
         print(f"restarting the in-place service of {retired}")
         start(retired)
-    tail = (
-        (fwd_dir / "forward.log").read_text(errors="replace").strip().splitlines()[-1:]
-        if (fwd_dir / "forward.log").exists()
-        else []
-    )
-    print(f"the forwarder did not serve the stable address{': ' + tail[0] if tail else ''}")
+    problem = _forwarder_problem(fwd_dir)
+    print(f"the forwarder did not serve the stable address{': ' + problem if problem else ''}")
     return 1
+
+
+def _forwarder_problem(fwd_dir: Path) -> str:
+    """Why the forwarder did not come up, from its log: its own words when it could not listen."""
+    try:
+        lines = (fwd_dir / "forward.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    own = [line.split(": ", 1)[-1] for line in lines if "cannot listen on" in line]
+    return (own or lines or [""])[-1]
 
 
 def stop_tree(app_dir: Path) -> int:
