@@ -291,9 +291,9 @@ class EngineeringNodes:
         if branch != state.branch or not commit_sha:
             return {}
         self.event(state, "progress", f"merging {branch} into {MERGE_INTO}", "merge", 93)
-        pr_url = self._pull_request(state, branch, commit_sha)
-        message = f"Merge {branch}: {_title(state.spec)}"
+        message, pr_url = f"Merge {branch}: {_title(state.spec)}", None
         try:
+            pr_url = self._pull_request(state, branch, commit_sha)
             outcome = host.merge(state.repo_full_name, branch, MERGE_INTO, message)
             deadline = time.monotonic() + self.settings.merge_checks_wait_s
             while outcome.status == "pending" and time.monotonic() < deadline:
