@@ -114,6 +114,9 @@ password); the deploy hook creates it and grants it the tables' rows, not their 
 DB_WAKE_TIMEOUT_SECONDS = 20
 """ORCH_DATABASE_WAKE_TIMEOUT_S of the API: a resuming writer (~15 s) is waited for inside the function's 29 s;
 past it the request gets 503 + Retry-After and the CLI / bot try again."""
+DB_IDLE_SESSION_SECONDS = 60
+"""ORCH_DATABASE_IDLE_SESSION_S of the API: PostgreSQL closes its connections idle this long, so a warm (frozen)
+function's pool never keeps Aurora from pausing (it pauses only when no connection is open)."""
 DB_POSTGRES_VERSION = "17"
 DB_INSTANCE_TYPE = "t4g.micro"
 DB_ALLOCATED_STORAGE_GB = 20

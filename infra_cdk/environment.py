@@ -43,6 +43,7 @@ def database_iam_login(user: str) -> Environment:
     return {
         "ORCH_DATABASE_IAM_USER": user,
         "ORCH_DATABASE_WAKE_TIMEOUT_S": str(constants.DB_WAKE_TIMEOUT_SECONDS),
+        "ORCH_DATABASE_IDLE_SESSION_S": str(constants.DB_IDLE_SESSION_SECONDS),
     }
 
 

@@ -197,6 +197,9 @@ class WakeBudget:
     seconds: float
     retry_after_s: int = 10
     pause_s: float = 1.0
+    release_idle_s: int | None = None
+    """The server closes a connection idle this long (`idle_session_timeout`): a warm container's pool must
+    not keep the database awake (Aurora pauses only with no connection open); the pool's pre-ping reconnects."""
 
 
 def connect_waking(
@@ -253,7 +256,20 @@ def attach_credentials(
 
             return once_more(is_auth_failure, before_retry=lambda _exc: credentials.refresh())(login)
 
-        return connect_waking(attempt, wake)
+        connection = connect_waking(attempt, wake)
+        if wake is not None and wake.release_idle_s:
+            release_when_idle(connection, wake.release_idle_s)
+        return connection
+
+
+def release_when_idle(connection: Any, seconds: int) -> None:
+    """`idle_session_timeout` for this session (PostgreSQL 14+), committed so it outlives the transaction."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SET idle_session_timeout = {int(seconds) * 1000}")
+    finally:
+        cursor.close()
+    connection.commit()
 
 
 def url_from_rds_secret(

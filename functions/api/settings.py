@@ -104,11 +104,22 @@ class ApiSettings(
         ),
     ] = 86_400
 
+    database_idle_session_s: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="With database_wake_timeout_s: PostgreSQL closes the API's connections idle this long, "
+            "so a warm function never keeps a pausing database awake.",
+        ),
+    ] = None
+
     @property
     def wake_budget(self) -> WakeBudget | None:
         from functions.api.db import WakeBudget
 
-        return WakeBudget(self.database_wake_timeout_s) if self.database_wake_timeout_s else None
+        if not self.database_wake_timeout_s:
+            return None
+        return WakeBudget(self.database_wake_timeout_s, release_idle_s=self.database_idle_session_s)
 
     @property
     def effective_database_tls(self) -> DatabaseTls:

@@ -19,7 +19,7 @@ which applies the API's Alembic migrations), since the API function owns the mod
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Fn, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Fn, RemovalPolicy, Stack, Token, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -71,7 +71,10 @@ class Database(Construct):
 
     @property
     def endpoint_port(self) -> str:
-        return str(constants.DB_PORT)
+        """The port as the database reports it (`Endpoint.Port`), not the constant it was asked for."""
+        if isinstance(self.resource, rds.DatabaseCluster):
+            return Token.as_string(self.resource.cluster_endpoint.port)
+        return self.resource.db_instance_endpoint_port
 
     def grant_connect(self, grantee: iam.IGrantable, db_user: str) -> None:
         """`rds-db:connect` as `db_user` on this database, nothing else."""

@@ -182,6 +182,7 @@ def test_the_api_logs_in_as_its_own_user_with_iam_and_never_reads_the_master_sec
     assert env["ORCH_DATABASE_IAM_USER"] == constants.DB_IAM_USER
     assert env["ORCH_DATABASE_WAKE_TIMEOUT_S"] == str(constants.DB_WAKE_TIMEOUT_SECONDS)
     assert constants.DB_WAKE_TIMEOUT_SECONDS < constants.API_TIMEOUT_SECONDS
+    assert env["ORCH_DATABASE_IDLE_SESSION_S"] == str(constants.DB_IDLE_SESSION_SECONDS)  # lets Aurora pause
     assert "ORCH_DATABASE_SECRET_REF" not in env
     statements = _statements(any_app, api["Role"])
     connects = [s for s in statements if "rds-db:connect" in json.dumps(s["Action"])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -210,6 +211,7 @@ def test_the_api_login_may_change_rows_but_not_the_schema(
         "ORCH_DATABASE_PORT": str(target.port or 5432),
         "ORCH_DATABASE_NAME": target.database or "",
         "ORCH_DATABASE_WAKE_TIMEOUT_S": "5",
+        "ORCH_DATABASE_IDLE_SESSION_S": "1",
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "secret",
         "ORCH_AWS_REGION": "us-east-1",
@@ -229,5 +231,12 @@ def test_the_api_login_may_change_rows_but_not_the_schema(
         with pytest.raises(Exception, match=r"must be owner|permission denied"), deps.db.engine.begin() as c:
             c.execute(text("DROP TABLE users"))
         assert deps.db.schema_is_current()
+        # an idle pooled connection is closed by the server (the database may pause); the next use reconnects
+        with deps.db.engine.connect() as connection:
+            assert connection.execute(text("SHOW idle_session_timeout")).scalar() == "1s"
+            before = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        time.sleep(1.5)
+        with deps.db.engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != before
     finally:
         dispose_all()
