@@ -614,3 +614,20 @@ def test_a_domain_on_an_ssh_server_is_the_url_and_the_stable_port_is_what_is_che
         state.stable_port,
         state.port,
     )
+
+
+def test_a_project_running_in_place_from_before_slots_moves_to_slot_a_behind_its_own_port(
+    world: DeployWorld,
+) -> None:
+    # given a deployment made before slots: the service itself on the project's one port
+    project = world.service.get_project(PROJECT)
+    port = world.service.allocate_port("localhost", project.id).port
+    url = f"http://127.0.0.1:{port}"
+    record = DeploymentRecord(server_handle="localhost", port=port, url=url, health_url=url + "/health")
+    world.service.record_deployment(project.id, record)
+    # when the next deploy allocates (the port is held by that service: it is the project's own)
+    with health_server(port):
+        update = world.nodes.allocate(world.state(world.deploy_task()))
+    # then its port stays the address and the release goes to slot a
+    assert (update["stable_port"], update["slot"], update["deployed_url"]) == (port, "a", url)
+    assert update["port"] != port
