@@ -101,9 +101,10 @@ def failure_text(result: dict[str, Any]) -> str:
 
 
 def cause_text(result: dict[str, Any], log_lines: int = CAUSE_LOG_LINES) -> str:
-    """What a person needs from a failed run, leading with the service's own words: its last log line
-    (where the cause is, e.g. `ModuleNotFoundError: No module named ...`), then its last lines and where
-    the whole log is, then the runner's one-line error; never Ansible's output, which quotes the
+    """What a person needs from a failed run, in the service's own words: its last log line (where the
+    cause is, e.g. `ModuleNotFoundError: No module named ...`) first, the runner's one-line error, then
+    the service's last lines and where the whole log is, ending with that line again (so a view showing
+    only the first or only the last line shows the cause); never Ansible's output, which quotes the
     playbook."""
     error = str(result.get("error") or "failed")
     lines = service_lines(str(result.get("service_log") or ""))
@@ -113,10 +114,8 @@ def cause_text(result: dict[str, Any], log_lines: int = CAUSE_LOG_LINES) -> str:
     where = f" of {path}" if path else ""
     shown = "\n".join(f"  {line[:300]}" for line in lines[-log_lines:])
     count = min(len(lines), log_lines)
-    block = f"service log (last {count} line{'s' if count > 1 else ''}{where}):\n{shown}"
-    said = lines[-1][:300]
     error = error.removesuffix(lines[-1]).rstrip(" :") or error  # the runner's error may end with it
-    return f"{said}\n{block}\n{error}"
+    return f"{lines[-1][:300]}\n{error}\nservice log (last {count} line{'s' if count > 1 else ''}{where}):\n{shown}"
 
 
 def service_lines(log: str) -> list[str]:

@@ -372,9 +372,8 @@ def test_a_failed_ansible_run_goes_to_a_fix_round_with_what_it_saw(world: Deploy
     )
     # the fix round's agent gets everything; a person gets the error, the service's own lines, the path
     cause = (
-        f"ModuleNotFoundError: No module named 'app.x'\nservice log (last 2 lines of {log}):\n"
-        "  Traceback (most recent call last):\n  ModuleNotFoundError: No module named 'app.x'\n"
-        "service did not start"
+        f"ModuleNotFoundError: No module named 'app.x'\nservice did not start\nservice log (last 2 lines of {log}):\n"
+        "  Traceback (most recent call last):\n  ModuleNotFoundError: No module named 'app.x'"
     )
     assert update["last_cause"] == cause and update["service_log_path"] == log
     assert update["last_failure"].startswith(cause + "\nexit code 2\nstdout:\nTASK [Report")

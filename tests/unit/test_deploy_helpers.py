@@ -148,20 +148,20 @@ MISSING = "ModuleNotFoundError: No module named 'app.x'"
 @pytest.mark.parametrize(
     ("result", "expected"),
     [
-        (  # the service's own last line leads; then its last lines, then the runner's error
+        (  # the service's own last line leads, the runner's error follows, the log's last lines end it
             {"error": "gave up", "service_log": SUPERVISED_LOG, "service_log_path": "/a/service.log"},
-            f"{MISSING}\nservice log (last 3 lines of /a/service.log):\n"
-            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}\ngave up",
+            f"{MISSING}\ngave up\nservice log (last 3 lines of /a/service.log):\n"
+            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}",
         ),
         (  # the runner's error ending with that line does not repeat it
             {"error": f"slot b did not become healthy: {MISSING}", "service_log": SUPERVISED_LOG},
-            f"{MISSING}\nservice log (last 3 lines):\n"
-            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}\nslot b did not become healthy",
+            f"{MISSING}\nslot b did not become healthy\nservice log (last 3 lines):\n"
+            f"  {MISSING}\n  Traceback (most recent call last):\n  {MISSING}",
         ),
         (  # only the supervisor spoke: its lines are the cause
             {"error": "gave up", "service_log": "2026-12-03 13:08:05 supervisor[1]: stopped\n"},
-            "2026-12-03 13:08:05 supervisor[1]: stopped\nservice log (last 1 line):\n"
-            "  2026-12-03 13:08:05 supervisor[1]: stopped\ngave up",
+            "2026-12-03 13:08:05 supervisor[1]: stopped\ngave up\nservice log (last 1 line):\n"
+            "  2026-12-03 13:08:05 supervisor[1]: stopped",
         ),
         (
             {"error": "pip failed", "service_log_path": "/a/service.log"},
