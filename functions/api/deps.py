@@ -131,3 +131,12 @@ def set_deps(deps: ApiDeps | None) -> None:
     global _deps
     with _lock:
         _deps = deps
+
+
+def forget_deps() -> ApiDeps | None:
+    """Forget the container's dependencies (a SnapStart restore: `functions.api.restore_hooks`); returns them so
+    the caller can release what they hold. The next `get_deps` builds them anew."""
+    global _deps
+    with _lock:
+        previous, _deps = _deps, None
+        return previous

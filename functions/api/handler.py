@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
-from functions.api import auth, openapi, request_guard, worker_tokens
+from functions.api import auth, openapi, request_guard, restore_hooks, worker_tokens
 from functions.api.db import schema_serves
 from functions.api.deps import ApiDeps, get_deps
 from functions.api.errors import (
@@ -273,3 +273,6 @@ def lambda_handler(
         if int(result.get("statusCode", 200)) in (204, 304):
             result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
         return result
+
+
+restore_hooks.register()  # SnapStart in AWS: warm before the snapshot, start clean after each restore

@@ -16,6 +16,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 
+from functions.telegram_bot import restore_hooks
 from functions.telegram_bot.bot import BotDeps, build_dispatcher, process_update
 from shared.contracts.registry import TELEGRAM_UPDATES
 from shared.contracts.telegram import TelegramUpdateMessage
@@ -98,3 +99,6 @@ def lambda_handler(event: dict[str, Any], context: Any, runtime: BotRuntime | No
     return process_queue_event(
         event, TELEGRAM_UPDATES, lambda message, _record: active.process(message), context
     )
+
+
+restore_hooks.register()  # SnapStart in AWS: warm before the snapshot, start clean after each restore

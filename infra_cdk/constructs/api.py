@@ -208,7 +208,7 @@ class Api(Construct):
             create_default_stage=False,
             default_integration=integrations.HttpLambdaIntegration(
                 "ApiIntegration",
-                self.function,
+                self._runtime.entry_point(constants.API_FUNCTION),  # the SnapStart alias
                 payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
             ),
         )

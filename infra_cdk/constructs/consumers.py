@@ -141,7 +141,7 @@ class Consumers(Construct):
         )
         self._service_key_secret.grant_read(function)
         for logical in spec.queues:
-            function.add_event_source(
+            self._runtime.entry_point(name).add_event_source(  # the SnapStart alias if it has one
                 event_sources.SqsEventSource(
                     self._messaging.queues[logical].queue,
                     batch_size=spec.batch_size,

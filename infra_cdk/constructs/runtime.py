@@ -39,6 +39,13 @@ from shared.secrets.refs import is_arn, parse_reference
 
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
 
+SNAPSTART_FUNCTIONS = frozenset({constants.API_FUNCTION, constants.TELEGRAM_BOT_FUNCTION})
+"""Functions a person waits on after an idle period (an HTTP answer, the bot's reply): Lambda SnapStart
+restores them from a snapshot taken after their imports instead of importing again (the bot's aiogram
+alone takes seconds). Their restore hooks: `shared.snapstart`. SnapStart applies to published versions
+only, so each gets a version and the `LIVE_ALIAS` alias, and its triggers call the alias."""
+LIVE_ALIAS = "live"
+
 
 @dataclass(frozen=True)
 class VpcPlacement:
@@ -76,6 +83,7 @@ class LambdaRuntime(Construct):
         self.layer_assets = self._resolve_layer_assets()
         self.layers: dict[str, lambda_.LayerVersion] = {}
         self.functions: dict[str, lambda_.Function] = {}
+        self.aliases: dict[str, lambda_.Alias] = {}
 
     @staticmethod
     def code_asset_excludes() -> list[str]:
@@ -202,8 +210,12 @@ class LambdaRuntime(Construct):
             # xray:PutTraceSegments/PutTelemetryRecords (which take no resource, hence their IAM5 below).
             tracing=lambda_.Tracing.ACTIVE,
             environment={**environment.observability(name), **environment_variables},
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if name in SNAPSTART_FUNCTIONS else None,
             **network,  # type: ignore[arg-type]
         )
+        if name in SNAPSTART_FUNCTIONS:
+            # `current_version` publishes a new version whenever the code or configuration changes.
+            self.aliases[name] = function.add_alias(LIVE_ALIAS, description=f"{function_name}: SnapStart")
         Validations.of(function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",
@@ -221,6 +233,11 @@ class LambdaRuntime(Construct):
         )
         self.functions[name] = function
         return function
+
+    def entry_point(self, name: str) -> lambda_.IFunction:
+        """What a trigger of function `name` calls: its `LIVE_ALIAS` alias under SnapStart, else the function
+        (SnapStart restores only published versions; the unqualified function would cold-start as before)."""
+        return self.aliases.get(name) or self.functions[name]
 
 
 # -- IAM helpers the constructs share --------------------------------------------------------------

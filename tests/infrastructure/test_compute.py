@@ -99,6 +99,15 @@ def _mappings(app: Synthesized) -> list[dict[str, Any]]:
     return [m["Properties"] for m in app.resources("AWS::Lambda::EventSourceMapping").values()]
 
 
+def _mapped_function_id(app: Synthesized, mapping: dict[str, Any]) -> str:
+    """The function a mapping invokes: `{"Ref": function}`, or (SnapStart) `<name>:live` joined from its alias."""
+    target = mapping["FunctionName"]
+    if "Ref" in target:
+        return str(target["Ref"])
+    alias_id = target["Fn::Join"][1][0]["Fn::Select"][1]["Fn::Split"][1]["Ref"]
+    return str(app.resources("AWS::Lambda::Alias")[alias_id]["Properties"]["FunctionName"]["Ref"])
+
+
 # -- functions ----------------------------------------------------------------------------------
 
 
@@ -358,7 +367,7 @@ def test_visibility_timeout_is_at_least_six_times_the_consuming_function_timeout
     functions = any_app.resources("AWS::Lambda::Function")
     for mapping in _mappings(any_app):
         queue = queues[mapping["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
-        function = functions[mapping["FunctionName"]["Ref"]]["Properties"]
+        function = functions[_mapped_function_id(any_app, mapping)]["Properties"]
         assert queue["VisibilityTimeout"] >= 6 * function["Timeout"], queue["QueueName"]
 
 
@@ -371,7 +380,7 @@ def test_each_consumer_reads_its_queues_with_the_table_batch_and_concurrency(
     mine = {
         queues[m["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]["QueueName"]: m
         for m in _mappings(default_app)
-        if m["FunctionName"] == {"Ref": logical_id}
+        if _mapped_function_id(default_app, m) == logical_id
     }
     assert set(mine) == {physical_name(DEFAULT_PREFIX, q) for q in spec.queues}
     for mapping in mine.values():
@@ -650,7 +659,9 @@ def test_http_api_throttles_logs_and_routes_everything_to_the_function(any_app: 
     integrations = any_app.resources("AWS::ApiGatewayV2::Integration")
     integration = integrations[routes["$default"]["Target"]["Fn::Join"][1][1]["Ref"]]
     assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
-    assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": [api_fn_id, "Arn"]}
+    alias = any_app.resources("AWS::Lambda::Alias")[integration["Properties"]["IntegrationUri"]["Ref"]]
+    # through its SnapStart alias (tests/infrastructure/test_snapstart.py)
+    assert alias["Properties"]["FunctionName"] == {"Ref": api_fn_id}
 
 
 def test_api_writes_only_project_and_server_secrets_and_reads_only_the_database_and_worker_secrets(
