@@ -57,7 +57,7 @@ def deploy_stack() -> Iterator:  # type: ignore[type-arg]
     home = Path(os.environ["ORCH_HOME"])
     started: list[Stack] = []
 
-    def make(mode: str = "good") -> Stack:
+    def make(mode: str = "good", env: dict[str, str] | None = None) -> Stack:
         start = _port_block()
         stack = Stack(
             home,
@@ -69,7 +69,8 @@ def deploy_stack() -> Iterator:  # type: ignore[type-arg]
                 "ORCH_PORT_RANGE_START": str(start),
                 "ORCH_PORT_RANGE_END": str(start + 19),
                 "ORCH_SMOKE_ATTEMPTS": "4",
-            },
+            }
+            | (env or {}),
         )
         stack.start()
         started.append(stack)

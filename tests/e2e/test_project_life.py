@@ -14,6 +14,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE
 from tests.e2e.conftest import CliRunner
 from tests.e2e.test_deploy import _json, deploy_stack  # noqa: F401 - the fixture, shared
+from tests.stable_poller import StablePoller
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,6 +31,7 @@ pytestmark = [
 ]
 
 PROJECT = "notes"
+BROKEN = "release 3 cannot start: on purpose"
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -74,16 +77,40 @@ def _serves(url: str, name: str) -> bool:
     return status == 200 and json.loads(body) == {"feature": name}
 
 
+def _push_broken(repo: str, tmp_path: Path) -> str:
+    """Branch `broken` of the project: main plus a feature module that raises on import (the service
+    cannot start, in its own words). Its commit."""
+    work = tmp_path / "broken"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(work)]
+    subprocess.run(["git", "clone", "-q", repo, str(work)], check=True)
+    (work / "app" / "features" / "broken.py").write_text(f"raise RuntimeError({BROKEN!r})\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a release that cannot start"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:refs/heads/broken"], check=True)
+    return subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _project_ports(cli: CliRunner) -> int:
+    """How many ports of the built-in server this test's only project holds."""
+    shown = cli("server", "show", "localhost").stdout
+    [line] = [line for line in shown.splitlines() if line.strip().startswith("ports:")]
+    return len([p for p in line.split(":", 1)[1].split(",") if p.strip().isdigit()])
+
+
 def _releases(cli: CliRunner) -> list[tuple[int, str, str, int | None]]:
     shown = _json(cli("deploy", "history", PROJECT, "--json"))
     return [(r["number"], r["status"], r["commit_sha"], r["rollback_of"]) for r in shown]
 
 
 def test_two_wishes_serve_both_features_from_main_then_a_rollback_serves_the_first(
-    deploy_stack: Callable[[str], Any],  # noqa: F811
+    deploy_stack: Callable[..., Any],  # noqa: F811
     cli: CliRunner,
+    tmp_path: Path,
 ) -> None:
-    deploy_stack("feature")
+    # no fix round: a broken release must just fail (a fix would merge into main)
+    deploy_stack("feature", {"ORCH_DEPLOY_MAX_FIX_ATTEMPTS": "0"})
     created = cli("project", "create", "--name", PROJECT, "--agent", "command")
     assert created.returncode == 0, created.stdout + created.stderr
 
@@ -109,17 +136,32 @@ def test_two_wishes_serve_both_features_from_main_then_a_rollback_serves_the_fir
     assert _serves(url, "one") and _serves(url, "two")
     assert _releases(cli) == [(2, "serving", head2, None), (1, "superseded", head1, None)]
 
-    # rollback to release 1: its commit again, as release 3, into the slot not serving
+    # a release whose service cannot start: release 2 answers every poll through the attempt, release 3
+    # is FAILED with the service's own words, and the project holds its three ports, no more
+    broken = _push_broken(repo, tmp_path)
+    with StablePoller(url + "/features/two") as poller:
+        failed = cli("deploy", "start", PROJECT, "--server", "localhost", "--ref", "broken", "--follow")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert poller.failures == [] and len(poller.polls) > 5, poller.failures[:3]
+    assert _releases(cli)[0] == (3, "failed", broken, None)
+    [shown] = [r for r in _json(cli("deploy", "history", PROJECT, "--json")) if r["number"] == 3]
+    assert shown["error"].splitlines()[0].endswith(f": RuntimeError: {BROKEN}"), shown["error"]
+    assert shown["error"].splitlines()[-1].strip() == f"RuntimeError: {BROKEN}", shown["error"]
+    assert _json(cli("deploy", "status", PROJECT, "--json"))[0]["task_id"] == deploy2["id"]
+    assert _project_ports(cli) == 3, "the stable port and the two slots' ports"
+
+    # rollback to release 1: its commit again, as release 4, into the slot not serving
     rolled = _deploy(cli, "rollback", PROJECT, "--to", "1")
     assert (rolled["result"]["release"], rolled["result"]["slot"], rolled["result"]["commit_sha"]) == (
-        3,
+        4,
         "a",
         head1,
     )
     assert _serves(url, "one")
     assert _get(f"{url}/features/two")[0] == 404
     assert _releases(cli) == [
-        (3, "serving", head1, 1),
+        (4, "serving", head1, 1),
+        (3, "failed", broken, None),
         (2, "superseded", head2, None),
         (1, "superseded", head1, None),
     ]
