@@ -4,7 +4,8 @@ main) and real Ansible runs against the built-in localhost server.
 
 Two wishes in a row: each deploy ships main's head as a numbered release into the slot not serving, and
 the second one serves both features at the same address; `deploy history` shows the two releases with
-main's commits. Then `deploy rollback --to 1` ships release 1's commit again as release 3.
+main's commits. A release whose service cannot start then fails in its own words while release 2 keeps
+answering, leaking no port. Last, `deploy rollback --to 1` ships release 1's commit again as release 4.
 """
 
 from __future__ import annotations
