@@ -7,12 +7,17 @@ project's stable port answers through Caddy; release 2 goes to slot b while a cl
 address every 100 ms from this machine: no poll may fail; a release whose service cannot start leaves
 release 2 answering every poll; a release with a domain gets its HTTPS site beside the stable port (Caddy
 validates and loads it; no certificate can be issued offline, so none is asked for here); undeploy takes
-the site out.
+the site out. Then the same through the real CLI on the embedded stack: the ssh host added as a server,
+`orchestrator run --server` ships release 1 (provisioning puts Caddy in front), `deploy start` ships
+main's change as release 2 behind the same URL while a client polls it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +27,9 @@ from typing import Any
 import pytest
 
 from shared.secrets.port import SecretsPort
-from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, AppRepo, http_get, make_app_repo
+from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, AppRepo, git, http_get, kill_project, make_app_repo
+from tests.e2e.conftest import CliRunner
+from tests.e2e.test_deploy import _json, deploy_stack  # noqa: F401 - the fixture, shared
 from tests.ssh_fixtures import (  # noqa: F401 - fixtures
     HANDLE,
     KEY_REF,
@@ -34,12 +41,12 @@ from tests.ssh_fixtures import (  # noqa: F401 - fixtures
 )
 from tests.ssh_host import SshHost
 from tests.stable_poller import StablePoller
-from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
+from worker_image.ansible_runner.job import SSH_DEPLOY_ROOT, RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.runner import run_job
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(1200),  # seven playbook runs over ssh
+    pytest.mark.timeout(1200),  # up to seven playbook runs over ssh, each a minute on a loaded machine
     *NEEDS_GIT_AND_ANSIBLE,
     *PROXY_MARKS,
 ]
@@ -176,3 +183,87 @@ def test_releases_switch_behind_caddy_without_a_failed_poll(
         f"\nssh releases behind Caddy, timings (s, measured under load): {timings}; "
         f"{polls_during_switch} polls during release 2, 0 failed"
     )
+
+
+# -- the whole flow through the CLI ------------------------------------------------------------------
+
+
+@pytest.fixture
+def apps_on_the_server() -> Iterator[Path]:
+    """The CLI's deploys use the server's default deploy root: stop what the test leaves there."""
+    root = Path(SSH_DEPLOY_ROOT)
+    existed = {p.name for p in root.iterdir()} if root.exists() else set()
+    yield root
+    for app_dir in root.glob("*") if root.exists() else []:
+        if app_dir.name not in existed or app_dir.name == ".caddy":
+            kill_project(app_dir)
+            if app_dir.name not in existed:
+                shutil.rmtree(app_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when this test made it and left it empty
+
+
+def test_the_cli_releases_behind_caddy_on_an_ssh_server(
+    deploy_stack: Any,  # noqa: F811
+    cli: CliRunner,
+    ssh_host: SshHost,  # noqa: F811
+    ssh_service_user: str,  # noqa: F811
+    apps_on_the_server: Path,
+    tmp_path: Path,
+) -> None:
+    # given: the ssh host as a server, and release 1 (the template) deployed there through the CLI
+    deploy_stack()
+    added = cli(
+        "server",
+        "add",
+        "ssh-host",
+        "--host",
+        ssh_host.address,
+        "--ssh-user",
+        ssh_host.user,
+        "--ssh-key-file",
+        str(ssh_host.private_key_path),
+        "--json",
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    ran = cli(
+        "run", "--name", "kiosk", "--spec", "a kiosk", "--agent", "none", "--server", "ssh-host", timeout=400
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    [first] = _json(cli("deploy", "history", "kiosk", "--json"))
+    assert (first["number"], first["status"], first["slot"]) == (1, "serving", "a")
+    stable_url = first["url"] + "/health"
+    assert first["url"].startswith(f"http://{ssh_host.address}:")
+    assert http_get(stable_url, timeout=5) == (200, {"status": "ok"})
+    site = ssh_host.etc("caddy") / "sites" / "kiosk.caddy"
+    assert f"reverse_proxy 127.0.0.1:{first['port']}" in site.read_text(), "Caddy fronts the release"
+
+    # when: main gets a change and it is deployed while a client polls the stable URL every 100 ms
+    work = tmp_path / "work"
+    subprocess.run(
+        ["git", "clone", "-q", _json(cli("project", "show", "kiosk", "--json"))["repo_url"], str(work)],
+        check=True,
+    )
+    server = work / "app" / "server.py"
+    server.write_text(server.read_text().replace('{"status": "ok"}', '{"status": "v2"}'))
+    git("commit", "-q", "-am", "Answer v2", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    with StablePoller(stable_url) as poller:
+        time.sleep(0.5)
+        second = cli("deploy", "start", "kiosk", "--server", "ssh-host", "--follow", timeout=400)
+        time.sleep(0.5)
+
+    # then: release 2 serves from slot b behind the same URL, and not one poll failed
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert poller.failures == [], poller.failures[:3]
+    assert [json.loads(body)["status"] for body in poller.bodies()] == ["ok", "v2"]
+    newest, older = _json(cli("deploy", "history", "kiosk", "--json"))
+    assert (newest["number"], newest["status"], newest["slot"], newest["url"]) == (
+        2,
+        "serving",
+        "b",
+        first["url"],
+    )
+    assert older["status"] == "superseded"
+    assert f"reverse_proxy 127.0.0.1:{newest['port']}" in site.read_text()
+    print(f"\nCLI release 2 over ssh behind Caddy: {len(poller.polls)} polls, 0 failed (measured under load)")
