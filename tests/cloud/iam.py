@@ -281,6 +281,8 @@ class Env:
     """Secret name or (partial) ARN -> the secret's real ARN (with its 6-character suffix), None if absent."""
     task_definition: Callable[[str], Mapping[str, Any] | None] | None = None
     """Task definition family, family:revision or ARN -> {"taskDefinitionArn", "taskRoleArn", "executionRoleArn"}."""
+    db_resource_id: Callable[[str], str | None] | None = None
+    """Database host name -> its resource id (`cluster-...` / `db-...`), the middle of an `rds-db` ARN."""
 
     def arn(self, service: str, resource: str, region: str | None = None, account: str | None = None) -> str:
         return (
@@ -713,6 +715,21 @@ def _secret_create(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
 _simple("secretsmanager", "ListSecrets", "secretsmanager:ListSecrets", lambda p, env: "*")
 _simple("secretsmanager", "GetRandomPassword", "secretsmanager:GetRandomPassword", lambda p, env: "*")
 
+# -- RDS IAM database authentication -----------------------------------------------------------
+
+
+@_maps("rds-db", "connect", "rds-db:connect")
+def _db_connect(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
+    """A token from `generate_db_auth_token` logs in as DBUsername: `rds-db:connect` on
+    `dbuser:<the database's resource id>/<user>` (the host names the database; the port does not count)."""
+    host = str(_required(p, "DBHostname", "rds-db", "connect"))
+    user = str(_required(p, "DBUsername", "rds-db", "connect"))
+    resource_id = env.db_resource_id(host) if env.db_resource_id else None
+    if resource_id is None:
+        raise UnmappedOperation("rds-db", "connect", f"no database known at host {host}")
+    return [AuthRequest("rds-db:connect", env.arn("rds-db", f"dbuser:{resource_id}/{user}"))]
+
+
 # -- ECS ---------------------------------------------------------------------------------------
 
 
@@ -971,6 +988,7 @@ class _GuardState:
 _state: _GuardState | None = None
 _original_make_api_call: Any = None
 _original_presign: Any = None
+_original_db_auth_token: Any = None
 _local = threading.local()
 
 
@@ -1141,6 +1159,31 @@ def install_guard(
         _original_make_api_call = BaseClient._make_api_call
         BaseClient._make_api_call = _guarded_make_api_call
     _guard_presigning()
+    _guard_db_auth_tokens()
+
+
+def _guarded_db_auth_token(self: Any, DBHostname: str, Port: int, DBUsername: str, Region: Any = None) -> Any:
+    """An IAM database token is a presigned `connect` request, checked by RDS when it is used to log in (here
+    the rehearsal's PostgreSQL does not check it): the signer's policy is checked when it signs."""
+    state = _state
+    if state is not None and not getattr(_local, "bypass", False):
+        params = {"DBHostname": DBHostname, "Port": Port, "DBUsername": DBUsername}
+        region = Region or self.meta.region_name
+        _results, decision = check_call("rds-db", "connect", params, region, state)
+        if not decision.allowed:
+            raise PermissionError(f"rds-db:connect denied when signing the login token: {decision.reason}")
+    return _original_db_auth_token(self, DBHostname, Port, DBUsername, Region)
+
+
+def _guard_db_auth_tokens() -> None:
+    """RDS clients made from now on sign login tokens through `_guarded_db_auth_token` (botocore adds
+    `generate_db_auth_token` to the RDS client class it creates, from this module attribute)."""
+    global _original_db_auth_token
+    import botocore.signers
+
+    if _original_db_auth_token is None:
+        _original_db_auth_token = botocore.signers.generate_db_auth_token
+        botocore.signers.generate_db_auth_token = _guarded_db_auth_token
 
 
 def _guard_presigning() -> None:
@@ -1155,7 +1198,7 @@ def _guard_presigning() -> None:
 
 
 def uninstall_guard() -> None:
-    global _state, _original_make_api_call, _original_presign
+    global _state, _original_make_api_call, _original_presign, _original_db_auth_token
     import botocore.signers
     from botocore.client import BaseClient
 
@@ -1163,6 +1206,8 @@ def uninstall_guard() -> None:
         BaseClient._make_api_call = _original_make_api_call
     if _original_presign is not None:
         botocore.signers.generate_presigned_url = _original_presign
+    if _original_db_auth_token is not None:
+        botocore.signers.generate_db_auth_token = _original_db_auth_token
     _original_make_api_call = None
     _original_presign = None
     _state = None
@@ -1245,12 +1290,18 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 def env_from_environ(environ: Mapping[str, str] | None = None) -> Env:
     environ = os.environ if environ is None else environ
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    databases: dict[str, str] = json.loads(environ.get(DB_RESOURCE_IDS_ENV) or "{}")
     return Env(
         region=region,
         account=environ.get("REHEARSAL_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
         secret_arn=secret_arn_lookup(region),
         task_definition=task_definition_lookup(region),
+        db_resource_id=databases.get,
     )
+
+
+DB_RESOURCE_IDS_ENV = "REHEARSAL_DB_RESOURCE_IDS"
+"""JSON {database host: resource id}: which database a login token is for (the stager knows)."""
 
 
 POLICY_ENV = "REHEARSAL_IAM_POLICY"

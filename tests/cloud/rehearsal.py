@@ -150,6 +150,7 @@ class Rehearsal:
 
         self.outside = {
             "AWS_ENDPOINT_URL": self.moto_url,
+            "REHEARSAL_DB_RESOURCE_IDS": json.dumps(self.database_resource_ids()),
             "ORCH_GITHUB_API_URL": self.github.url,
             "ORCH_TELEGRAM_API_BASE": self.telegram.url,
         }
@@ -240,12 +241,25 @@ class Rehearsal:
     def _create_database(self) -> dict[str, Any]:
         from sqlalchemy import create_engine, text
 
-        name = f"rehearsal_{secrets.token_hex(4)}"
+        # the template's database name when the server is the rehearsal's own (the functions are told it as
+        # a plain value, ORCH_DATABASE_NAME); a random one on a shared server
+        name = (
+            self._template_database_name() if self.database_tls else None
+        ) or f"rehearsal_{secrets.token_hex(4)}"
         engine = create_engine(self.postgres_admin_url, isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
             exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'orchestrator'")).first()
             if not exists:
                 connection.execute(text("CREATE ROLE orchestrator LOGIN"))
+            # what RDS gives its master user: CREATEROLE, and rds_iam (its role for IAM database
+            # authentication) to hand on; the deploy hook makes the API's login with them
+            connection.execute(text("ALTER ROLE orchestrator CREATEROLE"))
+            connection.execute(
+                text(
+                    "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                )
+            )
+            connection.execute(text("GRANT rds_iam TO orchestrator WITH ADMIN OPTION"))
             connection.execute(text(f'CREATE DATABASE "{name}" OWNER orchestrator'))
         engine.dispose()
         url = urlsplit(self.postgres_admin_url.replace("+pg8000", ""))
@@ -255,6 +269,27 @@ class Rehearsal:
             "dbname": name,
             **self.database_override,
         }
+
+    def _template_database_name(self) -> str | None:
+        for kind, key in (("AWS::RDS::DBCluster", "DatabaseName"), ("AWS::RDS::DBInstance", "DBName")):
+            for logical, _ in self.template.of_type(kind):
+                name = self.template.props(logical).get(key)
+                if isinstance(name, str):
+                    return name
+        return None
+
+    def database_resource_ids(self) -> dict[str, str]:
+        """{host: resource id} of the staged database: what an IAM login token names (tests/cloud/iam.py)."""
+        for kind, attribute in (
+            ("AWS::RDS::DBCluster", "DBClusterResourceId"),
+            ("AWS::RDS::DBInstance", "DbiResourceId"),
+        ):
+            for logical, _ in self.template.of_type(kind):
+                if kind == "AWS::RDS::DBInstance" and self.template.props(logical).get("DBClusterIdentifier"):
+                    continue  # an Aurora writer: the login is to its cluster
+                attrs = self.template.physical[logical].attrs
+                return {str(attrs["Endpoint.Address"]): str(attrs[attribute])}
+        return {}
 
     def _drop_database(self) -> None:
         from sqlalchemy import create_engine, text

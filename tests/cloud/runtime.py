@@ -99,6 +99,13 @@ class FunctionHost:
             "AWS_SESSION_TOKEN": f"role/{spec.principal.name}",
             **self.outside,
             **spec.environment,
+            # botocore refuses a custom endpoint (moto) together with dual-stack endpoints; the IPv6 path is
+            # the network's (tests/infrastructure/test_network.py), not something moto could show
+            **(
+                {"AWS_USE_DUALSTACK_ENDPOINT": "false"}
+                if "AWS_USE_DUALSTACK_ENDPOINT" in spec.environment
+                else {}
+            ),
             # the host's own settings, removed before the function's code runs
             "REHEARSAL_HOST": json.dumps(
                 {

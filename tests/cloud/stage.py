@@ -57,6 +57,8 @@ class Stager:
             self._table(logical)
         for logical, _ in t.of_type("AWS::S3::Bucket"):
             self._bucket(logical)
+        for logical, _ in t.of_type("AWS::RDS::DBCluster"):
+            self._db_cluster(logical)
         for logical, _ in t.of_type("AWS::RDS::DBInstance"):
             self._db_instance(logical)
         for logical, _ in t.of_type("AWS::SecretsManager::Secret"):
@@ -135,7 +137,12 @@ class Stager:
                 vpc["VpcId"], {"CidrBlock": vpc["CidrBlock"], "VpcId": vpc["VpcId"]}
             )
         for logical, resource in t.of_type("AWS::EC2::Subnet"):
-            props = self.resolver.resolve(resource["Properties"])
+            # what RunTask checks; the subnet's IPv6 block (Fn::Cidr of the VPC's) is not staged
+            props = {
+                key: self.resolver.resolve(value)
+                for key, value in resource["Properties"].items()
+                if key in ("VpcId", "CidrBlock", "AvailabilityZone")
+            }
             subnet = ec2.create_subnet(
                 VpcId=props["VpcId"],
                 CidrBlock=props["CidrBlock"],
@@ -239,14 +246,38 @@ class Stager:
     def _db_instance(self, logical: str) -> None:
         props = self.template.props(logical)
         identifier = props.get("DBInstanceIdentifier") or _generated_name(self.stack, logical, 63, lower=True)
+        attrs = {
+            "Endpoint.Address": self.database["host"],
+            "Endpoint.Port": str(self.database["port"]),
+            "DbiResourceId": f"db-{logical.upper()[:20]}",
+        }
         self.template.physical[logical] = Physical(
-            identifier,
-            {
-                "Endpoint.Address": self.database["host"],
-                "Endpoint.Port": str(self.database["port"]),
-                "DbiResourceId": f"db-{logical.upper()[:20]}",
-            },
+            identifier, {**attrs, **self._master_secret(logical, props)}
         )
+
+    def _db_cluster(self, logical: str) -> None:
+        props = self.template.props(logical)
+        identifier = props.get("DBClusterIdentifier") or _generated_name(self.stack, logical, 63, lower=True)
+        attrs = {
+            "Endpoint.Address": self.database["host"],
+            "Endpoint.Port": str(self.database["port"]),
+            "ReadEndpoint.Address": self.database["host"],
+            "DBClusterResourceId": f"cluster-{logical.upper()[:20]}",
+        }
+        self.template.physical[logical] = Physical(
+            identifier, {**attrs, **self._master_secret(logical, props)}
+        )
+
+    def _master_secret(self, logical: str, props: dict[str, Any]) -> dict[str, str]:
+        """What RDS makes for `ManageMasterUserPassword`: a secret with {username, password} (no host: the
+        functions are told where the database is); the rehearsal's PostgreSQL trusts its local users."""
+        if not props.get("ManageMasterUserPassword"):
+            return {}
+        value = json.dumps({"username": props["MasterUsername"], "password": secrets.token_urlsafe(24)})
+        name = f"rds!{logical[:30].lower()}-{secrets.token_hex(6)}"
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        self.database["username"] = props["MasterUsername"]
+        return {"MasterUserSecret.SecretArn": arn}
 
     def _secret(self, logical: str) -> None:
         props = self.template.props(logical)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infra_cdk import constants
 from tests.cloud.conftest import CloudCli, as_json
 from tests.cloud.rehearsal import Rehearsal
 from tests.ssh_host import SshHost
@@ -42,11 +43,31 @@ def test_the_migration_hook_built_the_schema_and_seeded_the_keys(rehearsal: Rehe
         encrypted = connection.execute(
             text(
                 "SELECT array_agg(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-                "WHERE a.usename = 'orchestrator'"
-            )
+                "WHERE a.usename IN ('orchestrator', :api)"
+            ),
+            {"api": constants.DB_IAM_USER},
+        ).scalar()
+        # the API holds its connections as its own IAM login, which the deploy hook made a member of rds_iam
+        api_users = connection.execute(
+            text("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = :db AND usename = :api"),
+            {"db": rehearsal.database["dbname"], "api": constants.DB_IAM_USER},
+        ).all()
+        member = connection.execute(
+            text("SELECT pg_has_role(:api, 'rds_iam', 'member')"), {"api": constants.DB_IAM_USER}
         ).scalar()
     engine.dispose()
     assert encrypted and all(encrypted), encrypted
+    assert api_users and member
+    assert rehearsal.deploy_hook_result.result["app_login"] == constants.DB_IAM_USER
+
+
+def test_the_api_signs_its_database_login_with_rds_db_connect_on_its_user_only(rehearsal: Rehearsal) -> None:
+    """The token is signed locally (no AWS call): the guard checks the signer's policy as RDS would at login."""
+    connects = [r for r in rehearsal.iam_records() if r["action"] == "rds-db:connect"]
+    assert connects, "no IAM database login was signed"
+    assert all(r["file"].endswith(f"-{constants.API_FUNCTION}") for r in connects), connects  # the API only
+    assert all(r["allowed"] for r in connects), connects
+    assert all(r["resource"].endswith(f"/{constants.DB_IAM_USER}") for r in connects), connects
 
 
 def test_api_crud_with_keys_and_bad_input_gets_a_4xx(rehearsal: Rehearsal, orch: CloudCli) -> None:
