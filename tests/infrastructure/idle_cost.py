@@ -60,6 +60,12 @@ PRICES: dict[str, Price] = {
     "lambda_request": Price(0.20 / 1_000_000, "request", "aws.amazon.com/lambda/pricing"),
     "lambda_gb_second_arm": Price(0.0000133334, "GB-second (arm64)", "aws.amazon.com/lambda/pricing"),
     "sqs_request": Price(0.40 / 1_000_000, "request (standard queue)", "aws.amazon.com/sqs/pricing"),
+    "fargate_vcpu_hour_x86": Price(0.04048, "vCPU-hour (Linux/x86)", "aws.amazon.com/fargate/pricing"),
+    "fargate_gb_hour_x86": Price(0.004445, "GB-hour (Linux/x86)", "aws.amazon.com/fargate/pricing"),
+    "dynamodb_write": Price(
+        0.625 / 1_000_000, "write request unit (on demand)", "aws.amazon.com/dynamodb/pricing"
+    ),
+    "log_ingest_gb": Price(0.50, "GB ingested", "aws.amazon.com/cloudwatch/pricing"),
 }
 
 IDLE_AURORA_ACU = 0.0
@@ -358,24 +364,70 @@ def usage_lines(template: Mapping[str, Any], custom_metrics: int = CUSTOM_METRIC
     ]
 
 
-def render(lines: list[Line], title: str) -> str:
-    rows = [f"{title}", f"{'resource':44} {'quantity':>12} {'unit price':>12}  {'$/month':>8}  unit / note"]
+@dataclass(frozen=True)
+class TypicalTask:
+    """One coding task as it usually runs; every figure an assumption, stated."""
+
+    worker_minutes: float = 30.0
+    worker_vcpu: float = 1.0  # shared.workers.fargate.DEFAULT_TASK_SIZES: 1 vCPU, 2 GB, x86_64
+    worker_gb: float = 2.0
+    lambda_gb_seconds: float = (
+        150.0  # ~300 API/consumer calls at 0.3 s x 0.5 GB, ~20 graph steps at 5 s x 1 GB
+    )
+    lambda_requests: int = 320
+    sqs_requests: int = 500
+    checkpoint_write_units: int = 2_000  # ~200 LangGraph checkpoints of ~10 KB
+    log_gb: float = 0.005
+    database_awake_minutes: float = 35.0  # the task, then SecondsUntilAutoPause
+    database_acu: float = 0.5  # the smallest awake capacity
+
+
+def typical_task_lines(task: TypicalTask | None = None) -> list[Line]:
+    """What one task costs in AWS (the coding agent's model calls are not AWS's and not here)."""
+    t = task or TypicalTask()
+    hours = t.worker_minutes / 60
+    return [
+        Line("Fargate worker vCPU-hours", t.worker_vcpu * hours, PRICES["fargate_vcpu_hour_x86"]),
+        Line("Fargate worker GB-hours", t.worker_gb * hours, PRICES["fargate_gb_hour_x86"]),
+        Line("worker's public IPv4 while it runs", hours, PRICES["public_ipv4_hour"]),
+        Line("Lambda compute (GB-s, arm64)", t.lambda_gb_seconds, PRICES["lambda_gb_second_arm"]),
+        Line("Lambda requests", t.lambda_requests, PRICES["lambda_request"]),
+        Line("SQS requests", t.sqs_requests, PRICES["sqs_request"]),
+        Line("DynamoDB checkpoint writes (WRU)", t.checkpoint_write_units, PRICES["dynamodb_write"]),
+        Line("CloudWatch Logs ingested (GB)", t.log_gb, PRICES["log_ingest_gb"]),
+        Line(
+            "Aurora awake (ACU-hours)",
+            t.database_acu * t.database_awake_minutes / 60,
+            PRICES["aurora_acu_hour"],
+            "the task, then the pause delay",
+        ),
+    ]
+
+
+def render(lines: list[Line], title: str, column: str = "$/month", digits: int = 2) -> str:
+    rows = [f"{title}", f"{'resource':44} {'quantity':>12} {'unit price':>12}  {column:>8}  unit / note"]
     for line in lines:
         rows.append(
-            f"{line.resource:44} {line.quantity:12,.2f} {line.price.usd:12.6g}  {line.monthly:8.2f}  "
+            f"{line.resource:44} {line.quantity:12,.2f} {line.price.usd:12.6g}  {line.monthly:8.{digits}f}  "
             f"{line.price.unit}{'; ' + line.note if line.note else ''}"
         )
-    rows.append(f"{'total':44} {'':12} {'':12}  {sum(x.monthly for x in lines):8.2f}")
+    rows.append(f"{'total':44} {'':12} {'':12}  {sum(x.monthly for x in lines):8.{digits}f}")
     return "\n".join(rows)
 
 
 def report(template: Mapping[str, Any]) -> str:
     fixed, usage = idle_lines(template), usage_lines(template)
-    sources = sorted({line.price.source for line in fixed + usage})
+    sources = sorted({line.price.source for line in fixed + usage + typical_task_lines()})
     return "\n\n".join(
         [
             render(fixed, f"Idle fixed cost from the template (us-east-1 list prices, {PRICE_DATE})"),
             render(usage, "Not in the template (estimates)"),
+            render(
+                typical_task_lines(),
+                "One typical task (30 min worker; assumptions in TypicalTask)",
+                column="$/task",
+                digits=4,
+            ),
             "Sources: " + ", ".join(sources),
         ]
     )

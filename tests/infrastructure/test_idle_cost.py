@@ -4,7 +4,14 @@ from the template and list prices, not a timing: asserting on it is safe."""
 from __future__ import annotations
 
 from tests.infrastructure.conftest import Synthesized
-from tests.infrastructure.idle_cost import idle_lines, report, unpriced_types, usage_lines
+from tests.infrastructure.idle_cost import (
+    TypicalTask,
+    idle_lines,
+    report,
+    typical_task_lines,
+    unpriced_types,
+    usage_lines,
+)
 
 IDLE_BUDGET_USD = 15.0
 
@@ -48,3 +55,10 @@ def test_what_the_template_cannot_show_is_estimated_not_counted(default_app: Syn
     lines = {line.resource: line for line in usage_lines(default_app.template_json, custom_metrics=10)}
     assert round(lines["custom metrics the functions emit (EMF)"].monthly, 2) == 3.00
     assert lines["SQS polls by event-source mappings"].quantity > 0
+
+
+def test_one_typical_task_is_priced_from_its_stated_assumptions() -> None:
+    lines = {line.resource: line.monthly for line in typical_task_lines(TypicalTask(worker_minutes=60))}
+    assert round(lines["Fargate worker vCPU-hours"], 5) == 0.04048
+    assert round(lines["Fargate worker GB-hours"], 5) == round(2 * 0.004445, 5)
+    assert 0.03 < sum(line.monthly for line in typical_task_lines()) < 0.20  # cents, not dollars
