@@ -410,7 +410,7 @@ class Rehearsal:
             props = mapping["Properties"]
             queue_arn = self.resolver.resolve(props["EventSourceArn"])
             queue_logical = props["EventSourceArn"]["Fn::GetAtt"][0]
-            function = self.lambda_.by_logical[props["FunctionName"]["Ref"]]
+            function = self.lambda_.name_of(self.resolver.resolve(props["FunctionName"]))  # `<name>:live` too
             source = SqsEventSource(
                 self.lambda_, function, props, self.resolver.ref(queue_logical), queue_arn, sqs
             )

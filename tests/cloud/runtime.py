@@ -231,8 +231,15 @@ class Lambda:
                 return host
             return pool[0]
 
-    def invoke(self, name_or_arn: str, event: Any) -> Invocation:
+    def name_of(self, name_or_arn: str) -> str:
+        """A function's name from its name, logical id or ARN; a qualifier (`:live`, a SnapStart alias) is dropped."""
         name = self.by_arn.get(name_or_arn, self.by_logical.get(name_or_arn, name_or_arn))
+        if name not in self.specs and ":" in name:
+            return self.name_of(name.rsplit(":", 1)[0])
+        return name
+
+    def invoke(self, name_or_arn: str, event: Any) -> Invocation:
+        name = self.name_of(name_or_arn)
         if name not in self.specs:
             raise KeyError(f"no function {name_or_arn!r} in the template")
         result = self._host(name).invoke(event)

@@ -86,6 +86,10 @@ class Stager:
                 t.physical[logical] = Physical(
                     f"{self.resolver.get_att(function, 'Arn')}:1", {"Version": "1"}
                 )
+            elif kind == "AWS::Lambda::Alias":  # SnapStart's: its Ref is the qualified ARN
+                function = props["FunctionName"]["Ref"]
+                arn = f"{self.resolver.get_att(function, 'Arn')}:{props['Name']}"
+                t.physical[logical] = Physical(arn, {"AliasArn": arn})
             elif kind == "AWS::Lambda::LayerVersion":
                 arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{logical}:1"
                 t.physical[logical] = Physical(arn, {})
