@@ -56,6 +56,7 @@ bench:
 	$(PYTHON) -m tests.benchmarks.bench_engineering
 	$(PYTHON) -m tests.benchmarks.bench_sessions
 	$(PYTHON) -m tests.benchmarks.bench_telegram_import
+	$(PYTHON) -m tests.benchmarks.bench_cold_import
 	$(PYTHON) -m tests.benchmarks.bench_redeploy
 	$(PYTHON) tests/benchmarks/bench_run.py
 

@@ -149,10 +149,15 @@ def pip_command(name: str, target: Path) -> list[str]:
 def runtime_python(explicit: str | None = None) -> str | None:
     """An interpreter of the runtime's version, to precompile bytecode the runtime can use.
 
-    `explicit` (--bytecode-python), else this interpreter if it is 3.12, else `python3.12` on PATH;
+    `explicit` (--bytecode-python), else this interpreter if it is 3.12, else `python3.12` on PATH, else
+    the newest 3.12 pyenv installed (`$PYENV_ROOT`, default ~/.pyenv: a CI image may have it off PATH);
     each candidate must really run and report 3.12 (a pyenv shim may exist without a version behind it).
     """
-    candidates = [explicit] if explicit else [sys.executable, shutil.which(f"python{PYTHON_VERSION}")]
+    candidates = (
+        [explicit]
+        if explicit
+        else [sys.executable, shutil.which(f"python{PYTHON_VERSION}"), *_pyenv_pythons(PYTHON_VERSION)]
+    )
     for candidate in candidates:
         if not candidate:
             continue
@@ -167,6 +172,34 @@ def runtime_python(explicit: str | None = None) -> str | None:
     if explicit:
         raise BuildError(f"--bytecode-python {explicit} is not a working Python {PYTHON_VERSION}")
     return None
+
+
+def compileall_command(python: str, directory: Path) -> list[str]:
+    """Compile every module under `directory` to unchecked-hash bytecode (used as is, whatever the mtimes)."""
+    return [
+        python,
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        str(directory),
+    ]
+
+
+def _pyenv_pythons(version: str) -> list[str]:
+    """`<pyenv root>/versions/<version>.*/bin/python<version>`, newest patch release first."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = [
+        (
+            tuple(int(part) for part in d.name.split(".")[2:3] if part.isdigit()),
+            d / "bin" / f"python{version}",
+        )
+        for d in (root / "versions").glob(f"{version}.*")
+    ]
+    return [str(path) for _, path in sorted(found, reverse=True) if path.is_file()]
 
 
 def prune(site: Path) -> list[str]:
@@ -197,20 +230,7 @@ def build_layer(name: str, out: Path = DEFAULT_OUT, bytecode_python: str | None 
         if bytecode_python:
             # Lambda unpacks layers with the zip's fixed timestamps, so timestamp-checked .pyc files
             # would be recompiled at every cold start; hash-free "unchecked" ones are used as they are.
-            subprocess.run(
-                [
-                    bytecode_python,
-                    "-m",
-                    "compileall",
-                    "-q",
-                    "-j",
-                    "0",
-                    "--invalidation-mode",
-                    "unchecked-hash",
-                    str(site),
-                ],
-                check=True,
-            )
+            subprocess.run(compileall_command(bytecode_python, site), check=True)
         final = out / name
         if final.exists():
             shutil.rmtree(final)

@@ -1,9 +1,9 @@
 """How every function of the stack is built: one code asset, per-function layers, a role and a log group each.
 
 The code asset is the repository's `shared/ functions/ cli/ worker_image/` (nothing else: no tests,
-.venv, cdk.out or .git). Dependencies come in layers built without Docker by `python -m
-layers.build`; each function gets only the layers its imports need (`constants.FUNCTION_LAYERS`),
-so the API carries no langgraph or aiogram.
+.venv, cdk.out or .git), with bytecode precompiled for the runtime's Python (`layers.code_asset`).
+Dependencies come in layers built without Docker by `python -m layers.build`; each function gets only
+the layers its imports need (`constants.FUNCTION_LAYERS`), so the API carries no langgraph or aiogram.
 
 Every function gets its own role: write access to its own log group and nothing else until its
 construct grants what it uses; a function in the VPC also gets AWS's VPC access policy (network
@@ -19,8 +19,8 @@ from aws_cdk import (
     Acknowledgment,
     Annotations,
     ArnFormat,
+    AssetHashType,
     Duration,
-    IgnoreMode,
     RemovalPolicy,
     Stack,
     Validations,
@@ -34,7 +34,7 @@ from constructs import Construct
 from infra_cdk import constants, environment
 from infra_cdk.config import ConfigError, StackConfig
 from infra_cdk.layer_assets import NOT_BUILT_WARNING, LayerAsset, layer_asset, resolve_layers_dir
-from layers import build
+from layers import build, code_asset
 from shared.secrets.refs import is_arn, parse_reference
 
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
@@ -77,18 +77,20 @@ class LambdaRuntime(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig) -> None:
         super().__init__(scope, construct_id)
         self._config = config
+        self.code_asset = code_asset.stage_code_asset()
         self.code = lambda_.Code.from_asset(
-            str(build.REPO_ROOT), exclude=self.code_asset_excludes(), ignore_mode=IgnoreMode.DOCKER
+            str(self.code_asset.path), asset_hash=self.code_asset.digest, asset_hash_type=AssetHashType.CUSTOM
         )
+        if not self.code_asset.bytecode:
+            Annotations.of(self).add_warning_v2(
+                code_asset.NO_BYTECODE_WARNING,
+                f"no Python {build.PYTHON_VERSION} found (python{build.PYTHON_VERSION} on PATH or pyenv): the code "
+                "asset ships no bytecode, so every cold start compiles the project's modules from source",
+            )
         self.layer_assets = self._resolve_layer_assets()
         self.layers: dict[str, lambda_.LayerVersion] = {}
         self.functions: dict[str, lambda_.Function] = {}
         self.aliases: dict[str, lambda_.Alias] = {}
-
-    @staticmethod
-    def code_asset_excludes() -> list[str]:
-        """Docker-ignore patterns: everything out, the code directories back in, caches out again."""
-        return ["*", *(f"!{top}" for top in constants.CODE_ASSET_DIRS), *constants.CODE_ASSET_EXCLUDES]
 
     @property
     def runtime(self) -> lambda_.Runtime:

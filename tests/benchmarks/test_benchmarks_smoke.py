@@ -59,3 +59,14 @@ def test_redeploy_benchmark_runs_and_no_poll_fails() -> None:
     [row] = run(1)
     assert row.status == "success" and row.to_serving_s is not None
     assert row.failed_polls == 0 and row.polls > 0
+
+
+def test_cold_import_benchmark_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.benchmarks.bench_cold_import import run
+
+    environment, rows = run(["telegram-webhook"], runs=1, layers_dir=tmp_path / "no-layers")
+    assert environment.label.startswith("STAND-IN")  # no built layers here: the labelled stand-in
+    [(name, module, source_only, compiled)] = rows
+    assert (name, module) == ("telegram-webhook", "functions.telegram_webhook.handler")
+    assert source_only.error is None and compiled.error is None, (source_only.error, compiled.error)
+    assert source_only.cpu_ms and compiled.cpu_ms

@@ -165,9 +165,16 @@ def test_code_asset_holds_only_the_code_directories(default_app: Synthesized) ->
     staged = default_app.outdir / f"asset.{asset_hash}"
     files = {p.relative_to(staged) for p in staged.rglob("*") if p.is_file()}
     assert {p.parts[0] for p in files} == set(constants.CODE_ASSET_DIRS)
-    assert not [p for p in files if "__pycache__" in p.parts or p.suffix == ".pyc"]
-    # what `python -m layers.build --sizes` measures is what the app staged
-    assert files == set(build.code_asset_files())
+    sources = {p for p in files if p.suffix != ".pyc"}
+    # what `python -m layers.build --sizes` measures is what the app staged (plus the bytecode)
+    assert sources == set(build.code_asset_files())
+    # bytecode of the runtime's Python for every module, no other (tests/unit/test_code_asset.py), when this
+    # machine has that Python; else none (and the synth warns)
+    tag = f"cpython-{build.PYTHON_VERSION.replace('.', '')}"
+    expected = {p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc" for p in sources if p.suffix == ".py"}
+    has_bytecode = default_app.stack.runtime.code_asset.bytecode
+    assert {p for p in files if p.suffix == ".pyc"} == (expected if has_bytecode else set())
+    assert has_bytecode is (build.runtime_python() is not None)
 
 
 def test_each_function_gets_only_its_layers_and_the_api_no_heavy_ones(any_app: Synthesized) -> None:
