@@ -66,8 +66,8 @@ def ssh_host_module() -> Iterator[SshHost]:
 
 @pytest.fixture
 def ssh_deploy_root() -> Iterator[Path]:
-    """Not under pytest's 0700 tmp: the service user must reach its working directory. Apps, their slots and
-    the proxy's supervisor (`.caddy`) live here; teardown kills what runs in any of them."""
+    """Not under pytest's 0700 tmp: the service user must reach its working directory. Apps and their slots
+    live here; teardown kills what runs in any of them."""
     root = Path(tempfile.mkdtemp(prefix="orch-ssh-deploy-"))
     root.chmod(0o755)
     yield root

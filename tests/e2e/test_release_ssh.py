@@ -129,7 +129,8 @@ def test_releases_switch_behind_caddy_without_a_failed_poll(
     assert first.switched is True and first.deployed_url == f"http://{host.address}:{stable}"
     assert http_get(stable_url, timeout=5) == (200, {"status": "v1"})
     assert f"reverse_proxy 127.0.0.1:{port_a}" in (sites / "shop.caddy").read_text()
-    caddy = json.loads((root / ".caddy" / "supervisor.state").read_text())["child_pid"]
+    supervisor_state = host.etc("caddy") / "supervisor" / "supervisor.state"
+    caddy = json.loads(supervisor_state.read_text())["child_pid"]
 
     # release 2 into slot b, polled every 100 ms from this machine: not one failure
     v2 = _set_status(repo, "v1", "v2")
@@ -142,7 +143,7 @@ def test_releases_switch_behind_caddy_without_a_failed_poll(
     assert [json.loads(body)["status"] for body in poller.bodies()] == ["v1", "v2"]
     assert f"reverse_proxy 127.0.0.1:{port_b}" in (sites / "shop.caddy").read_text()
     assert not _listening(host, port_a), "slot a was stopped after the drain"
-    state = json.loads((root / ".caddy" / "supervisor.state").read_text())
+    state = json.loads(supervisor_state.read_text())
     assert state["child_pid"] == caddy, "Caddy was reloaded, never restarted"
     polls_during_switch = len(poller.polls)
 
@@ -195,10 +196,9 @@ def apps_on_the_server() -> Iterator[Path]:
     existed = {p.name for p in root.iterdir()} if root.exists() else set()
     yield root
     for app_dir in root.glob("*") if root.exists() else []:
-        if app_dir.name not in existed or app_dir.name == ".caddy":
+        if app_dir.name not in existed:
             kill_project(app_dir)
-            if app_dir.name not in existed:
-                shutil.rmtree(app_dir, ignore_errors=True)
+            shutil.rmtree(app_dir, ignore_errors=True)
     with contextlib.suppress(OSError):
         root.rmdir()  # only when this test made it and left it empty
 

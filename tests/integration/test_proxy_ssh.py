@@ -131,7 +131,7 @@ class Proxy:
         return f"http://{self.host.address}:{port}{path}"
 
     def caddy_pid(self) -> int:
-        state = json.loads((self.deploy_root / ".caddy" / "supervisor.state").read_text())
+        state = json.loads((self.host.etc("caddy") / "supervisor" / "supervisor.state").read_text())
         return int(state["child_pid"])
 
 
@@ -172,7 +172,7 @@ def proxy(ssh_host_module: SshHost) -> Iterator[Proxy]:  # noqa: F811 - the impo
     finally:
         for app in proxy.apps.values():
             app.kill()
-        kill_deployment(deploy_root / ".caddy")
+        kill_deployment(ssh_host_module.etc("caddy") / "supervisor")
         shutil.rmtree(work, ignore_errors=True)
 
 
