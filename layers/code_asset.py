@@ -33,6 +33,8 @@ STAGING_ROOT_NAME = "codegen-orch-code-asset"
 COMPLETE_SUFFIX = ".staged"
 """`<directory>.staged`, written beside a staged directory when it is complete (an interrupted one is staged
 again); beside, not inside: the directory is exactly what ships."""
+KEPT_STAGINGS = 6
+"""Stagings kept under the staging root (each code change makes one, ~3 MB): the newest, by completion."""
 NO_BYTECODE_WARNING = "codegen-orch:code-asset-without-bytecode"
 """The id of the synth warning when no Python of the runtime's version was found to compile with."""
 
@@ -124,4 +126,23 @@ def stage_code_asset(
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    prune_stagings(target.parent, keep=target)
     return CodeAsset(target, digest, python)
+
+
+def prune_stagings(root: Path, keep: Path, newest: int = KEPT_STAGINGS) -> list[Path]:
+    """Remove all but the `newest` complete stagings under `root` (never `keep`); returns what went."""
+    complete = sorted(
+        (marker for marker in root.glob(f"*{COMPLETE_SUFFIX}") if marker.is_file()),
+        key=lambda marker: marker.stat().st_mtime,
+        reverse=True,
+    )
+    removed = []
+    for marker in complete[newest:]:
+        directory = marker.with_name(marker.name.removesuffix(COMPLETE_SUFFIX))
+        if directory == keep:
+            continue
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed

@@ -95,3 +95,14 @@ def test_a_syntax_error_fails_the_staging_instead_of_every_cold_start(repo: Path
     (repo / "shared" / "pkg" / "broken.py").write_text("def (:\n")
     with pytest.raises(code_asset.CodeAssetError, match=r"broken\.py"):
         code_asset.stage_code_asset(repo, root=tmp_path / "staged")
+
+
+def test_old_stagings_are_pruned_the_newest_kept(repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "staged"
+    made = []
+    for value in range(code_asset.KEPT_STAGINGS + 2):
+        (repo / "shared" / "pkg" / "mod.py").write_text(f"VALUE = {value}\n")
+        made.append(code_asset.stage_code_asset(repo, find_python=False, root=root).path)
+    kept = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(kept) == code_asset.KEPT_STAGINGS
+    assert made[-1] in kept and made[0] not in kept
