@@ -213,11 +213,19 @@ class LambdaRuntime(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment={**environment.observability(name), **environment_variables},
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if name in SNAPSTART_FUNCTIONS else None,
+            # a replaced version is deleted, not retained: each cached snapshot is billed while its version lives
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY)
+            if name in SNAPSTART_FUNCTIONS
+            else None,
             **network,  # type: ignore[arg-type]
         )
         if name in SNAPSTART_FUNCTIONS:
             # `current_version` publishes a new version whenever the code or configuration changes.
             self.aliases[name] = function.add_alias(LIVE_ALIAS, description=f"{function_name}: SnapStart")
+            Annotations.of(function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                f"published: the {LIVE_ALIAS} alias points at current_version, and the triggers call the alias",
+            )
         Validations.of(function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",

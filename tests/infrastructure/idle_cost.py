@@ -22,6 +22,7 @@ from typing import Any
 
 HOURS_PER_MONTH = 730
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60
+SECONDS_PER_MONTH = MINUTES_PER_MONTH * 60
 PRICE_DATE = "2026-12-03"
 
 
@@ -57,6 +58,12 @@ PRICES: dict[str, Price] = {
     "ssm_advanced_parameter": Price(
         0.05, "advanced parameter-month (standard: free)", "aws.amazon.com/systems-manager/pricing"
     ),
+    "snapstart_cache_gb_second": Price(
+        0.0000015046, "GB-second of a cached SnapStart snapshot (Python)", "aws.amazon.com/lambda/pricing"
+    ),
+    "snapstart_restore_gb": Price(
+        0.0001397998, "GB restored (SnapStart, Python)", "aws.amazon.com/lambda/pricing"
+    ),
     "lambda_request": Price(0.20 / 1_000_000, "request", "aws.amazon.com/lambda/pricing"),
     "lambda_gb_second_arm": Price(0.0000133334, "GB-second (arm64)", "aws.amazon.com/lambda/pricing"),
     "sqs_request": Price(0.40 / 1_000_000, "request (standard queue)", "aws.amazon.com/sqs/pricing"),
@@ -91,7 +98,8 @@ FREE_AT_REST = frozenset(
         "AWS::DynamoDB::Table",  # on demand; 25 GB stored free
         "AWS::Lambda::Function",
         "AWS::Lambda::LayerVersion",
-        "AWS::Lambda::Version",
+        "AWS::Lambda::Version",  # a SnapStart version's snapshot cache is priced in `_snapstart`
+        "AWS::Lambda::Alias",
         "AWS::Lambda::Permission",
         "AWS::Lambda::EventInvokeConfig",
         "AWS::SQS::Queue",
@@ -326,6 +334,25 @@ def _scheduled(template: Mapping[str, Any]) -> list[Line]:
     ]
 
 
+def _snapstart(template: Mapping[str, Any]) -> list[Line]:
+    """SnapStart caches each published version's snapshot, billed per GB of the function's memory for every
+    second the version is active (Lambda drops a snapshot after 14 days without an invocation); the old
+    versions are deleted on update (their removal policy), so one version per function is cached."""
+    gb = sum(
+        float(r.get("Properties", {}).get("MemorySize", 128)) / 1024
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and "SnapStart" in r.get("Properties", {})
+    )
+    return [
+        Line(
+            "SnapStart snapshot cache (GB-seconds)",
+            gb * SECONDS_PER_MONTH,
+            PRICES["snapstart_cache_gb_second"],
+            f"plus ${PRICES['snapstart_restore_gb'].usd:.5f} per GB at each restore (a cold start), in use",
+        )
+    ]
+
+
 def idle_lines(template: Mapping[str, Any]) -> list[Line]:
     """The fixed monthly cost of the template at rest, line by line."""
     return [
@@ -334,6 +361,7 @@ def idle_lines(template: Mapping[str, Any]) -> list[Line]:
         *_observability(template),
         *_keys_and_secrets(template),
         *_scheduled(template),
+        *_snapstart(template),
     ]
 
 

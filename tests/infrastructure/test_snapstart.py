@@ -54,6 +54,8 @@ def test_each_snapstart_function_has_a_published_version_behind_its_live_alias(a
         assert alias["Name"] == LIVE_ALIAS
         version_id = alias["FunctionVersion"]["Fn::GetAtt"][0]
         assert versions[version_id]["Properties"]["FunctionName"] == {"Ref": ids[name]}, name
+        # replaced on update, not retained: every live version's snapshot is billed (tests/infrastructure/idle_cost.py)
+        assert versions[version_id].get("DeletionPolicy") == "Delete", name
 
 
 def test_the_http_api_integration_and_its_invoke_permission_target_the_api_alias(
