@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import traceback
+import types
 from typing import Any
 
 
@@ -60,6 +61,35 @@ class _Context:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+class _SnapStartRuntime:
+    """What Lambda's Python runtime offers a SnapStart function: `snapshot_restore_py`'s two registrations.
+    Lambda runs the before-snapshot hooks in reverse order of registration when it publishes the version, and
+    the after-restore hooks in order when an environment starts from the snapshot; here both run after init."""
+
+    MODULE = "snapshot_restore_py"
+
+    def __init__(self) -> None:
+        self.before: list[Any] = []
+        self.after: list[Any] = []
+
+    @classmethod
+    def install(cls) -> _SnapStartRuntime:
+        runtime = cls()
+        module = types.ModuleType(cls.MODULE)
+        module.register_before_snapshot = runtime.before.append  # type: ignore[attr-defined]
+        module.register_after_restore = runtime.after.append  # type: ignore[attr-defined]
+        sys.modules[cls.MODULE] = module
+        return runtime
+
+    def snapshot_and_restore(self) -> None:
+        if not self.before or not self.after:
+            raise RuntimeError("SnapStart is on but the handler registered no snapshot/restore hooks")
+        for hook in reversed(self.before):
+            hook()
+        for hook in self.after:
+            hook()
+
+
 def main() -> None:
     settings = json.loads(_take("REHEARSAL_HOST"))
     # sys.path as in Lambda: /var/task, /opt/python, the runtime's packages
@@ -82,8 +112,11 @@ def main() -> None:
     module_name, _, attribute = settings["handler"].rpartition(".")
     handler: Any = None
     init_error: dict[str, str] | None = None
+    snapstart = _SnapStartRuntime.install() if settings.get("snap_start") else None
     try:
         handler = getattr(importlib.import_module(module_name), attribute)
+        if snapstart is not None:  # the version's publication, then this environment's restore
+            snapstart.snapshot_and_restore()
     except Exception as exc:  # an init error is reported on every invocation, as Lambda does
         traceback.print_exc()
         init_error = {

@@ -364,6 +364,7 @@ class Rehearsal:
             code_paths=code_paths,
             allowed_modules=sorted(allowed_modules(requirements)),
             layer_names=layer_names,
+            snap_start=props.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions",
         )
 
     def run_deploy_hook(self) -> Any:

@@ -56,6 +56,8 @@ class FunctionSpec:
     code_paths: list[str]
     allowed_modules: list[str]
     layer_names: list[str] = field(default_factory=list)
+    snap_start: bool = False
+    """SnapStart on published versions: the host runs the snapshot and restore hooks after init (lambda_host)."""
 
 
 @dataclass
@@ -114,6 +116,7 @@ class FunctionHost:
                     "allowed_modules": spec.allowed_modules,
                     "handler": spec.handler,
                     "function_arn": spec.arn,
+                    "snap_start": spec.snap_start,
                     "iam": (HARNESS_DIR / "iam.py").exists(),
                     "harness_dir": str(HARNESS_DIR),
                 }

@@ -70,6 +70,22 @@ def test_the_api_signs_its_database_login_with_rds_db_connect_on_its_user_only(r
     assert all(r["resource"].endswith(f"/{constants.DB_IAM_USER}") for r in connects), connects
 
 
+def test_snapstart_functions_answer_from_a_restored_snapshot(rehearsal: Rehearsal) -> None:
+    """The API and the bot consumer run their before-snapshot hooks (warm: settings, deps, /openapi.json in
+    process) and after-restore hooks at init under their real environment and role (tests/cloud/lambda_host);
+    every scenario below that calls them is then served by a restored environment, and the IAM guard saw
+    whatever the warm-up called."""
+    snapstarted = {spec.name for spec in rehearsal.lambda_.specs.values() if spec.snap_start}
+    context = rehearsal.context
+    prefix = f"{context.get('prefix', constants.DEFAULT_PREFIX)}-{context.get('env_name', constants.DEFAULT_ENV_NAME)}-"
+    assert snapstarted == {prefix + constants.API_FUNCTION, prefix + constants.TELEGRAM_BOT_FUNCTION}
+    health = httpx.get(f"{rehearsal.api_url}/health", timeout=60)
+    assert health.status_code in (200, 503), (
+        health.text
+    )  # answered by the restored function, not an init error
+    assert "ImportModuleError" not in health.text
+
+
 def test_api_crud_with_keys_and_bad_input_gets_a_4xx(rehearsal: Rehearsal, orch: CloudCli) -> None:
     # given a user with their own key (through the real CLI and the HTTP API route)
     as_json(orch("user", "add", "alice", "--telegram-id", "5151", "--json"))
