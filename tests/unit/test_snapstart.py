@@ -146,15 +146,19 @@ def test_api_after_restore_disposes_the_pool_forgets_deps_credentials_and_verifi
 ) -> None:
     # given: the state a snapshot could carry: a pooled connection, built deps, a verified key
     before = get_deps()
-    with before.db.engine.connect() as connection:
+    engine = before.db.engine
+    with engine.connect() as connection:
         connection.execute(text("select 1"))
-    pool = cast("QueuePool", before.db.engine.pool)
+        snapshotted = connection.connection.dbapi_connection
+    pool = cast("QueuePool", engine.pool)
     assert pool.checkedin() == 1
     auth.verified_keys.put("db", "digest", object())  # type: ignore[arg-type]
     # when
     restore_hooks.start_clean()
-    # then
-    assert pool.checkedin() == 0
+    # then: the engine's pool is a new, empty one; the snapshot's connection is never handed out again
+    assert engine.pool is not pool and cast("QueuePool", engine.pool).checkedin() == 0
+    with engine.connect() as connection:
+        assert connection.connection.dbapi_connection is not snapshotted
     assert forget_deps() is None
     assert auth.verified_keys.get("db", "digest") is None
 
