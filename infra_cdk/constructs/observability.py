@@ -225,7 +225,8 @@ class Observability(Construct):
         `name` labels it (default: the function's construct id) and must be unique among the functions added.
         """
         label = name or function.node.id
-        fed_by_queue = any(isinstance(child, lambda_.EventSourceMapping) for child in function.node.children)
+        # under SnapStart the mapping belongs to the function's alias, a child of the function
+        fed_by_queue = any(isinstance(node, lambda_.EventSourceMapping) for node in function.node.find_all())
         if fed_by_queue or label in HTTP_FUNCTIONS:
             return
         if label in self._unwatched_errors:

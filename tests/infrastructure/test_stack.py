@@ -68,7 +68,7 @@ EXPECTED_COUNTS: dict[str, int] = {
     "AWS::Lambda::Function": FUNCTION_COUNT + 2,
     "AWS::Lambda::LayerVersion": LAYER_COUNT,
     "AWS::Lambda::EventSourceMapping": EVENT_SOURCE_COUNT,
-    "AWS::Lambda::Version": 1,  # the deploy hook's, which the trigger invokes
+    "AWS::Lambda::Version": 3,  # the deploy hook's (the trigger invokes it) and the two SnapStart functions'
     # the HTTP API's default route and the Telegram webhook route, the two task-stopped rules, one per schedule
     "AWS::Lambda::Permission": 2 + 2 + len(SCHEDULES),
     "AWS::Lambda::EventInvokeConfig": 1,  # the scheduler: no retries, the next tick is the retry
