@@ -85,8 +85,9 @@ SCHEDULED_RUN_MS = 300
 """An assumed run of a scheduled function that finds nothing to do."""
 ESM_IDLE_POLLS_PER_MINUTE = 5 * 3
 """An SQS event-source mapping keeps ~5 pollers, each a 20 s long poll: ~15 ReceiveMessage calls a minute."""
-CUSTOM_METRICS_TODAY = 41
-"""Custom metrics the functions emit (EMF), counted on the scheduler (issue 23); QUIET reduces them."""
+CUSTOM_METRICS_TODAY = 0
+"""Custom metrics emitted at rest (EMF): the scheduler's totals are sent only when non-zero, so an idle
+month has none (issue 23; 41 were always on before). All 13 active every hour would be $0.90."""
 
 FREE_AT_REST = frozenset(
     {
@@ -381,7 +382,7 @@ def usage_lines(template: Mapping[str, Any], custom_metrics: int = CUSTOM_METRIC
             "custom metrics the functions emit (EMF)",
             custom_metrics,
             PRICES["custom_metric"],
-            "not in the template; QUIET's to reduce",
+            "not in the template; emitted only when non-zero (0 at rest; 41 before)",
         ),
         Line(
             "SQS polls by event-source mappings",
