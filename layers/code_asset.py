@@ -17,6 +17,7 @@ Plain Python (no aws_cdk): the tests check the staging without a synth.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -110,7 +111,20 @@ def stage_code_asset(
     if complete.is_file() and target.is_dir():
         return CodeAsset(target, digest, python)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
+    # one stager per digest at a time: without the lock a second synth could clear a staging the first
+    # had just completed while the CDK copied it (seen: a rehearsal synth beside a test's synth)
+    with open(target.with_name(target.name + ".lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (complete.is_file() and target.is_dir()):
+            _stage(repo_root, files, python, tag, target, complete)
+    prune_stagings(target.parent, keep=target)
+    return CodeAsset(target, digest, python)
+
+
+def _stage(
+    repo_root: Path, files: list[Path], python: str | None, tag: str, target: Path, complete: Path
+) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name[:12]}-", dir=target.parent))
     try:
         for relative in files:
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -126,8 +140,6 @@ def stage_code_asset(
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    prune_stagings(target.parent, keep=target)
-    return CodeAsset(target, digest, python)
 
 
 def prune_stagings(root: Path, keep: Path, newest: int = KEPT_STAGINGS) -> list[Path]:
