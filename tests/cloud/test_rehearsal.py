@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from infra_cdk import constants
+from shared.contracts import ProvisionerResult
 from tests.cloud.conftest import CloudCli, as_json
 from tests.cloud.rehearsal import Rehearsal
 from tests.ssh_host import SshHost
@@ -190,6 +191,59 @@ def test_a_deploy_goes_through_the_ansible_runner_task_to_an_ssh_host_and_is_smo
     # and no secret value travelled in the task, its events or the queue messages' logs
     assert "hello from secrets manager" not in json.dumps(task)
     assert "hello from secrets manager" not in rehearsal.function_log("")
+
+
+def test_a_server_lost_and_back_is_provisioned_again_and_its_project_redeployed(
+    rehearsal: Rehearsal, orch: CloudCli, ssh_server: SshHost | None
+) -> None:
+    """Issue 19: the API queues the recovery when a server flips unreachable -> up (its send to
+    provisioner:queue), the provisioner provisions again and the blog deployed above is redeployed there."""
+    if ssh_server is None:
+        from tests.ssh_host import skip_reason
+
+        pytest.skip(f"no ssh test host: {skip_reason()}")
+    sqs = rehearsal.client("sqs")
+    results = rehearsal.queue_url("MessagingProvisionerResults")
+
+    def ping(request_id: str, reachable: bool) -> None:
+        answer = ProvisionerResult(
+            request_id=request_id,
+            server_handle="ssh-host",
+            status="success" if reachable else "failed",
+            reachable=reachable,
+            error=None if reachable else "UNREACHABLE: ssh: connect to host timed out",
+        )
+        sqs.send_message(QueueUrl=results, MessageBody=answer.model_dump_json())
+
+    def deploys() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = as_json(
+            orch("task", "list", "--project", "blog", "--type", "deploy", "--json")
+        )
+        return found
+
+    def status() -> str:
+        return str(as_json(orch("server", "show", "ssh-host", "--json"))["status"])
+
+    before = {t["id"] for t in deploys()}
+    assert before, "the ssh deploy scenario above left the blog deployed"
+    # given the health job's pings say the server was lost
+    ping("sync:ssh-host:lost", reachable=False)
+    rehearsal.wait_for(lambda: status() == "unreachable", 90, "ssh-host recorded unreachable")
+    # when a ping answers again
+    ping("sync:ssh-host:back", reachable=True)
+
+    # then a redeploy of the blog on ssh-host runs to completion and the service answers
+    def redeployed() -> dict[str, Any] | None:
+        new = [t for t in deploys() if t["id"] not in before]
+        return new[0] if new and new[0]["status"] in ("COMPLETED", "FAILED") else None
+
+    task = rehearsal.wait_for(redeployed, 400, "the recovery's redeploy of the blog")
+    assert task["status"] == "COMPLETED", json.dumps(task, indent=1)[:4000]
+    assert task["params"]["server"] == "ssh-host"
+    url = task["result"]["deployed_url"]
+    assert httpx.get(f"{url.rstrip('/')}/health", timeout=10).status_code == 200
+    incidents = as_json(orch("incident", "list", "--json"))
+    assert [i for i in incidents if i["kind"] == "service_redeployed"], incidents
 
 
 def test_a_worker_task_that_dies_fails_its_task_with_the_reason(rehearsal: Rehearsal, orch: CloudCli) -> None:
