@@ -44,8 +44,13 @@ TELEGRAM_ADMIN_ID = 4242
 
 
 def synthesize(outdir: Path, context: Mapping[str, Any]) -> tuple[Path, str]:
+    import aws_cdk
+
     from infra_cdk.app import build_app
 
+    # a second rehearsal in this process (another test module) synthesizes into the same, just emptied,
+    # directory: without this the CDK's in-process staging cache believes the assets are already there
+    aws_cdk.AssetStaging.clear_asset_hash_cache()
     app, stack = build_app(outdir=str(outdir), context=dict(context))
     app.synth()
     return outdir, stack.stack_name
