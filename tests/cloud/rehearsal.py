@@ -127,6 +127,11 @@ class Rehearsal:
         self._closers.append(self.moto.stop)
         host, port = self.moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
+        # moto's backends live in this process: a second rehearsal (another test module) would otherwise
+        # start with the first one's queues, secrets and tables
+        import httpx
+
+        httpx.post(f"{self.moto_url}/moto-api/reset", timeout=30).raise_for_status()
         self.session = boto3.Session(
             aws_access_key_id="rehearsal-admin",
             aws_secret_access_key="rehearsal-admin",
