@@ -171,6 +171,15 @@ def test_script_file_names_are_their_revision_ids() -> None:
     )
 
 
+LOOSENINGS = {
+    # the unique (server, project) index becomes unique (server, project, slot): a looser constraint, and the
+    # previous release writes only slot "" (the column's server default), so it still holds one port per
+    # project and finds it (its lookup orders by created_at: the stable port is the project's first)
+    ("0010_releases", "drop_index"),
+}
+"""(script, call) pairs an upgrade may make because they loosen, never tighten, what older code relies on."""
+
+
 @pytest.mark.parametrize("script", sorted(VERSIONS.glob("[0-9]*.py")), ids=lambda p: p.stem)
 def test_migrations_only_expand_the_schema(script: Path) -> None:
     """The previous release keeps working on the new schema only if upgrades drop, rename and tighten
@@ -179,6 +188,8 @@ def test_migrations_only_expand_the_schema(script: Path) -> None:
     (upgrade,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"]
     for call in (n for n in ast.walk(upgrade) if isinstance(n, ast.Call)):
         name = getattr(call.func, "attr", getattr(call.func, "id", ""))
+        if (script.stem, name) in LOOSENINGS:
+            continue
         assert name not in {
             "drop_column",
             "drop_table",
