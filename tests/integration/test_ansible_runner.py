@@ -489,7 +489,7 @@ def _answering(name: str) -> http.server.ThreadingHTTPServer:
             self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """No access log on the test's stderr."""
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from functions.api.deps import get_deps
 from functions.api.routers._common import (
     IdempotencyKeyHeader,
+    create_once,
     created,
     idempotent_request,
     new_router,
@@ -106,19 +107,16 @@ def delete_project(project_id: ProjectId) -> ProjectDeleted:
 def start_engineering(
     project_id: ProjectId, body: EngineeringStart, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response[Task]:
-    caller = principal(router)
-    request = idempotent_request(router, idempotency_key, body)
     settings = get_deps().settings
-    with transaction() as session:
-        reply = idempotency.once(
-            session,
-            request,
-            202,
-            lambda: Task.model_validate(
-                projects.start_engineering(session, settings, caller, project_id, body)
-            ),
-        )
-    return replied(reply)
+    return create_once(
+        router,
+        idempotency_key,
+        body,
+        202,
+        lambda session, caller: Task.model_validate(
+            projects.start_engineering(session, settings, caller, project_id, body)
+        ),
+    )
 
 
 @router.post(
@@ -133,17 +131,16 @@ def start_engineering(
 def start_deploy(
     project_id: ProjectId, body: DeployStart, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response[Task]:
-    caller = principal(router)
-    request = idempotent_request(router, idempotency_key, body)
     settings = get_deps().settings
-    with transaction() as session:
-        reply = idempotency.once(
-            session,
-            request,
-            202,
-            lambda: Task.model_validate(projects.start_deploy(session, settings, caller, project_id, body)),
-        )
-    return replied(reply)
+    return create_once(
+        router,
+        idempotency_key,
+        body,
+        202,
+        lambda session, caller: Task.model_validate(
+            projects.start_deploy(session, settings, caller, project_id, body)
+        ),
+    )
 
 
 @router.post(

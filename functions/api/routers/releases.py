@@ -12,14 +12,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from functions.api.deps import get_deps
 from functions.api.routers._common import (
     IdempotencyKeyHeader,
+    create_once,
     created,
-    idempotent_request,
     new_router,
     principal,
-    replied,
     transaction,
 )
-from functions.api.services import idempotency, releases, servers
+from functions.api.services import releases, servers
 from shared.contracts.api import (
     Id,
     Page,
@@ -79,17 +78,16 @@ def get_release(project_id: ProjectId, number: Annotated[int, Path(ge=1, le=2**3
 def rollback(
     project_id: ProjectId, body: RollbackRequest, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response[Task]:
-    caller = principal(router)
-    request = idempotent_request(router, idempotency_key, body)
     settings = get_deps().settings
-    with transaction() as session:
-        reply = idempotency.once(
-            session,
-            request,
-            202,
-            lambda: Task.model_validate(releases.rollback(session, settings, caller, project_id, body.to)),
-        )
-    return replied(reply)
+    return create_once(
+        router,
+        idempotency_key,
+        body,
+        202,
+        lambda session, caller: Task.model_validate(
+            releases.rollback(session, settings, caller, project_id, body.to)
+        ),
+    )
 
 
 @router.post(

@@ -22,12 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.errors import Conflict, Unprocessable
 from functions.api.models import IdempotencyKey, new_id, utcnow
+from functions.api.services.unit_of_work import added
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
@@ -138,11 +138,7 @@ def claim(
             response="null",
             created_at=utcnow(),
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:
+        if not added(session, row):
             continue  # a twin committed first: read its answer
         return Claim(row)
     raise Conflict(f"{HEADER} {key!r} is being used by another request right now; retry it", [HEADER])

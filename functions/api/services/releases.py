@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -12,6 +11,7 @@ from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import Project, Release, Server, Task, new_id, utcnow
 from functions.api.services import lookup, projects
+from functions.api.services.unit_of_work import added
 from functions.api.settings import ApiSettings
 from shared.contracts.api import DeployParams, DeployStart, TaskType
 from shared.contracts.releases import Release as ReleaseDto
@@ -77,11 +77,7 @@ def start(session: Session, caller: Principal, body: ReleaseStart) -> tuple[Rele
             rollback_of=rollback_of,
             created_at=utcnow(),
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:
+        if not added(session, row):
             continue  # a concurrent start took the number (or this task's release): look again
         return to_dto(row, server.handle), True
     raise Conflict(f"could not number a release of {project.name!r}: too much contention, try again")
