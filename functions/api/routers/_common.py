@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.deps import get_deps
 from functions.api.errors import Forbidden
 from functions.api.services import idempotency
-from functions.api.services.idempotency import IdempotentRequest, Reply
+from functions.api.services.idempotency import Creation, IdempotentRequest, Reply
 from functions.api.services.unit_of_work import dispatch_now, transaction
 from functions.api.services.workers import WORKER_ONLY_OWN
 
@@ -105,12 +103,8 @@ def create_once(
     key: str | None,
     body: BaseModel,
     status: int,
-    make: Callable[[Session, Principal], BaseModel],
+    make: Creation,
 ) -> Response[Any]:
     """A creating call: `make(session, caller)` runs in one transaction at most once per `Idempotency-Key`;
-    a repeat gets the first answer back (see `services.idempotency.once`)."""
-    caller = principal(router)
-    request = idempotent_request(router, key, body)
-    with transaction() as session:
-        reply = idempotency.once(session, request, status, lambda: make(session, caller))
-    return replied(reply)
+    a repeat gets the first answer back (see `services.idempotency.created_once`)."""
+    return replied(idempotency.created_once(idempotent_request(router, key, body), status, make))

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from functions.api.auth import Principal
 from functions.api.errors import Conflict, Unprocessable
 from functions.api.models import IdempotencyKey, new_id, utcnow
-from functions.api.services.unit_of_work import added
+from functions.api.services.unit_of_work import added, transaction
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
@@ -72,6 +72,16 @@ class Reply:
 
     body: Any
     status: int
+
+
+Creation = Callable[[Session, Principal], BaseModel]
+"""What a creating call does in its transaction: given the session and the caller, it returns the body."""
+
+
+def created_once(request: IdempotentRequest, status: int, make: Creation) -> Reply:
+    """`make(session, caller)` in one transaction, at most once per `Idempotency-Key` (see `once`)."""
+    with transaction() as session:
+        return once(session, request, status, lambda: make(session, request.caller))
 
 
 def once(session: Session, request: IdempotentRequest, status: int, make: Callable[[], BaseModel]) -> Reply:
