@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +65,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    po_news_seen_at: Mapped[datetime | None]
+    """Task outcomes up to here were handed to the person's Product Owner (the next message carries later ones)."""
 
 
 class ApiKey(Base):
@@ -99,6 +102,9 @@ class Project(Base):
     repo_checked_at: Mapped[datetime | None]
     domain: Mapped[str | None] = mapped_column(String(253))
     """The hostname the project is served under (ssh servers: the proxy gets it a certificate)."""
+    approval: Mapped[str | None] = mapped_column(String(32))
+    """Which steps wait for the owner's approval: "deploy", "plan", "deploy,plan" or "none"; None: the
+    settings' default (`ORCH_APPROVAL_DEFAULT`)."""
     deployment: Mapped[Deployment | None] = relationship(viewonly=True, uselist=False)
     """Loaded when read (for `deployed_url`), not with every project: starting a task locks the project row
     and never needs it; the listing joins it in its own query (services.projects.list_page)."""
@@ -136,6 +142,8 @@ class Task(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(32))
+    """A FAILED task's machine-readable reason: budget, rejected, approval_timeout, review_timeout..."""
 
 
 class TaskEvent(Base):
@@ -322,6 +330,14 @@ class WorkerMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger)
+    """What the agent may still spend on this message (micro-USD), fixed when it was queued; None: no limit."""
+    budget_note: Mapped[str | None] = mapped_column(String(300))
+    """Which budget that is, for the failure a person reads ("the project's monthly budget $5.00")."""
+
+    @property
+    def budget_usd(self) -> float | None:
+        return None if self.budget_micros is None else round(self.budget_micros / 1_000_000, 6)
 
 
 class OutboxMessage(Base):
@@ -380,3 +396,83 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageEntry(Base):
+    """One agent run's (or one worker's running time's) cost: the ledger. Written once per `key` (the
+    worker message, or the worker), so a redelivered report never counts twice."""
+
+    __tablename__ = "usage_entries"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_usage_entries_key"),
+        Index("ix_usage_entries_user_created", "user_id", "created_at"),
+        Index("ix_usage_entries_project_created", "project_id", "created_at"),
+        Index("ix_usage_entries_task", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128))
+    """`message:<worker message id>` for an agent run, `worker:<worker id>` for a worker's running time."""
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """"agent" (what the CLI reported) or "worker" (vCPU and memory time, priced from settings)."""
+    agent: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    cache_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """USD x 1,000,000: sums stay exact to the cent and below."""
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    vcpu_s: Mapped[float | None] = mapped_column(Float)
+    gb_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Budget(Base):
+    """A spending limit: per task or per month, for a person (set by an admin) or a project (its owner)."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("scope", "scope_id", "period", name="uq_budgets_scope_period"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    scope: Mapped[str] = mapped_column(String(8))
+    """"user" or "project"."""
+    scope_id: Mapped[str] = mapped_column(String(36))
+    period: Mapped[str] = mapped_column(String(8))
+    """"task" (each task of the scope) or "month" (a calendar month, UTC)."""
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    set_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Gate(Base):
+    """A durable wait for a person: an approval (plan / deploy) or a human review. One per task, kind and
+    round; answered once (compare-and-set on `status`)."""
+
+    __tablename__ = "gates"
+    __table_args__ = (
+        UniqueConstraint("task_id", "kind", "round", name="uq_gates_task_kind_round"),
+        Index("ix_gates_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    """"plan", "deploy" (approvals) or "review" (human review)."""
+    round: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    """pending -> approved | rejected | resumed | expired | cancelled."""
+    summary: Mapped[str] = mapped_column(Text)
+    """What the person is asked about, for a person (the plan, the release and its server, the last test output)."""
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    comment: Mapped[str | None] = mapped_column(Text)
+    """The answer's comment, or a review's guidance."""
+    answered_by: Mapped[str | None] = mapped_column(String(36))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]

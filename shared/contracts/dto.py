@@ -74,6 +74,10 @@ class TaskStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     WAITING_INPUT = "WAITING_INPUT"
+    WAITING_APPROVAL = "WAITING_APPROVAL"
+    """A gate (plan or deploy) waits for the owner's approve / reject (issue 21)."""
+    WAITING_HUMAN_REVIEW = "WAITING_HUMAN_REVIEW"
+    """The developer gave up or the fix rounds ran out: waits for `task resume --guidance` (issue 21)."""
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -81,6 +85,16 @@ class TaskStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+    @property
+    def is_waiting(self) -> bool:
+        """Parked until something outside the graph happens (a secret, an approval, a person's guidance)."""
+        return self in WAITING_STATUSES
+
+
+WAITING_STATUSES = (TaskStatus.WAITING_INPUT, TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW)
+ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING, *WAITING_STATUSES)
+"""Not final: counted against a person's concurrent-task limit, cancellable."""
 
 
 class ErrorBody(Out):

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from shared.contracts.dto import Dto, Module, Out, ProjectStatus, Slug
 from shared.contracts.releases import Domain
+from shared.contracts.spend import ApprovalPolicy
 
 SPEC_MAX_CHARS = 100_000
 """The longest spec the API takes (`EngineeringStart.spec`): the CLI checks it before creating anything."""
@@ -37,6 +38,8 @@ class ProjectUpdate(Dto):
     repo_url: Annotated[str | None, Field(max_length=1000)] = None
     status: ProjectStatus = None  # type: ignore[assignment]
     domain: Domain | None = None
+    approval: ApprovalPolicy | None = None
+    """Null: back to the settings' default."""
 
 
 class Project(Out):
@@ -56,6 +59,11 @@ class Project(Out):
     repo_missing: bool = False
     repo_checked_at: datetime | None = None
     domain: str | None = Field(default=None, description="The hostname it is served under, if any.")
+    approval: str | None = Field(
+        default=None,
+        description='What waits for the owner\'s approval ("deploy", "plan", "deploy,plan", "none"); '
+        "null: the default (deploys to servers other than the built-in one).",
+    )
 
 
 class ProjectDeleted(Out):

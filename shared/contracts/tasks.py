@@ -19,6 +19,7 @@ from shared.contracts.payloads import (
     result_as,
 )
 from shared.contracts.projects import SPEC_MAX_CHARS
+from shared.contracts.spend import FailureReason, Gate
 
 P = TypeVar("P", bound=TaskParams)
 R = TypeVar("R", bound=TaskResult)
@@ -68,6 +69,16 @@ class Task(Out):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Type-specific inputs, e.g. server, agent."
     )
+    failure_reason: FailureReason | None = Field(
+        default=None,
+        description="Why a FAILED task failed, for scripts: budget, rejected, approval_timeout...",
+    )
+    cost_usd: float | None = Field(
+        default=None, description="What the task's agents and workers cost so far (single reads only)."
+    )
+    gate: Gate | None = Field(
+        default=None, description="What the task waits for (WAITING_APPROVAL / WAITING_HUMAN_REVIEW)."
+    )
 
     def typed_params(self) -> TaskParams:
         """`params` as the model of this task's type (see shared.contracts.payloads.PARAMS)."""
@@ -112,6 +123,9 @@ class TaskComplete(Dto):
 class TaskFail(Dto):
     error: Annotated[str, Field(min_length=1, max_length=20_000)]
     result: dict[str, Any] | None = None
+    reason: FailureReason | None = Field(
+        default=None, description="Added (issue 21): the machine-readable reason, e.g. budget."
+    )
 
 
 class TaskLease(Dto):

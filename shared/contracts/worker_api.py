@@ -89,6 +89,12 @@ class WorkerMessage(Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    budget_usd: float | None = Field(
+        default=None,
+        description="Added (issue 21): what the agent may still spend on this message; the wrapper stops it "
+        "past this. Null: no limit.",
+    )
+    budget_note: str | None = Field(default=None, description="Which budget that is, for a person.")
 
 
 class WorkerMessageResult(Dto):

@@ -19,9 +19,10 @@ from functions.api.auth import Principal
 from functions.api.errors import LimitExceeded
 from functions.api.models import PortAllocation, Project, Server, Task, User, Worker, utcnow
 from functions.api.settings import ApiSettings
-from shared.contracts.api import ProjectStatus, TaskStatus
+from shared.contracts.api import ProjectStatus
+from shared.contracts.dto import ACTIVE_STATUSES
 
-ACTIVE = [TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.WAITING_INPUT.value]
+ACTIVE = [status.value for status in ACTIVE_STATUSES]
 
 
 def _lock_user(session: Session, user_id: str) -> User | None:

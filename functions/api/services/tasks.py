@@ -23,9 +23,10 @@ from shared.contracts import (
     progress_stream,
 )
 from shared.contracts.api import TaskStatus, TaskType
+from shared.contracts.dto import ACTIVE_STATUSES
 from shared.contracts.payloads import EngineeringParams, TaskParams, params_as, parse_params
 
-ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.WAITING_INPUT)
+ACTIVE = ACTIVE_STATUSES
 FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 

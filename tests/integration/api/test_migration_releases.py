@@ -78,7 +78,7 @@ def test_a_database_with_deployed_projects_upgrades_and_downgrades(engine: Engin
     upgrade(engine, BEFORE)
     _seed(engine)
 
-    assert upgrade(engine) == "0010_releases"
+    assert upgrade(engine, "0010_releases") == "0010_releases"
 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, port, slot FROM port_allocations")).all() == [("a", 8000, "")]
@@ -100,4 +100,4 @@ def test_a_database_with_deployed_projects_upgrades_and_downgrades(engine: Engin
         command.downgrade(config, BEFORE)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, port FROM port_allocations")).all() == [("a", 8000)]
-    assert upgrade(engine) == "0010_releases", "and up again"
+    assert upgrade(engine, "0010_releases") == "0010_releases", "and up again"
