@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.api_client_gates import GateCalls
 from shared.api_client_releases import ReleaseCalls
+from shared.api_client_spend import SpendCalls
 from shared.api_client_workers import WorkerCalls
 from shared.api_transport import (
     ApiError,
@@ -65,7 +67,7 @@ __all__ = [
 ]
 
 
-class ApiClient(WorkerCalls, ReleaseCalls):
+class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls):
     """Every API call, typed. With `idempotency_key` (the CLI makes one per invocation) each creating
     call carries an `Idempotency-Key` derived from it (see ApiTransport)."""
 

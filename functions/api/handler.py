@@ -32,6 +32,7 @@ from functions.api.errors import (
 from functions.api.migrations import HEAD_REVISION
 from functions.api.routers import (
     deployments,
+    gates,
     health,
     internal,
     maintenance,
@@ -39,6 +40,7 @@ from functions.api.routers import (
     releases,
     secrets,
     servers,
+    spend,
     sync,
     tasks,
     users,
@@ -199,6 +201,8 @@ for router in (
     deployments.router,
     releases.router,
     sync.router,
+    spend.router,
+    gates.router,
 ):
     app.include_router(router)
 
