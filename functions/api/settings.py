@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 
 from shared.sessions.factory import SessionSettings
 from shared.settings import AwsSettings, DatabaseSettings, QueueSettings, SecretsSettings
+from shared.spend_settings import SpendControlSettings
 from shared.work_signal.factory import WorkSignalSettings
 
 if TYPE_CHECKING:
@@ -16,7 +17,13 @@ if TYPE_CHECKING:
 
 
 class ApiSettings(
-    DatabaseSettings, QueueSettings, SecretsSettings, SessionSettings, WorkSignalSettings, AwsSettings
+    DatabaseSettings,
+    QueueSettings,
+    SecretsSettings,
+    SessionSettings,
+    WorkSignalSettings,
+    AwsSettings,
+    SpendControlSettings,
 ):
     database_secret_ref: Annotated[
         str | None,

@@ -152,6 +152,14 @@ class Gate(Out):
     answered_at: datetime | None = None
 
 
+class GateNeed(Out):
+    """`GET /internal/tasks/{id}/gate-needed?kind=plan|deploy[&server=H]`: must the graph stop here?"""
+
+    required: bool
+    reason: str = Field(description='Why (or why not), e.g. "the project\'s policy is deploy,plan".')
+    estimate_usd: float | None = Field(default=None, description="A plan's cost estimate, when there is one.")
+
+
 class GateRequest(Dto):
     """Internal (a graph): park the task at a gate. Idempotent per (task, kind, round)."""
 
