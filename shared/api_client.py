@@ -260,8 +260,11 @@ class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls):
             Task, self.request("POST", f"/internal/tasks/{task_id}/complete", json={"result": result})
         )
 
-    def fail_task(self, task_id: str, error: str, result: dict[str, Any] | None = None) -> Task:
-        body = self._body(error=error, result=result)
+    def fail_task(
+        self, task_id: str, error: str, result: dict[str, Any] | None = None, reason: str | None = None
+    ) -> Task:
+        """-> FAILED; `reason` is the machine-readable failure reason (e.g. "budget")."""
+        body = self._body(error=error, result=result, reason=reason)
         return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/fail", json=body))
 
     def append_events(self, task_id: str, events: list[BaseModel | dict[str, Any]]) -> list[TaskEvent]:

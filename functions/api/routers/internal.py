@@ -86,7 +86,7 @@ def complete(task_id: TaskId, body: TaskComplete) -> Task:
 def fail(task_id: TaskId, body: TaskFail) -> Task:
     _service()
     with transaction() as session:
-        return Task.model_validate(task_runs.fail(session, task_id, body.error, body.result))
+        return Task.model_validate(task_runs.fail(session, task_id, body.error, body.result, body.reason))
 
 
 @router.post(

@@ -62,15 +62,18 @@ def complete(session: Session, task_id: str, result: dict[str, Any]) -> Task:
     return task
 
 
-def fail(session: Session, task_id: str, error: str, result: dict[str, Any] | None) -> Task:
+def fail(
+    session: Session, task_id: str, error: str, result: dict[str, Any] | None, reason: str | None = None
+) -> Task:
     task = tasks.transition(
         session,
         task_id,
-        [S.QUEUED, S.RUNNING, S.WAITING_INPUT],
+        tasks.ACTIVE,
         S.FAILED,
         error=error,
         result=result,
         finished_at=utcnow(),
+        failure_reason=reason,
     )
     count("TasksFailed")
     return task

@@ -309,6 +309,7 @@ def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, O
         (TaskStatus.FAILED, TaskStatus.CANCELLED),
         TaskStatus.QUEUED,
         error=None,
+        failure_reason=None,
         result=None,
         started_at=None,
         finished_at=None,
