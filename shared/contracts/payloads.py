@@ -58,6 +58,13 @@ class DeployParams(TaskParams):
     rollback_of: Annotated[
         int | None, Field(ge=1, description="A rollback: the release number whose commit `ref` is.")
     ] = None
+    recovery: Annotated[
+        bool,
+        Field(
+            description="Started by a server's recovery to bring back its serving release (no approval gate: "
+            "the person approved that release when it first went out)."
+        ),
+    ] = False
 
 
 class UndeployParams(TaskParams):

@@ -139,7 +139,7 @@ def _redeploy_one(session: Session, server: Server, recovery: str, serving: Serv
     owner = session.get(User, project.owner_id)
     if owner is None or project.status == "archived":
         return shown.model_copy(update={"skipped": "archived" if owner else "its owner is gone"})
-    params = {"server": server.handle} | ({"ref": serving.ref} if serving.ref else {})
+    params = {"server": server.handle, "recovery": True} | ({"ref": serving.ref} if serving.ref else {})
     try:
         task, _message = tasks.create(
             session, _owner_principal(owner), project, TaskType.DEPLOY, None, params, correlation_id=key

@@ -118,7 +118,7 @@ def test_recovery_redeploys_each_project_serving_there_once_per_recovery(
     assert (task["type"], task["status"], task["params"]) == (
         "deploy",
         "QUEUED",
-        {"server": "local", "ref": SHA},
+        {"server": "local", "ref": SHA, "recovery": True},
     )
     assert task["user_id"] == owner["id"], "the owner's task: they hear of it"
     told = [i for i in mine.get("/incidents").body if i["kind"] == "service_redeployed"]
