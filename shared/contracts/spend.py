@@ -132,6 +132,7 @@ class BudgetCheck(Out):
     note: str | None = Field(
         default=None, description='E.g. "the project\'s monthly budget $5.00 (spent $4.80)".'
     )
+    task_spent_usd: float = Field(default=0.0, description="What the task cost so far (all its attempts).")
 
 
 # -- gates --------------------------------------------------------------------------------------
