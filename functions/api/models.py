@@ -250,6 +250,9 @@ class Incident(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     notified_at: Mapped[datetime | None]
+    notify_holder: Mapped[str | None] = mapped_column(String(200))
+    notify_claimed_until: Mapped[datetime | None]
+    """The notifier pushing it now (compare-and-set, expires): one push at a time, at least once."""
 
 
 class PortAllocation(Base):
