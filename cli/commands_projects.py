@@ -352,7 +352,12 @@ def incident_list(
     )
 
 
-# deploy history / rollback and project set-domain live in their own module (this one would pass 400 lines)
+# deploy history / rollback and project set-domain live in their own module (this one would pass 400 lines);
+# project set --approval lives beside usage and budgets (cli.commands_spend)
 from cli.commands_releases import register as _register_releases  # noqa: E402
 
 _register_releases(project_app, deploy_app)
+
+from cli.commands_spend import register as _register_spend  # noqa: E402
+
+_register_spend(project_app)

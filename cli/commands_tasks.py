@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
+from cli.commands_spend import money
 from cli.context import JsonFlag, client, resolve_project, resolve_task, short_id
+from cli.errors import CliError, ExitCode
 from cli.output import print_json, print_table
 from shared.contracts.api import Task, TaskStatus
 
-app = typer.Typer(help="Tasks: list, inspect, follow, cancel, retry.", no_args_is_help=True)
+app = typer.Typer(
+    help="Tasks: list, inspect, follow, approve or reject, resume, cancel, retry.", no_args_is_help=True
+)
 TaskArg = Annotated[str, typer.Argument(help="Task id, or its first characters (at least 6).")]
 
 
@@ -68,8 +72,33 @@ def show(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) ->
     if json_output:
         print_json(task)
         return
-    for key, value in task.model_dump(mode="json").items():
+    for key, value in task.model_dump(mode="json", exclude={"gate"}).items():
+        if key == "cost_usd":
+            value = money(value) if value is not None else "unknown"
         typer.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, dict) else value}")
+    if task.gate is not None:
+        for line in gate_lines(task):
+            typer.echo(line)
+
+
+def gate_lines(task: Task) -> list[str]:
+    """What the task's gate asks of the person, and the command that answers it."""
+    gate = task.gate
+    assert gate is not None
+    what = "human review" if gate.kind == "review" else f"{gate.kind} approval"
+    lines = [
+        f"{'gate':>14}: {what} (round {gate.round}) {gate.status}, since {gate.requested_at:%Y-%m-%d %H:%M}"
+    ]
+    if gate.expires_at is not None and gate.status == "pending":
+        lines[0] += f", expires {gate.expires_at:%Y-%m-%d %H:%M}"
+    lines += [f"{'':>14}  {line}" for line in gate.summary.strip().splitlines()]
+    if gate.comment:
+        lines.append(f"{'comment':>14}: {gate.comment}")
+    if gate.status == "pending":
+        from cli.follow import answer_command
+
+        lines.append(f"{'answer':>14}: {answer_command(task)}")
+    return lines
 
 
 @app.command("logs")
@@ -117,3 +146,60 @@ def retry(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) -
     print_json(task) if json_output else typer.echo(
         f"task {task.id} {task.status.value} (attempt {task.attempt + 1})"
     )
+
+
+CommentOption = Annotated[
+    str | None, typer.Option("--comment", help="Why, for the record (shown with the task).")
+]
+
+
+def _answered(task: Task, json_output: bool, what: str) -> None:
+    if json_output:
+        print_json(task)
+    else:
+        typer.echo(
+            f"task {task.id} {task.status.value}: {what} (follow: orchestrator task logs {task.id} --follow)"
+        )
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context, task_id: TaskArg, comment: CommentOption = None, json_output: JsonFlag = False
+) -> None:
+    """Approve what the task waits for (WAITING_APPROVAL: its plan or its deploy): it goes on."""
+    with client(ctx) as api:
+        task = api.approve_task(resolve_task(api, task_id), comment)
+    _answered(task, json_output, "approved")
+
+
+@app.command("reject")
+def reject(
+    ctx: typer.Context, task_id: TaskArg, comment: CommentOption = None, json_output: JsonFlag = False
+) -> None:
+    """Reject what the task waits for (WAITING_APPROVAL): it ends FAILED with reason `rejected`."""
+    with client(ctx) as api:
+        task = api.reject_task(resolve_task(api, task_id), comment)
+    if json_output:
+        print_json(task)
+    else:
+        typer.echo(f"task {task.id} {task.status.value}: rejected")
+
+
+@app.command("resume")
+def resume(
+    ctx: typer.Context,
+    task_id: TaskArg,
+    guidance: Annotated[
+        str,
+        typer.Option(
+            "--guidance", help="What the developer should do differently (its next round reads it)."
+        ),
+    ],
+    json_output: JsonFlag = False,
+) -> None:
+    """Continue a task waiting for human review (WAITING_HUMAN_REVIEW) with your guidance."""
+    if not guidance.strip():
+        raise CliError("--guidance is empty: say what the developer should do", ExitCode.USAGE)
+    with client(ctx) as api:
+        task = api.resume_task(resolve_task(api, task_id), guidance)
+    _answered(task, json_output, "resumed with your guidance")

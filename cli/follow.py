@@ -10,7 +10,7 @@ from collections.abc import Callable
 import typer
 
 from shared.api_client import ApiClient
-from shared.contracts.api import Task, TaskEvent
+from shared.contracts.api import Task, TaskEvent, TaskStatus
 
 
 def event_line(event: TaskEvent) -> str:
@@ -33,7 +33,8 @@ def follow(
     queued_hint_s: float = QUEUED_HINT_S,
 ) -> Task:
     """Print every event (old ones first) until the task is final; returns the final task. A task that
-    waits for input (WAITING_INPUT) is followed too: it goes on by itself once the input arrives."""
+    waits (for input, an approval, a person's guidance) is followed too: it goes on once answered; when it
+    starts waiting for its person, one line on stderr says which command answers it."""
     after = 0
     status_line = None
     if spinner and sys.stderr.isatty():
@@ -44,6 +45,7 @@ def follow(
     started = time.monotonic()
     deadline = started + timeout_s if timeout_s else None
     hinted = False
+    waiting: TaskStatus | None = None
     try:
         while True:
             for event in api.task_events(task_id, after=after):
@@ -60,6 +62,7 @@ def follow(
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 return task
+            waiting = _hint_waiting(task, waiting)
             if not hinted and task.status.value == "QUEUED" and time.monotonic() - started > queued_hint_s:
                 hinted = True
                 typer.echo(
@@ -71,6 +74,38 @@ def follow(
     finally:
         if status_line is not None:
             status_line.stop()
+
+
+PERSON_WAITS = (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW)
+
+
+def _hint_waiting(task: Task, hinted: TaskStatus | None) -> TaskStatus | None:
+    """Once each time the task starts waiting for its person: what it waits for and the command that
+    answers it. Returns the waiting status hinted (None while it does not wait)."""
+    if task.status not in PERSON_WAITS:
+        return None
+    if task.status is not hinted:
+        typer.echo(waiting_hint(task), err=True)
+    return task.status
+
+
+def waiting_hint(task: Task) -> str:
+    gate = task.gate
+    about = ""
+    if gate is not None and gate.summary.strip():
+        first = gate.summary.strip().splitlines()[0]
+        about = f" ({first[:77] + '…' if len(first) > 80 else first})"
+    if task.status is TaskStatus.WAITING_HUMAN_REVIEW:
+        return f"waiting for your guidance{about}: {answer_command(task)}"
+    what = f" of the {gate.kind}" if gate is not None else ""
+    return f"waiting for your approval{what}{about}: {answer_command(task)}"
+
+
+def answer_command(task: Task) -> str:
+    """The command a task waiting for its person needs."""
+    if task.status is TaskStatus.WAITING_HUMAN_REVIEW:
+        return f'orchestrator task resume {task.id} --guidance "..." (or task cancel)'
+    return f"orchestrator task approve {task.id} (or reject)"
 
 
 def echo_event(json_output: bool) -> Callable[[TaskEvent], None]:

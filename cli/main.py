@@ -49,7 +49,20 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "incident_app",
         "Incidents: services down / up, servers unreachable, repositories gone.",
     ),
-    "task": LazyCommand("cli.commands_tasks", "app", "Tasks: list, inspect, follow, cancel, retry."),
+    "task": LazyCommand(
+        "cli.commands_tasks", "app", "Tasks: list, inspect, follow, approve or reject, resume, cancel, retry."
+    ),
+    "usage": LazyCommand(
+        "cli.commands_spend",
+        "usage",
+        "What your agents and workers cost: the total, by month, by project, the most expensive tasks, and "
+        "what is left of each budget that applies.",
+    ),
+    "budget": LazyCommand(
+        "cli.commands_spend",
+        "budget_app",
+        "Budgets: hard limits on what a task, a project or a person may spend.",
+    ),
     "worker": LazyCommand("cli.commands_workers", "app", "Workers: the sandboxes where coding agents run."),
     "server": LazyCommand("cli.commands_admin", "server_app", "Deploy targets, named by their handle."),
     "secret": LazyCommand("cli.commands_admin", "secret_app", "Project secrets (values are write-only)."),
