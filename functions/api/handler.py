@@ -36,6 +36,8 @@ from functions.api.routers import (
     health,
     internal,
     maintenance,
+    news,
+    notices,
     projects,
     releases,
     secrets,
@@ -203,6 +205,8 @@ for router in (
     sync.router,
     spend.router,
     gates.router,
+    news.router,
+    notices.router,
 ):
     app.include_router(router)
 
