@@ -37,7 +37,6 @@ from functions.api.routers import (
     internal,
     maintenance,
     news,
-    notices,
     projects,
     releases,
     secrets,
@@ -206,7 +205,6 @@ for router in (
     spend.router,
     gates.router,
     news.router,
-    notices.router,
 ):
     app.include_router(router)
 
