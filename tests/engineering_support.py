@@ -1,5 +1,6 @@
 """The API as the engineering graph sees it, in memory: just the calls the graph and its driver make,
-with the API's compare-and-set claim and single-holder lease."""
+with the API's compare-and-set claim and single-holder lease, the task's budget and its gates (asked
+for once per (task, kind, round), answered by `answer_gate` as a person would)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.api_client import ConflictError
+from shared.api_client import ConflictError, NotFoundError
 from shared.contracts.api import Project, Task, TaskStatus, TaskType
+from shared.contracts.spend import BudgetCheck, Gate, GateNeed, GateRequest, GateStatus
+
+WAITING_AT = {"plan": TaskStatus.WAITING_APPROVAL, "deploy": TaskStatus.WAITING_APPROVAL}
 
 
 class FakeApi:
@@ -47,6 +51,13 @@ class FakeApi:
         )
         self.events: list[dict[str, Any]] = []
         self.lease: str | None = None
+        self.budget_note: str | None = None
+        """Set: the task's budget is spent, this names it (e.g. "the task budget $1.00 (spent $1.02)")."""
+        self.budget_checks = 0
+        self.gates_required: set[str] = set()
+        """The gate kinds the project's policy asks for (none by default)."""
+        self.gates: dict[tuple[str, int], Gate] = {}
+        self.gate_requests: list[GateRequest] = []
 
     def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> None:
         if self.lease not in (None, holder):
@@ -82,11 +93,72 @@ class FakeApi:
         self.task = self.task.model_copy(update={"status": TaskStatus.COMPLETED, "result": result})
         return self.task
 
-    def fail_task(self, task_id: str, error: str, result: dict[str, Any] | None = None) -> Task:
+    def fail_task(
+        self, task_id: str, error: str, result: dict[str, Any] | None = None, reason: str | None = None
+    ) -> Task:
         self.task = self.task.model_copy(
-            update={"status": TaskStatus.FAILED, "error": error, "result": result}
+            update={"status": TaskStatus.FAILED, "error": error, "result": result, "failure_reason": reason}
         )
         return self.task
+
+    # -- spend and control -------------------------------------------------------------------------
+
+    def task_budget(self, task_id: str) -> BudgetCheck:
+        self.budget_checks += 1
+        spent = self.budget_note is not None
+        return BudgetCheck(
+            task_id=task_id, remaining_usd=0.0 if spent else 1.0, exhausted=spent, note=self.budget_note
+        )
+
+    def gate_needed(self, task_id: str, kind: str, server: str | None = None) -> GateNeed:
+        required = kind in self.gates_required
+        return GateNeed(required=required, reason=f"the policy {'asks' if required else 'does not ask'}")
+
+    def request_gate(self, task_id: str, body: GateRequest) -> Gate:
+        """Idempotent per (kind, round), like the API; parks the task in the gate's waiting status."""
+        self.gate_requests.append(body)
+        key = (body.kind, body.round)
+        if key not in self.gates:
+            self.gates[key] = Gate(
+                id=f"g-{len(self.gates) + 1}",
+                task_id=task_id,
+                kind=body.kind,
+                round=body.round,
+                status="pending",
+                summary=body.summary,
+                details=body.details,
+                requested_at=datetime.now(UTC),
+            )
+            waiting = WAITING_AT.get(body.kind, TaskStatus.WAITING_HUMAN_REVIEW)
+            self.task = self.task.model_copy(update={"status": waiting})
+        return self.gates[key]
+
+    def get_gate(self, task_id: str, kind: str, round: int) -> Gate:
+        try:
+            return self.gates[(kind, round)]
+        except KeyError:
+            raise NotFoundError(404, "not_found", "no such gate") from None
+
+    def answer_gate(self, kind: str, round_: int, status: GateStatus, comment: str | None = None) -> str:
+        """A person answers (approve, reject, resume) or the gate expires; returns the wake-up's
+        request id. The task runs again, or FAILED (rejected / expired) in the same step."""
+        gate = self.gates[(kind, round_)].model_copy(
+            update={"status": status, "comment": comment, "answered_by": "ann"}
+        )
+        self.gates[(kind, round_)] = gate
+        if status in ("approved", "resumed"):
+            self.task = self.task.model_copy(update={"status": TaskStatus.RUNNING})
+        elif status == "cancelled":
+            self.cancel()
+        else:
+            self.task = self.task.model_copy(
+                update={
+                    "status": TaskStatus.FAILED,
+                    "error": f"the {kind} was {status}",
+                    "failure_reason": status,
+                }
+            )
+        return f"{self.task.id}:gate:{kind}:{round_}"
 
     def cancel(self) -> None:
         """A person cancels the task (the API marks it final; the graph learns of it on its next step)."""

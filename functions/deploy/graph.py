@@ -1,6 +1,7 @@
 """The deploy graph: prepare (which commit ships: the ref asked for, else main's head) -> env analyzer
 -> secret resolver (may park in WAITING_INPUT) -> allocate (the stable port, the free slot's port, the
-release) -> readiness (the server answers) -> deployer (Ansible: the new slot starts beside the serving
+release) -> deploy gate (a server other than the built-in one: the owner approves the release, parked in
+WAITING_APPROVAL) -> readiness (the server answers) -> deployer (Ansible: the new slot starts beside the serving
 one and takes the stable address once healthy) -> smoke test -> done (the release serves); a failed
 deploy or smoke test opens an engineering fix task (at most `deploy_max_fix_attempts`; none for a
 rollback) and deploys the commit it merged. Undeploy tasks take the short path: playbook, free the
@@ -56,6 +57,11 @@ def after_secrets(state: DeployState) -> str:
     return ok("secrets_wait" if state.missing else "allocate")(state)
 
 
+def after_gate(state: DeployState) -> str:
+    """Wait while the deploy gate is pending; approved (or not needed): on to the server."""
+    return ok("deploy_gate_wait" if state.gate == "deploy" else "readiness")(state)
+
+
 def after_readiness(state: DeployState) -> str:
     return ok("provision_wait" if state.error == "provision" else "deploy_request")(state)
 
@@ -89,6 +95,8 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         "undeploy_wait",
         "finalize",
         "fail",
+        "deploy_gate",
+        "deploy_gate_wait",
     ):
         graph.add_node(name, getattr(nodes, name))
     graph.add_edge(START, "prepare")
@@ -96,7 +104,9 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     graph.add_conditional_edges("analyze_env", ok("resolve_secrets"), ["resolve_secrets", "fail", END])
     graph.add_conditional_edges("resolve_secrets", after_secrets, ["secrets_wait", "allocate", "fail", END])
     graph.add_edge("secrets_wait", "resolve_secrets")
-    graph.add_conditional_edges("allocate", ok("readiness"), ["readiness", "fail", END])
+    graph.add_conditional_edges("allocate", ok("deploy_gate"), ["deploy_gate", "fail", END])
+    for step in ("deploy_gate", "deploy_gate_wait"):
+        graph.add_conditional_edges(step, after_gate, ["deploy_gate_wait", "readiness", "fail", END])
     graph.add_conditional_edges(
         "readiness", after_readiness, ["provision_wait", "deploy_request", "fail", END]
     )

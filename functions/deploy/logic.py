@@ -1,15 +1,17 @@
 """Driving the deploy graph from messages.
 
 deploy:queue carries two kinds of DeployMessage: a task's start (any request id) and a wake-up for a
-task that waits (`<task>:secrets:<n>` after `secret set`, `<task>:fix:<n>` when its fix task ended),
-which the API's outbox sends. Results come back on ansible:deploy:results and provisioner:results.
+task that waits (`<task>:secrets:<n>` after `secret set`, `<task>:fix:<n>` when its fix task ended,
+`<task>:gate:deploy:0` once the owner answered the deploy's approval), which the API's outbox sends. Results come back on ansible:deploy:results and provisioner:results.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from functions.deploy.gates import waits_for_deploy_approval
 from functions.deploy.graph import Ports, build_graph
+from functions.deploy.releases import free_after_failure
 from functions.deploy.state import DeployState
 from shared.api_client import ConflictError
 from shared.contracts import DeployMessage, ProvisionerResult
@@ -61,7 +63,9 @@ class Deploy(GraphDriver):
     def resume(self, request_id: str, payload: dict[str, Any]) -> str:
         outcome = super().resume(request_id, payload)
         if outcome == "ended":
-            self.end_release(request_id.split(":", 1)[0])
+            task_id = request_id.split(":", 1)[0]
+            self.end_release(task_id)
+            self.give_back_unapproved(task_id)
         return outcome
 
     def end_release(self, task_id: str) -> None:
@@ -75,6 +79,13 @@ class Deploy(GraphDriver):
                     self.api.finish_release(release.id, "failed", error=why)
                 except ConflictError:
                     pass  # ended meanwhile
+
+    def give_back_unapproved(self, task_id: str) -> None:
+        """The task ended while it waited for the deploy's approval (rejected, expired, cancelled):
+        nothing reached the server, so a first deploy's ports go back at once."""
+        snapshot = self.graph.get_state(self.config(task_id))
+        if waits_for_deploy_approval(task_id, self.pending_wait(snapshot)):
+            free_after_failure(self.api, DeployState.model_validate(snapshot.values))
 
     def server_checked(self, result: ProvisionerResult) -> None:
         """Every ping / provision outcome updates the server's status, whoever asked for it."""

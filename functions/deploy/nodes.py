@@ -16,6 +16,7 @@ from typing import Any
 from langgraph.types import interrupt
 
 from functions.deploy.base import Update, failed
+from functions.deploy.gates import GateNodes
 from functions.deploy.messages import (
     ansible_message,
     cause_text,
@@ -51,7 +52,7 @@ from shared.env_contract import CONTRACT_FILE, EnvContractError, parse_env_contr
 from shared.graphs.driver import request_id
 
 
-class DeployNodes(UndeployNodes):
+class DeployNodes(UndeployNodes, GateNodes):
     """The deploy graph's nodes over their ports: the API, the queue, the repository host."""
 
     # -- prepare ------------------------------------------------------------------------------------

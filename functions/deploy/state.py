@@ -70,6 +70,15 @@ class DeployState(BaseModel):
     service_log_path: Annotated[str, Field(description="The service's full log, on the server.")] = ""
     deployed_url: str = ""
     health_url: str = ""
+    gate: Annotated[
+        Literal["", "deploy"], Field(description='"deploy" while the deploy waits for the owner\'s approval.')
+    ] = ""
+    gate_passed: Annotated[
+        bool,
+        Field(
+            description="The deploy was approved (or needs no approval): a fix round's redeploy asks no more."
+        ),
+    ] = False
     outcome: Outcome | None = None
     error: Annotated[
         str | None, Field(description='Why it failed; "provision" while the server is being prepared.')

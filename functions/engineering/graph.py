@@ -1,5 +1,8 @@
-"""The engineering graph: scaffold (if needed) -> developer -> tester -> (fix loop) -> merge into main
-(a conflict: one rebase round of developer -> tester) -> finalize.
+"""The engineering graph: scaffold (if needed) -> plan gate (when the policy or the cost estimate
+wants the owner's approval) -> developer -> tester -> (fix loop) -> merge into main (a conflict: one
+rebase round of developer -> tester) -> finalize. A blocked developer, or tests that still fail after
+the last fix round, park the task for a person's review, whose guidance starts another developer round;
+a spent budget fails the task before any worker starts.
 
 Per worker three steps: create (publish the command), created (wait for the worker, then send it its
 message) and wait (its answer; the worker is deleted).
@@ -63,7 +66,18 @@ def ok(next_node: str | Callable[[EngState], str]) -> Callable[[EngState], str]:
 
 
 def first_worker(state: EngState) -> str:
-    return "tester_create" if state.no_developer else "developer_create"
+    """Without a developer the tester goes first; otherwise the plan gate (which may wave it through)."""
+    return "tester_create" if state.no_developer else "plan_gate"
+
+
+def at_gate(kind: str, wait: str, on: str) -> Callable[[EngState], str]:
+    """After a gate's asking (or waiting) step: wait while the gate is pending, else on to `on`."""
+    return ok(lambda state: wait if state.gate == kind else on)
+
+
+def after_developer(state: EngState) -> str:
+    """A blocked developer parks the task for a person's review; otherwise the tester runs."""
+    return "review_gate" if state.review else "tester_create"
 
 
 def after_prepare(state: EngState) -> str:
@@ -71,9 +85,12 @@ def after_prepare(state: EngState) -> str:
 
 
 def after_tests(state: EngState) -> str:
-    """Passed: into main (a checkpoint from before the merge step exists goes there too). Failed: a fix round."""
+    """Passed: into main (a checkpoint from before the merge step exists goes there too). Failed: a fix
+    round, or a person's review once the rounds are used up."""
     if state.outcome == "failed":
         return "fail"
+    if state.review:
+        return "review_gate"
     return "developer_create" if state.last_failure else "merge"
 
 
@@ -97,6 +114,10 @@ NODES = (
     "merge",
     "finalize",
     "fail",
+    "plan_gate",
+    "plan_gate_wait",
+    "review_gate",
+    "review_wait",
 )
 
 
@@ -107,25 +128,35 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
         graph.add_node(name, getattr(nodes, name))
     graph.add_edge(START, "prepare")
     graph.add_conditional_edges(
-        "prepare", after_prepare, ["developer_create", "tester_create", "scaffold_request"]
+        "prepare", after_prepare, ["developer_create", "tester_create", "plan_gate", "scaffold_request"]
     )
     graph.add_edge("scaffold_request", "scaffold_wait")
     graph.add_conditional_edges(
-        "scaffold_wait", ok(first_worker), ["developer_create", "tester_create", "fail", END]
+        "scaffold_wait", ok(first_worker), ["developer_create", "tester_create", "plan_gate", "fail", END]
     )
+    plan_next = at_gate("plan", "plan_gate_wait", "developer_create")
+    for step in ("plan_gate", "plan_gate_wait"):
+        graph.add_conditional_edges(step, plan_next, ["plan_gate_wait", "developer_create", "fail", END])
+    review_next = at_gate("review", "review_wait", "developer_create")
+    for step in ("review_gate", "review_wait"):
+        graph.add_conditional_edges(step, review_next, ["review_wait", "developer_create", "fail", END])
     # a `*_created` step sends the worker its message itself; the `*_send` steps stay only for
     # checkpoints written before that (a task stopped between the two goes on from there)
     for step, following in [
         ("developer_create", "developer_created"),
         ("developer_created", "developer_wait"),
-        ("developer_wait", "tester_create"),
         ("tester_create", "tester_created"),
         ("tester_created", "tester_wait"),
     ]:
         graph.add_conditional_edges(step, ok(following), [following, "fail", END])
     graph.add_edge("developer_send", "developer_wait")
     graph.add_edge("tester_send", "tester_wait")
-    graph.add_conditional_edges("tester_wait", after_tests, ["developer_create", "merge", "fail"])
+    graph.add_conditional_edges(
+        "developer_wait", ok(after_developer), ["tester_create", "review_gate", "fail", END]
+    )
+    graph.add_conditional_edges(
+        "tester_wait", after_tests, ["developer_create", "review_gate", "merge", "fail"]
+    )
     graph.add_conditional_edges("merge", ok(after_merge), ["developer_create", "finalize", "fail", END])
     graph.add_edge("finalize", END)
     graph.add_edge("fail", END)

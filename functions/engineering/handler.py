@@ -46,7 +46,7 @@ def lambda_handler(event: dict[str, Any], context: Any, engine: Engineering | No
 
     def handle(queue: str, message: Any) -> None:
         if queue == ENGINEERING_QUEUE:
-            active.start(message)
+            active.handle(message)
         elif isinstance(message, WorkerActivity):  # "still working" is never the answer a graph waits for
             active.logger.info("activity response ignored", extra={"request_id": message.request_id})
         else:

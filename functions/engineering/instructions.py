@@ -4,7 +4,7 @@ DEVELOPER = """\
 # You are the developer
 
 You work in a git checkout of the project. TASK.md holds what to build (and, after a failed
-test run, the test output to fix).
+test run, the test output to fix; after a person's review, their guidance).
 
 - Implement the task with small, clear changes that fit the project's existing style.
 - Keep the project's own tests passing (`make test`), and add tests for what you add.
@@ -21,7 +21,29 @@ MAIN_MOVED = "# main moved"
 """The heading of a rebase round's TASK.md (the fake developer agent looks for it)."""
 
 
-def developer_prompt(spec: str, failure: str | None, attempt: int, conflicts: list[str] | None = None) -> str:
+GUIDANCE = "# Guidance from the person"
+"""The heading of the guidance a person gave at a human review (the fake developer agent looks for it)."""
+
+
+def developer_prompt(
+    spec: str,
+    failure: str | None,
+    attempt: int,
+    conflicts: list[str] | None = None,
+    guidance: str | None = None,
+) -> str:
+    """TASK.md of a developer round: the spec, and what this round is for (a rebase on a moved main, a
+    failed test run), then the person's guidance from a human review, if any."""
+    prompt = _round_prompt(spec, failure, attempt, conflicts)
+    if guidance and guidance.strip():
+        prompt += (
+            f"\n{GUIDANCE}\n\nThe work stopped for a person's review; they answered (follow it, it "
+            f"overrides what you concluded before):\n\n{guidance.strip()}\n"
+        )
+    return prompt
+
+
+def _round_prompt(spec: str, failure: str | None, attempt: int, conflicts: list[str] | None) -> str:
     if conflicts and not failure:
         files = "\n".join(f"- `{path}`" for path in conflicts)
         return (

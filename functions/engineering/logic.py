@@ -1,6 +1,10 @@
 """Driving the graph from messages: start on engineering:queue, resume on worker:responses and
 scaffolder:results. One driver per task at a time (the API's task lease); redelivered messages
-are no-ops."""
+are no-ops.
+
+engineering:queue carries two kinds of EngineeringMessage: a task's start (any request id) and a
+wake-up for a task that waits at a gate (`<task>:gate:<kind>:<round>`, once a person answered it),
+which the API's outbox sends."""
 
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ class Engineering(GraphDriver):
     def __init__(self, ports: Ports, checkpointer: Any) -> None:
         super().__init__(ports.api, build_graph(ports, checkpointer))
         self.ports = ports
+
+    def handle(self, message: EngineeringMessage) -> str:
+        if message.request_id.startswith(f"{message.task_id}:"):
+            return self.resume(message.request_id, {"woken_by": message.request_id})
+        return self.start(message)
 
     def start(self, message: EngineeringMessage) -> str:
         """Claim and run until the first wait. A redelivered message for a claimed task is a no-op,

@@ -10,13 +10,10 @@ receivers drop it: no second worker, no second scaffold.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
-
-from langgraph.types import interrupt
 
 from functions.engineering import instructions
-from functions.engineering.settings import EngineeringSettings
+from functions.engineering.base import Update, failed, pct
+from functions.engineering.gates import GateNodes
 from functions.engineering.state import (
     AgentRun,
     EngState,
@@ -25,7 +22,6 @@ from functions.engineering.state import (
     WorkerCreated,
     WorkerReply,
 )
-from shared.api_client import ApiClient
 from shared.contracts import (
     SCAFFOLDER_QUEUE,
     WORKER_COMMANDS,
@@ -38,55 +34,17 @@ from shared.contracts import (
     progress_stream,
 )
 from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
-from shared.graphs.driver import event_sender, last_lines, request_id
-from shared.queues.port import QueuePort
-from shared.repos.port import MergeOutcome, RepoHost, RepoHostError
+from shared.contracts.spend import BUDGET
+from shared.graphs.driver import last_lines, request_id
+from shared.graphs.gates import over_budget
+from shared.repos.port import MergeOutcome, RepoHostError
 
-Update = dict[str, Any]
 MERGE_INTO = "main"
 """Where tested work goes: deploys ship main's tip."""
 
 
-def failed(error: str | None) -> Update:
-    return {"outcome": "failed", "error": error}
-
-
-def _pct(base: int, state: EngState, cap: int) -> int:
-    """Progress climbs 15 points a fix round, up to `cap`."""
-    return min(base + 15 * (state.round - 1), cap)
-
-
-class EngineeringNodes:
+class EngineeringNodes(GateNodes):
     """The engineering graph's nodes over their ports: the API, the queue, the repository host."""
-
-    def __init__(
-        self,
-        api: ApiClient,
-        queue: QueuePort,
-        settings: EngineeringSettings,
-        repo_host: RepoHost | None = None,
-        worker_env_refs: Mapping[str, str] | None = None,
-    ) -> None:
-        self.api, self.queue, self.settings, self.repo_host = api, queue, settings, repo_host
-        self.worker_env_refs = dict(worker_env_refs or {})
-        """Secret references a worker resolves itself (GITHUB_TOKEN for pushes to GitHub)."""
-        self._send_event = event_sender(api)
-
-    def event(
-        self, state: EngState, kind: str, message: str, step: str, pct: int, error: str | None = None
-    ) -> None:
-        who = {"task_id": state.task_id, "correlation_id": state.correlation_id}
-        self._send_event(who, kind, message, step, pct, error=error)
-
-    def ended(self, state: EngState) -> bool:
-        """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly."""
-        return self.api.get_task(state.task_id).status.is_final
-
-    @staticmethod
-    def wait_for(state: EngState, *step: object) -> dict[str, Any]:
-        """Pause until the answer to `request_id(task, *step)` resumes the graph; returns that answer."""
-        answer: dict[str, Any] = interrupt({"wait_for": request_id(state.task_id, *step)})
-        return answer
 
     # -- prepare / scaffold -------------------------------------------------------------------------
 
@@ -195,9 +153,12 @@ class EngineeringNodes:
     def developer_create(self, state: EngState) -> Update:
         if self.ended(state):
             return {"outcome": "cancelled"}
+        spent = self.budget_spent(state)
+        if spent:
+            return spent
         note = f" (fix round {state.round})" if state.round > 1 else ""
         message = f"developer ({state.agent}) starting{note}"
-        self.event(state, "progress", message, "developer", _pct(20, state, 70))
+        self.event(state, "progress", message, "developer", pct(20, state, 70))
         self._create_worker(state, "developer")
         return {}
 
@@ -211,21 +172,31 @@ class EngineeringNodes:
 
     def developer_send(self, state: EngState) -> Update:
         prompt = instructions.developer_prompt(
-            state.spec, state.last_failure, state.round, state.merge_conflicts
+            state.spec, state.last_failure, state.round, state.merge_conflicts, state.guidance
         )
         self._send(state, "developer", state.worker_id, prompt, self.settings.developer_timeout_s)
-        self.event(state, "progress", "developer at work", "developer", _pct(25, state, 75))
+        self.event(state, "progress", "developer at work", "developer", pct(25, state, 75))
         return {}
 
     def developer_wait(self, state: EngState) -> Update:
         return self.developer_answered(state, self._reply(state, "developer", state.worker_id))
 
     def developer_answered(self, state: EngState, reply: WorkerReply) -> Update:
+        """Done: on to the tester. Stopped at the budget: FAILED (reason budget). Blocked: a person
+        reviews (human review). Any other failure: FAILED."""
         run: AgentRun = reply.result
         if not reply.success:
-            return failed(f"developer {run.status or 'failed'}: {reply.error or 'no reason given'}")
+            why = reply.error or run.reason or "no reason given"
+            if run.status == BUDGET:
+                return over_budget(why)
+            if run.status == "blocked":
+                self.event(
+                    state, "progress", "developer blocked: waiting for a person's review", "developer", 60
+                )
+                return {"review": f"The developer is blocked (round {state.round}): {why}"}
+            return failed(f"developer {run.status or 'failed'}: {why}")
         message = f"developer done: {len(run.files_changed)} file(s) changed"
-        self.event(state, "progress", message, "developer", _pct(40, state, 80))
+        self.event(state, "progress", message, "developer", pct(40, state, 80))
         return {
             "commit_sha": run.commit_sha or state.commit_sha,
             "files_changed": sorted(set(state.files_changed) | set(run.files_changed)),
@@ -238,8 +209,11 @@ class EngineeringNodes:
     def tester_create(self, state: EngState) -> Update:
         if self.ended(state):
             return {"outcome": "cancelled"}
+        spent = self.budget_spent(state)
+        if spent:
+            return spent
         message = f"tester: running `{self.settings.test_command}`"
-        self.event(state, "progress", message, "tester", _pct(50, state, 85))
+        self.event(state, "progress", message, "tester", pct(50, state, 85))
         self._create_worker(state, "tester")
         return {}
 
@@ -258,19 +232,26 @@ class EngineeringNodes:
         return self.tester_answered(state, self._reply(state, "tester", state.tester_id))
 
     def tester_answered(self, state: EngState, reply: WorkerReply) -> Update:
-        """Passed: on to finalize. Failed: another developer round, unless there is no developer or
-        the rounds are used up."""
+        """Passed: on to finalize. Failed: another developer round, unless there is no developer
+        (FAILED) or the rounds are used up (a person reviews). Stopped at the budget: FAILED."""
         if reply.success:
             self.event(state, "progress", "tests passed", "tester", 90)
             return {"last_failure": None}
+        if reply.result.status == BUDGET:
+            return over_budget(reply.error or reply.result.reason or "the tester's run was stopped")
         failure = reply.result.output_tail or reply.error or "tests failed"
         rnd = state.round
         if state.no_developer:
             error = f"tests fail and there is no developer to fix them (agent none): {last_lines(failure)}"
             return {**failed(error), "last_failure": failure}
         if rnd >= self.settings.engineering_max_attempts:
-            error = f"tests still fail after {rnd} developer round(s): {last_lines(failure)}"
-            return {**failed(error), "last_failure": failure}
+            # the fix rounds are used up: a person looks (and may guide another round) instead of FAILED
+            review = (
+                f"Tests still fail after {rnd} developer round(s). The last test output:\n\n{failure[-4000:]}"
+            )
+            message = f"tests still fail after {rnd} developer round(s): waiting for a person's review"
+            self.event(state, "progress", message, "tester", 60, error=last_lines(failure))
+            return {"last_failure": failure, "review": review}
         message = f"tests failed; back to the developer (round {rnd + 1})"
         self.event(state, "progress", message, "tester", 60, error=last_lines(failure))
         return {"last_failure": failure, "round": rnd + 1}
@@ -395,7 +376,9 @@ class EngineeringNodes:
             branch=state.branch or None,
         )
         try:
-            self.api.fail_task(state.task_id, error, result.model_dump(mode="json"))
+            self.api.fail_task(
+                state.task_id, error, result.model_dump(mode="json"), reason=state.failure_reason
+            )
         finally:
             self.event(state, "failed", "engineering failed", "finalize", 100, error=error)
         return {"outcome": "failed"}

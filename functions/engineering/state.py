@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from shared.contracts.api import Task
 from shared.contracts.payloads import EngineeringParams
+from shared.contracts.spend import GateKind
 from shared.contracts.workers import NO_AGENT
 
 Outcome = Literal["completed", "failed", "cancelled"]
@@ -60,8 +61,23 @@ class EngState(BaseModel):
         list[str], Field(description="Paths main changed too, for the developer's rebase round.")
     ] = []
     merge_rounds: Annotated[int, Field(description="Rebase rounds given after a conflict with main.")] = 0
+    gate: Annotated[
+        GateKind | None, Field(description="The gate the task waits at for a person's answer, if any.")
+    ] = None
+    review: Annotated[
+        str | None,
+        Field(
+            description="Why a person must look (the blocked reason, the last test output): a review is due."
+        ),
+    ] = None
+    guidance: Annotated[
+        str | None, Field(description="The person's guidance from the last review, for the developer rounds.")
+    ] = None
     outcome: Outcome | None = None
     error: str | None = None
+    failure_reason: Annotated[
+        str | None, Field(description='The machine-readable reason a failure is recorded with ("budget").')
+    ] = None
 
     @property
     def no_developer(self) -> bool:
@@ -122,7 +138,10 @@ class WorkerCreated(_Answer):
 class AgentRun(_Answer):
     """The wrapper's structured result of one message (`SendMessageResponse.result`)."""
 
-    status: str = ""
+    status: Annotated[
+        str, Field(description="success, failed, blocked, or budget (stopped at the budget).")
+    ] = ""
+    reason: str | None = None
     commit_sha: str | None = None
     files_changed: list[str] = []
     output_tail: str | None = None

@@ -246,10 +246,7 @@ def test_a_developer_answer_adds_its_files_and_keeps_the_last_commit(world: Worl
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
-        (
-            {"success": False, "error": "BLOCKED: no key", "result": {"status": "blocked"}},
-            "developer blocked: BLOCKED: no key",
-        ),
+        ({"success": False, "error": "crashed", "result": {"status": "failed"}}, "developer failed: crashed"),
         ({"success": False}, "developer failed: no reason given"),
     ],
 )
@@ -257,6 +254,14 @@ def test_a_failed_developer_fails_the_task(world: World, answer: dict[str, Any],
     update = world.nodes.developer_answered(world.state(), WorkerReply.model_validate(answer))
 
     assert update == {"outcome": "failed", "error": error}
+
+
+def test_a_blocked_developer_asks_for_a_person_s_review(world: World) -> None:
+    answer = {"success": False, "error": "BLOCKED: no key", "result": {"status": "blocked"}}
+
+    update = world.nodes.developer_answered(world.state(round=2), WorkerReply.model_validate(answer))
+
+    assert update == {"review": "The developer is blocked (round 2): BLOCKED: no key"}
 
 
 # -- tester ------------------------------------------------------------------------------------------
@@ -296,16 +301,15 @@ def test_failing_tests_send_the_developer_another_round(world: World) -> None:
     assert world.api.events[-1]["error"] == "1 failed"
 
 
-def test_failing_tests_after_the_last_round_fail_the_task(world: World) -> None:
+def test_failing_tests_after_the_last_round_ask_for_a_person_s_review(world: World) -> None:
     reply = WorkerReply.model_validate({"success": False, "error": "exit 1"})
     last = world.settings.engineering_max_attempts
 
     update = world.nodes.tester_answered(world.state(round=last), reply)
 
     assert update == {
-        "outcome": "failed",
-        "error": f"tests still fail after {last} developer round(s): exit 1",
         "last_failure": "exit 1",
+        "review": f"Tests still fail after {last} developer round(s). The last test output:\n\nexit 1",
     }
 
 
@@ -440,7 +444,7 @@ def test_a_failing_round_then_a_fix_round_completes(world: World) -> None:
     assert run.deleted() == ["w-1", "t-1", "w-2", "t-2"]
 
 
-def test_tests_that_keep_failing_fail_the_task_after_the_last_round(tmp_path: Path) -> None:
+def test_tests_that_keep_failing_park_the_task_for_a_person_after_the_last_round(tmp_path: Path) -> None:
     world = World(tmp_path, engineering_max_attempts=2)
     run = Run(world).start()
 
@@ -448,12 +452,11 @@ def test_tests_that_keep_failing_fail_the_task_after_the_last_round(tmp_path: Pa
         run.developer_round(rnd, [])
         run.answer(f"tester:{rnd}:message", {"success": False, "error": "exit 1"})
 
-    assert run.waiting_for() is None
-    assert (world.api.task.status, world.api.task.error) == (
-        TaskStatus.FAILED,
-        "tests still fail after 2 developer round(s): exit 1",
-    )
-    assert run.deleted() == ["w-1", "t-1", "w-2", "t-2"]
+    assert run.waiting_for() == f"{run.task_id}:gate:review:2"
+    assert world.api.task.status is TaskStatus.WAITING_HUMAN_REVIEW
+    [review] = world.api.gate_requests
+    assert (review.kind, review.round) == ("review", 2) and review.summary.endswith("exit 1")
+    assert run.deleted() == ["w-1", "t-1", "w-2", "t-2"], "no worker waits with the task"
 
 
 def test_without_a_developer_only_the_tester_runs(world: World) -> None:
