@@ -40,6 +40,8 @@ from shared.contracts.api import WorkerDetail, WorkerMessage
 from shared.contracts.payloads import WorkerContext
 from shared.observability import get_logger
 from shared.secrets.redact import Redactor
+from worker_image.agents.base import AgentResult
+from worker_image.agents.process import not_started_at_budget
 from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
 
 EVENT_FLUSH_S = 1.0
@@ -131,6 +133,35 @@ def _transient(exc: Exception) -> bool:
     a database busy for a moment); a 4xx is an answer. Under 50 workers at once a 5xx on a poll used to end
     the worker with exit 1 and its task with it."""
     return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.status >= 500)
+
+
+MODEL_CHARS = 128
+"""The longest model name a result carries (the ledger's column)."""
+
+
+def run_result(agent: str, outcome: AgentResult, budget_note: str | None) -> dict[str, Any]:
+    """The result dict a message's answer carries (SendMessageResponse.result; the API records the cost
+    ledger from it): the run's verdict, usage and cost, the agent and model; the git fields are filled in
+    once the work is pushed. A stop at the budget names the budget (`budget_note`) in its reason."""
+    reason = outcome.reason
+    if outcome.status == "budget" and budget_note:
+        reason = f"{reason} ({budget_note})"
+    return {
+        "status": outcome.status,
+        "session_id": outcome.session_id,
+        "agent": agent,
+        "model": outcome.model[:MODEL_CHARS] if outcome.model else None,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
+        "cache_tokens": outcome.cache_tokens,
+        "cost_usd": outcome.cost_usd,
+        "duration_ms": outcome.duration_ms,
+        "exit_code": outcome.exit_code,
+        "reason": reason,
+        "commit_sha": None,
+        "branch": None,
+        "files_changed": [],
+    }
 
 
 class Wrapper:
@@ -458,8 +489,12 @@ class Wrapper:
         from worker_image.agents import run_agent
 
         assert self.detail is not None
-        self._prepare_workspace(message.body)
         adapter = self._adapter()
+        if message.budget_usd is not None and message.budget_usd <= 0:
+            # nothing left to spend: the agent is not started (nor the checkout refreshed for it)
+            refused = run_result(adapter.name, not_started_at_budget(message.budget_usd), message.budget_note)
+            return False, None, refused["reason"], refused
+        self._prepare_workspace(message.body)
         task_id = self.detail.task_id
         step = self.context.step or "worker"
         pending: list[dict[str, Any]] = []
@@ -489,6 +524,7 @@ class Wrapper:
                 flush()
 
         env = self._agent_process_env()
+        budget = message.budget_usd
         with self._activity(message.id):
             outcome = run_agent(
                 adapter,
@@ -500,6 +536,7 @@ class Wrapper:
                 env=env,
                 redact=self.redactor.redact,
                 sandbox=self.sandbox,
+                budget_usd=budget,
             )
             if self.session_id and adapter.session_lost(outcome):
                 # the saved session is gone or unreadable: answer from a new session rather than fail
@@ -517,23 +554,12 @@ class Wrapper:
                     env=env,
                     redact=self.redactor.redact,
                     sandbox=self.sandbox,
+                    budget_usd=None if budget is None else budget - (outcome.cost_usd or 0.0),
                 )
         flush()
         self.session_id = outcome.session_id or self.session_id
         self._unsaved = (adapter, env)  # saved once the answer is out: the person does not wait for it
-        result: dict[str, Any] = {
-            "status": outcome.status,
-            "session_id": outcome.session_id,
-            "input_tokens": outcome.input_tokens,
-            "output_tokens": outcome.output_tokens,
-            "cost_usd": outcome.cost_usd,
-            "duration_ms": outcome.duration_ms,
-            "exit_code": outcome.exit_code,
-            "reason": outcome.reason,
-            "commit_sha": None,
-            "branch": None,
-            "files_changed": [],
-        }
+        result = run_result(adapter.name, outcome, message.budget_note)
         if outcome.status != "success":
             result["output_tail"] = outcome.output_tail
         context = self.context
@@ -547,7 +573,12 @@ class Wrapper:
                 return False, outcome.final_answer, str(exc), result
             result.update(commit_sha=sha, branch=branch, files_changed=changed)
         success = outcome.status == "success"
-        return success, outcome.final_answer, None if success else (outcome.reason or outcome.status), result
+        return (
+            success,
+            outcome.final_answer,
+            None if success else (result["reason"] or outcome.status),
+            result,
+        )
 
     def _remove_workspace(self) -> None:
         """The work tree and, when the agent ran as another user, the HOME made for it beside it."""

@@ -34,6 +34,14 @@ USAGE = {
     "codex": (2000, 80, None),
     "command": (None, None, None),
 }
+# The cached part of the input tokens and the model each fake names (claude: the costliest in modelUsage;
+# codex names none and none was asked for).
+CACHE_AND_MODEL = {
+    "claude-code": (80, "claude-sonnet-4-5-20250929"),
+    "factory-droid": (0, "claude-sonnet-4-5-20250929"),
+    "codex": (1500, None),
+    "command": (None, None),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +149,7 @@ def test_ok_run_edits_the_workspace_and_reports_usage(agent: str, workspace: Pat
     log_lines = (workspace / "AGENT_LOG.md").read_text().splitlines()
     assert log_lines == [f"- {CLIS.get(agent, 'command')}: Implement TASK.md"]
     assert (result.input_tokens, result.output_tokens, result.cost_usd) == USAGE[agent]
+    assert (result.cache_tokens, result.model) == CACHE_AND_MODEL[agent]
     assert 0 < result.duration_ms < 10_000
     kinds = [e.kind for e in events]
     if agent == "command":

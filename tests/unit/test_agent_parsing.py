@@ -70,6 +70,10 @@ CLAUDE_OK = _lines(
             "cache_read_input_tokens": 100,
             "output_tokens": 7,
         },
+        "modelUsage": {
+            "claude-haiku-4-5": {"inputTokens": 3, "costUSD": 0.01},
+            "claude-sonnet-4-5": {"inputTokens": 112, "costUSD": 0.49},
+        },
         "duration_ms": 900,
         "num_turns": 2,
     },
@@ -332,6 +336,7 @@ def test_codex_stream_becomes_events() -> None:
         "is_error": False,
         "input_tokens": 300,
         "cached_input_tokens": 200,
+        "cache_tokens": 200,
         "output_tokens": 20,
     }
 
@@ -387,6 +392,31 @@ def test_a_complete_stream_is_a_success_with_usage(
     assert (result.input_tokens, result.output_tokens, result.cost_usd) == (*tokens, cost)
     assert result.session_id == SESSION
     assert (result.exit_code, result.duration_ms) == (0, 1234)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "lines", "cache_tokens", "model"),
+    [
+        # claude: cache writes + reads; the model that cost the most in modelUsage, not the init's
+        (ClaudeCodeAdapter(), CLAUDE_OK, 105, "claude-sonnet-4-5"),
+        (
+            ClaudeCodeAdapter(model="opus"),
+            CLAUDE_OK[:-1] + [json.dumps({"type": "result", "result": "ok"})],
+            None,
+            "claude-sonnet-4-5",
+        ),
+        # droid: no cache fields in this stream; the init names the model
+        (FactoryDroidAdapter(), DROID_OK, None, "gpt-5-codex"),
+        # codex: the cached part of the input; no event names a model, so the one asked for
+        (CodexAdapter(), CODEX_OK, 200, None),
+        (CodexAdapter(model="gpt-5"), CODEX_OK, 200, "gpt-5"),
+    ],
+)
+def test_results_carry_the_cached_tokens_and_the_model(
+    adapter: AgentAdapter, lines: list[str], cache_tokens: int | None, model: str | None
+) -> None:
+    result = _finish(adapter, lines)
+    assert (result.cache_tokens, result.model) == (cache_tokens, model)
 
 
 @pytest.mark.parametrize("agent", STRUCTURED)

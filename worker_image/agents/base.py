@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-EventKind = Literal["session", "text", "tool", "result", "error", "raw"]
-ResultStatus = Literal["success", "failed", "blocked"]
+EventKind = Literal["session", "text", "tool", "result", "error", "raw", "usage"]
+ResultStatus = Literal["success", "failed", "blocked", "budget"]
+"""`budget`: stopped (or never started) because the running cost passed the budget the message carried."""
 
 BLOCKED_PREFIX = "BLOCKED:"
 """An agent that cannot go on without a person (a missing token, an ambiguous spec) starts its answer so."""
@@ -34,8 +35,10 @@ TOOL_TEXT_CHARS = 500
 class AgentEvent:
     """One thing the agent did or said, normalised across CLIs (progress events are made from these).
 
-    `data` carries the details a consumer may want: `session_id` on session events, `name` and
-    `input` on tool calls, token counts and cost on result events, `fatal` on errors.
+    `data` carries the details a consumer may want: `session_id` (and `model`) on session events, `name`
+    and `input` on tool calls, token counts, cost and model on result events, `fatal` on errors. A `usage`
+    event is an INCREMENT of spend reported mid-run (a `command` agent's ORCHESTRATOR_USAGE line):
+    `cost_usd`, `input_tokens`, `output_tokens`, `cache_tokens`, `model`; it is never progress text.
     """
 
     kind: EventKind
@@ -59,6 +62,10 @@ class AgentResult:
     """Why it failed or is blocked ("timeout after 30s", "exit code 2: ..."); None on success."""
     output_tail: str
     """The last ~4000 characters of stdout and stderr, for a person reading a failure."""
+    cache_tokens: int | None = None
+    """The cached part of `input_tokens` (read from or written to the prompt cache), where the CLI says."""
+    model: str | None = None
+    """The model that did (most of) the work, as the CLI names it; else the one the adapter asked for."""
 
 
 class AgentCommand(NamedTuple):
@@ -97,6 +104,8 @@ class AgentAdapter(ABC):
     """A CLI coding agent behind one interface, selected by name (see `worker_image.agents.get_adapter`)."""
 
     name: ClassVar[str]
+    model: str | None = None
+    """The model asked for (--model), if any: the run's model when its events name none (codex)."""
     instructions_file: ClassVar[str] = "AGENTS.md"
     """The file the wrapper writes the instructions to, where this CLI looks for them."""
     result_event_name: ClassVar[str] = "result"
@@ -155,6 +164,8 @@ class AgentAdapter(ABC):
             "input_tokens": _sum_int(results, "input_tokens"),
             "output_tokens": _sum_int(results, "output_tokens"),
             "cost_usd": _sum_data(results, "cost_usd"),
+            "cache_tokens": _sum_int(results, "cache_tokens"),
+            "model": events_model(events) or self.model,
             "duration_ms": duration_ms,
             "exit_code": exit_code,
             "output_tail": output_tail,
@@ -303,6 +314,37 @@ def _final_answer(events: Sequence[AgentEvent], result_event: AgentEvent | None)
         if event.kind == "text" and event.data.get("channel") != "reasoning":
             return event.text
     return ""
+
+
+def events_model(events: Sequence[AgentEvent]) -> str | None:
+    """The model the run's events name last (a result's over a session's, which comes first)."""
+    found: str | None = None
+    for event in events:
+        value = event.data.get("model")
+        if event.kind in ("session", "result", "usage") and isinstance(value, str) and value:
+            found = value
+    return found
+
+
+def spent_usd(event: AgentEvent) -> float:
+    """What an event adds to the run's cost: a result's cost (Claude Code and Droid report one per run)
+    or a usage increment's; 0 for everything else."""
+    value = event.data.get("cost_usd")
+    if event.kind not in ("result", "usage") or isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def format_usd(amount: float) -> str:
+    """Dollars for a person: cents, or up to four decimals for an amount cents would hide ($0.0123)."""
+    if abs(amount - round(amount, 2)) < 5e-7:
+        return f"${amount:,.2f}"
+    return f"${amount:,.4f}"
+
+
+def budget_reason(spent: float, budget: float) -> str:
+    """Why a run was stopped (or not started) at its budget: "budget: spent $X of the $Y left"."""
+    return f"budget: spent {format_usd(spent)} of the {format_usd(max(budget, 0.0))} left"
 
 
 def _session_id(events: Sequence[AgentEvent]) -> str | None:

@@ -3,7 +3,9 @@
 Each stdout line is one JSON message: `system`/`init` (session id, model, tools), `assistant`
 (content blocks: text, thinking, tool_use), `user` (tool_result blocks), and one final
 `result` (`subtype` success | error_max_turns | error_during_execution, `is_error`, `result`,
-`session_id`, `total_cost_usd`, `usage`, `duration_ms`, `num_turns`).
+`session_id`, `total_cost_usd`, `usage`, `modelUsage`, `duration_ms`, `num_turns`). The cost comes
+only with the final `result` (assistant messages carry tokens, not dollars), so a budget stops a Claude
+Code run only at its end; see docs/real-agents.md "Cost and budgets".
 
 **Permissions, root and not** (docs/real-agents.md): the CLI refuses `bypassPermissions` (it becomes
 `--dangerously-skip-permissions`) when run as root, and headless it cannot ask anyone. So `permissions`
@@ -227,6 +229,17 @@ def _tool_result_events(message: dict[str, Any]) -> list[AgentEvent]:
     return events
 
 
+def main_model(model_usage: Mapping[str, Any]) -> str | None:
+    """The model that cost the most in a result's `modelUsage` ({model: {costUSD, inputTokens, ...}}):
+    a run may use a small model on the side (titles, summaries), the ledger names the one doing the work."""
+    costs = {
+        name: float(usage.get("costUSD") or 0)
+        for name, usage in model_usage.items()
+        if isinstance(name, str) and name and isinstance(usage, dict)
+    }
+    return max(costs, key=lambda name: costs[name]) if costs else None
+
+
 def _result_event(message: dict[str, Any]) -> AgentEvent:
     usage = data_dict(message, "usage")
     subtype = data_str(message, "subtype")
@@ -244,7 +257,9 @@ def _result_event(message: dict[str, Any]) -> AgentEvent:
                 usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
             ),
             "output_tokens": data_int(usage, "output_tokens"),
+            "cache_tokens": data_int(usage, "cache_creation_input_tokens", "cache_read_input_tokens"),
             "cost_usd": cost if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            "model": main_model(data_dict(message, "modelUsage")),
             "num_turns": message.get("num_turns"),
             "duration_ms": message.get("duration_ms"),
         },

@@ -5,6 +5,8 @@ JSONL events: `thread.started` (thread_id, the id to resume), `turn.started`,
 command_execution, file_change, mcp_tool_call, web_search, todo_list, error),
 `turn.completed` (usage), `turn.failed` (error.message) and `error` (message). There is no
 final-answer event: the answer is the last agent_message, and `turn.completed` is the result.
+`turn.completed`'s usage has tokens but no cost (nor do any other events, nor the model): a codex run
+reports no cost, so a budget cannot stop it mid-run; the model is the one the adapter asked for.
 Resume with `codex exec [options] resume THREAD_ID PROMPT`.
 
 **Endpoint**: codex (0.171) ignores OPENAI_BASE_URL and tries a WebSocket before HTTPS. With `base_url`
@@ -127,6 +129,7 @@ class CodexAdapter(AgentAdapter):
                         # cached_input_tokens is the cached part of input_tokens, not an addition.
                         "input_tokens": data_int(usage, "input_tokens"),
                         "cached_input_tokens": data_int(usage, "cached_input_tokens"),
+                        "cache_tokens": data_int(usage, "cached_input_tokens"),
                         "output_tokens": data_int(usage, "output_tokens"),
                     },
                 )

@@ -5,6 +5,11 @@ working directory, the path of `TASK.md` in `ORCH_TASK_FILE`, exit 0 when done; 
 things in across the messages of a conversation is in `ORCH_AGENT_SESSION_DIR`. Each stdout
 line is a progress event; the final answer is the tail of stdout. Used for local runs and tests
 without a paid agent, and for home-made agents.
+
+A command reports what it spends with stdout lines `ORCHESTRATOR_USAGE {json}`, each an INCREMENT since
+its previous one: `{"cost_usd": 0.12, "input_tokens": 100, "output_tokens": 50, "cache_tokens": 0,
+"model": "m"}` (every field optional). They are summed into the run's result, count against the
+message's budget as they arrive, and are neither progress nor part of the answer (docs/real-agents.md).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from worker_image.agents.base import (
     AgentAdapter,
@@ -20,6 +27,7 @@ from worker_image.agents.base import (
     AgentEvent,
     AgentResult,
     SessionFiles,
+    events_model,
     exit_reason,
     judge_answer,
     last_output_line,
@@ -33,6 +41,40 @@ for the next worker of the same conversation (e.g. a person's Product Owner)."""
 ANSWER_LINES = 50
 ANSWER_CHARS = 4000
 SHELL = "/bin/sh"
+USAGE_PREFIX = "ORCHESTRATOR_USAGE"
+"""Starts a stdout line that reports spend (see the module's docstring), followed by one JSON object."""
+
+
+class UsageIncrement(BaseModel):
+    """One ORCHESTRATOR_USAGE line: what the command spent since its previous line. Negative amounts are
+    refused: a report can only add to what a budget sees."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cost_usd: Annotated[
+        float, Field(ge=0, allow_inf_nan=False, description="USD spent since the last line.")
+    ] = 0
+    input_tokens: Annotated[int, Field(ge=0, description="Prompt tokens, the cached ones included.")] = 0
+    output_tokens: Annotated[int, Field(ge=0, description="Generated tokens.")] = 0
+    cache_tokens: Annotated[int, Field(ge=0, description="The cached part of input_tokens.")] = 0
+    model: Annotated[str | None, Field(max_length=128, description="The model that spent it.")] = None
+
+
+def parse_usage_line(line: str) -> AgentEvent | None:
+    """The `usage` event of an ORCHESTRATOR_USAGE line; a non-fatal error event when its JSON is not a
+    valid increment (the person sees the agent's mistake); None when the line is not a usage line."""
+    head, _, rest = line.strip().partition(" ")
+    if head != USAGE_PREFIX:
+        return None
+    try:
+        usage = UsageIncrement.model_validate_json(rest or "{}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "line"
+        return AgentEvent(
+            kind="error", text=f"{USAGE_PREFIX} line ignored: {where}: {first['msg']}", data={"fatal": False}
+        )
+    return AgentEvent(kind="usage", text="", data=usage.model_dump())
 
 
 def session_dir(workspace: Path) -> Path:
@@ -42,7 +84,8 @@ def session_dir(workspace: Path) -> Path:
 
 @dataclass(frozen=True)
 class CommandAdapter(AgentAdapter):
-    """A shell command line; its session is a folder of its own, no token counts, exit code is the verdict."""
+    """A shell command line; its session is a folder of its own, its spend what its ORCHESTRATOR_USAGE lines
+    say, exit code is the verdict."""
 
     name: ClassVar[str] = "command"
 
@@ -76,6 +119,9 @@ class CommandAdapter(AgentAdapter):
         return SessionFiles(session_dir(workspace))
 
     def parse_line(self, line: str) -> list[AgentEvent]:
+        usage = parse_usage_line(line)
+        if usage is not None:
+            return [usage]
         return [AgentEvent(kind="text", text=line, data={"channel": "stdout"})]
 
     def finish(
@@ -86,15 +132,19 @@ class CommandAdapter(AgentAdapter):
         output_tail: str,
         duration_ms: int,
     ) -> AgentResult:
-        """Exit 0 is success (or blocked, if the answer says so); anything else fails with the tail."""
+        """Exit 0 is success (or blocked, if the answer says so); anything else fails with the tail. Usage
+        is the sum of the ORCHESTRATOR_USAGE lines (None when there were none)."""
         stdout_lines = [e.text for e in events if e.kind == "text"]
         answer = "\n".join(stdout_lines[-ANSWER_LINES:]).strip()[-ANSWER_CHARS:]
+        usage = [e.data for e in events if e.kind == "usage"]
         common: dict[str, Any] = {
             "final_answer": answer,
             "session_id": None,
-            "input_tokens": None,
-            "output_tokens": None,
-            "cost_usd": None,
+            "input_tokens": sum(u["input_tokens"] for u in usage) if usage else None,
+            "output_tokens": sum(u["output_tokens"] for u in usage) if usage else None,
+            "cost_usd": round(sum(u["cost_usd"] for u in usage), 6) if usage else None,  # micro-USD
+            "cache_tokens": sum(u["cache_tokens"] for u in usage) if usage else None,
+            "model": events_model(events),
             "duration_ms": duration_ms,
             "exit_code": exit_code,
             "output_tail": output_tail,

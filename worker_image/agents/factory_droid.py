@@ -137,7 +137,9 @@ def _completion_event(event: dict[str, Any]) -> AgentEvent:
                 usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
             ),
             "output_tokens": data_int(usage, "output_tokens"),
+            "cache_tokens": data_int(usage, "cache_creation_input_tokens", "cache_read_input_tokens"),
             "cost_usd": cost if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            "model": data_str(event, "model"),
             "num_turns": event.get("numTurns", event.get("num_turns")),
             "duration_ms": event.get("durationMs", event.get("duration_ms")),
         },

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from worker_image.agents.base import (
     OUTPUT_TAIL_CHARS,
@@ -29,7 +30,9 @@ from worker_image.agents.base import (
     AgentCommand,
     AgentEvent,
     AgentResult,
+    budget_reason,
     raw_event,
+    spent_usd,
 )
 from worker_image.agents.sandbox import AgentSandbox, allowed_path, protect_wrapper
 
@@ -53,6 +56,7 @@ def run_agent(
     *,
     kill_grace_s: float = KILL_GRACE_S,
     sandbox: AgentSandbox | None = None,
+    budget_usd: float | None = None,
 ) -> AgentResult:
     """Run the agent in `workspace` until it ends or `timeout_s` passes; stream its events to `on_event`.
 
@@ -67,9 +71,27 @@ def run_agent(
     HOME and session folder handed to it for the run), rlimits, and for an adapter that restricts its
     commands by PATH (`AgentAdapter.command_path`) a PATH of only those commands. A failed run that shows
     the signs of a limit says which one.
+
+    `budget_usd` (None: no limit) is what the run may spend: its running cost is the sum of what its events
+    report as they stream (`spent_usd`); once it is above the budget the group is stopped as on a timeout
+    and the result is `budget`, with what was spent as its cost. A budget <= 0 starts nothing.
     """
+    if budget_usd is not None and budget_usd <= 0:
+        return not_started_at_budget(budget_usd)
+    run = functools.partial(
+        _run,
+        adapter,
+        prompt,
+        workspace,
+        timeout_s,
+        on_event,
+        session_id,
+        redact=redact,
+        kill_grace_s=kill_grace_s,
+        budget_usd=budget_usd,
+    )
     if sandbox is None:
-        return _run(adapter, prompt, workspace, timeout_s, on_event, session_id, env, redact, kill_grace_s)
+        return run(env=env)
     protect_wrapper()
     env = sandbox.environment(os.environ if env is None else env, workspace)
     unreachable = sandbox.unreachable(workspace)
@@ -81,9 +103,7 @@ def run_agent(
         stack.enter_context(sandbox.handed_over(workspace, [session.root] if session else []))
         if commands is not None:
             env = {**env, "PATH": stack.enter_context(allowed_path(commands, env))}
-        result = _run(
-            adapter, prompt, workspace, timeout_s, on_event, session_id, env, redact, kill_grace_s, sandbox
-        )
+        result = run(env=env, sandbox=sandbox)
     hint = sandbox.limit_hint(result.output_tail) if result.status == "failed" else None
     return replace(result, reason=f"{hint}; {result.reason}") if hint else result
 
@@ -99,6 +119,7 @@ def _run(
     redact: Callable[[str], str] | None,
     kill_grace_s: float,
     sandbox: AgentSandbox | None = None,
+    budget_usd: float | None = None,
 ) -> AgentResult:
     """`run_agent` once the sandbox is set up (or without one)."""
     scrub: Callable[[str], str] = redact or (lambda text: text)
@@ -113,12 +134,15 @@ def _run(
     threads = _start_pipe_threads(proc, command.stdin_text, lines, output.stderr_tail)
     deadline = started + timeout_s
     try:
-        timed_out = _follow(lines, output, deadline)
-        timed_out = _end_group(proc, timed_out, deadline, kill_grace_s)
+        ending = _follow(lines, output, deadline, budget_usd)
+        stopped = _end_group(proc, ending != "eof", deadline, kill_grace_s)
     finally:
         _release(proc, threads, kill_grace_s)
     _drain(lines, output)  # what a killed agent printed last still belongs to the record
-    return _judge(adapter, output, proc.returncode, timed_out, timeout_s, started)
+    over_budget = budget_usd if ending == "budget" else None
+    return _judge(
+        adapter, output, proc.returncode, stopped and ending != "budget", timeout_s, started, over_budget
+    )
 
 
 class _NotStarted(Exception):
@@ -161,19 +185,25 @@ class _Output:
         self.adapter, self.on_event, self.scrub = adapter, on_event, scrub
         self.stdout_tail, self.stderr_tail = _Tail(OUTPUT_TAIL_CHARS), _Tail(_STDERR_KEEP_CHARS)
         self.events: list[AgentEvent] = []
+        self.spent_usd = 0.0
+        """The running cost: what the events so far reported (see `spent_usd`)."""
 
     def consume(self, line: str) -> None:
-        """One line of stdout: kept in the tail, parsed, and each event redacted, recorded and passed on."""
-        self.stdout_tail.append(line + "\n")
+        """One line of stdout: kept in the tail (unless it only reports usage), parsed, and each event
+        redacted, recorded, added to the running cost and passed on."""
         if not line.strip():
+            self.stdout_tail.append(line + "\n")
             return
         try:
             parsed = self.adapter.parse_line(line)
         except Exception as error:  # a parser bug must not lose the line or the run
             parsed = raw_event(line, f"parser error: {error!r}")
+        if not parsed or any(event.kind != "usage" for event in parsed):
+            self.stdout_tail.append(line + "\n")
         for event in parsed:
             clean = redact_event(event, self.scrub)
             self.events.append(clean)
+            self.spent_usd += spent_usd(clean)
             self.on_event(clean)
 
     def tail(self) -> str:
@@ -198,29 +228,38 @@ def _start_pipe_threads(
     return threads
 
 
-def _follow(lines: queue.Queue[object], output: _Output, deadline: float) -> bool:
-    """Hand stdout's lines to `output` until stdout closes; True when the deadline came first."""
+_Ending = Literal["eof", "timeout", "budget"]
+
+
+def _follow(
+    lines: queue.Queue[object], output: _Output, deadline: float, budget_usd: float | None
+) -> _Ending:
+    """Hand stdout's lines to `output` until stdout closes ("eof"), the deadline comes ("timeout") or the
+    running cost passes `budget_usd` ("budget")."""
     while True:
         try:
             item = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
         except queue.Empty:
-            return True
+            return "timeout"
         if item is _EOF:
-            return False
+            return "eof"
         assert isinstance(item, str)
         output.consume(item)
+        if budget_usd is not None and output.spent_usd > budget_usd:
+            return "budget"
 
 
-def _end_group(proc: subprocess.Popen[bytes], timed_out: bool, deadline: float, kill_grace_s: float) -> bool:
-    """Kill what the agent left running once it exits, or stop the group when time is up; True on timeout."""
-    if not timed_out and not _exited_unreaped(proc.pid, deadline - time.monotonic()):
-        timed_out = True  # it closed stdout but kept running
-    if timed_out:
+def _end_group(proc: subprocess.Popen[bytes], stop: bool, deadline: float, kill_grace_s: float) -> bool:
+    """Kill what the agent left running once it exits, or stop the group now (`stop`: time or budget is
+    up) or when time is up; True when the group was stopped."""
+    if not stop and not _exited_unreaped(proc.pid, deadline - time.monotonic()):
+        stop = True  # it closed stdout but kept running
+    if stop:
         _stop_group(proc, kill_grace_s)
     else:
         _signal_group(proc.pid, signal.SIGKILL)  # leftovers (a dev server started with &)
         proc.wait()
-    return timed_out
+    return stop
 
 
 def _release(proc: subprocess.Popen[bytes], threads: _PipeThreads, kill_grace_s: float) -> None:
@@ -251,12 +290,18 @@ def _judge(
     timed_out: bool,
     timeout_s: float,
     started: float,
+    over_budget: float | None = None,
 ) -> AgentResult:
-    """The adapter's verdict on the run, a timeout named as such, every string in it redacted."""
+    """The adapter's verdict on the run, a timeout or a stop at the budget (`over_budget`, the budget it
+    passed) named as such, every string in it redacted."""
     duration_ms = int((time.monotonic() - started) * 1000)
-    result = adapter.finish(output.events, exit_code, timed_out, output.tail(), duration_ms)
+    stopped = timed_out or over_budget is not None
+    result = adapter.finish(output.events, exit_code, stopped, output.tail(), duration_ms)
     if timed_out:
         result = replace(result, status="failed", reason=f"timeout after {timeout_s:g}s")
+    if over_budget is not None:
+        spent = round(output.spent_usd, 6)
+        result = replace(result, status="budget", reason=budget_reason(spent, over_budget), cost_usd=spent)
     scrub = output.scrub
     return replace(
         result,
@@ -278,6 +323,15 @@ def _not_started(why: str, started: float) -> AgentResult:
         exit_code=None,
         reason=why,
         output_tail="",
+    )
+
+
+def not_started_at_budget(budget_usd: float) -> AgentResult:
+    """The result of a run refused before it starts: nothing (or less) left of its budget."""
+    return replace(
+        _not_started(f"{budget_reason(0.0, budget_usd)}: the agent was not started", time.monotonic()),
+        status="budget",
+        cost_usd=0.0,
     )
 
 
