@@ -10,6 +10,11 @@ The conversation outlives its workers: each PO worker carries `session_key` `po/
 wrapper saves the agent's session after every answer and the person's next worker resumes it. While
 the agent works, its worker reports activity every few seconds (`activity_every_s`), which keeps the
 chat's typing indicator on.
+
+The PO hears how the person's tasks ended: each message handed over starts with "What happened since
+we last spoke:" when some task ended since the last one (the API's news), and the person's news marker
+moves only once the worker's list holds that very text, so an outcome is told once and never lost to
+a redelivery.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from functions.product_owner.instructions import PO_INSTRUCTIONS
-from shared.api_client import ApiClient, AuthError, NotFoundError
+from shared.api_client import ApiClient, ApiError, ApiUnreachable, AuthError, NotFoundError
 from shared.contracts import (
     PO_INBOX,
     PO_RESPONSES,
@@ -34,6 +39,7 @@ from shared.contracts import (
 )
 from shared.contracts.api import User, WorkerDetail
 from shared.contracts.base import new_id
+from shared.contracts.news import News, TaskOutcome
 from shared.idempotency import IdempotencyPort
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
@@ -105,9 +111,49 @@ def create_request_id(inbox_request_id: str) -> str:
     return f"po-create:{inbox_request_id}"[:64]
 
 
-def build_prompt(text: str, language_code: str | None) -> str:
-    header = f"Message from the person (Telegram language: {language_code or 'unknown'}):"
-    return f"{header}\n\n{text}"
+NEWS_HEADER = "What happened since we last spoke:"
+PERSON_HEADER = "Message from the person (Telegram language: "
+
+
+def build_prompt(text: str, language_code: str | None, news: str = "") -> str:
+    """The worker message: the news block (when there is news), then the person's words."""
+    message = f"{PERSON_HEADER}{language_code or 'unknown'}):\n\n{text}"
+    return f"{news}\n\n{message}" if news else message
+
+
+def person_text(prompt: str) -> tuple[str, str | None]:
+    """The person's words and language back from a prompt made by `build_prompt`."""
+    _, found, rest = prompt.partition(PERSON_HEADER)
+    if not found:
+        return prompt, None
+    language, _, text = rest.partition("):\n\n")
+    return text, None if language == "unknown" else language
+
+
+def news_block(news: News) -> str:
+    """How the person's tasks ended, one line each, for the PO to answer "how is my blog?" from facts."""
+    if not news.items:
+        return ""
+    lines = [NEWS_HEADER, *(f"- {_outcome_line(item)}" for item in news.items)]
+    if news.more:
+        lines.append("- (more tasks ended: `orchestrator task list --json`)")
+    return "\n".join(lines)
+
+
+def _outcome_line(item: TaskOutcome) -> str:
+    where = f" on {item.project_name}" if item.project_name else ""
+    line = f"{item.type} task {item.task_id}{where}: {item.status}"
+    if item.failure_reason:
+        line += f" (reason: {item.failure_reason})"
+    if item.deployed_url:
+        line += f", serving at {item.deployed_url}"
+    if item.merge_commit:
+        line += f", merged into main as {item.merge_commit[:12]}"
+    if item.error:
+        line += f"; error: {item.error}"
+    if item.cost_usd:
+        line += f"; cost ${item.cost_usd:.2f}"
+    return line
 
 
 class ProductOwner:
@@ -146,7 +192,7 @@ class ProductOwner:
             starting = self.live_worker(user.id)
             if starting is None:
                 raise Busy(f"the Product Owner of {user.id} is being started")
-            self._queue_behind_first(starting, message)
+            self._queue_behind_first(user.id, starting, message)
             return
         handed_over = False
         try:
@@ -154,10 +200,12 @@ class ProductOwner:
             if worker is None:
                 handed_over = self._start(user, message)
             else:
-                self._send(
+                self._hand_over(
+                    user.id,
                     worker.id,
                     message_request_id(message.request_id),
-                    build_prompt(message.text, message.language_code),
+                    message.text,
+                    message.language_code,
                     message.correlation_id,
                 )
                 self._typing(message.chat_id)
@@ -254,32 +302,68 @@ class ProductOwner:
                 return False
         return True
 
-    def _queue_behind_first(self, worker: WorkerDetail, message: ProductOwnerMessage) -> None:
+    def _queue_behind_first(self, user_id: str, worker: WorkerDetail, message: ProductOwnerMessage) -> None:
         """The worker exists but may not have its first message yet: put that first (idempotent by
         request id, so the create response's own send is then a duplicate), then this one."""
         context = {k: str(v) for k, v in (worker.config.get("context") or {}).items()}
         first = context.get("first_request_id")
         if first and first != message.request_id:
-            self._send(
+            self._hand_over(
+                user_id,
                 worker.id,
                 message_request_id(first),
-                build_prompt(context.get("first_text", ""), context.get("language_code") or None),
+                context.get("first_text", ""),
+                context.get("language_code") or None,
                 message.correlation_id,
             )
-        self._send(
+        self._hand_over(
+            user_id,
             worker.id,
             message_request_id(message.request_id),
-            build_prompt(message.text, message.language_code),
+            message.text,
+            message.language_code,
             message.correlation_id,
         )
         self._typing(message.chat_id)
 
-    def _send(self, worker_id: str, request_id: str, prompt: str, correlation_id: str) -> None:
-        """Straight into the API's per-worker message list (idempotent by request id): the order of
-        these calls is the order the worker reads them in, which a queue hop would not promise."""
-        self.api.send_worker_message(
+    def _hand_over(
+        self,
+        user_id: str,
+        worker_id: str,
+        request_id: str,
+        text: str,
+        language_code: str | None,
+        correlation_id: str,
+    ) -> None:
+        """The person's message, after the news of their tasks, straight into the API's per-worker message
+        list (idempotent by request id): the order of these calls is the order the worker reads them in,
+        which a queue hop would not promise. The news counts as told only when the list kept this very
+        text: a duplicate request id keeps the first text, which carried the news of its own moment."""
+        news = self._news(user_id)
+        prompt = build_prompt(text, language_code, news_block(news) if news else "")
+        kept = self.api.send_worker_message(
             worker_id, request_id, prompt, timeout_s=self.config.timeout_s, correlation_id=correlation_id
         )
+        if news is not None and news.marker is not None and kept.body == prompt:
+            self._news_told(user_id, news)
+
+    def _news(self, user_id: str) -> News | None:
+        """The person's news, or None when the API cannot say: the message goes without it (the next one
+        carries it), never held back for it."""
+        try:
+            return self.api.user_news(user_id)
+        except (ApiError, ApiUnreachable) as exc:
+            self.logger.warning("news not read", extra={"user_id": user_id, "error": type(exc).__name__})
+            return None
+
+    def _news_told(self, user_id: str, news: News) -> None:
+        """Move the marker past what was handed over. If this fails the next message repeats the same
+        news, which is better than a redelivery handing the person's message over twice."""
+        assert news.marker is not None
+        try:
+            self.api.mark_news_seen(user_id, news.marker)
+        except (ApiError, ApiUnreachable) as exc:
+            self.logger.warning("news not marked", extra={"user_id": user_id, "error": type(exc).__name__})
 
     def _typing(self, chat_id: int) -> None:
         try:
@@ -336,10 +420,12 @@ class ProductOwner:
         chat_id = int(context["chat_id"])
         lock = start_claim(context["user_id"])
         if response.success:
-            self._send(
+            self._hand_over(
+                context["user_id"],
                 detail.id,
                 message_request_id(context["first_request_id"]),
-                build_prompt(context["first_text"], context.get("language_code") or None),
+                context["first_text"],
+                context.get("language_code") or None,
                 response.correlation_id,
             )
             self._typing(chat_id)
@@ -372,14 +458,13 @@ class ProductOwner:
     def _start_again_with(self, worker_id: str, request_id: str, context: dict[str, str]) -> bool:
         """A message the worker never began (it idled out or died just before) is not lost: it goes back
         to po:inbox under a new request id and starts a new PO worker. Once only: a message that failed
-        twice gets the apology."""
+        twice gets the apology. (The news it carried counts as told: the facts stay in `task list`.)"""
         if request_id.endswith(RETRY_SUFFIX):
             return False
         owed = next((m for m in self.api.list_worker_messages(worker_id) if m.request_id == request_id), None)
         if owed is None or owed.started_at is not None:
             return False  # the agent had it: its failure is real, say so
-        header, _, text = owed.body.partition("\n\n")
-        language = header.rpartition("Telegram language: ")[2].rstrip("):") or None
+        text, language = person_text(owed.body)
         inbox_id = request_id.removeprefix("po:")
         self.queue.publish(
             PO_INBOX,
@@ -391,7 +476,7 @@ class ProductOwner:
                 message_id=0,
                 text=text,
                 user_id=context.get("user_id"),
-                language_code=None if language == "unknown" else language,
+                language_code=language,
             ),
         )
         self.logger.info("message re-queued for a new PO worker", extra={"request_id": request_id})

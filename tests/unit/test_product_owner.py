@@ -32,6 +32,7 @@ from shared.contracts import (
     WorkerActivity,
 )
 from shared.contracts.api import ApiKeyCreated, User, Worker, WorkerDetail
+from shared.contracts.news import News
 from shared.idempotency import SqliteIdempotency
 from shared.queues.local import LocalQueue
 from shared.queues.local_runner import sqs_event
@@ -55,6 +56,8 @@ class FakeApi:
         self.started: dict[str, datetime] = {}
         self.revoked: set[str] = set()
         self.listed = 0
+        self.news: dict[str, News] = {}
+        self.news_seen: list[tuple[str, datetime]] = []
 
     def list_users(self) -> list[User]:
         return list(self.users)
@@ -116,8 +119,18 @@ class FakeApi:
         path: str | None = None,
         timeout_s: int = 1800,
         correlation_id: str | None = None,
-    ) -> None:
+    ) -> Any:
+        """What the API keeps for a request id is the first body sent with it."""
         self.sent.append((worker_id, request_id, body, timeout_s))
+        kept = next(b for w, rid, b, _ in self.sent if (w, rid) == (worker_id, request_id))
+        return type("M", (), {"request_id": request_id, "body": kept})()
+
+    def user_news(self, user_id: str) -> News:
+        return self.news.get(user_id) or News(user_id=user_id, since=NOW)
+
+    def mark_news_seen(self, user_id: str, until: datetime) -> None:
+        self.news_seen.append((user_id, until))
+        self.news.pop(user_id, None)
 
     def list_worker_messages(self, worker_id: str) -> list[Any]:
         """What the API holds: never started unless the test says so."""
@@ -152,8 +165,8 @@ class FakeChat:
         self.typing_in.append(chat_id)
 
 
-@pytest.fixture
-def po(tmp_path: Path) -> ProductOwner:
+def make_po(tmp_path: Path) -> ProductOwner:
+    """The PO over fakes (an API, a chat) and the local queue, secrets and claims in `tmp_path`."""
     api = FakeApi()
     return ProductOwner(
         api,
@@ -164,6 +177,11 @@ def po(tmp_path: Path) -> ProductOwner:
         PoConfig(agent="command", agent_command="po-agent", timeout_s=120, api_url="http://api.test"),
         key_works=api.key_works,
     )
+
+
+@pytest.fixture
+def po(tmp_path: Path) -> ProductOwner:
+    return make_po(tmp_path)
 
 
 def _inbox(update_id: int, text: str = "make a blog", telegram_id: int = ALICE_TG) -> ProductOwnerMessage:
