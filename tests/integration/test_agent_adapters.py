@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -240,6 +241,21 @@ def test_hang_past_the_timeout_kills_the_whole_group(agent: str, workspace: Path
     pids = _pids(pid_file)
     assert len(pids) == 2, "the fake and the child it started"
     _assert_all_gone(pids)
+
+
+def test_a_runaway_spender_is_stopped_at_its_budget_with_its_whole_group(
+    workspace: Path, pid_file: Path
+) -> None:
+    # given: a command agent that leaves a child in the background, then reports $0.50 more every 0.2 s
+    dev_agent = shlex.quote(str(FAKES / "dev-agent"))
+    command = f"sleep 300 & echo $! >> {pid_file}; echo $$ >> {pid_file}; FAKE_DEV_SPEND=0.5 exec {dev_agent}"
+    # when: $1 left, and a timeout far away
+    result, events = _run("command", workspace, settings={"command": command}, timeout_s=120, budget_usd=1.0)
+    # then: stopped at the third report ($1.50 > $1.00), like a timeout but named as the budget
+    assert (result.status, result.cost_usd) == ("budget", 1.5)
+    assert result.reason == "budget: spent $1.50 of the $1.00 left"
+    assert [e.kind for e in events if e.kind == "usage"] == ["usage"] * 3
+    _assert_all_gone(_pids(pid_file))
 
 
 def test_an_agent_ignoring_sigterm_is_killed(

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.contracts.api import WorkerDetail, WorkerMessage
+from tests.worker_factories import worker_detail, worker_message
 from worker_image.wrapper import Wrapper, WrapperSettings
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "agents"
@@ -87,16 +87,9 @@ class _Api:
 
 
 def _detail(dump: Path) -> WorkerDetail:
-    return WorkerDetail(
+    return worker_detail(
         id="w-po",
-        task_id=None,
-        agent="command",
         runtime_handle="ecs:task/1",
-        status="STARTING",
-        exit_reason=None,
-        started_at=datetime.now(UTC),
-        stopped_at=None,
-        create_request_id="r",
         config={
             "context": {"role": "product_owner", "user_id": "u1"},
             "agent_options": {"command": f"{shlex.quote(str(FAKES / 'env-agent'))} {shlex.quote(str(dump))}"},
@@ -112,22 +105,7 @@ def _detail(dump: Path) -> WorkerDetail:
 
 
 def _message() -> WorkerMessage:
-    return WorkerMessage(
-        id=1,
-        worker_id="w-po",
-        request_id="po:tg:1",
-        kind="message",
-        body="hello",
-        path=None,
-        timeout_s=30,
-        status="RUNNING",
-        result=None,
-        error=None,
-        correlation_id=None,
-        created_at=datetime.now(UTC),
-        started_at=None,
-        finished_at=None,
-    )
+    return worker_message(worker_id="w-po", request_id="po:tg:1")
 
 
 def test_the_agent_sees_no_cloud_credentials_and_only_the_granted_orchestrator_key(
