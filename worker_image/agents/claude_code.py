@@ -5,7 +5,7 @@ Each stdout line is one JSON message: `system`/`init` (session id, model, tools)
 `result` (`subtype` success | error_max_turns | error_during_execution, `is_error`, `result`,
 `session_id`, `total_cost_usd`, `usage`, `modelUsage`, `duration_ms`, `num_turns`). The cost comes
 only with the final `result` (assistant messages carry tokens, not dollars), so a budget stops a Claude
-Code run only at its end; see docs/real-agents.md "Cost and budgets".
+Code run only at its end; see docs/agent-usage.md.
 
 **Permissions, root and not** (docs/real-agents.md): the CLI refuses `bypassPermissions` (it becomes
 `--dangerously-skip-permissions`) when run as root, and headless it cannot ask anyone. So `permissions`

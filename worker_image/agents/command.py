@@ -9,7 +9,7 @@ without a paid agent, and for home-made agents.
 A command reports what it spends with stdout lines `ORCHESTRATOR_USAGE {json}`, each an INCREMENT since
 its previous one: `{"cost_usd": 0.12, "input_tokens": 100, "output_tokens": 50, "cache_tokens": 0,
 "model": "m"}` (every field optional). They are summed into the run's result, count against the
-message's budget as they arrive, and are neither progress nor part of the answer (docs/real-agents.md).
+message's budget as they arrive, and are neither progress nor part of the answer (docs/agent-usage.md).
 """
 
 from __future__ import annotations
