@@ -153,3 +153,13 @@ def test_claude_code_passes_its_budget_with_its_final_result(tmp_path: Path) -> 
     assert (result.status, result.cost_usd) == ("budget", 0.0123)
     assert result.reason == "budget: spent $0.0123 of the $0.01 left"
     assert result.model == "claude-sonnet-4-5-20250929"
+
+
+def test_spending_exactly_the_budget_is_not_over_it(tmp_path: Path) -> None:
+    # given: three reports of $0.05 (0.05 * 3 is 0.15000000000000002 in floats) against $0.15
+    line = 'ORCHESTRATOR_USAGE {"cost_usd": 0.05}'
+    adapter = get_adapter("command", {"command": f"for i in 1 2 3; do echo '{line}'; done; echo done"})
+    # when
+    result = run_agent(adapter, "spend", tmp_path, TIMEOUT_S, lambda _event: None, budget_usd=0.15)
+    # then
+    assert (result.status, result.cost_usd, result.final_answer) == ("success", 0.15, "done")

@@ -185,8 +185,9 @@ class _Output:
         self.adapter, self.on_event, self.scrub = adapter, on_event, scrub
         self.stdout_tail, self.stderr_tail = _Tail(OUTPUT_TAIL_CHARS), _Tail(_STDERR_KEEP_CHARS)
         self.events: list[AgentEvent] = []
-        self.spent_usd = 0.0
-        """The running cost: what the events so far reported (see `spent_usd`)."""
+        self.spent_micros = 0
+        """The running cost in micro-USD (exact sums, like the ledger's): what the events so far reported
+        (see `spent_usd`)."""
 
     def consume(self, line: str) -> None:
         """One line of stdout: kept in the tail (unless it only reports usage), parsed, and each event
@@ -203,7 +204,7 @@ class _Output:
         for event in parsed:
             clean = redact_event(event, self.scrub)
             self.events.append(clean)
-            self.spent_usd += spent_usd(clean)
+            self.spent_micros += micros(spent_usd(clean))
             self.on_event(clean)
 
     def tail(self) -> str:
@@ -231,6 +232,11 @@ def _start_pipe_threads(
 _Ending = Literal["eof", "timeout", "budget"]
 
 
+def micros(usd: float) -> int:
+    """USD as whole micro-dollars: three reports of $0.05 are exactly a budget of $0.15, not above it."""
+    return round(usd * 1_000_000)
+
+
 def _follow(
     lines: queue.Queue[object], output: _Output, deadline: float, budget_usd: float | None
 ) -> _Ending:
@@ -245,7 +251,7 @@ def _follow(
             return "eof"
         assert isinstance(item, str)
         output.consume(item)
-        if budget_usd is not None and output.spent_usd > budget_usd:
+        if budget_usd is not None and output.spent_micros > micros(budget_usd):
             return "budget"
 
 
@@ -300,7 +306,7 @@ def _judge(
     if timed_out:
         result = replace(result, status="failed", reason=f"timeout after {timeout_s:g}s")
     if over_budget is not None:
-        spent = round(output.spent_usd, 6)
+        spent = output.spent_micros / 1_000_000
         result = replace(result, status="budget", reason=budget_reason(spent, over_budget), cost_usd=spent)
     scrub = output.scrub
     return replace(
