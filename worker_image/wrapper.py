@@ -7,6 +7,10 @@ the coding agent on a real git checkout with a hard timeout, streams what the ag
 ProgressEvents, commits and pushes, and answers each message once. Every resolved secret
 value is redacted from anything it sends. With nothing to do for the idle timeout, it exits.
 
+Every answer says what the run cost (agent, model, tokens, USD: `run_result`, the API's ledger reads it),
+and a message's `budget_usd` is a hard limit: the agent is stopped once its running cost passes it, and
+not started at all with nothing left (docs/agent-usage.md).
+
 A worker whose context names a `session_key` (a person's Product Owner) belongs to a conversation that
 outlives it: it works in a stable workspace path (the CLIs key sessions by working directory), puts the
 conversation's saved session back before its first message, resumes it, and saves it after every
