@@ -120,8 +120,9 @@ class Observability(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# {self._prefix}\nThe alarms, then the queues, the API, tasks, the scheduler's repairs "
-                "and the Fargate workers. Per queue and per function: the SQS and Lambda consoles.",
+                markdown=f"# {self._prefix}\nThe alarms, then the queues, the API, tasks and their spend, "
+                "the scheduler's repairs and the Fargate workers. Per queue and per function: the SQS and "
+                "Lambda consoles.",
                 width=24,
                 height=2,
             )
@@ -342,8 +343,8 @@ class Observability(Construct):
         )
 
     def add_task_metrics(self, api_service: str, scheduler_service: str) -> cloudwatch.Alarm:
-        """Tasks started/completed/failed/cancelled, task duration and worker run time (EMF from the API),
-        the scheduler's aggregates (`functions.scheduler.handler.SCHEDULER_METRICS`), and the alarms on
+        """Tasks started/completed/failed/cancelled, task duration and worker run time, spend in USD (EMF
+        from the API), the scheduler's aggregates (`functions.scheduler.handler.SCHEDULER_METRICS`), and the alarms on
         stuck tasks and dead letters; returns the stuck-tasks alarm."""
         counts = [
             self._app_metric(api_service, name, cloudwatch.Stats.SUM)
@@ -373,6 +374,12 @@ class Observability(Construct):
                 ],
             ),
             self._graph("scheduler: repairs and runs", [*scheduler, dead_letters]),
+            # issue 21: what agents and workers cost, one aggregate the API emits per ledger entry (no
+            # dimension per person or project: `orchestrator usage` has those, from the ledger)
+            self._graph(
+                "spend (USD, agents and workers)",
+                [self._app_metric(api_service, "SpendUsd", cloudwatch.Stats.SUM, "spend USD")],
+            ),
         )
         self._page_when_at_least(
             dead_letters,

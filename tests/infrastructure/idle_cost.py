@@ -87,7 +87,8 @@ ESM_IDLE_POLLS_PER_MINUTE = 5 * 3
 """An SQS event-source mapping keeps ~5 pollers, each a 20 s long poll: ~15 ReceiveMessage calls a minute."""
 CUSTOM_METRICS_TODAY = 0
 """Custom metrics emitted at rest (EMF): the scheduler's totals are sent only when non-zero, so an idle
-month has none (issue 23; 41 were always on before). All 13 active every hour would be $0.90."""
+month has none (issue 23; 41 were always on before). All 13 active every hour would be $0.90. Issue 21's
+`SpendUsd` (one aggregate, from the API) is sent only when an agent run or a worker's time is recorded."""
 
 FREE_AT_REST = frozenset(
     {

@@ -615,6 +615,36 @@ def test_schedules_match_the_topology_one_to_one(any_app: Synthesized) -> None:
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
 
 
+def test_every_scheduler_job_runs_in_aws_and_gates_expire_within_five_minutes(
+    default_app: Synthesized,
+) -> None:
+    # a job in the scheduler's table without a rule would never run in AWS (the embedded ticker reads
+    # the same topology); issue 21's gate_expiry fails unanswered approvals and reviews
+    from functions.scheduler.jobs import JOBS
+
+    prefix = default_app.stack.config.resource_prefix
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]["ScheduleExpression"]
+        for r in default_app.resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    }
+    assert {f"{prefix}-job-{job}" for job in JOBS} == set(rules)
+    assert rules[f"{prefix}-job-gate_expiry"] == "rate(5 minutes)"
+
+
+def test_the_api_prices_worker_time_at_the_size_the_stack_gives_agent_clis(default_app: Synthesized) -> None:
+    # issue 21: the ledger prices a worker's running time from SpendControlSettings (the API's settings);
+    # its defaults must be the Fargate size the stack launches coding agents at, or the API would need env
+    from shared.spend_settings import SpendControlSettings
+
+    fields = SpendControlSettings.model_fields
+    vcpu, memory_gb = fields["worker_vcpu"].default, fields["worker_memory_gb"].default
+    sizes = dict(default_app.stack.config.worker_task_sizes)
+    for agent in ("claude-code", "codex", "droid"):
+        assert (sizes[agent].cpu / 1024, sizes[agent].memory / 1024) == (vcpu, memory_gb), agent
+    assert not {"ORCH_WORKER_VCPU", "ORCH_WORKER_MEMORY_GB"} & set(_env(default_app, constants.API_FUNCTION))
+
+
 def test_scheduler_reads_queue_depths_and_sends_only_what_server_sync_publishes(
     default_app: Synthesized,
 ) -> None:

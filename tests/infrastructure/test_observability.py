@@ -65,14 +65,14 @@ def _alarm_metrics(alarm: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def dashboard_metric_count(body: Any) -> int:
     """Metrics a dashboard body graphs (what the free tier counts): lines naming a namespace, hidden
     inputs of math expressions included."""
+    return sum(1 for line in _body_lines(body) if line and isinstance(line[0], str))
+
+
+def _body_lines(body: Any) -> list[list[Any]]:
+    """Every metric line of a dashboard body's widgets (tokens in the body read as "TOKEN")."""
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     widgets = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))["widgets"]
-    return sum(
-        1
-        for widget in widgets
-        for line in widget.get("properties", {}).get("metrics", [])
-        if line and isinstance(line[0], str)
-    )
+    return [line for widget in widgets for line in widget.get("properties", {}).get("metrics", [])]
 
 
 def test_a_handful_of_alarms_each_on_the_alarm_topic(observed: tuple[Template, Observability]) -> None:
@@ -153,3 +153,21 @@ def test_the_dashboard_is_within_the_free_tier_and_shows_the_alarms(
     assert '\\"type\\":\\"alarm\\"' in text
     for name in ("TasksStarted", "StuckTasks", "DeadLetters", "ApproximateNumberOfMessagesVisible"):
         assert name in text, name
+
+
+def _dashboard_lines(template: Template) -> list[list[Any]]:
+    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    return _body_lines(dashboard["Properties"]["DashboardBody"])
+
+
+def test_spend_is_one_aggregate_graph_from_the_api_and_pages_nobody(
+    observed: tuple[Template, Observability],
+) -> None:
+    # issue 21: the API emits SpendUsd once per ledger entry; budgets stop spend, an alarm would not
+    template, _ = observed
+    spend = [line for line in _dashboard_lines(template) if "SpendUsd" in line]
+    expected = [constants.METRICS_NAMESPACE, "SpendUsd", "service", constants.API_FUNCTION]
+    assert spend == [[*expected, {"label": "spend USD", "stat": "Sum"}]]
+    assert not any(
+        m["MetricName"] == "SpendUsd" for alarm in _alarms(template).values() for m in _alarm_metrics(alarm)
+    )
