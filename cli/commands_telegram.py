@@ -15,6 +15,7 @@ import typer
 from cli.context import JsonFlag
 from cli.errors import CliError, ExitCode
 from cli.output import print_json
+from shared.telegram import ALLOWED_UPDATES
 
 if TYPE_CHECKING:
     from shared.telegram.client import TelegramClient
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="The Telegram bot's webhook (token and secret from the secrets store).", no_args_is_help=True
 )
-
-ALLOWED_UPDATES = ["message"]
 
 
 def _settings() -> TelegramSettings:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.api_client_gates import GateCalls
+from shared.api_client_incidents import IncidentCalls
 from shared.api_client_news import NewsCalls
 from shared.api_client_releases import ReleaseCalls
 from shared.api_client_spend import SpendCalls
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls, NewsCalls):
+class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls, NewsCalls, IncidentCalls):
     """Every API call, typed. With `idempotency_key` (the CLI makes one per invocation) each creating
     call carries an `Idempotency-Key` derived from it (see ApiTransport)."""
 

@@ -16,12 +16,10 @@ from shared.idempotency import IdempotencyPort
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
 from shared.retry import until_stopped
+from shared.telegram import ALLOWED_UPDATES
 from shared.telegram.client import BotApiClosed, BotApiError, BotApiUnreachable, TelegramClient
 from shared.telegram.intake import InvalidUpdate, accept_update
 from shared.telegram.settings import TelegramSettings
-
-ALLOWED_UPDATES = ["message"]
-"""What the bot handles; Telegram then sends nothing else (polling and webhook alike)."""
 
 
 class TelegramPoller:

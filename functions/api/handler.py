@@ -37,6 +37,7 @@ from functions.api.routers import (
     internal,
     maintenance,
     news,
+    notices,
     projects,
     releases,
     secrets,
@@ -205,6 +206,7 @@ for router in (
     spend.router,
     gates.router,
     news.router,
+    notices.router,
 ):
     app.include_router(router)
 

@@ -1,4 +1,5 @@
-"""Lambda entry point for `progress:events`: each record makes the task's Telegram messages current.
+"""Lambda entry point for `progress:events`: each record makes the task's Telegram messages current,
+or pushes an incident to its owner (once).
 
 A record whose handling raises (Telegram down, 5xx, a 429 longer than we wait, another invocation
 holding the task) fails alone (partial batch response) and is redelivered; nothing is dropped.
@@ -10,6 +11,7 @@ from typing import Any
 
 from functions.telegram_notifier.notifier import Notifier
 from shared.contracts import PROGRESS_EVENTS, ProgressEvent
+from shared.contracts.notices import IncidentNotice
 from shared.handler_shell import PerContainer, lambda_entry
 from shared.queues.consume import process_queue_event
 from shared.service_client import ServiceApiSettings
@@ -57,7 +59,7 @@ def get_runtime() -> NotifierRuntime:
 
 @lambda_entry
 def lambda_handler(event: dict[str, Any], context: Any, notifier: Notifier | None = None) -> dict[str, Any]:
-    def handle(message: ProgressEvent, _record: Any) -> None:
+    def handle(message: ProgressEvent | IncidentNotice, _record: Any) -> None:
         # built at the first record: a runtime that cannot be built fails records, not the invocation
         (notifier or container.get().notifier()).handle(message)
 

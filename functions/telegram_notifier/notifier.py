@@ -1,6 +1,14 @@
 """One progress event -> the task's status message (sent once, then edited in place) and, when the
 task has ended, the final message (sent once).
 
+An `IncidentNotice` on the same queue is pushed to the incident's owner once: claim the push in the
+API (409 `already_notified` -> nothing to do; a plain 409 -> another invocation pushes it now, so
+this record is retried), send it, then mark it notified.
+
+A task waiting for its person (WAITING_APPROVAL / WAITING_HUMAN_REVIEW) shows the gate's summary;
+while it waits for approval the status message carries [Approve] [Reject] buttons, and the edit
+that follows the answer (the text changes with the status) takes them away.
+
 The event only says *which* task moved: the text is rendered from the task's current state and
 its latest events, so reordered or redelivered events converge to the same messages. Before
 talking to Telegram the notifier claims the task's notification row (compare-and-set in the
@@ -15,12 +23,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from functions.telegram_notifier import render
 from shared.api_client import ApiClient, ApiError, ConflictError
 from shared.contracts import ProgressEvent
-from shared.contracts.api import NotificationRecord, TaskEvent, TaskNotification
+from shared.contracts.api import NotificationRecord, Task, TaskEvent, TaskNotification, TaskStatus
+from shared.contracts.notices import ALREADY_NOTIFIED, IncidentNotice, IncidentPush
+from shared.contracts.spend import Gate
 from shared.observability import get_logger
 from shared.retry import while_contended
 from shared.telegram.client import MessageGone
@@ -39,13 +49,38 @@ class NotificationBusy(Exception):
 class TelegramPort(Protocol):
     """What the notifier needs from Telegram (`shared.telegram.client.TelegramClient` is it)."""
 
-    def send_message(self, chat_id: int, text: str, *, link_preview: bool = True) -> int:
-        """Send a plain-text message; its message_id. Raises on failure."""
+    def send_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        link_preview: bool = True,
+        reply_markup: dict[str, Any] | None = None,
+    ) -> int:
+        """Send a plain-text message (with an inline keyboard, if given); its message_id. Raises on failure."""
         ...
 
-    def edit_text(self, chat_id: int, message_id: int, text: str, *, link_preview: bool = True) -> None:
-        """Replace the text; `MessageGone` if the message can no longer be edited."""
+    def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        link_preview: bool = True,
+        reply_markup: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the text (and the keyboard: none unless given); `MessageGone` if it can't be edited."""
         ...
+
+
+WAITING_FOR_PERSON = (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW)
+
+
+def pending_gate(api: ApiClient, task: Task) -> Gate | None:
+    """What the task waits for: the gate the API puts on the task, else its pending one from the list."""
+    if task.status not in WAITING_FOR_PERSON:
+        return None
+    return task.gate
 
 
 def latest_events(api: ApiClient, task_id: str) -> list[TaskEvent]:
@@ -63,7 +98,14 @@ class Notifier:
     claim_wait_s: float = CLAIM_WAIT_S
     sleep: Callable[[float], None] = field(default=time.sleep)
 
-    def handle(self, event: ProgressEvent) -> None:
+    def handle(self, message: ProgressEvent | IncidentNotice) -> None:
+        """One record of progress:events: a task's progress, or an incident to push."""
+        if isinstance(message, IncidentNotice):
+            self.push_incident(message)
+        else:
+            self.task_moved(message)
+
+    def task_moved(self, event: ProgressEvent) -> None:
         holder = f"notifier-{uuid.uuid4().hex[:12]}"
         note = self._claim(event.task_id, holder)
         if note is None:
@@ -72,8 +114,9 @@ class Notifier:
         try:
             task = self.api.get_task(event.task_id)
             project = self.api.get_project(task.project_id)
-            status = render.status_text(task, project.name, latest_events(self.api, task.id))
-            self._status(note, holder, status)
+            gate = pending_gate(self.api, task)
+            status = render.status_text(task, project.name, latest_events(self.api, task.id), gate)
+            self._status(note, holder, status, render.status_keyboard(task))
             final = render.final_pieces(task, project.name)
             if final and note.final_sent_at is None:
                 for piece in final:
@@ -84,6 +127,40 @@ class Notifier:
             self._release(event.task_id, holder)
             raise
         self._release(event.task_id, holder)
+
+    def push_incident(self, notice: IncidentNotice) -> None:
+        """Send the incident to its owner once; a notice for one pushed already sends nothing."""
+        holder = f"notifier-{uuid.uuid4().hex[:12]}"
+        push = self._claim_push(notice.incident_id, holder)
+        if push is None:
+            return
+        # no release on failure: the claim runs out by itself and the redelivered notice pushes it then
+        self.telegram.send_message(push.chat_id, render.incident_text(push), link_preview=False)
+        self.api.mark_incident_notified(push.incident.id, holder)
+        get_logger().info(
+            "incident pushed", extra={"incident_id": push.incident.id, "kind": push.incident.kind}
+        )
+
+    def _claim_push(self, incident_id: str, holder: str) -> IncidentPush | None:
+        """The push, waiting a little for another holder; None: pushed already, or nobody to tell."""
+        policy = while_contended(
+            lambda exc: isinstance(exc, ConflictError) and exc.code != ALREADY_NOTIFIED,
+            attempts=self.claim_attempts,
+            step_s=self.claim_wait_s,
+            sleep=self.sleep,
+        )
+        try:
+            return policy(self.api.claim_incident_push, incident_id, holder, self.claim_seconds)
+        except ConflictError as exc:
+            if exc.code == ALREADY_NOTIFIED:
+                get_logger().info("incident pushed already", extra={"incident_id": incident_id})
+                return None
+            raise NotificationBusy(str(exc)) from None
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            get_logger().info("incident owner has no telegram id", extra={"incident_id": incident_id})
+            return None
 
     def _claim(self, task_id: str, holder: str) -> TaskNotification | None:
         """The claim, waiting a little for another holder (its work is a few calls); None: nobody to tell."""
@@ -104,17 +181,24 @@ class Notifier:
             get_logger().info("task owner has no telegram id; nothing to notify", extra={"task_id": task_id})
             return None
 
-    def _status(self, note: TaskNotification, holder: str, text: str) -> None:
+    def _status(
+        self, note: TaskNotification, holder: str, text: str, keyboard: dict[str, Any] | None
+    ) -> None:
+        # the keyboard follows the status, and so the text: an unchanged text has the right buttons
         if note.message_id is not None and note.text == text:
             return
         message_id = note.message_id
         if message_id is not None:
             try:
-                self.telegram.edit_text(note.chat_id, message_id, text, link_preview=False)
+                self.telegram.edit_text(
+                    note.chat_id, message_id, text, link_preview=False, reply_markup=keyboard
+                )
             except MessageGone:
                 message_id = None
         if message_id is None:
-            message_id = self.telegram.send_message(note.chat_id, text, link_preview=False)
+            message_id = self.telegram.send_message(
+                note.chat_id, text, link_preview=False, reply_markup=keyboard
+            )
         self.api.record_notification(
             note.task_id, NotificationRecord(holder=holder, message_id=message_id, text=text, release=False)
         )

@@ -11,7 +11,6 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.contracts.base import new_id, utc_now
-from shared.contracts.events import ProgressEvent
 from shared.contracts.jobs import (
     AnsibleDeployMessage,
     AnsibleDeployResult,
@@ -22,6 +21,7 @@ from shared.contracts.jobs import (
     ScaffolderMessage,
     ScaffolderResult,
 )
+from shared.contracts.notices import ProgressStreamMessage
 from shared.contracts.telegram import ProductOwnerMessage, TelegramUpdateMessage
 from shared.contracts.workers import WorkerCommand, WorkerResponse
 
@@ -94,7 +94,9 @@ QUEUES: Mapping[str, QueueContract] = {
         QueueContract(TELEGRAM_UPDATES, TelegramUpdateMessage, "telegram webhook -> bot consumer"),
         QueueContract(PO_INBOX, ProductOwnerMessage, "bot consumer -> product owner"),
         QueueContract(PO_RESPONSES, WorkerResponse, "worker manager, API -> product owner"),
-        QueueContract(PROGRESS_EVENTS, ProgressEvent, "everyone -> task event stream"),
+        QueueContract(
+            PROGRESS_EVENTS, ProgressStreamMessage, "everyone -> task event stream; API -> incidents"
+        ),
     )
 }
 

@@ -31,6 +31,7 @@ __all__ = [
     "BotApiUnreachable",
     "MessageGone",
     "TelegramClient",
+    "inline_keyboard",
 ]
 
 
@@ -47,6 +48,24 @@ def is_transient(exc: BaseException) -> bool:
 
 def _retry_after(exc: BaseException) -> float | None:
     return float(exc.retry_after) if isinstance(exc, BotApiError) and exc.retry_after is not None else None
+
+
+MAX_TOAST_CHARS = 200
+"""answerCallbackQuery's text limit."""
+
+
+def _short_toast(text: str) -> str:
+    return text if len(text) <= MAX_TOAST_CHARS else text[: MAX_TOAST_CHARS - 1].rstrip() + "…"
+
+
+def inline_keyboard(*rows: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A Bot API InlineKeyboardMarkup from rows of (button text, callback_data) pairs; callback_data is
+    at most 64 bytes (Telegram refuses longer)."""
+    for row in rows:
+        for _text, data in row:
+            if len(data.encode("utf-8")) > 64:
+                raise ValueError(f"callback_data longer than 64 bytes: {data!r}")
+    return {"inline_keyboard": [[{"text": t, "callback_data": d} for t, d in row] for row in rows]}
 
 
 class TelegramClient:
@@ -128,9 +147,23 @@ class TelegramClient:
         """`text` as plain-text messages of at most 4096 characters; their message_ids."""
         return [self.send_message(chat_id, piece) for piece in split_text(text)]
 
-    def edit_text(self, chat_id: int, message_id: int, text: str, *, link_preview: bool = True) -> None:
-        """Replace a message's text; `MessageGone` when it can no longer be edited."""
-        params: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "text": text}
+    def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        link_preview: bool = True,
+        reply_markup: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace a message's text; `MessageGone` when it can no longer be edited. An inline keyboard
+        the message had goes unless `reply_markup` gives it (again): Telegram keeps none by itself."""
+        params: dict[str, Any] = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "text": text,
+            "reply_markup": reply_markup,
+        }
         if not link_preview:
             params["link_preview_options"] = {"is_disabled": True}
         try:
@@ -153,6 +186,27 @@ class TelegramClient:
                 raise
             return "not found" in exc.description.lower()
         return True
+
+    def drop_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Take a message's inline keyboard away (its buttons were answered); a message already without
+        one, or gone, is fine."""
+        params = {"chat_id": chat_id, "message_id": message_id, "reply_markup": {"inline_keyboard": []}}
+        try:
+            self.call("editMessageReplyMarkup", params)
+        except BotApiError as exc:
+            if exc.error_code != 400:
+                raise
+
+    def answer_callback(self, callback_query_id: str, text: str, *, alert: bool = False) -> None:
+        """Answer a button press (answerCallbackQuery): the person's app stops its spinner and shows
+        `text` (at most 200 characters; `alert` makes it a dialog instead of a toast). A press answered
+        too late (Telegram allows about 15 s, a redelivered update) is refused with 400: nothing to do."""
+        params = {"callback_query_id": callback_query_id, "text": _short_toast(text), "show_alert": alert}
+        try:
+            self.call("answerCallbackQuery", params)
+        except BotApiError as exc:
+            if exc.error_code != 400:
+                raise
 
     def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
         """The command menu Telegram shows (setMyCommands): (command without "/", description) pairs."""

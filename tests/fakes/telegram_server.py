@@ -272,17 +272,37 @@ class FakeTelegram:
         bot_id = int(prefix) if prefix.isdigit() else BOT_ID
         return {"id": bot_id, "is_bot": True, "first_name": "Orchestrator", "username": self.username}
 
-    def _message(self, chat_id: Any, text: str) -> dict[str, Any]:
+    def _message(self, chat_id: Any, text: str, reply_markup: Any = None) -> dict[str, Any]:
         with self._cond:
             message_id = self._next_message_id
             self._next_message_id += 1
-        return {
+        message: dict[str, Any] = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": {"id": int(chat_id), "type": "private"},
             "from": self._bot_user(),
             "text": text,
         }
+        if _has_inline_keyboard(reply_markup):  # Telegram echoes inline keyboards only
+            message["reply_markup"] = reply_markup
+        return message
+
+    def keyboards(self) -> dict[tuple[int, int], Any]:
+        """(chat_id, message_id) -> the inline keyboard each message shows now (None: none), as the
+        sends and edits left it: an edit without reply_markup takes a keyboard away, as Telegram does."""
+        shown: dict[tuple[int, int], Any] = {}
+        with self._cond:
+            calls = [c for c in self.calls if c.status == 200]
+        for call in calls:
+            if call.method == "sendMessage":
+                key = (int(call.params["chat_id"]), int(call.result["message_id"]))
+            elif call.method in ("editMessageText", "editMessageReplyMarkup"):
+                key = (int(call.params["chat_id"]), int(call.params["message_id"]))
+            else:
+                continue
+            markup = call.params.get("reply_markup")
+            shown[key] = markup if _has_inline_keyboard(markup) else None
+        return shown
 
     # -- methods ---------------------------------------------------------------------------
 
@@ -295,13 +315,38 @@ class FakeTelegram:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
         if len(text) > 4096:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
-        return self._ok(self._message(params["chat_id"], text))
+        return self._ok(self._message(params["chat_id"], text, params.get("reply_markup")))
 
     def _m_editMessageText(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        message = self._message(params["chat_id"], str(params["text"]))
+        message = self._message(params["chat_id"], str(params["text"]), params.get("reply_markup"))
         message["message_id"] = int(params["message_id"])
         message["edit_date"] = int(time.time())
         return self._ok(message)
+
+    def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        markup = params.get("reply_markup")
+        if markup is not None and not isinstance(markup, dict):
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: can't parse reply markup",
+            }
+        message = self._message(params["chat_id"], "", markup)
+        message["message_id"] = int(params["message_id"])
+        return self._ok(message)
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if not str(params.get("callback_query_id") or ""):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: query id is empty"}
+        if len(str(params.get("text") or "")) > 200:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: text is too long"}
+        return self._ok(True)
+
+    def answers(self) -> list[str]:
+        """The texts of the accepted answerCallbackQuery calls, in order."""
+        return [
+            str(c.params.get("text") or "") for c in self.calls_to("answerCallbackQuery") if c.status == 200
+        ]
 
     def _m_deleteMessage(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         key = (int(params["chat_id"]), int(params["message_id"]))
@@ -398,6 +443,10 @@ class FakeTelegram:
             pass  # the client went away (a stopped poller)
 
 
+def _has_inline_keyboard(markup: Any) -> bool:
+    return isinstance(markup, dict) and bool(markup.get("inline_keyboard"))
+
+
 _update_ids = iter(range(100_000, 10**9))
 
 
@@ -429,3 +478,24 @@ def message_update(
         if text.startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
     return {"update_id": uid, "message": message}
+
+
+def callback_update(
+    from_id: int,
+    data: str,
+    message: dict[str, Any] | None = None,
+    update_id: int | None = None,
+    first_name: str = "Tester",
+) -> dict[str, Any]:
+    """A Bot API Update carrying one inline-button press (a CallbackQuery), as Telegram sends it;
+    `message` is the message the button was on (e.g. a sendMessage call's `result`)."""
+    uid = next(_update_ids) if update_id is None else update_id
+    query: dict[str, Any] = {
+        "id": f"cq{uid}",
+        "from": {"id": from_id, "is_bot": False, "first_name": first_name},
+        "chat_instance": f"ci{from_id}",
+        "data": data,
+    }
+    if message is not None:
+        query["message"] = message
+    return {"update_id": uid, "callback_query": query}

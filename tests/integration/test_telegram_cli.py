@@ -50,7 +50,7 @@ def test_set_webhook_registers_the_url_with_the_secret(
         "url": URL,
         "webhook_set": True,
         "secret_token": "set",
-        "allowed_updates": ["message"],
+        "allowed_updates": ["message", "callback_query"],
         "drop_pending_updates": False,
         "max_connections": 40,
         "commands": len(BOT_COMMANDS),
@@ -59,7 +59,7 @@ def test_set_webhook_registers_the_url_with_the_secret(
     assert {c["command"] for c in menu.params["commands"]} >= {"secret", "cancel", "projects"}
     [call] = telegram.calls_to("setWebhook")
     assert call.params["url"] == URL and call.params["secret_token"] == SECRET
-    assert call.params["allowed_updates"] == ["message"]
+    assert call.params["allowed_updates"] == ["message", "callback_query"]
     code, out, _ = run(capsys, monkeypatch, "set-webhook", "--url", URL, "--drop-pending")
     assert code == 0 and out.startswith(f"webhook set to {URL}")
 
@@ -76,7 +76,11 @@ def test_info_shows_telegrams_view(
     assert run(capsys, monkeypatch, "set-webhook", "--url", URL)[0] == 0
     code, out, _ = run(capsys, monkeypatch, "info", "--json")
     info = json.loads(out)
-    assert info["url"] == URL and info["allowed_updates"] == ["message"] and "secret_token" not in info
+    assert (
+        info["url"] == URL
+        and info["allowed_updates"] == ["message", "callback_query"]
+        and "secret_token" not in info
+    )
     code, out, _ = run(capsys, monkeypatch, "info")
     assert code == 0 and f"@{telegram.username}" in out and URL in out and "pending_update_count" in out
     code, out, _ = run(capsys, monkeypatch, "delete-webhook", "--json")

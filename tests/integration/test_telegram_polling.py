@@ -71,7 +71,10 @@ def test_updates_are_queued_in_order_and_confirmed_with_the_offset(
     assert poller.poll_once(timeout_s=0) == 0
     first, second = telegram.calls_to("getUpdates")
     assert "offset" not in first.params and second.params["offset"] == 503
-    assert first.params["allowed_updates"] == ["message"] and first.content_type == "application/json"
+    assert (
+        first.params["allowed_updates"] == ["message", "callback_query"]
+        and first.content_type == "application/json"
+    )
     assert telegram._m_getWebhookInfo({})[1]["result"]["pending_update_count"] == 0, "confirmed"
 
 

@@ -113,6 +113,13 @@ def record(session: Session, task_id: str, body: NotificationRecord) -> TaskNoti
     return row
 
 
+def get(session: Session, task_id: str) -> TaskNotification:
+    row = session.get(TaskNotification, task_id)
+    if row is None:
+        raise NotFound(f"task {task_id!r} has no notification")
+    return row
+
+
 def release(session: Session, task_id: str, holder: str) -> TaskNotification:
     session.execute(
         update(TaskNotification)
