@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
+from functions.engineering.graph import Ports
+from functions.engineering.logic import Engineering
+from functions.engineering.nodes import EngineeringNodes
+from functions.engineering.settings import EngineeringSettings
+from functions.engineering.state import EngState
 from shared.api_client import ConflictError, NotFoundError
+from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand, EngineeringMessage
 from shared.contracts.api import Project, Task, TaskStatus, TaskType
 from shared.contracts.spend import BudgetCheck, Gate, GateNeed, GateRequest, GateStatus
+from shared.queues.local import LocalQueue
+from tests.factories import drain
 
 WAITING_AT = {"plan": TaskStatus.WAITING_APPROVAL, "deploy": TaskStatus.WAITING_APPROVAL}
 
@@ -163,3 +174,85 @@ class FakeApi:
     def cancel(self) -> None:
         """A person cancels the task (the API marks it final; the graph learns of it on its next step)."""
         self.task = self.task.model_copy(update={"status": TaskStatus.CANCELLED})
+
+
+# -- the graph over the fake API -------------------------------------------------------------------
+
+
+class World:
+    """The in-memory API, a local queue and the nodes over them."""
+
+    def __init__(self, tmp_path: Path, **settings: Any) -> None:
+        self.api = FakeApi()
+        self.queue = LocalQueue(tmp_path / "queue.db")
+        self.settings = EngineeringSettings(home=tmp_path, checkpointer="sqlite", **settings)
+        refs = {"GITHUB_TOKEN": "secret://gh"}
+        self.nodes = EngineeringNodes(self.api, self.queue, self.settings, None, refs)  # type: ignore[arg-type]
+
+    def state(self, **values: Any) -> EngState:
+        """The state after prepare, on a project that has its repository."""
+        known: dict[str, Any] = {
+            "task_id": self.api.task.id,
+            "project_id": "p1",
+            "correlation_id": "c",
+            "spec": "add a feature",
+            "agent": "claude-code",
+            "project_name": "blog",
+            "repo_url": "/r.git",
+            "repo_full_name": "projects/blog",
+            "branch": f"orchestrator/{self.api.task.id[:8]}",
+        }
+        return EngState.model_validate(known | values)
+
+    def commands(self) -> list[Any]:
+        return drain(self.queue, WORKER_COMMANDS)
+
+    def steps(self) -> list[tuple[str, str]]:
+        return [(e["current_step"], e["message"]) for e in self.api.events]
+
+
+class Run:
+    """One engineering task driven through the compiled graph, answer by answer."""
+
+    def __init__(self, world: World, agent: str = "command", repo_url: str | None = "/r.git") -> None:
+        self.world = world
+        world.api.task = world.api.task.model_copy(update={"params": {"agent": agent}})
+        world.api.project = world.api.project.model_copy(update={"repo_url": repo_url})
+        self.engine = Engineering(Ports(world.api, world.queue, world.settings), InMemorySaver())  # type: ignore[arg-type]
+        self.task_id = world.api.task.id
+        self.sent: list[Any] = []
+
+    def start(self) -> Run:
+        message = EngineeringMessage(task_id=self.task_id, project_id="p1", user_id=1)
+        assert self.engine.start(message) == "started"
+        self.sent += self.world.commands()
+        return self
+
+    def waiting_for(self) -> str | None:
+        return self.engine.pending_wait(self.engine.graph.get_state(self.engine.config(self.task_id)))
+
+    def answer(self, step: str, payload: dict[str, Any]) -> list[Any]:
+        """Answer `<task>:<step>`, which the graph must be waiting for; the commands it sends next."""
+        assert self.waiting_for() == f"{self.task_id}:{step}"
+        assert self.engine.resume(f"{self.task_id}:{step}", payload) == "resumed"
+        sent = self.world.commands()
+        self.sent += sent
+        return sent
+
+    def wake(self, request_id: str) -> str:
+        """The API's wake-up on engineering:queue (a person answered a gate); what the driver did."""
+        message = EngineeringMessage(task_id=self.task_id, project_id="p1", user_id=1, request_id=request_id)
+        outcome = self.engine.handle(message)
+        self.sent += self.world.commands()
+        return outcome
+
+    def developer_round(self, rnd: int, files: list[str]) -> None:
+        self.answer(f"developer:{rnd}:create", {"success": True, "worker_id": f"w-{rnd}"})
+        self.answer(
+            f"developer:{rnd}:message",
+            {"success": True, "result": {"commit_sha": f"c{rnd}", "files_changed": files}},
+        )
+        self.answer(f"tester:{rnd}:create", {"success": True, "worker_id": f"t-{rnd}"})
+
+    def deleted(self) -> list[str]:
+        return [c.worker_id for c in self.sent if isinstance(c, DeleteWorkerCommand)]
