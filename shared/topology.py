@@ -120,6 +120,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(
         "github_sync", 600, "repository heads and open pull requests; a vanished repository is flagged"
     ),
+    ScheduleSpec("gate_expiry", 300, "fail tasks whose approval or human review nobody answered in time"),
 )
 
 PUBLISHES: dict[str, tuple[str, ...]] = {

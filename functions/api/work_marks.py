@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from functions.api.models import Deployment, OutboxMessage, Project, Server, Task, Worker
+from functions.api.models import Deployment, Gate, OutboxMessage, Project, Server, Task, Worker
 from shared.work_signal import WorkKind, WorkSignalPort
 
 WATCHED: dict[type, WorkKind] = {
@@ -26,6 +26,7 @@ WATCHED: dict[type, WorkKind] = {
     Deployment: WorkKind.DEPLOYMENTS,
     Server: WorkKind.SERVERS,
     Project: WorkKind.PROJECTS,
+    Gate: WorkKind.GATES,
 }
 INSERT_ONLY = frozenset({WorkKind.OUTBOX})
 _SIGNAL = "work_signal"

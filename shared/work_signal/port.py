@@ -26,6 +26,7 @@ class WorkKind(StrEnum):
     DEPLOYMENTS = "deployments"  # deployed services: health_checker
     SERVERS = "servers"  # registered servers: server_sync
     PROJECTS = "projects"  # projects with a repository: github_sync
+    GATES = "gates"  # gates waiting for a person: gate_expiry
 
 
 class WorkSignalError(RuntimeError):
