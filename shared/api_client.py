@@ -254,9 +254,6 @@ class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls, NewsCalls, Inc
             Task, self.request("POST", f"/internal/tasks/{task_id}/wait", json={"reason": reason})
         )
 
-    def resume_task(self, task_id: str) -> Task:
-        return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/resume"))
-
     def complete_task(self, task_id: str, result: dict[str, Any]) -> Task:
         return self._as(
             Task, self.request("POST", f"/internal/tasks/{task_id}/complete", json={"result": result})
