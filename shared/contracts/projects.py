@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -38,8 +38,8 @@ class ProjectUpdate(Dto):
     repo_url: Annotated[str | None, Field(max_length=1000)] = None
     status: ProjectStatus = None  # type: ignore[assignment]
     domain: Domain | None = None
-    approval: ApprovalPolicy | None = None
-    """Null: back to the settings' default."""
+    approval: ApprovalPolicy | Literal["default"] | None = None
+    """Null or "default": back to the settings' default."""
 
 
 class Project(Out):
