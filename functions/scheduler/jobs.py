@@ -254,6 +254,14 @@ def github_sync(ports: JobPorts) -> dict[str, int]:
     return counts
 
 
+@watching(WorkKind.GATES, left=lambda counts: counts["pending"])
+def gate_expiry(ports: JobPorts) -> dict[str, int]:
+    """Approvals and human reviews nobody answered in time: the API fails their tasks (approval_timeout,
+    review_timeout) and wakes their graphs. The mark stays while any gate still waits for a person."""
+    report = ports.api.expire_gates_report()
+    return {"expired": report.get("expired", 0), "pending": report.get("pending", 1)}
+
+
 JOBS: dict[str, Job] = {
     "outbox_sweep": outbox_sweep,
     "stuck_task_reaper": stuck_task_reaper,
@@ -262,4 +270,5 @@ JOBS: dict[str, Job] = {
     "health_checker": health_checker,
     "server_sync": server_sync,
     "github_sync": github_sync,
+    "gate_expiry": gate_expiry,
 }

@@ -24,7 +24,7 @@ from functions.api.models import (
     new_id,
     utcnow,
 )
-from functions.api.services import deployments, incidents, limits, lookup, pages, tasks
+from functions.api.services import deployments, gates, incidents, limits, lookup, pages, tasks
 from functions.api.settings import ApiSettings
 from shared.contracts.api import (
     DeployStart,
@@ -93,6 +93,8 @@ def change(session: Session, caller: Principal, project_id: str, body: ProjectUp
         raise Conflict(f"project {row.name!r} is archived: set its status back first", list(changes))
     if changes.get("domain") is not None:
         _refuse_taken_domain(session, row, changes["domain"])
+    if "approval" in changes:  # stored as "deploy,plan" / "none"; "default" and null clear it
+        changes["approval"] = gates.normal_policy(changes["approval"])
     for key, value in changes.items():
         setattr(row, key, value.value if isinstance(value, ProjectStatus) else value)
     row.updated_at = utcnow()

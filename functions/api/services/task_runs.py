@@ -75,6 +75,7 @@ def fail(
         finished_at=utcnow(),
         failure_reason=reason,
     )
+    tasks.close_gates(session, task.id)
     count("TasksFailed")
     return task
 
@@ -86,7 +87,8 @@ def append_events(session: Session, task_id: str, raw_events: list[dict[str, Any
     return tasks.append_events(session, task, raw_events)
 
 
-def _current(session: Session, task_id: str) -> Task:
+def current(session: Session, task_id: str) -> Task:
+    """The task as the database has it now (404 if none)."""
     task = session.get(Task, task_id, populate_existing=True)
     if task is None:
         raise NotFound(f"task {task_id!r} not found")
@@ -104,7 +106,7 @@ def take_lease(session: Session, task_id: str, holder: str, lease_s: int) -> Tas
         .values(lease_holder=holder, lease_until=now + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False),
     )
-    task = _current(session, task_id)
+    task = current(session, task_id)
     if won != 1:
         raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
     return task
@@ -118,4 +120,4 @@ def release_lease(session: Session, task_id: str, holder: str) -> Task:
         .values(lease_holder=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
-    return _current(session, task_id)
+    return current(session, task_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
-from functions.api.models import OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
+from functions.api.models import Gate, OutboxMessage, Project, Task, TaskEvent, User, new_id, utcnow
 from functions.api.services import lookup, notifications, outbox, pages
 from shared.contracts import (
     DEPLOY_QUEUE,
@@ -289,6 +289,7 @@ def cancel(session: Session, principal: Principal, task_id: str) -> tuple[Task, 
     lookup.task(session, principal, task_id)
     task = transition(session, task_id, ACTIVE, TaskStatus.CANCELLED, finished_at=utcnow())
     system_event(session, task, "failed", "cancelled by the user", error="cancelled")
+    close_gates(session, task.id, principal.user_id)
     live = session.execute(
         select(Worker.id).where(Worker.task_id == task.id, Worker.status.not_in(("STOPPED", "FAILED")))
     ).scalars()
@@ -299,6 +300,18 @@ def cancel(session: Session, principal: Principal, task_id: str) -> tuple[Task, 
         for w in list(live)
     ]
     return task, outbox_ids
+
+
+def close_gates(session: Session, task_id: str, by: str | None = None) -> int:
+    """A task that ends while it waits at a gate (cancelled, failed): its pending gate is cancelled in the
+    same transaction, so nobody answers it later and the expiry passes it by."""
+    return rows_changed(
+        session,
+        update(Gate)
+        .where(Gate.task_id == task_id, Gate.status == "pending")
+        .values(status="cancelled", answered_by=by, answered_at=utcnow())
+        .execution_options(synchronize_session=False),
+    )
 
 
 def retry(session: Session, principal: Principal, task_id: str) -> tuple[Task, OutboxMessage]:
