@@ -17,6 +17,7 @@ import pytest
 
 from shared.api_client import ApiClient, ApiError
 from shared.contracts.api import DeploymentRecord, NotificationRecord, RepoSync
+from shared.contracts.spend import GateRequest
 
 OPENAPI = Path(__file__).parents[2] / "docs" / "openapi.json"
 
@@ -114,6 +115,19 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "GET /users/{user_id}/api-keys": ("list_api_keys", ("u1",), {}),
     "POST /users/{user_id}/api-keys": ("create_api_key", ("u1",), {}),
     "DELETE /api-keys/{key_id}": ("revoke_api_key", ("k1",), {}),
+    # gates (approvals and human reviews)
+    "GET /internal/tasks/{task_id}/gate-needed": ("gate_needed", ("t1", "deploy"), {}),
+    "POST /internal/tasks/{task_id}/gates": (
+        "request_gate",
+        ("t1", GateRequest(kind="plan", summary="s")),
+        {},
+    ),
+    "GET /internal/tasks/{task_id}/gates/{kind}/{round}": ("get_gate", ("t1", "plan", 0), {}),
+    "POST /internal/gates/expire": ("expire_gates", (), {}),
+    "GET /tasks/{task_id}/gates": ("task_gates", ("t1",), {}),
+    "POST /tasks/{task_id}/approve": ("approve_task", ("t1",), {}),
+    "POST /tasks/{task_id}/reject": ("reject_task", ("t1",), {}),
+    "POST /tasks/{task_id}/resume": ("resume_task", ("t1", "use bcrypt"), {}),
     # the scheduler's maintenance
     "POST /internal/maintenance/reap-stuck-tasks": ("reap_stuck_tasks", (), {}),
     "POST /internal/outbox/sweep": ("sweep_outbox", (), {}),
