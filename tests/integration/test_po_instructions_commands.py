@@ -4,7 +4,8 @@ drift from the CLI again (they once said `secret set NAME KEY VALUE`, which the 
 
 Placeholders are filled with real values: PROJECT (an existing project of the person; a new name
 for `project create`), TASK (a task of theirs), SERVER (`localhost`, built in), NAME (a secret
-name), N (a release number), TEXT (a few words). An optional part in brackets runs both with and
+name), N (a release number), TEXT (a few words), DATE, USD, PERIOD and POLICY (issue 21's usage,
+budgets and approval policy). An optional part in brackets runs both with and
 without it.
 """
 
@@ -29,10 +30,14 @@ from tests.embedded_support import start_stack
 NOT_OK_BY_DESIGN = {
     ("deploy", "status"): (ExitCode.NOT_FOUND,),
     ("deploy", "rollback"): (ExitCode.NOT_FOUND, ExitCode.CONFLICT),
+    ("task", "approve"): (ExitCode.CONFLICT,),
+    ("task", "reject"): (ExitCode.CONFLICT,),
+    ("task", "resume"): (ExitCode.CONFLICT,),
 }
 """Commands whose honest answer here is not exit 0: nothing of the project ever deployed (the stack runs
 no consumers, so `deploy start` only queues), so there is no release N (not found) and none serving to
-roll back from (conflict). Any other non-zero exit fails the test."""
+roll back from (conflict); no task waits at a gate (no graph runs), so approve / reject / resume reach
+the API and are refused (conflict). Any other non-zero exit fails the test."""
 _SPAN = re.compile(r"`(orchestrator [^`]+)`")
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 _OPTIONAL = re.compile(r"\[([^\]]+)\]")
@@ -79,6 +84,10 @@ class Person:
             "SERVER": "localhost",
             "NAME": "API_TOKEN",
             "N": "1",
+            "DATE": "2026-01-01",
+            "USD": "5",
+            "PERIOD": "task",
+            "POLICY": "deploy,plan",
         }
         self.created = 0
 
@@ -121,7 +130,14 @@ def test_every_command_in_the_po_instructions_runs_against_the_real_cli(person: 
         "secret set",
         "deploy history",
         "deploy rollback",
+        "budget show",
+        "budget set",
+        "project set",
+        "task approve",
+        "task reject",
+        "task resume",
     } <= shown
+    assert any(c.startswith("orchestrator usage ") for c in commands)
     assert not [c for c in commands if "secret set" in c and len(c.split()) != 5], (
         "secret set takes PROJECT NAME"
     )
