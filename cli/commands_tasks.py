@@ -79,6 +79,10 @@ def show(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) ->
     if task.gate is not None:
         for line in gate_lines(task):
             typer.echo(line)
+    elif task.status in (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW):
+        from cli.follow import answer_command
+
+        typer.echo(f"{'answer':>14}: {answer_command(task)}")
 
 
 def gate_lines(task: Task) -> list[str]:

@@ -273,6 +273,9 @@ def test_task_show_prints_cost_failure_reason_and_the_pending_gate(api: FakeApi)
     api.statuses = [_task(TaskStatus.FAILED, failure_reason="budget", error="budget: the task budget $1.00")]
     code, out, _ = _run("task", "show", TASK_ID)
     assert "failure_reason: budget" in out and "gate:" not in out
+    api.statuses = [_task(TaskStatus.WAITING_HUMAN_REVIEW)]  # waiting, its gate not read with it
+    code, out, _ = _run("task", "show", TASK_ID)
+    assert f'answer: orchestrator task resume {TASK_ID} --guidance "..." (or task cancel)' in out
 
 
 def test_follow_hints_once_per_wait_and_keeps_following(

