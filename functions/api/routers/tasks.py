@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.routers._common import created, new_router, principal, transaction
-from functions.api.services import lookup, tasks
+from functions.api.services import lookup, tasks, usage
 from shared.contracts.api import INT32_MAX, Page, Task, TaskEvent, TaskStatus, TaskType
 from shared.observability import count
 
@@ -35,7 +35,9 @@ def list_tasks(
 @router.get("/tasks/<task_id>", summary="Show a task", tags=TAGS)
 def get_task(task_id: TaskId) -> Task:
     with transaction() as session:
-        return Task.model_validate(lookup.task(session, principal(router), task_id))
+        dto = Task.model_validate(lookup.task(session, principal(router), task_id))
+        dto.cost_usd = usage.task_cost_usd(session, dto.id)
+        return dto
 
 
 @router.get("/tasks/<task_id>/events", summary="A task's progress events, in order", tags=TAGS)

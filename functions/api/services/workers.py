@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
+from functions.api.deps import get_deps
 from functions.api.errors import Conflict, Forbidden, Gone, NotFound
 from functions.api.models import OutboxMessage, Project, Task, Worker, WorkerMessage, utcnow
-from functions.api.services import limits, outbox
+from functions.api.services import budgets, limits, outbox, usage
 from functions.api.settings import ApiSettings
 from shared.contracts import (
     PO_RESPONSES,
@@ -98,7 +99,36 @@ def finish_message(
         raise NotFound(f"worker message {message_id} not found")
     if won != 1:
         raise Conflict(f"worker message {message_id} is already {message.status}")
+    if result is not None:  # what the agent cost, in the same transaction (once: this call won)
+        worker = session.get(Worker, message.worker_id)
+        if worker is not None:
+            usage.record_agent_run(
+                session, message.id, worker.id, _payer(session, worker), result, worker.agent
+            )
     return message, _respond(session, message, success, response, error, result).id
+
+
+def _payer(session: Session, worker: Worker) -> usage.Payer:
+    """Whom a worker's spend counts against: its task's person, project and task; a Product Owner
+    worker's conversation person (no project, no task)."""
+    if worker.task_id:
+        task = session.get(Task, worker.task_id)
+        if task is not None:
+            return usage.Payer(task.user_id, task.project_id, task.id)
+    return usage.Payer(conversation_person(worker.config))
+
+
+def _record_time(session: Session, worker: Worker) -> None:
+    """A stopped worker's running time goes into the ledger (once per worker: its unique key)."""
+    if worker.stopped_at is not None:
+        usage.record_worker_time(
+            session,
+            worker.id,
+            _payer(session, worker),
+            worker.started_at,
+            worker.stopped_at,
+            get_deps().settings,
+        )
 
 
 def task_of(session: Session, worker_id: str) -> str | None:
@@ -160,6 +190,12 @@ def enqueue_message(
             raise Conflict(f"request {body['request_id']} was already sent to another worker", ["request_id"])
         return existing, [], False
     message = WorkerMessage(worker_id=worker.id, status="PENDING", created_at=utcnow(), **body)
+    if message.kind == "message" and worker.status not in ENDED:
+        # What the agent may spend on it, fixed now: the wrapper stops the agent past it.
+        payer = _payer(session, worker)
+        message.budget_micros, message.budget_note = budgets.for_message(
+            session, get_deps().settings, payer.task_id, payer.user_id
+        )
     session.add(message)
     session.flush()
     outbox_ids: list[int] = []
@@ -214,14 +250,18 @@ def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
 def mark_stopped(
     session: Session, worker: Worker, status: str, exit_code: int | None, reason: str
 ) -> list[int]:
-    """The worker ended (deleted, exited, died, timed out): fail what it still owed, once."""
-    session.execute(
+    """The worker ended (deleted, exited, died, timed out): fail what it still owed, and count its
+    running time, once."""
+    ended_now = rows_changed(
+        session,
         update(Worker)
         .where(Worker.id == worker.id, Worker.status.not_in(ENDED))
         .values(status=status, exit_code=exit_code, exit_reason=reason, stopped_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     session.get(Worker, worker.id, populate_existing=True)
+    if ended_now:
+        _record_time(session, worker)
     outbox_ids: list[int] = []
     open_ids = session.execute(
         select(WorkerMessage.id).where(WorkerMessage.worker_id == worker.id, WorkerMessage.status.in_(OPEN))
@@ -333,6 +373,8 @@ def change(session: Session, worker_id: str, body: WorkerUpdate) -> Worker:
         setattr(row, key, value)
     if body.status in ENDED and row.stopped_at is None:
         row.stopped_at = utcnow()
+        session.flush()
+        _record_time(session, row)
     session.flush()
     return row
 
