@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.api_client import ApiClient
+from shared.secrets.local import LocalSecrets
 from tests.ansible_support import kill_deployment, kill_project, refuses_connections
 from tests.e2e.conftest import CliRunner
 from tests.e2e.test_local_stack import Stack
@@ -83,6 +85,14 @@ def deploy_stack() -> Iterator:  # type: ignore[type-arg]
     for app_dir in (home / "deployments").glob("*") if (home / "deployments").exists() else []:
         kill_project(app_dir)  # its slots, their forwarder, an in-place service
     kill_workers(home)
+
+
+def no_approval(stack: Stack, project: str) -> None:
+    """Deploys of `project` to servers other than the built-in one go ahead without the owner's approval
+    (the default policy, "deploy", would park them in WAITING_APPROVAL)."""
+    admin_key = LocalSecrets(stack.home / "secrets.json").get("secret://local/admin_api_key")
+    with ApiClient(stack.url, admin_key) as admin:
+        admin.update_project(project, approval="none")
 
 
 def _json(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -236,7 +246,7 @@ def test_a_server_that_does_not_answer_fails_the_deploy_with_the_reason(
     cli: CliRunner,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    deploy_stack()
+    stack = deploy_stack()
     key = tmp_path / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(key)], check=True)
     secret_line = key.read_text().splitlines()[1]
@@ -245,6 +255,7 @@ def test_a_server_that_does_not_answer_fails_the_deploy_with_the_reason(
     )
     assert added.returncode == 0, added.stdout + added.stderr  # nothing listens on port 22 here
     assert cli("project", "create", "--name", "blog", "--agent", "none").returncode == 0
+    no_approval(stack, "blog")
     eng = _json(cli("engineering", "start", "blog", "--spec", "a blog", "--json"))
     assert cli("task", "logs", eng["id"], "--follow", "--interval", "0.3").returncode == 0
 

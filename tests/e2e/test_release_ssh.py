@@ -29,7 +29,7 @@ import pytest
 from shared.secrets.port import SecretsPort
 from tests.ansible_support import NEEDS_GIT_AND_ANSIBLE, AppRepo, git, http_get, kill_project, make_app_repo
 from tests.e2e.conftest import CliRunner
-from tests.e2e.test_deploy import _json, deploy_stack  # noqa: F401 - the fixture, shared
+from tests.e2e.test_deploy import _json, deploy_stack, no_approval  # noqa: F401 - the fixture, shared
 from tests.ssh_fixtures import (  # noqa: F401 - fixtures
     HANDLE,
     KEY_REF,
@@ -212,7 +212,7 @@ def test_the_cli_releases_behind_caddy_on_an_ssh_server(
     tmp_path: Path,
 ) -> None:
     # given: the ssh host as a server, and release 1 (the template) deployed there through the CLI
-    deploy_stack()
+    stack = deploy_stack()
     added = cli(
         "server",
         "add",
@@ -226,6 +226,9 @@ def test_the_cli_releases_behind_caddy_on_an_ssh_server(
         "--json",
     )
     assert added.returncode == 0, added.stdout + added.stderr
+    created = cli("project", "create", "--name", "kiosk", "--agent", "none")
+    assert created.returncode == 0, created.stdout + created.stderr
+    no_approval(stack, "kiosk")  # this test is about releases, not approvals: `run` uses the project
     ran = cli(
         "run", "--name", "kiosk", "--spec", "a kiosk", "--agent", "none", "--server", "ssh-host", timeout=400
     )

@@ -147,6 +147,7 @@ def test_a_deploy_cancelled_while_it_waits_is_not_resumed(world: DeployWorld) ->
 
 def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: DeployWorld) -> None:
     world.admin.add_server("web-1", "203.0.113.7")
+    world.admin.update_project(PROJECT, approval="none")  # about provisioning, not approvals
     world.admin.set_secret(PROJECT, "API_TOKEN", "s3cret")
     world.admin.start_deploy(PROJECT, "web-1")
     start = _one(world, DEPLOY_QUEUE)
@@ -166,6 +167,51 @@ def test_an_ssh_server_that_cannot_be_provisioned_fails_the_deploy(world: Deploy
     )
     assert world.service.list_ports("web-1") == []
     assert drain(world.queue, ANSIBLE_DEPLOY_QUEUE) == []
+
+
+def test_a_deploy_to_an_ssh_server_waits_for_the_owner_s_approval_across_invocations(
+    world: DeployWorld,
+) -> None:
+    # given the default policy ("deploy") and a deploy to a server other than the built-in one
+    world.admin.add_server("web-1", "203.0.113.7")
+    world.admin.set_secret(PROJECT, "API_TOKEN", "s3cret")
+    world.admin.start_deploy(PROJECT, "web-1")
+    start = _one(world, DEPLOY_QUEUE)
+    assert isinstance(start, DeployMessage) and _deploy(world).start(start) == "started"
+    # then it parks before anything touches the server, naming the release and the server
+    assert world.service.get_task(start.task_id).status is TaskStatus.WAITING_APPROVAL
+    assert drain(world.queue, PROVISIONER_QUEUE) == []
+    [gate] = world.admin.task_gates(start.task_id)
+    assert (gate.kind, gate.status) == ("deploy", "pending")
+    assert "release 1" in gate.summary and "web-1 (203.0.113.7)" in gate.summary
+    # when the owner approves, the API's wake-up resumes a fresh driver (a restart loses nothing)
+    world.admin.approve_task(start.task_id, comment="ship it")
+    wake = _one(world, DEPLOY_QUEUE)
+    assert isinstance(wake, DeployMessage) and wake.request_id == f"{start.task_id}:gate:deploy:0"
+    assert _deploy(world).handle(wake) == "resumed"
+    assert _deploy(world).handle(wake) == "ignored", "a redelivered wake-up is a no-op"
+    # then the server is prepared: the deploy goes on
+    job = _one(world, PROVISIONER_QUEUE)
+    assert isinstance(job, ProvisionerMessage) and job.server_handle == "web-1"
+    assert world.service.get_task(start.task_id).status is TaskStatus.RUNNING
+
+
+def test_a_rejected_deploy_ends_its_release_and_frees_its_ports(world: DeployWorld) -> None:
+    world.admin.add_server("web-1", "203.0.113.7")
+    world.admin.set_secret(PROJECT, "API_TOKEN", "s3cret")
+    world.admin.start_deploy(PROJECT, "web-1")
+    start = _one(world, DEPLOY_QUEUE)
+    assert isinstance(start, DeployMessage) and _deploy(world).start(start) == "started"
+
+    world.admin.reject_task(start.task_id, comment="not on a Friday")
+    wake = _one(world, DEPLOY_QUEUE)
+    assert isinstance(wake, DeployMessage) and _deploy(world).handle(wake) == "ended"
+
+    task = world.service.get_task(start.task_id)
+    assert (task.status, task.failure_reason) == (TaskStatus.FAILED, "rejected")
+    assert world.service.get_release(PROJECT, 1).status == "failed"
+    assert world.service.list_ports("web-1") == []
+    assert drain(world.queue, PROVISIONER_QUEUE) == []
 
 
 def test_an_undeploy_stops_the_service_and_frees_its_port(world: DeployWorld) -> None:
