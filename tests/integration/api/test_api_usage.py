@@ -221,3 +221,21 @@ def test_the_client_reads_usage(api: ApiHarness) -> None:
         found = client.usage(project="blog", since="2020-01-01")
     assert found.total.cost_usd == 0.62 and found.total.runs == 2
     assert {(b.scope, b.period) for b in found.budgets} == {("user", "task"), ("user", "month")}
+
+
+def test_spend_is_counted_as_a_metric_once_per_entry_after_commit(
+    api: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[tuple[str, float]] = []
+    monkeypatch.setattr(usage, "count", lambda name, value=1.0: counted.append((name, value)))
+    _, job = _alice_with_worker(api)
+    message_id = run(api, "w-1", spent(0.37))
+    api.post(f"/internal/worker-messages/{message_id}/result", {"success": True, "result": spent(0.37)})
+    assert counted == [("SpendUsd", 0.37)], "the repeated result (409) counts nothing"
+
+    payer = usage.Payer(None, job["project_id"], job["id"])
+    with pytest.raises(RuntimeError), api.deps.db.session() as session:
+        usage.record_agent_run(session, 99, "w-1", payer, spent(5.0), None)
+        raise RuntimeError("the request failed after writing: rolled back")
+    assert counted == [("SpendUsd", 0.37)], "nothing rolled back is counted"
+    assert api.get(f"/tasks/{job['id']}").body["cost_usd"] == 0.37
