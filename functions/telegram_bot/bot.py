@@ -5,7 +5,9 @@ whose `telegram_id` is the sender's. Anyone else gets one polite refusal per coo
 in the idempotency store) and nothing else happens. Commands answer from the API (the service
 key sees every row, so each answer is filtered to the sender's own projects and tasks); any other
 text goes to the sender's Product Owner as a `ProductOwnerMessage` on `po:inbox`, except a secret's
-value (`/secret PROJECT NAME`, see `secret_command`), which goes to the API and nowhere else.
+value (`/secret PROJECT NAME`, see `secret_command`), which goes to the API and nowhere else. A task
+waiting for its person is answered here too (see `answers`): the [Approve] / [Reject] buttons of its
+status message (callback queries, from known senders only) and a reply to that message with guidance.
 
 aiogram only dispatches updates here; every answer goes through the shared `TelegramClient`
 (handed to the handlers as `telegram`), which retries 429 (waiting `retry_after`), 5xx and
@@ -23,9 +25,9 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import Message, TelegramObject, Update
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 
-from functions.telegram_bot import secret_command, texts
+from functions.telegram_bot import answers, secret_command, texts
 from shared.api_client import ApiClient, ConflictError, NotFoundError
 from shared.contracts.api import Task, TaskEvent, User
 from shared.contracts.registry import PO_INBOX
@@ -82,20 +84,41 @@ class AccessMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if not isinstance(event, Message) or event.from_user is None or event.from_user.is_bot:
+        if (
+            not isinstance(event, (Message, CallbackQuery))
+            or event.from_user is None
+            or event.from_user.is_bot
+        ):
             return None
         deps: BotDeps = data["deps"]
+        telegram: TelegramClient = data["telegram"]
         sender = event.from_user.id
-        message = event
+        chat_id = _chat_of(event)
+
         # a paused database: say so once, while the client waits; past its wait the update is redelivered
-        deps.api.on_waking = lambda _text: _reply(data["telegram"], message, texts.WAKING)
+        def waking(_text: str) -> None:
+            telegram.send_text(chat_id, texts.WAKING)
+
+        deps.api.on_waking = waking
         user = find_user(deps.api, sender)
         is_admin = sender in deps.settings.admin_ids or bool(user and user.is_admin)
         if user is None and not is_admin:
-            await refuse_once(event, deps, data["telegram"])
+            if isinstance(event, CallbackQuery):  # a button on a forwarded message: answer the press only
+                telegram.answer_callback(event.id, texts.REFUSAL.format(telegram_id=sender), alert=True)
+                get_logger().info("stranger's button press refused", extra={"telegram_user_id": sender})
+            else:
+                await refuse_once(event, deps, telegram)
             return None
         data["viewer"] = Viewer(sender, user, is_admin)
         return await handler(event, data)
+
+
+def _chat_of(event: Message | CallbackQuery) -> int:
+    """Where to talk back: the message's chat; for a button press, the chat of the message it was on."""
+    if isinstance(event, Message):
+        return event.chat.id
+    message = event.message
+    return message.chat.id if message is not None else event.from_user.id
 
 
 async def refuse_once(message: Message, deps: BotDeps, telegram: TelegramClient) -> None:
@@ -251,6 +274,32 @@ async def held_back(message: Message, deps: BotDeps, viewer: Viewer, telegram: T
     secret_command.hold_back(deps, viewer, telegram, message)
 
 
+async def usage(message: Message, deps: BotDeps, viewer: Viewer, telegram: TelegramClient) -> None:
+    _reply(telegram, message, answers.usage_text(deps, viewer))
+
+
+async def gate_button(query: CallbackQuery, deps: BotDeps, viewer: Viewer, telegram: TelegramClient) -> None:
+    """[Approve] / [Reject] on a status message: answer the gate for the sender, then the press."""
+    parsed = answers.parse_gate_callback(query.data)
+    if parsed is None:
+        telegram.answer_callback(query.id, texts.STALE_BUTTON)
+        return
+    outcome = answers.answer_gate(deps, viewer, *parsed)
+    telegram.answer_callback(query.id, outcome.text, alert=not outcome.settled)
+    if outcome.settled and query.message is not None:
+        # the notifier's next edit drops them too; nothing is left to press meanwhile
+        telegram.drop_keyboard(query.message.chat.id, query.message.message_id)
+
+
+async def other_button(query: CallbackQuery, telegram: TelegramClient) -> None:
+    telegram.answer_callback(query.id, texts.STALE_BUTTON)
+
+
+async def guidance(message: Message, deps: BotDeps, telegram: TelegramClient, review_task: Task) -> None:
+    """A reply to the status message of a task waiting for review: its text is the guidance."""
+    _reply(telegram, message, answers.take_guidance(deps, review_task, message.text or ""))
+
+
 async def unknown_command(message: Message, telegram: TelegramClient) -> None:
     _reply(telegram, message, "I don't know that command. /help lists what I can do.")
 
@@ -286,7 +335,8 @@ async def not_text(message: Message, telegram: TelegramClient) -> None:
 
 def build_router() -> Router:
     """The handlers, in the order aiogram tries them: a secret's value (a reply to the bot's question),
-    commands, anything while a secret is owed, unknown commands, text, the rest."""
+    commands, anything while a secret is owed, guidance (a reply to a status message waiting for review),
+    unknown commands, text, the rest; and the buttons (gate answers)."""
     router = Router(name="orchestrator")
     router.message(secret_command.answers_question)(secret_value)
     router.message(CommandStart())(start)
@@ -296,16 +346,21 @@ def build_router() -> Router:
     router.message(Command("cancel"))(cancel)
     router.message(Command("adduser"))(adduser)
     router.message(Command("secret"))(secret)
+    router.message(Command("usage"))(usage)
     router.message(secret_command.owes_value)(held_back)
+    router.message(F.text, answers.replies_to_review)(guidance)
     router.message(F.text.startswith("/"))(unknown_command)
     router.message(F.text)(to_product_owner)
     router.message()(not_text)
+    router.callback_query(F.data.startswith("gate:"))(gate_button)
+    router.callback_query()(other_button)
     return router
 
 
 def build_dispatcher() -> Dispatcher:
     dispatcher = Dispatcher()
     dispatcher.message.outer_middleware(AccessMiddleware())
+    dispatcher.callback_query.outer_middleware(AccessMiddleware())
     dispatcher.include_router(build_router())
     return dispatcher
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.contracts.api import Project, Task, TaskEvent
+from shared.contracts.spend import Usage
 
 STATUS_EVENTS = 5
 LATEST_TASKS = 5
@@ -16,15 +17,21 @@ HELP = """I turn what you want into working software: just tell me, in your own 
 Commands:
 /projects - your projects and their status
 /status [task] - a task's status and last events; without a task, your latest tasks
-/cancel <task> - cancel a queued or running task
+/cancel <task> - cancel a queued, running or waiting task
+/usage - what your work cost this month, per project, and the budgets left
 /secret <project> <NAME> - give a project a secret: I ask for the value, store it and delete your message (the Product Owner never sees it)
 /cancel - stop waiting for a secret's value
-/help - this message"""
+/help - this message
+
+When a task needs you:
+- Approval (a deploy to your server, a big plan): its status message shows what is to be done with [Approve] and [Reject] buttons. Only you (or an admin) can press them.
+- Review (the developer is stuck, or the tests still fail): reply to its status message with guidance and the next round starts with it; /cancel <task> ends it instead."""
 
 BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("projects", "Your projects and their status"),
     ("status", "A task's status, or your latest tasks"),
     ("cancel", "Cancel a task, or stop waiting for a secret"),
+    ("usage", "What your work cost this month, and the budgets left"),
     ("secret", "Give a project a secret: /secret <project> <NAME>"),
     ("help", "What I can do"),
 )
@@ -97,3 +104,64 @@ def format_task_list(tasks: Sequence[Task], project_names: dict[str, str]) -> st
 
 WAKING = "⏳ Waking up (I sleep when nobody works) — I'll answer in a few seconds."
 """Sent once while the API's database resumes from its pause; the answer follows (or the update is retried)."""
+
+
+# -- gates and usage ---------------------------------------------------------------------------
+
+NOT_YOURS = "Only the task's owner (or an admin) can answer this."
+STALE_BUTTON = "This button no longer does anything."
+
+
+def gate_answered(action: str, task: Task) -> str:
+    """The toast after a button press: what happens now."""
+    if action == "approve":
+        return f"Approved: the {task.type.value} goes on."
+    return f"Rejected: the {task.type.value} stops (task {task.id})."
+
+
+def gate_refused(reason: str) -> str:
+    return f"Nothing to answer: {reason}"
+
+
+def guidance_taken(task: Task) -> str:
+    return f"Thanks — task {task.id} goes on with your guidance. I'll keep its status message current."
+
+
+def guidance_refused(task_id: str, reason: str) -> str:
+    return f"Task {task_id} can't take guidance now: {reason}"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def format_usage(usage: Usage, month: str, project_names: dict[str, str]) -> str:
+    """`/usage`: the month's total, per project, and what each monthly budget leaves; brief."""
+    project_names = {g.key: g.label for g in usage.by_project if g.label} | project_names
+    total = usage.total
+    lines = [f"Your spend in {month}: {_usd(total.cost_usd)} ({total.runs} agent runs)"]
+    projects = [g for g in usage.by_project if g.cost_usd > 0]
+    if projects:
+        lines.append("By project:")
+        for group in sorted(projects, key=lambda g: -g.cost_usd)[:10]:
+            name = group.label or project_names.get(group.key, group.key)
+            lines.append(f"- {name}: {_usd(group.cost_usd)}")
+    budgets = [b for b in usage.budgets if b.period == "month"]
+    per_task = [b for b in usage.budgets if b.period == "task"]
+    if budgets or per_task:
+        lines.append("Budgets:")
+    for budget in budgets:
+        whose = "you" if budget.scope == "user" else project_names.get(budget.scope_id, budget.scope_id)
+        lines.append(
+            f"- {whose}, per month {_usd(budget.usd)}: {_usd(max(budget.remaining_usd, 0.0))} left"
+            + (" (spent)" if budget.remaining_usd <= 0 else "")
+        )
+    for budget in per_task[:3]:
+        whose = (
+            "each task"
+            if budget.scope == "user"
+            else f"each task of {project_names.get(budget.scope_id, budget.scope_id)}"
+        )
+        lines.append(f"- {whose}: up to {_usd(budget.usd)}")
+    lines.append("More: orchestrator usage")
+    return "\n".join(lines)

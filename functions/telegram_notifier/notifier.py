@@ -5,9 +5,10 @@ An `IncidentNotice` on the same queue is pushed to the incident's owner once: cl
 API (409 `already_notified` -> nothing to do; a plain 409 -> another invocation pushes it now, so
 this record is retried), send it, then mark it notified.
 
-A task waiting for its person (WAITING_APPROVAL / WAITING_HUMAN_REVIEW) shows the gate's summary;
-while it waits for approval the status message carries [Approve] [Reject] buttons, and the edit
-that follows the answer (the text changes with the status) takes them away.
+A task waiting for its person (WAITING_APPROVAL / WAITING_HUMAN_REVIEW) shows the gate's summary in
+a new status message (an edit would make no sound; the old message is deleted); while it waits for
+approval the message carries [Approve] [Reject] buttons, and the edit that follows the answer (the
+text changes with the status) takes them away.
 
 The event only says *which* task moved: the text is rendered from the task's current state and
 its latest events, so reordered or redelivered events converge to the same messages. Before
@@ -72,6 +73,10 @@ class TelegramPort(Protocol):
         """Replace the text (and the keyboard: none unless given); `MessageGone` if it can't be edited."""
         ...
 
+    def delete_message(self, chat_id: int, message_id: int) -> bool:
+        """Delete a message of the chat; False when Telegram refuses for good (too old)."""
+        ...
+
 
 WAITING_FOR_PERSON = (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW)
 
@@ -80,7 +85,10 @@ def pending_gate(api: ApiClient, task: Task) -> Gate | None:
     """What the task waits for: the gate the API puts on the task, else its pending one from the list."""
     if task.status not in WAITING_FOR_PERSON:
         return None
-    return task.gate
+    if task.gate is not None:
+        return task.gate
+    pending = [g for g in api.task_gates(task.id) if g.status == "pending"]
+    return max(pending, key=lambda g: g.requested_at) if pending else None
 
 
 def latest_events(api: ApiClient, task_id: str) -> list[TaskEvent]:
@@ -116,7 +124,9 @@ class Notifier:
             project = self.api.get_project(task.project_id)
             gate = pending_gate(self.api, task)
             status = render.status_text(task, project.name, latest_events(self.api, task.id), gate)
-            self._status(note, holder, status, render.status_keyboard(task))
+            self._status(
+                note, holder, status, render.status_keyboard(task), task.status in WAITING_FOR_PERSON
+            )
             final = render.final_pieces(task, project.name)
             if final and note.final_sent_at is None:
                 for piece in final:
@@ -182,12 +192,21 @@ class Notifier:
             return None
 
     def _status(
-        self, note: TaskNotification, holder: str, text: str, keyboard: dict[str, Any] | None
+        self,
+        note: TaskNotification,
+        holder: str,
+        text: str,
+        keyboard: dict[str, Any] | None,
+        calls_the_person: bool,
     ) -> None:
         # the keyboard follows the status, and so the text: an unchanged text has the right buttons
         if note.message_id is not None and note.text == text:
             return
         message_id = note.message_id
+        if message_id is not None and calls_the_person:
+            # an edit makes no sound: what waits for the person comes as a new message (the old one goes)
+            self._retire(note.chat_id, message_id)
+            message_id = None
         if message_id is not None:
             try:
                 self.telegram.edit_text(
@@ -202,6 +221,12 @@ class Notifier:
         self.api.record_notification(
             note.task_id, NotificationRecord(holder=holder, message_id=message_id, text=text, release=False)
         )
+
+    def _retire(self, chat_id: int, message_id: int) -> None:
+        try:
+            self.telegram.delete_message(chat_id, message_id)
+        except Exception as exc:  # cosmetic: the new message is what counts
+            get_logger().warning("old status message not deleted", extra={"error": type(exc).__name__})
 
     def _release(self, task_id: str, holder: str) -> None:
         try:
