@@ -17,7 +17,7 @@ import pytest
 
 from shared.api_client import ApiClient, ApiError
 from shared.contracts.api import DeploymentRecord, NotificationRecord, RepoSync
-from shared.contracts.spend import GateRequest
+from shared.contracts.spend import BudgetSet, GateRequest
 
 OPENAPI = Path(__file__).parents[2] / "docs" / "openapi.json"
 
@@ -128,6 +128,12 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "POST /tasks/{task_id}/approve": ("approve_task", ("t1",), {}),
     "POST /tasks/{task_id}/reject": ("reject_task", ("t1",), {}),
     "POST /tasks/{task_id}/resume": ("resume_task", ("t1", "use bcrypt"), {}),
+    # spend: the ledger and budgets
+    "GET /usage": ("usage", (), {"project": "blog", "since": "2026-01-01"}),
+    "PUT /budgets": ("set_budget", (BudgetSet(project="blog", usd=1, per="task"),), {}),
+    "GET /budgets": ("budgets", (), {"project": "blog"}),
+    "DELETE /budgets": ("clear_budget", ("task",), {"project": "blog"}),
+    "GET /internal/tasks/{task_id}/budget": ("task_budget", ("t1",), {}),
     # the scheduler's maintenance
     "POST /internal/maintenance/reap-stuck-tasks": ("reap_stuck_tasks", (), {}),
     "POST /internal/outbox/sweep": ("sweep_outbox", (), {}),
