@@ -66,9 +66,11 @@ def list_tasks(
 
 @app.command("show")
 def show(ctx: typer.Context, task_id: TaskArg, json_output: JsonFlag = False) -> None:
-    """One task with its result."""
+    """One task with its result, its cost, and what it waits for (the gate, and the command that answers)."""
+    from cli.follow import with_gate
+
     with client(ctx) as api:
-        task = api.get_task(resolve_task(api, task_id))
+        task = with_gate(api, api.get_task(resolve_task(api, task_id)))
     if json_output:
         print_json(task)
         return

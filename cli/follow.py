@@ -62,7 +62,7 @@ def follow(
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 return task
-            waiting = _hint_waiting(task, waiting)
+            waiting = _hint_waiting(api, task, waiting)
             if not hinted and task.status.value == "QUEUED" and time.monotonic() - started > queued_hint_s:
                 hinted = True
                 typer.echo(
@@ -79,14 +79,21 @@ def follow(
 PERSON_WAITS = (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW)
 
 
-def _hint_waiting(task: Task, hinted: TaskStatus | None) -> TaskStatus | None:
+def _hint_waiting(api: ApiClient, task: Task, hinted: TaskStatus | None) -> TaskStatus | None:
     """Once each time the task starts waiting for its person: what it waits for and the command that
     answers it. Returns the waiting status hinted (None while it does not wait)."""
     if task.status not in PERSON_WAITS:
         return None
     if task.status is not hinted:
-        typer.echo(waiting_hint(task), err=True)
+        typer.echo(waiting_hint(with_gate(api, task)), err=True)
     return task.status
+
+
+def with_gate(api: ApiClient, task: Task) -> Task:
+    """The task with the gate it waits at: read from its gates when the task's own read leaves it out."""
+    if task.gate is None and task.status in PERSON_WAITS:
+        task.gate = next((g for g in api.task_gates(task.id) if g.status == "pending"), None)
+    return task
 
 
 def waiting_hint(task: Task) -> str:

@@ -12,6 +12,7 @@ hands over to tests/fakes/agents/dev-agent.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CliRunner, cli_runner
+from tests.e2e.conftest import CliRunner, cli_runner, orchestrator_executable
 from tests.e2e.test_local_stack import Stack
 from tests.process_hygiene import kill_workers
 
@@ -168,6 +169,38 @@ def test_a_runaway_agent_is_stopped_at_the_task_budget_and_the_task_says_budget(
     assert task["cost_usd"] >= spent
 
 
+def test_a_plan_waits_for_approval_and_is_approved_or_rejected_from_the_cli(world: World) -> None:
+    # given a project whose plans wait for approval
+    world.project("planned", approval="plan")
+    task_id = world.engineering("planned")
+    follower = _follow_in_background(world, task_id)
+
+    # when the plan waits: `task show` says what and how to answer, a follower says it once
+    waiting = world.wait(task_id, "WAITING_APPROVAL")
+    assert waiting["gate"]["kind"] == "plan" and waiting["gate"]["status"] == "pending", waiting["gate"]
+    shown = world.cli("task", "show", task_id)
+    assert f"orchestrator task approve {task_id}" in shown.stdout, shown.stdout
+    hint = _wait_for_line(follower, "waiting for your approval")
+    assert f"orchestrator task approve {task_id} (or reject)" in hint
+
+    # then approving it lets it finish, and the follower ends with it
+    approved = world.json("task", "approve", task_id, "--comment", "looks right")
+    assert approved["status"] == "RUNNING"
+    assert follower.process.wait(timeout=WAIT_S) == 0
+    assert world.task(task_id)["status"] == "COMPLETED"
+    assert follower.stderr().count("waiting for your approval") == 1
+    again = world.cli("task", "approve", task_id)
+    assert again.returncode == 4, again.stderr  # nothing waits any more: a conflict
+
+    # and a rejected plan ends the task FAILED, reason rejected
+    rejected_id = world.engineering("planned")
+    world.wait(rejected_id, "WAITING_APPROVAL")
+    rejected = world.json("task", "reject", rejected_id, "--comment", "not now")
+    assert (rejected["status"], rejected["failure_reason"]) == ("FAILED", "rejected")
+    assert "not now" in rejected["error"], rejected["error"]
+    assert world.follow(rejected_id).returncode == 1
+
+
 def test_an_approval_survives_kill_9_of_the_stack(world: World) -> None:
     # given a task waiting for approval
     world.project("restarts", approval="plan")
@@ -185,3 +218,63 @@ def test_an_approval_survives_kill_9_of_the_stack(world: World) -> None:
     assert world.json("task", "approve", task_id)["status"] == "RUNNING"
     followed = world.follow(task_id)
     assert followed.returncode == 0, followed.stdout + followed.stderr
+
+
+def test_a_developer_out_of_rounds_waits_for_guidance_which_reaches_main(world: World) -> None:
+    # given a developer whose tests fail until TASK.md carries the person's guidance
+    world.project("guided")
+    task_id = world.engineering("guided", "FAKE_DEV_MODE=needs-guidance")
+
+    # when its rounds run out it waits for a person, with the test output
+    waiting = world.wait(task_id, "WAITING_HUMAN_REVIEW")
+    assert waiting["gate"]["kind"] == "review" and waiting["gate"]["summary"], waiting["gate"]
+    shown = world.cli("task", "show", task_id)
+    assert f"orchestrator task resume {task_id} --guidance" in shown.stdout, shown.stdout
+
+    # then the guidance resumes it, the next round follows it, and the work lands on main
+    assert world.json("task", "resume", task_id, "--guidance", "use 42")["status"] == "RUNNING"
+    followed = world.follow(task_id)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    guidance = subprocess.run(
+        ["git", "--git-dir", world.repo("guided"), "show", "main:app/guidance.txt"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "use 42" in guidance.stdout, guidance.stderr
+
+
+@dataclass
+class Follower:
+    process: subprocess.Popen[str]
+    err: Path
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+
+def _follow_in_background(world: World, task_id: str) -> Follower:
+    """`task logs --follow` left running while the test answers the task (as a person's terminal)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_HOME"] = str(world.home)
+    err = world.home.parent / f"follow-{task_id}.err"
+    process = subprocess.Popen(
+        [*orchestrator_executable(), "task", "logs", task_id, "--follow", "--interval", "0.3"],
+        stdout=subprocess.DEVNULL,
+        stderr=err.open("w"),
+        text=True,
+        env=env,
+    )
+    return Follower(process, err)
+
+
+def _wait_for_line(follower: Follower, text: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = [line for line in follower.stderr().splitlines() if text in line]
+        if found:
+            return found[0]
+        assert follower.process.poll() is None, f"the follower ended: {follower.stderr()}"
+        time.sleep(0.2)
+    follower.process.kill()
+    pytest.fail(f"the follower never printed {text!r}: {follower.stderr()}")

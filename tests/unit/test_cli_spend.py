@@ -96,6 +96,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.statuses: list[Task] = []
+        self.gates: list[Gate] = []
 
     def __enter__(self) -> FakeApi:
         return self
@@ -147,6 +148,10 @@ class FakeApi:
 
     def get_task(self, task_id: str) -> Task:
         return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    def task_gates(self, task_id: str) -> list[Gate]:
+        self.calls.append(("task_gates", task_id))
+        return self.gates
 
     def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
         return []
@@ -273,9 +278,19 @@ def test_task_show_prints_cost_failure_reason_and_the_pending_gate(api: FakeApi)
     api.statuses = [_task(TaskStatus.FAILED, failure_reason="budget", error="budget: the task budget $1.00")]
     code, out, _ = _run("task", "show", TASK_ID)
     assert "failure_reason: budget" in out and "gate:" not in out
-    api.statuses = [_task(TaskStatus.WAITING_HUMAN_REVIEW)]  # waiting, its gate not read with it
+    assert api.calls == []  # a task carrying its gate, or not waiting, needs no second read
+
+
+def test_task_show_reads_the_gate_of_a_waiting_task_that_came_without_it(api: FakeApi) -> None:
+    api.statuses = [_task(TaskStatus.WAITING_HUMAN_REVIEW)]
     code, out, _ = _run("task", "show", TASK_ID)
-    assert f'answer: orchestrator task resume {TASK_ID} --guidance "..." (or task cancel)' in out
+    assert (
+        code == 0 and f'answer: orchestrator task resume {TASK_ID} --guidance "..." (or task cancel)' in out
+    )
+    api.gates = [_gate("plan", "approved"), _gate("review")]
+    code, out, _ = _run("task", "show", TASK_ID, "--json")
+    assert code == 0 and json.loads(out)["gate"]["kind"] == "review"
+    assert api.calls == [("task_gates", TASK_ID)] * 2
 
 
 def test_follow_hints_once_per_wait_and_keeps_following(
@@ -288,10 +303,11 @@ def test_follow_hints_once_per_wait_and_keeps_following(
         _task(TaskStatus.WAITING_APPROVAL, gate=_gate()),
         _task(TaskStatus.WAITING_APPROVAL, gate=_gate()),
         _task(TaskStatus.RUNNING),
-        _task(TaskStatus.WAITING_HUMAN_REVIEW, gate=_gate("review")),
-        _task(TaskStatus.WAITING_HUMAN_REVIEW, gate=_gate("review")),
+        _task(TaskStatus.WAITING_HUMAN_REVIEW),  # its gate read from the task's gates
+        _task(TaskStatus.WAITING_HUMAN_REVIEW),
         _task(TaskStatus.COMPLETED),
     ]
+    api.gates = [_gate("review")]
     final = follow(api, TASK_ID, lambda _e: None, interval=0.0)  # type: ignore[arg-type]
     assert final.status is TaskStatus.COMPLETED
     lines = capsys.readouterr().err.splitlines()
@@ -300,3 +316,4 @@ def test_follow_hints_once_per_wait_and_keeps_following(
         f'waiting for your guidance (Build a blog): orchestrator task resume {TASK_ID} --guidance "..." '
         "(or task cancel)",
     ]
+    assert api.calls == [("task_gates", TASK_ID)]  # once, when it started waiting
