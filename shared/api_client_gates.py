@@ -43,21 +43,25 @@ class GateCalls(ApiTransport):
     def task_gates(self, task_id: str) -> list[Gate]:
         return self._as(list[Gate], self.request("GET", f"/tasks/{task_id}/gates"))
 
-    def approve_task(self, task_id: str, comment: str | None = None) -> Task:
+    def approve_task(self, task_id: str, comment: str | None = None, on_behalf_of: str | None = None) -> Task:
         """The pending plan or deploy approval: approved, the task RUNNING again. ConflictError when nothing
-        waits for approval (its message says what the task is doing)."""
-        data = self.request("POST", f"/tasks/{task_id}/approve", json={"comment": comment})
+        waits for approval (its message says what the task is doing). `on_behalf_of` (service keys): the
+        user who answered."""
+        body = self._body(comment=comment, on_behalf_of=on_behalf_of)
+        data = self.request("POST", f"/tasks/{task_id}/approve", json=body)
         return self._as(Task, data)
 
-    def reject_task(self, task_id: str, comment: str | None = None) -> Task:
+    def reject_task(self, task_id: str, comment: str | None = None, on_behalf_of: str | None = None) -> Task:
         """The pending approval: rejected, the task FAILED with failure_reason "rejected"."""
-        data = self.request("POST", f"/tasks/{task_id}/reject", json={"comment": comment})
+        body = self._body(comment=comment, on_behalf_of=on_behalf_of)
+        data = self.request("POST", f"/tasks/{task_id}/reject", json=body)
         return self._as(Task, data)
 
-    def resume_task(self, task_id: str, guidance: str | None = None) -> Task:
+    def resume_task(self, task_id: str, guidance: str | None = None, on_behalf_of: str | None = None) -> Task:
         """With `guidance` (a person): end the pending human review, the guidance goes to the next
         developer round. Without (a graph, service scope): WAITING_INPUT -> RUNNING."""
         if guidance is None:
             return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/resume"))
-        data = self.request("POST", f"/tasks/{task_id}/resume", json={"guidance": guidance})
+        body = self._body(guidance=guidance, on_behalf_of=on_behalf_of)
+        data = self.request("POST", f"/tasks/{task_id}/resume", json=body)
         return self._as(Task, data)

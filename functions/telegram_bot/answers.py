@@ -59,7 +59,9 @@ def answer_gate(deps: BotDeps, viewer: Viewer, action: str, task_id: str) -> Gat
         get_logger().info("gate button refused", extra={"task_id": task_id, "by": viewer.telegram_id})
         return GateOutcome(texts.NOT_YOURS, settled=False)
     try:
-        answered = deps.api.approve_task(task.id) if action == "approve" else deps.api.reject_task(task.id)
+        who = viewer.user.id if viewer.user is not None else None
+        call = deps.api.approve_task if action == "approve" else deps.api.reject_task
+        answered = call(task.id, on_behalf_of=who)
     except ConflictError as exc:
         return GateOutcome(texts.gate_refused(exc.message), settled=True)
     except (NotFoundError, AuthError):
@@ -97,10 +99,11 @@ def replies_to_review(message: Message, deps: BotDeps, viewer: Viewer, bot: Bot)
     return {"review_task": task} if task is not None else False
 
 
-def take_guidance(deps: BotDeps, task: Task, guidance: str) -> str:
-    """Resume the task with `guidance`; what to tell the person."""
+def take_guidance(deps: BotDeps, task: Task, guidance: str, viewer: Viewer | None = None) -> str:
+    """Resume the task with `guidance` for the person who replied; what to tell them."""
+    who = viewer.user.id if viewer is not None and viewer.user is not None else None
     try:
-        resumed = deps.api.resume_task(task.id, guidance=guidance.strip())
+        resumed = deps.api.resume_task(task.id, guidance=guidance.strip(), on_behalf_of=who)
     except ConflictError as exc:
         return texts.guidance_refused(task.id, exc.message)
     except (NotFoundError, AuthError):

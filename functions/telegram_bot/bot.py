@@ -295,9 +295,11 @@ async def other_button(query: CallbackQuery, telegram: TelegramClient) -> None:
     telegram.answer_callback(query.id, texts.STALE_BUTTON)
 
 
-async def guidance(message: Message, deps: BotDeps, telegram: TelegramClient, review_task: Task) -> None:
+async def guidance(
+    message: Message, deps: BotDeps, viewer: Viewer, telegram: TelegramClient, review_task: Task
+) -> None:
     """A reply to the status message of a task waiting for review: its text is the guidance."""
-    _reply(telegram, message, answers.take_guidance(deps, review_task, message.text or ""))
+    _reply(telegram, message, answers.take_guidance(deps, review_task, message.text or "", viewer))
 
 
 async def unknown_command(message: Message, telegram: TelegramClient) -> None:

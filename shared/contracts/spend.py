@@ -170,13 +170,25 @@ class GateRequest(Dto):
     details: dict[str, object] = Field(default_factory=dict)
 
 
+OnBehalfOf = Annotated[
+    str | None,
+    Field(
+        max_length=64,
+        description="Service keys only (the Telegram bot): the user who answered; the API checks the task is "
+        "theirs (or they are an admin) and records them as the one who answered.",
+    ),
+]
+
+
 class GateAnswer(Dto):
     """`POST /tasks/{id}/approve` and `/reject`."""
 
     comment: Annotated[str | None, Field(max_length=4000)] = None
+    on_behalf_of: OnBehalfOf = None
 
 
 class GateResume(Dto):
     """`POST /tasks/{id}/resume`: the guidance goes into the next developer round's TASK.md."""
 
     guidance: Annotated[str, Field(min_length=1, max_length=20_000)]
+    on_behalf_of: OnBehalfOf = None

@@ -101,6 +101,7 @@ def test_approve_from_the_inline_button_runs_the_task_and_the_buttons_go(world: 
     assert task.status == TaskStatus.RUNNING
     [gate] = world.service.task_gates(task_id)
     assert (gate.kind, gate.status) == ("plan", "approved")
+    assert gate.answered_by == task.user_id, "the person who pressed is recorded, not the bot's service user"
     key = (ALICE_TG, status["message_id"])
     assert world.telegram.keyboards()[key] is None, "the answered buttons are taken away at once"
     _notify(world)  # and the status message moves on without them
@@ -155,6 +156,7 @@ def test_a_reply_to_the_status_message_resumes_a_review_with_the_guidance(world:
     assert world.service.get_task(task_id).status == TaskStatus.RUNNING
     gate = world.service.get_gate(task_id, "review", 3)
     assert (gate.status, gate.comment) == ("resumed", "the title is 'My blog': change the test, not the page")
+    assert gate.answered_by == world.service.get_task(task_id).user_id
     assert drain(world.queue, PO_INBOX) == [], "guidance is not chat"
 
 

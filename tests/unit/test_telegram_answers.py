@@ -70,6 +70,8 @@ class FakeApi:
     notes: dict[str, TaskNotification] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     usage_seen: dict[str, Any] = field(default_factory=dict)
+    on_behalf_of: list[str | None] = field(default_factory=list)
+    """Whom each answer was given for (the pressing person's user id)."""
 
     def get_task(self, task_id: str) -> Task:
         if task_id not in self.tasks:
@@ -85,15 +87,18 @@ class FakeApi:
         self.tasks[task_id] = current.model_copy(update={"status": now})
         return self.tasks[task_id]
 
-    def approve_task(self, task_id: str, comment: str | None = None) -> Task:
+    def approve_task(self, task_id: str, comment: str | None = None, on_behalf_of: str | None = None) -> Task:
+        self.on_behalf_of.append(on_behalf_of)
         self.calls.append(("approve", task_id))
         return self._answer(task_id, "WAITING_APPROVAL", "RUNNING")
 
-    def reject_task(self, task_id: str, comment: str | None = None) -> Task:
+    def reject_task(self, task_id: str, comment: str | None = None, on_behalf_of: str | None = None) -> Task:
+        self.on_behalf_of.append(on_behalf_of)
         self.calls.append(("reject", task_id))
         return self._answer(task_id, "WAITING_APPROVAL", "FAILED")
 
-    def resume_task(self, task_id: str, guidance: str | None = None) -> Task:
+    def resume_task(self, task_id: str, guidance: str | None = None, on_behalf_of: str | None = None) -> Task:
+        self.on_behalf_of.append(on_behalf_of)
         self.calls.append(("resume", (task_id, guidance)))
         return self._answer(task_id, "WAITING_HUMAN_REVIEW", "RUNNING")
 

@@ -110,7 +110,8 @@ def reject_task(task_id: TaskId, body: GateAnswer) -> Task:
 
 def _answer(task_id: str, verdict: str, body: GateAnswer) -> Task:
     with transaction() as session:
-        return Task.model_validate(gates.answer(session, principal(router), task_id, verdict, body))
+        who = gates.acting_for(session, principal(router), body.on_behalf_of)
+        return Task.model_validate(gates.answer(session, who, task_id, verdict, body))
 
 
 @router.post(
@@ -121,4 +122,5 @@ def _answer(task_id: str, verdict: str, body: GateAnswer) -> Task:
 )
 def resume_task(task_id: TaskId, body: GateResume) -> Task:
     with transaction() as session:
-        return Task.model_validate(gates.resume(session, principal(router), task_id, body.guidance))
+        who = gates.acting_for(session, principal(router), body.on_behalf_of)
+        return Task.model_validate(gates.resume(session, who, task_id, body.guidance))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
 from functions.api.db import rows_changed
-from functions.api.errors import Conflict, NotFound, Unprocessable
+from functions.api.errors import Conflict, Forbidden, NotFound, Unprocessable
 from functions.api.models import Gate, Project, Server, Task, UsageEntry, User, utcnow
 from functions.api.services import lookup, task_runs, tasks, unit_of_work
 from shared.contracts.api import TaskStatus, TaskType
@@ -305,6 +305,20 @@ def _close(
         raise _nothing_waits(session, task, answer)
     session.refresh(gate)
     return gate
+
+
+def acting_for(session: Session, caller: Principal, user_id: str | None) -> Principal:
+    """Who answers: the caller, or (a service key only: the Telegram bot) the person it answers for, so the
+    task must be theirs and the gate records them."""
+    if user_id is None:
+        return caller
+    if not caller.is_service:
+        raise Forbidden("only a service key may answer on behalf of someone (on_behalf_of)")
+    user = session.get(User, user_id)
+    if user is None:
+        raise Unprocessable(f"no user {user_id!r} to answer on behalf of", ["on_behalf_of"])
+    scopes = frozenset({"admin", "user"} if user.is_admin else {"user"})
+    return Principal(user.id, user.telegram_id, user.is_admin, scopes, key_id=caller.key_id)
 
 
 def answer(session: Session, principal: Principal, task_id: str, verdict: str, body: GateAnswer) -> Task:

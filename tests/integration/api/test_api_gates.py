@@ -178,6 +178,32 @@ def test_only_the_owner_or_an_admin_answers(api: ApiHarness, alice: ApiHarness, 
     assert "approved by carol" in alice.get(f"/tasks/{task_id}/events").body[-1]["message"]
 
 
+def test_a_service_key_answers_on_behalf_of_the_person_and_only_for_their_tasks(
+    api: ApiHarness, alice: ApiHarness, service: ApiHarness
+) -> None:
+    """The Telegram bot answers with its service key for the person who pressed: the API checks the task
+    is theirs and records them; nobody else may speak for someone."""
+    task_id = _running_task(alice, service)
+    assert _park(service, task_id, "plan").status == 201
+    alice_id = alice.get("/me").body["id"]
+    bob, bob_key = api.new_user("bob")
+    bob_id = bob["id"]
+
+    for_bob = service.post(f"/tasks/{task_id}/approve", {"on_behalf_of": bob_id})
+    assert for_bob.status == 404, for_bob
+    nobody = service.post(f"/tasks/{task_id}/approve", {"on_behalf_of": "no-such-user"})
+    assert nobody.status == 422 and "on_behalf_of" in nobody.body["fields"], nobody
+    posing = api.as_key(bob_key).post(f"/tasks/{task_id}/approve", {"on_behalf_of": alice_id})
+    assert posing.status == 403, posing
+    assert _status(api, task_id) == "WAITING_APPROVAL"
+
+    approved = service.post(f"/tasks/{task_id}/approve", {"on_behalf_of": alice_id})
+    assert approved.status == 200 and approved.body["status"] == "RUNNING", approved
+    gate = service.get(f"/internal/tasks/{task_id}/gates/plan/0").body
+    assert gate["answered_by"] == alice_id
+    assert "approved by alice" in alice.get(f"/tasks/{task_id}/events").body[-1]["message"]
+
+
 def test_resume_ends_a_human_review_with_the_persons_guidance(
     api: ApiHarness, alice: ApiHarness, service: ApiHarness
 ) -> None:
