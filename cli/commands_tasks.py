@@ -160,12 +160,12 @@ CommentOption = Annotated[
 
 
 def _answered(task: Task, json_output: bool, what: str) -> None:
+    """The answered task; one that goes on says how to follow it."""
     if json_output:
         print_json(task)
-    else:
-        typer.echo(
-            f"task {task.id} {task.status.value}: {what} (follow: orchestrator task logs {task.id} --follow)"
-        )
+        return
+    follow = "" if task.status.is_final else f" (follow: orchestrator task logs {task.id} --follow)"
+    typer.echo(f"task {task.id} {task.status.value}: {what}{follow}")
 
 
 @app.command("approve")
@@ -185,10 +185,7 @@ def reject(
     """Reject what the task waits for (WAITING_APPROVAL): it ends FAILED with reason `rejected`."""
     with client(ctx) as api:
         task = api.reject_task(resolve_task(api, task_id), comment)
-    if json_output:
-        print_json(task)
-    else:
-        typer.echo(f"task {task.id} {task.status.value}: rejected")
+    _answered(task, json_output, "rejected")
 
 
 @app.command("resume")

@@ -11,6 +11,7 @@ hands over to tests/fakes/agents/dev-agent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -167,26 +168,29 @@ def test_a_runaway_agent_is_stopped_at_the_task_budget_and_the_task_says_budget(
     spent = world.json("usage", "--project", "runaway")["total"]["agent_cost_usd"]
     assert 1.0 <= spent <= 3.0, spent  # recorded, and stopped within a few reports of the limit
     assert task["cost_usd"] >= spent
+    # and cleared, the settings' default task budget applies again
+    world.json("budget", "clear", "--project", "runaway", "--per", "task")
+    shown = world.json("budget", "show", "--project", "runaway")
+    assert [b["source"] for b in shown if b["period"] == "task"] == ["default"], shown
 
 
 def test_a_plan_waits_for_approval_and_is_approved_or_rejected_from_the_cli(world: World) -> None:
-    # given a project whose plans wait for approval
+    # given a project whose plans wait for approval, and a person following its task
     world.project("planned", approval="plan")
     task_id = world.engineering("planned")
-    follower = _follow_in_background(world, task_id)
+    with _follow_in_background(world, task_id) as follower:
+        # when the plan waits: `task show` says what and how to answer, the follower says it once
+        waiting = world.wait(task_id, "WAITING_APPROVAL")
+        assert waiting["gate"]["kind"] == "plan" and waiting["gate"]["status"] == "pending", waiting["gate"]
+        shown = world.cli("task", "show", task_id)
+        assert f"orchestrator task approve {task_id}" in shown.stdout, shown.stdout
+        hint = _wait_for_line(follower, "waiting for your approval")
+        assert f"orchestrator task approve {task_id} (or reject)" in hint
 
-    # when the plan waits: `task show` says what and how to answer, a follower says it once
-    waiting = world.wait(task_id, "WAITING_APPROVAL")
-    assert waiting["gate"]["kind"] == "plan" and waiting["gate"]["status"] == "pending", waiting["gate"]
-    shown = world.cli("task", "show", task_id)
-    assert f"orchestrator task approve {task_id}" in shown.stdout, shown.stdout
-    hint = _wait_for_line(follower, "waiting for your approval")
-    assert f"orchestrator task approve {task_id} (or reject)" in hint
-
-    # then approving it lets it finish, and the follower ends with it
-    approved = world.json("task", "approve", task_id, "--comment", "looks right")
-    assert approved["status"] == "RUNNING"
-    assert follower.process.wait(timeout=WAIT_S) == 0
+        # then approving it lets it finish, and the follower ends with it
+        approved = world.json("task", "approve", task_id, "--comment", "looks right")
+        assert approved["status"] == "RUNNING"
+        assert follower.process.wait(timeout=WAIT_S) == 0
     assert world.task(task_id)["status"] == "COMPLETED"
     assert follower.stderr().count("waiting for your approval") == 1
     again = world.cli("task", "approve", task_id)
@@ -253,19 +257,26 @@ class Follower:
         return self.err.read_text()
 
 
-def _follow_in_background(world: World, task_id: str) -> Follower:
+@contextlib.contextmanager
+def _follow_in_background(world: World, task_id: str) -> Iterator[Follower]:
     """`task logs --follow` left running while the test answers the task (as a person's terminal)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env["ORCH_HOME"] = str(world.home)
     err = world.home.parent / f"follow-{task_id}.err"
-    process = subprocess.Popen(
-        [*orchestrator_executable(), "task", "logs", task_id, "--follow", "--interval", "0.3"],
-        stdout=subprocess.DEVNULL,
-        stderr=err.open("w"),
-        text=True,
-        env=env,
-    )
-    return Follower(process, err)
+    with err.open("w") as stderr:
+        process = subprocess.Popen(
+            [*orchestrator_executable(), "task", "logs", task_id, "--follow", "--interval", "0.3"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+    try:
+        yield Follower(process, err)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def _wait_for_line(follower: Follower, text: str) -> str:
@@ -276,5 +287,4 @@ def _wait_for_line(follower: Follower, text: str) -> str:
             return found[0]
         assert follower.process.poll() is None, f"the follower ended: {follower.stderr()}"
         time.sleep(0.2)
-    follower.process.kill()
     pytest.fail(f"the follower never printed {text!r}: {follower.stderr()}")

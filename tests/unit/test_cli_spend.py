@@ -251,11 +251,14 @@ def test_task_approve_reject_resume_answer_the_gate(api: FakeApi) -> None:
     assert (code, out.split(":")[0]) == (0, f"task {TASK_ID} RUNNING")
     code, out, _ = _run("task", "reject", TASK_ID, "--json")
     assert code == 0 and json.loads(out)["failure_reason"] == "rejected"
+    code, out, _ = _run("task", "reject", TASK_ID, "--comment", "not now")
+    assert (code, out) == (0, f"task {TASK_ID} FAILED: rejected\n")  # nothing to follow any more
     code, out, _ = _run("task", "resume", TASK_ID, "--guidance", "use 42")
-    assert code == 0 and "resumed with your guidance" in out
+    assert code == 0 and "resumed with your guidance (follow: orchestrator task logs" in out
     assert api.calls == [
         ("approve_task", (TASK_ID, "go")),
         ("reject_task", (TASK_ID, None)),
+        ("reject_task", (TASK_ID, "not now")),
         ("resume_task", (TASK_ID, "use 42")),
     ]
 
