@@ -15,8 +15,7 @@ from functions.deploy.releases import free_after_failure
 from functions.deploy.state import DeployState
 from shared.api_client import ConflictError
 from shared.contracts import DeployMessage, ProvisionerResult
-from shared.contracts.api import TaskStatus
-from shared.graphs.driver import GraphDriver, LeaseBusy
+from shared.graphs.driver import GraphDriver, LeaseBusy, in_flight
 
 __all__ = ["Deploy", "LeaseBusy"]
 
@@ -43,7 +42,7 @@ class Deploy(GraphDriver):
                 task = self.api.claim_task(task_id, worker=self.holder)
             except ConflictError:
                 task = self.api.get_task(task_id)
-                if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING_INPUT):
+                if not in_flight(task):
                     self.logger.info(
                         "task already handled", extra={"task_id": task_id, "status": task.status}
                     )

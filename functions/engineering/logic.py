@@ -14,8 +14,7 @@ from functions.engineering.graph import Ports, build_graph
 from functions.engineering.state import EngState, requested_agent
 from shared.api_client import ConflictError
 from shared.contracts import EngineeringMessage
-from shared.contracts.api import TaskStatus
-from shared.graphs.driver import GraphDriver, LeaseBusy
+from shared.graphs.driver import GraphDriver, LeaseBusy, in_flight
 
 __all__ = ["Engineering", "LeaseBusy"]
 
@@ -41,7 +40,7 @@ class Engineering(GraphDriver):
                 task = self.api.claim_task(task_id, worker=self.holder)
             except ConflictError:
                 task = self.api.get_task(task_id)
-                if task.status is not TaskStatus.RUNNING:
+                if not in_flight(task):
                     self.logger.info(
                         "task already handled", extra={"task_id": task_id, "status": task.status}
                     )

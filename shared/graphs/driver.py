@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from shared.api_client import ApiClient, ConflictError, NotFoundError
+from shared.contracts.api import Task, TaskStatus
 from shared.observability import get_logger
 
 END = "__end__"
@@ -25,6 +26,12 @@ the two equal)."""
 
 class LeaseBusy(RuntimeError):
     """Another driver holds the task: the message comes back after a short visibility timeout."""
+
+
+def in_flight(task: Task) -> bool:
+    """The task is the graph's (running, or parked at a wait): a redelivered start may have to carry
+    it to its wait, e.g. after a crash between parking it at a gate and checkpointing the interrupt."""
+    return task.status is TaskStatus.RUNNING or task.status.is_waiting
 
 
 def waiting_for(value: Any) -> str | None:

@@ -156,6 +156,33 @@ def test_a_replayed_plan_gate_asks_the_api_once_and_goes_on_once_approved(world:
     assert world.nodes.plan_gate(state) == {"gate": None}, "a replay after the answer goes on"
 
 
+def test_a_crash_after_parking_at_the_gate_is_carried_to_the_wait_by_the_redelivered_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the invocation dies right after the API parked the task, before the graph checkpointed
+    world.api.gates_required = {"plan"}
+    asked = world.api.request_gate
+
+    def park_then_crash(task_id: str, body: Any) -> Any:
+        asked(task_id, body)
+        raise RuntimeError("the invocation died")
+
+    monkeypatch.setattr(world.api, "request_gate", park_then_crash)
+    run = Run(world)
+    with pytest.raises(RuntimeError):
+        run.start()
+    assert world.api.task.status is TaskStatus.WAITING_APPROVAL and run.waiting_for() is None
+    monkeypatch.setattr(world.api, "request_gate", asked)
+
+    # when the start is redelivered, the graph goes on to the gate's wait (the same gate, asked again)
+    assert run.engine.start(run_message(run)) == "continued"
+    assert run.waiting_for() == f"{run.task_id}:gate:plan:0" and len(world.api.gates) == 1
+
+    # then the owner's answer reaches it
+    assert run.wake(world.api.answer_gate("plan", 0, "approved")) == "resumed"
+    assert created(run) == ["developer"]
+
+
 def test_no_plan_gate_without_a_developer(world: World) -> None:
     world.api.gates_required = {"plan"}
 
