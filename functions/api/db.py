@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import CursorResult, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
@@ -54,6 +55,18 @@ class Database:
 
     def schema_is_current(self) -> bool:
         return self.schema_revision() == HEAD_REVISION
+
+
+def added(session: Session, row: object) -> bool:
+    """Add and flush `row` in a savepoint: False when a unique constraint refused it (a concurrent writer
+    took the key; the savepoint is rolled back and the session stays usable)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def rows_changed(session: Session, statement: Executable) -> int:

@@ -8,8 +8,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.routers._common import created, new_router, principal, transaction
-from functions.api.services import lookup, tasks, usage
-from shared.contracts.api import INT32_MAX, Page, Task, TaskEvent, TaskStatus, TaskType
+from functions.api.services import gates, lookup, tasks, usage
+from shared.contracts.api import INT32_MAX, Gate, Page, Task, TaskEvent, TaskStatus, TaskType
 from shared.observability import count
 
 router = new_router()
@@ -37,6 +37,9 @@ def get_task(task_id: TaskId) -> Task:
     with transaction() as session:
         dto = Task.model_validate(lookup.task(session, principal(router), task_id))
         dto.cost_usd = usage.task_cost_usd(session, dto.id)
+        if dto.status in (TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_HUMAN_REVIEW):
+            waiting = gates.pending(session, dto.id)
+            dto.gate = Gate.model_validate(waiting) if waiting is not None else None
         return dto
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
+from functions.api.db import added
 from functions.api.errors import Forbidden, NotFound, Unprocessable
 from functions.api.models import Budget as BudgetRow
 from functions.api.models import Project, Task, UsageEntry, User
@@ -268,8 +269,6 @@ def set_budget(session: Session, caller: Principal, body: BudgetSet) -> Budget:
     _one_of(body.project, body.user)
     if body.user is not None and not caller.is_admin:
         raise Forbidden("only an admin may set a person's budget", ["user"])
-    from functions.api.services.unit_of_work import added  # see usage._record
-
     target = _target(session, caller, body.project, body.user)
     limit = to_micros(body.usd)
     row = _find(session, target, body.per)

@@ -25,9 +25,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
+from functions.api.db import added
 from functions.api.errors import Conflict, Unprocessable
 from functions.api.models import IdempotencyKey, new_id, utcnow
-from functions.api.services.unit_of_work import added, transaction
+from functions.api.services.unit_of_work import transaction
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255

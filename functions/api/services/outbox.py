@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from functions.api.db import Database, rows_changed
 from functions.api.models import OutboxMessage, utcnow
-from functions.api.services import idempotency
 from shared.contracts import dump_message
 from shared.queues.port import QueuePort
 
@@ -169,6 +168,8 @@ def sweep(db: Database, queue: QueuePort, idempotency_window_s: int) -> dict[str
     expired Idempotency-Keys (while the system is idle the sweep does not run: nothing new to prune)."""
     report = dispatch(db, queue, min_age=SWEEP_MIN_AGE)
     pruned = prune_sent(db)
+    from functions.api.services import idempotency  # here: idempotency -> unit_of_work -> outbox
+
     with db.session() as session:
         pruned += idempotency.prune(session, timedelta(seconds=idempotency_window_s))
     return {

@@ -7,11 +7,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
-from functions.api.db import rows_changed
+from functions.api.db import added, rows_changed
 from functions.api.errors import Conflict, NotFound, Unprocessable
 from functions.api.models import Project, Release, Server, Task, new_id, utcnow
 from functions.api.services import lookup, projects
-from functions.api.services.unit_of_work import added
 from functions.api.settings import ApiSettings
 from shared.contracts.api import DeployParams, DeployStart, TaskType
 from shared.contracts.releases import Release as ReleaseDto

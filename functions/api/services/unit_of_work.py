@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from functions.api.db import added
 from functions.api.deps import get_deps
-from functions.api.models import Base, OutboxMessage
+from functions.api.models import OutboxMessage
 from functions.api.services import outbox
 from shared.observability import get_logger
+
+__all__ = ["added", "dispatch_now", "transaction"]
 
 
 @contextmanager
@@ -47,15 +49,3 @@ def dispatch_now(outbox_ids: list[int]) -> None:
         get_logger().exception(
             "outbox dispatch failed; the sweep will retry", extra={"outbox_ids": outbox_ids}
         )
-
-
-def added(session: Session, row: Base) -> bool:
-    """Add and flush `row` in a savepoint: False when a unique constraint refused it (a concurrent writer
-    took the key; the savepoint is rolled back and the session stays usable)."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return False
-    return True

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, case, event, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from functions.api.db import added
 from functions.api.models import Project, Task, UsageEntry, utcnow
 from shared.contracts.spend import UsageGroup, UsageReport, UsageTotals, to_micros, to_usd
 from shared.observability import count
@@ -160,10 +161,6 @@ def _entry(key: str, kind: str, payer: Payer, worker_id: str, **cost: Any) -> Us
 
 def _record(session: Session, entry: UsageEntry) -> bool:
     """Insert under the unique key (False: someone counted it already); the metric once it commits."""
-    # imported here: unit_of_work -> outbox -> idempotency -> unit_of_work only resolves when outbox
-    # is imported first, and workers (which imports this module) is imported before it
-    from functions.api.services.unit_of_work import added
-
     if not added(session, entry):
         return False
     pending: list[int] | None = session.info.get(_PENDING_METRIC)

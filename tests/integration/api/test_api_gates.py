@@ -78,6 +78,8 @@ def test_a_graph_parks_its_task_once_however_often_it_asks(
     assert (gate["kind"], gate["round"], gate["status"]) == ("plan", 0, "pending")
     assert gate["expires_at"] is not None and gate["answered_at"] is None
     assert _status(api, task_id) == "WAITING_APPROVAL"
+    shown = alice.get(f"/tasks/{task_id}").body["gate"]
+    assert (shown["id"], shown["summary"]) == (gate["id"], "Plan: a blog\n- posts\n- comments"), shown
     assert WorkKind.GATES in api.deps.work_signal.marks(), "gate_expiry has something to look at"
 
     # a redelivered request: the same gate, 200, and no second transition or event
