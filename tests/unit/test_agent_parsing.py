@@ -401,7 +401,7 @@ def test_a_complete_stream_is_a_success_with_usage(
         (ClaudeCodeAdapter(), CLAUDE_OK, 105, "claude-sonnet-4-5"),
         (
             ClaudeCodeAdapter(model="opus"),
-            CLAUDE_OK[:-1] + [json.dumps({"type": "result", "result": "ok"})],
+            [*CLAUDE_OK[:-1], json.dumps({"type": "result", "result": "ok"})],
             None,
             "claude-sonnet-4-5",
         ),
