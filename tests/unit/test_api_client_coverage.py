@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,15 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "GET /budgets": ("budgets", (), {"project": "blog"}),
     "DELETE /budgets": ("clear_budget", ("task",), {"project": "blog"}),
     "GET /internal/tasks/{task_id}/budget": ("task_budget", ("t1",), {}),
+    "GET /internal/users/{user_id}/news": ("user_news", ("u1",), {}),
+    "POST /internal/users/{user_id}/news/seen": (
+        "mark_news_seen",
+        ("u1", datetime(2026, 12, 1, tzinfo=UTC)),
+        {},
+    ),
+    "POST /internal/incidents/{incident_id}/notify-claim": ("claim_incident_push", ("i1", "notifier"), {}),
+    "POST /internal/incidents/{incident_id}/notified": ("mark_incident_notified", ("i1", "notifier"), {}),
+    "GET /internal/tasks/{task_id}/notification": ("task_notification", ("t1",), {}),
     # the scheduler's maintenance
     "POST /internal/maintenance/reap-stuck-tasks": ("reap_stuck_tasks", (), {}),
     "POST /internal/outbox/sweep": ("sweep_outbox", (), {}),
