@@ -43,6 +43,7 @@ def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
             # the image's coding agents: the fake developer (command agent) and the fake `claude`
             # (it notes the environment it was given in the container's /tmp first)
             "ORCH_AGENT_COMMAND": f"env > /tmp/agent-env.txt; exec {FAKES / 'dev-agent'}",
+            "FAKE_DEV_COST": "0.25",  # each developer run reports $0.25 (the ledger's rehearsal)
             "PATH": f"{FAKES}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         },
         # the ssh host clones from the fake GitHub: it listens where the namespace can reach it

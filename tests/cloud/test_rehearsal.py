@@ -133,6 +133,23 @@ def test_engineering_scaffolds_develops_and_tests_through_fargate_workers(
     assert len(rehearsal.ecs.finished) >= 2, "developer and tester ran as ECS tasks"
 
 
+def test_the_ledger_holds_what_the_engineering_task_cost(rehearsal: Rehearsal, orch: CloudCli) -> None:
+    """Issue 21: the developer's reported cost (the fake reports $0.25 a run) reaches the ledger through its
+    worker's message result, and each Fargate worker's running time once its task-state event stops it."""
+    [task] = as_json(orch("task", "list", "--project", "blog", "--type", "engineering", "--json"))
+
+    def row() -> dict[str, Any] | None:
+        usage = as_json(orch("usage", "--project", "blog", "--json"))
+        found = [g for g in usage["by_task"] if g["key"] == task["id"]]
+        return found[0] if found and found[0]["worker_cost_usd"] > 0 else None
+
+    spent = rehearsal.wait_for(row, 120, "the engineering task's worker time in the ledger")
+    assert spent["agent_cost_usd"] == 0.25 * spent["runs"] and spent["runs"] >= 1, spent
+    shown = as_json(orch("task", "show", task["id"], "--json"))
+    assert abs(shown["cost_usd"] - spent["cost_usd"]) < 1e-6, (shown["cost_usd"], spent)
+    assert '"SpendUsd"' in rehearsal.function_log("api")
+
+
 def test_the_coding_agent_in_a_worker_task_sees_no_cloud_credentials(rehearsal: Rehearsal) -> None:
     # the worker's container holds the task role's credentials (env, as ECS provides them); its agent must not
     dumps = list((rehearsal.workdir / "tasks").glob("*/tmp/agent-env.txt"))
@@ -180,17 +197,42 @@ def test_a_deploy_goes_through_the_ansible_runner_task_to_an_ssh_host_and_is_smo
     )
     assert added["ssh_key_ref"].startswith("secret://servers/") and "BEGIN" not in json.dumps(added)
     assert orch("secret", "set", "blog", "GREETING", input="hello from secrets manager").returncode == 0
-    # when the blog (engineered above) is deployed there
+    # when the blog (engineered above) is deployed there: a server of the person's own, so the deploy waits
+    # for their approval (issue 21's default) before anything touches it, and is approved from the CLI
     started = as_json(orch("deploy", "start", "blog", "--server", "ssh-host", "--json"))
+
+    def waiting() -> dict[str, Any] | None:
+        shown: dict[str, Any] = as_json(orch("task", "show", started["id"], "--json"))
+        return shown if shown["status"] in ("WAITING_APPROVAL", "COMPLETED", "FAILED") else None
+
+    parked = rehearsal.wait_for(waiting, 240, "the deploy waiting for approval")
+    assert parked["status"] == "WAITING_APPROVAL", json.dumps(parked, indent=1)[:3000]
+    assert parked["gate"]["kind"] == "deploy" and "ssh-host" in parked["gate"]["summary"], parked["gate"]
+    runs_before = _runner_tasks(rehearsal)
+    approved = as_json(orch("task", "approve", started["id"], "--comment", "rehearsal", "--json"))
+    assert approved["status"] == "RUNNING", approved
+    assert orch("task", "approve", started["id"]).returncode != 0, "a second answer is refused"
     task = _wait_task(rehearsal, orch, started["id"], timeout=280)
     # then the Ansible runner (an ECS task under its own role) deployed it over ssh and the URL answers
     assert task["status"] == "COMPLETED", json.dumps(task, indent=1)[:4000]
+    assert _runner_tasks(rehearsal) > runs_before == 0, "the server was touched only once approved"
     url = task["result"]["deployed_url"]
     assert ssh_server.address in url
     assert httpx.get(f"{url.rstrip('/')}/health", timeout=10).status_code == 200
     # and no secret value travelled in the task, its events or the queue messages' logs
     assert "hello from secrets manager" not in json.dumps(task)
     assert "hello from secrets manager" not in rehearsal.function_log("")
+    # the later scenarios (recovery, a dying runner) run on this server without asking again
+    assert orch("project", "set", "blog", "--approval", "none").returncode == 0
+
+
+def _runner_tasks(rehearsal: Rehearsal) -> int:
+    """Ansible runner ECS tasks that have ended (each deploy, ping or provisioning is one)."""
+    return sum(
+        1
+        for ended in rehearsal.ecs.finished.values()
+        if ended["event"]["detail"].get("startedBy") == "orchestrator-ansible"
+    )
 
 
 def test_a_server_lost_and_back_is_provisioned_again_and_its_project_redeployed(
