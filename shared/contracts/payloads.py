@@ -92,6 +92,11 @@ class TaskResult(Contract):
     status: ResultStatus | None = None
     error: str | None = None
     duration_ms: Annotated[int | None, Field(ge=0)] = None
+    cost_usd: float | None = Field(
+        default=None,
+        description="Added (issue 21): what the task had cost when it ended (its agent runs and the workers "
+        "stopped by then); `task show` has the running total.",
+    )
 
 
 class EngineeringTaskResult(TaskResult):

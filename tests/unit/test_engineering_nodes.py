@@ -295,6 +295,7 @@ def test_finalize_completes_the_task_with_the_work(world: World) -> None:
         "status": "success",
         "error": None,
         "duration_ms": None,
+        "cost_usd": None,  # the API writes it from the ledger
         "files_changed": ["a.py"],
         "commit_sha": "abcdef1234567",
         "branch": state.branch,

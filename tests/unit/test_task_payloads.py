@@ -138,8 +138,8 @@ def test_an_engineering_result_round_trips_through_its_stored_form() -> None:
     assert isinstance(result, EngineeringTaskResult)
     assert (result.branch, result.commit_sha, result.files_changed) == ("orchestrator/t-1", "abc", ["app.py"])
     assert result.repo_url == "https://host/blog.git"
-    # a field the stored form lacks (merge_commit, issue 19) reads back as its default
-    assert result.model_dump(mode="json") == stored | {"merge_commit": None}
+    # a field the stored form lacks (merge_commit, issue 19; cost_usd, issue 21) reads back as its default
+    assert result.model_dump(mode="json") == stored | {"merge_commit": None, "cost_usd": None}
 
 
 def test_a_deploy_and_an_undeploy_result_round_trip() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from functions.api.db import rows_changed
 from functions.api.errors import Conflict, NotFound
 from functions.api.models import Task, TaskEvent, utcnow
-from functions.api.services import tasks
+from functions.api.services import tasks, usage
 from shared.contracts.api import TaskStatus
 from shared.observability import count, seconds
 
@@ -54,7 +54,13 @@ def resume(session: Session, task_id: str) -> Task:
     return tasks.transition(session, task_id, [S.WAITING_INPUT], S.RUNNING, heartbeat_at=utcnow())
 
 
+def _with_cost(session: Session, task_id: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The result as stored: what the task cost so far, from the ledger (never the writer's word)."""
+    return {**(result or {}), "cost_usd": usage.task_cost_usd(session, task_id)}
+
+
 def complete(session: Session, task_id: str, result: dict[str, Any]) -> Task:
+    result = _with_cost(session, task_id, result)
     task = tasks.transition(session, task_id, [S.RUNNING], S.COMPLETED, result=result, finished_at=utcnow())
     count("TasksCompleted")
     if task.started_at and task.finished_at:
@@ -71,7 +77,7 @@ def fail(
         tasks.ACTIVE,
         S.FAILED,
         error=error,
-        result=result,
+        result=_with_cost(session, task_id, result),
         finished_at=utcnow(),
         failure_reason=reason,
     )

@@ -31,7 +31,7 @@ def test_client_round_trips_dtos(api: ApiHarness) -> None:
         assert [e.message for e in latest] == ["step 3", "step 4"] and latest[0].seq < latest[1].seq
         assert [e.type for e in client.task_events(task.id, limit=2)] == ["started", "progress"]
         done = client.complete_task(task.id, {"status": "success", "commit_sha": "abc"})
-        assert done.result == {"status": "success", "commit_sha": "abc"}
+        assert done.result == {"status": "success", "commit_sha": "abc", "cost_usd": 0.0}
         assert [t.id for t in client.iter_tasks(project="blog", limit=1)] == [task.id]
 
         server = client.add_server("localhost", "127.0.0.1")

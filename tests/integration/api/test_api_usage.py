@@ -61,6 +61,12 @@ def test_runs_sum_to_the_cent_per_task_project_person_and_month(api: ApiHarness)
     blog = alice.api.get("/usage", project="blog").body
     assert blog["total"]["cost_usd"] == 0.6323 and blog["project_id"] == job["project_id"]
     assert {e.model for e in _entries(api)} == {"sonnet"}
+    # and the task's stored result says what it cost when it ended, from the ledger (not the writer's word)
+    assert api.post(f"/internal/tasks/{job['id']}/claim", {"worker": "graph"}).status == 200
+    done = api.post(
+        f"/internal/tasks/{job['id']}/complete", {"result": {"status": "success", "cost_usd": 99}}
+    )
+    assert done.status == 200 and done.body["result"]["cost_usd"] == 0.6323, done
 
 
 def test_a_repeated_result_is_409_and_counts_once(api: ApiHarness) -> None:

@@ -75,7 +75,7 @@ def test_a_completed_tasks_result_reads_back_as_its_model(api: ApiHarness) -> No
     assert isinstance(result, EngineeringTaskResult)
     assert (result.branch, result.commit_sha, result.repo_url) == ("feature", "abc", "https://host/blog.git")
     # a field the written result lacks (merge_commit, issue 19) reads back as its default
-    assert result.model_dump(mode="json") == written | {"merge_commit": None}
+    assert result.model_dump(mode="json") == written | {"merge_commit": None, "cost_usd": 0.0}
 
 
 def test_the_task_service_refuses_params_its_type_does_not_accept(api: ApiHarness) -> None:
