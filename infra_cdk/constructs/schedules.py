@@ -15,10 +15,10 @@ only to the queues `shared.topology.PUBLISHES` gives it (provisioner:queue; gran
 every function's); it never reads a message.
 
 The work signal (`shared.work_signal`, issue 23) is a DynamoDB table built here: the API may only mark it
-(UpdateItem, `grant_marking`), the scheduler only read and settle it (GetItem, UpdateItem). Each job
-reads it first and leaves the API (and the database) alone while its kind of work is unmarked. On
-demand and holding one item, the table costs nothing at rest; from the API in the VPC it is reached
-through the free DynamoDB gateway endpoint.
+(UpdateItem, `grant_marking`), the scheduler only read and settle it and keep the health checker's
+snapshot in it (GetItem, UpdateItem). Each job reads it first and leaves the API (and the database)
+alone while its kind of work is unmarked. On demand and holding two items, the table costs nothing at
+rest; from the API in the VPC it is reached through the free DynamoDB gateway endpoint.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from infra_cdk.constructs.runtime import (
 from shared.topology import SCHEDULER_HANDLER, SCHEDULES, ScheduleSpec
 from shared.work_signal.dynamodb import ACTIONS as WORK_SIGNAL_ACTIONS
 from shared.work_signal.dynamodb import PARTITION_KEY as WORK_SIGNAL_PARTITION_KEY
+from shared.work_signal.dynamodb import SCHEDULER_METHODS as SCHEDULER_SIGNAL_METHODS
 
 _EVENTBRIDGE_MIN_RATE_SECONDS = 60
 QUEUE_STATS_ACTIONS = ("sqs:GetQueueUrl", "sqs:GetQueueAttributes")
@@ -93,7 +94,8 @@ class Schedules(Construct):
             },
         )
         self.work_signal_table.grant(
-            self.function, *sorted({*WORK_SIGNAL_ACTIONS["read"], *WORK_SIGNAL_ACTIONS["settle"]})
+            self.function,
+            *sorted({a for method in SCHEDULER_SIGNAL_METHODS for a in WORK_SIGNAL_ACTIONS[method]}),
         )
         service_key_secret.grant_read(self.function)
         grant_secret_read(

@@ -1,26 +1,33 @@
-"""The AWS adapter: one DynamoDB item whose attributes are the standing marks.
+"""The AWS adapter: one DynamoDB item whose attributes are the standing marks, and one item per job snapshot.
 
 `mark` is one UpdateItem (SET each kind to the later of its value and now), `marks` one strongly
-consistent GetItem, `settle` one conditional UpdateItem (REMOVE if older than the cutoff). The API
+consistent GetItem, `settle` one conditional UpdateItem (REMOVE if older than the cutoff).
+`load_snapshot` is one strongly consistent GetItem of the item `snapshot#<name>` (its data a JSON string),
+`save_snapshot` one conditional UpdateItem (unless a later read is stored): the same two actions. The API
 in the VPC reaches DynamoDB through the free gateway endpoint; on-demand, an idle table costs nothing.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.work_signal.port import WorkKind, WorkSignalError, parse_marks, settle_before
 
 PARTITION_KEY = "pk"
 ITEM_KEY = "work"
+SNAPSHOT_KEY_PREFIX = "snapshot#"
 ACTIONS = {
     "mark": ("dynamodb:UpdateItem",),
     "read": ("dynamodb:GetItem",),
     "settle": ("dynamodb:UpdateItem",),
+    "load_snapshot": ("dynamodb:GetItem",),
+    "save_snapshot": ("dynamodb:UpdateItem",),
 }
-"""What each method calls: the API is granted `mark`'s, the scheduler `read` and `settle`'s."""
+"""What each method calls: the API is granted `mark`'s, the scheduler every other's."""
+SCHEDULER_METHODS = ("read", "settle", "load_snapshot", "save_snapshot")
 
 
 class DynamoDbWorkSignal:
@@ -72,6 +79,40 @@ class DynamoDbWorkSignal:
                 return False
             raise WorkSignalError(f"work signal table {self.table}: {_code(exc) or exc}") from exc
         return True
+
+    def load_snapshot(self, name: str) -> tuple[dict[str, Any], float] | None:
+        try:
+            item = self._client.get_item(
+                TableName=self.table, Key=self._snapshot_key(name), ConsistentRead=True
+            ).get("Item")
+        except Exception as exc:
+            raise WorkSignalError(f"work signal table {self.table}: {_code(exc) or exc}") from exc
+        if not item:
+            return None
+        return json.loads(item["data"]["S"]), float(item["read_at"]["N"])
+
+    def save_snapshot(self, name: str, data: Mapping[str, Any], read_at: float) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=self._snapshot_key(name),
+                UpdateExpression="SET #data = :data, #read_at = :read_at",
+                ConditionExpression="attribute_not_exists(#read_at) OR #read_at <= :read_at",
+                ExpressionAttributeNames={"#data": "data", "#read_at": "read_at"},
+                ExpressionAttributeValues={
+                    ":data": {"S": json.dumps(dict(data))},
+                    ":read_at": {"N": repr(float(read_at))},
+                },
+            )
+        except Exception as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise WorkSignalError(f"work signal table {self.table}: {_code(exc) or exc}") from exc
+        return True
+
+    @staticmethod
+    def _snapshot_key(name: str) -> dict[str, dict[str, str]]:
+        return {PARTITION_KEY: {"S": SNAPSHOT_KEY_PREFIX + name}}
 
 
 def _code(exc: Exception) -> str | None:

@@ -1,13 +1,16 @@
-"""The embedded adapter: one SQLite row per standing mark, in ORCH_HOME (shared by the API and the ticker)."""
+"""The embedded adapter: one SQLite row per standing mark, and one per job snapshot, in ORCH_HOME (shared by
+the API and the ticker)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from shared.work_signal.port import WorkKind, WorkSignalError, parse_marks, settle_before
 
@@ -29,6 +32,10 @@ class SqliteWorkSignal:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS marks (kind TEXT PRIMARY KEY, marked_at REAL NOT NULL)"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS snapshots "
+                "(name TEXT PRIMARY KEY, data TEXT NOT NULL, read_at REAL NOT NULL)"
             )
 
     @contextmanager
@@ -61,6 +68,21 @@ class SqliteWorkSignal:
             cursor = self._conn.execute(
                 "DELETE FROM marks WHERE kind = ? AND marked_at < ?",
                 (WorkKind(kind).value, settle_before(seen_at)),
+            )
+        return cursor.rowcount == 1
+
+    def load_snapshot(self, name: str) -> tuple[dict[str, Any], float] | None:
+        with self._guard():
+            row = self._conn.execute("SELECT data, read_at FROM snapshots WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), float(row[1]))
+
+    def save_snapshot(self, name: str, data: Mapping[str, Any], read_at: float) -> bool:
+        with self._guard():
+            cursor = self._conn.execute(
+                "INSERT INTO snapshots (name, data, read_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET data = excluded.data, read_at = excluded.read_at "
+                "WHERE snapshots.read_at <= excluded.read_at",
+                (name, json.dumps(dict(data)), float(read_at)),
             )
         return cursor.rowcount == 1
 

@@ -5,13 +5,17 @@ a mark only if it was set more than `SETTLE_S` before the job's read. Any transa
 earlier than that has committed or died by then (the API's timeout is shorter), so the API's answer
 ("nothing left") saw its rows; a mark set later survives the settle and the next tick looks again.
 A crash between the mark and the commit leaves a mark and no work: one extra look, never a missed row.
+
+A job whose work stands for long (the health checker while services are deployed) also keeps a
+snapshot of what it last read from the API, with the time it read it: the snapshot stays good while
+every mark of its kind `covered` it (was set more than `SETTLE_S` before that read), by the same rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 SETTLE_S = 120.0
 """Longer than any API transaction lives (the API function's timeout is 29 s) plus clock skew."""
@@ -50,6 +54,15 @@ class WorkSignalPort(Protocol):
         the marks, before it asked the API); False if a newer mark stands (or none did)."""
         ...
 
+    def load_snapshot(self, name: str) -> tuple[dict[str, Any], float] | None:
+        """The data last saved under `name` and when its source was read (epoch seconds); None if none."""
+        ...
+
+    def save_snapshot(self, name: str, data: Mapping[str, Any], read_at: float) -> bool:
+        """Keep `data` (JSON-able) read at `read_at` under `name`, unless a snapshot read later stands
+        (False then): of two overlapping jobs, the later read wins, and re-saving at the same time is fine."""
+        ...
+
 
 def parse_marks(raw: Mapping[str, float]) -> dict[WorkKind, float]:
     """Known kinds only: a store written by a newer version may hold kinds this one does not watch."""
@@ -59,3 +72,8 @@ def parse_marks(raw: Mapping[str, float]) -> dict[WorkKind, float]:
 
 def settle_before(seen_at: float) -> float:
     return seen_at - SETTLE_S
+
+
+def covered(marked_at: float, read_at: float) -> bool:
+    """Whether a read at `read_at` saw the writes of a mark set at `marked_at` (they had committed)."""
+    return marked_at < settle_before(read_at)

@@ -136,3 +136,39 @@ def test_a_write_whose_mark_fails_is_not_committed(tmp_path: Path) -> None:
     finally:
         set_deps(None)
         dispose_all()
+
+
+# -- snapshots: what a job last read from the API, and when ------------------------------------------
+
+
+def test_a_snapshot_is_kept_with_its_read_time(signal_and_clock: tuple[WorkSignalPort, Clock]) -> None:
+    signal, _clock = signal_and_clock
+    assert signal.load_snapshot("health_checker") is None
+    data = {"targets": [{"project_id": "p1", "health_url": "http://h/health", "health": "up"}]}
+    assert signal.save_snapshot("health_checker", data, 1234.5) is True
+    assert signal.load_snapshot("health_checker") == (data, 1234.5)
+    assert signal.load_snapshot("another_job") is None
+    assert signal.marks() == {}, "a snapshot is not a mark"
+    signal.mark([WorkKind.DEPLOYMENTS])
+    assert set(signal.marks()) == {WorkKind.DEPLOYMENTS}
+    assert signal.load_snapshot("health_checker") == (data, 1234.5), "a mark leaves the snapshot alone"
+
+
+def test_of_two_overlapping_saves_the_later_read_wins(signal_and_clock: tuple[WorkSignalPort, Clock]) -> None:
+    signal, _clock = signal_and_clock
+    assert signal.save_snapshot("health_checker", {"targets": ["later"]}, 200.0) is True
+    # a job that read earlier and saves last does not put its older view back
+    assert signal.save_snapshot("health_checker", {"targets": ["earlier"]}, 100.0) is False
+    assert signal.load_snapshot("health_checker") == ({"targets": ["later"]}, 200.0)
+    # the same read, saved again with a changed state (a reported flip), replaces it
+    assert signal.save_snapshot("health_checker", {"targets": ["later", "flipped"]}, 200.0) is True
+    assert signal.load_snapshot("health_checker") == ({"targets": ["later", "flipped"]}, 200.0)
+
+
+def test_a_read_covers_only_marks_older_than_the_settle_time() -> None:
+    from shared.work_signal import covered
+
+    read_at = 10_000.0
+    assert covered(read_at - SETTLE_S - 1, read_at), "that transaction had committed: the read saw it"
+    assert not covered(read_at - SETTLE_S, read_at), "it may still have been open"
+    assert not covered(read_at + 5, read_at), "marked after the read"
