@@ -21,7 +21,7 @@ from functions.scheduler.settings import SchedulerSettings
 from shared.api_client import ApiClient
 from shared.observability import get_logger
 from shared.queues.port import QueuePort
-from shared.work_signal import WorkKind, WorkSignalPort, build_work_signal
+from shared.work_signal import WorkKind, WorkSignalPort, build_work_signal, covered
 
 
 @dataclass
@@ -165,16 +165,76 @@ def dlq_watch(ports: JobPorts) -> dict[str, int]:
     }
 
 
-@watching(WorkKind.DEPLOYMENTS, left=lambda counts: counts["checked"])
+HEALTH_SNAPSHOT = "health_checker"
+"""The work signal's snapshot of the deployed services: {"targets": [{"project_id", "health_url", "health"}]},
+`health` the state the API last had (as listed, or as it answered our report)."""
+
+
 def health_checker(ports: JobPorts) -> dict[str, int]:
     """GET every deployed service's health URL; the API records a flip (up -> down, down -> up) as an
-    incident exactly once, however many checkers overlap."""
+    incident exactly once, however many checkers overlap.
+
+    At rest it calls no API: the targets and their last known state come from a snapshot in the work
+    signal, re-read from the API only when a deploy or undeploy may have happened since (the
+    DEPLOYMENTS mark is not `covered` by the snapshot's read) or the snapshot is older than
+    `health_snapshot_max_age_s`; the API hears only of a probe whose outcome differs from the cached
+    state. So a service that stays up (or down) keeps the database asleep. The mark stands while
+    anything is deployed and is settled once an empty list covers it: then the job is idle."""
+    marked_at = ports.signal.marks().get(WorkKind.DEPLOYMENTS)
+    if marked_at is None:
+        return {IDLE: 1}
+    settings = ports.settings
+    stored = ports.signal.load_snapshot(HEALTH_SNAPSHOT)
+    refresh = (
+        stored is None
+        or not covered(marked_at, stored[1])
+        or time.time() - stored[1] > settings.health_snapshot_max_age_s
+    )
+    if refresh or stored is None:
+        # taken before the API reads: a deploy marked after read_at - SETTLE_S is looked for again
+        read_at = time.time()
+        deployments = ports.api.list_deployments(status="deployed")[: settings.sync_batch]
+        targets = [
+            {"project_id": d.project_id, "health_url": d.health_url, "health": d.health} for d in deployments
+        ]
+    else:
+        targets, read_at = list(stored[0]["targets"]), stored[1]
+
+    outcomes = _probe([str(t["health_url"]) for t in targets], settings)
+    counts = {
+        "checked": len(targets),
+        "up": 0,
+        "down": 0,
+        "changed": 0,
+        "reported": 0,
+        "refreshed": int(refresh),
+    }
+    for target, (ok, detail) in zip(targets, outcomes, strict=True):
+        health = "up" if ok else "down"
+        counts[health] += 1
+        if health == target["health"]:
+            continue
+        change = ports.api.report_health(str(target["project_id"]), health, detail)
+        target["health"] = change.deployment.health
+        counts["reported"] += 1
+        counts["changed"] += int(change.changed)
+    if refresh or counts["reported"]:
+        ports.signal.save_snapshot(HEALTH_SNAPSHOT, {"targets": targets}, read_at)
+    if not targets:
+        counts["settled"] = int(ports.signal.settle(WorkKind.DEPLOYMENTS, read_at))
+    if not (refresh or counts["reported"]):
+        counts[IDLE] = 1  # probed from the snapshot: neither the API nor the database heard of it
+    return counts
+
+
+health_checker.watches = WorkKind.DEPLOYMENTS  # type: ignore[attr-defined]
+
+
+def _probe(urls: list[str], settings: SchedulerSettings) -> list[tuple[bool, str]]:
+    """(answered 200, what it answered) per URL, `health_check_concurrency` at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-
-    settings = ports.settings
-    deployments = ports.api.list_deployments(status="deployed")[: settings.sync_batch]
 
     def check(url: str) -> tuple[bool, str]:
         try:
@@ -183,14 +243,10 @@ def health_checker(ports: JobPorts) -> dict[str, int]:
             return False, f"{type(exc).__name__}: {exc}"[:300]
         return response.status_code == 200, f"HTTP {response.status_code}"
 
+    if not urls:
+        return []
     with ThreadPoolExecutor(max_workers=settings.health_check_concurrency) as pool:
-        outcomes = list(pool.map(check, [d.health_url for d in deployments]))
-    counts = {"checked": len(deployments), "up": 0, "down": 0, "changed": 0}
-    for deployment, (ok, detail) in zip(deployments, outcomes, strict=True):
-        counts["up" if ok else "down"] += 1
-        change = ports.api.report_health(deployment.project_id, "up" if ok else "down", detail)
-        counts["changed"] += int(change.changed)
-    return counts
+        return list(pool.map(check, urls))
 
 
 @watching(WorkKind.SERVERS, left=lambda counts: counts["servers"])

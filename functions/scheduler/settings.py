@@ -38,6 +38,15 @@ class SchedulerSettings(ServiceApiSettings, QueueSettings, WorkSignalSettings):
     ] = 50
     health_check_timeout_s: Annotated[float, Field(gt=0, le=30, description="Per health GET.")] = 5.0
     health_check_concurrency: Annotated[int, Field(ge=1, le=64, description="Health GETs in flight.")] = 8
+    health_snapshot_max_age_s: Annotated[
+        int,
+        Field(
+            ge=60,
+            description="health_checker re-reads the deployments from the API at least this often, even "
+            "when no deploy or undeploy was marked (a net under a lost mark); otherwise it probes from its "
+            "snapshot and calls the API only on a flip.",
+        ),
+    ] = 86400
     sync_batch: Annotated[
         int, Field(ge=1, le=1000, description="Projects / servers a sync job handles per tick.")
     ] = 200

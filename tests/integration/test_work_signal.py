@@ -29,14 +29,19 @@ def signal_and_clock(
         yield SqliteWorkSignal(tmp_path / "signal.db", clock=now), clock
         return
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="work",
-            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield DynamoDbWorkSignal("work", client, clock=now), clock
+        yield moto_work_signal(now), clock
+
+
+def moto_work_signal(clock: Callable[[], float]) -> DynamoDbWorkSignal:
+    """The DynamoDB adapter on a table shaped as the stack's (inside `mock_aws`)."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName="work",
+        KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return DynamoDbWorkSignal("work", client, clock=clock)
 
 
 def test_no_marks_until_something_is_marked(signal_and_clock: tuple[WorkSignalPort, Clock]) -> None:
