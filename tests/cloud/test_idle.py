@@ -160,6 +160,82 @@ def test_with_work_pending_the_jobs_reach_the_database_then_settle(rehearsal: Re
     assert _settled_activity(rehearsal) == quiet
 
 
+@pytest.fixture
+def healthy_service() -> Iterator[str]:
+    """A service that answers its health URL (200) on loopback, where the scheduler's process reaches it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_hour_of_health_checks_of_a_deployed_service_makes_no_database_query(
+    rehearsal: Rehearsal, healthy_service: str
+) -> None:
+    """While something is deployed the health checker probes it from the work signal's snapshot: the
+    database (Aurora) sleeps until a deploy, an undeploy or a flip changes what there is to check."""
+    admin = {"authorization": f"Bearer {rehearsal.admin_key}"}
+
+    def api(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        reply = httpx.request(method, f"{rehearsal.api_url}{path}", json=body, headers=admin, timeout=60)
+        assert reply.status_code in (200, 201), (path, reply.text)
+        answer: dict[str, Any] = reply.json()
+        return answer
+
+    # given a service deployed on a server, recorded as the deploy graph records it
+    api("POST", "/servers", {"handle": "idle-box", "host": "127.0.0.1"})
+    project = api("POST", "/projects", {"name": "deployed-quietly"})
+    record = {
+        "server_handle": "idle-box",
+        "port": 8080,
+        "url": healthy_service,
+        "health_url": healthy_service,
+    }
+    api("PUT", f"/internal/deployments/{project['id']}", record)
+    assert "deployments" in _marks(rehearsal)
+    # and the deploy long committed (its mark older than the settle window): one tick reads the targets
+    client, table = _signal(rehearsal)
+    client.update_item(
+        TableName=table,
+        Key={"pk": {"S": "work"}},
+        UpdateExpression="SET deployments = :then",
+        ExpressionAttributeValues={":then": {"N": str(time.time() - 3600)}},
+    )
+    first = _tick(rehearsal, "health_checker")
+    assert first.get("up") == 1 and "idle" not in first, first
+    before, api_before = _settled_activity(rehearsal), _api_invocations(rehearsal)
+
+    # when the health checker ticks for an hour
+    hour = [
+        _tick(rehearsal, "health_checker") for _ in range(_scheduled_rules_ticks(rehearsal, "health_checker"))
+    ]
+
+    # then every tick probed the service, and neither the API nor the database heard of it
+    assert all(r.get("up") == 1 and r.get("down", 0) == 0 for r in hour), hour[:3]
+    assert _api_invocations(rehearsal) == api_before
+    assert _settled_activity(rehearsal) == before
+
+
+def _scheduled_rules_ticks(rehearsal: Rehearsal, job: str) -> int:
+    [ticks] = [n for name, n in _scheduled_rules(rehearsal).items() if name.endswith(f"job-{job}")]
+    return ticks
+
+
 def test_the_jobs_made_no_call_their_roles_do_not_allow(rehearsal: Rehearsal) -> None:
     # the scheduler read and settled the signal, the API marked it (records are per function name)
     calls = {(r["file"].rsplit("-", 1)[-1], r["action"]) for r in rehearsal.iam_records() if r["allowed"]}
