@@ -115,15 +115,26 @@ def test_fix_loop_takes_a_second_developer_round(make_stack, cli: CliRunner) -> 
     assert len(developers) == 4, "two developer and two tester workers"
 
 
-def test_a_permanently_broken_agent_fails_with_the_test_output(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+def test_a_permanently_broken_agent_asks_the_person_with_the_test_output(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21: when the fix rounds run out the task does not just fail: it waits for a person's review
+    with the last test output, and `task cancel` still ends it."""
     make_stack("broken")
     task = _run(cli)
-    follow = _follow(cli, task["id"])
-    assert follow.returncode == 1
-    failed = json.loads(cli("task", "show", task["id"], "--json").stdout)
-    assert failed["status"] == "FAILED"
-    assert "tests still fail after 3 developer round(s)" in failed["error"]
-    assert "42" in failed["error"] or "AssertionError" in failed["error"]
+    deadline = time.monotonic() + 240
+    shown: dict = {}  # type: ignore[type-arg]
+    while time.monotonic() < deadline:
+        shown = json.loads(cli("task", "show", task["id"], "--json").stdout)
+        if shown["status"] not in ("QUEUED", "RUNNING"):
+            break
+        time.sleep(0.5)
+    assert shown["status"] == "WAITING_HUMAN_REVIEW", shown
+    gate = shown["gate"]
+    assert (gate["kind"], gate["status"]) == ("review", "pending"), gate
+    assert "42" in gate["summary"] or "AssertionError" in gate["summary"], gate["summary"]
+    assert len([w for w in _workers(cli, task["id"]) if w["agent"] == "command"]) == 6, "three rounds ran"
+    cancelled = cli("task", "cancel", task["id"], "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cli("task", "show", task["id"], "--json").stdout)["status"] == "CANCELLED"
 
 
 def test_the_same_message_three_times_is_one_run(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
