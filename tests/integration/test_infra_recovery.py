@@ -87,7 +87,7 @@ def test_a_recovered_server_is_provisioned_again_and_its_projects_redeployed_onc
     deploys: list[DeployMessage] = drain(world.queue, DEPLOY_QUEUE)
     tasks = [world.admin.get_task(m.task_id) for m in deploys]
     assert sorted(world.admin.get_project(t.project_id).name for t in tasks) == ["blog", "shop"]
-    assert all(t.params == {"server": "localhost", "ref": "main"} for t in tasks)
+    assert all(t.params == {"server": "localhost", "ref": "main", "recovery": True} for t in tasks)
     told = [i for i in world.admin.list_incidents() if i.kind == "service_redeployed"]
     assert len(told) == 2
 
