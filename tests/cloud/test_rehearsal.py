@@ -27,7 +27,14 @@ def _wait_task(rehearsal: Rehearsal, orch: CloudCli, task_id: str, timeout: floa
         task: dict[str, Any] = as_json(orch("task", "show", task_id, "--json"))
         return task if task["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
-    result: dict[str, Any] = rehearsal.wait_for(finished, timeout, f"task {task_id} to finish", interval=1.0)
+    try:
+        result: dict[str, Any] = rehearsal.wait_for(
+            finished, timeout, f"task {task_id} to finish", interval=1.0
+        )
+    except AssertionError as exc:  # say where it stands, not only that it did not end
+        shown = orch("task", "show", task_id, "--json").stdout
+        events = orch("task", "logs", task_id).stdout
+        raise AssertionError(f"{exc}\ntask: {shown[:2000]}\nevents:\n{events[-3000:]}") from None
     return result
 
 
@@ -291,12 +298,12 @@ def test_a_server_lost_and_back_is_provisioned_again_and_its_project_redeployed(
 def test_a_worker_task_that_dies_fails_its_task_with_the_reason(rehearsal: Rehearsal, orch: CloudCli) -> None:
     # given the next worker task is killed right after it starts (as if Fargate lost it)
     as_json(orch("project", "create", "--name", "doomed", "--json"))
-    rehearsal.ecs.kill_next = lambda task: True
+    rehearsal.ecs.kill_next = lambda task: task.get("startedBy") == "orchestrator-worker"  # not a runner
     # when engineering starts there
     started = as_json(
         orch("engineering", "start", "doomed", "--spec", "anything", "--agent", "command", "--json")
     )
-    task = _wait_task(rehearsal, orch, started["id"], timeout=180)
+    task = _wait_task(rehearsal, orch, started["id"], timeout=300)
     # then the STOPPED event reached the worker-events function and the task failed, saying why
     assert task["status"] == "FAILED", task
     assert "Essential container in task exited" in json.dumps(task), json.dumps(task, indent=1)[:3000]
@@ -493,7 +500,7 @@ def test_a_message_whose_po_worker_dies_before_beginning_it_is_not_lost(rehearsa
     secret = rehearsal.secret_value(rehearsal.physical_ref("TelegramWebhookSecret"))
     answered = len([t for t in rehearsal.telegram.sent_texts() if "AGENT_LOG" in t])
     # given the next PO worker task dies right after it starts (the previous PO worker was stopped)
-    rehearsal.ecs.kill_next = lambda task: True
+    rehearsal.ecs.kill_next = lambda task: task.get("startedBy") == "orchestrator-worker"  # not a runner
     update = message_update(TELEGRAM_ADMIN_ID, "are you there?")
     assert (
         httpx.post(
