@@ -173,9 +173,7 @@ def approve(
     ctx: typer.Context, task_id: TaskArg, comment: CommentOption = None, json_output: JsonFlag = False
 ) -> None:
     """Approve what the task waits for (WAITING_APPROVAL: its plan or its deploy): it goes on."""
-    with client(ctx) as api:
-        task = api.approve_task(resolve_task(api, task_id), comment)
-    _answered(task, json_output, "approved")
+    _answer_gate(ctx, task_id, comment, json_output, approve=True)
 
 
 @app.command("reject")
@@ -183,9 +181,16 @@ def reject(
     ctx: typer.Context, task_id: TaskArg, comment: CommentOption = None, json_output: JsonFlag = False
 ) -> None:
     """Reject what the task waits for (WAITING_APPROVAL): it ends FAILED with reason `rejected`."""
+    _answer_gate(ctx, task_id, comment, json_output, approve=False)
+
+
+def _answer_gate(
+    ctx: typer.Context, task_id: str, comment: str | None, json_output: bool, *, approve: bool
+) -> None:
     with client(ctx) as api:
-        task = api.reject_task(resolve_task(api, task_id), comment)
-    _answered(task, json_output, "rejected")
+        answer = api.approve_task if approve else api.reject_task
+        task = answer(resolve_task(api, task_id), comment)
+    _answered(task, json_output, "approved" if approve else "rejected")
 
 
 @app.command("resume")

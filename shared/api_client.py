@@ -254,6 +254,10 @@ class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls, NewsCalls, Inc
             Task, self.request("POST", f"/internal/tasks/{task_id}/wait", json={"reason": reason})
         )
 
+    def input_arrived(self, task_id: str) -> Task:
+        """A graph's task waiting for input (WAITING_INPUT) goes on: RUNNING (service scope)."""
+        return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/resume"))
+
     def complete_task(self, task_id: str, result: dict[str, Any]) -> Task:
         return self._as(
             Task, self.request("POST", f"/internal/tasks/{task_id}/complete", json={"result": result})

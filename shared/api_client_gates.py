@@ -57,11 +57,8 @@ class GateCalls(ApiTransport):
         data = self.request("POST", f"/tasks/{task_id}/reject", json=body)
         return self._as(Task, data)
 
-    def resume_task(self, task_id: str, guidance: str | None = None, on_behalf_of: str | None = None) -> Task:
-        """With `guidance` (a person): end the pending human review, the guidance goes to the next
-        developer round. Without (a graph, service scope): WAITING_INPUT -> RUNNING."""
-        if guidance is None:
-            return self._as(Task, self.request("POST", f"/internal/tasks/{task_id}/resume"))
+    def resume_task(self, task_id: str, guidance: str, on_behalf_of: str | None = None) -> Task:
+        """End the pending human review: the guidance goes to the next developer round."""
         body = self._body(guidance=guidance, on_behalf_of=on_behalf_of)
         data = self.request("POST", f"/tasks/{task_id}/resume", json=body)
         return self._as(Task, data)

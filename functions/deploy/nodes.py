@@ -172,7 +172,7 @@ class DeployNodes(UndeployNodes, GateNodes):
     def secrets_set(self, state: DeployState) -> Update:
         """Woken by `secret set`: the task runs again, and resolve_secrets looks at what is set now."""
         try:
-            self.api.resume_task(state.task_id)
+            self.api.input_arrived(state.task_id)
         except ConflictError:
             pass  # already RUNNING (a replay)
         return {}

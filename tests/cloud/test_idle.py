@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.cloud.rehearsal import Rehearsal
+from tests.deploy_support import health_server
 
 pytestmark = [pytest.mark.cloud, pytest.mark.slow, pytest.mark.postgres]
 
@@ -162,26 +163,9 @@ def test_with_work_pending_the_jobs_reach_the_database_then_settle(rehearsal: Re
 
 @pytest.fixture
 def healthy_service() -> Iterator[str]:
-    """A service that answers its health URL (200) on loopback, where the scheduler's process reaches it."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A service whose /health answers 200 on loopback, where the scheduler's process reaches it."""
+    with health_server() as base_url:
+        yield f"{base_url}/health"
 
 
 def test_an_hour_of_health_checks_of_a_deployed_service_makes_no_database_query(

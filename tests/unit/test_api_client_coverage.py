@@ -58,7 +58,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "POST /internal/tasks/{task_id}/claim": ("claim_task", ("t1",), {}),
     "POST /internal/tasks/{task_id}/heartbeat": ("heartbeat", ("t1",), {}),
     "POST /internal/tasks/{task_id}/wait": ("wait_for_input", ("t1", "why"), {}),
-    "POST /internal/tasks/{task_id}/resume": ("resume_task", ("t1",), {}),
+    "POST /internal/tasks/{task_id}/resume": ("input_arrived", ("t1",), {}),
     "POST /internal/tasks/{task_id}/complete": ("complete_task", ("t1", {}), {}),
     "POST /internal/tasks/{task_id}/fail": ("fail_task", ("t1", "boom"), {}),
     "POST /internal/tasks/{task_id}/events": ("append_events", ("t1", []), {}),

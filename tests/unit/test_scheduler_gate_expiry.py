@@ -23,7 +23,7 @@ class FakeGateApi:
         return dict(self.report)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: no connection behind this fake."""
 
 
 def _run(api: FakeGateApi, signal: SqliteWorkSignal) -> dict[str, int]:
