@@ -1,9 +1,13 @@
-"""What every request passes before routing: a readable JSON body, and no NUL anywhere.
+"""What every request passes before routing: a readable JSON body, no NUL anywhere, finite numbers.
 
 The routes' pydantic models validate shapes; this step refuses what must never reach them or
 the database: bytes that are not UTF-8 (400), a body that is not JSON (415), JSON nested deeper
-than any body of this API (400, checked before the parser recurses), and NUL characters in a
-string, a key, the path or the query (422: PostgreSQL cannot store them in text).
+than any body of this API (400, checked before the parser recurses), NUL characters in a
+string, a key, the path or the query (422: PostgreSQL cannot store them in text), and numbers
+that are not finite (422): Python's json reads the non-standard tokens `NaN`, `Infinity` and
+`-Infinity` and turns an overflowing literal such as `1e999` into infinity, while PostgreSQL's
+json/jsonb (and the JSON standard) have no such values, so one in a free-form field (a worker's
+`result`, a config) would otherwise fail the INSERT on PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,9 +55,10 @@ def check(event: dict[str, Any], headers: dict[str, str]) -> ApiError | None:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return None  # the route's validation answers 422 naming the body
-    where = _nul_path(parsed)
-    if where is not None:
-        return Unprocessable(f"invalid request: {where}: NUL characters are not allowed in text", [where])
+    problem = _first_problem(parsed)
+    if problem is not None:
+        where, why = problem
+        return Unprocessable(f"invalid request: {where}: {why}", [where])
     return None
 
 
@@ -83,19 +89,27 @@ def _bracket_depth(text: str) -> int:
     return deepest
 
 
-def _nul_path(value: Any) -> str | None:
-    """The dotted path of the first string or key holding a NUL, or None."""
+_NUL = "NUL characters are not allowed in text"
+_NOT_FINITE = "numbers must be finite (NaN, Infinity and -Infinity are not JSON)"
+
+
+def _first_problem(value: Any) -> tuple[str, str] | None:
+    """(dotted path, reason) of the first string or key holding a NUL or the first non-finite
+    number, or None; the path is "body" when the whole body is the offending value."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return path or "body"
+                return path or "body", _NUL
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return path or "body", _NOT_FINITE
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = f"{path}.{key}" if path else str(key)
                 if "\x00" in key:
-                    return child_path.replace("\x00", "\\0")
+                    return child_path.replace("\x00", "\\0"), _NUL
                 stack.append((child_path, child))
         elif isinstance(item, list):
             stack.extend(
