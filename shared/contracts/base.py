@@ -39,7 +39,7 @@ def utc_now() -> datetime:
 class Contract(BaseModel):
     """Base for every DTO on the wire: unknown fields are kept (forward compatible)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
 
 class QueueMeta(Contract):

@@ -44,7 +44,7 @@ GitRef = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=
 
 
 class Dto(BaseModel):
-    model_config = ConfigDict(extra="forbid", from_attributes=True)
+    model_config = ConfigDict(extra="forbid", from_attributes=True, allow_inf_nan=False)
 
 
 class Out(BaseModel):
