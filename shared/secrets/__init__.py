@@ -1,4 +1,5 @@
-"""The secrets port, its two adapters (Secrets Manager, local file), references and redaction."""
+"""The secrets port, its two adapters (Secrets Manager with SSM SecureString for `secret://ssm/...`, local file),
+references and redaction."""
 
 from shared.secrets.factory import build_secrets
 from shared.secrets.port import (

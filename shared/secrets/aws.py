@@ -3,7 +3,9 @@
 References whose path is an ARN (secrets another service owns, e.g. the RDS-generated
 credentials) are read by that ARN directly and are read-only here: writing or deleting them
 is their owner's business. Secrets scheduled for deletion (by hand, in the console) count as
-absent; putting one restores it first.
+absent; putting one restores it first. References in the `ssm/` namespace (`secret://ssm/<path>`)
+are operator-provided SSM SecureString parameters `/<prefix>/<path>`, read through
+`shared.secrets.ssm.SsmParameters` and read-only here too.
 """
 
 from __future__ import annotations
@@ -18,14 +20,23 @@ from shared.secrets.port import InvalidSecretReference, SecretNotFound, SecretsE
 from shared.secrets.redact import Redactor
 from shared.secrets.refs import (
     SCHEME,
+    SSM_NAMESPACE,
     is_arn,
     is_under,
     parse_prefix,
     parse_reference,
     reference_for,
+    ssm_path,
 )
+from shared.secrets.ssm import SsmParameters
 
 _PAGE_SIZE = 100
+
+
+def _default_ssm_client() -> Any:
+    import boto3
+
+    return boto3.client("ssm")
 
 
 def _code(exc: Any) -> str:
@@ -35,7 +46,7 @@ def _code(exc: Any) -> str:
 class AwsSecrets:
     backend = "aws"
 
-    def __init__(self, prefix: str, client: Any = None) -> None:
+    def __init__(self, prefix: str, client: Any = None, parameters: SsmParameters | None = None) -> None:
         if not prefix.strip("/"):
             raise ValueError("the Secrets Manager name prefix must not be empty")
         if client is None:
@@ -44,6 +55,8 @@ class AwsSecrets:
             client = boto3.client("secretsmanager")
         self.client = client
         self.prefix = prefix.strip("/")
+        # The SSM client is made on the first `ssm/` reference: most functions never read one.
+        self.parameters = parameters or SsmParameters(self.prefix, _default_ssm_client)
 
     def secret_id(self, reference: str) -> str:
         """The Secrets Manager name (or ARN) a reference points at, for IAM policies and operators."""
@@ -53,6 +66,7 @@ class AwsSecrets:
     # -- the port ------------------------------------------------------------------------
 
     def put(self, reference: str, value: str) -> None:
+        self._refuse_ssm(reference, "written")
         name = self._owned_secret_id(reference, "written")
         check_value(reference, value)
         client_error = self.client.exceptions.ClientError
@@ -80,6 +94,9 @@ class AwsSecrets:
         get_logger().info("secret stored", extra={"reference": reference, "secrets_backend": self.backend})
 
     def get(self, reference: str) -> str:
+        parameter = ssm_path(parse_reference(reference))
+        if parameter is not None:
+            return self.parameters.get(reference, parameter)
         name = self.secret_id(reference)
         with self._errors("get", reference):
             try:
@@ -93,6 +110,7 @@ class AwsSecrets:
         return str(response["SecretString"])
 
     def delete(self, reference: str) -> None:
+        self._refuse_ssm(reference, "deleted")
         name = self._owned_secret_id(reference, "deleted")
         with self._errors("delete", reference):
             try:
@@ -104,6 +122,9 @@ class AwsSecrets:
         get_logger().info("secret deleted", extra={"reference": reference, "secrets_backend": self.backend})
 
     def exists(self, reference: str) -> bool:
+        parameter = ssm_path(parse_reference(reference))
+        if parameter is not None:
+            return self.parameters.exists(reference, parameter)
         name = self.secret_id(reference)
         with self._errors("exists", reference):
             try:
@@ -116,7 +137,10 @@ class AwsSecrets:
         return "DeletedDate" not in description
 
     def list(self, prefix_reference: str) -> builtins.list[str]:
+        """Secrets Manager only: the operator's SSM parameters are named in settings, never listed."""
         prefix = parse_prefix(prefix_reference)
+        if prefix.partition("/")[0] == SSM_NAMESPACE:
+            raise SsmParameters.refuse_write(prefix_reference, prefix, "listed")
         name_prefix = f"{self.prefix}/{prefix}/" if prefix else f"{self.prefix}/"
         references: builtins.list[str] = []
         with self._errors("list", prefix_reference):
@@ -136,6 +160,12 @@ class AwsSecrets:
         return sorted(references)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _refuse_ssm(reference: str, verb: str) -> None:
+        parameter = ssm_path(parse_reference(reference))
+        if parameter is not None:
+            raise SsmParameters.refuse_write(reference, parameter, verb)
 
     def _owned_secret_id(self, reference: str, verb: str) -> str:
         name = self.secret_id(reference)

@@ -13,10 +13,13 @@ def build_secrets(settings: SecretsSettings | None = None, aws: AwsSettings | No
         import boto3
 
         from shared.secrets.aws import AwsSecrets
+        from shared.secrets.ssm import SsmParameters
 
         aws = aws or AwsSettings()
-        client = boto3.client("secretsmanager", region_name=aws.aws_region, endpoint_url=aws.aws_endpoint_url)
-        return AwsSecrets(settings.secrets_prefix, client=client)
+        where = {"region_name": aws.aws_region, "endpoint_url": aws.aws_endpoint_url}
+        client = boto3.client("secretsmanager", **where)
+        parameters = SsmParameters(settings.secrets_prefix, lambda: boto3.client("ssm", **where))
+        return AwsSecrets(settings.secrets_prefix, client=client, parameters=parameters)
     from shared.secrets.local import LocalSecrets
 
     return LocalSecrets(settings.effective_secrets_file)

@@ -4,6 +4,10 @@ A path is segments of `[A-Za-z0-9._-]` joined by `/` (`secret://servers/<handle>
 it maps one-to-one onto a Secrets Manager name (`<prefix>/<path>`) and cannot escape its
 prefix. A path may instead be a whole Secrets Manager ARN, for secrets another service owns
 (the credentials RDS generates): `secret://arn:aws:secretsmanager:<region>:<account>:secret:<name>`.
+
+The `ssm/` namespace is reserved for secrets the operator provides as SSM Parameter Store SecureString
+parameters: `secret://ssm/<path>` names the parameter `/<prefix>/<path>` (the AWS adapter reads it,
+read-only; the local store keeps it like any other path).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from shared.secrets.port import InvalidSecretReference
 SCHEME = "secret://"
 MAX_PATH_CHARS = 256
 """Leaves room for any allowed prefix inside Secrets Manager's 512-character name limit."""
+
+SSM_NAMESPACE = "ssm"
+"""`secret://ssm/<path>`: an operator-provided SSM SecureString parameter, `/<prefix>/<path>` in AWS."""
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 # Secret names may hold /_+=.@- and RDS-managed ones a "!" (`rds!db-<uuid>`); partitions aws, aws-cn, ...
@@ -107,6 +114,12 @@ def parse_prefix(prefix_reference: str) -> str:
         raise InvalidSecretReference(f"invalid secret prefix {prefix_reference!r}: an ARN is not a prefix")
     _check_path(path, prefix_reference)
     return path
+
+
+def ssm_path(path: str) -> str | None:
+    """The parameter path (under the prefix) of a reference path in the `ssm/` namespace, else None."""
+    namespace, _, rest = path.partition("/")
+    return rest if namespace == SSM_NAMESPACE and rest else None
 
 
 def reference_for(path: str) -> str:
