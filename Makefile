@@ -47,7 +47,9 @@ lint:
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-# the benchmarks at their default sizes; they print numbers and assert nothing about time (tests/benchmarks)
+# the benchmarks at their default sizes; they print numbers and assert nothing about time (tests/benchmarks);
+# bench_seed compares with the seed's API when its source is prepared (docs/benchmarks.md), else says it skipped;
+# SEED_BENCH_ARGS=--quick makes it one short round
 bench:
 	$(PYTHON) -m tests.benchmarks.bench_local_queue
 	$(PYTHON) -m tests.benchmarks.bench_api
@@ -59,6 +61,7 @@ bench:
 	$(PYTHON) -m tests.benchmarks.bench_cold_import
 	$(PYTHON) -m tests.benchmarks.bench_redeploy
 	$(PYTHON) tests/benchmarks/bench_run.py
+	$(PYTHON) -m tests.benchmarks.bench_seed $(SEED_BENCH_ARGS)
 
 # installs only when the pinned versions changed (the list is kept in .tools/installed); ~15 s, ~1.1 GB
 agents:
