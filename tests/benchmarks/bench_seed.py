@@ -578,6 +578,21 @@ def _redis(port: int) -> Iterator[None]:
         yield
 
 
+def _tree_state() -> str:
+    """Which code of ours ran: the commit, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    changed = len(dirty.stdout.splitlines())
+    return f"commit {head.stdout.strip()}" + (f" + {changed} uncommitted file(s)" if changed else "")
+
+
 def missing(setup: Setup) -> str | None:
     """Why the comparison cannot run here (None when it can)."""
     if not (setup.seed_dir / "src" / "main.py").is_file():
@@ -622,6 +637,7 @@ def main() -> None:
     print(
         f"ours vs the seed's API over HTTP; load average {load} on {os.cpu_count()} CPUs (compare cpu when busy)"
     )
+    print(f"ours: {_tree_state()}; the seed: {setup.seed_dir}")
     imports = cold_imports(setup, args.imports)
     setup.redis_port = _free_port()
     rounds, rss = [], []
