@@ -3,11 +3,15 @@
 localhost server, and ssh servers without systemd as PID 1 (containers, some minimal hosts).
 
     supervise.py start   APP_DIR [--command CMD --path-prepend DIR ... --user NAME] [--url URL --timeout S]
+                         [--git-repo URL --git-ref REF [--venv DIR]] [--env-file-from FILE]
                                     stop any supervisor of APP_DIR, then start one in the background
-                                    (with --command, first write APP_DIR/supervise.json; with
-                                    --env-file-from FILE, install FILE as APP_DIR/app.env, mode 0600;
-                                    with --url, then wait as `wait` does). Run from anywhere else, it
-                                    first installs itself as APP_DIR/supervise.py and goes on from there.
+                                    (with --git-repo, first check out REF into APP_DIR/src, and install
+                                    its requirements.txt, if any, into the virtualenv --venv: a failure
+                                    there exits 3 before anything running was touched; with --command,
+                                    write APP_DIR/supervise.json; with --env-file-from FILE, install
+                                    FILE as APP_DIR/app.env, mode 0600; with --url, then wait as `wait`
+                                    does). Run from anywhere else, it first installs itself as
+                                    APP_DIR/supervise.py and goes on from there.
     supervise.py stop    APP_DIR    stop the supervisor of APP_DIR and its service (nothing running: ok)
     supervise.py wait    APP_DIR --url URL --timeout S
                                     wait until URL answers 200; fail early if the supervisor gave up
@@ -15,12 +19,15 @@ localhost server, and ssh servers without systemd as PID 1 (containers, some min
     supervise.py stop-tree APP_DIR  stop every supervisor of a project: APP_DIR (in place), its
                                     forwarder and its slots (APP_DIR/forwarder, APP_DIR/slots/*)
     supervise.py switch  FWD_DIR --upstream-file F --upstream HOST:PORT --listen-port P [--listen-host H]
-                         [--retire DIR] --url URL --timeout S
+                         [--retire DIR] --url URL --timeout S [--serving-file S --serving NAME]
+                         [--stop-after DIR [--drain S]]
                                     blue/green on a machine without a proxy: point F at HOST:PORT (atomic
                                     rename), make sure a supervised forwarder listens on P (started once;
                                     with --retire, first stop the in-place service of DIR that held P),
-                                    then wait until URL (through P) answers 200. On failure everything is
-                                    put back as it was (F's old content, DIR's service) and it exits 1.
+                                    then wait until URL (through P) answers 200; then write NAME to S and
+                                    stop the supervisor of DIR (the previous slot) after the drain (a
+                                    failure to stop it is reported, not an error). On failure everything
+                                    is put back as it was (F's old content, DIR's service) and it exits 1.
 
 The forwarder (`_forward`, run by a supervisor like any service) is a small asyncio TCP relay: for
 each new connection it reads F and connects there, so a switch sends new connections to the new slot
@@ -72,6 +79,10 @@ CONFIG = "supervise.json"
 STOP_GRACE_S = 10.0
 MAX_BACKOFF_S = 10.0
 MAX_LOG_BYTES = 10 * 1024 * 1024
+HEALTH_POLL_S = 0.05
+"""How often `wait` asks the health URL: an app answers ~0.3 s after its start, the deploy waits on it."""
+EXIT_NOT_PREPARED = 3
+"""start/restart could not fetch the ref or install its requirements: nothing running was touched."""
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
 ESCAPABLE = '"\\`$'
 
@@ -428,7 +439,7 @@ def wait(app_dir: Path, url: str, timeout: float) -> int:
         if time.monotonic() >= deadline:
             print(f"health check {url} did not answer 200 within {timeout:g} s")
             return 1
-        time.sleep(0.2)
+        time.sleep(HEALTH_POLL_S)
 
 
 def status(app_dir: Path) -> int:
@@ -447,24 +458,100 @@ def _install_env_file(source: Path, app_dir: Path) -> None:
     os.replace(staging, app_dir / "app.env")
 
 
-def _without_env_file_option(argv: list[str]) -> list[str]:
+DONE_BEFORE_EXEC = ("--env-file-from", "--git-repo", "--git-ref", "--venv")
+"""Options `_continue_from_app_dir` has carried out already: the re-run command leaves them out."""
+
+
+def _without_done_options(argv: list[str]) -> list[str]:
     kept: list[str] = []
     skip = False
     for word in argv:
-        if not skip and word != "--env-file-from" and not word.startswith("--env-file-from="):
+        done = word in DONE_BEFORE_EXEC or word.split("=", 1)[0] in DONE_BEFORE_EXEC
+        if not skip and not done:
             kept.append(word)
-        skip = word == "--env-file-from"
+        skip = word in DONE_BEFORE_EXEC
     return kept
+
+
+def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {done.returncode}"
+
+
+def fetch_source(src: Path, repo: str, ref: str) -> str | None:
+    """Check out REF (a branch, tag or commit) of REPO into SRC, local changes discarded, as Ansible's git
+    module with `force` does, in one process instead of a module run. None, or why it could not."""
+    if not (src / ".git").is_dir():
+        if src.exists():
+            shutil.rmtree(src)
+        src.parent.mkdir(parents=True, exist_ok=True)
+        cloned = _git("clone", "-q", "--no-checkout", "--", repo, str(src))
+        if cloned.returncode != 0:
+            return f"could not fetch {repo} at {ref}: {_last_line(cloned)}"
+    else:
+        _git("remote", "set-url", "origin", repo, cwd=src)
+        fetched = _git(
+            "fetch", "-q", "--force", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*", cwd=src
+        )
+        if fetched.returncode != 0:
+            return f"could not fetch {repo} at {ref}: {_last_line(fetched)}"
+    for candidate in (f"refs/remotes/origin/{ref}", ref):
+        resolved = _git("rev-parse", "-q", "--verify", f"{candidate}^{{commit}}", cwd=src)
+        if resolved.returncode == 0:
+            break
+    else:  # a commit no branch or tag names: ask for it by name
+        fetched = _git("fetch", "-q", "origin", ref, cwd=src)
+        resolved = _git("rev-parse", "-q", "--verify", "FETCH_HEAD^{commit}", cwd=src)
+        if fetched.returncode != 0 or resolved.returncode != 0:
+            return f"could not fetch {repo} at {ref}: {_last_line(fetched)}"
+    checkout = _git("checkout", "-q", "--force", "--detach", resolved.stdout.strip(), cwd=src)
+    if checkout.returncode != 0:
+        return f"could not check out {ref} of {repo}: {_last_line(checkout)}"
+    return None
+
+
+def install_requirements(src: Path, venv: Path) -> str | None:
+    """SRC/requirements.txt into the virtualenv VENV (made with this Python's venv module if absent), as
+    Ansible's pip module does. None (also when there is no requirements.txt), or why it could not."""
+    requirements = src / "requirements.txt"
+    if not requirements.is_file():
+        return None
+    steps = [] if (venv / "bin" / "python").exists() else [[sys.executable, "-m", "venv", str(venv)]]
+    steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)])
+    for step in steps:
+        done = subprocess.run(step, cwd=src, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            return f"could not install {requirements.name} into {venv}: {_last_line(done)}"
+    return None
+
+
+def _prepare_release(args: argparse.Namespace, app_dir: Path) -> int:
+    """--git-repo/--venv/--env-file-from of start/restart, before anything running is touched."""
+    problem = fetch_source(app_dir / "src", args.git_repo, args.git_ref) if args.git_repo else None
+    if problem is None and args.git_repo and args.venv:
+        problem = install_requirements(app_dir / "src", args.venv)
+    if problem is not None:
+        print(problem)
+        return EXIT_NOT_PREPARED
+    if args.env_file_from:
+        app_dir.mkdir(parents=True, exist_ok=True)
+        _install_env_file(args.env_file_from, app_dir)
+    return 0
 
 
 def _continue_from_app_dir(app_dir: Path, argv: list[str]) -> None:
     """Started from a copy elsewhere (Ansible's `script` sends a temporary one) or naming the runner's
-    env file: install this file as APP_DIR/supervise.py and re-run the command from there without
-    --env-file-from (already installed), so the daemon's command line names neither the temporary copy
+    env file: install this file as APP_DIR/supervise.py and re-run the command from there without the
+    options already carried out (`DONE_BEFORE_EXEC`), so the daemon's command line names neither the temporary copy
     nor the runner's private dir (the runner stops whatever names it), and a person can run it."""
     installed = app_dir / "supervise.py"
     here = Path(__file__).resolve()
-    rest = _without_env_file_option(argv)
+    rest = _without_done_options(argv)
     if installed.exists() and installed.resolve() == here and rest == argv:
         return
     if installed.resolve() != here:
@@ -619,11 +706,28 @@ def switch(args: argparse.Namespace) -> int:
             return _undo_switch(fwd_dir, upstream_file, previous, retire if retired else None)
     if wait(fwd_dir, args.url, args.timeout) == 0:
         print(f"the stable address now forwards to {args.upstream}")
+        _after_switch(args)
         return 0
     if not started_now:
         _put_back(upstream_file, previous)
         return 1
     return _undo_switch(fwd_dir, upstream_file, previous, args.retire.resolve() if retired else None)
+
+
+def _after_switch(args: argparse.Namespace) -> None:
+    """Record the slot that serves now, then stop the previous one after the drain: the switch is done
+    whatever happens here (a slot that will not stop is reported, the next deploy stops it)."""
+    if args.serving_file and args.serving:
+        _write_atomic(args.serving_file, f"{args.serving}\n")
+    previous: Path | None = args.stop_after
+    if previous is None or not previous.is_dir():
+        return
+    try:
+        if args.drain > 0 and _running_config(previous) is not None:
+            time.sleep(args.drain)
+        stop(previous.resolve())
+    except OSError as error:
+        print(f"could not stop the previous slot {previous}: {error}")
 
 
 def _undo_switch(fwd_dir: Path, upstream_file: Path, previous: str | None, retired: Path | None) -> int:
@@ -693,15 +797,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retire", type=Path, help="switch: the in-place app dir whose service held the port"
     )
+    parser.add_argument("--serving-file", type=Path, help="switch: once switched, write --serving to it")
+    parser.add_argument("--serving", help="switch: the name of the slot that serves now")
+    parser.add_argument("--stop-after", type=Path, help="switch: once switched, stop this app dir (drained)")
+    parser.add_argument("--git-repo", help="start: check out --git-ref of this repository into APP_DIR/src")
+    parser.add_argument("--git-ref", default="main", help="start: the branch, tag or commit to check out")
+    parser.add_argument("--venv", type=Path, help="start: install src/requirements.txt into this virtualenv")
     args = parser.parse_args(argv)
     app_dir = args.app_dir.resolve()
     args.app_dir = app_dir
     if args.command in ("_forward", "switch", "stop-tree"):
         return _blue_green_command(parser, args, argv)
     if args.command in ("start", "restart"):
-        if args.env_file_from:
-            app_dir.mkdir(parents=True, exist_ok=True)
-            _install_env_file(args.env_file_from, app_dir)
+        prepared = _prepare_release(args, app_dir)
+        if prepared != 0:
+            return prepared
         _continue_from_app_dir(app_dir, argv)
         if args.service_command:
             config = {
