@@ -1,26 +1,30 @@
 """The API: API Gateway HTTP API (payload v2) -> Powertools resolver -> one Router per resource.
 
-Cold start imports only Powertools, pydantic, SQLAlchemy and the routers: no langgraph,
-aiogram, copier or ansible (a test enforces it).
+Cold start imports only Powertools' resolver, pydantic and the settings: no SQLAlchemy, no router, no
+contract model, no OpenAPI model (and no langgraph, aiogram, copier or ansible: a test enforces it). A
+request includes the routers that serve its path's first segment (`ROUTERS_BY_SEGMENT`) before it is
+resolved, so `GET /projects` loads the project routes and the ORM, never the workers' or the OpenAPI
+document's models; `/openapi.json` and `/docs` include every router and configure the document first.
+Routes keep the order an eager registration gives them (routers in `ROUTERS` order), whatever order
+requests load them in, so which route answers a path never depends on what was asked before.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib
 import re
-from typing import Any, cast
+import threading
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
-from functions.api import auth, openapi, request_guard, restore_hooks, worker_tokens
-from functions.api.db import schema_serves
-from functions.api.deps import ApiDeps, get_deps
+from functions.api import request_guard, restore_hooks
 from functions.api.errors import (
     ApiError,
     DatabaseWaking,
@@ -29,31 +33,55 @@ from functions.api.errors import (
     Unauthorized,
     Unavailable,
 )
-from functions.api.migrations import HEAD_REVISION
-from functions.api.routers import (
-    deployments,
-    gates,
-    health,
-    internal,
-    maintenance,
-    news,
-    notices,
-    projects,
-    releases,
-    secrets,
-    servers,
-    spend,
-    sync,
-    tasks,
-    users,
-    workers,
-)
-from shared.contracts.api import ErrorBody
 from shared.handler_shell import lambda_entry
 from shared.observability import correlation, get_logger
 from shared.sessions.port import MAX_SESSION_BYTES
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from functions.api import auth
+    from functions.api.deps import ApiDeps
+
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+DOCUMENT_PATHS = frozenset({"/openapi.json", "/docs"})
+"""Served once every router is included and the document configured."""
+
+ROUTERS: tuple[str, ...] = tuple(
+    "health projects tasks servers secrets users internal workers maintenance deployments releases sync spend "
+    "gates news notices".split()
+)
+"""`functions.api.routers.<name>`, in the order their routes are matched."""
+
+ROUTERS_BY_SEGMENT: dict[str, tuple[str, ...]] = {
+    "health": ("health",),
+    "projects": ("projects", "secrets", "deployments", "releases"),
+    "tasks": ("tasks", "gates"),
+    "servers": ("servers", "releases"),
+    "users": ("users",),
+    "api-keys": ("users",),
+    "me": ("users",),
+    "workers": ("workers",),
+    "deployments": ("deployments",),
+    "incidents": ("sync",),
+    "budgets": ("spend",),
+    "usage": ("spend",),
+    "internal": (
+        "servers",
+        "internal",
+        "workers",
+        "maintenance",
+        "deployments",
+        "releases",
+        "sync",
+        "spend",
+        "gates",
+        "news",
+        "notices",
+    ),
+}
+"""Which routers have a route under each first path segment (a test compares it with the routers' routes):
+a path whose segment is not here has no route (404 `no_route`, as before, after authentication)."""
 
 
 def _json(body: Any) -> str:
@@ -65,7 +93,6 @@ def _json(body: Any) -> str:
 
 
 app = APIGatewayHttpResolver(enable_validation=True, serializer=_json)
-logger = get_logger()
 
 
 def _error(
@@ -76,6 +103,8 @@ def _error(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
+    from shared.contracts.dto import ErrorBody
+
     body = ErrorBody(code=code, message=message, fields=fields or [], details=details or [])
     return Response(
         status_code=status,
@@ -96,7 +125,9 @@ def _api_error(exc: ApiError) -> Response[Any]:
 
 def _validation_error(exc: RequestValidationError) -> Response[Any]:
     if any(tuple(err.get("loc", ()))[:1] == ("response",) for err in exc.errors()):
-        logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
+        get_logger().error(
+            "response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]}
+        )
         return _error(500, "internal_error", "internal error: the response did not match its schema")
     fields, details = [], []
     for err in exc.errors():
@@ -116,7 +147,7 @@ def _validation_error(exc: RequestValidationError) -> Response[Any]:
 
 
 def _bad_response(exc: ResponseValidationError) -> Response[Any]:
-    logger.error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
+    get_logger().error("response failed its own schema", extra={"errors": [str(e) for e in exc.errors()][:5]})
     return _error(500, "internal_error", "internal error: the response did not match its schema")
 
 
@@ -127,7 +158,7 @@ def _not_found(exc: Exception) -> Response[Any]:
 
 
 def _unexpected(exc: Exception) -> Response[Any]:
-    logger.exception("unhandled error")
+    get_logger().exception("unhandled error")
     return _error(
         500, "internal_error", "internal error; the logs have the details under this correlation id"
     )
@@ -144,6 +175,10 @@ def _ensure_ready(deps: ApiDeps) -> None:
     """Bootstrap the first admin and refuse service while the schema is behind the code."""
     if deps.schema_ok:
         return
+    from functions.api import auth
+    from functions.api.db import schema_serves
+    from functions.api.migrations import HEAD_REVISION
+
     with deps.lock:
         if deps.schema_ok:
             return
@@ -163,7 +198,7 @@ def _ensure_ready(deps: ApiDeps) -> None:
         if key:
             with deps.db.session() as session:
                 if auth.bootstrap_admin(session, key):
-                    logger.info("bootstrapped the first admin user")
+                    get_logger().info("bootstrapped the first admin user")
         deps.schema_ok = True
 
 
@@ -171,6 +206,9 @@ def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Princi
     """Before routing, so a caller without a key learns nothing about a route's body schema."""
     if event.get("rawPath") in PUBLIC_PATHS:
         return None
+    from functions.api import auth, worker_tokens
+    from functions.api.deps import get_deps
+
     deps = get_deps()
     _ensure_ready(deps)
     token = auth.bearer_token(headers.get("authorization"))
@@ -181,6 +219,8 @@ def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Princi
 
 
 def _error_result(exc: ApiError) -> dict[str, Any]:
+    from shared.contracts.dto import ErrorBody
+
     body = ErrorBody(code=exc.code, message=exc.message, fields=exc.fields)
     return {
         "statusCode": exc.status,
@@ -190,44 +230,99 @@ def _error_result(exc: ApiError) -> dict[str, Any]:
     }
 
 
-for router in (
-    health.router,
-    projects.router,
-    tasks.router,
-    servers.router,
-    secrets.router,
-    users.router,
-    internal.router,
-    workers.router,
-    maintenance.router,
-    deployments.router,
-    releases.router,
-    sync.router,
-    spend.router,
-    gates.router,
-    news.router,
-    notices.router,
-):
-    app.include_router(router)
-
-OPENAPI_TITLE, OPENAPI_VERSION = "codegen-orchestrator API", health.VERSION
-app.configure_openapi(
-    title=OPENAPI_TITLE,
-    version=OPENAPI_VERSION,
-    security_schemes=openapi.SECURITY_SCHEMES,
-    security=openapi.SECURITY,
-)
-openapi.complete_responses(app._static_routes + app._dynamic_routes, PUBLIC_PATHS)
-app.enable_swagger(path="/docs", title=OPENAPI_TITLE, version=OPENAPI_VERSION)
+_routes_lock = threading.Lock()
+_included: set[str] = set()
+_rank: dict[int, tuple[int, int]] = {}
+"""id(route) -> (its router's place in ROUTERS, its place among that router's routes): the eager order."""
+_document_ready = False
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi_json() -> Response[Any]:
+def _include(names: set[str]) -> None:
+    """Include the named routers not included yet, complete their routes' responses and restore the order."""
+    from functions.api import openapi
+
+    for name in ROUTERS:
+        if name not in names or name in _included:
+            continue
+        before = {id(route) for route in app._static_routes + app._dynamic_routes}
+        app.include_router(importlib.import_module(f"functions.api.routers.{name}").router)
+        added = [route for route in app._static_routes + app._dynamic_routes if id(route) not in before]
+        openapi.complete_responses(added, PUBLIC_PATHS)
+        _rank.update({id(route): (ROUTERS.index(name), n) for n, route in enumerate(added)})
+        _included.add(name)
+    _restore_order()
+
+
+def _restore_order() -> None:
+    """New sorted lists, not sorted in place: a request resolving in another thread reads them meanwhile
+    (an in-place sort empties a list while it runs)."""
+    last = (len(ROUTERS), 0)  # routes of the app itself (the document's) come after every router's
+    app._static_routes = sorted(app._static_routes, key=lambda route: _rank.get(id(route), last))
+    app._dynamic_routes = sorted(app._dynamic_routes, key=lambda route: _rank.get(id(route), last))
+
+
+def include_routes_for(path: str) -> None:
+    """Make the routes that may answer `path` resolvable: its segment's routers, or everything (and the
+    OpenAPI document) for /openapi.json and /docs. Thread-safe; a no-op once they are in."""
+    if path in DOCUMENT_PATHS:
+        if not _document_ready:
+            include_everything()
+        return
+    segment = path.split("/", 2)[1] if path.startswith("/") else ""
+    wanted = set(ROUTERS_BY_SEGMENT.get(segment, ()))
+    if wanted <= _included:
+        return
+    with _routes_lock:
+        _include(wanted)
+
+
+def include_everything() -> None:
+    """Every router, the document's configuration (security schemes, links between operations), /docs and
+    /openapi.json: what the document needs, and what a SnapStart snapshot should hold."""
+    global _document_ready
+    if _document_ready:
+        return
+    with _routes_lock:
+        if _document_ready:
+            return
+        from functions.api import openapi
+
+        _include(set(ROUTERS))
+        openapi.link_created_resources(app._static_routes + app._dynamic_routes)
+        title, version = openapi_title_and_version()
+        app.configure_openapi(
+            title=title,
+            version=version,
+            security_schemes=openapi.security_schemes(),
+            security=openapi.SECURITY,
+        )
+        app.enable_swagger(path="/docs", title=title, version=version)
+        app.get("/openapi.json", include_in_schema=False)(_openapi_json)
+        _restore_order()
+        _document_ready = True
+
+
+def openapi_title_and_version() -> tuple[str, str]:
+    from functions.api.routers import health
+
+    return "codegen-orchestrator API", health.VERSION
+
+
+def _openapi_json() -> Response[Any]:
+    title, version = openapi_title_and_version()
     return Response(
-        200,
-        content_types.APPLICATION_JSON,
-        app.get_openapi_json_schema(title=OPENAPI_TITLE, version=OPENAPI_VERSION),
+        200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title=title, version=version)
     )
+
+
+def _routed_path(event: dict[str, Any]) -> str:
+    """The path the resolver matches (the raw path without a named stage), as Powertools reads it."""
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+    try:
+        return APIGatewayProxyEventV2(event).path
+    except (KeyError, TypeError, AttributeError):
+        return str(event.get("rawPath") or "")
 
 
 def _body_size(event: dict[str, Any]) -> int:
@@ -254,6 +349,8 @@ def lambda_handler(
 ) -> dict[str, Any]:
     """Entry point for API Gateway (HTTP API, payload v2) and for the embedded stack's HTTP server;
     the shell flushes the metrics the request counted."""
+    from functions.api.deps import get_deps
+
     if deps is not None:
         from functions.api.deps import set_deps
 
@@ -269,15 +366,16 @@ def lambda_handler(
         except (Unauthorized, SchemaOutOfDate, DatabaseWaking) as exc:
             return _error_result(exc)
         except Exception:
-            logger.exception("authentication failed unexpectedly")
+            get_logger().exception("authentication failed unexpectedly")
             return _error_result(Unavailable("the database is not reachable right now; try again shortly"))
         refused = request_guard.check(event, headers)
         if refused is not None:
             return _error_result(refused)
+        include_routes_for(_routed_path(event))
         app.context.clear()
         if caller is not None:
             app.context.update(principal=caller)  # what append_context does, typed
-        result = app.resolve(event, cast(LambdaContext, context))  # None in the embedded stack
+        result = app.resolve(event, cast("LambdaContext", context))  # None in the embedded stack
         if int(result.get("statusCode", 200)) in (204, 304):
             result["body"] = ""  # no body may follow these; a stray "null" would corrupt keep-alive streams
         return result

@@ -1,6 +1,9 @@
 """The OpenAPI document, generated from the code: `python -m functions.api.openapi > docs/openapi.json`.
 
 The checked-in copy is compared with the code in the test suite, so an API change shows up in review.
+Nothing here is imported at the API's cold start: the handler includes routers as requests need them and
+completes their responses then; the document's own models (Powertools' OpenAPI models) load only when
+`/openapi.json` or `/docs` is asked for.
 
 Routes declare their success codes (and what a 409 or 410 means for them); `complete_responses`
 adds the answers every route can give, all with the `ErrorBody` schema, so a client (or schemathesis)
@@ -14,19 +17,26 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
-
-from shared.contracts.api import ErrorBody
+from shared.contracts.dto import ErrorBody
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Route
+    from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme
 
 BEARER = "bearerAuth"
-SECURITY_SCHEMES: dict[str, SecurityScheme] = {
-    BEARER: HTTPBearer(
-        description="An API key (`orchestrator` CLI: `orchestrator login`), as `Bearer <key>`."
-    )
-}
+
+
+def security_schemes() -> dict[str, SecurityScheme]:
+    """The document's security schemes (built when the document is: Powertools' OpenAPI models are ~0.1 s)."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    return {
+        BEARER: HTTPBearer(
+            description="An API key (`orchestrator` CLI: `orchestrator login`), as `Bearer <key>`."
+        )
+    }
+
+
 SECURITY: list[dict[str, list[str]]] = [{BEARER: []}]
 ANONYMOUS: list[dict[str, list[str]]] = [{}]
 
@@ -64,11 +74,10 @@ ERRORS_OF_A_PUBLIC_ROUTE = {404: "No route", 422: ERRORS_OF_EVERY_ROUTE[422], 50
 
 
 def complete_responses(routes: list[Route], public_paths: frozenset[str]) -> None:
-    """Give every route its error responses (ErrorBody) next to the success codes it declares,
-    and link what creating routes return to the routes that take it.
+    """Give every route its error responses (ErrorBody) next to the success codes it declares.
 
-    Runs before the first request or document, while routes have not built their dependant yet
-    (the dependant collects the response models).
+    Runs as a router is included, before its routes have built their dependant (the dependant collects the
+    response models); `link_created_resources` adds the links once every route is there.
     """
     for route in routes:
         declared: dict[int, Any] = dict(route.responses or {})
@@ -89,18 +98,18 @@ def complete_responses(routes: list[Route], public_paths: frozenset[str]) -> Non
             code: {"description": text, "content": {"application/json": {"model": ErrorBody}}}
             for code, text in sorted(errors.items())
         }
-    _link_created_resources(routes)
 
 
 def _path_parameters(openapi_path: str) -> set[str]:
     return set(re.findall(r"{(\w+)}", openapi_path))
 
 
-def _link_created_resources(routes: list[Route]) -> None:
+def link_created_resources(routes: list[Route]) -> None:
     """OpenAPI links from each creating operation to the operations that take what it created.
 
     A client sees where an id leads; schemathesis' stateful phase follows them, so it reaches
-    the routes behind an id (tasks, workers, messages) with ids that exist.
+    the routes behind an id (tasks, workers, messages) with ids that exist. Links live in the success
+    responses' specs, which only the document reads: adding them after a route has served is sound.
     """
     for route in routes:
         fills = CREATES.get((route.method, route.openapi_path))
@@ -126,9 +135,11 @@ def _link_created_resources(routes: list[Route]) -> None:
 
 
 def document() -> dict[str, object]:
-    from functions.api.handler import OPENAPI_TITLE, OPENAPI_VERSION, app
+    from functions.api.handler import app, include_everything, openapi_title_and_version
 
-    return json.loads(app.get_openapi_json_schema(title=OPENAPI_TITLE, version=OPENAPI_VERSION))  # type: ignore[no-any-return]
+    include_everything()
+    title, version = openapi_title_and_version()
+    return json.loads(app.get_openapi_json_schema(title=title, version=version))  # type: ignore[no-any-return]
 
 
 def main() -> None:

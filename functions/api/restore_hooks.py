@@ -6,13 +6,11 @@ every route's models through their first use; a version whose settings do not va
 After a restore: the dependencies are forgotten and every engine's pool emptied without touching its
 sockets (a connection in a snapshot is dead in every copy), so the first request builds them anew with a fresh
 IAM token; the verified-key cache is dropped (it is per process and must not outlive a copy's start).
+Imported by the handler at its cold start, so what the hooks use is imported when they run.
 """
 
 from __future__ import annotations
 
-from functions.api import auth
-from functions.api.db import dispose_all
-from functions.api.deps import forget_deps
 from shared import snapstart
 
 WARM_PATH = "/openapi.json"
@@ -46,6 +44,10 @@ def warm() -> None:
 
 
 def start_clean() -> None:
+    from functions.api import auth
+    from functions.api.db import dispose_all
+    from functions.api.deps import forget_deps
+
     deps = forget_deps()
     if deps is not None:
         deps.db.engine.dispose(close=False)  # drop the pool's connections without writing to their sockets

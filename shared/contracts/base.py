@@ -37,9 +37,13 @@ def utc_now() -> datetime:
 
 
 class Contract(BaseModel):
-    """Base for every DTO on the wire: unknown fields are kept (forward compatible)."""
+    """Base for every DTO on the wire: unknown fields are kept (forward compatible).
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
+    `defer_build`: a model's validator and serializer are built when it is first used, not when its module
+    is imported, so a process (a Lambda's cold start, the embedded stack's start) builds only the contracts
+    it touches."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False, defer_build=True)
 
 
 class QueueMeta(Contract):

@@ -44,13 +44,15 @@ GitRef = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=
 
 
 class Dto(BaseModel):
-    model_config = ConfigDict(extra="forbid", from_attributes=True, allow_inf_nan=False)
+    """Request bodies. Like every API model, built on first use (`defer_build`, see `Contract`)."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True, allow_inf_nan=False, defer_build=True)
 
 
 class Out(BaseModel):
     """Responses: tolerant of fields added by newer servers."""
 
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, defer_build=True)
 
 
 class ProjectStatus(StrEnum):
