@@ -164,3 +164,32 @@ def test_ctrl_c_says_what_keeps_running_and_exits_130(monkeypatch: pytest.Monkey
         "error: interrupted: the engineering task eng-2 of blog keeps running in the stack; follow it: "
         "orchestrator task logs eng-2 --follow; the same `orchestrator run` again attaches to it"
     ) in result.output
+
+
+class NewProjectApi(FakeApi):
+    """No project named blog yet: `run` creates it, and a project created this moment has no task."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.listed = 0
+
+    def get_project(self, name: str) -> Any:
+        from shared.api_client import NotFoundError
+
+        raise NotFoundError(404, "not_found", "no project blog")
+
+    def create_project(self, name: str, description: str, modules: list[str], agent: str | None) -> Any:
+        return self.project
+
+    def list_tasks(self, *args: Any, **kwargs: Any) -> Page[Task]:
+        self.listed += 1
+        return super().list_tasks(*args, **kwargs)
+
+
+def test_a_project_created_by_the_run_starts_engineering_without_looking_for_its_tasks(
+    monkeypatch: pytest.MonkeyPatch, followed: list[str]
+) -> None:
+    api = NewProjectApi()
+    result = _run(monkeypatch, api, "--json")
+    assert result.exit_code == 0, result.output
+    assert followed == ["eng-2", "dep-new"] and api.listed == 0
