@@ -164,6 +164,17 @@ def _as_database(key: str, value: Any) -> str:
     return text
 
 
+def _as_operator_secrets(key: str, value: Any) -> str:
+    if value is None or str(value).strip() == "":
+        return constants.DEFAULT_OPERATOR_SECRETS
+    text = str(value).strip().lower()
+    if text not in constants.OPERATOR_SECRETS_STORES:
+        raise ConfigError(
+            f"context {key}={value!r} must be one of {', '.join(constants.OPERATOR_SECRETS_STORES)}"
+        )
+    return text
+
+
 def _as_email(key: str, value: Any) -> str | None:
     if value is None or str(value).strip() == "":
         return None
@@ -188,7 +199,10 @@ class StackConfig:
     """Owner of the projects' repositories (required: `-c github_owner=<user or org>`)."""
     github_owner_is_org: bool = False
     github_token_ref: str = constants.DEFAULT_GITHUB_TOKEN_REF
-    """`secret://<path>` (Secrets Manager `<resource prefix>/<path>`) or `secret://<ARN>`."""
+    """`secret://<path>` (Secrets Manager `<resource prefix>/<path>`), `secret://<ARN>`, or
+    `secret://ssm/<path>` (the SecureString parameter `/<resource prefix>/<path>`)."""
+    operator_secrets: str = constants.DEFAULT_OPERATOR_SECRETS
+    """`secretsmanager` or `ssm`: where the Telegram bot token lives (and the GitHub token by default)."""
     worker_agent_packages: str = constants.DEFAULT_WORKER_AGENT_PACKAGES
     """npm packages baked into the worker image (its AGENT_NPM_PACKAGES build argument)."""
     require_layers: bool = False
@@ -213,10 +227,19 @@ class StackConfig:
         """Prefix of physical names; also the functions' ORCH_QUEUE_PREFIX."""
         return self.stack_name
 
+    @property
+    def bot_token_in_ssm(self) -> bool:
+        return self.operator_secrets == constants.OPERATOR_SECRETS_SSM
+
     @classmethod
     def from_context(cls, node: Node) -> StackConfig:
         get = node.try_get_context
+        operator_secrets = _as_operator_secrets(
+            constants.CONTEXT_OPERATOR_SECRETS, get(constants.CONTEXT_OPERATOR_SECRETS)
+        )
+        in_ssm = operator_secrets == constants.OPERATOR_SECRETS_SSM
         return cls(
+            operator_secrets=operator_secrets,
             env_name=_as_name_part(
                 constants.CONTEXT_ENV_NAME, get(constants.CONTEXT_ENV_NAME), constants.DEFAULT_ENV_NAME
             ),
@@ -244,7 +267,7 @@ class StackConfig:
             github_token_ref=_as_secret_reference(
                 constants.CONTEXT_GITHUB_TOKEN_REF,
                 get(constants.CONTEXT_GITHUB_TOKEN_REF),
-                constants.DEFAULT_GITHUB_TOKEN_REF,
+                constants.DEFAULT_GITHUB_TOKEN_SSM_REF if in_ssm else constants.DEFAULT_GITHUB_TOKEN_REF,
             ),
             worker_agent_packages=_as_text(
                 get(constants.CONTEXT_WORKER_AGENT_PACKAGES), constants.DEFAULT_WORKER_AGENT_PACKAGES

@@ -67,6 +67,13 @@ DATABASE_AURORA = "aurora"
 DATABASE_RDS = "rds"
 DATABASE_KINDS = (DATABASE_AURORA, DATABASE_RDS)
 DEFAULT_DATABASE = DATABASE_AURORA
+CONTEXT_OPERATOR_SECRETS = "operator_secrets"
+"""Where the secrets the operator provides live: `secretsmanager` (default) or `ssm` (SecureString
+parameters, $0 a month instead of $0.40 each): the Telegram bot token and the default GitHub token."""
+OPERATOR_SECRETS_SECRETS_MANAGER = "secretsmanager"
+OPERATOR_SECRETS_SSM = "ssm"
+OPERATOR_SECRETS_STORES = (OPERATOR_SECRETS_SECRETS_MANAGER, OPERATOR_SECRETS_SSM)
+DEFAULT_OPERATOR_SECRETS = OPERATOR_SECRETS_SECRETS_MANAGER
 
 DEFAULT_ENABLE_NAT_GATEWAY = False
 # Safe by default: a person has to say `-c deletion_protection=false` to make the database
@@ -361,6 +368,10 @@ PO_SECRETS_PATH = "po"
 Manager `<resource prefix>/projects/...`, `<resource prefix>/servers/...`)."""
 DEFAULT_GITHUB_TOKEN_REF = "secret://github/token"  # noqa: S105 - a reference, not a token
 """Secrets Manager `<resource prefix>/github/token`, created by the operator (README: Deploy to AWS)."""
+DEFAULT_GITHUB_TOKEN_SSM_REF = "secret://ssm/github/token"  # noqa: S105 - a reference, not a token
+"""With `-c operator_secrets=ssm`: the SecureString parameter `/<resource prefix>/github/token`."""
+TELEGRAM_BOT_TOKEN_SSM_REF = "secret://ssm/telegram/bot_token"  # noqa: S105 - a reference, not a token
+"""With `-c operator_secrets=ssm`: the SecureString parameter `/<resource prefix>/telegram/bot_token`."""
 
 # -- telegram ------------------------------------------------------------------------------
 

@@ -164,10 +164,7 @@ class OrchestratorStack(Stack):
                 f"{self.api.url}{self.telegram.webhook_path}",
                 "orchestrator telegram set-webhook --url <this>",
             ),
-            "TelegramBotTokenSecretArn": (
-                self.telegram.bot_token_secret.secret_arn,
-                "Put the bot token from @BotFather here after the first deploy (it starts as a placeholder)",
-            ),
+            **self.telegram.bot_token_output(),
             "TelegramWebhookSecretArn": (
                 self.telegram.webhook_secret.secret_arn,
                 "The generated webhook secret (ORCH_TELEGRAM_WEBHOOK_SECRET_REF=secret://<this> for set-webhook)",

@@ -38,10 +38,9 @@ from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
     acknowledge_wildcard_resources,
-    grant_secret_read,
+    grant_reference_read,
     lambda_handler_path,
     pascal,
-    secret_arns_for_reference,
     secret_name_arn,
     secret_name_arn_finding,
 )
@@ -176,20 +175,14 @@ class Consumers(Construct):
 
     def _telegram_bot_environment(self) -> dict[str, str]:
         return {
-            "ORCH_TELEGRAM_BOT_TOKEN_REF": environment.secret_reference(
-                self._telegram.bot_token_secret.secret_arn
-            ),
+            "ORCH_TELEGRAM_BOT_TOKEN_REF": self._telegram.bot_token_reference,
             **environment.telegram_admins(self._config),
             **environment.idempotency(self._idempotency_table.table_name),
         }
 
     def _telegram_notifier_environment(self) -> dict[str, str]:
         """Sends and edits as the bot: its token by reference (read permission in _grant_specifics)."""
-        return {
-            "ORCH_TELEGRAM_BOT_TOKEN_REF": environment.secret_reference(
-                self._telegram.bot_token_secret.secret_arn
-            )
-        }
+        return {"ORCH_TELEGRAM_BOT_TOKEN_REF": self._telegram.bot_token_reference}
 
     def _product_owner_environment(self) -> dict[str, str]:
         """Answers as the bot (its token by reference); PO workers reach the API at the same URL."""
@@ -198,7 +191,7 @@ class Consumers(Construct):
     def _grant_product_owner(self) -> None:
         """Read the bot token, claim, and keep each person's PO key under `<prefix>/po/`."""
         po = self.functions[constants.PRODUCT_OWNER_FUNCTION]
-        self._telegram.bot_token_secret.grant_read(po)
+        self._telegram.grant_bot_token_read(po)
         grant_claims(self._idempotency_table, po)
         pattern = f"{self._config.resource_prefix}/{constants.PO_SECRETS_PATH}/*"
         po.add_to_role_policy(
@@ -255,19 +248,18 @@ class Consumers(Construct):
         self._grant_product_owner()
         self._workers.grant_manage_workers(self.functions[constants.WORKER_MANAGER_FUNCTION])
         self._workers.grant_launch_ansible(self.functions[constants.INFRA_FUNCTION])
-        github_token = secret_arns_for_reference(
-            self, self._config.github_token_ref, self._config.resource_prefix
-        )
         for name in (
             constants.SCAFFOLDER_FUNCTION,
             constants.ENGINEERING_FUNCTION,
             constants.DEPLOY_FUNCTION,
         ):
-            grant_secret_read(self.functions[name], github_token)
+            grant_reference_read(
+                self, self.functions[name], self._config.github_token_ref, self._config.resource_prefix
+            )
         for name in (constants.ENGINEERING_FUNCTION, constants.DEPLOY_FUNCTION):
             self._checkpoint_table.grant_read_write_data(self.functions[name])
             self._grant_checkpoint_offload(self.functions[name])
         bot = self.functions[constants.TELEGRAM_BOT_FUNCTION]
-        self._telegram.bot_token_secret.grant_read(bot)
-        self._telegram.bot_token_secret.grant_read(self.functions[constants.TELEGRAM_NOTIFIER_FUNCTION])
+        self._telegram.grant_bot_token_read(bot)
+        self._telegram.grant_bot_token_read(self.functions[constants.TELEGRAM_NOTIFIER_FUNCTION])
         grant_claims(self._idempotency_table, bot)

@@ -35,7 +35,7 @@ from infra_cdk import constants, environment
 from infra_cdk.config import ConfigError, StackConfig
 from infra_cdk.layer_assets import NOT_BUILT_WARNING, LayerAsset, layer_asset, resolve_layers_dir
 from layers import build, code_asset
-from shared.secrets.refs import is_arn, parse_reference
+from shared.secrets.refs import is_arn, parse_reference, ssm_path
 
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
 
@@ -280,6 +280,61 @@ def grant_secret_read(grantee: iam.IGrantable, arns: Sequence[str]) -> None:
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], resources=list(arns)
         )
     )
+
+
+Reader = lambda_.FunctionBase | iam.IRole
+"""What may be granted a secret reference: a function (its role) or a task role."""
+
+
+def grant_reference_read(scope: Construct, grantee: Reader, reference: str, secrets_prefix: str) -> None:
+    """Read exactly what one `secret://` reference resolves to: a Secrets Manager secret, or for
+    `secret://ssm/<path>` the one SecureString parameter `/<secrets prefix>/<path>`."""
+    parameter = ssm_path(parse_reference(reference))
+    if parameter is None:
+        grant_secret_read(grantee, secret_arns_for_reference(scope, reference, secrets_prefix))
+    else:
+        grant_parameter_read(scope, grantee, [f"{secrets_prefix}/{parameter}"])
+
+
+def ssm_parameter_arn(scope: Construct, name: str) -> str:
+    """A parameter's ARN: `parameter/<name without its leading slash>`."""
+    return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+
+
+def grant_parameter_read(scope: Construct, grantee: Reader, names: Sequence[str]) -> None:
+    """`ssm:GetParameter` on exactly these parameters (no path, no wildcard, no GetParametersByPath), and
+    `kms:Decrypt` only as SSM asks for it while decrypting exactly these parameters (`kms:ViaService` and
+    SSM's encryption context `PARAMETER_ARN`). The `aws/ssm` key's own policy already lets the account's
+    principals decrypt through SSM; the statement makes the grant explicit and also covers a parameter
+    the operator encrypted with a customer managed key whose policy defers to IAM, and it cannot be used
+    for anything else: KMS is reached only through SSM, only for these parameters."""
+    stack = Stack.of(scope)
+    arns = [ssm_parameter_arn(scope, name) for name in names]
+    principal = grantee.grant_principal
+    principal.add_to_principal_policy(iam.PolicyStatement(actions=["ssm:GetParameter"], resources=arns))
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["kms:Decrypt"],
+            resources=[stack.format_arn(service="kms", resource="key", resource_name="*")],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": f"ssm.{stack.region}.{stack.url_suffix}",
+                    "kms:EncryptionContext:PARAMETER_ARN": arns,
+                }
+            },
+        )
+    )
+    acknowledge_wildcard_resources(
+        grantee,
+        [KMS_KEYS_FINDING],
+        reason="kms:Decrypt names no key because the aws/ssm key's id is not known at synth time (an "
+        "alias is not a key resource); it is usable only via SSM (kms:ViaService) and only to decrypt "
+        "the parameters this role may GetParameter (kms:EncryptionContext:PARAMETER_ARN).",
+    )
+
+
+KMS_KEYS_FINDING = "arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*"
+"""How cdk-nag spells the `key/*` resource of `grant_parameter_read` in an IAM5 finding id."""
 
 
 def secret_name_arn_finding(name_pattern: str) -> str:

@@ -6,6 +6,10 @@
   bot token cannot be generated: the stack creates its secret with a random placeholder (not a valid
   token) and the operator puts the one from @BotFather into it (`aws secretsmanager put-secret-value
   --secret-id <TelegramBotTokenSecretArn> ...`); the bot consumer reads it at its next cold start.
+  With `-c operator_secrets=ssm` the stack creates no secret for the token (CloudFormation cannot create
+  a SecureString): it is the SecureString parameter `/<prefix>/telegram/bot_token` the operator puts
+  (`aws ssm put-parameter --type SecureString`), referenced as `secret://ssm/telegram/bot_token`, and
+  the functions that read it may GetParameter on exactly that parameter.
 - **The route has no gateway authorizer**: Telegram cannot sign requests or send an API key; it sends
   the webhook secret in `X-Telegram-Bot-Api-Secret-Token`, which the function compares in constant
   time before anything else (401 otherwise). The stage's throttling applies to this route too.
@@ -26,7 +30,9 @@ from constructs import Construct
 
 from infra_cdk import constants, environment
 from infra_cdk.config import StackConfig
-from infra_cdk.constructs.runtime import LambdaRuntime
+from infra_cdk.constructs.runtime import LambdaRuntime, Reader, grant_reference_read
+from shared.secrets.refs import parse_reference, ssm_path
+from shared.secrets.ssm import put_parameter_command
 
 
 def grant_claims(table: dynamodb.ITable, function: lambda_.IFunction) -> None:
@@ -51,15 +57,12 @@ class Telegram(Construct):
         self._config = config
         self._runtime = runtime
         prefix = config.resource_prefix
-        self.bot_token_secret = self._build_secret(
-            "BotTokenSecret",
-            description=f"{prefix}: the Telegram bot token from @BotFather. Starts as a random placeholder: "
-            "put the real token here after the first deploy (aws secretsmanager put-secret-value).",
-            length=constants.TELEGRAM_BOT_TOKEN_PLACEHOLDER_LENGTH,
-            rotation="A Telegram bot token is issued by @BotFather, not by anything Secrets Manager can "
-            "call: rotate it with /revoke in @BotFather and put the new value here; the bot consumer "
-            "reads it at its next cold start.",
-        )
+        self.bot_token_secret: secretsmanager.Secret | None = None
+        if config.bot_token_in_ssm:
+            self.bot_token_reference = constants.TELEGRAM_BOT_TOKEN_SSM_REF
+        else:
+            self.bot_token_secret = self._build_bot_token_secret(prefix)
+            self.bot_token_reference = environment.secret_reference(self.bot_token_secret.secret_arn)
         self.webhook_secret = self._build_secret(
             "WebhookSecret",
             description=f"{prefix}: the Telegram webhook secret token (X-Telegram-Bot-Api-Secret-Token), "
@@ -76,6 +79,42 @@ class Telegram(Construct):
     @property
     def webhook_path(self) -> str:
         return constants.TELEGRAM_WEBHOOK_PATH
+
+    def grant_bot_token_read(self, grantee: Reader) -> None:
+        """Read the bot token where it lives (its secret, or its one SSM parameter)."""
+        if self.bot_token_secret is not None:
+            self.bot_token_secret.grant_read(grantee)
+        else:
+            grant_reference_read(self, grantee, self.bot_token_reference, self._config.resource_prefix)
+
+    def bot_token_output(self) -> dict[str, tuple[str, str]]:
+        """The stack output that tells the operator where to put the token from @BotFather."""
+        if self.bot_token_secret is not None:
+            return {
+                "TelegramBotTokenSecretArn": (
+                    self.bot_token_secret.secret_arn,
+                    "Put the bot token from @BotFather here after the first deploy (it starts as a placeholder)",
+                )
+            }
+        name = f"/{self._config.resource_prefix}/{ssm_path(parse_reference(self.bot_token_reference))}"
+        return {
+            "TelegramBotTokenParameterName": (
+                name,
+                "Put the bot token from @BotFather here: "
+                f"{put_parameter_command('<this>')} (a SecureString; the stack cannot create one)",
+            )
+        }
+
+    def _build_bot_token_secret(self, prefix: str) -> secretsmanager.Secret:
+        return self._build_secret(
+            "BotTokenSecret",
+            description=f"{prefix}: the Telegram bot token from @BotFather. Starts as a random placeholder: "
+            "put the real token here after the first deploy (aws secretsmanager put-secret-value).",
+            length=constants.TELEGRAM_BOT_TOKEN_PLACEHOLDER_LENGTH,
+            rotation="A Telegram bot token is issued by @BotFather, not by anything Secrets Manager can "
+            "call: rotate it with /revoke in @BotFather and put the new value here; the bot consumer "
+            "reads it at its next cold start.",
+        )
 
     def _build_secret(
         self, construct_id: str, *, description: str, length: int, rotation: str

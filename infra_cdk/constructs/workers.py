@@ -63,8 +63,8 @@ from infra_cdk.constructs.network import Network
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
     acknowledge_wildcard_resources,
+    grant_reference_read,
     grant_secret_read,
-    secret_arns_for_reference,
     secret_name_arn,
     secret_name_arn_finding,
 )
@@ -367,7 +367,7 @@ class Workers(Construct):
         prefix = self._config.resource_prefix
         # the git token and the coding agents' credentials (-c agent_secret_refs), each by its exact reference
         for reference in (self._config.github_token_ref, *(ref for _, ref in self._config.agent_secret_refs)):
-            grant_secret_read(function, secret_arns_for_reference(self, reference, prefix))
+            grant_reference_read(self, function, reference, prefix)
         # A Product Owner worker's person-scope key (secret://po/<user_id>/api_key).
         po_keys = f"{prefix}/{constants.PO_SECRETS_PATH}/*"
         grant_secret_read(function, [secret_name_arn(self, po_keys)])
@@ -432,7 +432,7 @@ class Workers(Construct):
         prefix = self._config.resource_prefix
         self._service_key_secret.grant_read(role)
         # https clones of the project's repository (the deploy message carries this reference)
-        grant_secret_read(role, secret_arns_for_reference(self, self._config.github_token_ref, prefix))
+        grant_reference_read(self, role, self._config.github_token_ref, prefix)
         patterns = [
             f"{prefix}/{constants.SERVER_SECRETS_PATH}/*",
             f"{prefix}/{constants.PROJECT_SECRETS_PATH}/*",
