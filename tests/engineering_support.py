@@ -252,7 +252,9 @@ class Run:
             f"developer:{rnd}:message",
             {"success": True, "result": {"commit_sha": f"c{rnd}", "files_changed": files}},
         )
-        self.answer(f"tester:{rnd}:create", {"success": True, "worker_id": f"t-{rnd}"})
+        if self.waiting_for() == f"{self.task_id}:tester:{rnd}:create":  # a worker of the tester's own
+            self.answer(f"tester:{rnd}:create", {"success": True, "worker_id": f"t-{rnd}"})
+        # otherwise the tests went to the developer's worker as a command (issue 24)
 
     def deleted(self) -> list[str]:
         return [c.worker_id for c in self.sent if isinstance(c, DeleteWorkerCommand)]

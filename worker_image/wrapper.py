@@ -46,7 +46,7 @@ from shared.observability import get_logger
 from shared.secrets.redact import Redactor
 from worker_image.agents.base import AgentResult
 from worker_image.agents.process import not_started_at_budget
-from worker_image.git_ops import GitError, checkout, commit_and_push, use_token
+from worker_image.git_ops import GitError, checkout, commit_and_push, git, use_token
 
 EVENT_FLUSH_S = 1.0
 RESULT_RETRY_S = 900.0
@@ -100,6 +100,9 @@ def with_orchestrator_on_path(env: Mapping[str, str]) -> dict[str, str]:
         return dict(env)
     return {**env, "PATH": f"{path}{os.pathsep}{ORCHESTRATOR_SCRIPTS}"}
 
+
+COMMAND_STEP = "tester"
+"""The step a `command` message's progress events name: commands are how the tester checks the work."""
 
 SESSION_LOCK_WAIT_S = 120.0
 """How long a conversation's next worker waits for the one before to leave the shared workspace."""
@@ -188,6 +191,8 @@ class Wrapper:
         self.session_key: str | None = None
         self._session_lock: IO[bytes] | None = None
         self._unsaved: tuple[Any, dict[str, str]] | None = None
+        self._fresh_checkout = False
+        """The workspace is the clone `load_job` just made, which no message has run on yet."""
 
     # -- job ---------------------------------------------------------------------------
 
@@ -221,6 +226,7 @@ class Wrapper:
         if self.session_key:
             self._enter_session_workspace(self.session_key)
         self._checkout()
+        self._fresh_checkout = True
         if self.session_key:
             self._restore_session(self.session_key)
         self._until_reachable(lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING")
@@ -468,14 +474,24 @@ class Wrapper:
 
     # -- one message -------------------------------------------------------------------
 
-    def _prepare_workspace(self, prompt: str) -> None:
-        self._checkout()
+    def _prepare_workspace(self, message: WorkerMessage, adapter: Any) -> None:
+        """The checkout a message runs on. The clone `load_job` just made is current: the first message
+        takes it as it is (no fetch). A later prompt refreshes it from the remote (a fix round continues
+        the pushed branch). A command runs on the work as the previous round left it, which is what that
+        round pushed (everything changed is committed), minus what git ignores (`clean -fdx`): the same
+        tree a fresh clone of the branch would give."""
+        fresh, self._fresh_checkout = self._fresh_checkout, False
+        if message.kind == "command":
+            if self.context.repo_url and not fresh:
+                git(self.workspace, "clean", "-qfdx")
+            return
+        if not fresh:
+            self._checkout()
         assert self.detail is not None
-        adapter = self._adapter()
         instructions = self.detail.config.get("instructions") or ""
         if instructions:
             (self.workspace / adapter.instructions_file).write_text(instructions, encoding="utf-8")
-        (self.workspace / "TASK.md").write_text(prompt, encoding="utf-8")
+        (self.workspace / "TASK.md").write_text(message.body, encoding="utf-8")
 
     def _agent_settings(self) -> dict[str, Any]:
         """Per-job agent options (model, command, ...) from the worker's config; the machine's
@@ -490,17 +506,58 @@ class Wrapper:
         return settings
 
     def run_message(self, message: WorkerMessage) -> tuple[bool, str | None, str | None, dict[str, Any]]:
-        from worker_image.agents import run_agent
-
         assert self.detail is not None
-        adapter = self._adapter()
+        is_command = message.kind == "command"
+        adapter = self._command_adapter(message.body) if is_command else self._adapter()
         if message.budget_usd is not None and message.budget_usd <= 0:
             # nothing left to spend: the agent is not started (nor the checkout refreshed for it)
             refused = run_result(adapter.name, not_started_at_budget(message.budget_usd), message.budget_note)
             return False, None, refused["reason"], refused
-        self._prepare_workspace(message.body)
-        task_id = self.detail.task_id
-        step = self.context.step or "worker"
+        self._prepare_workspace(message, adapter)
+        on_event, flush = self._event_sink(message, COMMAND_STEP if is_command else None)
+        env = self._agent_process_env()
+        budget = message.budget_usd
+        if is_command:
+            return self._run_command(message, adapter, env, on_event, flush)
+        with self._activity(message.id):
+            outcome = self._run_agent(adapter, message, env, on_event, self.session_id, budget)
+            if self.session_id and adapter.session_lost(outcome):
+                # the saved session is gone or unreadable: answer from a new session rather than fail
+                self.logger.warning(
+                    "session to resume not found; starting a new one", extra={"session_id": self.session_id}
+                )
+                self.session_id = None
+                left = None if budget is None else budget - (outcome.cost_usd or 0.0)
+                outcome = self._run_agent(adapter, message, env, on_event, None, left)
+        flush()
+        self.session_id = outcome.session_id or self.session_id
+        self._unsaved = (adapter, env)  # saved once the answer is out: the person does not wait for it
+        result = run_result(adapter.name, outcome, message.budget_note)
+        if outcome.status != "success":
+            result["output_tail"] = outcome.output_tail
+        context = self.context
+        if context.repo_url and outcome.status == "success" and context.commit:
+            branch = context.branch or f"orchestrator/{self.worker_id}"
+            title = (message.body.strip().splitlines() or ["work"])[0][:72]
+            try:
+                sha, changed = commit_and_push(self.workspace, branch, f"{context.step or 'worker'}: {title}")
+            except GitError as exc:
+                result.update(status="failed", reason=str(exc))
+                return False, outcome.final_answer, str(exc), result
+            result.update(commit_sha=sha, branch=branch, files_changed=changed)
+        success = outcome.status == "success"
+        return (
+            success,
+            outcome.final_answer,
+            None if success else (result["reason"] or outcome.status),
+            result,
+        )
+
+    def _event_sink(self, message: WorkerMessage, step: str | None) -> tuple[Any, Any]:
+        """What the agent's events go through: (on_event, flush). Text, tool and error events become the
+        task's progress events, sent in batches (every EVENT_FLUSH_S, or 50 at a time)."""
+        task_id = self.detail.task_id if self.detail is not None else None
+        step = step or self.context.step or "worker"
         pending: list[dict[str, Any]] = []
         last_flush = [time.monotonic()]
 
@@ -527,56 +584,51 @@ class Wrapper:
             if time.monotonic() - last_flush[0] > EVENT_FLUSH_S or len(pending) >= 50:
                 flush()
 
-        env = self._agent_process_env()
-        budget = message.budget_usd
+        return on_event, flush
+
+    def _run_agent(
+        self,
+        adapter: Any,
+        message: WorkerMessage,
+        env: dict[str, str],
+        on_event: Any,
+        session_id: str | None,
+        budget_usd: float | None,
+    ) -> AgentResult:
+        from worker_image.agents import run_agent
+
+        return run_agent(
+            adapter,
+            message.body,
+            self.workspace,
+            float(message.timeout_s),
+            on_event,
+            session_id=session_id,
+            env=env,
+            redact=self.redactor.redact,
+            sandbox=self.sandbox,
+            budget_usd=budget_usd,
+        )
+
+    def _command_adapter(self, command: str) -> Any:
+        """A `command` message's runner: the command line through the `command` adapter (its stdin is the
+        command itself), whatever agent the worker has; no commands cut from its PATH."""
+        from worker_image.agents import get_adapter
+
+        return get_adapter("command", {"command": command})
+
+    def _run_command(
+        self, message: WorkerMessage, adapter: Any, env: dict[str, str], on_event: Any, flush: Any
+    ) -> tuple[bool, str | None, str | None, dict[str, Any]]:
+        """Run a `command` message: no session (the conversation's agent is not involved), nothing
+        committed (a command checks the work, it does not make it)."""
         with self._activity(message.id):
-            outcome = run_agent(
-                adapter,
-                message.body,
-                self.workspace,
-                float(message.timeout_s),
-                on_event,
-                session_id=self.session_id,
-                env=env,
-                redact=self.redactor.redact,
-                sandbox=self.sandbox,
-                budget_usd=budget,
-            )
-            if self.session_id and adapter.session_lost(outcome):
-                # the saved session is gone or unreadable: answer from a new session rather than fail
-                self.logger.warning(
-                    "session to resume not found; starting a new one", extra={"session_id": self.session_id}
-                )
-                self.session_id = None
-                outcome = run_agent(
-                    adapter,
-                    message.body,
-                    self.workspace,
-                    float(message.timeout_s),
-                    on_event,
-                    session_id=None,
-                    env=env,
-                    redact=self.redactor.redact,
-                    sandbox=self.sandbox,
-                    budget_usd=None if budget is None else budget - (outcome.cost_usd or 0.0),
-                )
+            outcome = self._run_agent(adapter, message, env, on_event, None, message.budget_usd)
         flush()
-        self.session_id = outcome.session_id or self.session_id
-        self._unsaved = (adapter, env)  # saved once the answer is out: the person does not wait for it
         result = run_result(adapter.name, outcome, message.budget_note)
-        if outcome.status != "success":
-            result["output_tail"] = outcome.output_tail
-        context = self.context
-        if context.repo_url and outcome.status == "success" and context.commit:
-            branch = context.branch or f"orchestrator/{self.worker_id}"
-            title = (message.body.strip().splitlines() or ["work"])[0][:72]
-            try:
-                sha, changed = commit_and_push(self.workspace, branch, f"{step}: {title}")
-            except GitError as exc:
-                result.update(status="failed", reason=str(exc))
-                return False, outcome.final_answer, str(exc), result
-            result.update(commit_sha=sha, branch=branch, files_changed=changed)
         success = outcome.status == "success"
+        if not success:
+            result["output_tail"] = outcome.output_tail
         return (
             success,
             outcome.final_answer,

@@ -4,8 +4,11 @@ rebase round of developer -> tester) -> finalize. A blocked developer, or tests 
 the last fix round, park the task for a person's review, whose guidance starts another developer round;
 a spent budget fails the task before any worker starts.
 
-Per worker three steps: create (publish the command), created (wait for the worker, then send it its
-message) and wait (its answer; the worker is deleted).
+One worker per task serves the developer round and the tester's command after it (and a fix round
+when it fits in the worker's life): a `*_create` step sends the round's message to it when it is open,
+or asks for a new worker, whose `*_created` step sends the message once it is up; the `*_wait` step
+takes the answer and keeps the worker for the next round or releases (deletes) it. No worker waits at a
+gate: one parked for a person is released, and the next round starts a new one.
 
 Durable: a node that needs outside work publishes a command and the *next* node calls
 `interrupt()`; the consumer of worker:responses / scaffolder:results resumes the thread
@@ -75,6 +78,12 @@ def at_gate(kind: str, wait: str, on: str) -> Callable[[EngState], str]:
     return ok(lambda state: wait if state.gate == kind else on)
 
 
+def on_open_worker(wait: str, created: str) -> Callable[[EngState], str]:
+    """After a `*_create` step: its round's message went to the task's open worker (wait for the answer),
+    or a new worker was asked for (wait for it to be up)."""
+    return lambda state: wait if state.worker_open else created
+
+
 def after_developer(state: EngState) -> str:
     """A blocked developer parks the task for a person's review; otherwise the tester runs."""
     return "review_gate" if state.review else "tester_create"
@@ -140,15 +149,15 @@ def build_graph(ports: Ports, checkpointer: Any) -> Any:
     review_next = at_gate("review", "review_wait", "developer_create")
     for step in ("review_gate", "review_wait"):
         graph.add_conditional_edges(step, review_next, ["review_wait", "developer_create", "fail", END])
-    # a `*_created` step sends the worker its message itself; the `*_send` steps stay only for
-    # checkpoints written before that (a task stopped between the two goes on from there)
-    for step, following in [
-        ("developer_create", "developer_created"),
-        ("developer_created", "developer_wait"),
-        ("tester_create", "tester_created"),
-        ("tester_created", "tester_wait"),
-    ]:
-        graph.add_conditional_edges(step, ok(following), [following, "fail", END])
+    # a `*_create` step on the task's open worker sends its message itself (on to the wait); otherwise
+    # it asks for a worker, and the `*_created` step sends the message once it is up. The `*_send` steps
+    # stay only for checkpoints written before that (a task stopped between the two goes on from there)
+    for role in ("developer", "tester"):
+        created, wait = f"{role}_created", f"{role}_wait"
+        graph.add_conditional_edges(
+            f"{role}_create", ok(on_open_worker(wait, created)), [wait, created, "fail", END]
+        )
+        graph.add_conditional_edges(created, ok(wait), [wait, "fail", END])
     graph.add_edge("developer_send", "developer_wait")
     graph.add_edge("tester_send", "tester_wait")
     graph.add_conditional_edges(

@@ -35,11 +35,15 @@ from shared.contracts import (
 )
 from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
 from shared.contracts.spend import BUDGET
+from shared.contracts.workers import SendKind
 from shared.graphs.driver import last_lines, request_id
 from shared.graphs.gates import over_budget
 from shared.repos.port import MergeOutcome, RepoHostError
 
 MERGE_INTO = "main"
+WORKER_START_MARGIN_S = 300
+"""What a worker's life spends outside its rounds (a Fargate start, the clone, queue hops), kept free when
+deciding whether its next round still fits in it."""
 """Where tested work goes: deploys ship main's tip."""
 
 
@@ -88,7 +92,13 @@ class EngineeringNodes(GateNodes):
         self.event(state, "progress", f"repository ready: {answer.repo_url}", "scaffold", 15)
         return {"repo_url": answer.repo_url, "commit_sha": answer.commit_sha}
 
-    # -- workers ------------------------------------------------------------------------------------
+    # -- the task's worker --------------------------------------------------------------------------
+    #
+    # One worker serves a task's developer round and the tester's command after it (and a fix round
+    # when its timeout still fits in the worker's life): one spawn, one clone. It is released (deleted)
+    # when the next step is not its round: tests passed (the merge may wait minutes for checks), a gate
+    # parks the task (no worker sits idle for a person's answer; the next round starts a new one), the
+    # budget stopped it, the task failed or ended.
 
     def _create_worker(self, state: EngState, role: Role) -> None:
         is_dev = role == "developer"
@@ -124,41 +134,90 @@ class EngineeringNodes(GateNodes):
     def worker_created(role: Role, id_key: str, answer: WorkerCreated) -> Update:
         if not answer.success:
             return failed(f"could not start the {role} worker: {answer.error}")
+        if id_key == "worker_id":  # the task's worker: open for its rounds until released
+            return {id_key: answer.worker_id, "worker_open": True, "worker_busy_s": 0.0}
         return {id_key: answer.worker_id}
 
-    def _send(self, state: EngState, role: Role, worker_id: str | None, message: str, timeout: int) -> None:
+    def _send(
+        self,
+        state: EngState,
+        role: Role,
+        worker_id: str | None,
+        message: str,
+        timeout: int,
+        kind: SendKind = "message",
+    ) -> None:
         command = SendMessageCommand(
             request_id=request_id(state.task_id, role, state.round, "message"),
             correlation_id=state.correlation_id,
             worker_id=worker_id or "",
             message=message,
             timeout=timeout,
+            kind=kind,
         )
         self.queue.publish(WORKER_COMMANDS, command)
 
-    def _reply(self, state: EngState, role: Role, worker_id: str | None) -> WorkerReply:
-        """Wait for the worker's answer, then delete the worker (a replay re-sends the same delete)."""
-        reply = WorkerReply.model_validate(self.wait_for(state, role, state.round, "message"))
-        if worker_id:
-            command = DeleteWorkerCommand(
-                request_id=request_id(state.task_id, role, state.round, "delete"),
-                correlation_id=state.correlation_id,
-                worker_id=worker_id,
-            )
-            self.queue.publish(WORKER_COMMANDS, command)
-        return reply
+    def _delete(self, state: EngState, role: Role, worker_id: str) -> None:
+        """Stop a worker (a replay re-sends the same delete, which finds it stopped)."""
+        command = DeleteWorkerCommand(
+            request_id=request_id(state.task_id, role, state.round, "delete"),
+            correlation_id=state.correlation_id,
+            worker_id=worker_id,
+        )
+        self.queue.publish(WORKER_COMMANDS, command)
+
+    def release(self, state: EngState, role: Role = "developer") -> Update:
+        """The task's worker is stopped, if it is still open: the next round (if any) starts a new one."""
+        if not (state.worker_open and state.worker_id):
+            return {}
+        self._delete(state, role, state.worker_id)
+        return {"worker_open": False}
+
+    def keeps_worker(self, state: EngState, busy_s: float, next_timeout_s: int) -> bool:
+        """Whether the open worker can take a round of `next_timeout_s` after `busy_s` of rounds: its life
+        (`worker_max_lifetime_s`, counted from its start) must hold the round and `WORKER_START_MARGIN_S`.
+        Decided from the answers only, so a replayed step decides the same."""
+        room = self.settings.worker_max_lifetime_s - WORKER_START_MARGIN_S
+        return state.worker_open and bool(state.worker_id) and busy_s + next_timeout_s <= room
+
+    def round_over(
+        self, state: EngState, role: Role, reply: WorkerReply, next_timeout_s: int | None
+    ) -> Update:
+        """After a round's answer: keep the task's worker for the next round (`next_timeout_s`, None: no
+        round of it comes next), or release it. A tester worker of its own ends here (as before issue 24,
+        so does a developer worker of a checkpoint written then: `worker_open` False)."""
+        if not state.worker_open:
+            ended = state.tester_id if role == "tester" else state.worker_id
+            if ended:
+                self._delete(state, role, ended)
+            return {}
+        busy = state.worker_busy_s + (reply.result.duration_ms or 0) / 1000
+        if next_timeout_s is not None and self.keeps_worker(state, busy, next_timeout_s):
+            return {"worker_busy_s": busy}
+        return self.release(state, role)
+
+    def stopped_before_round(self, state: EngState) -> Update | None:
+        """Before a round: the task ended outside the graph (cancelled) or the budget is spent; the open
+        worker is released either way. None: the round goes on."""
+        if self.ended(state):
+            return {"outcome": "cancelled", **self.release(state)}
+        spent = self.budget_spent(state)
+        if spent:
+            return {**spent, **self.release(state)}
+        return None
 
     # -- developer ----------------------------------------------------------------------------------
 
     def developer_create(self, state: EngState) -> Update:
-        if self.ended(state):
-            return {"outcome": "cancelled"}
-        spent = self.budget_spent(state)
-        if spent:
-            return spent
+        """Start the round: on the task's open worker (its message goes at once), or on a new worker."""
+        stop = self.stopped_before_round(state)
+        if stop is not None:
+            return stop
         note = f" (fix round {state.round})" if state.round > 1 else ""
         message = f"developer ({state.agent}) starting{note}"
         self.event(state, "progress", message, "developer", pct(20, state, 70))
+        if state.worker_open:
+            return self.developer_send(state)
         self._create_worker(state, "developer")
         return {}
 
@@ -179,7 +238,14 @@ class EngineeringNodes(GateNodes):
         return {}
 
     def developer_wait(self, state: EngState) -> Update:
-        return self.developer_answered(state, self._reply(state, "developer", state.worker_id))
+        """The developer's answer; the worker stays for the tester's command when the work is done."""
+        reply = WorkerReply.model_validate(self.wait_for(state, "developer", state.round, "message"))
+        update = self.developer_answered(state, reply)
+        goes_on = "outcome" not in update and not update.get("review")
+        worker = self.round_over(
+            state, "developer", reply, self.settings.tester_timeout_s if goes_on else None
+        )
+        return {**update, **worker}
 
     def developer_answered(self, state: EngState, reply: WorkerReply) -> Update:
         """Done: on to the tester. Stopped at the budget: FAILED (reason budget). Blocked: a person
@@ -207,29 +273,43 @@ class EngineeringNodes(GateNodes):
     # -- tester -------------------------------------------------------------------------------------
 
     def tester_create(self, state: EngState) -> Update:
-        if self.ended(state):
-            return {"outcome": "cancelled"}
-        spent = self.budget_spent(state)
-        if spent:
-            return spent
+        """The tests run as a `command` message: on the developer's open worker, in the workspace it
+        pushed from (no second worker, no second clone); without one (no developer), on a worker of its own."""
+        stop = self.stopped_before_round(state)
+        if stop is not None:
+            return stop
         message = f"tester: running `{self.settings.test_command}`"
         self.event(state, "progress", message, "tester", pct(50, state, 85))
+        if state.worker_open:
+            self._send_tests(state, state.worker_id)
+            return {}
         self._create_worker(state, "tester")
         return {}
 
     def tester_created(self, state: EngState) -> Update:
         update = self._created(state, "tester", "tester_id")
         if "outcome" not in update:
-            self.tester_send(state.model_copy(update=update))
+            self._send_tests(state, update["tester_id"])
         return update
 
+    def _send_tests(self, state: EngState, worker_id: str | None) -> None:
+        command, timeout = self.settings.test_command, self.settings.tester_timeout_s
+        self._send(state, "tester", worker_id, command, timeout, kind="command")
+
     def tester_send(self, state: EngState) -> Update:
+        """Only for a checkpoint written between a tester worker's creation and its message before the
+        `*_created` steps sent it themselves: the old prompt to the old command worker."""
         command = f"run {self.settings.test_command}"
         self._send(state, "tester", state.tester_id, command, self.settings.tester_timeout_s)
         return {}
 
     def tester_wait(self, state: EngState) -> Update:
-        return self.tester_answered(state, self._reply(state, "tester", state.tester_id))
+        """The tests' answer; the worker stays for a fix round (if its timeout fits), else it is released."""
+        reply = WorkerReply.model_validate(self.wait_for(state, "tester", state.round, "message"))
+        update = self.tester_answered(state, reply)
+        fix_round = "outcome" not in update and not update.get("review") and bool(update.get("last_failure"))
+        next_timeout = self.settings.developer_timeout_s if fix_round else None
+        return {**update, **self.round_over(state, "tester", reply, next_timeout)}
 
     def tester_answered(self, state: EngState, reply: WorkerReply) -> Update:
         """Passed: on to finalize. Failed: another developer round, unless there is no developer
@@ -364,8 +444,9 @@ class EngineeringNodes(GateNodes):
         return {"outcome": "completed", "pr_url": pr_url}
 
     def fail(self, state: EngState) -> Update:
+        released = self.release(state)
         if state.outcome == "cancelled" or self.ended(state):
-            return {"outcome": "cancelled"}
+            return {"outcome": "cancelled", **released}
         error = state.error or "engineering failed"
         result = EngineeringResult(
             request_id=state.task_id,
@@ -381,7 +462,7 @@ class EngineeringNodes(GateNodes):
             )
         finally:
             self.event(state, "failed", "engineering failed", "finalize", 100, error=error)
-        return {"outcome": "failed"}
+        return {"outcome": "failed", **released}
 
 
 def _title(spec: str) -> str:

@@ -19,6 +19,14 @@ class EngineeringSettings(CheckpointSettings):
     test_command: Annotated[str, Field(description="How the tester runs a project's tests.")] = "make test"
     developer_timeout_s: Annotated[int, Field(gt=0)] = 1800
     tester_timeout_s: Annotated[int, Field(gt=0)] = 900
+    worker_max_lifetime_s: Annotated[
+        int,
+        Field(
+            gt=0,
+            description="The worker manager's limit on a worker's life (the same ORCH_WORKER_MAX_LIFETIME_S): "
+            "a task's worker takes its next round only if that round's timeout still fits in it.",
+        ),
+    ] = 1800
     merge_checks_wait_s: Annotated[
         float,
         Field(

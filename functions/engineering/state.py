@@ -45,8 +45,23 @@ class EngState(BaseModel):
     last_failure: Annotated[
         str | None, Field(description="The failed test run's output, for the fix round.")
     ] = None
-    worker_id: Annotated[str | None, Field(description="The developer worker of this round.")] = None
-    tester_id: Annotated[str | None, Field(description="The tester worker of this round.")] = None
+    worker_id: Annotated[
+        str | None, Field(description="The task's worker: the developer's, and the tester's when it is kept.")
+    ] = None
+    worker_open: Annotated[
+        bool,
+        Field(
+            description="`worker_id` still runs and takes the task's next round (the tester's command, a fix "
+            "round): no second worker, no second clone. False: the next round starts a worker of its own "
+            "(and a checkpoint from before issue 24, whose workers ended after each answer, reads False)."
+        ),
+    ] = False
+    worker_busy_s: Annotated[
+        float, Field(description="What the rounds on `worker_id` took so far (their answers' duration_ms).")
+    ] = 0.0
+    tester_id: Annotated[
+        str | None, Field(description="A tester worker of its own (no developer), ended after its answer.")
+    ] = None
     commit_sha: str | None = None
     files_changed: Annotated[list[str], Field(description="Every path changed, over all rounds.")] = []
     developer_answer: Annotated[str | None, Field(description="The developer's summary (the PR body).")] = (
@@ -145,6 +160,7 @@ class AgentRun(_Answer):
     commit_sha: str | None = None
     files_changed: list[str] = []
     output_tail: str | None = None
+    duration_ms: int | None = None
 
 
 class WorkerReply(_Answer):

@@ -60,6 +60,7 @@ class WorkerManager:
                 command.worker_id,
                 command.request_id,
                 command.message,
+                kind=command.kind,
                 timeout_s=command.timeout,
                 correlation_id=command.correlation_id,
             )

@@ -65,10 +65,22 @@ class WorkerDetail(Worker):
         return WorkerContext.read(self.config.get("context"))
 
 
+WorkerMessageKind = Literal["message", "file", "command"]
+"""What a worker does with a message: `message` hands the body to the worker's agent as its prompt (and
+commits what it changed when the job says so); `file` writes the body to `path` in the workspace;
+`command` (issue 24) runs the body as a shell command in the same workspace, whatever the worker's agent
+(an engineering task's tester round on the developer's worker: no second worker, no second clone). A
+command's answer is a `send_message` answer like a prompt's; it never commits."""
+
+
 class WorkerMessageCreate(Dto):
     request_id: Annotated[str, Field(min_length=1, max_length=64)]
-    kind: Literal["message", "file"] = "message"
-    body: Annotated[str, Field(max_length=1_000_000)]
+    kind: Annotated[
+        WorkerMessageKind, Field(description="message | file | command (see WorkerMessageKind).")
+    ] = "message"
+    body: Annotated[
+        str, Field(max_length=1_000_000, description="The prompt, the file's text, or the command.")
+    ]
     path: Annotated[str | None, Field(max_length=1000)] = None
     timeout_s: Annotated[int, Field(gt=0, le=86_400)] = 1800
     correlation_id: Annotated[str | None, Field(max_length=64)] = None

@@ -62,10 +62,20 @@ class CreateWorkerCommand(_Command):
         return WorkerContext.read(self.context)
 
 
+SendKind = Literal["message", "command"]
+"""How a worker takes a send_message: its agent's prompt, or a shell command (see SendMessageCommand.kind)."""
+
+
 class SendMessageCommand(_Command):
     command: Literal["send_message"] = "send_message"
     worker_id: str
     message: str
+    kind: SendKind = Field(
+        default="message",
+        description="Added (issue 24): `message` gives `message` to the worker's agent as its prompt; "
+        "`command` runs it as a shell command in the worker's workspace (a tester round on the developer's "
+        "worker). Either is answered with one send_message response.",
+    )
     timeout: Annotated[int, Field(gt=0, description="Seconds the agent may work.")] = DEFAULT_WORKER_TIMEOUT_S
 
 

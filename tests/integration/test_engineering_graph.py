@@ -95,13 +95,13 @@ def test_graph_survives_between_invocations(settings: EngineeringSettings, tmp_p
         send.request_id,
         {"success": True, "response": "done", "result": {"commit_sha": "abc", "files_changed": ["a.py"]}},
     )
-    delete, tester = _take(queue, WORKER_COMMANDS)
-    assert isinstance(delete, DeleteWorkerCommand) and delete.worker_id == "w-dev"
-    assert isinstance(tester, CreateWorkerCommand) and tester.context["commit"] == "false"
-
-    _engine(api, queue, settings).resume(tester.request_id, {"success": True, "worker_id": "w-test"})
+    # the tests run on the developer's worker, as a command (issue 24): no second worker
     [run_tests] = _take(queue, WORKER_COMMANDS)
+    assert isinstance(run_tests, SendMessageCommand) and run_tests.worker_id == "w-dev"
+    assert (run_tests.kind, run_tests.message) == ("command", settings.test_command)
     _engine(api, queue, settings).resume(run_tests.request_id, {"success": True, "response": "ok"})
+    [delete] = _take(queue, WORKER_COMMANDS)
+    assert isinstance(delete, DeleteWorkerCommand) and delete.worker_id == "w-dev", "released once tested"
     assert api.task.status is TaskStatus.COMPLETED
     assert (
         api.task.result

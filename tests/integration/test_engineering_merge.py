@@ -63,7 +63,7 @@ class Run:
     def developer_round(self, files: dict[str, str] | None, merge_main: bool = False) -> str:
         """Answer the developer's create and message (pushing `files` to the branch first, after merging
         main into it when `merge_main`, as a rebase round's developer does); the prompt it got."""
-        # the first round's create, or a later round's after the tester's delete
+        # the first round's create, or a later round's after the worker's delete
         [create] = [c for c in self.commands() if isinstance(c, CreateWorkerCommand)]
         assert create.context["step"] == "developer"
         self.engine().resume(create.request_id, {"success": True, "worker_id": "w-dev"})
@@ -104,9 +104,9 @@ class Run:
         return git("-C", self.work, "rev-parse", "HEAD").strip()
 
     def tests_pass(self) -> None:
-        _delete, create = self.commands()
-        self.engine().resume(create.request_id, {"success": True, "worker_id": "w-test"})
+        """The tests run on the developer's worker (a command message), which goes once they passed."""
         [run] = self.commands()
+        assert isinstance(run, SendMessageCommand) and (run.worker_id, run.kind) == ("w-dev", "command")
         self.engine().resume(run.request_id, {"success": True, "response": "ok"})
 
     def main_file(self, path: str) -> str | None:

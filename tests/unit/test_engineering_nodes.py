@@ -165,7 +165,12 @@ def test_a_started_worker_is_remembered_under_its_role(world: World) -> None:
     started = WorkerCreated.model_validate({"success": True, "worker_id": "w-1"})
     refused = WorkerCreated.model_validate({"success": False, "error": "no capacity"})
 
-    assert world.nodes.worker_created("developer", "worker_id", started) == {"worker_id": "w-1"}
+    assert world.nodes.worker_created("developer", "worker_id", started) == {
+        "worker_id": "w-1",
+        "worker_open": True,  # the task's worker: kept for the tester's command
+        "worker_busy_s": 0.0,
+    }
+    assert world.nodes.worker_created("tester", "tester_id", started) == {"tester_id": "w-1"}
     assert world.nodes.worker_created("tester", "tester_id", refused) == {
         "outcome": "failed",
         "error": "could not start the tester worker: no capacity",
@@ -341,7 +346,7 @@ def test_a_scaffold_then_a_passing_round_completes(world: World) -> None:
 
     assert world.api.task.status is TaskStatus.COMPLETED
     assert world.api.task.result is not None and world.api.task.result["repo_url"] == "/new.git"
-    assert run.deleted() == ["w-1", "t-1"], "each worker goes once it has answered"
+    assert run.deleted() == ["w-1"], "one worker for both rounds, gone once the tests passed"
 
 
 def test_a_failing_round_then_a_fix_round_completes(world: World) -> None:
@@ -357,13 +362,13 @@ def test_a_failing_round_then_a_fix_round_completes(world: World) -> None:
     run.answer(
         "developer:2:message", {"success": True, "result": {"commit_sha": "c2", "files_changed": ["b.py"]}}
     )
-    run.answer("tester:2:create", {"success": True, "worker_id": "t-2"})
     run.answer("tester:2:message", {"success": True})
 
     assert world.api.task.status is TaskStatus.COMPLETED
     result = world.api.task.result or {}
     assert (result["commit_sha"], result["files_changed"]) == ("c2", ["a.py", "b.py"])
-    assert run.deleted() == ["w-1", "t-1", "w-2", "t-2"]
+    # a fix round's 1800 s timeout does not fit in the first worker's 1800 s life: a new one
+    assert run.deleted() == ["w-1", "w-2"]
 
 
 def test_tests_that_keep_failing_park_the_task_for_a_person_after_the_last_round(tmp_path: Path) -> None:
@@ -378,7 +383,7 @@ def test_tests_that_keep_failing_park_the_task_for_a_person_after_the_last_round
     assert world.api.task.status is TaskStatus.WAITING_HUMAN_REVIEW
     [review] = world.api.gate_requests
     assert (review.kind, review.round) == ("review", 2) and review.summary.endswith("exit 1")
-    assert run.deleted() == ["w-1", "t-1", "w-2", "t-2"], "no worker waits with the task"
+    assert run.deleted() == ["w-1", "w-2"], "no worker waits with the task"
 
 
 def test_without_a_developer_only_the_tester_runs(world: World) -> None:
@@ -404,9 +409,9 @@ def test_a_started_worker_gets_its_message_in_the_same_step(world: World) -> Non
     assert isinstance(send, SendMessageCommand)
     assert (send.worker_id, send.request_id) == ("w-1", f"{run.task_id}:developer:1:message")
     assert run.waiting_for() == f"{run.task_id}:developer:1:message"
-    run.answer("developer:1:message", {"success": True, "result": {"commit_sha": "c1"}})
-    [tester_send] = run.answer("tester:1:create", {"success": True, "worker_id": "t-1"})
-    assert isinstance(tester_send, SendMessageCommand) and tester_send.worker_id == "t-1"
+    [tester_send] = run.answer("developer:1:message", {"success": True, "result": {"commit_sha": "c1"}})
+    assert isinstance(tester_send, SendMessageCommand)
+    assert (tester_send.worker_id, tester_send.kind, tester_send.message) == ("w-1", "command", "make test")
     assert run.waiting_for() == f"{run.task_id}:tester:1:message"
 
 

@@ -38,6 +38,10 @@ REPLY_QUEUES = (WORKER_RESPONSES, PO_RESPONSES)
 """Where a worker's config may send its responses (`reply_queue`); anything else is refused."""
 
 
+BUDGETED_KINDS = ("message", "command")
+"""Message kinds that run something (an agent, a command) and so carry the budget left (`budget_usd`)."""
+
+
 def reply_queue(config: dict[str, Any] | None) -> str:
     """The logical queue a worker's responses go to (worker:responses unless its config says otherwise)."""
     queue = (config or {}).get("reply_queue") or WORKER_RESPONSES
@@ -190,8 +194,9 @@ def enqueue_message(
             raise Conflict(f"request {body['request_id']} was already sent to another worker", ["request_id"])
         return existing, [], False
     message = WorkerMessage(worker_id=worker.id, status="PENDING", created_at=utcnow(), **body)
-    if message.kind == "message" and worker.status not in ENDED:
-        # What the agent may spend on it, fixed now: the wrapper stops the agent past it.
+    if message.kind in BUDGETED_KINDS and worker.status not in ENDED:
+        # What the agent (or the command) may spend on it, fixed now: the wrapper stops it past it, and
+        # refuses to start it with nothing left.
         payer = _payer(session, worker)
         message.budget_micros, message.budget_note = budgets.for_message(
             session, get_deps().settings, payer.task_id, payer.user_id
