@@ -102,7 +102,7 @@ def test_spec_to_commit_through_scaffold_developer_tester(make_stack, cli: CliRu
     tests = subprocess.run(["make", "-C", str(clone), "test"], capture_output=True, text=True, timeout=120)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     workers = _workers(cli, task["id"])
-    assert len(workers) == 2 and all(w["status"] == "STOPPED" for w in workers)
+    assert len(workers) == 1 and all(w["status"] == "STOPPED" for w in workers)  # one for both rounds
 
 
 def test_fix_loop_takes_a_second_developer_round(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +112,7 @@ def test_fix_loop_takes_a_second_developer_round(make_stack, cli: CliRunner) -> 
     assert follow.returncode == 0, follow.stdout + follow.stderr
     assert "tests failed; back to the developer (round 2)" in follow.stdout
     developers = [w for w in _workers(cli, task["id"]) if w["agent"] == "command"]
-    assert len(developers) == 4, "two developer and two tester workers"
+    assert len(developers) == 2, "one worker per developer round, its tests run on it"
 
 
 def test_a_permanently_broken_agent_asks_the_person_with_the_test_output(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +131,7 @@ def test_a_permanently_broken_agent_asks_the_person_with_the_test_output(make_st
     gate = shown["gate"]
     assert (gate["kind"], gate["status"]) == ("review", "pending"), gate
     assert "42" in gate["summary"] or "AssertionError" in gate["summary"], gate["summary"]
-    assert len([w for w in _workers(cli, task["id"]) if w["agent"] == "command"]) == 6, "three rounds ran"
+    assert len([w for w in _workers(cli, task["id"]) if w["agent"] == "command"]) == 3, "three rounds ran"
     cancelled = cli("task", "cancel", task["id"], "--json")
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cli("task", "show", task["id"], "--json").stdout)["status"] == "CANCELLED"
@@ -149,7 +149,7 @@ def test_the_same_message_three_times_is_one_run(make_stack, cli: CliRunner) -> 
     assert _follow(cli, task["id"]).returncode == 0
     shown = json.loads(cli("task", "show", task["id"], "--json").stdout)
     assert shown["attempt"] == 1
-    assert len(_workers(cli, task["id"])) == 2, "one developer and one tester, not three of each"
+    assert len(_workers(cli, task["id"])) == 1, "one worker for both rounds, not three"
 
 
 def test_killing_the_stack_mid_task_then_restarting_finishes_it(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
@@ -169,7 +169,7 @@ def test_killing_the_stack_mid_task_then_restarting_finishes_it(make_stack, cli:
     follow = _follow(cli, task["id"])
     assert follow.returncode == 0, follow.stdout + follow.stderr
     workers = _workers(cli, task["id"])
-    assert len(workers) == 2, f"exactly one developer and one tester: {workers}"
+    assert len(workers) == 1, f"exactly one worker for both rounds: {workers}"
 
 
 def test_a_developer_worker_killed_by_hand_fails_the_task_with_the_reason(make_stack, cli: CliRunner) -> None:  # type: ignore[no-untyped-def]
