@@ -29,7 +29,13 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
+def rehearsal_context() -> dict[str, Any]:
+    """CDK context over the rehearsal's defaults; a module overrides it to rehearse another stack shape."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(ssh_server: Any, rehearsal_context: dict[str, Any]) -> Iterator[Rehearsal]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -39,6 +45,7 @@ def rehearsal(ssh_server: Any) -> Iterator[Rehearsal]:
     with Rehearsal(
         workdir,
         os.environ[POSTGRES_URL_ENV],
+        context=rehearsal_context,
         worker_image_env={
             # the image's coding agents: the fake developer (command agent) and the fake `claude`
             # (it notes the environment it was given in the container's /tmp first)

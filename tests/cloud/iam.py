@@ -715,6 +715,32 @@ def _secret_create(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
 _simple("secretsmanager", "ListSecrets", "secretsmanager:ListSecrets", lambda p, env: "*")
 _simple("secretsmanager", "GetRandomPassword", "secretsmanager:GetRandomPassword", lambda p, env: "*")
 
+# -- SSM Parameter Store ------------------------------------------------------------------------
+
+
+def ssm_parameter_arn(name: str, env: Env) -> str:
+    """`parameter/<name without its leading slash>`; a name may also be the parameter's ARN."""
+    if name.startswith("arn:"):
+        return name
+    return env.arn("ssm", "parameter/" + name.split(":", 1)[0].lstrip("/"))
+
+
+@_maps("ssm", "GetParameter", "ssm:GetParameter", "kms:Decrypt")
+def _ssm_get_parameter(p: Mapping[str, Any], env: Env) -> list[AuthRequest]:
+    """GetParameter; with WithDecryption, the kms:Decrypt SSM makes with the caller's credentials (as if the
+    parameter were a SecureString under the aws/ssm key, whose id the rehearsal does not know: a placeholder
+    key ARN; the key's own policy is not evaluated, so the identity policy must allow it)."""
+    arn = ssm_parameter_arn(str(_required(p, "Name", "ssm", "GetParameter")), env)
+    out = [AuthRequest("ssm:GetParameter", arn)]
+    if p.get("WithDecryption"):
+        context: dict[str, ContextValue] = {
+            "kms:ViaService": f"ssm.{env.region}.amazonaws.com",
+            "kms:EncryptionContext:PARAMETER_ARN": arn,
+        }
+        out.append(AuthRequest("kms:Decrypt", env.arn("kms", "key/aws-ssm"), context, "the aws/ssm key's id"))
+    return out
+
+
 # -- RDS IAM database authentication -----------------------------------------------------------
 
 

@@ -312,9 +312,21 @@ class Rehearsal:
             engine.dispose()
         self.database = None  # type: ignore[assignment]
 
+    @property
+    def resource_prefix(self) -> str:
+        return (
+            str(self.context.get("prefix", "codegen-orch")) + "-" + str(self.context.get("env_name", "dev"))
+        )
+
     def _operator_setup(self) -> None:
-        """What the README tells an operator to do after the first deploy: the GitHub token, the bot token."""
-        prefix = self.context.get("prefix", "codegen-orch") + "-" + self.context.get("env_name", "dev")
+        """What the README tells an operator to do after the first deploy: the GitHub token, the bot token
+        (in Secrets Manager, or with `-c operator_secrets=ssm` as SecureString parameters)."""
+        prefix = self.resource_prefix
+        if self.context.get("operator_secrets") == "ssm":
+            ssm = self.client("ssm")
+            for path, value in (("github/token", GITHUB_TOKEN), ("telegram/bot_token", TELEGRAM_TOKEN)):
+                ssm.put_parameter(Name=f"/{prefix}/{path}", Value=value, Type="SecureString")
+            return
         client = self.client("secretsmanager")
         client.create_secret(Name=f"{prefix}/github/token", SecretString=GITHUB_TOKEN)
         bot_secret = self.physical_ref("TelegramBotTokenSecret")
