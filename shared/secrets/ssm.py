@@ -71,7 +71,8 @@ class SsmParameters:
         name = self.parameter_name(path)
         cached = self._cache.get(name)
         now = self._clock()
-        if cached is not None and now - cached[0] < self._ttl_s:
+        # A clock behind the entry (a SnapStart restore on another host) counts as expired.
+        if cached is not None and 0 <= now - cached[0] < self._ttl_s:
             return cached[1]
         parameter = self._read(reference, name, decrypt=True)
         value = str(parameter["Value"])

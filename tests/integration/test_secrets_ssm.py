@@ -76,6 +76,17 @@ def test_a_value_is_cached_for_the_ttl_then_read_again(ssm: Any) -> None:
     assert secrets.get(TOKEN_REF) == "654321:rotated"
 
 
+def test_a_clock_behind_the_cached_entry_reads_again(ssm: Any) -> None:
+    """A SnapStart restore on another host may start the monotonic clock lower than the snapshot's."""
+    ssm.put_parameter(Name=TOKEN_NAME, Value=TOKEN, Type="SecureString")
+    clock = Clock()
+    secrets = _adapter(ssm, clock)
+    assert secrets.get(TOKEN_REF) == TOKEN
+    ssm.put_parameter(Name=TOKEN_NAME, Value="654321:rotated", Type="SecureString", Overwrite=True)
+    clock.now -= 500
+    assert secrets.get(TOKEN_REF) == "654321:rotated"
+
+
 def test_a_missing_parameter_is_secret_not_found_saying_how_to_put_it(ssm: Any) -> None:
     secrets = _adapter(ssm)
     with pytest.raises(SecretNotFound) as caught:
