@@ -21,6 +21,7 @@ from shared.observability import get_logger
 from shared.queues.port import QueuePort
 from worker_image.ansible_runner.job import RunnerJob, RunnerOutcome
 from worker_image.ansible_runner.results import result_for, result_queue
+from worker_image.ansible_runner.runner import answered_without_a_run
 
 JOB_ENV = "ORCH_ANSIBLE_JOB"
 
@@ -76,20 +77,29 @@ class LocalLauncher:
                 raise RunInProgress(f"ansible job {job.request_id} is running in another process") from None
             if done.exists():
                 return "duplicate"
-            job_file = self.runs_dir / f"{key}.json"
-            job_file.write_text(job.model_dump_json())
-            job_file.chmod(0o600)
             started = time.monotonic()
-            exit_code, error = self._run(job, job_file)
-            if exit_code != 0:
-                # 0 means the runner published an outcome (success or failure); anything else means
-                # it could not, so the graph waiting for it hears it from here
-                publish_failure(self.queue, job, error, exit_code)
+            answered = answered_without_a_run(job)
+            if answered is not None:  # a local ping: no runner process (~0.3 s of CPU at every stack start)
+                self.queue.publish(result_queue(job), result_for(job, answered))
+                exit_code = 0
+            else:
+                exit_code = self._run_once(job, key)
             done.write_text(
                 json.dumps({"exit_code": exit_code, "seconds": round(time.monotonic() - started, 3)})
             )
-            job_file.unlink(missing_ok=True)
         return "ran"
+
+    def _run_once(self, job: RunnerJob, key: str) -> int:
+        job_file = self.runs_dir / f"{key}.json"
+        job_file.write_text(job.model_dump_json())
+        job_file.chmod(0o600)
+        exit_code, error = self._run(job, job_file)
+        if exit_code != 0:
+            # 0 means the runner published an outcome (success or failure); anything else means
+            # it could not, so the graph waiting for it hears it from here
+            publish_failure(self.queue, job, error, exit_code)
+        job_file.unlink(missing_ok=True)
+        return exit_code
 
     def _run(self, job: RunnerJob, job_file: Path) -> tuple[int, str]:
         command = [sys.executable, "-m", "worker_image.ansible_runner", "--job", str(job_file), "--publish"]

@@ -81,6 +81,11 @@ def _ping(request_id: str = "ping-1") -> RunnerJob:
     )
 
 
+def _provision(request_id: str = "provision-1") -> RunnerJob:
+    """A job of localhost that runs the runner process (a local ping is answered without one)."""
+    return _ping(request_id).model_copy(update={"kind": "provision"})
+
+
 # -- LocalLauncher -------------------------------------------------------------------------
 
 
@@ -90,7 +95,7 @@ def test_a_local_run_publishes_once_and_a_redelivery_is_a_duplicate_or_waits(
     queue: LocalQueue, tmp_path: Path
 ) -> None:
     launcher = LocalLauncher(queue, tmp_path / "runs", timeout_s=60)
-    job = _ping()
+    job = _provision()
     job_file = tmp_path / "runs" / f"{job_key(job.request_id)}.json"
     outcome: list[Any] = []
     first = threading.Thread(target=lambda: outcome.append(launcher.launch(job)))
@@ -101,14 +106,14 @@ def test_a_local_run_publishes_once_and_a_redelivery_is_a_duplicate_or_waits(
     while not job_file.exists() and first.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert job_file.exists(), "the first run holds the lock and has written its job file"
-    with pytest.raises(RunInProgress, match="ping-1"):
+    with pytest.raises(RunInProgress, match="provision-1"):
         launcher.launch(job)
-    first.join(timeout=60)
+    first.join(timeout=120)
 
     assert outcome == ["ran"]
     [result] = drain(queue, PROVISIONER_RESULTS)
     assert isinstance(result, ProvisionerResult)
-    assert (result.request_id, result.status, result.reachable) == ("ping-1", "success", True)
+    assert (result.request_id, result.status, result.reachable) == ("provision-1", "success", True)
     assert (result.server_handle, result.correlation_id) == ("localhost", "corr-1")
     assert result.facts["hostname"]
     assert not job_file.exists(), "the job file (references only, but still) does not outlive the run"
@@ -167,14 +172,38 @@ def test_a_runner_that_dies_without_publishing_is_answered_by_the_launcher(
     )
     launcher = LocalLauncher(queue, tmp_path / "runs", timeout_s=60)
 
-    assert launcher.launch(_ping("ping-dead")) == "ran"
+    assert launcher.launch(_provision("provision-dead")) == "ran"
 
     [result] = drain(queue, PROVISIONER_RESULTS)
-    assert (result.request_id, result.status, result.exit_code) == ("ping-dead", "failed", 3)
+    assert (result.request_id, result.status, result.exit_code) == ("provision-dead", "failed", 3)
     assert result.error == "the runner crashed (exit 3): boom" and result.errors == [result.error]
     assert (result.server_handle, result.correlation_id) == ("localhost", "corr-1")
-    done = json.loads((tmp_path / "runs" / f"{job_key('ping-dead')}.done").read_text())
+    done = json.loads((tmp_path / "runs" / f"{job_key('provision-dead')}.done").read_text())
     assert done["exit_code"] == 3
+
+
+def test_a_local_ping_is_answered_once_without_a_runner_process(
+    queue: LocalQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a runner process that would fail the test if it were started
+    def no_process(self: LocalLauncher, job: RunnerJob, job_file: Path) -> tuple[int, str]:
+        raise AssertionError("a local ping started a runner process")
+
+    monkeypatch.setattr(LocalLauncher, "_run", no_process)
+    launcher = LocalLauncher(queue, tmp_path / "runs", timeout_s=60)
+
+    # when: the scheduler's ping of the built-in server is delivered, then redelivered
+    assert launcher.launch(_ping("ping-here")) == "ran"
+    assert launcher.launch(_ping("ping-here")) == "duplicate"
+
+    # then: one result, with this machine's facts; a ping naming a secret still goes to the runner
+    [result] = drain(queue, PROVISIONER_RESULTS)
+    assert isinstance(result, ProvisionerResult)
+    assert (result.request_id, result.status, result.reachable) == ("ping-here", "success", True)
+    assert result.facts["hostname"] and result.correlation_id == "corr-1"
+    named = _ping("ping-secret").model_copy(update={"secret_refs": {"X": "secret://projects/p-1/X"}})
+    with pytest.raises(AssertionError, match="started a runner process"):
+        launcher.launch(named)
 
 
 def test_a_crashing_runner_gives_exactly_one_failed_result(
@@ -184,7 +213,7 @@ def test_a_crashing_runner_gives_exactly_one_failed_result(
     monkeypatch.setenv("ORCH_SECRETS_BACKEND", "not-a-backend")
     launcher = LocalLauncher(queue, tmp_path / "runs", timeout_s=60)
 
-    assert launcher.launch(_ping("ping-crash")) == "ran"
+    assert launcher.launch(_provision("provision-crash")) == "ran"
 
     results = drain(queue, PROVISIONER_RESULTS)
     assert [r.status for r in results] == ["failed"], [r.error for r in results]

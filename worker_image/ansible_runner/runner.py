@@ -182,6 +182,15 @@ def local_facts() -> dict[str, str]:
     return {name: value for name, value in facts.items() if value}
 
 
+def answered_without_a_run(job: RunnerJob) -> RunnerOutcome | None:
+    """The outcome of a job that needs neither a playbook, nor a secret, nor a process of its own: a ping
+    of connection local naming no secret reference (the scheduler's, at every stack start), answered by
+    whoever holds the job. None for every other job: it runs (`run_job`)."""
+    if job.kind != "ping" or not job.is_local or job.secret_refs:
+        return None
+    return _ping_here(job, time.monotonic())
+
+
 def _ping_here(job: RunnerJob, started: float) -> RunnerOutcome:
     """A ping of connection local runs no playbook: the machine that answers is the one running this
     (at every stack start the scheduler pings the built-in server; Ansible would spend seconds of CPU)."""
