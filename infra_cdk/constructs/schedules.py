@@ -36,10 +36,9 @@ from infra_cdk.config import StackConfig
 from infra_cdk.constructs.messaging import Messaging
 from infra_cdk.constructs.runtime import (
     LambdaRuntime,
-    grant_secret_read,
+    grant_reference_read,
     lambda_handler_path,
     pascal,
-    secret_arns_for_reference,
 )
 from shared.topology import SCHEDULER_HANDLER, SCHEDULES, ScheduleSpec
 from shared.work_signal.dynamodb import ACTIONS as WORK_SIGNAL_ACTIONS
@@ -98,9 +97,7 @@ class Schedules(Construct):
             *sorted({a for method in SCHEDULER_SIGNAL_METHODS for a in WORK_SIGNAL_ACTIONS[method]}),
         )
         service_key_secret.grant_read(self.function)
-        grant_secret_read(
-            self.function, secret_arns_for_reference(self, config.github_token_ref, config.resource_prefix)
-        )
+        grant_reference_read(self, self.function, config.github_token_ref, config.resource_prefix)
         for pair in messaging.queues.values():
             for queue in (pair.queue, pair.dlq):
                 queue.grant(self.function, *QUEUE_STATS_ACTIONS)

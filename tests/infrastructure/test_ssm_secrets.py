@@ -32,11 +32,12 @@ EXPECTED_PARAMETERS = {
     constants.SCAFFOLDER_FUNCTION: {GITHUB},
     constants.ENGINEERING_FUNCTION: {GITHUB},
     constants.DEPLOY_FUNCTION: {GITHUB},
+    constants.SCHEDULER_FUNCTION: {GITHUB},
     constants.API_FUNCTION: {GITHUB, AGENT},
     "ansible task role": {GITHUB},
 }
-"""Who resolves which `secret://ssm/<path>`: the bot token's readers, the GitHub token's (the API resolves
-it and the agent key for workers), and nobody else."""
+"""Who resolves which `secret://ssm/<path>`: the bot token's readers, the GitHub token's (the scheduler's
+github_sync; the API resolves it and the agent key for workers), and nobody else."""
 
 
 @pytest.fixture(scope="module")
