@@ -24,9 +24,10 @@ app = typer.Typer(help="Run the whole system on this machine (no AWS, no Docker)
 
 
 def _home() -> Path:
-    from shared.settings import HomeSettings
-
-    return HomeSettings().home
+    """`HomeSettings().home`, read as pydantic-settings reads it (ORCH_HOME in any case, `~` expanded) without
+    loading it: ~0.1 s of `local down` and `local status`. A test keeps the two in agreement."""
+    environ = {name.lower(): value for name, value in os.environ.items()}
+    return Path(environ.get("orch_home", "~/.orchestrator")).expanduser()
 
 
 def _running(home: Path):  # type: ignore[no-untyped-def]
@@ -40,15 +41,23 @@ def _running(home: Path):  # type: ignore[no-untyped-def]
 
 def _health(url: str) -> tuple[bool, bool | None]:
     """(healthy, ready) from the stack's /health: 200 only once it is ready for the CLI; `ready` false
-    while it is still starting, None without an answer."""
-    import httpx
+    while it is still starting, None without an answer. Plain `http.client` to this machine: `local up`
+    polls it while the stack starts, and httpx would cost the waiting CLI ~0.1 s of CPU the stack needs."""
+    import http.client
+    from urllib.parse import urlsplit
 
+    where = urlsplit(url)
+    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=2)
     try:
-        reply = httpx.get(f"{url}/health", timeout=2)
-        ready = bool(reply.json().get("ready", True))
-    except (httpx.HTTPError, ValueError, AttributeError):
+        connection.request("GET", f"{where.path.rstrip('/')}/health")
+        reply = connection.getresponse()
+        body = json.loads(reply.read())
+        ready = bool(body.get("ready", True))
+    except (OSError, http.client.HTTPException, ValueError, AttributeError):
         return False, None
-    return reply.status_code == 200, ready
+    finally:
+        connection.close()
+    return reply.status == 200, ready
 
 
 def _healthy(url: str) -> bool:
@@ -172,7 +181,7 @@ def _up_foreground(
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     stack.wait()
-    stack.stop()
+    stack.stop(exiting=True)
     if not json_output:
         typer.echo("stopped")
     _exit_now()

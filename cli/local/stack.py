@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.observability import get_logger
 from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, import_handler
 
 ADMIN_KEY_REF = "secret://local/admin_api_key"
@@ -150,7 +149,6 @@ class EmbeddedStack:
             if (c.function in consumers if consumers is not None else not c.optional or telegram)
         ]
         self._telegram: Any = None
-        self.logger = get_logger()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pollers: list[Any] = []
@@ -158,6 +156,14 @@ class EmbeddedStack:
         self.admin_key: str | None = None
         self.notices: list[str] = []
         """One line each: what `start` repaired, for `local up` to tell the person."""
+
+    @property
+    def logger(self) -> Any:
+        """The process's logger, loaded on first use: `local down` and `local status` import this module only
+        to read the state file, and the logger brings pydantic-settings and Powertools with it."""
+        from shared.observability import get_logger
+
+        return get_logger()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -198,7 +204,7 @@ class EmbeddedStack:
         os.environ["ORCH_HOME"] = str(self.home)
         os.environ["ORCH_API_URL"] = url
         os.environ["ORCH_SERVICE_API_KEY_REF"] = SERVICE_KEY_REF
-        self._ensure_localhost_server(url)
+        self._ensure_localhost_server(url, deps.db)
 
         self._reset_functions()
         self._start_consumers()
@@ -250,9 +256,20 @@ class EmbeddedStack:
 
         return make_url(settings.effective_database_url).render_as_string(hide_password=True)
 
-    def _ensure_localhost_server(self, url: str) -> None:
-        """The built-in deploy target: this machine, reached without ssh, shared by every user."""
+    def _ensure_localhost_server(self, url: str, db: Any) -> None:
+        """The built-in deploy target: this machine, reached without ssh, shared by every user.
+
+        Registered through the API (its validation and ownership rules) when the database has no such
+        server; a data dir that has it (every start but the first) only looks, without an HTTP client."""
         import getpass
+
+        from sqlalchemy import select
+
+        from functions.api.models import Server
+
+        with db.session() as session:
+            if session.execute(select(Server.id).where(Server.handle == LOCALHOST_SERVER)).first():
+                return
 
         import httpx
 
@@ -390,8 +407,12 @@ class EmbeddedStack:
         self._telegram = TelegramPoller(TelegramSettings(home=self.home))
         self._telegram.start()
 
-    def stop(self) -> None:
-        """Stop taking work; in-flight messages reappear after their visibility timeout."""
+    def stop(self, exiting: bool = False) -> None:
+        """Stop taking work; in-flight messages reappear after their visibility timeout.
+
+        `exiting`: the process ends right after (`local up`), so the consumer functions' per-process state
+        is not reset: a reset prepares a next start in the same process, and one that needs a module a
+        job still imports waits for that import (seen: over a second of `local down` after a fresh start)."""
         self._stop.set()
         if self._telegram is not None:
             self._telegram.stop()
@@ -413,7 +434,8 @@ class EmbeddedStack:
         from functions.api.db import dispose_all
         from functions.api.services import readiness
 
-        self._reset_functions()
+        if not exiting:
+            self._reset_functions()
         dispose_all()
         readiness.mark_ready()  # the process's default again (an API in AWS is ready once it answers)
         self.logger.info("embedded stack stopped")
