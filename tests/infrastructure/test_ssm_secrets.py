@@ -165,3 +165,23 @@ def test_moving_the_bot_token_to_ssm_saves_one_secret_month(
         return line.monthly
 
     assert round(secrets_line(default_app) - secrets_line(ssm_app), 2) == 0.40
+
+
+def test_every_function_that_names_an_ssm_token_in_its_environment_may_read_it(ssm_app: Synthesized) -> None:
+    """Derived from the environment, so a function that starts naming the token without its grant fails here."""
+    prefix = ssm_app.stack.config.resource_prefix
+    holders = _statements_by_holder(ssm_app)
+    for name in _functions(ssm_app):
+        env = _env(ssm_app, name) if "Environment" in _functions(ssm_app)[name][1] else {}
+        named = {
+            str(env[key]).removeprefix("secret://ssm/")
+            for key in ("ORCH_GITHUB_TOKEN_REF", "ORCH_TELEGRAM_BOT_TOKEN_REF")
+            if str(env.get(key, "")).startswith("secret://ssm/")
+        }
+        readable = {
+            _parameter_path(arn, prefix)
+            for s in holders.get(name, [])
+            if "ssm:GetParameter" in _actions(s)
+            for arn in _resources(s)
+        }
+        assert named <= readable, name
