@@ -409,10 +409,12 @@ def _throughput(targets: list[Target], seconds: float, connections: int = 8) -> 
 
         def run(i: int, t: Target = t, stop: float = stop, counts: list[list[int]] = counts) -> None:
             with httpx.Client(base_url=t.url, headers=t.headers) as c:
-                while time.monotonic() < stop:
+                while True:  # at least one listing each, however late the thread starts
                     _listed, requests = _list_all(c, t.is_seed)
                     counts[i][0] += 1
                     counts[i][1] += requests
+                    if time.monotonic() >= stop:
+                        return
 
         cpu_before, start = _cpu_s(t.pid), time.monotonic()
         threads = [threading.Thread(target=run, args=(i,)) for i in range(connections)]

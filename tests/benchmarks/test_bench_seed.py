@@ -60,3 +60,32 @@ def test_make_bench_runs_every_benchmark_module() -> None:
     assert modules, "no benchmark modules found"
     assert {m for m in modules if m not in recipe.group(1)} == set()
     assert all("def main(" in (BENCHMARKS / f"{m}.py").read_text() for m in modules)
+
+
+def _prepared_setup() -> Setup | None:
+    import os
+
+    setup = Setup(
+        Path(os.environ.get("ORCH_SEED_CHECKOUT", "/var/tmp/seed/checkout")),
+        os.environ.get("ORCH_SEED_PYTHON", "/var/tmp/seed/.venv/bin/python"),
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/seedbench",
+        os.environ.get("ORCH_TEST_POSTGRES_URL", ""),
+    )
+    return None if missing(setup) else setup
+
+
+@pytest.mark.slow  # ~1-2 min: three servers, consumers in other processes
+@pytest.mark.skipif(_prepared_setup() is None, reason="the seed is not prepared here (docs/benchmarks.md)")
+def test_one_small_round_measures_all_three_servers() -> None:
+    from tests.benchmarks.bench_seed import MEASURES, one_round
+
+    setup = _prepared_setup()
+    assert setup is not None
+    setup.redis_port = _free_port()
+    with _redis(setup.redis_port):
+        measured, memory = one_round(setup, 5, 0.3)
+    assert set(measured) == set(MEASURES)
+    for by_server in measured.values():
+        assert set(by_server) == {"seed", "ours-pg", "ours-sqlite"}
+        assert all(s.p50 > 0 and s.cpu_ms >= 0 for s in by_server.values()), by_server
+    assert all(mib > 10 for mib in memory.values())
