@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from functions.api.handler import ROUTERS as API_ROUTERS
 from infra_cdk import constants
 from infra_cdk.layer_assets import PLACEHOLDER_README, layer_asset, placeholder_text
 from layers import build
@@ -29,6 +30,9 @@ FUNCTION_IMPORTS: dict[str, tuple[str, ...]] = {
     # the handler, and what it imports later, on its first event
     constants.API_FUNCTION: (
         "functions.api.handler",
+        *(f"functions.api.routers.{name}" for name in API_ROUTERS),  # included per request path
+        "aws_lambda_powertools.event_handler.openapi.models",  # /openapi.json and /docs
+        "aws_lambda_powertools.event_handler.openapi.swagger_ui",
         "shared.queues.sqs",
         "shared.secrets.aws",
         "pg8000",
@@ -201,8 +205,10 @@ def test_each_function_imports_only_what_its_layers_provide(function: str) -> No
 
 
 def test_the_import_check_fails_when_a_layer_lacks_a_package() -> None:
-    # the negative control: the API's handler with only the base layer has no SQLAlchemy
-    result = _import_with_only(build.requirements("base"), ("functions.api.handler",))
+    # the negative control: the API's routes with only the base layer have no SQLAlchemy
+    result = _import_with_only(
+        build.requirements("base"), ("functions.api.handler", "functions.api.routers.projects")
+    )
     assert result.returncode != 0
     assert "not in this function's layers" in result.stderr and "sqlalchemy" in result.stderr
 
