@@ -47,6 +47,15 @@ def _events(env: dict[str, str], task_id: str) -> list[dict]:  # type: ignore[ty
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+def _created(env: dict[str, str], task_id: str) -> dict:  # type: ignore[type-arg]
+    """The task's creation as one more event of the timeline (when the API stored it)."""
+    out = subprocess.run(
+        [*CLI, "task", "show", task_id, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    task = json.loads(out.stdout)
+    return {"timestamp": task["created_at"], "message": f"(task {task['type']} created)"}
+
+
 def _at(events: list[dict], fragment: str) -> float:  # type: ignore[type-arg]
     for event in events:
         if fragment in event["message"]:
@@ -109,7 +118,7 @@ class CpuMeter:
 
 
 def _timeline(events: list[dict], began: float, meter: CpuMeter | None) -> None:  # type: ignore[type-arg]
-    for event in sorted(events, key=lambda e: e["timestamp"]):
+    for event in sorted(events, key=lambda e: datetime.fromisoformat(e["timestamp"]).timestamp()):
         at = datetime.fromisoformat(event["timestamp"]).timestamp()
         cpu = f"{meter.at(at):6.2f} cpu" if meter is not None else ""
         print(f"  {at - began:6.2f} s {cpu}  {event['message'][:100]}")
@@ -157,7 +166,8 @@ def one_round(show_events: bool = False) -> dict[str, float]:
             cpu["total_cpu"] = meter.at(ended_wall)
             row |= cpu
         if show_events:
-            _timeline(eng + dep, began_wall, meter)
+            created = [_created(env, report[key]) for key in ("engineering_task", "deploy_task")]
+            _timeline(eng + dep + created, began_wall, meter)
         load = os.getloadavg()[0]
         print(json.dumps({k: round(v, 2) for k, v in row.items()}), f"| load {load:.1f} |", smoke_detail)
         subprocess.run([*CLI, "deploy", "stop", "blog"], env=env, capture_output=True, timeout=120)
