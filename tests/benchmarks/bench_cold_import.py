@@ -273,8 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"api first request failed: {imported.error}")
         else:
             print(
-                f"api (bytecode): import {_cell(imported).strip()} wall/cpu ms; "
-                f"import + first GET /projects {_cell(answered).strip()} wall/cpu ms"
+                f"api (bytecode): import {imported.wall_ms:.0f} ms wall, {imported.cpu_ms:.0f} ms CPU; "
+                f"import + first GET /projects {answered.wall_ms:.0f} ms wall, {answered.cpu_ms:.0f} ms CPU"
             )
 
 
