@@ -164,7 +164,8 @@ def test_worker_image_does_an_engineering_round_against_the_embedded_stack(
     container_stack: str, tmp_path: Path
 ) -> None:
     # given: the embedded stack whose workers are containers of the worker image (the fixture)
-    # when: an engineering task runs: scaffold (host), developer and tester (containers), finalize (host)
+    # when: an engineering task runs: scaffold (host), developer and tester (one container: the tester's
+    # run is a command message to the developer's worker), finalize (host)
     done, logs, worker_logs = _engineering_round("add an answer() function", "command")
 
     # then: completed, with the developer's commit pushed from the container
@@ -173,8 +174,8 @@ def test_worker_image_does_an_engineering_round_against_the_embedded_stack(
         "app/feature.py" in result["files_changed"] and "where-the-agent-ran.txt" in result["files_changed"]
     )
     workers = _json(_cli("worker", "list", "--task", done["id"], "--json"))
-    assert len(workers) == 2 and all(w["status"] == "STOPPED" for w in workers), workers
-    assert len(logs) == 2 and all(f"{docker_build.WORKER_TAG} --worker-id" in p.read_text() for p in logs), (
+    assert len(workers) == 1 and all(w["status"] == "STOPPED" for w in workers), workers
+    assert len(logs) == 1 and all(f"{docker_build.WORKER_TAG} --worker-id" in p.read_text() for p in logs), (
         worker_logs
     )
 

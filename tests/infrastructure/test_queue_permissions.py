@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.api.handler import ROUTERS as API_ROUTERS
 from infra_cdk import constants
 from layers.build import REPO_ROOT
 from shared import contracts
@@ -70,11 +71,17 @@ def test_the_scheduler_may_send_the_server_pings_of_server_sync(any_app: Synthes
 # a contracts constant or literal counts as it is; any other expression must be resolved in
 # DYNAMIC_SITES, with the reason. What a function imports but cannot reach from its handler is in
 # NOT_REACHED, with the reason. The rest must equal shared.topology.PUBLISHES for that function.
+# Modules a handler imports by a computed name (`importlib.import_module`) are in LOADED_BY_NAME.
 
 PUBLISH_METHODS = frozenset({"publish", "publish_batch", "publish_raw"})
 SOURCE_ROOTS = (REPO_ROOT,)
 REPLY_QUEUES = (WORKER_RESPONSES, PO_RESPONSES)
 """functions.api.services.workers.REPLY_QUEUES: where a worker's answers may go (its config's reply_queue)."""
+
+LOADED_BY_NAME: dict[str, tuple[str, ...]] = {
+    # the API includes its routers per request path (functions.api.handler.ROUTERS_BY_SEGMENT)
+    "functions.api.handler": tuple(f"functions.api.routers.{name}" for name in API_ROUTERS),
+}
 
 DYNAMIC_SITES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("functions/api/services/outbox.py", "row.queue"): (
@@ -160,8 +167,12 @@ def _code_of(handler_module: str) -> dict[Path, ast.AST]:
     """The handler's module and every first-party module it imports, transitively (packages' __init__ too)."""
     found: dict[Path, ast.AST] = {}
     pending = [handler_module]
+    seen: set[str] = set()
     while pending:
         module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
         parts = module.split(".")
         for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
             path = _module_path(".".join(parts[:depth]))
@@ -169,6 +180,7 @@ def _code_of(handler_module: str) -> dict[Path, ast.AST]:
                 continue
             found[path] = _parse(path)
             pending.extend(_imported_modules(found[path]))
+        pending.extend(LOADED_BY_NAME.get(module, ()))
     return found
 
 
