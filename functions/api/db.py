@@ -1,7 +1,8 @@
 """Engines and sessions, made once per container (Lambda) or process (embedded).
 
 SQLite: WAL, foreign keys, and `BEGIN IMMEDIATE` so concurrent writers queue instead of
-failing. PostgreSQL: pg8000, small pool, `pool_pre_ping`; TLS verified against the RDS CAs in AWS
+failing. PostgreSQL: pg8000 with one round trip per statement (`pg_wire`), small pool, `pool_pre_ping`;
+TLS verified against the RDS CAs in AWS
 (`ORCH_DATABASE_TLS=verify-full`, see `DatabaseTls`). How a connection logs in (`Credentials`):
 - the API: IAM database authentication (`IamTokenCredentials`), a token signed locally with the function's
   role, no call to any AWS service;
@@ -426,6 +427,9 @@ def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
         )
         if pg8000:
             register_fast_timestamps(engine)
+            from functions.api.pg_wire import pipeline_statements
+
+            event.listen(engine, "connect", lambda connection, _record: pipeline_statements(connection))
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -30,7 +30,8 @@ def alice(api: ApiHarness) -> ApiHarness:
     return person
 
 
-def _requests(alice: ApiHarness) -> dict[str, Callable[[], Reply]]:
+def requests_of(alice: ApiHarness) -> dict[str, Callable[[], Reply]]:
+    """The common requests, by name (tests/integration/api/test_round_trips.py sends them too)."""
     return {
         "get project": lambda: alice.get("/projects/blog"),
         "list projects": lambda: alice.get("/projects"),
@@ -44,7 +45,7 @@ def _requests(alice: ApiHarness) -> dict[str, Callable[[], Reply]]:
 def test_statements_per_request_stay_within_their_bound(
     api: ApiHarness, alice: ApiHarness, request_name: str
 ) -> None:
-    send = _requests(alice)[request_name]
+    send = requests_of(alice)[request_name]
     assert alice.get("/me").status == 200  # the key is verified (and cached) like on any busy API
 
     with count_statements(api.deps.db.engine) as counted:

@@ -1,0 +1,119 @@
+"""pg8000 with one round trip per statement, and none for BEGIN.
+
+pg8000 runs a statement with parameters as three exchanges with the server: Parse (wait), Describe (wait),
+Bind + Execute (wait); `commit` goes the same way, and every transaction opens with a `begin transaction`
+of its own. A request of two queries and a commit waited on the network eleven times (issue 24:
+`recv_into` + `send` were over half of "create an engineering task"). The extended protocol lets a client
+send Parse, Bind, Describe (of the portal), Execute and Sync at once and read the answers after, which is
+what asyncpg does and what `_execute_unnamed` does here; the BEGIN a cursor asks for is held back and sent
+in front of the next statement (an empty transaction's commit or rollback then sends nothing). The
+messages and their decoding are pg8000's own; only the order of sending and waiting changes. An error in
+any step makes the server skip to Sync and answer with the error, which pg8000 raises as before, after
+every answer already asked for has been read (the connection stays in step).
+
+`pipeline_statements` installs it on one connection; with a pg8000 whose internals are not the ones this
+was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+BEGIN = "begin transaction"
+"""What pg8000's cursor sends before a statement outside a transaction."""
+ENDS = frozenset({"commit", "rollback"})
+
+try:
+    from pg8000 import core as _core
+
+    _NEEDED: tuple[str, ...] = ("NULL_BYTE", "DESCRIBE", "PORTAL", "EXECUTE_MSG", "SYNC_MSG", "Context")
+    _NEEDED += ("make_params", "_write", "_flush", "InterfaceError")
+    _METHODS = ("send_PARSE", "send_BIND", "send_QUERY", "_send_message", "handle_messages", "execute_simple")
+    PIPELINED = all(hasattr(_core, name) for name in _NEEDED) and all(
+        hasattr(_core.CoreConnection, name) for name in _METHODS
+    )
+except ImportError:  # pragma: no cover - pg8000 is a base dependency
+    PIPELINED = False
+
+
+def _execute_simple(self: Any, statement: str) -> Any:
+    """pg8000's `execute_simple` (a statement without parameters), with a held-back BEGIN in front."""
+    if statement == BEGIN:
+        self.orch_begin_pending = True
+        return _core.Context(statement)
+    contexts = _pending_begin(self)
+    contexts.append(_core.Context(statement))
+    _send(self, lambda: self.send_QUERY(statement))
+    return _answers(self, contexts)
+
+
+def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None) -> Any:
+    """pg8000's `execute_unnamed`, with every message sent before the first answer is read."""
+    if statement in ENDS and self.orch_begin_pending:
+        self.orch_begin_pending = False  # the transaction never started: nothing to end
+        return _core.Context(statement)
+    if stream is not None:  # COPY streams data back and forth: pg8000's own exchange
+        _answers(self, _pending_begin(self, send=True))
+        return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
+    params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
+    contexts = _pending_begin(self)
+    contexts.append(_core.Context(statement))
+
+    def messages() -> None:
+        self.send_PARSE(_core.NULL_BYTE, statement, oids)
+        self.send_BIND(_core.NULL_BYTE, params)
+        self._send_message(_core.DESCRIBE, _core.PORTAL + _core.NULL_BYTE)
+        _core._write(self._sock, _core.EXECUTE_MSG)
+        _core._write(self._sock, _core.SYNC_MSG)
+
+    _send(self, messages)
+    return _answers(self, contexts)
+
+
+def _pending_begin(self: Any, *, send: bool = False) -> list[Any]:
+    """The held-back BEGIN's context, its message written (not yet flushed), if one is held and it applies."""
+    if not self.orch_begin_pending:
+        return []
+    self.orch_begin_pending = False
+    if self.autocommit:  # switched to autocommit since: pg8000 would not have begun
+        return []
+    if send:
+        _send(self, lambda: self.send_QUERY(BEGIN))
+    else:
+        self.send_QUERY(BEGIN)
+    return [_core.Context(BEGIN)]
+
+
+def _send(self: Any, write: Any) -> None:
+    try:
+        write()
+        _core._flush(self._sock)
+    except AttributeError as exc:  # pg8000 sets _sock to None when the connection is closed
+        if self._sock is not None:
+            raise
+        raise _core.InterfaceError("connection is closed") from exc
+
+
+def _answers(self: Any, contexts: list[Any]) -> Any:
+    """Reads the answer to each message sent, in order, even past an error; raises the first error."""
+    first_error: BaseException | None = None
+    for context in contexts:
+        try:
+            self.handle_messages(context)
+        except _core.InterfaceError:
+            raise  # the connection is gone: nothing more to read
+        except Exception as exc:
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return contexts[-1] if contexts else None
+
+
+def pipeline_statements(connection: Any) -> None:
+    """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, and
+    BEGIN none."""
+    if PIPELINED:
+        connection.orch_begin_pending = False
+        connection.execute_simple = types.MethodType(_execute_simple, connection)
+        connection.execute_unnamed = types.MethodType(_execute_unnamed, connection)

@@ -1,0 +1,122 @@
+"""Round trips to PostgreSQL per request (issue 24): pg8000 waits on the network three times per statement
+with parameters and for `commit`, and once for each BEGIN; `functions.api.pg_wire` sends each statement's
+messages at once, the BEGIN with them. Counted as pg8000's socket flushes, each followed by a read of the
+answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from pg8000 import core
+from sqlalchemy import text
+
+from functions.api import pg_wire
+from tests.api_support import ApiHarness
+from tests.integration.api.test_statements_per_request import requests_of
+
+# request -> round trips, for a person's key verified a moment ago: the pool's liveness check (SELECT 1,
+# the transaction's BEGIN in front), one per statement, one per commit. pg8000's own way: 11 / 8 / 17 / 31.
+BOUNDS = {
+    "get project": 4,
+    "list projects": 3,
+    "create project": 6,
+    "create engineering task": 11,  # two transactions (the outbox row is marked sent after the publish)
+}
+
+
+@dataclass
+class Counted:
+    flushes: int = 0
+
+
+@contextmanager
+def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counted]:
+    counted = Counted()
+    flush = core._flush
+
+    def counting(sock: object) -> None:
+        counted.flushes += 1
+        flush(sock)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(core, "_flush", counting)
+        yield counted
+
+
+@pytest.fixture
+def alice(api: ApiHarness, database_url: str) -> ApiHarness:
+    if not database_url.startswith("postgresql+pg8000"):
+        pytest.skip("round trips are pg8000's; SQLite has none")
+    _, key = api.new_user("alice", telegram_id=42)
+    person = api.as_key(key)
+    assert person.post("/projects", {"name": "blog"}).status == 201
+    assert person.get("/me").status == 200  # the key is verified (and cached) like on any busy API
+    return person
+
+
+@pytest.mark.parametrize("request_name", list(BOUNDS))
+def test_round_trips_per_request_stay_within_their_bound(
+    alice: ApiHarness, monkeypatch: pytest.MonkeyPatch, request_name: str
+) -> None:
+    send = requests_of(alice)[request_name]
+    with count_round_trips(monkeypatch) as counted:
+        reply = send()
+    assert reply.status < 300, reply
+    assert counted.flushes <= BOUNDS[request_name]
+
+
+def test_a_statement_with_parameters_is_one_round_trip_and_pg8000s_own_way_three(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert pg_wire.PIPELINED, "pg8000's internals changed: statements went back to three round trips"
+    statement = text("SELECT name, created_at FROM projects WHERE name = :name")
+    with api.deps.db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))  # the transaction is open: no BEGIN below
+        with count_round_trips(monkeypatch) as pipelined:
+            rows = connection.execute(statement, {"name": "blog"}).all()
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        with monkeypatch.context() as patch:
+            patch.delattr(raw, "execute_unnamed")  # pg8000's own method again
+            with count_round_trips(monkeypatch) as own:
+                again = connection.execute(statement, {"name": "blog"}).all()
+    assert (pipelined.flushes, own.flushes) == (1, 3)
+    assert rows == again and [row.name for row in rows] == ["blog"]
+    assert rows[0].created_at.tzinfo is not None
+
+
+def test_an_error_in_a_pipelined_statement_is_raised_and_the_connection_goes_on(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    with api.deps.db.engine.connect() as connection:
+        with pytest.raises(Exception, match="no_such_column"):
+            connection.execute(text("SELECT no_such_column FROM projects WHERE name = :n"), {"n": "x"})
+        connection.rollback()
+        assert (
+            connection.execute(text("SELECT count(*) FROM projects WHERE name = :n"), {"n": "blog"}).scalar()
+            == 1
+        )
+
+
+def test_the_begin_goes_with_the_first_statement_and_an_empty_transaction_sends_nothing(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with api.deps.db.engine.connect() as connection:
+        connection.commit()  # the pool's liveness check opened a transaction; now none is open
+        with count_round_trips(monkeypatch) as first:
+            connection.execute(text("SET LOCAL statement_timeout = 1234"))  # no effect outside a transaction
+        in_transaction = connection.execute(text("SHOW statement_timeout")).scalar()
+        connection.rollback()
+        after = connection.execute(text("SHOW statement_timeout")).scalar()
+        connection.rollback()
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        with count_round_trips(monkeypatch) as empty:
+            raw.cursor().execute("begin transaction")  # what pg8000's cursor does before a statement
+            raw.commit()
+    assert first.flushes == 1
+    assert (in_transaction, after) == ("1234ms", "0")
+    assert empty.flushes == 0
