@@ -427,8 +427,9 @@ def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
         )
         if pg8000:
             register_fast_timestamps(engine)
-            from functions.api.pg_wire import pipeline_statements
+            from functions.api.pg_wire import pipeline_statements, remember_converted_statements
 
+            remember_converted_statements()
             event.listen(engine, "connect", lambda connection, _record: pipeline_statements(connection))
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -65,7 +65,7 @@ def create_project(body: ProjectCreate, idempotency_key: IdempotencyKeyHeader = 
 @router.get("/projects/<project_id>", summary="Show a project", tags=TAGS)
 def get_project(project_id: ProjectId) -> Project:
     with transaction() as session:
-        return Project.model_validate(lookup.project(session, principal(router), project_id))
+        return Project.model_validate(lookup.project(session, principal(router), project_id, shown=True))
 
 
 @router.patch("/projects/<project_id>", summary="Update a project", tags=TAGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from functions.api.auth import Principal
 from functions.api.errors import NotFound
@@ -20,11 +20,17 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def project(session: Session, principal: Principal, id_or_name: str, for_update: bool = False) -> Project:
+def project(
+    session: Session, principal: Principal, id_or_name: str, for_update: bool = False, shown: bool = False
+) -> Project:
+    """`shown`: the project is answered whole, so its deployment (for `deployed_url`) comes in the same
+    query (not with `for_update`: PostgreSQL cannot lock the outer join's nullable side)."""
     column = Project.id if _is_uuid(id_or_name) else Project.name
     stmt = select(Project).where(column == id_or_name)
     if for_update:
         stmt = stmt.with_for_update()
+    elif shown:
+        stmt = stmt.options(joinedload(Project.deployment))
     row = session.execute(stmt).scalar_one_or_none()
     if row is None or not (principal.sees_all() or row.owner_id == principal.user_id):
         raise NotFound(f"project {id_or_name!r} not found")

@@ -20,7 +20,7 @@ from tests.integration.api.test_statements_per_request import requests_of
 # request -> round trips, for a person's key verified a moment ago: the pool's liveness check (SELECT 1,
 # the transaction's BEGIN in front), one per statement, one per commit. pg8000's own way: 11 / 8 / 17 / 31.
 BOUNDS = {
-    "get project": 4,
+    "get project": 3,
     "list projects": 3,
     "create project": 6,
     "create engineering task": 11,  # two transactions (the outbox row is marked sent after the publish)
@@ -120,3 +120,27 @@ def test_the_begin_goes_with_the_first_statement_and_an_empty_transaction_sends_
     assert first.flushes == 1
     assert (in_transaction, after) == ("1234ms", "0")
     assert empty.flushes == 0
+
+
+def test_a_rewritten_statement_text_is_remembered_and_is_the_same_as_pg8000s() -> None:
+    from pg8000 import dbapi, legacy
+
+    pg_wire.remember_converted_statements()
+    pg_wire.remember_converted_statements()  # once is enough: not wrapped twice
+    convert = legacy.convert_paramstyle
+    assert convert.original is not None and not hasattr(convert.original, "remembered")
+    assert hasattr(dbapi.convert_paramstyle, "remembered")
+    statements = [
+        "SELECT a FROM t WHERE b = %s AND c = %s",
+        "SELECT '%%s', \"x%%\" FROM t WHERE d LIKE 'a%%' AND e = %s -- %s\n",
+        "UPDATE t SET v = %s WHERE id = %s RETURNING $$%s$$",
+    ]
+    args = ("x", 2)
+    for sql in statements:
+        assert convert("format", sql, args) == convert.original("format", sql, args)
+    before = convert.remembered.cache_info().hits
+    for sql in statements:
+        assert convert("format", sql, args)[1] is args
+    assert convert.remembered.cache_info().hits - before == len(statements)
+    # named styles take their values by the names in the text: converted every time, as pg8000 does
+    assert convert("named", "SELECT :a, :b", {"a": 1, "b": 2}) == ("SELECT $1, $2", (1, 2))

@@ -14,7 +14,7 @@ from tests.benchmarks.bench_api import count_statements
 
 # request -> (SQL statements without BEGIN, transactions), for a person's key verified a moment ago
 BOUNDS = {
-    "get project": (2, 1),  # the project, its deployment (for deployed_url)
+    "get project": (1, 1),  # the project with its deployment (for deployed_url) joined in
     "list projects": (1, 1),  # one page, the live URLs joined in
     "create project": (4, 1),  # name taken?, lock the owner, count their projects, insert
     "create engineering task": (7, 2),  # lock project, lock owner, 2 limit counts, task, outbox; mark sent
