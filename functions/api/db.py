@@ -414,6 +414,35 @@ def register_fast_timestamps(engine: Engine) -> None:
         dbapi_connection.register_in_adapter(PG_TIMESTAMPTZ_OID, timestamptz)
 
 
+PING_AFTER_IDLE_S = 0.5
+"""A pooled connection back in the pool for less than this is not pinged again at checkout: half the
+shortest `database_idle_session_s` (1 s), after which the server closes an idle connection."""
+
+
+def ping_only_after_idle(
+    engine: Engine, idle_s: float = PING_AFTER_IDLE_S, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """The pool's liveness check (`pool_pre_ping`: a round trip) only for a connection that sat in the pool
+    `idle_s` or longer: one used a moment ago (the request before, or this request's first transaction
+    when the outbox marks its rows sent) is alive but for a server restart or failover within that moment,
+    and a statement on a connection that dropped anyway is answered 503 `unavailable` (the handler), the
+    pool reconnecting for the next request."""
+    ping = engine.dialect.do_ping
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None:
+            dbapi_connection.orch_checked_in_at = clock()
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        checked_in_at = getattr(dbapi_connection, "orch_checked_in_at", None)
+        if checked_in_at is not None and clock() - checked_in_at < idle_s:
+            return True
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
 def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -425,6 +454,7 @@ def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
         engine = create_engine(
             url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300, connect_args=connect_args
         )
+        ping_only_after_idle(engine)
         if pg8000:
             register_fast_timestamps(engine)
             from functions.api.pg_wire import pipeline_statements, remember_converted_statements

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from functions.api import auth
     from functions.api.deps import ApiDeps
 
+DROPPED_CONNECTION_RETRY_AFTER_S = 1
+"""`Retry-After` when the database connection dropped under a request (the pool reconnects at once)."""
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 DOCUMENT_PATHS = frozenset({"/openapi.json", "/docs"})
 """Served once every router is included and the document configured."""
@@ -158,6 +160,14 @@ def _not_found(exc: Exception) -> Response[Any]:
 
 
 def _unexpected(exc: Exception) -> Response[Any]:
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy: the database connection dropped
+        get_logger().warning("the database connection dropped during the request", exc_info=exc)
+        return _error(
+            503,
+            "unavailable",
+            "the database connection dropped; try again",
+            headers={"Retry-After": str(DROPPED_CONNECTION_RETRY_AFTER_S)},
+        )
     get_logger().exception("unhandled error")
     return _error(
         500, "internal_error", "internal error; the logs have the details under this correlation id"

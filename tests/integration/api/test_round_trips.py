@@ -11,19 +11,22 @@ from dataclasses import dataclass
 
 import pytest
 from pg8000 import core
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from functions.api import pg_wire
+from functions.api.db import PING_AFTER_IDLE_S
 from tests.api_support import ApiHarness
 from tests.integration.api.test_statements_per_request import requests_of
 
-# request -> round trips, for a person's key verified a moment ago: the pool's liveness check (SELECT 1,
-# the transaction's BEGIN in front), one per statement, one per commit. pg8000's own way: 11 / 8 / 17 / 31.
+# request -> round trips, for a person's key verified a moment ago and a connection used a moment ago (no
+# liveness check): one per statement (the transaction's BEGIN goes in front of the first), one per commit.
+# pg8000's own way, with the check: 11 / 8 / 17 / 31.
 BOUNDS = {
-    "get project": 3,
-    "list projects": 3,
-    "create project": 6,
-    "create engineering task": 11,  # two transactions (the outbox row is marked sent after the publish)
+    "get project": 2,
+    "list projects": 2,
+    "create project": 5,
+    "create engineering task": 9,  # two transactions (the outbox row is marked sent after the publish)
 }
 
 
@@ -144,3 +147,49 @@ def test_a_rewritten_statement_text_is_remembered_and_is_the_same_as_pg8000s() -
     assert convert.remembered.cache_info().hits - before == len(statements)
     # named styles take their values by the names in the text: converted every time, as pg8000 does
     assert convert("named", "SELECT :a, :b", {"a": 1, "b": 2}) == ("SELECT $1, $2", (1, 2))
+
+
+def test_a_connection_idle_in_the_pool_is_checked_first_and_one_used_a_moment_ago_is_not(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with count_round_trips(monkeypatch) as warm:
+        assert alice.get("/projects/blog").status == 200
+    _idle_all(api, seconds=PING_AFTER_IDLE_S + 1)
+    with count_round_trips(monkeypatch) as idle:
+        assert alice.get("/projects/blog").status == 200
+    assert (warm.flushes, idle.flushes) == (2, 3)
+
+
+def test_a_connection_dropped_under_a_request_is_a_503_and_the_next_request_reconnects(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    # given: the pool's connections were used a moment ago (not checked again), then the server drops them
+    assert alice.get("/projects/blog").status == 200
+    engine = api.deps.db.engine
+    admin = create_engine(engine.url, poolclass=NullPool)
+    with admin.begin() as connection:
+        killed = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    admin.dispose()
+    assert killed and killed >= 1
+
+    # when: the next requests come
+    dropped = alice.get("/projects/blog")
+    after = alice.get("/projects/blog")
+
+    # then: a clear, retryable 503 (not a 500), and the pool has reconnected for the next one
+    assert (dropped.status, dropped.body["code"]) == (503, "unavailable"), dropped
+    assert dropped.headers.get("Retry-After") == "1"
+    assert after.status == 200 and after.body["name"] == "blog"
+
+
+def _idle_all(api: ApiHarness, seconds: float) -> None:
+    """Every pooled connection as if checked in `seconds` ago."""
+    pool = api.deps.db.engine.pool
+    for record in list(getattr(pool, "_pool").queue):
+        raw = record.dbapi_connection
+        raw.orch_checked_in_at -= seconds
