@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from pg8000 import core
@@ -189,7 +190,7 @@ def test_a_connection_dropped_under_a_request_is_a_503_and_the_next_request_reco
 
 def _idle_all(api: ApiHarness, seconds: float) -> None:
     """Every pooled connection as if checked in `seconds` ago."""
-    pool = api.deps.db.engine.pool
-    for record in list(getattr(pool, "_pool").queue):
+    pool: Any = api.deps.db.engine.pool  # a QueuePool: its idle connections
+    for record in list(pool._pool.queue):
         raw = record.dbapi_connection
         raw.orch_checked_in_at -= seconds
