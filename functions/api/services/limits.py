@@ -60,18 +60,19 @@ def check_new_task(session: Session, settings: ApiSettings, caller: Principal) -
         return
     user_id = caller.user_id
     _lock_user(session, user_id)
-    active = session.execute(
-        select(func.count()).where(Task.user_id == user_id, Task.status.in_(ACTIVE))
-    ).scalar_one()
+    is_active = Task.status.in_(ACTIVE)
+    is_recent = Task.created_at >= utcnow() - timedelta(hours=1)
+    active, recent = session.execute(  # both bounds in one statement, after the lock (a fresh snapshot)
+        select(func.count().filter(is_active), func.count().filter(is_recent)).where(
+            Task.user_id == user_id, or_(is_active, is_recent)
+        )
+    ).one()
     if active >= settings.limit_active_tasks_per_user:
         raise _refuse(
             "active_tasks_per_user",
             settings.limit_active_tasks_per_user,
             "queued or running tasks (wait for one to finish, or cancel one)",
         )
-    recent = session.execute(
-        select(func.count()).where(Task.user_id == user_id, Task.created_at >= utcnow() - timedelta(hours=1))
-    ).scalar_one()
     if recent >= settings.limit_tasks_per_hour:
         raise _refuse("tasks_per_hour", settings.limit_tasks_per_hour, "tasks started in an hour")
 

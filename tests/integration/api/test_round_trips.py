@@ -27,7 +27,7 @@ BOUNDS = {
     "get project": 2,
     "list projects": 2,
     "create project": 5,
-    "create engineering task": 9,  # two transactions (the outbox row is marked sent after the publish)
+    "create engineering task": 8,  # two transactions (the outbox row is marked sent after the publish)
 }
 
 

@@ -17,7 +17,10 @@ BOUNDS = {
     "get project": (1, 1),  # the project with its deployment (for deployed_url) joined in
     "list projects": (1, 1),  # one page, the live URLs joined in
     "create project": (4, 1),  # name taken?, lock the owner, count their projects, insert
-    "create engineering task": (7, 2),  # lock project, lock owner, 2 limit counts, task, outbox; mark sent
+    "create engineering task": (
+        6,
+        2,
+    ),  # lock project, lock owner, the limits' counts, task, outbox; mark sent
     "list releases": (2, 1),  # the project, one page of releases with their servers joined in
 }
 
