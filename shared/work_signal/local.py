@@ -1,5 +1,9 @@
 """The embedded adapter: one SQLite row per standing mark, and one per job snapshot, in ORCH_HOME (shared by
-the API and the ticker)."""
+the API and the ticker).
+
+Commits are not flushed to disk one by one (WAL, synchronous=NORMAL), as in the embedded API database and
+queue: an OS crash or power loss may take the newest marks, and a job then idles on that kind of work until
+the next write of it marks it again (docs/decisions.md says why that is acceptable here)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ class SqliteWorkSignal:
             )
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # no fsync per mark (FULL made one, on the API's request path); a process crash still loses none
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS marks (kind TEXT PRIMARY KEY, marked_at REAL NOT NULL)"
             )
@@ -51,11 +57,13 @@ class SqliteWorkSignal:
         rows = [(WorkKind(kind).value, now) for kind in set(kinds)]
         if not rows:
             return
+        # one statement, so one transaction (executemany in autocommit mode committed once per kind)
+        values = ", ".join(["(?, ?)"] * len(rows))
         with self._guard():
-            self._conn.executemany(
-                "INSERT INTO marks (kind, marked_at) VALUES (?, ?) "
+            self._conn.execute(
+                f"INSERT INTO marks (kind, marked_at) VALUES {values} "
                 "ON CONFLICT (kind) DO UPDATE SET marked_at = max(marked_at, excluded.marked_at)",
-                rows,
+                [value for row in rows for value in row],
             )
 
     def marks(self) -> dict[WorkKind, float]:

@@ -88,6 +88,27 @@ def test_kinds_a_newer_version_wrote_are_ignored(tmp_path: Path) -> None:
     assert signal.marks() == {}
 
 
+def test_a_mark_of_several_kinds_is_one_commit(tmp_path: Path) -> None:
+    """Each commit appends the pages it changed to the write-ahead log: a mark of three kinds that were all
+    marked before appends what a mark of one does (it used to commit once per kind)."""
+    signal = SqliteWorkSignal(tmp_path / "signal.db")
+    kinds = [WorkKind.TASKS, WorkKind.OUTBOX, WorkKind.GATES]
+    signal.mark(kinds)
+
+    def frames_written_by(mark: Callable[[], None]) -> int:
+        with sqlite3.connect(tmp_path / "signal.db") as log:
+            log.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            mark()
+            return int(log.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+    one_kind = frames_written_by(lambda: signal.mark([WorkKind.TASKS]))
+    three_kinds = frames_written_by(lambda: signal.mark(kinds))
+
+    assert one_kind > 0
+    assert three_kinds == one_kind
+    assert set(signal.marks()) == set(kinds)
+
+
 def test_the_factory_needs_a_table_for_dynamodb(tmp_path: Path) -> None:
     assert build_work_signal(WorkSignalSettings(home=tmp_path)).backend == "local"
     with pytest.raises(ValueError, match="ORCH_WORK_SIGNAL_TABLE"):
