@@ -21,6 +21,12 @@ def event_line(event: TaskEvent) -> str:
 
 
 QUEUED_HINT_S = 30.0
+FINAL_EVENT_GRACE_S = 2.0
+"""How long a task that ended COMPLETED or FAILED is followed on for its last event: the graphs post their
+`completed` / `failed` event just after the task's status changes, so the status can be read first."""
+FINAL_EVENT_POLL_S = 0.1
+ENDING_EVENTS = frozenset({"completed", "failed"})
+ENDED_BY_ITS_GRAPH = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
 
 
 def follow(
@@ -31,6 +37,7 @@ def follow(
     spinner: bool = False,
     timeout_s: float | None = None,
     queued_hint_s: float = QUEUED_HINT_S,
+    final_event_grace_s: float = FINAL_EVENT_GRACE_S,
 ) -> Task:
     """Print every event (old ones first) until the task is final; returns the final task. A task that
     waits (for input, an approval, a person's guidance) is followed too: it goes on once answered; when it
@@ -46,20 +53,27 @@ def follow(
     deadline = started + timeout_s if timeout_s else None
     hinted = False
     waiting: TaskStatus | None = None
+    last_type: str | None = None
     try:
         while True:
             for event in api.task_events(task_id, after=after):
-                after = event.seq
+                after, last_type = event.seq, event.type
                 on_event(event)
                 if status_line is not None:
                     pct = f" {event.progress_pct}%" if event.progress_pct is not None else ""
                     status_line.update(f"{event.current_step or event.type}{pct}")
             task = api.get_task(task_id)
             if task.status.is_final:
-                for event in api.task_events(task_id, after=after):
-                    after = event.seq
-                    on_event(event)
-                return task
+                grace_until = time.monotonic() + (
+                    final_event_grace_s if task.status in ENDED_BY_ITS_GRAPH else 0.0
+                )
+                while True:
+                    for event in api.task_events(task_id, after=after):
+                        after, last_type = event.seq, event.type
+                        on_event(event)
+                    if last_type in ENDING_EVENTS or time.monotonic() >= grace_until:
+                        return task
+                    time.sleep(FINAL_EVENT_POLL_S)
             if deadline is not None and time.monotonic() > deadline:
                 return task
             waiting = _hint_waiting(api, task, waiting)

@@ -311,7 +311,7 @@ def test_follow_hints_once_per_wait_and_keeps_following(
         _task(TaskStatus.COMPLETED),
     ]
     api.gates = [_gate("review")]
-    final = follow(api, TASK_ID, lambda _e: None, interval=0.0)  # type: ignore[arg-type]
+    final = follow(api, TASK_ID, lambda _e: None, interval=0.0, final_event_grace_s=0)  # type: ignore[arg-type]
     assert final.status is TaskStatus.COMPLETED
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
