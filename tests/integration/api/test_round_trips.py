@@ -17,7 +17,8 @@ from sqlalchemy.pool import NullPool
 
 from functions.api import pg_wire
 from functions.api.db import PING_AFTER_IDLE_S
-from tests.api_support import ApiHarness
+from tests.api_support import ApiHarness, reset_postgres
+from tests.conftest import POSTGRES_URL_ENV
 from tests.integration.api.test_statements_per_request import requests_of
 
 # request -> round trips, for a person's key verified a moment ago and a connection used a moment ago (no
@@ -51,9 +52,16 @@ def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counted]:
 
 
 @pytest.fixture
-def alice(api: ApiHarness, database_url: str) -> ApiHarness:
-    if not database_url.startswith("postgresql+pg8000"):
-        pytest.skip("round trips are pg8000's; SQLite has none")
+def database_url(_postgres_database: str | None) -> str:
+    """PostgreSQL only (the package's fixture also runs SQLite, which has no round trips)."""
+    if _postgres_database is None:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set: no PostgreSQL to test against (CI sets it)")
+    reset_postgres(_postgres_database)
+    return _postgres_database
+
+
+@pytest.fixture
+def alice(api: ApiHarness) -> ApiHarness:
     _, key = api.new_user("alice", telegram_id=42)
     person = api.as_key(key)
     assert person.post("/projects", {"name": "blog"}).status == 201
