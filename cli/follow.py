@@ -42,7 +42,6 @@ def follow(
     """Print every event (old ones first) until the task is final; returns the final task. A task that
     waits (for input, an approval, a person's guidance) is followed too: it goes on once answered; when it
     starts waiting for its person, one line on stderr says which command answers it."""
-    after = 0
     status_line = None
     if spinner and sys.stderr.isatty():
         from rich.console import Console
@@ -53,27 +52,30 @@ def follow(
     deadline = started + timeout_s if timeout_s else None
     hinted = False
     waiting: TaskStatus | None = None
+    after = 0
     last_type: str | None = None
+
+    def read_events() -> None:
+        nonlocal after, last_type
+        for event in api.task_events(task_id, after=after):
+            after, last_type = event.seq, event.type
+            on_event(event)
+            if status_line is not None:
+                pct = f" {event.progress_pct}%" if event.progress_pct is not None else ""
+                status_line.update(f"{event.current_step or event.type}{pct}")
+
     try:
         while True:
-            for event in api.task_events(task_id, after=after):
-                after, last_type = event.seq, event.type
-                on_event(event)
-                if status_line is not None:
-                    pct = f" {event.progress_pct}%" if event.progress_pct is not None else ""
-                    status_line.update(f"{event.current_step or event.type}{pct}")
+            read_events()
             task = api.get_task(task_id)
             if task.status.is_final:
-                grace_until = time.monotonic() + (
-                    final_event_grace_s if task.status in ENDED_BY_ITS_GRAPH else 0.0
-                )
-                while True:
-                    for event in api.task_events(task_id, after=after):
-                        after, last_type = event.seq, event.type
-                        on_event(event)
-                    if last_type in ENDING_EVENTS or time.monotonic() >= grace_until:
-                        return task
+                grace = final_event_grace_s if task.status in ENDED_BY_ITS_GRAPH else 0.0
+                grace_until = time.monotonic() + grace
+                read_events()
+                while last_type not in ENDING_EVENTS and time.monotonic() < grace_until:
                     time.sleep(FINAL_EVENT_POLL_S)
+                    read_events()
+                return task
             if deadline is not None and time.monotonic() > deadline:
                 return task
             waiting = _hint_waiting(api, task, waiting)

@@ -1,8 +1,8 @@
 """Engines and sessions, made once per container (Lambda) or process (embedded).
 
 SQLite: WAL, foreign keys, and `BEGIN IMMEDIATE` so concurrent writers queue instead of
-failing. PostgreSQL: pg8000 with one round trip per statement (`pg_wire`), small pool, `pool_pre_ping`;
-TLS verified against the RDS CAs in AWS
+failing. PostgreSQL: pg8000 with one round trip per statement (`pg_wire`), small pool, a liveness check
+of connections idle 0.5 s or more (`ping_only_after_idle`); TLS verified against the RDS CAs in AWS
 (`ORCH_DATABASE_TLS=verify-full`, see `DatabaseTls`). How a connection logs in (`Credentials`):
 - the API: IAM database authentication (`IamTokenCredentials`), a token signed locally with the function's
   role, no call to any AWS service;

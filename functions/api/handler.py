@@ -163,8 +163,8 @@ def _unexpected(exc: Exception) -> Response[Any]:
     if getattr(exc, "connection_invalidated", False):  # SQLAlchemy: the database connection dropped
         get_logger().warning("the database connection dropped during the request", exc_info=exc)
         return _error(
-            503,
-            "unavailable",
+            Unavailable.status,
+            Unavailable.code,
             "the database connection dropped; try again",
             headers={"Retry-After": str(DROPPED_CONNECTION_RETRY_AFTER_S)},
         )

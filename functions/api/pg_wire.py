@@ -16,8 +16,8 @@ character-by-character scan in Python (`convert_paramstyle`: 18 % of a `GET /pro
 SQLAlchemy sends the same few statement texts again and again, so `remember_converted_statements` keeps
 the rewritten text of the last `CONVERTED_STATEMENTS` texts (the values are passed through as before).
 
-`pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the ones this
-was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
+`pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the
+ones this was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
 """
 
 from __future__ import annotations
@@ -63,8 +63,11 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     if statement in ENDS and self.orch_begin_pending:
         self.orch_begin_pending = False  # the transaction never started: nothing to end
         return _core.Context(statement)
-    if stream is not None:  # COPY streams data back and forth: pg8000's own exchange
-        _answers(self, _pending_begin(self, send=True))
+    if stream is not None:  # COPY streams data back and forth: pg8000's own exchange, after any BEGIN held
+        begin = _pending_begin(self)
+        if begin:
+            _send(self, lambda: None)
+            _answers(self, begin)
         return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
     contexts = _pending_begin(self)
@@ -81,21 +84,19 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     return _answers(self, contexts)
 
 
-def _pending_begin(self: Any, *, send: bool = False) -> list[Any]:
+def _pending_begin(self: Any) -> list[Any]:
     """The held-back BEGIN's context, its message written (not yet flushed), if one is held and it applies."""
     if not self.orch_begin_pending:
         return []
     self.orch_begin_pending = False
     if self.autocommit:  # switched to autocommit since: pg8000 would not have begun
         return []
-    if send:
-        _send(self, lambda: self.send_QUERY(BEGIN))
-    else:
-        self.send_QUERY(BEGIN)
+    self.send_QUERY(BEGIN)
     return [_core.Context(BEGIN)]
 
 
-def _send(self: Any, write: Any) -> None:
+def _send(self: Any, write: Callable[[], None]) -> None:
+    """`write` the messages, then flush them to the server in one go."""
     try:
         write()
         _core._flush(self._sock)

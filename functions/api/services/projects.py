@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import from_json
@@ -26,6 +26,7 @@ from functions.api.models import (
     TaskEvent,
     TaskNotification,
     Worker,
+    as_utc,
     new_id,
     utcnow,
 )
@@ -101,13 +102,9 @@ def _listed(keys: tuple[str, ...], row: Sequence[Any]) -> ProjectView:
 
 def _utc(stored: str | datetime | None) -> datetime | None:
     """What `models.UtcDateTime` reads: SQLite keeps naive UTC text, PostgreSQL an aware time."""
-    if stored is None:
-        return None
     if isinstance(stored, str):  # the offset read with the text: 5x faster than `.replace(tzinfo=UTC)`
         return datetime.fromisoformat(stored + "+00:00")
-    if stored.tzinfo is None:
-        return stored.replace(tzinfo=UTC)
-    return stored if stored.tzinfo is UTC else stored.astimezone(UTC)
+    return as_utc(stored)
 
 
 def create(session: Session, settings: ApiSettings, caller: Principal, body: ProjectCreate) -> Project:
