@@ -58,7 +58,14 @@ def build_manager(settings: WorkerManagerSettings | None = None) -> WorkerManage
     return manager
 
 
-container = PerContainer(build_manager)
+def _close(manager: WorkerManager) -> None:
+    """The local runtime's fork server takes no more launches (its running workers are still reported)."""
+    close = getattr(manager.runtime, "close", None)
+    if close is not None:
+        close()
+
+
+container = PerContainer(build_manager, close=_close)
 """One per container (Lambda) / process (embedded): the local runtime's monitors live in it."""
 reset = container.reset
 

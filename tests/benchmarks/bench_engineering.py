@@ -162,18 +162,25 @@ def _rss_pages(proc: Path) -> int:
 
 
 def _cpu_s() -> tuple[float, float]:
-    """CPU seconds of this process (the stack: API, consumers, graphs) and of its reaped children (the
-    workers, the Ansible runner, with what they ran)."""
+    """CPU seconds of this process (the stack: API, consumers, graphs) and of its workers: its reaped
+    children (the Ansible runner, workers started as their own processes, with what they ran) plus the
+    worker fork server and the workers it forked and reaped, with what they ran."""
+    from functions.worker_manager.handler import container
+
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+    forked = getattr(container.get().runtime, "forked_cpu_s", lambda: 0.0)()
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime + forked
 
 
 def _cpu_of(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
-    """CPU seconds of one run of `command` (with its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(command, cwd=cwd, env=env, capture_output=True, check=True, timeout=300)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    """CPU seconds of one run of `command` (with its children), from its own rusage: whatever else this
+    process reaps meanwhile (the stack's last workers, its fork server) is not counted."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _agent_and_test_cpu(work: Path, test_command: str) -> float:
@@ -186,12 +193,13 @@ def _agent_and_test_cpu(work: Path, test_command: str) -> float:
 
 
 def _workers_of(home: Path) -> int:
-    """How many worker wrappers of this stack are alive."""
+    """How many worker wrappers of this stack are alive: exec'd or forked, each writes to its own log."""
+    logs = f"{os.path.realpath(home / 'logs' / 'workers')}/"
     count = 0
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"worker_image.wrapper" in (proc / "cmdline").read_bytes():
-                count += f"ORCH_HOME={home}".encode() in (proc / "environ").read_bytes().split(b"\0")
+            if proc.name.isdigit() and b"worker_image." in (proc / "cmdline").read_bytes():
+                count += os.readlink(proc / "fd" / "1").startswith(logs)
         except OSError:
             continue
     return count

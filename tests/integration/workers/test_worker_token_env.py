@@ -185,6 +185,14 @@ def test_a_real_worker_holds_its_token_only_and_its_agent_not_even_that(
     work = tmp_path / "work"
     monkeypatch.setenv("ORCH_WORKER_WORKSPACE_ROOT", str(work))
     agent_dump = tmp_path / "agent-env.json"
+    launches: list[WorkerLaunch] = []
+    start = LocalRuntime.start
+
+    def recording_start(runtime: LocalRuntime, launch: WorkerLaunch) -> str:
+        launches.append(launch)
+        return start(runtime, launch)
+
+    monkeypatch.setattr(LocalRuntime, "start", recording_start)
     config = WorkerConfig(
         name="po-u1",
         agent="command",
@@ -216,9 +224,13 @@ def test_a_real_worker_holds_its_token_only_and_its_agent_not_even_that(
     workspace_files = _files_under(work)
     stack.queue.publish(WORKER_COMMANDS, DeleteWorkerCommand(request_id="d-1", worker_id=created.worker_id))
 
-    # then: the wrapper holds its own token and no service credential, in its environment or argv
-    token = wrapper["env"].get(WORKER_TOKEN_ENV, "")
+    # then: the wrapper was launched with its own token, and holds no service credential in its environment
+    # or argv; forked from the fork server, not even its token shows there (its /proc environment is the
+    # server's, which no launch's variables reach; the wrapper takes the token out of os.environ at start)
+    [launch] = launches
+    token = launch.env[WORKER_TOKEN_ENV]
     assert token.startswith("orchw_")
+    assert WORKER_TOKEN_ENV not in wrapper["env"] and token not in json.dumps(wrapper)
     assert sorted(name for name in wrapper["env"] if name.upper() in STACK_ONLY) == []
     for where, seen in (
         ("wrapper", json.dumps(wrapper)),

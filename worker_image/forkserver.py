@@ -1,0 +1,167 @@
+"""The embedded runtime's fork server: the worker wrapper imported once, a worker forked per launch.
+
+Importing the wrapper (pydantic, httpx, the contracts, the API client, Powertools' logger) costs about
+0.4 s of CPU, and every worker paid it again before doing anything. This process pays it once, at its
+first launch, and then forks each worker from that warm state: the child starts a new session (its own
+process group, as `start_new_session` gives an exec'd worker), points stdin at /dev/null and stdout and
+stderr at the worker's log, closes every other descriptor, replaces its environment with the launch's,
+and runs `worker_image.wrapper.main` as a fresh `python -m worker_image.wrapper` would.
+
+The server itself starts with the worker environment of the stack minus any launch (no token, nothing of
+the stack's own: `shared.workers.local.worker_environment`), stays single-threaded (a fork copies only the
+calling thread, so a lock held by another thread would stay locked in the child), and never runs the
+wrapper's code, only imports it.
+
+Protocol, JSON lines. stdin: `{"id": N, "argv": [...], "env": {...}, "log": PATH}` per launch.
+stdout: `{"ready": true}` once preloaded (or `{"ready": false, "reason": ...}`); `{"id": N, "pid": P}` or
+`{"id": N, "error": ...}` per launch; `{"exited": P, "code": C, "cpu_s": S}` when a worker ends (C as
+`subprocess.Popen.returncode`: negative for a signal; S its CPU seconds with its children's). Each child is watched through a pidfd.
+At EOF on stdin (the stack stopped, or its process ended) it takes no more launches, reports the workers
+still running as they end, and exits after the last one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import selectors
+import signal
+import sys
+import threading
+import traceback
+from typing import Any, NoReturn
+
+PRELOAD = (
+    "worker_image.wrapper",
+    "worker_image.agents.process",
+    "worker_image.sessions",
+)
+"""What a worker imports before or during its first message; the adapters and git come with them."""
+
+
+def _send(message: dict[str, Any]) -> None:
+    """One line on the raw descriptor (no buffered sys.stdout a child could inherit half-written)."""
+    try:
+        os.write(1, (json.dumps(message) + "\n").encode())
+    except BrokenPipeError:
+        pass  # the stack is gone; the workers still end and are reaped
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _child(request: dict[str, Any], log_fd: int) -> NoReturn:
+    """The worker, in the forked child: set up as an exec'd worker would be, run the wrapper, never return."""
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's pipes, pidfds and selector
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        argv = [str(a) for a in request["argv"]]
+        sys.argv = ["orchestrator-worker", *argv]
+        from worker_image.wrapper import main
+
+        code = main(argv)
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: S110 - nothing left to report it to
+                pass
+        os._exit(code)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.children: dict[int, int] = {}  # pidfd -> pid
+        self.accepting = True
+        self._buffer = b""
+
+    def launch(self, request: dict[str, Any]) -> None:
+        ident = request.get("id")
+        try:
+            log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except (OSError, KeyError, TypeError) as exc:
+            _send({"id": ident, "error": f"cannot open the worker's log: {exc}"})
+            return
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(request, log_fd)
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            _send({"id": ident, "error": f"fork failed: {exc}"})
+            return
+        finally:
+            os.close(log_fd)
+        self.children[pidfd] = pid
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        _send({"id": ident, "pid": pid})
+
+    def read_requests(self) -> None:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            self.accepting = False
+            self.selector.unregister(0)
+            return
+        self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if line.strip():
+                self.launch(json.loads(line))
+
+    def reap(self, pidfd: int, pid: int) -> None:
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        del self.children[pidfd]
+        _, status, usage = os.wait4(pid, 0)
+        cpu_s = usage.ru_utime + usage.ru_stime  # with what it ran and reaped: git, the agent, the tests
+        _send({"exited": pid, "code": os.waitstatus_to_exitcode(status), "cpu_s": round(cpu_s, 6)})
+
+    def serve(self) -> int:
+        self.selector.register(0, selectors.EVENT_READ, None)
+        while self.accepting or self.children:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    self.read_requests()
+                else:
+                    self.reap(int(key.fd), int(key.data))
+        return 0
+
+
+def main() -> int:
+    try:
+        if not hasattr(os, "pidfd_open"):
+            raise RuntimeError("os.pidfd_open is not available (Linux 5.3 or newer)")
+        for name in PRELOAD:
+            importlib.import_module(name)
+        if threading.active_count() != 1:
+            raise RuntimeError(f"importing the wrapper started threads: {threading.enumerate()}")
+    except Exception as exc:
+        _send({"ready": False, "reason": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _send({"ready": True})
+    return Server().serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
