@@ -16,6 +16,14 @@ character-by-character scan in Python (`convert_paramstyle`: 18 % of a `GET /pro
 SQLAlchemy sends the same few statement texts again and again, so `remember_converted_statements` keeps
 the rewritten text of the last `CONVERTED_STATEMENTS` texts (the values are passed through as before).
 
+Reads come before the transaction (`plain_read`): at READ COMMITTED, PostgreSQL's default and the only level
+this API runs at, every statement takes its own snapshot, in a transaction or not, so a plain SELECT (no
+locking clause, nothing with a side effect) answers the same outside the transaction as inside it. The held
+BEGIN therefore waits for the first statement that is not one, and a request that only reads (a `GET`)
+never opens a transaction: no BEGIN, no COMMIT, one round trip per statement. A session whose isolation is
+anything else (checked when the connection opens, and followed through `SET ... ISOLATION LEVEL`) sends its
+BEGIN before its first statement, as before.
+
 `pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the
 ones this was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
 """
@@ -23,6 +31,7 @@ ones this was written against (checked once), connections keep pg8000's own way 
 from __future__ import annotations
 
 import functools
+import re
 import types
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +42,26 @@ ENDS = frozenset({"commit", "rollback"})
 CONVERTED_STATEMENTS = 1024
 POSITIONAL_STYLES = frozenset({"format", "numeric", "qmark"})
 """Paramstyles whose values pg8000 passes on as given: only the statement's text is rewritten."""
+READ_COMMITTED = "read committed"
+_LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
+_SIDE_EFFECTS = re.compile(
+    r"\bINTO\b|pg_advisory|set_config|nextval|setval|txid_current|pg_current_xact_id|\blo_", re.IGNORECASE
+)
+_ISOLATION = re.compile(r"^\s*SET\b.*\bISOLATION\s+LEVEL\s+([A-Z ]+?)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+@functools.lru_cache(maxsize=CONVERTED_STATEMENTS)
+def plain_read(statement: str) -> bool:
+    """A SELECT that locks nothing and changes nothing (conservative: a locking clause or a function with a
+    side effect anywhere in its text, even in a literal, makes it not one), or an empty statement (the
+    liveness check of SQLAlchemy's pg8000 dialect sends `;`)."""
+    if not statement.strip().strip(";").strip():
+        return True
+    return (
+        statement.lstrip()[:6].upper() == "SELECT"
+        and _LOCKING.search(statement) is None
+        and _SIDE_EFFECTS.search(statement) is None
+    )
 
 try:
     from pg8000 import core as _core
@@ -52,7 +81,8 @@ def _execute_simple(self: Any, statement: str) -> Any:
     if statement == BEGIN:
         self.orch_begin_pending = True
         return _core.Context(statement)
-    contexts = _pending_begin(self)
+    _follow_isolation(self, statement)
+    contexts = _pending_begin(self, statement)
     contexts.append(_core.Context(statement))
     _send(self, lambda: self.send_QUERY(statement))
     return _answers(self, contexts)
@@ -70,7 +100,8 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
             _answers(self, begin)
         return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
-    contexts = _pending_begin(self)
+    _follow_isolation(self, statement)
+    contexts = _pending_begin(self, statement)
     contexts.append(_core.Context(statement))
 
     def messages() -> None:
@@ -84,9 +115,20 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     return _answers(self, contexts)
 
 
-def _pending_begin(self: Any) -> list[Any]:
-    """The held-back BEGIN's context, its message written (not yet flushed), if one is held and it applies."""
+def _follow_isolation(self: Any, statement: str) -> None:
+    """Reads go before the transaction only at READ COMMITTED: a `SET ... ISOLATION LEVEL` switches it."""
+    if statement[:3].upper() == "SET":
+        level = _ISOLATION.match(statement)
+        if level is not None:
+            self.orch_reads_first = " ".join(level.group(1).lower().split()) == READ_COMMITTED
+
+
+def _pending_begin(self: Any, statement: str | None = None) -> list[Any]:
+    """The held-back BEGIN's context, its message written (not yet flushed), if one is held and `statement`
+    needs it (a plain read at READ COMMITTED does not: the BEGIN waits for the next statement)."""
     if not self.orch_begin_pending:
+        return []
+    if statement is not None and self.orch_reads_first and plain_read(statement):
         return []
     self.orch_begin_pending = False
     if self.autocommit:  # switched to autocommit since: pg8000 would not have begun
@@ -122,12 +164,21 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
 
 
 def pipeline_statements(connection: Any) -> None:
-    """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, and
-    BEGIN none."""
+    """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, BEGIN
+    none, and reads before a transaction's first write none either (at READ COMMITTED)."""
     if PIPELINED:
         connection.orch_begin_pending = False
+        connection.orch_reads_first = _isolation(connection) == READ_COMMITTED
         connection.execute_simple = types.MethodType(_execute_simple, connection)
         connection.execute_unnamed = types.MethodType(_execute_unnamed, connection)
+
+
+def _isolation(connection: Any) -> str:
+    """The session's isolation level (the server's `default_transaction_isolation` or the login's), asked
+    once as the connection opens."""
+    context = connection.execute_simple("SHOW transaction_isolation")
+    rows = getattr(context, "rows", None) or [[""]]
+    return " ".join(str(rows[0][0]).lower().split())
 
 
 def _remembering(

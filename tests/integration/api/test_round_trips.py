@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pg8000 import core
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from functions.api import pg_wire
@@ -25,8 +25,8 @@ from tests.integration.api.test_statements_per_request import requests_of
 # liveness check): one per statement (the transaction's BEGIN goes in front of the first), one per commit.
 # pg8000's own way, with the check: 11 / 8 / 17 / 31.
 BOUNDS = {
-    "get project": 2,
-    "list projects": 2,
+    "get project": 1,
+    "list projects": 1,
     "create project": 5,
     "create engineering task": 8,  # two transactions (the outbox row is marked sent after the publish)
 }
@@ -166,7 +166,7 @@ def test_a_connection_idle_in_the_pool_is_checked_first_and_one_used_a_moment_ag
     _idle_all(api, seconds=PING_AFTER_IDLE_S + 1)
     with count_round_trips(monkeypatch) as idle:
         assert alice.get("/projects/blog").status == 200
-    assert (warm.flushes, idle.flushes) == (2, 3)
+    assert (warm.flushes, idle.flushes) == (1, 2)
 
 
 def test_a_connection_dropped_under_a_request_is_a_503_and_the_next_request_reconnects(
@@ -202,3 +202,118 @@ def _idle_all(api: ApiHarness, seconds: float) -> None:
     for record in list(pool._pool.queue):
         raw = record.dbapi_connection
         raw.orch_checked_in_at -= seconds
+
+
+# -- reads before the transaction (READ COMMITTED) -------------------------------------------------------
+
+
+def _state_of(admin: Any, pid: int) -> str:
+    with admin.connect() as connection:
+        return str(
+            connection.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar()
+        )
+
+
+def test_reads_open_no_transaction_and_the_first_write_after_them_is_still_rolled_back(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    engine = api.deps.db.engine
+    admin = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.commit()
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+            assert isinstance(pid, int)
+            described = connection.execute(text("SELECT description FROM projects WHERE name = 'blog'")).scalar()
+            after_reads = _state_of(admin, pid)
+            connection.execute(text("UPDATE projects SET description = 'changed' WHERE name = 'blog'"))
+            after_write = _state_of(admin, pid)
+            connection.rollback()
+        with admin.connect() as other:
+            now = other.execute(text("SELECT description FROM projects WHERE name = 'blog'")).scalar()
+    finally:
+        admin.dispose()
+    assert (after_reads, after_write) == ("idle", "idle in transaction")
+    assert now == described != "changed"
+
+
+def test_a_locking_read_opens_the_transaction_and_holds_its_lock_until_commit(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    engine = api.deps.db.engine
+    admin = create_engine(engine.url, poolclass=NullPool)
+    lock = text("SELECT id FROM projects WHERE name = 'blog' FOR UPDATE NOWAIT")
+    try:
+        with engine.connect() as connection:
+            connection.commit()
+            connection.execute(text("SELECT id FROM projects WHERE name = 'blog' FOR UPDATE"))
+            with admin.connect() as other, pytest.raises(Exception, match="could not obtain lock"):
+                other.execute(lock)
+            connection.commit()
+        with admin.connect() as other:
+            assert other.execute(lock).scalar() is not None
+    finally:
+        admin.dispose()
+
+
+def _repeatable_read_engine(url: Any) -> Any:
+    """An engine whose sessions run at REPEATABLE READ from the start, then pipelined."""
+    engine = create_engine(url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(raw: Any, _record: Any) -> None:
+        cursor = raw.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        raw.commit()
+        pg_wire.pipeline_statements(raw)
+
+    return engine
+
+
+def test_above_read_committed_reads_stay_in_the_transaction_and_share_its_snapshot(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    engine = _repeatable_read_engine(api.deps.db.engine.url)
+    admin = create_engine(api.deps.db.engine.url, poolclass=NullPool)
+    count = text("SELECT count(*) FROM projects")
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None and raw.orch_reads_first is False
+            first = connection.execute(count).scalar()
+            with admin.begin() as other:
+                other.execute(text("UPDATE projects SET name = 'renamed' WHERE name = 'blog'"))
+                other.execute(text("DELETE FROM projects WHERE name = 'renamed'"))
+            second = connection.execute(count).scalar()
+            connection.rollback()
+            # a session switched back to READ COMMITTED reads first again, and away from it does not
+            connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"))
+            connection.commit()
+            assert raw.orch_reads_first is True
+            connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE"))
+            connection.commit()
+            assert raw.orch_reads_first is False
+    finally:
+        engine.dispose()
+        admin.dispose()
+    assert first == second == 1  # one snapshot for the whole transaction, the delete after it unseen
+
+
+def test_what_counts_as_a_plain_read() -> None:
+    reads = ["SELECT 1", "  select id from projects where name = $1", ";", "", "SELECT pg_backend_pid()"]
+    others = [
+        "SELECT id FROM projects FOR UPDATE",
+        "SELECT id FROM projects FOR NO KEY UPDATE OF projects SKIP LOCKED",
+        "SELECT id FROM projects FOR SHARE",
+        "select id from t for key share",
+        "SELECT pg_advisory_xact_lock(1)",
+        "SELECT set_config('x.y', '1', true)",
+        "SELECT nextval('s')",
+        "SELECT * INTO copy FROM projects",
+        "WITH moved AS (DELETE FROM t RETURNING *) SELECT * FROM moved",
+        "INSERT INTO projects (name) VALUES ($1)",
+        "SHOW statement_timeout",
+        "SET LOCAL statement_timeout = 1",
+    ]
+    assert [pg_wire.plain_read(s) for s in reads] == [True] * len(reads)
+    assert [pg_wire.plain_read(s) for s in others] == [False] * len(others)
