@@ -46,6 +46,24 @@ class Database:
         with self.sessions.begin() as session:
             yield session
 
+    def run_alone(self, statement: Executable) -> int:
+        """One write that is atomic on its own (an UPDATE of rows already known), outside any transaction:
+        on pg8000 in autocommit, so PostgreSQL commits it as it runs (one round trip where a transaction of
+        its own takes two: the statement with its BEGIN, then COMMIT); elsewhere in a transaction of its
+        own. Returns how many rows it changed."""
+        if self.engine.dialect.driver != "pg8000":
+            with self.session() as session:
+                return rows_changed(session, statement)
+        with self.engine.connect() as connection:
+            raw: Any = connection.connection.dbapi_connection
+            raw.autocommit = True
+            try:
+                changed = cast("CursorResult[Any]", connection.execute(statement)).rowcount
+            finally:
+                raw.autocommit = False
+            # leaving rolls back: pg8000 sends nothing with no transaction open
+            return changed
+
     def schema_revision(self) -> str | None:
         with self.engine.connect() as conn:
             try:

@@ -63,6 +63,7 @@ def plain_read(statement: str) -> bool:
         and _SIDE_EFFECTS.search(statement) is None
     )
 
+
 try:
     from pg8000 import core as _core
 

@@ -111,21 +111,19 @@ def publish_claimed(
             queue.publish_raw(row.queue, row.body, attributes)
         except Exception as exc:  # left unsent: the next sweep retries it
             report.failed += 1
-            with db.session() as session:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)
-                    .values(claimed_until=None, last_error=f"{type(exc).__name__}: {exc}"[:2000])
-                )
+            db.run_alone(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .values(claimed_until=None, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            )
             continue
         sent.append(row.id)
     if sent:
-        with db.session() as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(sent))
-                .values(sent_at=utcnow(), claimed_until=None, last_error=None)
-            )
+        db.run_alone(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(sent))
+            .values(sent_at=utcnow(), claimed_until=None, last_error=None)
+        )
         report.sent += len(sent)
     return report
 
