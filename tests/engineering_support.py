@@ -18,7 +18,7 @@ from functions.engineering.settings import EngineeringSettings
 from functions.engineering.state import EngState
 from shared.api_client import ConflictError, NotFoundError
 from shared.contracts import WORKER_COMMANDS, DeleteWorkerCommand, EngineeringMessage
-from shared.contracts.api import Project, Task, TaskStatus, TaskType
+from shared.contracts.api import Project, Task, TaskLeaseState, TaskStatus, TaskType
 from shared.contracts.spend import BudgetCheck, Gate, GateNeed, GateRequest, GateStatus
 from shared.queues.local import LocalQueue
 from tests.factories import drain
@@ -70,10 +70,13 @@ class FakeApi:
         self.gates: dict[tuple[str, int], Gate] = {}
         self.gate_requests: list[GateRequest] = []
 
-    def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> None:
+    def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> TaskLeaseState:
         if self.lease not in (None, holder):
             raise ConflictError(409, "conflict", "leased")
         self.lease = holder
+        return TaskLeaseState(
+            task_id=task_id, holder=holder, until=None, acquired=True, status=self.task.status
+        )
 
     def release_lease(self, task_id: str, holder: str) -> None:
         self.lease = None

@@ -138,6 +138,11 @@ class TaskLeaseState(Out):
     holder: str | None
     until: datetime | None
     acquired: bool
+    status: TaskStatus | None = Field(
+        default=None,
+        description="The task's status as the lease was taken (a graph resuming it needs no second request "
+        "to learn it ended); absent from APIs older than this field.",
+    )
 
 
 class NotificationClaim(Dto):

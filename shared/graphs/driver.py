@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from shared.api_client import ApiClient, ConflictError, NotFoundError
-from shared.contracts.api import Task, TaskStatus
+from shared.contracts.api import Task, TaskLeaseState, TaskStatus
 from shared.observability import get_logger
 
 END = "__end__"
@@ -61,16 +61,16 @@ class GraphDriver:
         return {"configurable": {"thread_id": task_id}}
 
     @contextmanager
-    def leased(self, task_id: str) -> Iterator[None]:
+    def leased(self, task_id: str) -> Iterator[TaskLeaseState]:
         # One holder per invocation, not per process: two threads of one process (two pollers, or
         # one Lambda container reused) must not both think they hold the task.
         holder = f"{self.holder}:{uuid.uuid4().hex[:8]}"
         try:
-            self.api.take_lease(task_id, holder, seconds=300)
+            lease = self.api.take_lease(task_id, holder, seconds=300)
         except ConflictError as exc:
             raise LeaseBusy(str(exc)) from None
         try:
-            yield
+            yield lease
         finally:
             try:
                 self.api.release_lease(task_id, holder)
@@ -104,7 +104,7 @@ class GraphDriver:
         if ":" not in request_id:
             return "not-ours"
         try:
-            with self.leased(task_id):
+            with self.leased(task_id) as lease:
                 snapshot = self.graph.get_state(self.config(task_id))
                 expected = self.pending_wait(snapshot)
                 if not answers(expected, request_id):
@@ -113,8 +113,9 @@ class GraphDriver:
                         extra={"task_id": task_id, "request_id": request_id, "waiting_for": expected},
                     )
                     return "ignored"
-                task = self.api.get_task(task_id)
-                if task.status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
+                # the status as the lease was taken (an older API does not say: asked for then)
+                status = lease.status or self.api.get_task(task_id).status
+                if status.is_final:  # cancelled by a person, or failed by the stuck-task reaper
                     return "ended"
                 from langgraph.types import Command
 

@@ -129,6 +129,27 @@ def test_cancelled_task_is_not_resumed(settings: EngineeringSettings, tmp_path: 
     assert _take(queue, WORKER_COMMANDS) == []
 
 
+@pytest.mark.parametrize("lease_says_status", [True, False])
+def test_a_resume_learns_the_task_ended_from_its_lease_or_from_an_older_api(
+    settings: EngineeringSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lease_says_status: bool
+) -> None:
+    api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")
+    api.project = api.project.model_copy(update={"repo_url": "/r.git"})
+    _engine(api, queue, settings).start(EngineeringMessage(task_id=api.task.id, project_id="p1", user_id=1))
+    [create] = _take(queue, WORKER_COMMANDS)
+    api.task = api.task.model_copy(update={"status": TaskStatus.CANCELLED})
+    asked: list[str] = []
+    get_task, take_lease = api.get_task, api.take_lease
+    monkeypatch.setattr(api, "get_task", lambda task_id: asked.append(task_id) or get_task(task_id))
+    if not lease_says_status:  # an API older than TaskLeaseState.status
+        monkeypatch.setattr(
+            api, "take_lease", lambda *a, **k: take_lease(*a, **k).model_copy(update={"status": None})
+        )
+    ended = _engine(api, queue, settings).resume(create.request_id, {"success": True, "worker_id": "w"})
+    assert ended == "ended"
+    assert asked == ([] if lease_says_status else [api.task.id])
+
+
 def test_two_invocations_of_one_process_do_not_share_the_lease(tmp_path: Path) -> None:
     """The holder is per invocation: a second thread of the same process must wait, not drive."""
     api, queue = FakeApi(), LocalQueue(tmp_path / "q.db")

@@ -112,7 +112,11 @@ def take_lease(task_id: TaskId, body: TaskLease) -> TaskLeaseState:
     with transaction() as session:
         task = task_runs.take_lease(session, task_id, body.holder, body.seconds)
         return TaskLeaseState(
-            task_id=task.id, holder=task.lease_holder, until=task.lease_until, acquired=True
+            task_id=task.id,
+            holder=task.lease_holder,
+            until=task.lease_until,
+            acquired=True,
+            status=task.status,
         )
 
 
