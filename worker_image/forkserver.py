@@ -5,7 +5,9 @@ Importing the wrapper (pydantic, httpx, the contracts, the API client, Powertool
 first launch, and then forks each worker from that warm state: the child starts a new session (its own
 process group, as `start_new_session` gives an exec'd worker), points stdin at /dev/null and stdout and
 stderr at the worker's log, closes every other descriptor, replaces its environment with the launch's,
-and runs `worker_image.wrapper.main` as a fresh `python -m worker_image.wrapper` would.
+and runs `worker_image.wrapper.main` as a fresh `python -m worker_image.wrapper` would. Its pid is answered
+only once it leads its own session with its log in place (a pipe it writes to), as `Popen` returns only
+after the exec: a stop (`killpg`) or a look at its stdout right after the launch finds what it expects.
 
 The server itself starts with the worker environment of the stack minus any launch (no token, nothing of
 the stack's own: `shared.workers.local.worker_environment`), stays single-threaded (a fork copies only the
@@ -57,7 +59,7 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _child(request: dict[str, Any], log_fd: int) -> NoReturn:
+def _child(request: dict[str, Any], log_fd: int, started_fd: int) -> NoReturn:
     """The worker, in the forked child: set up as an exec'd worker would be, run the wrapper, never return."""
     code = 1
     try:
@@ -66,6 +68,8 @@ def _child(request: dict[str, Any], log_fd: int) -> NoReturn:
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        # its group and its log are in place: a stop (killpg) reaches it, a runtime recognises it
+        os.write(started_fd, b".")
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's pipes, pidfds and selector
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.environ.clear()
@@ -103,16 +107,23 @@ class Server:
         except (OSError, KeyError, TypeError) as exc:
             _send({"id": ident, "error": f"cannot open the worker's log: {exc}"})
             return
+        started_read, started_write = os.pipe()
         try:
             pid = os.fork()
-            if pid == 0:
-                _child(request, log_fd)
-            pidfd = os.pidfd_open(pid)
         except OSError as exc:
+            for fd in (log_fd, started_read, started_write):
+                os.close(fd)
             _send({"id": ident, "error": f"fork failed: {exc}"})
             return
+        if pid == 0:
+            _child(request, log_fd, started_write)
+        os.close(started_write)
+        os.close(log_fd)
+        try:
+            os.read(started_read, 1)  # answered once the child leads its own session and group (or died)
         finally:
-            os.close(log_fd)
+            os.close(started_read)
+        pidfd = os.pidfd_open(pid)  # a child that died already is a zombie until reaped: still openable
         self.children[pidfd] = pid
         self.selector.register(pidfd, selectors.EVENT_READ, pid)
         _send({"id": ident, "pid": pid})

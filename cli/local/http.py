@@ -57,12 +57,19 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-class ApiHttpServer(ThreadingHTTPServer):
-    """Serialises handler calls: one Lambda container handles one request at a time, and so does this.
+API_CONCURRENCY = 4
+"""Requests the handler serves at once: as many Lambda containers, each taking one at a time (the API's
+resolver keeps each request's state per thread). The PostgreSQL pool holds as many connections (2 + 2
+overflow); on SQLite, writers queue on the database's lock (`BEGIN IMMEDIATE`) while readers go on."""
 
-    Connections are accepted concurrently (a thread each) and wait for the handler in turn. The listen
-    backlog is sized for a burst of clients (the CLI, workers, the bot, a test harness): socketserver's
-    default of 5 left a burst of 100 connections timing out or reset while the accept queue overflowed.
+
+class ApiHttpServer(ThreadingHTTPServer):
+    """Bounds handler calls to `API_CONCURRENCY` at once, as that many Lambda containers would.
+
+    Connections are accepted concurrently (a thread each) and wait for a free slot. While one request waits
+    on the database (a round trip, a lock), another runs. The listen backlog is sized for a burst of
+    clients (the CLI, workers, the bot, a test harness): socketserver's default of 5 left a burst of 100
+    connections timing out or reset while the accept queue overflowed.
     """
 
     daemon_threads = True
@@ -72,10 +79,10 @@ class ApiHttpServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: LambdaHandler) -> None:
         super().__init__(address, _Handler)
         self.handler = handler
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(API_CONCURRENCY)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        with self._slots:
             try:
                 return self.handler(event, None)
             except Exception:  # the handler maps errors itself; this is the last line of defence

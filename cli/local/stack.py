@@ -227,16 +227,17 @@ class EmbeddedStack:
         return url
 
     def _prepare_database(self, db: Any) -> str:
-        """Migrate and seed the first admin; the revision the database is at. A database this code serves
-        as it is (at the head, or ahead of it: left alone either way) only gets the admin, without loading
-        Alembic; one ahead is seeded too: the API serves it, and the stack needs its keys."""
+        """Migrate and seed the first admin; the revision the database is at. The migration runs in a
+        process of its own (`migrate_in_child`): this one never loads Alembic. A database this code serves
+        as it is (at the head, or ahead of it: left alone either way) only gets the admin; one ahead is
+        seeded too: the API serves it, and the stack needs its keys."""
         from functions.api.db import schema_serves
-        from functions.migrations.bootstrap import bootstrap, ensure_first_admin
+        from functions.migrations.bootstrap import ensure_first_admin, migrate_in_child
 
         assert self.admin_key is not None
         revision = db.schema_revision()
         if not schema_serves(revision):
-            return bootstrap(db, self.admin_key, seed_when_ahead=True).revision
+            revision = migrate_in_child(db.engine.url.render_as_string(hide_password=False)).revision
         with db.session() as session:
             ensure_first_admin(session, self.admin_key)
         return str(revision)

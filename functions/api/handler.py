@@ -94,7 +94,53 @@ def _json(body: Any) -> str:
     return to_json(body).decode()
 
 
-app = APIGatewayHttpResolver(enable_validation=True, serializer=_json)
+class _PerThreadResolver(APIGatewayHttpResolver):
+    """Powertools keeps a request's state on the resolver (`context`: the route, its path arguments, our
+    principal) and class-wide on `BaseRouter` (`current_event`, `lambda_context`): one request at a time,
+    as a Lambda container takes them. Here that state is per thread, so the embedded stack's HTTP server
+    resolves several requests at once (`cli.local.http.API_CONCURRENCY`); in AWS nothing changes.
+    `resolve` is Powertools' own without its class-wide assignments (a test pins both to this version)."""
+
+    _request = threading.local()
+
+    @property
+    def current_event(self) -> Any:
+        return self._request.current_event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._request.current_event = value
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._request, "lambda_context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._request.lambda_context = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        try:
+            found: dict[str, Any] = self._request.context
+        except AttributeError:
+            found = self._request.context = {}
+        return found
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._request.context = value
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        self.current_event = self._to_proxy_event(cast("dict[str, Any]", event))
+        self.lambda_context = context
+        try:
+            return self._build_response(self._resolve())
+        finally:
+            self.context.clear()  # what Powertools' clear_context does
+
+
+app = _PerThreadResolver(enable_validation=True, serializer=_json)
 
 
 def _error(

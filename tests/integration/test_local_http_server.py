@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from cli.local.http import ApiHttpServer
+from cli.local.http import API_CONCURRENCY, ApiHttpServer
 from tests.factories import race
 
 
@@ -75,10 +75,10 @@ def test_a_burst_of_100_new_connections_is_served_without_resets_or_timeouts() -
     finally:
         server.shutdown()
         server.server_close()
-    # then every one is answered, and the handler still ran one request at a time
+    # then every one is answered, and the handler ran at most API_CONCURRENCY requests at once
     failures = [o for o in outcomes if o != b"HTTP/1.1 200 OK"]
     assert failures == []
-    assert most_inside == 1
+    assert 1 < most_inside <= API_CONCURRENCY
 
 
 def test_a_negative_or_garbage_content_length_is_a_400_not_a_hang() -> None:
