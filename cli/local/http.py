@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -58,13 +59,25 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 API_CONCURRENCY = 4
-"""Requests the handler serves at once: as many Lambda containers, each taking one at a time (the API's
-resolver keeps each request's state per thread). The PostgreSQL pool holds as many connections (2 + 2
-overflow); on SQLite, writers queue on the database's lock (`BEGIN IMMEDIATE`) while readers go on."""
+"""Requests the handler serves at once by default (`ORCH_API_CONCURRENCY`, 1 to 64): as many Lambda
+containers, each taking one at a time (the API's resolver keeps each request's state per thread). The
+PostgreSQL pool holds four connections (2 + 2 overflow; more requests wait for one); on SQLite, writers
+queue on the database's lock (`BEGIN IMMEDIATE`) while readers go on."""
+CONCURRENCY_ENV = "ORCH_API_CONCURRENCY"
+
+
+def api_concurrency(environ: Mapping[str, str] = os.environ) -> int:
+    """`ORCH_API_CONCURRENCY`, or the default; a value that is not a whole number from 1 to 64 is refused."""
+    raw = environ.get(CONCURRENCY_ENV, "").strip()
+    if not raw:
+        return API_CONCURRENCY
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ValueError(f"{CONCURRENCY_ENV} must be a whole number from 1 to 64, not {raw!r}")
+    return int(raw)
 
 
 class ApiHttpServer(ThreadingHTTPServer):
-    """Bounds handler calls to `API_CONCURRENCY` at once, as that many Lambda containers would.
+    """Bounds handler calls to `api_concurrency()` at once, as that many Lambda containers would.
 
     Connections are accepted concurrently (a thread each) and wait for a free slot. While one request waits
     on the database (a round trip, a lock), another runs. The listen backlog is sized for a burst of
@@ -79,7 +92,8 @@ class ApiHttpServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: LambdaHandler) -> None:
         super().__init__(address, _Handler)
         self.handler = handler
-        self._slots = threading.BoundedSemaphore(API_CONCURRENCY)
+        self.concurrency = api_concurrency()
+        self._slots = threading.BoundedSemaphore(self.concurrency)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._slots:

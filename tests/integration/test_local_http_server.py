@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from cli.local.http import API_CONCURRENCY, ApiHttpServer
 from tests.factories import race
@@ -91,3 +92,14 @@ def test_a_negative_or_garbage_content_length_is_a_400_not_a_hang() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_concurrency_is_four_by_default_and_settable_within_bounds() -> None:
+    from cli.local.http import api_concurrency
+
+    assert api_concurrency({}) == API_CONCURRENCY == 4
+    assert api_concurrency({"ORCH_API_CONCURRENCY": " 1 "}) == 1
+    assert api_concurrency({"ORCH_API_CONCURRENCY": "64"}) == 64
+    for bad in ("0", "65", "-1", "two", "1.5"):
+        with pytest.raises(ValueError, match="ORCH_API_CONCURRENCY must be a whole number from 1 to 64"):
+            api_concurrency({"ORCH_API_CONCURRENCY": bad})
