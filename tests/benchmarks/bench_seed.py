@@ -60,6 +60,8 @@ OLD_RATIOS = {  # issue 24, as filed: (ours on Postgres, ours on SQLite)
     "list throughput, 8 connections": ("0.24x", "0.60x"),
     "API process memory (RSS)": ("2.4x", ""),
 }
+PASSED_ON = ("ORCH_API_CONCURRENCY",)
+"""Our server's settings taken from this process's environment (every other ORCH_ variable is dropped)."""
 SEED_COLD_IMPORT = COLD_IMPORT.replace("functions.api.handler", "src.main")
 # The seed's consumer: its redis.asyncio client reading the stream with a consumer group, as its
 # engineering consumer did; prints "ready", then one JSON object {task_id: wall-clock receipt time}.
@@ -292,7 +294,8 @@ def _seed_server(setup: Setup) -> Iterator[Target]:
 @contextmanager
 def _our_server(label: str, database_url: str | None) -> Iterator[Target]:
     home = Path(tempfile.mkdtemp(prefix="bench-seed-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | {"ORCH_HOME": str(home)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_") or k in PASSED_ON}
+    env["ORCH_HOME"] = str(home)
     cmd = [sys.executable, "-m", "cli.main", "local", "up", "--port", "0", "--json", "--consumers", "none"]
     cmd += ["--database-url", database_url] if database_url else []
     log = home.parent / f"{home.name}.log"
@@ -630,7 +633,8 @@ def main() -> None:
     print(
         f"ours vs the seed's API over HTTP; load average {load} on {os.cpu_count()} CPUs (compare cpu when busy)"
     )
-    print(f"ours: {_tree_state()}; the seed: {setup.seed_dir}")
+    passed = " ".join(f"{k}={os.environ[k]}" for k in PASSED_ON if k in os.environ)
+    print(f"ours: {_tree_state()}{f' ({passed})' if passed else ''}; the seed: {setup.seed_dir}")
     imports = cold_imports(setup, args.imports)
     setup.redis_port = _free_port()
     rounds, rss = [], []
