@@ -123,6 +123,7 @@ class ForkServer:
         self._ready: dict[str, Any] | None = None
         self._lost = False
         self._next_id = 0
+        self._abandoned: set[int] = set()
         self.workers_cpu_s = 0.0
         """CPU seconds of the workers it has reaped, with their children's (a forked worker is not this
         process's child: `RUSAGE_CHILDREN` never sees it)."""
@@ -144,7 +145,15 @@ class ForkServer:
                     self._codes[int(message["exited"])] = int(message["code"])
                     self.workers_cpu_s += float(message.get("cpu_s") or 0.0)
                 elif "id" in message:
-                    self._replies[int(message["id"])] = message
+                    ident = int(message["id"])
+                    if ident in self._abandoned:  # answered after its launch gave up: a worker nobody runs
+                        self._abandoned.discard(ident)
+                        if "pid" in message:
+                            for kill in (os.killpg, os.kill):  # its group, and it (however far it got)
+                                with contextlib.suppress(OSError):
+                                    kill(int(message["pid"]), signal.SIGKILL)
+                    else:
+                        self._replies[ident] = message
                 self._cond.notify_all()
         with self._cond:
             self._lost = True
@@ -164,11 +173,16 @@ class ForkServer:
             self._next_id += 1
             ident = self._next_id
         line = json.dumps({"id": ident, "argv": argv, "env": env, "log": str(log)}) + "\n"
-        with self._write_lock:
-            self._stdin.write(line.encode())
-            self._stdin.flush()
+        try:
+            with self._write_lock:
+                self._stdin.write(line.encode())
+                self._stdin.flush()
+        except ValueError as exc:  # closed meanwhile (the stack stopping)
+            raise OSError(f"the worker fork server takes no more launches: {exc}") from None
         with self._cond:
             if not self._cond.wait_for(lambda: ident in self._replies or self._lost, LAUNCH_REPLY_S):
+                # the caller starts the worker another way: a fork answered later is killed at once
+                self._abandoned.add(ident)
                 raise OSError(f"the worker fork server did not answer within {LAUNCH_REPLY_S:.0f}s")
             reply = self._replies.pop(ident, None)
         if reply is None:

@@ -150,3 +150,44 @@ def test_workers_start_as_their_own_processes_when_the_server_cannot_serve(
         assert stopped.wait("w-execd").exit_code in (-15, 143)
     finally:
         runtime.close()
+
+
+LATE_SERVER = """
+import json, os, sys, time
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    time.sleep(1.0)  # past the runtime's patience
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        time.sleep(60)
+        os._exit(0)
+    open(sys.argv[1], "w").write(str(pid))
+    print(json.dumps({"id": request["id"], "pid": pid}), flush=True)
+"""
+
+
+def test_a_launch_the_server_answers_too_late_runs_once_the_late_fork_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a server that forks each worker only after the runtime stopped waiting for it
+    late_pid = tmp_path / "late.pid"
+    monkeypatch.setattr(local, "FORK_SERVER_COMMAND", ("-c", LATE_SERVER, str(late_pid)))
+    monkeypatch.setattr(local, "LAUNCH_REPLY_S", 0.3)
+    stopped = Stopped()
+    runtime = LocalRuntime(tmp_path / "logs", on_stopped=stopped)
+    env = {"ORCH_API_URL": f"http://127.0.0.1:{_closed_port()}", WORKER_TOKEN_ENV: TOKEN}
+    try:
+        # when
+        handle = runtime.start(WorkerLaunch(worker_id="w-late", task_id=None, env=env))
+        # then: the worker was exec'd instead, and the fork answered later is killed: one worker runs
+        assert b"w-late" in Path(f"/proc/{int(handle.split(':')[1])}/cmdline").read_bytes()
+        deadline = time.monotonic() + 10
+        while not late_pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(int(late_pid.read_text())), "the late fork was left running beside the exec'd worker"
+        runtime.stop(handle, "deleted")
+        assert stopped.wait("w-late").reason == "stopped: deleted"
+    finally:
+        runtime.close()
