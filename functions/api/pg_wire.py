@@ -47,7 +47,11 @@ _LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b",
 _SIDE_EFFECTS = re.compile(
     r"\bINTO\b|pg_advisory|set_config|nextval|setval|txid_current|pg_current_xact_id|\blo_", re.IGNORECASE
 )
-_ISOLATION = re.compile(r"^\s*SET\b.*\bISOLATION\s+LEVEL\s+([A-Z ]+?)\s*$", re.IGNORECASE | re.DOTALL)
+_ISOLATION = re.compile(
+    r"^\s*SET\b.*?\b(?:ISOLATION\s+LEVEL\s+|(?:default_)?transaction_isolation\s*(?:=|\bTO\b)\s*)"
+    r"'?([A-Z ]+?)'?\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @functools.lru_cache(maxsize=CONVERTED_STATEMENTS)
@@ -117,11 +121,12 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
 
 
 def _follow_isolation(self: Any, statement: str) -> None:
-    """Reads go before the transaction only at READ COMMITTED: a `SET ... ISOLATION LEVEL` switches it."""
-    if statement[:3].upper() == "SET":
-        level = _ISOLATION.match(statement)
-        if level is not None:
-            self.orch_reads_first = " ".join(level.group(1).lower().split()) == READ_COMMITTED
+    """Reads go before the transaction only at READ COMMITTED: a `SET ... ISOLATION LEVEL` (or of
+    `default_transaction_isolation`) switches it; any other SET naming isolation switches it off."""
+    if statement.lstrip()[:3].upper() != "SET" or "isolation" not in statement.lower():
+        return
+    level = _ISOLATION.match(statement)
+    self.orch_reads_first = level is not None and " ".join(level.group(1).lower().split()) == READ_COMMITTED
 
 
 def _pending_begin(self: Any, statement: str | None = None) -> list[Any]:

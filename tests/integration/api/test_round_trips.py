@@ -307,6 +307,28 @@ def test_above_read_committed_reads_stay_in_the_transaction_and_share_its_snapsh
     assert first == second == 1  # one snapshot for the whole transaction, the delete after it unseen
 
 
+@pytest.mark.parametrize(
+    ("statement", "reads_first"),
+    [
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED", True),
+        ("set session characteristics as transaction isolation level repeatable read", False),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", False),
+        ("SET default_transaction_isolation = 'serializable'", False),
+        ("SET default_transaction_isolation TO 'read committed'", True),
+        ("SET SESSION default_transaction_isolation = 'repeatable read';", False),
+        ("SET transaction_isolation = 'read committed'", True),
+        ("SET something_isolation_related = 1", False),  # unknown: reads stay in the transaction
+    ],
+)
+def test_a_set_of_the_isolation_level_is_followed(statement: str, reads_first: bool) -> None:
+    connection = type("Connection", (), {"orch_reads_first": not reads_first})()
+    pg_wire._follow_isolation(connection, statement)
+    assert connection.orch_reads_first is reads_first
+    connection.orch_reads_first = "untouched"
+    pg_wire._follow_isolation(connection, "SET LOCAL statement_timeout = 5")
+    assert connection.orch_reads_first == "untouched"
+
+
 def test_what_counts_as_a_plain_read() -> None:
     reads = ["SELECT 1", "  select id from projects where name = $1", ";", "", "SELECT pg_backend_pid()"]
     others = [
