@@ -162,6 +162,11 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
             self.handle_messages(context)
         except _core.InterfaceError:
             raise  # the connection is gone: nothing more to read
+        except OSError as exc:
+            # pg8000 reads a message's first bytes outside its own `except OSError` (`core._read`): a reset
+            # connection would escape as ConnectionResetError, which SQLAlchemy neither wraps nor takes for
+            # a disconnect (a 500 instead of the handler's 503, the dead connection kept in the pool)
+            raise _core.InterfaceError("network error") from exc
         except Exception as exc:
             first_error = first_error or exc
     if first_error is not None:

@@ -196,6 +196,35 @@ def test_a_connection_dropped_under_a_request_is_a_503_and_the_next_request_reco
     assert after.status == 200 and after.body["name"] == "blog"
 
 
+class _ResetOnRead:
+    """A socket file whose next read finds the connection reset by the server (what a killed backend
+    gives when the reset arrives before the answer is read, instead of an end of file)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def read(self, size: int = -1) -> bytes:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_connection_reset_while_reading_is_a_disconnect_not_a_stray_oserror(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    with api.deps.db.engine.connect() as connection:
+        raw: Any = connection.connection.dbapi_connection
+        raw._sock = _ResetOnRead(raw._sock)
+        with pytest.raises(DBAPIError) as raised:
+            connection.execute(text("SELECT count(*) FROM projects WHERE name = :n"), {"n": "blog"})
+    assert raised.value.connection_invalidated, raised.value
+    assert "network error" in str(raised.value)
+    assert alice.get("/projects/blog").status == 200  # the pool dropped it and reconnects
+
+
 def _idle_all(api: ApiHarness, seconds: float) -> None:
     """Every pooled connection as if checked in `seconds` ago."""
     pool: Any = api.deps.db.engine.pool  # a QueuePool: its idle connections
