@@ -1,8 +1,9 @@
 """The embedded runtime's fork server: the worker wrapper imported once, a worker forked per launch.
 
 Importing the wrapper (pydantic, httpx, the contracts, the API client, Powertools' logger) costs about
-0.4 s of CPU, and every worker paid it again before doing anything. This process pays it once, at its
-first launch, and then forks each worker from that warm state: the child starts a new session (its own
+0.4 s of CPU, and every worker paid it again before doing anything, then built the validators of the
+contracts it used (`build_deferred_models`). This process pays both once, at its first launch, and then
+forks each worker from that warm state: the child starts a new session (its own
 process group, as `start_new_session` gives an exec'd worker), points stdin at /dev/null and stdout and
 stderr at the worker's log, closes every other descriptor, replaces its environment with the launch's,
 and runs `worker_image.wrapper.main` as a fresh `python -m worker_image.wrapper` would. Its pid is answered
@@ -24,6 +25,7 @@ still running as they end, and exits after the last one.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -159,12 +161,29 @@ class Server:
         return 0
 
 
+def build_deferred_models() -> int:
+    """The contracts defer building their validators to first use (a cold start elsewhere needs few of
+    them), so every forked worker would build the ones it uses again; built once here, before any fork.
+    Returns how many were built (one that cannot be built yet, a generic say, is left to its first use)."""
+    from pydantic import BaseModel
+
+    built, pending = 0, [BaseModel]
+    while pending:
+        for model in pending.pop().__subclasses__():
+            pending.append(model)
+            if not model.__pydantic_complete__:
+                with contextlib.suppress(Exception):
+                    built += bool(model.model_rebuild())
+    return built
+
+
 def main() -> int:
     try:
         if not hasattr(os, "pidfd_open"):
             raise RuntimeError("os.pidfd_open is not available (Linux 5.3 or newer)")
         for name in PRELOAD:
             importlib.import_module(name)
+        build_deferred_models()
         if threading.active_count() != 1:
             raise RuntimeError(f"importing the wrapper started threads: {threading.enumerate()}")
     except Exception as exc:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,3 +193,18 @@ def test_a_launch_the_server_answers_too_late_runs_once_the_late_fork_is_killed(
         assert stopped.wait("w-late").reason == "stopped: deleted"
     finally:
         runtime.close()
+
+
+def test_the_server_builds_the_contracts_deferred_validators_before_any_fork() -> None:
+    code = (
+        "import worker_image.wrapper\n"
+        "from shared.contracts.api import WorkerDetail, WorkerMessage\n"
+        "from worker_image.forkserver import build_deferred_models\n"
+        "assert not WorkerDetail.__pydantic_complete__, 'already built: the test shows nothing'\n"
+        "built = build_deferred_models()\n"
+        "assert WorkerDetail.__pydantic_complete__ and WorkerMessage.__pydantic_complete__\n"
+        "print(built)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) > 50
