@@ -46,10 +46,8 @@ PRELOAD = (
 
 def _send(message: dict[str, Any]) -> None:
     """One line on the raw descriptor (no buffered sys.stdout a child could inherit half-written)."""
-    try:
+    with contextlib.suppress(BrokenPipeError):  # the stack is gone; the workers still end and are reaped
         os.write(1, (json.dumps(message) + "\n").encode())
-    except BrokenPipeError:
-        pass  # the stack is gone; the workers still end and are reaped
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -88,10 +86,8 @@ def _child(request: dict[str, Any], log_fd: int, started_fd: int) -> NoReturn:
         code = 1
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):  # nothing left to report it to
                 stream.flush()
-            except Exception:  # noqa: S110 - nothing left to report it to
-                pass
         os._exit(code)
 
 
