@@ -40,6 +40,7 @@ PRELOAD = (
     "worker_image.wrapper",
     "worker_image.agents.process",
     "worker_image.sessions",
+    "httpcore",  # httpx imports its transport's library only when the first client is made
 )
 """What a worker imports before or during its first message; the adapters and git come with them."""
 
@@ -173,6 +174,26 @@ def build_deferred_models() -> int:
     return built
 
 
+def warm_settings() -> int:
+    """Reads each settings class once (its values thrown away), so a forked worker does not pay again for
+    what the first read leaves behind: pydantic-settings asks, field by field, whether each annotation is a
+    subclass of the ABCs it knows, and the ABCs' caches of those answers are per process (about 0.03 s of
+    a worker's CPU, most of its reading of settings). Nothing read here reaches a worker: classes are
+    instantiated directly, never through a cached getter, and each worker reads its own environment.
+    Returns how many classes were read."""
+    from pydantic_settings import BaseSettings
+
+    read, pending = 0, [BaseSettings]
+    while pending:
+        for cls in pending.pop().__subclasses__():
+            pending.append(cls)
+            if cls.__module__.split(".")[0] in ("shared", "worker_image"):
+                with contextlib.suppress(Exception):  # a required value missing here: its sources were read
+                    cls()
+                read += 1
+    return read
+
+
 def main() -> int:
     try:
         if not hasattr(os, "pidfd_open"):
@@ -180,6 +201,7 @@ def main() -> int:
         for name in PRELOAD:
             importlib.import_module(name)
         build_deferred_models()
+        warm_settings()
         if threading.active_count() != 1:
             raise RuntimeError(f"importing the wrapper started threads: {threading.enumerate()}")
     except Exception as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import shutil
@@ -303,7 +304,15 @@ class Wrapper:
         from worker_image.agents import get_adapter
 
         assert self.detail is not None
-        return get_adapter(self.detail.agent, self._agent_settings())
+        return get_adapter(self.detail.agent, self._agent_settings(), env=self._machine_agents)
+
+    @functools.cached_property
+    def _machine_agents(self) -> Any:
+        """Where this machine's agent CLIs are (`AgentEnvironment`), read once: the worker's environment is
+        fixed at its start, and every read of a settings class costs a few milliseconds of pydantic-settings."""
+        from worker_image.agents.config import AgentEnvironment
+
+        return AgentEnvironment()
 
     def _agent_process_env(self) -> dict[str, str]:
         """See `agent_environment`: no cloud credentials, no orchestrator key but the job's own; and the
@@ -615,7 +624,7 @@ class Wrapper:
         command itself), whatever agent the worker has; no commands cut from its PATH."""
         from worker_image.agents import get_adapter
 
-        return get_adapter("command", {"command": command})
+        return get_adapter("command", {"command": command}, env=self._machine_agents)
 
     def _run_command(
         self, message: WorkerMessage, adapter: Any, env: dict[str, str], on_event: Any, flush: Any

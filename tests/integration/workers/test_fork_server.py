@@ -208,3 +208,34 @@ def test_the_server_builds_the_contracts_deferred_validators_before_any_fork() -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) > 50
+
+
+def test_the_server_reads_each_settings_class_once_so_a_forked_worker_reads_them_warm() -> None:
+    """pydantic-settings' first read of a class fills the ABCs' per-process subclass caches, which a fork
+    inherits. A cold check walks an ABC's subclasses (recursive checks); a warm one answers from the cache.
+    Nothing read is kept: no cached getter holds the server's environment."""
+    code = (
+        "import cProfile, pstats, sys, worker_image.wrapper\n"
+        "from worker_image.forkserver import warm_settings\n"
+        "from worker_image.agents.config import AgentEnvironment\n"
+        "from worker_image.agents.sandbox import SandboxSettings\n"
+        "from shared import settings\n"
+        "read = warm_settings() if sys.argv[1] == 'warm' else 0\n"
+        "profile = cProfile.Profile()\n"
+        "profile.runcall(lambda: (worker_image.wrapper.WrapperSettings(), AgentEnvironment(), SandboxSettings()))\n"
+        "found = [v for k, v in pstats.Stats(profile).stats.items() if k[2].endswith('_abc_subclasscheck>')]\n"
+        "assert settings.get_settings.cache_info().currsize == 0, 'a cached getter kept the server env'\n"
+        "print(read, found[0][1] - found[0][0])\n"
+    )
+
+    def run(mode: str) -> tuple[int, int]:
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        read, recursive = map(int, done.stdout.split())
+        return read, recursive
+
+    _, cold = run("cold")
+    read, warm = run("warm")
+    assert cold > 0, "a cold read walked no subclasses: the test shows nothing"
+    assert warm == 0
+    assert read >= 5  # WrapperSettings, AgentEnvironment, SandboxSettings, ObservabilitySettings, ...
