@@ -89,3 +89,24 @@ def test_each_listed_project_is_what_its_own_page_answers(api: ApiHarness) -> No
     assert synced["repo_pull_requests"] == PULL_REQUESTS
     assert synced["repo_checked_at"] == "2026-03-02T04:30:00.000005Z"
     assert synced["updated_at"] == "2026-12-04T00:00:00Z"
+
+
+def test_listed_times_are_utc_whatever_the_sessions_time_zone(api: ApiHarness) -> None:
+    """PostgreSQL builds each listed project's JSON itself: its times must not follow the session's TimeZone
+    (a server or role configured for another zone)."""
+    from sqlalchemy import text
+
+    _vary(api)
+    admin = Principal(
+        user_id="admin", telegram_id=None, is_admin=True, scopes=frozenset({"admin"}), key_id="k"
+    )
+    with api.deps.db.session() as session:
+        utc, _ = projects.list_page(session, admin, 10, None)
+    with api.deps.db.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL TIME ZONE 'Asia/Kolkata'"))
+        shifted, _ = projects.list_page(session, admin, 10, None)
+
+    assert [p.model_dump_json() for p in shifted] == [p.model_dump_json() for p in utc]
+    synced = next(p for p in shifted if p.name == "synced")
+    assert synced.model_dump(mode="json")["repo_checked_at"] == "2026-03-02T04:30:00.000005Z"
