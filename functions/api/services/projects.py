@@ -105,7 +105,7 @@ def _listed_document() -> ColumnElement[str]:
         if column.name in _STORED_TIMES:
             value = func.to_char(func.timezone("UTC", column), _PG_UTC_ISO)
         pairs += [literal_column(f"'{column.name}'"), value]
-    pairs += [literal_column("'deployed_url'"), Deployment.url]
+    pairs += [literal_column("'deployed_url'"), Deployment.__table__.c.url]
     return cast(func.json_build_object(*pairs), Text)
 
 
