@@ -198,6 +198,10 @@ class ApiTransport:
         if correlation_id:
             headers["x-correlation-id"] = correlation_id
         self.base_url = base_url.rstrip("/")
+        if transport is None:
+            from shared.apigw import in_process_transport
+
+            transport = in_process_transport(self.base_url)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,

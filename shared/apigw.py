@@ -6,6 +6,7 @@ The embedded stack's HTTP server and the tests use this to call the real Lambda 
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -82,20 +83,68 @@ def decode_body(result: Mapping[str, Any]) -> bytes:
     return str(body).encode("utf-8")
 
 
-class LambdaTransport(httpx.BaseTransport):
-    """An httpx transport that calls an API Gateway Lambda handler in-process (tests, the embedded stack)."""
+class InProcessTransport(httpx.BaseTransport):
+    """The embedded stack's own API, called in the caller's thread through the HTTP front's `invoke` (the
+    same bound on handler calls at once, the same last-line 500), without the socket, the HTTP parsing on
+    both sides and a server thread per connection. Once the stack stops it answers as a stopped server
+    would: `httpx.ConnectError`."""
 
-    def __init__(self, handler: Any) -> None:
-        self.handler = handler
+    def __init__(self, invoke: Any) -> None:
+        self.invoke = invoke
+        self.open = True
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.open:
+            raise httpx.ConnectError("the embedded API has stopped", request=request)
+        query = request.url.query
         event = http_api_event(
             request.method,
             request.url.path,
-            request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query,
+            query.decode() if isinstance(query, bytes) else query,
             dict(request.headers),
             request.read(),
         )
-        result = self.handler(event, None)
-        headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
-        return httpx.Response(int(result["statusCode"]), headers=headers, content=decode_body(result))
+        result = self.invoke(event)
+        status = int(result.get("statusCode", 500))
+        headers = {
+            k: str(v)
+            for k, v in (result.get("headers") or {}).items()
+            if k.lower() not in ("content-length", "connection")  # as the HTTP front: the body decides
+        }
+        content = b"" if status in (204, 304) or request.method == "HEAD" else decode_body(result)
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+
+class LambdaTransport(InProcessTransport):
+    """An httpx transport that calls an API Gateway Lambda handler in-process (tests)."""
+
+    def __init__(self, handler: Any) -> None:
+        super().__init__(lambda event: handler(event, None))
+        self.handler = handler
+
+
+_in_process: dict[str, InProcessTransport] = {}
+_in_process_lock = threading.Lock()
+
+
+def serve_in_process(base_url: str, invoke: Any) -> InProcessTransport:
+    """Clients of this process made for `base_url` from now on (`in_process_transport`) call `invoke`
+    directly instead of connecting. For the embedded stack, whose consumers, jobs and graphs run in the
+    process that serves the API; workers and the CLI are other processes and keep using HTTP."""
+    transport = InProcessTransport(invoke)
+    with _in_process_lock:
+        _in_process[base_url.rstrip("/")] = transport
+    return transport
+
+
+def stop_serving_in_process(base_url: str) -> None:
+    """New clients for `base_url` connect again, and those made before fail as on a stopped server."""
+    with _in_process_lock:
+        transport = _in_process.pop(base_url.rstrip("/"), None)
+    if transport is not None:
+        transport.open = False
+
+
+def in_process_transport(base_url: str) -> InProcessTransport | None:
+    """The transport to use for `base_url` in this process, or None (connect over HTTP)."""
+    return _in_process.get(base_url.rstrip("/")) if _in_process else None

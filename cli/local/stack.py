@@ -200,6 +200,10 @@ class EmbeddedStack:
         self.port = self.server.server_address[1]
         self._spawn("api-http", lambda: self.server.serve_forever(poll_interval=SERVER_POLL_S))
         url: str = self.server.url
+        from shared.apigw import serve_in_process
+
+        # the consumers, jobs and graphs below call this API in their own thread, not over the socket
+        serve_in_process(url, self.server.invoke)
 
         os.environ["ORCH_HOME"] = str(self.home)
         os.environ["ORCH_API_URL"] = url
@@ -425,6 +429,9 @@ class EmbeddedStack:
             if thread.name != "api-http":
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.server is not None:
+            from shared.apigw import stop_serving_in_process
+
+            stop_serving_in_process(self.server.url)
             self.server.shutdown()
             self.server.server_close()
         for thread in self._threads:
