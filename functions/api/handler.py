@@ -268,9 +268,14 @@ def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Princi
     deps = get_deps()
     _ensure_ready(deps)
     token = auth.bearer_token(headers.get("authorization"))
-    with deps.db.session() as session:
-        if worker_tokens.is_worker_token(token):
+    if worker_tokens.is_worker_token(token):
+        with deps.db.session() as session:
             return worker_tokens.authenticate(session, token)
+    # a key verified in the last seconds needs no session (building one costs more than the lookup)
+    known = auth.verified_keys.get(str(deps.db.engine.url), auth.hash_key(token))
+    if known is not None:
+        return known
+    with deps.db.session() as session:
         return auth.authenticate(session, token)
 
 
