@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic_core import from_json
-from sqlalchemy import (
-    ColumnElement,
-    String,
-    Text,
-    and_,
-    cast,
-    delete,
-    func,
-    literal_column,
-    or_,
-    select,
-    type_coerce,
-    update,
-)
+from sqlalchemy import ColumnElement, String, Text, and_, cast, delete, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -68,11 +54,7 @@ def list_page(
     One statement: the live URL comes from a join, and rows go straight to the response model without
     becoming ORM objects (building those cost more than the query on a 300-project listing)."""
     live = and_(Deployment.project_id == Project.id, Deployment.status == "deployed")
-    on_postgres = session.get_bind().dialect.name == "postgresql"
-    if on_postgres:
-        stmt = select(_listed_document()).select_from(Project).outerjoin(Deployment, live)
-    else:
-        stmt = select(*_listed_columns(), Deployment.url.label("deployed_url")).outerjoin(Deployment, live)
+    stmt = select(*_listed_columns(), Deployment.url.label("deployed_url")).outerjoin(Deployment, live)
     if not caller.sees_all():
         stmt = stmt.where(Project.owner_id == caller.user_id)
     if cursor:
@@ -82,31 +64,8 @@ def list_page(
         )
     # Core, not `session.execute`: plain rows need none of the ORM's result handling
     result = session.connection().execute(stmt.order_by(Project.created_at, Project.id).limit(limit + 1))
-    if on_postgres:
-        return pages.page_of([ProjectView.model_validate_json(document) for (document,) in result], limit)
     keys = tuple(result.keys())
     return pages.page_of([_listed(keys, row) for row in result], limit)
-
-
-_PG_UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
-
-
-@functools.cache
-def _listed_document() -> ColumnElement[str]:
-    """PostgreSQL: each listed project as one JSON document built by the server, validated from its text by
-    pydantic's C parser. pg8000 decodes every value of a row in Python (`handle_DATA_ROW`, the larger part of
-    a 300-project listing's CPU with 18 columns); one text value per row costs a fraction of that. Times are
-    written in UTC with an explicit offset, whatever the session's TimeZone (the same instants `UtcDateTime`
-    reads); JSON columns are embedded as stored (tests/integration/api/test_projects_listing_values.py
-    compares the answers byte for byte with the ORM's)."""
-    pairs: list[ColumnElement[Any]] = []
-    for column in Project.__table__.columns:
-        value: ColumnElement[Any] = column
-        if column.name in _STORED_TIMES:
-            value = func.to_char(func.timezone("UTC", column), _PG_UTC_ISO)
-        pairs += [literal_column(f"'{column.name}'"), value]
-    pairs += [literal_column("'deployed_url'"), Deployment.__table__.c.url]
-    return cast(func.json_build_object(*pairs), Text)
 
 
 _STORED_JSON = ("modules", "repo_pull_requests")

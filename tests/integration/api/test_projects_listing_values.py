@@ -92,8 +92,8 @@ def test_each_listed_project_is_what_its_own_page_answers(api: ApiHarness) -> No
 
 
 def test_listed_times_are_utc_whatever_the_sessions_time_zone(api: ApiHarness) -> None:
-    """PostgreSQL builds each listed project's JSON itself: its times must not follow the session's TimeZone
-    (a server or role configured for another zone)."""
+    """A listing's times are the same instants in UTC whatever the session's TimeZone (a PostgreSQL server or
+    role configured for another zone)."""
     from sqlalchemy import text
 
     _vary(api)
