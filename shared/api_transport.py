@@ -198,10 +198,14 @@ class ApiTransport:
         if correlation_id:
             headers["x-correlation-id"] = correlation_id
         self.base_url = base_url.rstrip("/")
+        self._direct: Any = None
+        """The embedded stack's own API, called without httpx's client (`shared.apigw.DirectCall`)."""
         if transport is None:
-            from shared.apigw import in_process_transport
+            from shared.apigw import DirectCall, in_process_transport
 
             transport = in_process_transport(self.base_url)
+            if transport is not None:
+                self._direct = DirectCall(transport, self.base_url, headers)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -266,6 +270,12 @@ class ApiTransport:
         attempts: int,
     ) -> Any:
         """One request (the same Idempotency-Key on every try), retried on a dropped connection."""
+        if self._direct is not None:
+            try:
+                response = self._direct.request(method, path, json, params, headers)
+            except httpx.TransportError as exc:
+                raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+            return self._answer(response)
         policy = http_transient(
             _is_transport_error,
             attempts=attempts,
@@ -278,6 +288,9 @@ class ApiTransport:
             response = policy(self._http.request, method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from None
+        return self._answer(response)
+
+    def _answer(self, response: httpx.Response) -> Any:
         _raise_for(response, self.base_url)
         if not response.content:
             return None
