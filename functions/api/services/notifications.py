@@ -10,6 +10,7 @@ accepted the final message.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,9 +30,14 @@ def owner_chat(session: Session, task: Task) -> int | None:
     return user.telegram_id if user is not None and user.telegram_id else None
 
 
-def publish(session: Session, task: Task, event: ProgressEvent) -> None:
-    """Put `event` on progress:events (same transaction) when the task's owner uses Telegram."""
-    if owner_chat(session, task) is None:
+ASK: Any = object()
+"""A value not read yet: ask the database."""
+
+
+def publish(session: Session, task: Task, event: ProgressEvent, chat: Any = ASK) -> None:
+    """Put `event` on progress:events (same transaction) when the task's owner uses Telegram (`chat`: the
+    owner's Telegram id or None, when the caller read it already)."""
+    if (owner_chat(session, task) if chat is ASK else chat) is None:
         return
     correlation_id = event.correlation_id or task.correlation_id
     event = event.model_copy(update={"correlation_id": correlation_id, "task_id": task.id})

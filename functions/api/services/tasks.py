@@ -236,14 +236,31 @@ def wake_waiting_deploys(session: Session, project_id: str, reason: str) -> int:
     return woken
 
 
-def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:
+class EventContext:
+    """What storing a task's events reads once per request, not per event: the progress the task has
+    reached and its owner's Telegram id (None: none). Either left at `notifications.ASK` is read when needed."""
+
+    def __init__(self, reached: Any = notifications.ASK, chat: Any = notifications.ASK) -> None:
+        self.reached = reached
+        self.chat = chat
+
+
+def add_event(
+    session: Session, task: Task, event: ProgressEvent, context: EventContext | None = None
+) -> TaskEvent:
+    known = context or EventContext()
     if event.progress_pct is not None:
         # a task's progress never goes back (a deploy's fix round redeploys at a lower step's percentage)
-        reached = session.execute(
-            select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == task.id)
-        ).scalar_one_or_none()
+        if known.reached is notifications.ASK:
+            reached = session.execute(
+                select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == task.id)
+            ).scalar_one_or_none()
+        else:
+            reached = known.reached
         if reached is not None and reached > event.progress_pct:
             event = event.model_copy(update={"progress_pct": reached})
+        if context is not None:
+            context.reached = event.progress_pct  # this batch's next event compares with this one
     row = TaskEvent(
         task_id=task.id,
         type=event.type,
@@ -256,11 +273,13 @@ def add_event(session: Session, task: Task, event: ProgressEvent) -> TaskEvent:
         timestamp=event.timestamp,
     )
     session.add(row)
-    notifications.publish(session, task, event)
+    notifications.publish(session, task, event, chat=known.chat)
     return row
 
 
-def append_events(session: Session, task: Task, raw_events: list[dict[str, Any]]) -> list[TaskEvent]:
+def append_events(
+    session: Session, task: Task, raw_events: list[dict[str, Any]], context: EventContext | None = None
+) -> list[TaskEvent]:
     rows = []
     for index, raw in enumerate(raw_events):
         try:
@@ -270,7 +289,7 @@ def append_events(session: Session, task: Task, raw_events: list[dict[str, Any]]
             raise Unprocessable(
                 f"event {index} is not a ProgressEvent: {exc.errors()[0]['msg']}", fields
             ) from None
-        rows.append(add_event(session, task, event))
+        rows.append(add_event(session, task, event, context))
     if task.status == TaskStatus.RUNNING.value:
         task.heartbeat_at = utcnow()
     session.flush()

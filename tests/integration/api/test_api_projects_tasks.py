@@ -221,3 +221,36 @@ def test_task_transitions_publish_emf_metrics(api: ApiHarness, capsys) -> None: 
     names = {m["Name"] for line in emitted for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"TasksStarted", "TasksCompleted", "TaskDuration"} <= names
     assert all(line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CodegenOrchestrator" for line in emitted)
+
+
+def test_appended_progress_never_goes_back_within_a_batch_or_across_and_reaches_a_telegram_owner(
+    api: ApiHarness,
+) -> None:
+    """The events route reads the task, its owner's Telegram id and the progress reached in one query, then
+    keeps them for the batch: each event is still clamped to the highest progress before it, and each one
+    goes to progress:events for an owner who uses Telegram."""
+    from shared.contracts import PROGRESS_EVENTS
+
+    # given a task of a person who uses Telegram, at 50 %
+    _, key = api.new_user("tg-person", telegram_id=4242)
+    person = api.as_key(key)
+    assert person.post("/projects", {"name": "tg-blog"}).status == 201
+    tid = person.post("/projects/tg-blog/engineering", {"spec": "x"}).body["id"]
+    step = {"type": "progress", "message": "m", "current_step": "s"}
+    assert api.post(f"/internal/tasks/{tid}/events", {"events": [{**step, "progress_pct": 50}]}).status == 201
+    queue = _queue(api)
+    for message in queue.receive(PROGRESS_EVENTS, max_messages=10, visibility_timeout=30):
+        queue.delete(PROGRESS_EVENTS, message.receipt_handle)
+
+    # when a batch goes lower, higher, then lower again, and a later request lower still
+    batch = [{**step, "progress_pct": p} for p in (30, 80, 60)] + [{**step, "message": "no pct"}]
+    stored = api.post(f"/internal/tasks/{tid}/events", {"events": batch})
+    later = api.post(f"/internal/tasks/{tid}/events", {"events": [{**step, "progress_pct": 10}]})
+
+    # then no stored event is below what came before it
+    assert stored.status == 201 and later.status == 201
+    assert [e["progress_pct"] for e in stored.body] == [50, 80, 80, None]
+    assert [e["progress_pct"] for e in later.body] == [80]
+    # and the owner's notifier got each of them
+    published = queue.receive(PROGRESS_EVENTS, max_messages=10, visibility_timeout=30)
+    assert sorted(json.loads(m.body).get("progress_pct") or 0 for m in published) == [0, 50, 80, 80, 80]
