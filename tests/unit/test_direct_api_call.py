@@ -42,7 +42,7 @@ CALLS: list[tuple[str, str, Any, dict[str, Any] | None, bool]] = [
     ("GET", "/tasks", None, {"limit": 100, "project_id": "p", "latest": True, "off": False}, False),
     ("GET", "/tasks/abc/events", None, {"after": 0, "limit": 500, "latest": "true"}, False),
     ("DELETE", "/internal/tasks/t/lease", None, {"holder": "graph@h:1:ab cd/é"}, False),
-    ("POST", "/projects", {"name": "x", "text": "Grüße \u2028 \"q\"", "n": 2**60, "f": 0.1}, None, True),
+    ("POST", "/projects", {"name": "x", "text": 'Grüße \u2028 "q"', "n": 2**60, "f": 0.1}, None, True),
     ("PATCH", "/internal/workers/w-1", {"status": "RUNNING", "nested": {"a": [1, None]}}, None, False),
 ]
 
