@@ -4,6 +4,7 @@ validation. `shared.api_client.ApiClient` adds one method per API call on top.""
 from __future__ import annotations
 
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from functools import cache
@@ -200,12 +201,13 @@ class ApiTransport:
         self.base_url = base_url.rstrip("/")
         self._direct: Any = None
         """The embedded stack's own API, called without httpx's client (`shared.apigw.DirectCall`)."""
-        if transport is None:
-            from shared.apigw import DirectCall, in_process_transport
-
-            transport = in_process_transport(self.base_url)
+        # only a process that imported shared.apigw can serve its API in-process: a function's cold start
+        # (an API client in AWS) need not import it to learn that nothing is registered
+        apigw: Any = sys.modules.get("shared.apigw")
+        if transport is None and apigw is not None:
+            transport = apigw.in_process_transport(self.base_url)
             if transport is not None:
-                self._direct = DirectCall(transport, self.base_url, headers)
+                self._direct = apigw.DirectCall(transport, self.base_url, headers)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,

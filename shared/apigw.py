@@ -104,15 +104,21 @@ class InProcessTransport(httpx.BaseTransport):
             dict(request.headers),
             request.read(),
         )
-        result = self.invoke(event)
-        status = int(result.get("statusCode", 500))
-        headers = {
-            k: str(v)
-            for k, v in (result.get("headers") or {}).items()
-            if k.lower() not in ("content-length", "connection")  # as the HTTP front: the body decides
-        }
-        content = b"" if status in (204, 304) or request.method == "HEAD" else decode_body(result)
+        status, headers, content = _answer(self.invoke(event), request.method)
         return httpx.Response(status, headers=headers, content=content, request=request)
+
+
+def _answer(result: Mapping[str, Any], method: str) -> tuple[int, dict[str, str], bytes]:
+    """A handler's result as (status, headers, body) the way the HTTP front sends it: the body decides the
+    length, and a 204, a 304 or a HEAD has none."""
+    status = int(result.get("statusCode", 500))
+    headers = {
+        k: str(v)
+        for k, v in (result.get("headers") or {}).items()
+        if k.lower() not in ("content-length", "connection")
+    }
+    content = b"" if status in (204, 304) or method.upper() == "HEAD" else decode_body(result)
+    return status, headers, content
 
 
 def query_string(params: Mapping[str, Any]) -> str:
@@ -139,11 +145,12 @@ class DirectCall:
     handling were about a tenth of the embedded stack's CPU per engineering task once the socket was gone."""
 
     def __init__(self, transport: InProcessTransport, base_url: str, headers: Mapping[str, str]) -> None:
+        url = httpx.URL(base_url)
         self.transport = transport
         self.base_url = base_url.rstrip("/")
-        self.prefix = httpx.URL(base_url).path.rstrip("/")
+        self.prefix = url.path.rstrip("/")
         self.headers = {k.lower(): v for k, v in headers.items()}
-        self.host = httpx.URL(base_url).netloc.decode("ascii")
+        self.host = url.netloc.decode("ascii")
 
     def request(
         self, method: str, path: str, json: Any, params: Mapping[str, Any], headers: Mapping[str, str]
@@ -156,24 +163,17 @@ class DirectCall:
             body = _json_bytes(json)
             sent["content-type"] = "application/json"
         event = http_api_event(method, self.prefix + path, query_string(params), sent, body)
-        result = self.transport.invoke(event)
-        status = int(result.get("statusCode", 500))
-        response_headers = {
-            k: str(v)
-            for k, v in (result.get("headers") or {}).items()
-            if k.lower() not in ("content-length", "connection")
-        }
-        content = b"" if status in (204, 304) or method.upper() == "HEAD" else decode_body(result)
-        response = _DirectResponse(status, headers=response_headers, content=content)
-        response.asked = (method.upper(), self.base_url + path)
-        return response
+        status, response_headers, content = _answer(self.transport.invoke(event), method)
+        return _DirectResponse((method.upper(), self.base_url + path), status, response_headers, content)
 
 
 class _DirectResponse(httpx.Response):
     """Its request is built only when something asks for it (an error message): building the URL is most of
     what an httpx request costs."""
 
-    asked: tuple[str, str] = ("GET", "/")
+    def __init__(self, asked: tuple[str, str], status: int, headers: dict[str, str], content: bytes) -> None:
+        super().__init__(status, headers=headers, content=content)
+        self.asked = asked
 
     @property
     def request(self) -> httpx.Request:

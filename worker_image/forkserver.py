@@ -34,7 +34,10 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 PRELOAD = (
     "worker_image.wrapper",
@@ -164,13 +167,11 @@ def build_deferred_models() -> int:
     Returns how many were built (one that cannot be built yet, a generic say, is left to its first use)."""
     from pydantic import BaseModel
 
-    built, pending = 0, [BaseModel]
-    while pending:
-        for model in pending.pop().__subclasses__():
-            pending.append(model)
-            if not model.__pydantic_complete__:
-                with contextlib.suppress(Exception):
-                    built += bool(model.model_rebuild())
+    built = 0
+    for model in _subclasses(BaseModel):
+        if not model.__pydantic_complete__:
+            with contextlib.suppress(Exception):
+                built += bool(model.model_rebuild())
     return built
 
 
@@ -183,15 +184,25 @@ def warm_settings() -> int:
     Returns how many classes were read."""
     from pydantic_settings import BaseSettings
 
-    read, pending = 0, [BaseSettings]
+    read = 0
+    for cls in _subclasses(BaseSettings):
+        if cls.__module__.split(".")[0] in ("shared", "worker_image"):
+            with contextlib.suppress(Exception):  # a required value missing here: its sources were read
+                cls()
+            read += 1
+    return read
+
+
+def _subclasses(root: type[T]) -> Iterator[type[T]]:
+    """Every class below `root` (each once, even one with two bases below it)."""
+    seen: set[type[T]] = set()
+    pending = [root]
     while pending:
         for cls in pending.pop().__subclasses__():
-            pending.append(cls)
-            if cls.__module__.split(".")[0] in ("shared", "worker_image"):
-                with contextlib.suppress(Exception):  # a required value missing here: its sources were read
-                    cls()
-                read += 1
-    return read
+            if cls not in seen:
+                seen.add(cls)
+                pending.append(cls)
+                yield cls
 
 
 def main() -> int:

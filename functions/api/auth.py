@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, object_session
 
 from functions.api.errors import Forbidden, Unauthorized
@@ -124,9 +124,19 @@ def _revoked(target: ApiKey, value: object, _old: object, _initiator: object) ->
         event.listen(session, "after_commit", lambda _session: verified_keys.clear(), once=True)
 
 
+def _cache_key(engine: Engine, key: str) -> tuple[str, str]:
+    """(the database, the key's digest): keys are cached per database."""
+    return str(engine.url), hash_key(key)
+
+
+def known_key(engine: Engine, key: str) -> Principal | None:
+    """The key's principal if it was verified in the last `ttl_s` seconds, without touching the database (the
+    handler asks before it makes a session: building one costs more than this lookup)."""
+    return verified_keys.get(*_cache_key(engine, key))
+
+
 def authenticate(session: Session, key: str) -> Principal:
-    digest = hash_key(key)
-    database = str(session.get_bind().engine.url)
+    database, digest = _cache_key(session.get_bind().engine, key)
     cached = verified_keys.get(database, digest)
     if cached is not None:
         return cached

@@ -271,8 +271,7 @@ def _authenticate(event: dict[str, Any], headers: dict[str, str]) -> auth.Princi
     if worker_tokens.is_worker_token(token):
         with deps.db.session() as session:
             return worker_tokens.authenticate(session, token)
-    # a key verified in the last seconds needs no session (building one costs more than the lookup)
-    known = auth.verified_keys.get(str(deps.db.engine.url), auth.hash_key(token))
+    known = auth.known_key(deps.db.engine, token)
     if known is not None:
         return known
     with deps.db.session() as session:
