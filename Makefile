@@ -16,7 +16,7 @@ install:
 
 # every suite (what CI runs); PostgreSQL tests need ORCH_TEST_POSTGRES_URL, the cloud rehearsal root
 test:
-	$(PYTEST) tests
+	$(PYTEST) tests -n 2 --dist loadscope --no-loadscope-reorder
 
 # no network, no database server, no subprocess stacks
 test-unit:
