@@ -65,6 +65,9 @@ class FakeApi:
         self.budget_note: str | None = None
         """Set: the task's budget is spent, this names it (e.g. "the task budget $1.00 (spent $1.02)")."""
         self.budget_checks = 0
+        self.budget_says_status = True
+        """False: an API older than `BudgetCheck.task_status` (the graph asks for the task as well)."""
+        self.task_reads = 0
         self.gates_required: set[str] = set()
         """The gate kinds the project's policy asks for (none by default)."""
         self.gates: dict[tuple[str, int], Gate] = {}
@@ -90,6 +93,7 @@ class FakeApi:
         return self.task
 
     def get_task(self, task_id: str) -> Task:
+        self.task_reads += 1
         return self.task
 
     def get_project(self, project_id: str) -> Project:
@@ -121,7 +125,11 @@ class FakeApi:
         self.budget_checks += 1
         spent = self.budget_note is not None
         return BudgetCheck(
-            task_id=task_id, remaining_usd=0.0 if spent else 1.0, exhausted=spent, note=self.budget_note
+            task_id=task_id,
+            remaining_usd=0.0 if spent else 1.0,
+            exhausted=spent,
+            note=self.budget_note,
+            task_status=self.task.status if self.budget_says_status else None,
         )
 
     def gate_needed(self, task_id: str, kind: str, server: str | None = None) -> GateNeed:

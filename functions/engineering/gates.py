@@ -16,7 +16,7 @@ from __future__ import annotations
 from functions.engineering.base import NodeBase, Update
 from functions.engineering.state import EngState
 from shared.contracts.spend import Gate, GateNeed
-from shared.graphs.gates import GOES_ON, answered_by, ask, await_answer, budget_stop
+from shared.graphs.gates import GOES_ON, answered_by, ask, await_answer
 
 PLAN_ROUND = 0
 """A task's plan is approved once, before its first developer round."""
@@ -33,11 +33,7 @@ def plan_summary(state: EngState, need: GateNeed) -> str:
 
 
 class GateNodes(NodeBase):
-    """The budget check and the plan and review gates of the engineering graph."""
-
-    def budget_spent(self, state: EngState) -> Update | None:
-        """Before a worker starts: FAILED with reason `budget` when nothing is left to spend."""
-        return budget_stop(self.api, state.task_id)
+    """The plan and review gates of the engineering graph."""
 
     # -- the plan gate ------------------------------------------------------------------------------
 

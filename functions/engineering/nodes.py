@@ -37,7 +37,7 @@ from shared.contracts.payloads import EngineeringTaskResult, WorkerContext
 from shared.contracts.spend import BUDGET
 from shared.contracts.workers import SendKind
 from shared.graphs.driver import last_lines, request_id
-from shared.graphs.gates import over_budget
+from shared.graphs.gates import over_budget, spent_update
 from shared.repos.port import MergeOutcome, RepoHostError
 
 MERGE_INTO = "main"
@@ -198,10 +198,13 @@ class EngineeringNodes(GateNodes):
 
     def stopped_before_round(self, state: EngState) -> Update | None:
         """Before a round: the task ended outside the graph (cancelled) or the budget is spent; the open
-        worker is released either way. None: the round goes on."""
-        if self.ended(state):
+        worker is released either way. None: the round goes on. One request answers both (the budget
+        check carries the task's status; an older API without it is asked for the task as well)."""
+        check = self.api.task_budget(state.task_id)
+        ended = check.task_status.is_final if check.task_status is not None else self.ended(state)
+        if ended:
             return {"outcome": "cancelled", **self.release(state)}
-        spent = self.budget_spent(state)
+        spent = spent_update(check)
         if spent:
             return {**spent, **self.release(state)}
         return None

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from shared.contracts.dto import Dto, Out
+from shared.contracts.dto import Dto, Out, TaskStatus
 
 FailureReason = Annotated[
     str,
@@ -133,6 +133,11 @@ class BudgetCheck(Out):
         default=None, description='E.g. "the project\'s monthly budget $5.00 (spent $4.80)".'
     )
     task_spent_usd: float = Field(default=0.0, description="What the task cost so far (all its attempts).")
+    task_status: TaskStatus | None = Field(
+        default=None,
+        description="The task's status as the budget was read: a graph checks both before a round in one "
+        "call (null from an API older than the field).",
+    )
 
 
 # -- gates --------------------------------------------------------------------------------------

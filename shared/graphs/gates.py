@@ -18,7 +18,7 @@ from typing import Any
 from langgraph.types import interrupt
 
 from shared.api_client import ApiClient
-from shared.contracts.spend import BUDGET, Gate, GateKind, GateRequest
+from shared.contracts.spend import BUDGET, BudgetCheck, Gate, GateKind, GateRequest
 from shared.graphs.driver import request_id
 
 SUMMARY_CHARS = 20_000
@@ -33,10 +33,9 @@ def gate_request_id(task_id: str, kind: GateKind, round_: int) -> str:
     return request_id(task_id, "gate", kind, round_)
 
 
-def budget_stop(api: ApiClient, task_id: str) -> dict[str, Any] | None:
-    """Before a worker starts: the failed update (reason `budget`, "budget: <what binds>") when the task
-    may spend nothing more; None while money is left."""
-    check = api.task_budget(task_id)
+def spent_update(check: BudgetCheck) -> dict[str, Any] | None:
+    """Before a worker starts: the failed update (reason `budget`, "budget: <what binds>") when the
+    task's budget check says it may spend nothing more; None while money is left."""
     if not check.exhausted:
         return None
     return over_budget(check.note or "no budget left")

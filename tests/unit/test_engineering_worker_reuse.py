@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from functions.engineering.nodes import WORKER_START_MARGIN_S
 from functions.engineering.state import WorkerReply
 from functions.worker_manager.logic import WorkerManager
@@ -52,6 +54,27 @@ def test_the_budget_spent_between_the_rounds_stops_the_task_and_its_worker(tmp_p
     assert world.api.task.failure_reason == "budget"
     assert [type(c) for c in sent] == [DeleteWorkerCommand], "no tests sent; the worker stopped"
     assert run.deleted() == ["w-1"]
+
+
+@pytest.mark.parametrize("api_says_status", [True, False], ids=["one-request", "older-api"])
+def test_a_task_cancelled_before_a_round_stops_with_its_worker_after_one_request(
+    tmp_path: Path, api_says_status: bool
+) -> None:
+    world = World(tmp_path)
+    world.api.budget_says_status = api_says_status
+    state = world.state(worker_id="w-1", worker_open=True, commit_sha="c1")
+    world.api.task = world.api.task.model_copy(update={"status": TaskStatus.CANCELLED})  # a person cancelled
+
+    update = world.nodes.tester_create(state)
+
+    assert update["outcome"] == "cancelled"
+    [stop] = world.commands()
+    assert isinstance(stop, DeleteWorkerCommand) and stop.worker_id == "w-1", (
+        "no tests sent; the worker stopped"
+    )
+    assert world.api.budget_checks == 1
+    # the budget check carries the task's status; an API older than that field is asked for the task too
+    assert world.api.task_reads == (0 if api_says_status else 1)
 
 
 def test_a_replayed_round_start_sends_the_same_message_and_creates_nothing(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from functions.api.errors import Forbidden, NotFound, Unprocessable
 from functions.api.models import Budget as BudgetRow
 from functions.api.models import Project, Task, UsageEntry, User
 from functions.api.services import lookup, usage
+from shared.contracts.dto import TaskStatus
 from shared.contracts.spend import (
     Budget,
     BudgetCheck,
@@ -189,9 +190,14 @@ def check(session: Session, task_id: str, settings: SpendControlSettings) -> Bud
         raise NotFound(f"task {task_id!r} not found")
     task_spent = usage.spent_micros(session, UsageEntry.task_id == task.id)
     binding = tightest(applying(session, settings, task.user_id, task.project_id, task_spent))
+    status = TaskStatus(task.status)
     if binding is None:
         return BudgetCheck(
-            task_id=task.id, remaining_usd=None, exhausted=False, task_spent_usd=to_usd(task_spent)
+            task_id=task.id,
+            remaining_usd=None,
+            exhausted=False,
+            task_spent_usd=to_usd(task_spent),
+            task_status=status,
         )
     return BudgetCheck(
         task_id=task.id,
@@ -200,6 +206,7 @@ def check(session: Session, task_id: str, settings: SpendControlSettings) -> Bud
         binding=binding.status(),
         note=binding.note(session),
         task_spent_usd=to_usd(task_spent),
+        task_status=status,
     )
 
 

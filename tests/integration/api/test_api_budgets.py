@@ -217,3 +217,4 @@ def test_the_client_sets_shows_clears_and_checks(api: ApiHarness) -> None:
     with client(api.key) as service:
         check = service.task_budget(job["id"])
     assert check.remaining_usd == 10 and check.binding is not None and check.binding.source == "default"
+    assert check.task_status == "QUEUED", "the graph's check before a round reads the status from it"
