@@ -8,9 +8,10 @@ the result of the wrapper itself can never produce two responses for one message
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -163,7 +164,8 @@ def report_activity(session: Session, message_id: int) -> tuple[WorkerMessage, s
     worker = get(session, message.worker_id)
     if not (worker.config or {}).get("activity_every_s"):
         raise Conflict(f"worker {worker.id} does not report activity (its config has no activity_every_s)")
-    # The worker row first, then the message: the order mark_stopped and claim_next lock them in.
+    # The worker row first, then the message: the order mark_stopped and claim_next (when it marks the
+    # worker seen) lock them in; claim_next without that locks only a message.
     worker.last_seen_at = utcnow()
     session.flush()
     # Locked (on PostgreSQL) so an answer being committed right now is seen: no activity after the answer.
@@ -218,28 +220,32 @@ def enqueue_message(
     return message, outbox_ids, True
 
 
+SEEN_EVERY = timedelta(seconds=30)
+"""How stale a polling worker's `last_seen_at` may get: an idle wrapper asks for its next message about
+once a second, and writing the row each time made every empty poll a write (on SQLite, a wait for the
+database's one writer). The readers of `last_seen_at` (the stuck-task reaper, the orphan collector)
+count silence in many minutes."""
+
+
 def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
     """The oldest PENDING message, moved to RUNNING (compare-and-set: one wrapper gets it).
 
     A worker has one wrapper, which asks only when it is idle: a message already RUNNING for this
     worker is one whose answer to `next` got lost on the way (a dropped connection), so it comes
-    back first instead of waiting forever."""
-    worker.last_seen_at = utcnow()
-    lost = session.execute(
-        select(WorkerMessage)
-        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status == "RUNNING")
-        .order_by(WorkerMessage.id)
-        .limit(1)
-    ).scalar_one_or_none()
-    if lost is not None:
-        return lost
-    candidates = session.execute(
-        select(WorkerMessage.id)
-        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status == "PENDING")
-        .order_by(WorkerMessage.id)
+    back first instead of waiting forever. One query looks for both; with nothing there (an idle
+    poll) it is the only one after the worker's row."""
+    now = utcnow()
+    if worker.last_seen_at is None or worker.last_seen_at <= now - SEEN_EVERY:
+        worker.last_seen_at = now  # flushed before the query below: the worker row, then its messages
+    waiting = session.execute(
+        select(WorkerMessage.id, WorkerMessage.status)
+        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status.in_(("RUNNING", "PENDING")))
+        .order_by(case((WorkerMessage.status == "RUNNING", 0), else_=1), WorkerMessage.id)
         .limit(5)
-    ).scalars()
-    for message_id in candidates:
+    ).all()
+    if waiting and waiting[0].status == "RUNNING":
+        return session.get(WorkerMessage, waiting[0].id)
+    for message_id, _status in waiting:
         won = rows_changed(
             session,
             update(WorkerMessage)

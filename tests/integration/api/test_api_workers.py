@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from functions.api.models import OutboxMessage
+from functions.api.models import OutboxMessage, Worker, utcnow
+from functions.api.services.workers import SEEN_EVERY
 from shared.contracts import SendFileResponse, SendMessageResponse, WorkerActivity, parse_message
 from tests.api_support import ApiHarness
+from tests.benchmarks.bench_api import count_statements
 
 
 def _responses(api: ApiHarness, queue_name: str = "worker:responses") -> list[object]:
@@ -137,6 +139,29 @@ def test_a_claim_whose_answer_was_lost_comes_back(api: ApiHarness) -> None:
     api.post(f"/internal/worker-messages/{first.body['id']}/result", {"success": True})
     nothing = api.post("/internal/workers/w-1/messages/next")
     assert nothing.status == 204 and nothing.body is None
+
+
+def test_an_idle_poll_only_reads_and_the_worker_is_still_seen_alive(api: ApiHarness) -> None:
+    """An idle wrapper asks about once a second: those polls write nothing (on SQLite every write waits
+    for the one writer) until `last_seen_at` is older than SEEN_EVERY; a message still comes at once."""
+    _worker(api)
+    assert api.post("/internal/workers/w-1/messages/next").status == 204  # the first poll marks it seen
+    seen = api.get("/internal/workers/w-1").body["last_seen_at"]
+    assert seen is not None
+
+    with count_statements(api.deps.db.engine) as idle:
+        assert api.post("/internal/workers/w-1/messages/next").status == 204
+    assert not [sql for sql in idle.sql if sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))]
+    assert api.get("/internal/workers/w-1").body["last_seen_at"] == seen
+
+    with api.deps.db.session() as session:  # SEEN_EVERY later
+        session.get(Worker, "w-1").last_seen_at = utcnow() - SEEN_EVERY  # type: ignore[union-attr]
+    assert api.post("/internal/workers/w-1/messages/next").status == 204
+    assert api.get("/internal/workers/w-1").body["last_seen_at"] > seen, "seen again"
+
+    api.post("/internal/workers/w-1/messages", {"request_id": "m-1", "body": "x"})
+    taken = api.post("/internal/workers/w-1/messages/next")
+    assert taken.status == 200 and taken.body["status"] == "RUNNING"
 
 
 # -- activity: "the agent is still working" -------------------------------------------------------
