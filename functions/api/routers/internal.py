@@ -110,13 +110,9 @@ def append_events(task_id: TaskId, body: EventAppend) -> Response[list[TaskEvent
 def take_lease(task_id: TaskId, body: TaskLease) -> TaskLeaseState:
     _service()
     with transaction() as session:
-        task = task_runs.take_lease(session, task_id, body.holder, body.seconds)
+        lease = task_runs.take_lease(session, task_id, body.holder, body.seconds)
         return TaskLeaseState(
-            task_id=task.id,
-            holder=task.lease_holder,
-            until=task.lease_until,
-            acquired=True,
-            status=task.status,
+            task_id=lease.task_id, holder=lease.holder, until=lease.until, acquired=True, status=lease.status
         )
 
 
@@ -124,10 +120,8 @@ def take_lease(task_id: TaskId, body: TaskLease) -> TaskLeaseState:
 def release_lease(task_id: TaskId, holder: Annotated[str, Query(max_length=200)]) -> TaskLeaseState:
     _service()
     with transaction() as session:
-        task = task_runs.release_lease(session, task_id, holder)
-        return TaskLeaseState(
-            task_id=task.id, holder=task.lease_holder, until=task.lease_until, acquired=False
-        )
+        lease = task_runs.release_lease(session, task_id, holder)
+        return TaskLeaseState(task_id=lease.task_id, holder=lease.holder, until=lease.until, acquired=False)
 
 
 @router.post(

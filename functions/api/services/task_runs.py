@@ -6,7 +6,8 @@ claim an already claimed task gets 409 and does nothing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -110,29 +111,52 @@ def current(session: Session, task_id: str) -> Task:
     return task
 
 
-def take_lease(session: Session, task_id: str, holder: str, lease_s: int) -> Task:
-    """Take the lease, or renew it for its holder; 409 while another holder's lease runs."""
+@dataclass(frozen=True)
+class Lease:
+    """A task's lease as a take or a release left it."""
+
+    task_id: str
+    holder: str | None
+    until: datetime | None
+    status: str | None = None
+    """The task's status (a take says it: the driver's answer to "did it end?")."""
+
+
+def take_lease(session: Session, task_id: str, holder: str, lease_s: int) -> Lease:
+    """Take the lease, or renew it for its holder; 409 while another holder's lease runs. Where the
+    database can return what an UPDATE changed (PostgreSQL, SQLite 3.35+), a taken lease is one
+    statement: the task is read again only when the take failed (who holds it) or nothing returns."""
     now = utcnow()
+    until = now + timedelta(seconds=lease_s)
     free = or_(Task.lease_until.is_(None), Task.lease_until < now, Task.lease_holder == holder)
-    won = rows_changed(
-        session,
+    take = (
         update(Task)
         .where(Task.id == task_id, free)
-        .values(lease_holder=holder, lease_until=now + timedelta(seconds=lease_s))
-        .execution_options(synchronize_session=False),
+        .values(lease_holder=holder, lease_until=until)
+        .execution_options(synchronize_session=False)
     )
+    bind = session.get_bind()
+    if bind.dialect.update_returning:
+        taken = session.execute(take.returning(Task.status)).first()
+        if taken is not None:
+            return Lease(task_id, holder, until, taken.status)
+    elif rows_changed(session, take) == 1:
+        return Lease(task_id, holder, until, current(session, task_id).status)
     task = current(session, task_id)
-    if won != 1:
-        raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
-    return task
+    raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
 
 
-def release_lease(session: Session, task_id: str, holder: str) -> Task:
-    """Give the lease back (a no-op unless `holder` holds it)."""
-    session.execute(
+def release_lease(session: Session, task_id: str, holder: str) -> Lease:
+    """Give the lease back (a no-op unless `holder` holds it): the task is read only when `holder` did
+    not hold it (404 for no such task, else the lease as it is)."""
+    released = rows_changed(
+        session,
         update(Task)
         .where(Task.id == task_id, Task.lease_holder == holder)
         .values(lease_holder=None, lease_until=None)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    return current(session, task_id)
+    if released == 1:
+        return Lease(task_id, None, None)
+    task = current(session, task_id)
+    return Lease(task.id, task.lease_holder, task.lease_until)

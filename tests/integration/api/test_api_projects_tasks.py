@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shared.contracts import EngineeringMessage, parse_message
 from shared.queues.local import LocalQueue
 from tests.api_support import ApiHarness
+from tests.benchmarks.bench_api import count_statements
 
 
 def _queue(api: ApiHarness) -> LocalQueue:
@@ -185,16 +188,34 @@ def test_users_see_only_their_own_things(api: ApiHarness) -> None:
     assert message["user_id"] == 1001, "queue messages carry the Telegram id"
 
 
-def test_task_lease_has_one_holder_at_a_time(api: ApiHarness) -> None:
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "no-returning"])
+def test_task_lease_has_one_holder_at_a_time(
+    api: ApiHarness, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answers whether the database returns what an UPDATE changed (PostgreSQL, SQLite 3.35+:
+    a taken lease is one statement, a release by its holder one) or not (an older SQLite)."""
+    monkeypatch.setattr(api.deps.db.engine.dialect, "update_returning", returning)
     api.new_project("blog")
     tid = api.post("/projects/blog/engineering", {"spec": "x"}).body["id"]
-    first = api.post(f"/internal/tasks/{tid}/lease", {"holder": "a", "seconds": 60})
-    assert first.status == 200 and first.body["holder"] == "a"
-    assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "b", "seconds": 60}).status == 409
+    with count_statements(api.deps.db.engine) as take:
+        first = api.post(f"/internal/tasks/{tid}/lease", {"holder": "a", "seconds": 60})
+    assert first.status == 200 and first.body["holder"] == "a" and first.body["status"] == "QUEUED"
+    assert first.body["acquired"] is True and first.body["until"]
+    writes = [sql for sql in take.sql if not sql.startswith("BEGIN")]
+    assert len(writes) == (1 if returning else 2), writes
+    refused = api.post(f"/internal/tasks/{tid}/lease", {"holder": "b", "seconds": 60})
+    assert refused.status == 409 and "leased by a" in refused.body["message"]
     assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "a", "seconds": 60}).status == 200, "renewable"
-    released = api.call("DELETE", f"/internal/tasks/{tid}/lease", query={"holder": "a"})
-    assert released.status == 200 and released.body["holder"] is None
+    not_mine = api.call("DELETE", f"/internal/tasks/{tid}/lease", query={"holder": "b"})
+    assert not_mine.status == 200 and not_mine.body["holder"] == "a", "only its holder gives it back"
+    with count_statements(api.deps.db.engine) as give_back:
+        released = api.call("DELETE", f"/internal/tasks/{tid}/lease", query={"holder": "a"})
+    assert released.status == 200 and released.body["holder"] is None and released.body["until"] is None
+    assert len([sql for sql in give_back.sql if not sql.startswith("BEGIN")]) == 1
     assert api.post(f"/internal/tasks/{tid}/lease", {"holder": "b", "seconds": 60}).status == 200
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert api.post(f"/internal/tasks/{missing}/lease", {"holder": "a", "seconds": 60}).status == 404
+    assert api.call("DELETE", f"/internal/tasks/{missing}/lease", query={"holder": "a"}).status == 404
 
 
 def test_cancel_queues_a_delete_for_each_live_worker(api: ApiHarness) -> None:
