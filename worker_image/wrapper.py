@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +48,9 @@ from shared.secrets.redact import Redactor
 from worker_image.agents.base import AgentResult
 from worker_image.agents.process import not_started_at_budget
 from worker_image.git_ops import GitError, checkout, commit_and_push, git, use_token
+
+if TYPE_CHECKING:
+    from shared.workers.wake import WakeListener
 
 EVENT_FLUSH_S = 1.0
 RESULT_RETRY_S = 900.0
@@ -124,6 +127,12 @@ class WrapperSettings(BaseSettings):
         default=None, description="This worker's own API token (ORCH_WORKER_TOKEN), minted at its launch."
     )
     worker_idle_timeout_s: int = Field(default=600, gt=0)
+    worker_wake: bool = Field(
+        default=False,
+        description="The API can wake this worker when a message is stored (ORCH_WORKER_WAKE, set by the "
+        "embedded runtime): an idle wrapper then waits up to 5 s for the wake-up between empty asks, instead "
+        "of asking after 0.1 s doubling to 1 s.",
+    )
     worker_workspace_root: Path | None = None
     agent_command: str | None = None
 
@@ -421,10 +430,28 @@ class Wrapper:
     # -- loop --------------------------------------------------------------------------
 
     def serve(self) -> int:
+        from shared.workers.wake import WOKEN_PAUSE_S, WakeListener
+
+        # listening before the job loads: a message stored meanwhile ends the first wait
+        wakes = WakeListener(self.worker_id) if self.settings.worker_wake else None
+        try:
+            if wakes is not None and wakes.listening:
+                return self._serve(wakes, WOKEN_PAUSE_S, WOKEN_PAUSE_S)
+            return self._serve(None, 0.1, 1.0)
+        finally:
+            if wakes is not None:
+                wakes.close()
+
+    def _serve(self, wakes: WakeListener | None, first_pause_s: float, longest_pause_s: float) -> int:
+        """Ask for the next message and handle it; between empty asks pause `first_pause_s`, doubling up to
+        `longest_pause_s`. A wrapper the API can wake waits the longest pause at once: the wake-up ends
+        the wait when a message is stored, and the timed ask is only the fallback."""
         self.load_job()
         idle_since = time.monotonic()
-        delay = 0.1
+        delay = first_pause_s
         while True:
+            if wakes is not None:
+                wakes.drain()
             try:
                 message = self.api.next_worker_message(self.worker_id)
             except GoneError:
@@ -440,10 +467,13 @@ class Wrapper:
                         "idle timeout; exiting", extra={"idle_s": self.settings.worker_idle_timeout_s}
                     )
                     return 0
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                if wakes is not None:
+                    wakes.wait(delay)
+                else:
+                    time.sleep(delay)
+                delay = min(delay * 2, longest_pause_s)
                 continue
-            delay = 0.1
+            delay = first_pause_s
             self.logger.info("message taken", extra={"message_id": message.id, "kind": message.kind})
             self.handle(message)
             self.logger.info("message answered", extra={"message_id": message.id})

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from shared.workers.runtime import RuntimeStatus, StoppedCallback, WorkerLaunch
+from shared.workers.wake import WAKE_ENV
 
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
 _GRACE_S = 3.0
@@ -335,7 +336,9 @@ class LocalRuntime:
 
     def start(self, launch: WorkerLaunch) -> str:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = worker_environment(dict(os.environ), {**launch.env, "ORCH_WORKER_ID": launch.worker_id})
+        # the wrapper shares the API's network namespace: the API's wake-up reaches it (shared.workers.wake)
+        wake = {WAKE_ENV: "1"}
+        env = worker_environment(dict(os.environ), {**launch.env, "ORCH_WORKER_ID": launch.worker_id, **wake})
         proc = self._spawn(launch, env)
         handle = self._handle(proc.pid, launch.worker_id)
         with self._lock:

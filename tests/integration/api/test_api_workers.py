@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from functions.api.models import OutboxMessage, Worker, utcnow
 from functions.api.services.workers import SEEN_EVERY
 from shared.contracts import SendFileResponse, SendMessageResponse, WorkerActivity, parse_message
+from shared.workers.wake import WakeListener
 from tests.api_support import ApiHarness
 from tests.benchmarks.bench_api import count_statements
 
@@ -162,6 +166,26 @@ def test_an_idle_poll_only_reads_and_the_worker_is_still_seen_alive(api: ApiHarn
     api.post("/internal/workers/w-1/messages", {"request_id": "m-1", "body": "x"})
     taken = api.post("/internal/workers/w-1/messages/next")
     assert taken.status == 200 and taken.body["status"] == "RUNNING"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract unix sockets are Linux's")
+def test_a_stored_message_wakes_its_idle_worker_once_committed(api: ApiHarness) -> None:
+    """The embedded API (a local queue) wakes the worker's wrapper after the commit: it asks at once
+    instead of at the end of its pause (shared.workers.wake). A repeat of the same request wakes nobody."""
+    worker_id = f"w-wake-{uuid.uuid4().hex[:10]}"
+    _worker(api, worker_id)
+    listener = WakeListener(worker_id)
+    try:
+        assert not listener.wait(0.01)
+        sent = api.post(f"/internal/workers/{worker_id}/messages", {"request_id": "m-1", "body": "x"})
+        assert sent.status == 201
+        assert listener.wait(10), "woken"
+        listener.drain()
+        again = api.post(f"/internal/workers/{worker_id}/messages", {"request_id": "m-1", "body": "x"})
+        assert again.status == 200 and not listener.wait(0.05), "a repeat stores nothing: no wake-up"
+        assert api.post(f"/internal/workers/{worker_id}/messages/next").body["request_id"] == "m-1"
+    finally:
+        listener.close()
 
 
 # -- activity: "the agent is still working" -------------------------------------------------------

@@ -34,6 +34,7 @@ from shared.secrets.local import LocalSecrets
 from shared.workers.fargate import FargateRuntime
 from shared.workers.local import STACK_ONLY, WORKER_TOKEN_ENV, LocalRuntime, worker_environment
 from shared.workers.runtime import RuntimeStatus, WorkerLaunch
+from shared.workers.wake import WAKE_ENV
 from tests.integration.workers.conftest import StackHarness, first_of
 
 FAKES = Path(__file__).parents[2] / "fakes" / "agents"
@@ -128,6 +129,7 @@ def test_a_process_the_local_runtime_starts_sees_its_token_and_no_service_key(
     assert statuses[0].exit_code == 0, statuses
     seen: dict[str, Any] = json.loads(dump.read_text())
     assert seen["env"][WORKER_TOKEN_ENV] == TOKEN and seen["env"]["ORCH_WORKER_ID"] == "w-env"
+    assert seen["env"][WAKE_ENV] == "1", "it shares the API's network namespace: the API can wake it"
     assert sorted(name for name in seen["env"] if name.upper() in STACK_ONLY) == []
     assert [v for v in seen["env"].values() if v.startswith("secret://")] == []
     assert SERVICE_KEY not in json.dumps(seen)
@@ -146,6 +148,7 @@ def test_the_fargate_overrides_carry_the_worker_s_token_and_only_a_token_shaped_
     overrides = _fargate().overrides_for(WorkerLaunch(worker_id="w-1", task_id="t-1", env=env))
     [container] = overrides["containerOverrides"]
     assert {"name": WORKER_TOKEN_ENV, "value": TOKEN} in container["environment"]
+    assert WAKE_ENV not in {e["name"] for e in container["environment"]}, "a Fargate task asks on a timer"
     for value in (SERVICE_KEY, "orchw_", "orchw_short", "not a token at all, with spaces"):
         with pytest.raises(ValueError, match=f"{WORKER_TOKEN_ENV} must be a worker token"):
             _fargate().overrides_for(
