@@ -61,6 +61,14 @@ class ApiDeps:
     def secrets(self) -> SecretsPort:
         return self.secrets_factory()
 
+    def wake_worker(self, worker_id: str) -> None:
+        """A message for `worker_id` has committed: wake its wrapper if it runs on this machine (the
+        embedded stack, whose queue is local; in AWS a Fargate worker asks on its timer)."""
+        if self.settings.queue_backend == "local":
+            from shared.workers.wake import wake
+
+            wake(worker_id)
+
     @cached_property
     def sessions(self) -> SessionStore:
         """Where workers' conversation sessions are kept (their presigned URLs, or the archive route)."""

@@ -337,8 +337,9 @@ class LocalRuntime:
     def start(self, launch: WorkerLaunch) -> str:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # the wrapper shares the API's network namespace: the API's wake-up reaches it (shared.workers.wake)
-        wake = {WAKE_ENV: "1"}
-        env = worker_environment(dict(os.environ), {**launch.env, "ORCH_WORKER_ID": launch.worker_id, **wake})
+        env = worker_environment(
+            dict(os.environ), {**launch.env, "ORCH_WORKER_ID": launch.worker_id, WAKE_ENV: "1"}
+        )
         proc = self._spawn(launch, env)
         handle = self._handle(proc.pid, launch.worker_id)
         with self._lock:

@@ -121,10 +121,8 @@ def send_message(worker_id: WorkerId, body: WorkerMessageCreate) -> Response[Wor
     with transaction() as session:
         message, is_new = workers.send(session, worker_id, body)
         dto = WorkerMessage.model_validate(message)
-    if is_new and dto.status == "PENDING" and get_deps().settings.queue_backend == "local":
-        from shared.workers.wake import wake
-
-        wake(worker_id)  # committed: a wrapper on this machine takes it now, not at its next timed ask
+    if is_new and dto.status == "PENDING":
+        get_deps().wake_worker(worker_id)  # committed: its wrapper takes it now, not at its next timed ask
     return created(dto, 201 if is_new else 200)
 
 
