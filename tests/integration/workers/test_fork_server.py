@@ -131,6 +131,16 @@ def test_a_closed_server_reports_the_workers_it_forked_before_exiting(tmp_path: 
     assert _gone(server_pid)
 
 
+def _cmdline_once_execd(pid: int, timeout: float = 5) -> bytes:
+    """The process's command line once its exec has finished. Popen returns when the child's
+    close-on-exec pipe closes, which is inside execve before the kernel has set the new image's
+    arguments: a read in that moment gets b"" (seen on a loaded CI machine)."""
+    deadline = time.monotonic() + timeout
+    while not (cmdline := Path(f"/proc/{pid}/cmdline").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cmdline
+
+
 def test_workers_start_as_their_own_processes_when_the_server_cannot_serve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +156,7 @@ def test_workers_start_as_their_own_processes_when_the_server_cannot_serve(
         pid = int(handle.split(":")[1])
         # then: exec'd as before, its id on its command line, and still stoppable
         assert not runtime.fork_server
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = _cmdline_once_execd(pid)
         assert b"worker_image.wrapper" in cmdline and b"w-execd" in cmdline
         runtime.stop(handle, "deleted")
         assert stopped.wait("w-execd").exit_code in (-15, 143)
