@@ -62,6 +62,7 @@ class FakeApi:
         )
         self.events: list[dict[str, Any]] = []
         self.lease: str | None = None
+        self.lease_takes = 0
         self.budget_note: str | None = None
         """Set: the task's budget is spent, this names it (e.g. "the task budget $1.00 (spent $1.02)")."""
         self.budget_checks = 0
@@ -74,6 +75,7 @@ class FakeApi:
         self.gate_requests: list[GateRequest] = []
 
     def take_lease(self, task_id: str, holder: str, seconds: int = 120) -> TaskLeaseState:
+        self.lease_takes += 1
         if self.lease not in (None, holder):
             raise ConflictError(409, "conflict", "leased")
         self.lease = holder

@@ -26,6 +26,7 @@ from shared.workers.runtime import RuntimeStatus, WorkerLaunch, WorkerRuntime
 START_STALL = timedelta(minutes=5)
 TOKEN_GRACE_S = 300
 """A worker's token outlives its wall-time limit by this much: the wrapper still reports its end."""
+REMEMBERED_DELETES = 4096
 TOKEN_TTL_RANGE = (60, 7 * 86400)
 """What the API accepts for a token's lifetime (WorkerTokenRequest.ttl_s)."""
 
@@ -51,6 +52,9 @@ class WorkerManager:
         self.launch_env = launch_env
         self.max_lifetime_s = max_lifetime_s
         self.logger = get_logger()
+        self._stopped_by_delete: dict[str, None] = {}
+        """Workers this manager recorded STOPPED and then stopped (oldest first, at most
+        `REMEMBERED_DELETES`): their runtime's report of the stop it was asked for has nothing to add."""
 
     def handle(self, command: Any) -> None:
         if isinstance(command, CreateWorkerCommand):
@@ -175,13 +179,26 @@ class WorkerManager:
             detail.id, "deleted", status="STOPPED"
         )  # recorded first: the kill reports later
         if detail.runtime_handle and still_running:
+            self._remember_delete(detail.id)
             self.runtime.stop(detail.runtime_handle, "deleted")
         self._reply(command, True, detail.id, reply_queue=detail.config.get("reply_queue"))
+
+    def _remember_delete(self, worker_id: str) -> None:
+        self._stopped_by_delete[worker_id] = None
+        while len(self._stopped_by_delete) > REMEMBERED_DELETES:
+            self._stopped_by_delete.pop(next(iter(self._stopped_by_delete)), None)
 
     def runtime_stopped(self, worker_id: str, status: RuntimeStatus) -> None:
         """The runtime says the process ended (local monitor or ECS task-state event)."""
         reason = status.reason or ""
         intended = reason.startswith("stopped:")
+        if intended and worker_id in self._stopped_by_delete:
+            # its delete recorded STOPPED already, and a second report changes nothing (an ended worker's
+            # row is not written again): one request saved per deleted worker. A report that reaches
+            # another process (ECS's task-state event in AWS) is still made, and is as harmless.
+            self._stopped_by_delete.pop(worker_id, None)
+            self.logger.info("deleted worker's process ended", extra={"worker_id": worker_id})
+            return
         failed = not intended and (status.exit_code not in (0, None) or reason.startswith("timeout"))
         self.api.worker_stopped(
             worker_id,

@@ -98,11 +98,25 @@ class GraphDriver:
             return "continued"
         return None
 
+    def ended(self, task_id: str) -> bool:
+        """The task's graph has run to its end: a checkpoint with values and no next node. Read without
+        the lease, which is safe only this way round: a graph that ended stays ended (a redelivered start
+        finds it so and does nothing), while a graph not yet at its end may move on under another
+        holder's lease at any moment, so anything short of the end is looked at again under the lease."""
+        snapshot = self.graph.get_state(self.config(task_id))
+        return bool(snapshot.values) and not snapshot.next
+
     def resume(self, request_id: str, payload: dict[str, Any]) -> str:
         """Feed an answer to the graph waiting for it; anything else (a duplicate, a stray) is dropped."""
         task_id = request_id.split(":", 1)[0]
         if ":" not in request_id:
             return "not-ours"
+        if self.ended(task_id):
+            # nothing waits at an end, ever: dropped without the lease (two requests; and no retry in
+            # seconds when it comes while the run that ended the graph still holds it, as a worker's
+            # answer to its own deletion does)
+            self.logger.info("answer to an ended run", extra={"task_id": task_id, "request_id": request_id})
+            return "ignored"
         try:
             with self.leased(task_id) as lease:
                 snapshot = self.graph.get_state(self.config(task_id))

@@ -17,6 +17,7 @@ from functions.engineering.state import WorkerReply
 from functions.worker_manager.logic import WorkerManager
 from shared.contracts import CreateWorkerCommand, DeleteWorkerCommand, SendMessageCommand
 from shared.contracts.api import TaskStatus
+from shared.graphs.driver import LeaseBusy
 from tests.engineering_support import Run, World
 
 DONE = {"success": True, "result": {"commit_sha": "c1", "files_changed": ["a.py"], "duration_ms": 4000}}
@@ -40,6 +41,29 @@ def test_the_tests_go_to_the_developers_worker_and_it_is_released_once_they_pass
     assert isinstance(released, DeleteWorkerCommand) and released.worker_id == "w-1"
     assert world.api.task.status is TaskStatus.COMPLETED
     assert _creates(run) == [f"{run.task_id}:developer:1:create"], "one worker for both rounds"
+
+
+def test_an_answer_to_an_ended_run_is_dropped_without_the_lease(tmp_path: Path) -> None:
+    """The deleted worker's answer comes after the graph ended (often while the run that ended it still
+    holds the lease): nothing can wait for it, so it costs no lease and no retry."""
+    world = World(tmp_path)
+    run = Run(world).start()
+    run.answer("developer:1:create", {"success": True, "worker_id": "w-1"})
+    run.answer("developer:1:message", DONE)
+    [released] = run.answer("tester:1:message", {"success": True})
+    assert isinstance(released, DeleteWorkerCommand) and run.waiting_for() is None
+    takes = world.api.lease_takes
+
+    world.api.lease = "the run that ended it"
+    assert run.engine.resume(f"{run.task_id}:tester:1:delete", {"success": True}) == "ignored"
+    assert world.api.lease_takes == takes, "no lease taken (and none refused: no retry)"
+    assert world.commands() == []
+
+    # not ended: an answer nobody waits for still waits for the lease (the graph may be about to wait)
+    other = Run(World(tmp_path / "other")).start()
+    with pytest.raises(LeaseBusy):
+        other.world.api.lease = "another driver"
+        other.engine.resume(f"{other.task_id}:developer:9:create", {"success": True})
 
 
 def test_the_budget_spent_between_the_rounds_stops_the_task_and_its_worker(tmp_path: Path) -> None:
