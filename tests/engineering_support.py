@@ -63,6 +63,7 @@ class FakeApi:
         self.events: list[dict[str, Any]] = []
         self.lease: str | None = None
         self.lease_takes = 0
+        self.project_updates: list[dict[str, Any]] = []
         self.budget_note: str | None = None
         """Set: the task's budget is spent, this names it (e.g. "the task budget $1.00 (spent $1.02)")."""
         self.budget_checks = 0
@@ -102,6 +103,7 @@ class FakeApi:
         return self.project
 
     def update_project(self, project_id: str, **changes: Any) -> Project:
+        self.project_updates.append(changes)
         self.project = self.project.model_copy(update=changes)
         return self.project
 

@@ -239,7 +239,10 @@ class Wrapper:
         self._fresh_checkout = True
         if self.session_key:
             self._restore_session(self.session_key)
-        self._until_reachable(lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING")
+        if self.detail.status != "RUNNING":  # the manager may have said so already, having launched it
+            self._until_reachable(
+                lambda: self.api.update_worker(self.worker_id, "RUNNING"), "reporting RUNNING"
+            )
 
     def _resolve_secrets(self, env_vars: Mapping[str, str]) -> dict[str, str]:
         """The values of the job's `secret://` references, resolved by the API (which lets a worker token

@@ -57,6 +57,7 @@ class EngineeringNodes(GateNodes):
         self.event(state, "progress", f"engineering {project.name}: preparing", "prepare", 5)
         return {
             "project_name": project.name,
+            "project_status": str(project.status),
             "repo_url": project.repo_url,
             "repo_full_name": f"{self.settings.repo_owner}/{project.name}",
             # with no developer (agent "none") nothing is committed: the work is the base itself
@@ -81,7 +82,7 @@ class EngineeringNodes(GateNodes):
         )
         self.queue.publish(SCAFFOLDER_QUEUE, message)
         self.event(state, "progress", "scaffolding the repository from the template", "scaffold", 10)
-        return {}
+        return {"project_status": "scaffolding"}
 
     def scaffold_wait(self, state: EngState) -> Update:
         return self.scaffold_answered(state, ScaffoldAnswer.model_validate(self.wait_for(state, "scaffold")))
@@ -436,7 +437,8 @@ class EngineeringNodes(GateNodes):
             repo_url=state.repo_url,
             merge_commit=state.merge_commit,
         )
-        self.api.update_project(state.project_id, status="active")
+        if state.project_status != "active":  # a request per task saved where it is active already
+            self.api.update_project(state.project_id, status="active")
         self.api.complete_task(state.task_id, result.model_dump(mode="json"))
         where = pr_url or f"branch {branch} of {state.repo_url}"
         merged = f"; merged into {MERGE_INTO} at {state.merge_commit[:10]}" if state.merge_commit else ""

@@ -36,6 +36,10 @@ class EngState(BaseModel):
         "main"
     )
     project_name: str = ""
+    project_status: Annotated[
+        str,
+        Field(description="The project's status as this task last saw or set it (finalize sets it active)."),
+    ] = ""
     branch: Annotated[
         str, Field(description="Where the work is pushed; the base itself without a developer.")
     ] = ""

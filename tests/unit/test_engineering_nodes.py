@@ -66,6 +66,7 @@ def test_prepare_names_the_work_branch_after_the_task(world: World) -> None:
 
     assert update == {
         "project_name": "blog",
+        "project_status": "draft",
         "repo_url": None,
         "repo_full_name": f"{world.settings.repo_owner}/blog",
         "branch": f"orchestrator/{world.api.task.id[:8]}",

@@ -191,3 +191,16 @@ def test_the_worker_manager_passes_a_commands_kind_to_the_api(tmp_path: Path) ->
     manager.handle(SendMessageCommand(request_id="t:developer:1:message", worker_id="w-1", message="# Task"))
 
     assert [(m["kind"], m["timeout_s"]) for m in sent] == [("command", 900), ("message", 1800)]
+
+
+@pytest.mark.parametrize("status", ["draft", "active"])
+def test_a_finished_task_sets_its_project_active_unless_it_is(tmp_path: Path, status: str) -> None:
+    world = World(tmp_path)
+    world.api.project = world.api.project.model_copy(update={"status": status})
+    run = Run(world).start()
+    run.answer("developer:1:create", {"success": True, "worker_id": "w-1"})
+    run.answer("developer:1:message", DONE)
+    run.answer("tester:1:message", {"success": True})
+
+    assert world.api.task.status is TaskStatus.COMPLETED
+    assert world.api.project_updates == ([] if status == "active" else [{"status": "active"}])

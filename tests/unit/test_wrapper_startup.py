@@ -18,8 +18,9 @@ from worker_image.wrapper import Wrapper, WrapperSettings
 
 
 class _FlakyApi:
-    def __init__(self, down_for: int) -> None:
+    def __init__(self, down_for: int, status: str = "STARTING") -> None:
         self.down_for = down_for
+        self.status = status
         self.calls: list[str] = []
 
     def _maybe_down(self, what: str) -> None:
@@ -35,7 +36,7 @@ class _FlakyApi:
             task_id=None,
             agent="command",
             runtime_handle="local:1:w",
-            status="STARTING",
+            status=self.status,
             exit_reason=None,
             started_at=datetime.now(UTC),
             stopped_at=None,
@@ -57,6 +58,16 @@ def test_the_job_is_loaded_once_the_api_answers_again(
     worker.load_job()
     assert api.calls == ["get", "get", "get", "get", "update:RUNNING"]
     assert sleeps == [0.5, 1.0, 2.0]
+    worker.cleanup()
+
+
+def test_running_is_reported_only_when_the_manager_has_not_said_so(tmp_path: Path) -> None:
+    """The manager marks a worker RUNNING once it launched it, often before the wrapper reads its job: the
+    wrapper's own report would change nothing then (one request per worker saved)."""
+    api = _FlakyApi(down_for=0, status="RUNNING")
+    worker = Wrapper(api, "w-1", WrapperSettings(worker_workspace_root=tmp_path))  # type: ignore[arg-type]
+    worker.load_job()
+    assert api.calls == ["get"]
     worker.cleanup()
 
 
