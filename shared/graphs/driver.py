@@ -99,12 +99,14 @@ class GraphDriver:
         return None
 
     def ended(self, task_id: str) -> bool:
-        """The task's graph has run to its end: a checkpoint with values and no next node. Read without
-        the lease, which is safe only this way round: a graph that ended stays ended (a redelivered start
-        finds it so and does nothing), while a graph not yet at its end may move on under another
-        holder's lease at any moment, so anything short of the end is looked at again under the lease."""
+        """The task's graph has run to its end: its last checkpoint has values and no task at all. Read
+        without the lease, which is safe only this way round: a graph that ended stays ended (a
+        redelivered start finds it so and does nothing), while a graph not yet at its end may move on
+        under another holder's lease at any moment, so anything short of the end is looked at again under
+        the lease. Not `snapshot.next`: while a run goes on, a node that has finished (its writes stored,
+        the next checkpoint not yet) is left out of `next`, which is then empty mid-run."""
         snapshot = self.graph.get_state(self.config(task_id))
-        return bool(snapshot.values) and not snapshot.next
+        return bool(snapshot.values) and not snapshot.tasks
 
     def resume(self, request_id: str, payload: dict[str, Any]) -> str:
         """Feed an answer to the graph waiting for it; anything else (a duplicate, a stray) is dropped."""
