@@ -72,8 +72,14 @@ def _stack() -> Iterator[tuple[Any, Path]]:
             os.environ.update(saved)
 
 
-def _wait_final(api: Any, task_id: str, every_s: float = 0.05) -> Any:
+def _wait_final(api: Any, task_id: str, every_s: float = 0.05, timeout_s: float = 300.0) -> Any:
+    """The task once it ended; a task stuck for `timeout_s` ends the benchmark with its last events (a
+    lost answer once hung a run instead of failing it)."""
+    deadline = time.monotonic() + timeout_s
     while not (task := api.get_task(task_id)).status.is_final:
+        if time.monotonic() > deadline:
+            last = [f"{e.current_step}: {e.message}" for e in api.task_events(task_id, limit=3, latest=True)]
+            raise RuntimeError(f"task {task_id} still {task.status.value} after {timeout_s:g}s; last: {last}")
         time.sleep(every_s)
     return task
 
