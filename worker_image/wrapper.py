@@ -448,13 +448,22 @@ class Wrapper:
     def _serve(self, wakes: WakeListener | None, first_pause_s: float, longest_pause_s: float) -> int:
         """Ask for the next message and handle it; between empty asks pause `first_pause_s`, doubling up to
         `longest_pause_s`. A wrapper the API can wake waits the longest pause at once: the wake-up ends
-        the wait when a message is stored, and the timed ask is only the fallback."""
+        the wait when a message is stored, and the timed ask is only the fallback.
+
+        Once one of its asks has come back empty, every message stored after it announces itself (one
+        wake-up each), so after an answer such a wrapper asks at once only for announced messages it has
+        not taken yet, and otherwise waits for the next wake-up (one that came while it worked ends the
+        wait at once) rather than asking for nothing. Until then, messages stored before it listened may
+        be waiting unannounced, and it asks."""
         self.load_job()
         idle_since = time.monotonic()
         delay = first_pause_s
+        caught_up = False
+        announced = 0
+        """Messages announced since the last empty ask and not taken since (while caught up)."""
         while True:
             if wakes is not None:
-                wakes.drain()
+                announced += wakes.drain()
             try:
                 message = self.api.next_worker_message(self.worker_id)
             except GoneError:
@@ -464,6 +473,12 @@ class Wrapper:
                 if not _transient(exc):
                     raise
                 message = None  # asked again after the idle wait
+            else:
+                if message is None and wakes is not None:
+                    caught_up, announced = (
+                        True,
+                        0,
+                    )  # nothing waits: from now on, each message announces itself
             if message is None:
                 if time.monotonic() - idle_since > self.settings.worker_idle_timeout_s:
                     self.logger.info(
@@ -481,6 +496,9 @@ class Wrapper:
             self.handle(message)
             self.logger.info("message answered", extra={"message_id": message.id})
             idle_since = time.monotonic()
+            announced = max(0, announced - 1)
+            if wakes is not None and caught_up and not announced:
+                wakes.wait(first_pause_s)
 
     def handle(self, message: WorkerMessage) -> None:
         try:

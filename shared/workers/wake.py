@@ -66,13 +66,17 @@ class WakeListener:
     def listening(self) -> bool:
         return self._socket is not None
 
-    def drain(self) -> None:
-        """Forget the wake-ups so far (called before asking: the ask sees what they announced)."""
+    def drain(self) -> int:
+        """Forget the wake-ups so far (called before asking: the ask sees what they announced); how many
+        there were (one per message stored)."""
         if self._socket is None:
-            return
+            return 0
+        count = 0
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while True:
                 self._socket.recv(64)
+                count += 1
+        return count
 
     def wait(self, timeout_s: float) -> bool:
         """Up to `timeout_s`; True when woken."""

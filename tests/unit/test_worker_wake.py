@@ -114,3 +114,85 @@ def test_an_idle_wrapper_waits_5s_for_a_wake_up_or_asks_every_second_at_most(
     else:
         assert pauses == [min(0.1 * 2**i, 1.0) for i in range(9)]
     assert api.asks == 10
+
+
+class _Mailbox:
+    """The API's side of a worker's messages: storing one announces it (as the API does once committed)."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.pending: list[str] = []
+        self.log: list[str] = []
+        self.ended = False
+
+    def store(self, *names: str) -> None:
+        for name in names:
+            self.pending.append(name)
+            assert wake(self.worker_id)
+
+    def next_worker_message(self, worker_id: str) -> Any:
+        from datetime import UTC, datetime
+
+        from shared.api_client import GoneError
+        from shared.contracts.api import WorkerMessage
+
+        if not self.pending and self.ended:
+            self.log.append("ask: gone")
+            raise GoneError(410, "gone", "the worker has ended")
+        if not self.pending:
+            self.log.append("ask: nothing")
+            return None
+        name = self.pending.pop(0)
+        self.log.append(f"ask: {name}")
+        return WorkerMessage(
+            id=len(self.log), worker_id=worker_id, request_id=name, kind="message", body=name, path=None,
+            timeout_s=60, status="RUNNING", result=None, error=None, correlation_id=None,
+            created_at=datetime.now(UTC), started_at=None, finished_at=None,
+        )  # fmt: skip
+
+
+@linux_only
+def test_after_an_answer_a_caught_up_wrapper_asks_only_for_what_was_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its first empty ask a wrapper asks after every answer (messages stored before it listened
+    were never announced); after it, an answer is followed by a wait unless announced messages are still
+    untaken: no ask for nothing, and no message left waiting for a timed ask."""
+    worker_id = _worker_id()
+    box = _Mailbox(worker_id)
+    box.pending.append("m1")  # stored before the wrapper listened: never announced
+    # what the graph stores while each message runs, or during a wait
+    while_handling = {"m1": ["m2"], "m3": ["m4", "m5"]}
+    during_wait = [["m3"], [], ["end"]]
+
+    def handle(self: Wrapper, message: Any) -> None:
+        box.log.append(f"answer {message.request_id}")
+        box.store(*while_handling.get(message.request_id, []))
+
+    def wait(self: WakeListener, timeout_s: float) -> bool:
+        box.log.append("wait")
+        stored = during_wait.pop(0)
+        if stored == ["end"]:
+            box.ended = True
+            return False
+        box.store(*stored)
+        return bool(stored)
+
+    monkeypatch.setattr(Wrapper, "load_job", lambda self: None)
+    monkeypatch.setattr(Wrapper, "handle", handle)
+    monkeypatch.setattr(WakeListener, "wait", wait)
+    worker = Wrapper(box, worker_id, WrapperSettings(worker_workspace_root=tmp_path, worker_wake=True))  # type: ignore[arg-type]
+    try:
+        assert worker.serve() == 0
+    finally:
+        worker.cleanup()
+
+    assert box.log == [
+        "ask: m1", "answer m1",  # not caught up yet: ask again at once
+        "ask: m2", "answer m2",
+        "ask: nothing", "wait",  # caught up; m3 stored during the wait
+        "ask: m3", "answer m3",  # m4 and m5 announced while it ran: their wake-ups end the wait at once
+        "wait", "ask: m4", "answer m4",  # m5 announced and not taken: asked for at once, no wait
+        "ask: m5", "answer m5",
+        "wait", "ask: gone",
+    ]  # fmt: skip
