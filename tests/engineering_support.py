@@ -68,7 +68,8 @@ class FakeApi:
         """Set: the task's budget is spent, this names it (e.g. "the task budget $1.00 (spent $1.02)")."""
         self.budget_checks = 0
         self.budget_says_status = True
-        """False: an API older than `BudgetCheck.task_status` (the graph asks for the task as well)."""
+        """False: an API older than `BudgetCheck.task_status` and `GateNeed.task_status` (the graph asks for
+        the task as well)."""
         self.task_reads = 0
         self.gates_required: set[str] = set()
         """The gate kinds the project's policy asks for (none by default)."""
@@ -138,7 +139,11 @@ class FakeApi:
 
     def gate_needed(self, task_id: str, kind: str, server: str | None = None) -> GateNeed:
         required = kind in self.gates_required
-        return GateNeed(required=required, reason=f"the policy {'asks' if required else 'does not ask'}")
+        return GateNeed(
+            required=required,
+            reason=f"the policy {'asks' if required else 'does not ask'}",
+            task_status=self.task.status if self.budget_says_status else None,
+        )
 
     def request_gate(self, task_id: str, body: GateRequest) -> Gate:
         """Idempotent per (kind, round), like the API; parks the task in the gate's waiting status."""

@@ -38,9 +38,9 @@ class GateNodes(NodeBase):
     # -- the plan gate ------------------------------------------------------------------------------
 
     def plan_gate(self, state: EngState) -> Update:
-        if self.ended(state):
+        need = self.api.gate_needed(state.task_id, "plan")  # says the task's status too (older APIs: None)
+        if need.task_status.is_final if need.task_status is not None else self.ended(state):
             return {"outcome": "cancelled"}
-        need = self.api.gate_needed(state.task_id, "plan")
         if not need.required:
             return {}
         details = {"estimate_usd": need.estimate_usd, "branch": state.branch, "agent": state.agent}

@@ -164,6 +164,11 @@ class GateNeed(Out):
     required: bool
     reason: str = Field(description='Why (or why not), e.g. "the project\'s policy is deploy,plan".')
     estimate_usd: float | None = Field(default=None, description="A plan's cost estimate, when there is one.")
+    task_status: TaskStatus | None = Field(
+        default=None,
+        description="The task's status as the need was read: a graph checks both before its plan in one call "
+        "(null from an API older than the field).",
+    )
 
 
 class GateRequest(Dto):

@@ -121,6 +121,21 @@ def test_a_task_cancelled_before_a_round_stops_with_its_worker_after_one_request
     assert world.api.task_reads == (0 if api_says_status else 1)
 
 
+@pytest.mark.parametrize("api_says_status", [True, False], ids=["one-request", "older-api"])
+@pytest.mark.parametrize("status", [TaskStatus.RUNNING, TaskStatus.CANCELLED])
+def test_the_plan_gate_learns_the_tasks_status_from_the_same_request(
+    tmp_path: Path, api_says_status: bool, status: TaskStatus
+) -> None:
+    world = World(tmp_path)
+    world.api.budget_says_status = api_says_status
+    world.api.task = world.api.task.model_copy(update={"status": status})
+
+    update = world.nodes.plan_gate(world.state())
+
+    assert (update.get("outcome") == "cancelled") is (status is TaskStatus.CANCELLED)
+    assert world.api.task_reads == (0 if api_says_status else 1)
+
+
 def test_a_replayed_round_start_sends_the_same_message_and_creates_nothing(tmp_path: Path) -> None:
     world = World(tmp_path)
     state = world.state(worker_id="w-1", worker_open=True, commit_sha="c1")

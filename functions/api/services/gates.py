@@ -100,11 +100,20 @@ def plan_estimate_usd(session: Session, project_id: str, exclude_task_id: str | 
 def needed(
     session: Session, settings: SpendControlSettings, task_id: str, kind: str, server: str | None
 ) -> GateNeed:
-    """Must the task's graph stop for the owner's approval before its plan / its deploy?"""
+    """Must the task's graph stop for the owner's approval before its plan / its deploy? Says the task's
+    status too (a graph asks both at once)."""
     task = task_runs.current(session, task_id)
+    need = _needed(session, settings, task, kind, server)
+    need.task_status = TaskStatus(task.status)
+    return need
+
+
+def _needed(
+    session: Session, settings: SpendControlSettings, task: Task, kind: str, server: str | None
+) -> GateNeed:
     project = session.get(Project, task.project_id)
     if project is None:
-        raise NotFound(f"the project of task {task_id!r} is gone")
+        raise NotFound(f"the project of task {task.id!r} is gone")
     policy, why = _policy(project, settings)
     if kind == "deploy":
         return _deploy_needed(session, task, server, policy, why)

@@ -290,6 +290,8 @@ def test_an_unanswered_gate_expires_into_a_clear_failure(
 def _need(service: ApiHarness, task_id: str, kind: str, server: str | None = None) -> dict[str, Any]:
     reply = service.get(f"/internal/tasks/{task_id}/gate-needed", kind=kind, server=server)
     assert reply.status == 200, reply
+    # with the task's status as it was read: a graph asks both before its plan in one request
+    assert reply.body["task_status"] == service.get(f"/tasks/{task_id}").body["status"]
     return reply.body  # type: ignore[no-any-return]
 
 
