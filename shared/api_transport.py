@@ -193,6 +193,7 @@ class ApiTransport:
         """Told `WAKING_MESSAGE` once per call that waits for the database (the CLI prints it, the bot says it)."""
         self._sleep = sleep
         self._creates = 0
+        self._before_change: list[Callable[[], None]] = []
         headers = {"user-agent": "orchestrator-client/0.1"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -215,6 +216,11 @@ class ApiTransport:
             transport=transport,
             verify=tls_context(self.base_url),
         )
+
+    def before_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` before every request that is not a GET (`shared.graphs.progress`: a graph's held
+        progress events go out before whatever it changes next)."""
+        self._before_change.append(callback)
 
     def close(self) -> None:
         self._http.close()
@@ -239,6 +245,9 @@ class ApiTransport:
         one, and then a dropped connection is retried with that same key. A database waking up is waited
         for (`WAKE_WAIT_S` in all, as its Retry-After says): the API answers that before it touches anything
         (it could not open a connection), so asking again is safe for every call."""
+        if method != "GET":
+            for callback in self._before_change:
+                callback()
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}
         attempts = 1

@@ -159,23 +159,25 @@ def last_lines(text: str, n: int = 5, limit: int = 500) -> str:
 
 
 def event_sender(api: ApiClient) -> Callable[..., None]:
-    """`event(state, kind, message, step, pct, error=None)`: one progress event on the state's task."""
+    """`event(state, kind, message, step, pct, error=None)`: one progress event on the state's task, held
+    until the graph next changes something (`shared.graphs.progress`)."""
+    from shared.graphs.progress import holder_for
+
+    send = holder_for(api)
 
     def event(
         state: Mapping[str, Any], kind: str, message: str, step: str, pct: int, error: str | None = None
     ) -> None:
-        api.append_events(
+        send(
             state["task_id"],
-            [
-                {
-                    "type": kind,
-                    "message": message,
-                    "current_step": step,
-                    "progress_pct": pct,
-                    "error": error,
-                    "correlation_id": state.get("correlation_id"),
-                }
-            ],
+            {
+                "type": kind,
+                "message": message,
+                "current_step": step,
+                "progress_pct": pct,
+                "error": error,
+                "correlation_id": state.get("correlation_id"),
+            },
         )
 
     return event
