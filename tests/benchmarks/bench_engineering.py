@@ -8,8 +8,8 @@ warm-up task). Then:
 - `--concurrent N` (default 50): N engineering tasks created at once. Prints tasks/s, the wall time
   until the last one ended, whether every task completed with exactly two answers (one developer
   and one tester round), how many workers they took and on how many distinct branches they delivered, the orchestration CPU per task (this process, i.e. the API, the consumers
-  and the graphs, plus every worker process and what it ran, minus the agent's and the project's
-  own test run's CPU measured alone), and the peak number of processes and their memory (RSS summed
+  and the graphs, less the benchmark's own polling and sampling in it, plus every worker process and
+  what it ran, minus the agent's and the project's own test run's CPU measured alone), and the peak number of processes and their memory (RSS summed
   over every process of this stack's ORCH_HOME, sampled every 0.25 s).
 - `--sequential N`: N tasks one after another; per task, wall time (created -> finished), the
   agent's and the test run's time (from the workers' results) and the rest (orchestration).
@@ -132,6 +132,8 @@ class ProcessSampler:
         self.marker = f"ORCH_HOME={home}".encode()
         self.peak_processes = 0
         self.peak_rss_mib = 0.0
+        self.cpu_s = 0.0
+        """The sampler's own CPU (it shares the stack's process), known once it stopped."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -144,6 +146,12 @@ class ProcessSampler:
         self._thread.join()
 
     def _loop(self) -> None:
+        try:
+            self._sample_until_stopped()
+        finally:
+            self.cpu_s = time.thread_time()  # this thread's whole life: the benchmark's, not the stack's
+
+    def _sample_until_stopped(self) -> None:
         while not self._stop.wait(0.25):
             count, rss_pages = 1, _rss_pages(Path("/proc/self"))
             for proc in Path("/proc").iterdir():
@@ -246,8 +254,11 @@ def run_concurrent(tasks: int) -> dict[str, float]:
         cpu_before, began = _cpu_s(), time.monotonic()
         with ProcessSampler(home) as sampler:
             ids = [api.start_engineering("bench", f"feature {i}", agent="command").id for i in range(tasks)]
-            # polled every 0.5 s: the benchmark's own requests are counted in the stack's CPU
+            # polled every 0.5 s, in this thread: the API answers an in-process call in the caller's thread,
+            # so this thread's CPU meanwhile is the polling's (client and server), the benchmark's own
+            polling_began = time.thread_time()
             finals = [_wait_final(api, task_id, every_s=0.5) for task_id in ids]
+            polling_cpu = time.thread_time() - polling_began
         wall = time.monotonic() - began
         _until_no_workers(home)
         cpu_after = _cpu_s()
@@ -260,7 +271,9 @@ def run_concurrent(tasks: int) -> dict[str, float]:
         print("  completed tasks by workers and answers:", dict(shapes))
     outside = _agent_and_test_cpu(checkout, "make test")
     shutil.rmtree(checkout, ignore_errors=True)
-    stack_cpu, children_cpu = (cpu_after[0] - cpu_before[0]), (cpu_after[1] - cpu_before[1])
+    # the stack's process less what the benchmark itself did in it (its polling, its process sampler)
+    bench_cpu = polling_cpu + sampler.cpu_s
+    stack_cpu, children_cpu = (cpu_after[0] - cpu_before[0] - bench_cpu), (cpu_after[1] - cpu_before[1])
     cpu = stack_cpu + children_cpu
     return {
         "tasks": tasks,
@@ -272,6 +285,7 @@ def run_concurrent(tasks: int) -> dict[str, float]:
         "tasks_per_s": tasks / wall,
         "cpu_s": cpu,
         "stack_cpu_s_per_task": stack_cpu / tasks,
+        "benchmark_own_cpu_s_per_task": bench_cpu / tasks,
         "worker_processes_cpu_s_per_task": children_cpu / tasks,
         "agent_and_tests_cpu_s_per_task": outside,
         "orchestration_cpu_s_per_task": (cpu - tasks * outside) / tasks,
