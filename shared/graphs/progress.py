@@ -13,6 +13,7 @@ dropped, as a lost progress line is not worth failing the step that made it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,22 +32,39 @@ class HeldEvents:
         self._api = api
         self.hold_s = hold_s
         self._lock = threading.Lock()
+        self._due = threading.Condition(self._lock)
         self._sending = threading.RLock()
-        """Held while a thread's events are sent: the thread's own change waits for a timer's send."""
+        """Held while a thread's events are sent: the thread's own change waits for the flusher's send."""
         self._held: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        self._timers: dict[int, threading.Timer] = {}
+        self._deadlines: dict[int, float] = {}
+        self._flusher: threading.Thread | None = None
+        """Sends what waited `hold_s` (one thread for all: a thread started per held batch cost more)."""
         self._flushing = threading.local()
 
     def add(self, task_id: str, event: dict[str, Any]) -> None:
         me = threading.get_ident()
         with self._lock:
             self._held.setdefault(me, []).append((task_id, event))
-            if me in self._timers:
+            if me in self._deadlines:
                 return
-            timer = threading.Timer(self.hold_s, self.flush, args=(me,))
-            timer.daemon = True
-            self._timers[me] = timer
-        timer.start()
+            self._deadlines[me] = time.monotonic() + self.hold_s
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_when_due, name="held-events", daemon=True)
+                self._flusher.start()
+            self._due.notify()
+
+    def _flush_when_due(self) -> None:
+        while True:
+            with self._lock:
+                while not self._deadlines:
+                    self._due.wait()
+                now = time.monotonic()
+                due = [owner for owner, deadline in self._deadlines.items() if deadline <= now]
+                if not due:
+                    self._due.wait(min(self._deadlines.values()) - now)
+                    continue
+            for owner in due:
+                self.flush(owner)
 
     def flush(self, thread: int | None = None) -> None:
         """Send what `thread` (default: this one) holds, in order: one request per task."""
@@ -56,9 +74,9 @@ class HeldEvents:
         with self._sending:
             with self._lock:
                 held = self._held.pop(owner, [])
-                timer = self._timers.pop(owner, None)
-            if timer is not None:
-                timer.cancel()
+                self._deadlines.pop(owner, None)
+            if not held:
+                return
             self._flushing.active = True
             try:
                 for task_id, events in _by_task(held):
