@@ -315,7 +315,7 @@ def main() -> None:
         figures = run_concurrent(args.concurrent)
         print(f"engineering, {args.concurrent} tasks at once, instant fake agent")
         for key, value in figures.items():
-            print(f"  {key:<34} {value:10.2f}" if isinstance(value, float) else f"  {key:<34} {value:10d}")
+            print(f"  {key:<34} {value:10.3f}" if isinstance(value, float) else f"  {key:<34} {value:10d}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
