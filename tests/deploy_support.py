@@ -113,7 +113,9 @@ class DeployWorld:
             return ""
 
     def steps(self, task_id: str) -> list[tuple[str | None, str]]:
-        """(step, message) of the task's events, in order."""
+        """(step, message) of the task's events, in order (those the nodes still hold sent first, as the
+        driver's end of a step would)."""
+        self.service.flush_before_change()
         return [(e.current_step, e.message) for e in self.admin.task_events(task_id)]
 
 

@@ -100,3 +100,16 @@ def test_a_client_that_cannot_say_before_a_change_sends_each_event_at_once() -> 
 
     _event(event_sender(Plain()), "now")  # type: ignore[arg-type]
     assert [e["message"] for _, events in sent for e in events] == ["now"]
+
+
+def test_two_holders_on_one_client_send_in_the_order_they_registered() -> None:
+    """One holder's send must not run the others' first (a nested flush put a later event first)."""
+    recorder = _Recorder()
+    api = _api(recorder)
+    first, second = event_sender(api), event_sender(api)
+    _event(first, "earlier")
+    _event(second, "later")
+
+    api.flush_before_change()
+
+    assert [messages for _, path, messages in recorder.calls if path == "events"] == [["earlier"], ["later"]]
