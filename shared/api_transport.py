@@ -7,7 +7,8 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any, Self, TypeVar
 
@@ -226,16 +227,23 @@ class ApiTransport:
 
     def flush_before_change(self) -> None:
         """Run the `before_change` callbacks now, as a change would (a graph's held progress events are
-        sent; a test that calls a graph's nodes directly reads them after this). The callbacks' own
-        requests run none: one callback's send must not let another's overtake it."""
+        sent; a test that calls a graph's nodes directly reads them after this)."""
         if not self._before_change or getattr(self._in_callbacks, "active", False):
             return
-        self._in_callbacks.active = True
-        try:
+        with self.without_before_change():
             for callback in self._before_change:
                 callback()
+
+    @contextmanager
+    def without_before_change(self) -> Iterator[None]:
+        """This thread's requests inside run no `before_change` callbacks: a callback's own sends, so that
+        one callback's send neither lets another's overtake it nor waits on another's lock."""
+        previous = getattr(self._in_callbacks, "active", False)
+        self._in_callbacks.active = True
+        try:
+            yield
         finally:
-            self._in_callbacks.active = False
+            self._in_callbacks.active = previous
 
     def close(self) -> None:
         self._http.close()
@@ -260,7 +268,7 @@ class ApiTransport:
         one, and then a dropped connection is retried with that same key. A database waking up is waited
         for (`WAKE_WAIT_S` in all, as its Retry-After says): the API answers that before it touches anything
         (it could not open a connection), so asking again is safe for every call."""
-        if method != "GET":
+        if method != "GET" and not getattr(self._in_callbacks, "active", False):
             self.flush_before_change()
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}

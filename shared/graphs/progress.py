@@ -12,6 +12,7 @@ dropped, as a lost progress line is not worth failing the step that made it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -78,17 +79,21 @@ class HeldEvents:
             if not held:
                 return
             self._flushing.active = True
+            quietly = getattr(self._api, "without_before_change", contextlib.nullcontext)
             try:
-                for task_id, events in _by_task(held):
-                    try:
-                        self._api.append_events(task_id, events)
-                    except Exception:
-                        get_logger().exception(
-                            "could not send progress events",
-                            extra={"task_id": task_id, "events": len(events)},
-                        )
+                with quietly():  # its sends run no client callbacks: none of this holder, none of another's
+                    self._send(held)
             finally:
                 self._flushing.active = False
+
+    def _send(self, held: list[tuple[str, dict[str, Any]]]) -> None:
+        for task_id, events in _by_task(held):
+            try:
+                self._api.append_events(task_id, events)
+            except Exception:
+                get_logger().exception(
+                    "could not send progress events", extra={"task_id": task_id, "events": len(events)}
+                )
 
     def held(self) -> int:
         """How many events this thread holds (tests)."""

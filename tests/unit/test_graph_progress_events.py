@@ -113,3 +113,20 @@ def test_two_holders_on_one_client_send_in_the_order_they_registered() -> None:
     api.flush_before_change()
 
     assert [messages for _, path, messages in recorder.calls if path == "events"] == [["earlier"], ["later"]]
+
+
+def test_a_holders_send_runs_no_other_holders_flush() -> None:
+    """A send made while flushing runs no client callbacks: two holders flushed by two threads at once
+    cannot each wait for the other's lock."""
+    recorder = _Recorder()
+    api = _api(recorder)
+    ran: list[str] = []
+    api.before_change(lambda: ran.append("callback"))
+    held = HeldEvents(api, hold_s=60)
+    api.before_change(held.flush)
+    held.add(TASK, {"type": "progress", "message": "mine"})
+
+    held.flush()
+
+    assert ran == [], "the send itself ran no callback"
+    assert recorder.calls == [("POST", "events", ["mine"])]
