@@ -268,7 +268,7 @@ class ApiTransport:
         one, and then a dropped connection is retried with that same key. A database waking up is waited
         for (`WAKE_WAIT_S` in all, as its Retry-After says): the API answers that before it touches anything
         (it could not open a connection), so asking again is safe for every call."""
-        if method != "GET" and not getattr(self._in_callbacks, "active", False):
+        if method != "GET":
             self.flush_before_change()
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}

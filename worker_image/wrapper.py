@@ -475,10 +475,8 @@ class Wrapper:
                 message = None  # asked again after the idle wait
             else:
                 if message is None and wakes is not None:
-                    caught_up, announced = (
-                        True,
-                        0,
-                    )  # nothing waits: from now on, each message announces itself
+                    # nothing waits: from now on, each message announces itself
+                    caught_up, announced = True, 0
             if message is None:
                 if time.monotonic() - idle_since > self.settings.worker_idle_timeout_s:
                     self.logger.info(

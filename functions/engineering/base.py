@@ -10,6 +10,7 @@ from langgraph.types import interrupt
 from functions.engineering.settings import EngineeringSettings
 from functions.engineering.state import EngState
 from shared.api_client import ApiClient
+from shared.contracts.api import TaskStatus
 from shared.graphs.driver import event_sender, request_id
 from shared.queues.port import QueuePort
 from shared.repos.port import RepoHost
@@ -49,9 +50,12 @@ class NodeBase:
         who = {"task_id": state.task_id, "correlation_id": state.correlation_id}
         self._send_event(who, kind, message, step, pct, error=error)
 
-    def ended(self, state: EngState) -> bool:
-        """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly."""
-        return self.api.get_task(state.task_id).status.is_final
+    def ended(self, state: EngState, said: TaskStatus | None = None) -> bool:
+        """The task ended outside the graph (cancelled, or failed by the stuck-task reaper): stop quietly.
+        `said`: the status an answer just carried (the budget check, the gate need); an API older than
+        that field says None, and the task is asked for."""
+        status = said if said is not None else self.api.get_task(state.task_id).status
+        return status.is_final
 
     @staticmethod
     def wait_for(state: EngState, *step: object) -> dict[str, Any]:

@@ -38,8 +38,8 @@ class GateNodes(NodeBase):
     # -- the plan gate ------------------------------------------------------------------------------
 
     def plan_gate(self, state: EngState) -> Update:
-        need = self.api.gate_needed(state.task_id, "plan")  # says the task's status too (older APIs: None)
-        if need.task_status.is_final if need.task_status is not None else self.ended(state):
+        need = self.api.gate_needed(state.task_id, "plan")
+        if self.ended(state, said=need.task_status):
             return {"outcome": "cancelled"}
         if not need.required:
             return {}

@@ -202,8 +202,7 @@ class EngineeringNodes(GateNodes):
         worker is released either way. None: the round goes on. One request answers both (the budget
         check carries the task's status; an older API without it is asked for the task as well)."""
         check = self.api.task_budget(state.task_id)
-        ended = check.task_status.is_final if check.task_status is not None else self.ended(state)
-        if ended:
+        if self.ended(state, said=check.task_status):
             return {"outcome": "cancelled", **self.release(state)}
         spent = spent_update(check)
         if spent:

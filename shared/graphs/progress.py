@@ -27,6 +27,8 @@ HOLD_S = 1.0
 class EventsApi(Protocol):
     def append_events(self, task_id: str, events: list[Any]) -> Any: ...
 
+    def without_before_change(self) -> contextlib.AbstractContextManager[None]: ...
+
 
 class HeldEvents:
     def __init__(self, api: EventsApi, hold_s: float = HOLD_S) -> None:
@@ -40,7 +42,6 @@ class HeldEvents:
         self._deadlines: dict[int, float] = {}
         self._flusher: threading.Thread | None = None
         """Sends what waited `hold_s` (one thread for all: a thread started per held batch cost more)."""
-        self._flushing = threading.local()
 
     def add(self, task_id: str, event: dict[str, Any]) -> None:
         me = threading.get_ident()
@@ -69,8 +70,6 @@ class HeldEvents:
 
     def flush(self, thread: int | None = None) -> None:
         """Send what `thread` (default: this one) holds, in order: one request per task."""
-        if getattr(self._flushing, "active", False):
-            return  # the send's own request
         owner = threading.get_ident() if thread is None else thread
         with self._sending:
             with self._lock:
@@ -78,13 +77,8 @@ class HeldEvents:
                 self._deadlines.pop(owner, None)
             if not held:
                 return
-            self._flushing.active = True
-            quietly = getattr(self._api, "without_before_change", contextlib.nullcontext)
-            try:
-                with quietly():  # its sends run no client callbacks: none of this holder, none of another's
-                    self._send(held)
-            finally:
-                self._flushing.active = False
+            with self._api.without_before_change():  # its sends run no client callbacks, this one's included
+                self._send(held)
 
     def _send(self, held: list[tuple[str, dict[str, Any]]]) -> None:
         for task_id, events in _by_task(held):
