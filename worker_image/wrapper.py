@@ -173,6 +173,7 @@ def run_result(agent: str, outcome: AgentResult, budget_note: str | None) -> dic
         "cache_tokens": outcome.cache_tokens,
         "cost_usd": outcome.cost_usd,
         "duration_ms": outcome.duration_ms,
+        "cpu_s": None if outcome.cpu_s is None else round(outcome.cpu_s, 3),
         "exit_code": outcome.exit_code,
         "reason": reason,
         "commit_sha": None,

@@ -7,10 +7,14 @@ warm-up task). Then:
 
 - `--concurrent N` (default 50): N engineering tasks created at once. Prints tasks/s, the wall time
   until the last one ended, whether every task completed with exactly two answers (one developer
-  and one tester round), how many workers they took and on how many distinct branches they delivered, the orchestration CPU per task (this process, i.e. the API, the consumers
-  and the graphs, less the benchmark's own polling and sampling in it, plus every worker process and
-  what it ran, minus the agent's and the project's own test run's CPU measured alone), and the peak number of processes and their memory (RSS summed
-  over every process of this stack's ORCH_HOME, sampled every 0.25 s).
+  and one tester round), how many workers they took and on how many distinct branches they delivered,
+  the orchestration CPU per task (this process, i.e. the API, the consumers and the graphs, less the
+  benchmark's own polling and sampling in it, plus every worker process and what it ran, minus the
+  agent's and the project's own test run's CPU in this run, which each answer carries as `cpu_s`), and
+  the peak number of processes and their memory (RSS summed over every process of this stack's
+  ORCH_HOME, sampled every 0.25 s). `..._alone` / `orchestration_by_alone_...`: the same with the
+  agent's and tests' CPU measured alone on a checkout instead (the figure before the answers carried it;
+  it errs high, as the same programs cost more among 50 tasks' processes).
 - `--sequential N`: N tasks one after another; per task, wall time (created -> finished), the
   agent's and the test run's time (from the workers' results) and the rest (orchestration).
 
@@ -232,11 +236,12 @@ def _until_no_workers(home: Path, timeout_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _workers_and_answers(api: Any, task_id: str) -> tuple[int, int]:
-    """How many workers the task started and how many messages they answered."""
+def _workers_and_answers(api: Any, task_id: str) -> tuple[int, int, float]:
+    """How many workers the task started, how many messages they answered, and the CPU seconds of what
+    those answers ran (the agent, the tests: `cpu_s`, measured by the worker as it reaped them)."""
     workers = api.list_workers(task_id=task_id)
     answers = [m for w in workers for m in api.list_worker_messages(w.id) if m.result is not None]
-    return len(workers), len(answers)
+    return len(workers), len(answers), sum(float(m.result.get("cpu_s") or 0.0) for m in answers)
 
 
 def run_concurrent(tasks: int) -> dict[str, float]:
@@ -267,7 +272,8 @@ def run_concurrent(tasks: int) -> dict[str, float]:
             print(f"  not completed: {error}")
         branches = {EngineeringTaskResult.model_validate(t.result).branch for t in completed}
         counts = [_workers_and_answers(api, t.id) for t in completed]
-        shapes = Counter(f"{workers} worker(s), {answers} answer(s)" for workers, answers in counts)
+        shapes = Counter(f"{workers} worker(s), {answers} answer(s)" for workers, answers, _ in counts)
+        in_run = sum(cpu for _, _, cpu in counts) / max(1, len(counts))
         print("  completed tasks by workers and answers:", dict(shapes))
     outside = _agent_and_test_cpu(checkout, "make test")
     shutil.rmtree(checkout, ignore_errors=True)
@@ -278,8 +284,8 @@ def run_concurrent(tasks: int) -> dict[str, float]:
     return {
         "tasks": tasks,
         "completed": len(completed),
-        "tasks_answered_exactly_twice": sum(answers == 2 for _, answers in counts),
-        "workers": sum(workers for workers, _ in counts),
+        "tasks_answered_exactly_twice": sum(answers == 2 for _, answers, _ in counts),
+        "workers": sum(workers for workers, _, _ in counts),
         "distinct_branches": len(branches - {None}),
         "wall_s": wall,
         "tasks_per_s": tasks / wall,
@@ -287,8 +293,10 @@ def run_concurrent(tasks: int) -> dict[str, float]:
         "stack_cpu_s_per_task": stack_cpu / tasks,
         "benchmark_own_cpu_s_per_task": bench_cpu / tasks,
         "worker_processes_cpu_s_per_task": children_cpu / tasks,
-        "agent_and_tests_cpu_s_per_task": outside,
-        "orchestration_cpu_s_per_task": (cpu - tasks * outside) / tasks,
+        "agent_and_tests_cpu_s_per_task": in_run,
+        "agent_and_tests_alone_cpu_s_per_task": outside,
+        "orchestration_cpu_s_per_task": (cpu - tasks * in_run) / tasks,
+        "orchestration_by_alone_cpu_s_per_task": (cpu - tasks * outside) / tasks,
         "peak_processes": sampler.peak_processes,
         "peak_rss_mib": sampler.peak_rss_mib,
     }
@@ -315,7 +323,7 @@ def main() -> None:
         figures = run_concurrent(args.concurrent)
         print(f"engineering, {args.concurrent} tasks at once, instant fake agent")
         for key, value in figures.items():
-            print(f"  {key:<34} {value:10.3f}" if isinstance(value, float) else f"  {key:<34} {value:10d}")
+            print(f"  {key:<40} {value:10.3f}" if isinstance(value, float) else f"  {key:<40} {value:10d}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -119,3 +119,16 @@ def test_a_command_with_no_budget_left_is_not_run(wrapper: tuple[Wrapper, _Api])
     [answer] = api.results
     assert (answer["success"], answer["result"]["status"]) == (False, "budget")
     assert not (worker.workspace / "ran").exists()
+
+
+def test_a_runs_cpu_is_reported_with_what_it_waited_for(wrapper: tuple[Wrapper, _Api]) -> None:
+    """The answer carries the CPU seconds of the command and of the processes it ran (`make test` and the
+    test runner under it): what a task's own work cost, apart from the worker's (issue 24's benchmark
+    subtracts it). A command that burns ~0.3 s in a grandchild reports at least that; one that sleeps, ~0."""
+    worker, api = wrapper
+    burn = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    worker.handle(_command(1, f"sh -c {shlex.quote(f'python3 -c {shlex.quote(burn)}')}"))
+    worker.handle(_command(2, "sleep 0.3"))
+    burnt, slept = (answer["result"]["cpu_s"] for answer in api.results)
+    assert burnt >= 0.3, api.results[0]
+    assert slept < 0.1

@@ -136,6 +136,7 @@ def _outcome(**changes: Any) -> AgentResult:
         "output_tail": "",
         "cache_tokens": 5,
         "model": "big",
+        "cpu_s": 0.12345,
     }
     return AgentResult(**{**fields, **changes})
 
@@ -151,6 +152,7 @@ def test_the_result_dict_names_agent_model_tokens_and_cost() -> None:
         "cache_tokens": 5,
         "cost_usd": 0.3,
         "duration_ms": 1200,
+        "cpu_s": 0.123,
         "exit_code": 0,
         "reason": None,
         "commit_sha": None,

@@ -66,6 +66,10 @@ class AgentResult:
     """The cached part of `input_tokens` (read from or written to the prompt cache), where the CLI says."""
     model: str | None = None
     """The model that did (most of) the work, as the CLI names it; else the one the adapter asked for."""
+    cpu_s: float | None = None
+    """CPU seconds (user + system) of the run's process and of every process it waited for (a test runner
+    under `make`, say), from the kernel's accounting as it was reaped; None when it never started. What the
+    agent or a command cost this machine, apart from the worker's own work (issue 24 measures that)."""
 
 
 class AgentCommand(NamedTuple):

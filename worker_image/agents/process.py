@@ -140,9 +140,10 @@ def _run(
         _release(proc, threads, kill_grace_s)
     _drain(lines, output)  # what a killed agent printed last still belongs to the record
     over_budget = budget_usd if ending == "budget" else None
-    return _judge(
+    result = _judge(
         adapter, output, proc.returncode, stopped and ending != "budget", timeout_s, started, over_budget
     )
+    return replace(result, cpu_s=getattr(proc, "orch_cpu_s", None))
 
 
 class _NotStarted(Exception):
@@ -264,7 +265,7 @@ def _end_group(proc: subprocess.Popen[bytes], stop: bool, deadline: float, kill_
         _stop_group(proc, kill_grace_s)
     else:
         _signal_group(proc.pid, signal.SIGKILL)  # leftovers (a dev server started with &)
-        proc.wait()
+        _reap(proc)
     return stop
 
 
@@ -457,4 +458,18 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         _signal_group(pgid, signal.SIGTERM)
         _exited_unreaped(proc.pid, grace_s)
     _signal_group(pgid, signal.SIGKILL)
-    proc.wait()
+    _reap(proc)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """`proc.wait()`, keeping the CPU seconds the kernel accounted to the process and to every descendant it
+    waited for (`os.wait4`) as `proc.orch_cpu_s`."""
+    if proc.returncode is not None:
+        return
+    try:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped elsewhere: the exit code is all there is
+        proc.wait()
+        return
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.orch_cpu_s = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
