@@ -24,18 +24,35 @@ never opens a transaction: no BEGIN, no COMMIT, one round trip per statement. A 
 anything else (checked when the connection opens, and followed through `SET ... ISOLATION LEVEL`) sends its
 BEGIN before its first statement, as before.
 
+Each statement text is prepared once per connection, as a named statement (`PREPARED_STATEMENTS` kept,
+the least recently used closed): its first execution sends Parse, Bind, Describe, Execute and Sync as
+above, the next ones only Bind, Execute and Sync, with the columns the first one described. The server
+skips parsing and planning, and this side reading the row description (asyncpg keeps such a cache too). A
+commit or rollback is never prepared. When the server no longer takes a prepared statement
+(`STALE_STATEMENT_CODES`: dropped, or a table under it changed shape in a migration), the connection
+forgets all of them; a statement that failed so outside a transaction (a read before it) runs again at
+once, prepared anew, and one inside fails its transaction (a request answered 503, retryable) once. There is no RDS Proxy in front of
+the database (docs/decisions.md), which would pin a session holding prepared statements.
+
 `pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the
 ones this was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 import types
 from collections.abc import Callable
 from typing import Any
 
+PREPARED_STATEMENTS = 256
+"""Named statements a connection keeps prepared on the server, the most recently used (the API sends ~100
+distinct texts); the least recently used past that are closed. 0: none (every statement unnamed)."""
+STALE_STATEMENT_CODES = frozenset({"26000", "0A000"})
+"""invalid_sql_statement_name ("prepared statement ... does not exist") and feature_not_supported ("cached
+plan must not change result type")."""
 BEGIN = "begin transaction"
 """What pg8000's cursor sends before a statement outside a transaction."""
 ENDS = frozenset({"commit", "rollback"})
@@ -72,7 +89,7 @@ try:
     from pg8000 import core as _core
 
     _NEEDED: tuple[str, ...] = ("NULL_BYTE", "DESCRIBE", "PORTAL", "EXECUTE_MSG", "SYNC_MSG", "Context")
-    _NEEDED += ("make_params", "_write", "_flush", "InterfaceError")
+    _NEEDED += ("make_params", "_write", "_flush", "InterfaceError", "DatabaseError", "CLOSE", "STATEMENT")
     _METHODS = ("send_PARSE", "send_BIND", "send_QUERY", "_send_message", "handle_messages", "execute_simple")
     PIPELINED = all(hasattr(_core, name) for name in _NEEDED) and all(
         hasattr(_core.CoreConnection, name) for name in _METHODS
@@ -107,17 +124,71 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
     _follow_isolation(self, statement)
     contexts = _pending_begin(self, statement)
-    contexts.append(_core.Context(statement))
+    key = (statement, tuple(oids or ()))
+    known = self.orch_prepared.get(key)
+    if known is None:  # a commit or a rollback is never prepared: it must not fail for want of its statement
+        name = _core.NULL_BYTE if statement in ENDS or PREPARED_STATEMENTS <= 0 else _new_name(self)
+        contexts.append(_core.Context(statement))
+    else:
+        self.orch_prepared.move_to_end(key)
+        name = known[0]
+        contexts.append(_core.Context(statement, columns=known[1], input_funcs=known[2]))
+    closing, self.orch_closing = self.orch_closing, []
+    _send(self, functools.partial(_messages, self, closing, name, statement, oids, params, known is None))
+    try:
+        answered = _answers(self, contexts)
+    except _core.DatabaseError as exc:
+        if _forget(self, name, known is not None, exc) and not getattr(self, "_in_transaction", True):
+            return _execute_unnamed(self, statement, vals, oids)  # it ran on its own (before any transaction)
+        raise
+    if known is None and name != _core.NULL_BYTE:
+        self.orch_prepared[key] = (name, answered.columns, answered.input_funcs)
+        while len(self.orch_prepared) > PREPARED_STATEMENTS:
+            self.orch_closing.append(self.orch_prepared.popitem(last=False)[1][0])
+    return answered
 
-    def messages() -> None:
-        self.send_PARSE(_core.NULL_BYTE, statement, oids)
-        self.send_BIND(_core.NULL_BYTE, params)
+
+def _messages(
+    self: Any, closing: list[bytes], name: bytes, statement: str, oids: Any, params: Any, parse: bool
+) -> None:
+    """One statement's messages: the closes of statements let go (nothing waits on them: their
+    CloseComplete comes with this answer), Parse and Describe only when `parse`, then Bind, Execute, Sync."""
+    for stale in closing:
+        self._send_message(_core.CLOSE, _core.STATEMENT + stale)
+    if parse:
+        self.send_PARSE(name, statement, oids)
+    self.send_BIND(name, params)
+    if parse:
         self._send_message(_core.DESCRIBE, _core.PORTAL + _core.NULL_BYTE)
-        _core._write(self._sock, _core.EXECUTE_MSG)
-        _core._write(self._sock, _core.SYNC_MSG)
+    _core._write(self._sock, _core.EXECUTE_MSG)
+    _core._write(self._sock, _core.SYNC_MSG)
 
-    _send(self, messages)
-    return _answers(self, contexts)
+
+def _forget(self: Any, name: bytes, known: bool, exc: BaseException) -> bool:
+    """After a failed execution: a statement prepared just now is not kept (parsed or not: closing one that
+    is not there is no error); when the server no longer takes a kept one, the connection forgets them all
+    (what drops one, DEALLOCATE ALL or DISCARD ALL, drops every one) and True: prepare it again."""
+    if not known:
+        if name != _core.NULL_BYTE:
+            self.orch_closing.append(name)
+        return False
+    if not _stale(exc):
+        return False
+    self.orch_closing.extend(entry[0] for entry in self.orch_prepared.values())
+    self.orch_prepared.clear()
+    return True
+
+
+def _new_name(self: Any) -> bytes:
+    self.orch_prepared_count += 1
+    return f"orch_{self.orch_prepared_count}".encode("ascii") + b"\x00"
+
+
+def _stale(exc: BaseException) -> bool:
+    """The server no longer takes a prepared statement: it is gone (a `DISCARD`, `DEALLOCATE`), or a table it
+    reads changed shape under it (a migration)."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return detail.get("C") in STALE_STATEMENT_CODES
 
 
 def _follow_isolation(self: Any, statement: str) -> None:
@@ -176,8 +247,13 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
 
 def pipeline_statements(connection: Any) -> None:
     """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, BEGIN
-    none, and reads before a transaction's first write none either (at READ COMMITTED)."""
+    none, and reads before a transaction's first write none either (at READ COMMITTED); each statement is
+    parsed and planned by the server once per connection (the last `PREPARED_STATEMENTS` kept)."""
     if PIPELINED:
+        # (text, parameter type oids) -> (name, columns, row readers), least recently used first
+        connection.orch_prepared = collections.OrderedDict()
+        connection.orch_prepared_count = 0
+        connection.orch_closing = []
         connection.orch_begin_pending = False
         connection.orch_reads_first = _isolation(connection) == READ_COMMITTED
         connection.execute_simple = types.MethodType(_execute_simple, connection)

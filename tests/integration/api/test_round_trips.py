@@ -134,6 +134,89 @@ def test_the_begin_goes_with_the_first_statement_and_an_empty_transaction_sends_
     assert empty.flushes == 0
 
 
+def _prepared_on_server(connection: Any) -> list[str]:
+    """The statements this session holds prepared on the server (the catalog read itself is a plain
+    statement without parameters: not prepared)."""
+    found = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time")
+    return [row[0] for row in found]
+
+
+def _parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    parsed: list[str] = []
+    parse = core.CoreConnection.send_PARSE
+
+    def counting(self: Any, name: bytes, statement: str, oids: Any = ()) -> None:
+        parsed.append(statement)
+        parse(self, name, statement, oids)
+
+    monkeypatch.setattr(core.CoreConnection, "send_PARSE", counting)
+    return parsed
+
+
+def test_a_statement_is_parsed_once_per_connection_and_then_only_bound_and_executed(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statement = text("SELECT name, created_at FROM projects WHERE name = :name AND 'parsed once' <> ''")
+    parsed = _parses(monkeypatch)
+    with api.deps.db.engine.connect() as connection:
+        first = connection.execute(statement, {"name": "blog"}).all()
+        with count_round_trips(monkeypatch) as again:
+            second = connection.execute(statement, {"name": "blog"}).all()
+            missing = connection.execute(statement, {"name": "nothing"}).all()
+        held = _prepared_on_server(connection)
+    expected = "SELECT name, created_at FROM projects WHERE name = $1 AND 'parsed once' <> ''"
+    assert [p for p in parsed if "parsed once" in p] == [expected]
+    assert again.flushes == 2, "one round trip each, as before"
+    assert first == second and missing == [] and second[0].created_at.tzinfo is not None
+    assert expected in held
+
+
+def test_a_statement_that_failed_is_not_kept_and_ones_the_server_dropped_are_prepared_again(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    read = text("SELECT count(*) FROM projects WHERE name = :n AND 'prepared again' <> ''")
+    write = text("UPDATE projects SET description = :d WHERE name = :n AND 'prepared again' <> ''")
+    with api.deps.db.engine.connect() as connection:
+        with pytest.raises(Exception, match="no_such_column"):
+            connection.execute(text("SELECT no_such_column FROM projects WHERE name = :n"), {"n": "x"})
+        connection.rollback()
+        assert connection.execute(read, {"n": "blog"}).scalar() == 1
+        connection.execute(write, {"d": "one", "n": "blog"})
+        connection.commit()
+        assert not [s for s in _prepared_on_server(connection) if "no_such_column" in s]
+        # the server forgets them (what DISCARD ALL, or a pooler's reset, does)
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+        # a read before any transaction is run again at once, prepared anew
+        assert connection.execute(read, {"n": "blog"}).scalar() == 1
+        connection.execute(write, {"d": "two", "n": "blog"})  # prepared anew too
+        connection.commit()
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+        # a write fails its transaction once (nothing of it is done); the next is prepared anew
+        with pytest.raises(Exception, match="does not exist"):
+            connection.execute(write, {"d": "lost", "n": "blog"})
+        connection.rollback()
+        connection.execute(write, {"d": "three", "n": "blog"})
+        connection.commit()
+        assert connection.execute(
+            text("SELECT description FROM projects WHERE name = :n"), {"n": "blog"}
+        ).scalar() == ("three")
+
+
+def test_a_connection_keeps_at_most_its_bound_of_prepared_statements(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_wire, "PREPARED_STATEMENTS", 3)
+    with api.deps.db.engine.connect() as connection:
+        for i in range(6):
+            assert connection.execute(text(f"SELECT {i} + :x AS bounded"), {"x": 1}).scalar() == i + 1
+        held = [s for s in _prepared_on_server(connection) if "bounded" in s]
+        assert connection.execute(text("SELECT 0 + :x AS bounded"), {"x": 1}).scalar() == 1  # prepared again
+    # the three kept, and the one evicted last, whose Close goes out with the connection's next statement
+    assert held == [f"SELECT {i} + $1 AS bounded" for i in (2, 3, 4, 5)]
+
+
 def test_a_rewritten_statement_text_is_remembered_and_is_the_same_as_pg8000s() -> None:
     from pg8000 import dbapi, legacy
 
