@@ -126,9 +126,10 @@ class WorkerCalls(ApiTransport):
         ConflictError when the message is no longer RUNNING or the worker does not report activity."""
         self.request("POST", f"/internal/worker-messages/{message_id}/activity")
 
-    def issue_worker_token(self, worker_id: str, ttl_s: int = 2100) -> WorkerToken:
-        """A new per-task token for the worker (service scope; the previous one stops working)."""
-        body = WorkerTokenRequest(ttl_s=ttl_s).model_dump(mode="json")
+    def issue_worker_token(self, worker_id: str, ttl_s: int = 2100, claim_start: bool = False) -> WorkerToken:
+        """A new per-task token for the worker (service scope; the previous one stops working). With
+        `claim_start`, only if this call moves the worker CREATED -> STARTING (ConflictError otherwise)."""
+        body = WorkerTokenRequest(ttl_s=ttl_s, claim_start=claim_start).model_dump(mode="json")
         return self._as(WorkerToken, self.request("POST", f"/internal/workers/{worker_id}/token", json=body))
 
     # -- a worker's own calls with its token (issue 20) ----------------------------------------

@@ -116,11 +116,6 @@ class WorkerManager:
             create_request_id=command.request_id,
         )
         if detail.status == "CREATED":
-            try:
-                self.api.update_worker(detail.id, "STARTING", expected_status="CREATED")
-            except ConflictError:
-                self.logger.info("another delivery is starting this worker", extra={"worker_id": detail.id})
-                return
             self._start(command, detail)
             return
         self._answer_again(command, detail)
@@ -130,13 +125,21 @@ class WorkerManager:
         return min(max(self.max_lifetime_s + TOKEN_GRACE_S, low), high)
 
     def _start(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
-        """Mint the worker's own token, then launch it with that token as its only credential.
+        """Win CREATED -> STARTING and mint the worker's own token, in one request, then launch it with that
+        token as its only credential.
 
-        Minted after this delivery won CREATED -> STARTING, so exactly one process is launched with the
-        token: minting rotates (the worker's previous token stops working), which a second delivery
-        racing this one must not do to a worker already running."""
+        Only the delivery that wins the start gets a token, so exactly one process is launched with it:
+        minting rotates (the worker's previous token stops working), which a second delivery racing this
+        one must not do to a worker already running."""
         try:
-            token = self.api.issue_worker_token(detail.id, ttl_s=self._token_ttl_s())
+            token = self.api.issue_worker_token(detail.id, ttl_s=self._token_ttl_s(), claim_start=True)
+        except ConflictError:
+            self.logger.info("another delivery is starting this worker", extra={"worker_id": detail.id})
+            return
+        except Exception as exc:
+            self._failed_start(command, detail, exc)
+            return
+        try:
             launch = WorkerLaunch(
                 worker_id=detail.id,
                 task_id=detail.task_id,
@@ -146,14 +149,17 @@ class WorkerManager:
             )
             handle = self.runtime.start(launch)
         except Exception as exc:
-            reason = f"could not start the worker: {type(exc).__name__}: {exc}"
-            self.logger.exception("worker start failed", extra={"worker_id": detail.id})
-            self.api.worker_stopped(detail.id, reason, status="FAILED")
-            self._reply(command, False, detail.id, reason)
+            self._failed_start(command, detail, exc)
             return
         self.api.update_worker(detail.id, "RUNNING", runtime_handle=handle)
         self.logger.info("worker started", extra={"worker_id": detail.id, "handle": handle})
         self._reply(command, True, detail.id)
+
+    def _failed_start(self, command: CreateWorkerCommand, detail: WorkerDetail, exc: Exception) -> None:
+        reason = f"could not start the worker: {type(exc).__name__}: {exc}"
+        self.logger.exception("worker start failed", extra={"worker_id": detail.id})
+        self.api.worker_stopped(detail.id, reason, status="FAILED")
+        self._reply(command, False, detail.id, reason)
 
     def _answer_again(self, command: CreateWorkerCommand, detail: WorkerDetail) -> None:
         """A redelivered create: repeat the answer the first delivery gave (or should have)."""

@@ -174,6 +174,11 @@ class WorkerTokenRequest(Dto):
         int,
         Field(ge=60, le=7 * 86_400, description="Seconds the token lives (the worker's lifetime + grace)."),
     ] = 2100
+    claim_start: bool = Field(
+        default=False,
+        description="Added (issue 24): first move the worker CREATED -> STARTING, compare-and-set in the same "
+        "transaction (409, and no token, when it is not CREATED: another delivery is starting it).",
+    )
 
 
 class WorkerToken(Out):

@@ -11,7 +11,7 @@ import pytest
 from functions.worker_manager.handler import launch_env
 from functions.worker_manager.logic import WorkerManager
 from functions.worker_manager.settings import WorkerManagerSettings
-from shared.api_client import ApiUnreachable
+from shared.api_client import ApiUnreachable, ConflictError
 from shared.contracts import CreateWorkerCommand, CreateWorkerResponse, WorkerConfig
 from shared.contracts.api import WorkerDetail, WorkerToken
 from shared.workers.local import WORKER_TOKEN_ENV
@@ -42,9 +42,13 @@ class _Api:
     def update_worker(self, worker_id: str, status: str, **_: Any) -> None:
         self.status = status
 
-    def issue_worker_token(self, worker_id: str, ttl_s: int = 2100) -> WorkerToken:
+    def issue_worker_token(self, worker_id: str, ttl_s: int = 2100, claim_start: bool = False) -> WorkerToken:
         if self.mint_fails:
             raise ApiUnreachable("http://api", "Connection refused")
+        if claim_start:  # the API's compare-and-set, in the same request
+            if self.status != "CREATED":
+                raise ConflictError(409, "conflict", f"worker {worker_id} is {self.status}, not CREATED")
+            self.status = "STARTING"
         self.minted.append((worker_id, ttl_s))
         return WorkerToken(
             worker_id=worker_id,
@@ -145,3 +149,18 @@ def test_the_token_lives_as_long_as_the_worker_may_plus_a_grace_within_the_api_s
     manager, _, _ = _manager(api, max_lifetime_s=max_lifetime_s)
     manager.create(_create())
     assert [ttl for _, ttl in api.minted] == [ttl_s]
+
+
+def test_the_start_is_won_and_the_token_minted_in_one_request_and_a_lost_start_launches_nothing() -> None:
+    api = _Api()
+    manager, runtime, _ = _manager(api)
+    manager.create(_create())
+    assert api.status == "RUNNING" and len(api.minted) == len(runtime.launches) == 1
+    # a second delivery recorded the same CREATED worker, but the first took the start meanwhile
+    raced = _Api()
+    raced.status = "STARTING"
+    manager_b, runtime_b, queue_b = _manager(raced)
+    manager_b._start(
+        _create(), raced.record_worker("w-1", "command").model_copy(update={"status": "CREATED"})
+    )
+    assert raced.minted == [] and runtime_b.launches == [] and queue_b.published == [] and raced.stopped == []

@@ -195,6 +195,8 @@ def message_activity(
 def issue_token(worker_id: WorkerId, body: WorkerTokenRequest) -> Response[WorkerToken]:
     _service()
     with transaction() as session:
+        if body.claim_start:
+            workers.change(session, worker_id, WorkerUpdate(status="STARTING", expected_status="CREATED"))
         row, token = worker_tokens.mint(session, worker_id, body.ttl_s)
         assert row.token_expires_at is not None  # mint just set it
         dto = WorkerToken(worker_id=row.id, token=token, expires_at=row.token_expires_at)

@@ -68,6 +68,19 @@ def test_minting_rotates_and_only_the_service_may_mint(api: ApiHarness) -> None:
     assert api.as_key("orchw_made-up").get("/internal/workers/w-a").status == 401
 
 
+def test_a_mint_that_claims_the_start_is_the_one_compare_and_set_that_wins(api: ApiHarness) -> None:
+    """Issue 24: the worker manager takes CREATED -> STARTING and the token in one request; a second
+    delivery's claim is refused (409) and replaces nothing: the winner's token still works."""
+    _world(api)
+    won = api.post("/internal/workers/w-a/token", {"ttl_s": 600, "claim_start": True})
+    assert won.status == 201, won
+    lost = api.post("/internal/workers/w-a/token", {"ttl_s": 600, "claim_start": True})
+    assert lost.status == 409 and "not CREATED" in lost.body["message"] and "token" not in lost.body
+    token = str(won.body["token"])
+    mine = api.as_key(token).get("/internal/workers/w-a")
+    assert mine.status == 200 and mine.body["status"] == "STARTING"
+
+
 def test_the_token_names_the_person_and_the_worker(api: ApiHarness) -> None:
     world = _world(api)
     token = _token(api)
