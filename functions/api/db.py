@@ -462,7 +462,10 @@ def ping_only_after_idle(
     engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
-def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
+def make_engine(
+    database_url: str, tls: DatabaseTls | None = None, prepared_statements: int | None = None
+) -> Engine:
+    """`prepared_statements`: kept per PostgreSQL connection (`pg_wire`; None: its default, 0: none)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -479,7 +482,11 @@ def make_engine(database_url: str, tls: DatabaseTls | None = None) -> Engine:
             from functions.api.pg_wire import pipeline_statements, remember_converted_statements
 
             remember_converted_statements()
-            event.listen(engine, "connect", lambda connection, _record: pipeline_statements(connection))
+            event.listen(
+                engine,
+                "connect",
+                lambda connection, _record: pipeline_statements(connection, prepared_statements),
+            )
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -493,12 +500,13 @@ def get_database(
     credentials: Credentials | None = None,
     tls: DatabaseTls | None = None,
     wake: WakeBudget | None = None,
+    prepared_statements: int | None = None,
 ) -> Database:
     """Cached per URL: created once per container."""
     with _lock:
         db = _databases.get(database_url)
         if db is None:
-            engine = make_engine(database_url, tls)
+            engine = make_engine(database_url, tls, prepared_statements)
             if credentials is not None or wake is not None:
                 attach_credentials(engine, credentials, wake)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))

@@ -91,7 +91,13 @@ def build_deps(settings: ApiSettings | None = None) -> ApiDeps:
         return build_secrets(settings, settings)
 
     database_url, credentials = database_login(settings, secrets_factory)
-    db = get_database(database_url, credentials, settings.effective_database_tls, settings.wake_budget)
+    db = get_database(
+        database_url,
+        credentials,
+        settings.effective_database_tls,
+        settings.wake_budget,
+        prepared_statements=settings.database_prepared_statements,
+    )
     return ApiDeps(db, settings, queue_factory, secrets_factory)
 
 

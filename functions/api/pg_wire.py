@@ -24,8 +24,9 @@ never opens a transaction: no BEGIN, no COMMIT, one round trip per statement. A 
 anything else (checked when the connection opens, and followed through `SET ... ISOLATION LEVEL`) sends its
 BEGIN before its first statement, as before.
 
-Each statement text is prepared once per connection, as a named statement (`PREPARED_STATEMENTS` kept,
-the least recently used closed): its first execution sends Parse, Bind, Describe, Execute and Sync as
+Each statement text is prepared once per connection, as a named statement (`PREPARED_STATEMENTS` kept by
+default, the least recently used closed; `ORCH_DATABASE_PREPARED_STATEMENTS=0` turns it off for a pooler
+in transaction mode, which would hand a prepared statement's session to another server connection): its first execution sends Parse, Bind, Describe, Execute and Sync as
 above, the next ones only Bind, Execute and Sync, with the columns the first one described. The server
 skips parsing and planning, and this side reading the row description (asyncpg keeps such a cache too). A
 commit or rollback is never prepared. When the server no longer takes a prepared statement
@@ -48,8 +49,9 @@ from collections.abc import Callable
 from typing import Any
 
 PREPARED_STATEMENTS = 256
-"""Named statements a connection keeps prepared on the server, the most recently used (the API sends ~100
-distinct texts); the least recently used past that are closed. 0: none (every statement unnamed)."""
+"""Named statements a connection keeps prepared on the server by default (`ORCH_DATABASE_PREPARED_STATEMENTS`),
+the most recently used (the API sends ~100 distinct texts); the least recently used past that are closed.
+0: none (every statement unnamed), for a pooler that moves a session between server connections."""
 STALE_STATEMENT_CODES = frozenset({"26000", "0A000"})
 """invalid_sql_statement_name ("prepared statement ... does not exist") and feature_not_supported ("cached
 plan must not change result type")."""
@@ -127,7 +129,7 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     key = (statement, tuple(oids or ()))
     known = self.orch_prepared.get(key)
     if known is None:  # a commit or a rollback is never prepared: it must not fail for want of its statement
-        name = _core.NULL_BYTE if statement in ENDS or PREPARED_STATEMENTS <= 0 else _new_name(self)
+        name = _core.NULL_BYTE if statement in ENDS or self.orch_prepared_limit <= 0 else _new_name(self)
         contexts.append(_core.Context(statement))
     else:
         self.orch_prepared.move_to_end(key)
@@ -143,7 +145,7 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
         raise
     if known is None and name != _core.NULL_BYTE:
         self.orch_prepared[key] = (name, answered.columns, answered.input_funcs)
-        while len(self.orch_prepared) > PREPARED_STATEMENTS:
+        while len(self.orch_prepared) > self.orch_prepared_limit:
             self.orch_closing.append(self.orch_prepared.popitem(last=False)[1][0])
     return answered
 
@@ -245,11 +247,15 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
     return contexts[-1] if contexts else None
 
 
-def pipeline_statements(connection: Any) -> None:
+def pipeline_statements(connection: Any, prepared_statements: int | None = None) -> None:
     """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, BEGIN
     none, and reads before a transaction's first write none either (at READ COMMITTED); each statement is
-    parsed and planned by the server once per connection (the last `PREPARED_STATEMENTS` kept)."""
+    parsed and planned by the server once per connection (the last `prepared_statements` kept, by default
+    `PREPARED_STATEMENTS`; 0: none, every statement unnamed as before)."""
     if PIPELINED:
+        connection.orch_prepared_limit = (
+            PREPARED_STATEMENTS if prepared_statements is None else prepared_statements
+        )
         # (text, parameter type oids) -> (name, columns, row readers), least recently used first
         connection.orch_prepared = collections.OrderedDict()
         connection.orch_prepared_count = 0

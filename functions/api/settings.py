@@ -72,6 +72,16 @@ class ApiSettings(
         Path | None,
         Field(description="PEM bundle for verify-full; default: the RDS root CAs shipped with the API."),
     ] = None
+    database_prepared_statements: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=10_000,
+            description="PostgreSQL: statements each connection keeps prepared on the server (the most "
+            "recently used); 0 = none, for a pooler that moves a session between server connections "
+            "(PgBouncer in transaction mode).",
+        ),
+    ] = 256
     bootstrap_admin_key: Annotated[
         SecretStr | None, Field(description="Embedded stack: seed an admin with this key if none exists.")
     ] = None

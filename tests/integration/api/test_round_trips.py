@@ -207,14 +207,29 @@ def test_a_statement_that_failed_is_not_kept_and_ones_the_server_dropped_are_pre
 def test_a_connection_keeps_at_most_its_bound_of_prepared_statements(
     api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg_wire, "PREPARED_STATEMENTS", 3)
     with api.deps.db.engine.connect() as connection:
+        monkeypatch.setattr(connection.connection.dbapi_connection, "orch_prepared_limit", 3)
         for i in range(6):
             assert connection.execute(text(f"SELECT {i} + :x AS bounded"), {"x": 1}).scalar() == i + 1
         held = [s for s in _prepared_on_server(connection) if "bounded" in s]
         assert connection.execute(text("SELECT 0 + :x AS bounded"), {"x": 1}).scalar() == 1  # prepared again
     # the three kept, and the one evicted last, whose Close goes out with the connection's next statement
     assert held == [f"SELECT {i} + $1 AS bounded" for i in (2, 3, 4, 5)]
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler(database_url: str) -> None:
+    """ORCH_DATABASE_PREPARED_STATEMENTS=0 (PgBouncer in transaction mode): every statement unnamed, as
+    before, still one round trip each."""
+    from functions.api.db import make_engine
+
+    engine = make_engine(database_url, prepared_statements=0)
+    try:
+        with engine.connect() as connection:
+            for _ in range(3):
+                assert connection.execute(text("SELECT 1 + :x AS unprepared"), {"x": 1}).scalar() == 2
+            assert not [s for s in _prepared_on_server(connection) if "unprepared" in s]
+    finally:
+        engine.dispose()
 
 
 def test_a_rewritten_statement_text_is_remembered_and_is_the_same_as_pg8000s() -> None:
