@@ -24,16 +24,17 @@ never opens a transaction: no BEGIN, no COMMIT, one round trip per statement. A 
 anything else (checked when the connection opens, and followed through `SET ... ISOLATION LEVEL`) sends its
 BEGIN before its first statement, as before.
 
-Each statement text is prepared once per connection, as a named statement (`PREPARED_STATEMENTS` kept by
-default, the least recently used closed; `ORCH_DATABASE_PREPARED_STATEMENTS=0` turns it off for a pooler
-in transaction mode, which would hand a prepared statement's session to another server connection): its first execution sends Parse, Bind, Describe, Execute and Sync as
-above, the next ones only Bind, Execute and Sync, with the columns the first one described. The server
-skips parsing and planning, and this side reading the row description (asyncpg keeps such a cache too). A
-commit or rollback is never prepared. When the server no longer takes a prepared statement
-(`STALE_STATEMENT_CODES`: dropped, or a table under it changed shape in a migration), the connection
-forgets all of them; a statement that failed so outside a transaction (a read before it) runs again at
-once, prepared anew, and one inside fails its transaction (a request answered 503, retryable) once. There is no RDS Proxy in front of
-the database (docs/decisions.md), which would pin a session holding prepared statements.
+Each statement text is prepared once per connection, as a named statement: its first execution sends
+Parse, Bind, Describe, Execute and Sync as above, the next ones only Bind, Execute and Sync, with the
+columns the first one described. The server skips parsing and planning, and this side reading the row
+description (asyncpg keeps such a cache too). `PREPARED_STATEMENTS` are kept by default, the least recently
+used closed; `ORCH_DATABASE_PREPARED_STATEMENTS=0` turns it off for a pooler in transaction mode, which
+would hand a session's statements to another server connection. A commit or rollback is never prepared.
+When the server no longer takes a prepared statement (`STALE_STATEMENT_CODES`: dropped, or a table under
+it changed shape in a migration), the connection forgets all of them; a statement that failed so outside
+a transaction (a read before it) runs again at once, prepared anew, and one inside closes the connection
+(to SQLAlchemy a disconnect: the pool replaces it, the request is answered 503 with Retry-After). There is no RDS Proxy in front of the database
+(docs/decisions.md), which would pin a session holding prepared statements.
 
 `pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the
 ones this was written against (checked once), connections keep pg8000's own way and `PIPELINED` says so.
@@ -42,6 +43,7 @@ ones this was written against (checked once), connections keep pg8000's own way 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import re
 import types
@@ -49,9 +51,9 @@ from collections.abc import Callable
 from typing import Any
 
 PREPARED_STATEMENTS = 256
-"""Named statements a connection keeps prepared on the server by default (`ORCH_DATABASE_PREPARED_STATEMENTS`),
-the most recently used (the API sends ~100 distinct texts); the least recently used past that are closed.
-0: none (every statement unnamed), for a pooler that moves a session between server connections."""
+"""Named statements a connection keeps prepared on the server by default (`ORCH_DATABASE_PREPARED_STATEMENTS`
+sets it), the most recently used (the API sends ~100 distinct texts); the least recently used past that
+are closed. 0: none (every statement unnamed), for a pooler that moves a session between connections."""
 STALE_STATEMENT_CODES = frozenset({"26000", "0A000"})
 """invalid_sql_statement_name ("prepared statement ... does not exist") and feature_not_supported ("cached
 plan must not change result type")."""
@@ -140,9 +142,16 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     try:
         answered = _answers(self, contexts)
     except _core.DatabaseError as exc:
-        if _forget(self, name, known is not None, exc) and not getattr(self, "_in_transaction", True):
+        if not _forget(self, name, known is not None, exc):
+            raise
+        if not getattr(self, "_in_transaction", True):
             return _execute_unnamed(self, statement, vals, oids)  # it ran on its own (before any transaction)
-        raise
+        with contextlib.suppress(Exception):
+            self.close()
+        # a disconnect to SQLAlchemy: the pool drops this connection, the API answers 503 + Retry-After
+        raise _core.InterfaceError(
+            "connection is closed: the server dropped this connection's prepared statements in a transaction"
+        ) from exc
     if known is None and name != _core.NULL_BYTE:
         self.orch_prepared[key] = (name, answered.columns, answered.input_funcs)
         while len(self.orch_prepared) > self.orch_prepared_limit:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pg8000 import core
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from functions.api import pg_wire
@@ -193,9 +194,11 @@ def test_a_statement_that_failed_is_not_kept_and_ones_the_server_dropped_are_pre
         connection.commit()
         connection.exec_driver_sql("DEALLOCATE ALL")
         connection.commit()
-        # a write fails its transaction once (nothing of it is done); the next is prepared anew
-        with pytest.raises(Exception, match="does not exist"):
+        # a write (in its transaction) ends the connection: to SQLAlchemy a disconnect, so the pool replaces
+        # it and the API answers 503 + Retry-After; nothing of the transaction is done
+        with pytest.raises(DBAPIError, match="connection is closed") as dropped:
             connection.execute(write, {"d": "lost", "n": "blog"})
+        assert dropped.value.connection_invalidated
         connection.rollback()
         connection.execute(write, {"d": "three", "n": "blog"})
         connection.commit()
