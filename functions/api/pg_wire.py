@@ -33,7 +33,10 @@ would hand a session's statements to another server connection. A commit or roll
 When the server no longer takes a prepared statement (`STALE_STATEMENT_CODES`: dropped, or a table under
 it changed shape in a migration), the connection forgets all of them; a statement that failed so outside
 a transaction (a read before it) runs again at once, prepared anew, and one inside closes the connection
-(to SQLAlchemy a disconnect: the pool replaces it, the request is answered 503 with Retry-After). There is no RDS Proxy in front of the database
+(to SQLAlchemy a disconnect: the pool replaces it, the request is answered 503 with Retry-After). A
+statement that fails for any other reason is parsed again on its next use (what failed may have been its
+plan: a parameter type a migration changed), and a parameter the connection's encoding cannot carry is
+refused before anything is sent. There is no RDS Proxy in front of the database
 (docs/decisions.md), which would pin a session holding prepared statements.
 
 `pipeline_statements` installs the pipelining on one connection; with a pg8000 whose internals are not the
@@ -43,7 +46,6 @@ ones this was written against (checked once), connections keep pg8000's own way 
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import re
 import types
@@ -56,7 +58,8 @@ sets it), the most recently used (the API sends ~100 distinct texts); the least 
 are closed. 0: none (every statement unnamed), for a pooler that moves a session between connections."""
 STALE_STATEMENT_CODES = frozenset({"26000", "0A000"})
 """invalid_sql_statement_name ("prepared statement ... does not exist") and feature_not_supported ("cached
-plan must not change result type")."""
+plan must not change result type", only from `STALE_PLAN_ROUTINE`)."""
+STALE_PLAN_ROUTINE = "RevalidateCachedQuery"
 BEGIN = "begin transaction"
 """What pg8000's cursor sends before a statement outside a transaction."""
 ENDS = frozenset({"commit", "rollback"})
@@ -126,6 +129,9 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
             _answers(self, begin)
         return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
+    for value in params:  # nor one the connection's encoding cannot carry (a lone surrogate): send_BIND
+        if value is not None:  # would fail half-way, and what it had written would go out with the next
+            value.encode(self._client_encoding)
     _follow_isolation(self, statement)
     contexts = _pending_begin(self, statement)
     key = (statement, tuple(oids or ()))
@@ -142,13 +148,12 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     try:
         answered = _answers(self, contexts)
     except _core.DatabaseError as exc:
-        if not _forget(self, name, known is not None, exc):
+        if not _forget(self, key, name, known is not None, exc):
             raise
         if not getattr(self, "_in_transaction", True):
             return _execute_unnamed(self, statement, vals, oids)  # it ran on its own (before any transaction)
-        with contextlib.suppress(Exception):
-            self.close()
-        # a disconnect to SQLAlchemy: the pool drops this connection, the API answers 503 + Retry-After
+        # a disconnect to SQLAlchemy: the pool closes and replaces this connection, the API answers 503 with
+        # Retry-After (what the transaction did is rolled back with it)
         raise _core.InterfaceError(
             "connection is closed: the server dropped this connection's prepared statements in a transaction"
         ) from exc
@@ -175,19 +180,22 @@ def _messages(
     _core._write(self._sock, _core.SYNC_MSG)
 
 
-def _forget(self: Any, name: bytes, known: bool, exc: BaseException) -> bool:
-    """After a failed execution: a statement prepared just now is not kept (parsed or not: closing one that
-    is not there is no error); when the server no longer takes a kept one, the connection forgets them all
-    (what drops one, DEALLOCATE ALL or DISCARD ALL, drops every one) and True: prepare it again."""
-    if not known:
-        if name != _core.NULL_BYTE:
-            self.orch_closing.append(name)
-        return False
-    if not _stale(exc):
-        return False
-    self.orch_closing.extend(entry[0] for entry in self.orch_prepared.values())
-    self.orch_prepared.clear()
-    return True
+def _forget(
+    self: Any, key: tuple[str, tuple[int, ...]], name: bytes, known: bool, exc: BaseException
+) -> bool:
+    """After a failed execution: the statement is not kept (parsed or not, closing one that is not there is
+    no error; a kept one is parsed again next time, in case what failed was its plan: a parameter type a
+    migration changed). When the server no longer takes a kept one, the connection forgets them all (what
+    drops one, DEALLOCATE ALL or DISCARD ALL, drops every one) and True: prepare it again."""
+    if known and _stale(exc):
+        self.orch_closing.extend(entry[0] for entry in self.orch_prepared.values())
+        self.orch_prepared.clear()
+        return True
+    if known:
+        del self.orch_prepared[key]
+    if name != _core.NULL_BYTE:
+        self.orch_closing.append(name)
+    return False
 
 
 def _new_name(self: Any) -> bytes:
@@ -197,9 +205,13 @@ def _new_name(self: Any) -> bytes:
 
 def _stale(exc: BaseException) -> bool:
     """The server no longer takes a prepared statement: it is gone (a `DISCARD`, `DEALLOCATE`), or a table it
-    reads changed shape under it (a migration)."""
+    reads changed shape under it (a migration). A statement's own feature_not_supported (an interval's
+    `dow`, say) is not that: the routine the error came from tells them apart (its text may be translated)."""
     detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return detail.get("C") in STALE_STATEMENT_CODES
+    code = detail.get("C")
+    if code == "0A000":
+        return detail.get("R") == STALE_PLAN_ROUTINE
+    return code in STALE_STATEMENT_CODES
 
 
 def _follow_isolation(self: Any, statement: str) -> None:

@@ -207,6 +207,36 @@ def test_a_statement_that_failed_is_not_kept_and_ones_the_server_dropped_are_pre
         ).scalar() == ("three")
 
 
+def test_a_statements_own_errors_keep_the_connection_and_its_other_statements(
+    api: ApiHarness, alice: ApiHarness
+) -> None:
+    """A statement's own feature_not_supported (not the server's "cached plan must not change result type")
+    is an ordinary error; a statement whose parameter's type a migration changed fails once, then is
+    parsed again; a value the connection cannot encode is refused before anything is sent."""
+    part = text("SELECT date_part(:unit, now() - now()) AS own_error")
+    with api.deps.db.engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TEMP TABLE typed (code int)")
+        connection.exec_driver_sql("INSERT INTO typed VALUES (1)")
+        connection.commit()
+        by_code = text("SELECT count(*) FROM typed WHERE code = :code")
+        assert connection.execute(by_code, {"code": 1}).scalar() == 1
+        assert connection.execute(part, {"unit": "day"}).scalar() == 0
+        with pytest.raises(DBAPIError, match="not supported for type interval") as own:
+            connection.execute(part, {"unit": "dow"})
+        assert not own.value.connection_invalidated
+        connection.rollback()
+        connection.exec_driver_sql("ALTER TABLE typed ALTER COLUMN code TYPE text")
+        connection.commit()
+        with pytest.raises(DBAPIError, match="operator does not exist"):  # planned for an int parameter
+            connection.execute(by_code, {"code": "1"})
+        connection.rollback()
+        with pytest.raises(UnicodeEncodeError):
+            connection.execute(text("SELECT :v AS surrogate"), {"v": "bad\ud800"})
+        connection.rollback()
+        assert connection.execute(by_code, {"code": "1"}).scalar() == 1  # parsed again for text
+        assert [connection.execute(text("SELECT :a + 100"), {"a": a}).scalar() for a in (1, 2)] == [101, 102]
+
+
 def test_a_connection_keeps_at_most_its_bound_of_prepared_statements(
     api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
