@@ -137,8 +137,11 @@ def test_engineering_scaffolds_develops_and_tests_through_fargate_workers(
     result = task["result"]
     assert result["commit_sha"] and result["branch"]
     assert "app/feature.py" in result["files_changed"]
-    # one worker per engineering task: the developer's ECS task also ran the tests (a command message)
-    assert len(rehearsal.ecs.finished) >= 1, "the developer and the tests ran in an ECS worker task"
+    # one worker per engineering task: the developer's ECS task also ran the tests (a command message); the
+    # task is COMPLETED before its worker is deleted, so the ECS task stops a moment later
+    rehearsal.wait_for(
+        lambda: len(rehearsal.ecs.finished) >= 1, 60, "the developer's and tests' ECS worker task to stop"
+    )
     assert "tests passed" in orch("task", "logs", started["id"]).stdout
 
 
