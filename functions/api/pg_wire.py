@@ -30,8 +30,8 @@ columns the first one described. The server skips parsing and planning, and this
 description (asyncpg keeps such a cache too). `PREPARED_STATEMENTS` are kept by default, the least recently
 used closed; `ORCH_DATABASE_PREPARED_STATEMENTS=0` turns it off for a pooler in transaction mode, which
 would hand a session's statements to another server connection. A commit or rollback is never prepared.
-When the server no longer takes a prepared statement (`STALE_STATEMENT_CODES`: dropped, or a table under
-it changed shape in a migration), the connection forgets all of them; a statement that failed so outside
+When the server no longer takes a prepared statement (`GONE_STATEMENT`: dropped; `STALE_PLAN`: a table
+under it changed shape in a migration), the connection forgets all of them; a statement that failed so outside
 a transaction (a read before it) runs again at once, prepared anew, and one inside closes the connection
 (to SQLAlchemy a disconnect: the pool replaces it, the request is answered 503 with Retry-After). A
 statement that fails for any other reason is parsed again on its next use (what failed may have been its
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import re
 import types
 from collections.abc import Callable
@@ -56,10 +57,10 @@ PREPARED_STATEMENTS = 256
 """Named statements a connection keeps prepared on the server by default (`ORCH_DATABASE_PREPARED_STATEMENTS`
 sets it), the most recently used (the API sends ~100 distinct texts); the least recently used past that
 are closed. 0: none (every statement unnamed), for a pooler that moves a session between connections."""
-STALE_STATEMENT_CODES = frozenset({"26000", "0A000"})
-"""invalid_sql_statement_name ("prepared statement ... does not exist") and feature_not_supported ("cached
-plan must not change result type", only from `STALE_PLAN_ROUTINE`)."""
-STALE_PLAN_ROUTINE = "RevalidateCachedQuery"
+GONE_STATEMENT = "26000"
+"""invalid_sql_statement_name: "prepared statement ... does not exist"."""
+STALE_PLAN = ("0A000", "RevalidateCachedQuery")
+"""feature_not_supported from the routine that says "cached plan must not change result type"."""
 BEGIN = "begin transaction"
 """What pg8000's cursor sends before a statement outside a transaction."""
 ENDS = frozenset({"commit", "rollback"})
@@ -130,8 +131,8 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
         return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
     for value in params:  # nor one the connection's encoding cannot carry (a lone surrogate): send_BIND
-        if value is not None:  # would fail half-way, and what it had written would go out with the next
-            value.encode(self._client_encoding)
+        if value is not None and not value.isascii():  # would fail half-way, and what it had written would
+            value.encode(self._client_encoding)  # go out with the next statement (ASCII always encodes)
     _follow_isolation(self, statement)
     contexts = _pending_begin(self, statement)
     key = (statement, tuple(oids or ()))
@@ -199,8 +200,7 @@ def _forget(
 
 
 def _new_name(self: Any) -> bytes:
-    self.orch_prepared_count += 1
-    return f"orch_{self.orch_prepared_count}".encode("ascii") + b"\x00"
+    return f"orch_{next(self.orch_names)}".encode("ascii") + b"\x00"
 
 
 def _stale(exc: BaseException) -> bool:
@@ -208,10 +208,7 @@ def _stale(exc: BaseException) -> bool:
     reads changed shape under it (a migration). A statement's own feature_not_supported (an interval's
     `dow`, say) is not that: the routine the error came from tells them apart (its text may be translated)."""
     detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    code = detail.get("C")
-    if code == "0A000":
-        return detail.get("R") == STALE_PLAN_ROUTINE
-    return code in STALE_STATEMENT_CODES
+    return detail.get("C") == GONE_STATEMENT or (detail.get("C"), detail.get("R")) == STALE_PLAN
 
 
 def _follow_isolation(self: Any, statement: str) -> None:
@@ -279,7 +276,7 @@ def pipeline_statements(connection: Any, prepared_statements: int | None = None)
         )
         # (text, parameter type oids) -> (name, columns, row readers), least recently used first
         connection.orch_prepared = collections.OrderedDict()
-        connection.orch_prepared_count = 0
+        connection.orch_names = itertools.count(1)  # never reused on this connection
         connection.orch_closing = []
         connection.orch_begin_pending = False
         connection.orch_reads_first = _isolation(connection) == READ_COMMITTED
