@@ -8,9 +8,10 @@ whose work stands (deployed services) keeps, so that at rest it need not ask the
 """
 
 from shared.work_signal.factory import WorkSignalSettings, build_work_signal
-from shared.work_signal.port import SETTLE_S, WorkKind, WorkSignalError, WorkSignalPort, covered
+from shared.work_signal.port import REMARK_S, SETTLE_S, WorkKind, WorkSignalError, WorkSignalPort, covered
 
 __all__ = [
+    "REMARK_S",
     "SETTLE_S",
     "WorkKind",
     "WorkSignalError",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from shared.work_signal.port import WorkKind, WorkSignalError, parse_marks, settle_before
+from shared.work_signal.port import RecentMarks, WorkKind, WorkSignalError, parse_marks, settle_before
 
 PARTITION_KEY = "pk"
 ITEM_KEY = "work"
@@ -38,11 +38,14 @@ class DynamoDbWorkSignal:
         self._client = client
         self._clock = clock
         self._key = {PARTITION_KEY: {"S": ITEM_KEY}}
+        self._recent = RecentMarks()
 
     def mark(self, kinds: Iterable[WorkKind]) -> None:
-        names = sorted({WorkKind(kind).value for kind in kinds})
-        if not names:
+        now = float(self._clock())
+        due = self._recent.due(kinds, now)
+        if not due:
             return
+        names = [kind.value for kind in due]
         # a plain SET: a clock a little behind another writer's only moves a mark back by less than SETTLE_S
         assignments = ", ".join(f"#k{i} = :now" for i in range(len(names)))
         try:
@@ -51,10 +54,11 @@ class DynamoDbWorkSignal:
                 Key=self._key,
                 UpdateExpression=f"SET {assignments}",
                 ExpressionAttributeNames={f"#k{i}": name for i, name in enumerate(names)},
-                ExpressionAttributeValues={":now": {"N": repr(float(self._clock()))}},
+                ExpressionAttributeValues={":now": {"N": repr(now)}},
             )
         except Exception as exc:
             raise WorkSignalError(f"work signal table {self.table}: {_code(exc) or exc}") from exc
+        self._recent.written(due, now)
 
     def marks(self) -> dict[WorkKind, float]:
         try:
@@ -78,6 +82,7 @@ class DynamoDbWorkSignal:
             if _code(exc) == "ConditionalCheckFailedException":
                 return False
             raise WorkSignalError(f"work signal table {self.table}: {_code(exc) or exc}") from exc
+        self._recent.forget(kind)
         return True
 
     def load_snapshot(self, name: str) -> tuple[dict[str, Any], float] | None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.work_signal.port import WorkKind, WorkSignalError, parse_marks, settle_before
+from shared.work_signal.port import RecentMarks, WorkKind, WorkSignalError, parse_marks, settle_before
 
 
 class SqliteWorkSignal:
@@ -26,6 +26,7 @@ class SqliteWorkSignal:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
+        self._recent = RecentMarks()
         # one connection per store, its statements serialized here; other processes by SQLite's lock
         self._lock = threading.Lock()
         with self._guard():
@@ -54,9 +55,10 @@ class SqliteWorkSignal:
 
     def mark(self, kinds: Iterable[WorkKind]) -> None:
         now = float(self._clock())
-        rows = [(WorkKind(kind).value, now) for kind in set(kinds)]
-        if not rows:
+        due = self._recent.due(kinds, now)
+        if not due:
             return
+        rows = [(kind.value, now) for kind in due]
         # one statement, so one transaction (executemany in autocommit mode committed once per kind)
         values = ", ".join(["(?, ?)"] * len(rows))
         with self._guard():
@@ -65,6 +67,7 @@ class SqliteWorkSignal:
                 "ON CONFLICT (kind) DO UPDATE SET marked_at = max(marked_at, excluded.marked_at)",
                 [value for row in rows for value in row],
             )
+        self._recent.written(due, now)
 
     def marks(self) -> dict[WorkKind, float]:
         with self._guard():
@@ -77,6 +80,7 @@ class SqliteWorkSignal:
                 "DELETE FROM marks WHERE kind = ? AND marked_at < ?",
                 (WorkKind(kind).value, settle_before(seen_at)),
             )
+        self._recent.forget(kind)
         return cursor.rowcount == 1
 
     def load_snapshot(self, name: str) -> tuple[dict[str, Any], float] | None:

@@ -12,9 +12,17 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.work_signal import SETTLE_S, WorkKind, WorkSignalPort, WorkSignalSettings, build_work_signal
+from shared.work_signal import (
+    REMARK_S,
+    SETTLE_S,
+    WorkKind,
+    WorkSignalPort,
+    WorkSignalSettings,
+    build_work_signal,
+)
 from shared.work_signal.dynamodb import PARTITION_KEY, DynamoDbWorkSignal
 from shared.work_signal.local import SqliteWorkSignal
+from shared.work_signal.port import RecentMarks
 
 Clock = list[float]
 
@@ -91,11 +99,13 @@ def test_kinds_a_newer_version_wrote_are_ignored(tmp_path: Path) -> None:
 def test_a_mark_of_several_kinds_is_one_commit(tmp_path: Path) -> None:
     """Each commit appends the pages it changed to the write-ahead log: a mark of three kinds that were all
     marked before appends what a mark of one does (it used to commit once per kind)."""
-    signal = SqliteWorkSignal(tmp_path / "signal.db")
+    clock = [1_000_000.0]
+    signal = SqliteWorkSignal(tmp_path / "signal.db", clock=lambda: clock[0])
     kinds = [WorkKind.TASKS, WorkKind.OUTBOX, WorkKind.GATES]
     signal.mark(kinds)
 
     def frames_written_by(mark: Callable[[], None]) -> int:
+        clock[0] += REMARK_S  # past the time a store leaves a kind it marked alone
         with sqlite3.connect(tmp_path / "signal.db") as log:
             log.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             mark()
@@ -107,6 +117,49 @@ def test_a_mark_of_several_kinds_is_one_commit(tmp_path: Path) -> None:
     assert one_kind > 0
     assert three_kinds == one_kind
     assert set(signal.marks()) == set(kinds)
+
+
+def test_a_kind_marked_lately_is_not_written_again(tmp_path: Path) -> None:
+    """Within REMARK_S of its own mark a store writes nothing (the API's writes mark as they go: one write
+    to the store per request before); past it, or once a job settled the mark, it writes again."""
+    clock = [1_000_000.0]
+    signal = SqliteWorkSignal(tmp_path / "signal.db", clock=lambda: clock[0])
+    signal.mark([WorkKind.TASKS])
+
+    def frames_written_by(mark: Callable[[], None]) -> int:
+        with sqlite3.connect(tmp_path / "signal.db") as log:
+            log.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            mark()
+            return int(log.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+    clock[0] += REMARK_S - 0.5
+    assert frames_written_by(lambda: signal.mark([WorkKind.TASKS])) == 0
+    assert frames_written_by(lambda: signal.mark([WorkKind.TASKS, WorkKind.OUTBOX])) > 0, (
+        "a new kind is written"
+    )
+    assert signal.marks() == {WorkKind.TASKS: 1_000_000.0, WorkKind.OUTBOX: clock[0]}
+    clock[0] = 1_000_000.0 + REMARK_S
+    assert frames_written_by(lambda: signal.mark([WorkKind.TASKS])) > 0
+    assert signal.marks()[WorkKind.TASKS] == clock[0]
+
+
+def test_a_settled_mark_is_written_again_at_once(signal_and_clock: tuple[WorkSignalPort, Clock]) -> None:
+    """A job whose read came SETTLE_S after the mark (by its clock) forgot it: so does this store."""
+    signal, clock = signal_and_clock
+    signal.mark([WorkKind.TASKS, WorkKind.OUTBOX])
+    assert signal.settle(WorkKind.TASKS, clock[0] + SETTLE_S + 1)
+    clock[0] += 1
+    signal.mark([WorkKind.TASKS, WorkKind.OUTBOX])
+    assert signal.marks() == {WorkKind.TASKS: clock[0], WorkKind.OUTBOX: clock[0] - 1}
+
+
+def test_a_clock_stepped_back_writes_the_kind_again() -> None:
+    """Before its own mark by the store's clock: it cannot tell how long ago that was."""
+    recent = RecentMarks()
+    recent.written([WorkKind.TASKS], 100.0)
+    assert recent.due([WorkKind.TASKS], 100.0 + REMARK_S - 0.1) == []
+    assert recent.due([WorkKind.TASKS], 99.0) == [WorkKind.TASKS]
+    assert recent.due([WorkKind.TASKS], 100.0 + REMARK_S) == [WorkKind.TASKS]
 
 
 def test_the_factory_needs_a_table_for_dynamodb(tmp_path: Path) -> None:
