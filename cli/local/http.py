@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
 API_CONCURRENCY = 4
 """Requests the handler serves at once by default (`ORCH_API_CONCURRENCY`, 1 to 64): as many Lambda
 containers, each taking one at a time (the API's resolver keeps each request's state per thread). The
-PostgreSQL pool holds four connections (2 + 2 overflow; more requests wait for one); on SQLite, writers
+PostgreSQL pool keeps as many connections open (`functions.api.db.POOL_KEPT`); on SQLite, writers
 queue on the database's lock (`BEGIN IMMEDIATE`) while readers go on."""
 CONCURRENCY_ENV = "ORCH_API_CONCURRENCY"
 

@@ -462,6 +462,18 @@ def ping_only_after_idle(
     engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
+POOL_KEPT = 8
+"""PostgreSQL connections the pool keeps open between uses. The pool opens one only when every kept one is
+in use, so a Lambda container, which serves one request at a time, still holds one or two. The embedded
+stack serves `ORCH_API_CONCURRENCY` requests at once (4 by default) beside its consumers: with 2 kept, a
+connection past the second was closed as it came back and opened again by the next request (31 new
+connections in 400 listings by 4 threads, each a TCP and TLS-probing start-up, and its prepared statements
+lost: +50 % CPU per listing)."""
+POOL_OVERFLOW = 8
+"""Connections opened past `POOL_KEPT` at a busy moment, closed as they come back; a request past both
+waits for one."""
+
+
 def make_engine(
     database_url: str, tls: DatabaseTls | None = None, prepared_statements: int | None = None
 ) -> Engine:
@@ -472,9 +484,13 @@ def make_engine(
     pg8000 = url.get_driver_name() == "pg8000"
     connect_args = (tls or DatabaseTls()).connect_args() if pg8000 else {}
     if url.get_backend_name() == "postgresql":
-        # Lambda: one container serves one request at a time; keep the pool tiny and check liveness.
         engine = create_engine(
-            url, pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300, connect_args=connect_args
+            url,
+            pool_size=POOL_KEPT,
+            max_overflow=POOL_OVERFLOW,
+            pool_pre_ping=True,
+            pool_recycle=300,
+            connect_args=connect_args,
         )
         ping_only_after_idle(engine)
         if pg8000:
