@@ -13,6 +13,7 @@ within the API's timeout, then gives up with `DatabaseWaking` (503 + Retry-After
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import threading
@@ -24,10 +25,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, event, text
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Integer,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    null,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import Executable
 
 from functions.api.errors import DatabaseWaking
@@ -87,6 +99,111 @@ def added(session: Session, row: object) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def insert_together(session: Session, first: Any, second: Any) -> None:
+    """INSERT two new ORM objects in one statement on PostgreSQL, `WITH first AS (INSERT ...) INSERT second
+    ... RETURNING` its generated key (two flushed INSERTs waited twice, and the ORM's unit of work cost more
+    than both statements); elsewhere (SQLite has no INSERT in a WITH) one flush of both. Either way both are
+    persistent in `session` afterwards with every column loaded, as a flush leaves them: a column neither set
+    nor given a Python default is NULL, so a mapped column with a server default must be set. Constraints
+    are checked at the end of the statement: `second` may refer to `first`. What the ORM's flush events see
+    (`work_marks`) sees neither row: the caller marks them."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.add_all([first, second])
+        session.flush()
+        return
+    first_values, second_values = _insert_values(first), _insert_values(second)
+    first_table, second_table = _table_of(first), _table_of(second)
+    statement = _together(first_table, _shape(first_values), second_table, _shape(second_values))
+    parameters = _parameters("a_", first_values) | _parameters("b_", second_values)
+    generated = [column for column, value in second_values.items() if value is _GENERATED]
+    result = session.execute(statement, parameters)
+    second_values.update(zip(generated, result.one() if generated else (), strict=True))
+    for instance, values in ((first, first_values), (second, second_values)):
+        mapper = inspect(instance).mapper
+        for column, value in values.items():
+            setattr(instance, mapper.get_property_by_column(column).key, None if value is _NULL else value)
+        make_transient_to_detached(instance)  # persistent once added: later changes are UPDATEs
+        session.add(instance)
+
+
+_GENERATED = object()
+"""`_insert_values`: the database makes this column's value (an autoincrement key), read back."""
+_NULL = object()
+"""`_insert_values`: a column left unset, written as SQL NULL (None given to a JSON column is JSON null)."""
+
+
+def _shape(values: dict[Any, Any]) -> tuple[tuple[str, str], ...]:
+    """What a statement for these values looks like: per column, a parameter, NULL, or generated."""
+    return tuple(
+        (column.key, "null" if value is _NULL else "generated" if value is _GENERATED else "bound")
+        for column, value in values.items()
+    )
+
+
+def _parameters(prefix: str, values: dict[Any, Any]) -> dict[str, Any]:
+    return {
+        prefix + column.key: value
+        for column, value in values.items()
+        if value is not _NULL and value is not _GENERATED
+    }
+
+
+@functools.lru_cache(maxsize=32)
+def _together(
+    first_table: Any,
+    first: tuple[tuple[str, str], ...],
+    second_table: Any,
+    second: tuple[tuple[str, str], ...],
+) -> Any:
+    """One statement per shape, its values bound by name (`a_` first, `b_` second): built and compiled once
+    (a statement built with its values each time cost more in SQLAlchemy's cache key than it saved)."""
+
+    def values(table: Any, prefix: str, shape: tuple[tuple[str, str], ...]) -> dict[Any, Any]:
+        return {
+            table.c[key]: null() if how == "null" else bindparam(prefix + key, type_=table.c[key].type)
+            for key, how in shape
+            if how != "generated"
+        }
+
+    statement = (
+        insert(second_table)
+        .values(values(second_table, "b_", second))
+        .add_cte(insert(first_table).values(values(first_table, "a_", first)).cte("first_row"))
+    )
+    generated = [second_table.c[key] for key, how in second if how == "generated"]
+    return statement.returning(*generated) if generated else statement
+
+
+def _table_of(instance: Any) -> Any:
+    return inspect(instance).mapper.local_table
+
+
+def _insert_values(instance: Any) -> dict[Any, Any]:
+    """Every column of a new object's INSERT: what was set, else its Python default, else NULL (or
+    `_GENERATED` for an autoincrement key), as the ORM's flush would write it."""
+    state = inspect(instance)
+    values: dict[Any, Any] = {}
+    for prop in state.mapper.column_attrs:
+        column = prop.columns[0]
+        if prop.key in state.dict:
+            values[column] = state.dict[prop.key]
+        elif column.default is not None and column.default.is_scalar:
+            values[column] = column.default.arg
+        elif column.default is not None and column.default.is_callable:
+            values[column] = column.default.arg(None)
+        elif (
+            column.primary_key
+            and column.autoincrement in (True, "auto")
+            and column.type._type_affinity is Integer
+        ):
+            values[column] = _GENERATED
+        elif column.server_default is not None:
+            raise ValueError(f"insert_together: set {prop.key} (its server default would not be read back)")
+        else:
+            values[column] = _NULL
+    return values
 
 
 def rows_changed(session: Session, statement: Executable) -> int:

@@ -59,6 +59,11 @@ def _do_orm_execute(state: ORMExecuteState) -> None:
     _mark(state.session, {kind})
 
 
+def mark_inserted(session: Session, *models: type) -> None:
+    """What a write the ORM does not see (`db.insert_together`) inserted: rows of these mapped classes."""
+    _mark(session, {WATCHED[model] for model in models if model in WATCHED})
+
+
 def _mark(session: Session, kinds: set[WorkKind]) -> None:
     signal: Callable[[], WorkSignalPort] | None = session.info.get(_SIGNAL)
     marked: set[WorkKind] = session.info.setdefault(_MARKED, set())

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from functions.api.db import Database, rows_changed
-from functions.api.models import OutboxMessage, utcnow
+from functions.api import work_marks
+from functions.api.db import Database, insert_together, rows_changed
+from functions.api.models import Base, OutboxMessage, utcnow
 from shared.contracts import dump_message
 from shared.queues.port import QueuePort
 
@@ -31,9 +32,27 @@ CLAIMED_ROWS = "outbox_claimed_rows"
 
 
 def add(session: Session, queue: str, message: BaseModel, task_id: str | None = None) -> OutboxMessage:
+    row = _claimed_row(session, queue, message, task_id)
+    session.add(row)
+    session.flush()
+    return _publish_later(session, row)
+
+
+def add_with(
+    session: Session, change: Base, queue: str, message: BaseModel, task_id: str | None = None
+) -> OutboxMessage:
+    """`add`, together with the new row `change` whose message it is: one INSERT of both on PostgreSQL
+    (`db.insert_together`: a task and its message, one round trip instead of two)."""
+    row = _claimed_row(session, queue, message, task_id)
+    insert_together(session, change, row)
+    work_marks.mark_inserted(session, type(change), OutboxMessage)
+    return _publish_later(session, row)
+
+
+def _claimed_row(session: Session, queue: str, message: BaseModel, task_id: str | None) -> OutboxMessage:
     now = utcnow()
     publishing = bool(session.info.get(PUBLISHES_AFTER_COMMIT))
-    row = OutboxMessage(
+    return OutboxMessage(
         queue=queue,
         body=dump_message(message),
         correlation_id=getattr(message, "correlation_id", None),
@@ -43,9 +62,12 @@ def add(session: Session, queue: str, message: BaseModel, task_id: str | None = 
         claimed_until=now + LEASE if publishing else None,
         attempts=1 if publishing else 0,
     )
-    session.add(row)
-    session.flush()
-    if publishing:  # `unit_of_work.transaction` publishes these right after the commit
+
+
+def _publish_later(session: Session, row: OutboxMessage) -> OutboxMessage:
+    if session.info.get(
+        PUBLISHES_AFTER_COMMIT
+    ):  # `unit_of_work.transaction` publishes these after the commit
         session.info.setdefault(CLAIMED_ROWS, []).append(row)
     return row
 

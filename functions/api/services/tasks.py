@@ -83,6 +83,12 @@ def _enqueue(session: Session, task: Task, telegram_id: int | None = None) -> Ou
     return outbox.add(session, queue, message, task_id=task.id)
 
 
+def _insert_queued(session: Session, task: Task, telegram_id: int | None) -> OutboxMessage:
+    """A new task and its message's outbox row, written together (`outbox.add_with`)."""
+    queue, message = _message_for(session, task, telegram_id)
+    return outbox.add_with(session, task, queue, message, task_id=task.id)
+
+
 def create(
     session: Session,
     principal: Principal,
@@ -109,11 +115,9 @@ def create(
         correlation_id=correlation_id or new_id(),
         created_at=utcnow(),
     )
-    session.add(task)
-    session.flush()
     # the task's user is the caller, whose key carries their Telegram id (0: none): no query for it
     telegram_id = (principal.telegram_id or 0) if principal.worker_id is None else None
-    return task, _enqueue(session, task, telegram_id)
+    return task, _insert_queued(session, task, telegram_id)
 
 
 def active_of_type(session: Session, project_id: str, task_type: TaskType) -> Task | None:

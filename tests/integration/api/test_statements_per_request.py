@@ -17,7 +17,8 @@ BOUNDS = {
     "get project": (1, 1),  # the project with its deployment (for deployed_url) joined in
     "list projects": (1, 1),  # one page, the live URLs joined in
     "create project": (4, 1),  # name taken?, lock the owner, count their projects, insert
-    "create engineering task": (6, 2),  # lock project, owner; the limits' counts; task, outbox; mark sent
+    # lock project, owner; the limits' counts; task and outbox (one INSERT on PostgreSQL); mark sent
+    "create engineering task": (6, 2),
     "list releases": (2, 1),  # the project, one page of releases with their servers joined in
 }
 
