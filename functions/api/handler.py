@@ -18,10 +18,14 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIResponseValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from functions.api import request_guard, restore_hooks
@@ -140,7 +144,32 @@ class _PerThreadResolver(APIGatewayHttpResolver):
             self.context.clear()  # what Powertools' clear_context does
 
 
+class _OnePassResponses(OpenAPIResponseValidationMiddleware):
+    """Powertools checks a route's return value against its annotation, turns it into plain JSON values
+    (`dump_python(mode="json")`), and the resolver's serializer (`_json`) writes those out: two passes over
+    every response, a fifth of a 300-project listing's CPU. A value that already is the annotated model (all
+    our routes return one: pydantic would not validate it again) goes out as JSON text in one pass
+    (`dump_json`), which the resolver sends as it is; the same bytes. Anything else goes Powertools' way."""
+
+    def _serialize_response_with_validation(
+        self, *, field: Any, response_content: Any, **options: Any
+    ) -> Any:
+        if (
+            not options.get("include")
+            and not options.get("exclude")
+            and type(response_content) is field.type_
+        ):
+            if isinstance(response_content, BaseModel):
+                return field._type_adapter.dump_json(response_content, by_alias=True).decode()
+        return super()._serialize_response_with_validation(
+            field=field, response_content=response_content, **options
+        )
+
+
 app = _PerThreadResolver(enable_validation=True, serializer=_json)
+app._response_validation_middleware = _OnePassResponses(
+    validation_serializer=_json, has_response_validation_error=app._has_response_validation_error
+)
 
 
 def _error(
