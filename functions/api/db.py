@@ -27,15 +27,19 @@ from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import (
     CursorResult,
+    Delete,
     Engine,
     Integer,
+    Update,
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     inspect,
     null,
     text,
+    true,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
@@ -58,15 +62,23 @@ class Database:
         with self.sessions.begin() as session:
             yield session
 
-    def run_alone(self, statement: Executable) -> int:
+    def run_alone(self, statement: Update | Delete, durable: bool = True) -> int:
         """One write that is atomic on its own (an UPDATE of rows already known), outside any transaction:
         on pg8000 in autocommit, so PostgreSQL commits it as it runs (one round trip where a transaction of
         its own takes two: the statement with its BEGIN, then COMMIT); elsewhere in a transaction of its
         own, on a Core connection (an ORM session around one UPDATE cost a third of marking an outbox row
-        sent on SQLite). Returns how many rows it changed."""
+        sent on SQLite). Returns how many rows it changed.
+
+        `durable=False`: PostgreSQL answers before its commit is flushed to disk (`synchronous_commit` off
+        for this one transaction, set by the statement itself: no round trip more), for a write whose loss in
+        a server crash only repeats work, such as marking an outbox row sent (the row is published again:
+        at least once). A second commit per request waited on the WAL's flush: 0.32 -> 0.18 ms locally, more
+        on Aurora, where a commit is a quorum write. SQLite's commits are not flushed one by one anyway."""
         if self.engine.dialect.driver != "pg8000":
             with self.engine.begin() as connection:  # SQLite: `BEGIN IMMEDIATE` (the engine's begin hook)
                 return cast("CursorResult[Any]", connection.execute(statement)).rowcount
+        if not durable:  # `true`: local to this statement's own transaction
+            statement = statement.where(func.set_config("synchronous_commit", "off", true()).is_not(None))
         with self.engine.connect() as connection:
             raw: Any = connection.connection.dbapi_connection
             raw.autocommit = True

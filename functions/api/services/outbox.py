@@ -140,11 +140,12 @@ def publish_claimed(
             )
             continue
         sent.append(row.id)
-    if sent:
+    if sent:  # lost in a database crash, it only publishes them again once their lease has run out
         db.run_alone(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(sent))
-            .values(sent_at=utcnow(), claimed_until=None, last_error=None)
+            .values(sent_at=utcnow(), claimed_until=None, last_error=None),
+            durable=False,
         )
         report.sent += len(sent)
     return report

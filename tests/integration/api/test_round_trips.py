@@ -508,3 +508,49 @@ def test_what_counts_as_a_plain_read() -> None:
     ]
     assert [pg_wire.plain_read(s) for s in reads] == [True] * len(reads)
     assert [pg_wire.plain_read(s) for s in others] == [False] * len(others)
+
+
+def test_marking_outbox_rows_sent_does_not_wait_on_the_disk_and_leaves_the_session_as_it_was(
+    database_url: str,
+) -> None:
+    """The mark's transaction alone commits without waiting for its WAL flush (lost in a crash, its rows
+    are only published again); the next transaction on the connection commits durably as before."""
+    from sqlalchemy import insert, select, update
+    from sqlalchemy.orm import sessionmaker
+
+    from functions.api.db import Database, make_engine
+    from functions.api.models import OutboxMessage, utcnow
+    from functions.api.services import outbox
+
+    class Queue:
+        def publish_raw(self, queue: str, body: str, attributes: dict[str, str]) -> None:
+            published.append(attributes["outbox_id"])
+
+    published: list[str] = []
+    engine = make_engine(database_url)
+    db = Database(engine, sessionmaker(engine, expire_on_commit=False))
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cu, sql, *_a: sent.append(sql))
+    try:
+        with db.session() as session:
+            row_id = session.execute(
+                insert(OutboxMessage)
+                .values(queue="q", body="{}", created_at=utcnow(), attempts=1)
+                .returning(OutboxMessage.id)
+            ).scalar_one()
+            row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        report = outbox.publish_claimed(db, Queue(), [row])  # type: ignore[arg-type]
+        assert (report.sent, published) == (1, [str(row_id)])
+        [mark] = [sql for sql in sent if sql.startswith("UPDATE outbox")]
+        assert "set_config" in mark
+        with engine.connect() as connection:  # the pool's one connection: the setting was the mark's own
+            assert engine.pool.checkedout() == 1 and engine.pool.size() >= 1
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            assert connection.execute(
+                select(OutboxMessage.sent_at).where(OutboxMessage.id == row_id)
+            ).scalar()
+        assert db.run_alone(update(OutboxMessage).where(OutboxMessage.id == row_id).values(attempts=2)) == 1
+        assert "set_config" not in sent[-1], "a durable write by default"
+    finally:
+        engine.dispose()
