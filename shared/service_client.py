@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr
 
-from shared.api_client import ApiClient
 from shared.settings import AwsSettings, SecretsSettings
+
+if TYPE_CHECKING:  # the client (httpx, every call module) loads when one is built, not with the settings:
+    from shared.api_client import ApiClient  # the embedded stack reads graph settings before it is ready
 
 
 class ServiceApiSettings(SecretsSettings, AwsSettings):
@@ -29,4 +31,6 @@ def build_service_client(settings: ServiceApiSettings | None = None, timeout: fl
         raise RuntimeError(
             "no service API key: set ORCH_SERVICE_API_KEY_REF (or ORCH_API_KEY in development)"
         )
+    from shared.api_client import ApiClient
+
     return ApiClient(settings.api_url, key, timeout=timeout)
