@@ -62,30 +62,42 @@ class Database:
         with self.sessions.begin() as session:
             yield session
 
-    def run_alone(self, statement: Update | Delete, durable: bool = True) -> int:
+    def run_alone(self, statement: Update | Delete) -> int:
         """One write that is atomic on its own (an UPDATE of rows already known), outside any transaction:
         on pg8000 in autocommit, so PostgreSQL commits it as it runs (one round trip where a transaction of
         its own takes two: the statement with its BEGIN, then COMMIT); elsewhere in a transaction of its
         own, on a Core connection (an ORM session around one UPDATE cost a third of marking an outbox row
-        sent on SQLite). Returns how many rows it changed.
+        sent on SQLite). Returns how many rows it changed."""
+        return self._alone(statement, wait=True)
 
-        `durable=False`: PostgreSQL answers before its commit is flushed to disk (`synchronous_commit` off
-        for this one transaction, set by the statement itself: no round trip more), for a write whose loss in
-        a server crash only repeats work, such as marking an outbox row sent (the row is published again:
-        at least once). A second commit per request waited on the WAL's flush: 0.32 -> 0.18 ms locally, more
-        on Aurora, where a commit is a quorum write. SQLite's commits are not flushed one by one anyway."""
+    def send_alone(self, statement: Update | Delete) -> None:
+        """`run_alone` for a write whose loss only repeats work (marking outbox rows sent: lost, they are
+        published again once their lease has run out, at least once as ever). On PostgreSQL the caller
+        waits for neither the disk nor the answer: `synchronous_commit` is off for this one transaction
+        (set by the statement itself, in its WHERE), and the answer is read in front of the connection's
+        next statement (`pg_wire.answer_later`; a failure is logged there). A second commit per request
+        waited on the WAL's flush (0.32 -> 0.18 ms here, more on Aurora, where a commit is a quorum write)
+        and then on the answer. SQLite's commits are not flushed one by one anyway."""
+        if self.engine.dialect.driver == "pg8000":  # `true`: local to the statement's own transaction
+            statement = statement.where(func.set_config("synchronous_commit", "off", true()).is_not(None))
+        self._alone(statement, wait=False)
+
+    def _alone(self, statement: Update | Delete, wait: bool) -> int:
         if self.engine.dialect.driver != "pg8000":
             with self.engine.begin() as connection:  # SQLite: `BEGIN IMMEDIATE` (the engine's begin hook)
                 return cast("CursorResult[Any]", connection.execute(statement)).rowcount
-        if not durable:  # `true`: local to this statement's own transaction
-            statement = statement.where(func.set_config("synchronous_commit", "off", true()).is_not(None))
         with self.engine.connect() as connection:
             raw: Any = connection.connection.dbapi_connection
             raw.autocommit = True
             try:
+                if not wait:
+                    from functions.api.pg_wire import answer_later
+
+                    answer_later(raw)
                 changed = cast("CursorResult[Any]", connection.execute(statement)).rowcount
             finally:
                 raw.autocommit = False
+                raw.orch_answer_later = False  # not left for a statement it was not meant for
             # leaving rolls back: pg8000 sends nothing with no transaction open
             return changed
 

@@ -123,18 +123,16 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
     if statement in ENDS and self.orch_begin_pending:
         self.orch_begin_pending = False  # the transaction never started: nothing to end
         return _core.Context(statement)
-    if stream is not None:  # COPY streams data back and forth: pg8000's own exchange, after any BEGIN held
-        begin = _pending_begin(self)
-        if begin:
-            _send(self, lambda: None)
-            _answers(self, begin)
-        return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
+    if stream is not None:
+        return _streamed(self, statement, vals, oids, stream)
     params = _core.make_params(self.py_types, vals)  # before anything is written: a bad value sends nothing
     for value in params:  # nor one the connection's encoding cannot carry (a lone surrogate): send_BIND
         if value is not None and not value.isascii():  # would fail half-way, and what it had written would
             value.encode(self._client_encoding)  # go out with the next statement (ASCII always encodes)
     _follow_isolation(self, statement)
     contexts = _pending_begin(self, statement)
+    if self.orch_answer_later:
+        return _send_unanswered(self, statement, oids, params, contexts)
     key = (statement, tuple(oids or ()))
     known = self.orch_prepared.get(key)
     if known is None:  # a commit or a rollback is never prepared: it must not fail for want of its statement
@@ -163,6 +161,41 @@ def _execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), 
         while len(self.orch_prepared) > self.orch_prepared_limit:
             self.orch_closing.append(self.orch_prepared.popitem(last=False)[1][0])
     return answered
+
+
+def _streamed(self: Any, statement: str, vals: Any, oids: Any, stream: Any) -> Any:
+    """COPY streams data back and forth: pg8000's own exchange, after any BEGIN held and the answers of
+    statements sent unanswered (they come first)."""
+    begin = _pending_begin(self)
+    if begin:
+        _send(self, lambda: None)
+    _answers(self, begin)
+    return type(self).execute_unnamed(self, statement, vals=vals, oids=oids, stream=stream)
+
+
+def _send_unanswered(self: Any, statement: str, oids: Any, params: Any, begin: list[Any]) -> Any:
+    """`answer_later`: the statement is sent (unnamed: it keeps no prepared statement, whose columns only its
+    answer would tell) and its answer left to be read in front of the connection's next one."""
+    self.orch_answer_later = False
+    if begin or not self.autocommit:
+        raise _core.InterfaceError("answer_later is for a statement that commits on its own (autocommit)")
+    closing, self.orch_closing = self.orch_closing, []
+    _send(self, functools.partial(_messages, self, closing, _core.NULL_BYTE, statement, oids, params, True))
+    context = _core.Context(statement)
+    self.orch_unread.append(context)
+    return context
+
+
+def answer_later(connection: Any) -> bool:
+    """The next statement on this pg8000 connection, which must commit on its own (autocommit), is sent
+    without waiting for its answer: that is read, and a failure in it logged, before the answer of the
+    connection's next statement, in the same wait. For a write whose loss only repeats work (an outbox row
+    marked sent is published again once its lease runs out): the request does not wait on it. False (and
+    nothing changes) on a connection without the pipelining."""
+    if not hasattr(connection, "orch_unread"):
+        return False
+    connection.orch_answer_later = True
+    return True
 
 
 def _messages(
@@ -246,7 +279,17 @@ def _send(self: Any, write: Callable[[], None]) -> None:
 
 
 def _answers(self: Any, contexts: list[Any]) -> Any:
-    """Reads the answer to each message sent, in order, even past an error; raises the first error."""
+    """Reads the answer to each message sent, in order, even past an error; raises the first error. The
+    answers of statements sent unanswered come first: read, their failures logged, not raised."""
+    unread, self.orch_unread = self.orch_unread, []
+    for context in unread:
+        try:
+            self.handle_messages(context)
+        except (_core.InterfaceError, OSError):
+            self.orch_unread = []
+            raise _core.InterfaceError("network error reading an earlier statement's answer") from None
+        except Exception as exc:
+            _unanswered_failed(context.statement, exc)
     first_error: BaseException | None = None
     for context in contexts:
         try:
@@ -265,6 +308,14 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
     return contexts[-1] if contexts else None
 
 
+def _unanswered_failed(statement: str, exc: BaseException) -> None:
+    from shared.observability import get_logger
+
+    get_logger().warning(
+        "a statement sent unanswered failed", extra={"statement": statement[:200], "error": str(exc)[:500]}
+    )
+
+
 def pipeline_statements(connection: Any, prepared_statements: int | None = None) -> None:
     """Statements on this pg8000 connection (and its commits and rollbacks) take one round trip each, BEGIN
     none, and reads before a transaction's first write none either (at READ COMMITTED); each statement is
@@ -279,6 +330,8 @@ def pipeline_statements(connection: Any, prepared_statements: int | None = None)
         connection.orch_names = itertools.count(1)  # never reused on this connection
         connection.orch_closing = []
         connection.orch_begin_pending = False
+        connection.orch_unread = []  # contexts of statements sent unanswered (`answer_later`), in order
+        connection.orch_answer_later = False
         connection.orch_reads_first = _isolation(connection) == READ_COMMITTED
         connection.execute_simple = types.MethodType(_execute_simple, connection)
         connection.execute_unnamed = types.MethodType(_execute_unnamed, connection)

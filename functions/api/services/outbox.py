@@ -140,12 +140,11 @@ def publish_claimed(
             )
             continue
         sent.append(row.id)
-    if sent:  # lost in a database crash, it only publishes them again once their lease has run out
-        db.run_alone(
+    if sent:  # lost, it only publishes them again once their lease has run out: the request does not wait
+        db.send_alone(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(sent))
-            .values(sent_at=utcnow(), claimed_until=None, last_error=None),
-            durable=False,
+            .values(sent_at=utcnow(), claimed_until=None, last_error=None)
         )
         report.sent += len(sent)
     return report

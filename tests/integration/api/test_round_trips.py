@@ -510,11 +510,10 @@ def test_what_counts_as_a_plain_read() -> None:
     assert [pg_wire.plain_read(s) for s in others] == [False] * len(others)
 
 
-def test_marking_outbox_rows_sent_does_not_wait_on_the_disk_and_leaves_the_session_as_it_was(
-    database_url: str,
-) -> None:
-    """The mark's transaction alone commits without waiting for its WAL flush (lost in a crash, its rows
-    are only published again); the next transaction on the connection commits durably as before."""
+def test_marking_outbox_rows_sent_waits_on_neither_the_disk_nor_the_answer(database_url: str) -> None:
+    """The mark's transaction alone commits without waiting for its WAL flush, and its answer is read in
+    front of the connection's next statement (lost in a crash, its rows are only published again); the
+    next transaction on the connection commits durably as before."""
     from sqlalchemy import insert, select, update
     from sqlalchemy.orm import sessionmaker
 
@@ -544,13 +543,36 @@ def test_marking_outbox_rows_sent_does_not_wait_on_the_disk_and_leaves_the_sessi
         assert (report.sent, published) == (1, [str(row_id)])
         [mark] = [sql for sql in sent if sql.startswith("UPDATE outbox")]
         assert "set_config" in mark
-        with engine.connect() as connection:  # the pool's one connection: the setting was the mark's own
-            assert engine.pool.checkedout() == 1 and engine.pool.size() >= 1
-            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        with engine.connect() as connection:  # the pool's one connection: the mark's answer is still unread
+            raw: Any = connection.connection.dbapi_connection
+            assert len(raw.orch_unread) == 1 and not raw.orch_answer_later
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on", "the mark's own"
+            assert raw.orch_unread == []
             assert connection.execute(
                 select(OutboxMessage.sent_at).where(OutboxMessage.id == row_id)
             ).scalar()
         assert db.run_alone(update(OutboxMessage).where(OutboxMessage.id == row_id).values(attempts=2)) == 1
-        assert "set_config" not in sent[-1], "a durable write by default"
+        assert "set_config" not in sent[-1], "run_alone: durable, answered"
+    finally:
+        engine.dispose()
+
+
+def test_a_statement_sent_unanswered_that_fails_is_logged_and_the_next_one_answers(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import literal, update
+    from sqlalchemy.orm import sessionmaker
+
+    from functions.api.db import Database, make_engine
+    from functions.api.models import OutboxMessage
+
+    engine = make_engine(database_url)
+    db = Database(engine, sessionmaker(engine, expire_on_commit=False))
+    try:
+        db.send_alone(update(OutboxMessage).where((literal(1) / literal(0)) == 1).values(attempts=1))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 41 + 1")).scalar() == 42
+            assert connection.connection.dbapi_connection.orch_unread == []  # type: ignore[union-attr]
+        assert any("sent unanswered failed" in r.getMessage() for r in caplog.records), caplog.text
     finally:
         engine.dispose()
