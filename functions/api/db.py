@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
 from functions.api.errors import DatabaseWaking
@@ -129,15 +129,19 @@ def insert_together(session: Session, first: Any, second: Any) -> None:
     """INSERT two new ORM objects in one statement on PostgreSQL, `WITH first AS (INSERT ...) INSERT second
     ... RETURNING` its generated key (two flushed INSERTs waited twice, and the ORM's unit of work cost more
     than both statements); elsewhere (SQLite has no INSERT in a WITH) one flush of both. Either way both are
-    persistent in `session` afterwards with every column loaded, as a flush leaves them: a column neither set
-    nor given a Python default is NULL, so a mapped column with a server default must be set. Constraints
-    are checked at the end of the statement: `second` may refer to `first`. What the ORM's flush events see
-    (`work_marks`) sees neither row: the caller marks them."""
+    left as a flush leaves them: persistent in `session`, new in its innermost transaction (a rollback of it,
+    or of a savepoint around this, makes them transient again), with every column loaded. A column neither
+    set nor given a Python default is NULL, so a mapped column with a server default must be set, and so
+    must `first`'s key (only `second`'s is read back). Constraints are checked at the end of the statement:
+    `second` may refer to `first`. What the ORM's flush events see (`work_marks`) sees neither row: the
+    caller marks them."""
     if session.get_bind().dialect.name != "postgresql":
         session.add_all([first, second])
         session.flush()
         return
     first_values, second_values = _insert_values(first), _insert_values(second)
+    if any(value is _GENERATED for value in first_values.values()):
+        raise ValueError("insert_together: set the first object's key (only the second's is read back)")
     first_table, second_table = _table_of(first), _table_of(second)
     statement = _together(first_table, _shape(first_values), second_table, _shape(second_values))
     parameters = _parameters("a_", first_values) | _parameters("b_", second_values)
@@ -148,8 +152,10 @@ def insert_together(session: Session, first: Any, second: Any) -> None:
         mapper = inspect(instance).mapper
         for column, value in values.items():
             setattr(instance, mapper.get_property_by_column(column).key, None if value is _NULL else value)
-        make_transient_to_detached(instance)  # persistent once added: later changes are UPDATEs
-        session.add(instance)
+    with session.no_autoflush:  # pending for no longer than the next line: never flushed (inserted again)
+        session.add_all([first, second])
+        # what a flush does once it has inserted them (SQLAlchemy's own step, pinned by the tests)
+        session._register_persistent({inspect(first), inspect(second)})
 
 
 _GENERATED = object()

@@ -7,7 +7,8 @@ of its own. A request of two queries and a commit waited on the network eleven t
 send Parse, Bind, Describe (of the portal), Execute and Sync at once and read the answers after, which is
 what asyncpg does and what `_execute_unnamed` does here; the BEGIN a cursor asks for is held back and sent
 in front of the next statement (an empty transaction's commit or rollback then sends nothing). The
-messages and their decoding are pg8000's own; only the order of sending and waiting changes. An error in
+messages and their decoding are pg8000's own, but for the Flush pg8000 sends after each Parse and Bind (the
+Sync at the end flushes the server's answers at once); only the order of sending and waiting changes. An error in
 any step makes the server skip to Sync and answer with the error, which pg8000 raises as before, after
 every answer already asked for has been read (the connection stays in step).
 
@@ -98,7 +99,8 @@ try:
 
     _NEEDED: tuple[str, ...] = ("NULL_BYTE", "DESCRIBE", "PORTAL", "EXECUTE_MSG", "SYNC_MSG", "Context")
     _NEEDED += ("make_params", "_write", "_flush", "InterfaceError", "DatabaseError", "CLOSE", "STATEMENT")
-    _METHODS = ("send_PARSE", "send_BIND", "send_QUERY", "_send_message", "handle_messages", "execute_simple")
+    _NEEDED += ("PARSE", "BIND", "H_pack", "i_pack")
+    _METHODS = ("send_QUERY", "_send_message", "handle_messages", "execute_simple")
     PIPELINED = all(hasattr(_core, name) for name in _NEEDED) and all(
         hasattr(_core.CoreConnection, name) for name in _METHODS
     )
@@ -206,12 +208,39 @@ def _messages(
     for stale in closing:
         self._send_message(_core.CLOSE, _core.STATEMENT + stale)
     if parse:
-        self.send_PARSE(name, statement, oids)
-    self.send_BIND(name, params)
+        self._send_message(_core.PARSE, _parse_body(self, name, statement, oids))
+    self._send_message(_core.BIND, _bind_body(self, name, params))
     if parse:
         self._send_message(_core.DESCRIBE, _core.PORTAL + _core.NULL_BYTE)
     _core._write(self._sock, _core.EXECUTE_MSG)
     _core._write(self._sock, _core.SYNC_MSG)
+
+
+def _parse_body(self: Any, name: bytes, statement: str, oids: Any) -> bytes:
+    """A Parse message's body, as pg8000's `send_PARSE` writes it, which also asks the server to Flush: its
+    ParseComplete and BindComplete then went out alone, ahead of the rest, and the server, writing them to a
+    connection the client had just closed, gave up before running the statement (a write sent unanswered
+    was lost with its connection). The Sync at the end flushes everything at once."""
+    body = bytearray(name)
+    body += statement.encode(self._client_encoding) + _core.NULL_BYTE
+    body += _core.H_pack(len(oids))
+    for oid in oids:
+        body += _core.i_pack(0 if oid == -1 else oid)
+    return bytes(body)
+
+
+def _bind_body(self: Any, name: bytes, params: Any) -> bytes:
+    """A Bind message's body (all parameters as text, results as text), as pg8000's `send_BIND` writes it,
+    without its Flush (`_parse_body`)."""
+    body = bytearray(_core.NULL_BYTE + name + _core.H_pack(0) + _core.H_pack(len(params)))
+    for value in params:
+        if value is None:
+            body += _core.i_pack(-1)
+        else:
+            encoded = value.encode(self._client_encoding)
+            body += _core.i_pack(len(encoded)) + encoded
+    body += _core.H_pack(0)
+    return bytes(body)
 
 
 def _forget(

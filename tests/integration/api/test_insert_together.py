@@ -90,3 +90,51 @@ def test_an_unset_column_with_only_a_server_default_is_refused() -> None:
     assert _insert_values(Note(kind="x"))[Note.__table__.c.body] is not None, "unset: written as SQL NULL"
     with pytest.raises(ValueError, match="set kind"):
         _insert_values(Note(body="x"))
+
+
+def test_a_savepoint_rolled_back_around_them_leaves_them_transient_and_nothing_is_published(
+    api: ApiHarness,
+) -> None:
+    """As after a flush: the unit of work publishes only the outbox rows a savepoint did not roll back."""
+    from pydantic import BaseModel
+
+    from functions.api.services import outbox, unit_of_work
+
+    class Message(BaseModel):
+        task_id: str
+
+    published: list[str] = []
+
+    class Queue:
+        def publish_raw(self, queue: str, body: str, attributes: dict[str, str]) -> None:
+            published.append(attributes["outbox_id"])
+
+    owner_id, project_id = _owner_and_project(api)
+    api.deps.__dict__["queue"] = Queue()
+    task, _row = _new_pair(project_id, owner_id)
+    with unit_of_work.transaction() as session:
+        with pytest.raises(RuntimeError), session.begin_nested():
+            row = outbox.add_with(
+                session, task, "engineering:queue", Message(task_id=task.id), task_id=task.id
+            )
+            assert inspect(task).persistent and inspect(row).persistent
+            raise RuntimeError("something later in the savepoint failed")
+        assert inspect(task).transient and inspect(row).transient
+        assert task.status == "QUEUED", "its attributes stay, as a flushed object's do"
+    assert published == []
+    with api.deps.db.session() as session:
+        assert (
+            session.execute(select(Task.id)).all() == []
+            and session.execute(select(OutboxMessage.id)).all() == []
+        )
+
+
+def test_the_first_objects_key_must_be_set(api: ApiHarness) -> None:
+    """Only the second's generated key is read back."""
+    if api.deps.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite flushes both rows the ORM's way")
+    owner_id, project_id = _owner_and_project(api)
+    first = OutboxMessage(queue="q", body="{}", created_at=utcnow())
+    _task, second = _new_pair(project_id, owner_id)
+    with pytest.raises(ValueError, match="first object's key"), api.deps.db.session() as session:
+        insert_together(session, first, second)

@@ -5,6 +5,7 @@ answers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,13 +146,13 @@ def _prepared_on_server(connection: Any) -> list[str]:
 
 def _parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     parsed: list[str] = []
-    parse = core.CoreConnection.send_PARSE
+    parse = pg_wire._parse_body
 
-    def counting(self: Any, name: bytes, statement: str, oids: Any = ()) -> None:
+    def counting(self: Any, name: bytes, statement: str, oids: Any = ()) -> bytes:
         parsed.append(statement)
-        parse(self, name, statement, oids)
+        return parse(self, name, statement, oids)
 
-    monkeypatch.setattr(core.CoreConnection, "send_PARSE", counting)
+    monkeypatch.setattr(pg_wire, "_parse_body", counting)
     return parsed
 
 
@@ -574,5 +575,40 @@ def test_a_statement_sent_unanswered_that_fails_is_logged_and_the_next_one_answe
             assert connection.execute(text("SELECT 41 + 1")).scalar() == 42
             assert connection.connection.dbapi_connection.orch_unread == []  # type: ignore[union-attr]
         assert any("sent unanswered failed" in r.getMessage() for r in caplog.records), caplog.text
+    finally:
+        engine.dispose()
+
+
+def test_a_mark_sent_unanswered_commits_though_its_connection_closes_at_once(database_url: str) -> None:
+    """pg8000's Parse and Bind each asked the server to Flush: writing their answers to a connection the
+    client had closed a moment before, the server gave up before running the statement."""
+    from sqlalchemy import insert, select, update
+    from sqlalchemy.orm import sessionmaker
+
+    from functions.api.db import Database, make_engine
+    from functions.api.models import OutboxMessage, utcnow
+
+    engine = make_engine(database_url)
+    db = Database(engine, sessionmaker(engine, expire_on_commit=False))
+    try:
+        for attempt in range(5):
+            with db.session() as session:
+                row_id = session.execute(
+                    insert(OutboxMessage)
+                    .values(queue="q", body="{}", created_at=utcnow())
+                    .returning(OutboxMessage.id)
+                ).scalar_one()
+            engine.dispose()  # a connection of its own for the mark, closed right after it
+            db.send_alone(update(OutboxMessage).where(OutboxMessage.id == row_id).values(sent_at=utcnow()))
+            engine.dispose()
+            for _ in range(50):  # the server may still be running it
+                with engine.connect() as connection:
+                    sent = connection.execute(
+                        select(OutboxMessage.sent_at).where(OutboxMessage.id == row_id)
+                    ).scalar()
+                if sent is not None:
+                    break
+                time.sleep(0.02)
+            assert sent is not None, f"attempt {attempt}: the mark was lost with its connection"
     finally:
         engine.dispose()
