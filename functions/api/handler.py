@@ -154,13 +154,9 @@ class _OnePassResponses(OpenAPIResponseValidationMiddleware):
     def _serialize_response_with_validation(
         self, *, field: Any, response_content: Any, **options: Any
     ) -> Any:
-        if (
-            not options.get("include")
-            and not options.get("exclude")
-            and type(response_content) is field.type_
-        ):
-            if isinstance(response_content, BaseModel):
-                return field._type_adapter.dump_json(response_content, by_alias=True).decode()
+        plain = not options.get("include") and not options.get("exclude")
+        if plain and type(response_content) is field.type_ and isinstance(response_content, BaseModel):
+            return field._type_adapter.dump_json(response_content, by_alias=True).decode()
         return super()._serialize_response_with_validation(
             field=field, response_content=response_content, **options
         )

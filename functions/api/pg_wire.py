@@ -315,7 +315,6 @@ def _answers(self: Any, contexts: list[Any]) -> Any:
         try:
             self.handle_messages(context)
         except (_core.InterfaceError, OSError):
-            self.orch_unread = []
             raise _core.InterfaceError("network error reading an earlier statement's answer") from None
         except Exception as exc:
             _unanswered_failed(context.statement, exc)

@@ -83,12 +83,6 @@ def _enqueue(session: Session, task: Task, telegram_id: int | None = None) -> Ou
     return outbox.add(session, queue, message, task_id=task.id)
 
 
-def _insert_queued(session: Session, task: Task, telegram_id: int | None) -> OutboxMessage:
-    """A new task and its message's outbox row, written together (`outbox.add_with`)."""
-    queue, message = _message_for(session, task, telegram_id)
-    return outbox.add_with(session, task, queue, message, task_id=task.id)
-
-
 def create(
     session: Session,
     principal: Principal,
@@ -117,7 +111,8 @@ def create(
     )
     # the task's user is the caller, whose key carries their Telegram id (0: none): no query for it
     telegram_id = (principal.telegram_id or 0) if principal.worker_id is None else None
-    return task, _insert_queued(session, task, telegram_id)
+    queue, message = _message_for(session, task, telegram_id)
+    return task, outbox.add_with(session, task, queue, message, task_id=task.id)  # both rows in one INSERT
 
 
 def active_of_type(session: Session, project_id: str, task_type: TaskType) -> Task | None:
