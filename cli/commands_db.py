@@ -26,7 +26,7 @@ def upgrade(
 
     from functions.api.db import make_engine
     from functions.api.settings import ApiSettings
-    from functions.migrations.bootstrap import migrate
+    from functions.migrations.child import migrate
 
     settings = ApiSettings()
     url = database_url or settings.effective_database_url

@@ -111,6 +111,10 @@ def up(
         ),
     ] = False,
     json_output: JsonFlag = False,
+    ready_fd: Annotated[
+        int | None,
+        typer.Option("--ready-fd", hidden=True, help="A pipe to write to once ready (`--detach` passes it)."),
+    ] = None,
 ) -> None:
     """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly. A taken port is refused
     at once with the process holding it and a free port to use (exit 4)."""
@@ -121,13 +125,14 @@ def up(
             f"the stack already runs at {running.url} (pid {running.pid}); `orchestrator local down` first",
             ExitCode.CONFLICT,
         )
-    chosen_port = stack_port(port, _configured_url())
+    # the CLI's config (pydantic-settings: ~0.1 s before the stack can start) only when no port was given
+    chosen_port = stack_port(port, _configured_url() if port is None else None)
     retry = "orchestrator local up" + (" --detach" if detach else "") + " --port {port}"
     check_port(chosen_port, retry)
     if detach:
         _up_detached(home, chosen_port, database_url, json_output, consumers, telegram, retry=retry)
         return
-    _up_foreground(home, chosen_port, database_url, consumers, telegram, json_output, retry)
+    _up_foreground(home, chosen_port, database_url, consumers, telegram, json_output, retry, ready_fd)
 
 
 def _up_foreground(
@@ -138,6 +143,7 @@ def _up_foreground(
     telegram: bool,
     json_output: bool,
     retry: str,
+    ready_fd: int | None = None,
 ) -> None:
     from cli.config import write_config
     from cli.local.stack import EmbeddedStack
@@ -174,6 +180,8 @@ def _up_foreground(
     # From here on stdout carries only what the banner promised: logs and EMF metrics go to stderr.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     stack.mark_ready()  # only now does /health answer 200 (the CLI can use the stack) and the jobs run
+    if ready_fd is not None:
+        _tell_ready(ready_fd)
 
     def _stop(signum: int, _frame: object) -> None:
         stack.request_stop()
@@ -185,6 +193,17 @@ def _up_foreground(
     if not json_output:
         typer.echo("stopped")
     _exit_now()
+
+
+def _tell_ready(ready_fd: int) -> None:
+    """Wake a waiting `local up --detach` (it still checks /health itself); a pipe it already closed (it
+    gave up) is no error."""
+    try:
+        os.write(ready_fd, b"ready\n")
+    except OSError:
+        pass
+    finally:
+        os.close(ready_fd)
 
 
 def _exit_now() -> None:
@@ -202,6 +221,8 @@ def _exit_now() -> None:
 
 
 READY_TIMEOUT_S = 60.0
+READY_LOOK_S = 0.5
+"""How long `local up --detach` waits on the stack's ready pipe before it looks at the stack again."""
 
 
 def _up_detached(
@@ -225,19 +246,18 @@ def _up_detached(
         args += ["--database-url", database_url]
     if telegram:
         args.append("--telegram")
-    with open(log_path, "ab") as log:
-        offset = log.tell()  # this attempt's output starts here: an earlier failure is not ours
-        process = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "ORCH_HOME": str(home)},
-        )
-    pid_file = home / "stack.pid"
-    pid_file.write_text(str(process.pid))
-    state = _wait_ready(home, process)
+    ready_read, ready_write = os.pipe()  # the stack writes once ready: no fixed-interval polling
+    args += ["--ready-fd", str(ready_write)]
+    try:
+        try:
+            process, offset = _start_stack_process(args, home, log_path, ready_write)
+        finally:
+            os.close(ready_write)  # the stack's copy is the only writer: its exit ends the pipe
+        pid_file = home / "stack.pid"
+        pid_file.write_text(str(process.pid))
+        state = _wait_ready(home, process, ready_read)
+    finally:
+        os.close(ready_read)
     if state is not None:
         if json_output:
             print_json({"url": state.url, "pid": state.pid, "home": str(home), "log": str(log_path)})
@@ -255,7 +275,31 @@ def _up_detached(
     raise _start_failure(log_path, offset, process.returncode)
 
 
-def _wait_ready(home: Path, process: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+def _start_stack_process(
+    args: list[str], home: Path, log_path: Path, ready_write: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The detached stack, in a session of its own, logging to `log_path`; with where this attempt's output
+    starts in the log (an earlier failure is not ours)."""
+    with open(log_path, "ab") as log:
+        offset = log.tell()
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "ORCH_HOME": str(home)},
+            pass_fds=(ready_write,),
+        )
+    return process, offset
+
+
+def _wait_ready(home: Path, process: subprocess.Popen[bytes], ready_fd: int | None = None):  # type: ignore[no-untyped-def]
+    """The stack's state once it answers /health with 200; None when the process ended first or the wait
+    timed out. With `ready_fd` (the pipe the stack writes to once ready, and which ends when the stack
+    does), each look waits on it, up to `READY_LOOK_S`; without it, every 50 ms."""
+    import select
+
     from cli.local.stack import StackState
 
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -265,7 +309,10 @@ def _wait_ready(home: Path, process: subprocess.Popen[bytes]):  # type: ignore[n
             return state
         if process.poll() is not None:
             return None
-        time.sleep(0.05)
+        if ready_fd is None:
+            time.sleep(0.05)
+        elif select.select([ready_fd], [], [], READY_LOOK_S)[0] and not os.read(ready_fd, 64):
+            ready_fd = None  # the pipe ended: the stack exited (the next look sees it) or closed it early
     return None
 
 

@@ -18,12 +18,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, import_handler
+from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, LazyHandler, import_handler
 
 ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
 SERVICE_KEY_NAME = "embedded-stack"
 STATE_FILE = "stack.json"
+DATABASE_FILE = "orchestrator.db"
+"""The data dir's SQLite database, as `HomeSettings.effective_database_url` names it (a test keeps the two in
+agreement): the start looks for it without loading the settings."""
 STOP_GRACE_S = 0.5
 """How long `stop` lets running invocations (consumers, scheduled jobs) finish, all together; an idle
 stack stops at once. What is cut short comes back after its visibility timeout (every consumer is
@@ -193,6 +196,27 @@ class EmbeddedStack:
         """Serve the API, start the consumers and the scheduler; the URL. With `ready=False`, /health
         answers 503 (`ready: false`) and no scheduled job runs until `mark_ready()`: `local up` first
         writes the CLI's config and prints its first line."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.home / "logs").mkdir(exist_ok=True)
+        migrating = self._migrate_new_database()
+        try:
+            return self._start(migrating, ready)
+        finally:
+            if migrating is not None:
+                migrating.abandon()  # a no-op once awaited; stops it when the start failed before
+
+    def _migrate_new_database(self) -> Any:
+        """A `MigrationChild` already at work when the database is the data dir's SQLite file and it does not
+        exist yet (a fresh data dir): known without loading SQLAlchemy, and the child's ~0.9 s then overlap
+        this process loading the API's modules on the other core. None otherwise (`_prepare_database`
+        looks at the database first, as always)."""
+        if self.database_url is not None or (self.home / DATABASE_FILE).exists():
+            return None
+        from functions.migrations.child import MigrationChild
+
+        return MigrationChild(f"sqlite:///{self.home / DATABASE_FILE}")
+
+    def _start(self, migrating: Any, ready: bool) -> str:
         from functions.api.deps import build_deps, set_deps
         from functions.api.services import readiness
         from functions.api.settings import ApiSettings
@@ -201,15 +225,13 @@ class EmbeddedStack:
         from shared.settings import SecretsSettings
 
         limit_malloc_arenas()  # before the threads below make arenas
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self.home / "logs").mkdir(exist_ok=True)
         secrets = build_secrets(SecretsSettings(home=self.home))
         self.admin_key = _stored_or_new_key(secrets, ADMIN_KEY_REF)
         settings = ApiSettings(
             home=self.home, database_url=self.database_url, bootstrap_admin_key=SecretStr(self.admin_key)
         )
         deps = build_deps(settings)
-        revision = self._prepare_database(deps.db)
+        revision = self._prepare_database(deps.db, migrating)
         self._ensure_admin_key(deps.db, secrets)
         self._ensure_service_key(deps.db, secrets)
         set_deps(deps)
@@ -253,18 +275,22 @@ class EmbeddedStack:
             self.mark_ready()
         return url
 
-    def _prepare_database(self, db: Any) -> str:
+    def _prepare_database(self, db: Any, migrating: Any = None) -> str:
         """Migrate and seed the first admin; the revision the database is at. The migration runs in a
-        process of its own (`migrate_in_child`): this one never loads Alembic. A database this code serves
-        as it is (at the head, or ahead of it: left alone either way) only gets the admin; one ahead is
-        seeded too: the API serves it, and the stack needs its keys."""
+        process of its own (`migrate_in_child`; for a new data dir's database already begun: `migrating`):
+        this one never loads Alembic. A database this code serves as it is (at the head, or ahead of it:
+        left alone either way) only gets the admin; one ahead is seeded too: the API serves it, and the
+        stack needs its keys."""
         from functions.api.db import schema_serves
         from functions.migrations.bootstrap import ensure_first_admin, migrate_in_child
 
         assert self.admin_key is not None
-        revision = db.schema_revision()
-        if not schema_serves(revision):
-            revision = migrate_in_child(db.engine.url.render_as_string(hide_password=False)).revision
+        if migrating is not None:
+            revision: str | None = migrating.result().revision
+        else:
+            revision = db.schema_revision()
+            if not schema_serves(revision):
+                revision = migrate_in_child(db.engine.url.render_as_string(hide_password=False)).revision
         with db.session() as session:
             ensure_first_admin(session, self.admin_key)
         return str(revision)
@@ -387,7 +413,7 @@ class EmbeddedStack:
 
         queue = build_queue(QueueSettings(home=self.home))
         for spec in self.consumers:
-            handler = import_handler(spec.handler)
+            handler = LazyHandler(spec.handler)  # imported at the consumer's first batch
             for queue_name in spec.queues:
                 for n in range(max(1, spec.max_concurrency)):
                     poller = QueuePoller(queue, queue_name, handler, batch_size=spec.batch_size)

@@ -69,6 +69,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         )
         return ahead
     config = alembic_config()
+    config.attributes["without_models"] = True  # upgrading compares nothing with them (env.py)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

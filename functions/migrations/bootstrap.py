@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.observability import get_logger
+from functions.migrations.child import Migration, MigrationChild, migrate
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -67,74 +67,12 @@ class ServiceKey:
     revoke_previous: bool = True
 
 
-@dataclass(frozen=True)
-class Migration:
-    revision: str
-    ahead_of_code: bool
-
-
-def migrate(engine: Engine) -> Migration:
-    """Apply the migrations; a database ahead of these scripts is left alone (see the module docstring)."""
-    from functions.api.migrate import head_revision, revision_ahead, upgrade
-
-    ahead = revision_ahead(engine)
-    if ahead is not None:
-        get_logger().warning(
-            "the database is ahead of this code's migrations: not migrating",
-            extra={"database_revision": ahead, "code_head": head_revision()},
-        )
-        return Migration(ahead, ahead_of_code=True)
-    return Migration(upgrade(engine), ahead_of_code=False)
-
-
-class MigrationFailed(RuntimeError):
-    """The migrating child process failed; its message ends with what the child printed last."""
-
-
 def migrate_in_child(database_url: str, timeout_s: float = 600.0) -> Migration:
     """`migrate` in a Python process of its own. Alembic and Mako stay in a process for good once imported
     (~12 MB of a long-running embedded stack's ~90); the stack's start-up migrates a fresh database this way
     (~0.4 s more than in-process). The URL goes to the child on stdin (it may hold a password); the child's
     logs go to this process's stderr."""
-    import json
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "functions.migrations.bootstrap"],
-        input=database_url,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise MigrationFailed(
-            f"migrating the database failed (exit {done.returncode}): "
-            + (lines[-1] if lines else "the migration printed nothing; its log is above")
-        )
-    answer = json.loads(lines[-1])
-    return Migration(str(answer["revision"]), bool(answer["ahead_of_code"]))
-
-
-def _migrate_stdin_database() -> int:
-    """The child of `migrate_in_child`: migrate the database whose URL is on stdin, print the outcome."""
-    import json
-    import sys
-
-    from functions.api.db import make_engine
-
-    engine = make_engine(sys.stdin.read().strip())
-    try:
-        migration = migrate(engine)
-    except Exception as exc:
-        print(f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
-        return 1
-    finally:
-        engine.dispose()
-    print(json.dumps({"revision": migration.revision, "ahead_of_code": migration.ahead_of_code}))
-    return 0
+    return MigrationChild(database_url).result(timeout_s)
 
 
 APP_LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -246,9 +184,3 @@ def bootstrap(
         if service_key is not None:
             outcome.service_key = ensure_service_key(session, service_key)
     return outcome
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(_migrate_stdin_database())

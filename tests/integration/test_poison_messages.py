@@ -58,3 +58,36 @@ def test_a_crashing_handler_sends_the_whole_batch_back(queue: QueuePort) -> None
         poller.run_once()
         [dead] = queue.dead_letters(Q)
         assert dead.reason and "handler crashed: MemoryError" in dead.reason
+
+
+def test_a_consumer_whose_module_fails_to_import_keeps_its_messages(queue: QueuePort) -> None:
+    """The embedded stack loads a consumer's module at its first batch (`LazyHandler`): a module that cannot
+    be imported fails that batch like a crash, the messages come back with the error as their reason, and
+    a later import that works handles them."""
+    import sys
+    import types
+
+    from shared.topology import LazyHandler
+
+    handled: list[str] = []
+    handler = LazyHandler("tests_lazy_consumer_module:lambda_handler")
+    queue.publish(Q, engineering_message(task_id="kept"))
+    poller = QueuePoller(queue, Q, handler)
+    assert poller.run_once() == (0, 1)
+    assert queue.dead_letters(Q) == []
+
+    module = types.ModuleType("tests_lazy_consumer_module")
+
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        def record(message: EngineeringMessage, _record: Any) -> None:
+            handled.append(message.task_id)
+
+        return process_queue_event(event, Q, record, context)
+
+    module.lambda_handler = lambda_handler  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        assert poller.run_once() == (1, 0)
+    finally:
+        del sys.modules[module.__name__]
+    assert handled == ["kept"]

@@ -27,3 +27,15 @@ def test_home_is_what_the_settings_read(monkeypatch: pytest.MonkeyPatch, environ
         monkeypatch.setenv(name, value)
 
     assert _home() == HomeSettings().home
+
+
+def test_the_data_dirs_database_is_the_file_the_stack_looks_for(tmp_path: os.PathLike[str]) -> None:
+    """`EmbeddedStack` starts migrating a new data dir's database before it loads the settings; it must look
+    at the file the settings name."""
+    from pathlib import Path
+
+    from cli.local.stack import DATABASE_FILE
+    from shared.settings import DatabaseSettings
+
+    home = Path(tmp_path)
+    assert DatabaseSettings(home=home).effective_database_url == f"sqlite:///{home / DATABASE_FILE}"

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from alembic import context
+from typing import Any
 
-from functions.api.models import Base
+from alembic import context
 
 config = context.config
 connection = config.attributes["connection"]
+
+
+def _models() -> Any:
+    """The models' metadata, which only autogenerate compares against; `functions.api.migrate.upgrade`
+    says it does not need them (loading the mapped models is ~0.07 s of a new data dir's migration)."""
+    if config.attributes.get("without_models"):
+        return None
+    from functions.api.models import Base
+
+    return Base.metadata
+
+
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=_models(),
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )
