@@ -103,6 +103,35 @@ def test_a_statement_with_parameters_is_one_round_trip_and_pg8000s_own_way_three
     assert rows[0].created_at.tzinfo is not None
 
 
+VALUES_OF_EVERY_KIND = text(
+    "SELECT 'héllo ✓'::text AS txt, NULL::text AS n, 42 AS i, -7::bigint AS b, 3.50::numeric AS d, true AS f,"
+    ' \'{"a": [1, "é"], "b": null}\'::jsonb AS j, \'2024-01-02 03:04:05.123456+05:30\'::timestamptz AS ts,'
+    " 'infinity'::timestamptz AS inf, '1900-01-01 00:00:00'::timestamp AS naive, '\\x00ff'::bytea AS raw,"
+    " ARRAY[1, 2, NULL]::int[] AS arr, ''::text AS empty, repeat('x', 70000) AS long,"
+    " '11111111-2222-3333-4444-555555555555'::uuid AS u, interval '1 day 2 hours' AS span, g AS g"
+    " FROM generate_series(1, :rows) AS g"
+)
+
+
+def test_rows_read_by_the_wire_s_own_loop_are_pg8000s_values(
+    api: ApiHarness, alice: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pg_wire` decodes each DataRow itself: every kind of value comes back as pg8000 returns it, on a
+    statement's first run (its RowDescription in the same answer) and prepared (readers known before)."""
+    statement = VALUES_OF_EVERY_KIND.bindparams(rows=3)
+    with api.deps.db.engine.connect() as connection:
+        raw: Any = connection.connection.dbapi_connection
+        assert "handle_messages" in vars(raw), "the connection reads with pg_wire's loop"
+        first = connection.execute(statement).all()
+        prepared = connection.execute(statement).all()
+        with monkeypatch.context() as patch:
+            patch.delattr(raw, "handle_messages")  # pg8000's own loop
+            own = connection.execute(statement).all()
+    assert first == prepared == own
+    assert [row.g for row in own] == [1, 2, 3] and own[0].txt == "héllo ✓" and own[0].n is None
+    assert len(own[0].long) == 70000 and own[0].raw == b"\x00\xff" and own[0].arr == [1, 2, None]
+
+
 def test_an_error_in_a_pipelined_statement_is_raised_and_the_connection_goes_on(
     api: ApiHarness, alice: ApiHarness
 ) -> None:
