@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from functions.api.auth import Principal
@@ -25,16 +26,23 @@ def project(
 ) -> Project:
     """`shown`: the project is answered whole, so its deployment (for `deployed_url`) comes in the same
     query (not with `for_update`: PostgreSQL cannot lock the outer join's nullable side)."""
-    column = Project.id if _is_uuid(id_or_name) else Project.name
-    stmt = select(Project).where(column == id_or_name)
-    if for_update:
-        stmt = stmt.with_for_update()
-    elif shown:
-        stmt = stmt.options(joinedload(Project.deployment))
-    row = session.execute(stmt).scalar_one_or_none()
+    stmt = _project_by(_is_uuid(id_or_name), for_update, shown)
+    row = session.execute(stmt, {"key": id_or_name}).scalar_one_or_none()
     if row is None or not (principal.sees_all() or row.owner_id == principal.user_id):
         raise NotFound(f"project {id_or_name!r} not found")
     return row
+
+
+@functools.cache
+def _project_by(by_id: bool, for_update: bool, shown: bool) -> Select[Project]:
+    """Each of the few shapes of the lookup built once, the id or name a bind parameter: a statement built
+    per request (its clauses, then SQLAlchemy's cache key of them) cost more than running it."""
+    stmt = select(Project).where((Project.id if by_id else Project.name) == bindparam("key"))
+    if for_update:
+        return stmt.with_for_update()
+    if shown:
+        return stmt.options(joinedload(Project.deployment))
+    return stmt
 
 
 def task(session: Session, principal: Principal, task_id: str) -> Task:

@@ -11,11 +11,12 @@ unsent and the scheduler's sweep publishes it once its lease has run out (at lea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Update, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from functions.api import work_marks
@@ -141,13 +142,20 @@ def publish_claimed(
             continue
         sent.append(row.id)
     if sent:  # lost, it only publishes them again once their lease has run out: the request does not wait
-        db.send_alone(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(sent))
-            .values(sent_at=utcnow(), claimed_until=None, last_error=None)
-        )
+        db.send_alone(_mark_sent(), {"ids": sent, "sent_at": utcnow()})
         report.sent += len(sent)
     return report
+
+
+@functools.cache
+def _mark_sent() -> Update:
+    """Built once: a statement built per call cost a tenth of a request that starts a task (its clauses,
+    then SQLAlchemy's cache key of them); one object is keyed once."""
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
+        .values(sent_at=bindparam("sent_at"), claimed_until=None, last_error=None)
+    )
 
 
 SENT_KEPT = timedelta(days=7)
