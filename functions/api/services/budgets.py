@@ -188,7 +188,7 @@ def check(session: Session, task_id: str, settings: SpendControlSettings) -> Bud
     task = session.get(Task, task_id)
     if task is None:
         raise NotFound(f"task {task_id!r} not found")
-    task_spent = usage.spent_micros(session, UsageEntry.task_id == task.id)
+    task_spent = usage.task_spent_micros(session, task.id)
     binding = tightest(applying(session, settings, task.user_id, task.project_id, task_spent))
     status = TaskStatus(task.status)
     if binding is None:
@@ -217,7 +217,7 @@ def for_message(
     Never below zero: zero means "do not start"."""
     task = None if task_id is None else session.get(Task, task_id)
     if task is not None:
-        task_spent = usage.spent_micros(session, UsageEntry.task_id == task.id)
+        task_spent = usage.task_spent_micros(session, task.id)
         applied = applying(session, settings, task.user_id, task.project_id, task_spent)
     else:  # a Product Owner conversation: no task, so only the person's month
         applied = [a for a in applying(session, settings, user_id) if a.period == "month"]

@@ -8,10 +8,11 @@ the result of the wrapper itself can never produce two responses for one message
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Select, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -421,10 +422,17 @@ def _visible(session: Session, caller: Principal, worker_id: str) -> Worker:
 
 def messages_of(session: Session, caller: Principal, worker_id: str) -> list[WorkerMessage]:
     worker = _visible(session, caller, worker_id)
-    rows = session.execute(
-        select(WorkerMessage).where(WorkerMessage.worker_id == worker.id).order_by(WorkerMessage.id)
-    ).scalars()
-    return list(rows)
+    return list(session.execute(_messages_of(), {"worker_id": worker.id}).scalars())
+
+
+@functools.cache
+def _messages_of() -> Select[WorkerMessage]:
+    """Built once: the wrapper's and the graphs' reads of a worker's messages are among the most frequent."""
+    return (
+        select(WorkerMessage)
+        .where(WorkerMessage.worker_id == bindparam("worker_id"))
+        .order_by(WorkerMessage.id)
+    )
 
 
 def stop(session: Session, caller: Principal, worker_id: str) -> Worker:
