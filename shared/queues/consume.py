@@ -8,9 +8,7 @@ with the record's correlation id; when the embedded runner is driving, it is als
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -18,28 +16,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.contracts import ContractError, parse_message
 from shared.observability import correlation, get_logger
+from shared.queues.failures import collect_failure_reasons, note_failure
 from shared.queues.naming import logical_from_arn
 
+__all__ = ["RecordHandler", "collect_failure_reasons", "process_queue_event", "source_queue"]
+
 RecordHandler = Callable[[Any, SQSRecord], None]
-
-_failure_reasons: ContextVar[dict[str, str] | None] = ContextVar("failure_reasons", default=None)
-
-
-@contextmanager
-def collect_failure_reasons() -> Iterator[dict[str, str]]:
-    """While active, failed records' reasons are collected here, keyed by messageId."""
-    reasons: dict[str, str] = {}
-    token = _failure_reasons.set(reasons)
-    try:
-        yield reasons
-    finally:
-        _failure_reasons.reset(token)
-
-
-def _note_failure(message_id: str, reason: str) -> None:
-    sink = _failure_reasons.get()
-    if sink is not None:
-        sink[message_id] = reason
 
 
 def _attribute(record: SQSRecord, name: str) -> str | None:
@@ -79,7 +61,7 @@ def process_queue_event(
                         "fields": exc.fields,
                     },
                 )
-            _note_failure(record.message_id, f"contract: {exc.reason}")
+            note_failure(record.message_id, f"contract: {exc.reason}")
             raise
         with correlation(getattr(message, "correlation_id", None)):
             try:
@@ -95,7 +77,7 @@ def process_queue_event(
                         "reason": reason,
                     },
                 )
-                _note_failure(record.message_id, reason)
+                note_failure(record.message_id, reason)
                 raise
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

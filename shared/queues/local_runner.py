@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from shared.queues.consume import collect_failure_reasons
+from shared.queues.failures import collect_failure_reasons
 from shared.queues.naming import physical_name
 from shared.queues.port import QueuePort, ReceivedMessage
 
