@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from pydantic_core import from_json
 from sqlalchemy import ColumnElement, String, Text, and_, cast, delete, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
@@ -65,7 +67,13 @@ def list_page(
     # Core, not `session.execute`: plain rows need none of the ORM's result handling
     result = session.connection().execute(stmt.order_by(Project.created_at, Project.id).limit(limit + 1))
     keys = tuple(result.keys())
-    return pages.page_of([_listed(keys, row) for row in result], limit)
+    return pages.page_of(_views().validate_python([_stored_values(keys, row) for row in result]), limit)
+
+
+@functools.cache
+def _views() -> TypeAdapter[list[ProjectView]]:
+    """A page's rows validated in one call (one per row cost a fifth more)."""
+    return TypeAdapter(list[ProjectView])
 
 
 _STORED_JSON = ("modules", "repo_pull_requests")
@@ -75,7 +83,7 @@ _STORED_TIMES = ("created_at", "updated_at", "repo_checked_at")
 def _listed_columns() -> list[ColumnElement[Any]]:
     """The project's columns with JSON read as its stored text and times as the driver gives them (text on
     SQLite, aware datetimes from pg8000). Through their column types SQLAlchemy decoded each value in Python
-    (`json.loads`, a regex per SQLite time, a time-zone fix): a fifth of a listing's CPU on SQLite. `_listed`
+    (`json.loads`, a regex per SQLite time, a time-zone fix): a fifth of a listing's CPU on SQLite. `_stored_values`
     converts them with C parsers instead, to the same values (tests/integration/api/
     test_projects_listing_values.py compares the answers byte for byte)."""
     columns: list[ColumnElement[Any]] = []
@@ -89,15 +97,16 @@ def _listed_columns() -> list[ColumnElement[Any]]:
     return columns
 
 
-def _listed(keys: tuple[str, ...], row: Sequence[Any]) -> ProjectView:
-    """One row as the response model: keys zipped once per result (`Row._asdict` rebuilt them per row)."""
+def _stored_values(keys: tuple[str, ...], row: Sequence[Any]) -> dict[str, Any]:
+    """One row's values as the response model takes them: keys zipped once per result (`Row._asdict` rebuilt
+    them per row), JSON and times converted."""
     item = dict(zip(keys, row, strict=True))
     for name in _STORED_JSON:
         stored = item[name]
         item[name] = None if stored is None else from_json(stored)
     for name in _STORED_TIMES:
         item[name] = _utc(item[name])
-    return ProjectView.model_validate(item)
+    return item
 
 
 def _utc(stored: str | datetime | None) -> datetime | None:
