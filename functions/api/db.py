@@ -245,9 +245,9 @@ def _insert_values(instance: Any) -> dict[Any, Any]:
     return values
 
 
-def rows_changed(session: Session, statement: Executable) -> int:
+def rows_changed(session: Session, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
     """Run an UPDATE / DELETE and say how many rows it touched: a compare-and-set won when this is 1."""
-    return cast("CursorResult[Any]", session.execute(statement)).rowcount
+    return cast("CursorResult[Any]", session.execute(statement, params)).rowcount
 
 
 MIGRATION_SCRIPTS = Path(__file__).parent / "migrations" / "versions"

@@ -6,11 +6,12 @@ claim an already claimed task gets 409 and does nothing.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.db import rows_changed
@@ -90,17 +91,24 @@ def fail(
 def append_events(session: Session, task_id: str, raw_events: list[dict[str, Any]]) -> list[TaskEvent]:
     """One query reads the task, its owner's Telegram id and the progress it has reached (three per event
     before: the graphs and workers append ~10 events per engineering task, one at a time)."""
-    reached = select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == Task.id).scalar_subquery()
-    found = session.execute(
-        select(Task, User.telegram_id, reached)
-        .outerjoin(User, User.id == Task.user_id)
-        .where(Task.id == task_id)
-    ).first()
+    found = session.execute(_with_reach(), {"task_id": task_id}).first()
     if found is None:
         raise NotFound(f"task {task_id!r} not found")
     task, chat, progress = found
     context = tasks.EventContext(reached=progress, chat=chat or None)
     return tasks.append_events(session, task, raw_events, context)
+
+
+@functools.cache
+def _with_reach() -> Select[Task, int | None, int | None]:
+    """Built once (the statements of the most frequent requests are: building one per request cost more than
+    running it)."""
+    reached = select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == Task.id).scalar_subquery()
+    return (
+        select(Task, User.telegram_id, reached)
+        .outerjoin(User, User.id == Task.user_id)
+        .where(Task.id == bindparam("task_id"))
+    )
 
 
 def current(session: Session, task_id: str) -> Task:
@@ -128,34 +136,47 @@ def take_lease(session: Session, task_id: str, holder: str, lease_s: int) -> Lea
     statement: the task is read again only when the take failed (who holds it) or nothing returns."""
     now = utcnow()
     until = now + timedelta(seconds=lease_s)
-    free = or_(Task.lease_until.is_(None), Task.lease_until < now, Task.lease_holder == holder)
-    take = (
-        update(Task)
-        .where(Task.id == task_id, free)
-        .values(lease_holder=holder, lease_until=until)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"task_id": task_id, "holder": holder, "now": now, "until": until}
     bind = session.get_bind()
     if bind.dialect.update_returning:
-        taken = session.execute(take.returning(Task.status)).first()
+        taken = session.execute(_take(returning=True), params).first()
         if taken is not None:
             return Lease(task_id, holder, until, taken.status)
-    elif rows_changed(session, take) == 1:
+    elif rows_changed(session, _take(returning=False), params) == 1:
         return Lease(task_id, holder, until, current(session, task_id).status)
     task = current(session, task_id)
     raise Conflict(f"task {task_id} is leased by {task.lease_holder} until {task.lease_until}")
 
 
+@functools.cache
+def _take(returning: bool) -> Update:
+    """The lease's take, built once: free (none, run out, or this holder's own), then taken."""
+    now: BindParameter[datetime] = bindparam("now")
+    holder: BindParameter[str] = bindparam("holder")
+    free = or_(Task.lease_until.is_(None), Task.lease_until < now, Task.lease_holder == holder)
+    take = (
+        update(Task)
+        .where(Task.id == bindparam("task_id"), free)
+        .values(lease_holder=holder, lease_until=bindparam("until"))
+        .execution_options(synchronize_session=False)
+    )
+    return take.returning(Task.status) if returning else take
+
+
+@functools.cache
+def _release() -> Update:
+    return (
+        update(Task)
+        .where(Task.id == bindparam("task_id"), Task.lease_holder == bindparam("holder"))
+        .values(lease_holder=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def release_lease(session: Session, task_id: str, holder: str) -> Lease:
     """Give the lease back (a no-op unless `holder` holds it): the task is read only when `holder` did
     not hold it (404 for no such task, else the lease as it is)."""
-    released = rows_changed(
-        session,
-        update(Task)
-        .where(Task.id == task_id, Task.lease_holder == holder)
-        .values(lease_holder=None, lease_until=None)
-        .execution_options(synchronize_session=False),
-    )
+    released = rows_changed(session, _release(), {"task_id": task_id, "holder": holder})
     if released == 1:
         return Lease(task_id, None, None)
     task = current(session, task_id)

@@ -300,17 +300,26 @@ def listing(
 ) -> list[Worker]:
     """Workers, newest first: all of them (`user_id` None) or those of one person's tasks. Every filter
     is in SQL, so `limit` counts only the workers that match."""
+    stmt = _listing(user_id is not None, bool(task_id), bool(statuses), bool(name))
+    params = {"user_id": user_id, "task_id": task_id, "statuses": statuses, "name": name, "limit": limit}
+    return list(session.execute(stmt, params).scalars())
+
+
+@functools.cache
+def _listing(by_user: bool, by_task: bool, by_status: bool, by_name: bool) -> Select[Worker]:
+    """Each shape of the listing built once, its values bind parameters (the graphs and the wrapper list a
+    task's workers on every step)."""
     stmt = select(Worker).order_by(Worker.started_at.desc())
-    if user_id is not None:
-        stmt = stmt.join(Task, Task.id == Worker.task_id).where(Task.user_id == user_id)
-    if task_id:
-        stmt = stmt.where(Worker.task_id == task_id)
-    if statuses:
-        stmt = stmt.where(Worker.status.in_(statuses))
-    if name:
+    if by_user:
+        stmt = stmt.join(Task, Task.id == Worker.task_id).where(Task.user_id == bindparam("user_id"))
+    if by_task:
+        stmt = stmt.where(Worker.task_id == bindparam("task_id"))
+    if by_status:
+        stmt = stmt.where(Worker.status.in_(bindparam("statuses", expanding=True)))
+    if by_name:
         # config ->> 'name' on PostgreSQL, JSON_EXTRACT(config, '$."name"') on SQLite
-        stmt = stmt.where(Worker.config["name"].as_string() == name)
-    return list(session.execute(stmt.limit(limit)).scalars())
+        stmt = stmt.where(Worker.config["name"].as_string() == bindparam("name"))
+    return stmt.limit(bindparam("limit"))
 
 
 PRODUCT_OWNER = "product_owner"
