@@ -12,7 +12,7 @@ import functools
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, select, update
+from sqlalchemy import Select, Update, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from functions.api.auth import Principal
@@ -228,6 +228,31 @@ database's one writer). The readers of `last_seen_at` (the stuck-task reaper, th
 count silence in many minutes."""
 
 
+@functools.cache
+def _waiting() -> Select[int, str]:
+    """A worker's messages in flight (RUNNING first, then PENDING, oldest first), built once: an idle
+    wrapper asks about once a second."""
+    return (
+        select(WorkerMessage.id, WorkerMessage.status)
+        .where(
+            WorkerMessage.worker_id == bindparam("worker_id"),
+            WorkerMessage.status.in_(("RUNNING", "PENDING")),
+        )
+        .order_by(case((WorkerMessage.status == "RUNNING", 0), else_=1), WorkerMessage.id)
+        .limit(5)
+    )
+
+
+@functools.cache
+def _start_pending() -> Update:
+    return (
+        update(WorkerMessage)
+        .where(WorkerMessage.id == bindparam("message_id"), WorkerMessage.status == "PENDING")
+        .values(status="RUNNING", started_at=bindparam("started_at"))
+        .execution_options(synchronize_session=False)
+    )
+
+
 def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
     """The oldest PENDING message, moved to RUNNING (compare-and-set: one wrapper gets it).
 
@@ -238,22 +263,11 @@ def claim_next(session: Session, worker: Worker) -> WorkerMessage | None:
     now = utcnow()
     if worker.last_seen_at is None or worker.last_seen_at <= now - SEEN_EVERY:
         worker.last_seen_at = now  # flushed before the query below: the worker row, then its messages
-    waiting = session.execute(
-        select(WorkerMessage.id, WorkerMessage.status)
-        .where(WorkerMessage.worker_id == worker.id, WorkerMessage.status.in_(("RUNNING", "PENDING")))
-        .order_by(case((WorkerMessage.status == "RUNNING", 0), else_=1), WorkerMessage.id)
-        .limit(5)
-    ).all()
+    waiting = session.execute(_waiting(), {"worker_id": worker.id}).all()
     if waiting and waiting[0].status == "RUNNING":
         return session.get(WorkerMessage, waiting[0].id)
     for message_id, _status in waiting:
-        won = rows_changed(
-            session,
-            update(WorkerMessage)
-            .where(WorkerMessage.id == message_id, WorkerMessage.status == "PENDING")
-            .values(status="RUNNING", started_at=utcnow())
-            .execution_options(synchronize_session=False),
-        )
+        won = rows_changed(session, _start_pending(), {"message_id": message_id, "started_at": utcnow()})
         if won == 1:
             return session.get(WorkerMessage, message_id, populate_existing=True)
     return None
