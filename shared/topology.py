@@ -184,6 +184,10 @@ def import_handler(path: str):  # type: ignore[no-untyped-def]
     return getattr(importlib.import_module(module_name), attribute)
 
 
+HANDLER_NEEDS: dict[str, tuple[str, ...]] = {"functions.telegram_bot.handler": ("aiogram",)}
+"""Optional dependencies (an extra of the package) a handler module imports at its top: `LazyHandler.missing`
+looks for them before a consumer starts (a test keeps this true of every consumer's module)."""
+
 _HANDLER_IMPORTS = threading.Lock()
 """One lazy handler import at a time: two threads importing modules that import each other in a different
 order get a partly initialised module from CPython's import machinery instead of waiting."""
@@ -199,6 +203,21 @@ class LazyHandler:
     def __init__(self, path: str) -> None:
         self.path = path
         self._handler: Any = None
+
+    def missing(self) -> list[str]:
+        """The modules this handler needs that cannot be found, without importing it: its own module and
+        the optional dependencies it imports first thing (`HANDLER_NEEDS`)."""
+        import importlib.util
+
+        module = self.path.partition(":")[0]
+        wanted = [module, *HANDLER_NEEDS.get(module, ())]
+        found = []
+        for name in wanted:
+            try:
+                found.append(importlib.util.find_spec(name) is not None)
+            except ImportError:  # a parent package that cannot be imported
+                found.append(False)
+        return [name for name, ok in zip(wanted, found, strict=True) if not ok]
 
     def __call__(self, event: Any, context: Any) -> Any:
         handler = self._handler

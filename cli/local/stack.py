@@ -147,6 +147,16 @@ def _local_user(name: str) -> str:
     return name if re.fullmatch(r"[a-z_][a-z0-9_-]*", name or "") else "local"
 
 
+DATABASE_LOGINS = ("orch_database_iam_user", "orch_database_secret_ref")
+"""Settings with which the API logs in to PostgreSQL whatever `database_url` says (`deps.database_login`)."""
+
+
+def _database_login_set() -> bool:
+    """Whether the environment names a PostgreSQL login (`DATABASE_LOGINS`, in any case, as pydantic-settings
+    reads them): the database is then not the data dir's file."""
+    return any(name.lower() in DATABASE_LOGINS and value for name, value in os.environ.items())
+
+
 class EmbeddedStack:
     def __init__(
         self,
@@ -210,7 +220,7 @@ class EmbeddedStack:
         exist yet (a fresh data dir): known without loading SQLAlchemy, and the child's ~0.9 s then overlap
         this process loading the API's modules on the other core. None otherwise (`_prepare_database`
         looks at the database first, as always)."""
-        if self.database_url is not None or (self.home / DATABASE_FILE).exists():
+        if self.database_url is not None or (self.home / DATABASE_FILE).exists() or _database_login_set():
             return None
         from functions.migrations.child import MigrationChild
 
@@ -285,6 +295,9 @@ class EmbeddedStack:
         from functions.migrations.bootstrap import ensure_first_admin, migrate_in_child
 
         assert self.admin_key is not None
+        if migrating is not None and not self._is_data_dir_file(db.engine.url):
+            migrating.abandon()  # the settings chose another database after all: it is looked at below
+            migrating = None
         if migrating is not None:
             revision: str | None = migrating.result().revision
         else:
@@ -294,6 +307,9 @@ class EmbeddedStack:
         with db.session() as session:
             ensure_first_admin(session, self.admin_key)
         return str(revision)
+
+    def _is_data_dir_file(self, url: Any) -> bool:
+        return bool(url.get_backend_name() == "sqlite" and url.database == str(self.home / DATABASE_FILE))
 
     def mark_ready(self) -> None:
         """From now on /health answers 200 (with a reachable database), and the scheduled jobs run: not
@@ -404,7 +420,12 @@ class EmbeddedStack:
         imported has none yet (and importing it here would load aiogram or langgraph for nothing)."""
         for path in RESETTERS:
             if path.partition(":")[0] in sys.modules:
-                import_handler(path)()
+                try:
+                    import_handler(path)()
+                except Exception:  # e.g. a module whose first import (at a first message) failed
+                    from shared.observability import get_logger
+
+                    get_logger().exception("could not reset a consumer function", extra={"reset": path})
 
     def _start_consumers(self) -> None:
         from shared.queues import build_queue
@@ -412,8 +433,11 @@ class EmbeddedStack:
         from shared.settings import QueueSettings
 
         queue = build_queue(QueueSettings(home=self.home))
-        for spec in self.consumers:
-            handler = LazyHandler(spec.handler)  # imported at the consumer's first batch
+        handlers = [LazyHandler(spec.handler) for spec in self.consumers]
+        missing = sorted({name for handler in handlers for name in handler.missing()})
+        if missing:  # loaded at their first batch, but a broken install is refused now, not then
+            raise RuntimeError(f"cannot start the consumers: missing module(s) {', '.join(missing)}")
+        for spec, handler in zip(self.consumers, handlers, strict=True):
             for queue_name in spec.queues:
                 for n in range(max(1, spec.max_concurrency)):
                     poller = QueuePoller(queue, queue_name, handler, batch_size=spec.batch_size)
@@ -423,7 +447,7 @@ class EmbeddedStack:
                     )
 
     def _tick_forever(self) -> None:
-        handler = import_handler(SCHEDULER_HANDLER)
+        handler = LazyHandler(SCHEDULER_HANDLER)  # imported one at a time with the consumers' functions
         start = time.monotonic()
         next_run = {s.job: 0.0 if s.run_at_start else start + s.every_s for s in SCHEDULES}
         while not self._stop.is_set():

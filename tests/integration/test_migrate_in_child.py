@@ -57,3 +57,45 @@ def test_a_new_data_dir_is_migrated_while_the_stack_loads_and_a_failed_start_sto
     finally:
         stack.stop()
     assert migrate_in_child(f"sqlite:///{tmp_path / 'home' / DATABASE_FILE}").revision == head_revision()
+
+
+def test_a_stack_whose_settings_name_a_postgresql_login_migrates_that_database_not_a_data_dir_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORCH_DATABASE_SECRET_REF (or ORCH_DATABASE_IAM_USER) makes the API log in to PostgreSQL whatever
+    `database_url` says: a new data dir then gets no migration child for a SQLite file it does not use (a
+    review found the first version migrated that file and served PostgreSQL unmigrated)."""
+    import json
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from cli.local.stack import DATABASE_FILE, EmbeddedStack
+    from shared.secrets.local import LocalSecrets
+    from tests.api_support import fresh_postgres_database
+    from tests.conftest import POSTGRES_URL_ENV
+
+    admin_url = os.environ.get(POSTGRES_URL_ENV)
+    if not admin_url:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set: no PostgreSQL to test against (CI sets it)")
+    url = make_url(fresh_postgres_database(admin_url))
+    engine = create_engine(url)
+    with engine.begin() as connection:  # back to an empty schema: the stack must migrate it
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    home = tmp_path / "home"
+    secret = {"username": url.username, "password": url.password or "", "host": url.host, "port": url.port or 5432}
+    LocalSecrets(home / "secrets.json").put("secret://local/db", json.dumps(secret | {"dbname": url.database}))
+    monkeypatch.setenv("ORCH_DATABASE_SECRET_REF", "secret://local/db")
+    begun: list[object] = []
+    early = EmbeddedStack._migrate_new_database
+    monkeypatch.setattr(EmbeddedStack, "_migrate_new_database", lambda self: begun.append(early(self)))
+    stack = EmbeddedStack(home, port=0, consumers=[])
+    try:
+        stack.start()
+    finally:
+        stack.stop()
+    assert begun == [None] and not (home / DATABASE_FILE).exists()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+    engine.dispose()
