@@ -84,8 +84,15 @@ def test_a_stack_whose_settings_name_a_postgresql_login_migrates_that_database_n
     with engine.begin() as connection:  # back to an empty schema: the stack must migrate it
         connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     home = tmp_path / "home"
-    secret = {"username": url.username, "password": url.password or "", "host": url.host, "port": url.port or 5432}
-    LocalSecrets(home / "secrets.json").put("secret://local/db", json.dumps(secret | {"dbname": url.database}))
+    secret = {
+        "username": url.username,
+        "password": url.password or "",
+        "host": url.host,
+        "port": url.port or 5432,
+    }
+    LocalSecrets(home / "secrets.json").put(
+        "secret://local/db", json.dumps(secret | {"dbname": url.database})
+    )
     monkeypatch.setenv("ORCH_DATABASE_SECRET_REF", "secret://local/db")
     begun: list[object] = []
     early = EmbeddedStack._migrate_new_database
