@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -199,9 +200,8 @@ def _tell_ready(ready_fd: int) -> None:
     """Wake a waiting `local up --detach` (it still checks /health itself); a pipe it already closed (it
     gave up) is no error."""
     try:
-        os.write(ready_fd, b"ready\n")
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"ready\n")
     finally:
         os.close(ready_fd)
 

@@ -207,17 +207,8 @@ class LazyHandler:
     def missing(self) -> list[str]:
         """The modules this handler needs that cannot be found, without importing it: its own module and
         the optional dependencies it imports first thing (`HANDLER_NEEDS`)."""
-        import importlib.util
-
         module = self.path.partition(":")[0]
-        wanted = [module, *HANDLER_NEEDS.get(module, ())]
-        found = []
-        for name in wanted:
-            try:
-                found.append(importlib.util.find_spec(name) is not None)
-            except ImportError:  # a parent package that cannot be imported
-                found.append(False)
-        return [name for name, ok in zip(wanted, found, strict=True) if not ok]
+        return [name for name in (module, *HANDLER_NEEDS.get(module, ())) if not _findable(name)]
 
     def __call__(self, event: Any, context: Any) -> Any:
         handler = self._handler
@@ -227,3 +218,13 @@ class LazyHandler:
                     self._handler = import_handler(self.path)
                 handler = self._handler
         return handler(event, context)
+
+
+def _findable(name: str) -> bool:
+    """Whether `name` can be imported as far as the import system can tell without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent package that cannot be imported
+        return False

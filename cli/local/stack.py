@@ -14,11 +14,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from shared.topology import CONSUMERS, RESETTERS, SCHEDULER_HANDLER, SCHEDULES, LazyHandler, import_handler
+
+if TYPE_CHECKING:
+    from functions.migrations.child import MigrationChild
 
 ADMIN_KEY_REF = "secret://local/admin_api_key"
 SERVICE_KEY_REF = "secret://local/service_api_key"
@@ -215,7 +218,7 @@ class EmbeddedStack:
             if migrating is not None:
                 migrating.abandon()  # a no-op once awaited; stops it when the start failed before
 
-    def _migrate_new_database(self) -> Any:
+    def _migrate_new_database(self) -> MigrationChild | None:
         """A `MigrationChild` already at work when the database is the data dir's SQLite file and it does not
         exist yet (a fresh data dir): known without loading SQLAlchemy, and the child's ~0.9 s then overlap
         this process loading the API's modules on the other core. None otherwise (`_prepare_database`
@@ -226,7 +229,7 @@ class EmbeddedStack:
 
         return MigrationChild(f"sqlite:///{self.home / DATABASE_FILE}")
 
-    def _start(self, migrating: Any, ready: bool) -> str:
+    def _start(self, migrating: MigrationChild | None, ready: bool) -> str:
         from functions.api.deps import build_deps, set_deps
         from functions.api.services import readiness
         from functions.api.settings import ApiSettings
@@ -285,7 +288,7 @@ class EmbeddedStack:
             self.mark_ready()
         return url
 
-    def _prepare_database(self, db: Any, migrating: Any = None) -> str:
+    def _prepare_database(self, db: Any, migrating: MigrationChild | None = None) -> str:
         """Migrate and seed the first admin; the revision the database is at. The migration runs in a
         process of its own (`migrate_in_child`; for a new data dir's database already begun: `migrating`):
         this one never loads Alembic. A database this code serves as it is (at the head, or ahead of it:

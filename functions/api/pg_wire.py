@@ -105,13 +105,9 @@ try:
     PIPELINED = all(hasattr(_core, name) for name in _NEEDED) and all(
         hasattr(_core.CoreConnection, name) for name in _METHODS
     )
+    from pg8000.converters import string_in as _as_read  # a text column's reader: the text as it is
 except ImportError:  # pragma: no cover - pg8000 is a base dependency
     PIPELINED = False
-
-try:
-    from pg8000.converters import string_in as _as_read
-except ImportError:  # pragma: no cover
-    _as_read = None
 
 
 def _execute_simple(self: Any, statement: str) -> Any:
@@ -352,13 +348,11 @@ def _handle_messages(self: Any, context: Any) -> None:
     if sock is None:
         raise _core.InterfaceError("connection is closed")
     read, handlers = sock.read, self.message_types
-    data_row, ready, ci_unpack, i_unpack = (
-        _core.DATA_ROW,
-        _core.READY_FOR_QUERY,
-        _core.ci_unpack,
-        _core.i_unpack,
-    )
-    readers: Any = None
+    data_row, ready = _core.DATA_ROW, _core.READY_FOR_QUERY
+    ci_unpack, i_unpack = _core.ci_unpack, _core.i_unpack
+    described: Any = None  # the column readers `readers` was made from (a RowDescription may change them)
+    readers: tuple[Any, ...] = ()  # per column: its reader, None for text (taken as decoded)
+    encoding = self._client_encoding
     code = None
     while code != ready:
         try:
@@ -375,14 +369,14 @@ def _handle_messages(self: Any, context: Any) -> None:
         if code != data_row:
             handlers[code](data, context)
             continue
-        if readers is None or readers[0] is not context.input_funcs:  # a RowDescription may come first
-            funcs = context.input_funcs
-            readers = (funcs, tuple(None if f is _as_read else f for f in funcs), self._client_encoding)
-        encoding = readers[2]
+        if described is not context.input_funcs:
+            described = context.input_funcs
+            readers = tuple(None if f is _as_read else f for f in described)
+            encoding = self._client_encoding
         row: list[Any] = []
         append = row.append
         at = 2
-        for reader in readers[1]:
+        for reader in readers:
             size = i_unpack(data, at)[0]
             at += 4
             if size == -1:

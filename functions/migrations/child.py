@@ -8,6 +8,7 @@ Alembic needs only to autogenerate, were ~0.15 s of its ~0.9 s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -57,11 +58,11 @@ class MigrationChild:
         )
         stdin = self._process.stdin
         assert stdin is not None
-        try:  # the URL at once (a few hundred bytes: a pipe holds them), so the child migrates while we work
+        # the URL at once (a few hundred bytes: a pipe holds them), so the child migrates while we work; a
+        # child that died at start breaks the pipe, and `result` reports its exit
+        with contextlib.suppress(BrokenPipeError):
             stdin.write(database_url)
             stdin.close()
-        except BrokenPipeError:  # it died at start: `result` reports its exit
-            pass
         self._process.stdin = None
 
     def result(self, timeout_s: float = 600.0) -> Migration:

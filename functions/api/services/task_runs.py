@@ -101,8 +101,8 @@ def append_events(session: Session, task_id: str, raw_events: list[dict[str, Any
 
 @functools.cache
 def _with_reach() -> Select[Task, int | None, int | None]:
-    """Built once (the statements of the most frequent requests are: building one per request cost more than
-    running it)."""
+    """The events' read of their task, built once like the other statements of the most frequent requests
+    (built per request, a statement cost more than running it: docs/decisions.md)."""
     reached = select(func.max(TaskEvent.progress_pct)).where(TaskEvent.task_id == Task.id).scalar_subquery()
     return (
         select(Task, User.telegram_id, reached)

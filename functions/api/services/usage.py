@@ -188,8 +188,11 @@ def _drop_spend(session: Session) -> None:
 
 def spent_micros(session: Session, *where: ColumnElement[bool]) -> int:
     """What the ledger rows matching `where` cost (each caller filters on an indexed column)."""
-    total = session.execute(select(func.coalesce(func.sum(UsageEntry.cost_micros), 0)).where(*where))
-    return int(total.scalar_one())
+    return int(session.execute(_spent(*where)).scalar_one())
+
+
+def _spent(*where: ColumnElement[bool]) -> Select[int]:
+    return select(func.coalesce(func.sum(UsageEntry.cost_micros), 0)).where(*where)
 
 
 def task_spent_micros(session: Session, task_id: str) -> int:
@@ -199,9 +202,7 @@ def task_spent_micros(session: Session, task_id: str) -> int:
 
 @functools.cache
 def _task_spent() -> Select[int]:
-    return select(func.coalesce(func.sum(UsageEntry.cost_micros), 0)).where(
-        UsageEntry.task_id == bindparam("task_id")
-    )
+    return _spent(UsageEntry.task_id == bindparam("task_id"))
 
 
 def task_cost_usd(session: Session, task_id: str) -> float:
