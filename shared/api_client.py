@@ -29,6 +29,7 @@ from shared.api_transport import (
     NotFoundError,
 )
 from shared.contracts.api import (
+    PROJECTS_PAGE_MAX,
     ApiKey,
     ApiKeyCreated,
     Deployment,
@@ -84,7 +85,8 @@ class ApiClient(WorkerCalls, ReleaseCalls, SpendCalls, GateCalls, NewsCalls, Inc
         cursor: str | None = None
         while True:
             page: Page[Project] = self._as(
-                Page[Project], self.request("GET", "/projects", params={"limit": 200, "cursor": cursor})
+                Page[Project],
+                self.request("GET", "/projects", params={"limit": PROJECTS_PAGE_MAX, "cursor": cursor}),
             )
             found.extend(page.items)
             cursor = page.next_cursor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from shared.contracts.dto import (
     INT32_MAX,
     INT64_MAX,
+    PROJECTS_PAGE_MAX,
     Dto,
     ErrorBody,
     GitRef,
@@ -145,6 +146,7 @@ from shared.contracts.worker_api import (
 __all__ = [
     "INT32_MAX",
     "INT64_MAX",
+    "PROJECTS_PAGE_MAX",
     "ApiKey",
     "ApiKeyCreate",
     "ApiKeyCreated",

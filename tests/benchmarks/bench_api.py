@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from shared.contracts.api import PROJECTS_PAGE_MAX
+
 COLD_IMPORT = "import time; t=time.perf_counter(); import functions.api.handler; print(time.perf_counter()-t)"
 LISTED_PROJECTS = 300
 
@@ -117,7 +119,8 @@ def _list_all_projects(api: Any) -> int:
     """Every project, following `next_cursor` when the API pages (a list body is the unpaged API)."""
     body, listed, cursor = None, 0, None
     while True:
-        body = _ok(api.get("/projects", **({"limit": 200, "cursor": cursor} if cursor else {"limit": 200})))
+        params = {"limit": PROJECTS_PAGE_MAX} | ({"cursor": cursor} if cursor else {})
+        body = _ok(api.get("/projects", **params))
         if isinstance(body, list):
             return len(body)
         listed += len(body["items"])
@@ -138,7 +141,7 @@ def latency(database_url: str, home: Path, n: int, listed: int = LISTED_PROJECTS
         _ok(api.post("/projects", {"name": f"p-{i}"}))
     results["get project by id"] = _timed(engine, n, lambda i: _ok(api.get(f"/projects/{project_id}")))
     results[f"list {listed} projects (1st page, 50)"] = _timed(engine, n, lambda i: _ok(api.get("/projects")))
-    results[f"list {listed} projects (all, pages of 200)"] = _timed(
+    results[f"list {listed} projects (all, pages of {PROJECTS_PAGE_MAX})"] = _timed(
         engine, max(1, n // 4), lambda i: _list_all_projects(api)
     )
     results["create task (+outbox, publish)"] = _timed(

@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from shared.contracts.api import PROJECTS_PAGE_MAX
 from tests.benchmarks.bench_api import COLD_IMPORT, LISTED_PROJECTS
 from tests.benchmarks.bench_embedded import _consume_tasks, _cpu_s
 
@@ -176,7 +177,7 @@ class Target:
         _ok(self.http.get(f"/api/projects/{project_id}" if self.is_seed else f"/projects/{project_id}"))
 
     def list_projects(self) -> tuple[int, int]:
-        """(projects listed, requests made): ours pages with a cursor (pages of 200, the most it allows)."""
+        """(projects listed, requests made): ours pages with a cursor (pages of PROJECTS_PAGE_MAX, the most it allows)."""
         return _list_all(self.http, self.is_seed)
 
     def create_task(self, project: str) -> str:
@@ -211,7 +212,7 @@ def _list_all(client: httpx.Client, seed: bool) -> tuple[int, int]:
         return len(_ok(client.get("/api/projects/"))), 1
     listed, requests, cursor = 0, 0, None
     while True:
-        params: dict[str, Any] = {"limit": 200} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, Any] = {"limit": PROJECTS_PAGE_MAX} | ({"cursor": cursor} if cursor else {})
         body = _ok(client.get("/projects", params=params))
         requests += 1
         listed += len(body["items"])

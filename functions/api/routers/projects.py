@@ -20,6 +20,7 @@ from functions.api.routers._common import (
 )
 from functions.api.services import idempotency, lookup, projects
 from shared.contracts.api import (
+    PROJECTS_PAGE_MAX,
     DeployStart,
     EngineeringStart,
     Page,
@@ -37,7 +38,7 @@ ProjectId = Annotated[str, Path(description="The project's id or its name.", max
 
 @router.get("/projects", summary="List projects, oldest first (cursor pagination)", tags=TAGS)
 def list_projects(
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=PROJECTS_PAGE_MAX)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[Project]:
     caller = principal(router)

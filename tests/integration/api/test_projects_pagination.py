@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from functions.api.handler import lambda_handler
-from shared.api_client import ApiClient
+from shared import api_client
 from shared.apigw import LambdaTransport
+from shared.contracts.api import PROJECTS_PAGE_MAX
 from tests.api_support import ADMIN_KEY, ApiHarness
 
 
@@ -45,15 +50,21 @@ def test_a_cursor_that_is_not_ours_is_a_422_naming_it(api: ApiHarness) -> None:
     reply = api.get("/projects", cursor="not-a-cursor")
     assert reply.status == 422 and reply.body["fields"] == ["cursor"]
     assert api.get("/projects", limit=0).status == 422
-    assert api.get("/projects", limit=201).status == 422
+    assert api.get("/projects", limit=PROJECTS_PAGE_MAX + 1).status == 422
+    assert api.get("/projects", limit=PROJECTS_PAGE_MAX).status == 200
 
 
-def test_the_client_follows_the_cursors(api: ApiHarness) -> None:
-    for i in range(205):  # more than the client's page of 200
+def test_the_client_follows_the_cursors(api: ApiHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_client, "PROJECTS_PAGE_MAX", 3)  # the client asks for pages of 3
+    for i in range(7):
         api.new_project(f"p-{i}")
-    client = ApiClient(
-        "http://api.local", ADMIN_KEY, transport=LambdaTransport(lambda e, c: lambda_handler(e, c))
-    )
-    with client:
+    asked: list[str] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        asked.append(event["rawQueryString"])
+        return lambda_handler(event, context)
+
+    with api_client.ApiClient("http://api.local", ADMIN_KEY, transport=LambdaTransport(handler)) as client:
         listed = client.list_projects()
-    assert [p.name for p in listed] == [f"p-{i}" for i in range(205)]
+    assert [p.name for p in listed] == [f"p-{i}" for i in range(7)]
+    assert len(asked) == 3 and all("limit=3" in query for query in asked)
