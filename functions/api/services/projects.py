@@ -9,7 +9,22 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic_core import from_json
-from sqlalchemy import ColumnElement, String, Text, and_, cast, delete, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -54,20 +69,64 @@ def list_page(
     """The caller's projects (everyone's for admins and services), oldest first, a page at a time.
 
     One statement: the live URL comes from a join, and rows go straight to the response model without
-    becoming ORM objects (building those cost more than the query on a 300-project listing)."""
-    live = and_(Deployment.project_id == Project.id, Deployment.status == "deployed")
-    stmt = select(*_listed_columns(), Deployment.url.label("deployed_url")).outerjoin(Deployment, live)
+    becoming ORM objects (building those cost more than the query on a 300-project listing). On PostgreSQL
+    the database writes the page as one JSON document (`_json_page`)."""
+    params: dict[str, Any] = {"limit": limit + 1}
     if not caller.sees_all():
-        stmt = stmt.where(Project.owner_id == caller.user_id)
+        params["owner"] = caller.user_id
     if cursor:
-        created, last_id = pages.decode_cursor(cursor)
+        params["created"], params["last_id"] = pages.decode_cursor(cursor)
+    # Core, not `session.execute`: plain rows need none of the ORM's result handling
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        document = connection.execute(_json_page("owner" in params, bool(cursor)), params).scalar_one()
+        return pages.page_of(_views().validate_json(document), limit)
+    result = connection.execute(_rows_page("owner" in params, bool(cursor)), params)
+    keys = tuple(result.keys())
+    return pages.page_of(_views().validate_python([_stored_values(keys, row) for row in result]), limit)
+
+
+def _page_query(columns: Sequence[ColumnElement[Any]], mine: bool, after: bool) -> Select[Any]:
+    """A page of projects with their live URL, oldest first: `:owner`'s only if `mine`, after the cursor's
+    (`:created`, `:last_id`) if `after`, at most `:limit` rows."""
+    live = and_(Deployment.project_id == Project.id, Deployment.status == "deployed")
+    stmt = select(*columns, Deployment.url.label("deployed_url")).outerjoin(Deployment, live)
+    if mine:
+        stmt = stmt.where(Project.owner_id == bindparam("owner"))
+    if after:
+        created = bindparam("created", type_=Project.created_at.type)
+        last_id = bindparam("last_id", type_=Project.id.type)
         stmt = stmt.where(
             or_(Project.created_at > created, and_(Project.created_at == created, Project.id > last_id))
         )
-    # Core, not `session.execute`: plain rows need none of the ORM's result handling
-    result = session.connection().execute(stmt.order_by(Project.created_at, Project.id).limit(limit + 1))
-    keys = tuple(result.keys())
-    return pages.page_of(_views().validate_python([_stored_values(keys, row) for row in result]), limit)
+    return stmt.order_by(Project.created_at, Project.id).limit(bindparam("limit"))
+
+
+@functools.cache
+def _rows_page(mine: bool, after: bool) -> Select[Any]:
+    return _page_query(_listed_columns(), mine, after)
+
+
+@functools.cache
+def _json_page(mine: bool, after: bool) -> Select[Any]:
+    """PostgreSQL: the page as one JSON array, built by the database (`json_agg` over a record per row).
+    Decoding and converting each of the page's values in Python was most of a listing's CPU (300 projects:
+    ~4 ms, against ~1 ms for the database to write the document and pydantic to read it in one call).
+
+    Times are written as UTC text ending in `Z` whatever the session's `TimeZone` (pg8000 already needs the
+    `DateStyle` ISO); stored JSON columns go in as JSON. The record's fields are the listing's columns,
+    so the document holds exactly what `_rows_page` reads (tests/integration/api/
+    test_projects_listing_values.py compares the answers byte for byte)."""
+    from sqlalchemy.dialects.postgresql import aggregate_order_by  # only PostgreSQL's listing needs it
+
+    page = _page_query(list(Project.__table__.columns), mine, after).subquery("s")
+    fields = ", ".join(
+        f"timezone('UTC', s.{name})::text || 'Z' AS {name}" if name in _STORED_TIMES else f"s.{name}"
+        for name in page.c.keys()
+    )
+    record: ColumnElement[Any] = literal_column(f"(SELECT r FROM (SELECT {fields}) AS r)")
+    listed = func.json_agg(aggregate_order_by(record, page.c.created_at, page.c.id))
+    return select(cast(func.coalesce(listed, literal_column("'[]'::json")), Text)).select_from(page)
 
 
 @functools.cache

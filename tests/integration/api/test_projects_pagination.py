@@ -44,6 +44,8 @@ def test_a_person_pages_through_their_own_projects_only(api: ApiHarness) -> None
         assert alice.post("/projects", {"name": name}).status == 201
 
     assert _pages(alice, limit=2) == [["a1", "a2"], ["a3"]]
+    _, key = api.new_user("bob")
+    assert api.as_key(key).get("/projects").body == {"items": [], "next_cursor": None}
 
 
 def test_a_cursor_that_is_not_ours_is_a_422_naming_it(api: ApiHarness) -> None:
