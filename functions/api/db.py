@@ -14,6 +14,7 @@ within the API's timeout, then gives up with `DatabaseWaking` (503 + Retry-After
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import ssl
 import threading
@@ -521,16 +522,20 @@ class DatabaseTls:
       RDS root CAs shipped beside this module) and its name against the host connected to.
     - `require`: TLS required, the certificate not checked (encrypted, the server not authenticated).
     - `disable`: no TLS.
-    - unset (`mode=None`): pg8000's own default, kept for the embedded / local case: TLS if the server
-      offers it, unverified (CERT_NONE), plaintext if it does not.
+    - unset (`mode=None`): pg8000's own default, TLS if the server offers it, unverified (CERT_NONE),
+      plaintext if it does not; but none to a loopback host (the embedded / local case), where TLS
+      protects nothing and pg8000 built a context and loaded the system's CAs for every new connection
+      (~20 ms of CPU each, against ~2 ms for the whole login without TLS). A loopback server that
+      insists on TLS (`hostssl`) needs `require`.
     """
 
     mode: TlsMode | None = None
     ca_bundle: Path | None = None
 
-    def connect_args(self) -> dict[str, Any]:
+    def connect_args(self, host: str | None = None) -> dict[str, Any]:
+        """pg8000's TLS connect argument for a connection to `host` (None: pg8000's default, localhost)."""
         if self.mode is None:
-            return {}
+            return {"ssl_context": False} if _is_loopback(host) else {}
         if self.mode == "disable":
             return {"ssl_context": False}
         if self.mode == "require":
@@ -553,6 +558,15 @@ class DatabaseTls:
         context.verify_mode = ssl.CERT_REQUIRED
         context.check_hostname = True
         return context
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 PG_TIMESTAMP_OID, PG_TIMESTAMPTZ_OID = 1114, 1184
@@ -638,7 +652,7 @@ def make_engine(
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     pg8000 = url.get_driver_name() == "pg8000"
-    connect_args = (tls or DatabaseTls()).connect_args() if pg8000 else {}
+    connect_args = (tls or DatabaseTls()).connect_args(url.host) if pg8000 else {}
     if url.get_backend_name() == "postgresql":
         engine = create_engine(
             url,

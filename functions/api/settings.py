@@ -63,8 +63,8 @@ class ApiSettings(
         Field(
             description=(
                 "PostgreSQL TLS: verify-full (certificate and host name checked against "
-                "database_ca_bundle), require (encrypted, unverified) or disable; unset = pg8000's "
-                "default (TLS if offered, unverified)."
+                "database_ca_bundle), require (encrypted, unverified) or disable; unset = TLS if offered, "
+                "unverified, and none to a loopback host (127.0.0.1, ::1, localhost)."
             )
         ),
     ] = None

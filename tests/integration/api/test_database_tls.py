@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from functions.api.db import RDS_CA_BUNDLE, DatabaseTls, DatabaseTlsError, make_engine
 from functions.api.deps import build_deps
@@ -66,8 +67,10 @@ def test_require_connects_encrypted_without_checking(pg: TlsPostgres) -> None:
     assert _ssl_in_use(pg.url, DatabaseTls("require")) is True
 
 
-def test_unset_keeps_pg8000s_default_and_disable_turns_tls_off(pg: TlsPostgres) -> None:
-    assert _ssl_in_use(pg.url, DatabaseTls()) is True  # TLS when offered (unverified), as before
+def test_unset_is_plaintext_to_a_loopback_host_and_disable_turns_tls_off(pg: TlsPostgres) -> None:
+    assert make_url(pg.url).host == "127.0.0.1"
+    assert _ssl_in_use(pg.url, DatabaseTls()) is False  # TLS on loopback protects nothing, costs ~20 ms
+    assert _ssl_in_use(pg.url, DatabaseTls("require")) is True
     assert _ssl_in_use(pg.url, DatabaseTls("disable")) is False
 
 
