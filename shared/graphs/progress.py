@@ -22,6 +22,9 @@ from shared.observability import get_logger
 
 HOLD_S = 1.0
 """The longest an event waits for the graph's next change (as the wrapper's EVENT_FLUSH_S)."""
+IDLE_S = 30.0
+"""The flusher ends after this long with nothing held, and the next event starts another: a holder whose
+graph is gone (a function rebuilt after a reset, a stopped stack) leaves no thread, nor its client, behind."""
 
 
 class EventsApi(Protocol):
@@ -31,9 +34,9 @@ class EventsApi(Protocol):
 
 
 class HeldEvents:
-    def __init__(self, api: EventsApi, hold_s: float = HOLD_S) -> None:
+    def __init__(self, api: EventsApi, hold_s: float = HOLD_S, idle_s: float = IDLE_S) -> None:
         self._api = api
-        self.hold_s = hold_s
+        self.hold_s, self.idle_s = hold_s, idle_s
         self._lock = threading.Lock()
         self._due = threading.Condition(self._lock)
         self._sending = threading.RLock()
@@ -59,7 +62,9 @@ class HeldEvents:
         while True:
             with self._lock:
                 while not self._deadlines:
-                    self._due.wait()
+                    if not self._due.wait(self.idle_s) and not self._deadlines:
+                        self._flusher = None  # under the lock `add` starts the next one under
+                        return
                 now = time.monotonic()
                 due = [owner for owner, deadline in self._deadlines.items() if deadline <= now]
                 if not due:
@@ -88,6 +93,11 @@ class HeldEvents:
                 get_logger().exception(
                     "could not send progress events", extra={"task_id": task_id, "events": len(events)}
                 )
+
+    def flusher_running(self) -> bool:
+        """Whether a flusher thread is alive (tests)."""
+        with self._lock:
+            return self._flusher is not None and self._flusher.is_alive()
 
     def held(self) -> int:
         """How many events this thread holds (tests)."""

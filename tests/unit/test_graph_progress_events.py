@@ -74,6 +74,21 @@ def test_events_go_out_within_the_hold_when_nothing_changes() -> None:
     assert held.held() == 0
 
 
+def test_the_flusher_ends_when_idle_and_the_next_event_starts_another() -> None:
+    recorder = _Recorder()
+    held = HeldEvents(_api(recorder), hold_s=0.02, idle_s=0.1)
+    for message in ("first", "second"):
+        # when
+        held.add(TASK, {"type": "progress", "message": message})
+        assert held.flusher_running()
+        deadline = time.monotonic() + 5
+        while held.flusher_running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # then: sent within the hold, and no thread is left once idle
+        assert not held.flusher_running()
+    assert recorder.calls == [("POST", "events", ["first"]), ("POST", "events", ["second"])]
+
+
 def test_each_thread_holds_its_own_and_a_failed_send_fails_nothing() -> None:
     recorder = _Recorder(fail_events=True)
     api = _api(recorder)
