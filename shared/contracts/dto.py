@@ -128,9 +128,9 @@ class Health(Out):
 # -- pages -------------------------------------------------------------------------------
 
 PROJECTS_PAGE_MAX = 500
-"""The most projects one page of `GET /projects` holds (other lists hold 200): a person owns at most `limit_projects_per_user`
-live projects (50 by default) plus the archived ones, so a page of 500 (~200 KB of JSON) answers nearly
-every listing, an admin's included, in one request."""
+"""The most projects one page of `GET /projects` holds (other lists hold 200). A person owns at most
+`limit_projects_per_user` live projects (50 by default) plus the archived ones, so a page of 500 (~200 KB
+of JSON) answers nearly every listing, an admin's included, in one request."""
 
 
 class Page(Out, Generic[T]):

@@ -63,7 +63,7 @@ class HeldEvents:
             with self._lock:
                 while not self._deadlines:
                     if not self._due.wait(self.idle_s) and not self._deadlines:
-                        self._flusher = None  # under the lock `add` starts the next one under
+                        self._flusher = None  # `add` sees it under this lock and starts another
                         return
                 now = time.monotonic()
                 due = [owner for owner, deadline in self._deadlines.items() if deadline <= now]
