@@ -542,6 +542,8 @@ class Ecs(threading.Thread):
         self.stopping = threading.Event()
         self.errors: list[str] = []
         self.kill_next: Callable[[dict[str, Any]], bool] | None = None
+        self.kill_after_s = 0.5
+        """How long the task `kill_next` picks runs before it is killed (set again to 0.5 after each kill)."""
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -658,8 +660,8 @@ class Ecs(threading.Thread):
         log.close()
         self.running[arn] = process
         if self.kill_next is not None and self.kill_next(task):
-            self.kill_next = None
-            time.sleep(0.5)
+            self.kill_next, delay, self.kill_after_s = None, self.kill_after_s, 0.5
+            time.sleep(delay)
             os.killpg(process.pid, 9)
 
     def _stopped(self, arn: str, exit_code: int, reason: str) -> None:
