@@ -532,8 +532,9 @@ class DatabaseTls:
     mode: TlsMode | None = None
     ca_bundle: Path | None = None
 
-    def connect_args(self, host: str | None = None) -> dict[str, Any]:
-        """pg8000's TLS connect argument for a connection to `host` (None: pg8000's default, localhost)."""
+    def connect_args(self, host: str | None) -> dict[str, Any]:
+        """pg8000's TLS connect argument for a connection to `host` (None: pg8000's default, localhost).
+        Required: a caller that forgot it would reach a remote server without TLS."""
         if self.mode is None:
             return {"ssl_context": False} if _is_loopback(host) else {}
         if self.mode == "disable":

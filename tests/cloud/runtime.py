@@ -513,6 +513,10 @@ class ContainerImage:
     environment: dict[str, str] = field(default_factory=dict)
 
 
+KILL_AFTER_S = 0.5
+"""How long a task `Ecs.kill_next` picks runs before it is killed, unless a scenario sets `kill_after_s`."""
+
+
 class Ecs(threading.Thread):
     """Runs every task RunTask created (seen in moto) as a local process: the image's entrypoint plus the
     override command, the task definition's environment plus overrides, the *task role's* credentials
@@ -542,8 +546,8 @@ class Ecs(threading.Thread):
         self.stopping = threading.Event()
         self.errors: list[str] = []
         self.kill_next: Callable[[dict[str, Any]], bool] | None = None
-        self.kill_after_s = 0.5
-        """How long the task `kill_next` picks runs before it is killed (set again to 0.5 after each kill)."""
+        self.kill_after_s = KILL_AFTER_S
+        """How long the task `kill_next` picks runs before it is killed (back to `KILL_AFTER_S` after each kill)."""
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -660,7 +664,7 @@ class Ecs(threading.Thread):
         log.close()
         self.running[arn] = process
         if self.kill_next is not None and self.kill_next(task):
-            self.kill_next, delay, self.kill_after_s = None, self.kill_after_s, 0.5
+            self.kill_next, delay, self.kill_after_s = None, self.kill_after_s, KILL_AFTER_S
             time.sleep(delay)
             os.killpg(process.pid, 9)
 

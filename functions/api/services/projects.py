@@ -71,17 +71,18 @@ def list_page(
     One statement: the live URL comes from a join, and rows go straight to the response model without
     becoming ORM objects (building those cost more than the query on a 300-project listing). On PostgreSQL
     the database writes the page as one JSON document (`_json_page`)."""
+    mine, after = not caller.sees_all(), bool(cursor)
     params: dict[str, Any] = {"limit": limit + 1}
-    if not caller.sees_all():
+    if mine:
         params["owner"] = caller.user_id
     if cursor:
         params["created"], params["last_id"] = pages.decode_cursor(cursor)
     # Core, not `session.execute`: plain rows need none of the ORM's result handling
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        document = connection.execute(_json_page("owner" in params, bool(cursor)), params).scalar_one()
+        document = connection.execute(_json_page(mine, after), params).scalar_one()
         return pages.page_of(_views().validate_json(document), limit)
-    result = connection.execute(_rows_page("owner" in params, bool(cursor)), params)
+    result = connection.execute(_rows_page(mine, after), params)
     keys = tuple(result.keys())
     return pages.page_of(_views().validate_python([_stored_values(keys, row) for row in result]), limit)
 
