@@ -26,8 +26,9 @@ loaded = sorted({name.split(".")[0] for name in sys.modules})
 consumers = [c.function for c in s.consumers]
 handlers = sorted(c.handler.partition(":")[0] for c in s.consumers if c.handler.partition(":")[0] in sys.modules)
 handlers += [name for name in ("aws_lambda_powertools.utilities.batch",) if name in sys.modules]
+dialects = sorted({name.split(".")[2] for name in sys.modules if name.startswith("sqlalchemy.dialects.")})
 s.stop()
-print(json.dumps({"loaded": loaded, "consumers": consumers, "handlers": handlers}))
+print(json.dumps({"loaded": loaded, "consumers": consumers, "handlers": handlers, "dialects": dialects}))
 """
 
 
@@ -46,6 +47,8 @@ def test_starting_the_stack_with_telegram_off_loads_no_heavy_library(embedded_ho
     # a consumer's function is loaded at its first message (`LazyHandler`), not by the start, nor what it
     # consumes with (Powertools' batch utilities and their parser models: shared.queues.failures)
     assert found["handlers"] == []
+    # SQLite's stack loads SQLAlchemy's SQLite dialect only: PostgreSQL's package is ~2 MiB more RSS
+    assert "sqlite" in found["dialects"] and "postgresql" not in found["dialects"]
 
 
 def _start(home: Path) -> dict[str, list[str]]:
