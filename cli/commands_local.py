@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import signal
@@ -17,18 +15,15 @@ import typer
 
 from cli.context import JsonFlag
 from cli.errors import CliError, ExitCode
-from cli.local.ports import check_port, port_taken_error, stack_port, valid_port
+from cli.local.ports import check_port, stack_port, valid_port
+from cli.local.serve import ServeOptions, stack_home
 from cli.output import print_json
 from shared.topology import CONSUMERS
 
 app = typer.Typer(help="Run the whole system on this machine (no AWS, no Docker).", no_args_is_help=True)
 
 
-def _home() -> Path:
-    """`HomeSettings().home`, read as pydantic-settings reads it (ORCH_HOME in any case, `~` expanded) without
-    loading it: ~0.1 s of `local down` and `local status`. A test keeps the two in agreement."""
-    environ = {name.lower(): value for name, value in os.environ.items()}
-    return Path(environ.get("orch_home", "~/.orchestrator")).expanduser()
+_home = stack_home
 
 
 def _running(home: Path):  # type: ignore[no-untyped-def]
@@ -133,11 +128,10 @@ def up(
     if detach:
         _up_detached(home, chosen_port, database_url, json_output, consumers, telegram, retry=retry)
         return
-    _up_foreground(home, chosen_port, database_url, consumers, telegram, json_output, retry, ready_fd)
+    _up_foreground(chosen_port, database_url, consumers, telegram, json_output, retry, ready_fd)
 
 
 def _up_foreground(
-    home: Path,
     port: int,
     database_url: str | None,
     consumers: str,
@@ -146,78 +140,14 @@ def _up_foreground(
     retry: str,
     ready_fd: int | None = None,
 ) -> None:
-    from cli.config import write_config
-    from cli.local.stack import EmbeddedStack
-
-    chosen = None if consumers == "all" else [c for c in consumers.split(",") if c and c != "none"]
-    try:
-        stack = EmbeddedStack(home, port=port, database_url=database_url, consumers=chosen, telegram=telegram)
-    except ValueError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
-    try:
-        url = stack.start(ready=False)
-    except (ValueError, RuntimeError) as exc:  # e.g. --telegram without a bot token
-        stack.stop()
-        raise CliError(str(exc), ExitCode.USAGE) from None
-    except OSError as exc:
-        stack.stop()
-        if exc.errno == errno.EADDRINUSE:  # taken between the check and the bind
-            raise port_taken_error(port, retry) from None
-        raise CliError(
-            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", ExitCode.FAILURE
-        ) from None
-    write_config({"api_url": url, "api_key": stack.admin_key or ""})
-    for notice in stack.notices:
-        typer.echo(notice, err=True)
-    if json_output:  # one line: scripts read the first line of stdout
-        sys.stdout.write(json.dumps({"url": url, "pid": os.getpid(), "home": str(home)}) + "\n")
-    else:
-        typer.echo(f"orchestrator is up: API {url} (docs {url}/docs), data in {home}")
-        typer.echo(
-            "the CLI is configured; try:  orchestrator project create --name blog --description 'my blog'"
-        )
-        typer.echo("Ctrl-C stops it.")
-    sys.stdout.flush()
-    # From here on stdout carries only what the banner promised: logs and EMF metrics go to stderr.
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    stack.mark_ready()  # only now does /health answer 200 (the CLI can use the stack) and the jobs run
+    """Become the stack's own process (`cli.local.serve`): the same pid, terminal and signals, without the
+    command line's modules in the process that serves from now on."""
+    argv = ServeOptions(port, database_url, consumers, telegram, json_output, retry, ready_fd).argv()
     if ready_fd is not None:
-        _tell_ready(ready_fd)
-
-    def _stop(signum: int, _frame: object) -> None:
-        stack.request_stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    stack.wait()
-    stack.stop(exiting=True)
-    if not json_output:
-        typer.echo("stopped")
-    _exit_now()
-
-
-def _tell_ready(ready_fd: int) -> None:
-    """Wake a waiting `local up --detach` (it still checks /health itself); a pipe it already closed (it
-    gave up) is no error."""
-    try:
-        with contextlib.suppress(OSError):
-            os.write(ready_fd, b"ready\n")
-    finally:
-        os.close(ready_fd)
-
-
-def _exit_now() -> None:
-    """Exit without the interpreter's teardown: the stack is stopped and its state file gone, and what
-    remains is garbage-collecting every module the stack loaded, which took seconds of `local down`.
-    The exit handlers still run (logs flushed, wake-up markers removed)."""
-    import atexit
-    import logging
-
-    atexit._run_exitfuncs()
-    logging.shutdown()
+        os.set_inheritable(ready_fd, True)  # a descriptor Python opened is closed by exec otherwise
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os.execv(argv[0], argv)  # noqa: S606 - this interpreter and a fixed module: no shell, no user program
 
 
 READY_TIMEOUT_S = 60.0
@@ -240,14 +170,8 @@ def _up_detached(
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "logs").mkdir(exist_ok=True)
     log_path = home / "logs" / "stack.log"
-    args = [sys.executable, "-m", "cli.main", "local", "up", "--port", str(port), "--json"]
-    args += ["--consumers", consumers]
-    if database_url:
-        args += ["--database-url", database_url]
-    if telegram:
-        args.append("--telegram")
     ready_read, ready_write = os.pipe()  # the stack writes once ready: no fixed-interval polling
-    args += ["--ready-fd", str(ready_write)]
+    args = ServeOptions(port, database_url, consumers, telegram, True, retry, ready_write).argv()
     try:
         try:
             process, offset = _start_stack_process(args, home, log_path, ready_write)

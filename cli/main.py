@@ -184,14 +184,15 @@ def main() -> None:
         print_error("interrupted")
         sys.exit(130)
     except Exception as exc:
-        described = _describe(exc)
+        described = describe_error(exc)
         if described is None:
             raise
         print_error(described[0])
         sys.exit(int(described[1]))
 
 
-def _describe(exc: Exception) -> tuple[str, ExitCode] | None:
+def describe_error(exc: Exception) -> tuple[str, ExitCode] | None:
+    """A known failure's one line and exit code; None for a bug (its traceback is printed)."""
     from shared.api_client import ApiError, ApiUnreachable, AuthError, ConflictError, NotFoundError
     from shared.api_transport import DatabaseWakingError
 

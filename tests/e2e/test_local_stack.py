@@ -225,3 +225,14 @@ def test_users_and_keys(stack: Stack, cli: CliRunner) -> None:
 def test_second_stack_on_the_same_home_is_refused(stack: Stack, cli: CliRunner) -> None:
     result = cli("local", "up", "--port", "0")
     assert result.returncode == 4 and "already runs" in result.stderr
+
+
+def test_local_up_becomes_the_stacks_own_process(stack: Stack) -> None:
+    """The foreground `local up` execs `cli.local.serve`: the pid the person started (and Ctrl-Cs) is the
+    stack's, and that process no longer runs the CLI's module."""
+    assert stack.process is not None
+    cmdline = Path(f"/proc/{stack.process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"cli.local.serve" in cmdline and b"cli.main" not in cmdline
+    state = json.loads((stack.home / "stack.json").read_text())
+    assert state["pid"] == stack.process.pid
+    assert stack.stop() == 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.commands_local import _tell_ready, _wait_ready
+from cli.commands_local import _wait_ready
+from cli.local.serve import tell_ready
 from cli.local.stack import StackState
 
 
@@ -62,6 +63,6 @@ def test_the_stack_s_word_is_checked_against_its_state_and_health(
 def test_telling_a_wait_that_gave_up_is_no_error() -> None:
     ready_read, ready_write = os.pipe()
     os.close(ready_read)
-    _tell_ready(ready_write)  # EPIPE (SIGPIPE is ignored by Python): swallowed, the descriptor closed
+    tell_ready(ready_write)  # EPIPE (SIGPIPE is ignored by Python): swallowed, the descriptor closed
     with pytest.raises(OSError):
         os.fstat(ready_write)

@@ -158,3 +158,11 @@ def test_runnable_agents_reads_the_environment_as_agent_environment_does(
 
     # then the light reading agrees with the settings model the workers use
     assert runnable_agents() == runnable_agents(AgentEnvironment())
+
+
+def test_the_stacks_own_process_does_not_load_the_command_line() -> None:
+    """`local up` hands over to `cli.local.serve` (exec, or the `--detach` child): what the stack's process
+    has loaded before starting the stack holds no typer (nor click, rich) and no command module."""
+    loaded = _modules_after_import("cli.local.serve")
+    assert sorted(m for m in loaded if m.split(".")[0] in ("typer", "click", "rich")) == []
+    assert sorted(m for m in loaded if m.startswith(("cli.main", "cli.commands_"))) == []
