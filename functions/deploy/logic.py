@@ -14,7 +14,7 @@ from functions.deploy.graph import Ports, build_graph
 from functions.deploy.releases import free_after_failure
 from functions.deploy.state import DeployState
 from shared.api_client import ConflictError
-from shared.contracts import DeployMessage, ProvisionerResult
+from shared.contracts import DeployMessage
 from shared.graphs.driver import GraphDriver, LeaseBusy, in_flight
 
 __all__ = ["Deploy", "LeaseBusy"]
@@ -85,13 +85,3 @@ class Deploy(GraphDriver):
         snapshot = self.graph.get_state(self.config(task_id))
         if waits_for_deploy_approval(task_id, self.pending_wait(snapshot)):
             free_after_failure(self.api, DeployState.model_validate(snapshot.values))
-
-    def server_checked(self, result: ProvisionerResult) -> None:
-        """Every ping / provision outcome updates the server's status, whoever asked for it."""
-        if result.reachable is None and result.status != "success":
-            return  # a provisioning failure says nothing certain about reachability
-        status = "up" if result.status == "success" and result.reachable is not False else "unreachable"
-        try:
-            self.api.record_server_check(result.server_handle, status, dict(result.facts))
-        except Exception:
-            self.logger.exception("could not record the server check", extra={"server": result.server_handle})

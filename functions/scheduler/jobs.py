@@ -256,12 +256,14 @@ def server_sync(ports: JobPorts) -> dict[str, int]:
     (and opens an incident on a flip) when it arrives on provisioner:results."""
     import time
 
-    from shared.contracts import PROVISIONER_QUEUE, ProvisionerMessage
+    from shared.contracts import PROVISIONER_QUEUE, ProvisionerMessage, server_check_id
 
     window = int(time.time() // ports.settings.server_sync_every_s)
     servers = ports.api.list_servers()[: ports.settings.sync_batch]
     messages = [
-        ProvisionerMessage(request_id=f"sync:{s.handle}:{window}", server_handle=s.handle, job_type="ping")
+        ProvisionerMessage(
+            request_id=server_check_id("sync", s.handle, window), server_handle=s.handle, job_type="ping"
+        )
         for s in servers
     ]
     for start in range(0, len(messages), 10):

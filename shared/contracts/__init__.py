@@ -15,6 +15,8 @@ from shared.contracts.jobs import (
     ProvisionerResult,
     ScaffolderMessage,
     ScaffolderResult,
+    is_server_check,
+    server_check_id,
 )
 from shared.contracts.payloads import (
     PARAMS,
@@ -162,9 +164,11 @@ __all__ = [
     "WorkerContext",
     "WorkerResponse",
     "dump_message",
+    "is_server_check",
     "parse_message",
     "parse_params",
     "parse_result",
     "progress_stream",
     "resolve_queue",
+    "server_check_id",
 ]

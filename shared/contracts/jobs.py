@@ -101,6 +101,23 @@ class ProvisionerMessage(BaseMessage):
     open_ports: SeedList[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
 
 
+SERVER_CHECKS = ("sync", "recovery")
+"""The request ids of provisioner runs no task's graph waits for begin with one of these: server_sync's
+scheduled pings (`sync:`) and a lost server's recovery (`recovery:`). A graph's request ids begin with its
+task's id (`shared.graphs.driver.request_id`)."""
+
+
+def server_check_id(kind: Literal["sync", "recovery"], handle: str, part: object) -> str:
+    """The request id of a provisioner run for `handle` that no graph waits for (one per `part`: a schedule
+    window, a flip)."""
+    return f"{kind}:{handle}:{part}"
+
+
+def is_server_check(request_id: str) -> bool:
+    """Whether a provisioner result only reports on its server, with no graph waiting for it."""
+    return request_id.partition(":")[0] in SERVER_CHECKS
+
+
 class ProvisionerResult(BaseResult):
     """Outcome of a provisioning (or ping) run. Added: `reachable`, `facts` (a few ansible facts:
     os, python, hostname), and output tails / exit code on failure."""

@@ -30,7 +30,7 @@ from functions.api.models import (
     User,
 )
 from functions.api.services import incidents, lookup, outbox, tasks
-from shared.contracts import PROVISIONER_QUEUE, ProvisionerMessage
+from shared.contracts import PROVISIONER_QUEUE, ProvisionerMessage, server_check_id
 from shared.contracts.api import TaskType
 from shared.contracts.recovery import RedeployedProject, ServerRecovery
 from shared.contracts.servers import Server as ServerDto
@@ -40,7 +40,7 @@ RECOVERY_NAMESPACE = uuid.UUID("5b7c2a4e-2f7d-4c55-9a43-1f0e9d6c8b21")
 
 def recovery_id(server: Server, flip_id: str) -> str:
     """The request id of one recovery: one per server and flip (the incident that recorded it)."""
-    return f"recovery:{server.handle}:{flip_id}"
+    return server_check_id("recovery", server.handle, flip_id)
 
 
 def request(session: Session, server: Server, flip_id: str) -> str:
