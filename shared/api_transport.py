@@ -196,6 +196,7 @@ class ApiTransport:
         self._sleep = sleep
         self._creates = 0
         self._before_change: list[Callable[[], None]] = []
+        self._before_close: list[Callable[[], None]] = []
         self._in_callbacks = threading.local()
         headers = {"user-agent": "orchestrator-client/0.1"}
         if api_key:
@@ -225,6 +226,12 @@ class ApiTransport:
         progress events go out before whatever it changes next)."""
         self._before_change.append(callback)
 
+    def before_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the client is closed, before it is (a graph's held progress events, every
+        thread's, go out when its function is reset or the stack stops, instead of failing on a closed
+        client)."""
+        self._before_close.append(callback)
+
     def flush_before_change(self) -> None:
         """Run the `before_change` callbacks now, as a change would (a graph's held progress events are
         sent; a test that calls a graph's nodes directly reads them after this)."""
@@ -246,7 +253,13 @@ class ApiTransport:
             self._in_callbacks.active = previous
 
     def close(self) -> None:
-        self._http.close()
+        callbacks, self._before_close = self._before_close, []  # once: a second close has nothing to send
+        try:
+            with self.without_before_change():
+                for callback in callbacks:
+                    callback()
+        finally:
+            self._http.close()
 
     def __enter__(self) -> Self:
         return self

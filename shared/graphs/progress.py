@@ -85,6 +85,13 @@ class HeldEvents:
             with self._api.without_before_change():  # its sends run no client callbacks, this one's included
                 self._send(held)
 
+    def flush_all(self) -> None:
+        """Send what every thread holds (the client is about to close)."""
+        with self._lock:
+            owners = list(self._held)
+        for owner in owners:
+            self.flush(owner)
+
     def _send(self, held: list[tuple[str, dict[str, Any]]]) -> None:
         for task_id, events in _by_task(held):
             try:
@@ -124,4 +131,7 @@ def holder_for(api: Any) -> Callable[[str, dict[str, Any]], None]:
         return lambda task_id, event: api.append_events(task_id, [event])
     held = HeldEvents(api)
     register(held.flush)
+    on_close = getattr(api, "before_close", None)
+    if on_close is not None:  # what is still held goes out before the client closes
+        on_close(held.flush_all)
     return held.add

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from cli.errors import ExitCode, say_waking
-from cli.main import _describe
+from cli.main import describe_error
 from shared.api_client import ApiClient
 from shared.api_transport import WAKING_MESSAGE, DatabaseWakingError
 from tests.unit.test_api_transport import PROJECT
@@ -57,7 +57,7 @@ def test_past_its_wait_the_client_gives_up_with_a_readable_error() -> None:
 
     assert sum(sleeps) <= ApiClient.WAKE_WAIT_S
     assert len(api.keys) == len(sleeps) + 1
-    message, code = _describe(caught.value) or ("", None)
+    message, code = describe_error(caught.value) or ("", None)
     assert code == ExitCode.UNREACHABLE
     assert "waking up" in message and "\n" not in message
 

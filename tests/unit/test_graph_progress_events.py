@@ -145,3 +145,22 @@ def test_a_holders_send_runs_no_other_holders_flush() -> None:
 
     assert ran == [], "the send itself ran no callback"
     assert recorder.calls == [("POST", "events", ["mine"])]
+
+
+def test_closing_the_client_sends_what_every_thread_still_holds() -> None:
+    """A function reset or a stopped stack closes the graph's client: what its threads held (up to a second
+    of progress) goes out first instead of failing on a closed client."""
+    recorder = _Recorder()
+    api = _api(recorder)
+    event = event_sender(api)
+    _event(event, "mine")
+    other = threading.Thread(target=lambda: _event(event, "theirs"))
+    other.start()
+    other.join()
+
+    api.close()
+
+    sent = sorted(messages for _, path, messages in recorder.calls if path == "events")
+    assert sent == [["mine"], ["theirs"]]
+    api.close()  # a second close sends nothing again
+    assert len([c for c in recorder.calls if c[1] == "events"]) == 2
