@@ -1,6 +1,7 @@
-"""`orchestrator local up …` whose worker manager starts each worker as a container of the worker image
-(tests/images/container_worker.py) instead of a wrapper subprocess: the embedded stack's API, queues,
-engineering graph and worker manager, unchanged, with the image in the Fargate task's place."""
+"""The stack's own process (`cli.local.serve`, what `orchestrator local up` becomes) whose worker manager
+starts each worker as a container of the worker image (tests/images/container_worker.py) instead of a wrapper
+subprocess: the embedded stack's API, queues, engineering graph and worker manager, unchanged, with the image
+in the Fargate task's place. Its arguments are the serve module's (`--port 0 --json`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ def _container_init(
 local.LocalRuntime.__init__ = _container_init  # type: ignore[method-assign]
 
 if __name__ == "__main__":
-    from cli.main import main
+    from cli.local.serve import main
 
-    sys.argv[0] = "orchestrator"
-    sys.exit(main())
+    main(sys.argv[1:])

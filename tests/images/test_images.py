@@ -102,8 +102,6 @@ def _stack_with_container_workers(
             [
                 sys.executable,
                 str(Path(__file__).with_name("stack_with_container_workers.py")),
-                "local",
-                "up",
                 "--port",
                 "0",
                 "--json",
