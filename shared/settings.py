@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_CONFIG = SettingsConfigDict(env_prefix="ORCH_", extra="ignore", validate_default=True)
+_CONFIG = SettingsConfigDict(env_prefix="ORCH_", extra="ignore", validate_default=True, defer_build=True)
 
 
 class HomeSettings(BaseSettings):
