@@ -23,9 +23,6 @@ from shared.topology import CONSUMERS
 app = typer.Typer(help="Run the whole system on this machine (no AWS, no Docker).", no_args_is_help=True)
 
 
-_home = stack_home
-
-
 def _running(home: Path):  # type: ignore[no-untyped-def]
     from cli.local.stack import StackState, pid_alive
 
@@ -114,7 +111,7 @@ def up(
 ) -> None:
     """Start the API, the consumers and the scheduler; Ctrl-C stops them cleanly. A taken port is refused
     at once with the process holding it and a free port to use (exit 4)."""
-    home = _home()
+    home = stack_home()
     running = _running(home)
     if running is not None:
         raise CliError(
@@ -128,23 +125,15 @@ def up(
     if detach:
         _up_detached(home, chosen_port, database_url, json_output, consumers, telegram, retry=retry)
         return
-    _up_foreground(chosen_port, database_url, consumers, telegram, json_output, retry, ready_fd)
+    _up_foreground(ServeOptions(chosen_port, database_url, consumers, telegram, json_output, retry, ready_fd))
 
 
-def _up_foreground(
-    port: int,
-    database_url: str | None,
-    consumers: str,
-    telegram: bool,
-    json_output: bool,
-    retry: str,
-    ready_fd: int | None = None,
-) -> None:
+def _up_foreground(options: ServeOptions) -> None:
     """Become the stack's own process (`cli.local.serve`): the same pid, terminal and signals, without the
     command line's modules in the process that serves from now on."""
-    argv = ServeOptions(port, database_url, consumers, telegram, json_output, retry, ready_fd).argv()
-    if ready_fd is not None:
-        os.set_inheritable(ready_fd, True)  # a descriptor Python opened is closed by exec otherwise
+    argv = options.argv()
+    if options.ready_fd is not None:
+        os.set_inheritable(options.ready_fd, True)  # a descriptor Python opened is closed by exec otherwise
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)  # noqa: S606 - this interpreter and a fixed module: no shell, no user program
@@ -262,7 +251,7 @@ def down(
     json_output: JsonFlag = False,
 ) -> None:
     """Stop a stack started with --detach (or any stack running on this ORCH_HOME)."""
-    home = _home()
+    home = stack_home()
     state = _running(home)
     if state is None:
         (home / "stack.pid").unlink(missing_ok=True)
@@ -288,7 +277,7 @@ def down(
 @app.command("status")
 def status(json_output: JsonFlag = False) -> None:
     """What runs: API, consumers, scheduled jobs, queues."""
-    home = _home()
+    home = stack_home()
     state = _running(home)
     if state is None:
         print_json({"running": False, "home": str(home)}) if json_output else typer.echo(

@@ -77,13 +77,14 @@ def _silent_local_holder(ctx: typer.Context) -> bool:
     accepts connections but does not answer within seconds (the API client would wait 30 s)."""
     import httpx
 
-    from cli.commands_local import _home, _running
+    from cli.commands_local import _running
     from cli.config import resolve_connection
     from cli.local.ports import port_of_local_url
+    from cli.local.serve import stack_home
 
     obj = ctx.find_root().obj or {}
     url = resolve_connection(obj.get("api_url"), obj.get("api_key")).api_url
-    state = _running(_home())
+    state = _running(stack_home())
     if port_of_local_url(url) is None or (state is not None and state.url == url):
         return False
     try:
@@ -113,11 +114,12 @@ def _ensure_stack(ctx: typer.Context, port: int | None, quiet: bool, agent: str 
     ORCH_PORT, else on the port of the local URL in the config, else 8787 (a taken port: exit 4)."""
     if _stack_is_up(ctx):
         return
-    from cli.commands_local import _home, _running, _up_detached
+    from cli.commands_local import _running, _up_detached
     from cli.config import resolve_connection
     from cli.local.ports import check_port, stack_port
+    from cli.local.serve import stack_home
 
-    home = _home()
+    home = stack_home()
     if _running(home) is None:
         _check_agent_before_start(agent)
         obj = ctx.find_root().obj or {}
@@ -165,12 +167,13 @@ def _check_agent_before_start(agent: str | None) -> None:
 def _check_agent(ctx: typer.Context, agent: str | None, project: Any) -> None:
     """Before anything is created: can the local stack the CLI talks to run the agent? (A remote API,
     or a stack that did not record its agents, is not second-guessed.)"""
-    from cli.commands_local import _home, _running
+    from cli.commands_local import _running
     from cli.config import resolve_connection
     from cli.local.agents import agent_problem
+    from cli.local.serve import stack_home
     from worker_image.agents.config import AgentEnvironment
 
-    state = _running(_home())
+    state = _running(stack_home())
     obj = ctx.find_root().obj or {}
     url = resolve_connection(obj.get("api_url"), obj.get("api_key")).api_url
     if state is None or state.url != url or state.agents is None:

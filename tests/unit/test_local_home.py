@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cli.commands_local import _home
+from cli.local.serve import stack_home
 from shared.settings import HomeSettings
 
 
@@ -26,7 +26,7 @@ def test_home_is_what_the_settings_read(monkeypatch: pytest.MonkeyPatch, environ
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
 
-    assert _home() == HomeSettings().home
+    assert stack_home() == HomeSettings().home
 
 
 def test_the_data_dirs_database_is_the_file_the_stack_looks_for(tmp_path: os.PathLike[str]) -> None:

@@ -9,10 +9,11 @@ accepted the final message.
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Insert, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from functions.api.db import rows_changed
@@ -45,24 +46,15 @@ def publish(session: Session, task: Task, event: ProgressEvent, chat: Any = ASK)
 
 def _ensure_row(session: Session, task_id: str, chat_id: int) -> None:
     """Insert the row unless it exists; safe when two claims race (ON CONFLICT DO NOTHING)."""
-    # only the dialect in use is imported: the other one's package is ~2 MiB of the process (PostgreSQL's
-    # on SQLite), loaded for nothing
+    # the dialect in use only: importing the other one's package is ~2 MiB of the process (PostgreSQL's on
+    # SQLite), for nothing. Both dialects' `insert` take ON CONFLICT DO NOTHING the same way.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.get_bind().dialect.name}")
     now = utcnow()
-    row = {"task_id": task_id, "chat_id": chat_id, "created_at": now, "updated_at": now}
-    statement: Insert
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        statement = (
-            postgresql_insert(TaskNotification).values(row).on_conflict_do_nothing(index_elements=["task_id"])
-        )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = (
-            sqlite_insert(TaskNotification).values(row).on_conflict_do_nothing(index_elements=["task_id"])
-        )
-    session.execute(statement)
+    session.execute(
+        dialect.insert(TaskNotification)
+        .values(task_id=task_id, chat_id=chat_id, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["task_id"])
+    )
 
 
 def claim(session: Session, task_id: str, holder: str, seconds: int) -> TaskNotification:
